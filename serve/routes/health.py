@@ -1,0 +1,46 @@
+"""Liveness and readiness."""
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from serve.context import Context, get_ctx
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    """The replica's event loop answers."""
+    return {"status": "ok"}
+
+
+async def _check(name: str, probe) -> tuple[str, str]:
+    try:
+        await asyncio.wait_for(probe(), timeout=2.0)
+        return name, "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return name, f"failed: {type(exc).__name__}: {exc}"[:200]
+
+
+@router.get("/readyz")
+async def readyz(ctx: Context = Depends(get_ctx)):
+    """Ready only when PostgreSQL, Redis and every actor service answer."""
+
+    async def pg():
+        async with ctx.db.connection() as conn:
+            await conn.execute("SELECT 1")
+
+    async def rd():
+        await ctx.redis.ping()
+
+    probes = [_check("postgres", pg), _check("redis", rd)]
+    for name, svc in ctx.services.items():
+        ping = getattr(svc, "ping", None)
+        if ping is not None:
+            probes.append(_check(name, ping))
+    checks = dict(await asyncio.gather(*probes))
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

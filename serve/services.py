@@ -1,0 +1,11 @@
+"""Actor clients each replica opens. Each service module registers itself here in one line."""
+from __future__ import annotations
+
+from typing import Any
+
+from flashmart.settings import Settings
+
+
+async def open_services(settings: Settings) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    return services

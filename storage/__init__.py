@@ -1,0 +1,1 @@
+"""Storage: embedded servers, migrations, and the PostgreSQL/Redis implementations of actor storage."""

