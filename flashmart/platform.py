@@ -6,10 +6,12 @@ what users start.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -139,18 +141,24 @@ def ingress_name(env: dict[str, str]) -> str:
     return "haproxy" if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "default-proxy"
 
 
+def _ray_cli() -> str:
+    """The `ray` executable of this environment (PATH may not include the venv)."""
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.exists() else "ray"
+
+
 def ray_head_running() -> bool:
-    result = subprocess.run(["ray", "status"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([_ray_cli(), "status"], capture_output=True, text=True, timeout=60)
     return result.returncode == 0
 
 
 def start_ray_head(settings: Settings) -> None:
     """`ray start --head` with the dashboard, so the cluster outlives this command."""
-    if embedded.port_open("127.0.0.1", settings.ray_dashboard_port) and not ray_head_running():
-        raise PlatformError(f"port {settings.ray_dashboard_port} (Ray dashboard) is taken by another program; "
-                            "stop it or set FLASHMART_RAY_DASHBOARD_PORT")
+    for port, var in ((settings.ray_dashboard_port, "RAY_DASHBOARD_PORT"), (settings.ray_gcs_port, "RAY_GCS_PORT")):
+        if embedded.port_open("127.0.0.1", port):
+            raise PlatformError(f"port {port} (Ray) is taken by another program; stop it or set FLASHMART_{var}")
     env = {**os.environ, **serve_env(settings)}
-    cmd = ["ray", "start", "--head", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+    cmd = [_ray_cli(), "start", "--head", f"--port={settings.ray_gcs_port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
            f"--dashboard-port={settings.ray_dashboard_port}", "--disable-usage-stats"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if result.returncode != 0:
@@ -161,7 +169,7 @@ def start_ray_head(settings: Settings) -> None:
 def stop_ray_head() -> bool:
     if not ray_head_running():
         return False
-    subprocess.run(["ray", "stop"], capture_output=True, timeout=120)
+    subprocess.run([_ray_cli(), "stop"], capture_output=True, timeout=120)
     return True
 
 
@@ -214,3 +222,116 @@ def wait_ready(settings: Settings, timeout_s: float) -> None:
 
 def data_marker(settings: Settings) -> Path:
     return settings.data_dir.resolve() / "platform.json"
+
+
+def api_is_up(settings: Settings) -> bool:
+    return _is_our_api(settings)
+
+
+def shutdown_app(settings: Settings) -> None:
+    """Remove the Serve application from a cluster we joined but did not start."""
+    from ray import serve
+
+    connect_ray(settings.ray_address or "auto")
+    serve.delete(APP_NAME)
+
+
+# --- state file: what `up` started, read by `down` and `status` -----------------------------------
+
+def write_state(settings: Settings, *, started_ray: bool) -> None:
+    state = {
+        "started_ray": started_ray,
+        "ingress": ingress_name(serve_env(settings)) if started_ray else read_state(settings).get("ingress", "unknown"),
+        "database_url": settings.database_url,
+        "redis_url": settings.redis_url,
+        "stripe_api_base": settings.stripe_api_base,
+        "api_url": settings.api_url,
+        "dashboard_url": f"http://127.0.0.1:{settings.ray_dashboard_port}",
+    }
+    data_marker(settings).write_text(json.dumps(state, indent=2))
+
+
+def read_state(settings: Settings) -> dict:
+    try:
+        return json.loads(data_marker(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def clear_state(settings: Settings) -> None:
+    data_marker(settings).unlink(missing_ok=True)
+
+
+def resolved_or_none(settings: Settings) -> Settings | None:
+    """Settings with real URLs if the database is reachable (embedded running or configured)."""
+    if settings.embedded_database and embedded.postgres_pid(settings.data_dir.resolve()) is None:
+        return None
+    return settings.resolved()
+
+
+def status_report(settings: Settings) -> dict:
+    """Each part with its URL and health, for `flashmart status`."""
+    resolved = settings.resolved()
+    state = read_state(settings)
+    parts = []
+
+    def part(name: str, url: str, check) -> None:
+        try:
+            detail = check()
+            parts.append({"name": name, "url": url, "healthy": True, "detail": detail or "ok"})
+        except Exception as exc:  # noqa: BLE001 - reported as unhealthy
+            parts.append({"name": name, "url": url, "healthy": False, "detail": f"down: {str(exc)[:120]}"})
+
+    part("api", resolved.api_url, lambda: _http_ok(f"{resolved.api_url}/readyz"))
+    part("docs", f"{resolved.api_url}/docs", lambda: _http_ok(f"{resolved.api_url}/docs"))
+    dashboard = f"http://127.0.0.1:{settings.ray_dashboard_port}"
+    part("ray-dashboard", dashboard, lambda: _port_ok("127.0.0.1", settings.ray_dashboard_port))
+    part("postgres", _redact(resolved.database_url), lambda: _check_database(resolved.database_url))
+    part("redis", resolved.redis_url, lambda: _check_redis(resolved.redis_url))
+    part("payment-gateway", resolved.stripe_api_base, lambda: _gateway_ok(resolved.stripe_api_base))
+    return {
+        "healthy": all(p["healthy"] for p in parts),
+        "parts": parts,
+        "ingress": state.get("ingress", "unknown (not started by flashmart up)"),
+        "data_dir": str(resolved.data_dir),
+        "api_url": resolved.api_url,
+        "docs_url": f"{resolved.api_url}/docs",
+        "dashboard_url": dashboard,
+        "database_url": _redact(resolved.database_url),
+        "redis_url": resolved.redis_url,
+        "stripe_api_base": resolved.stripe_api_base,
+    }
+
+
+def _http_ok(url: str) -> str:
+    r = httpx.get(url, timeout=5)
+    if r.status_code != 200:
+        raise RuntimeError(f"HTTP {r.status_code}")
+    return "ok"
+
+
+def _port_ok(host: str, port: int) -> str:
+    if not embedded.port_open(host, port):
+        raise RuntimeError("not listening")
+    return "ok (token: `ray get-auth-token`)"
+
+
+def _gateway_ok(base: str) -> str:
+    from urllib.parse import urlparse
+
+    u = urlparse(base)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    if not embedded.port_open(u.hostname or "127.0.0.1", port):
+        raise RuntimeError("not listening")
+    return "ok"
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL shown to the operator."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=1, le=65535)
     localstripe_port: int = Field(8420, ge=1, le=65535)
     ray_dashboard_port: int = Field(8265, ge=1, le=65535)
+    ray_gcs_port: int = Field(6389, ge=1, le=65535, description="Ray head port (6379 is often Redis)")
 
     jwt_secret: str = Field("change-me-in-production-flashmart-dev-secret", min_length=16)
     access_token_ttl_s: int = Field(900, ge=30)

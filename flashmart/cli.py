@@ -1,0 +1,222 @@
+"""The `flashmart` command: up, down, status, user create, demo, sim."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flashmart.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+user_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
+app.add_typer(user_app, name="user")
+console = Console()
+err = Console(stderr=True)
+
+ROLES = ("customer", "seller", "admin", "support", "courier")
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+def _fail(message: str) -> None:
+    """One clear line, no traceback, non-zero exit."""
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError, shown as one line
+        _fail(f"invalid configuration: {exc}".replace("\n", " ")[:400])
+        raise
+
+
+# --- up / down / status ---------------------------------------------------------------------------
+
+def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
+    """Start what is not running yet; return (resolved settings, seconds taken, already_running)."""
+    from flashmart import platform as pf
+    from storage.embedded import EmbeddedError
+
+    t0 = time.perf_counter()
+    started_ray = False
+    try:
+        resolved = pf.start_backing_services(settings)
+        if resolved.ray_address:
+            address = resolved.ray_address
+        else:
+            if not pf.ray_head_running():
+                with console.status("starting Ray head with dashboard…"):
+                    pf.start_ray_head(resolved)
+                started_ray = True
+            address = "auto"
+        already = (not started_ray) and pf.api_is_up(resolved)
+        if not already:
+            with console.status("deploying actors and the Serve application…"):
+                pf.connect_ray(address)
+                pf.deploy(resolved)
+        pf.write_state(resolved, started_ray=started_ray or pf.read_state(resolved).get("started_ray", False))
+        return resolved, time.perf_counter() - t0, already
+    except (pf.PlatformError, EmbeddedError) as exc:
+        if started_ray:
+            pf.stop_ray_head()
+        pf.stop_backing_services(settings)
+        _fail(str(exc))
+        raise
+
+
+@app.command()
+def up() -> None:
+    """Start flashmart: embedded PostgreSQL/Redis/localstripe (unless configured), Ray, actors, the API."""
+    _quiet()
+    settings = _load_settings()
+    resolved, took_s, already = bring_up(settings)
+    if already:
+        console.print("[yellow]flashmart is already running[/]")
+    else:
+        console.print(f"[green]flashmart is up[/] (ready in {took_s:.1f}s)")
+    _print_status(resolved)
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `up` started. Data stays in the data directory for the next `up`."""
+    _quiet()
+    from flashmart import platform as pf
+
+    settings = _load_settings()
+    state = pf.read_state(settings)
+    stopped = []
+    if state.get("started_ray") and pf.ray_head_running():
+        with console.status("stopping Ray (Serve, actors, dashboard)…"):
+            pf.stop_ray_head()
+        stopped.append("ray")
+    elif pf.ray_head_running():
+        pf.shutdown_app(settings)
+        stopped.append("serve-app")
+    stopped += pf.stop_backing_services(settings)
+    pf.clear_state(settings)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}; data kept in {settings.data_dir.resolve()}")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Where everything is and whether each part is healthy."""
+    _quiet()
+    from flashmart import platform as pf
+
+    settings = _load_settings()
+    report = pf.status_report(settings)
+    if as_json:
+        console.print_json(json.dumps(report))
+    else:
+        _print_table(report)
+    if not report["healthy"]:
+        raise typer.Exit(1)
+
+
+def _print_status(resolved: Settings) -> None:
+    from flashmart import platform as pf
+
+    _print_table(pf.status_report(resolved))
+
+
+def _print_table(report: dict) -> None:
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("part")
+    table.add_column("where")
+    table.add_column("health")
+    for part in report["parts"]:
+        colour = "green" if part["healthy"] else "red"
+        table.add_row(part["name"], part["url"], f"[{colour}]{part['detail']}[/]")
+    console.print(table)
+    console.print(f"Serve ingress: [bold]{report['ingress']}[/]   data: {report['data_dir']}")
+    console.print("Ray dashboard is token-guarded: `ray get-auth-token` prints the token to paste in.")
+
+
+# --- users ----------------------------------------------------------------------------------------
+
+@user_app.command("create")
+def user_create(
+    email: str = typer.Option(..., help="login email"),
+    password: str = typer.Option(..., help="at least 8 characters"),
+    role: str = typer.Option("customer", help=" | ".join(ROLES)),
+    name: str = typer.Option("", help="display name"),
+) -> None:
+    """Create an account with a role (sellers, admins, support and couriers are created this way)."""
+    _quiet()
+    if role not in ROLES:
+        _fail(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if len(password) < 8:
+        _fail("password must have at least 8 characters")
+    from flashmart import platform as pf
+
+    settings = _load_settings()
+    resolved = pf.resolved_or_none(settings)
+    if resolved is None:
+        _fail("the database is not running; run `flashmart up` first")
+    import psycopg
+
+    from storage.users import create_user
+
+    try:
+        with psycopg.connect(resolved.database_url) as conn:
+            user_id = create_user(conn, email=email, password=password, name=name or email.split("@")[0], role=role)
+    except ValueError as exc:
+        _fail(str(exc))
+    except psycopg.errors.UniqueViolation:
+        _fail(f"a user with email {email} already exists")
+    console.print(f"created {role} {email} (id {user_id})")
+
+
+# --- demo and simulations -------------------------------------------------------------------------
+
+@app.command()
+def demo(
+    products: int = typer.Option(2000, help="demo catalog size"),
+    scenario: str = typer.Option("smoke", help="flash-sale scenario to run"),
+) -> None:
+    """Start flashmart, load a demo catalog, run a short flash sale and print its report."""
+    _quiet()
+    settings = _load_settings()
+    resolved, took_s, _ = bring_up(settings)
+    console.print(f"[green]platform ready[/] in {took_s:.1f}s at {resolved.api_url}")
+    from sim.runner import run_scenario_by_name
+
+    ok = run_scenario_by_name(resolved, scenario, catalog_products=products, console=console)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def sim(
+    scenario: str = typer.Argument(..., help="scenario name (smoke, black-friday, chaos) or a path to a scenario file"),
+    driver: Optional[str] = typer.Option(None, help="http (default) or actors"),
+    out: Optional[str] = typer.Option(None, help="directory for the report JSON and PNG plots"),
+) -> None:
+    """Run a flash-sale simulation against the running platform and check every invariant."""
+    _quiet()
+    from flashmart import platform as pf
+    from sim.runner import run_scenario_by_name
+
+    settings = _load_settings()
+    resolved = pf.resolved_or_none(settings)
+    if resolved is None or not pf.api_is_up(resolved):
+        _fail("flashmart is not running; run `flashmart up` first")
+    ok = run_scenario_by_name(resolved, scenario, driver=driver, out_dir=out, console=console)
+    raise typer.Exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    app()
