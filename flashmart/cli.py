@@ -25,6 +25,7 @@ ROLES = ("customer", "seller", "admin", "support", "courier")
 
 def _quiet() -> None:
     warnings.filterwarnings("ignore")
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.getLogger("ray").setLevel(logging.ERROR)
 
@@ -52,16 +53,17 @@ def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
 
     t0 = time.perf_counter()
     started_ray = False
+    running_before = set(pf.running_embedded(settings))
     try:
         resolved = pf.start_backing_services(settings)
         if resolved.ray_address:
             address = resolved.ray_address
         else:
-            if not pf.ray_head_running():
+            if not pf.ray_head_running(settings):
                 with console.status("starting Ray head with dashboard…"):
                     pf.start_ray_head(resolved)
                 started_ray = True
-            address = "auto"
+            address = f"127.0.0.1:{resolved.ray_gcs_port}"
         already = (not started_ray) and pf.api_is_up(resolved)
         if not already:
             with console.status("deploying actors and the Serve application…"):
@@ -70,9 +72,11 @@ def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
         pf.write_state(resolved, started_ray=started_ray or pf.read_state(resolved).get("started_ray", False))
         return resolved, time.perf_counter() - t0, already
     except (pf.PlatformError, EmbeddedError) as exc:
+        # leave nothing half started, but never stop what was already running before this `up`
         if started_ray:
-            pf.stop_ray_head()
-        pf.stop_backing_services(settings)
+            pf.stop_ray_head(settings)
+        started_now = [p for p in pf.running_embedded(settings) if p not in running_before]
+        pf.stop_backing_services(settings, only=started_now)
         _fail(str(exc))
         raise
 
@@ -99,11 +103,11 @@ def down() -> None:
     settings = _load_settings()
     state = pf.read_state(settings)
     stopped = []
-    if state.get("started_ray") and pf.ray_head_running():
+    if state.get("started_ray") and pf.ray_head_running(settings):
         with console.status("stopping Ray (Serve, actors, dashboard)…"):
-            pf.stop_ray_head()
+            pf.stop_ray_head(settings)
         stopped.append("ray")
-    elif pf.ray_head_running():
+    elif state and pf.ray_head_running(settings):
         pf.shutdown_app(settings)
         stopped.append("serve-app")
     stopped += pf.stop_backing_services(settings)
@@ -168,17 +172,18 @@ def user_create(
     if resolved is None:
         _fail("the database is not running; run `flashmart up` first")
     import psycopg
+    from psycopg.rows import dict_row
 
     from storage.users import create_user
 
     try:
-        with psycopg.connect(resolved.database_url) as conn:
-            user_id = create_user(conn, email=email, password=password, name=name or email.split("@")[0], role=role)
+        with psycopg.connect(resolved.database_url, row_factory=dict_row) as conn:
+            user = create_user(conn, email=email, password=password, name=name or email.split("@")[0], role=role)
     except ValueError as exc:
         _fail(str(exc))
-    except psycopg.errors.UniqueViolation:
+    if user is None:
         _fail(f"a user with email {email} already exists")
-    console.print(f"created {role} {email} (id {user_id})")
+    console.print(f"created {role} {user['email']} (id {user['id']})")
 
 
 # --- demo and simulations -------------------------------------------------------------------------

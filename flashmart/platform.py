@@ -147,8 +147,16 @@ def _ray_cli() -> str:
     return str(beside) if beside.exists() else "ray"
 
 
-def ray_head_running() -> bool:
-    result = subprocess.run([_ray_cli(), "status"], capture_output=True, text=True, timeout=60)
+# Ray >= 2.59 guards a local head (dashboard included) with a token kept in ~/.ray/auth_token;
+# flashmart keeps the guard, so its own `ray` subprocesses run in token mode too.
+RAY_AUTH_ENV = {"RAY_AUTH_MODE": "token"}
+
+
+def ray_head_running(settings: Settings | None = None) -> bool:
+    cmd = [_ray_cli(), "status"]
+    if settings is not None:
+        cmd.append(f"--address=127.0.0.1:{settings.ray_gcs_port}")
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **RAY_AUTH_ENV})
     return result.returncode == 0
 
 
@@ -157,7 +165,7 @@ def start_ray_head(settings: Settings) -> None:
     for port, var in ((settings.ray_dashboard_port, "RAY_DASHBOARD_PORT"), (settings.ray_gcs_port, "RAY_GCS_PORT")):
         if embedded.port_open("127.0.0.1", port):
             raise PlatformError(f"port {port} (Ray) is taken by another program; stop it or set FLASHMART_{var}")
-    env = {**os.environ, **serve_env(settings)}
+    env = {**os.environ, **RAY_AUTH_ENV, **serve_env(settings)}
     cmd = [_ray_cli(), "start", "--head", f"--port={settings.ray_gcs_port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
            f"--dashboard-port={settings.ray_dashboard_port}", "--disable-usage-stats"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
@@ -166,11 +174,56 @@ def start_ray_head(settings: Settings) -> None:
         raise PlatformError(f"Ray head did not start: {tail[0]}")
 
 
-def stop_ray_head() -> bool:
-    if not ray_head_running():
+def stop_ray_head(settings: Settings) -> bool:
+    """Stop only the Ray head flashmart started (`ray stop` would also kill any other Ray
+    cluster on this machine, such as a test run's): its processes are the ones that name its
+    session directory or GCS port, plus everything they spawned (workers, HAProxy)."""
+    import psutil
+
+    session = _ray_session_dir(settings)
+    if session is None:
         return False
-    subprocess.run([_ray_cli(), "stop"], capture_output=True, timeout=120)
+    marker_port = f":{settings.ray_gcs_port}"
+    roots = [p for p in psutil.process_iter(["cmdline"])
+             if any(session in arg or arg.endswith(marker_port) for arg in (p.info["cmdline"] or []))]
+    procs = {p.pid: p for root in roots for p in [root, *_children(root)]}
+    for p in procs.values():
+        _signal(p, "terminate")
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=15)
+    for p in alive:
+        _signal(p, "kill")
     return True
+
+
+def _ray_session_dir(settings: Settings) -> str | None:
+    """The session directory of the GCS listening on our port (read from its command line)."""
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        args = p.info["cmdline"] or []
+        if args and args[0].endswith("gcs_server") and f"--gcs_server_port={settings.ray_gcs_port}" in args:
+            for arg in args:
+                if arg.startswith("--log_dir="):
+                    return str(Path(arg.split("=", 1)[1]).parent)
+    return None
+
+
+def _children(proc):
+    import psutil
+
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _signal(proc, how: str) -> None:
+    import psutil
+
+    try:
+        getattr(proc, how)()
+    except psutil.Error:
+        pass
 
 
 def connect_ray(address: str) -> None:
@@ -335,3 +388,10 @@ def _redact(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def running_embedded(settings: Settings) -> list[str]:
+    """Which embedded servers of this data directory are running now."""
+    data = settings.data_dir.resolve()
+    checks = {"postgres": embedded.postgres_pid, "redis": embedded.redis_pid, "localstripe": embedded.localstripe_pid}
+    return [name for name, pid in checks.items() if pid(data) is not None]

@@ -33,6 +33,25 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(900, ge=30)
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
 
+    # Security (serve/security.py, serve/ratelimit.py, serve/waiting_room.py)
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = none")
+    request_body_max_bytes: int = Field(1_000_000, ge=1024, description="larger bodies get 413")
+    trust_forwarded_for: bool = Field(False, description="take the client IP from X-Forwarded-For (behind a trusted proxy only)")
+    rate_limits: dict[str, list[float]] = Field(
+        default_factory=lambda: {
+            # "<name>.<scope>": [capacity, refill_per_s]
+            "login.ip": [200, 5.0], "login.account": [5, 1 / 12],
+            "register.ip": [100, 2.0], "refresh.ip": [200, 5.0],
+            "checkout.ip": [2000, 500.0], "checkout.user": [10, 1.0],
+            "queue.ip": [5000, 1000.0], "queue.user": [20, 2.0],
+            "api.ip": [5000, 1000.0], "api.user": [300, 50.0],
+        },
+        description="token buckets; JSON in FLASHMART_RATE_LIMITS",
+    )
+    waiting_room_admit_per_s: float = Field(50.0, gt=0, description="buyers admitted per second per hot SKU")
+    waiting_room_admission_ttl_s: int = Field(300, ge=10, description="how long an admitted buyer may shop")
+    waiting_room_ttl_s: int = Field(24 * 3600, ge=60, description="a waiting room's keys expire after this")
+
     # Inventory engine
     hold_ttl_s: float = Field(600.0, gt=0, description="reservation hold lifetime (seed: 10 minutes)")
     flush_interval_ms: float = Field(5.0, gt=0, description="group-commit period of shard journals")
@@ -45,6 +64,20 @@ class Settings(BaseSettings):
     # Payments
     gateway_rate_per_s: float = Field(25.0, gt=0, description="Stripe test mode allows 25 ops/s")
     gateway_queue_depth_max: int = Field(5000, ge=1)
+    payments_pool_size: int = Field(2, ge=1, le=64, description="payment actors sharing the gateway rate")
+
+    # Purchase path: carts, checkout saga, outbox, notifications
+    cart_shard_count: int = Field(2, ge=1, le=256, description="cart actors; a user's cart lives in one")
+    cart_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="cart lifetime in Redis (seed: 30 days)")
+    cart_items_max: int = Field(100, ge=1)
+    checkout_pool_size: int = Field(2, ge=1, le=64, description="checkout saga actors")
+    saga_stale_s: float = Field(60.0, gt=0, description="a running saga untouched this long is in doubt")
+    sweeper_interval_s: float = Field(10.0, gt=0)
+    outbox_relay_interval_ms: float = Field(200.0, gt=0)
+    events_stream_maxlen: int = Field(100_000, ge=100, description="Redis stream of order events, trimmed")
+    smtp_sink_port: int = Field(0, ge=0, le=65535, description="local SMTP sink for notifications; 0 = any free port")
+    fraud_review_threshold: float = Field(30.0, description="risk score from which an order waits for review")
+    fraud_decline_threshold: float = Field(60.0, description="risk score from which an order is declined")
 
     # Serve
     serve_replicas_min: int = Field(1, ge=1)

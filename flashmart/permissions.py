@@ -1,0 +1,50 @@
+"""Roles and the permission table: the one place that says who may do what.
+
+Routes declare a permission with `Depends(require("order.checkout"))`; ownership (a customer's own
+order, a seller's own product, a courier's assigned shipment) is checked by the route against the
+data. Need a new permission? Add one line here.
+"""
+from __future__ import annotations
+
+CUSTOMER, SELLER, ADMIN, SUPPORT, COURIER = "customer", "seller", "admin", "support", "courier"
+ROLES: tuple[str, ...] = (CUSTOMER, SELLER, ADMIN, SUPPORT, COURIER)
+
+
+def _roles(*names: str) -> frozenset[str]:
+    unknown = set(names) - set(ROLES)
+    assert not unknown, f"unknown roles in permission table: {unknown}"
+    return frozenset(names)
+
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    # inventory and warehouses
+    "inventory.read": _roles(SELLER, ADMIN, SUPPORT),
+    "inventory.write": _roles(SELLER, ADMIN),
+    "warehouse.write": _roles(ADMIN),
+    "flash_sale.write": _roles(SELLER, ADMIN),
+    # catalog
+    "product.write": _roles(SELLER, ADMIN),
+    "product.import": _roles(SELLER, ADMIN),
+    # buying
+    "cart.use": _roles(CUSTOMER),
+    "order.checkout": _roles(CUSTOMER),
+    "order.read": _roles(CUSTOMER, SELLER, ADMIN, SUPPORT),
+    "order.cancel": _roles(CUSTOMER, SUPPORT, ADMIN),
+    "order.review": _roles(SUPPORT, ADMIN),
+    "waiting_room.join": _roles(CUSTOMER),
+    # fulfilment and after-sales
+    "shipment.read": _roles(CUSTOMER, SELLER, COURIER, SUPPORT, ADMIN),
+    "shipment.update": _roles(COURIER, ADMIN),
+    "return.request": _roles(CUSTOMER),
+    "return.review": _roles(SUPPORT, ADMIN),
+    "refund.issue": _roles(SUPPORT, ADMIN),
+    # administration
+    "user.admin": _roles(ADMIN),
+    "audit.read": _roles(ADMIN, SUPPORT),
+}
+
+
+def allowed(role: str, permission: str) -> bool:
+    """True when `role` holds `permission`; an unknown permission is a programming error."""
+    assert permission in PERMISSIONS, f"unknown permission {permission!r}: add it to flashmart/permissions.py"
+    return role in PERMISSIONS[permission]
