@@ -1,0 +1,36 @@
+# Every target sets itself up from nothing: a virtual environment, the pinned install, then the run.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test up down status fuzz lock
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,fuzz]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job: start the platform on embedded defaults and run a short flash sale.
+demo: $(STAMP)
+	$(BIN)/flashmart demo
+
+## The test suite (real PostgreSQL, Redis, localstripe and Ray, all embedded).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+up: $(STAMP)
+	$(BIN)/flashmart up
+
+down: $(STAMP)
+	$(BIN)/flashmart down
+
+status: $(STAMP)
+	$(BIN)/flashmart status
+
+## Re-pin the versions a fresh install gets (run after changing dependencies, then commit).
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^flashmart' > constraints.txt
