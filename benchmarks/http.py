@@ -1,0 +1,256 @@
+"""HTTP throughput: flashmart through Ray Serve vs plain uvicorn + FastAPI on the same machine.
+
+The load generator is wrk (C, event loop), not Python, so the client is not the bottleneck it would
+be with httpx. Rows measured in one run, each with the same wrk settings:
+
+- `uvicorn_hello`: a FastAPI hello world on one uvicorn worker started here: the ceiling.
+- `uvicorn_flashmart_healthz`: flashmart's own FastAPI app (middleware, error handlers) on uvicorn,
+  without Serve: separates the cost of the app from the cost of Serve.
+- `serve_<route>`: flashmart deployed by flashmart.platform.deploy, through Serve's ingress
+  (HAProxy when present); /healthz always, search and add-to-cart when the API has those routes.
+
+Note the module name: always import it as `benchmarks.http` (the package), never run the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- the ceiling app (started by uvicorn as `benchmarks.http:hello_app --factory`) ------------------
+
+def hello_app():
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+def flashmart_app():
+    """flashmart's FastAPI app without Serve; only routes that need no context answer (/healthz)."""
+    from serve.app import create_fastapi
+
+    return create_fastapi()
+
+
+# --- wrk ------------------------------------------------------------------------------------------
+
+def ensure_wrk(say=print) -> str | None:
+    """wrk on PATH, else install the Debian package (root + apt-get); None, with the reason said, if not."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        say("wrk is not installed and cannot be installed here (needs root and apt-get): "
+            "install it (Debian/Ubuntu: apt-get install wrk) to run the HTTP benchmark")
+        return None
+    say("wrk is not installed: installing the Debian package with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "install", "-y", "-qq", "wrk"], ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "wrk"]):
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        if cmd[1] == "install" and result.returncode == 0:
+            break
+    found = shutil.which("wrk")
+    if not found:
+        say(f"apt-get could not install wrk ({(result.stderr or result.stdout).strip()[-200:]}); "
+            "HTTP benchmark skipped")
+    return found
+
+
+def wrk_version(wrk: str) -> str:
+    result = subprocess.run([wrk, "-v"], capture_output=True, text=True)
+    return (result.stdout + result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else "wrk"
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not m:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(m.group(1)) * _UNITS_MS[m.group(2)]
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests/s, latency percentiles and failures from `wrk --latency` output."""
+    def find(pattern: str, default=None):
+        m = re.search(pattern, output, re.MULTILINE)
+        return m.group(1) if m else default
+
+    total = int(find(r"^\s*(\d+) requests in", "0"))
+    non_2xx = int(find(r"Non-2xx or 3xx responses:\s*(\d+)", "0"))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = sum(int(x) for x in m.groups()) if m else 0
+    return {
+        "requests_per_s": float(find(r"^Requests/sec:\s*([\d.]+)", "0")),
+        "p50_ms": _ms(find(r"^\s*50%\s+(\S+)", "0ms")),
+        "p90_ms": _ms(find(r"^\s*90%\s+(\S+)", "0ms")),
+        "p99_ms": _ms(find(r"^\s*99%\s+(\S+)", "0ms")),
+        "requests": total,
+        "non_2xx": non_2xx,
+        "socket_errors": errors,
+    }
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    method: str = "GET"
+    body: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+
+def _lua_script(target: Target, directory: Path) -> Path | None:
+    if target.method == "GET" and not target.headers:
+        return None
+    lines = [f'wrk.method = "{target.method}"']
+    if target.body is not None:
+        lines.append(f"wrk.body = {json.dumps(target.body)}")
+    for k, v in target.headers.items():
+        lines.append(f'wrk.headers["{k}"] = {json.dumps(v)}')
+    path = directory / f"wrk-{target.name}.lua"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_wrk(wrk: str, target: Target, *, duration_s: int, connections: int, threads: int = 1,
+            warmup_s: int = 1, work_dir: Path) -> dict:
+    script = _lua_script(target, work_dir)
+    base = [wrk, f"-t{threads}", f"-c{connections}", "--latency", "--timeout", "5s"]
+    if script:
+        base += ["-s", str(script)]
+    if warmup_s:
+        subprocess.run(base + [f"-d{warmup_s}s", target.url], capture_output=True, timeout=warmup_s + 60)
+    result = subprocess.run(base + [f"-d{duration_s}s", target.url], capture_output=True, text=True,
+                            timeout=duration_s + 60)
+    if result.returncode != 0:
+        raise RuntimeError(f"wrk failed on {target.url}: {result.stderr.strip()[:200]}")
+    figures = parse_wrk(result.stdout)
+    return {"name": target.name, "url": target.url, "method": target.method, "connections": connections,
+            "threads": threads, "duration_s": duration_s, "note": target.note, **figures}
+
+
+# --- uvicorn ------------------------------------------------------------------------------------
+
+class Uvicorn:
+    """One uvicorn worker serving an app factory of this package, on a free port, stopped on exit."""
+
+    def __init__(self, factory: str, port: int, log_path: Path):
+        self.factory, self.port, self.log_path, self.proc = factory, port, log_path, None
+
+    def __enter__(self) -> "Uvicorn":
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", self.factory, "--factory", "--host", "127.0.0.1",
+             "--port", str(self.port), "--no-access-log", "--log-level", "warning"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"uvicorn {self.factory} exited; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"uvicorn {self.factory} did not answer in 30 s; see {self.log_path}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --- flashmart's routes -------------------------------------------------------------------------
+
+def discover_targets(api_url: str, prepare_cart=None) -> list[Target]:
+    """/healthz always; a search route (GET with a q/query parameter) and an add-to-cart route (POST
+    on a cart items path) when /openapi.json lists them. `prepare_cart(api_url, path)` returns
+    (body, headers) for add-to-cart or None when it cannot (then the route is skipped, said in notes)."""
+    targets = [Target("serve_healthz", f"{api_url}/healthz", note="trivial route through Serve")]
+    spec = httpx.get(f"{api_url}/openapi.json", timeout=10).json()
+    for path, ops in spec.get("paths", {}).items():
+        get = ops.get("get")
+        if get and "search" in path and "{" not in path:
+            names = {p.get("name") for p in get.get("parameters", [])}
+            q = next((n for n in ("q", "query", "text") if n in names), None)
+            if q and not any(t.name == "serve_search" for t in targets):
+                targets.append(Target("serve_search", f"{api_url}{path}?{q}=phone", note=f"GET {path}?{q}=phone"))
+    cart = next((p for p, ops in spec.get("paths", {}).items()
+                 if "post" in ops and "cart" in p and "items" in p and "{" not in p), None)
+    if cart:
+        prepared = prepare_cart(api_url, cart) if prepare_cart else None
+        if prepared:
+            body, headers = prepared
+            targets.append(Target("serve_add_to_cart", f"{api_url}{cart}", method="POST", body=body,
+                                  headers={"content-type": "application/json", **headers}, note=f"POST {cart}"))
+        else:
+            targets.append(Target("serve_add_to_cart", "", note=f"POST {cart} exists but could not be prepared"))
+    return targets
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_http(api_url: str | None, *, duration_s: int, connections: int, work_dir: Path, prepare_cart=None,
+             say=print) -> dict:
+    """The two uvicorn rows, then flashmart's routes through Serve (when api_url is given). The
+    ceiling is measured while Ray runs too, so both sides share the same background load."""
+    wrk = ensure_wrk(say)
+    if not wrk:
+        return {"skipped": "wrk is not available", "rows": []}
+    work_dir.mkdir(parents=True, exist_ok=True)
+    rows, skipped = [], []
+    for name, factory, note in (
+        ("uvicorn_hello", "benchmarks.http:hello_app", "FastAPI hello world, one uvicorn worker: the ceiling"),
+        ("uvicorn_flashmart_healthz", "benchmarks.http:flashmart_app", "flashmart's FastAPI app without Serve"),
+    ):
+        say(f"http: {name}")
+        with Uvicorn(factory, free_port(), work_dir / f"{name}.log") as server:
+            rows.append(run_wrk(wrk, Target(name, f"{server.url}/healthz", note=note), duration_s=duration_s,
+                                connections=connections, work_dir=work_dir))
+    if api_url:
+        for target in discover_targets(api_url, prepare_cart):
+            if not target.url:
+                skipped.append(f"{target.name}: {target.note}")
+                continue
+            say(f"http: {target.name}")
+            rows.append(run_wrk(wrk, target, duration_s=duration_s, connections=connections, work_dir=work_dir))
+    return {"wrk": wrk_version(wrk), "connections": connections, "duration_s": duration_s, "rows": rows,
+            "skipped": skipped}
