@@ -1,0 +1,76 @@
+"""The fraud actor: reads the buyer's history from PostgreSQL, applies rules + model, returns a verdict."""
+from __future__ import annotations
+
+import ray
+
+from actors.fraud.model import FraudModel
+from actors.fraud.rules import OrderFeatures, decide
+from flashmart.settings import Settings
+
+ACTOR_NAME = "fraud"
+
+_HISTORY_SQL = """
+SELECT
+  (SELECT count(*) FROM orders o WHERE (o.user_id = %(uid)s OR (%(uid)s::bigint IS NULL AND o.guest_email = %(email)s))
+     AND o.created_at > now() - interval '1 hour' AND o.id <> %(oid)s) AS orders_last_hour,
+  (SELECT avg(grand_total)::float FROM orders o WHERE o.user_id = %(uid)s
+     AND o.status IN ('confirmed', 'shipped', 'delivered', 'returned')) AS avg_order_value,
+  (SELECT o.shipping_address->>'country' FROM orders o WHERE o.user_id = %(uid)s
+     AND o.status IN ('confirmed', 'shipped', 'delivered') ORDER BY o.created_at DESC LIMIT 1) AS last_country,
+  EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.user_id = %(uid)s AND pm.token = %(token)s) AS known_method
+"""
+
+
+def features_from(order: dict, history: dict) -> OrderFeatures:
+    ship = order["shipping_address"]
+    billing = order.get("billing_address") or ship
+    mismatch = _addr_key(billing) != _addr_key(ship)
+    home = history.get("last_country") or billing.get("country")
+    return OrderFeatures(
+        orders_last_hour=int(history.get("orders_last_hour") or 0),
+        new_payment_method=not history.get("known_method"),
+        address_mismatch=mismatch,
+        total=float(order["total"]),
+        avg_order_value=history.get("avg_order_value"),
+        home_country=home,
+        ship_country=ship.get("country", ""),
+        guest=order.get("user_id") is None,
+    )
+
+
+def _addr_key(a: dict) -> tuple:
+    return tuple(str(a.get(k, "")).strip().lower() for k in ("street", "city", "zip", "country"))
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)
+class FraudActor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.model = FraudModel.load()
+        self.db = None
+
+    async def _pool(self):
+        if self.db is None:
+            from storage.postgres import open_async_pool
+
+            self.db = await open_async_pool(self.settings.database_url, min_size=1, max_size=4)
+        return self.db
+
+    async def score(self, order: dict) -> dict:
+        """order: {order_id, user_id, guest_email, total, payment_token, shipping_address, billing_address}"""
+        db = await self._pool()
+        async with db.connection() as conn:
+            cur = await conn.execute(_HISTORY_SQL, {"uid": order.get("user_id"), "email": order.get("guest_email"),
+                                                    "oid": order["order_id"], "token": order.get("payment_token", "")})
+            history = await cur.fetchone()
+        f = features_from(order, history)
+        verdict = decide(f, self.model.probability(f.vector()), self.settings.fraud_review_threshold,
+                         self.settings.fraud_decline_threshold)
+        return {**verdict.as_dict(), "model_version": self.model.version}
+
+    async def ping(self) -> str:
+        return "ok"
+
+
+def ensure_fraud_actor(settings: Settings) -> None:
+    FraudActor.options(name=ACTOR_NAME, lifetime="detached", get_if_exists=True).remote(settings)

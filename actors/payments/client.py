@@ -1,0 +1,49 @@
+"""Caller side of the payment pool: spreads calls over the actors; an order sticks to one actor
+so its authorise/capture/void queue behind each other in order."""
+from __future__ import annotations
+
+import zlib
+
+import ray
+
+from actors.payments.actor import actor_name
+from actors.payments.types import PaymentRefusal
+from flashmart.settings import Settings
+
+
+class PaymentsClient:
+    def __init__(self, handles: list):
+        assert handles, "no payment actors"
+        self.handles = handles
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> "PaymentsClient":
+        return cls([ray.get_actor(actor_name(i)) for i in range(settings.payments_pool_size)])
+
+    def _pick(self, key: str):
+        return self.handles[zlib.crc32(key.encode()) % len(self.handles)]
+
+    async def _call(self, key: str, method: str, *args):
+        try:
+            return await getattr(self._pick(key), method).remote(*args)
+        except ray.exceptions.RayActorError as exc:
+            return PaymentRefusal("unavailable", f"the payment actor is restarting: {type(exc).__name__}")
+
+    async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""):
+        return await self._call(order_id, "authorise", order_id, amount_minor, currency, payment_method, buyer)
+
+    async def capture(self, order_id: str, payment_intent_id: str, amount_minor: int | None = None):
+        return await self._call(order_id, "capture", payment_intent_id, amount_minor)
+
+    async def void(self, order_id: str, payment_intent_id: str):
+        return await self._call(order_id, "void", payment_intent_id)
+
+    async def refund(self, order_id: str, payment_intent_id: str, amount_minor: int, key: str):
+        return await self._call(order_id, "refund", payment_intent_id, amount_minor, key)
+
+    async def find_by_order(self, order_id: str) -> list[str]:
+        return await self._pick(order_id).find_by_order.remote(order_id)
+
+    async def ping(self) -> None:
+        for h in self.handles:
+            await h.ping.remote()

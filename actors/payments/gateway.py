@@ -1,0 +1,141 @@
+"""The Stripe gateway, through the official SDK (v16 `StripeClient`, async methods).
+
+`base_addresses={"api": ...}` points the client at localstripe in development and tests and at
+api.stripe.com in production: the same code for both. Network and 5xx/429 errors are retried with
+exponential backoff under the same idempotency key, so a retried authorisation never charges twice
+on a gateway that honours keys (Stripe does; localstripe ignores them, which is why the saga also
+records the PaymentIntent id and tags every intent with the order id in its metadata).
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Awaitable, Callable, TypeVar
+
+import stripe
+
+from actors.payments.types import Authorised, Captured, PaymentRefusal, Refunded, Voided
+
+T = TypeVar("T")
+
+RETRYABLE = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
+
+
+class StripeGateway:
+    def __init__(self, api_key: str, api_base: str, *, attempts_max: int = 4, backoff_base_s: float = 0.05,
+                 timeout_s: float = 20.0):
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=stripe.HTTPXClient(timeout=timeout_s),
+            max_network_retries=0,  # retries are ours: paced, counted, bounded
+        )
+        self.attempts_max = attempts_max
+        self.backoff_base_s = backoff_base_s
+        self.retries = 0
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(self.attempts_max):
+            try:
+                return await call()
+            except RETRYABLE:
+                if attempt == self.attempts_max - 1:
+                    raise
+                self.retries += 1
+                # full jitter, so a burst of failures does not retry in lockstep
+                await asyncio.sleep(random.uniform(0, self.backoff_base_s * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str,
+                        customer_ref: str = "") -> Authorised | PaymentRefusal:
+        params = {
+            "amount": amount_minor, "currency": currency.lower(), "payment_method": payment_method,
+            "capture_method": "manual", "confirm": True,
+            "payment_method_types": ["card"],
+            "metadata": {"order_id": order_id, "buyer": customer_ref},
+        }
+        try:
+            pi = await self._retrying(lambda: self.client.v1.payment_intents.create_async(
+                params, {"idempotency_key": f"authorise:{order_id}"}))
+        except stripe.CardError as exc:
+            return PaymentRefusal("payment_declined", exc.user_message or "the card was declined")
+        except stripe.InvalidRequestError as exc:
+            return PaymentRefusal("invalid", f"the payment method was refused: {exc.user_message or exc}")
+        except RETRYABLE as exc:
+            return PaymentRefusal("unavailable", f"the payment gateway did not answer: {type(exc).__name__}")
+        if pi.status != "requires_capture":
+            return PaymentRefusal("payment_declined", f"the payment was not authorised (status {pi.status})")
+        return Authorised(pi.id, amount_minor, pi.status)
+
+    async def capture(self, payment_intent_id: str, amount_minor: int | None = None) -> Captured | PaymentRefusal:
+        params = {"amount_to_capture": amount_minor} if amount_minor is not None else {}
+        try:
+            pi = await self._retrying(lambda: self.client.v1.payment_intents.capture_async(
+                payment_intent_id, params, {"idempotency_key": f"capture:{payment_intent_id}"}))
+        except stripe.InvalidRequestError as exc:
+            return await self._already(payment_intent_id, "succeeded", exc,
+                                       lambda pi: Captured(pi.id, _received(pi)))
+        except RETRYABLE as exc:
+            return PaymentRefusal("unavailable", f"capture did not reach the gateway: {type(exc).__name__}")
+        return Captured(pi.id, _received(pi))
+
+    async def void(self, payment_intent_id: str) -> Voided | PaymentRefusal:
+        try:
+            await self._retrying(lambda: self.client.v1.payment_intents.cancel_async(
+                payment_intent_id, {}, {"idempotency_key": f"void:{payment_intent_id}"}))
+        except stripe.InvalidRequestError as exc:
+            return await self._already(payment_intent_id, "canceled", exc, lambda pi: Voided(pi.id))
+        except RETRYABLE as exc:
+            return PaymentRefusal("unavailable", f"void did not reach the gateway: {type(exc).__name__}")
+        return Voided(payment_intent_id)
+
+    async def refund(self, payment_intent_id: str, amount_minor: int, key: str) -> Refunded | PaymentRefusal:
+        try:
+            r = await self._retrying(lambda: self.client.v1.refunds.create_async(
+                {"payment_intent": payment_intent_id, "amount": amount_minor}, {"idempotency_key": key}))
+        except stripe.InvalidRequestError as exc:
+            return PaymentRefusal("invalid", f"the refund was refused: {exc.user_message or exc}")
+        except RETRYABLE as exc:
+            return PaymentRefusal("unavailable", f"refund did not reach the gateway: {type(exc).__name__}")
+        return Refunded(payment_intent_id, r.id, r.amount)
+
+    async def status(self, payment_intent_id: str) -> str:
+        pi = await self._retrying(lambda: self.client.v1.payment_intents.retrieve_async(payment_intent_id))
+        return pi.status
+
+    async def find_by_order(self, order_id: str, *, pages_max: int = 10) -> list[str]:
+        """PaymentIntents tagged with this order id, newest first. Used by the sweeper when a crash
+        lost the id between the gateway's answer and our write (listing is bounded)."""
+        found, after = [], None
+        for _ in range(pages_max):
+            params = {"limit": 100, **({"starting_after": after} if after else {})}
+            page = await self._retrying(lambda: self.client.v1.payment_intents.list_async(params))
+            for pi in page.data:
+                if (pi.to_dict().get("metadata") or {}).get("order_id") == order_id:
+                    found.append(pi.id)
+            if not page.has_more or not page.data:
+                break
+            after = page.data[-1].id
+        return found
+
+    async def _already(self, payment_intent_id, wanted: str, exc, make):
+        """Capture/void of an intent already in the wanted state is a success (a retried step)."""
+        try:
+            pi = await self.client.v1.payment_intents.retrieve_async(payment_intent_id)
+        except stripe.StripeError:
+            return PaymentRefusal("invalid", str(exc.user_message or exc))
+        if pi.status == wanted:
+            return make(pi)
+        return PaymentRefusal("invalid", f"payment {payment_intent_id} is {pi.status}: {exc.user_message or exc}")
+
+    async def close(self) -> None:
+        try:
+            await self.client._requestor._get_http_client().close_async()
+        except Exception:  # noqa: BLE001 - best effort on shutdown
+            pass
+
+
+def _received(pi) -> int:
+    # localstripe omits amount_received; the captured amount is then the intent's amount
+    data = pi.to_dict()
+    return int(data.get("amount_received") or data["amount"])

@@ -1,0 +1,46 @@
+"""What a payment actor answers. Amounts cross actor boundaries as integer minor units (cents)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Authorised:
+    payment_intent_id: str
+    amount_minor: int
+    status: str  # requires_capture for a manual-capture authorisation
+
+
+@dataclass(frozen=True)
+class Captured:
+    payment_intent_id: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class Voided:
+    payment_intent_id: str
+
+
+@dataclass(frozen=True)
+class Refunded:
+    payment_intent_id: str
+    refund_id: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class PaymentRefusal:
+    """A business answer, not an error: declined card, gateway overloaded, bad request."""
+    reason: str  # payment_declined | overloaded | invalid | unavailable
+    message: str
+
+
+PaymentResult = Authorised | Captured | Voided | Refunded | PaymentRefusal
+
+
+def to_minor(amount) -> int:
+    """Decimal/str/float major units -> integer cents, rounded half up on the cent."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return int((Decimal(str(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -1,0 +1,63 @@
+"""Payments: the pacing schedule (pure, hypothesis) and the gateway against the real localstripe."""
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given, strategies as st
+
+from actors.payments.pacer import PaceSchedule
+from actors.payments.types import Authorised, Captured, PaymentRefusal, Refunded, Voided, to_minor
+
+
+@given(rate=st.floats(1, 500), depth=st.integers(1, 50), arrivals=st.lists(st.floats(0, 5), min_size=1, max_size=200))
+def test_schedule_never_exceeds_rate_nor_queue(rate, depth, arrivals):
+    s = PaceSchedule(rate, depth)
+    slots, t = [], 0.0
+    for gap in arrivals:
+        t += gap / 100
+        delay = s.admit(t)
+        if delay is None:
+            assert s.waiting == depth  # refused only when the queue is full
+            s.done_waiting()  # the oldest waiter leaves
+            continue
+        assert delay >= 0
+        slots.append(t + delay)
+    # consecutive slots are at least 1/rate apart: the gateway sees at most `rate` calls a second
+    slots.sort()
+    for a, b in zip(slots, slots[1:]):
+        assert b - a >= 1 / rate - 1e-9
+
+
+def test_to_minor_rounds_half_up():
+    assert to_minor("10.005") == 1001
+    assert to_minor(19.99) == 1999
+
+
+def _pm(settings, number: str) -> str:
+    import stripe
+
+    c = stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
+    return c.v1.payment_methods.create({"type": "card", "card": {"number": number, "exp_month": 12,
+                                                                 "exp_year": 2030, "cvc": "123"}}).id
+
+
+def test_gateway_lifecycle_against_localstripe(settings, unique):
+    from actors.payments.gateway import StripeGateway
+
+    async def run():
+        g = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
+        ok = await g.authorise(f"o-{unique}", 2500, "USD", _pm(settings, "4242424242424242"))
+        assert isinstance(ok, Authorised) and ok.status == "requires_capture"
+        assert isinstance(await g.capture(ok.payment_intent_id), Captured)
+        assert isinstance(await g.capture(ok.payment_intent_id), Captured)  # a retried capture is a success
+        r = await g.refund(ok.payment_intent_id, 700, f"refund-{unique}")
+        assert isinstance(r, Refunded) and r.amount_minor == 700
+        declined = await g.authorise(f"d-{unique}", 2500, "USD", _pm(settings, "4000000000000341"))
+        assert isinstance(declined, PaymentRefusal) and declined.reason == "payment_declined"
+        v = await g.authorise(f"v-{unique}", 900, "USD", _pm(settings, "4242424242424242"))
+        assert isinstance(await g.void(v.payment_intent_id), Voided)
+        assert await g.status(v.payment_intent_id) == "canceled"
+        assert await g.find_by_order(f"v-{unique}") == [v.payment_intent_id]
+        await g.close()
+
+    asyncio.run(run())
