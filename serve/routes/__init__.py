@@ -2,3 +2,4 @@
 from serve.routes import health
 
 ROUTERS = [health.router]
+from serve.routes import auth as _auth; ROUTERS.append(_auth.router)  # noqa: E402,E702 - identity (issue 6)
