@@ -1,0 +1,173 @@
+"""Property tests of the pure SKU state machine: random interleavings of every command never break
+conservation, never oversell, never let a buyer exceed the sale limit, and replaying the journal
+(or restoring a snapshot) rebuilds exactly the same state."""
+from __future__ import annotations
+
+import json
+
+import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+
+from actors.inventory.messages import (
+    Committed, CommitHold, ExpireHold, Refusal, ReleaseHold, Released, Reserved, ReserveStock, ReturnUnits,
+    SetSaleLimit, SetStock, StockView, ViewStock,
+)
+from actors.inventory.state import SkuState
+from actors.inventory.warehouses import allocate, distance_km
+
+WAREHOUSES = ["ams", "ber", "mad"]
+LOCATIONS = {"ams": (52.37, 4.90), "ber": (52.52, 13.40), "mad": (40.42, -3.70)}
+BUYERS = st.integers(1, 4)
+
+
+class SkuMachine(RuleBasedStateMachine):
+    holds = Bundle("holds")
+    orders = Bundle("orders")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = SkuState("sku-1")
+        self.now = 1_000.0
+        self.events: list = []
+        self.counter = 0
+        self.units_committed = 0
+        self.units_returned = 0
+
+    def run(self, cmd):
+        result, event = self.state.execute(cmd, self.now, LOCATIONS)
+        if event is not None:
+            self.events.append(event)
+        return result
+
+    @rule(wh=st.sampled_from(WAREHOUSES), on_hand=st.integers(-1, 12))
+    def set_stock(self, wh, on_hand):
+        before = self.state.stock.get(wh)
+        floor = (before.held + before.sold) if before else 0
+        result = self.run(SetStock("sku-1", wh, on_hand))
+        assert isinstance(result, StockView) == (on_hand >= floor)
+
+    @rule(target=holds, buyer=BUYERS, quantity=st.integers(0, 6), ttl_s=st.floats(0.5, 20),
+          ship_to=st.none() | st.sampled_from(list(LOCATIONS.values())))
+    def reserve(self, buyer, quantity, ttl_s, ship_to):
+        self.counter += 1
+        hold_id = f"h{self.counter}"
+        available = sum(s.available for s in self.state.stock.values())
+        used = self.state.usage.get(buyer, 0)
+        result = self.run(ReserveStock("sku-1", quantity, buyer, hold_id, ttl_s, ship_to))
+        if isinstance(result, Reserved):
+            assert quantity > 0 and quantity <= available
+            assert sum(result.allocations.values()) == quantity
+            limit = self.state.limit
+            assert limit is None or self.state.usage[buyer] <= limit, "per-buyer limit exceeded"
+        elif quantity > 0:
+            assert result.reason in ("sold_out", "limit_reached")
+            if result.reason == "sold_out":
+                assert available < quantity
+            else:
+                assert used + quantity > self.state.limit
+        return hold_id
+
+    @rule(hold_id=holds)
+    def retry_reserve(self, hold_id):
+        hold = self.state.holds.get(hold_id)
+        if hold is not None:  # idempotent: same answer, no new event
+            n = len(self.events)
+            result = self.run(ReserveStock("sku-1", hold.quantity, hold.buyer_id, hold_id, 5, None))
+            assert isinstance(result, Reserved) and len(self.events) == n
+
+    @rule(hold_id=holds)
+    def release(self, hold_id):
+        live = hold_id in self.state.holds
+        result = self.run(ReleaseHold("sku-1", hold_id))
+        assert isinstance(result, Released) or not live
+
+    @rule(target=orders, hold_id=holds, order_no=st.integers(1, 3))
+    def commit(self, hold_id, order_no):
+        hold = self.state.holds.get(hold_id)
+        result = self.run(CommitHold("sku-1", hold_id, f"o{order_no}"))
+        if isinstance(result, Committed) and hold is not None:
+            assert hold.expires_at > self.now
+            self.units_committed += hold.quantity
+        elif hold is not None:
+            assert result.reason == "hold_expired"
+        return f"o{order_no}"
+
+    @rule(dt=st.floats(0, 8))
+    def tick(self, dt):
+        """The shard's timer: expire every hold whose time has come, exactly."""
+        self.now += dt
+        for hold_id, hold in list(self.state.holds.items()):
+            if hold.expires_at <= self.now:
+                self.run(ExpireHold("sku-1", hold_id))
+        assert all(h.expires_at > self.now for h in self.state.holds.values())
+
+    @rule(limit=st.none() | st.integers(1, 6))
+    def set_limit(self, limit):
+        assert isinstance(self.run(SetSaleLimit("sku-1", limit)), StockView)
+
+    @rule(order_id=orders, wh=st.sampled_from(WAREHOUSES), quantity=st.integers(1, 3))
+    def return_units(self, order_id, wh, quantity):
+        result = self.run(ReturnUnits("sku-1", order_id, quantity, wh))
+        if not isinstance(result, Refusal):
+            self.units_returned += quantity
+
+    @invariant()
+    def conserved(self):
+        self.state.check()  # on_hand = available + held + sold per warehouse, nothing negative
+        view = self.run(ViewStock("sku-1"))
+        assert view.on_hand == view.available + view.held + view.sold
+        assert view.sold <= view.on_hand
+        assert view.sold == self.units_committed - self.units_returned, "a unit sold twice or lost"
+
+    @invariant()
+    def replay_rebuilds(self):
+        replayed = SkuState("sku-1")
+        for event in self.events:
+            replayed.apply(event)
+        assert replayed.snapshot() == self.state.snapshot()
+
+    @invariant()
+    def snapshot_round_trips(self):
+        state, holds = self.state.snapshot()
+        restored = SkuState.restore("sku-1", json.loads(json.dumps(state)), holds)
+        restored.check()
+        assert restored.snapshot() == (state, holds)
+
+
+TestSkuMachine = SkuMachine.TestCase
+TestSkuMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_limit_counts_holds_and_commits():
+    s = SkuState("x")
+    s.execute(SetStock("x", "ams", 10), 0)
+    s.execute(SetSaleLimit("x", 2), 0)
+    assert isinstance(s.execute(ReserveStock("x", 1, 7, "a", 60), 0)[0], Reserved)
+    assert isinstance(s.execute(CommitHold("x", "a", "o1"), 0)[0], Committed)
+    assert isinstance(s.execute(ReserveStock("x", 1, 7, "b", 60), 0)[0], Reserved)
+    assert s.execute(ReserveStock("x", 1, 7, "c", 60), 0)[0].reason == "limit_reached"
+    s.execute(ReleaseHold("x", "b"), 0)
+    assert isinstance(s.execute(ReserveStock("x", 1, 7, "d", 60), 0)[0], Reserved)
+
+
+def test_expired_hold_refuses_commit_exactly_at_expiry():
+    s = SkuState("x")
+    s.execute(SetStock("x", "ams", 1), 0)
+    s.execute(ReserveStock("x", 1, 1, "a", 5), 0)
+    assert s.execute(CommitHold("x", "a", "o"), 5.0)[0].reason == "hold_expired"
+    s.execute(ExpireHold("x", "a"), 5.0)
+    assert s.view().available == 1
+    assert s.execute(CommitHold("x", "a", "o"), 6.0)[0].reason == "hold_expired"
+
+
+def test_best_warehouse_for_buyer_and_split_when_short():
+    from actors.inventory.messages import WarehouseStock
+
+    stock = {"ams": WarehouseStock(5), "mad": WarehouseStock(5)}
+    madrid_buyer = (40.4, -3.7)
+    assert allocate(stock, 3, madrid_buyer, LOCATIONS) == {"mad": 3}
+    assert allocate(stock, 3, (52.3, 4.8), LOCATIONS) == {"ams": 3}
+    assert allocate(stock, 8, madrid_buyer, LOCATIONS) == {"mad": 5, "ams": 3}
+    assert allocate(stock, 11, madrid_buyer, LOCATIONS) is None
+    assert 570 < distance_km(LOCATIONS["ams"], LOCATIONS["ber"]) < 590
