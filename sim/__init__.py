@@ -1,0 +1,1 @@
+"""Simulators and synthetic data (catalog generator, load scenarios)."""
