@@ -18,6 +18,9 @@ def create_fastapi() -> FastAPI:
 
     api = FastAPI(title=API_TITLE, version="0.1.0", description="Flash-sale-proof e-commerce on Ray actors.")
     install_error_handlers(api)
+    from serve.security import install_security
+
+    install_security(api)  # body size limit, CORS, security headers (settings read per replica)
 
     @api.middleware("http")
     async def request_id(request: Request, call_next):

@@ -90,5 +90,15 @@ def require_owner(principal: Principal, owner_id: int | None, *, staff: frozense
 
 
 def client_ip(request: Request) -> str:
-    """The caller's address as seen by this replica (behind Serve's proxy: the socket peer)."""
+    """The caller's address. By default the socket peer: Ray Serve's HAProxy ingress does not add
+    X-Forwarded-For, so on one machine every caller is the ingress and per-IP limits act as one
+    platform-wide limit. Behind a front proxy that sets X-Forwarded-For, set
+    FLASHMART_TRUST_FORWARDED_FOR=true and the address it appended (the last one) is used; never
+    enable it without such a proxy, or callers choose their own address."""
+    ctx = getattr(request.app.state, "ctx", None)
+    if ctx is not None and ctx.settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last[:64]
     return request.client.host if request.client else "unknown"

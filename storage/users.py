@@ -64,8 +64,13 @@ _USER_BY_ID = "SELECT id, email, name, role, created_at FROM users WHERE id = %s
 
 
 def _check_new_user(email: str, password: str, name: str, role: str) -> tuple[str, str, str, str]:
-    assert role in ROLES, f"unknown role {role!r}; roles are {ROLES}"
-    assert PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS, "password length out of bounds"
+    # ValueError, not assert: the CLI passes operator input straight through and reports the message
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+    if not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
+        raise ValueError(f"password must have {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters")
+    if "@" not in email or len(email) > 254:
+        raise ValueError(f"{email!r} is not an email address")
     return normalize_email(email), hash_password(password), name.strip(), role
 
 
