@@ -34,3 +34,14 @@ status: $(STAMP)
 ## Re-pin the versions a fresh install gets (run after changing dependencies, then commit).
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^flashmart' > constraints.txt
+
+## Capacity benchmarks (benchmarks/, docs/benchmarks.md): full run, a few-minute run, regression guard.
+.PHONY: bench bench-quick bench-check
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
+
+bench-check: $(STAMP)
+	$(BIN)/python -m benchmarks.check

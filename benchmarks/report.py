@@ -1,0 +1,278 @@
+"""Turn benchmarks/results/latest.json into terminal tables, docs/benchmarks.md and PNG plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "benchmarks.md"
+IMG = REPO / "docs" / "img"
+BASELINE = REPO / "benchmarks" / "baseline.json"
+
+STRATEGY_TEXT = {
+    "engine": "flashmart inventory engine: hot-SKU shard actor, batched calls, durable group commit",
+    "pg_rowlock": "seed 003 solution 1: PostgreSQL `UPDATE ... WHERE qty >= 1` + hold row, one transaction",
+    "redis_lock": "seed 003 solution 2: Redis SET NX lock around a PostgreSQL read/update + hold row",
+    "redis_decrby": "seed 003 solution 3 as written: DECRBY, INCRBY back if negative, record the hold",
+    "redis_lua": "solution 3 in one step: a Lua script checks, decrements and records the hold",
+}
+
+
+def _fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "–"
+
+
+# --- rows shared by the terminal and the markdown --------------------------------------------------
+
+def reservation_rows(results: dict) -> list[list[str]]:
+    rows = results.get("reservations", {}).get("rows", [])
+    pg = next((r.get("reservations_per_s") for r in rows if r["strategy"] == "pg_rowlock"), None)
+    out = []
+    for r in rows:
+        out.append([r["strategy"], _fmt(r.get("reservations_per_s"), 0), _ratio(r.get("reservations_per_s"), pg),
+                    _fmt(r.get("p50_ms"), 2), _fmt(r.get("p99_ms"), 2), _fmt(r.get("oversold")),
+                    _fmt(r.get("conserved")), _fmt(r.get("requests")), _fmt(r.get("concurrency"))])
+    return out
+
+
+RES_HEAD = ["strategy", "reservations/s", "vs PG row lock", "p50 ms", "p99 ms", "oversold", "conserved",
+            "requests", "callers"]
+HTTP_HEAD = ["target", "requests/s", "vs uvicorn hello", "p50 ms", "p99 ms", "non-2xx", "socket errors"]
+
+
+def http_rows(results: dict) -> list[list[str]]:
+    rows = results.get("http", {}).get("rows", [])
+    ceiling = next((r["requests_per_s"] for r in rows if r["name"] == "uvicorn_hello"), None)
+    return [[r["name"], _fmt(r["requests_per_s"], 0), _ratio(r["requests_per_s"], ceiling), _fmt(r["p50_ms"], 2),
+             _fmt(r["p99_ms"], 2), _fmt(r["non_2xx"]), _fmt(r["socket_errors"])] for r in rows]
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, key + ".")
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+            for i, x in enumerate(v):
+                out += _flatten(x, f"{key}[{i}].")
+        else:
+            out.append((key, v))
+    return out
+
+
+def generic_rows(section: dict) -> list[list[str]]:
+    """A section whose shape this module does not know (search, checkout): every scalar figure."""
+    return [[k, _fmt(v, 3) if isinstance(v, float) else _fmt(v)] for k, v in _flatten(section)]
+
+
+def ratio_rows(results: dict) -> list[list[str]]:
+    baseline = json.loads(BASELINE.read_text()).get("ratios", {}) if BASELINE.exists() else {}
+    names = list(dict.fromkeys([*results.get("ratios", {}), *baseline]))
+    return [[n, _fmt(results.get("ratios", {}).get(n), 3), _fmt(baseline.get(n), 3)] for n in names]
+
+
+# --- terminal -------------------------------------------------------------------------------------
+
+def print_tables(results: dict, console) -> None:
+    from rich.columns import Columns
+    from rich.table import Table
+
+    def table(title, head, rows):
+        t = Table(title=title, title_style="bold")
+        for h in head:
+            t.add_column(h, justify="left" if h in ("strategy", "target", "ratio", "figure") else "right")
+        for r in rows:
+            t.add_row(*r)
+        return t
+
+    left = table("One hot SKU: reservations", RES_HEAD[:7], [r[:7] for r in reservation_rows(results)])
+    right = table("HTTP (wrk)", HTTP_HEAD[:5], [r[:5] for r in http_rows(results)])
+    console.print(Columns([left, right]))
+    extra = [table("ratios (this run vs baseline)", ["ratio", "now", "baseline"], ratio_rows(results))]
+    for name in ("scaling", "search", "checkout"):
+        section = results.get(name, {})
+        if section and "skipped" not in section and name != "scaling":
+            extra.append(table(name, ["figure", "value"], generic_rows(section)[:30]))
+    console.print(Columns(extra))
+    for name in ("engine", "scaling", "search", "checkout", "http"):
+        section = results.get(name, {})
+        if isinstance(section, dict) and "skipped" in section:
+            console.print(f"[yellow]{name} skipped:[/yellow] {section['skipped']}")
+
+
+# --- plots ----------------------------------------------------------------------------------------
+
+def plot(results: dict) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    IMG.mkdir(parents=True, exist_ok=True)
+    made = {}
+    rows = results.get("reservations", {}).get("rows", [])
+    if rows:
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        names = [r["strategy"] for r in rows]
+        values = [r.get("reservations_per_s") or 0 for r in rows]
+        bars = ax.bar(names, values, color=["#2a7" if n == "engine" else "#678" for n in names])
+        ax.set_yscale("log")
+        ax.set_ylabel("reservations/s (log)")
+        ax.set_title("One hot SKU, same harness, same run")
+        for b, v, r in zip(bars, values, rows):
+            ax.annotate(f"{v:,.0f}/s\np99 {r.get('p99_ms', 0):.1f} ms", (b.get_x() + b.get_width() / 2, v),
+                        ha="center", va="bottom", fontsize=8)
+        ax.margins(y=0.3)
+        fig.tight_layout()
+        fig.savefig(IMG / "bench_reservations.png", dpi=110)
+        plt.close(fig)
+        made["reservations"] = "img/bench_reservations.png"
+    hrows = results.get("http", {}).get("rows", [])
+    if hrows:
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        names = [r["name"].replace("_", "\n", 1) for r in hrows]
+        values = [r["requests_per_s"] for r in hrows]
+        bars = ax.bar(names, values, color=["#678" if r["name"].startswith("uvicorn") else "#27a" for r in hrows])
+        ax.set_ylabel("requests/s")
+        ax.set_title("HTTP through Ray Serve vs uvicorn (wrk)")
+        for b, v, r in zip(bars, values, hrows):
+            ax.annotate(f"{v:,.0f}/s\np99 {r['p99_ms']:.1f} ms", (b.get_x() + b.get_width() / 2, v),
+                        ha="center", va="bottom", fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.margins(y=0.25)
+        fig.tight_layout()
+        fig.savefig(IMG / "bench_http.png", dpi=110)
+        plt.close(fig)
+        made["http"] = "img/bench_http.png"
+    grid = results.get("scaling", {}).get("grid", [])
+    if grid:
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        for series in sorted({(g.get("nodes", 1), g.get("shards", 1)) for g in grid}):
+            pts = sorted((g["callers"], g.get("reservations_per_s") or 0) for g in grid
+                         if (g.get("nodes", 1), g.get("shards", 1)) == series)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                    label=f"{series[0]} node(s), {series[1]} shard(s)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent callers")
+        ax.set_ylabel("reservations/s")
+        ax.set_title("Inventory engine scaling")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(IMG / "bench_scaling.png", dpi=110)
+        plt.close(fig)
+        made["scaling"] = "img/bench_scaling.png"
+    return made
+
+
+# --- markdown -------------------------------------------------------------------------------------
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _skipped(section) -> str | None:
+    return section.get("skipped") if isinstance(section, dict) else None
+
+
+def write_docs(results: dict) -> Path:
+    imgs = plot(results)
+    m = results.get("machine", {})
+    out = ["# Capacity benchmarks", "",
+           "Generated by `python -m benchmarks` from the figures in `benchmarks/results/latest.json`; do not edit by "
+           "hand, re-run instead. Every row of a table is measured in the same run on the same machine, so the "
+           "ratios are what to read: the machines are shared and noisy, absolute figures move from run to run.", "",
+           f"- command: `{results.get('command')}` ({'quick' if results.get('quick') else 'full'} mode, "
+           f"{results.get('seconds', 0):.0f} s, {results.get('generated_at')})",
+           "- reproduce: `make bench-quick` (a few minutes) or `make bench` (full sizes); "
+           "`make bench-check` compares the ratios with `benchmarks/baseline.json`", "",
+           "## Machine", "",
+           _md_table(["what", "value"], [[k.replace("_", " "), _fmt(v) if not isinstance(v, list) else
+                                          ", ".join(map(str, v))] for k, v in m.items()]
+                     + [["wrk", results.get("http", {}).get("wrk", "–")],
+                        ["Serve ingress", results.get("http", {}).get("serve_ingress", "–")]]), ""]
+
+    res = results.get("reservations", {})
+    out += ["## Reservations: one hot SKU, many concurrent callers", "",
+            f"{res.get('concurrency', '–')} concurrent asyncio callers in one Python process share N one-unit "
+            "reservations of a single SKU whose stock equals N, through one harness "
+            "(`benchmarks/reservations_alternatives.py`). `oversold` is read back from the store afterwards "
+            "(units recorded as reserved minus the stock); `conserved` checks remaining + reserved = stock and "
+            "that the store agrees with what the callers were told.", ""]
+    if res.get("rows"):
+        out += [_md_table(RES_HEAD, reservation_rows(results)), ""]
+        if "reservations" in imgs:
+            out += [f"![reservations]({imgs['reservations']})", ""]
+        out += [f"- `{r['strategy']}`: {STRATEGY_TEXT.get(r['strategy'], '')}"
+                + (f" ({r['note']})" if r.get("note") else "") for r in res["rows"]] + [""]
+    engine = results.get("engine", {})
+    if _skipped(engine):
+        out += [f"The inventory engine row is missing: {_skipped(engine)}.", ""]
+
+    out += ["## Scaling: shards x callers, extra local Ray nodes", ""]
+    scaling = results.get("scaling", {})
+    if _skipped(scaling):
+        out += [f"Not measured: {_skipped(scaling)}.", ""]
+    elif scaling.get("grid"):
+        head = ["nodes", "shards", "callers", "reservations/s", "p50 ms", "p99 ms", "oversold"]
+        out += [_md_table(head, [[_fmt(g.get("nodes", 1)), _fmt(g.get("shards", 1)), _fmt(g["callers"]),
+                                  _fmt(g.get("reservations_per_s"), 0), _fmt(g.get("p50_ms"), 2),
+                                  _fmt(g.get("p99_ms"), 2), _fmt(g.get("oversold"))] for g in scaling["grid"]]), ""]
+        if "scaling" in imgs:
+            out += [f"![scaling]({imgs['scaling']})", ""]
+        out += [f"- {line}" for line in scaling.get("notes", [])] + [""]
+
+    for name, title in (("search", "Search: Tantivy actor vs PostgreSQL full-text search"),
+                        ("checkout", "Checkout: flashmart checkouts/s vs the payment gateway's own rate")):
+        section = results.get(name, {})
+        out += [f"## {title}", ""]
+        if _skipped(section):
+            out += [f"Not measured: {_skipped(section)}.", ""]
+        elif section:
+            out += [_md_table(["figure", "value"], generic_rows(section)), ""]
+
+    http = results.get("http", {})
+    out += ["## HTTP: flashmart through Ray Serve vs plain uvicorn", ""]
+    if _skipped(http):
+        out += [f"Not measured: {_skipped(http)}.", ""]
+    elif http.get("rows"):
+        out += [f"wrk, {http.get('connections')} connections, 1 thread, {http.get('duration_s')} s per row after a "
+                "1 s warm-up; client and servers share the machine's cores. `uvicorn_hello` is a FastAPI hello "
+                "world on one uvicorn worker (the ceiling); `uvicorn_flashmart_healthz` is flashmart's own FastAPI "
+                "app (its middleware included) on uvicorn without Serve, which separates the app's cost from "
+                "Serve's; `serve_*` rows go through the deployed platform. The ceiling is measured while Ray "
+                "runs, so both sides share the same background load.", "",
+                _md_table(HTTP_HEAD, http_rows(results)), ""]
+        if "http" in imgs:
+            out += [f"![http]({imgs['http']})", ""]
+        out += [f"- not measured: {s}" for s in http.get("skipped", [])]
+        missing = [n for n in ("serve_search", "serve_add_to_cart")
+                   if not any(r["name"] == n for r in http["rows"])]
+        if missing:
+            out += [f"- {', '.join(missing)}: the API had no such route when this ran (detected from "
+                    "/openapi.json)"]
+        out += [""]
+
+    out += ["## Ratios watched by `make bench-check`", "",
+            "A ratio that falls more than the margin below `benchmarks/baseline.json` fails the check.", "",
+            _md_table(["ratio", "this run", "baseline"], ratio_rows(results)), ""]
+    errors = results.get("errors") or {}
+    if errors:
+        out += ["## Sections that failed in this run", ""] + [f"- {k}: `{v}`" for k, v in errors.items()] + [""]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text("\n".join(out))
+    return DOC

@@ -1,0 +1,342 @@
+"""`python -m benchmarks [--quick]`: every benchmark in one run, one report.
+
+Starts the embedded servers in .data/bench (nothing to install), runs the sections in turn (never two
+at once: they would share the cores), tears everything down, then writes benchmarks/results/latest.json
+and docs/benchmarks.md with plots in docs/img/. A section whose module is missing or fails is recorded
+as skipped with the reason; the others still run.
+
+Sections: reservations (seed 003's alternatives, this package) · engine (benchmarks/engine_load.py)
+· scaling (engine over callers, shards and extra local Ray nodes) · search (benchmarks/search.py)
+· checkout (benchmarks/checkout.py) · http (wrk against Serve and uvicorn).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "latest.json"
+SECTIONS = ("reservations", "engine", "scaling", "search", "checkout", "http")
+console = Console()
+
+
+# --- sizes ----------------------------------------------------------------------------------------
+
+def sizes(quick: bool) -> dict:
+    """How much work each section does; quick mode finishes in a few minutes on 2 cores."""
+    if quick:
+        return {"alt_requests": {"pg_rowlock": 3000, "redis_lock": 600, "redis_decrby": 10_000, "redis_lua": 10_000},
+                "engine_requests": 20_000, "callers": 32, "grid_callers": (8, 32, 128), "grid_shards": (1, 2, 4),
+                "grid_nodes": (1, 2), "grid_requests": 10_000, "http_duration_s": 5, "http_connections": 64}
+    return {"alt_requests": {"pg_rowlock": 20_000, "redis_lock": 3000, "redis_decrby": 60_000, "redis_lua": 60_000},
+            "engine_requests": 200_000, "callers": 32, "grid_callers": (8, 32, 128, 512), "grid_shards": (1, 2, 4, 8),
+            "grid_nodes": (1, 2, 3), "grid_requests": 50_000, "http_duration_s": 15, "http_connections": 64}
+
+
+# --- machine --------------------------------------------------------------------------------------
+
+def machine(settings) -> dict:
+    import psutil
+    import ray
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu_model": cpu, "cores": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "os": platform.platform(), "python": platform.python_version(), "ray": ray.__version__,
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        import psycopg
+
+        with psycopg.connect(settings.database_url) as conn:
+            info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
+    except Exception as exc:  # noqa: BLE001 - described, not fatal
+        info["postgresql"] = f"unknown ({type(exc).__name__})"
+    try:
+        import redis
+
+        info["redis"] = redis.Redis.from_url(settings.redis_url).info("server")["redis_version"]
+    except Exception as exc:  # noqa: BLE001
+        info["redis"] = f"unknown ({type(exc).__name__})"
+    return info
+
+
+# --- optional modules written by other engineers ---------------------------------------------------
+
+def optional_module(name: str):
+    """benchmarks.<name> if the file exists; None when it does not. An import error is raised."""
+    if not (REPO / "benchmarks" / f"{name}.py").exists():
+        return None
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+def call_flexibly(fn, **available):
+    """Call fn with the keyword arguments its signature asks for (run coroutines to completion)."""
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in available.items() if k in params}
+    result = fn(**kwargs)
+    if inspect.isawaitable(result):
+        result = asyncio.run(result)
+    return result
+
+
+def entry_point(module, names: tuple[str, ...]):
+    for name in names:
+        fn = getattr(module, name, None)
+        if callable(fn):
+            return fn
+    raise AttributeError(f"{module.__name__} has none of {', '.join(names)}")
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+def section_reservations(settings, size, results) -> None:
+    from benchmarks.reservations_alternatives import run_all
+
+    def done(outcome):
+        console.log(f"reservations: {outcome.strategy} {outcome.reservations_per_s:,.0f}/s "
+                    f"p99 {outcome.p99_ms} ms oversold {outcome.oversold}")
+
+    outcomes = asyncio.run(run_all(settings.database_url, settings.redis_url, n_requests=size["alt_requests"],
+                                   concurrency=size["callers"], on_done=done))
+    results["reservations"] = {"concurrency": size["callers"], "rows": [o.as_dict() for o in outcomes]}
+
+
+def section_engine(settings, size, results) -> None:
+    module = optional_module("engine_load")
+    if module is None:
+        results["engine"] = {"skipped": "benchmarks/engine_load.py does not exist yet"}
+        return
+    run_engine = entry_point(module, ("run_engine",))
+    t0 = time.perf_counter()
+    figures = call_flexibly(run_engine, settings=settings, n_requests=size["engine_requests"],
+                            concurrency=size["callers"])
+    row = {"strategy": "engine", "requests": size["engine_requests"], "concurrency": size["callers"],
+           "seconds": round(time.perf_counter() - t0, 3), **figures}
+    results["engine"] = row
+    rows = results.setdefault("reservations", {"concurrency": size["callers"], "rows": []})["rows"]
+    rows.insert(0, row)
+    console.log(f"engine: {row.get('reservations_per_s', 0):,.0f}/s p99 {row.get('p99_ms')} ms "
+                f"oversold {row.get('oversold')}")
+
+
+def section_scaling(settings, size, results) -> None:
+    module = optional_module("engine_load")
+    if module is None:
+        results["scaling"] = {"skipped": "needs benchmarks/engine_load.py, which does not exist yet"}
+        return
+    results["scaling"] = run_grid(module, settings, size, log=console.log)
+
+
+def section_other(name: str, entry_names: tuple[str, ...], settings, quick, results) -> None:
+    module = optional_module(name)
+    if module is None:
+        results[name] = {"skipped": f"benchmarks/{name}.py does not exist yet"}
+        return
+    fn = entry_point(module, entry_names)
+    figures = call_flexibly(fn, settings=settings, quick=quick)
+    results[name] = figures if isinstance(figures, dict) else {"result": figures}
+    console.log(f"{name}: done")
+
+
+def section_http(settings, size, results, work_dir: Path) -> None:
+    from benchmarks.http import run_http
+    from flashmart.platform import deploy, ingress_name, serve_env
+
+    deploy(settings)
+    figures = run_http(settings.api_url, duration_s=size["http_duration_s"], connections=size["http_connections"],
+                       work_dir=work_dir, say=console.log)
+    figures["serve_ingress"] = ingress_name(serve_env(settings))
+    results["http"] = figures
+
+
+# --- ratios ---------------------------------------------------------------------------------------
+
+def _row(rows, key, value):
+    return next((r for r in rows if r.get(key) == value), None)
+
+
+def _div(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def ratios(results: dict) -> dict:
+    """The figures the regression guard watches: each is a ratio of two rows measured in one run."""
+    out = {}
+    res_rows = results.get("reservations", {}).get("rows", [])
+    rps = {r["strategy"]: r.get("reservations_per_s") for r in res_rows}
+    out["engine_vs_pg_rowlock"] = _div(rps.get("engine"), rps.get("pg_rowlock"))
+    out["engine_vs_redis_lua"] = _div(rps.get("engine"), rps.get("redis_lua"))
+    out["redis_lua_vs_pg_rowlock"] = _div(rps.get("redis_lua"), rps.get("pg_rowlock"))
+    out["pg_rowlock_vs_redis_lock"] = _div(rps.get("pg_rowlock"), rps.get("redis_lock"))
+    http_rows = results.get("http", {}).get("rows", [])
+    ceiling = _row(http_rows, "name", "uvicorn_hello")
+    serve = _row(http_rows, "name", "serve_healthz")
+    app = _row(http_rows, "name", "uvicorn_flashmart_healthz")
+    if ceiling:
+        out["serve_vs_uvicorn"] = _div(serve and serve["requests_per_s"], ceiling["requests_per_s"])
+        out["flashmart_app_vs_uvicorn"] = _div(app and app["requests_per_s"], ceiling["requests_per_s"])
+    out["tantivy_vs_pg_fts"] = _search_ratio(results.get("search", {}))
+    out["checkout_vs_gateway"] = _checkout_ratio(results.get("checkout", {}))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _find(d, *keys):
+    """The first key present anywhere in a nested dict (other engineers' result shapes may vary)."""
+    if isinstance(d, dict):
+        for k in keys:
+            if isinstance(d.get(k), (int, float)):
+                return d[k]
+        for v in d.values():
+            found = _find(v, *keys)
+            if found is not None:
+                return found
+    return None
+
+
+def _search_ratio(search: dict):
+    if not search or "skipped" in search:
+        return None
+    direct = _find(search, "tantivy_vs_pg_fts")
+    if direct is not None:
+        return direct
+    t, p = search.get("tantivy"), search.get("pg_fts") or search.get("postgres")
+    qps_t, qps_p = _find(t, "queries_per_s", "qps"), _find(p, "queries_per_s", "qps")
+    if qps_t and qps_p:
+        return _div(qps_t, qps_p)
+    p50_t, p50_p = _find(t, "p50_ms"), _find(p, "p50_ms")
+    return _div(p50_p, p50_t)  # faster = larger ratio
+
+
+def _checkout_ratio(checkout: dict):
+    if not checkout or "skipped" in checkout:
+        return None
+    direct = _find(checkout, "checkout_vs_gateway")
+    if direct is not None:
+        return direct
+    return _div(_find(checkout, "checkouts_per_s"), _find(checkout, "gateway_per_s", "gateway_ops_per_s"))
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+def bench_settings(data_dir: Path):
+    from benchmarks.http import free_port
+    from flashmart.settings import Settings
+
+    # own data directory and free ports: never disturbs a platform the developer has running
+    return Settings(_env_file=None, data_dir=data_dir, http_port=free_port(), localstripe_port=free_port(),
+                    ray_dashboard_port=free_port(), serve_replicas_min=1, serve_replicas_max=1)
+
+
+def start_ray(settings) -> None:
+    import ray
+
+    from flashmart.platform import serve_env
+
+    os.environ.update(serve_env(settings))  # HAProxy ingress when present, inherited by Ray's processes
+    ray.init(num_cpus=max(4, 2 * (os.cpu_count() or 2)), include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False, namespace="flashmart")
+
+
+def stop_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        try:
+            from ray import serve
+
+            serve.shutdown()
+        except Exception:  # noqa: BLE001 - Serve may never have started
+            pass
+        ray.shutdown()
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes: a few minutes on 2 cores")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of sections ({','.join(SECTIONS)})")
+    p.add_argument("--data-dir", type=Path, default=REPO / ".data" / "bench")
+    p.add_argument("--no-docs", action="store_true", help="write latest.json only, not docs/benchmarks.md")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from benchmarks.report import print_tables, write_docs
+    from flashmart.platform import start_backing_services, stop_backing_services
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        console.print(f"[red]unknown sections: {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
+        return 2
+    size = sizes(args.quick)
+    command = "python -m benchmarks" + (" " + shlex.join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    results: dict = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "command": command, "quick": args.quick, "sizes": size, "errors": {}}
+    base = bench_settings(args.data_dir)
+    started = time.perf_counter()
+    console.log(f"starting embedded PostgreSQL/Redis/localstripe in {args.data_dir}")
+    settings = start_backing_services(base)
+    try:
+        results["machine"] = machine(settings)
+        steps = [
+            ("reservations", lambda: section_reservations(settings, size, results), False),
+            ("engine", lambda: section_engine(settings, size, results), True),
+            ("scaling", lambda: section_scaling(settings, size, results), True),
+            ("search", lambda: section_other("search", ("run_search", "run"), settings, args.quick, results), True),
+            ("checkout", lambda: section_other("checkout", ("run_checkout", "run"), settings, args.quick, results),
+             True),
+            ("http", lambda: section_http(settings, size, results, args.data_dir / "http"), True),
+        ]
+        steps = [s for s in steps if s[0] in only]
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            overall = progress.add_task("benchmarks", total=len(steps))
+            for name, step, needs_ray in steps:
+                progress.update(overall, description=f"benchmarks: {name}")
+                try:
+                    if needs_ray:
+                        import ray
+
+                        if not ray.is_initialized():
+                            start_ray(settings)
+                    step()
+                except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
+                    results["errors"][name] = f"{type(exc).__name__}: {exc}"[:500]
+                    results.setdefault(name, {"skipped": f"failed: {type(exc).__name__}: {exc}"[:300]})
+                    console.log(f"[red]{name} failed[/red]: {exc}")
+                    (args.data_dir / f"{name}-traceback.txt").write_text(traceback.format_exc())
+                progress.advance(overall)
+    finally:
+        stop_ray()
+        stop_backing_services(base)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["ratios"] = ratios(results)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print_tables(results, console)
+    if not args.no_docs:
+        doc = write_docs(results)
+        console.log(f"wrote {RESULTS.relative_to(REPO)} and {doc.relative_to(REPO)}")
+    return 0
