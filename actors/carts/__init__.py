@@ -1,0 +1,1 @@
+"""Carts: pure cart state and coupon rules, cart actors sharded by cart id, persisted in Redis."""

@@ -1,0 +1,180 @@
+"""The cart, pure: items (each backed by inventory holds), applied coupons, saved-for-later items.
+
+No Ray, no I/O. The actor shell reserves/releases stock through the inventory engine and hands the
+results here; this object only keeps the books straight. Money is Decimal, serialised as strings.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+
+from actors.carts.coupons import Coupon, Discount, discount
+
+
+@dataclass
+class Hold:
+    hold_id: str
+    quantity: int
+    expires_at: float
+
+
+@dataclass
+class CartItem:
+    item_id: str
+    sku: str
+    product_id: str
+    name: str
+    unit_price: str
+    weight_g: int
+    holds: list[Hold] = field(default_factory=list)
+
+    @property
+    def quantity(self) -> int:
+        return sum(h.quantity for h in self.holds)
+
+    @property
+    def subtotal(self) -> Decimal:
+        return Decimal(self.unit_price) * self.quantity
+
+
+@dataclass
+class SavedItem:
+    sku: str
+    product_id: str
+    name: str
+    unit_price: str
+    saved_at: float
+
+
+@dataclass
+class Cart:
+    cart_id: str
+    user_id: int | None = None
+    items: dict[str, CartItem] = field(default_factory=dict)
+    coupons: list[dict] = field(default_factory=list)  # coupon rows as applied (re-validated at checkout)
+    saved: list[SavedItem] = field(default_factory=list)
+    version: int = 0
+
+    # --- queries ---
+    def item_by_sku(self, sku: str) -> CartItem | None:
+        return next((i for i in self.items.values() if i.sku == sku), None)
+
+    def subtotal(self) -> Decimal:
+        return sum((i.subtotal for i in self.items.values()), Decimal(0))
+
+    def weight_g(self) -> int:
+        return sum(i.weight_g * i.quantity for i in self.items.values())
+
+    def all_holds(self) -> list[tuple[str, Hold]]:
+        return [(i.sku, h) for i in self.items.values() for h in i.holds]
+
+    def coupon_objects(self) -> list[Coupon]:
+        from actors.carts.coupons import Coupon as C
+
+        return [C(**{**c, "value": Decimal(c["value"]), "min_spend": Decimal(c["min_spend"])}) for c in self.coupons]
+
+    def discount(self, now: float) -> Discount:
+        return discount(self.coupon_objects(), self.subtotal(), now)
+
+    # --- changes (each bumps version, so a stale writer can be detected) ---
+    def add_hold(self, sku: str, product_id: str, name: str, unit_price: str, weight_g: int, hold: Hold) -> CartItem:
+        assert hold.quantity > 0
+        item = self.item_by_sku(sku)
+        if item is None:
+            item = CartItem(uuid.uuid4().hex[:12], sku, product_id, name, unit_price, weight_g)
+            self.items[item.item_id] = item
+        item.unit_price = unit_price  # the latest price wins, the buyer sees it before paying
+        item.holds.append(hold)
+        self._touch()
+        return item
+
+    def replace_holds(self, item_id: str, holds: list[Hold]) -> None:
+        assert item_id in self.items
+        if holds:
+            self.items[item_id].holds = holds
+        else:
+            del self.items[item_id]
+        self._touch()
+
+    def remove_item(self, item_id: str) -> CartItem:
+        item = self.items.pop(item_id)
+        self._touch()
+        return item
+
+    def save_for_later(self, item_id: str, now: float) -> CartItem:
+        item = self.items.pop(item_id)
+        if not any(s.sku == item.sku for s in self.saved):
+            self.saved.append(SavedItem(item.sku, item.product_id, item.name, item.unit_price, now))
+        self._touch()
+        return item
+
+    def unsave(self, sku: str) -> SavedItem | None:
+        found = next((s for s in self.saved if s.sku == sku), None)
+        if found:
+            self.saved.remove(found)
+            self._touch()
+        return found
+
+    def apply_coupon(self, row: dict) -> None:
+        self.coupons.append(row)
+        self._touch()
+
+    def remove_coupon(self, code: str) -> bool:
+        before = len(self.coupons)
+        self.coupons = [c for c in self.coupons if c["code"] != code]
+        self._touch()
+        return len(self.coupons) != before
+
+    def merge(self, guest: "Cart") -> None:
+        """Move the guest's items, saved items and coupons in; same SKU -> holds combine."""
+        for item in guest.items.values():
+            for h in item.holds:
+                self.add_hold(item.sku, item.product_id, item.name, item.unit_price, item.weight_g, h)
+        for s in guest.saved:
+            if not any(x.sku == s.sku for x in self.saved):
+                self.saved.append(s)
+        slots = {"shipping" if c["kind"] == "free_shipping" else "money" for c in self.coupons}
+        for c in guest.coupons:
+            slot = "shipping" if c["kind"] == "free_shipping" else "money"
+            if slot not in slots:
+                self.coupons.append(c)
+                slots.add(slot)
+        self._touch()
+
+    def clear_items(self) -> None:
+        self.items.clear()
+        self.coupons.clear()
+        self._touch()
+
+    def _touch(self) -> None:
+        self.version += 1
+
+    # --- (de)serialisation ---
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Cart":
+        items = {k: CartItem(**{**v, "holds": [Hold(**h) for h in v["holds"]]}) for k, v in d["items"].items()}
+        return cls(d["cart_id"], d.get("user_id"), items, list(d.get("coupons", [])),
+                   [SavedItem(**s) for s in d.get("saved", [])], d.get("version", 0))
+
+    def view(self, now: float) -> dict:
+        """The cart as the API shows it (seed 003 'Add to Cart' response, plus holds' expiry)."""
+        disc = self.discount(now)
+        sub = self.subtotal()
+        return {
+            "cart_id": self.cart_id,
+            "items": [{"item_id": i.item_id, "product_id": i.product_id, "sku": i.sku, "name": i.name,
+                       "quantity": i.quantity, "price": float(Decimal(i.unit_price)), "subtotal": float(i.subtotal),
+                       "reserved_until": min(h.expires_at for h in i.holds)} for i in self.items.values()],
+            "coupons": [c["code"] for c in self.coupons],
+            "saved_for_later": [{"sku": s.sku, "product_id": s.product_id, "name": s.name,
+                                 "price": float(Decimal(s.unit_price))} for s in self.saved],
+            "subtotal": float(sub),
+            "discount": float(disc.amount),
+            "free_shipping": disc.free_shipping,
+            "total": float(sub - disc.amount),
+            "item_count": sum(i.quantity for i in self.items.values()),
+        }
