@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     fraud_review_threshold: float = Field(30.0, description="risk score from which an order waits for review")
     fraud_decline_threshold: float = Field(60.0, description="risk score from which an order is declined")
 
+    # Search (catalog)
+    search_replicas: int = Field(2, ge=1, le=16, description="search actors; replica 0 also writes the index")
+    search_commit_interval_ms: float = Field(250.0, gt=0, le=1000, description="index updates batch commit period")
+    search_writer_heap_mb: int = Field(64, ge=16, le=4096)
+    search_local_reader: bool = Field(True, description="Serve replicas on the index's machine read it in-process")
+    product_cache_ttl_s: int = Field(300, ge=1, description="product page cache lifetime in Redis")
+
     # Serve
     serve_replicas_min: int = Field(1, ge=1)
     serve_replicas_max: int = Field(2, ge=1)
