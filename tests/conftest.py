@@ -53,7 +53,8 @@ def ray_session(backing):
     from flashmart.platform import serve_env
 
     os.environ.update(serve_env(backing))
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+    # address="local": always a fresh cluster of our own, even if another Ray runs on this machine
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              namespace="flashmart")
     yield ray
     from ray import serve
