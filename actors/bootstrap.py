@@ -6,3 +6,4 @@ from flashmart.settings import Settings
 
 def ensure_actors(settings: Settings) -> None:
     """Each actor kind adds one line here."""
+    from actors.search.actor import ensure_search_actors; ensure_search_actors(settings)  # noqa: E702 - catalog search (issue 4)

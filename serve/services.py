@@ -8,4 +8,5 @@ from flashmart.settings import Settings
 
 async def open_services(settings: Settings) -> dict[str, Any]:
     services: dict[str, Any] = {}
+    from actors.search.actor import SearchClient; services["search"] = await SearchClient.connect(settings)  # noqa: E702 - issue 4
     return services
