@@ -42,6 +42,18 @@ def hello_app():
     return app
 
 
+def hello_middleware_app():
+    """The hello world plus one pass-through `@app.middleware("http")` (Starlette's BaseHTTPMiddleware),
+    the kind flashmart's app uses for its request id: shows what that layer costs on its own."""
+    app = hello_app()
+
+    @app.middleware("http")
+    async def passthrough(request, call_next):
+        return await call_next(request)
+
+    return app
+
+
 def flashmart_app():
     """flashmart's FastAPI app without Serve; only routes that need no context answer (/healthz)."""
     from serve.app import create_fastapi
@@ -236,9 +248,11 @@ def run_http(api_url: str | None, *, duration_s: int, connections: int, work_dir
     if not wrk:
         return {"skipped": "wrk is not available", "rows": []}
     work_dir.mkdir(parents=True, exist_ok=True)
-    rows, skipped = [], []
+    rows, not_measured = [], []
     for name, factory, note in (
         ("uvicorn_hello", "benchmarks.http:hello_app", "FastAPI hello world, one uvicorn worker: the ceiling"),
+        ("uvicorn_hello_http_middleware", "benchmarks.http:hello_middleware_app",
+         "the hello world + one pass-through @app.middleware('http')"),
         ("uvicorn_flashmart_healthz", "benchmarks.http:flashmart_app", "flashmart's FastAPI app without Serve"),
     ):
         say(f"http: {name}")
@@ -248,9 +262,9 @@ def run_http(api_url: str | None, *, duration_s: int, connections: int, work_dir
     if api_url:
         for target in discover_targets(api_url, prepare_cart):
             if not target.url:
-                skipped.append(f"{target.name}: {target.note}")
+                not_measured.append(f"{target.name}: {target.note}")
                 continue
             say(f"http: {target.name}")
             rows.append(run_wrk(wrk, target, duration_s=duration_s, connections=connections, work_dir=work_dir))
     return {"wrk": wrk_version(wrk), "connections": connections, "duration_s": duration_s, "rows": rows,
-            "skipped": skipped}
+            "not_measured": not_measured}

@@ -141,7 +141,7 @@ class PostgresRowLock:
     """One statement, one transaction: decrement the hot row if stock is left, insert the hold."""
 
     name = "pg_rowlock"
-    note = "PostgreSQL UPDATE ... WHERE qty >= 1 + hold row, one transaction, synchronous_commit on"
+    note = "durable: synchronous_commit on, each reservation is its own committed transaction"
     RESERVE = """
         WITH taken AS (UPDATE bench_stock SET qty = qty - 1 WHERE sku = %(sku)s AND qty >= 1 RETURNING sku)
         INSERT INTO bench_holds (strategy, sku, buyer_id, quantity)
@@ -201,7 +201,7 @@ class RedisLock:
 
     @property
     def note(self) -> str:
-        return f"SET NX PX lock + PostgreSQL read/update + Lua release; {self.retries} lock retries"
+        return f"durable (PostgreSQL commit before release); {self.retries:,} lock retries"
 
     async def open(self):
         from storage.postgres import open_async_pool
@@ -250,6 +250,9 @@ class RedisLock:
 
 # --- solution 3: Redis counters -------------------------------------------------------------------
 
+REDIS_DURABILITY = "Redis appendonly with fsync every second: a crash can lose up to 1 s of reservations"
+
+
 class _RedisCounter:
     def __init__(self, redis_url: str, pool_size: int):
         self.redis_url, self.pool_size, self.redis = redis_url, pool_size, None
@@ -285,7 +288,7 @@ class RedisDecrby(_RedisCounter):
     """Seed 003 solution 3 as written: DECRBY, give back with INCRBY when negative, record the hold."""
 
     name = "redis_decrby"
-    note = "DECRBY, INCRBY back if negative, RPUSH the hold (Redis appendonly, fsync everysec)"
+    note = REDIS_DURABILITY
 
     async def reserve(self, sku: str, buyer_id: int) -> bool:
         stock_key, holds_key = self.keys(sku)
@@ -300,7 +303,7 @@ class RedisLua(_RedisCounter):
     """Check, decrement and record the hold in one Lua script: one round trip, atomic."""
 
     name = "redis_lua"
-    note = "one Lua script: check, DECRBY, RPUSH the hold (Redis appendonly, fsync everysec)"
+    note = REDIS_DURABILITY
 
     async def reserve(self, sku: str, buyer_id: int) -> bool:
         stock_key, holds_key = self.keys(sku)

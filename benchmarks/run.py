@@ -30,7 +30,7 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
 SECTIONS = ("reservations", "engine", "scaling", "search", "checkout", "http")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 # --- sizes ----------------------------------------------------------------------------------------
@@ -252,7 +252,8 @@ def start_ray(settings) -> None:
     from flashmart.platform import serve_env
 
     os.environ.update(serve_env(settings))  # HAProxy ingress when present, inherited by Ray's processes
-    ray.init(num_cpus=max(4, 2 * (os.cpu_count() or 2)), include_dashboard=False, logging_level="ERROR",
+    # address="local": always a fresh instance of our own, never a cluster someone else started here
+    ray.init(address="local", num_cpus=max(4, 2 * (os.cpu_count() or 2)), include_dashboard=False, logging_level="ERROR",
              log_to_driver=False, namespace="flashmart")
 
 
