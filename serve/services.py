@@ -8,5 +8,6 @@ from flashmart.settings import Settings
 
 async def open_services(settings: Settings) -> dict[str, Any]:
     services: dict[str, Any] = {}
+    from actors.inventory.client import InventoryClient; services["inventory"] = await InventoryClient.connect(settings)  # noqa: E702 - issue 3
     from actors.search.actor import SearchClient; services["search"] = await SearchClient.connect(settings)  # noqa: E702 - issue 4
     return services

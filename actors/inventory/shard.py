@@ -1,0 +1,419 @@
+"""An inventory shard: owns many cold SKUs or one hot SKU, decides every reservation in memory.
+
+ShardEngine is plain asyncio (storage handed in); InventoryShard is the thin @ray.remote shell.
+- Commands arrive in batches (one actor call carries many) and are decided one at a time, with no
+  await in between, so a SKU's decisions are serial without any lock.
+- Every event goes to an in-memory journal; the flusher writes it to storage in one transaction
+  every flush_interval_ms (group commit). A reservation is answered at once; a commit (money
+  depends on it), a stock change or a return is answered only after the flush that holds it.
+- Exact TTL expiry: one heap of (expires_at, sku, hold_id) and one sleeper task.
+- Recovery: a SKU is rebuilt from snapshot + journal the first time this incarnation sees it,
+  before any command for it is decided; holds whose time passed are expired on load.
+- Backpressure: beyond shard_queue_depth_max pending commands or unflushed events, answer overloaded.
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import os
+import time
+import zlib
+from collections import deque
+from typing import Any, Callable
+
+from actors.inventory.messages import (
+    OVERLOADED, CommitHold, ExpireHold, HoldCommitted, HoldExpired, Refusal, ReturnUnits, SetSaleLimit, SetStock,
+    StockReserved,
+)
+from actors.inventory.ports import InventoryStore, Snapshot, StockRow
+from actors.inventory.state import SOLD_OUT, SkuState
+from flashmart import obs
+from flashmart.settings import Settings
+
+log = obs.logger("inventory.shard")
+
+MOVED = Refusal("moved", "this shard no longer owns the SKU")
+DURABLE_COMMANDS = (CommitHold, SetStock, SetSaleLimit, ReturnUnits)  # answered only once flushed
+SNAPSHOT_EVERY_EVENTS = 100_000
+SNAPSHOT_MIN_INTERVAL_S = 5.0
+EXPIRE_SWEEP_MAX = 10_000      # expiries per loop turn, so a mass expiry never stalls commands
+METRICS_INTERVAL_S = 1.0
+
+
+def cold_shard_name(index: int) -> str:
+    return f"inventory-shard-{index}"
+
+
+def hot_shard_name(sku: str) -> str:
+    return f"inventory-hot-{sku}"
+
+
+def default_owner(sku: str, cold_shard_count: int) -> str:
+    """A SKU not on sale lives on a cold shard chosen by a stable hash."""
+    return cold_shard_name(zlib.crc32(sku.encode()) % cold_shard_count)
+
+
+class ShardEngine:
+    def __init__(self, name: str, settings: Settings, store: InventoryStore) -> None:
+        self.name = name
+        self.settings = settings
+        self.store = store
+        self.skus: dict[str, SkuState] = {}
+        self.moved: set[str] = set()
+        self.locations: dict[str, tuple[float, float]] = {}
+        self._loading: dict[str, asyncio.Future] = {}
+        self._journal: list[Any] = []          # events not yet durable, in order
+        self._appended = 0                     # events ever appended (a position)
+        self._durable = 0                      # position known durable
+        self._waiters: deque[tuple[int, asyncio.Future]] = deque()
+        self._timers: list[tuple[float, str, str]] = []
+        self._inflight = 0
+        self._since_snapshot: dict[str, int] = {}
+        self._snapshot_at: dict[str, float] = {}
+        self._counts: dict[type, int] = {}
+        self._sold_outs = 0
+        self._start: asyncio.Future | None = None
+        self._ready = False
+        self._tasks: list[asyncio.Task] = []
+
+    # --- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._start is None:
+            self._start = asyncio.ensure_future(self._open())
+        await asyncio.shield(self._start)
+
+    async def _open(self) -> None:
+        await self.store.open()
+        self.locations = await self.store.locations()
+        self._journal_ready = asyncio.Event()
+        self._timer_wake = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._expiry_loop()),
+                       asyncio.create_task(self._metrics_loop())]
+        self._ready = True
+
+    async def stop(self) -> None:
+        await self.drain()
+        for t in self._tasks:
+            t.cancel()
+        await self.store.close()
+
+    async def drain(self) -> None:
+        """Wait until everything appended so far is durable."""
+        await self._wait_durable(self._appended)
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    async def handle(self, commands: list[Any]) -> list[Any]:
+        if not self._ready:
+            await self.start()
+        n = len(commands)
+        depth_max = self.settings.shard_queue_depth_max
+        if self._inflight + n > depth_max or len(self._journal) > depth_max:
+            return [OVERLOADED] * n
+        self._inflight += n
+        try:
+            skus = self.skus
+            missing = {c.sku for c in commands if c.sku not in skus and c.sku not in self.moved}
+            if missing:
+                await self._load_many(missing)
+            now = time.time()
+            locations = self.locations
+            record = self._record
+            results = []
+            durable = new_warehouse = False
+            for cmd in commands:
+                st = skus.get(cmd.sku)
+                if st is None:
+                    results.append(MOVED)
+                    continue
+                result, event = st.execute(cmd, now, locations)
+                if event is not None:
+                    record(event)
+                elif result is SOLD_OUT:
+                    self._sold_outs += 1
+                if isinstance(cmd, DURABLE_COMMANDS) and not isinstance(result, Refusal):
+                    durable = True  # also for a retried commit: its event may still be in flight
+                    if cmd.__class__ is SetStock and cmd.warehouse_id not in locations:
+                        new_warehouse = True
+                results.append(result)
+            if new_warehouse:  # a warehouse created after we started: learn where it is
+                self.locations = await self.store.locations()
+            if durable:
+                await self._wait_durable(self._appended)
+            return results
+        finally:
+            self._inflight -= n
+
+    def _record(self, event: Any) -> None:
+        self._journal.append(event)
+        self._appended += 1
+        if not self._journal_ready.is_set():
+            self._journal_ready.set()
+        t = type(event)
+        self._counts[t] = self._counts.get(t, 0) + 1
+        self._since_snapshot[event.sku] = self._since_snapshot.get(event.sku, 0) + 1
+        if t is StockReserved:
+            timers = self._timers
+            if not timers or event.expires_at < timers[0][0]:
+                self._timer_wake.set()  # the sleeper waits for a later hold: wake it
+            heapq.heappush(timers, (event.expires_at, event.sku, event.hold_id))
+
+    async def _wait_durable(self, position: int) -> None:
+        if position <= self._durable:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((position, fut))
+        await fut
+
+    # --- recovery and moves -----------------------------------------------------------------------
+
+    async def _load_many(self, skus: set[str]) -> None:
+        futs = []
+        for sku in skus:
+            fut = self._loading.get(sku)
+            if fut is None:
+                fut = self._loading[sku] = asyncio.ensure_future(self._load(sku))
+            futs.append(fut)
+        await asyncio.gather(*futs)
+
+    async def _load(self, sku: str) -> None:
+        try:
+            owner = await self.store.owner(sku) or default_owner(sku, self.settings.cold_shard_count)
+            if owner != self.name:
+                self.moved.add(sku)
+                return
+            loaded = await self.store.load(sku)
+            if sku in self.skus or sku in self.moved:  # adopted while we were reading
+                return
+            snap = loaded.snapshot
+            st = SkuState.restore(sku, snap.state, snap.holds) if snap else SkuState(sku)
+            for event in loaded.events:
+                st.apply(event)
+            st.check()
+            self._install(sku, st)
+            log.info("loaded %s at seq %d (%d events replayed, %d holds)", sku, st.seq, len(loaded.events),
+                     len(st.holds))
+        finally:
+            self._loading.pop(sku, None)
+
+    def _install(self, sku: str, st: SkuState) -> None:
+        """Serve a SKU: expire what is past due, arm timers for the rest."""
+        self.skus[sku] = st
+        self.moved.discard(sku)
+        now = time.time()
+        for hold in list(st.holds.values()):
+            if hold.expires_at <= now:
+                _, event = st.execute(ExpireHold(sku, hold.hold_id), now)
+                self._record(event)
+            else:
+                heapq.heappush(self._timers, (hold.expires_at, sku, hold.hold_id))
+        self._timer_wake.set()
+
+    async def export_sku(self, sku: str) -> Snapshot | None:
+        """Stop serving a SKU and hand over its whole state (holds included) once durable."""
+        if not self._ready:
+            await self.start()
+        if sku not in self.skus and sku not in self.moved:
+            await self._load_many({sku})
+        st = self.skus.pop(sku, None)
+        self.moved.add(sku)
+        if st is None:
+            return None
+        await self.drain()
+        state, holds = st.snapshot()
+        return Snapshot(sku, state, holds)
+
+    async def adopt_sku(self, snap: Snapshot) -> None:
+        if not self._ready:
+            await self.start()
+        st = SkuState.restore(snap.sku, snap.state, snap.holds)
+        st.check()
+        self._since_snapshot[snap.sku] = SNAPSHOT_EVERY_EVENTS  # first flush here snapshots it
+        self._install(snap.sku, st)
+
+    # --- group commit -----------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        interval_s = self.settings.flush_interval_ms / 1000
+        last = 0.0
+        backoff_s = interval_s
+        while True:
+            await self._journal_ready.wait()
+            delay = last + interval_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # let the batch grow: group commit
+            last = time.monotonic()
+            try:
+                await self._flush_once()
+                backoff_s = interval_s
+            except Exception:  # noqa: BLE001 - storage trouble: keep the journal, retry, never drop
+                log.exception("flush failed; retrying in %.3fs", backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 2.0)
+
+    async def _flush_once(self) -> None:
+        journal = self._journal
+        size_max = self.settings.flush_batch_max
+        if len(journal) <= size_max:
+            batch, self._journal, complete = journal, [], True
+            self._journal_ready.clear()
+        else:
+            batch, self._journal, complete = journal[:size_max], journal[size_max:], False
+        if not batch:
+            return
+        stock: list[StockRow] = []
+        snapshots: list[Snapshot] = []
+        if complete:  # memory == journal: the projection and snapshots are exact at this point
+            for sku in {e.sku for e in batch}:
+                st = self.skus.get(sku)
+                if st is None:
+                    continue
+                stock.extend(StockRow(sku, wh, s.on_hand, s.held, s.sold, st.seq) for wh, s in st.stock.items())
+                snapshots.extend(self._due_snapshot(sku, st))
+        try:
+            await self.store.append(batch, stock, snapshots)
+        except BaseException:
+            self._journal[0:0] = batch  # put back in order, in front of what came meanwhile
+            self._journal_ready.set()
+            raise
+        self._durable += len(batch)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self._durable:
+            fut = waiters.popleft()[1]
+            if not fut.done():
+                fut.set_result(None)
+
+    def _due_snapshot(self, sku: str, st: SkuState) -> list[Snapshot]:
+        now = time.monotonic()
+        if (self._since_snapshot.get(sku, 0) < SNAPSHOT_EVERY_EVENTS
+                or now - self._snapshot_at.get(sku, 0.0) < SNAPSHOT_MIN_INTERVAL_S):
+            return []
+        self._since_snapshot[sku] = 0
+        self._snapshot_at[sku] = now
+        state, holds = st.snapshot()
+        return [Snapshot(sku, state, holds)]
+
+    # --- expiry -----------------------------------------------------------------------------------
+
+    async def _expiry_loop(self) -> None:
+        timers = self._timers
+        while True:
+            if not timers:
+                await self._timer_wake.wait()
+                self._timer_wake.clear()
+                continue
+            delay = timers[0][0] - time.time()
+            if delay > 0:
+                self._timer_wake.clear()
+                try:
+                    await asyncio.wait_for(self._timer_wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            now = time.time()
+            for _ in range(EXPIRE_SWEEP_MAX):
+                if not timers or timers[0][0] > now:
+                    break
+                _, sku, hold_id = heapq.heappop(timers)
+                st = self.skus.get(sku)
+                if st is not None:  # a hold already released/committed answers (None, None)
+                    _, event = st.execute(ExpireHold(sku, hold_id), now)
+                    if event is not None:
+                        self._record(event)
+            self._compact_timers()
+            await asyncio.sleep(0)
+
+    def _compact_timers(self) -> None:
+        """Ended holds stay in the heap until due; rebuild it when they dominate."""
+        live = sum(len(st.holds) for st in self.skus.values())
+        if len(self._timers) > 4 * live + 10_000:
+            self._timers[:] = [(h.expires_at, sku, h.hold_id) for sku, st in self.skus.items()
+                               for h in st.holds.values()]
+            heapq.heapify(self._timers)
+
+    # --- observability ----------------------------------------------------------------------------
+
+    async def _metrics_loop(self) -> None:
+        tags = {"shard": self.name}
+        names = {StockReserved: "inventory_reservations", HoldCommitted: "inventory_commits",
+                 HoldExpired: "inventory_expiries"}
+        while True:
+            await asyncio.sleep(METRICS_INTERVAL_S)
+            if len(self._timers) > 100_000:
+                self._compact_timers()
+            try:
+                counts, self._counts = self._counts, {}
+                for t, name in names.items():
+                    if counts.get(t):
+                        obs.counter(name, f"{name} applied", ("shard",)).inc(counts[t], tags=tags)
+                if self._sold_outs:
+                    obs.counter("inventory_sold_out_refusals", "reservations refused: sold out",
+                                ("shard",)).inc(self._sold_outs, tags=tags)
+                    self._sold_outs = 0
+                obs.gauge("inventory_holds", "live holds", ("shard",)).set(
+                    sum(len(st.holds) for st in self.skus.values()), tags=tags)
+                obs.gauge("inventory_journal_pending", "events not yet durable", ("shard",)).set(
+                    len(self._journal), tags=tags)
+            except Exception:  # noqa: BLE001 - metrics must never take the engine down
+                pass
+
+    def stats(self) -> dict:
+        return {"name": self.name, "pid": os.getpid(), "skus": len(self.skus), "journal_pending": len(self._journal),
+                "appended": self._appended, "durable": self._durable, "timers": len(self._timers),
+                "holds": sum(len(st.holds) for st in self.skus.values())}
+
+
+def _postgres_store(settings: Settings) -> InventoryStore:
+    from storage.inventory_postgres import PostgresInventoryStore
+
+    return PostgresInventoryStore(settings.database_url)
+
+
+def make_shard_class() -> Any:
+    import ray
+
+    @ray.remote
+    class InventoryShard:
+        """Thin Ray shell around ShardEngine. Restarted by Ray (max_restarts) and recovers lazily
+        from PostgreSQL, SKU by SKU, before deciding anything for that SKU."""
+
+        def __init__(self, name: str, settings: Settings,
+                     store_factory: Callable[[Settings], InventoryStore] = _postgres_store) -> None:
+            obs.configure_json_logging()
+            self.engine = ShardEngine(name, settings, store_factory(settings))
+
+        async def handle(self, commands: list) -> list:
+            return await self.engine.handle(commands)
+
+        async def export_sku(self, sku: str):
+            return await self.engine.export_sku(sku)
+
+        async def adopt_sku(self, snap) -> None:
+            await self.engine.adopt_sku(snap)
+
+        async def drain(self) -> None:
+            await self.engine.drain()
+
+        async def stats(self) -> dict:
+            await self.engine.start()
+            return self.engine.stats()
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        def ping(self) -> str:
+            return "ok"
+
+    return InventoryShard
+
+
+_shard_class = None
+
+
+def shard_class() -> Any:
+    """The remote class, built on first use so importing this module never needs Ray."""
+    global _shard_class
+    if _shard_class is None:
+        _shard_class = make_shard_class()
+    return _shard_class
