@@ -1,0 +1,1 @@
+"""Load drivers: http (the real API) and actors (the inventory engine directly)."""

@@ -1,0 +1,265 @@
+"""The default driver: buyers through the real HTTP API, asyncio + httpx, bounded concurrency.
+
+One process runs many buyers as coroutines, at most `concurrency_max` in flight; when one process
+is not enough (`processes` > 1) the plans are dealt round-robin to several load processes that share
+one start time. Each process returns raw observations: request events and one outcome per buyer.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+
+from sim.plan import BuyerPlan
+
+API = "/api/v1"
+SHIPPING_ADDRESS = {"name": "Sim Buyer", "street": "1 Market St", "city": "San Francisco", "state": "CA",
+                    "zip": "94105", "country": "US"}
+WAITING_ROOM_WAIT_MAX_S = 300.0
+
+# (t_s since sale start, endpoint, HTTP status or 0 for a transport error, latency_s, refusal reason)
+Event = tuple[float, str, int, float, str]
+
+
+@dataclass(slots=True)
+class Outcome:
+    index: int
+    user_id: int
+    sku: str
+    arrival_s: float
+    started_s: float = 0.0     # when the driver could start the buyer (bounded concurrency)
+    done_s: float = 0.0
+    result: str = "pending"    # bought | sold_out | limit_reached | abandoned | declined | gave_up | error
+    reason: str = ""
+    order_id: str | None = None
+    attempts: int = 0
+    in_cart: bool = False
+
+
+@dataclass
+class DriverResult:
+    events: list[Event] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def checkout_body(card: str) -> dict:
+    """POST /api/v1/orders/checkout (seed 003 shape; payment_method is a gateway token)."""
+    return {"shipping_address": SHIPPING_ADDRESS, "payment_method": card, "shipping_method": "standard"}
+
+
+def _reason(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return f"http_{r.status_code}"
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("reason") or body.get("detail") or f"http_{r.status_code}")[:60]
+    return f"http_{r.status_code}"
+
+
+class Session:
+    """One buyer's calls, timed and recorded."""
+
+    def __init__(self, client: httpx.AsyncClient, plan: BuyerPlan, t0: float, events: list, retries_max: int):
+        self.client, self.plan, self.t0, self.events = client, plan, t0, events
+        self.headers = {"Authorization": f"Bearer {plan.token}"}
+        self.retries_max = retries_max
+
+    async def call(self, endpoint: str, method: str, path: str, **kw) -> httpx.Response | None:
+        start = time.time()
+        try:
+            r = await self.client.request(method, path, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+        except httpx.HTTPError as exc:
+            self.events.append((start - self.t0, endpoint, 0, time.time() - start, type(exc).__name__))
+            return None
+        reason = "" if r.status_code < 400 else _reason(r)
+        self.events.append((start - self.t0, endpoint, r.status_code, time.time() - start, reason))
+        return r
+
+    async def call_retrying(self, endpoint: str, method: str, path: str, **kw) -> httpx.Response | None:
+        """Retries transport errors, 429, 5xx (same request, so the same Idempotency-Key), and waits in the
+        flash sale's waiting room when told to."""
+        r = None
+        for attempt in range(self.retries_max + 1):
+            r = await self.call(endpoint, method, path, **kw)
+            if r is not None and r.status_code == 403 and _reason(r) == "not_admitted":
+                if not await self.wait_in_room():
+                    return r
+                continue
+            if r is not None and r.status_code < 500 and r.status_code != 429:
+                return r
+            if attempt < self.retries_max:
+                after = float(r.headers.get("retry-after", 0.5)) if r is not None else 0.5
+                await asyncio.sleep(min(after, 3.0) * (0.5 + random.random()))
+        return r
+
+    async def wait_in_room(self) -> bool:
+        sku = self.plan.sku
+        r = await self.call("queue.join", "POST", f"{API}/flash-sales/{sku}/queue")
+        deadline = time.time() + WAITING_ROOM_WAIT_MAX_S
+        while r is not None and r.status_code == 200 and time.time() < deadline:
+            body = r.json()
+            if body.get("status") == "admitted":
+                return True
+            await asyncio.sleep(min(max(float(body.get("estimated_wait_s", 1)), 0.5), 3.0))
+            r = await self.call("queue.poll", "GET", f"{API}/flash-sales/{sku}/queue")
+        return False
+
+
+async def run_buyer(s: Session, out: Outcome, think_s: float) -> None:
+    p = s.plan
+    if p.browse_product_id is not None:
+        await s.call("product.view", "GET", f"{API}/products/{p.browse_product_id}")
+        await asyncio.sleep(think_s)
+    if p.search_term:
+        await s.call("product.search", "GET", f"{API}/products/search", params={"q": p.search_term})
+        await asyncio.sleep(think_s)
+    if not await add_to_cart(s, out):
+        return
+    await asyncio.sleep(think_s)
+    if p.abandon:
+        out.result = "abandoned"
+        return
+    await checkout(s, out)
+
+
+async def add_to_cart(s: Session, out: Outcome) -> bool:
+    r = await s.call_retrying("cart.add", "POST", f"{API}/cart/items", json={"sku": s.plan.sku, "quantity": s.plan.quantity})
+    if r is None or r.status_code >= 400:
+        out.result, out.reason = _refused(r)
+        return False
+    out.in_cart = True
+    return True
+
+
+async def checkout(s: Session, out: Outcome) -> None:
+    cards = [s.plan.first_card] + ([s.plan.retry_card] if s.plan.retry_card else [])
+    if s.plan.first_card == s.plan.retry_card:
+        cards = cards[:1]
+    for card in cards:
+        out.attempts += 1
+        key = uuid.uuid4().hex  # one key per attempt: a retried request reuses it, a new card gets a new one
+        r = await s.call_retrying("checkout", "POST", f"{API}/orders/checkout", json=checkout_body(card),
+                                  headers={"Idempotency-Key": key})
+        if r is not None and r.status_code in (200, 201):
+            body = r.json()
+            out.result, out.order_id = "bought", str(body.get("order_id") or body.get("id") or "")
+            out.in_cart = False
+            return
+        out.result, out.reason = _refused(r)
+        if out.reason != "payment_declined":
+            return
+    out.result = "declined"
+
+
+def _refused(r: httpx.Response | None) -> tuple[str, str]:
+    if r is None:
+        return "error", "transport"
+    reason = _reason(r)
+    if reason in ("sold_out", "limit_reached"):
+        return reason, reason
+    if reason == "payment_declined":
+        return "declined", reason
+    if r.status_code == 429 or r.status_code >= 500:
+        return "gave_up", reason
+    return "error", reason
+
+
+async def drive(api_url: str, plans: list[BuyerPlan], t0: float, concurrency_max: int, timeout_s: float,
+                retries_max: int, think_s: float, progress=None) -> DriverResult:
+    """Run the plans (sorted by arrival) starting at epoch t0; `progress(n)` after each finished buyer."""
+    result = DriverResult()
+    gate = asyncio.Semaphore(concurrency_max)
+    limits = httpx.Limits(max_connections=concurrency_max, max_keepalive_connections=concurrency_max)
+    async with httpx.AsyncClient(base_url=api_url, timeout=timeout_s, limits=limits) as client:
+        tasks = []
+
+        async def one(plan: BuyerPlan) -> None:
+            out = Outcome(plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0)
+            result.outcomes.append(out)
+            try:
+                await run_buyer(Session(client, plan, t0, result.events, retries_max), out, think_s)
+            except Exception as exc:  # noqa: BLE001 - a buyer's bug must not stop the sale; it is reported
+                out.result, out.reason = "error", type(exc).__name__
+            finally:
+                out.done_s = time.time() - t0
+                gate.release()
+                if progress:
+                    progress(1)
+
+        for plan in sorted(plans, key=lambda p: p.arrival_s):
+            delay = t0 + plan.arrival_s - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await gate.acquire()
+            tasks.append(asyncio.create_task(one(plan)))
+        await asyncio.gather(*tasks)
+    return result
+
+
+def _worker(args) -> DriverResult:
+    api_url, plans, t0, conc, timeout_s, retries, think_s, counter = args
+
+    def progress(n: int) -> None:
+        with counter.get_lock():
+            counter.value += n
+
+    return asyncio.run(drive(api_url, plans, t0, conc, timeout_s, retries, think_s, progress))
+
+
+def run_http(api_url: str, plans: list[BuyerPlan], *, concurrency_max: int, processes: int, timeout_s: float,
+             retries_max: int, think_s: float, t0: float, on_progress=None) -> DriverResult:
+    """Run all plans from epoch t0; returns the merged result. With processes > 1 the load comes from
+    that many processes (spawned, so no Ray or asyncio state is inherited; t0 leaves them time to start)."""
+    if processes <= 1:
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress:
+                on_progress(done)
+
+        return asyncio.run(drive(api_url, plans, t0, concurrency_max, timeout_s, retries_max, think_s, progress))
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("l", 0)
+    chunks = [plans[i::processes] for i in range(processes)]
+    with ctx.Pool(processes) as pool:
+        pending = pool.map_async(_worker, [(api_url, c, t0, concurrency_max, timeout_s, retries_max, think_s, counter)
+                                           for c in chunks])
+        while not pending.ready():
+            pending.wait(0.25)
+            if on_progress:
+                on_progress(counter.value)
+        parts = pending.get()
+    merged = DriverResult()
+    for part in parts:
+        merged.events.extend(part.events)
+        merged.outcomes.extend(part.outcomes)
+    return merged
+
+
+async def last_call(api_url: str, plans: list[BuyerPlan], t0: float, timeout_s: float, retries_max: int) -> DriverResult:
+    """Refused buyers try once more (units came back from declined or expired holds): re-add the SKU to the
+    cart unless it is still there, then check out with a good card."""
+    result = DriverResult()
+    async with httpx.AsyncClient(base_url=api_url, timeout=timeout_s) as client:
+        async def one(plan: BuyerPlan) -> None:
+            out = Outcome(plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0)
+            result.outcomes.append(out)
+            s = Session(client, plan, t0, result.events, retries_max)
+            cart = await s.call("cart.view", "GET", f"{API}/cart")
+            has = cart is not None and cart.status_code == 200 and any(
+                i.get("sku") == plan.sku for i in (cart.json().get("items") or []))
+            if has or await add_to_cart(s, out):
+                plan.first_card = plan.retry_card or plan.first_card
+                await checkout(s, out)
+            out.done_s = time.time() - t0
+
+        await asyncio.gather(*(one(p) for p in plans))
+    return result

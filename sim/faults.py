@@ -1,0 +1,221 @@
+"""Fault injection during a sale, on a schedule relative to the sale's start.
+
+- kill_shard: ray.kill(shard, no_restart=False) on the hot SKU's inventory shard (Ray restarts it;
+  it recovers from PostgreSQL).
+- kill_serve_replica: ray.kill of one Serve replica of the app (the Serve controller replaces it).
+- restart_postgres: stop and start the embedded PostgreSQL (storage.embedded), as a crash-restart.
+- stop_redis: stop the embedded Redis for `duration_s`, then start it again (append-only file kept).
+- gateway_fail / gateway_slow: through the **gateway fault proxy** below when the platform's
+  stripe_api_base points at one (it fails `error_rate` of calls with 500 before they reach the
+  gateway, or adds `delay_ms`); otherwise the embedded localstripe process is paused (SIGSTOP, then
+  SIGCONT after duration_s): every gateway call in the window stalls, which is what a slow gateway
+  looks like from the platform.
+
+    python -m sim.faults gateway-proxy --port 8421 --upstream http://127.0.0.1:8420
+    # then run the platform with FLASHMART_STRIPE_API_BASE=http://127.0.0.1:8421
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from sim.scenario import Fault
+
+CONTROL_PATH = "/__fault__"
+
+
+def connect_ray(settings) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    address = settings.ray_address or f"127.0.0.1:{settings.ray_gcs_port}"
+    ray.init(address=address, namespace="flashmart", logging_level="ERROR", log_to_driver=False)
+
+
+def kill_shard(settings, hot_skus: list[str]) -> str:
+    import ray
+
+    connect_ray(settings)
+    names = {a["name"]: a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    wanted = [n for n in names if any(n == f"inventory-hot-{s}" for s in hot_skus)] or \
+        [n for n in names if n.startswith("inventory-")]
+    if not wanted:
+        return "no inventory shard actor found"
+    name = wanted[0]
+    ray.kill(ray.get_actor(name, namespace=names[name]), no_restart=False)
+    return f"killed {name} (Ray restarts it)"
+
+
+def kill_serve_replica(settings) -> str:
+    import ray
+    from ray.util.state import list_actors
+
+    connect_ray(settings)
+    replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+                if (a.class_name or "").startswith("ServeReplica:") and a.name]
+    if not replicas:
+        return "no Serve replica found"
+    victim = random.choice(replicas)
+    ray.kill(ray.get_actor(victim.name, namespace=victim.ray_namespace or "serve"), no_restart=True)
+    return f"killed {victim.class_name} replica (Serve replaces it)"
+
+
+def restart_postgres(settings) -> str:
+    from storage import embedded
+
+    data = Path(settings.data_dir)
+    if embedded.postgres_pid(data) is None:
+        return "skipped: PostgreSQL is not the embedded one"
+    t = time.monotonic()
+    embedded.stop_postgres(data)
+    embedded.start_postgres(data)
+    return f"PostgreSQL stopped and started again in {time.monotonic() - t:.1f}s"
+
+
+def stop_redis(settings, duration_s: float) -> str:
+    from storage import embedded
+
+    data = Path(settings.data_dir)
+    if embedded.redis_pid(data) is None:
+        return "skipped: Redis is not the embedded one"
+    embedded.stop_redis(data)
+    time.sleep(duration_s)
+    embedded.start_redis(data)
+    return f"Redis stopped for {duration_s:.1f}s, then started again"
+
+
+def gateway(settings, fault: Fault) -> str:
+    base = settings.stripe_api_base.rstrip("/")
+    try:
+        r = httpx.post(base + CONTROL_PATH, timeout=2, json={
+            "error_rate": fault.error_rate if fault.kind == "gateway_fail" else 0.0,
+            "delay_ms": fault.delay_ms if fault.kind == "gateway_slow" else 0.0, "duration_s": fault.duration_s})
+        if r.status_code == 200:
+            return (f"fault proxy: {fault.error_rate:.0%} of gateway calls fail with 500 for {fault.duration_s}s"
+                    if fault.kind == "gateway_fail" else f"fault proxy: +{fault.delay_ms:.0f} ms per call for {fault.duration_s}s")
+    except httpx.HTTPError:
+        pass
+    from storage import embedded
+
+    pid = embedded.localstripe_pid(Path(settings.data_dir))
+    if pid is None:
+        return "skipped: no fault proxy and the gateway is not the embedded localstripe"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(fault.duration_s)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return f"gateway stalled {fault.duration_s:.1f}s (localstripe paused with SIGSTOP; no fault proxy in front)"
+
+
+def inject(settings, fault: Fault, hot_skus: list[str]) -> str:
+    if fault.kind == "kill_shard":
+        return kill_shard(settings, hot_skus)
+    if fault.kind == "kill_serve_replica":
+        return kill_serve_replica(settings)
+    if fault.kind == "restart_postgres":
+        return restart_postgres(settings)
+    if fault.kind == "stop_redis":
+        return stop_redis(settings, fault.duration_s)
+    return gateway(settings, fault)
+
+
+class FaultSchedule:
+    """Runs each fault at t0 + at_s in its own thread; the log says what happened and when."""
+
+    def __init__(self, settings, faults: list[Fault], hot_skus: list[str]):
+        self.settings, self.faults, self.hot_skus = settings, faults, hot_skus
+        self.log: list[dict] = []
+        self.threads: list[threading.Thread] = []
+
+    def start(self, t0: float) -> None:
+        if any(f.kind in ("kill_shard", "kill_serve_replica") for f in self.faults):
+            connect_ray(self.settings)  # before the sale: connecting takes a second or two
+        for f in self.faults:
+            th = threading.Thread(target=self._run, args=(f, t0), daemon=True, name=f"fault-{f.kind}")
+            th.start()
+            self.threads.append(th)
+
+    def _run(self, f: Fault, t0: float) -> None:
+        time.sleep(max(0.0, t0 + f.at_s - time.time()))
+        started = time.time() - t0
+        try:
+            detail = inject(self.settings, f, self.hot_skus)
+        except Exception as exc:  # noqa: BLE001 - a failed injection is reported, the sale goes on
+            detail = f"injection failed: {type(exc).__name__}: {str(exc)[:150]}"
+        self.log.append({"kind": f.kind, "at_s": round(started, 2), "took_s": round(time.time() - t0 - started, 2),
+                         "detail": detail})
+
+    def join(self, timeout_s: float = 120) -> list[dict]:
+        for th in self.threads:
+            th.join(timeout_s)
+        return sorted(self.log, key=lambda e: e["at_s"])
+
+
+# --- the gateway fault proxy --------------------------------------------------------------------------
+
+def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None:
+    """A small HTTP proxy in front of the payment gateway (localstripe). POST /__fault__ with
+    {error_rate, delay_ms, duration_s} makes calls fail (500 before reaching the gateway) or slow
+    for a while; everything else is forwarded unchanged."""
+    import asyncio
+
+    from aiohttp import ClientSession, web
+
+    state = {"error_rate": 0.0, "delay_ms": 0.0, "until": 0.0}
+
+    async def control(request: web.Request) -> web.Response:
+        body = await request.json()
+        state.update(error_rate=float(body.get("error_rate", 0)), delay_ms=float(body.get("delay_ms", 0)),
+                     until=time.time() + float(body.get("duration_s", 0)))
+        return web.json_response({"ok": True, **state})
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        if time.time() < state["until"]:
+            if state["delay_ms"]:
+                await asyncio.sleep(state["delay_ms"] / 1000)
+            if random.random() < state["error_rate"]:
+                return web.json_response({"error": {"type": "api_error", "message": "injected by the fault proxy"}},
+                                         status=500)
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with request.app["session"].request(request.method, upstream + request.path_qs, data=body,
+                                                  headers=headers) as r:
+            payload = await r.read()
+            return web.Response(body=payload, status=r.status, content_type=r.content_type)
+
+    async def on_start(app):
+        app["session"] = ClientSession()
+
+    async def on_stop(app):
+        await app["session"].close()
+
+    app = web.Application()
+    app.on_startup.append(on_start)
+    app.on_cleanup.append(on_stop)
+    app.router.add_post(CONTROL_PATH, control)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    web.run_app(app, host=host, port=port, print=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m sim.faults")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("gateway-proxy", help="fault proxy in front of the payment gateway")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--upstream", required=True)
+    args = parser.parse_args()
+    run_gateway_proxy(args.port, args.upstream.rstrip("/"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""Invariants of a sale, checked from the sources of truth after it: PostgreSQL (inventory ledger,
+orders, payments, sagas) and the payment gateway (PaymentIntents listed with the official stripe SDK).
+Nothing here reads the simulator's own counters: a simulator that miscounts cannot make a broken
+platform pass.
+
+The scope of a run is its hot SKUs (fresh catalog variants, never stocked before the run) and its
+buyers (emails sim-<run_id>-*), so other data in a shared database does not interfere.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+from psycopg.rows import dict_row
+
+PAID_STATUSES = ("confirmed", "shipped", "delivered")          # money taken
+UNIT_STATUSES = PAID_STATUSES + ("review", "returned")         # units committed to the order
+OPEN_SAGA_STATES = ("running", "compensating")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None            # None = not applicable to this run (e.g. no payments in the actors driver)
+    detail: str
+    violations: list = field(default_factory=list)
+
+
+@dataclass
+class SkuScope:
+    sku: str
+    per_buyer_limit: int
+    demand_exceeds_supply: bool  # from the scenario: buyers wanted more units than there are
+
+
+@dataclass
+class Verdict:
+    checks: list[Check]
+    stock: dict[str, dict]
+    gateway: dict
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok is not False for c in self.checks)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "checks": [{**asdict(c), "violations": c.violations[:20]} for c in self.checks],
+                "stock": self.stock, "gateway": self.gateway}
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------
+
+def stock_of(conn, skus: list[str]) -> dict[str, dict]:
+    rows = conn.execute(
+        "SELECT sku, warehouse_id, on_hand, held, sold FROM inventory_stock WHERE sku = ANY(%s)", (skus,)).fetchall()
+    out = {s: {"on_hand": 0, "held": 0, "sold": 0, "rows": []} for s in skus}
+    for r in rows:
+        agg = out[r["sku"]]
+        for k in ("on_hand", "held", "sold"):
+            agg[k] += r[k]
+        agg["rows"].append(dict(r))
+    for agg in out.values():
+        agg["available"] = agg["on_hand"] - agg["held"] - agg["sold"]
+    return out
+
+
+def live_hold_expiry(conn, sku: str) -> float | None:
+    """Latest expiry (epoch s) of holds still open in the journal: reserved, not released/expired/committed."""
+    row = conn.execute(
+        """SELECT max(r.expires_at) AS until, count(*) AS n FROM inventory_journal r
+           WHERE r.sku = %s AND r.kind = 'StockReserved'
+             AND NOT EXISTS (SELECT 1 FROM inventory_journal e WHERE e.sku = r.sku AND e.hold_id = r.hold_id
+                             AND e.kind IN ('HoldReleased', 'HoldExpired', 'HoldCommitted'))""", (sku,)).fetchone()
+    return row["until"] if row and row["n"] else None
+
+
+def run_user_ids(conn, run_id: str) -> list[int]:
+    from sim.setup import EMAIL_DOMAIN
+
+    return [r["id"] for r in conn.execute("SELECT id FROM users WHERE email LIKE %s",
+                                          (f"sim-{run_id}-%@{EMAIL_DOMAIN}",)).fetchall()]
+
+
+def open_sagas(conn, user_ids: list[int]) -> int:
+    return conn.execute("SELECT count(*) AS n FROM checkout_sagas WHERE user_id = ANY(%s) AND state = ANY(%s)",
+                        (user_ids, list(OPEN_SAGA_STATES))).fetchone()["n"]
+
+
+def _sku_orders(conn, skus: list[str]) -> list[dict]:
+    return conn.execute(
+        """SELECT DISTINCT o.id, o.status, o.user_id FROM orders o JOIN order_items i ON i.order_id = o.id
+           WHERE i.sku = ANY(%s)""", (skus,)).fetchall()
+
+
+def check_inventory(conn, scopes: list[SkuScope], stock: dict[str, dict], *, with_orders: bool) -> list[Check]:
+    checks = []
+    over = [{"sku": s, **{k: r[k] for k in ("warehouse_id", "on_hand", "held", "sold")}}
+            for s, agg in stock.items() for r in agg["rows"] if r["sold"] + r["held"] > r["on_hand"] or r["sold"] > r["on_hand"]]
+    checks.append(Check("oversold == 0", not over,
+                        "sold + held <= on_hand in every (sku, warehouse) row" if not over else f"{len(over)} rows oversold",
+                        over))
+    under, notes = [], []
+    for sc in scopes:
+        agg = stock[sc.sku]
+        if not sc.demand_exceeds_supply:
+            notes.append(f"{sc.sku}: demand below supply, not a sold-out SKU")
+            continue
+        if agg["available"] != 0:
+            under.append({"sku": sc.sku, "on_hand": agg["on_hand"], "sold": agg["sold"], "held": agg["held"],
+                          "available": agg["available"]})
+        elif agg["held"]:
+            until = live_hold_expiry(conn, sc.sku)
+            when = time.strftime("%H:%M:%S", time.localtime(until)) if until else "?"
+            notes.append(f"{sc.sku}: sold {agg['sold']} + {agg['held']} in live holds (abandoned carts, expire by {when}) "
+                         f"= on_hand {agg['on_hand']}")
+        else:
+            notes.append(f"{sc.sku}: sold {agg['sold']} = on_hand {agg['on_hand']}")
+    checks.append(Check("no undersell (sold-out SKU: sold + live holds = on_hand, nothing left free)", not under,
+                        "; ".join(notes) if not under else f"{len(under)} sold-out SKUs left units free", under))
+    if with_orders:
+        skus = [s.sku for s in scopes]
+        rows = conn.execute(
+            """SELECT i.sku, coalesce(sum(i.quantity), 0) AS units FROM order_items i JOIN orders o ON o.id = i.order_id
+               WHERE i.sku = ANY(%s) AND o.status = ANY(%s) GROUP BY i.sku""", (skus, list(UNIT_STATUSES))).fetchall()
+        units = {r["sku"]: int(r["units"]) for r in rows}
+        mismatch = [{"sku": s, "ledger_sold": stock[s]["sold"], "order_units": units.get(s, 0)}
+                    for s in skus if stock[s]["sold"] != units.get(s, 0)]
+        checks.append(Check("ledger sold == units in orders", not mismatch,
+                            ", ".join(f"{s}: {units.get(s, 0)}" for s in skus) if not mismatch else "ledger and orders disagree",
+                            mismatch))
+    return checks
+
+
+def check_limits_orders(conn, scopes: list[SkuScope]) -> Check:
+    bad = []
+    for sc in scopes:
+        rows = conn.execute(
+            """SELECT o.user_id, sum(i.quantity) AS units FROM order_items i JOIN orders o ON o.id = i.order_id
+               WHERE i.sku = %s AND o.status = ANY(%s) GROUP BY o.user_id HAVING sum(i.quantity) > %s""",
+            (sc.sku, list(UNIT_STATUSES), sc.per_buyer_limit)).fetchall()
+        bad += [{"sku": sc.sku, "user_id": r["user_id"], "units": int(r["units"]), "limit": sc.per_buyer_limit} for r in rows]
+    return Check("per-buyer limits held (orders)", not bad,
+                 "no buyer has more units than the sale's limit" if not bad else f"{len(bad)} buyers over the limit", bad)
+
+
+def check_limits_journal(conn, scopes: list[SkuScope]) -> Check:
+    """For the actors driver (no orders): committed holds per buyer, from the inventory journal."""
+    bad = []
+    for sc in scopes:
+        rows = conn.execute(
+            """SELECT r.buyer_id, sum(r.quantity) AS units FROM inventory_journal r
+               JOIN inventory_journal c ON c.sku = r.sku AND c.hold_id = r.hold_id AND c.kind = 'HoldCommitted'
+               WHERE r.sku = %s AND r.kind = 'StockReserved' GROUP BY r.buyer_id HAVING sum(r.quantity) > %s""",
+            (sc.sku, sc.per_buyer_limit)).fetchall()
+        bad += [{"sku": sc.sku, "buyer_id": r["buyer_id"], "units": int(r["units"])} for r in rows]
+    return Check("per-buyer limits held (journal)", not bad,
+                 "no buyer committed more units than the limit" if not bad else f"{len(bad)} buyers over the limit", bad)
+
+
+def check_order_payments(conn, orders: list[dict], intents: dict[str, dict]) -> Check:
+    paid = [o for o in orders if o["status"] in PAID_STATUSES]
+    if not paid:
+        return Check("each confirmed order has exactly one captured payment", True, "no confirmed orders")
+    rows = conn.execute(
+        """SELECT order_id, count(*) FILTER (WHERE status = 'captured') AS captured,
+                  array_agg(payment_intent_id) FILTER (WHERE status = 'captured') AS intents
+           FROM payments WHERE order_id = ANY(%s) GROUP BY order_id""", ([o["id"] for o in paid],)).fetchall()
+    by_order = {r["order_id"]: r for r in rows}
+    bad = []
+    for o in paid:
+        r = by_order.get(o["id"])
+        if r is None or r["captured"] != 1:
+            bad.append({"order_id": o["id"], "captured_payments": 0 if r is None else r["captured"]})
+            continue
+        pi = (r["intents"] or [None])[0]
+        if pi and intents and intents.get(pi, {}).get("status") != "succeeded":
+            bad.append({"order_id": o["id"], "payment_intent": pi, "gateway_status": intents.get(pi, {}).get("status")})
+    return Check("each confirmed order has exactly one captured payment", not bad,
+                 f"{len(paid)} confirmed orders, each with one captured payment (gateway: succeeded)" if not bad
+                 else f"{len(bad)} confirmed orders without exactly one captured payment", bad)
+
+
+# --- the gateway -------------------------------------------------------------------------------------
+
+def list_intents(stripe_api_key: str, stripe_api_base: str, since_epoch: float, *, pages_max: int = 2000) -> dict[str, dict]:
+    """Every PaymentIntent the gateway created since `since_epoch`, by id (official SDK, paginated)."""
+    import stripe
+
+    client = stripe.StripeClient(stripe_api_key, base_addresses={"api": stripe_api_base} if stripe_api_base else None)
+    out, after = {}, None
+    for _ in range(pages_max):
+        params = {"limit": 100, **({"starting_after": after} if after else {})}
+        page = client.v1.payment_intents.list(params)
+        for pi in page.data:
+            d = pi.to_dict()
+            if (d.get("created") or since_epoch) >= since_epoch - 5:
+                out[d["id"]] = {"status": d.get("status"), "order_id": (d.get("metadata") or {}).get("order_id"),
+                                "amount": d.get("amount"), "created": d.get("created")}
+        if not page.has_more or not page.data:
+            break
+        after = page.data[-1].id
+    return out
+
+
+def check_gateway(conn, intents: dict[str, dict], run_order_ids: set[str]) -> list[Check]:
+    """Captured intents need a paid order recording them; authorised ones must not be left open
+    (except orders held for a fraud review, whose authorisation waits for the reviewer)."""
+    ids = {i["order_id"] for i in intents.values() if i["order_id"]}
+    orders = {r["id"]: r for r in conn.execute("SELECT id, status FROM orders WHERE id = ANY(%s)", (list(ids),)).fetchall()}
+    recorded = {r["payment_intent_id"]: r for r in conn.execute(
+        "SELECT payment_intent_id, status, order_id FROM payments WHERE payment_intent_id = ANY(%s)",
+        (list(intents),)).fetchall()}
+    # in scope: intents of this run's orders/sagas, plus any whose order does not exist at all (orphans)
+    scoped = {k: v for k, v in intents.items() if v["order_id"] in run_order_ids or v["order_id"] not in orders}
+    orphans, per_order = [], {}
+    for pi, v in scoped.items():
+        if v["status"] != "succeeded":
+            continue
+        per_order.setdefault(v["order_id"], []).append(pi)
+        o, p = orders.get(v["order_id"]), recorded.get(pi)
+        if o is None or o["status"] not in PAID_STATUSES or p is None or p["status"] not in ("captured", "refunded", "partially_refunded"):
+            orphans.append({"payment_intent": pi, "order_id": v["order_id"], "order_status": o and o["status"],
+                            "payment_row": p and p["status"]})
+    doubles = [{"order_id": k, "captured_intents": v} for k, v in per_order.items() if len(v) > 1]
+    open_auth = []
+    in_review = 0
+    for pi, v in scoped.items():
+        if v["status"] in ("requires_capture", "requires_confirmation", "requires_action", "processing"):
+            o = orders.get(v["order_id"])
+            if o is not None and o["status"] == "review":
+                in_review += 1
+                continue
+            open_auth.append({"payment_intent": pi, "order_id": v["order_id"], "status": v["status"],
+                              "order_status": o and o["status"]})
+    captured = sum(1 for v in scoped.values() if v["status"] == "succeeded")
+    return [
+        Check("no captured payment lacks an order", not orphans and not doubles,
+              f"{captured} captured intents, each recorded on one paid order" if not (orphans or doubles)
+              else f"{len(orphans)} captured without a paid order, {len(doubles)} orders charged twice", orphans + doubles),
+        Check("no authorisation left open", not open_auth,
+              f"{sum(1 for v in scoped.values() if v['status'] == 'canceled')} voided, "
+              f"{in_review} awaiting a fraud review, 0 open" if not open_auth
+              else f"{len(open_auth)} authorisations left open", open_auth),
+    ]
+
+
+# --- the whole verdict -----------------------------------------------------------------------------------
+
+def settle(database_url: str, run_id: str, skus: list[str], timeout_s: float, *, with_orders: bool) -> dict:
+    """Wait (bounded) until no saga of the run is in flight and no payment of its orders is still
+    only authorised: the sweeper finishes or undoes sagas a fault left in doubt."""
+    deadline = time.monotonic() + timeout_s
+    state = {}
+    while True:
+        try:
+            with psycopg.connect(database_url, autocommit=True, row_factory=dict_row, connect_timeout=5) as conn:
+                users = run_user_ids(conn, run_id)
+                state = {"open_sagas": open_sagas(conn, users) if with_orders else 0}
+                if with_orders:
+                    state["authorised_payments"] = conn.execute(
+                        """SELECT count(*) AS n FROM payments p JOIN orders o ON o.id = p.order_id
+                           WHERE o.user_id = ANY(%s) AND p.status = 'authorised' AND o.status <> 'review'""",
+                        (users,)).fetchone()["n"]
+        except psycopg.OperationalError as exc:
+            state = {"database": str(exc)[:100]}
+        if (state.get("open_sagas") == 0 and not state.get("authorised_payments") and "database" not in state) \
+                or time.monotonic() > deadline:
+            state["settled"] = "database" not in state and not state.get("open_sagas") and not state.get("authorised_payments")
+            return state
+        time.sleep(1.0)
+
+
+def verify(settings, run_id: str, scopes: list[SkuScope], since_epoch: float, *, with_orders: bool = True) -> Verdict:
+    skus = [s.sku for s in scopes]
+    with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row) as conn:
+        stock = stock_of(conn, skus)
+        checks = check_inventory(conn, scopes, stock, with_orders=with_orders)
+        gateway: dict = {}
+        if with_orders:
+            checks.append(check_limits_orders(conn, scopes))
+            orders = _sku_orders(conn, skus)
+            users = run_user_ids(conn, run_id)
+            saga_ids = {r["order_id"] for r in conn.execute(
+                "SELECT order_id FROM checkout_sagas WHERE user_id = ANY(%s)", (users,)).fetchall()}
+            run_orders = {o["id"] for o in orders} | saga_ids | {r["id"] for r in conn.execute(
+                "SELECT id FROM orders WHERE user_id = ANY(%s)", (users,)).fetchall()}
+            intents = list_intents(settings.stripe_secret_key, settings.stripe_api_base, since_epoch)
+            checks.append(check_order_payments(conn, orders, intents))
+            checks += check_gateway(conn, intents, run_orders)
+            scoped = [v for v in intents.values() if v["order_id"] in run_orders]
+            gateway = {"intents_listed": len(intents), "intents_of_run": len(scoped),
+                       "by_status": _count(v["status"] for v in scoped)}
+            statuses = _count(o["status"] for o in orders)
+            gateway["orders_by_status"] = statuses
+        else:
+            checks.append(check_limits_journal(conn, scopes))
+            for name in ("each confirmed order has exactly one captured payment", "no captured payment lacks an order",
+                         "no authorisation left open"):
+                checks.append(Check(name, None, "n/a: the actors driver takes no payments"))
+    for agg in stock.values():
+        agg.pop("rows", None)
+    return Verdict(checks, stock, gateway)
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return out
