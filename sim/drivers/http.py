@@ -49,7 +49,8 @@ class DriverResult:
 
 def checkout_body(card: str) -> dict:
     """POST /api/v1/orders/checkout (seed 003 shape; payment_method is a gateway token)."""
-    return {"shipping_address": SHIPPING_ADDRESS, "payment_method": card, "shipping_method": "standard"}
+    return {"shipping_address": SHIPPING_ADDRESS, "payment_method": {"type": "card", "token": card},
+            "shipping_method": "standard"}
 
 
 def _reason(r: httpx.Response) -> str:
@@ -146,7 +147,7 @@ async def checkout(s: Session, out: Outcome) -> None:
         key = uuid.uuid4().hex  # one key per attempt: a retried request reuses it, a new card gets a new one
         r = await s.call_retrying("checkout", "POST", f"{API}/orders/checkout", json=checkout_body(card),
                                   headers={"Idempotency-Key": key})
-        if r is not None and r.status_code in (200, 201):
+        if r is not None and r.status_code in (200, 201, 202):
             body = r.json()
             out.result, out.order_id = "bought", str(body.get("order_id") or body.get("id") or "")
             out.in_cart = False
@@ -254,8 +255,9 @@ async def last_call(api_url: str, plans: list[BuyerPlan], t0: float, timeout_s: 
             result.outcomes.append(out)
             s = Session(client, plan, t0, result.events, retries_max)
             cart = await s.call("cart.view", "GET", f"{API}/cart")
-            has = cart is not None and cart.status_code == 200 and any(
-                i.get("sku") == plan.sku for i in (cart.json().get("items") or []))
+            body = cart.json() if cart is not None and cart.status_code == 200 else {}
+            items = body.get("items") or (body.get("cart") or {}).get("items") or []
+            has = any(i.get("sku") == plan.sku for i in items)
             if has or await add_to_cart(s, out):
                 plan.first_card = plan.retry_card or plan.first_card
                 await checkout(s, out)
