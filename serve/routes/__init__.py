@@ -4,3 +4,4 @@ from serve.routes import health
 ROUTERS = [health.router]
 from serve.routes import auth as _auth; ROUTERS.append(_auth.router)  # noqa: E402,E702 - identity (issue 6)
 from serve.routes import waiting_room as _wr; ROUTERS.append(_wr.router)  # noqa: E402,E702 - identity (issue 6)
+from serve.routes import catalog as _catalog; ROUTERS.append(_catalog.router)  # noqa: E402,E702 - catalog (issue 4)

@@ -1,0 +1,492 @@
+"""Catalog and search over HTTP: sellers manage products; everybody searches and reads them.
+
+Writes go to PostgreSQL, then queue the product for the search index (visible within ~1 s) and
+drop its cached product page from Redis.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from serve.auth import Principal, require
+from serve.context import Context, get_ctx
+from serve.errors import Refused
+from storage import catalog_postgres as cat
+
+router = APIRouter(prefix="/api/v1/products", tags=["catalog"])
+
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+CATEGORY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,59}(/[a-z0-9][a-z0-9-]{0,59}){0,5}$"
+IMPORT_BYTES_MAX = 5_000_000
+IMPORT_ROWS_MAX = 10_000
+COMPARE_MAX = 5
+SEARCH_PARAMS = {"q", "category", "brand", "min_price", "max_price", "min_rating", "in_stock", "sort",
+                 "page", "limit", "facets"}
+AttrValue = str | int | float | bool
+
+
+def _attributes_ok(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > 50:
+        raise ValueError("at most 50 attributes")
+    for k, v in value.items():
+        if not 1 <= len(k) <= 50:
+            raise ValueError("attribute names are 1..50 characters")
+        if isinstance(v, str) and len(v) > 200:
+            raise ValueError(f"attribute {k!r} is longer than 200 characters")
+    return value
+
+
+class VariantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(pattern=SKU_PATTERN)
+    attributes: dict[str, AttrValue] = Field(default_factory=dict)
+    price_adjustment: Decimal = Field(Decimal(0), ge=-1_000_000, le=1_000_000, decimal_places=2)
+
+    _attrs = field_validator("attributes")(_attributes_ok)
+
+
+class VariantPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    attributes: dict[str, AttrValue] | None = None
+    price_adjustment: Decimal | None = Field(None, ge=-1_000_000, le=1_000_000, decimal_places=2)
+
+    _attrs = field_validator("attributes")(lambda v: v if v is None else _attributes_ok(v))
+
+
+class ProductIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=300)
+    description: str = Field("", max_length=10_000)
+    brand: str = Field("", max_length=100)
+    category: str | None = Field(None, pattern=CATEGORY_PATTERN, description="slug path, e.g. electronics/computers/laptops")
+    price: Decimal = Field(ge=0, le=10_000_000, decimal_places=2)
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    weight_g: int | None = Field(None, ge=0, le=10_000_000)
+    attributes: dict[str, AttrValue] = Field(default_factory=dict)
+    images: list[Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://")]] = Field(
+        default_factory=list, max_length=20)
+    variants: list[VariantIn] = Field(default_factory=list, max_length=100)
+    in_stock: bool = Field(True, description="stock status until the inventory engine reports one")
+    seller_id: int | None = Field(None, description="admins only: list the product for this seller")
+
+    _attrs = field_validator("attributes")(_attributes_ok)
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("name must not be blank")
+        return v.strip()
+
+
+class ProductPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=300)
+    description: str | None = Field(None, max_length=10_000)
+    brand: str | None = Field(None, max_length=100)
+    category: str | None = Field(None, pattern=CATEGORY_PATTERN)
+    price: Decimal | None = Field(None, ge=0, le=10_000_000, decimal_places=2)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    weight_g: int | None = Field(None, ge=0, le=10_000_000)
+    attributes: dict[str, AttrValue] | None = None
+    images: list[Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://")]] | None = Field(
+        None, max_length=20)
+    in_stock: bool | None = None
+
+
+class PriceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    price: Decimal = Field(ge=0, le=10_000_000, decimal_places=2)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+async def _after_change(ctx: Context, product_ids: list[int]) -> None:
+    """Queue the products for the search index and drop their cached pages."""
+    search = ctx.services.get("search")
+    if search is not None and product_ids:
+        await search.refresh(product_ids)
+    if product_ids:
+        await ctx.redis.delete(*(f"product:{pid}" for pid in product_ids))
+
+
+async def _own_product(ctx: Context, conn, principal: Principal, product_id: int) -> dict:
+    owner = await cat.seller_of_product(conn, product_id)
+    if owner is None:
+        raise Refused("not_found", f"product {product_id} does not exist")
+    if principal.role != "admin" and owner["user_id"] != principal.user_id:
+        raise Refused("forbidden", f"product {product_id} belongs to another seller")
+    return owner
+
+
+async def _seller_id(ctx: Context, conn, principal: Principal, requested: int | None) -> int:
+    if requested is not None:
+        if principal.role != "admin":
+            raise Refused("forbidden", "only admins may list products for another seller")
+        row = await (await conn.execute("SELECT id FROM sellers WHERE id = %s", (requested,))).fetchone()
+        if row is None:
+            raise Refused("invalid", f"seller {requested} does not exist")
+        return requested
+    seller = await cat.seller_for_user(conn, principal.user_id, principal.email.split("@")[0] or "seller")
+    return seller["id"]
+
+
+def _duplicate_skus(variants: list[VariantIn]) -> list[str]:
+    seen, dup = set(), []
+    for v in variants:
+        if v.sku in seen:
+            dup.append(v.sku)
+        seen.add(v.sku)
+    return dup
+
+
+async def _create(ctx: Context, conn, principal: Principal, body: ProductIn) -> int:
+    if dup := _duplicate_skus(body.variants):
+        raise Refused("invalid", f"SKU listed twice: {', '.join(dup)}")
+    if taken := await cat.sku_taken(conn, [v.sku for v in body.variants]):
+        raise Refused("conflict", f"SKU already exists: {', '.join(taken)}")
+    seller_id = await _seller_id(ctx, conn, principal, body.seller_id)
+    return await cat.create_product(conn, seller_id, body.model_dump())
+
+
+# --- seller writes --------------------------------------------------------------------------------
+
+@router.post("", status_code=201)
+async def create_product(body: ProductIn, ctx: Context = Depends(get_ctx),
+                         principal: Principal = Depends(require("product.write"))) -> dict:
+    """List a product (with its variants) for the calling seller."""
+    async with ctx.db.connection() as conn:
+        pid = await _create(ctx, conn, principal, body)
+    await _after_change(ctx, [pid])
+    return await _product_page(ctx, pid)
+
+
+@router.patch("/{product_id}")
+async def update_product(product_id: int, body: ProductPatch, ctx: Context = Depends(get_ctx),
+                         principal: Principal = Depends(require("product.write"))) -> dict:
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise Refused("invalid", "nothing to change: send at least one field")
+    if changes.get("name") is not None and not changes["name"].strip():
+        raise Refused("invalid", "name must not be blank")
+    nulls = [k for k in ("name", "price", "currency", "description", "brand", "attributes", "in_stock")
+             if k in changes and changes[k] is None]
+    if nulls:
+        raise Refused("invalid", f"these fields cannot be null: {', '.join(nulls)}")
+    async with ctx.db.connection() as conn:
+        await _own_product(ctx, conn, principal, product_id)
+        await cat.update_product(conn, product_id, changes)
+    await _after_change(ctx, [product_id])
+    return await _product_page(ctx, product_id)
+
+
+@router.post("/{product_id}/price")
+async def change_price(product_id: int, body: PriceIn, ctx: Context = Depends(get_ctx),
+                       principal: Principal = Depends(require("product.write"))) -> dict:
+    async with ctx.db.connection() as conn:
+        await _own_product(ctx, conn, principal, product_id)
+        await cat.update_product(conn, product_id, body.model_dump(exclude_none=True))
+    await _after_change(ctx, [product_id])
+    return await _product_page(ctx, product_id)
+
+
+@router.post("/{product_id}/archive")
+async def archive_product(product_id: int, ctx: Context = Depends(get_ctx),
+                          principal: Principal = Depends(require("product.write"))) -> dict:
+    """Take the product off sale and out of search; its page stays readable."""
+    async with ctx.db.connection() as conn:
+        await _own_product(ctx, conn, principal, product_id)
+        await cat.set_status(conn, product_id, "archived")
+    await _after_change(ctx, [product_id])
+    return {"product_id": product_id, "status": "archived"}
+
+
+@router.post("/{product_id}/unarchive")
+async def unarchive_product(product_id: int, ctx: Context = Depends(get_ctx),
+                            principal: Principal = Depends(require("product.write"))) -> dict:
+    async with ctx.db.connection() as conn:
+        await _own_product(ctx, conn, principal, product_id)
+        await cat.set_status(conn, product_id, "active")
+    await _after_change(ctx, [product_id])
+    return {"product_id": product_id, "status": "active"}
+
+
+@router.post("/{product_id}/variants", status_code=201)
+async def add_variant(product_id: int, body: VariantIn, ctx: Context = Depends(get_ctx),
+                      principal: Principal = Depends(require("product.write"))) -> dict:
+    async with ctx.db.connection() as conn:
+        await _own_product(ctx, conn, principal, product_id)
+        if await cat.sku_taken(conn, [body.sku]):
+            raise Refused("conflict", f"SKU already exists: {body.sku}")
+        await cat.add_variant(conn, product_id, body.model_dump())
+        await cat.touch(conn, product_id)
+    await _after_change(ctx, [product_id])
+    return await _product_page(ctx, product_id)
+
+
+@router.patch("/{product_id}/variants/{variant_id}")
+async def update_variant(product_id: int, variant_id: int, body: VariantPatch, ctx: Context = Depends(get_ctx),
+                         principal: Principal = Depends(require("product.write"))) -> dict:
+    async with ctx.db.connection() as conn:
+        await _own_product(ctx, conn, principal, product_id)
+        if not await cat.update_variant(conn, product_id, variant_id, body.model_dump(exclude_unset=True)):
+            raise Refused("not_found", f"product {product_id} has no variant {variant_id}")
+    await _after_change(ctx, [product_id])
+    return await _product_page(ctx, product_id)
+
+
+@router.delete("/{product_id}/variants/{variant_id}")
+async def delete_variant(product_id: int, variant_id: int, ctx: Context = Depends(get_ctx),
+                         principal: Principal = Depends(require("product.write"))) -> dict:
+    async with ctx.db.connection() as conn:
+        await _own_product(ctx, conn, principal, product_id)
+        if not await cat.delete_variant(conn, product_id, variant_id):
+            raise Refused("not_found", f"product {product_id} has no variant {variant_id}")
+    await _after_change(ctx, [product_id])
+    return await _product_page(ctx, product_id)
+
+
+# --- bulk import ----------------------------------------------------------------------------------
+
+def _csv_rows(text: str) -> list[dict]:
+    """CSV columns: name, description, brand, category, price, currency, weight_g, in_stock,
+    images ('|' separated), attributes (JSON object), sku (one variant), variants (JSON list)."""
+    rows = []
+    for raw in csv.DictReader(io.StringIO(text)):
+        row: dict[str, Any] = {k.strip(): v for k, v in raw.items() if k is not None and v not in (None, "")}
+        if None in raw:
+            row["__extra__"] = raw[None]
+        for key in ("attributes", "variants"):
+            if key in row:
+                try:
+                    row[key] = json.loads(row[key])
+                except json.JSONDecodeError:
+                    row[key] = f"not JSON: {row[key][:40]}"
+        if "images" in row:
+            row["images"] = [u for u in row["images"].split("|") if u]
+        if "in_stock" in row:
+            row["in_stock"] = row["in_stock"].strip().lower() in ("1", "true", "yes", "y")
+        if "sku" in row and isinstance(row.get("variants", []), list):
+            row["variants"] = [*row.get("variants", []), {"sku": row.pop("sku")}]
+        rows.append(row)
+    return rows
+
+
+def _jsonl_rows(text: str) -> list[Any]:
+    rows: list[Any] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            rows.append(f"not JSON ({exc.msg})")
+    return rows
+
+
+def _reason(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+
+
+@router.post("/import")
+async def import_products(request: Request, format: str | None = Query(None, pattern="^(csv|jsonl)$"),
+                          ctx: Context = Depends(get_ctx),
+                          principal: Principal = Depends(require("product.import"))) -> dict:
+    """Bulk listing from CSV or JSON lines (Content-Type text/csv or application/x-ndjson, or
+    ?format=). Each row stands alone: good rows are created, bad rows are reported with a reason."""
+    kind = format or ("csv" if "csv" in request.headers.get("content-type", "") else "jsonl")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > IMPORT_BYTES_MAX:
+            raise Refused("too_large", f"import files are limited to {IMPORT_BYTES_MAX // 1_000_000} MB")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Refused("invalid", "the file is not UTF-8 text") from None
+    try:
+        rows = _csv_rows(text) if kind == "csv" else _jsonl_rows(text)
+    except csv.Error as exc:
+        raise Refused("invalid", f"unreadable CSV: {exc}") from None
+    if not rows:
+        raise Refused("invalid", "the file has no rows")
+    if len(rows) > IMPORT_ROWS_MAX:
+        raise Refused("too_large", f"at most {IMPORT_ROWS_MAX} rows per import")
+    report, created = [], []
+    async with ctx.db.connection() as conn:
+        for number, row in enumerate(rows, start=1):
+            if not isinstance(row, dict):
+                report.append({"row": number, "status": "rejected", "reason": str(row) if isinstance(row, str) else "a row must be a JSON object"})
+                continue
+            if "__extra__" in row:
+                report.append({"row": number, "status": "rejected", "reason": "more values than columns"})
+                continue
+            try:
+                product = ProductIn.model_validate(row)
+            except ValidationError as exc:
+                report.append({"row": number, "status": "rejected", "reason": _reason(exc)})
+                continue
+            try:
+                async with conn.transaction():
+                    pid = await _create(ctx, conn, principal, product)
+            except Refused as exc:
+                report.append({"row": number, "status": "rejected", "reason": exc.message})
+                continue
+            created.append(pid)
+            report.append({"row": number, "status": "created", "product_id": pid})
+    await _after_change(ctx, created)
+    return {"created": len(created), "rejected": len(rows) - len(created), "rows": report}
+
+
+# --- public reads ---------------------------------------------------------------------------------
+
+def _search_service(ctx: Context):
+    search = ctx.services.get("search")
+    if search is None:
+        raise Refused("unavailable", "search is not running")
+    return search
+
+
+@router.get("/search")
+async def search_products(
+    request: Request,
+    q: str | None = Query(None, max_length=200, description="keywords; typos are tolerated"),
+    category: str | None = Query(None, max_length=400, description="category slug path; includes its subtree"),
+    brand: list[str] = Query([], max_length=20, description="repeat or comma-separate"),
+    min_price: float | None = Query(None, ge=0, le=1e9),
+    max_price: float | None = Query(None, ge=0, le=1e9),
+    min_rating: float | None = Query(None, ge=0, le=5),
+    in_stock: bool | None = None,
+    sort: str = Query("relevance", description="relevance, price_asc, price_desc, rating, newest"),
+    page: int = Query(1, ge=1, le=500),
+    limit: int = Query(20, ge=1, le=100),
+    facets: bool = True,
+    ctx: Context = Depends(get_ctx),
+) -> dict:
+    """Seed 003's search: results, total_results, page, total_pages, facets (brands, categories,
+    price_ranges, each value with its count). A page past the end is empty."""
+    unknown = set(request.query_params) - SEARCH_PARAMS
+    if unknown:
+        raise Refused("invalid", f"unknown parameter(s): {', '.join(sorted(unknown))}; "
+                                 f"use {', '.join(sorted(SEARCH_PARAMS))}")
+    if q is None and not category and not brand:
+        raise Refused("invalid", "give q (keywords), or browse with category or brand")
+    brands = tuple(b.strip() for item in brand for b in item.split(",") if b.strip())
+    if len(brands) > 20:
+        raise Refused("invalid", "at most 20 brands")
+    out = await _search_service(ctx).search({
+        "q": q, "category": category.strip("/") if category else None, "brands": brands,
+        "min_price": min_price, "max_price": max_price, "min_rating": min_rating, "in_stock": in_stock,
+        "sort": sort, "page": page, "limit": limit, "facets": facets})
+    if "error" in out:
+        raise Refused(out["error"], out["message"])
+    return out
+
+
+@router.get("/suggest")
+async def suggest(q: str = Query(..., max_length=100), limit: int = Query(8, ge=1, le=20),
+                  ctx: Context = Depends(get_ctx)) -> dict:
+    """Autocomplete while typing: matching product names (most popular first) and word completions."""
+    out = await _search_service(ctx).suggest(q, limit)
+    if "error" in out:
+        raise Refused(out["error"], out["message"])
+    return {"q": q, **out}
+
+
+@router.get("/compare")
+async def compare(ids: str = Query(..., max_length=200, description="2 to 5 product ids, comma separated"),
+                  ctx: Context = Depends(get_ctx)) -> dict:
+    """An attribute-by-attribute table: one row per attribute, one column per product."""
+    try:
+        wanted = list(dict.fromkeys(int(x) for x in ids.split(",") if x.strip()))
+    except ValueError:
+        raise Refused("invalid", "ids must be comma-separated integers") from None
+    if not 2 <= len(wanted) <= COMPARE_MAX:
+        raise Refused("invalid", f"compare 2 to {COMPARE_MAX} distinct products")
+    async with ctx.db.connection() as conn:
+        rows = {r["id"]: r for r in await cat.products_for_compare(conn, wanted)}
+    missing = [i for i in wanted if i not in rows]
+    if missing:
+        raise Refused("not_found", f"no active product with id {', '.join(map(str, missing))}")
+    products = [rows[i] for i in wanted]
+    base = [("name", "name"), ("brand", "brand"), ("category", "category"), ("price", "price"),
+            ("currency", "currency"), ("rating", "rating"), ("review_count", "review_count"),
+            ("weight_g", "weight_g"), ("in_stock", "in_stock"), ("seller", "seller_name")]
+    table = [{"attribute": label, "values": [p[key] for p in products]} for label, key in base]
+    spec_keys = sorted({k for p in products for k in p["attributes"]})
+    table += [{"attribute": k, "values": [p["attributes"].get(k) for p in products]} for k in spec_keys]
+    variant_keys = sorted({k for p in products for v in p["variant_attributes"] for k in v})
+    table += [{"attribute": f"variants.{k}",
+               "values": [sorted({str(v[k]) for v in p["variant_attributes"] if k in v}) for p in products]}
+              for k in variant_keys]
+    for row in table:
+        row["differs"] = len({json.dumps(v, sort_keys=True, default=str) for v in row["values"]}) > 1
+    return {"product_ids": wanted, "attributes": table}
+
+
+async def _stock(ctx: Context, product: dict) -> dict:
+    """Live stock status per variant: the inventory engine when it runs, else its PostgreSQL
+    projection, else the catalog's in_stock flag."""
+    skus = [v["sku"] for v in product["variants"][:20]]
+    available: dict[str, int] | None = None
+    source = "catalog"
+    inventory = ctx.services.get("inventory")
+    if inventory is not None and skus:
+        try:
+            views = [await inventory.stock(sku) for sku in skus]
+            available, source = {v.sku: int(v.available) for v in views}, "inventory"
+        except Exception:  # noqa: BLE001 - the page still renders from the fallback below
+            available = None
+    if available is None and skus:
+        async with ctx.db.connection() as conn:
+            available = await cat.stock_available(conn, skus)
+        source = "inventory_stock"
+    if available is None:
+        return {"in_stock": bool(product["in_stock"]), "source": "catalog", "variants": {}}
+    return {"in_stock": any(n > 0 for n in available.values()), "source": source, "variants": available}
+
+
+async def _product_page(ctx: Context, product_id: int) -> dict:
+    key = f"product:{product_id}"
+    cached = await ctx.redis.get(key)
+    if cached:
+        page = json.loads(cached)
+    else:
+        async with ctx.db.connection() as conn:
+            product = await cat.get_product(conn, product_id)
+        if product is None:
+            raise Refused("not_found", f"product {product_id} does not exist")
+        page = {
+            "product_id": product["id"], "name": product["name"], "description": product["description"],
+            "brand": product["brand"], "category": product["category"], "status": product["status"],
+            "price": product["price"], "currency": product["currency"], "weight_g": product["weight_g"],
+            "attributes": product["attributes"], "images": product["images"],
+            "thumbnail": product["images"][0] if product["images"] else None,
+            "variants": [{"variant_id": v["id"], "sku": v["sku"], "attributes": v["attributes"],
+                          "price_adjustment": v["price_adjustment"],
+                          "price": round(product["price"] + v["price_adjustment"], 2)} for v in product["variants"]],
+            "seller": {"seller_id": product["seller_id"], "name": product["seller_name"],
+                       "rating": product["seller_rating"]},
+            "rating": {"average": product["rating"], "count": product["review_count"]},
+            "in_stock": product["in_stock"],
+            "created_at": product["created_at"].isoformat(), "updated_at": product["updated_at"].isoformat(),
+        }
+        await ctx.redis.set(key, json.dumps(page, default=str), ex=ctx.settings.product_cache_ttl_s)
+    stock = await _stock(ctx, page)
+    return {**page, "in_stock": stock["in_stock"], "stock": stock}
+
+
+@router.get("/{product_id}")
+async def get_product(product_id: int, ctx: Context = Depends(get_ctx)) -> dict:
+    """The product page: variants, seller, price, stock status, rating summary (cached in Redis)."""
+    if not 1 <= product_id <= 2**63 - 1:
+        raise Refused("not_found", f"product {product_id} does not exist")
+    return await _product_page(ctx, product_id)
+
