@@ -95,7 +95,7 @@ def main() -> int:
     p.add_argument("--max-time", type=int, default=0, help="seconds per schemathesis run (0 = no limit)")
     p.add_argument("--workers", default="2")
     p.add_argument("--seed", type=int, default=20261122)
-    p.add_argument("--report-dir", default="fuzz-report")
+    p.add_argument("--report-dir", default=".data/fuzz-report", help="JUnit reports (.data is git-ignored)")
     args = p.parse_args()
     report_dir = Path(args.report_dir).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)

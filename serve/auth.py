@@ -77,6 +77,7 @@ def require(permission: str):
         return principal
 
     _require.__name__ = f"require_{permission.replace('.', '_')}"
+    _require.permission = permission  # read by tests/test_authz_matrix.py to derive the matrix
     return _require
 
 

@@ -1,0 +1,105 @@
+"""Role x route matrix, derived from the code: every route that declares `require(permission)` is
+called by an anonymous client and by a user of each role, and the answer must match the permission
+table in flashmart/permissions.py: 401 without a token, 403 (naming the permission) for a role
+without it, and for a role with it anything but 401/403-for-role and never a 5xx. New routes join
+the matrix automatically. Own/foreign object checks (ownership) are in the second half.
+"""
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from flashmart.permissions import PERMISSIONS, ROLES
+from tests.helpers import make_user
+
+
+def _guard(dependant) -> tuple[str | None, bool]:
+    """(permission, needs login) declared anywhere in a route's dependency tree."""
+    from serve.auth import authenticated
+
+    perm, login = None, False
+    for dep in dependant.dependencies:
+        p = getattr(dep.call, "permission", None)
+        if p:
+            perm, login = p, True
+        if dep.call is authenticated:
+            login = True
+        sub_perm, sub_login = _guard(dep)
+        perm, login = perm or sub_perm, login or sub_login
+    return perm, login
+
+
+def _routes() -> list[tuple[str, str, str | None, APIRoute]]:
+    from serve.routes import ROUTERS  # exactly what create_fastapi includes
+
+    rows = []
+    for route in [r for router in ROUTERS for r in router.routes]:
+        if not isinstance(route, APIRoute):
+            continue
+        perm, login = _guard(route.dependant)
+        if not login:
+            continue  # public route
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            rows.append((method, route.path, perm, route))
+    return rows
+
+
+ROUTES = _routes()
+
+
+def _dummy_path(route: APIRoute) -> str:
+    """Fill path parameters with well-formed values that name no existing object."""
+    path = route.path
+    for param in route.dependant.path_params:
+        annotation = param.field_info.annotation
+        if annotation is int:
+            value = "987654321"
+        elif annotation is uuid.UUID:
+            value = str(uuid.uuid4())
+        else:
+            value = f"matrix{uuid.uuid4().hex[:6]}"
+        path = path.replace("{" + param.name + "}", value)
+    return path
+
+
+def _call(client: httpx.Client, method: str, path: str, headers: dict | None = None) -> httpx.Response:
+    body = {} if method in ("POST", "PUT", "PATCH") else None
+    return client.request(method, path, json=body, headers=headers or {})
+
+
+@pytest.fixture(scope="module")
+def users(platform) -> dict:
+    with httpx.Client(base_url=platform.api_url, timeout=30) as client:
+        return {role: make_user(client, role, platform) for role in ROLES}
+
+
+@pytest.fixture(scope="module")
+def client(platform):
+    with httpx.Client(base_url=platform.api_url, timeout=60) as c:
+        yield c
+
+
+def test_matrix_covers_routes():
+    assert ROUTES, "no permissioned routes found"
+    for _, _, perm, _ in ROUTES:
+        assert perm is None or perm in PERMISSIONS
+
+
+@pytest.mark.parametrize("method, path, perm, route", ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
+def test_role_matrix(client, users, method, path, perm, route):
+    url = _dummy_path(route)
+    anonymous = _call(client, method, url)
+    assert anonymous.status_code == 401, f"anonymous {method} {url}: {anonymous.status_code} {anonymous.text[:200]}"
+    for role in ROLES:
+        r = _call(client, method, url, users[role].headers)
+        where = f"{role} {method} {url}: {r.status_code} {r.text[:300]}"
+        assert r.status_code < 500, where
+        assert r.status_code != 401, where
+        if perm is not None and role not in PERMISSIONS[perm]:
+            assert r.status_code == 403 and perm in r.json()["message"], where
+        else:
+            denied_for_role = r.status_code == 403 and "your role" in r.json().get("message", "")
+            assert not denied_for_role, where
