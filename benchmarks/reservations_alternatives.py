@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS bench_holds (
 # no CHECK (qty >= 0) on purpose: the strategy must prevent oversell, the audit must be able to see it
 
 LOCK_TTL_MS = 10_000  # the seed's lock expiry
-LOCK_BACKOFF_S = (0.0005, 0.008)  # first and largest wait while another caller holds the lock
+LOCK_BACKOFF_S = (0.0005, 0.05)  # first and largest wait while another caller holds the lock
+LOCK_WAIT_MAX_S = 10.0  # a caller gives up (refused, stock untouched) after waiting this long for the lock
+CONNECTIONS_MAX = 64  # per strategy, PostgreSQL and Redis alike; more callers wait for a connection
 RELEASE_LOCK_LUA = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
 """
@@ -96,9 +98,11 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def drive(strategy: Strategy, *, n_requests: int, concurrency: int, stock: int | None = None,
-                sku: str | None = None) -> Outcome:
+                sku: str | None = None, deadline_s: float | None = None) -> Outcome:
     """`concurrency` callers share `n_requests` one-unit reservations of one SKU (stock defaults to
-    n_requests, so every request can succeed and the figure is reservations, not refusals)."""
+    n_requests, so every request can succeed and the figure is reservations, not refusals).
+    After `deadline_s` callers take no new request (a lock convoy can take minutes); the figures
+    then cover the requests done, and the note says so."""
     stock = n_requests if stock is None else stock
     sku = sku or f"bench-{strategy.name}-{uuid.uuid4().hex[:8]}"
     await strategy.setup(sku, stock)
@@ -107,8 +111,12 @@ async def drive(strategy: Strategy, *, n_requests: int, concurrency: int, stock:
     next_request = iter(range(n_requests))
     first_error: list[str] = []
 
+    stop_at = time.perf_counter() + deadline_s if deadline_s else float("inf")
+
     async def caller() -> None:
         for buyer_id in next_request:  # a shared iterator: callers pull until none are left
+            if time.perf_counter() > stop_at:
+                return
             t0 = time.perf_counter()
             try:
                 ok = await strategy.reserve(sku, buyer_id)
@@ -124,15 +132,28 @@ async def drive(strategy: Strategy, *, n_requests: int, concurrency: int, stock:
     seconds = time.perf_counter() - t0
     audit = await strategy.audit(sku)
     latencies.sort()
+    done = counts["granted"] + counts["refused"] + counts["errors"]
+    cut = f"; stopped at the {deadline_s:.0f} s deadline: {done:,} of {n_requests:,} requests done" \
+        if done < n_requests else ""
     return Outcome(
-        strategy=strategy.name, requests=n_requests, concurrency=concurrency, stock=stock,
+        strategy=strategy.name, requests=done, concurrency=concurrency, stock=stock,
         granted=counts["granted"], refused=counts["refused"], errors=counts["errors"], seconds=round(seconds, 3),
-        requests_per_s=round(n_requests / seconds, 1), reservations_per_s=round(counts["granted"] / seconds, 1),
+        requests_per_s=round(done / seconds, 1), reservations_per_s=round(counts["granted"] / seconds, 1),
         p50_ms=round(percentile(latencies, 0.50) * 1000, 3), p99_ms=round(percentile(latencies, 0.99) * 1000, 3),
         oversold=max(0, audit.granted_units - stock),
         conserved=(audit.remaining + audit.granted_units == stock and audit.granted_units == counts["granted"]),
-        note=strategy.note + (f"; first error: {first_error[0]}" if first_error else ""),
+        note=strategy.note + cut + (f"; first error: {first_error[0]}" if first_error else ""),
     )
+
+
+def blocking_redis(redis_url: str):
+    """A client whose callers wait for one of CONNECTIONS_MAX connections (the default pool raises
+    "Too many connections" instead, which would turn a crowd of callers into errors)."""
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=CONNECTIONS_MAX, timeout=None,
+                                                    decode_responses=True)
+    return aioredis.Redis(connection_pool=pool)
 
 
 # --- solution 1: PostgreSQL conditional update ----------------------------------------------------
@@ -197,32 +218,35 @@ class RedisLock:
     def __init__(self, database_url: str, redis_url: str, pool_size: int):
         self.database_url, self.redis_url, self.pool_size = database_url, redis_url, pool_size
         self.pool = self.redis = self.release = None
-        self.retries = 0
+        self.retries = self.gave_up = 0
 
     @property
     def note(self) -> str:
-        return f"durable (PostgreSQL commit before release); {self.retries:,} lock retries"
+        return (f"durable (PostgreSQL commit before release); {self.retries:,} lock retries, {self.gave_up:,} callers "
+                f"gave up after waiting {LOCK_WAIT_MAX_S:.0f} s for the lock (counted as refused)")
 
     async def open(self):
         from storage.postgres import open_async_pool
-        from storage.redis import async_redis
 
         self.pool = await open_async_pool(self.database_url, min_size=self.pool_size, max_size=self.pool_size)
         async with self.pool.connection() as conn:
             await conn.execute(BENCH_SCHEMA)
-        self.redis = async_redis(self.redis_url, max_connections=max(64, self.pool_size * 2))
+        self.redis = blocking_redis(self.redis_url)
         self.release = self.redis.register_script(RELEASE_LOCK_LUA)
         return self
 
     async def setup(self, sku: str, stock: int) -> None:
-        self.retries = 0
+        self.retries = self.gave_up = 0
         await PostgresRowLock.setup(self, sku, stock)  # same tables, same seeding
         await self.redis.delete(f"bench:lock:{sku}")
 
     async def reserve(self, sku: str, buyer_id: int) -> bool:
         key, token = f"bench:lock:{sku}", uuid.uuid4().hex
-        backoff_s = LOCK_BACKOFF_S[0]
+        backoff_s, give_up_at = LOCK_BACKOFF_S[0], time.perf_counter() + LOCK_WAIT_MAX_S
         while not await self.redis.set(key, token, nx=True, px=LOCK_TTL_MS):
+            if time.perf_counter() > give_up_at:
+                self.gave_up += 1
+                return False
             # exponential backoff with jitter: spinning callers would starve the lock holder of CPU
             self.retries += 1
             await asyncio.sleep(random.uniform(0, backoff_s))
@@ -245,7 +269,7 @@ class RedisLock:
 
     async def close(self) -> None:
         await self.pool.close()
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
 
 # --- solution 3: Redis counters -------------------------------------------------------------------
@@ -258,9 +282,7 @@ class _RedisCounter:
         self.redis_url, self.pool_size, self.redis = redis_url, pool_size, None
 
     async def open(self):
-        from storage.redis import async_redis
-
-        self.redis = async_redis(self.redis_url, max_connections=max(64, self.pool_size))
+        self.redis = blocking_redis(self.redis_url)
         self.script = self.redis.register_script(RESERVE_LUA)
         return self
 
@@ -281,7 +303,7 @@ class _RedisCounter:
         return Audit(remaining=remaining, granted_units=granted)
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
 
 class RedisDecrby(_RedisCounter):
@@ -316,7 +338,7 @@ STRATEGIES = ("pg_rowlock", "redis_lock", "redis_decrby", "redis_lua")
 
 
 async def open_strategy(name: str, database_url: str, redis_url: str, concurrency: int) -> Strategy:
-    pool_size = max(1, min(concurrency, 64))  # a connection per caller, bounded below max_connections
+    pool_size = max(1, min(concurrency, CONNECTIONS_MAX))  # bounded below PostgreSQL's max_connections
     if name == "pg_rowlock":
         return await PostgresRowLock(database_url, pool_size).open()
     if name == "redis_lock":
@@ -329,21 +351,22 @@ async def open_strategy(name: str, database_url: str, redis_url: str, concurrenc
 
 
 async def run_alternative(name: str, database_url: str, redis_url: str, *, n_requests: int, concurrency: int,
-                          stock: int | None = None) -> Outcome:
+                          stock: int | None = None, deadline_s: float | None = None) -> Outcome:
     strategy = await open_strategy(name, database_url, redis_url, concurrency)
     try:
-        return await drive(strategy, n_requests=n_requests, concurrency=concurrency, stock=stock)
+        return await drive(strategy, n_requests=n_requests, concurrency=concurrency, stock=stock,
+                           deadline_s=deadline_s)
     finally:
         await strategy.close()
 
 
 async def run_all(database_url: str, redis_url: str, *, n_requests: dict[str, int], concurrency: int,
-                  names: tuple[str, ...] = STRATEGIES, on_done=None) -> list[Outcome]:
+                  names: tuple[str, ...] = STRATEGIES, deadline_s: float | None = None, on_done=None) -> list[Outcome]:
     """Each strategy in turn (never at the same time: they would share the two cores)."""
     outcomes = []
     for name in names:
         outcome = await run_alternative(name, database_url, redis_url, n_requests=n_requests[name],
-                                        concurrency=concurrency)
+                                        concurrency=concurrency, deadline_s=deadline_s)
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)
