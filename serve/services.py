@@ -10,4 +10,5 @@ async def open_services(settings: Settings) -> dict[str, Any]:
     services: dict[str, Any] = {}
     from actors.inventory.client import InventoryClient; services["inventory"] = await InventoryClient.connect(settings)  # noqa: E702 - issue 3
     from actors.search.actor import SearchClient; services["search"] = await SearchClient.connect(settings)  # noqa: E702 - issue 4
+    from actors.purchase import open_purchase_services; services.update(await open_purchase_services(settings))  # noqa: E702 - issue 5
     return services

@@ -1,0 +1,1 @@
+"""The checkout saga: reserve -> fraud -> authorise -> order + commit -> capture, each step undoable."""

@@ -1,0 +1,330 @@
+"""The checkout saga (DESIGN.md): reserve -> fraud score -> authorise -> order written -> holds
+committed + order confirmed (with its outbox row) -> capture -> 201.
+
+Every step is recorded in `checkout_sagas` before its effect can matter, so a crash at any point
+leaves a row the sweeper can finish or undo (see steps.recovery). A repeated Idempotency-Key finds
+the same row and gets the first answer back: one order, one charge.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import uuid
+from decimal import Decimal
+
+from psycopg.types.json import Jsonb
+
+from actors.carts.state import Cart
+from actors.checkout import pricing
+from actors.payments.types import Authorised, Captured, PaymentRefusal, to_minor
+from flashmart.obs import counter, logger
+
+log = logger("checkout")
+
+REFUSAL_STATUS = {"payment_declined": 402, "fraud_declined": 403, "overloaded": 503, "unavailable": 503,
+                  "invalid": 422, "hold_expired": 409, "sold_out": 409, "limit_reached": 409, "unknown_hold": 409,
+                  "bad_request": 400, "not_found": 404, "coupon_exhausted": 409, "coupon_expired": 409,
+                  "coupon_min_spend": 409, "insufficient_credit": 409, "checkout_interrupted": 409}
+
+
+def _is_refusal(r) -> bool:
+    return hasattr(r, "reason") and not hasattr(r, "hold_id")
+
+
+class SagaFailed(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+# FAULT INJECTION (tests only): when the environment of the actor process running the saga names
+# a step here, the process exits right after that step is recorded: a real crash, resolved by the
+# sweeper. Armed per actor through CheckoutActor.arm_fault_for_tests; never set in production.
+FAULT_ENV = "FLASHMART_FAULT_CRASH_AFTER_STEP"
+
+
+def _maybe_crash(step: str) -> None:
+    if os.environ.get(FAULT_ENV) == step:
+        log.error("FAULT INJECTION: crashing after step %s", step)
+        os._exit(17)
+
+
+class Saga:
+    def __init__(self, settings, db, carts, inventory, payments, fraud):
+        self.settings, self.db, self.carts, self.inv, self.payments, self.fraud = (
+            settings, db, carts, inventory, payments, fraud)
+
+    # --- bookkeeping ---
+    async def _step(self, order_id: str, step: str, **cols) -> None:
+        sets = ", ".join([f"{k} = %({k})s" for k in cols] + ["step = %(step)s", "updated_at = now()"])
+        async with self.db.connection() as conn:
+            await conn.execute(f"UPDATE checkout_sagas SET {sets} WHERE order_id = %(order_id)s",
+                               {**cols, "step": step, "order_id": order_id})
+        _maybe_crash(step)
+
+    async def _finish(self, order_id: str, state: str, status: int, body: dict, error: str | None = None,
+                      conn=None) -> tuple[int, dict]:
+        sql = ("UPDATE checkout_sagas SET state = %s, result = %s, result_status = %s, error = %s, updated_at = now() "
+               "WHERE order_id = %s")
+        args = (state, Jsonb(body), status, error, order_id)
+        if conn is not None:
+            await conn.execute(sql, args)
+        else:
+            async with self.db.connection() as c:
+                await c.execute(sql, args)
+        try:
+            counter("checkouts", "checkout sagas finished", ("outcome",)).inc(tags={"outcome": body.get("error", "ok")})
+        except Exception:  # noqa: BLE001
+            pass
+        return status, body
+
+    async def _fail(self, order_id: str, reason: str, message: str) -> tuple[int, dict]:
+        body = {"error": reason, "message": message, "order_id": order_id}
+        return await self._finish(order_id, "failed", REFUSAL_STATUS.get(reason, 409), body, message)
+
+    # --- entry ---
+    async def run(self, req: dict) -> tuple[int, dict]:
+        scope = f"u:{req['user_id']}" if req.get("user_id") is not None else f"g:{req['cart_id']}"
+        order_id = uuid.uuid4().hex
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO checkout_sagas (order_id, idempotency_scope, idempotency_key, user_id, step, state, request) "
+                "VALUES (%s, %s, %s, %s, 'started', 'running', %s) "
+                "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING order_id",
+                (order_id, scope, req["idempotency_key"], req.get("user_id"), Jsonb(req)))
+            inserted = await cur.fetchone()
+            if inserted is None:
+                cur = await conn.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+                                         (scope, req["idempotency_key"]))
+                first = await cur.fetchone()
+        if inserted is None:
+            return self._replay(first, req)
+        try:
+            return await self._run(order_id, scope, req)
+        except SagaFailed as exc:
+            return await self._fail(order_id, exc.reason, exc.message)
+
+    def _replay(self, first: dict, req: dict) -> tuple[int, dict]:
+        if first["request"] != req:
+            return 422, {"error": "invalid", "message": "this Idempotency-Key was used for a different checkout request"}
+        if first["result"] is None:
+            return 409, {"error": "conflict", "message": "a checkout with this Idempotency-Key is still in progress",
+                         "order_id": first["order_id"]}
+        return first["result_status"], {**first["result"], "replayed": True}
+
+    async def _run(self, order_id: str, scope: str, req: dict) -> tuple[int, dict]:
+        buyer_id = req["buyer_id"]
+        # 1. reserve: every cart line is backed by a live hold (expired ones are taken again)
+        snap = await self.carts.call(req["cart_id"], "renew_holds", buyer_id)
+        if "refused" in snap:
+            raise SagaFailed(snap["refused"], snap["message"])
+        cart = Cart.from_dict(snap["cart"])
+        holds = [{"sku": sku, "hold_id": h.hold_id, "quantity": h.quantity} for sku, h in cart.all_holds()]
+        await self._step(order_id, "reserved", holds=Jsonb(holds))
+
+        # price (coupons re-checked against the clock; limits are enforced in the order transaction)
+        now = dt.datetime.now(dt.timezone.utc)
+        disc = cart.discount(now.timestamp())
+        ship = req["shipping_address"]
+        p = pricing.price(cart.subtotal(), disc.amount, disc.free_shipping, cart.weight_g(), req["shipping_method"],
+                          ship["country"], now.date())
+        credit_account, credit_amount = await self._credit_for(req, p.grand_total)
+        card_amount = p.grand_total - credit_amount
+
+        # 2. fraud score
+        verdict = await self.fraud.score.remote({
+            "order_id": order_id, "user_id": req.get("user_id"), "guest_email": req.get("guest_email"),
+            "total": float(p.grand_total), "payment_token": req["payment_token"],
+            "shipping_address": ship, "billing_address": req.get("billing_address")})
+        await self._step(order_id, "scored")
+        if verdict["action"] == "decline":
+            await self._release_and_drop(req["cart_id"], holds)
+            raise SagaFailed("fraud_declined", "this order cannot be accepted; contact support if you think this is a mistake")
+
+        # 3. authorise (manual capture; idempotency key = order id)
+        pi_id = None
+        if card_amount > 0:
+            await self._step(order_id, "authorising")
+            auth = await self.payments.authorise(order_id, to_minor(card_amount), "USD", req["payment_token"], scope)
+            if isinstance(auth, PaymentRefusal):
+                raise SagaFailed(auth.reason, auth.message)  # the cart keeps its holds: try another card
+            assert isinstance(auth, Authorised)
+            pi_id = auth.payment_intent_id
+        await self._step(order_id, "authorised", payment_intent_id=pi_id)
+
+        # 4a. the order row (pending) and its payment, so every later crash has an order to settle
+        status = "review" if verdict["action"] == "review" else "confirmed"
+        await self._write_order(order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount)
+        await self._step(order_id, "order_written")
+
+        # 4b. holds committed durably, then the order confirmed with its outbox row
+        return await self.settle(order_id, status, capture=(status == "confirmed"))
+
+    async def _credit_for(self, req: dict, grand_total: Decimal) -> tuple[str | None, Decimal]:
+        """Split payment: store credit or a gift card pays first, the card the rest."""
+        account = None
+        if req.get("gift_card"):
+            account = f"gc:{req['gift_card']}"
+        elif req.get("use_store_credit") and req.get("user_id") is not None:
+            account = f"sc:{req['user_id']}"
+        if account is None:
+            return None, Decimal(0)
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT balance, user_id, kind FROM credit_accounts WHERE id = %s "
+                                     "AND (expires_at IS NULL OR expires_at > now())", (account,))
+            row = await cur.fetchone()
+        if row is None or row["balance"] <= 0:
+            raise SagaFailed("insufficient_credit", "no usable balance on that gift card or store credit")
+        req["_credit_account"] = account
+        return account, min(Decimal(row["balance"]), grand_total)
+
+    async def _write_order(self, order_id, scope, req, cart: Cart, p, verdict, pi_id, card_amount, credit_amount):
+        async with self.db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO orders (id, user_id, guest_email, status, subtotal, discount, tax, shipping, grand_total, "
+                "shipping_address, billing_address, shipping_method, estimated_delivery, fraud_score, fraud_action, "
+                "fraud_flags, coupon_code, idempotency_key, idempotency_scope) "
+                "VALUES (%s,%s,%s,'pending',%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                (order_id, req.get("user_id"), req.get("guest_email"), p.subtotal, p.discount, p.tax, p.shipping,
+                 p.grand_total, Jsonb(req["shipping_address"]), Jsonb(req.get("billing_address")),
+                 req["shipping_method"], p.estimated_delivery, verdict["risk_score"], verdict["action"],
+                 Jsonb(verdict["flags"]), ",".join(c["code"] for c in cart.coupons) or None,
+                 req["idempotency_key"], scope))
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO order_items (order_id, sku, product_id, name, quantity, unit_price, hold_id) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                    [(order_id, item.sku, item.product_id, item.name, h.quantity, Decimal(item.unit_price), h.hold_id)
+                     for item in cart.items.values() for h in item.holds])
+            if pi_id:
+                await conn.execute("INSERT INTO payments (order_id, kind, payment_intent_id, payment_method, amount, status) "
+                                   "VALUES (%s, 'card', %s, %s, %s, 'authorised')",
+                                   (order_id, pi_id, req["payment_token"], card_amount))
+            if credit_amount > 0:
+                account = req["_credit_account"]
+                await conn.execute("INSERT INTO payments (order_id, kind, payment_method, amount, status) "
+                                   "VALUES (%s, %s, %s, %s, 'authorised')",
+                                   (order_id, "gift_card" if account.startswith("gc:") else "store_credit", account,
+                                    credit_amount))
+            await conn.execute("INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order_id,))
+
+    # --- settle: commit holds, confirm the order (+ outbox), capture. Also the sweeper's roll-forward.
+    async def settle(self, order_id: str, status: str, capture: bool) -> tuple[int, dict]:
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (order_id,))
+            saga = await cur.fetchone()
+        holds = saga["holds"]
+        results = await asyncio.gather(*(self.inv.commit(h["sku"], h["hold_id"], order_id) for h in holds))
+        failed = [(h, r) for h, r in zip(holds, results) if _is_refusal(r)]
+        if failed:
+            h, r = failed[0]
+            committed = [(h2, r2) for h2, r2 in zip(holds, results) if not _is_refusal(r2)]
+            await self.undo_order(order_id, saga, committed, [x for x, _ in failed])
+            reason = "hold_expired" if r.reason in ("hold_expired", "unknown_hold") else r.reason
+            return await self._fail(order_id, reason,
+                                    f"your reservation of {h['sku']} ended before the order was placed; nothing was charged")
+        try:
+            async with self.db.connection() as conn, conn.transaction():
+                await self._confirm(conn, order_id, saga, holds, results, status)
+                body = await self._answer(conn, order_id)
+                await conn.execute("UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %s, "
+                                   "result_status = 201 WHERE order_id = %s", (Jsonb(body), order_id))
+        except SagaFailed as exc:
+            await self.undo_order(order_id, saga, list(zip(holds, results)), [])
+            return await self._fail(order_id, exc.reason, exc.message)
+        _maybe_crash("committed")
+        await self.carts.call(saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in holds])
+        if capture:
+            await self.capture(order_id, saga["payment_intent_id"])
+        else:
+            await self._finish(order_id, "done", 201, body)
+        return 201, body
+
+    async def _confirm(self, conn, order_id, saga, holds, results, status) -> None:
+        req = saga["request"]
+        buyer = f"u:{req['user_id']}" if req.get("user_id") is not None else f"g:{req.get('guest_email')}"
+        for h, r in zip(holds, results):
+            wh = max(r.allocations, key=r.allocations.get) if r.allocations else None
+            await conn.execute("UPDATE order_items SET allocations = %s, warehouse_id = %s WHERE order_id = %s AND hold_id = %s",
+                               (Jsonb(r.allocations), wh, order_id, h["hold_id"]))
+        cur = await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
+        order = await cur.fetchone()
+        for code in filter(None, (order["coupon_code"] or "").split(",")):
+            await self._redeem(conn, code, buyer, order_id, order["discount"])
+        cur = await conn.execute("SELECT * FROM payments WHERE order_id = %s AND kind <> 'card'", (order_id,))
+        for credit in await cur.fetchall():
+            cur2 = await conn.execute("UPDATE credit_accounts SET balance = balance - %s WHERE id = %s AND balance >= %s "
+                                      "RETURNING id", (credit["amount"], credit["payment_method"], credit["amount"]))
+            if await cur2.fetchone() is None:
+                raise SagaFailed("insufficient_credit", "the gift card or store credit balance changed; nothing was charged")
+            await conn.execute("INSERT INTO credit_ledger (account_id, order_id, amount, reason) VALUES (%s,%s,%s,'order')",
+                               (credit["payment_method"], order_id, -credit["amount"]))
+            await conn.execute("UPDATE payments SET status = 'captured' WHERE id = %s", (credit["id"],))
+        if req.get("user_id") is not None and saga["payment_intent_id"]:
+            await conn.execute("INSERT INTO payment_methods (user_id, token) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                               (req["user_id"], req["payment_token"]))
+        await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id))
+        await conn.execute("INSERT INTO order_events (order_id, status, note) VALUES (%s, %s, %s)",
+                           (order_id, status, "held for a fraud review" if status == "review" else None))
+        await conn.execute("INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
+                           (f"order.{status}", Jsonb({"order_id": order_id, "user_id": req.get("user_id"),
+                                                      "email": req.get("email") or req.get("guest_email"),
+                                                      "grand_total": str(order["grand_total"])})))
+
+    async def _redeem(self, conn, code, buyer, order_id, amount) -> None:
+        cur = await conn.execute("SELECT * FROM coupons WHERE code = %s FOR UPDATE", (code,))
+        c = await cur.fetchone()
+        cur = await conn.execute("SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s", (code, buyer))
+        uses = (await cur.fetchone())["n"]
+        if c is None or (c["total_limit"] is not None and c["used_count"] >= c["total_limit"]) or \
+                (c["per_user_limit"] is not None and uses >= c["per_user_limit"]):
+            raise SagaFailed("coupon_exhausted", f"coupon {code} was used up before your order; nothing was charged")
+        await conn.execute("UPDATE coupons SET used_count = used_count + 1 WHERE code = %s", (code,))
+        await conn.execute("INSERT INTO coupon_redemptions (code, buyer, order_id, discount) VALUES (%s,%s,%s,%s)",
+                           (code, buyer, order_id, amount))
+
+    async def _answer(self, conn, order_id: str) -> dict:
+        cur = await conn.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
+        o = await cur.fetchone()
+        return {"order_id": o["id"], "status": o["status"], "total": float(o["subtotal"] - o["discount"]),
+                "subtotal": float(o["subtotal"]), "discount": float(o["discount"]), "tax": float(o["tax"]),
+                "shipping": float(o["shipping"]), "grand_total": float(o["grand_total"]), "currency": o["currency"],
+                "estimated_delivery": o["estimated_delivery"].isoformat(),
+                "tracking_url": f"/api/v1/orders/{o['id']}"}
+
+    async def capture(self, order_id: str, pi_id: str | None) -> bool:
+        if pi_id:
+            r = await self.payments.capture(order_id, pi_id)
+            if not isinstance(r, Captured):
+                log.warning("capture of %s deferred to the sweeper: %s", order_id, r)
+                return False  # saga stays running at 'committed': the sweeper captures
+            async with self.db.connection() as conn:
+                await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() "
+                                   "WHERE payment_intent_id = %s AND status = 'authorised'", (pi_id,))
+        async with self.db.connection() as conn:
+            await conn.execute("UPDATE checkout_sagas SET step = 'captured', state = 'done', updated_at = now() "
+                               "WHERE order_id = %s", (order_id,))
+        return True
+
+    # --- compensation ---
+    async def _release_and_drop(self, cart_id: str, holds: list[dict]) -> None:
+        await asyncio.gather(*(self.inv.release(h["sku"], h["hold_id"]) for h in holds))
+        await self.carts.call(cart_id, "checked_out", [h["hold_id"] for h in holds])
+
+    async def undo_order(self, order_id: str, saga: dict, committed: list, uncommitted: list[dict]) -> None:
+        """Return committed units, release the other holds, void the card, mark the order failed."""
+        for h, r in committed:
+            for wh, qty in (r.allocations or {}).items():
+                await self.inv.return_units(h["sku"], order_id, qty, wh)
+        await asyncio.gather(*(self.inv.release(h["sku"], h["hold_id"]) for h in uncommitted))
+        await self.carts.call(saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in saga["holds"]])
+        if saga["payment_intent_id"]:
+            await self.payments.void(order_id, saga["payment_intent_id"])
+        async with self.db.connection() as conn:
+            await conn.execute("UPDATE orders SET status = 'failed', updated_at = now() WHERE id = %s", (order_id,))
+            await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE order_id = %s "
+                               "AND status = 'authorised'", (order_id,))
+            await conn.execute("INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders WHERE id = %s",
+                               (order_id,))

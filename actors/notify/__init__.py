@@ -1,0 +1,1 @@
+"""Order notifications: outbox relay (PostgreSQL -> Redis stream) and the notifier (stream -> email)."""

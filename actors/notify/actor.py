@@ -1,0 +1,105 @@
+"""One actor runs the outbox relay loop and the notifier loop (with its local SMTP sink)."""
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import smtplib
+from pathlib import Path
+
+import ray
+
+from actors.notify.notifier import consume_once, ensure_group
+from actors.notify.relay import relay_once
+from flashmart.obs import logger
+from flashmart.settings import Settings
+
+log = logger("notify")
+ACTOR_NAME = "order-events"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MboxSink:
+    """aiosmtpd handler: every message received is appended to an mbox file (the local 'inbox')."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    async def handle_DATA(self, server, session, envelope):
+        box = mailbox.mbox(str(self.path))
+        try:
+            box.add(envelope.original_content or envelope.content)
+            box.flush()
+        finally:
+            box.close()
+        return "250 OK"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=50)
+class OrderEventsActor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.relayed = self.sent = 0
+        self.tasks = []
+        self.smtp = None
+
+    async def start(self) -> dict:
+        if self.tasks:
+            return self.info()
+        from aiosmtpd.controller import Controller
+
+        from storage.postgres import open_async_pool
+        from storage.redis import async_redis
+
+        mail = Path(self.settings.data_dir) / "mail"
+        mail.mkdir(parents=True, exist_ok=True)
+        self.mbox = mail / "sink.mbox"
+        self.smtp = Controller(MboxSink(self.mbox), hostname="127.0.0.1", port=self.settings.smtp_sink_port or _free_port())
+        self.smtp.start()
+        self.smtp_port = self.smtp.port
+        self.db = await open_async_pool(self.settings.database_url, min_size=1, max_size=2)
+        self.redis = async_redis(self.settings.redis_url)
+        await ensure_group(self.redis)
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._relay_loop()), loop.create_task(self._notify_loop())]
+        return self.info()
+
+    async def _relay_loop(self) -> None:
+        while True:
+            try:
+                self.relayed += await relay_once(self.db, self.redis, self.settings.events_stream_maxlen)
+            except Exception as exc:  # noqa: BLE001 - keep relaying
+                log.warning("outbox relay failed: %s", exc)
+            await asyncio.sleep(self.settings.outbox_relay_interval_ms / 1000)
+
+    async def _notify_loop(self) -> None:
+        while True:
+            try:
+                self.sent += await consume_once(self.redis, self.db, self._send, "notifier-0")
+            except Exception as exc:  # noqa: BLE001
+                log.warning("notifier failed: %s", exc)
+                await asyncio.sleep(1)
+
+    async def _send(self, msg) -> None:
+        def send():
+            with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=10) as s:
+                s.send_message(msg)
+        await asyncio.to_thread(send)
+
+    def info(self) -> dict:
+        return {"relayed": self.relayed, "sent": self.sent, "smtp_port": getattr(self, "smtp_port", None),
+                "mbox": str(getattr(self, "mbox", ""))}
+
+    async def ping(self) -> str:
+        return "ok"
+
+
+def ensure_order_events_actor(settings: Settings) -> None:
+    a = OrderEventsActor.options(name=ACTOR_NAME, lifetime="detached", get_if_exists=True).remote(settings)
+    a.start.remote()

@@ -1,0 +1,33 @@
+"""The purchase path's wiring (issue 5): its actors, and the clients a Serve replica opens."""
+from __future__ import annotations
+
+from typing import Any
+
+from flashmart.settings import Settings
+
+
+def ensure_purchase_actors(settings: Settings) -> None:
+    from actors.carts.actor import ensure_cart_actors
+    from actors.checkout.actor import ensure_checkout_actors
+    from actors.fraud.actor import ensure_fraud_actor
+    from actors.notify.actor import ensure_order_events_actor
+    from actors.payments.actor import ensure_payment_actors
+
+    ensure_payment_actors(settings)
+    ensure_fraud_actor(settings)
+    ensure_cart_actors(settings)
+    ensure_checkout_actors(settings)
+    ensure_order_events_actor(settings)
+
+
+async def open_purchase_services(settings: Settings) -> dict[str, Any]:
+    from actors.carts.actor import CartsClient
+    from actors.checkout.actor import CheckoutClient
+    from actors.payments.client import PaymentsClient
+
+    services: dict[str, Any] = {
+        "payments": await PaymentsClient.connect(settings),
+        "carts": await CartsClient.connect(settings),
+        "checkout": await CheckoutClient.connect(settings),
+    }
+    return services

@@ -1,0 +1,162 @@
+"""Cart and wishlist endpoints (seed 003). A logged-in customer's cart is keyed by their id; a guest
+sends the id from the first answer back in the X-Cart-Id header, and merges it on login."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+from fastapi import APIRouter, Depends, Header, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from serve.auth import Principal, optional_principal, require
+from serve.context import Context, get_ctx
+from serve.errors import Refused
+
+router = APIRouter(prefix="/api/v1", tags=["cart"])
+GUEST_ID = re.compile(r"^g[0-9a-f]{32}$")
+
+
+class AddItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str | None = Field(None, min_length=1, max_length=100)
+    product_id: str | None = Field(None, min_length=1, max_length=40)
+    options: dict[str, str] | None = Field(None, max_length=10)
+    quantity: int = Field(1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if not self.sku and not self.product_id:
+            raise ValueError("give sku or product_id")
+        return self
+
+
+class SetQuantity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    quantity: int = Field(..., ge=0, le=100, description="0 removes the item")
+
+
+class CouponBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(..., min_length=1, max_length=64)
+
+
+class MergeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    guest_cart_id: str = Field(..., pattern=GUEST_ID.pattern)
+
+
+class CartWho:
+    def __init__(self, cart_id: str, user_id: int | None, buyer_id: int, new: bool):
+        self.cart_id, self.user_id, self.buyer_id, self.new = cart_id, user_id, buyer_id, new
+
+
+def cart_of(principal: Principal | None = Depends(optional_principal),
+            x_cart_id: str | None = Header(None, description="guest cart id (from a previous answer)")) -> CartWho:
+    from actors.carts.actor import guest_buyer_id, user_cart_id
+
+    if principal is not None:
+        if not principal.can("cart.use"):
+            raise Refused("forbidden", f"role {principal.role} has no cart")
+        return CartWho(user_cart_id(principal.user_id), principal.user_id, principal.user_id, False)
+    if x_cart_id is not None:
+        if not GUEST_ID.match(x_cart_id):
+            raise Refused("bad_request", "X-Cart-Id must be a guest cart id as returned by this API")
+        return CartWho(x_cart_id, None, guest_buyer_id(x_cart_id), False)
+    cid = "g" + uuid.uuid4().hex
+    return CartWho(cid, None, guest_buyer_id(cid), True)
+
+
+def _out(result: dict) -> dict:
+    if "refused" in result:
+        raise Refused(result["refused"], result["message"],
+                      status=409 if result["refused"].startswith("coupon_") else None)
+    return result["cart"]
+
+
+def _carts(ctx: Context):
+    return ctx.services["carts"]
+
+
+@router.get("/cart")
+async def get_cart(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    return await _carts(ctx).call(who.cart_id, "view")
+
+
+@router.post("/cart/items")
+async def add_item(body: AddItem, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason."""
+    return _out(await _carts(ctx).call(who.cart_id, "add", who.user_id, who.buyer_id, body.sku, body.product_id,
+                                       body.options, body.quantity))
+
+
+@router.patch("/cart/items/{item_id}")
+async def set_quantity(item_id: str, body: SetQuantity, who: CartWho = Depends(cart_of),
+                       ctx: Context = Depends(get_ctx)) -> dict:
+    if body.quantity == 0:
+        return _out(await _carts(ctx).call(who.cart_id, "remove", item_id))
+    return _out(await _carts(ctx).call(who.cart_id, "set_quantity", who.buyer_id, item_id, body.quantity))
+
+
+@router.delete("/cart/items/{item_id}")
+async def remove_item(item_id: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    return _out(await _carts(ctx).call(who.cart_id, "remove", item_id))
+
+
+@router.post("/cart/coupons")
+async def apply_coupon(body: CouponBody, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    buyer = f"u:{who.user_id}" if who.user_id is not None else f"g:{who.cart_id}"
+    return _out(await _carts(ctx).call(who.cart_id, "apply_coupon", body.code, buyer))
+
+
+@router.delete("/cart/coupons/{code}")
+async def remove_coupon(code: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    return _out(await _carts(ctx).call(who.cart_id, "remove_coupon", code))
+
+
+@router.post("/cart/items/{item_id}/save-for-later")
+async def save_for_later(item_id: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    """Moves the item to your wishlist and gives its reserved units back."""
+    return _out(await _carts(ctx).call(who.cart_id, "save_for_later", item_id))
+
+
+@router.get("/wishlist")
+async def wishlist(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    cart = await _carts(ctx).call(who.cart_id, "view")
+    return {"cart_id": cart["cart_id"], "items": cart["saved_for_later"]}
+
+
+@router.post("/wishlist/{sku}/move-to-cart")
+async def move_to_cart(sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    carts = _carts(ctx)
+    out = _out(await carts.call(who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, 1))
+    return _out(await carts.call(who.cart_id, "unsave", sku)) if any(
+        s["sku"] == sku for s in out["saved_for_later"]) else out
+
+
+@router.delete("/wishlist/{sku}")
+async def remove_saved(sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    return _out(await _carts(ctx).call(who.cart_id, "unsave", sku))
+
+
+@router.post("/cart/merge")
+async def merge(body: MergeBody, principal: Principal = Depends(require("cart.use")), ctx: Context = Depends(get_ctx)) -> dict:
+    """After login: the guest cart's items (with their holds), saved items and coupons join yours."""
+    from actors.carts.actor import user_cart_id
+
+    return _out(await _carts(ctx).merge(body.guest_cart_id, user_cart_id(principal.user_id), principal.user_id))
+
+
+@router.get("/cart/shipping-options")
+async def shipping_options(country: str = Query(..., pattern=r"^[A-Za-z]{2}$"), who: CartWho = Depends(cart_of),
+                           ctx: Context = Depends(get_ctx)) -> dict:
+    """Standard and express, priced by the cart's weight and the distance zone of the country."""
+    from decimal import Decimal
+
+    from actors.carts.state import Cart
+    from actors.checkout.pricing import shipping_options as options
+
+    cart = Cart.from_dict(await _carts(ctx).call(who.cart_id, "snapshot"))
+    goods = cart.subtotal() - cart.discount(dt.datetime.now().timestamp()).amount
+    return {"country": country.upper(), "weight_g": cart.weight_g(),
+            "options": options(cart.weight_g(), country, Decimal(goods), dt.date.today())}

@@ -1,0 +1,262 @@
+"""Checkout, order tracking and history, cancel, fraud review, shipments, returns and refunds."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from serve.auth import Principal, optional_principal, require
+from serve.context import Context, get_ctx
+from serve.errors import Refused
+from serve.routes.cart import GUEST_ID
+
+router = APIRouter(prefix="/api/v1", tags=["orders"])
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=200)
+    street: str = Field(..., min_length=1, max_length=300)
+    city: str = Field(..., min_length=1, max_length=100)
+    state: str | None = Field(None, max_length=100)
+    zip: str = Field(..., min_length=1, max_length=20)
+    country: str = Field(..., pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+
+
+class PaymentMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["card"] = "card"
+    token: str = Field(..., pattern=r"^(pm|tok|card)_[A-Za-z0-9_]{3,100}$",
+                       description="a gateway token (Stripe PaymentMethod id); card numbers never reach flashmart")
+
+
+class CheckoutBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cart_id: str | None = Field(None, description="guest checkout: the guest cart id")
+    guest_email: EmailStr | None = None
+    shipping_address: Address
+    billing_address: Address | None = None
+    payment_method: PaymentMethod
+    shipping_method: Literal["standard", "express"] = "standard"
+    use_store_credit: bool = False
+    gift_card: str | None = Field(None, min_length=4, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+
+
+@router.post("/orders/checkout", status_code=201, responses={402: {}, 403: {}, 409: {}, 503: {}})
+async def checkout(body: CheckoutBody, idempotency_key: str = Header(..., min_length=8, max_length=128),
+                   principal: Principal | None = Depends(optional_principal), ctx: Context = Depends(get_ctx)):
+    """The saga: reserve, fraud score, authorise, order + stock committed, capture. A repeated
+    Idempotency-Key answers the first result again: never a second order or charge."""
+    from actors.carts.actor import guest_buyer_id, user_cart_id
+
+    if principal is not None:
+        if not principal.can("order.checkout"):
+            raise Refused("forbidden", f"role {principal.role} cannot check out")
+        cart_id, user_id, buyer_id, email = user_cart_id(principal.user_id), principal.user_id, principal.user_id, principal.email
+    else:
+        if not body.cart_id or not GUEST_ID.match(body.cart_id) or not body.guest_email:
+            raise Refused("bad_request", "a guest checkout needs cart_id (the guest cart) and guest_email; or log in")
+        cart_id, user_id, buyer_id, email = body.cart_id, None, guest_buyer_id(body.cart_id), None
+    req = {"idempotency_key": idempotency_key, "user_id": user_id, "email": email, "buyer_id": buyer_id,
+           "guest_email": body.guest_email, "cart_id": cart_id,
+           "shipping_address": body.shipping_address.model_dump(),
+           "billing_address": body.billing_address.model_dump() if body.billing_address else None,
+           "payment_token": body.payment_method.token, "shipping_method": body.shipping_method,
+           "use_store_credit": body.use_store_credit, "gift_card": body.gift_card}
+    try:
+        status, out = await ctx.services["checkout"].run(req)
+    except Exception as exc:  # the saga's actor died mid-way: the sweeper resolves it
+        raise Refused("unavailable", f"the checkout was interrupted ({type(exc).__name__}); retry with the same "
+                                     "Idempotency-Key to learn the outcome") from exc
+    return JSONResponse(out, status_code=status)
+
+
+# --- reads ---
+
+async def _load_order(ctx: Context, order_id: str, principal: Principal) -> dict:
+    async with ctx.db.connection() as conn:
+        cur = await conn.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
+        o = await cur.fetchone()
+    if o is None or (principal.role == "customer" and o["user_id"] != principal.user_id):
+        raise Refused("not_found", f"no order {order_id}")  # someone else's order does not exist for you
+    if principal.role == "seller":
+        raise Refused("forbidden", "sellers see orders through their seller reports")
+    return o
+
+
+@router.get("/orders/{order_id}")
+async def get_order(order_id: str, principal: Principal = Depends(require("order.read")),
+                    ctx: Context = Depends(get_ctx)) -> dict:
+    """Status, items, shipment and timeline (seed 003 'Track Order')."""
+    o = await _load_order(ctx, order_id, principal)
+    async with ctx.db.connection() as conn:
+        items = await (await conn.execute("SELECT sku, product_id, name, quantity, unit_price, returned_quantity "
+                                          "FROM order_items WHERE order_id = %s ORDER BY id", (order_id,))).fetchall()
+        ship = await (await conn.execute("SELECT * FROM shipments WHERE order_id = %s ORDER BY id DESC LIMIT 1",
+                                         (order_id,))).fetchone()
+        events = await (await conn.execute("SELECT status, location, note, created_at FROM order_events "
+                                           "WHERE order_id = %s ORDER BY id", (order_id,))).fetchall()
+        pays = await (await conn.execute("SELECT kind, amount, status, refunded_amount FROM payments WHERE order_id = %s "
+                                         "ORDER BY id", (order_id,))).fetchall()
+    shipped = next((e["created_at"] for e in events if e["status"] == "shipped"), None)
+    return {
+        "order_id": o["id"], "status": o["status"], "placed_at": o["created_at"].isoformat(),
+        "shipped_at": shipped.isoformat() if shipped else None,
+        "estimated_delivery": o["estimated_delivery"].isoformat() if o["estimated_delivery"] else None,
+        "subtotal": float(o["subtotal"]), "discount": float(o["discount"]), "tax": float(o["tax"]),
+        "shipping": float(o["shipping"]), "grand_total": float(o["grand_total"]), "currency": o["currency"],
+        "shipping_method": o["shipping_method"], "fraud_action": o["fraud_action"],
+        "items": [{"sku": i["sku"], "product_id": i["product_id"], "name": i["name"], "quantity": i["quantity"],
+                   "price": float(i["unit_price"]), "returned": i["returned_quantity"]} for i in items],
+        "payments": [{"kind": p["kind"], "amount": float(p["amount"]), "status": p["status"],
+                      "refunded": float(p["refunded_amount"])} for p in pays],
+        "shipment": None if ship is None else {
+            "shipment_id": ship["id"], "carrier": ship["carrier"], "tracking_number": ship["tracking_number"],
+            "status": ship["status"], "current_location": ship["current_location"],
+            "tracking_url": f"/api/v1/orders/{o['id']}"},
+        "timeline": [{"status": e["status"], "timestamp": e["created_at"].isoformat(),
+                      **({"location": e["location"]} if e["location"] else {}),
+                      **({"note": e["note"]} if e["note"] else {})} for e in events],
+    }
+
+
+@router.get("/orders")
+async def order_history(page: int = Query(1, ge=1, le=10_000), limit: int = Query(20, ge=1, le=100),
+                        principal: Principal = Depends(require("order.read")), ctx: Context = Depends(get_ctx)) -> dict:
+    """Your orders, newest first (orders that never got past checkout are not listed)."""
+    async with ctx.db.connection() as conn:
+        total = (await (await conn.execute("SELECT count(*) AS n FROM orders WHERE user_id = %s AND status <> 'pending'",
+                                           (principal.user_id,))).fetchone())["n"]
+        rows = await (await conn.execute(
+            "SELECT id, status, grand_total, created_at FROM orders WHERE user_id = %s AND status <> 'pending' "
+            "ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (principal.user_id, limit, (page - 1) * limit))).fetchall()
+    return {"orders": [{"order_id": r["id"], "status": r["status"], "grand_total": float(r["grand_total"]),
+                        "placed_at": r["created_at"].isoformat()} for r in rows],
+            "page": page, "limit": limit, "total": total, "total_pages": -(-total // limit)}
+
+
+# --- changes ---
+
+def _aftersales_call(fn):
+    from actors.checkout.aftersales import AfterSalesRefusal
+
+    async def wrapped(*a, **kw):
+        try:
+            return await fn(*a, **kw)
+        except AfterSalesRefusal as exc:
+            raise Refused(exc.reason, exc.message) from exc
+    return wrapped
+
+
+@router.post("/orders/{order_id}/cancel")
+async def cancel_order(order_id: str, principal: Principal = Depends(require("order.cancel")),
+                       ctx: Context = Depends(get_ctx)) -> dict:
+    """Before shipment: the units go back to stock and the payment is voided (or refunded)."""
+    from actors.checkout import aftersales
+
+    await _load_order(ctx, order_id, principal)
+    return await _aftersales_call(aftersales.cancel)(ctx.db, ctx.services["payments"], ctx.services["inventory"], order_id)
+
+
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+
+
+@router.get("/orders-review")
+async def review_queue(principal: Principal = Depends(require("order.review")), ctx: Context = Depends(get_ctx)) -> dict:
+    """Orders the fraud check held for a person to decide, oldest first."""
+    async with ctx.db.connection() as conn:
+        rows = await (await conn.execute("SELECT id, user_id, grand_total, fraud_score, fraud_flags, created_at FROM orders "
+                                         "WHERE status = 'review' ORDER BY created_at LIMIT 100")).fetchall()
+    return {"orders": [{"order_id": r["id"], "user_id": r["user_id"], "grand_total": float(r["grand_total"]),
+                        "fraud_score": float(r["fraud_score"]), "flags": r["fraud_flags"],
+                        "placed_at": r["created_at"].isoformat()} for r in rows]}
+
+
+@router.post("/orders/{order_id}/review")
+async def review_order(order_id: str, body: ReviewBody, principal: Principal = Depends(require("order.review")),
+                       ctx: Context = Depends(get_ctx)) -> dict:
+    from actors.checkout import aftersales
+
+    return await _aftersales_call(aftersales.review)(ctx.db, ctx.services["payments"], ctx.services["inventory"],
+                                                     order_id, body.decision == "approve", principal.user_id)
+
+
+class RefundBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Decimal = Field(..., gt=0, max_digits=12, decimal_places=2)
+    reason: str = Field("goodwill", min_length=1, max_length=500)
+
+
+@router.post("/orders/{order_id}/refunds")
+async def refund_order(order_id: str, body: RefundBody, principal: Principal = Depends(require("refund.issue")),
+                       ctx: Context = Depends(get_ctx)) -> dict:
+    """A partial (or full) refund to the card, then to gift card / store credit; never more than was paid."""
+    from actors.checkout import aftersales
+
+    return await _aftersales_call(aftersales.refund)(ctx.db, ctx.services["payments"], order_id, body.amount, body.reason)
+
+
+class ReturnItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(..., min_length=1, max_length=100)
+    quantity: int = Field(..., ge=1, le=1000)
+
+
+class ReturnBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[ReturnItem] = Field(..., min_length=1, max_length=100)
+    reason: str = Field(..., min_length=1, max_length=500)
+
+
+@router.post("/orders/{order_id}/returns", status_code=201)
+async def request_return(order_id: str, body: ReturnBody, principal: Principal = Depends(require("return.request")),
+                         ctx: Context = Depends(get_ctx)) -> dict:
+    from actors.checkout import aftersales
+
+    await _load_order(ctx, order_id, principal)
+    return await _aftersales_call(aftersales.request_return)(ctx.db, order_id, [i.model_dump() for i in body.items],
+                                                             body.reason)
+
+
+@router.post("/returns/{return_id}/approve")
+async def approve_return(return_id: int, principal: Principal = Depends(require("return.review")),
+                         ctx: Context = Depends(get_ctx)) -> dict:
+    """Restock the returned units and refund their price (with their share of discount and tax)."""
+    from actors.checkout import aftersales
+
+    return await _aftersales_call(aftersales.approve_return)(ctx.db, ctx.services["payments"], ctx.services["inventory"],
+                                                             return_id)
+
+
+class ShipmentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    carrier: str = Field("flashmart-post", min_length=1, max_length=50)
+
+
+@router.post("/orders/{order_id}/shipments", status_code=201)
+async def create_shipment(order_id: str, body: ShipmentBody, principal: Principal = Depends(require("shipment.update")),
+                          ctx: Context = Depends(get_ctx)) -> dict:
+    from actors.checkout import aftersales
+
+    return await _aftersales_call(aftersales.create_shipment)(ctx.db, order_id, body.carrier)
+
+
+class ShipmentEventBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["shipped", "in_transit", "out_for_delivery", "delivered"]
+    location: str | None = Field(None, max_length=200)
+
+
+@router.post("/shipments/{shipment_id}/events")
+async def shipment_event(shipment_id: int, body: ShipmentEventBody,
+                         principal: Principal = Depends(require("shipment.update")), ctx: Context = Depends(get_ctx)) -> dict:
+    """A courier or admin reports progress; it feeds the order's timeline and tracking view."""
+    from actors.checkout import aftersales
+
+    return await _aftersales_call(aftersales.shipment_event)(ctx.db, shipment_id, body.status, body.location,
+                                                             principal.user_id)
