@@ -103,3 +103,60 @@ def test_role_matrix(client, users, method, path, perm, route):
         else:
             denied_for_role = r.status_code == 403 and "your role" in r.json().get("message", "")
             assert not denied_for_role, where
+
+
+# --- own / foreign objects ---------------------------------------------------------------------------
+# Each case: an object owned by one user, the operations on it, and who may perform them. The owner
+# and the staff roles listed may; another user of the owner's role is refused (403, or 404 where the
+# route hides existence); every role without the permission gets 403.
+
+def _product_body(tag: str) -> dict:
+    return {"name": f"Matrix {tag} kettle", "description": "Boils water.", "brand": f"B{tag}",
+            "category": f"matrix-{tag}/kitchen", "price": "19.90",
+            "variants": [{"sku": f"MX-{tag}", "attributes": {"colour": "steel"}}]}
+
+
+def _seller_product(client, owner) -> dict:
+    tag = uuid.uuid4().hex[:10]
+    r = client.post("/api/v1/products", json=_product_body(tag), headers=owner.headers)
+    assert r.status_code == 201, r.text
+    return {"id": r.json()["product_id"], "sku": f"MX-{tag}"}
+
+
+# (name, owner role, factory, [(method, path template, body)], staff roles allowed on foreign objects)
+OWNED = [
+    ("product", "seller", _seller_product, [
+        ("PATCH", "/api/v1/products/{id}", {"description": "Boils water quickly."}),
+        ("POST", "/api/v1/products/{id}/price", {"price": "17.50"}),
+        ("POST", "/api/v1/products/{id}/archive", None),
+        ("POST", "/api/v1/products/{id}/unarchive", None),
+    ], {"admin"}),
+    ("waiting room of a product's SKU", "seller", _seller_product, [
+        ("PUT", "/api/v1/flash-sales/{sku}/waiting-room", {"admit_per_s": 10}),
+        ("DELETE", "/api/v1/flash-sales/{sku}/waiting-room", None),
+    ], {"admin"}),
+]
+
+
+@pytest.mark.parametrize("name, owner_role, factory, operations, staff", OWNED, ids=[c[0] for c in OWNED])
+def test_own_and_foreign_objects(client, platform, name, owner_role, factory, operations, staff):
+    owner = make_user(client, owner_role, platform)
+    peer = make_user(client, owner_role, platform)
+    others = {role: make_user(client, role, platform) for role in ROLES if role != owner_role}
+    obj = factory(client, owner)
+    for method, template, body in operations:
+        path = template.format(**obj)
+
+        def call(user):
+            return client.request(method, path, json=body, headers=user.headers)
+
+        r = call(peer)
+        assert r.status_code in (403, 404), f"{name}: another {owner_role} {method} {path}: {r.status_code} {r.text}"
+        for role, user in others.items():
+            r = call(user)
+            if role in staff:
+                assert r.status_code < 300, f"{name}: {role} {method} {path}: {r.status_code} {r.text}"
+            else:
+                assert r.status_code == 403, f"{name}: {role} {method} {path}: {r.status_code} {r.text}"
+        r = call(owner)
+        assert r.status_code < 300, f"{name}: owner {method} {path}: {r.status_code} {r.text}"
