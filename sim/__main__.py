@@ -1,10 +1,47 @@
-"""`python -m sim SCENARIO [--driver http|actors] [--out DIR] [--catalog-products N]`: run a flash-sale
-scenario against the running platform (settings from the environment, like `flashmart`).
+"""`python -m sim SCENARIO [--driver http|actors] [--out DIR] [--catalog-products N] [--own-platform]`
+
+Runs a flash-sale scenario against the running platform (settings from the environment, like
+`flashmart`). With --own-platform it first starts a private one exactly as the test suite does
+(embedded PostgreSQL/Redis/localstripe, a local Ray in namespace "flashmart", actors and Serve),
+on free ports under FLASHMART_DATA_DIR, and stops it afterwards.
 Exit status 1 when an invariant fails."""
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _own_platform(settings):
+    """Start a private platform (same steps as tests/conftest.py); returns (resolved settings, stop)."""
+    import ray
+
+    from flashmart.platform import deploy, serve_env, start_backing_services, stop_backing_services
+
+    base = settings.model_copy(update={"http_port": _free_port(), "localstripe_port": _free_port(),
+                                       "ray_dashboard_port": _free_port()})
+    resolved = start_backing_services(base)
+    os.environ.update(serve_env(resolved))
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False, namespace="flashmart")
+    deploy(resolved)
+
+    def stop() -> None:
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            stop_backing_services(base)
+
+    return resolved, stop
 
 
 def main() -> int:
@@ -13,14 +50,23 @@ def main() -> int:
     parser.add_argument("--driver", choices=("http", "actors"), default=None)
     parser.add_argument("--out", default=None, help="directory for report.json and the PNG plots")
     parser.add_argument("--catalog-products", type=int, default=None)
+    parser.add_argument("--own-platform", action="store_true", help="start a private platform for this run")
     args = parser.parse_args()
 
     from flashmart.settings import Settings
     from sim.runner import run_scenario_by_name
 
-    settings = Settings().resolved()
-    ok = run_scenario_by_name(settings, args.scenario, catalog_products=args.catalog_products, driver=args.driver,
-                              out_dir=args.out)
+    settings, stop = Settings(), None
+    if args.own_platform:
+        settings, stop = _own_platform(settings)
+    else:
+        settings = settings.resolved()
+    try:
+        ok = run_scenario_by_name(settings, args.scenario, catalog_products=args.catalog_products, driver=args.driver,
+                                  out_dir=args.out)
+    finally:
+        if stop:
+            stop()
     return 0 if ok else 1
 
 

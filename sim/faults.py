@@ -32,6 +32,8 @@ CONTROL_PATH = "/__fault__"
 
 
 def connect_ray(settings) -> None:
+    """Join the platform's Ray cluster in the namespace its actors live in ("flashmart"; a platform
+    deployed from a driver without a namespace has them in an anonymous one, found by the directory)."""
     import ray
 
     if ray.is_initialized():
@@ -39,6 +41,11 @@ def connect_ray(settings) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     address = settings.ray_address or f"127.0.0.1:{settings.ray_gcs_port}"
     ray.init(address=address, namespace="flashmart", logging_level="ERROR", log_to_driver=False)
+    names = ray.util.list_named_actors(all_namespaces=True)
+    spaces = {a["namespace"] for a in names if a["name"] == "inventory-directory"}
+    if spaces and "flashmart" not in spaces:
+        ray.shutdown()
+        ray.init(address=address, namespace=spaces.pop(), logging_level="ERROR", log_to_driver=False)
 
 
 def kill_shard(settings, hot_skus: list[str]) -> str:

@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from flashmart.settings import Settings
 from sim.scenario import Scenario
 
-EMAIL_DOMAIN = "sim.flashmart.test"
+EMAIL_DOMAIN = "sim.flashmart.dev"  # email-validator refuses reserved TLDs (.test, .local)
 WAREHOUSES = [("sim-wh-east", "Sim East", 40.71, -74.00), ("sim-wh-west", "Sim West", 37.77, -122.42),
               ("sim-wh-central", "Sim Central", 41.88, -87.63), ("sim-wh-south", "Sim South", 29.76, -95.37),
               ("sim-wh-north", "Sim North", 47.61, -122.33)]
@@ -84,8 +84,15 @@ def prepare(settings: Settings, scenario: Scenario, run_id: str, *, catalog_prod
             admin = _check(api.post("/api/v1/auth/login", json={"email": admin_email, "password": admin_password}),
                            "admin login")["access_token"]
             headers = {"Authorization": f"Bearer {admin}"}
-            _ensure_warehouses(api, headers, max(h.warehouses for h in scenario.hot_skus))
-            hot = _stock_hot_skus(conn, api, headers, scenario)
+            wh_count = max(h.warehouses for h in scenario.hot_skus)
+            r = api.post("/api/v1/warehouses", headers=headers, json={"id": WAREHOUSES[0][0], "name": WAREHOUSES[0][1],
+                                                                       "lat": WAREHOUSES[0][2], "lon": WAREHOUSES[0][3]})
+            if r.status_code == 404:  # the inventory routes are not mounted: set up through the engine
+                log("[yellow]the inventory HTTP routes are not mounted; stocking through the InventoryClient[/]")
+                hot = _stock_through_engine(settings, conn, scenario, admin_email)
+            else:
+                _ensure_warehouses(api, headers, wh_count)
+                hot = _stock_hot_skus(conn, api, headers, scenario)
             buyers = _create_buyers(conn, api, settings, scenario, run_id, log)
         browse_ids = [r["id"] for r in conn.execute(
             "SELECT id FROM products WHERE status = 'active' ORDER BY popularity DESC LIMIT 500").fetchall()]
@@ -154,6 +161,50 @@ def _stock_hot_skus(conn, api: httpx.Client, headers: dict, scenario: Scenario) 
         hot.append(HotSkuRun(sku, row["product_id"], spec.units, spec.per_buyer_limit, spec.sale_price, levels,
                              spec.share))
     return hot
+
+
+def _stock_through_engine(settings: Settings, conn, scenario: Scenario, admin_email: str) -> list[HotSkuRun]:
+    """Same effect as the inventory routes (warehouses, set_stock, declare_hot, a flash_sales row),
+    for a platform whose inventory router is not mounted."""
+    import asyncio
+
+    from sim.faults import connect_ray
+
+    connect_ray(settings)
+    admin_id = conn.execute("SELECT id FROM users WHERE email = %s", (admin_email,)).fetchone()["id"]
+    for wid, name, lat, lon in WAREHOUSES[:max(h.warehouses for h in scenario.hot_skus)]:
+        conn.execute("INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                     (wid, name, lat, lon))
+    picked = _pick_fresh_skus(conn, len(scenario.hot_skus))
+    now = datetime.now(timezone.utc)
+
+    async def go() -> list[HotSkuRun]:
+        from actors.inventory.client import InventoryClient
+        from actors.inventory.messages import Refusal
+
+        client = await InventoryClient.connect(settings)
+        if hasattr(client, "refresh_warehouses"):
+            await client.refresh_warehouses()
+        out = []
+        for spec, row in zip(scenario.hot_skus, picked):
+            sku = row["sku"]
+            levels = {wid: n for (wid, *_), n in zip(WAREHOUSES, _split(spec.units, spec.warehouses))}
+            for wid, n in levels.items():
+                r = await client.set_stock(sku, wid, n)
+                if isinstance(r, Refusal):
+                    raise SetupError(f"stock {sku}: {r.reason} {r.message}")
+            r = await client.declare_hot(sku, spec.per_buyer_limit)
+            if isinstance(r, Refusal):
+                raise SetupError(f"flash sale {sku}: {r.reason} {r.message}")
+            conn.execute("INSERT INTO flash_sales (sku, sale_price, starts_at, ends_at, per_buyer_limit, created_by) "
+                         "VALUES (%s, %s, %s, %s, %s, %s)", (sku, spec.sale_price, now - timedelta(seconds=5),
+                                                             now + timedelta(hours=6), spec.per_buyer_limit, admin_id))
+            out.append(HotSkuRun(sku, row["product_id"], spec.units, spec.per_buyer_limit, spec.sale_price, levels,
+                                 spec.share))
+        await client.close()
+        return out
+
+    return asyncio.run(go())
 
 
 def _create_buyers(conn, api: httpx.Client, settings: Settings, scenario: Scenario, run_id: str,
