@@ -67,6 +67,12 @@ class SearchActor:
         except BadQuery as exc:
             return {"error": "invalid", "message": str(exc)}
 
+    def search_json(self, request: dict) -> bytes | dict:
+        try:
+            return self.index.search_json(SearchRequest(**request))
+        except BadQuery as exc:
+            return {"error": "invalid", "message": str(exc)}
+
     def suggest(self, q: str, limit: int = 8) -> dict:
         try:
             return self.index.suggest(q, limit)
@@ -232,6 +238,15 @@ class SearchClient:
             except BadQuery as exc:
                 return {"error": "invalid", "message": str(exc)}
         return await self.replicas[next(self._next)].search.remote(request)
+
+    async def search_json(self, request: dict[str, Any]) -> bytes | dict:
+        """The page as JSON bytes (ready to send), or an error dict."""
+        if self.local is not None:
+            try:
+                return self._fresh_local().search_json(SearchRequest(**request))
+            except BadQuery as exc:
+                return {"error": "invalid", "message": str(exc)}
+        return await self.replicas[next(self._next)].search_json.remote(request)
 
     async def suggest(self, q: str, limit: int = 8) -> dict:
         if self.local is not None:

@@ -11,7 +11,7 @@ import json
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from serve.auth import Principal, require
@@ -369,7 +369,7 @@ async def search_products(
     limit: int = Query(20, ge=1, le=100),
     facets: bool = True,
     ctx: Context = Depends(get_ctx),
-) -> dict:
+):
     """Seed 003's search: results, total_results, page, total_pages, facets (brands, categories,
     price_ranges, each value with its count). A page past the end is empty."""
     unknown = set(request.query_params) - SEARCH_PARAMS
@@ -381,13 +381,13 @@ async def search_products(
     brands = tuple(b.strip() for item in brand for b in item.split(",") if b.strip())
     if len(brands) > 20:
         raise Refused("invalid", "at most 20 brands")
-    out = await _search_service(ctx).search({
+    out = await _search_service(ctx).search_json({
         "q": q, "category": category.strip("/") if category else None, "brands": brands,
         "min_price": min_price, "max_price": max_price, "min_rating": min_rating, "in_stock": in_stock,
         "sort": sort, "page": page, "limit": limit, "facets": facets})
-    if "error" in out:
+    if isinstance(out, dict):
         raise Refused(out["error"], out["message"])
-    return out
+    return Response(out, media_type="application/json")
 
 
 @router.get("/suggest")
@@ -441,7 +441,9 @@ async def _stock(ctx: Context, product: dict) -> dict:
     if inventory is not None and skus:
         try:
             views = [await inventory.stock(sku) for sku in skus]
-            available, source = {v.sku: int(v.available) for v in views}, "inventory"
+            # SKUs that never had units (on_hand 0) are not tracked yet: keep the catalog's status
+            if any(int(v.on_hand) > 0 for v in views):
+                available, source = {v.sku: int(v.available) for v in views}, "inventory"
         except Exception:  # noqa: BLE001 - the page still renders from the fallback below
             available = None
     if available is None and skus:
@@ -480,6 +482,13 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
         }
         await ctx.redis.set(key, json.dumps(page, default=str), ex=ctx.settings.product_cache_ttl_s)
     stock = await _stock(ctx, page)
+    if stock["source"] != "catalog" and stock["in_stock"] != page["in_stock"] and page["status"] == "active":
+        # the inventory engine knows better: record the new stock status and re-index (self-healing
+        # on read, so catalog and inventory stay loosely coupled)
+        async with ctx.db.connection() as conn:
+            changed = await cat.set_in_stock(conn, product_id, stock["in_stock"])
+        if changed:
+            await _after_change(ctx, [product_id])
     return {**page, "in_stock": stock["in_stock"], "stock": stock}
 
 

@@ -1,0 +1,263 @@
+"""Product search at catalog scale: Tantivy (in-process, inside the search actor, over HTTP) side by
+side with PostgreSQL full-text search (tsvector + GIN) answering the same queries, in one run.
+
+    python -m benchmarks.search --quick              # 100,000 products
+    python -m benchmarks.search --products 1000000   # the issue's size
+
+The catalog is generated and bulk-loaded once per data directory (later runs reuse it); the index
+is rebuilt from PostgreSQL on every run, which is the index build rate reported. The combined
+report calls run_search(settings, quick) with backing services (and Ray) already started.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+QUICK_PRODUCTS, FULL_PRODUCTS = 100_000, 1_000_000
+
+
+def queries(n: int = 200, seed: int = 1) -> list[str]:
+    """A realistic mix: nouns, adjective + noun, brand + noun, spec words, and ~10% with a typo."""
+    from sim.catalog_gen import LEAVES, brands_for
+
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < n:
+        leaf = rng.choice(LEAVES)
+        noun, adj = rng.choice(leaf.nouns).lower(), rng.choice(leaf.adjectives).lower()
+        brand = rng.choice(brands_for(leaf.path.split("/")[0], 42)).lower()
+        kind = rng.random()
+        q = noun if kind < 0.35 else f"{adj} {noun}" if kind < 0.7 else f"{brand} {noun}" if kind < 0.9 else \
+            f"{adj} {noun} {rng.choice(leaf.specs).lower()}"
+        if rng.random() < 0.1:  # a typo: swap two letters of the longest word
+            words = q.split()
+            w = max(words, key=len)
+            if len(w) > 4:
+                i = rng.randrange(1, len(w) - 2)
+                words[words.index(w)] = w[:i] + w[i + 1] + w[i] + w[i + 2:]
+                q = " ".join(words)
+        out.append(q)
+    return out
+
+
+def _pcts(ms: list[float]) -> dict:
+    s = sorted(ms)
+    return {"p50_ms": round(statistics.median(s), 3), "p99_ms": round(s[min(len(s) - 1, int(len(s) * 0.99))], 3),
+            "mean_ms": round(statistics.fmean(s), 3), "queries": len(s),
+            "queries_per_s": round(1000 / statistics.fmean(s), 1)}
+
+
+def ensure_catalog(settings, products: int) -> dict:
+    import psycopg
+
+    from sim.catalog_gen import bulk_load
+
+    with psycopg.connect(settings.database_url) as conn:
+        have = conn.execute("SELECT count(*) FROM products WHERE status = 'active'").fetchone()[0]
+    if have >= products:
+        return {"products": have, "loaded_now": 0}
+    console.log(f"loading {products - have:,} generated products into PostgreSQL (COPY)")
+    _, report = bulk_load(settings.database_url, products - have, progress=True)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE products")
+    return {"products": have + report.products, "loaded_now": report.products,
+            "load_rate_per_s": round(report.rate_per_s)}
+
+
+def build_index(settings) -> tuple[object, dict]:
+    from actors.search.actor import index_dir
+    from actors.search.index import ProductIndex
+    from storage.catalog_postgres import iter_index_rows
+
+    ix = ProductIndex(index_dir(settings))
+    ix.writer(512_000_000, 2)
+    t0 = time.perf_counter()
+    ix.delete_all()
+    n = 0
+    for rows in iter_index_rows(settings.database_url, batch=10_000):
+        n += ix.add_new(rows)
+    ix.commit()
+    seconds = time.perf_counter() - t0
+    ix.close_writer()
+    ix.reload()
+    return ix, {"documents": n, "seconds": round(seconds, 1), "docs_per_s": round(n / seconds)}
+
+
+def bench_inprocess(ix, qs: list[str], facets: bool) -> dict:
+    from actors.search.index import SearchRequest
+
+    for q in qs[:20]:
+        ix.search(SearchRequest(q=q, facets=facets))
+    ms = []
+    hits = 0
+    for q in qs:
+        t0 = time.perf_counter()
+        page = ix.search(SearchRequest(q=q, facets=facets))
+        ms.append((time.perf_counter() - t0) * 1000)
+        hits += page.total_results > 0
+    return {**_pcts(ms), "queries_with_results": hits}
+
+
+def bench_pg(settings, qs: list[str]) -> dict:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from storage.catalog_postgres import fts_search
+
+    with psycopg.connect(settings.database_url, row_factory=dict_row, autocommit=True) as conn:
+        for q in qs[:10]:
+            fts_search(conn, q)
+        ms, hits = [], 0
+        for q in qs:
+            t0 = time.perf_counter()
+            total, _ = fts_search(conn, q)
+            ms.append((time.perf_counter() - t0) * 1000)
+            hits += total > 0
+    return {**_pcts(ms), "queries_with_results": hits,
+            "what": "websearch_to_tsquery @@ search_tsv (GIN), top 20 by ts_rank_cd + total count; no facets"}
+
+
+def bench_actor(settings, qs: list[str]) -> dict:
+    import ray
+
+    from actors.search.actor import ensure_search_actors
+
+    handles = ensure_search_actors(settings)
+    ray.get([h.reload.remote() for h in handles])
+    actor = handles[-1]
+    for q in qs[:20]:
+        ray.get(actor.search.remote({"q": q}))
+    inside, round_trip = [], []
+    for q in qs:
+        t0 = time.perf_counter()
+        out = ray.get(actor.search.remote({"q": q}))
+        round_trip.append((time.perf_counter() - t0) * 1000)
+        inside.append(out["took_ms"])
+    return {"inside_actor": _pcts(inside), "actor_call_round_trip": _pcts(round_trip), "replicas": len(handles)}
+
+
+def bench_http(settings, qs: list[str], duration_s: int, connections: int) -> dict:
+    import shutil
+
+    from benchmarks.http import parse_wrk
+    from flashmart.platform import deploy, ingress_name, serve_env
+
+    wrk = shutil.which("wrk")
+    if not wrk:
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    deploy(settings)
+    paths = [f"/api/v1/products/search?{urlencode({'q': q})}" for q in qs]
+    lua = "paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n" + \
+        "i = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+    base = [wrk, "-t2", f"-c{connections}", "--latency", "--timeout", "5s", "-s", f.name]
+    subprocess.run(base + ["-d2s", settings.api_url], capture_output=True, timeout=120)  # warm up
+    result = subprocess.run(base + [f"-d{duration_s}s", settings.api_url], capture_output=True, text=True,
+                            timeout=duration_s + 120)
+    Path(f.name).unlink(missing_ok=True)
+    figures = parse_wrk(result.stdout)
+    return {**figures, "connections": connections, "duration_s": duration_s, "distinct_queries": len(qs),
+            "ingress": ingress_name(serve_env(settings)), "facets": True}
+
+
+def run_search(settings, quick: bool = True, products: int | None = None, http: bool = True,
+               http_duration_s: int | None = None, http_connections: int = 32) -> dict:
+    """Measure everything and return one dict (also printed as a table)."""
+    import ray
+
+    products = products or (QUICK_PRODUCTS if quick else FULL_PRODUCTS)
+    qs = queries(200)
+    out: dict = {"products_requested": products}
+    out["catalog"] = ensure_catalog(settings, products)
+    console.log("building the index from PostgreSQL")
+    ix, out["index_build"] = build_index(settings)
+    console.log(f"index: {out['index_build']}")
+    out["tantivy_in_process_facets"] = bench_inprocess(ix, qs, facets=True)
+    out["tantivy_in_process_no_facets"] = bench_inprocess(ix, qs, facets=False)
+    out["pg_fts"] = bench_pg(settings, qs)
+    if ray.is_initialized():
+        out["actor"] = bench_actor(settings, qs)
+        out["tantivy"] = out["actor"]["inside_actor"]
+        if http:
+            try:
+                out["http"] = bench_http(settings, qs, http_duration_s or (8 if quick else 15), http_connections)
+            except Exception as exc:  # noqa: BLE001 - the in-process figures still count
+                out["http"] = {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
+    else:
+        out["tantivy"] = out["tantivy_in_process_facets"]
+    pg, t = out["pg_fts"], out["tantivy"]
+    out["tantivy_vs_pg_fts"] = round(pg["p50_ms"] / t["p50_ms"], 1) if t["p50_ms"] else None
+    out["tantivy_vs_pg_fts_p99"] = round(pg["p99_ms"] / t["p99_ms"], 1) if t["p99_ms"] else None
+    out["goals"] = {
+        "p99_inside_actor_le_10ms": t["p99_ms"] <= 10,
+        "ge_10x_faster_than_pg_fts": (out["tantivy_vs_pg_fts"] or 0) >= 10,
+        "ge_2000_searches_per_s_http": out.get("http", {}).get("requests_per_s", 0) >= 2000,
+    }
+    print_table(out)
+    return out
+
+
+def print_table(out: dict) -> None:
+    table = Table(title=f"search at {out['catalog']['products']:,} products "
+                        f"(index build {out['index_build']['docs_per_s']:,} docs/s)")
+    for col in ("path", "p50 ms", "p99 ms", "searches/s", "note"):
+        table.add_column(col, justify="right" if col not in ("path", "note") else "left")
+
+    def row(name, d, note=""):
+        if d and "p50_ms" in d:
+            table.add_row(name, f"{d['p50_ms']:.3f}", f"{d['p99_ms']:.3f}",
+                          f"{d.get('requests_per_s') or d.get('queries_per_s', 0):,.0f}", note)
+
+    row("tantivy in-process, facets", out.get("tantivy_in_process_facets"), "one thread, sequential")
+    row("tantivy in-process, no facets", out.get("tantivy_in_process_no_facets"))
+    if "actor" in out:
+        row("tantivy inside actor, facets", out["actor"]["inside_actor"])
+        row("actor call round trip", out["actor"]["actor_call_round_trip"], "driver -> actor -> driver")
+    row("PostgreSQL FTS (GIN)", out["pg_fts"], "top 20 + count, no facets")
+    h = out.get("http") or {}
+    if "p50_ms" in h:
+        row("HTTP (Serve) search, facets", h, f"wrk {h['connections']} conns, {h['ingress']}")
+    elif h:
+        table.add_row("HTTP", "-", "-", "-", h.get("skipped", ""))
+    console.print(table)
+    console.print(f"Tantivy vs PostgreSQL FTS: {out['tantivy_vs_pg_fts']}x at p50, "
+                  f"{out['tantivy_vs_pg_fts_p99']}x at p99; goals: {out['goals']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--products", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK_PRODUCTS:,} products")
+    ap.add_argument("--data-dir", type=Path, default=Path(".data/bench-search"))
+    ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--http-seconds", type=int, default=None)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    from benchmarks.run import bench_settings, start_ray, stop_ray
+    from flashmart.platform import start_backing_services, stop_backing_services
+
+    base = bench_settings(args.data_dir)
+    settings = start_backing_services(base)
+    try:
+        start_ray(settings)
+        run_search(settings, quick=args.quick, products=args.products or (
+            QUICK_PRODUCTS if args.quick else FULL_PRODUCTS), http=not args.no_http,
+            http_duration_s=args.http_seconds, http_connections=args.connections)
+    finally:
+        stop_ray()
+        stop_backing_services(base)
+
+
+if __name__ == "__main__":
+    main()
