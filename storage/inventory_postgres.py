@@ -33,13 +33,27 @@ def _text(value: str) -> str:
     return value
 
 
+_ALLOCATION_TEXT: dict[tuple, str] = {}
+
+
+def _allocations_text(allocations: dict[str, int]) -> str:
+    """COPY text of a reservation's allocations; the few distinct shapes are cached."""
+    key = tuple(allocations.items())
+    text = _ALLOCATION_TEXT.get(key)
+    if text is None:
+        text = _text(json.dumps(allocations))
+        if len(_ALLOCATION_TEXT) < 10_000:
+            _ALLOCATION_TEXT[key] = text
+    return text
+
+
 def journal_line(e: Any) -> str:
     """One COPY text line for an event. Hand-formatted: this runs for every reservation."""
     t = type(e)
     sku = _text(e.sku)
     if t is StockReserved:
         return (f"{sku}\t{e.seq}\tStockReserved\t{_text(e.hold_id)}\t{e.buyer_id}\t{NULL}\t{e.quantity}\t{NULL}\t"
-                f"{_text(json.dumps(e.allocations))}\t{e.expires_at!r}\n")
+                f"{_allocations_text(e.allocations)}\t{e.expires_at!r}\n")
     if t is HoldCommitted:
         return f"{sku}\t{e.seq}\tHoldCommitted\t{_text(e.hold_id)}\t{NULL}\t{_text(e.order_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
     if t is HoldReleased or t is HoldExpired:

@@ -34,8 +34,8 @@ log = obs.logger("inventory.shard")
 
 MOVED = Refusal("moved", "this shard no longer owns the SKU")
 DURABLE_COMMANDS = (CommitHold, SetStock, SetSaleLimit, ReturnUnits)  # answered only once flushed
-SNAPSHOT_EVERY_EVENTS = 100_000
-SNAPSHOT_MIN_INTERVAL_S = 5.0
+SNAPSHOT_EVERY_EVENTS = 1_000_000
+SNAPSHOT_MIN_INTERVAL_S = 60.0
 EXPIRE_SWEEP_MAX = 10_000      # expiries per loop turn, so a mass expiry never stalls commands
 METRICS_INTERVAL_S = 1.0
 

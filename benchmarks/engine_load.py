@@ -1,0 +1,113 @@
+"""Load on the inventory engine: one hot SKU, many concurrent callers through InventoryClient, each
+request a reservation followed by its commit (durable in PostgreSQL before it is answered).
+
+`run_engine(settings, n_requests, concurrency)` needs Ray initialised and the backing services up
+(benchmarks/run.py does both). Standalone: `python -m benchmarks.engine_load --requests 50000
+--concurrency 2000` starts its own embedded PostgreSQL and a local Ray.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+from flashmart.settings import Settings
+
+
+def _percentile(sorted_ms: list[float], p: float) -> float:
+    if not sorted_ms:
+        return 0.0
+    return round(sorted_ms[min(len(sorted_ms) - 1, int(p * len(sorted_ms)))], 3)
+
+
+async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, stock: int | None = None) -> dict:
+    """Returns reservations_per_s (durably committed reservations a second), p50_ms/p99_ms of one
+    reserve+commit, oversold (units committed beyond stock, checked in PostgreSQL: must be 0)."""
+    from actors.inventory.client import InventoryClient
+    from actors.inventory.messages import Committed, Reserved
+
+    client = await InventoryClient.connect(settings)
+    sku = f"bench-{uuid.uuid4().hex[:10]}"
+    units = n_requests if stock is None else stock
+    await client.declare_hot(sku, None)
+    await client.set_stock(sku, "bench-wh", units)
+    await client.stock(sku)  # warm: the hot shard has loaded the SKU
+
+    latencies: list[float] = []
+    refused: dict[str, int] = {}
+    remaining = n_requests
+
+    async def caller(buyer: int) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            t0 = time.perf_counter()
+            r = await client.reserve(sku, 1, buyer)
+            if isinstance(r, Reserved):
+                r = await client.commit(sku, r.hold_id, f"bench-{r.hold_id}")
+            if isinstance(r, Committed):
+                latencies.append((time.perf_counter() - t0) * 1000)
+            else:
+                refused[r.reason] = refused.get(r.reason, 0) + 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    elapsed_s = time.perf_counter() - t0
+    view = await client.stock(sku)
+    durable = _count_commits(settings.database_url, sku)
+    latencies.sort()
+    return {
+        "reservations_per_s": round(len(latencies) / elapsed_s, 1),
+        "requests_per_s": round(n_requests / elapsed_s, 1),
+        "p50_ms": _percentile(latencies, 0.50),
+        "p99_ms": _percentile(latencies, 0.99),
+        "oversold": max(0, durable - units) + max(0, view.sold - view.on_hand),
+        "committed": len(latencies),
+        "committed_in_postgres": durable,
+        "refused": refused,
+        "stock": units,
+        "concurrency": concurrency,
+        "batch_window_ms": settings.batch_window_ms,
+        "flush_interval_ms": settings.flush_interval_ms,
+    }
+
+
+def _count_commits(database_url: str, sku: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT count(*) FROM inventory_journal WHERE sku = %s AND kind = 'HoldCommitted'",
+                            (sku,)).fetchone()[0]
+
+
+def main(argv=None) -> None:
+    import json
+    from pathlib import Path
+
+    import ray
+
+    from storage import embedded
+    from storage.migrate import apply_migrations
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.engine_load")
+    p.add_argument("--requests", type=int, default=50_000)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[2000])
+    p.add_argument("--data-dir", type=Path, default=Path(".data/bench-engine"))
+    args = p.parse_args(argv)
+    data = args.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    settings = Settings(_env_file=None, data_dir=data, database_url=embedded.start_postgres(data))  # PG only
+    apply_migrations(settings.database_url)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             namespace="flashmart-bench")
+    try:
+        for c in args.concurrency:
+            print(json.dumps(asyncio.run(run_engine(settings, args.requests, c))), flush=True)
+    finally:
+        ray.shutdown()
+        embedded.stop_postgres(data)
+
+
+if __name__ == "__main__":
+    main()
