@@ -28,8 +28,17 @@ def _own_platform(settings):
     base = settings.model_copy(update={"http_port": _free_port(), "localstripe_port": _free_port(),
                                        "ray_dashboard_port": _free_port()})
     resolved = start_backing_services(base)
-    os.environ.update(serve_env(resolved))
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False, namespace="flashmart")
+    from storage.embedded import port_open
+
+    env = serve_env(resolved)
+    if port_open("127.0.0.1", 8404) or port_open("127.0.0.1", 9101):
+        # Serve's HAProxy ingress binds fixed stats/metrics ports (8404, 9101): a second one on this
+        # machine cannot start, so this private platform uses Serve's default proxy instead
+        env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    os.environ.update(env)
+    # address="local": a fresh cluster of our own even if another Ray runs on this machine
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             namespace="flashmart")
     deploy(resolved)
 
     def stop() -> None:
