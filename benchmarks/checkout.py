@@ -148,6 +148,13 @@ async def run_checkout(settings: Settings, api_url: str, *, checkouts: int, conc
     return out
 
 
+def _busy(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def print_table(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -190,11 +197,19 @@ def main(argv=None) -> dict:
                     ray_dashboard_port=port(), gateway_rate_per_s=5000, serve_replicas_min=1, serve_replicas_max=1)
     settings = start_backing_services(base)
     try:
-        os.environ.update(serve_env(settings))
-        ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False, namespace="flashmart")
+        env = serve_env(settings)
+        if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" and any(_busy(p) for p in (8404, 9101)):
+            # HAProxy's stats/metrics ports are fixed; another platform on this machine holds them
+            env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+        os.environ.update(env)
+        ingress = "haproxy" if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "default-proxy"
+        # address="local": a private cluster, even when another Ray runs on this machine
+        ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 namespace="flashmart")
         deploy(settings)
         result = asyncio.run(run_checkout(settings, settings.api_url, checkouts=args.checkouts,
                                           concurrency=args.concurrency))
+        result["ingress"] = ingress
         print_table(result)
         return result
     finally:
