@@ -67,17 +67,18 @@ def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
         already = (not started_ray) and pf.api_is_up(resolved)
         if not already:
             with console.status("deploying actors and the Serve application…"):
-                pf.connect_ray(address)
+                pf.connect_ray(address, own_head=not resolved.ray_address)
                 pf.deploy(resolved)
         pf.write_state(resolved, started_ray=started_ray or pf.read_state(resolved).get("started_ray", False))
         return resolved, time.perf_counter() - t0, already
-    except (pf.PlatformError, EmbeddedError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line, and a clean slate
         # leave nothing half started, but never stop what was already running before this `up`
         if started_ray:
             pf.stop_ray_head(settings)
         started_now = [p for p in pf.running_embedded(settings) if p not in running_before]
         pf.stop_backing_services(settings, only=started_now)
-        _fail(str(exc))
+        known = isinstance(exc, (pf.PlatformError, EmbeddedError))
+        _fail(str(exc) if known else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
         raise
 
 

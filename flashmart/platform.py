@@ -83,7 +83,8 @@ def _check_database(url: str) -> None:
         with psycopg.connect(url, connect_timeout=5) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:  # noqa: BLE001
-        raise PlatformError(f"the configured database does not answer ({exc.__class__.__name__}: {str(exc).strip()[:160]}); "
+        reason = " ".join(str(exc).split())[:160]
+        raise PlatformError(f"the configured database does not answer ({exc.__class__.__name__}: {reason}); "
                             "check FLASHMART_DATABASE_URL or unset it to use the embedded PostgreSQL") from exc
 
 
@@ -226,11 +227,18 @@ def _signal(proc, how: str) -> None:
         pass
 
 
-def connect_ray(address: str) -> None:
+def connect_ray(address: str, *, own_head: bool = True) -> None:
+    """Connect this process as a driver. Our own head runs in token mode; a cluster given by
+    FLASHMART_RAY_ADDRESS brings its own auth settings through the environment."""
+    if own_head:
+        os.environ.update(RAY_AUTH_ENV)  # read when ray is imported: set it first
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        except ConnectionError as exc:
+            raise PlatformError(f"could not connect to the Ray cluster at {address}: {exc}") from exc
 
 
 # --- actors and Serve -----------------------------------------------------------------------------
@@ -285,7 +293,10 @@ def shutdown_app(settings: Settings) -> None:
     """Remove the Serve application from a cluster we joined but did not start."""
     from ray import serve
 
-    connect_ray(settings.ray_address or "auto")
+    if settings.ray_address:
+        connect_ray(settings.ray_address, own_head=False)
+    else:
+        connect_ray(f"127.0.0.1:{settings.ray_gcs_port}")
     serve.delete(APP_NAME)
 
 
