@@ -103,3 +103,38 @@ def client_ip(request: Request) -> str:
         if last:
             return last[:64]
     return request.client.host if request.client else "unknown"
+
+
+# --- guest checkout -----------------------------------------------------------------------------------
+# A guest (no account) gets, with their order, a token that opens that one order and nothing else.
+# It is a signed JWT of its own kind ("guest_order"), so it is never accepted as an access token.
+
+def issue_guest_order_token(settings, order_id: int | str, email: str, ttl_s: int | None = None) -> str:
+    import time as _time
+
+    import jwt
+
+    from storage.users import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
+
+    now = int(_time.time())
+    claims = {"sub": f"order:{order_id}", "email": email.strip().lower(), "typ": "guest_order",
+              "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + (ttl_s or settings.refresh_token_ttl_s)}
+    return jwt.encode(claims, settings.jwt_secret, algorithm=JWT_ALGORITHM)
+
+
+def guest_order_email(settings, token: str, order_id: int | str) -> str:
+    """The guest's email when `token` opens `order_id`; 401 for a bad token, 403 for another order."""
+    import jwt
+
+    from storage.users import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
+
+    try:
+        claims = jwt.decode(token, settings.jwt_secret, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE,
+                            issuer=JWT_ISSUER, options={"require": ["exp", "sub", "typ"]})
+    except jwt.PyJWTError as exc:
+        raise unauthenticated("the order access token is not valid or has expired") from exc
+    if claims.get("typ") != "guest_order":
+        raise unauthenticated("the order access token is not valid")
+    if claims["sub"] != f"order:{order_id}":
+        raise Refused("forbidden", "this token opens another order")
+    return claims["email"]

@@ -261,3 +261,27 @@ def test_require_admission(platform):
         await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_audit_log_is_readable_by_staff_only(api):
+    user = make_user(api)
+    support = make_user(api, "support")
+    r = api.get("/api/v1/audit", params={"actor_id": user.id}, headers=support.headers)
+    assert r.status_code == 200, r.text
+    assert {"auth.register", "auth.login"} <= {row["action"] for row in r.json()}
+    assert api.get("/api/v1/audit", headers=user.headers).status_code == 403
+    assert api.get("/api/v1/audit", params={"limit": 5000}, headers=support.headers).status_code == 422
+
+
+def test_guest_order_token_opens_one_order_only(platform):
+    from serve.auth import guest_order_email, issue_guest_order_token, principal_from_token
+    from serve.errors import Refused
+
+    token = issue_guest_order_token(platform, 42, "Guest@Example.com")
+    assert guest_order_email(platform, token, 42) == "guest@example.com"
+    with pytest.raises(Refused) as other:
+        guest_order_email(platform, token, 43)
+    assert other.value.status == 403
+    with pytest.raises(Refused) as as_access:  # never usable as a login
+        principal_from_token(types.SimpleNamespace(settings=platform), token)
+    assert as_access.value.status == 401

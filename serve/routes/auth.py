@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from serve.auth import Principal, authenticated, client_ip
+from serve.auth import Principal, authenticated, client_ip, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
 from serve.ratelimit import check, rate_limit
@@ -151,3 +151,36 @@ async def me(principal: Principal = Depends(authenticated), ctx: Context = Depen
     if row is None:
         raise Refused("unauthenticated", "this account no longer exists")
     return _user_out(row)
+
+
+# --- audit log (read) ---------------------------------------------------------------------------------
+
+audit_router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: str
+    actor_id: int | None
+    action: str
+    object_type: str
+    object_id: str | None
+    details: dict
+    ip: str | None
+
+
+@audit_router.get("", response_model=list[AuditOut])
+async def read_audit(
+    ctx: Context = Depends(get_ctx),
+    _: Principal = Depends(require("audit.read")),
+    actor_id: int | None = Query(None, ge=1, le=2**62),
+    object_type: str | None = Query(None, min_length=1, max_length=100),
+    object_id: str | None = Query(None, min_length=1, max_length=200),
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[AuditOut]:
+    """Newest first: who did what to which object (admins and support)."""
+    from storage.audit import recent
+
+    async with ctx.db.connection() as conn:
+        rows = await recent(conn, actor_id=actor_id, object_type=object_type, object_id=object_id, limit=limit)
+    return [AuditOut(**{**r, "at": r["at"].isoformat()}) for r in rows]
