@@ -222,14 +222,50 @@ def discover_targets(api_url: str, prepare_cart=None) -> list[Target]:
     cart = next((p for p, ops in spec.get("paths", {}).items()
                  if "post" in ops and "cart" in p and "items" in p and "{" not in p), None)
     if cart:
-        prepared = prepare_cart(api_url, cart) if prepare_cart else None
-        if prepared:
+        prepared = prepare_cart(api_url, cart) if prepare_cart else "no preparer given"
+        if isinstance(prepared, tuple):
             body, headers = prepared
             targets.append(Target("serve_add_to_cart", f"{api_url}{cart}", method="POST", body=body,
-                                  headers={"content-type": "application/json", **headers}, note=f"POST {cart}"))
+                                  headers={"content-type": "application/json", **headers},
+                                  note=f"POST {cart} {body}: a new guest cart per request, one unit held"))
         else:
-            targets.append(Target("serve_add_to_cart", "", note=f"POST {cart} exists but could not be prepared"))
+            targets.append(Target("serve_add_to_cart", "", note=f"POST {cart} exists but was not measured: {prepared}"))
     return targets
+
+
+def cart_preparer(settings, stock_units: int = 10_000_000):
+    """For add-to-cart: a catalog SKU given plenty of stock through the inventory client (this process
+    runs Ray), checked with one real request. Each wrk request then carries no cart id, so it opens a
+    new guest cart and holds one unit: the flash-sale add-to-cart, not a quantity bump."""
+
+    def prepare(api_url: str, path: str):
+        import asyncio
+
+        import psycopg
+
+        with psycopg.connect(settings.database_url) as conn:
+            row = conn.execute("SELECT v.sku FROM product_variants v ORDER BY v.sku LIMIT 1").fetchone()
+        if not row:
+            return "the catalog is empty (the search section loads it)"
+        sku = row[0]
+
+        async def stock():
+            from actors.inventory.client import InventoryClient
+
+            client = await InventoryClient.connect(settings)
+            try:
+                return await client.set_stock(sku, "bench-wh", stock_units)
+            finally:
+                await client.close()
+
+        asyncio.run(stock())
+        body = json.dumps({"sku": sku, "quantity": 1})
+        r = httpx.post(f"{api_url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30)
+        if r.status_code >= 300:
+            return f"a trial add-to-cart answered {r.status_code}: {r.text[:160]}"
+        return body, {}
+
+    return prepare
 
 
 def free_port() -> int:
