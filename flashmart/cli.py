@@ -102,15 +102,14 @@ def down() -> None:
     from flashmart import platform as pf
 
     settings = _load_settings()
-    state = pf.read_state(settings)
     stopped = []
-    if state.get("started_ray") and pf.ray_head_running(settings):
+    if settings.ray_address:  # a cluster we joined: remove only our application
+        pf.shutdown_app(settings)
+        stopped.append("serve-app")
+    elif pf.ray_head_running(settings):  # the head on flashmart's GCS port is flashmart's
         with console.status("stopping Ray (Serve, actors, dashboard)…"):
             pf.stop_ray_head(settings)
         stopped.append("ray")
-    elif state and pf.ray_head_running(settings):
-        pf.shutdown_app(settings)
-        stopped.append("serve-app")
     stopped += pf.stop_backing_services(settings)
     pf.clear_state(settings)
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}; data kept in {settings.data_dir.resolve()}")

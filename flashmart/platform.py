@@ -291,21 +291,34 @@ def api_is_up(settings: Settings) -> bool:
 
 def shutdown_app(settings: Settings) -> None:
     """Remove the Serve application from a cluster we joined but did not start."""
-    from ray import serve
-
     if settings.ray_address:
         connect_ray(settings.ray_address, own_head=False)
     else:
         connect_ray(f"127.0.0.1:{settings.ray_gcs_port}")
+    from ray import serve
+
     serve.delete(APP_NAME)
 
 
 # --- state file: what `up` started, read by `down` and `status` -----------------------------------
 
+def current_ingress(settings: Settings) -> str:
+    """'haproxy' when an HAProxy with our config runs (Serve started it), else 'default-proxy'."""
+    import psutil
+
+    config = serve_env(settings).get("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC")
+    if config:
+        config_dir = str(Path(config).parent)
+        for p in psutil.process_iter(["cmdline"]):
+            args = p.info["cmdline"] or []
+            if args and args[0].endswith("haproxy") and any(config_dir in a for a in args):
+                return "haproxy"
+    return "default-proxy"
+
+
 def write_state(settings: Settings, *, started_ray: bool) -> None:
     state = {
         "started_ray": started_ray,
-        "ingress": ingress_name(serve_env(settings)) if started_ray else read_state(settings).get("ingress", "unknown"),
         "database_url": settings.database_url,
         "redis_url": settings.redis_url,
         "stripe_api_base": settings.stripe_api_base,
@@ -356,7 +369,7 @@ def status_report(settings: Settings) -> dict:
     return {
         "healthy": all(p["healthy"] for p in parts),
         "parts": parts,
-        "ingress": state.get("ingress", "unknown (not started by flashmart up)"),
+        "ingress": current_ingress(settings),
         "data_dir": str(resolved.data_dir),
         "api_url": resolved.api_url,
         "docs_url": f"{resolved.api_url}/docs",
