@@ -3,6 +3,7 @@ same code as `flashmart up` (flashmart.platform), on free ports in a temporary d
 from __future__ import annotations
 
 import os
+import random
 import socket
 import uuid
 
@@ -13,9 +14,17 @@ from flashmart.settings import Settings
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768+), where Ray's workers take theirs,
+    so nothing grabs it between choosing it here and the platform binding it later."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @pytest.fixture(scope="session")
