@@ -116,11 +116,30 @@ def _product_body(tag: str) -> dict:
             "variants": [{"sku": f"MX-{tag}", "attributes": {"colour": "steel"}}]}
 
 
-def _seller_product(client, owner) -> dict:
+def _seller_product(client, owner, platform) -> dict:
     tag = uuid.uuid4().hex[:10]
     r = client.post("/api/v1/products", json=_product_body(tag), headers=owner.headers)
     assert r.status_code == 201, r.text
     return {"id": r.json()["product_id"], "sku": f"MX-{tag}"}
+
+
+def _customer_order(client, owner, platform) -> dict:
+    """A confirmed order of `owner`, placed over HTTP like any buyer (helpers of the checkout tests)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from tests.test_checkout_e2e import add, card, checkout, product
+
+    wid = f"wh-{uuid.uuid4().hex[:8]}"
+    admin = make_user(client, "admin", platform)
+    client.platform = platform
+    with psycopg.connect(platform.database_url, autocommit=True, row_factory=dict_row) as db:
+        db.execute("INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'matrix', 37.7, -122.4)", (wid,))
+        sku = product(db, client, admin, wid, stock=5)
+    assert add(client, owner, sku, 1).status_code == 200
+    r = checkout(client, owner, card(platform))
+    assert r.status_code == 201, r.text
+    return {"id": r.json()["order_id"], "sku": sku}
 
 
 # (name, owner role, factory, [(method, path template, body)], staff roles allowed on foreign objects)
@@ -135,6 +154,9 @@ OWNED = [
         ("PUT", "/api/v1/flash-sales/{sku}/waiting-room", {"admit_per_s": 10}),
         ("DELETE", "/api/v1/flash-sales/{sku}/waiting-room", None),
     ], {"admin"}),
+    ("order", "customer", _customer_order, [
+        ("GET", "/api/v1/orders/{id}", None),
+    ], {"admin", "support"}),
 ]
 
 
@@ -143,7 +165,7 @@ def test_own_and_foreign_objects(client, platform, name, owner_role, factory, op
     owner = make_user(client, owner_role, platform)
     peer = make_user(client, owner_role, platform)
     others = {role: make_user(client, role, platform) for role in ROLES if role != owner_role}
-    obj = factory(client, owner)
+    obj = factory(client, owner, platform)
     for method, template, body in operations:
         path = template.format(**obj)
 
