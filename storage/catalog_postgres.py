@@ -199,14 +199,16 @@ def iter_index_rows(database_url: str, batch: int = 5000) -> Iterator[list[dict]
 
 
 async def stock_available(conn: AsyncConnection, skus: list[str]) -> dict[str, int] | None:
-    """Available units per SKU from the inventory engine's PostgreSQL projection, when that table
-    exists (None otherwise: stock status then comes from the catalog's in_stock flag)."""
+    """Available units per SKU from the inventory engine's PostgreSQL projection; None when that
+    table is missing or tracks none of these SKUs (stock status then comes from the catalog flag)."""
     exists = await (await conn.execute("SELECT to_regclass('inventory_stock') IS NOT NULL AS ok")).fetchone()
     if not exists["ok"] or not skus:
         return None
     rows = await (await conn.execute(
         """SELECT sku, sum(on_hand - held - sold)::int AS available FROM inventory_stock
            WHERE sku = ANY(%s) GROUP BY sku""", (skus,))).fetchall()
+    if not rows:
+        return None
     out = {s: 0 for s in skus}
     out.update({r["sku"]: r["available"] for r in rows})
     return out
