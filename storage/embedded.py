@@ -146,7 +146,8 @@ def start_localstripe(data_dir: Path, port: int) -> str:
         )
     logfile = open(sdir / "localstripe.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localstripe", "--port", str(port)],
+        [sys.executable, "-m", "storage.localstripe_server", "--port", str(port),
+         "--state", str(sdir / "localstripe.pickle")],
         stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     (sdir / "localstripe.pid").write_text(str(proc.pid))
