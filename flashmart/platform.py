@@ -135,6 +135,10 @@ def serve_env(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(hdir),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(hdir / "server-state"),
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(hdir / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.haproxy_stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.serve_fallback_http_port),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.serve_fallback_grpc_port),
     }
 
 

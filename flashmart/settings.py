@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=1, le=65535)
     localstripe_port: int = Field(8420, ge=1, le=65535)
     ray_dashboard_port: int = Field(8265, ge=1, le=65535)
+    haproxy_stats_port: int = Field(8404, ge=1, le=65535, description="HAProxy stats page (Serve ingress)")
+    haproxy_metrics_port: int = Field(9101, ge=1, le=65535, description="HAProxy Prometheus endpoint")
+    serve_fallback_http_port: int = Field(8500, ge=1, le=65535, description="Serve's fallback proxy behind HAProxy")
+    serve_fallback_grpc_port: int = Field(9500, ge=1, le=65535)
     ray_gcs_port: int = Field(6389, ge=1, le=65535, description="Ray head port (6379 is often Redis)")
 
     jwt_secret: str = Field("change-me-in-production-flashmart-dev-secret", min_length=16)

@@ -14,17 +14,18 @@ from flashmart.settings import Settings
 
 
 def free_port() -> int:
-    """A free port below the kernel's ephemeral range (32768+), where Ray's workers take theirs,
-    so nothing grabs it between choosing it here and the platform binding it later."""
+    """A free port below Serve's direct-ingress range (30000+) and the kernel's ephemeral range
+    (32768+, where Ray's workers take theirs), so nothing grabs it between choosing it here and the
+    platform binding it later."""
     for _ in range(200):
-        port = random.randint(20000, 32000)
+        port = random.randint(20000, 29900)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
                 return port
             except OSError:
                 continue
-    raise RuntimeError("no free port in 20000-32000")
+    raise RuntimeError("no free port in 20000-29900")
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,10 @@ def backing(tmp_path_factory) -> Settings:
         http_port=free_port(),
         localstripe_port=free_port(),
         ray_dashboard_port=free_port(),
+        haproxy_stats_port=free_port(),
+        haproxy_metrics_port=free_port(),
+        serve_fallback_http_port=free_port(),
+        serve_fallback_grpc_port=free_port(),
         hold_ttl_s=600,
         gateway_rate_per_s=100,
         serve_replicas_min=1,
