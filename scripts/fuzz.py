@@ -64,13 +64,17 @@ def _tokens(settings, roles: list[str]) -> dict[str, str]:
     return tokens
 
 
-def _private_platform(data: Path):
-    from flashmart.platform import deploy, serve_env, start_backing_services
+def _base_settings(data: Path):
     from flashmart.settings import Settings
 
-    base = Settings(_env_file=None, data_dir=data, http_port=_free_port(), localstripe_port=_free_port(),
+    return Settings(_env_file=None, data_dir=data, http_port=_free_port(), localstripe_port=_free_port(),
                     ray_dashboard_port=_free_port(), serve_replicas_min=1, serve_replicas_max=1,
                     access_token_ttl_s=3600)
+
+
+def _private_platform(base):
+    from flashmart.platform import deploy, serve_env, start_backing_services
+
     settings = start_backing_services(base)
     import ray
 
@@ -82,7 +86,7 @@ def _private_platform(data: Path):
     ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              namespace="flashmart")
     deploy(settings)
-    return base, settings
+    return settings
 
 
 def main() -> int:
@@ -105,9 +109,9 @@ def main() -> int:
         return max(_schemathesis(args.url.rstrip("/"), tok, args, label, report_dir) for label, tok in runs)
 
     data = Path(tempfile.mkdtemp(prefix="flashmart-fuzz-"))
-    base = None
+    base = _base_settings(data)  # made first, so a failed start still stops what did start
     try:
-        base, settings = _private_platform(data)
+        settings = _private_platform(base)
         roles = [r for r in args.roles.split(",") if r]
         runs = [("anonymous", None)] + list(_tokens(settings, roles).items())
         codes = {label: _schemathesis(settings.api_url, tok, args, label, report_dir) for label, tok in runs}
@@ -124,10 +128,9 @@ def main() -> int:
                 serve.shutdown()
             finally:
                 ray.shutdown()
-        if base is not None:
-            from flashmart.platform import stop_backing_services
+        from flashmart.platform import stop_backing_services
 
-            stop_backing_services(base)
+        stop_backing_services(base)
         shutil.rmtree(data, ignore_errors=True)
 
 
