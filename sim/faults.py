@@ -29,6 +29,7 @@ import httpx
 from sim.scenario import Fault
 
 CONTROL_PATH = "/__fault__"
+START_ATTEMPTS_MAX = 5
 
 
 def connect_ray(settings) -> None:
@@ -84,8 +85,17 @@ def restart_postgres(settings) -> str:
         return "skipped: PostgreSQL is not the embedded one"
     t = time.monotonic()
     embedded.stop_postgres(data)
-    embedded.start_postgres(data)
-    return f"PostgreSQL stopped and started again in {time.monotonic() - t:.1f}s"
+    for attempt in range(1, START_ATTEMPTS_MAX + 1):
+        try:  # pg_ctl waits 10 s at most; on a loaded machine the first start can take longer
+            embedded.start_postgres(data)
+            break
+        except embedded.EmbeddedError:
+            if embedded.postgres_pid(data) is not None:
+                break
+            if attempt == START_ATTEMPTS_MAX:
+                raise
+            time.sleep(2.0)
+    return f"PostgreSQL stopped and started again in {time.monotonic() - t:.1f}s (attempts: {attempt})"
 
 
 def stop_redis(settings, duration_s: float) -> str:
