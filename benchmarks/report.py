@@ -95,6 +95,7 @@ def ratio_rows(results: dict) -> list[list[str]]:
 
 def print_tables(results: dict, console) -> None:
     from rich.columns import Columns
+    from rich.markup import escape
     from rich.table import Table
 
     def table(title, head, rows):
@@ -117,7 +118,7 @@ def print_tables(results: dict, console) -> None:
     for name in ("engine", "scaling", "search", "checkout", "http"):
         section = results.get(name, {})
         if isinstance(section, dict) and "skipped" in section:
-            console.print(f"[yellow]{name} skipped:[/yellow] {section['skipped']}")
+            console.print(f"[yellow]{name} skipped:[/yellow] {escape(str(section['skipped']))}")
 
 
 # --- plots ----------------------------------------------------------------------------------------
@@ -223,6 +224,17 @@ def _http_findings(rows: list[dict]) -> list[str]:
     return out
 
 
+def _busy_warning(m: dict) -> list[str]:
+    """Other work on the machine shows in the load average; say so when it exceeds the cores."""
+    loads = [x for k in ("load_avg_at_start", "load_avg_at_end") for x in (m.get(k) or [])[:1]]
+    cores = m.get("cores") or 1
+    if loads and max(loads) > cores:
+        return [f"**The machine was busy during this run** (1-minute load average {', '.join(map(str, loads))} at start "
+                f"and end on {cores} cores, from other work): absolute figures are lower than on an idle machine; "
+                "the ratios between rows of one table are what this report is for.", ""]
+    return []
+
+
 def write_docs(results: dict) -> Path:
     imgs = plot(results)
     m = results.get("machine", {})
@@ -234,6 +246,7 @@ def write_docs(results: dict) -> Path:
            f"{results.get('seconds', 0):.0f} s, {results.get('generated_at')})",
            "- reproduce: `make bench-quick` (a few minutes) or `make bench` (full sizes); "
            "`make bench-check` compares the ratios with `benchmarks/baseline.json`", "",
+           *_busy_warning(m),
            "## Machine", "",
            _md_table(["what", "value"], [[k.replace("_", " "), _fmt(v) if not isinstance(v, list) else
                                           ", ".join(map(str, v))] for k, v in m.items()]

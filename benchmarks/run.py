@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "latest.json"
@@ -241,7 +242,7 @@ def run_grid(run_engine, settings, size, log=print) -> dict:
                             f"{point.get('reservations_per_s') or 0:,.0f}/s p99 {point.get('p99_ms')} ms")
         except Exception as exc:  # noqa: BLE001 - e.g. a local node that does not start on a loaded machine
             failed.append(f"{nodes} node(s): not measured, {type(exc).__name__}: {str(exc)[:200]}")
-            log(f"[red]scaling with {nodes} node(s) failed[/red]: {exc}")
+            log(f"[red]scaling with {nodes} node(s) failed[/red]: {escape(str(exc))[:300]}")
     return {"grid": grid, "notes": grid_notes(grid) + failed}
 
 
@@ -408,7 +409,13 @@ def start_ray(settings) -> None:
 
     from flashmart.platform import serve_env
 
+    from benchmarks.http import free_port
+
     os.environ.update(serve_env(settings))  # HAProxy ingress when present, inherited by Ray's processes
+    # HAProxy's metrics (9101) and stats (8404) ports are fixed by default: a platform already running
+    # on this machine holds them and our HAProxy would exit. Free ports keep the bench independent.
+    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
     # address="local": always a fresh instance of our own, never a cluster someone else started here
     ray.init(address="local", num_cpus=max(4, 2 * (os.cpu_count() or 2)), include_dashboard=False, logging_level="ERROR",
              log_to_driver=False, namespace="flashmart")
@@ -483,10 +490,11 @@ def main(argv=None) -> int:
                             start_ray(settings)
                     step()
                 except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
+                    (args.data_dir / f"{name}-traceback.txt").write_text(traceback.format_exc())
                     results["errors"][name] = f"{type(exc).__name__}: {exc}"[:500]
                     results.setdefault(name, {"skipped": f"failed: {type(exc).__name__}: {exc}"[:300]})
-                    console.log(f"[red]{name} failed[/red]: {exc}")
-                    (args.data_dir / f"{name}-traceback.txt").write_text(traceback.format_exc())
+                    console.log(f"[red]{name} failed[/red]: {escape(str(exc))[:500]} "
+                                f"(traceback in {args.data_dir / (name + '-traceback.txt')})")
                 progress.advance(overall)
     finally:
         stop_ray()
