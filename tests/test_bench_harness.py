@@ -53,3 +53,23 @@ def test_audit_catches_an_oversell():
     outcome = asyncio.run(drive(UnsafeReadThenWrite(), n_requests=200, concurrency=20, stock=50))
     assert outcome.oversold > 0
     assert not outcome.conserved
+
+
+def test_bench_check_flags_only_a_ratio_that_fell_past_the_margin():
+    from benchmarks.check import compare
+
+    regressions, lines = compare({"engine_vs_pg_rowlock": 6.0, "serve_vs_uvicorn": 0.8},
+                                 {"engine_vs_pg_rowlock": 10.0, "serve_vs_uvicorn": 1.0, "tantivy_vs_pg_fts": 5.0}, 0.3)
+    assert regressions == ["engine_vs_pg_rowlock"]  # -40% fails, -20% passes, missing is only reported
+    assert any("not measured" in line and "tantivy_vs_pg_fts" in line for line in lines)
+
+
+def test_wrk_output_is_parsed_with_units():
+    from benchmarks.http import parse_wrk
+
+    figures = parse_wrk("  Latency Distribution\n     50%  850.00us\n     90%    7.67ms\n     99%    1.20s\n"
+                        "  45455 requests in 5.00s, 6.50MB read\n  Socket errors: connect 0, read 2, write 0, timeout 3\n"
+                        "  Non-2xx or 3xx responses: 12\nRequests/sec:   9090.00\n")
+    assert figures["requests_per_s"] == 9090.0
+    assert (figures["p50_ms"], figures["p99_ms"]) == (0.85, 1200.0)
+    assert (figures["non_2xx"], figures["socket_errors"], figures["requests"]) == (12, 5, 45455)
