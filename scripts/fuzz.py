@@ -67,8 +67,11 @@ def _tokens(settings, roles: list[str]) -> dict[str, str]:
 def _base_settings(data: Path):
     from flashmart.settings import Settings
 
+    # every port free (HAProxy's stats and metrics listeners too), so the fuzz platform runs beside
+    # another flashmart on the same machine
     return Settings(_env_file=None, data_dir=data, http_port=_free_port(), localstripe_port=_free_port(),
-                    ray_dashboard_port=_free_port(), serve_replicas_min=1, serve_replicas_max=1,
+                    ray_dashboard_port=_free_port(), haproxy_stats_port=_free_port(),
+                    haproxy_metrics_port=_free_port(), serve_replicas_min=1, serve_replicas_max=1,
                     access_token_ttl_s=3600)
 
 
@@ -79,10 +82,9 @@ def _private_platform(base):
     import ray
 
     os.environ.update(serve_env(settings))
-    # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): free ones, so the
-    # fuzz platform can run beside another flashmart on the same machine
-    os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(_free_port()))
-    os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(_free_port()))
+    # Serve's default proxy: fuzzing tests the application, and HAProxy's extra listeners are the
+    # one thing that can collide with other platforms on a busy machine
+    os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
     ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              namespace="flashmart")
     deploy(settings)
