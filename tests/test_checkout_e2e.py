@@ -324,7 +324,13 @@ def test_crash_between_authorisation_and_order_write(platform, api, db, admin, w
     assert gateway_status(platform, saga["payment_intent_id"]) == "canceled"  # no authorisation stays open
     saga = db.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)).fetchone()
     assert saga["state"] == "failed"
-    again = checkout(api, buyer, token, key)  # the same request again learns the outcome
+    # the same request again learns the outcome; while the crashed actor restarts the API answers
+    # 503 "retry with the same key", so a client retries, as this loop does (bounded)
+    deadline = time.monotonic() + 90
+    again = checkout(api, buyer, token, key)
+    while again.status_code == 503 and time.monotonic() < deadline:
+        time.sleep(1)
+        again = checkout(api, buyer, token, key)
     assert again.status_code == 409 and again.json()["error"] == "checkout_interrupted"
     # no captured payment lacks an order, anywhere
     orphans = db.execute("SELECT count(*) AS n FROM payments p LEFT JOIN orders o ON o.id = p.order_id "
