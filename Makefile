@@ -12,7 +12,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,fuzz]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+set## Fuzz every route of the OpenAPI document with schemathesis against a private running platform.
+fuzz: $(STAMP)
+	scripts/fuzz.sh
+
+up: $(STAMP)
 
 ## The main job: start the platform on embedded defaults and run a short flash sale.
 demo: $(STAMP)
@@ -21,6 +25,10 @@ demo: $(STAMP)
 ## The test suite (real PostgreSQL, Redis, localstripe and Ray, all embedded).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## Fuzz every route of the OpenAPI document with schemathesis against a private running platform.
+fuzz: $(STAMP)
+	scripts/fuzz.sh
 
 up: $(STAMP)
 	$(BIN)/flashmart up

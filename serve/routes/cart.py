@@ -74,6 +74,14 @@ def _out(result: dict) -> dict:
     return result["cart"]
 
 
+async def _require_admission(ctx: Context, who: CartWho, sku: str) -> None:
+    from serve.waiting_room import require_admission
+
+    # guests cannot queue (joining needs an account): as user -1 an open room refuses them
+    buyer = Principal(user_id=who.user_id if who.user_id is not None else -1, role="customer", email="")
+    await require_admission(ctx, buyer, sku)
+
+
 def _carts(ctx: Context):
     return ctx.services["carts"]
 
@@ -85,7 +93,10 @@ async def get_cart(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_c
 
 @router.post("/cart/items")
 async def add_item(body: AddItem, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
-    """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason."""
+    """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason.
+    A SKU whose flash sale has an open waiting room is sold only to buyers it has admitted."""
+    if body.sku:
+        await _require_admission(ctx, who, body.sku)
     return _out(await _carts(ctx).call(who.cart_id, "add", who.user_id, who.buyer_id, body.sku, body.product_id,
                                        body.options, body.quantity))
 

@@ -97,8 +97,7 @@ async def create_warehouse(body: WarehouseIn, ctx: Context = Depends(get_ctx),
         if row is None:
             raise Refused("conflict", f"warehouse {body.id} already exists")
         await _audit(conn, principal, "warehouse.create", "warehouse", body.id, body.model_dump())
-    await inventory(ctx).refresh_warehouses()
-    return row
+    return row  # shards load a warehouse's location the first time stock names it
 
 
 @router.get("/warehouses")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from serve.auth import Principal, optional_principal, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
+from serve.ratelimit import rate_limit
 from serve.routes.cart import GUEST_ID
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
@@ -47,7 +48,8 @@ class CheckoutBody(BaseModel):
 
 @router.post("/orders/checkout", status_code=201, responses={402: {}, 403: {}, 409: {}, 503: {}})
 async def checkout(body: CheckoutBody, idempotency_key: str = Header(..., min_length=8, max_length=128),
-                   principal: Principal | None = Depends(optional_principal), ctx: Context = Depends(get_ctx)):
+                   principal: Principal | None = Depends(optional_principal), ctx: Context = Depends(get_ctx),
+                   _limited: None = Depends(rate_limit("checkout"))):
     """The saga: reserve, fraud score, authorise, order + stock committed, capture. A repeated
     Idempotency-Key answers the first result again: never a second order or charge."""
     from actors.carts.actor import guest_buyer_id, user_cart_id

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve.auth import Principal, require
 from serve.context import Context, get_ctx
@@ -121,8 +121,16 @@ class CouponBody(BaseModel):
     value: Decimal = Field(Decimal(0), ge=0, le=100_000, max_digits=12, decimal_places=2)
     min_spend: Decimal = Field(Decimal(0), ge=0, max_digits=12, decimal_places=2)
     expires_at: dt.datetime | None = None
-    per_user_limit: int | None = Field(None, ge=1)
-    total_limit: int | None = Field(None, ge=1)
+    # bounded to PostgreSQL's integer so a huge number is a 422, not a failed INSERT
+    per_user_limit: int | None = Field(None, ge=1, le=1_000_000_000)
+    total_limit: int | None = Field(None, ge=1, le=1_000_000_000)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and (value.tzinfo is None or value <= dt.datetime.now(dt.timezone.utc)):
+            raise ValueError("expires_at must be a future time with a timezone, e.g. 2030-01-01T00:00:00Z")
+        return value
 
 
 @router.post("/coupons", status_code=201)
