@@ -65,16 +65,15 @@ def kill_shard(settings, hot_skus: list[str]) -> str:
 
 def kill_serve_replica(settings) -> str:
     import ray
-    from ray.util.state import list_actors
 
     connect_ray(settings)
-    replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-                if (a.class_name or "").startswith("ServeReplica:") and a.name]
+    # replicas are named actors "SERVE_REPLICA::<app>#<deployment>#<id>" in the "serve" namespace
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("SERVE_REPLICA::")]
     if not replicas:
         return "no Serve replica found"
     victim = random.choice(replicas)
-    ray.kill(ray.get_actor(victim.name, namespace=victim.ray_namespace or "serve"), no_restart=True)
-    return f"killed {victim.class_name} replica (Serve replaces it)"
+    ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
+    return f"killed replica {victim['name']} (the Serve controller replaces it)"
 
 
 def restart_postgres(settings) -> str:
@@ -89,13 +88,24 @@ def restart_postgres(settings) -> str:
         try:  # pg_ctl waits 10 s at most; on a loaded machine the first start can take longer
             embedded.start_postgres(data)
             break
-        except embedded.EmbeddedError:
-            if embedded.postgres_pid(data) is not None:
+        except Exception:  # noqa: BLE001 - EmbeddedError, or OperationalError while it is still starting
+            if embedded.postgres_pid(data) is not None and _pg_answers(settings.database_url):
                 break
             if attempt == START_ATTEMPTS_MAX:
                 raise
             time.sleep(2.0)
     return f"PostgreSQL stopped and started again in {time.monotonic() - t:.1f}s (attempts: {attempt})"
+
+
+def _pg_answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
 
 
 def stop_redis(settings, duration_s: float) -> str:

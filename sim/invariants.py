@@ -233,6 +233,14 @@ def check_gateway(conn, intents: dict[str, dict], run_order_ids: set[str]) -> li
                 continue
             open_auth.append({"payment_intent": pi, "order_id": v["order_id"], "status": v["status"],
                               "order_status": o and o["status"]})
+    # the database side: a payment row still 'authorised' on an order that is not awaiting a review
+    for r in conn.execute(
+            """SELECT p.order_id, p.payment_intent_id, o.status FROM payments p JOIN orders o ON o.id = p.order_id
+               WHERE p.order_id = ANY(%s) AND p.status = 'authorised' AND o.status <> 'review'""",
+            (list(run_order_ids),)).fetchall():
+        open_auth.append({"payment_intent": r["payment_intent_id"], "order_id": r["order_id"],
+                          "payments_row": "authorised", "order_status": r["status"],
+                          "gateway_status": intents.get(r["payment_intent_id"] or "", {}).get("status")})
     captured = sum(1 for v in scoped.values() if v["status"] == "succeeded")
     return [
         Check("no captured payment lacks an order", not orphans and not doubles,
