@@ -38,7 +38,7 @@ def throughput(events, outcomes) -> dict:
     for t, endpoint, status, latency, _ in events:
         second = int(max(0.0, t + latency))
         reqs[second] += 1
-        if endpoint == "checkout" and status in (200, 201):
+        if endpoint in ("checkout", "inventory.commit") and status in (200, 201, 202):
             orders[second] += 1
     horizon = max(list(reqs) + [0]) + 1
     return {"requests_per_s": [reqs[s] for s in range(horizon)], "orders_per_s": [orders[s] for s in range(horizon)]}
