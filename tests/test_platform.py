@@ -21,3 +21,20 @@ def test_openapi_docs_served(api):
 def test_request_id_is_echoed(api):
     r = api.get("/healthz", headers={"x-request-id": "abc123"})
     assert r.headers["x-request-id"] == "abc123"
+
+
+def test_request_id_reaches_the_checkout_actor(api, platform, db):
+    """The id of an HTTP request is stored with the saga it started (and logged by the actor)."""
+    import uuid
+
+    from tests.helpers import make_user
+
+    buyer = make_user(api)
+    rid = f"trace-{uuid.uuid4().hex[:12]}"
+    key = uuid.uuid4().hex
+    body = {"shipping_address": {"name": "A", "street": "1 Main St", "city": "Springfield", "state": "IL",
+                                 "zip": "62701", "country": "US"},
+            "payment_method": {"type": "card", "token": "pm_card_visa"}}
+    api.post("/api/v1/orders/checkout", json=body, headers={**buyer.headers, "Idempotency-Key": key, "x-request-id": rid})
+    saga = db.execute("SELECT request FROM checkout_sagas WHERE idempotency_key = %s", (key,)).fetchone()
+    assert saga is not None and saga["request"]["request_id"] == rid

@@ -9,6 +9,8 @@ import ray
 
 from actors.checkout.saga import FAULT_ENV, Saga
 from actors.checkout.steps import recovery
+# module reference, not names: Ray pickles actor classes by value, and a ContextVar cannot be pickled
+from flashmart import obs
 from flashmart.obs import logger
 from flashmart.settings import Settings
 
@@ -37,6 +39,7 @@ async def open_saga(settings: Settings) -> Saga:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=2000)
 class CheckoutActor:
     def __init__(self, settings: Settings):
+        obs.configure_json_logging()
         self.settings = settings
         self._saga: Saga | None = None
         self._opening = asyncio.Lock()
@@ -48,7 +51,17 @@ class CheckoutActor:
         return self._saga
 
     async def run(self, req: dict) -> tuple[int, dict]:
-        return await (await self.saga()).run(req)
+        # the HTTP request's id travels with the request so this actor's logs carry it too
+        token = obs.request_id_var.set(req.get("request_id") or "-")
+        try:
+            with obs.Timer() as took:
+                status, body = await (await self.saga()).run(req)
+            obs.histogram("checkout_latency_ms", "checkout saga latency, gateway included", obs.LATENCY_BOUNDARIES_MS,
+                          ("status",)).observe(took.ms, tags={"status": str(status)})
+            log.info("checkout answered %s in %.0f ms (order %s)", status, took.ms, body.get("order_id"))
+            return status, body
+        finally:
+            obs.request_id_var.reset(token)
 
     def arm_fault_for_tests(self, step: str | None) -> None:
         """FAULT INJECTION (tests only): crash this actor's process right after `step` is recorded."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from flashmart.obs import request_id_var
 from serve.auth import Principal, optional_principal, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
@@ -67,7 +68,8 @@ async def checkout(body: CheckoutBody, idempotency_key: str = Header(..., min_le
            "shipping_address": body.shipping_address.model_dump(),
            "billing_address": body.billing_address.model_dump() if body.billing_address else None,
            "payment_token": body.payment_method.token, "shipping_method": body.shipping_method,
-           "use_store_credit": body.use_store_credit, "gift_card": body.gift_card}
+           "use_store_credit": body.use_store_credit, "gift_card": body.gift_card,
+           "request_id": request_id_var.get()}
     try:
         status, out = await ctx.services["checkout"].run(req)
     except Exception as exc:  # the saga's actor died mid-way: the sweeper resolves it
