@@ -245,7 +245,8 @@ def write_docs(results: dict) -> Path:
            f"- command: `{results.get('command')}` ({'quick' if results.get('quick') else 'full'} mode, "
            f"{results.get('seconds', 0):.0f} s, {results.get('generated_at')})",
            "- reproduce: `make bench-quick` (a few minutes) or `make bench` (full sizes); "
-           "`make bench-check` compares the ratios with `benchmarks/baseline.json`", "",
+           "`make bench-check` compares the ratios with `benchmarks/baseline.json`; `python -m benchmarks.report` "
+           "rewrites this page from the last results", "",
            *_busy_warning(m),
            "## Machine", "",
            _md_table(["what", "value"], [[k.replace("_", " "), _fmt(v) if not isinstance(v, list) else
@@ -329,3 +330,14 @@ def write_docs(results: dict) -> Path:
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(out))
     return DOC
+
+
+def main() -> None:
+    """`python -m benchmarks.report`: rewrite docs/benchmarks.md and the plots from latest.json
+    (after a new baseline, or a change to this module) without measuring again."""
+    results = json.loads((REPO / "benchmarks" / "results" / "latest.json").read_text())
+    print(f"wrote {write_docs(results).relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
