@@ -240,7 +240,9 @@ def connect_ray(address: str, *, own_head: bool = True) -> None:
 
     if not ray.is_initialized():
         try:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            from actors import NAMESPACE
+
+            ray.init(address=address, namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False)
         except ConnectionError as exc:
             raise PlatformError(f"could not connect to the Ray cluster at {address}: {exc}") from exc
 

@@ -64,12 +64,13 @@ def ray_session(backing):
     """One local Ray instance for the session (dies with the test process)."""
     import ray
 
+    from actors import NAMESPACE
     from flashmart.platform import serve_env
 
     os.environ.update(serve_env(backing))
     # address="local": always a fresh cluster of our own, even if another Ray runs on this machine
     ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             namespace="flashmart")
+             namespace=NAMESPACE)
     yield ray
     from ray import serve
 

@@ -297,12 +297,13 @@ def test_hold_expired_before_checkout(platform, api, db, admin, warehouse):
 def test_crash_between_authorisation_and_order_write(platform, api, db, admin, warehouse):
     import ray
 
+    from actors import NAMESPACE
     from actors.checkout.actor import SWEEPER_NAME, actor_name
 
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, stock=2)
     add(api, buyer, sku)
-    actors = [ray.get_actor(actor_name(i)) for i in range(platform.checkout_pool_size)]
+    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
     ray.get([a.arm_fault_for_tests.remote("authorised") for a in actors])  # FAULT INJECTION
     try:
         key, token = uuid.uuid4().hex, card(platform)
@@ -319,7 +320,7 @@ def test_crash_between_authorisation_and_order_write(platform, api, db, admin, w
     assert saga["state"] == "running" and saga["step"] == "authorised" and saga["payment_intent_id"]
     assert gateway_status(platform, saga["payment_intent_id"]) == "requires_capture"  # money on hold, no order
 
-    outcome = ray.get(ray.get_actor(SWEEPER_NAME).sweep_now.remote(0.0))
+    outcome = ray.get(ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE).sweep_now.remote(0.0))
     assert outcome.get("void", 0) >= 1
     assert gateway_status(platform, saga["payment_intent_id"]) == "canceled"  # no authorisation stays open
     saga = db.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)).fetchone()

@@ -20,6 +20,7 @@ from actors.carts.catalog import find_variant
 from actors.carts.coupons import check, coupon_from_row
 from actors.carts.state import Cart, Hold
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 PREFIX = "cart-shard"
 HOLD_MARGIN_S = 5.0  # a hold this close to expiry is renewed before checkout
@@ -259,7 +260,7 @@ class CartShard:
 
 def ensure_cart_actors(settings: Settings) -> None:
     for i in range(settings.cart_shard_count):
-        CartShard.options(name=actor_name(i), lifetime="detached", get_if_exists=True).remote(settings, i)
+        CartShard.options(namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True).remote(settings, i)
 
 
 class CartsClient:
@@ -271,7 +272,7 @@ class CartsClient:
 
     @classmethod
     async def connect(cls, settings: Settings) -> "CartsClient":
-        return cls(settings, [ray.get_actor(actor_name(i)) for i in range(settings.cart_shard_count)])
+        return cls(settings, [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(settings.cart_shard_count)])
 
     def shard(self, cart_id: str):
         return self.handles[shard_of(cart_id, len(self.handles))]

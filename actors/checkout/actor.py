@@ -13,6 +13,7 @@ from actors.checkout.steps import recovery
 from flashmart import obs
 from flashmart.obs import logger
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 log = logger("checkout")
 POOL_PREFIX = "checkout"
@@ -33,7 +34,7 @@ async def open_saga(settings: Settings) -> Saga:
     # each `async with db.connection()` block commits on exit (psycopg_pool), so every saga step is durable
     db = await open_async_pool(settings.database_url, min_size=1, max_size=8)
     return Saga(settings, db, await CartsClient.connect(settings), await InventoryClient.connect(settings),
-                await PaymentsClient.connect(settings), ray.get_actor(FRAUD))
+                await PaymentsClient.connect(settings), ray.get_actor(FRAUD, namespace=NAMESPACE))
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=2000)
@@ -168,8 +169,8 @@ class SweeperActor:
 
 def ensure_checkout_actors(settings: Settings) -> None:
     for i in range(settings.checkout_pool_size):
-        CheckoutActor.options(name=actor_name(i), lifetime="detached", get_if_exists=True).remote(settings)
-    sweeper = SweeperActor.options(name=SWEEPER_NAME, lifetime="detached", get_if_exists=True).remote(settings)
+        CheckoutActor.options(namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True).remote(settings)
+    sweeper = SweeperActor.options(namespace=NAMESPACE, name=SWEEPER_NAME, lifetime="detached", get_if_exists=True).remote(settings)
     sweeper.start.remote()
 
 
@@ -179,7 +180,7 @@ class CheckoutClient:
 
     @classmethod
     async def connect(cls, settings: Settings) -> "CheckoutClient":
-        return cls([ray.get_actor(actor_name(i)) for i in range(settings.checkout_pool_size)])
+        return cls([ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(settings.checkout_pool_size)])
 
     async def run(self, req: dict) -> tuple[int, dict]:
         key = f"{req.get('user_id')}:{req['idempotency_key']}"

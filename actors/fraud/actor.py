@@ -6,6 +6,7 @@ import ray
 from actors.fraud.model import FraudModel
 from actors.fraud.rules import OrderFeatures, decide
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 ACTOR_NAME = "fraud"
 
@@ -73,4 +74,4 @@ class FraudActor:
 
 
 def ensure_fraud_actor(settings: Settings) -> None:
-    FraudActor.options(name=ACTOR_NAME, lifetime="detached", get_if_exists=True).remote(settings)
+    FraudActor.options(namespace=NAMESPACE, name=ACTOR_NAME, lifetime="detached", get_if_exists=True).remote(settings)

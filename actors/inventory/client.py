@@ -20,6 +20,7 @@ from actors.inventory.messages import (
 )
 from flashmart import obs
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 RETRY_S = 30.0             # how long a call waits for a restarting shard
 MOVED_RETRIES_MAX = 10
@@ -146,7 +147,7 @@ class InventoryClient:
             import ray
 
             batcher = self._batchers[name] = _ShardBatcher(
-                ray.get_actor(name), self.settings.batch_window_ms / 1000, self.settings.batch_size_max)
+                ray.get_actor(name, namespace=NAMESPACE), self.settings.batch_window_ms / 1000, self.settings.batch_size_max)
         return batcher
 
     async def _call(self, cmd: Any) -> Any:

@@ -15,6 +15,7 @@ from actors.inventory.messages import SetSaleLimit
 from actors.inventory.shard import cold_shard_name, default_owner, hot_shard_name, shard_class
 from flashmart import obs
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 DIRECTORY_NAME = "inventory-directory"
 SHARD_MAX_CONCURRENCY = 1000  # batched calls a shard interleaves (its queue bound is in commands)
@@ -23,7 +24,7 @@ log = obs.logger("inventory.directory")
 
 def shard_options(name: str) -> dict[str, Any]:
     """Detached, named, restarted forever, spread across the nodes of the cluster."""
-    return dict(name=name, lifetime="detached", get_if_exists=True, max_restarts=-1, max_task_retries=0,
+    return dict(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, max_restarts=-1, max_task_retries=0,
                 num_cpus=0, max_concurrency=SHARD_MAX_CONCURRENCY, scheduling_strategy="SPREAD")
 
 
@@ -100,7 +101,7 @@ class DirectoryCore:
     def _shard(name: str):
         import ray
 
-        return ray.get_actor(name)
+        return ray.get_actor(name, namespace=NAMESPACE)
 
 
 def _make_directory_class():
@@ -135,12 +136,12 @@ _directory_class = None
 
 
 def ensure_inventory_actors(settings: Settings):
-    """Create (or find) the directory and the cold shards: detached, named, in the current namespace."""
+    """Create (or find) the directory and the cold shards: detached, named, in the flashmart namespace."""
     global _directory_class
     if _directory_class is None:
         _directory_class = _make_directory_class()
     directory = _directory_class.options(
-        name=DIRECTORY_NAME, lifetime="detached", get_if_exists=True, max_restarts=-1, max_task_retries=0,
+        namespace=NAMESPACE, name=DIRECTORY_NAME, lifetime="detached", get_if_exists=True, max_restarts=-1, max_task_retries=0,
         num_cpus=0, max_concurrency=SHARD_MAX_CONCURRENCY).remote(settings)
     for i in range(settings.cold_shard_count):
         ensure_shard(settings, cold_shard_name(i))

@@ -12,6 +12,7 @@ from actors.notify.notifier import consume_once, ensure_group
 from actors.notify.relay import relay_once
 from flashmart.obs import logger
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 log = logger("notify")
 ACTOR_NAME = "order-events"
@@ -101,5 +102,5 @@ class OrderEventsActor:
 
 
 def ensure_order_events_actor(settings: Settings) -> None:
-    a = OrderEventsActor.options(name=ACTOR_NAME, lifetime="detached", get_if_exists=True).remote(settings)
+    a = OrderEventsActor.options(namespace=NAMESPACE, name=ACTOR_NAME, lifetime="detached", get_if_exists=True).remote(settings)
     a.start.remote()

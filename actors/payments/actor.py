@@ -10,6 +10,7 @@ from actors.payments.pacer import Overloaded, Pacer
 from actors.payments.types import PaymentRefusal
 from flashmart.obs import LATENCY_BOUNDARIES_MS, counter, histogram
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 POOL_PREFIX = "payments"
 
@@ -73,5 +74,5 @@ class PaymentActor:
 
 def ensure_payment_actors(settings: Settings) -> None:
     for i in range(settings.payments_pool_size):
-        PaymentActor.options(name=actor_name(i), lifetime="detached", get_if_exists=True).remote(
+        PaymentActor.options(namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True).remote(
             settings, settings.payments_pool_size)

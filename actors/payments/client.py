@@ -9,6 +9,7 @@ import ray
 from actors.payments.actor import actor_name
 from actors.payments.types import PaymentRefusal
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 
 class PaymentsClient:
@@ -18,7 +19,7 @@ class PaymentsClient:
 
     @classmethod
     async def connect(cls, settings: Settings) -> "PaymentsClient":
-        return cls([ray.get_actor(actor_name(i)) for i in range(settings.payments_pool_size)])
+        return cls([ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(settings.payments_pool_size)])
 
     def _pick(self, key: str):
         return self.handles[zlib.crc32(key.encode()) % len(self.handles)]

@@ -26,6 +26,7 @@ import ray
 from actors.search.index import BadQuery, ProductIndex, SearchRequest
 from flashmart.obs import logger
 from flashmart.settings import Settings
+from actors import NAMESPACE
 
 NAME = "search-{}"
 PENDING_MAX = 200_000   # ids waiting for the next commit; beyond that, a rebuild is cheaper
@@ -140,7 +141,7 @@ class SearchActor:
         self.index.commit()
 
     async def _notify_readers(self) -> None:
-        others = [ray.get_actor(NAME.format(i)) for i in range(1, self.replicas)]
+        others = [ray.get_actor(NAME.format(i), namespace=NAMESPACE) for i in range(1, self.replicas)]
         if others:
             await asyncio.gather(*(a.reload.remote() for a in others), return_exceptions=True)
 
@@ -187,7 +188,7 @@ def ensure_search_actors(settings: Settings) -> list:
     handles = []
     for i in range(settings.search_replicas):
         handle = SearchActor.options(name=NAME.format(i), lifetime="detached", get_if_exists=True,
-                                     namespace="flashmart").remote(settings, i, settings.search_replicas)
+                                     namespace=NAMESPACE).remote(settings, i, settings.search_replicas)
         if i == 0:
             ray.get(handle.ping.remote(), timeout=120)
         handles.append(handle)
@@ -211,7 +212,7 @@ class SearchClient:
 
     @classmethod
     async def connect(cls, settings: Settings) -> "SearchClient":
-        replicas = [ray.get_actor(NAME.format(i), namespace="flashmart") for i in range(settings.search_replicas)]
+        replicas = [ray.get_actor(NAME.format(i), namespace=NAMESPACE) for i in range(settings.search_replicas)]
         local = None
         if settings.search_local_reader and (index_dir(settings) / "meta.json").exists():
             local = ProductIndex(index_dir(settings))
