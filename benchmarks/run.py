@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
+
+from actors import NAMESPACE
 from rich.markup import escape
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,7 +202,7 @@ def _with_nodes(nodes: int, settings):
         stop_ray()
         cluster = _start_cluster(nodes)
         try:
-            ray.init(address=cluster.address, namespace="flashmart", logging_level="ERROR", log_to_driver=False)
+            ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False)
             yield
         finally:
             stop_ray()
@@ -418,7 +420,7 @@ def start_ray(settings) -> None:
     os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
     # address="local": always a fresh instance of our own, never a cluster someone else started here
     ray.init(address="local", num_cpus=max(4, 2 * (os.cpu_count() or 2)), include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False, namespace="flashmart")
+             log_to_driver=False, namespace=NAMESPACE)
 
 
 def stop_ray() -> None:
