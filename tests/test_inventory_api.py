@@ -91,3 +91,16 @@ def test_flash_sale_makes_the_sku_hot_with_a_limit(api, db):
     backwards = {**sale, "ends_at": "2029-12-31T10:00:00Z"}
     bad = api.post("/api/v1/flash-sales", json=backwards, headers=seller.headers)
     assert bad.status_code == 422 and "ends_at" in bad.json()["message"]
+
+
+def test_a_running_flash_sale_sets_the_cart_price(api, db):
+    admin, seller, buyer = make_user(api, "admin"), make_user(api, "seller"), make_user(api)
+    wid = _warehouse(api, admin)
+    sku = _seller_product(db, seller)  # list price 10
+    api.put(f"/api/v1/inventory/{sku}", json={"warehouses": [{"warehouse_id": wid, "on_hand": 5}]}, headers=seller.headers)
+    sale = {"sku": sku, "sale_price": 4.5, "starts_at": "2020-01-01T00:00:00Z", "ends_at": "2099-01-01T00:00:00Z",
+            "per_buyer_limit": 1}
+    assert api.post("/api/v1/flash-sales", json=sale, headers=seller.headers).status_code == 201
+    cart = api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}, headers=buyer.headers)
+    assert cart.status_code == 200, cart.text
+    assert [float(i["price"]) for i in cart.json()["items"]] == [4.5]

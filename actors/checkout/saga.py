@@ -107,7 +107,8 @@ class Saga:
             return await self._fail(order_id, exc.reason, exc.message)
 
     def _replay(self, first: dict, req: dict) -> tuple[int, dict]:
-        if first["request"] != req:
+        """A retry with the same key answers the first result; the same key for another body is a 422."""
+        if _comparable(first["request"]) != _comparable(req):
             return 422, {"error": "invalid", "message": "this Idempotency-Key was used for a different checkout request"}
         if first["result"] is None:
             return 409, {"error": "conflict", "message": "a checkout with this Idempotency-Key is still in progress",
@@ -328,3 +329,8 @@ class Saga:
                                "AND status = 'authorised'", (order_id,))
             await conn.execute("INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders WHERE id = %s",
                                (order_id,))
+
+
+def _comparable(req: dict) -> dict:
+    """What makes two checkout requests the same: everything but the per-attempt request id."""
+    return {k: v for k, v in req.items() if k != "request_id"}
