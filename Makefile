@@ -12,11 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,fuzz]'
 	touch $(STAMP)
 
-set## Fuzz every route of the OpenAPI document with schemathesis against a private running platform.
-fuzz: $(STAMP)
-	scripts/fuzz.sh
-
-up: $(STAMP)
+setup: $(STAMP)
 
 ## The main job: start the platform on embedded defaults and run a short flash sale.
 demo: $(STAMP)
