@@ -122,7 +122,10 @@ class InventoryClient:
         return await self._call(ViewStock(sku))
 
     async def declare_hot(self, sku: str, per_buyer_limit: int | None = None) -> StockView | Refusal:
-        result = await self.directory.declare_hot.remote(sku, per_buyer_limit)
+        try:
+            result = await self._ask_directory("declare_hot", sku, per_buyer_limit)
+        except ShardUnavailable as exc:
+            return Refusal("unavailable", str(exc))
         self._owners.pop(sku, None)
         return result[0] if isinstance(result, list) else result
 
@@ -138,8 +141,24 @@ class InventoryClient:
     async def _owner(self, sku: str) -> str:
         name = self._owners.get(sku)
         if name is None:
-            name = self._owners[sku] = (await self.directory.lookup.remote([sku]))[sku]
+            name = self._owners[sku] = (await self._ask_directory("lookup", [sku]))[sku]
         return name
+
+    async def _ask_directory(self, method: str, *args: Any) -> Any:
+        """Call the directory, waiting while it restarts (its node was lost, or it crashed): it reloads
+        placements from PostgreSQL, and lookup and declare_hot are idempotent, so a retry is safe."""
+        import ray
+
+        deadline = time.monotonic() + self.retry_s
+        backoff_s = 0.05
+        while True:
+            try:
+                return await getattr(self.directory, method).remote(*args)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+                if time.monotonic() > deadline:
+                    raise ShardUnavailable(f"inventory directory unavailable: {str(exc)[:200]}") from exc
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 1.0)
 
     def _batcher(self, name: str) -> _ShardBatcher:
         batcher = self._batchers.get(name)
@@ -155,12 +174,13 @@ class InventoryClient:
         backoff_s = 0.05
         moved = 0
         while True:
-            name = await self._owner(cmd.sku)
+            name = None
             try:
+                name = await self._owner(cmd.sku)
                 result = await self._batcher(name).submit(cmd)
             except ShardUnavailable as exc:
                 if time.monotonic() > deadline:
-                    return Refusal("unavailable", f"inventory shard {name} unavailable: {exc}")
+                    return Refusal("unavailable", f"inventory shard {name} unavailable: {exc}" if name else str(exc))
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 1.0)
                 continue

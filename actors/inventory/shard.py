@@ -402,6 +402,10 @@ def make_shard_class() -> Any:
         def pid(self) -> int:
             return os.getpid()
 
+        def node_id(self) -> str:
+            """The Ray node this incarnation runs on (placement checks, ops)."""
+            return ray.get_runtime_context().get_node_id()
+
         def ping(self) -> str:
             return "ok"
 
