@@ -35,6 +35,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # fulfilment and after-sales
     "shipment.read": _roles(CUSTOMER, SELLER, COURIER, SUPPORT, ADMIN),
     "shipment.update": _roles(COURIER, ADMIN),
+    "shipment.assign": _roles(ADMIN),
     "return.request": _roles(CUSTOMER),
     "return.review": _roles(SUPPORT, ADMIN),
     "refund.issue": _roles(SUPPORT, ADMIN),

@@ -138,10 +138,16 @@ def test_happy_path(platform, api, db, admin, warehouse):
     assert mbox.exists() and out["order_id"] in mbox.read_text() and buyer.email in mbox.read_text()
 
     # shipment updates feed the timeline
-    courier = make_user(api, "courier")
-    sh = api.post(f"/api/v1/orders/{out['order_id']}/shipments", json={}, headers=admin.headers)
+    courier, other_courier = make_user(api, "courier"), make_user(api, "courier")
+    assert api.post(f"/api/v1/orders/{out['order_id']}/shipments", json={"courier_id": courier.id},
+                    headers=courier.headers).status_code == 403  # only an admin assigns shipments
+    sh = api.post(f"/api/v1/orders/{out['order_id']}/shipments", json={"courier_id": courier.id}, headers=admin.headers)
     assert sh.status_code == 201, sh.text
     sid = sh.json()["shipment_id"]
+    assert api.post(f"/api/v1/shipments/{sid}/events", json={"status": "shipped"},
+                    headers=other_courier.headers).status_code == 403  # not assigned to them
+    assert [x["shipment_id"] for x in api.get("/api/v1/shipments", headers=courier.headers).json()["shipments"]] == [sid]
+    assert api.get("/api/v1/shipments", headers=other_courier.headers).json()["shipments"] == []
     for st, loc in [("shipped", "San Francisco, CA"), ("in_transit", "Oakland, CA"), ("delivered", None)]:
         r = api.post(f"/api/v1/shipments/{sid}/events", json={"status": st, "location": loc}, headers=courier.headers)
         assert r.status_code == 200, r.text

@@ -221,25 +221,29 @@ async def approve_return(db, payments, inventory, return_id: int) -> dict:
     return {"return_id": return_id, "order_id": order["id"], "status": "refunded", "refund_amount": float(amount), **out}
 
 
-async def create_shipment(db, order_id: str, carrier: str) -> dict:
+async def create_shipment(db, order_id: str, carrier: str, courier_id: int | None = None) -> dict:
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         if order["status"] != "confirmed":
             raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}: only a confirmed order ships")
         tracking = f"FM{uuid.uuid4().hex[:12].upper()}"
-        cur = await conn.execute("INSERT INTO shipments (order_id, carrier, tracking_number) VALUES (%s,%s,%s) RETURNING *",
-                                 (order_id, carrier, tracking))
+        cur = await conn.execute("INSERT INTO shipments (order_id, carrier, tracking_number, courier_id) "
+                                 "VALUES (%s,%s,%s,%s) RETURNING *", (order_id, carrier, tracking, courier_id))
         s = await cur.fetchone()
         await _event(conn, order_id, "processing", f"label {tracking} created", topic=False)
-    return {"shipment_id": s["id"], "tracking_number": tracking, "carrier": carrier, "status": s["status"]}
+    return {"shipment_id": s["id"], "tracking_number": tracking, "carrier": carrier, "status": s["status"],
+            "courier_id": courier_id}
 
 
-async def shipment_event(db, shipment_id: int, status: str, location: str | None, actor_user_id: int) -> dict:
+async def shipment_event(db, shipment_id: int, status: str, location: str | None, actor_user_id: int,
+                         actor_role: str = "admin") -> dict:
     async with db.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT * FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
         s = await cur.fetchone()
         if s is None:
             raise AfterSalesRefusal("not_found", f"no shipment {shipment_id}")
+        if actor_role == "courier" and s["courier_id"] != actor_user_id:
+            raise AfterSalesRefusal("forbidden", f"shipment {shipment_id} is not assigned to you")
         if s["status"] == "delivered":
             raise AfterSalesRefusal("conflict", "this shipment was already delivered")
         if TRACKING.index(status) < TRACKING.index(s["status"]) if s["status"] in TRACKING else False:

@@ -240,14 +240,35 @@ async def approve_return(return_id: int, principal: Principal = Depends(require(
 class ShipmentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     carrier: str = Field("flashmart-post", min_length=1, max_length=50)
+    courier_id: int | None = Field(None, ge=1, le=2**62, description="the courier who reports its progress")
 
 
 @router.post("/orders/{order_id}/shipments", status_code=201)
-async def create_shipment(order_id: str, body: ShipmentBody, principal: Principal = Depends(require("shipment.update")),
+async def create_shipment(order_id: str, body: ShipmentBody, principal: Principal = Depends(require("shipment.assign")),
                           ctx: Context = Depends(get_ctx)) -> dict:
+    """An admin creates the shipment of a confirmed order and assigns it to a courier."""
     from actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.create_shipment)(ctx.db, order_id, body.carrier)
+    if body.courier_id is not None:
+        async with ctx.db.connection() as conn:
+            row = await (await conn.execute("SELECT role FROM users WHERE id = %s", (body.courier_id,))).fetchone()
+        if row is None or row["role"] != "courier":
+            raise Refused("invalid", f"user {body.courier_id} is not a courier", status=422)
+    return await _aftersales_call(aftersales.create_shipment)(ctx.db, order_id, body.carrier, body.courier_id)
+
+
+@router.get("/shipments")
+async def list_shipments(principal: Principal = Depends(require("shipment.update")), ctx: Context = Depends(get_ctx),
+                         limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0, le=1_000_000)) -> dict:
+    """A courier's assigned shipments (an admin sees all), newest first."""
+    mine = principal.role == "courier"
+    async with ctx.db.connection() as conn:
+        rows = await (await conn.execute(
+            "SELECT s.id AS shipment_id, s.order_id, s.carrier, s.tracking_number, s.status, s.current_location, "
+            "o.shipping_address FROM shipments s JOIN orders o ON o.id = s.order_id "
+            "WHERE (NOT %s OR s.courier_id = %s) ORDER BY s.id DESC LIMIT %s OFFSET %s",
+            (mine, principal.user_id, limit, offset))).fetchall()
+    return {"shipments": rows, "limit": limit, "offset": offset}
 
 
 class ShipmentEventBody(BaseModel):
@@ -259,8 +280,8 @@ class ShipmentEventBody(BaseModel):
 @router.post("/shipments/{shipment_id}/events")
 async def shipment_event(shipment_id: int, body: ShipmentEventBody,
                          principal: Principal = Depends(require("shipment.update")), ctx: Context = Depends(get_ctx)) -> dict:
-    """A courier or admin reports progress; it feeds the order's timeline and tracking view."""
+    """The assigned courier (or an admin) reports progress; it feeds the order's timeline and tracking view."""
     from actors.checkout import aftersales
 
     return await _aftersales_call(aftersales.shipment_event)(ctx.db, shipment_id, body.status, body.location,
-                                                             principal.user_id)
+                                                             principal.user_id, principal.role)
