@@ -52,6 +52,20 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"error": exc.reason, "message": exc.message, **exc.extra}
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
+    async def _backend_down(_: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL or Redis unreachable (a restart, a failover): nothing was half written (each
+        # request's writes are one transaction), so the client may simply retry.
+        body = {"error": "unavailable", "message": f"a backing store is unavailable ({type(exc).__name__}); retry shortly"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+    import psycopg
+    import psycopg_pool
+    import redis.exceptions
+
+    for kind in (psycopg.OperationalError, psycopg_pool.PoolTimeout, redis.exceptions.ConnectionError,
+                 redis.exceptions.TimeoutError):
+        app.add_exception_handler(kind, _backend_down)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()

@@ -38,3 +38,23 @@ def test_request_id_reaches_the_checkout_actor(api, platform, db):
     api.post("/api/v1/orders/checkout", json=body, headers={**buyer.headers, "Idempotency-Key": key, "x-request-id": rid})
     saga = db.execute("SELECT request FROM checkout_sagas WHERE idempotency_key = %s", (key,)).fetchone()
     assert saga is not None and saga["request"]["request_id"] == rid
+
+
+def test_a_backing_store_outage_is_a_503_with_retry_after():
+    """An unreachable database answers 503 + Retry-After, never 500 (the handler of serve/errors.py)."""
+    import psycopg
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from serve.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom():
+        # a real failed connection, not a constructed exception
+        await psycopg.AsyncConnection.connect("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+
+    r = TestClient(app).get("/boom")
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.json()["error"] == "unavailable"
