@@ -211,8 +211,10 @@ def check_gateway(conn, intents: dict[str, dict], run_order_ids: set[str]) -> li
     recorded = {r["payment_intent_id"]: r for r in conn.execute(
         "SELECT payment_intent_id, status, order_id FROM payments WHERE payment_intent_id = ANY(%s)",
         (list(intents),)).fetchall()}
-    # in scope: intents of this run's orders/sagas, plus any whose order does not exist at all (orphans)
-    scoped = {k: v for k, v in intents.items() if v["order_id"] in run_order_ids or v["order_id"] not in orders}
+    # in scope: intents of this run's orders and sagas (every checkout writes its saga row before it
+    # authorises, so an orphan of this run still names one of them); the gateway may be shared with
+    # other clients (tests, other shops), whose intents are not this run's to judge
+    scoped = {k: v for k, v in intents.items() if v["order_id"] in run_order_ids}
     orphans, per_order = [], {}
     for pi, v in scoped.items():
         if v["status"] != "succeeded":
