@@ -1,4 +1,4 @@
-"""Actor clients each replica opens. Each service module registers itself here in one line."""
+"""The actor clients each Serve replica opens once, by name (routes find them in ctx.services)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +7,13 @@ from flashmart.settings import Settings
 
 
 async def open_services(settings: Settings) -> dict[str, Any]:
-    services: dict[str, Any] = {}
-    from actors.inventory.client import InventoryClient; services["inventory"] = await InventoryClient.connect(settings)  # noqa: E702 - issue 3
-    from actors.search.actor import SearchClient; services["search"] = await SearchClient.connect(settings)  # noqa: E702 - issue 4
-    from actors.purchase import open_purchase_services; services.update(await open_purchase_services(settings))  # noqa: E702 - issue 5
+    from actors.inventory.client import InventoryClient
+    from actors.purchase import open_purchase_services
+    from actors.search.actor import SearchClient
+
+    services: dict[str, Any] = {
+        "inventory": await InventoryClient.connect(settings),
+        "search": await SearchClient.connect(settings),
+    }
+    services.update(await open_purchase_services(settings))  # carts, payments, fraud, checkout
     return services
