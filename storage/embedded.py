@@ -151,7 +151,7 @@ def start_localstripe(data_dir: Path, port: int) -> str:
         stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     (sdir / "localstripe.pid").write_text(str(proc.pid))
-    _wait_until(lambda: port_open("127.0.0.1", port), 15,
+    _wait_until(lambda: port_open("127.0.0.1", port), 60,  # a busy machine is slow to import aiohttp
                 f"localstripe did not open port {port}; see {sdir / 'localstripe.log'}")
     return url
 

@@ -67,6 +67,9 @@ def test_reserve_commit_release_expire(inventory, db, unique):
         view = await c.stock(sku)  # the timer expired the hold exactly, units are back
         assert (view.available, view.held, view.sold) == (3, 0, 2)
         assert (await c.commit(sku, short.hold_id, "late")).reason == "hold_expired"
+        deadline = time.time() + 15  # the expiry reaches PostgreSQL with the next group commit
+        while not journal(db, sku, "HoldExpired") and time.time() < deadline:
+            await asyncio.sleep(0.1)
         assert len(journal(db, sku, "HoldExpired")) == 1
         returned = await c.return_units(sku, f"order-{unique}", 1, f"wh-{unique}")
         assert returned.quantity == 1 and (await c.stock(sku)).sold == 1
@@ -195,7 +198,9 @@ def test_crash_recovery_keeps_every_acknowledged_commit(backing, ray_session, db
 
         workers = [asyncio.create_task(buyer(i)) for i in range(40)]
         workers += [asyncio.create_task(hold_only(i)) for i in range(10)]
-        await asyncio.sleep(1.5)
+        deadline = time.time() + 60  # let the stream run (slowly on a busy machine) before the crash
+        while len(acked_commits) <= 50 and time.time() < deadline:
+            await asyncio.sleep(0.1)
         before = len(acked_commits)
         kill_at = time.time()
         os.kill(pid, signal.SIGKILL)
