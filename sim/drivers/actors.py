@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from sim.drivers import start_on_schedule
 from sim.drivers.http import DriverResult, Outcome
 from sim.plan import DECLINING_CARD, BuyerPlan
 
@@ -62,14 +63,7 @@ async def drive(settings, plans: list[BuyerPlan], run_id: str, t0: float, concur
             if progress:
                 progress(1)
 
-    tasks = []
-    for plan in sorted(plans, key=lambda q: q.arrival_s):
-        delay = t0 + plan.arrival_s - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await gate.acquire()
-        tasks.append(asyncio.create_task(one(plan)))
-    await asyncio.gather(*tasks)
+    await start_on_schedule(plans, t0, gate, one)
     await client.close()
     return result
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from sim.drivers import start_on_schedule
 from sim.plan import BuyerPlan
 
 API = "/api/v1"
@@ -178,7 +179,6 @@ async def drive(api_url: str, plans: list[BuyerPlan], t0: float, concurrency_max
     gate = asyncio.Semaphore(concurrency_max)
     limits = httpx.Limits(max_connections=concurrency_max, max_keepalive_connections=concurrency_max)
     async with httpx.AsyncClient(base_url=api_url, timeout=timeout_s, limits=limits) as client:
-        tasks = []
 
         async def one(plan: BuyerPlan) -> None:
             out = Outcome(plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0)
@@ -193,13 +193,7 @@ async def drive(api_url: str, plans: list[BuyerPlan], t0: float, concurrency_max
                 if progress:
                     progress(1)
 
-        for plan in sorted(plans, key=lambda p: p.arrival_s):
-            delay = t0 + plan.arrival_s - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await gate.acquire()
-            tasks.append(asyncio.create_task(one(plan)))
-        await asyncio.gather(*tasks)
+        await start_on_schedule(plans, t0, gate, one)
     return result
 
 
