@@ -75,6 +75,10 @@ class ShardEngine:
         self._start: asyncio.Future | None = None
         self._ready = False
         self._tasks: list[asyncio.Task] = []
+        # search engineer: SKUs whose available units cross 0 <-> >0 are published to a Redis stream
+        # after each flush (actors/search/stock_feed.py); None when disabled
+        from actors.search.stock_feed import StockStatusFeed
+        self.stock_feed = StockStatusFeed.from_settings(settings)
 
     # --- life cycle -------------------------------------------------------------------------------
 
@@ -283,6 +287,8 @@ class ShardEngine:
             fut = waiters.popleft()[1]
             if not fut.done():
                 fut.set_result(None)
+        if self.stock_feed is not None:  # search engineer: in-stock edges of what just became durable
+            self.stock_feed.observe({e.sku for e in batch}, self.skus)
 
     def _due_snapshot(self, sku: str, st: SkuState) -> list[Snapshot]:
         now = time.monotonic()

@@ -1,0 +1,160 @@
+"""Stock-status edges from the inventory engine to the search index, over a Redis stream.
+
+Publisher (inside each inventory shard): after a group commit, `observe()` looks at the SKUs the
+flushed batch touched and emits one entry only when a SKU's total available units cross 0 <-> >0
+(or the first time this shard incarnation sees the SKU). A flash sale selling 10,000 units emits
+two entries (first seen, sold out), not 10,000: the shard's hot path pays one integer sum per SKU
+per flush and a dict lookup. Publishing runs in a background task, never awaited by commands; if
+Redis is unreachable the entries wait (bounded) and a dropped entry is re-sent at the SKU's next
+flush, because its remembered status is forgotten with it.
+
+Consumer (the search writer, replica 0): reads the stream (XREAD BLOCK), turns SKU edges into the
+products' in_stock flags in PostgreSQL (a product is in stock when any of its tracked variants has
+an available unit; variants the inventory engine has never stocked keep the catalog's flag), and
+queues the products whose flag changed for the next index commit.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Iterable, Mapping
+
+from flashmart.obs import logger
+
+STREAM = "inventory:stock-status"
+STREAM_MAXLEN = 100_000        # approximate trim: the stream is a feed, PostgreSQL is the truth
+PENDING_MAX = 100_000          # entries waiting for Redis in one shard at most
+RETRY_MAX_S = 2.0
+log = logger("search.stock_feed")
+
+
+class StockStatusFeed:
+    """One per inventory shard. `observe` is synchronous and cheap; the XADDs happen in a task."""
+
+    def __init__(self, redis_url: str):
+        self.redis_url = redis_url
+        self._redis = None
+        self._last: dict[str, bool] = {}           # sku -> in stock, as last published
+        self._out: list[tuple[str, int]] = []      # (sku, available) waiting to be published
+        self._task: asyncio.Task | None = None
+        self.published = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "StockStatusFeed | None":
+        url = getattr(settings, "redis_url", "")
+        return cls(url) if url and getattr(settings, "search_stock_feed", True) else None
+
+    def observe(self, skus: Iterable[str], states: Mapping[str, Any]) -> None:
+        """Queue an entry for every SKU whose in-stock status differs from the one last published."""
+        last, out = self._last, self._out
+        for sku in skus:
+            st = states.get(sku)
+            if st is None:   # moved to another shard meanwhile: that shard reports it
+                continue
+            available = 0
+            for s in st.stock.values():
+                available += s.on_hand - s.held - s.sold
+            now = available > 0
+            if last.get(sku) is not now:
+                last[sku] = now
+                out.append((sku, available))
+        if out and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._publish())
+
+    async def _publish(self) -> None:
+        backoff_s = 0.05
+        try:
+            while self._out:
+                batch, self._out = self._out, []
+                try:
+                    await self._xadd(batch)
+                    self.published += len(batch)
+                    backoff_s = 0.05
+                except Exception as exc:  # noqa: BLE001 - the shard must never fail for search's sake
+                    log.warning("stock status feed: Redis unavailable (%s); retrying", str(exc)[:200])
+                    self._out[0:0] = batch
+                    self._bound()
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+        finally:
+            self._task = None
+
+    def _bound(self) -> None:
+        if len(self._out) > PENDING_MAX:
+            dropped, self._out = self._out[:-PENDING_MAX], self._out[-PENDING_MAX:]
+            for sku, _ in dropped:   # forget: the SKU's next flush publishes it again
+                self._last.pop(sku, None)
+
+    async def _xadd(self, batch: list[tuple[str, int]]) -> None:
+        if self._redis is None:
+            from storage.redis import async_redis
+
+            self._redis = async_redis(self.redis_url, max_connections=2)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sku, available in batch:
+                pipe.xadd(STREAM, {"sku": sku, "available": available}, maxlen=STREAM_MAXLEN, approximate=True)
+            await pipe.execute()
+
+
+# --- consumer side (search writer) ----------------------------------------------------------------
+
+# Product in_stock from SKU edges: the edge's figure for its own SKU (it may be ahead of the
+# projection), PostgreSQL's inventory projection for the product's other variants; variants never
+# stocked (no projection row, no edge) do not count. Returns the products whose flag changed.
+APPLY_EDGES_SQL = """
+WITH e(sku, available) AS (SELECT * FROM unnest(%(skus)s::text[], %(available)s::bigint[])),
+touched AS (SELECT DISTINCT pv.product_id FROM product_variants pv JOIN e ON e.sku = pv.sku),
+per_sku AS (
+    SELECT pv.product_id,
+           coalesce((SELECT e.available FROM e WHERE e.sku = pv.sku),
+                    (SELECT sum(st.on_hand - st.held - st.sold) FROM inventory_stock st WHERE st.sku = pv.sku))
+             AS available
+    FROM product_variants pv JOIN touched t ON t.product_id = pv.product_id),
+status AS (SELECT product_id, bool_or(available > 0) AS in_stock FROM per_sku
+           WHERE available IS NOT NULL GROUP BY product_id)
+UPDATE products p SET in_stock = status.in_stock, updated_at = now()
+FROM status WHERE p.id = status.product_id AND p.in_stock IS DISTINCT FROM status.in_stock
+RETURNING p.id
+"""
+
+# The same rule for the whole catalog from the projection alone: run before a rebuild and when the
+# writer starts (edges published while no writer was reading are not lost, only late).
+RECONCILE_SQL = """
+WITH per_product AS (
+    SELECT pv.product_id, bool_or(s.available > 0) AS in_stock
+    FROM (SELECT sku, sum(on_hand - held - sold) AS available FROM inventory_stock GROUP BY sku) s
+    JOIN product_variants pv ON pv.sku = s.sku
+    GROUP BY pv.product_id)
+UPDATE products p SET in_stock = pp.in_stock, updated_at = now()
+FROM per_product pp WHERE p.id = pp.product_id AND p.in_stock IS DISTINCT FROM pp.in_stock
+RETURNING p.id
+"""
+
+
+def latest_edges(entries: Iterable[tuple[str, Mapping[str, str]]]) -> dict[str, int]:
+    """Stream entries -> the last available figure per SKU (a later edge supersedes an earlier)."""
+    out: dict[str, int] = {}
+    for _, fields in entries:
+        try:
+            out[fields["sku"]] = int(fields["available"])
+        except (KeyError, ValueError):
+            log.warning("stock status feed: malformed entry %r", dict(fields))
+    return out
+
+
+async def apply_edges(conn, edges: Mapping[str, int]) -> list[int]:
+    if not edges:
+        return []
+    rows = await (await conn.execute(APPLY_EDGES_SQL, {"skus": list(edges), "available": list(edges.values())}))\
+        .fetchall()
+    return [r["id"] for r in rows]
+
+
+async def reconcile(conn) -> list[int]:
+    rows = await (await conn.execute(RECONCILE_SQL)).fetchall()
+    return [r["id"] for r in rows]
+
+
+async def stream_tail_id(redis) -> str:
+    """The id of the newest entry ("0-0" for an empty stream): read from here on."""
+    last = await redis.xrevrange(STREAM, count=1)
+    return last[0][0] if last else "0-0"
