@@ -25,6 +25,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # catalog
     "product.write": _roles(SELLER, ADMIN),
     "product.import": _roles(SELLER, ADMIN),
+    "search.admin": _roles(ADMIN),  # rebuild the search index, see its status
     # buying
     "cart.use": _roles(CUSTOMER),
     "order.checkout": _roles(CUSTOMER),

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     search_writer_heap_mb: int = Field(64, ge=16, le=4096)
     search_local_reader: bool = Field(True, description="Serve replicas on the index's machine read it in-process")
     product_cache_ttl_s: int = Field(300, ge=1, description="product page cache lifetime in Redis")
+    search_stock_feed: bool = Field(True, description="inventory shards publish in-stock edges to Redis for search")
 
     # Serve
     serve_replicas_min: int = Field(1, ge=1)

@@ -6,9 +6,15 @@ of truth, so concurrent updates converge on the committed state), upserts or del
 once and tells the other replicas to reload. A change is searchable within about one interval
 plus a commit (well under the 1 s bound).
 
+Stock status: inventory shards publish in-stock edges to a Redis stream (stock_feed.py); the
+writer turns them into products' in_stock flags in PostgreSQL and queues those products, so a SKU
+selling out or coming back reaches search within about one commit interval.
+
 When the index is missing (or empty while PostgreSQL has products) the writer rebuilds it from
-PostgreSQL in the background; `rebuild()` does the same on demand. The rebuild replaces the
-documents in one commit, so readers see the old index until the new one is complete.
+PostgreSQL in the background; `rebuild()` does the same on demand. A rebuild is built aside, in a
+new generation directory, while the live index keeps serving and taking updates; then the writer
+swaps the CURRENT pointer, replays the products touched meanwhile onto the new generation and tells
+the readers, which open the new generation on their next reload. No search downtime.
 
 Serve replicas on the same machine read the index in-process (search_local_reader): a Ray actor
 call costs ~1 ms and caps at a few thousand per second, while a search costs a fraction of that.
@@ -17,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import ray
 
+from actors.search import stock_feed
 from actors.search.index import BadQuery, ProductIndex, SearchRequest
 from flashmart.obs import logger
 from flashmart.settings import Settings
@@ -33,8 +42,61 @@ PENDING_MAX = 200_000   # ids waiting for the next commit; beyond that, a rebuil
 log = logger("search")
 
 
-def index_dir(settings: Settings) -> Path:
+REBUILD_HEAP_BYTES = 256_000_000
+OLD_GENERATION_KEEP_S = 30.0  # readers switch within a reload; then the old generation is deleted
+
+
+def index_root(settings: Settings) -> Path:
     return Path(settings.data_dir) / "search"
+
+
+def index_dir(settings: Settings) -> Path:
+    """The live generation: root/CURRENT names it (an index made before generations is the root)."""
+    root = index_root(settings)
+    try:
+        name = (root / "CURRENT").read_text().strip()
+    except FileNotFoundError:
+        return root
+    return root / name if name else root
+
+
+def _next_generation(settings: Settings) -> Path:
+    root = index_root(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.name[1:]) for p in root.glob("g*") if p.name[1:].isdigit()]
+    return root / f"g{max(numbers, default=0) + 1}"
+
+
+def _point_to(settings: Settings, generation: Path) -> None:
+    """Atomically make `generation` the live index (readers compare this file on reload)."""
+    root = index_root(settings)
+    tmp = root / "CURRENT.tmp"
+    tmp.write_text(generation.name)
+    os.replace(tmp, root / "CURRENT")
+
+
+def _remove_old_generations(settings: Settings, keep: Path) -> None:
+    for p in index_root(settings).glob("g*"):
+        if p.is_dir() and p.name[1:].isdigit() and p != keep:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def build_generation(settings: Settings, heap_bytes: int = REBUILD_HEAP_BYTES, threads: int = 1,
+                     batch: int = 5000) -> tuple[Path, int, float]:
+    """Index every active product from PostgreSQL into a new generation directory (not yet live).
+    Returns (directory, documents, seconds). Sync: runs in a worker thread or a benchmark."""
+    from storage.catalog_postgres import iter_index_rows
+
+    path = _next_generation(settings)
+    t0 = time.perf_counter()
+    ix = ProductIndex(path)
+    ix.writer(heap_bytes, threads)
+    n = 0
+    for rows in iter_index_rows(settings.database_url, batch=batch):
+        n += ix.add_new(rows)
+    ix.commit()
+    ix.close_writer()
+    return path, n, time.perf_counter() - t0
 
 
 @ray.remote(max_concurrency=64, num_cpus=0)
@@ -47,18 +109,25 @@ class SearchActor:
         self.path = index_dir(settings)
         self.index = ProductIndex(self.path)
         self.pending: set[int] = set()
+        self.touched: set[int] | None = None  # during a rebuild: ids applied to the old generation
         self.lock = asyncio.Lock()          # one writer operation at a time
         self.rebuilding = False
-        self.stats = {"commits": 0, "indexed": 0, "deleted": 0, "last_commit_ms": 0.0, "rebuilds": 0}
+        self.stats = {"commits": 0, "indexed": 0, "deleted": 0, "last_commit_ms": 0.0, "rebuilds": 0,
+                      "stock_edges": 0, "stock_changes": 0, "generation": self.path.name}
         self.db = None
+        self.redis = None
         if self.writer:
             from storage.postgres import open_async_pool
+            from storage.redis import async_redis
 
-            self.db = await open_async_pool(settings.database_url, min_size=1, max_size=2)
+            self.db = await open_async_pool(settings.database_url, min_size=1, max_size=3)
+            self.redis = async_redis(settings.redis_url, max_connections=4)
             self.index.writer(settings.search_writer_heap_mb * 1_000_000, 1)
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+            loop = asyncio.get_running_loop()
+            self._flusher = loop.create_task(self._flush_loop())
+            self._stock_reader = loop.create_task(self._stock_loop())
             if await self._needs_rebuild():
-                asyncio.get_running_loop().create_task(self.rebuild())
+                loop.create_task(self.rebuild())
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -81,7 +150,11 @@ class SearchActor:
             return {"error": "invalid", "message": str(exc)}
 
     def reload(self) -> int:
-        self.index.reload()
+        live = index_dir(self.settings)
+        if live != self.index.path and (live / "meta.json").exists():
+            self.index, self.path = ProductIndex(live), live   # a rebuild swapped generations
+        else:
+            self.index.reload()
         return self.index.num_docs()
 
     def ping(self) -> dict:
@@ -110,14 +183,16 @@ class SearchActor:
                 log.exception("search index flush failed")
 
     async def _flush_once(self) -> int:
-        if not self.pending or self.rebuilding:
+        if not self.pending:
             return 0
-        if len(self.pending) > PENDING_MAX:
+        if len(self.pending) > PENDING_MAX and not self.rebuilding:
             self.pending.clear()
-            await self.rebuild()
+            asyncio.get_running_loop().create_task(self.rebuild())
             return 0
         async with self.lock:
             ids, self.pending = self.pending, set()
+            if self.touched is not None:
+                self.touched |= ids   # replayed onto the new generation after the swap
             try:
                 from storage.catalog_postgres import index_rows
 
@@ -155,32 +230,82 @@ class SearchActor:
         return bool(row["has"])
 
     async def rebuild(self) -> dict:
-        """Re-index every active product from PostgreSQL; returns counts and the rate."""
+        """Re-index every active product from PostgreSQL into a new generation, then swap it in.
+        Searches and incremental updates continue on the old generation meanwhile."""
         if self.rebuilding:
             return {"started": False, "reason": "a rebuild is already running"}
         self.rebuilding = True
+        self.touched = set()   # before PostgreSQL's snapshot is taken: nothing falls in between
         try:
+            t0 = time.perf_counter()
+            async with self.db.connection() as conn:
+                self._stock_changed(await stock_feed.reconcile(conn))
+            path, n, build_s = await asyncio.to_thread(
+                build_generation, self.settings, max(REBUILD_HEAP_BYTES, self.settings.search_writer_heap_mb * 1_000_000))
             async with self.lock:
-                t0 = time.perf_counter()
-                n = await asyncio.to_thread(self._rebuild_sync)
-                seconds = time.perf_counter() - t0
+                old = self.index
+                await asyncio.to_thread(old.close_writer)
+                new = ProductIndex(path)
+                new.writer(self.settings.search_writer_heap_mb * 1_000_000, 1)
+                _point_to(self.settings, path)
+                self.index, self.path = new, path
+                self.pending |= self.touched   # changes that reached only the old generation
+                self.touched = None
                 self.stats["rebuilds"] += 1
+                self.stats["generation"] = path.name
+            seconds = time.perf_counter() - t0
             await self._notify_readers()
-            log.info(f"search index rebuilt: {n} products in {seconds:.1f}s")
-            return {"started": True, "products": n, "seconds": round(seconds, 2),
-                    "rate_per_s": round(n / seconds) if seconds else 0}
+            asyncio.get_running_loop().call_later(
+                OLD_GENERATION_KEEP_S, _remove_old_generations, self.settings, path)
+            log.info(f"search index rebuilt: {n} products in {seconds:.1f}s ({path.name})")
+            return {"started": True, "documents": n, "seconds": round(seconds, 3), "build_seconds": round(build_s, 3),
+                    "rate_per_s": round(n / build_s) if build_s else 0, "generation": path.name}
         finally:
+            self.touched = None
             self.rebuilding = False
 
-    def _rebuild_sync(self) -> int:
-        from storage.catalog_postgres import iter_index_rows
+    # --- stock status (inventory -> Redis stream -> here) -----------------------------------------
 
-        self.index.delete_all()
-        n = 0
-        for rows in iter_index_rows(self.settings.database_url):
-            n += self.index.add_new(rows)
-        self.index.commit()
-        return n
+    async def _stock_loop(self) -> None:
+        """Follow the inventory's stock-status stream; catch up from PostgreSQL when (re)starting."""
+        last_id = None
+        backoff_s = 0.1
+        while True:
+            try:
+                if last_id is None:
+                    tail = await stock_feed.stream_tail_id(self.redis)
+                    async with self.db.connection() as conn:
+                        self._stock_changed(await stock_feed.reconcile(conn))
+                    last_id = tail
+                found = await self.redis.xread({stock_feed.STREAM: last_id}, count=5000, block=1000)
+                for _, entries in found or ():
+                    edges = stock_feed.latest_edges(entries)
+                    async with self.db.connection() as conn:
+                        self._stock_changed(await stock_feed.apply_edges(conn, edges))
+                    self.stats["stock_edges"] += len(entries)
+                    last_id = entries[-1][0]
+                backoff_s = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis or PostgreSQL trouble: retry, the stream keeps entries
+                log.exception("stock status feed: reading failed; retrying")
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+
+    def _stock_changed(self, product_ids: list[int]) -> None:
+        if not product_ids:
+            return
+        self.pending.update(product_ids)
+        self.stats["stock_changes"] += len(product_ids)
+        # the cached product page carries the flag too
+        asyncio.get_running_loop().create_task(self._drop_cached_pages(product_ids))
+
+    async def _drop_cached_pages(self, product_ids: list[int]) -> None:
+        try:
+            for i in range(0, len(product_ids), 1000):
+                await self.redis.delete(*(f"product:{pid}" for pid in product_ids[i:i + 1000]))
+        except Exception:  # noqa: BLE001 - the page cache also expires by TTL
+            log.exception("could not drop cached product pages")
 
 
 def ensure_search_actors(settings: Settings) -> list:
@@ -206,8 +331,7 @@ class SearchClient:
         self.writer = replicas[0]
         self._next = itertools.cycle(range(len(replicas)))
         self.local = local
-        self._meta = index_dir(settings) / "meta.json"
-        self._meta_mtime = 0.0
+        self._meta_mtime = 0
         self._checked_at = 0.0
 
     @classmethod
@@ -219,12 +343,16 @@ class SearchClient:
         return cls(settings, replicas, local)
 
     def _fresh_local(self) -> ProductIndex:
-        # the writer commits by rewriting meta.json: reload when it changed (checked at most every 20 ms)
+        # the writer commits by rewriting meta.json, and a rebuild by pointing CURRENT at a new
+        # generation: reload when either changed (checked at most every 20 ms)
         now = time.monotonic()
         if now - self._checked_at > 0.02:
             self._checked_at = now
+            live = index_dir(self.settings)
+            if live != self.local.path and (live / "meta.json").exists():
+                self.local, self._meta_mtime = ProductIndex(live), 0
             try:
-                mtime = self._meta.stat().st_mtime_ns
+                mtime = (live / "meta.json").stat().st_mtime_ns
             except FileNotFoundError:
                 mtime = 0
             if mtime != self._meta_mtime:

@@ -1,5 +1,6 @@
 """Every router of the API, in the order they appear in the OpenAPI document."""
 from serve.routes import auth, cart, catalog, health, inventory, orders, payments, waiting_room
+from serve.routes import admin_search
 
 ROUTERS = [
     health.router,
@@ -11,4 +12,5 @@ ROUTERS = [
     cart.router,
     orders.router,
     payments.router,
+    admin_search.router,
 ]

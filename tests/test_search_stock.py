@@ -1,0 +1,156 @@
+"""Stock status reaches search within 1 s (inventory shard -> Redis stream -> search writer), and
+admins rebuild the index on demand without search downtime. Over HTTP on the deployed platform."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.helpers import make_user
+
+VISIBLE_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def people(api_module):
+    admin = make_user(api_module, "admin")
+    wid = f"wh-{uuid.uuid4().hex[:8]}"
+    r = api_module.post("/api/v1/warehouses", json={"id": wid, "name": "Search stock", "lat": 52.5, "lon": 13.4},
+                        headers=admin.headers)
+    assert r.status_code == 201, r.text
+    return {"admin": admin, "seller": make_user(api_module, "seller"), "warehouse": wid}
+
+
+@pytest.fixture(scope="module")
+def api_module(platform):
+    import httpx
+
+    with httpx.Client(base_url=platform.api_url, timeout=60) as client:
+        yield client
+
+
+def _listed(api, seller, unique: str, skus: list[str]) -> int:
+    body = {"name": f"Ibis{unique} Desk Lamp", "brand": "Lumen", "category": f"test-{unique}/lamps", "price": "30.00",
+            "variants": [{"sku": s} for s in skus]}
+    r = api.post("/api/v1/products", json=body, headers=seller.headers)
+    assert r.status_code == 201, r.text
+    return r.json()["product_id"]
+
+
+def _in_stock_hits(api, unique: str, pid: int) -> tuple[bool, bool | None]:
+    """(found by the in_stock=true filter, the in_stock shown by an unfiltered search)."""
+    q = f"ibis{unique}"
+    filtered = api.get("/api/v1/products/search", params={"q": q, "in_stock": "true", "facets": "false"})
+    assert filtered.status_code == 200, filtered.text
+    shown = api.get("/api/v1/products/search", params={"q": q, "facets": "false"}).json()["results"]
+    return (any(r["product_id"] == pid for r in filtered.json()["results"]),
+            next((r["in_stock"] for r in shown if r["product_id"] == pid), None))
+
+
+def _until(api, unique: str, pid: int, want: bool, timeout_s: float = 5.0) -> float:
+    t0 = time.monotonic()
+    while True:
+        found, shown = _in_stock_hits(api, unique, pid)
+        elapsed = time.monotonic() - t0
+        if found is want and shown is want:
+            return elapsed
+        assert elapsed < timeout_s, f"in_stock still {found}/{shown} after {elapsed:.2f}s, want {want}"
+        time.sleep(0.02)
+
+
+def _set_stock(api, user, sku: str, warehouse: str, on_hand: int) -> None:
+    r = api.put(f"/api/v1/inventory/{sku}", json={"warehouses": [{"warehouse_id": warehouse, "on_hand": on_hand}]},
+                headers=user.headers)
+    assert r.status_code == 200, r.text
+
+
+def test_sold_out_and_restock_reach_search_within_1s(api_module, people, unique):
+    api, seller, wh = api_module, people["seller"], people["warehouse"]
+    sku = f"IBIS-{unique}"
+    pid = _listed(api, seller, unique, [sku])
+    _until(api, unique, pid, True)           # listed in stock (the catalog's flag), indexed
+
+    _set_stock(api, seller, sku, wh, 0)
+    elapsed = _until(api, unique, pid, False)
+    assert elapsed <= VISIBLE_S, f"sold out visible after {elapsed:.2f}s"
+    page = api.get(f"/api/v1/products/{pid}").json()
+    assert page["in_stock"] is False
+
+    _set_stock(api, seller, sku, wh, 1)
+    elapsed = _until(api, unique, pid, True)
+    assert elapsed <= VISIBLE_S, f"restock visible after {elapsed:.2f}s"
+    assert api.get(f"/api/v1/products/{pid}").json()["in_stock"] is True
+
+    # a reservation (add to cart) that takes the last unit flips it too; removing it gives it back
+    buyer = make_user(api, "customer")
+    r = api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}, headers=buyer.headers)
+    assert r.status_code == 200, r.text
+    elapsed = _until(api, unique, pid, False)
+    assert elapsed <= VISIBLE_S, f"last unit reserved, visible after {elapsed:.2f}s"
+    item_id = r.json()["items"][0]["item_id"]
+    assert api.delete(f"/api/v1/cart/items/{item_id}", headers=buyer.headers).status_code == 200
+    elapsed = _until(api, unique, pid, True)
+    assert elapsed <= VISIBLE_S, f"released unit visible after {elapsed:.2f}s"
+
+
+def test_product_stays_in_stock_while_another_variant_has_units(api_module, people, unique):
+    api, seller, wh = api_module, people["seller"], people["warehouse"]
+    a, b = f"IBIS-{unique}-A", f"IBIS-{unique}-B"
+    pid = _listed(api, seller, unique, [a, b])
+    _set_stock(api, seller, a, wh, 2)
+    _set_stock(api, seller, b, wh, 0)
+    _until(api, unique, pid, True)
+    _set_stock(api, seller, a, wh, 0)
+    _until(api, unique, pid, False)
+
+
+def test_admin_rebuild_swaps_the_index_without_downtime(api_module, people, unique):
+    api, admin, seller = api_module, people["admin"], people["seller"]
+    pid = _listed(api, seller, unique, [f"IBIS-{unique}"])
+    _until(api, unique, pid, True)
+
+    assert api.post("/api/v1/admin/search/rebuild").status_code == 401
+    assert api.post("/api/v1/admin/search/rebuild", headers=seller.headers).status_code == 403
+    assert api.get("/api/v1/admin/search/status", headers=seller.headers).status_code == 403
+    assert api.post("/api/v1/admin/search/rebuild", params={"wait": "maybe"},
+                    headers=admin.headers).status_code == 422
+    before = api.get("/api/v1/admin/search/status", headers=admin.headers).json()
+
+    # searches keep answering (and finding the product) while the rebuild runs
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def searching() -> None:
+        import httpx
+
+        with httpx.Client(base_url=str(api.base_url), timeout=30) as c:
+            while not stop.is_set():
+                r = c.get("/api/v1/products/search", params={"q": f"ibis{unique}", "facets": "false"})
+                if r.status_code != 200 or not any(x["product_id"] == pid for x in r.json()["results"]):
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                time.sleep(0.01)
+
+    t = threading.Thread(target=searching)
+    t.start()
+    try:
+        r = api.post("/api/v1/admin/search/rebuild", headers=admin.headers)
+    finally:
+        time.sleep(0.2)
+        stop.set()
+        t.join()
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["documents"] >= 1 and out["seconds"] > 0 and out["generation"] != before["generation"]
+    assert not failures, failures[:3]
+
+    after = api.get("/api/v1/admin/search/status", headers=admin.headers).json()
+    assert after["generation"] == out["generation"] and after["docs"] >= out["documents"]
+    # the new generation takes updates like the old one
+    r = api.patch(f"/api/v1/products/{pid}", json={"name": f"Egret{unique} Desk Lamp"}, headers=seller.headers)
+    assert r.status_code == 200, r.text
+    t0 = time.monotonic()
+    while api.get("/api/v1/products/search", params={"q": f"egret{unique}"}).json()["total_results"] != 1:
+        assert time.monotonic() - t0 < VISIBLE_S * 3, "update after the swap not searchable"
+        time.sleep(0.02)
