@@ -72,7 +72,13 @@ async def _refund_credit(conn, order_id: str, amount: Decimal) -> Decimal:
 
 
 async def refund(db, payments, order_id: str, amount: Decimal, reason: str, return_id: int | None = None) -> dict:
-    """Refund `amount` of a captured order (card first, then credit), never more than was paid."""
+    """Refund `amount` of a captured order, never more than was paid.
+
+    A split order (card + gift card / store credit) is refunded to the card first, then to the credit:
+    the buyer gets real money back before store value, and the card part, the one that can fail at the
+    gateway, goes first while nothing else has moved (the credit part is a local write in the same
+    transaction). The gateway's idempotency key is derived from the locked payment row's state, so a
+    retry after a failure between the gateway's refund and our commit cannot refund twice."""
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         if order["status"] not in ("confirmed", "shipped", "delivered", "returned", "partially_refunded"):
@@ -87,7 +93,7 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
         if card and card["status"] in ("captured", "partially_refunded"):
             from_card = min(amount, card["amount"] - card["refunded_amount"])
         if from_card > 0:
-            key = f"refund:{order_id}:{uuid.uuid4().hex}"
+            key = f"refund:{card['id']}:{card['refunded_amount']}:{from_card}"
             r = await payments.refund(order_id, card["payment_intent_id"], to_minor(from_card), key)
             if not isinstance(r, Refunded):
                 raise AfterSalesRefusal(r.reason if isinstance(r, PaymentRefusal) else "unavailable",

@@ -55,6 +55,10 @@ async def checkout(body: CheckoutBody, idempotency_key: str = Header(..., min_le
     Idempotency-Key answers the first result again: never a second order or charge."""
     from actors.carts.actor import guest_buyer_id, user_cart_id
 
+    if body.use_store_credit and body.gift_card:
+        raise Refused("invalid", "pay with one of gift_card or use_store_credit (plus the card for the rest)")
+    if body.use_store_credit and principal is None:
+        raise Refused("bad_request", "store credit belongs to an account: log in to use it")
     if principal is not None:
         if not principal.can("order.checkout"):
             raise Refused("forbidden", f"role {principal.role} cannot check out")
