@@ -19,7 +19,9 @@ WEBHOOK_BODY_MAX = 256 * 1024
 @router.post("/payments/webhook")
 async def stripe_webhook(request: Request, stripe_signature: str = Header(..., alias="Stripe-Signature"),
                          ctx: Context = Depends(get_ctx)) -> dict:
-    """Stripe tells us what happened to an intent; only a correctly signed event is applied, once."""
+    """Stripe tells us what happened to an intent, also what was done outside flashmart (a dashboard
+    refund, an authorisation cancelled at the gateway). Only a correctly signed event is applied, and
+    only once (Stripe delivers at least once): the event id is recorded in the same transaction."""
     import stripe
 
     payload = await request.body()
@@ -27,31 +29,85 @@ async def stripe_webhook(request: Request, stripe_signature: str = Header(..., a
         raise Refused("too_large", "webhook payload too large")
     try:
         event = stripe.Webhook.construct_event(payload, stripe_signature, ctx.settings.stripe_webhook_secret)
-    except (ValueError, stripe.SignatureVerificationError) as exc:
-        raise Refused("bad_request", f"webhook rejected: {type(exc).__name__}") from exc
-    obj = event.data.object.to_dict()
+    except stripe.SignatureVerificationError as exc:
+        raise Refused("bad_request", f"webhook signature rejected: {exc.user_message or exc}") from exc
+    except ValueError as exc:
+        raise Refused("bad_request", f"webhook rejected: the body is not JSON ({exc})") from exc
+    try:
+        event_id, event_type = str(event["id"]), str(event["type"])
+        obj = event["data"]["object"].to_dict()
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise Refused("bad_request", f"webhook rejected: not a Stripe event (missing {exc})") from exc
+    pi = obj.get("id") if obj.get("object") == "payment_intent" else obj.get("payment_intent")
     async with ctx.db.connection() as conn, conn.transaction():
         cur = await conn.execute("INSERT INTO gateway_events (id, type) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id",
-                                 (event.id, event.type))
-        if await cur.fetchone() is None:
-            return {"received": True, "duplicate": True}
-        pi = obj.get("id") if obj.get("object") == "payment_intent" else obj.get("payment_intent")
-        if event.type == "payment_intent.canceled":
-            await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE payment_intent_id = %s "
-                               "AND status = 'authorised'", (pi,))
-        elif event.type == "payment_intent.succeeded" and obj.get("amount_received"):
-            await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() WHERE payment_intent_id = %s "
-                               "AND status = 'authorised'", (pi,))
-        elif event.type == "payment_intent.payment_failed":
-            await conn.execute("UPDATE payments SET status = 'failed', updated_at = now() WHERE payment_intent_id = %s "
-                               "AND status = 'authorised'", (pi,))
-        elif event.type == "charge.refunded":
-            refunded = Decimal(obj.get("amount_refunded", 0)) / 100
-            await conn.execute(
-                "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, %s), status = CASE WHEN %s >= amount "
-                "THEN 'refunded' ELSE 'partially_refunded' END, updated_at = now() WHERE payment_intent_id = %s",
-                (refunded, refunded, pi))
-    return {"received": True, "type": event.type}
+                                 (event_id, event_type))
+        duplicate = await cur.fetchone() is None
+        if not duplicate and pi:
+            await _apply_gateway_event(conn, event_type, str(pi), obj)
+    if event_type == "payment_intent.canceled" and pi:
+        await _cancel_order_left_without_authorisation(ctx, str(pi))  # idempotent: retried on a replay too
+    return {"received": True, "type": event_type, **({"duplicate": True} if duplicate else {})}
+
+
+async def _apply_gateway_event(conn, event_type: str, pi: str, obj: dict) -> None:
+    # the payment row is locked first, as refund/cancel lock it before calling the gateway, so an event
+    # about our own refund waits for that refund's transaction and then finds its refunds row
+    cur = await conn.execute("SELECT * FROM payments WHERE payment_intent_id = %s FOR UPDATE", (pi,))
+    pay = await cur.fetchone()
+    if pay is None:
+        return  # not one of ours (another integration on the same account): acknowledged, ignored
+    if event_type == "payment_intent.canceled":
+        cur = await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s "
+                                 "AND status = 'authorised' RETURNING id", (pay["id"],))
+        if await cur.fetchone():
+            await _order_event(conn, pay["order_id"], "payment_voided",
+                               "the card authorisation was cancelled at the payment gateway")
+    elif event_type == "payment_intent.succeeded" and obj.get("amount_received"):
+        await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s "
+                           "AND status = 'authorised'", (pay["id"],))
+    elif event_type == "payment_intent.payment_failed":
+        await conn.execute("UPDATE payments SET status = 'failed', updated_at = now() WHERE id = %s "
+                           "AND status = 'authorised'", (pay["id"],))
+    elif event_type == "charge.refunded":
+        new = Decimal(0)
+        for r in (obj.get("refunds") or {}).get("data") or []:
+            cur = await conn.execute(
+                "INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) VALUES (%s,%s,%s,%s) "
+                "ON CONFLICT (gateway_refund_id) DO NOTHING RETURNING amount",
+                (pay["order_id"], pay["id"], r["id"], Decimal(r["amount"]) / 100))
+            row = await cur.fetchone()
+            new += row["amount"] if row else 0
+        refunded = min(Decimal(obj.get("amount_refunded", 0)) / 100, pay["amount"])
+        await conn.execute(
+            "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, %s), status = CASE WHEN "
+            "GREATEST(refunded_amount, %s) >= amount THEN 'refunded' ELSE 'partially_refunded' END, updated_at = now() "
+            "WHERE id = %s", (refunded, refunded, pay["id"]))
+        if new > 0:  # a refund made outside flashmart (the Stripe dashboard): it joins the order's timeline
+            await _order_event(conn, pay["order_id"], "refunded" if refunded >= pay["amount"] else "partially_refunded",
+                               f"{new} refunded at the payment gateway")
+
+
+async def _order_event(conn, order_id: str, status: str, note: str) -> None:
+    await conn.execute("INSERT INTO order_events (order_id, status, note) VALUES (%s, %s, %s)", (order_id, status, note))
+
+
+async def _cancel_order_left_without_authorisation(ctx: Context, pi: str) -> None:
+    """An order waiting for a fraud review holds an authorisation, not money. Cancelled at the gateway,
+    it can never be captured: cancel the order (units back to stock, gift card / store credit back)."""
+    from actors.checkout import aftersales
+
+    async with ctx.db.connection() as conn:
+        row = await (await conn.execute("SELECT o.id FROM payments p JOIN orders o ON o.id = p.order_id WHERE "
+                                        "p.payment_intent_id = %s AND p.status = 'voided' AND o.status = 'review'",
+                                        (pi,))).fetchone()
+    if row is None:
+        return
+    try:
+        await aftersales.cancel(ctx.db, ctx.services["payments"], ctx.services["inventory"], row["id"])
+    except aftersales.AfterSalesRefusal as exc:
+        if exc.reason != "conflict":  # conflict: someone else settled it meanwhile
+            raise Refused("unavailable", f"could not cancel order {row['id']} yet: {exc.message}") from exc
 
 
 @router.get("/payments/methods")

@@ -1,0 +1,123 @@
+"""Stripe webhooks end to end: something done to a real localstripe PaymentIntent outside flashmart
+(a refund from the dashboard, an authorisation cancelled at the gateway) arrives as an event signed
+the way Stripe signs (HMAC-SHA256 over "<timestamp>.<body>", header "t=...,v1=..."; the SDK's own
+signer) with the secret from settings, and changes the payment and the order in PostgreSQL, once."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+import stripe
+
+from tests.helpers import make_user
+from tests.test_checkout_e2e import HOME, add, admin, card, checkout, payments_of, product, warehouse  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def api(api, platform):
+    api.platform = platform
+    return api
+
+
+def gateway(settings) -> stripe.StripeClient:
+    return stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
+
+
+def signed(settings, event_type: str, obj: dict, *, event_id: str | None = None, ts: int | None = None,
+           secret: str | None = None) -> tuple[bytes, dict]:
+    """The body and Stripe-Signature header Stripe would send for this event."""
+    ts = ts or int(time.time())
+    body = json.dumps({"id": event_id or f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type,
+                       "created": ts, "api_version": "2024-06-20", "data": {"object": obj}})
+    sig = stripe.WebhookSignature._compute_signature(f"{ts}.{body}", secret or settings.stripe_webhook_secret)
+    return body.encode(), {"Stripe-Signature": f"t={ts},v1={sig}", "Content-Type": "application/json"}
+
+
+def post(api, body: bytes, headers: dict):
+    return api.post("/api/v1/payments/webhook", content=body, headers=headers)
+
+
+def test_refund_made_at_the_gateway_is_recorded_once(platform, api, db, admin, warehouse):
+    buyer = make_user(api)
+    sku = product(db, api, admin, warehouse, price="50.00", stock=2)
+    add(api, buyer, sku)
+    oid = checkout(api, buyer, card(platform)).json()["order_id"]
+    (pay,) = payments_of(db, oid)
+    g = gateway(platform)
+    refund = g.v1.refunds.create({"payment_intent": pay["payment_intent_id"], "amount": 1500})  # outside flashmart
+    latest = g.v1.payment_intents.retrieve(pay["payment_intent_id"]).latest_charge  # localstripe expands it
+    charge = g.v1.charges.retrieve(latest if isinstance(latest, str) else latest.id)
+    assert charge.amount_refunded == 1500
+    body, headers = signed(platform, "charge.refunded", charge.to_dict())
+
+    r = post(api, body, headers)
+    assert r.status_code == 200 and r.json()["type"] == "charge.refunded", r.text
+    (pay,) = payments_of(db, oid)
+    assert pay["status"] == "partially_refunded" and pay["refunded_amount"] == Decimal("15.00")
+    rows = db.execute("SELECT gateway_refund_id, amount FROM refunds WHERE order_id = %s", (oid,)).fetchall()
+    assert rows == [{"gateway_refund_id": refund.id, "amount": Decimal("15.00")}]
+    events = api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()["timeline"]
+    assert events[-1]["status"] == "partially_refunded" and "gateway" in events[-1]["note"]
+
+    again = post(api, body, headers)  # Stripe delivers at least once
+    assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
+    (pay,) = payments_of(db, oid)
+    assert pay["refunded_amount"] == Decimal("15.00")
+    assert len(db.execute("SELECT id FROM refunds WHERE order_id = %s", (oid,)).fetchall()) == 1
+    assert len(api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()["timeline"]) == len(events)
+
+    # flashmart's own refund afterwards still knows what is left (15 already gone at the gateway)
+    support = make_user(api, "support")
+    r = api.post(f"/api/v1/orders/{oid}/refunds", json={"amount": "44.49"}, headers=support.headers)
+    assert r.status_code == 200 and r.json()["refundable_left"] == 0, r.text
+
+
+def test_authorisation_cancelled_at_the_gateway_cancels_the_order_in_review(platform, api, db, admin, warehouse):
+    from tests.test_checkout_e2e import stock
+
+    buyer = make_user(api)
+    sku = product(db, api, admin, warehouse, stock=3)
+    add(api, buyer, sku)
+    r = checkout(api, buyer, card(platform), shipping_address={**HOME, "country": "CA"}, billing_address=HOME)
+    assert r.status_code == 201 and r.json()["status"] == "review", r.text
+    oid = r.json()["order_id"]
+    (pay,) = payments_of(db, oid)
+    assert pay["status"] == "authorised"
+    pi = gateway(platform).v1.payment_intents.cancel(pay["payment_intent_id"])  # outside flashmart
+    assert pi.status == "canceled"
+    body, headers = signed(platform, "payment_intent.canceled", pi.to_dict())
+
+    r = post(api, body, headers)
+    assert r.status_code == 200, r.text
+    assert payments_of(db, oid)[0]["status"] == "voided"
+    order = api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()
+    assert order["status"] == "cancelled"  # it could never be captured: units back, nothing owed
+    assert "payment_voided" in [e["status"] for e in order["timeline"]]
+    s = stock(api, admin, sku)
+    assert (s["sold"], s["available"]) == (0, 3)
+    assert post(api, body, headers).json()["duplicate"] is True
+    assert api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()["status"] == "cancelled"
+
+
+def test_bad_webhooks_are_400_with_a_reason(platform, api):
+    obj = {"id": "pi_unknown", "object": "payment_intent", "status": "canceled"}
+    body, headers = signed(platform, "payment_intent.canceled", obj, secret="whsec_someone_else")
+    r = post(api, body, headers)
+    assert r.status_code == 400 and "signature" in r.json()["message"], r.text
+    body, headers = signed(platform, "payment_intent.canceled", obj, ts=int(time.time()) - 3600)
+    r = post(api, body, headers)
+    assert r.status_code == 400 and "tolerance" in r.json()["message"], r.text  # a replay of an old capture
+    r = post(api, body, {"Stripe-Signature": "garbage"})
+    assert r.status_code == 400, r.text
+    assert api.post("/api/v1/payments/webhook", content=body).status_code == 422  # no header at all
+    ts = int(time.time())
+    sig = stripe.WebhookSignature._compute_signature(f"{ts}.not json", platform.stripe_webhook_secret)
+    r = post(api, b"not json", {"Stripe-Signature": f"t={ts},v1={sig}"})
+    assert r.status_code == 400 and "JSON" in r.json()["message"], r.text
+    body, headers = signed(platform, "payment_intent.canceled", obj)  # correctly signed, not ours: ignored
+    assert post(api, body, headers).status_code == 200
