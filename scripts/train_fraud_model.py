@@ -23,17 +23,30 @@ from actors.fraud.model import MODEL_PATH  # noqa: E402
 from actors.fraud.rules import MODEL_FEATURES, OrderFeatures  # noqa: E402
 
 
-def simulate(n: int, rng: np.random.Generator, fraud_rate: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+def simulate(n: int, rng: np.random.Generator, fraud_rate: float = 0.03,
+             first_order_share: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Orders with labels. A share of the honest buyers are first orders (no history, a new card,
+    an item from the whole catalog's price range, flash-sale laptops included): without them the
+    model learned "new card + a value far above an assumed average = fraud" and declined every
+    flash-sale newcomer (see actors/fraud/rules.py)."""
     X, y = [], []
     for _ in range(n):
         fraud = rng.random() < fraud_rate
         avg = float(rng.lognormal(4.3, 0.6))  # ~75 typical basket
         if fraud:
+            first = rng.random() < 0.5
             f = OrderFeatures(
-                orders_last_hour=int(rng.poisson(4)), new_payment_method=rng.random() < 0.85,
-                address_mismatch=rng.random() < 0.6, total=avg * float(rng.lognormal(1.2, 0.7)),
-                avg_order_value=avg, home_country="US", ship_country="US" if rng.random() < 0.5 else "RO",
-                guest=rng.random() < 0.5)
+                orders_last_hour=int(rng.poisson(4)), new_payment_method=first or rng.random() < 0.85,
+                address_mismatch=rng.random() < 0.6,
+                total=float(rng.lognormal(6.8, 0.7)) if first else avg * float(rng.lognormal(1.2, 0.7)),
+                avg_order_value=None if first else avg, home_country="US",
+                ship_country="US" if rng.random() < 0.5 else "RO", guest=rng.random() < 0.5)
+        elif rng.random() < first_order_share:
+            f = OrderFeatures(
+                orders_last_hour=int(rng.poisson(0.1)), new_payment_method=True,
+                address_mismatch=rng.random() < 0.1, total=float(rng.lognormal(4.3, 1.0)),
+                avg_order_value=None, home_country="US", ship_country="US" if rng.random() < 0.95 else "CA",
+                guest=rng.random() < 0.3)
         else:
             f = OrderFeatures(
                 orders_last_hour=int(rng.poisson(0.3)), new_payment_method=rng.random() < 0.25,
@@ -77,7 +90,7 @@ def main() -> None:
     w, b = train(X[:split], y[:split])
     test_scores = 1.0 / (1.0 + np.exp(-(X[split:] @ w + b)))
     model = {
-        "version": f"logreg-sim-n{args.n}-seed{args.seed}",
+        "version": f"logreg-sim-v2-first-orders-n{args.n}-seed{args.seed}",
         "features": MODEL_FEATURES,
         "weights": [round(float(v), 6) for v in w],
         "bias": round(b, 6),

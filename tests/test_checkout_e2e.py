@@ -179,8 +179,11 @@ def test_card_declined(platform, api, db, admin, warehouse):
 
 
 def test_fraud_decline(platform, api, db, admin, warehouse):
+    """A brand new account with a new card paying ~1,850 to ship abroad, billed at home (the seed's
+    new card + address mismatch + high value + international): declined. A first order of an
+    ordinary item with a new card is approved (test_happy_path; calibration in test_fraud_unit)."""
     buyer = make_user(api)
-    sku = product(db, api, admin, warehouse, price="400.00", stock=5)
+    sku = product(db, api, admin, warehouse, price="1500.00", stock=5)
     add(api, buyer, sku)
     far = {**HOME, "street": "9 Rue X", "city": "Paris", "zip": "75001", "state": None, "country": "FR"}
     r = checkout(api, buyer, card(platform), shipping_address=far, billing_address=HOME)
