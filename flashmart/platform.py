@@ -73,7 +73,23 @@ def stop_backing_services(settings: Settings, only: list[str] | None = None) -> 
     for name, is_embedded, stop in steps:
         if is_embedded and (only is None or name in only) and stop(data):
             stopped.append(name)
+    if only is None and stop_leftover_haproxy(settings):
+        stopped.append("haproxy")
     return stopped
+
+
+def stop_leftover_haproxy(settings: Settings) -> bool:
+    """Serve's HAProxy outlives a Ray node that died without shutting Serve down (a killed driver
+    with a local cluster): stop the one running on this data directory's config, if any."""
+    import psutil
+
+    procs = _our_haproxy(settings)
+    for p in procs:
+        _signal(p, "terminate")
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive:
+        _signal(p, "kill")
+    return bool(procs)
 
 
 def _check_database(url: str) -> None:
@@ -310,16 +326,19 @@ def shutdown_app(settings: Settings) -> None:
 
 def current_ingress(settings: Settings) -> str:
     """'haproxy' when an HAProxy with our config runs (Serve started it), else 'default-proxy'."""
+    return "haproxy" if _our_haproxy(settings) else "default-proxy"
+
+
+def _our_haproxy(settings: Settings) -> list:
+    """The HAProxy processes running on this data directory's config (see serve_env)."""
     import psutil
 
     config = serve_env(settings).get("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC")
-    if config:
-        config_dir = str(Path(config).parent)
-        for p in psutil.process_iter(["cmdline"]):
-            args = p.info["cmdline"] or []
-            if args and args[0].endswith("haproxy") and any(config_dir in a for a in args):
-                return "haproxy"
-    return "default-proxy"
+    if not config:
+        return []
+    config_dir = str(Path(config).parent)
+    return [p for p in psutil.process_iter(["cmdline"])
+            if (args := p.info["cmdline"] or []) and args[0].endswith("haproxy") and any(config_dir in a for a in args)]
 
 
 def write_state(settings: Settings, *, started_ray: bool) -> None:

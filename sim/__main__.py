@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 
@@ -66,6 +67,8 @@ def main() -> int:
     from sim.runner import run_scenario_by_name
 
     settings, stop = Settings(), None
+    # a `kill` (or the CI's timeout) must still stop the private platform: SIGTERM unwinds like Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.own_platform:
         settings, stop = _own_platform(settings)
     else:

@@ -39,6 +39,11 @@ def start_postgres(data_dir: Path, database: str = "flashmart") -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
         server = get_server(pgdata, cleanup_mode=None)  # None: keep running after we exit
+        # get_server caches one handle per directory for the life of the process and starts the server
+        # only when it creates that handle: after a stop (a restart, the sim's fault injection) the cached
+        # handle must be told to start it again (a no-op while it runs)
+        with server._lock:
+            server.ensure_postgres_running()
     except Exception as exc:  # noqa: BLE001 - turned into one clear line
         raise EmbeddedError(
             f"embedded PostgreSQL in {pgdata} did not start ({type(exc).__name__}); "
