@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     shard_queue_depth_max: int = Field(100_000, ge=1, description="pending commands per shard")
     batch_window_ms: float = Field(2.0, ge=0, description="caller-side coalescing window per shard")
     batch_size_max: int = Field(1000, ge=1)
+    inventory_sale_archive_after_s: float = Field(30 * 86400.0, gt=0, description="return window: older durable sales are folded into counters")
 
     # Payments
     gateway_rate_per_s: float = Field(25.0, gt=0, description="Stripe test mode allows 25 ops/s")

@@ -14,23 +14,24 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from actors.inventory.messages import (
-    HoldCommitted, HoldExpired, HoldReleased, SaleLimitSet, StockReserved, StockSet, UnitsReturned,
+    HoldCommitted, HoldExpired, HoldReleased, SaleLimitSet, SalesArchived, StockReserved, StockSet, UnitsReturned,
 )
 from actors.inventory.ports import LoadedSku, Snapshot, StockRow
 from actors.inventory.state import Hold
 from actors.inventory.warehouses import Location
 from storage.postgres import open_async_pool
 
-JOURNAL_COLUMNS = "sku, seq, kind, hold_id, buyer_id, order_id, quantity, warehouse_id, allocations, expires_at"
+JOURNAL_COLUMNS = ("sku, seq, kind, hold_id, buyer_id, order_id, quantity, warehouse_id, allocations, expires_at, "
+                   "upto_seq")
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _text(value: str) -> str:
     """A value for COPY's text format (ids are normally plain; escape only when needed)."""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_ESCAPES)
-    return value
+    if value.isprintable() and "\\" not in value:  # no tab, newline, CR (not printable) nor backslash
+        return value
+    return value.translate(_ESCAPES)
 
 
 _ALLOCATION_TEXT: dict[tuple, str] = {}
@@ -47,25 +48,41 @@ def _allocations_text(allocations: dict[str, int]) -> str:
     return text
 
 
+_SKU_TEXT: dict[str, str] = {}
+
+
+def _sku_text(sku: str) -> str:
+    text = _SKU_TEXT.get(sku)
+    if text is None:
+        text = _text(sku)
+        if len(_SKU_TEXT) < 100_000:
+            _SKU_TEXT[sku] = text
+    return text
+
+
 def journal_line(e: Any) -> str:
     """One COPY text line for an event. Hand-formatted: this runs for every reservation."""
-    t = type(e)
-    sku = _text(e.sku)
+    t = e.__class__
     if t is StockReserved:
-        return (f"{sku}\t{e.seq}\tStockReserved\t{_text(e.hold_id)}\t{e.buyer_id}\t{NULL}\t{e.quantity}\t{NULL}\t"
-                f"{_allocations_text(e.allocations)}\t{e.expires_at!r}\n")
+        return (f"{_sku_text(e.sku)}\t{e.seq}\tStockReserved\t{_text(e.hold_id)}\t{e.buyer_id}\t\\N\t{e.quantity}\t"
+                f"\\N\t{_allocations_text(e.allocations)}\t{e.expires_at!r}\t\\N\n")
     if t is HoldCommitted:
-        return f"{sku}\t{e.seq}\tHoldCommitted\t{_text(e.hold_id)}\t{NULL}\t{_text(e.order_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        return (f"{_sku_text(e.sku)}\t{e.seq}\tHoldCommitted\t{_text(e.hold_id)}\t\\N\t{_text(e.order_id)}"
+                "\t\\N\t\\N\t\\N\t\\N\t\\N\n")
+    sku = _sku_text(e.sku)
     if t is HoldReleased or t is HoldExpired:
-        return f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.hold_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        return f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.hold_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
     if t is StockSet:
-        return f"{sku}\t{e.seq}\tStockSet\t{NULL}\t{NULL}\t{NULL}\t{e.on_hand}\t{_text(e.warehouse_id)}\t{NULL}\t{NULL}\n"
+        return (f"{sku}\t{e.seq}\tStockSet\t{NULL}\t{NULL}\t{NULL}\t{e.on_hand}\t{_text(e.warehouse_id)}\t{NULL}\t"
+                f"{NULL}\t{NULL}\n")
     if t is SaleLimitSet:
         limit = NULL if e.per_buyer_limit is None else e.per_buyer_limit
-        return f"{sku}\t{e.seq}\tSaleLimitSet\t{NULL}\t{NULL}\t{NULL}\t{limit}\t{NULL}\t{NULL}\t{NULL}\n"
+        return f"{sku}\t{e.seq}\tSaleLimitSet\t{NULL}\t{NULL}\t{NULL}\t{limit}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
     if t is UnitsReturned:
         return (f"{sku}\t{e.seq}\tUnitsReturned\t{NULL}\t{NULL}\t{_text(e.order_id)}\t{e.quantity}\t"
-                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\n")
+                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\n")
+    if t is SalesArchived:
+        return f"{sku}\t{e.seq}\tSalesArchived\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{e.upto_seq}\n"
     raise AssertionError(f"unknown event {e!r}")
 
 
@@ -85,6 +102,8 @@ def event_from_row(r: dict) -> Any:
         return SaleLimitSet(sku, seq, r["quantity"])
     if kind == "UnitsReturned":
         return UnitsReturned(sku, seq, r["order_id"], r["warehouse_id"], r["quantity"])
+    if kind == "SalesArchived":
+        return SalesArchived(sku, seq, r["upto_seq"])
     raise AssertionError(f"unknown journal kind {kind!r}")
 
 
@@ -175,6 +194,20 @@ class PostgresInventoryStore:
         async with self._pool.connection() as conn:
             rows = await (await conn.execute("SELECT sku, shard FROM inventory_placement")).fetchall()
         return {r["sku"]: r["shard"] for r in rows}
+
+    async def order_units(self, sku: str, order_id: str) -> dict[str, int] | None:
+        async with self._pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT r.allocations FROM inventory_journal c JOIN inventory_journal r "
+                "ON r.hold_id = c.hold_id AND r.sku = c.sku AND r.kind = 'StockReserved' "
+                "WHERE c.order_id = %s AND c.kind = 'HoldCommitted' AND c.sku = %s", (order_id, sku))).fetchall()
+        if not rows:
+            return None
+        units: dict[str, int] = {}
+        for r in rows:
+            for wh, q in r["allocations"].items():
+                units[wh] = units.get(wh, 0) + q
+        return units
 
     async def locations(self) -> dict[str, Location]:
         async with self._pool.connection() as conn:

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from actors.inventory.messages import Committed, Refusal, Released, Reserved, ReserveStock, StockView
+from actors.inventory.messages import (
+    CommitHold, Committed, Refusal, Released, Reserved, ReserveStock, Returned, ReturnUnits, SetStock, StockView,
+)
 from actors.inventory.ports import Snapshot  # noqa: F401 - imported so pickling paths are exercised
 from actors.inventory.shard import ShardEngine, default_owner, hot_shard_name
 from actors.inventory.state import SkuState
@@ -142,6 +144,58 @@ def test_overloaded_beyond_queue_depth(backing, unique):
             await engine.stop()
 
     run(scenario())
+
+
+def test_old_sales_are_archived_and_still_returnable(backing, unique):
+    """Sales older than the return window leave memory (and snapshots) but stay exact: per-buyer usage,
+    conservation, and a return of an archived order (checked against the journal in PostgreSQL)."""
+    settings = backing.model_copy(update={"inventory_sale_archive_after_s": 0.3})
+    sku, wh = f"sku-{unique}", f"wh-{unique}"
+    name = default_owner(sku, settings.cold_shard_count)
+
+    async def scenario():
+        store = PostgresInventoryStore(settings.database_url)
+        engine = ShardEngine(name, settings, store)
+        try:
+            await engine.handle([SetStock(sku, wh, 10)])
+            await engine.handle([ReserveStock(sku, 2, 7, f"a-{unique}", 60), ReserveStock(sku, 1, 8, f"b-{unique}", 60)])
+            done = await engine.handle([CommitHold(sku, f"a-{unique}", f"o1-{unique}"),
+                                        CommitHold(sku, f"b-{unique}", f"o2-{unique}")])
+            assert all(isinstance(r, Committed) for r in done)
+            st = engine.skus[sku]
+            deadline = time.time() + 20
+            while st.committed and time.time() < deadline:  # the archive loop runs on its own
+                await asyncio.sleep(0.1)
+            assert not st.committed and not st.orders and st.archived_units == 3
+            assert st.usage == {7: 2, 8: 1}  # per-buyer limits stay exact
+            r = await engine.handle([ReturnUnits(sku, f"o1-{unique}", 2, wh)])
+            assert isinstance(r[0], Returned), r
+            again = await engine.handle([ReturnUnits(sku, f"o1-{unique}", 1, wh)])
+            assert again[0].reason == "invalid"  # it bought 2 and returned 2
+            assert (await engine.handle([ReturnUnits(sku, f"nope-{unique}", 1, wh)]))[0].reason == "not_found"
+            st.check()
+            view = st.view()
+            assert (view.on_hand, view.sold, view.available) == (10, 1, 9)
+            state, holds = st.snapshot()
+            await engine.drain()
+            return state, holds
+        finally:
+            await engine.stop()
+
+    async def reload():
+        engine = ShardEngine(name, settings, PostgresInventoryStore(settings.database_url))
+        try:
+            await engine.handle([ReserveStock(sku, 1, 9, f"c-{unique}", 60)])  # loads the SKU first
+            st = engine.skus[sku]
+            st.check()
+            return st
+        finally:
+            await engine.stop()
+
+    state, _ = run(scenario())
+    assert "committed" in state and state["committed"] == {} and state["archived"][1] == 3
+    rebuilt = run(reload())  # journal replay (SalesArchived included) gives the same state
+    assert (rebuilt.archived_units, rebuilt.usage.get(7), rebuilt.view().sold) == (3, 2, 1)
 
 
 def test_crash_recovery_keeps_every_acknowledged_commit(backing, ray_session, db, unique):

@@ -1,16 +1,17 @@
 """Property tests of the pure SKU state machine: random interleavings of every command never break
 conservation, never oversell, never let a buyer exceed the sale limit, and replaying the journal
-(or restoring a snapshot) rebuilds exactly the same state."""
+(or restoring a snapshot) rebuilds exactly the same state, also when sales are archived (folded into
+counters) and archived orders are returned against what the journal says they bought."""
 from __future__ import annotations
 
 import json
 
 import hypothesis.strategies as st
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from actors.inventory.messages import (
-    Committed, CommitHold, ExpireHold, Refusal, ReleaseHold, Released, Reserved, ReserveStock, ReturnUnits,
+    ArchiveSales, Committed, CommitHold, HoldCommitted, StockReserved, ExpireHold, Refusal, ReleaseHold, Released, Reserved, ReserveStock, ReturnUnits,
     SetSaleLimit, SetStock, StockView, ViewStock,
 )
 from actors.inventory.state import SkuState
@@ -82,7 +83,7 @@ class SkuMachine(RuleBasedStateMachine):
         result = self.run(ReleaseHold("sku-1", hold_id))
         assert isinstance(result, Released) or not live
 
-    @rule(target=orders, hold_id=holds, order_no=st.integers(1, 3))
+    @rule(target=orders, hold_id=holds, order_no=st.integers(1, 6))
     def commit(self, hold_id, order_no):
         hold = self.state.holds.get(hold_id)
         result = self.run(CommitHold("sku-1", hold_id, f"o{order_no}"))
@@ -91,6 +92,20 @@ class SkuMachine(RuleBasedStateMachine):
             self.units_committed += hold.quantity
         elif hold is not None:
             assert result.reason == "hold_expired"
+        return f"o{order_no}"
+
+    @rule(target=orders, buyer=BUYERS, quantity=st.integers(1, 3), order_no=st.integers(1, 6))
+    def sell(self, buyer, quantity, order_no):
+        """Reserve and commit at once (the common path), so sales pile up to be archived and returned."""
+        if sum(s.available for s in self.state.stock.values()) < quantity:  # restock a little first
+            wh = WAREHOUSES[order_no % 3]
+            current = self.state.stock.get(wh)
+            self.run(SetStock("sku-1", wh, (current.on_hand if current else 0) + quantity))
+        self.counter += 1
+        hold_id = f"h{self.counter}"
+        if isinstance(self.run(ReserveStock("sku-1", quantity, buyer, hold_id, 5, None)), Reserved):
+            assert isinstance(self.run(CommitHold("sku-1", hold_id, f"o{order_no}")), Committed)
+            self.units_committed += quantity
         return f"o{order_no}"
 
     @rule(dt=st.floats(0, 8))
@@ -106,11 +121,44 @@ class SkuMachine(RuleBasedStateMachine):
     def set_limit(self, limit):
         assert isinstance(self.run(SetSaleLimit("sku-1", limit)), StockView)
 
+    def journal_bought(self, order_id: str) -> dict[str, int]:
+        """What the journal (PostgreSQL) says an order bought: the shard's lookup for archived orders."""
+        reserved = {e.hold_id: e.allocations for e in self.events if isinstance(e, StockReserved)}
+        units: dict[str, int] = {}
+        for e in self.events:
+            if isinstance(e, HoldCommitted) and e.order_id == order_id:
+                for wh, q in reserved[e.hold_id].items():
+                    units[wh] = units.get(wh, 0) + q
+        return units
+
     @rule(order_id=orders, wh=st.sampled_from(WAREHOUSES), quantity=st.integers(1, 3))
     def return_units(self, order_id, wh, quantity):
-        result = self.run(ReturnUnits("sku-1", order_id, quantity, wh))
+        live = self.state.bought(order_id)
+        archived = None if live is not None else self.journal_bought(order_id)
+        result = self.run(ReturnUnits("sku-1", order_id, quantity, wh, archived))
+        event("return " + ("refused" if isinstance(result, Refusal) else "done")
+              + (" (archived order)" if archived else " (live order)" if live else " (unknown order)"))
         if not isinstance(result, Refusal):
             self.units_returned += quantity
+            bought = live if live is not None else archived
+            assert quantity <= bought.get(wh, 0) - self.returned_before(order_id, wh, quantity)
+        elif live is not None or self.state.archived_units:
+            bought = live if live is not None else archived
+            assert quantity > bought.get(wh, 0) - self.state.returned.get(order_id, {}).get(wh, 0)
+
+    def returned_before(self, order_id: str, wh: str, just_now: int) -> int:
+        return self.state.returned[order_id][wh] - just_now
+
+    @rule(back=st.integers(0, 8))
+    def archive(self, back):
+        """The shard folds old, durable sales into counters; nothing observable may change."""
+        before = self.state.view()
+        usage = dict(self.state.usage)
+        n, upto = len(self.events), self.state.seq - back
+        self.run(ArchiveSales("sku-1", upto))
+        event("archived" if len(self.events) > n else "nothing to archive")
+        assert self.state.view() == before and self.state.usage == usage
+        assert all(s.seq > upto for s in self.state.committed.values())
 
     @invariant()
     def conserved(self):
@@ -171,3 +219,16 @@ def test_best_warehouse_for_buyer_and_split_when_short():
     assert allocate(stock, 8, madrid_buyer, LOCATIONS) == {"mad": 5, "ams": 3}
     assert allocate(stock, 11, madrid_buyer, LOCATIONS) is None
     assert 570 < distance_km(LOCATIONS["ams"], LOCATIONS["ber"]) < 590
+
+
+def test_restores_a_version_1_snapshot():
+    """Snapshots written before archiving existed (returnable units per order) still load exactly."""
+    v1 = {"seq": 5, "limit": 3, "stock": {"ams": [10, 1, 1]}, "usage": {"7": 3},
+          "committed": {"a": ["o1", 7, {"ams": 2}]}, "orders": {"o1": {"ams": 1}}, "ended": {"x": "released"}}
+    from actors.inventory.state import Hold
+
+    s = SkuState.restore("sku-1", v1, [Hold("h", 7, 1, {"ams": 1}, 99.0)])
+    s.check()
+    assert s.returned == {"o1": {"ams": 1}} and s.committed["a"].seq == 5
+    assert not isinstance(s.execute(ReturnUnits("sku-1", "o1", 1, "ams"), 0)[0], Refusal)
+    assert s.execute(ReturnUnits("sku-1", "o1", 1, "ams"), 0)[0].reason == "invalid"

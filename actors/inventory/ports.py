@@ -52,5 +52,8 @@ class InventoryStore(Protocol):
 
     async def placements(self) -> dict[str, str]: ...
 
+    async def order_units(self, sku: str, order_id: str) -> dict[str, int] | None:
+        """Units per warehouse that an order bought of a SKU, from the durable journal (or None)."""
+
     async def locations(self) -> dict[str, Location]:
         """Warehouse id -> (lat, lon) of every active warehouse."""

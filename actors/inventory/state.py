@@ -4,21 +4,34 @@
 code that changes state, so recovery (snapshot + journal replay) runs exactly the same code as live
 traffic. Invariants are asserted after every change: a broken one is a bug, not a refusal.
 Invariant per warehouse: on_hand = available + held + sold, with available, held, sold >= 0.
+
+Hot path: a reservation and its commit are the bulk of all traffic, so a commit reuses the Hold
+object as the sale record (no new objects), the per-event asserts are O(1), and `check()` (a full
+recount) runs in tests and on recovery only.
+
+Bounded memory: sales are kept in detail (hold id -> sale, order id -> sales) for idempotent commit
+retries and returns; `ArchiveSales` folds those committed up to a seq into counters (units per
+warehouse, total units). Per-buyer usage stays exact (it is a per-buyer count anyway); a return of
+an archived order is checked against the order's units as the PostgreSQL journal has them, which
+the shard reads and passes in the command.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Callable
 
 from actors.inventory.messages import (
-    Allocations, Committed, CommitHold, ExpireHold, HoldCommitted, HoldExpired, HoldReleased, Refusal,
-    ReleaseHold, Released, Reserved, ReserveStock, Returned, ReturnUnits, SaleLimitSet, SetSaleLimit, SetStock,
-    StockReserved, StockSet, StockView, UnitsReturned, ViewStock, WarehouseStock,
+    Allocations, ArchiveSales, Committed, CommitHold, ExpireHold, HoldCommitted, HoldExpired, HoldReleased, Refusal,
+    ReleaseHold, Released, Reserved, ReserveStock, Returned, ReturnUnits, SaleLimitSet, SalesArchived, SetSaleLimit,
+    SetStock, StockReserved, StockSet, StockView, UnitsReturned, ViewStock, WarehouseStock,
 )
 from actors.inventory.warehouses import Location, allocate
 
 ENDED_MAX = 100_000  # remembered released/expired hold ids (idempotent retries, exact refusal reasons)
+ENDED_SLACK = 25_000  # trimmed in chunks: popping a dict's oldest key one by one is O(deleted) each
+SNAPSHOT_VERSION = 2
 
 SOLD_OUT = Refusal("sold_out", "not enough units left")
 LIMIT_REACHED = Refusal("limit_reached", "per-buyer limit for this sale reached")
@@ -28,34 +41,37 @@ HOLD_EXPIRED = Refusal("hold_expired", "the hold expired and its units returned 
 
 @dataclass(slots=True)
 class Hold:
+    """A live hold; once committed the same object is the sale (order_id and the commit's seq set)."""
     hold_id: str
     buyer_id: int
     quantity: int
     allocations: Allocations
     expires_at: float
+    order_id: str | None = None
+    seq: int = 0  # seq of the HoldCommitted event (archiving goes by it)
 
 
-@dataclass(slots=True)
-class Sale:
-    """A committed hold, kept for idempotent commit retries and returns."""
-    order_id: str
-    buyer_id: int
-    allocations: Allocations
+Sale = Hold  # a committed hold
 
 
 class SkuState:
-    __slots__ = ("sku", "seq", "stock", "holds", "usage", "limit", "committed", "orders", "ended")
+    __slots__ = ("sku", "seq", "stock", "holds", "usage", "limit", "committed", "orders", "returned", "ended",
+                 "archived_sold", "archived_units", "archived_seq")
 
     def __init__(self, sku: str) -> None:
         self.sku = sku
         self.seq = 0                                   # seq of the last applied event
         self.stock: dict[str, WarehouseStock] = {}
         self.holds: dict[str, Hold] = {}
-        self.usage: dict[int, int] = {}                # buyer -> units held + committed (limits)
+        self.usage: dict[int, int] = {}                # buyer -> units held + committed (limits), exact forever
         self.limit: int | None = None                  # per-buyer limit of the running sale
-        self.committed: dict[str, Sale] = {}           # hold_id -> sale
-        self.orders: dict[str, dict[str, int]] = {}    # order_id -> returnable units per warehouse
+        self.committed: dict[str, Hold] = {}           # hold_id -> sale, in commit (seq) order; not archived yet
+        self.orders: dict[str, Hold | list[Hold]] = {}  # order_id -> its sale(s) not archived yet
+        self.returned: dict[str, dict[str, int]] = {}  # order_id -> units returned per warehouse (all orders)
         self.ended: dict[str, str] = {}                # hold_id -> "released" | "expired" (recent)
+        self.archived_sold: dict[str, int] = {}        # warehouse -> units of archived sales (before returns)
+        self.archived_units = 0                        # units of archived sales (their buyers' usage)
+        self.archived_seq = 0                          # sales committed at seq <= this are archived
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -75,10 +91,12 @@ class SkuState:
         allocations = allocate(self.stock, c.quantity, c.ship_to, locations)
         if allocations is None:
             return SOLD_OUT, None
-        event = StockReserved(self.sku, self.seq + 1, c.hold_id, c.buyer_id, c.quantity, allocations,
-                              now + c.ttl_s)
-        self.apply(event)
-        return Reserved(c.hold_id, self.sku, c.quantity, event.expires_at, allocations), event
+        seq = self.seq + 1
+        expires_at = now + c.ttl_s
+        event = StockReserved(self.sku, seq, c.hold_id, c.buyer_id, c.quantity, allocations, expires_at)
+        self._on_reserved(event)  # = apply(event), without the dispatch (this is the hot path)
+        self.seq = seq
+        return Reserved(c.hold_id, self.sku, c.quantity, expires_at, allocations), event
 
     def _release(self, c: ReleaseHold, now: float, locations) -> tuple[Any, Any]:
         if c.hold_id not in self.holds:
@@ -91,15 +109,17 @@ class SkuState:
         hold = self.holds.get(c.hold_id)
         if hold is None:
             sale = self.committed.get(c.hold_id)
-            if sale is not None:  # a retried commit (e.g. after a lost answer)
+            if sale is not None:  # a retried commit (e.g. after a lost answer; archived sales answer unknown)
                 if sale.order_id == c.order_id:
                     return Committed(c.hold_id, self.sku, c.order_id, sale.allocations), None
                 return Refusal("invalid", "hold already committed to another order"), None
             return self._ended_refusal(c.hold_id), None
         if hold.expires_at <= now:  # exact: the timer may be a tick behind
             return HOLD_EXPIRED, None
-        event = HoldCommitted(self.sku, self.seq + 1, c.hold_id, c.order_id)
-        self.apply(event)
+        seq = self.seq + 1
+        event = HoldCommitted(self.sku, seq, c.hold_id, c.order_id)
+        self._on_committed(event)  # = apply(event)
+        self.seq = seq
         return Committed(c.hold_id, self.sku, c.order_id, hold.allocations), event
 
     def _expire(self, c: ExpireHold, now: float, locations) -> tuple[Any, Any]:
@@ -126,19 +146,45 @@ class SkuState:
         self.apply(event)
         return self.view(), event
 
+    def bought(self, order_id: str) -> dict[str, int] | None:
+        """Units per warehouse an order bought (its sales not archived), or None."""
+        sales = self.orders.get(order_id)
+        if sales is None:
+            return None
+        units: dict[str, int] = {}
+        for sale in (sales if sales.__class__ is list else (sales,)):
+            for wh, q in sale.allocations.items():
+                units[wh] = units.get(wh, 0) + q
+        return units
+
     def _return(self, c: ReturnUnits, now: float, locations) -> tuple[Any, Any]:
-        returnable = self.orders.get(c.order_id)
-        if returnable is None:
+        bought = self.bought(c.order_id)
+        if bought is None and self.archived_units and c.archived_units:
+            bought = c.archived_units  # an archived order: what the journal in PostgreSQL says it bought
+        if bought is None:
             return Refusal("not_found", f"order {c.order_id} bought nothing of {self.sku}"), None
-        if c.quantity <= 0 or c.quantity > returnable.get(c.warehouse_id, 0):
-            return Refusal("invalid", f"at most {returnable.get(c.warehouse_id, 0)} units of this order "
-                                      f"can return to {c.warehouse_id}"), None
+        wh = c.warehouse_id
+        returnable = bought.get(wh, 0) - self.returned.get(c.order_id, {}).get(wh, 0)
+        s = self.stock.get(wh)
+        returnable = min(returnable, s.sold if s is not None else 0)
+        if c.quantity <= 0 or c.quantity > returnable:
+            return Refusal("invalid", f"at most {max(returnable, 0)} units of this order "
+                                      f"can return to {wh}"), None
         event = UnitsReturned(self.sku, self.seq + 1, c.order_id, c.warehouse_id, c.quantity)
         self.apply(event)
         return Returned(self.sku, c.order_id, c.quantity, c.warehouse_id), event
 
     def _view(self, c: ViewStock, now: float, locations) -> tuple[Any, Any]:
         return self.view(), None
+
+    def _archive(self, c: ArchiveSales, now: float, locations) -> tuple[Any, Any]:
+        upto = min(c.upto_seq, self.seq)
+        first = next(iter(self.committed.values()), None)
+        if first is None or first.seq > upto:
+            return None, None
+        event = SalesArchived(self.sku, self.seq + 1, upto)
+        self.apply(event)
+        return None, event
 
     def _ended_refusal(self, hold_id: str, retried: Any = None, as_: str = "") -> Refusal:
         ended = self.ended.get(hold_id)
@@ -179,8 +225,8 @@ class SkuState:
             del self.usage[hold.buyer_id]
         if ended:
             self.ended[hold_id] = ended
-            if len(self.ended) > ENDED_MAX:
-                del self.ended[next(iter(self.ended))]
+            if len(self.ended) > ENDED_MAX + ENDED_SLACK:  # keep the newest ENDED_MAX
+                self.ended = dict(islice(self.ended.items(), len(self.ended) - ENDED_MAX, None))
         return hold
 
     def _on_released(self, e: HoldReleased) -> None:
@@ -196,11 +242,32 @@ class SkuState:
             s.held -= q
             s.sold += q
             assert s.held >= 0 and s.held + s.sold <= s.on_hand
-        self.committed[e.hold_id] = Sale(e.order_id, hold.buyer_id, hold.allocations)
-        order = self.orders.setdefault(e.order_id, {})
-        for wh, q in hold.allocations.items():
-            order[wh] = order.get(wh, 0) + q
+        hold.order_id = e.order_id  # the hold becomes the sale: no new object on the hot path
+        hold.seq = e.seq
+        self._add_sale(hold)
         # usage is unchanged: committed units keep counting against the buyer's limit
+
+    def _on_archived(self, e: SalesArchived) -> None:
+        committed, orders, sold = self.committed, self.orders, self.archived_sold
+        done = []
+        for hold_id, sale in committed.items():  # in seq order: stop at the first newer sale
+            if sale.seq > e.upto_seq:
+                break
+            done.append(hold_id)
+        for hold_id in done:
+            sale = committed.pop(hold_id)
+            for wh, q in sale.allocations.items():
+                sold[wh] = sold.get(wh, 0) + q
+            self.archived_units += sale.quantity
+            sales = orders.get(sale.order_id)
+            if sales is sale:
+                del orders[sale.order_id]
+            elif sales is not None:  # an order of several holds: drop this one
+                sales.remove(sale)
+                if not sales:
+                    del orders[sale.order_id]
+        assert done, f"{self.sku}: nothing to archive up to {e.upto_seq}"
+        self.archived_seq = max(self.archived_seq, e.upto_seq)
 
     def _on_stock_set(self, e: StockSet) -> None:
         s = self.stock.get(e.warehouse_id)
@@ -213,11 +280,13 @@ class SkuState:
         self.limit = e.per_buyer_limit
 
     def _on_returned(self, e: UnitsReturned) -> None:
-        order = self.orders[e.order_id]
-        order[e.warehouse_id] -= e.quantity
+        returned = self.returned.get(e.order_id)
+        if returned is None:
+            returned = self.returned[e.order_id] = {}
+        returned[e.warehouse_id] = returned.get(e.warehouse_id, 0) + e.quantity
         s = self.stock[e.warehouse_id]
         s.sold -= e.quantity
-        assert order[e.warehouse_id] >= 0 and s.sold >= 0
+        assert s.sold >= 0
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -240,30 +309,43 @@ class SkuState:
             for wh, q in h.allocations.items():
                 held[wh] = held.get(wh, 0) + q
             usage[h.buyer_id] = usage.get(h.buyer_id, 0) + h.quantity
-        for sale in self.committed.values():
-            usage[sale.buyer_id] = usage.get(sale.buyer_id, 0) + sum(sale.allocations.values())
-        sold: dict[str, int] = {}
-        for order in self.orders.values():
-            for wh, q in order.items():
+        sold: dict[str, int] = dict(self.archived_sold)
+        by_order: dict[str, int] = {}
+        for hold_id, sale in self.committed.items():
+            assert sale.hold_id == hold_id and sale.order_id is not None and sale.seq > self.archived_seq
+            assert sum(sale.allocations.values()) == sale.quantity
+            usage[sale.buyer_id] = usage.get(sale.buyer_id, 0) + sale.quantity
+            by_order[sale.order_id] = by_order.get(sale.order_id, 0) + 1
+            for wh, q in sale.allocations.items():
                 sold[wh] = sold.get(wh, 0) + q
+        assert by_order == {o: len(v) if v.__class__ is list else 1 for o, v in self.orders.items()}
+        for order in self.returned.values():
+            for wh, q in order.items():
+                assert q > 0
+                sold[wh] = sold.get(wh, 0) - q
         for wh, s in self.stock.items():
             assert s.held == held.get(wh, 0), (wh, s, held)
             assert s.sold == sold.get(wh, 0), (wh, s, sold)
             assert s.held >= 0 and s.sold >= 0 and s.available >= 0
             assert s.on_hand == s.available + s.held + s.sold
-        assert usage == self.usage, (usage, self.usage)
+        # per-buyer usage is exact: what live holds and sales explain, plus the archived sales' units
+        assert set(usage) <= set(self.usage), (usage, self.usage)
+        assert all(self.usage[b] >= usage.get(b, 0) for b in self.usage), (usage, self.usage)
+        assert sum(self.usage.values()) - sum(usage.values()) == self.archived_units, (usage, self.usage)
 
     # --- snapshots --------------------------------------------------------------------------------
 
     def snapshot(self) -> tuple[dict, list[Hold]]:
         """JSON-able state without the live holds, and the holds (stored as rows)."""
         state = {
+            "v": SNAPSHOT_VERSION,
             "seq": self.seq,
             "limit": self.limit,
             "stock": {wh: [s.on_hand, s.held, s.sold] for wh, s in self.stock.items()},
             "usage": {str(b): n for b, n in self.usage.items()},
-            "committed": {h: [s.order_id, s.buyer_id, s.allocations] for h, s in self.committed.items()},
-            "orders": self.orders,
+            "committed": {h: [s.order_id, s.buyer_id, s.allocations, s.seq] for h, s in self.committed.items()},
+            "returned": self.returned,
+            "archived": [self.archived_seq, self.archived_units, self.archived_sold],
             "ended": self.ended,
         }
         return state, list(self.holds.values())
@@ -275,20 +357,43 @@ class SkuState:
         st.limit = state["limit"]
         st.stock = {wh: WarehouseStock(*v) for wh, v in state["stock"].items()}
         st.usage = {int(b): n for b, n in state["usage"].items()}
-        st.committed = {h: Sale(o, b, a) for h, (o, b, a) in state["committed"].items()}
-        st.orders = {o: dict(v) for o, v in state["orders"].items()}
+        for hold_id, (order_id, buyer_id, allocations, *seq) in state["committed"].items():
+            # version 1 had no commit seq: such sales count as committed at the snapshot
+            sale = Hold(hold_id, buyer_id, sum(allocations.values()), allocations, 0.0, order_id,
+                        seq[0] if seq else st.seq)
+            st._add_sale(sale)
+        if state.get("v", 1) >= 2:
+            st.returned = {o: dict(v) for o, v in state["returned"].items()}
+            st.archived_seq, st.archived_units, archived_sold = state["archived"]
+            st.archived_sold = dict(archived_sold)
+        else:  # version 1 kept returnable units per order: returned = bought - returnable
+            for order_id, returnable in state["orders"].items():
+                bought = st.bought(order_id) or {}
+                back = {wh: q - returnable.get(wh, 0) for wh, q in bought.items() if q - returnable.get(wh, 0) > 0}
+                if back:
+                    st.returned[order_id] = back
         st.ended = dict(state["ended"])
         st.holds = {h.hold_id: h for h in holds}
         return st
+
+    def _add_sale(self, sale: Hold) -> None:
+        self.committed[sale.hold_id] = sale
+        prev = self.orders.get(sale.order_id)
+        if prev is None:
+            self.orders[sale.order_id] = sale
+        elif prev.__class__ is list:
+            prev.append(sale)
+        else:
+            self.orders[sale.order_id] = [prev, sale]
 
 
 _DECIDERS: dict[type, Callable] = {
     ReserveStock: SkuState._reserve, ReleaseHold: SkuState._release, CommitHold: SkuState._commit,
     ExpireHold: SkuState._expire, SetStock: SkuState._set_stock, SetSaleLimit: SkuState._set_limit,
-    ReturnUnits: SkuState._return, ViewStock: SkuState._view,
+    ReturnUnits: SkuState._return, ViewStock: SkuState._view, ArchiveSales: SkuState._archive,
 }
 _APPLIERS: dict[type, Callable] = {
     StockReserved: SkuState._on_reserved, HoldReleased: SkuState._on_released, HoldExpired: SkuState._on_expired,
     HoldCommitted: SkuState._on_committed, StockSet: SkuState._on_stock_set, SaleLimitSet: SkuState._on_limit_set,
-    UnitsReturned: SkuState._on_returned,
+    UnitsReturned: SkuState._on_returned, SalesArchived: SkuState._on_archived,
 }
