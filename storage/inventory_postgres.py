@@ -184,11 +184,25 @@ class PostgresInventoryStore:
         return row["shard"] if row else None
 
     async def set_owner(self, sku: str, shard: str, per_buyer_limit: int | None) -> None:
+        """The new placement, and the end of the move that led to it, in one transaction."""
         async with self._pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO inventory_placement (sku, shard, per_buyer_limit) VALUES (%s, %s, %s) "
                 "ON CONFLICT (sku) DO UPDATE SET shard = EXCLUDED.shard, per_buyer_limit = EXCLUDED.per_buyer_limit, "
                 "moved_at = now()", (sku, shard, per_buyer_limit))
+            await conn.execute("DELETE FROM inventory_moves WHERE sku = %s", (sku,))
+
+    async def begin_move(self, sku: str, source: str, target: str, per_buyer_limit: int | None) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO inventory_moves (sku, source, target, per_buyer_limit) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (sku) DO UPDATE SET target = EXCLUDED.target, per_buyer_limit = EXCLUDED.per_buyer_limit",
+                (sku, source, target, per_buyer_limit))
+
+    async def unfinished_moves(self) -> list[dict]:
+        async with self._pool.connection() as conn:
+            return await (await conn.execute(
+                "SELECT sku, source, target, per_buyer_limit FROM inventory_moves ORDER BY started_at")).fetchall()
 
     async def placements(self) -> dict[str, str]:
         async with self._pool.connection() as conn:

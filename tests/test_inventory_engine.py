@@ -129,6 +129,60 @@ def test_hot_sku_move_keeps_holds(inventory, ray_session, db, unique):
     assert row["shard"] == hot_shard_name(sku)
 
 
+def test_directory_killed_mid_move_finishes_the_move_on_restart(inventory, ray_session, db, unique):
+    """kill -9 the directory after the old shard exported a SKU and before the new placement is written:
+    the restarted directory finds the move in PostgreSQL and finishes it, nobody retries declare_hot."""
+    import psycopg
+
+    from actors import NAMESPACE
+    from actors.inventory.client import InventoryClient
+    from actors.inventory.directory import directory_class, directory_options
+    from actors.inventory.messages import ViewStock
+
+    sku, hot = f"sku-{unique}", hot_shard_name(f"sku-{unique}")
+    directory = directory_class().options(
+        **{**directory_options(), "name": f"inventory-directory-{unique}", "lifetime": None}).remote(inventory)
+    pid = ray_session.get(directory.pid.remote())
+    blocker = psycopg.connect(inventory.database_url)  # a transaction of ours holds the placement row
+
+    async def scenario():
+        c = InventoryClient(inventory, directory)
+        await c.set_stock(sku, "wh-1", 10)
+        holds = [await c.reserve(sku, 1, buyer) for buyer in (1, 2)]
+        cold = ray_session.get_actor(await c._owner(sku), namespace=NAMESPACE)
+        blocker.execute("INSERT INTO inventory_placement (sku, shard) VALUES (%s, 'blocker')", (sku,))
+        declare = asyncio.ensure_future(directory.declare_hot.remote(sku, 3))
+        deadline = time.time() + 60
+        while True:  # the old shard has exported the SKU once it answers "moved"
+            answer = (await cold.handle.remote([ViewStock(sku)]))[0]
+            if isinstance(answer, Refusal) and answer.reason == "moved":
+                break
+            assert time.time() < deadline, answer
+            await asyncio.sleep(0.05)
+        assert db.execute("SELECT target FROM inventory_moves WHERE sku = %s", (sku,)).fetchone()["target"] == hot
+        os.kill(pid, signal.SIGKILL)  # mid-move: exported, placement not written
+        blocker.rollback()
+        try:
+            await declare
+        except Exception:  # noqa: BLE001 - the caller of the dead incarnation gets an error, fine
+            pass
+        fresh = InventoryClient(inventory, directory)  # waits while the directory restarts
+        assert await fresh._owner(sku) == hot
+        assert isinstance(await fresh.commit(sku, holds[0].hold_id, f"o-{unique}"), Committed)
+        assert isinstance(await c.release(sku, holds[1].hold_id), Released)  # a stale client follows
+        view = await fresh.stock(sku)
+        assert (view.on_hand, view.held, view.sold, view.per_buyer_limit) == (10, 0, 1, 3)
+
+    try:
+        run(scenario())
+    finally:
+        blocker.close()
+    assert ray_session.get(directory.pid.remote()) != pid
+    assert db.execute("SELECT shard FROM inventory_placement WHERE sku = %s", (sku,)).fetchone()["shard"] == hot
+    assert db.execute("SELECT count(*) AS n FROM inventory_moves WHERE sku = %s", (sku,)).fetchone()["n"] == 0
+    ray_session.kill(directory, no_restart=True)
+
+
 def test_overloaded_beyond_queue_depth(backing, unique):
     settings = backing.model_copy(update={"shard_queue_depth_max": 5})
     sku = f"sku-{unique}"

@@ -5,10 +5,17 @@ A SKU lives on a cold shard chosen by hash until it is declared hot (a flash sal
 everything durable and hands over the full in-memory state (holds included); the placement is
 written to PostgreSQL before the new shard serves, so a restart of either side finds the owner.
 Clients that still ask the old shard get "moved", ask here again, and wait while a move is running.
+
+A move is recorded in PostgreSQL (inventory_moves) before the old shard exports, and the record is
+deleted in the transaction that writes the new placement. A directory that dies in between (the old
+shard already answers "moved", the placement still names it) finds the record when it restarts and
+finishes the move before answering lookups for that SKU: export again (the old shard answers at once,
+after its flush), placement, adoption.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from actors.inventory.messages import SetSaleLimit
@@ -53,6 +60,30 @@ class DirectoryCore:
     async def _open(self) -> None:
         await self.store.open()
         self.placements = await self.store.placements()
+        for move in await self.store.unfinished_moves():
+            # registered before start() returns, so lookups of the SKU wait for the repair
+            sku = move["sku"]
+            fut = self._moving[sku] = asyncio.get_running_loop().create_future()
+            asyncio.ensure_future(self._resume(sku, move["source"], move["target"], move["per_buyer_limit"], fut))
+
+    async def _resume(self, sku: str, source: str, target: str, per_buyer_limit: int | None,
+                      fut: asyncio.Future) -> None:
+        """Finish a move that a previous incarnation began; retried until it succeeds."""
+        log.warning("resuming the unfinished move of %s from %s to %s", sku, source, target)
+        backoff_s = 0.1
+        try:
+            while True:
+                try:
+                    await self._move(sku, target, per_buyer_limit, source=source)
+                    await self._shard(target).handle.remote([SetSaleLimit(sku, per_buyer_limit)])
+                    return
+                except Exception:  # noqa: BLE001 - a shard restarting, PostgreSQL away: try again
+                    log.exception("resuming the move of %s failed; retrying in %.1fs", sku, backoff_s)
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, 5.0)
+        finally:
+            del self._moving[sku]
+            fut.set_result(None)
 
     def owner(self, sku: str) -> str:
         return self.placements.get(sku) or default_owner(sku, self.settings.cold_shard_count)
@@ -80,12 +111,13 @@ class DirectoryCore:
                 fut.set_result(None)
         return await self._shard(target).handle.remote([SetSaleLimit(sku, per_buyer_limit)])
 
-    async def _move(self, sku: str, target: str, per_buyer_limit: int | None) -> None:
+    async def _move(self, sku: str, target: str, per_buyer_limit: int | None, *, source: str | None = None) -> None:
         import ray
 
-        source = self.owner(sku)
+        source = source or self.owner(sku)
         new = ensure_shard(self.settings, target)
         await new.ping.remote()
+        await self.store.begin_move(sku, source, target, per_buyer_limit)
         snap = await self._shard(source).export_sku.remote(sku)
         try:
             await self.store.set_owner(sku, target, per_buyer_limit)
@@ -133,6 +165,9 @@ def _make_directory_class():
 
         def node_id(self) -> str:
             return ray.get_runtime_context().get_node_id()
+
+        def pid(self) -> int:
+            return os.getpid()
 
         def ping(self) -> str:
             return "ok"

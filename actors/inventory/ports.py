@@ -48,7 +48,14 @@ class InventoryStore(Protocol):
     async def owner(self, sku: str) -> str | None:
         """The shard a SKU was moved to, or None for its default cold shard."""
 
-    async def set_owner(self, sku: str, shard: str, per_buyer_limit: int | None) -> None: ...
+    async def set_owner(self, sku: str, shard: str, per_buyer_limit: int | None) -> None:
+        """Write the placement and end the SKU's unfinished move (if any) in one transaction."""
+
+    async def begin_move(self, sku: str, source: str, target: str, per_buyer_limit: int | None) -> None:
+        """Record a move before the source exports the SKU (kept on conflict: source stays the first one)."""
+
+    async def unfinished_moves(self) -> list[dict]:
+        """Moves begun and not ended: rows with sku, source, target, per_buyer_limit."""
 
     async def placements(self) -> dict[str, str]: ...
 

@@ -279,9 +279,9 @@ class ShardEngine:
             await self._load_many({sku})
         st = self.skus.pop(sku, None)
         self.moved.add(sku)
+        await self.drain()  # also when exported before: a repeated export (a resumed move) waits for the flush
         if st is None:
             return None
-        await self.drain()
         state, holds = st.snapshot()
         return Snapshot(sku, state, holds)
 
