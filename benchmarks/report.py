@@ -235,6 +235,40 @@ def _busy_warning(m: dict) -> list[str]:
     return []
 
 
+def standalone_search_sections() -> list[str]:
+    """One section per benchmarks/results/search_<N>.json (`python -m benchmarks.search --products N`,
+    run on its own because a million products take minutes): headline figures, then every figure."""
+    out = []
+    for path in sorted((REPO / "benchmarks" / "results").glob("search_*.json"),
+                       key=lambda p: int(p.stem.split("_")[1]) if p.stem.split("_")[1].isdigit() else 0):
+        r = json.loads(path.read_text())
+        actor, http = r.get("actor", {}), r.get("http", {})
+        head = [["index build (PostgreSQL -> new generation)",
+                 f"{_fmt(r['index_build']['documents'])} docs in {r['index_build']['seconds']} s = "
+                 f"{_fmt(r['index_build']['docs_per_s'])} docs/s"]]
+        for label, d in (("Tantivy inside the actor, facets", actor.get("inside_actor")),
+                         ("Tantivy inside the actor, no facets (like for like with PG)", actor.get("inside_actor_no_facets")),
+                         ("PostgreSQL FTS (GIN), top 20 + count", r.get("pg_fts")),
+                         ("HTTP search, hot queries (page cache)", http.get("hot")),
+                         ("HTTP search, uncached", http.get("uncached")),
+                         ("HTTP /healthz, same ingress", http.get("healthz"))):
+            if d and "p50_ms" in d:
+                rate = d.get("requests_per_s") or d.get("queries_per_s")
+                head.append([label, f"p50 {_fmt(d['p50_ms'], 3)} ms, p99 {_fmt(d['p99_ms'], 3)} ms, {_fmt(rate, 0)}/s"])
+        head.append(["Tantivy vs PostgreSQL FTS", f"{r.get('tantivy_vs_pg_fts')}x at p50, "
+                                                 f"{r.get('tantivy_vs_pg_fts_p99')}x at p99"])
+        head.append(["goals", ", ".join(f"{k}: {_fmt(v)}" for k, v in (r.get("goals") or {}).items())])
+        rest = {k: v for k, v in r.items() if k not in ("command", "generated_at")}
+        out += [f"## Search at {r['catalog']['products']:,} products (standalone run)", "",
+                f"- command: `{r.get('command')}` ({r.get('generated_at')}, {r.get('seconds', 0):.0f} s)",
+                f"- 1-minute load average before {(r.get('load_avg_before') or ['–'])[0]}, after "
+                f"{(r.get('load_avg_after') or ['–'])[0]}, on {r.get('cores')} cores (other work shares the machine)",
+                f"- recorded in `benchmarks/results/{path.name}`", "",
+                _md_table(["figure", "value"], head), "", "<details><summary>every figure</summary>", "",
+                _md_table(["figure", "value"], generic_rows(rest)), "", "</details>", ""]
+    return out
+
+
 def write_docs(results: dict) -> Path:
     imgs = plot(results)
     m = results.get("machine", {})
@@ -297,6 +331,7 @@ def write_docs(results: dict) -> Path:
             out += [f"Not measured: {_skipped(section)}.", ""]
         elif section:
             out += [_md_table(["figure", "value"], generic_rows(section)), ""]
+    out += standalone_search_sections()  # full-size search runs recorded by benchmarks/search.py
 
     http = results.get("http", {})
     out += ["## HTTP: flashmart through Ray Serve vs plain uvicorn", ""]

@@ -154,3 +154,36 @@ def test_admin_rebuild_swaps_the_index_without_downtime(api_module, people, uniq
     while api.get("/api/v1/products/search", params={"q": f"egret{unique}"}).json()["total_results"] != 1:
         assert time.monotonic() - t0 < VISIBLE_S * 3, "update after the swap not searchable"
         time.sleep(0.02)
+
+
+def test_feed_publishes_edges_only(settings, unique):
+    """The shard-side publisher: one entry per crossing of 0 (and the first sighting), not per change."""
+    import asyncio
+
+    from actors.inventory.messages import WarehouseStock
+    from actors.search.stock_feed import STREAM, StockStatusFeed
+    from storage.redis import async_redis
+
+    class Sku:
+        def __init__(self, **levels):
+            self.stock = {"w1": WarehouseStock(**levels)}
+
+    a, b = f"feed-{unique}-a", f"feed-{unique}-b"
+    steps = [({a: Sku(on_hand=3), b: Sku(on_hand=0)}), ({a: Sku(on_hand=3, held=1)}), ({a: Sku(on_hand=3, held=3)}),
+             ({a: Sku(on_hand=3, held=2, sold=1)}), ({a: Sku(on_hand=4, held=2, sold=1)}), ({b: Sku(on_hand=0)})]
+
+    async def run() -> list[tuple[str, str]]:
+        feed = StockStatusFeed(settings.redis_url)
+        for states in steps:
+            feed.observe(list(states), states)
+            await asyncio.sleep(0)
+        for _ in range(100):
+            if feed._task is None:
+                break
+            await asyncio.sleep(0.01)
+        redis = async_redis(settings.redis_url)
+        entries = await redis.xrevrange(STREAM, count=1000)
+        await redis.aclose()
+        return [(f["sku"], f["available"]) for _, f in reversed(entries) if f["sku"] in (a, b)]
+
+    assert asyncio.run(run()) == [(a, "3"), (b, "0"), (a, "0"), (a, "1")]

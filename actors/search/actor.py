@@ -38,6 +38,8 @@ from flashmart.settings import Settings
 from actors import NAMESPACE
 
 NAME = "search-{}"
+PAGE_CACHE_ENTRIES_MAX = 2048   # per Serve replica: ~20 MB at most
+PAGE_CACHE_BYTES_MAX = 64_000
 PENDING_MAX = 200_000   # ids waiting for the next commit; beyond that, a rebuild is cheaper
 log = logger("search")
 
@@ -332,7 +334,12 @@ class SearchClient:
         self._next = itertools.cycle(range(len(replicas)))
         self.local = local
         self._meta_mtime = 0
+        self._current_mtime = -1
+        self._live: Path | None = None
         self._checked_at = 0.0
+        # rendered pages of recent searches; valid until the index changes (cleared on reload)
+        self._pages: dict[tuple, bytes] = {}
+        self.cache_hits = self.cache_misses = 0
 
     @classmethod
     async def connect(cls, settings: Settings) -> "SearchClient":
@@ -342,13 +349,23 @@ class SearchClient:
             local = ProductIndex(index_dir(settings))
         return cls(settings, replicas, local)
 
+    def _live_dir(self) -> Path:
+        """index_dir(), re-reading the CURRENT pointer only when its mtime changed."""
+        try:
+            mtime = (index_root(self.settings) / "CURRENT").stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = 0
+        if mtime != self._current_mtime or self._live is None:
+            self._current_mtime, self._live = mtime, index_dir(self.settings)
+        return self._live
+
     def _fresh_local(self) -> ProductIndex:
         # the writer commits by rewriting meta.json, and a rebuild by pointing CURRENT at a new
         # generation: reload when either changed (checked at most every 20 ms)
         now = time.monotonic()
         if now - self._checked_at > 0.02:
             self._checked_at = now
-            live = index_dir(self.settings)
+            live = self._live_dir()
             if live != self.local.path and (live / "meta.json").exists():
                 self.local, self._meta_mtime = ProductIndex(live), 0
             try:
@@ -358,6 +375,7 @@ class SearchClient:
             if mtime != self._meta_mtime:
                 self._meta_mtime = mtime
                 self.local.reload()
+                self._pages.clear()
         return self.local
 
     async def search(self, request: dict[str, Any]) -> dict:
@@ -368,14 +386,37 @@ class SearchClient:
                 return {"error": "invalid", "message": str(exc)}
         return await self.replicas[next(self._next)].search.remote(request)
 
-    async def search_json(self, request: dict[str, Any]) -> bytes | dict:
-        """The page as JSON bytes (ready to send), or an error dict."""
-        if self.local is not None:
-            try:
-                return self._fresh_local().search_json(SearchRequest(**request))
-            except BadQuery as exc:
-                return {"error": "invalid", "message": str(exc)}
-        return await self.replicas[next(self._next)].search_json.remote(request)
+    def cached_page(self, key: Any) -> bytes | None:
+        """A page rendered for `key` (e.g. the raw query string) since the index last changed."""
+        if self.local is None:
+            return None
+        self._fresh_local()   # first: a reload empties the cache
+        page = self._pages.get(key)
+        if page is not None:
+            self.cache_hits += 1
+        return page
+
+    async def search_json(self, request: dict[str, Any], cache_key: Any = None) -> bytes | dict:
+        """The page as JSON bytes (ready to send), or an error dict. With the local reader, pages of
+        recent searches are kept until the index next changes (hot queries cost a dict lookup)."""
+        if self.local is None:
+            return await self.replicas[next(self._next)].search_json.remote(request)
+        index = self._fresh_local()   # first: a reload empties the cache
+        key = tuple(request.items()) if cache_key is None else cache_key
+        page = self._pages.get(key)
+        if page is not None:
+            self.cache_hits += 1
+            return page
+        self.cache_misses += 1
+        try:
+            page = index.search_json(SearchRequest(**request))
+        except BadQuery as exc:
+            return {"error": "invalid", "message": str(exc)}
+        if len(page) <= PAGE_CACHE_BYTES_MAX:
+            if len(self._pages) >= PAGE_CACHE_ENTRIES_MAX:
+                del self._pages[next(iter(self._pages))]   # the oldest entry
+            self._pages[key] = page
+        return page
 
     async def suggest(self, q: str, limit: int = 8) -> dict:
         if self.local is not None:

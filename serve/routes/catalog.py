@@ -354,37 +354,75 @@ def _search_service(ctx: Context):
     return search
 
 
-@router.get("/search")
-async def search_products(
-    request: Request,
-    q: str | None = Query(None, max_length=200, description="keywords; typos are tolerated"),
-    category: str | None = Query(None, max_length=400, description="category slug path; includes its subtree"),
-    brand: list[str] = Query([], max_length=20, description="repeat or comma-separate"),
-    min_price: float | None = Query(None, ge=0, le=1e9),
-    max_price: float | None = Query(None, ge=0, le=1e9),
-    min_rating: float | None = Query(None, ge=0, le=5),
-    in_stock: bool | None = None,
-    sort: str = Query("relevance", description="relevance, price_asc, price_desc, rating, newest"),
-    page: int = Query(1, ge=1, le=500),
-    limit: int = Query(20, ge=1, le=100),
-    facets: bool = True,
-    ctx: Context = Depends(get_ctx),
-):
-    """Seed 003's search: results, total_results, page, total_pages, facets (brands, categories,
-    price_ranges, each value with its count). A page past the end is empty."""
-    unknown = set(request.query_params) - SEARCH_PARAMS
+class SearchParams(BaseModel):
+    """The search query string (validated by hand in the route, see below)."""
+    model_config = ConfigDict(extra="forbid")
+    q: str | None = Field(None, max_length=200, description="keywords; typos are tolerated")
+    category: str | None = Field(None, max_length=400, description="category slug path; includes its subtree")
+    brand: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=20, description="repeat or comma-separate")
+    min_price: float | None = Field(None, ge=0, le=1e9)
+    max_price: float | None = Field(None, ge=0, le=1e9)
+    min_rating: float | None = Field(None, ge=0, le=5)
+    in_stock: bool | None = None
+    sort: str = Field("relevance", description="relevance, price_asc, price_desc, rating, newest")
+    page: int = Field(1, ge=1, le=500)
+    limit: int = Field(20, ge=1, le=100)
+    facets: bool = Field(True, description="brand, category and price-range counts (false: cheaper)")
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict]:
+    """OpenAPI parameters for a query-string model, so /docs shows what the route validates itself."""
+    props = model.model_json_schema()["properties"]
+    out = []
+    for name, schema in props.items():
+        param = {"name": name, "in": "query", "required": False, "schema": schema}
+        if "description" in schema:
+            param["description"] = schema["description"]
+        if schema.get("type") == "array":
+            param.update(style="form", explode=True)
+        out.append(param)
+    return out
+
+
+def _search_params(request: Request) -> SearchParams:
+    qp = request.query_params
+    unknown = set(qp) - SEARCH_PARAMS
     if unknown:
         raise Refused("invalid", f"unknown parameter(s): {', '.join(sorted(unknown))}; "
                                  f"use {', '.join(sorted(SEARCH_PARAMS))}")
-    if q is None and not category and not brand:
+    data: dict[str, Any] = {k: qp[k] for k in qp if k != "brand"}
+    if "brand" in qp:
+        data["brand"] = qp.getlist("brand")
+    try:
+        return SearchParams.model_validate(data)
+    except ValidationError as exc:
+        raise Refused("invalid", _reason(exc)) from None
+
+
+@router.get("/search", openapi_extra={"parameters": _query_parameters(SearchParams)})
+async def search_products(request: Request):
+    """Seed 003's search: results, total_results, page, total_pages, facets (brands, categories,
+    price_ranges, each value with its count). A page past the end is empty.
+
+    The hot path of the shop, so the route does its own parsing: a page already rendered for the
+    same query string (since the index last changed) is sent without validating anything again;
+    FastAPI's per-parameter validation and a sync dependency's thread hop cost more than the search."""
+    search = _search_service(request.app.state.ctx)
+    raw = request.scope["query_string"]
+    page = search.cached_page(raw)
+    if page is not None:
+        return Response(page, media_type="application/json")
+    p = _search_params(request)
+    if p.q is None and not p.category and not p.brand:
         raise Refused("invalid", "give q (keywords), or browse with category or brand")
-    brands = tuple(b.strip() for item in brand for b in item.split(",") if b.strip())
+    brands = tuple(b.strip() for item in p.brand for b in item.split(",") if b.strip())
     if len(brands) > 20:
         raise Refused("invalid", "at most 20 brands")
-    out = await _search_service(ctx).search_json({
-        "q": q, "category": category.strip("/") if category else None, "brands": brands,
-        "min_price": min_price, "max_price": max_price, "min_rating": min_rating, "in_stock": in_stock,
-        "sort": sort, "page": page, "limit": limit, "facets": facets})
+    out = await search.search_json({
+        "q": p.q, "category": p.category.strip("/") if p.category else None, "brands": brands,
+        "min_price": p.min_price, "max_price": p.max_price, "min_rating": p.min_rating, "in_stock": p.in_stock,
+        "sort": p.sort, "page": p.page, "limit": p.limit, "facets": p.facets}, cache_key=raw)
     if isinstance(out, dict):
         raise Refused(out["error"], out["message"])
     return Response(out, media_type="application/json")
