@@ -280,6 +280,7 @@ def main() -> None:
     ap.add_argument("--no-http", action="store_true")
     ap.add_argument("--http-seconds", type=int, default=None)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--serve-replicas", type=int, default=1, help="Serve API replicas (the combined report uses 1)")
     ap.add_argument("--no-record", action="store_true",
                     help="do not write benchmarks/results/search_<N>.json nor re-render docs/benchmarks.md")
     args = ap.parse_args()
@@ -291,7 +292,8 @@ def main() -> None:
     import sys
 
     load_before = [round(x, 2) for x in os.getloadavg()]
-    base = bench_settings(args.data_dir)
+    base = bench_settings(args.data_dir).model_copy(
+        update={"serve_replicas_min": args.serve_replicas, "serve_replicas_max": args.serve_replicas})
     settings = start_backing_services(base)
     t0 = time.perf_counter()
     try:
