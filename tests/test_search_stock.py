@@ -147,6 +147,14 @@ def test_admin_rebuild_swaps_the_index_without_downtime(api_module, people, uniq
 
     after = api.get("/api/v1/admin/search/status", headers=admin.headers).json()
     assert after["generation"] == out["generation"] and after["docs"] >= out["documents"]
+    # wait=false answers 202 at once; the status shows the next generation when it is live
+    r = api.post("/api/v1/admin/search/rebuild", params={"wait": "false"}, headers=admin.headers)
+    assert r.status_code == 202, r.text
+    t0 = time.monotonic()
+    while api.get("/api/v1/admin/search/status", headers=admin.headers).json()["generation"] == out["generation"]:
+        assert time.monotonic() - t0 < 30, "background rebuild never swapped in"
+        time.sleep(0.1)
+
     # the new generation takes updates like the old one
     r = api.patch(f"/api/v1/products/{pid}", json={"name": f"Egret{unique} Desk Lamp"}, headers=seller.headers)
     assert r.status_code == 200, r.text

@@ -257,14 +257,18 @@ class SearchActor:
                 self.stats["generation"] = path.name
             seconds = time.perf_counter() - t0
             await self._notify_readers()
-            asyncio.get_running_loop().call_later(
-                OLD_GENERATION_KEEP_S, _remove_old_generations, self.settings, path)
+            asyncio.get_running_loop().call_later(OLD_GENERATION_KEEP_S, self._remove_old_generations)
             log.info(f"search index rebuilt: {n} products in {seconds:.1f}s ({path.name})")
             return {"started": True, "documents": n, "seconds": round(seconds, 3), "build_seconds": round(build_s, 3),
                     "rate_per_s": round(n / build_s) if build_s else 0, "generation": path.name}
         finally:
             self.touched = None
             self.rebuilding = False
+
+    def _remove_old_generations(self) -> None:
+        # never while a rebuild writes its new generation; the live one (self.path) always stays
+        if not self.rebuilding:
+            _remove_old_generations(self.settings, keep=self.path)
 
     # --- stock status (inventory -> Redis stream -> here) -----------------------------------------
 
@@ -434,6 +438,10 @@ class SearchClient:
 
     async def rebuild(self) -> dict:
         return await self.writer.rebuild.remote()
+
+    def start_rebuild(self) -> None:
+        """Start a rebuild and return at once (the writer runs it; ping() shows its progress)."""
+        self.writer.rebuild.remote()
 
     async def ping(self) -> dict:
         return await self.writer.ping.remote()

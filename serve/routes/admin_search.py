@@ -5,8 +5,6 @@ the old index meanwhile and readers pick up the new one at once.
 """
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Query, Response
 
 from serve.auth import Principal, require
@@ -38,7 +36,7 @@ async def rebuild_index(response: Response, wait: bool = Query(True, description
         status = await search.ping()
         if status.get("rebuilding"):
             raise Refused("conflict", "a rebuild is already running")
-        asyncio.get_running_loop().create_task(search.rebuild())
+        search.start_rebuild()
         response.status_code = 202
         return {"started": True, "status": "/api/v1/admin/search/status"}
     out = await search.rebuild()
