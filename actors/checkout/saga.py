@@ -123,7 +123,8 @@ class Saga:
             raise SagaFailed(snap["refused"], snap["message"])
         cart = Cart.from_dict(snap["cart"])
         holds = [{"sku": sku, "hold_id": h.hold_id, "quantity": h.quantity} for sku, h in cart.all_holds()]
-        await self._step(order_id, "reserved", holds=Jsonb(holds))
+        # 'reserved' and 'scored' are not written on their own: a crash there is resolved exactly like
+        # one at 'started' (abandon: the holds end with their TTL), so the holds travel with the next write
 
         # price (coupons re-checked against the clock; limits are enforced in the order transaction)
         now = dt.datetime.now(dt.timezone.utc)
@@ -131,37 +132,42 @@ class Saga:
         ship = req["shipping_address"]
         p = pricing.price(cart.subtotal(), disc.amount, disc.free_shipping, cart.weight_g(), req["shipping_method"],
                           ship["country"], now.date())
-        credit_account, credit_amount = await self._credit_for(req, p.grand_total)
-        card_amount = p.grand_total - credit_amount
 
-        # 2. fraud score
-        verdict = await self.fraud.score.remote({
+        # 2. fraud score, with the gift card / store credit look-up alongside (both only read)
+        scoring = asyncio.ensure_future(self.fraud.score.remote({
             "order_id": order_id, "user_id": req.get("user_id"), "guest_email": req.get("guest_email"),
             "total": float(p.grand_total), "payment_token": req["payment_token"],
-            "shipping_address": ship, "billing_address": req.get("billing_address")})
-        await self._step(order_id, "scored")
+            "shipping_address": ship, "billing_address": req.get("billing_address")}))
+        try:
+            credit_account, credit_amount = await self._credit_for(req, p.grand_total)
+        finally:
+            verdict = await scoring
+        card_amount = p.grand_total - credit_amount
         if verdict["action"] == "decline":
             await self._release_and_drop(req["cart_id"], holds)
             raise SagaFailed("fraud_declined", "this order cannot be accepted; contact support if you think this is a mistake")
 
-        # 3. authorise (manual capture; idempotency key = order id)
+        # 3. authorise (manual capture; idempotency key = order id). 'authorising' is durable before the
+        # gateway is called, so a crash from here on is voided by the sweeper
         pi_id = None
         if card_amount > 0:
-            await self._step(order_id, "authorising")
+            await self._step(order_id, "authorising", holds=Jsonb(holds))
             auth = await self.payments.authorise(order_id, to_minor(card_amount), "USD", req["payment_token"], scope)
             if isinstance(auth, PaymentRefusal):
                 raise SagaFailed(auth.reason, auth.message)  # the cart keeps its holds: try another card
             assert isinstance(auth, Authorised)
             pi_id = auth.payment_intent_id
-        await self._step(order_id, "authorised", payment_intent_id=pi_id)
+            await self._step(order_id, "authorised", payment_intent_id=pi_id)
 
-        # 4a. the order row (pending) and its payment, so every later crash has an order to settle
+        # 4a. the order row (pending) and its payment, with the saga's step, in one transaction: every
+        # later crash has an order to settle
         status = "review" if verdict["action"] == "review" else "confirmed"
-        await self._write_order(order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount)
-        await self._step(order_id, "order_written")
+        await self._write_order(order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount, holds)
+        _maybe_crash("order_written")
 
         # 4b. holds committed durably, then the order confirmed with its outbox row
-        return await self.settle(order_id, status, capture=(status == "confirmed"))
+        saga = {"order_id": order_id, "holds": holds, "request": req, "payment_intent_id": pi_id}
+        return await self.settle(order_id, status, capture=(status == "confirmed"), saga=saga)
 
     async def _credit_for(self, req: dict, grand_total: Decimal) -> tuple[str | None, Decimal]:
         """Split payment: store credit or a gift card pays first, the card the rest."""
@@ -181,8 +187,10 @@ class Saga:
         req["_credit_account"] = account
         return account, min(Decimal(row["balance"]), grand_total)
 
-    async def _write_order(self, order_id, scope, req, cart: Cart, p, verdict, pi_id, card_amount, credit_amount):
-        async with self.db.connection() as conn, conn.transaction():
+    async def _write_order(self, order_id, scope, req, cart: Cart, p, verdict, pi_id, card_amount, credit_amount,
+                           holds: list[dict]):
+        # pipeline: the statements go out together, one round trip to PostgreSQL instead of one each
+        async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
             await conn.execute(
                 "INSERT INTO orders (id, user_id, guest_email, status, subtotal, discount, tax, shipping, grand_total, "
                 "shipping_address, billing_address, shipping_method, estimated_delivery, fraud_score, fraud_action, "
@@ -210,12 +218,17 @@ class Saga:
                                    (order_id, "gift_card" if account.startswith("gc:") else "store_credit", account,
                                     credit_amount))
             await conn.execute("INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order_id,))
+            await conn.execute("UPDATE checkout_sagas SET step = 'order_written', holds = %s, payment_intent_id = %s, "
+                               "updated_at = now() WHERE order_id = %s", (Jsonb(holds), pi_id, order_id))
 
     # --- settle: commit holds, confirm the order (+ outbox), capture. Also the sweeper's roll-forward.
-    async def settle(self, order_id: str, status: str, capture: bool) -> tuple[int, dict]:
-        async with self.db.connection() as conn:
-            cur = await conn.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (order_id,))
-            saga = await cur.fetchone()
+    async def settle(self, order_id: str, status: str, capture: bool, saga: dict | None = None) -> tuple[int, dict]:
+        """`saga`: what the running saga already knows (holds, request, payment_intent_id); the sweeper
+        passes nothing and the row is read."""
+        if saga is None:
+            async with self.db.connection() as conn:
+                cur = await conn.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (order_id,))
+                saga = await cur.fetchone()
         holds = saga["holds"]
         results = await asyncio.gather(*(self.inv.commit(h["sku"], h["hold_id"], order_id) for h in holds))
         failed = [(h, r) for h, r in zip(holds, results) if _is_refusal(r)]
@@ -227,35 +240,40 @@ class Saga:
             return await self._fail(order_id, reason,
                                     f"your reservation of {h['sku']} ended before the order was placed; nothing was charged")
         try:
-            async with self.db.connection() as conn, conn.transaction():
-                await self._confirm(conn, order_id, saga, holds, results, status)
-                body = await self._answer(conn, order_id)
+            async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
+                body = await self._confirm(conn, order_id, saga, holds, results, status)
                 await conn.execute("UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %s, "
                                    "result_status = 201 WHERE order_id = %s", (Jsonb(body), order_id))
         except SagaFailed as exc:
             await self.undo_order(order_id, saga, list(zip(holds, results)), [])
             return await self._fail(order_id, exc.reason, exc.message)
         _maybe_crash("committed")
-        await self.carts.call(saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in holds])
+        # the cart forgets the bought lines while the card is captured: independent, both before the 201
+        checked_out = self.carts.call(saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in holds])
         if capture:
-            await self.capture(order_id, saga["payment_intent_id"])
+            await asyncio.gather(checked_out, self.capture(order_id, saga["payment_intent_id"]))
         else:
-            await self._finish(order_id, "done", 201, body)
+            await asyncio.gather(checked_out, self._finish(order_id, "done", 201, body))
         return 201, body
 
-    async def _confirm(self, conn, order_id, saga, holds, results, status) -> None:
+    async def _confirm(self, conn, order_id, saga, holds, results, status) -> dict:
+        """Runs in pipeline mode: only the statements whose rows are read wait for an answer."""
         req = saga["request"]
         buyer = f"u:{req['user_id']}" if req.get("user_id") is not None else f"g:{req.get('guest_email')}"
-        for h, r in zip(holds, results):
-            wh = max(r.allocations, key=r.allocations.get) if r.allocations else None
-            await conn.execute("UPDATE order_items SET allocations = %s, warehouse_id = %s WHERE order_id = %s AND hold_id = %s",
-                               (Jsonb(r.allocations), wh, order_id, h["hold_id"]))
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "UPDATE order_items SET allocations = %s, warehouse_id = %s WHERE order_id = %s AND hold_id = %s",
+                [(Jsonb(r.allocations), max(r.allocations, key=r.allocations.get) if r.allocations else None,
+                  order_id, h["hold_id"]) for h, r in zip(holds, results)])
         cur = await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
         order = await cur.fetchone()
         for code in filter(None, (order["coupon_code"] or "").split(",")):
             await self._redeem(conn, code, buyer, order_id, order["discount"])
-        cur = await conn.execute("SELECT * FROM payments WHERE order_id = %s AND kind <> 'card'", (order_id,))
-        for credit in await cur.fetchall():
+        credits = []
+        if req.get("gift_card") or req.get("use_store_credit"):
+            cur = await conn.execute("SELECT * FROM payments WHERE order_id = %s AND kind <> 'card'", (order_id,))
+            credits = await cur.fetchall()
+        for credit in credits:
             cur2 = await conn.execute("UPDATE credit_accounts SET balance = balance - %s WHERE id = %s AND balance >= %s "
                                       "RETURNING id", (credit["amount"], credit["payment_method"], credit["amount"]))
             if await cur2.fetchone() is None:
@@ -273,6 +291,7 @@ class Saga:
                            (f"order.{status}", Jsonb({"order_id": order_id, "user_id": req.get("user_id"),
                                                       "email": req.get("email") or req.get("guest_email"),
                                                       "grand_total": str(order["grand_total"])})))
+        return _answer({**order, "status": status})
 
     async def _redeem(self, conn, code, buyer, order_id, amount) -> None:
         cur = await conn.execute("SELECT * FROM coupons WHERE code = %s FOR UPDATE", (code,))
@@ -286,25 +305,16 @@ class Saga:
         await conn.execute("INSERT INTO coupon_redemptions (code, buyer, order_id, discount) VALUES (%s,%s,%s,%s)",
                            (code, buyer, order_id, amount))
 
-    async def _answer(self, conn, order_id: str) -> dict:
-        cur = await conn.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
-        o = await cur.fetchone()
-        return {"order_id": o["id"], "status": o["status"], "total": float(o["subtotal"] - o["discount"]),
-                "subtotal": float(o["subtotal"]), "discount": float(o["discount"]), "tax": float(o["tax"]),
-                "shipping": float(o["shipping"]), "grand_total": float(o["grand_total"]), "currency": o["currency"],
-                "estimated_delivery": o["estimated_delivery"].isoformat(),
-                "tracking_url": f"/api/v1/orders/{o['id']}"}
-
     async def capture(self, order_id: str, pi_id: str | None) -> bool:
         if pi_id:
             r = await self.payments.capture(order_id, pi_id)
             if not isinstance(r, Captured):
                 log.warning("capture of %s deferred to the sweeper: %s", order_id, r)
                 return False  # saga stays running at 'committed': the sweeper captures
-            async with self.db.connection() as conn:
+        async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
+            if pi_id:
                 await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() "
                                    "WHERE payment_intent_id = %s AND status = 'authorised'", (pi_id,))
-        async with self.db.connection() as conn:
             await conn.execute("UPDATE checkout_sagas SET step = 'captured', state = 'done', updated_at = now() "
                                "WHERE order_id = %s", (order_id,))
         return True
@@ -329,6 +339,15 @@ class Saga:
                                "AND status = 'authorised'", (order_id,))
             await conn.execute("INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders WHERE id = %s",
                                (order_id,))
+
+
+def _answer(o: dict) -> dict:
+    """The 201 body, from the order row as the confirming transaction leaves it."""
+    return {"order_id": o["id"], "status": o["status"], "total": float(o["subtotal"] - o["discount"]),
+            "subtotal": float(o["subtotal"]), "discount": float(o["discount"]), "tax": float(o["tax"]),
+            "shipping": float(o["shipping"]), "grand_total": float(o["grand_total"]), "currency": o["currency"],
+            "estimated_delivery": o["estimated_delivery"].isoformat(),
+            "tracking_url": f"/api/v1/orders/{o['id']}"}
 
 
 def _comparable(req: dict) -> dict:
