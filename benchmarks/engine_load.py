@@ -9,10 +9,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 
 from flashmart.settings import Settings
+
+
+def _process_cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system) of a process, from /proc; with children: also of its live children
+    and of those it has reaped (PostgreSQL: the postmaster and its backends). 0 if unreadable."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        if children:
+            total += (int(fields[13]) + int(fields[14])) / tick
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        f = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue
+                    if int(f[1]) == pid:
+                        total += (int(f[11]) + int(f[12])) / tick
+    except OSError:
+        return 0.0
+    return total
 
 
 def _percentile(sorted_ms: list[float], p: float) -> float:
@@ -21,11 +45,19 @@ def _percentile(sorted_ms: list[float], p: float) -> float:
     return round(sorted_ms[min(len(sorted_ms) - 1, int(p * len(sorted_ms)))], 3)
 
 
-async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, stock: int | None = None) -> dict:
+async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, stock: int | None = None,
+                     postgres_pid: int | None = None) -> dict:
     """Returns reservations_per_s (durably committed reservations a second), p50_ms/p99_ms of one
-    reserve+commit, oversold (units committed beyond stock, checked in PostgreSQL: must be 0)."""
+    reserve+commit, oversold (units committed beyond stock, checked in PostgreSQL: must be 0), and
+    cpu_us_per_reservation: CPU time per committed reservation of this driver (the callers, like a
+    Serve replica), the hot shard and PostgreSQL (when its postmaster pid is given). The CPU figures
+    hold on a busy machine, where the rate does not: 2 cores / their sum is the ceiling of one driver."""
+    import ray
+
+    from actors import NAMESPACE
     from actors.inventory.client import InventoryClient
     from actors.inventory.messages import Committed, Reserved
+    from actors.inventory.shard import hot_shard_name
 
     client = await InventoryClient.connect(settings)
     sku = f"bench-{uuid.uuid4().hex[:10]}"
@@ -33,6 +65,8 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
     await client.declare_hot(sku, None)
     await client.set_stock(sku, "bench-wh", units)
     await client.stock(sku)  # warm: the hot shard has loaded the SKU
+    shard = ray.get_actor(hot_shard_name(sku), namespace=NAMESPACE)
+    shard_pid = await shard.pid.remote()
 
     latencies: list[float] = []
     refused: dict[str, int] = {}
@@ -51,9 +85,18 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
             else:
                 refused[r.reason] = refused.get(r.reason, 0) + 1
 
+    stats0 = await shard.stats.remote()
+    cpu0 = (time.process_time(), _process_cpu_s(shard_pid), _process_cpu_s(postgres_pid, True) if postgres_pid else 0)
     t0 = time.perf_counter()
     await asyncio.gather(*(caller(i) for i in range(concurrency)))
     elapsed_s = time.perf_counter() - t0
+    cpu1 = (time.process_time(), _process_cpu_s(shard_pid), _process_cpu_s(postgres_pid, True) if postgres_pid else 0)
+    stats1 = await shard.stats.remote()
+    calls = stats1.get("calls", 0) - stats0.get("calls", 0)
+    per = 1e6 / max(len(latencies), 1)
+    cpu = {"driver": round((cpu1[0] - cpu0[0]) * per, 1), "shard": round((cpu1[1] - cpu0[1]) * per, 1)}
+    if postgres_pid:
+        cpu["postgres"] = round((cpu1[2] - cpu0[2]) * per, 1)
     view = await client.stock(sku)
     durable = _count_commits(settings.database_url, sku)
     latencies.sort()
@@ -63,6 +106,9 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
         "p50_ms": _percentile(latencies, 0.50),
         "p99_ms": _percentile(latencies, 0.99),
         "oversold": max(0, durable - units) + max(0, view.sold - view.on_hand),
+        "cpu_us_per_reservation": cpu,
+        "commands_per_shard_call": round((stats1.get("commands", 0) - stats0.get("commands", 0)) / calls, 1) if calls else None,
+        "load_1m": round(os.getloadavg()[0], 2),
         "committed": len(latencies),
         "committed_in_postgres": durable,
         "refused": refused,
@@ -103,7 +149,8 @@ def main(argv=None) -> None:
              namespace="flashmart-bench")
     try:
         for c in args.concurrency:
-            print(json.dumps(asyncio.run(run_engine(settings, args.requests, c))), flush=True)
+            print(json.dumps(asyncio.run(run_engine(settings, args.requests, c,
+                                                    postgres_pid=embedded.postgres_pid(data)))), flush=True)
     finally:
         ray.shutdown()
         embedded.stop_postgres(data)

@@ -89,6 +89,7 @@ class ShardEngine:
         self._marks: dict[str, deque[tuple[float, int]]] = {}   # sku -> (wall time, durable seq), oldest first
         self._counts: dict[type, int] = {}
         self._sold_outs = 0
+        self._calls = self._commands = 0                        # handle() calls and commands (batch size)
         self._start: asyncio.Future | None = None
         self._ready = False
         self._tasks: list[asyncio.Task] = []
@@ -133,6 +134,8 @@ class ShardEngine:
         if self._inflight + n > depth_max or len(self._journal) > depth_max:
             return [OVERLOADED] * n
         self._inflight += n
+        self._calls += 1
+        self._commands += n
         try:
             skus = self.skus
             missing = {c.sku for c in commands if c.sku not in skus and c.sku not in self.moved}
@@ -491,7 +494,8 @@ class ShardEngine:
     def stats(self) -> dict:
         return {"name": self.name, "pid": os.getpid(), "skus": len(self.skus), "journal_pending": len(self._journal),
                 "appended": self._appended, "durable": self._durable, "timers": len(self._timers) + len(self._fifo),
-                "holds": sum(len(st.holds) for st in self.skus.values())}
+                "holds": sum(len(st.holds) for st in self.skus.values()), "calls": self._calls,
+                "commands": self._commands, "cpu_s": time.process_time()}
 
 
 def _postgres_store(settings: Settings) -> InventoryStore:
