@@ -14,7 +14,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from actors.inventory.messages import (
-    HoldCommitted, HoldExpired, HoldReleased, SaleLimitSet, SalesArchived, StockReserved, StockSet, UnitsReturned,
+    HoldCommitted, HoldExpired, HoldReleased, SaleLimitSet, SalesArchived, SplitIntoBucketsDone, StockReserved, StockSet,
+    StockTransferredIn, StockTransferredOut, UnitsReturned,
 )
 from actors.inventory.ports import LoadedSku, Snapshot, StockRow
 from actors.inventory.state import Hold
@@ -83,6 +84,11 @@ def journal_line(e: Any) -> str:
                 f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\n")
     if t is SalesArchived:
         return f"{sku}\t{e.seq}\tSalesArchived\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{e.upto_seq}\n"
+    if t is StockTransferredOut or t is StockTransferredIn:  # the transfer id rides in hold_id
+        return (f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.transfer_id)}\t{NULL}\t{NULL}\t{e.quantity}\t"
+                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\n")
+    if t is SplitIntoBucketsDone:
+        return f"{sku}\t{e.seq}\tSplitIntoBucketsDone\t{NULL}\t{NULL}\t{NULL}\t{e.buckets}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
     raise AssertionError(f"unknown event {e!r}")
 
 
@@ -104,6 +110,12 @@ def event_from_row(r: dict) -> Any:
         return UnitsReturned(sku, seq, r["order_id"], r["warehouse_id"], r["quantity"])
     if kind == "SalesArchived":
         return SalesArchived(sku, seq, r["upto_seq"])
+    if kind == "StockTransferredOut":
+        return StockTransferredOut(sku, seq, r["hold_id"], r["warehouse_id"], r["quantity"])
+    if kind == "StockTransferredIn":
+        return StockTransferredIn(sku, seq, r["hold_id"], r["warehouse_id"], r["quantity"])
+    if kind == "SplitIntoBucketsDone":
+        return SplitIntoBucketsDone(sku, seq, r["quantity"])
     raise AssertionError(f"unknown journal kind {kind!r}")
 
 

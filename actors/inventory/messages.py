@@ -79,8 +79,35 @@ class ArchiveSales:
     upto_seq: int
 
 
+@dataclass(slots=True)
+class TransferOut:
+    """Take units out of a stock bucket (or a bucketed SKU's pool) on their way to another; idempotent by
+    transfer_id. Answered once durable: units leave before they arrive, so a crash leaves them in transit."""
+    sku: str
+    warehouse_id: str
+    quantity: int
+    transfer_id: str
+
+
+@dataclass(slots=True)
+class TransferIn:
+    """Add the units of a transfer to a bucket (or the pool); idempotent by transfer_id; durable."""
+    sku: str
+    warehouse_id: str
+    quantity: int
+    transfer_id: str
+
+
+@dataclass(slots=True)
+class SplitIntoBuckets:
+    """The SKU is split into `buckets` stock buckets: it becomes their pool and stops taking reservations
+    (answers moved: the client routes each buyer to a home bucket). Holds and sales it has stay."""
+    sku: str
+    buckets: int
+
+
 Command = (ReserveStock | ReleaseHold | CommitHold | ExpireHold | SetStock | SetSaleLimit | ReturnUnits | ViewStock
-           | ArchiveSales)
+           | ArchiveSales | TransferOut | TransferIn | SplitIntoBuckets)
 
 
 # --- events (the journal) -------------------------------------------------------------------------
@@ -150,11 +177,37 @@ class SalesArchived:
     upto_seq: int  # sales committed at a seq <= this one were folded into counters
 
 
+@dataclass(slots=True)
+class StockTransferredOut:
+    sku: str
+    seq: int
+    transfer_id: str
+    warehouse_id: str
+    quantity: int
+
+
+@dataclass(slots=True)
+class StockTransferredIn:
+    sku: str
+    seq: int
+    transfer_id: str
+    warehouse_id: str
+    quantity: int
+
+
+@dataclass(slots=True)
+class SplitIntoBucketsDone:
+    sku: str
+    seq: int
+    buckets: int
+
+
 Event = (StockReserved | HoldReleased | HoldExpired | HoldCommitted | StockSet | SaleLimitSet | UnitsReturned
-         | SalesArchived)
+         | SalesArchived | StockTransferredOut | StockTransferredIn | SplitIntoBucketsDone)
 EVENT_TYPES: dict[str, type] = {t.__name__: t for t in
                                 (StockReserved, HoldReleased, HoldExpired, HoldCommitted, StockSet, SaleLimitSet,
-                                 UnitsReturned, SalesArchived)}
+                                 UnitsReturned, SalesArchived, StockTransferredOut, StockTransferredIn,
+                                 SplitIntoBucketsDone)}
 
 
 # --- results --------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from actors.inventory.messages import (
     OVERLOADED, ArchiveSales, CommitHold, ExpireHold, HoldCommitted, HoldExpired, Refusal, ReturnUnits, SetSaleLimit,
-    SetStock, StockReserved, pack_result, unpack_command,
+    SetStock, SplitIntoBuckets, StockReserved, TransferIn, TransferOut, pack_result, unpack_command,
 )
 from actors.inventory.ports import InventoryStore, Snapshot, StockRow
 from actors.inventory.state import SOLD_OUT, SkuState
@@ -41,7 +41,8 @@ from flashmart.settings import Settings
 log = obs.logger("inventory.shard")
 
 MOVED = Refusal("moved", "this shard no longer owns the SKU")
-DURABLE_COMMANDS = frozenset((CommitHold, SetStock, SetSaleLimit, ReturnUnits))  # answered only once flushed
+DURABLE_COMMANDS = frozenset((CommitHold, SetStock, SetSaleLimit, ReturnUnits, TransferOut, TransferIn,
+                              SplitIntoBuckets))  # answered only once flushed
 SNAPSHOT_EVERY_EVENTS = 1_000_000
 SNAPSHOT_MIN_INTERVAL_S = 60.0
 EXPIRE_SWEEP_MAX = 10_000      # expiries per loop turn, so a mass expiry never stalls commands

@@ -25,7 +25,8 @@ from typing import Any, Callable
 from actors.inventory.messages import (
     Allocations, ArchiveSales, Committed, CommitHold, ExpireHold, HoldCommitted, HoldExpired, HoldReleased, Refusal,
     ReleaseHold, Released, Reserved, ReserveStock, Returned, ReturnUnits, SaleLimitSet, SalesArchived, SetSaleLimit,
-    SetStock, StockReserved, StockSet, StockView, UnitsReturned, ViewStock, WarehouseStock,
+    SetStock, SplitIntoBuckets, SplitIntoBucketsDone, StockReserved, StockSet, StockTransferredIn, StockTransferredOut,
+    StockView, TransferIn, TransferOut, UnitsReturned, ViewStock, WarehouseStock,
 )
 from actors.inventory.warehouses import Location, allocate
 
@@ -37,6 +38,8 @@ SOLD_OUT = Refusal("sold_out", "not enough units left")
 LIMIT_REACHED = Refusal("limit_reached", "per-buyer limit for this sale reached")
 UNKNOWN_HOLD = Refusal("unknown_hold", "no such hold (released, lost or never made)")
 HOLD_EXPIRED = Refusal("hold_expired", "the hold expired and its units returned to stock")
+SPLIT = Refusal("moved", "the SKU is split into stock buckets; reserve in the buyer's home bucket")
+TRANSFERS_MAX = 100_000  # remembered transfer ids (idempotent retries)
 
 
 @dataclass(slots=True)
@@ -56,7 +59,7 @@ Sale = Hold  # a committed hold
 
 class SkuState:
     __slots__ = ("sku", "seq", "stock", "holds", "usage", "limit", "committed", "orders", "returned", "ended",
-                 "archived_sold", "archived_units", "archived_seq")
+                 "archived_sold", "archived_units", "archived_seq", "transfers", "buckets")
 
     def __init__(self, sku: str) -> None:
         self.sku = sku
@@ -72,6 +75,8 @@ class SkuState:
         self.archived_sold: dict[str, int] = {}        # warehouse -> units of archived sales (before returns)
         self.archived_units = 0                        # units of archived sales (their buyers' usage)
         self.archived_seq = 0                          # sales committed at seq <= this are archived
+        self.transfers: dict[str, str] = {}            # transfer_id -> "out" | "in" (applied here)
+        self.buckets = 0                               # > 0: split into this many buckets, this is their pool
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -83,6 +88,8 @@ class SkuState:
         hold = self.holds.get(c.hold_id)
         if hold is not None:  # a retried reservation: answer what was decided
             return Reserved(hold.hold_id, self.sku, hold.quantity, hold.expires_at, hold.allocations), None
+        if self.buckets:
+            return SPLIT, None
         if c.quantity <= 0 or c.hold_id in self.committed or c.hold_id in self.ended:
             return Refusal("invalid", "quantity must be positive and hold ids unique"), None
         limit = self.limit
@@ -177,6 +184,34 @@ class SkuState:
     def _view(self, c: ViewStock, now: float, locations) -> tuple[Any, Any]:
         return self.view(), None
 
+    def _transfer_out(self, c: TransferOut, now: float, locations) -> tuple[Any, Any]:
+        if c.transfer_id in self.transfers:  # a retry: already applied
+            return self.view(), None
+        s = self.stock.get(c.warehouse_id)
+        if c.quantity <= 0 or s is None or s.available < c.quantity:
+            return Refusal("sold_out", "not enough units available to transfer"), None
+        event = StockTransferredOut(self.sku, self.seq + 1, c.transfer_id, c.warehouse_id, c.quantity)
+        self.apply(event)
+        return self.view(), event
+
+    def _transfer_in(self, c: TransferIn, now: float, locations) -> tuple[Any, Any]:
+        if c.transfer_id in self.transfers:
+            return self.view(), None
+        if c.quantity <= 0:
+            return Refusal("invalid", "a transfer moves a positive number of units"), None
+        event = StockTransferredIn(self.sku, self.seq + 1, c.transfer_id, c.warehouse_id, c.quantity)
+        self.apply(event)
+        return self.view(), event
+
+    def _split(self, c: SplitIntoBuckets, now: float, locations) -> tuple[Any, Any]:
+        if c.buckets < 2:
+            return Refusal("invalid", "a split needs at least 2 buckets"), None
+        if self.buckets == c.buckets:
+            return self.view(), None
+        event = SplitIntoBucketsDone(self.sku, self.seq + 1, c.buckets)
+        self.apply(event)
+        return self.view(), event
+
     def _archive(self, c: ArchiveSales, now: float, locations) -> tuple[Any, Any]:
         upto = min(c.upto_seq, self.seq)
         first = next(iter(self.committed.values()), None)
@@ -269,6 +304,28 @@ class SkuState:
         assert done, f"{self.sku}: nothing to archive up to {e.upto_seq}"
         self.archived_seq = max(self.archived_seq, e.upto_seq)
 
+    def _remember_transfer(self, transfer_id: str, direction: str) -> None:
+        self.transfers[transfer_id] = direction
+        if len(self.transfers) > TRANSFERS_MAX + ENDED_SLACK:
+            self.transfers = dict(islice(self.transfers.items(), len(self.transfers) - TRANSFERS_MAX, None))
+
+    def _on_transferred_out(self, e: StockTransferredOut) -> None:
+        s = self.stock[e.warehouse_id]
+        s.on_hand -= e.quantity
+        assert e.quantity > 0 and s.held + s.sold <= s.on_hand, f"{self.sku}/{e.warehouse_id} transferred too much"
+        self._remember_transfer(e.transfer_id, "out")
+
+    def _on_transferred_in(self, e: StockTransferredIn) -> None:
+        s = self.stock.get(e.warehouse_id)
+        if s is None:
+            s = self.stock[e.warehouse_id] = WarehouseStock()
+        assert e.quantity > 0
+        s.on_hand += e.quantity
+        self._remember_transfer(e.transfer_id, "in")
+
+    def _on_split(self, e: SplitIntoBucketsDone) -> None:
+        self.buckets = e.buckets
+
     def _on_stock_set(self, e: StockSet) -> None:
         s = self.stock.get(e.warehouse_id)
         if s is None:
@@ -347,6 +404,8 @@ class SkuState:
             "returned": self.returned,
             "archived": [self.archived_seq, self.archived_units, self.archived_sold],
             "ended": self.ended,
+            "transfers": self.transfers,
+            "buckets": self.buckets,
         }
         return state, list(self.holds.values())
 
@@ -373,6 +432,8 @@ class SkuState:
                 if back:
                     st.returned[order_id] = back
         st.ended = dict(state["ended"])
+        st.transfers = dict(state.get("transfers", {}))
+        st.buckets = state.get("buckets", 0)
         st.holds = {h.hold_id: h for h in holds}
         return st
 
@@ -391,9 +452,12 @@ _DECIDERS: dict[type, Callable] = {
     ReserveStock: SkuState._reserve, ReleaseHold: SkuState._release, CommitHold: SkuState._commit,
     ExpireHold: SkuState._expire, SetStock: SkuState._set_stock, SetSaleLimit: SkuState._set_limit,
     ReturnUnits: SkuState._return, ViewStock: SkuState._view, ArchiveSales: SkuState._archive,
+    TransferOut: SkuState._transfer_out, TransferIn: SkuState._transfer_in, SplitIntoBuckets: SkuState._split,
 }
 _APPLIERS: dict[type, Callable] = {
     StockReserved: SkuState._on_reserved, HoldReleased: SkuState._on_released, HoldExpired: SkuState._on_expired,
     HoldCommitted: SkuState._on_committed, StockSet: SkuState._on_stock_set, SaleLimitSet: SkuState._on_limit_set,
     UnitsReturned: SkuState._on_returned, SalesArchived: SkuState._on_archived,
+    StockTransferredOut: SkuState._on_transferred_out, StockTransferredIn: SkuState._on_transferred_in,
+    SplitIntoBucketsDone: SkuState._on_split,
 }
