@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     search_stock_feed: bool = Field(True, description="inventory shards publish in-stock edges to Redis for search")
 
     # Serve
-    serve_replicas_min: int = Field(1, ge=1)
+    serve_replicas_min: int = Field(2, ge=1, description="two by default: a replica lost is not an outage")
     serve_replicas_max: int = Field(2, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
 

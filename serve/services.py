@@ -10,10 +10,14 @@ async def open_services(settings: Settings) -> dict[str, Any]:
     from actors.inventory.client import InventoryClient
     from actors.purchase import open_purchase_services
     from actors.search.actor import SearchClient
+    from serve.sold_out import SoldOutBoard
+    from storage.redis import async_redis
 
     services: dict[str, Any] = {
         "inventory": await InventoryClient.connect(settings),
         "search": await SearchClient.connect(settings),
+        # its own connection: it holds one in a blocking stream read
+        "sold_out": SoldOutBoard.start(async_redis(settings.redis_url, max_connections=2)),
     }
     services.update(await open_purchase_services(settings))  # carts, payments, fraud, checkout
     return services

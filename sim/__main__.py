@@ -20,23 +20,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _own_platform(settings):
-    """Start a private platform (same steps as tests/conftest.py); returns (resolved settings, stop)."""
+def _own_platform(settings, *, gateway_proxy: bool):
+    """Start a private platform (same steps as tests/conftest.py) on free ports; returns (resolved
+    settings, stop). With gateway_proxy the platform reaches localstripe through the fault proxy of
+    sim/faults.py, so that gateway_fail and gateway_slow faults make real gateway errors and delays."""
+    import subprocess
+
     import ray
 
     from flashmart.platform import deploy, serve_env, start_backing_services, stop_backing_services
+    from storage.embedded import wait_until, port_open
 
-    base = settings.model_copy(update={"http_port": _free_port(), "localstripe_port": _free_port(),
-                                       "ray_dashboard_port": _free_port()})
+    ports = ("http_port", "localstripe_port", "ray_dashboard_port", "haproxy_stats_port", "haproxy_metrics_port",
+             "serve_fallback_http_port", "serve_fallback_grpc_port")
+    base = settings.model_copy(update={name: _free_port() for name in ports})
     resolved = start_backing_services(base)
-    from storage.embedded import port_open
-
-    env = serve_env(resolved)
-    if port_open("127.0.0.1", 8404) or port_open("127.0.0.1", 9101):
-        # Serve's HAProxy ingress binds fixed stats/metrics ports (8404, 9101): a second one on this
-        # machine cannot start, so this private platform uses Serve's default proxy instead
-        env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
-    os.environ.update(env)
+    proxy = None
+    if gateway_proxy:
+        port = _free_port()
+        proxy = subprocess.Popen([sys.executable, "-m", "sim.faults", "gateway-proxy", "--port", str(port),
+                                  "--upstream", resolved.stripe_api_base])
+        wait_until(lambda: port_open("127.0.0.1", port), 60, "the gateway fault proxy did not start")
+        resolved = resolved.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{port}"})
+    os.environ.update(serve_env(resolved))
     # address="local": a fresh cluster of our own even if another Ray runs on this machine
     ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              namespace="flashmart")
@@ -50,6 +56,8 @@ def _own_platform(settings):
         finally:
             ray.shutdown()
             stop_backing_services(base)
+            if proxy is not None:
+                proxy.terminate()
 
     return resolved, stop
 
@@ -70,7 +78,10 @@ def main() -> int:
     # a `kill` (or the CI's timeout) must still stop the private platform: SIGTERM unwinds like Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.own_platform:
-        settings, stop = _own_platform(settings)
+        from sim.scenario import load_scenario
+
+        faults = load_scenario(args.scenario).faults
+        settings, stop = _own_platform(settings, gateway_proxy=any(f.kind.startswith("gateway") for f in faults))
     else:
         settings = settings.resolved()
     try:

@@ -192,8 +192,8 @@ class FaultSchedule:
 
 def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None:
     """A small HTTP proxy in front of the payment gateway (localstripe). POST /__fault__ with
-    {error_rate, delay_ms, duration_s} makes calls fail (500 before reaching the gateway) or slow
-    for a while; everything else is forwarded unchanged."""
+    {error_rate, delay_ms, duration_s} makes calls fail with 500 (before reaching the gateway, or
+    after it acted with the answer lost) or slow for a while; everything else is forwarded unchanged."""
     import asyncio
 
     from aiohttp import ClientSession, web
@@ -207,18 +207,24 @@ def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None
         return web.json_response({"ok": True, **state})
 
     async def forward(request: web.Request) -> web.StreamResponse:
-        if time.time() < state["until"]:
-            if state["delay_ms"]:
-                await asyncio.sleep(state["delay_ms"] / 1000)
-            if random.random() < state["error_rate"]:
-                return web.json_response({"error": {"type": "api_error", "message": "injected by the fault proxy"}},
-                                         status=500)
+        failing = time.time() < state["until"] and random.random() < state["error_rate"]
+        if time.time() < state["until"] and state["delay_ms"]:
+            await asyncio.sleep(state["delay_ms"] / 1000)
+        # half of the failures happen before the gateway sees the call, half after it acted on it with
+        # the answer lost on the way back: only an idempotency key keeps the retry from charging twice
+        if failing and random.random() < 0.5:
+            return _injected_error()
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with request.app["session"].request(request.method, upstream + request.path_qs, data=body,
                                                   headers=headers) as r:
             payload = await r.read()
+            if failing:
+                return _injected_error()
             return web.Response(body=payload, status=r.status, content_type=r.content_type)
+
+    def _injected_error() -> web.Response:
+        return web.json_response({"error": {"type": "api_error", "message": "injected by the fault proxy"}}, status=500)
 
     async def on_start(app):
         app["session"] = ClientSession()

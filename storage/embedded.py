@@ -111,7 +111,7 @@ def start_redis(data_dir: Path) -> str:
         ],
         check=True,
     )
-    _wait_until(lambda: _redis_answers(url), 10, f"embedded Redis did not answer; see {rdir / 'redis.log'}")
+    wait_until(lambda: _redis_answers(url), 10, f"embedded Redis did not answer; see {rdir / 'redis.log'}")
     return url
 
 
@@ -156,7 +156,7 @@ def start_localstripe(data_dir: Path, port: int) -> str:
         stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     (sdir / "localstripe.pid").write_text(str(proc.pid))
-    _wait_until(lambda: port_open("127.0.0.1", port), 60,  # a busy machine is slow to import aiohttp
+    wait_until(lambda: port_open("127.0.0.1", port), 60,  # a busy machine is slow to import aiohttp
                 f"localstripe did not open port {port}; see {sdir / 'localstripe.log'}")
     return url
 
@@ -219,7 +219,7 @@ def _stop_pidfile(pidfile: Path, timeout_s: float = 10) -> bool:
     return True
 
 
-def _wait_until(ready, timeout_s: float, message: str) -> None:
+def wait_until(ready, timeout_s: float, message: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():
         if time.monotonic() > deadline:

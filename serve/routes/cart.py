@@ -96,6 +96,8 @@ async def add_item(body: AddItem, who: CartWho = Depends(cart_of), ctx: Context 
     """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason.
     A SKU whose flash sale has an open waiting room is sold only to buyers it has admitted."""
     if body.sku:
+        if ctx.services["sold_out"].is_sold_out(body.sku):  # answered here, not by the shard (serve/sold_out.py)
+            raise Refused("sold_out", f"{body.sku} is sold out: no unit is available")
         await _require_admission(ctx, who, body.sku)
     return _out(await _carts(ctx).call(who.cart_id, "add", who.user_id, who.buyer_id, body.sku, body.product_id,
                                        body.options, body.quantity))

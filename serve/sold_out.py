@@ -1,0 +1,98 @@
+"""Which SKUs have no unit left, known inside each Serve replica: the flash sale's cheap "sold out".
+
+After a hot SKU sells out, nearly every request for it is an add-to-cart that can only be refused.
+Sending each through the cart actor and the inventory shard costs several process hops, so a crowd
+of 100,000 would queue behind its own refusals. Home-grown seckill gates answer from a local
+"sold out" flag; here the flag is exact instead of a guess, because the inventory shards publish
+every crossing of a SKU's available units between 0 and >0 to a Redis stream (actors/search/
+stock_feed.py, written after each group commit). Each replica reads that stream from its start (it
+is trimmed to the last ~100,000 edges) and then follows it, so a SKU is refused here only while
+its last published figure is 0.
+
+When a hold expires or a checkout fails the shard publishes the return to >0 and the flag drops
+within a flush interval plus one stream read. If Redis is unreachable the board forgets everything
+(fail open: the shard answers every request, as without the board) and reads the stream again once
+Redis is back.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from actors.search.stock_feed import STREAM
+from flashmart.obs import logger
+
+READ_BLOCK_MS = 1000
+PAGE = 10_000
+RETRY_MAX_S = 5.0
+log = logger("serve.sold_out")
+
+
+class SoldOutBoard:
+    def __init__(self, redis) -> None:
+        self.redis = redis
+        self.sold_out: set[str] = set()
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def start(cls, redis) -> "SoldOutBoard":
+        board = cls(redis)
+        board._task = asyncio.get_running_loop().create_task(board._follow())
+        return board
+
+    def is_sold_out(self, sku: str) -> bool:
+        return sku in self.sold_out
+
+    def apply(self, entries) -> str | None:
+        """Stream entries (id, {sku, available}) in order; returns the last id seen."""
+        last = None
+        for entry_id, fields in entries:
+            last = entry_id
+            sku, available = fields.get("sku"), fields.get("available")
+            if not sku or available is None:
+                continue
+            if int(available) > 0:
+                self.sold_out.discard(sku)
+            else:
+                self.sold_out.add(sku)
+        return last
+
+    async def _catch_up(self) -> str:
+        """Read the whole (trimmed) stream, oldest first; returns the id to follow from."""
+        cursor = "-"
+        last = "0-0"
+        while True:
+            page = await self.redis.xrange(STREAM, min=cursor, count=PAGE)
+            if not page:
+                return last
+            last = self.apply(page) or last
+            if len(page) < PAGE:
+                return last
+            cursor = "(" + last
+
+    async def _follow(self) -> None:
+        backoff_s = 0.2
+        while True:
+            try:
+                last = await self._catch_up()
+                backoff_s = 0.2
+                while True:
+                    got = await self.redis.xread({STREAM: last}, block=READ_BLOCK_MS, count=PAGE)
+                    for _, entries in got or []:
+                        last = self.apply(entries) or last
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - never guess while blind: forget, then read again
+                self.sold_out.clear()
+                log.warning("sold-out board: stock stream unavailable (%s); asking the shards meanwhile",
+                            str(exc)[:200])
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        await self.redis.aclose()
