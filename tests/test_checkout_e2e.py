@@ -348,6 +348,42 @@ def test_crash_between_authorisation_and_order_write(platform, api, db, admin, w
     assert orphans["n"] == 0
 
 
+def test_crash_after_the_order_is_written_is_settled_by_the_sweeper(platform, api, db, admin, warehouse):
+    """The step, the holds and the order are written in one transaction: a crash right after it leaves
+    everything the sweeper needs to commit the holds, confirm and capture (gift card split included)."""
+    import ray
+
+    from actors import NAMESPACE
+    from actors.checkout.actor import SWEEPER_NAME, actor_name
+
+    code = f"GC-{uuid.uuid4().hex[:10]}"
+    assert api.post("/api/v1/gift-cards", json={"code": code, "amount": "5.00"}, headers=admin.headers).status_code == 201
+    buyer = make_user(api)
+    sku = product(db, api, admin, warehouse, stock=2)
+    add(api, buyer, sku)
+    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
+    ray.get([a.arm_fault_for_tests.remote("order_written") for a in actors])  # FAULT INJECTION
+    try:
+        key = uuid.uuid4().hex
+        assert checkout(api, buyer, card(platform), key, gift_card=code).status_code == 503
+    finally:
+        for a in actors:
+            try:
+                ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
+            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
+                pass
+    saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+                      (f"u:{buyer.id}", key)).fetchone()
+    assert saga["state"] == "running" and saga["step"] == "order_written" and len(saga["holds"]) == 1
+    outcome = ray.get(ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE).sweep_now.remote(0.0))
+    assert outcome.get("settle", 0) >= 1, outcome
+    order = db.execute("SELECT status FROM orders WHERE id = %s", (saga["order_id"],)).fetchone()
+    assert order["status"] == "confirmed"
+    assert {p["kind"]: p["status"] for p in payments_of(db, saga["order_id"])} == {"card": "captured",
+                                                                                   "gift_card": "captured"}
+    assert stock(api, admin, sku)["sold"] == 1
+
+
 def test_coupons_and_guest_cart_merge(platform, api, db, admin, warehouse):
     code = f"TEN{uuid.uuid4().hex[:6]}"
     r = api.post("/api/v1/coupons", json={"code": code, "kind": "percentage", "value": "10", "min_spend": "30",

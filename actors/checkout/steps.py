@@ -1,6 +1,10 @@
 """The saga's steps, pure: the order they happen in, and what the sweeper does with a saga left at
 each one by a crash. Nothing has been charged before `authorising`; the order exists from
-`order_written`; the buyer's money is only taken (`captured`) once the order is confirmed."""
+`order_written`; the buyer's money is only taken (`captured`) once the order is confirmed.
+
+Not every step is written to `checkout_sagas` on its own: `reserved` and `scored` recover exactly like
+`started` (abandon), so the holds are recorded with `authorising` (or, with no card to charge, with
+`order_written`, in the transaction that writes the order). The steps still happen in this order."""
 from __future__ import annotations
 
 STEPS = ("started", "reserved", "scored", "authorising", "authorised", "order_written", "committed", "captured")

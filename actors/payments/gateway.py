@@ -24,10 +24,14 @@ RETRYABLE = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 class StripeGateway:
     def __init__(self, api_key: str, api_base: str, *, attempts_max: int = 4, backoff_base_s: float = 0.05,
                  timeout_s: float = 20.0):
+        import aiohttp
+
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
-            http_client=stripe.HTTPXClient(timeout=timeout_s),
+            # aiohttp, not httpx: the same keep-alive pool at ~1.3 ms of CPU per gateway call instead of
+            # ~3.5 (measured against localstripe); the payment actors share the cores with everything else
+            http_client=stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=timeout_s)),
             max_network_retries=0,  # retries are ours: paced, counted, bounded
         )
         self.attempts_max = attempts_max
