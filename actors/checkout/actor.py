@@ -26,15 +26,17 @@ def actor_name(i: int) -> str:
 
 async def open_saga(settings: Settings) -> Saga:
     from actors.carts.actor import CartsClient
-    from actors.fraud.actor import ACTOR_NAME as FRAUD
+    from actors.fraud.actor import FraudScorer
     from actors.inventory.client import InventoryClient
     from actors.payments.client import PaymentsClient
     from storage.postgres import open_async_pool
 
     # each `async with db.connection()` block commits on exit (psycopg_pool), so every saga step is durable
     db = await open_async_pool(settings.database_url, min_size=1, max_size=8)
+    # fraud scoring runs here, on the saga's pool: pure rules + model and one query, not worth a Ray hop
+    fraud = FraudScorer(db, settings.fraud_review_threshold, settings.fraud_decline_threshold)
     return Saga(settings, db, await CartsClient.connect(settings), await InventoryClient.connect(settings),
-                await PaymentsClient.connect(settings), ray.get_actor(FRAUD, namespace=NAMESPACE))
+                await PaymentsClient.connect(settings), fraud)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=2000)

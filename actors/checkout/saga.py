@@ -134,7 +134,7 @@ class Saga:
                           ship["country"], now.date())
 
         # 2. fraud score, with the gift card / store credit look-up alongside (both only read)
-        scoring = asyncio.ensure_future(self.fraud.score.remote({
+        scoring = asyncio.ensure_future(self.fraud.score({
             "order_id": order_id, "user_id": req.get("user_id"), "guest_email": req.get("guest_email"),
             "total": float(p.grand_total), "payment_token": req["payment_token"],
             "shipping_address": ship, "billing_address": req.get("billing_address")}))
