@@ -84,14 +84,17 @@ class Session:
         return r
 
     async def call_retrying(self, endpoint: str, method: str, path: str, **kw) -> httpx.Response | None:
-        """Retries transport errors, 429, 5xx (same request, so the same Idempotency-Key), and waits in the
-        flash sale's waiting room when told to."""
+        """Retries transport errors, 429, 5xx and "still in progress" conflicts (same request, so the same
+        Idempotency-Key), and waits in the flash sale's waiting room when told to."""
         r = None
         for attempt in range(self.retries_max + 1):
             r = await self.call(endpoint, method, path, **kw)
             if r is not None and r.status_code == 403 and _reason(r) == "not_admitted":
                 if not await self.wait_in_room():
                     return r
+                continue
+            if r is not None and r.status_code == 409 and _reason(r) == "conflict" and attempt < self.retries_max:
+                await asyncio.sleep(1.0)  # the first request with this Idempotency-Key is still running: ask again
                 continue
             if r is not None and r.status_code < 500 and r.status_code != 429:
                 return r
