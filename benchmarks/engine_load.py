@@ -46,27 +46,35 @@ def _percentile(sorted_ms: list[float], p: float) -> float:
 
 
 async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, stock: int | None = None,
-                     postgres_pid: int | None = None) -> dict:
+                     postgres_pid: int | None = None, buckets: int = 1) -> dict:
     """Returns reservations_per_s (durably committed reservations a second), p50_ms/p99_ms of one
     reserve+commit, oversold (units committed beyond stock, checked in PostgreSQL: must be 0), and
     cpu_us_per_reservation: CPU time per committed reservation of this driver (the callers, like a
     Serve replica), the hot shard and PostgreSQL (when its postmaster pid is given). The CPU figures
-    hold on a busy machine, where the rate does not: 2 cores / their sum is the ceiling of one driver."""
+    hold on a busy machine, where the rate does not: 2 cores / their sum is the ceiling of one driver.
+    buckets > 1 splits the SKU into that many stock buckets (docs/inventory-buckets.md); the shard
+    figure is then the sum over the pool's and the buckets' shards."""
     import ray
 
     from actors import NAMESPACE
     from actors.inventory.client import InventoryClient
     from actors.inventory.messages import Committed, Reserved
+    from actors.inventory.directory import bucket_shard_name
     from actors.inventory.shard import hot_shard_name
 
     client = await InventoryClient.connect(settings)
     sku = f"bench-{uuid.uuid4().hex[:10]}"
     units = n_requests if stock is None else stock
-    await client.declare_hot(sku, None)
+    await client.declare_hot(sku, None, buckets=buckets)
     await client.set_stock(sku, "bench-wh", units)
     await client.stock(sku)  # warm: the hot shard has loaded the SKU
-    shard = ray.get_actor(hot_shard_name(sku), namespace=NAMESPACE)
-    shard_pid = await shard.pid.remote()
+    names = [hot_shard_name(sku)] + ([bucket_shard_name(sku, i) for i in range(buckets)] if buckets > 1 else [])
+    shards = [ray.get_actor(name, namespace=NAMESPACE) for name in names]
+    shard = shards[-1]  # the one that takes the reservations (a bucket's, when split)
+    shard_pids = [await s.pid.remote() for s in shards]
+
+    def shard_cpu_s() -> float:
+        return sum(_process_cpu_s(pid) for pid in shard_pids)
 
     latencies: list[float] = []
     refused: dict[str, int] = {}
@@ -86,11 +94,11 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
                 refused[r.reason] = refused.get(r.reason, 0) + 1
 
     stats0 = await shard.stats.remote()
-    cpu0 = (time.process_time(), _process_cpu_s(shard_pid), _process_cpu_s(postgres_pid, True) if postgres_pid else 0)
+    cpu0 = (time.process_time(), shard_cpu_s(), _process_cpu_s(postgres_pid, True) if postgres_pid else 0)
     t0 = time.perf_counter()
     await asyncio.gather(*(caller(i) for i in range(concurrency)))
     elapsed_s = time.perf_counter() - t0
-    cpu1 = (time.process_time(), _process_cpu_s(shard_pid), _process_cpu_s(postgres_pid, True) if postgres_pid else 0)
+    cpu1 = (time.process_time(), shard_cpu_s(), _process_cpu_s(postgres_pid, True) if postgres_pid else 0)
     stats1 = await shard.stats.remote()
     calls = stats1.get("calls", 0) - stats0.get("calls", 0)
     per = 1e6 / max(len(latencies), 1)
@@ -114,6 +122,7 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
         "refused": refused,
         "stock": units,
         "concurrency": concurrency,
+        "buckets": buckets,
         "batch_window_ms": settings.batch_window_ms,
         "flush_interval_ms": settings.flush_interval_ms,
     }
@@ -123,8 +132,8 @@ def _count_commits(database_url: str, sku: str) -> int:
     import psycopg
 
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT count(*) FROM inventory_journal WHERE sku = %s AND kind = 'HoldCommitted'",
-                            (sku,)).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM inventory_journal WHERE (sku = %s OR sku LIKE %s) "
+                            "AND kind = 'HoldCommitted'", (sku, f"{sku}#%")).fetchone()[0]  # buckets: "{sku}#{i}"
 
 
 def main(argv=None) -> None:
@@ -139,6 +148,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_load")
     p.add_argument("--requests", type=int, default=50_000)
     p.add_argument("--concurrency", type=int, nargs="+", default=[2000])
+    p.add_argument("--buckets", type=int, default=1, help="split the hot SKU into this many stock buckets")
     p.add_argument("--data-dir", type=Path, default=Path(".data/bench-engine"))
     args = p.parse_args(argv)
     data = args.data_dir.resolve()
@@ -149,7 +159,7 @@ def main(argv=None) -> None:
              namespace="flashmart-bench")
     try:
         for c in args.concurrency:
-            print(json.dumps(asyncio.run(run_engine(settings, args.requests, c,
+            print(json.dumps(asyncio.run(run_engine(settings, args.requests, c, buckets=args.buckets,
                                                     postgres_pid=embedded.postgres_pid(data)))), flush=True)
     finally:
         ray.shutdown()

@@ -235,6 +235,33 @@ class PostgresInventoryStore:
                 units[wh] = units.get(wh, 0) + q
         return units
 
+    async def bucket_counts(self) -> dict[str, int]:
+        async with self._pool.connection() as conn:
+            rows = await (await conn.execute("SELECT sku, buckets FROM inventory_buckets")).fetchall()
+        return {r["sku"]: r["buckets"] for r in rows}
+
+    async def set_buckets(self, sku: str, buckets: int) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("INSERT INTO inventory_buckets (sku, buckets) VALUES (%s, %s) ON CONFLICT (sku) DO NOTHING",
+                               (sku, buckets))
+
+    async def begin_transfer(self, transfer_id: str, sku: str, from_key: str, to_key: str, warehouse_id: str,
+                             quantity: int) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO inventory_transfers (transfer_id, sku, from_key, to_key, warehouse_id, quantity, state) "
+                "VALUES (%s, %s, %s, %s, %s, %s, 'started')", (transfer_id, sku, from_key, to_key, warehouse_id, quantity))
+
+    async def transfer_state(self, transfer_id: str, state: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("UPDATE inventory_transfers SET state = %s WHERE transfer_id = %s", (state, transfer_id))
+
+    async def unfinished_transfers(self) -> list[dict]:
+        async with self._pool.connection() as conn:
+            return await (await conn.execute(
+                "SELECT transfer_id, sku, from_key, to_key, warehouse_id, quantity, state FROM inventory_transfers "
+                "WHERE state IN ('started', 'out') ORDER BY created_at")).fetchall()
+
     async def locations(self) -> dict[str, Location]:
         async with self._pool.connection() as conn:
             rows = await (await conn.execute("SELECT id, lat, lon FROM warehouses WHERE active")).fetchall()

@@ -360,3 +360,48 @@ def test_crash_recovery_keeps_every_acknowledged_commit(backing, ray_session, db
     from_db = run(rebuilt())
     assert (from_db.sold, from_db.held, from_db.available) == (view.sold, view.held, view.available)
     ray_session.kill(shard, no_restart=True)
+
+
+def test_bucketed_sku_sells_exactly_its_stock(inventory, db, unique):
+    """A SKU split into 3 stock buckets: buyers reserve in their home bucket, a dry bucket is refilled
+    from the pool and the other buckets, and all units sell even when every buyer lands in one bucket;
+    the per-buyer limit stays exact; nothing is oversold; stock adds up over pool + buckets."""
+    import zlib
+
+    sku, wh = f"sku-{unique}", f"wh-{unique}"
+
+    async def scenario():
+        c = await client_for(inventory)
+        view = await c.declare_hot(sku, 2, buckets=3)
+        assert isinstance(view, StockView), view
+        view = await c.set_stock(sku, wh, 30)
+        assert (view.on_hand, view.available) == (30, 30), view
+        owner = await c._owner(sku)
+        assert owner[:2] == ("buckets", 3)
+        # every buyer in bucket 0: it holds 10 of the 30 units, the rest must come by refills
+        buyers = [b for b in range(1, 400) if zlib.crc32(str(b).encode()) % 3 == 0][:40]
+        results = await asyncio.gather(*(c.reserve(sku, 1, b) for b in buyers))
+        held = [r for r in results if isinstance(r, Reserved)]
+        assert len(held) == 30 and all(r.hold_id.endswith("~0") and r.sku == sku for r in held)
+        assert {r.reason for r in results if isinstance(r, Refusal)} == {"sold_out"}
+        assert (await c.reserve(sku, 1, buyers[0])).reason in ("sold_out", "limit_reached")
+        done = await asyncio.gather(*(c.commit(sku, r.hold_id, f"o-{r.hold_id}") for r in held[:20]))
+        assert all(isinstance(d, Committed) and d.sku == sku for d in done)
+        released = await asyncio.gather(*(c.release(sku, r.hold_id) for r in held[20:]))
+        assert all(isinstance(r, Released) for r in released)
+        view = await c.stock(sku)
+        assert (view.on_hand, view.sold, view.held, view.available) == (30, 20, 0, 10), view
+        # limit 2 per buyer, exact in the home bucket (one unit already bought)
+        assert isinstance(await c.reserve(sku, 1, buyers[0]), Reserved)
+        assert (await c.reserve(sku, 1, buyers[0])).reason == "limit_reached"
+        returned = await c.return_units(sku, f"o-{held[0].hold_id}", 1, wh)
+        assert isinstance(returned, Returned) and returned.sku == sku
+        return await c.stock(sku)
+
+    view = run(scenario())
+    assert (view.on_hand, view.sold, view.held) == (30, 19, 1)
+    rows = db.execute("SELECT sum(on_hand) AS on_hand, sum(sold) AS sold FROM inventory_stock WHERE sku = %s OR sku LIKE %s",
+                      (sku, f"{sku}#%")).fetchone()
+    assert rows["on_hand"] == 30
+    assert db.execute("SELECT count(*) AS n FROM inventory_transfers WHERE sku = %s AND state <> 'done' "
+                      "AND state <> 'failed'", (sku,)).fetchone()["n"] == 0

@@ -4,15 +4,21 @@ Requests are coalesced per shard: the first request to an idle shard waits batch
 company, then one actor call carries the whole batch (up to batch_size_max). While a batch is in
 flight the next one gathers, so a hot SKU is limited by the shard's work, not by per-call overhead.
 The client follows the directory: a shard answering "moved" makes it look the SKU up again.
+A SKU split into stock buckets (docs/inventory-buckets.md) is looked up as ("buckets", n, pool shard):
+a buyer reserves in their home bucket crc32(buyer) % n, whose index tags the hold id ("{hold}~{i}")
+so that commit and release find it; a dry bucket asks the directory for a refill before answering
+sold_out; stock, set_stock and returns go to the pool and every bucket.
 A shard that is restarting (crash, max_restarts) is retried until client_retry_s; every command is
 idempotent by hold id (reserve, release, commit), so a retry never double-books.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 import uuid
+import zlib
 from typing import Any
 
 from actors.inventory.messages import (
@@ -25,6 +31,9 @@ from actors import NAMESPACE
 
 RETRY_S = 30.0             # how long a call waits for a restarting shard
 INFLIGHT_MAX = 4           # batched calls in flight per shard and client
+REFILLS_MAX = 32           # refills a reservation in a dry bucket waits for (each one moved units to
+                           # it; the directory answers False, and the buyer sold_out, once no donor has any)
+_BUCKETED = object()       # _call's answer for a SKU split into buckets: the caller routes to one
 MOVED_RETRIES_MAX = 10
 log = obs.logger("inventory.client")
 
@@ -108,7 +117,8 @@ class InventoryClient:
     def __init__(self, settings: Settings, directory: Any) -> None:
         self.settings = settings
         self.directory = directory
-        self._owners: dict[str, str] = {}
+        self._owners: dict[str, Any] = {}   # sku -> shard name, or ("buckets", n, pool shard)
+        self._refills: dict[tuple[str, int], asyncio.Future] = {}
         self._batchers: dict[str, _ShardBatcher] = {}
         self.retry_s = RETRY_S
         # hold ids: a random prefix per client and a counter (uuid4 per call cost ~2 us on the hot path)
@@ -134,27 +144,56 @@ class InventoryClient:
             return Refusal("invalid", "ttl_s must be positive")
         if hold_id is None:
             hold_id = f"{self._hold_prefix}{next(self._hold_counter):x}"
-        return await self._call(ReserveStock(sku, quantity, int(buyer_id), hold_id, ttl, _location(ship_to)))
+        cmd = ReserveStock(sku, quantity, int(buyer_id), hold_id, ttl, _location(ship_to))
+        if self._owners.get(sku).__class__ is tuple:  # known to be split: skip the lookup round
+            return await self._reserve_in_bucket(cmd)
+        result = await self._call(cmd)
+        return await self._reserve_in_bucket(cmd) if result is _BUCKETED else result
 
     async def release(self, sku: str, hold_id: str) -> Released | Refusal:
-        return await self._call(ReleaseHold(sku, hold_id))
+        cmd = ReleaseHold(sku, hold_id)
+        if self._owners.get(sku).__class__ is tuple:
+            return await self._in_bucket_of_hold(cmd)
+        result = await self._call(cmd)
+        return await self._in_bucket_of_hold(cmd) if result is _BUCKETED else result
 
     async def commit(self, sku: str, hold_id: str, order_id: str) -> Committed | Refusal:
         """Answered only once the commit is durable in PostgreSQL."""
-        return await self._call(CommitHold(sku, hold_id, str(order_id)))
+        cmd = CommitHold(sku, hold_id, str(order_id))
+        if self._owners.get(sku).__class__ is tuple:
+            return await self._in_bucket_of_hold(cmd)
+        result = await self._call(cmd)
+        return await self._in_bucket_of_hold(cmd) if result is _BUCKETED else result
 
     async def return_units(self, sku: str, order_id: str, quantity: int, warehouse_id: str) -> Returned | Refusal:
-        return await self._call(ReturnUnits(sku, str(order_id), quantity, warehouse_id))
+        cmd = ReturnUnits(sku, str(order_id), quantity, warehouse_id)
+        result = await self._call(cmd)
+        if result is not _BUCKETED:
+            return result
+        _, n, pool = self._owners[sku]  # the order's units are in the pool or in one bucket: ask until found
+        result = await self._call(cmd, shard=pool)
+        for i in range(n):
+            if not (isinstance(result, Refusal) and result.reason == "not_found"):
+                break
+            result = await self._call(dataclasses.replace(cmd, sku=f"{sku}#{i}"))
+        return _as_sku(result, sku)
 
     async def set_stock(self, sku: str, warehouse_id: str, on_hand: int) -> StockView | Refusal:
-        return await self._call(SetStock(sku, warehouse_id, on_hand))
+        result = await self._call(SetStock(sku, warehouse_id, on_hand))
+        if result is _BUCKETED:
+            return await self._ask_directory_or_refuse("set_bucketed_stock", sku, warehouse_id, on_hand)
+        return result
 
     async def stock(self, sku: str) -> StockView:
-        return await self._call(ViewStock(sku))
+        result = await self._call(ViewStock(sku))
+        return await self._ask_directory_or_refuse("bucketed_view", sku) if result is _BUCKETED else result
 
-    async def declare_hot(self, sku: str, per_buyer_limit: int | None = None) -> StockView | Refusal:
+    async def declare_hot(self, sku: str, per_buyer_limit: int | None = None, *, buckets: int = 1
+                          ) -> StockView | Refusal:
+        """buckets > 1 splits the SKU into that many stock buckets on shards of their own (a sale
+        beyond one shard's rate); it cannot change afterwards."""
         try:
-            result = await self._ask_directory("declare_hot", sku, per_buyer_limit)
+            result = await self._ask_directory("declare_hot", sku, per_buyer_limit, buckets)
         except ShardUnavailable as exc:
             return Refusal("unavailable", str(exc))
         self._owners.pop(sku, None)
@@ -169,7 +208,51 @@ class InventoryClient:
 
     # --- plumbing ---------------------------------------------------------------------------------
 
-    async def _owner(self, sku: str) -> str:
+    async def _ask_directory_or_refuse(self, method: str, *args: Any) -> Any:
+        try:
+            return await self._ask_directory(method, *args)
+        except ShardUnavailable as exc:
+            return Refusal("unavailable", str(exc))
+
+    async def _reserve_in_bucket(self, cmd: ReserveStock) -> Reserved | Refusal:
+        sku = cmd.sku
+        _, n, _ = self._owners[sku]
+        i = zlib.crc32(str(cmd.buyer_id).encode()) % n  # the buyer's home bucket: its limit check is exact
+        in_bucket = ReserveStock(f"{sku}#{i}", cmd.quantity, cmd.buyer_id, f"{cmd.hold_id}~{i}", cmd.ttl_s, cmd.ship_to)
+        for _ in range(REFILLS_MAX):
+            result = await self._call(in_bucket)
+            if not (result.__class__ is Refusal and result.reason == "sold_out"):
+                break
+            if not await self._refill(sku, i, cmd.quantity):
+                break  # the SKU as a whole has not that many units left
+        return _as_sku(result, sku)
+
+    async def _refill(self, sku: str, index: int, quantity: int) -> bool:
+        """One refill request per dry bucket at a time, shared by every reservation waiting for it."""
+        key = (sku, index)
+        fut = self._refills.get(key)
+        if fut is None:
+            fut = self._refills[key] = asyncio.ensure_future(self._ask_directory("refill", sku, index, quantity))
+            fut.add_done_callback(lambda _: self._refills.pop(key, None))
+        try:
+            return await asyncio.shield(fut)
+        except ShardUnavailable:
+            return False
+
+    async def _in_bucket_of_hold(self, cmd: Any) -> Any:
+        """Commit or release where the hold lives: the bucket its id is tagged with, else the pool (a hold
+        made before the split)."""
+        sku = cmd.sku
+        _, n, pool = self._owners[sku]
+        base, sep, tag = cmd.hold_id.rpartition("~")
+        if sep and tag.isdigit() and int(tag) < n:
+            key = f"{sku}#{tag}"
+            in_bucket = (CommitHold(key, cmd.hold_id, cmd.order_id) if cmd.__class__ is CommitHold
+                         else ReleaseHold(key, cmd.hold_id))
+            return _as_sku(await self._call(in_bucket), sku)
+        return await self._call(cmd, shard=pool)
+
+    async def _owner(self, sku: str) -> Any:
         name = self._owners.get(sku)
         if name is None:
             name = self._owners[sku] = (await self._ask_directory("lookup", [sku]))[sku]
@@ -201,14 +284,17 @@ class InventoryClient:
                 self.settings.batch_size_max, INFLIGHT_MAX)
         return batcher
 
-    async def _call(self, cmd: Any) -> Any:
+    async def _call(self, cmd: Any, shard: str | None = None) -> Any:
+        """The shard's answer, or _BUCKETED for a SKU split into buckets (the caller routes to one)."""
         deadline = time.monotonic() + self.retry_s
         backoff_s = 0.05
         moved = 0
         while True:
             name = None
             try:
-                name = await self._owner(cmd.sku)
+                name = shard or await self._owner(cmd.sku)
+                if name.__class__ is tuple:
+                    return _BUCKETED
                 result = await self._batcher(name).submit(cmd)
             except ShardUnavailable as exc:
                 if time.monotonic() > deadline:
@@ -218,12 +304,23 @@ class InventoryClient:
                 continue
             if result.__class__ is Refusal and result.reason == "moved":
                 self._owners.pop(cmd.sku, None)
+                shard = None
                 moved += 1
                 if moved > MOVED_RETRIES_MAX:
                     return Refusal("unavailable", f"{cmd.sku} is moving between shards; retry")
                 await asyncio.sleep(0.01 * moved)
                 continue
             return result
+
+
+_NAMED = (Reserved, Committed, Released, Returned)
+
+
+def _as_sku(result: Any, sku: str) -> Any:
+    """A bucket's answer as the SKU's (the contract names the SKU, not the bucket key)."""
+    if result.__class__ in _NAMED:
+        result.sku = sku
+    return result
 
 
 def _location(ship_to: Any) -> tuple[float, float] | None:

@@ -11,14 +11,25 @@ deleted in the transaction that writes the new placement. A directory that dies 
 shard already answers "moved", the placement still names it) finds the record when it restarts and
 finishes the move before answering lookups for that SKU: export again (the old shard answers at once,
 after its flush), placement, adoption.
+
+Stock buckets (docs/inventory-buckets.md): `declare_hot(sku, limit, buckets=n)` moves the SKU to its
+hot shard as usual, where it becomes the pool of n buckets `{sku}#{i}`, each an ordinary SKU key on
+its own shard `inventory-hot-{sku}-{i}`. The directory is their coordinator: it splits the pool's
+available units evenly, and refills a bucket that ran dry from the pool first, then from the bucket
+with the most available units. A transfer is recorded in PostgreSQL (inventory_transfers), taken out
+of its source durably before it is added to its target, and finished by a restarted directory.
+Lookups of a bucketed SKU answer ("buckets", n, pool shard): the client picks the buyer's home bucket.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from typing import Any
 
-from actors.inventory.messages import SetSaleLimit
+from actors.inventory.messages import (
+    Refusal, SetSaleLimit, SetStock, SplitIntoBuckets, StockView, TransferIn, TransferOut, ViewStock,
+)
 from actors.inventory.shard import cold_shard_name, default_owner, hot_shard_name, shard_class
 from flashmart import obs
 from flashmart.settings import Settings
@@ -31,6 +42,32 @@ SHARD_MAX_CONCURRENCY = 1000  # batched calls a shard interleaves (its queue bou
 # Memory rather than CPU so shards never take a CPU slot that a Serve replica (num_cpus=1) needs.
 SHARD_MEMORY_TOKEN_BYTES = 1024 * 1024
 log = obs.logger("inventory.directory")
+BUCKETS_MAX = 64
+
+
+def bucket_key(sku: str, index: int) -> str:
+    return f"{sku}#{index}"
+
+
+def bucket_shard_name(sku: str, index: int) -> str:
+    return f"inventory-hot-{sku}-{index}"
+
+
+def add_views(sku: str, views: list[StockView]) -> StockView:
+    """One SKU's view from its pool's and its buckets' views."""
+    total = StockView(sku)
+    for v in views:
+        total.per_buyer_limit = total.per_buyer_limit if v.sku != sku else v.per_buyer_limit
+        for wh, w in v.warehouses.items():
+            mine = total.warehouses.setdefault(wh, {"on_hand": 0, "available": 0, "held": 0, "sold": 0})
+            for k in mine:
+                mine[k] += w[k]
+        total.on_hand += v.on_hand
+        total.available += v.available
+        total.held += v.held
+        total.sold += v.sold
+    total.warehouses = dict(sorted(total.warehouses.items()))
+    return total
 
 
 def shard_options(name: str) -> dict[str, Any]:
@@ -49,6 +86,8 @@ class DirectoryCore:
         self.settings = settings
         self.store = store
         self.placements: dict[str, str] = {}
+        self.buckets: dict[str, int] = {}                 # bucketed SKU -> number of buckets
+        self._bucket_locks: dict[str, asyncio.Lock] = {}  # one coordinator step at a time per SKU
         self._moving: dict[str, asyncio.Future] = {}
         self._ready: asyncio.Future | None = None
 
@@ -60,6 +99,10 @@ class DirectoryCore:
     async def _open(self) -> None:
         await self.store.open()
         self.placements = await self.store.placements()
+        self.buckets = await self.store.bucket_counts()
+        transfers = await self.store.unfinished_transfers()
+        if transfers:
+            asyncio.ensure_future(self._finish_transfers(transfers))
         for move in await self.store.unfinished_moves():
             # registered before start() returns, so lookups of the SKU wait for the repair
             sku = move["sku"]
@@ -88,17 +131,25 @@ class DirectoryCore:
     def owner(self, sku: str) -> str:
         return self.placements.get(sku) or default_owner(sku, self.settings.cold_shard_count)
 
-    async def lookup(self, skus: list[str]) -> dict[str, str]:
+    async def lookup(self, skus: list[str]) -> dict[str, Any]:
+        """Owner shard per SKU; ("buckets", n, pool shard) for a SKU split into buckets."""
         await self.start()
         for sku in skus:
             moving = self._moving.get(sku)
             if moving is not None:
                 await asyncio.shield(moving)
-        return {sku: self.owner(sku) for sku in skus}
+        return {sku: ("buckets", self.buckets[sku], self.owner(sku)) if sku in self.buckets else self.owner(sku)
+                for sku in skus}
 
-    async def declare_hot(self, sku: str, per_buyer_limit: int | None) -> Any:
-        """Give the SKU a shard of its own (idempotent) and set the sale's per-buyer limit."""
+    async def declare_hot(self, sku: str, per_buyer_limit: int | None, buckets: int = 1) -> Any:
+        """Give the SKU a shard of its own (idempotent) and set the sale's per-buyer limit; with
+        buckets > 1 also split it into that many stock buckets on shards of their own."""
         await self.start()
+        if not 1 <= buckets <= BUCKETS_MAX or (sku in self.buckets and buckets != self.buckets[sku]):
+            return Refusal("invalid", f"buckets must be 1..{BUCKETS_MAX} and cannot change once split "
+                                      f"(now {self.buckets.get(sku, 1)})")
+        if sku in self.buckets:
+            buckets = self.buckets[sku]
         while sku in self._moving:
             await asyncio.shield(self._moving[sku])
         target = hot_shard_name(sku)
@@ -109,7 +160,136 @@ class DirectoryCore:
             finally:
                 del self._moving[sku]
                 fut.set_result(None)
-        return await self._shard(target).handle.remote([SetSaleLimit(sku, per_buyer_limit)])
+        view = (await self._shard(target).handle.remote([SetSaleLimit(sku, per_buyer_limit)]))[0]
+        if buckets == 1 or isinstance(view, Refusal):
+            return view
+        await self._split(sku, per_buyer_limit, buckets)
+        return await self.bucketed_view(sku)
+
+    # --- stock buckets ----------------------------------------------------------------------------
+
+    def _lock(self, sku: str) -> asyncio.Lock:
+        lock = self._bucket_locks.get(sku)
+        if lock is None:
+            lock = self._bucket_locks[sku] = asyncio.Lock()
+        return lock
+
+    async def _split(self, sku: str, per_buyer_limit: int | None, n: int) -> None:
+        """Idempotent: shards and placements of the buckets, the limit on each, the pool marked, units spread."""
+        async with self._lock(sku):
+            for i in range(n):
+                key, name = bucket_key(sku, i), bucket_shard_name(sku, i)
+                if self.placements.get(key) != name:
+                    await ensure_shard(self.settings, name).ping.remote()
+                    await self.store.set_owner(key, name, per_buyer_limit)
+                    self.placements[key] = name
+            await asyncio.gather(*(self._ask(bucket_key(sku, i), SetSaleLimit(bucket_key(sku, i), per_buyer_limit))
+                                   for i in range(n)))
+            if sku not in self.buckets:
+                await self.store.set_buckets(sku, n)
+                self.buckets[sku] = n
+                await self._ask(sku, SplitIntoBuckets(sku, n))  # the pool stops taking reservations
+                await self._spread(sku)
+
+    async def _ask(self, key: str, cmd: Any) -> Any:
+        return (await self._shard(self.owner(key)).handle.remote([cmd]))[0]
+
+    async def _views(self, sku: str) -> list[StockView]:
+        keys = [sku] + [bucket_key(sku, i) for i in range(self.buckets[sku])]
+        return list(await asyncio.gather(*(self._ask(k, ViewStock(k)) for k in keys)))
+
+    async def bucketed_view(self, sku: str) -> StockView:
+        await self.start()
+        return add_views(sku, await self._views(sku))
+
+    async def _spread(self, sku: str) -> None:
+        """Split the pool's available units evenly over the buckets (the remainder stays in the pool)."""
+        n = self.buckets[sku]
+        pool = (await self._views(sku))[0]
+        for wh, w in pool.warehouses.items():
+            share = w["available"] // n
+            if share > 0:
+                for i in range(n):
+                    await self._transfer(sku, sku, bucket_key(sku, i), wh, share)
+
+    async def refill(self, sku: str, index: int, quantity: int) -> bool:
+        """Bucket `index` ran dry: move units to it from the pool, then from the richest buckets, until it
+        has `quantity` available. False when the whole SKU has not that many available (sold out)."""
+        await self.start()
+        if sku not in self.buckets:
+            return False
+        async with self._lock(sku):
+            views = await self._views(sku)
+            need = quantity - views[index + 1].available
+            if need <= 0:
+                return True  # refilled meanwhile
+            target = bucket_key(sku, index)
+            donors = [(0, views[0])] + sorted(((i + 1, v) for i, v in enumerate(views[1:]) if i != index),
+                                              key=lambda d: -d[1].available)
+            n = self.buckets[sku]
+            for pos, view in donors:
+                source = sku if pos == 0 else bucket_key(sku, pos - 1)
+                for wh, w in view.warehouses.items():
+                    avail = w["available"]
+                    if avail <= 0 or need <= 0:
+                        continue
+                    # a chunk, not just the units asked for: the pool gives its share, a bucket half of its units
+                    chunk = min(avail, max(need, avail // n if pos == 0 else avail // 2))
+                    if await self._transfer(sku, source, target, wh, chunk):
+                        need -= chunk
+                if need <= 0:
+                    return True
+            return False
+
+    async def set_bucketed_stock(self, sku: str, warehouse_id: str, on_hand: int) -> Any:
+        """on_hand of the whole SKU in a warehouse: the pool gets what the buckets do not hold, then spreads."""
+        await self.start()
+        async with self._lock(sku):
+            views = await self._views(sku)
+            in_buckets = sum(v.warehouses.get(warehouse_id, {}).get("on_hand", 0) for v in views[1:])
+            if on_hand < in_buckets:
+                return Refusal("invalid", f"on_hand must be >= the {in_buckets} units the buckets hold in {warehouse_id}")
+            result = await self._ask(sku, SetStock(sku, warehouse_id, on_hand - in_buckets))
+            if isinstance(result, Refusal):
+                return result
+            await self._spread(sku)
+        return await self.bucketed_view(sku)
+
+    async def _transfer(self, sku: str, source: str, target: str, warehouse_id: str, quantity: int) -> bool:
+        transfer_id = uuid.uuid4().hex
+        await self.store.begin_transfer(transfer_id, sku, source, target, warehouse_id, quantity)
+        out = await self._ask(source, TransferOut(source, warehouse_id, quantity, transfer_id))
+        if isinstance(out, Refusal):  # taken by reservations meanwhile
+            await self.store.transfer_state(transfer_id, "failed")
+            return False
+        await self.store.transfer_state(transfer_id, "out")
+        await self._ask(target, TransferIn(target, warehouse_id, quantity, transfer_id))
+        await self.store.transfer_state(transfer_id, "done")
+        return True
+
+    async def _finish_transfers(self, rows: list[dict]) -> None:
+        """Transfers a previous incarnation left unfinished: take out (again: idempotent), then add."""
+        for r in rows:
+            backoff_s = 0.1
+            while True:
+                try:
+                    async with self._lock(r["sku"]):
+                        tid, wh, q = r["transfer_id"], r["warehouse_id"], r["quantity"]
+                        if r["state"] == "started":
+                            out = await self._ask(r["from_key"], TransferOut(r["from_key"], wh, q, tid))
+                            if isinstance(out, Refusal):
+                                await self.store.transfer_state(tid, "failed")
+                                break
+                            await self.store.transfer_state(tid, "out")
+                        await self._ask(r["to_key"], TransferIn(r["to_key"], wh, q, tid))
+                        await self.store.transfer_state(tid, "done")
+                        log.warning("finished transfer %s of %s (%d units %s -> %s)", tid, r["sku"], q,
+                                    r["from_key"], r["to_key"])
+                        break
+                except Exception:  # noqa: BLE001 - shards restarting: try again
+                    log.exception("finishing transfer %s failed; retrying", r["transfer_id"])
+                    await asyncio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, 5.0)
 
     async def _move(self, sku: str, target: str, per_buyer_limit: int | None, *, source: str | None = None) -> None:
         import ray
@@ -155,8 +335,17 @@ def _make_directory_class():
         async def lookup(self, skus: list[str]) -> dict[str, str]:
             return await self.core.lookup(skus)
 
-        async def declare_hot(self, sku: str, per_buyer_limit: int | None):
-            return await self.core.declare_hot(sku, per_buyer_limit)
+        async def declare_hot(self, sku: str, per_buyer_limit: int | None, buckets: int = 1):
+            return await self.core.declare_hot(sku, per_buyer_limit, buckets)
+
+        async def refill(self, sku: str, index: int, quantity: int) -> bool:
+            return await self.core.refill(sku, index, quantity)
+
+        async def set_bucketed_stock(self, sku: str, warehouse_id: str, on_hand: int):
+            return await self.core.set_bucketed_stock(sku, warehouse_id, on_hand)
+
+        async def bucketed_view(self, sku: str):
+            return await self.core.bucketed_view(sku)
 
         async def shard_names(self) -> list[str]:
             await self.core.start()
