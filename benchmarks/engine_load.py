@@ -148,6 +148,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_load")
     p.add_argument("--requests", type=int, default=50_000)
     p.add_argument("--concurrency", type=int, nargs="+", default=[2000])
+    p.add_argument("--stock", type=int, default=None, help="units on sale (default: as many as requests)")
     p.add_argument("--buckets", type=int, default=1, help="split the hot SKU into this many stock buckets")
     p.add_argument("--data-dir", type=Path, default=Path(".data/bench-engine"))
     args = p.parse_args(argv)
@@ -159,7 +160,7 @@ def main(argv=None) -> None:
              namespace="flashmart-bench")
     try:
         for c in args.concurrency:
-            print(json.dumps(asyncio.run(run_engine(settings, args.requests, c, buckets=args.buckets,
+            print(json.dumps(asyncio.run(run_engine(settings, args.requests, c, buckets=args.buckets, stock=args.stock,
                                                     postgres_pid=embedded.postgres_pid(data)))), flush=True)
     finally:
         ray.shutdown()
