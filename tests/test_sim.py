@@ -64,3 +64,24 @@ def test_checker_fails_on_a_confirmed_order_without_captured_payment(backing, db
         db.execute("DELETE FROM order_items WHERE order_id = %s", (order_id,))
         db.execute("DELETE FROM orders WHERE id = %s", (order_id,))
         db.execute("DELETE FROM inventory_stock WHERE sku = %s", (sku,))
+
+
+def test_http_driver_spreads_buyers_over_load_processes():
+    """processes > 1: the plans are dealt to spawned load processes and every buyer comes back with an
+    outcome and the progress counter reaches the total (here against a closed port: transport errors)."""
+    import socket
+    import time
+
+    from sim.drivers.http import run_http
+    from sim.plan import BuyerPlan
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    plans = [BuyerPlan(i, i, "t", 0.0, "SKU-X", 1, None, None, False, "pm_card_visa", None) for i in range(6)]
+    seen = []
+    result = run_http(f"http://127.0.0.1:{closed}", plans, concurrency_max=4, processes=2, timeout_s=2,
+                      retries_max=0, think_s=0, t0=time.time() + 0.5, on_progress=seen.append)
+    assert sorted(o.index for o in result.outcomes) == list(range(6))
+    assert {o.result for o in result.outcomes} == {"error"}
+    assert len(result.events) == 6 and max(seen, default=0) <= 6

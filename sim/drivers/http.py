@@ -200,12 +200,20 @@ async def drive(api_url: str, plans: list[BuyerPlan], t0: float, concurrency_max
     return result
 
 
+_done_counter = None  # a load process's handle on the shared "buyers done" counter (set at spawn)
+
+
+def _init_worker(counter) -> None:
+    global _done_counter
+    _done_counter = counter  # shared values reach a spawned process only this way, not as task arguments
+
+
 def _worker(args) -> DriverResult:
-    api_url, plans, t0, conc, timeout_s, retries, think_s, counter = args
+    api_url, plans, t0, conc, timeout_s, retries, think_s = args
 
     def progress(n: int) -> None:
-        with counter.get_lock():
-            counter.value += n
+        with _done_counter.get_lock():
+            _done_counter.value += n
 
     return asyncio.run(drive(api_url, plans, t0, conc, timeout_s, retries, think_s, progress))
 
@@ -227,8 +235,8 @@ def run_http(api_url: str, plans: list[BuyerPlan], *, concurrency_max: int, proc
     ctx = mp.get_context("spawn")
     counter = ctx.Value("l", 0)
     chunks = [plans[i::processes] for i in range(processes)]
-    with ctx.Pool(processes) as pool:
-        pending = pool.map_async(_worker, [(api_url, c, t0, concurrency_max, timeout_s, retries_max, think_s, counter)
+    with ctx.Pool(processes, initializer=_init_worker, initargs=(counter,)) as pool:
+        pending = pool.map_async(_worker, [(api_url, c, t0, concurrency_max, timeout_s, retries_max, think_s)
                                            for c in chunks])
         while not pending.ready():
             pending.wait(0.25)
