@@ -195,3 +195,34 @@ def test_feed_publishes_edges_only(settings, unique):
         return [(f["sku"], f["available"]) for _, f in reversed(entries) if f["sku"] in (a, b)]
 
     assert asyncio.run(run()) == [(a, "3"), (b, "0"), (a, "0"), (a, "1")]
+
+
+def test_bucketed_sku_counts_its_pool_and_every_bucket(settings, db, unique):
+    """A SKU split into stock buckets publishes edges per key (S, S#0, S#1): the product is in stock
+    while any of them has a unit, whichever key's edge arrives."""
+    import asyncio
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from actors.search.stock_feed import apply_edges
+
+    sku = f"BKT-{unique}"
+    seller = db.execute("INSERT INTO sellers (name) VALUES (%s) RETURNING id", (f"s-{unique}",)).fetchone()["id"]
+    pid = db.execute("INSERT INTO products (seller_id, name, price, in_stock) VALUES (%s, %s, 5, true) RETURNING id",
+                     (seller, f"Bucketed {unique}")).fetchone()["id"]
+    db.execute("INSERT INTO product_variants (product_id, sku) VALUES (%s, %s)", (pid, sku))
+    for key, on_hand in ((sku, 0), (f"{sku}#0", 0), (f"{sku}#1", 4)):
+        db.execute("INSERT INTO inventory_stock (sku, warehouse_id, on_hand) VALUES (%s, 'w1', %s)", (key, on_hand))
+
+    async def apply(edges: dict) -> list[int]:
+        async with await psycopg.AsyncConnection.connect(settings.database_url, row_factory=dict_row,
+                                                         autocommit=True) as conn:
+            return await apply_edges(conn, edges)
+
+    def flag() -> bool:
+        return db.execute("SELECT in_stock FROM products WHERE id = %s", (pid,)).fetchone()["in_stock"]
+
+    assert asyncio.run(apply({sku: 0, f"{sku}#0": 0})) == [] and flag() is True   # bucket 1 still has 4
+    assert asyncio.run(apply({f"{sku}#1": 0})) == [pid] and flag() is False         # the last bucket ran dry
+    assert asyncio.run(apply({f"{sku}#0": 2})) == [pid] and flag() is True          # refilled from the pool
