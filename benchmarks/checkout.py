@@ -348,9 +348,17 @@ def main(argv=None) -> dict:
             env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
         os.environ.update(env)
         ingress = "haproxy" if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "default-proxy"
-        # address="local": a private cluster, even when another Ray runs on this machine
-        ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 namespace="flashmart")
+        # address="local": a private cluster, even when another Ray runs on this machine. Ray gives its
+        # raylet 30 s to register; on a machine loaded by other work that is not always enough: retry
+        for attempt in range(3):
+            try:
+                ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR",
+                         log_to_driver=False, namespace="flashmart")
+                break
+            except Exception:  # noqa: BLE001 - "The current node timed out during startup"
+                ray.shutdown()
+                if attempt == 2:
+                    raise
         deploy(settings)
         result = asyncio.run(run_checkout(settings, settings.api_url, checkouts=args.checkouts,
                                           concurrency=args.concurrency, cpu=CpuAccount(data) if args.cpu else None,
@@ -368,7 +376,8 @@ def main(argv=None) -> dict:
         from ray import serve
 
         try:
-            serve.shutdown()
+            if ray.is_initialized():
+                serve.shutdown()
         finally:
             ray.shutdown()
             stop_backing_services(base)
