@@ -31,7 +31,11 @@ class SoldOutBoard:
     def __init__(self, redis) -> None:
         self.redis = redis
         self.sold_out: set[str] = set()
+        # a SKU split into stock buckets (docs/inventory-buckets.md) publishes its pool as "{sku}" and
+        # each bucket as "{sku}#{i}", from different shards: it is sold out only when every part is at 0
+        self._parts: dict[str, dict[str, int]] = {}
         self._task: asyncio.Task | None = None
+        self._closing = False
 
     @classmethod
     def start(cls, redis) -> "SoldOutBoard":
@@ -47,10 +51,13 @@ class SoldOutBoard:
         last = None
         for entry_id, fields in entries:
             last = entry_id
-            sku, available = fields.get("sku"), fields.get("available")
-            if not sku or available is None:
+            key, available = fields.get("sku"), fields.get("available")
+            if not key or available is None:
                 continue
-            if int(available) > 0:
+            sku = key.split("#", 1)[0]
+            parts = self._parts.setdefault(sku, {})
+            parts[key] = int(available)
+            if any(v > 0 for v in parts.values()):
                 self.sold_out.discard(sku)
             else:
                 self.sold_out.add(sku)
@@ -71,28 +78,32 @@ class SoldOutBoard:
 
     async def _follow(self) -> None:
         backoff_s = 0.2
-        while True:
+        while not self._closing:
             try:
                 last = await self._catch_up()
                 backoff_s = 0.2
-                while True:
+                while not self._closing:
                     got = await self.redis.xread({STREAM: last}, block=READ_BLOCK_MS, count=PAGE)
                     for _, entries in got or []:
                         last = self.apply(entries) or last
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - never guess while blind: forget, then read again
+                if self._closing:  # redis-py turns a cancelled blocking read into a connection error
+                    return
                 self.sold_out.clear()
+                self._parts.clear()
                 log.warning("sold-out board: stock stream unavailable (%s); asking the shards meanwhile",
                             str(exc)[:200])
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, RETRY_MAX_S)
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             try:
-                await self._task
+                await asyncio.wait_for(self._task, READ_BLOCK_MS / 1000 + 1)
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
         await self.redis.aclose()

@@ -79,3 +79,16 @@ async def _until(cond, timeout_s: float = 10.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "the board did not catch up with the stream"
         await asyncio.sleep(0.02)
+
+
+def test_a_sku_split_into_buckets_is_sold_out_only_when_every_part_is_empty():
+    board = SoldOutBoard(redis=None)
+    board.apply([("1-0", {"sku": "S", "available": "0"}),        # the pool handed its units to the buckets
+                 ("2-0", {"sku": "S#0", "available": "5"}), ("3-0", {"sku": "S#1", "available": "4"})])
+    assert not board.is_sold_out("S")
+    board.apply([("4-0", {"sku": "S#0", "available": "0"})])
+    assert not board.is_sold_out("S")
+    board.apply([("5-0", {"sku": "S#1", "available": "0"})])
+    assert board.is_sold_out("S")
+    board.apply([("6-0", {"sku": "S", "available": "2"})])           # a restock into the pool
+    assert not board.is_sold_out("S")
