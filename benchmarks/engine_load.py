@@ -156,8 +156,15 @@ def main(argv=None) -> None:
     data.mkdir(parents=True, exist_ok=True)
     settings = Settings(_env_file=None, data_dir=data, database_url=embedded.start_postgres(data))  # PG only
     apply_migrations(settings.database_url)
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             namespace="flashmart-bench")
+    for attempt in range(3):  # Ray gives its raylet 30 s to register: not always enough on a loaded machine
+        try:
+            ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR",
+                     log_to_driver=False, namespace="flashmart-bench")
+            break
+        except Exception:  # noqa: BLE001 - "The current node timed out during startup"
+            ray.shutdown()
+            if attempt == 2:
+                raise
     try:
         for c in args.concurrency:
             print(json.dumps(asyncio.run(run_engine(settings, args.requests, c, buckets=args.buckets, stock=args.stock,
