@@ -39,6 +39,11 @@ class SagaFailed(Exception):
         self.reason, self.message = reason, message
 
 
+class SagaTakenOver(Exception):
+    """The sweeper claimed this saga (it looked abandoned: a step took longer than saga_stale_s) and
+    resolves it; the request that started it must stop writing."""
+
+
 # FAULT INJECTION (tests only): when the environment of the actor process running the saga names
 # a step here, the process exits right after that step is recorded: a real crash, resolved by the
 # sweeper. Armed per actor through CheckoutActor.arm_fault_for_tests; never set in production.
@@ -58,10 +63,14 @@ class Saga:
 
     # --- bookkeeping ---
     async def _step(self, order_id: str, step: str, **cols) -> None:
+        # attempts = 0: only while the sweeper has not claimed the saga (claiming increments attempts)
         sets = ", ".join([f"{k} = %({k})s" for k in cols] + ["step = %(step)s", "updated_at = now()"])
         async with self.db.connection() as conn:
-            await conn.execute(f"UPDATE checkout_sagas SET {sets} WHERE order_id = %(order_id)s",
-                               {**cols, "step": step, "order_id": order_id})
+            cur = await conn.execute(f"UPDATE checkout_sagas SET {sets} WHERE order_id = %(order_id)s "
+                                     "AND state = 'running' AND attempts = 0 RETURNING order_id",
+                                     {**cols, "step": step, "order_id": order_id})
+            if await cur.fetchone() is None:
+                raise SagaTakenOver(order_id)
         _maybe_crash(step)
 
     async def _finish(self, order_id: str, state: str, status: int, body: dict, error: str | None = None,
@@ -105,6 +114,10 @@ class Saga:
             return await self._run(order_id, scope, req)
         except SagaFailed as exc:
             return await self._fail(order_id, exc.reason, exc.message)
+        except SagaTakenOver:
+            # the sweeper voids what this saga authorised and records the outcome; the buyer retries
+            return 409, {"error": "checkout_interrupted", "order_id": order_id,
+                         "message": "the checkout took too long and was cancelled; nothing was charged, please retry"}
 
     def _replay(self, first: dict, req: dict) -> tuple[int, dict]:
         """A retry with the same key answers the first result; the same key for another body is a 422."""
@@ -157,12 +170,21 @@ class Saga:
                 raise SagaFailed(auth.reason, auth.message)  # the cart keeps its holds: try another card
             assert isinstance(auth, Authorised)
             pi_id = auth.payment_intent_id
-            await self._step(order_id, "authorised", payment_intent_id=pi_id)
+            try:
+                await self._step(order_id, "authorised", payment_intent_id=pi_id)
+            except SagaTakenOver:
+                await self.payments.void(order_id, pi_id)  # the sweeper may not have found it yet
+                raise
 
         # 4a. the order row (pending) and its payment, with the saga's step, in one transaction: every
         # later crash has an order to settle
         status = "review" if verdict["action"] == "review" else "confirmed"
-        await self._write_order(order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount, holds)
+        try:
+            await self._write_order(order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount, holds)
+        except SagaTakenOver:
+            if pi_id:
+                await self.payments.void(order_id, pi_id)
+            raise
         _maybe_crash("order_written")
 
         # 4b. holds committed durably, then the order confirmed with its outbox row
@@ -218,8 +240,11 @@ class Saga:
                                    (order_id, "gift_card" if account.startswith("gc:") else "store_credit", account,
                                     credit_amount))
             await conn.execute("INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order_id,))
-            await conn.execute("UPDATE checkout_sagas SET step = 'order_written', holds = %s, payment_intent_id = %s, "
-                               "updated_at = now() WHERE order_id = %s", (Jsonb(holds), pi_id, order_id))
+            cur = await conn.execute("UPDATE checkout_sagas SET step = 'order_written', holds = %s, payment_intent_id = %s, "
+                                     "updated_at = now() WHERE order_id = %s AND state = 'running' AND attempts = 0 "
+                                     "RETURNING order_id", (Jsonb(holds), pi_id, order_id))
+            if await cur.fetchone() is None:  # claimed by the sweeper meanwhile: no order (rolled back)
+                raise SagaTakenOver(order_id)
 
     # --- settle: commit holds, confirm the order (+ outbox), capture. Also the sweeper's roll-forward.
     async def settle(self, order_id: str, status: str, capture: bool, saga: dict | None = None) -> tuple[int, dict]:
@@ -267,6 +292,10 @@ class Saga:
                   order_id, h["hold_id"]) for h, r in zip(holds, results)])
         cur = await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
         order = await cur.fetchone()
+        if order["status"] != "pending":
+            # confirmed already by the other settler (the running saga and the sweeper can both roll a
+            # slow saga forward): coupons, credit and the outbox must be taken exactly once
+            return _answer(order)
         for code in filter(None, (order["coupon_code"] or "").split(",")):
             await self._redeem(conn, code, buyer, order_id, order["discount"])
         credits = []
