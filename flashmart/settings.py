@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     serve_replicas_min: int = Field(2, ge=1, description="two by default: a replica lost is not an outage")
     serve_replicas_max: int = Field(2, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
+    serve_health_check_timeout_s: float = Field(90.0, gt=0, description="a replica silent this long, 3 times, is replaced")
 
     @property
     def api_url(self) -> str:
