@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flashmart.permissions import PERMISSIONS, allowed
-from serve.context import Context, get_ctx
+from serve.context import Context, ctx_of
 from serve.errors import Refused
 from storage.users import InvalidToken, decode_access_token
 
@@ -57,7 +57,7 @@ async def optional_principal(
         if request.headers.get("authorization"):
             raise unauthenticated("the Authorization header must be 'Bearer <access token>'")
         return None
-    return principal_from_token(get_ctx(request), creds.credentials)
+    return principal_from_token(ctx_of(request), creds.credentials)
 
 
 async def authenticated(principal: Principal | None = Depends(optional_principal)) -> Principal:

@@ -38,5 +38,11 @@ async def open_context(settings: Settings) -> Context:
     return Context(settings=settings, db=db, redis=async_redis(settings.redis_url))
 
 
-def get_ctx(request: Request) -> Context:
+def ctx_of(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+async def get_ctx(request: Request) -> Context:
+    """The route dependency. Async on purpose: FastAPI runs a plain `def` dependency in a worker
+    thread, and that hop was ~40% of a replica's CPU in a 100,000-buyer sale."""
     return request.app.state.ctx

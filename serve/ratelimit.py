@@ -18,7 +18,7 @@ import math
 
 from fastapi import Request
 
-from serve.context import Context, get_ctx
+from serve.context import Context, ctx_of
 from serve.errors import Refused
 
 # KEYS: bucket keys. ARGV: cost, then capacity and refill_per_s for each key.
@@ -97,7 +97,7 @@ def rate_limit(name: str):
     async def _limit(request: Request) -> None:
         from serve.auth import client_ip, principal_from_token
 
-        ctx = get_ctx(request)
+        ctx = ctx_of(request)
         buckets = [(f"{name}.ip", client_ip(request))]
         header = request.headers.get("authorization", "")
         if header[:7].lower() == "bearer ":

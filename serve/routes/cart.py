@@ -51,7 +51,7 @@ class CartWho:
         self.cart_id, self.user_id, self.buyer_id, self.new = cart_id, user_id, buyer_id, new
 
 
-def cart_of(principal: Principal | None = Depends(optional_principal),
+async def cart_of(principal: Principal | None = Depends(optional_principal),
             x_cart_id: str | None = Header(None, description="guest cart id (from a previous answer)")) -> CartWho:
     from actors.carts.actor import guest_buyer_id, user_cart_id
 
