@@ -330,7 +330,8 @@ def main(argv=None) -> dict:
 
     import ray
 
-    from flashmart.platform import deploy, serve_env, start_backing_services, stop_backing_services
+    from flashmart.platform import (deploy, ingress_name, init_local_ray, serve_env, start_backing_services,
+                                    stop_backing_services)
 
     def port() -> int:
         with socket.socket() as s:
@@ -347,18 +348,8 @@ def main(argv=None) -> dict:
             # HAProxy's stats/metrics ports are fixed; another platform on this machine holds them
             env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
         os.environ.update(env)
-        ingress = "haproxy" if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "default-proxy"
-        # address="local": a private cluster, even when another Ray runs on this machine. Ray gives its
-        # raylet 30 s to register; on a machine loaded by other work that is not always enough: retry
-        for attempt in range(3):
-            try:
-                ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR",
-                         log_to_driver=False, namespace="flashmart")
-                break
-            except Exception:  # noqa: BLE001 - "The current node timed out during startup"
-                ray.shutdown()
-                if attempt == 2:
-                    raise
+        ingress = ingress_name(env)
+        init_local_ray("flashmart")
         deploy(settings)
         result = asyncio.run(run_checkout(settings, settings.api_url, checkouts=args.checkouts,
                                           concurrency=args.concurrency, cpu=CpuAccount(data) if args.cpu else None,

@@ -142,6 +142,7 @@ def main(argv=None) -> None:
 
     import ray
 
+    from flashmart.platform import init_local_ray
     from storage import embedded
     from storage.migrate import apply_migrations
 
@@ -156,15 +157,7 @@ def main(argv=None) -> None:
     data.mkdir(parents=True, exist_ok=True)
     settings = Settings(_env_file=None, data_dir=data, database_url=embedded.start_postgres(data))  # PG only
     apply_migrations(settings.database_url)
-    for attempt in range(3):  # Ray gives its raylet 30 s to register: not always enough on a loaded machine
-        try:
-            ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR",
-                     log_to_driver=False, namespace="flashmart-bench")
-            break
-        except Exception:  # noqa: BLE001 - "The current node timed out during startup"
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    init_local_ray("flashmart-bench")
     try:
         for c in args.concurrency:
             print(json.dumps(asyncio.run(run_engine(settings, args.requests, c, buckets=args.buckets, stock=args.stock,

@@ -247,6 +247,23 @@ def _signal(proc, how: str) -> None:
         pass
 
 
+def init_local_ray(namespace: str, *, attempts: int = 3) -> None:
+    """A private local Ray cluster for a benchmark or a simulation, even when another Ray runs on this
+    machine. Ray gives its raylet 30 s to register; on a machine loaded by other work that is not
+    always enough ("The current node timed out during startup"), so the start is retried."""
+    import ray
+
+    for attempt in range(attempts):
+        try:
+            ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR",
+                     log_to_driver=False, namespace=namespace)
+            return
+        except Exception:  # noqa: BLE001 - retried; the last failure is raised
+            ray.shutdown()
+            if attempt == attempts - 1:
+                raise
+
+
 def connect_ray(address: str, *, own_head: bool = True) -> None:
     """Connect this process as a driver. Our own head runs in token mode; a cluster given by
     FLASHMART_RAY_ADDRESS brings its own auth settings through the environment."""

@@ -28,7 +28,7 @@ def _own_platform(settings, *, gateway_proxy: bool):
 
     import ray
 
-    from flashmart.platform import deploy, serve_env, start_backing_services, stop_backing_services
+    from flashmart.platform import deploy, init_local_ray, serve_env, start_backing_services, stop_backing_services
     from storage.embedded import wait_until, port_open
 
     ports = ("http_port", "localstripe_port", "ray_dashboard_port", "haproxy_stats_port", "haproxy_metrics_port",
@@ -43,9 +43,7 @@ def _own_platform(settings, *, gateway_proxy: bool):
         wait_until(lambda: port_open("127.0.0.1", port), 60, "the gateway fault proxy did not start")
         resolved = resolved.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{port}"})
     os.environ.update(serve_env(resolved))
-    # address="local": a fresh cluster of our own even if another Ray runs on this machine
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             namespace="flashmart")
+    init_local_ray("flashmart")  # a fresh cluster of our own even if another Ray runs on this machine
     deploy(resolved)
 
     def stop() -> None:
