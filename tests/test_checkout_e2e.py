@@ -312,7 +312,8 @@ def test_crash_between_authorisation_and_order_write(platform, api, db, admin, w
     import ray
 
     from actors import NAMESPACE
-    from actors.checkout.actor import SWEEPER_NAME, actor_name
+    from actors.checkout.actor import actor_name
+    from actors.checkout.sweeper import SWEEPER_NAME
 
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, stock=2)
@@ -359,7 +360,8 @@ def test_crash_after_the_order_is_written_is_settled_by_the_sweeper(platform, ap
     import ray
 
     from actors import NAMESPACE
-    from actors.checkout.actor import SWEEPER_NAME, actor_name
+    from actors.checkout.actor import actor_name
+    from actors.checkout.sweeper import SWEEPER_NAME
 
     code = f"GC-{uuid.uuid4().hex[:10]}"
     assert api.post("/api/v1/gift-cards", json={"code": code, "amount": "5.00"}, headers=admin.headers).status_code == 201

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from psycopg.types.json import Jsonb
 
-from actors.checkout.actor import Sweeper
+from actors.checkout.sweeper import Sweeper
 from actors.checkout.saga import Saga, SagaTakenOver
 from storage.postgres import open_async_pool
 
