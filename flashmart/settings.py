@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     checkout_pool_size: int = Field(2, ge=1, le=64, description="checkout saga actors")
     saga_stale_s: float = Field(60.0, gt=0, description="a running saga untouched this long is in doubt")
     sweeper_interval_s: float = Field(10.0, gt=0)
+    saga_void_recheck_after_s: float = Field(300.0, ge=0, description="a saga the sweeper failed before its authorisation was known is searched at the gateway once more this long after")
     outbox_relay_interval_ms: float = Field(200.0, gt=0)
     events_stream_maxlen: int = Field(100_000, ge=100, description="Redis stream of order events, trimmed")
     smtp_sink_port: int = Field(0, ge=0, le=65535, description="local SMTP sink for notifications; 0 = any free port")

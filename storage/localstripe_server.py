@@ -12,6 +12,9 @@ It also adds two parts of Stripe's API that localstripe lacks and flashmart reli
   answer creates a second PaymentIntent, which Stripe itself would never do.
 - GET /v1/payment_intents/search?query=metadata['order_id']:'...' (the form of Stripe's search query
   flashmart uses): the sweeper finds an intent whose id a crash lost without listing every intent.
+- Capture only from requires_capture: localstripe captures a cancelled intent and says it succeeded;
+  Stripe answers 400 payment_intent_unexpected_state. Without this a capture racing a void (or an
+  authorisation that expired) would look paid in tests while it would fail in production.
 
     python -m storage.localstripe_server --port 8420 --state /path/to/localstripe.pickle
 """
@@ -32,6 +35,8 @@ from localstripe import resources, server
 SAVE_INTERVAL_S = 1.0
 IDEMPOTENCY_KEYS_MAX = 200_000               # oldest forgotten first (Stripe keeps keys for 24 h)
 IDEMPOTENCY_STORE_KEY = "flashmart:idempotency"  # inside localstripe's store, so it is saved with it
+_OBJECT_ID = re.compile(r"^[a-z]+_[A-Za-z0-9]+$")  # pi_..., pm_..., ch_...: one endpoint for every id
+RATE_LIMIT_PATH = "/_config/flashmart/rate_limits"  # under /_config/: localstripe asks no key there
 _SEARCH = re.compile(r"""^\s*metadata\[['"]([^'"]+)['"]\]\s*:\s*['"]([^'"]*)['"]\s*$""")
 
 
@@ -94,6 +99,93 @@ async def idempotency_middleware(request: web.Request, handler):
         _in_flight.pop(key).set_result(None)
 
 
+class TokenBucket:
+    """Stripe-like limiter: `rate_per_s` tokens a second, at most `capacity` banked (the burst a quiet
+    client may spend at once). Pure: the caller passes the clock."""
+
+    def __init__(self, rate_per_s: float, capacity: float, now: float):
+        assert rate_per_s > 0 and capacity >= 1
+        self.rate_per_s, self.capacity, self.level, self.t = rate_per_s, capacity, capacity, now
+
+    def _refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + max(0.0, now - self.t) * self.rate_per_s)
+        self.t = now
+
+    def has_token(self, now: float) -> bool:
+        self._refill(now)
+        return self.level >= 1
+
+    def take(self) -> None:
+        assert self.level >= 1
+        self.level -= 1
+
+
+class RateLimits:
+    """The global bucket plus one bucket per endpoint; a request passes only if both have a token,
+    and only then are tokens taken (a refused request costs nothing, as at Stripe)."""
+
+    def __init__(self, global_per_s: float = 0, endpoint_per_s: float = 0, burst_s: float = 0.2):
+        assert global_per_s >= 0 and endpoint_per_s >= 0 and burst_s > 0
+        self.global_per_s, self.endpoint_per_s, self.burst_s = global_per_s, endpoint_per_s, burst_s
+        self.buckets: dict[str, TokenBucket] = {}
+        self.refused = self.passed = 0
+
+    @property
+    def on(self) -> bool:
+        return bool(self.global_per_s or self.endpoint_per_s)
+
+    def _bucket(self, key: str, rate: float, now: float) -> TokenBucket:
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = TokenBucket(rate, max(1.0, rate * self.burst_s), now)
+        return b
+
+    def admit(self, method: str, path: str, now: float) -> bool:
+        chosen = []
+        if self.global_per_s:
+            chosen.append(self._bucket("*", self.global_per_s, now))
+        if self.endpoint_per_s:
+            chosen.append(self._bucket(endpoint_of(method, path), self.endpoint_per_s, now))
+        if not all(b.has_token(now) for b in chosen):
+            self.refused += 1
+            return False
+        for b in chosen:
+            b.take()
+        self.passed += 1
+        return True
+
+    def as_dict(self) -> dict:
+        return {"global_per_s": self.global_per_s, "endpoint_per_s": self.endpoint_per_s, "burst_s": self.burst_s,
+                "passed": self.passed, "refused": self.refused}
+
+
+def endpoint_of(method: str, path: str) -> str:
+    return method + " " + "/".join("{id}" if _OBJECT_ID.match(seg) else seg for seg in path.split("/"))
+
+
+_limits = RateLimits()
+
+# Stripe's answer beyond its limits (HTTP 429; the SDK raises stripe.RateLimitError on it)
+RATE_LIMITED_BODY = json.dumps({"error": {
+    "code": "rate_limit", "type": "invalid_request_error", "doc_url": "https://stripe.com/docs/error-codes/rate-limit",
+    "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}})
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler):
+    global _limits
+    if request.path == RATE_LIMIT_PATH:
+        if request.method == "POST":
+            conf = await request.json()
+            _limits = RateLimits(float(conf.get("global_per_s") or 0), float(conf.get("endpoint_per_s") or 0),
+                                 float(conf.get("burst_s") or 0.2))
+        return web.json_response(_limits.as_dict())
+    if _limits.on and request.path.startswith("/v1/") and \
+            not _limits.admit(request.method, request.path, asyncio.get_running_loop().time()):
+        return web.Response(status=429, body=RATE_LIMITED_BODY, content_type="application/json")
+    return await handler(request)
+
+
 @web.middleware
 async def search_middleware(request: web.Request, handler):
     if request.method != "GET" or request.path != "/v1/payment_intents/search":
@@ -111,12 +203,35 @@ async def search_middleware(request: web.Request, handler):
     return web.Response(body=json.dumps(body), content_type="application/json")
 
 
+_CAPTURE = re.compile(r"^/v1/payment_intents/(pi_[A-Za-z0-9_]+)/capture$")
+
+
+@web.middleware
+async def capture_state_middleware(request: web.Request, handler):
+    match = _CAPTURE.match(request.path) if request.method == "POST" else None
+    if match is None:
+        return await handler(request)
+    pi = resources.store.get(f"payment_intent:{match.group(1)}")
+    if pi is not None and pi.status != "requires_capture":
+        return web.json_response({"error": {
+            "type": "invalid_request_error", "code": "payment_intent_unexpected_state",
+            "message": f"This PaymentIntent could not be captured because it has a status of {pi.status}. Only a "
+                       "PaymentIntent with one of the following statuses may be captured: requires_capture."}},
+            status=400)
+    return await handler(request)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8420)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--rate-global", type=float, default=0, help="requests/s over all endpoints; 0 = no limit")
+    parser.add_argument("--rate-per-endpoint", type=float, default=0, help="requests/s per endpoint; 0 = no limit")
+    parser.add_argument("--rate-burst-s", type=float, default=0.2, help="seconds of rate a quiet client may burst")
     args = parser.parse_args()
+    global _limits
+    _limits = RateLimits(args.rate_global, args.rate_per_endpoint, args.rate_burst_s)
 
     persistence = _Persistence(args.state)
     resources.Store.dump_to_disk = persistence.mark_dirty  # called by localstripe on every change
@@ -134,9 +249,12 @@ def main() -> None:
         persistence.save(resources.store)
 
     server.app.cleanup_ctx.append(saver)
-    # after localstripe's error and auth middlewares: unauthorised calls are refused as before
-    server.app.middlewares.insert(2, idempotency_middleware)
-    server.app.middlewares.insert(3, search_middleware)
+    # after localstripe's error and auth middlewares: unauthorised calls are refused as before; the rate
+    # limit first, so a refused request leaves no idempotent answer behind (Stripe keeps none for a 429)
+    server.app.middlewares.insert(2, rate_limit_middleware)
+    server.app.middlewares.insert(3, idempotency_middleware)
+    server.app.middlewares.insert(4, search_middleware)
+    server.app.middlewares.insert(4, capture_state_middleware)  # inside idempotency: a replay answers the same
     web.run_app(server.app, host=args.host, port=args.port, access_log=None, print=None)
 
 

@@ -1,5 +1,5 @@
 """The embedded gateway behaves like Stripe where flashmart depends on it (storage/localstripe_server.py):
-idempotent POSTs and the PaymentIntent search the sweeper uses."""
+idempotent POSTs, the PaymentIntent search the sweeper uses, and no capture of a cancelled intent."""
 from __future__ import annotations
 
 import uuid
@@ -34,3 +34,58 @@ def test_search_finds_the_intents_of_one_order(backing):
     assert [pi.id for pi in found.data] == [mine.id]
     nothing = c.v1.payment_intents.search({"query": f"metadata['order_id']:'{uuid.uuid4().hex}'"})
     assert nothing.data == []
+
+
+def test_a_cancelled_intent_cannot_be_captured(backing):
+    """As on Stripe: a capture racing a void, or of an expired authorisation, fails; it is not 'succeeded'."""
+    import pytest
+
+    c = _client(backing)
+    pi = c.v1.payment_intents.create(_intent_params(uuid.uuid4().hex))
+    c.v1.payment_intents.cancel(pi.id)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        c.v1.payment_intents.capture(pi.id)
+    assert refused.value.code == "payment_intent_unexpected_state"
+    assert c.v1.payment_intents.retrieve(pi.id).status == "canceled"
+    live = c.v1.payment_intents.create(_intent_params(uuid.uuid4().hex))
+    assert c.v1.payment_intents.capture(live.id).status == "succeeded"  # the normal path is untouched
+
+
+# --- Stripe's rate limits, off unless asked for (storage/localstripe_server.py) ---
+
+def test_token_buckets_admit_the_rate_and_refuse_beyond_it():
+    from storage.localstripe_server import RateLimits, endpoint_of
+
+    assert endpoint_of("POST", "/v1/payment_intents/pi_abc123/capture") == "POST /v1/payment_intents/{id}/capture"
+    lim = RateLimits(global_per_s=100, endpoint_per_s=25, burst_s=0.2)  # 5 banked per endpoint, 20 overall
+    passed = sum(lim.admit("POST", "/v1/payment_intents", 0.0) for _ in range(10))
+    assert passed == 5  # the burst, then 429s (which cost no token)
+    # one second later: 25 more creates, and capture is another endpoint with its own bucket
+    passed = sum(lim.admit("POST", "/v1/payment_intents", 1.0 + i / 25) for i in range(25))
+    captures = sum(lim.admit("POST", f"/v1/payment_intents/pi_{i}/capture", 2.0) for i in range(10))
+    assert passed == 25 and captures == 5
+    # the global bucket binds when many endpoints are busy at once
+    lim = RateLimits(global_per_s=10, endpoint_per_s=25, burst_s=0.2)
+    assert sum(lim.admit("GET", f"/v1/x{i}", 0.0) for i in range(10)) == 2
+
+
+def test_beyond_the_configured_limit_the_gateway_answers_429_in_stripes_shape(backing):
+    import httpx
+    import pytest
+
+    conf = f"{backing.stripe_api_base}/_config/flashmart/rate_limits"
+    c = _client(backing)
+    try:
+        assert httpx.post(conf, json={"endpoint_per_s": 2, "burst_s": 1}).json()["endpoint_per_s"] == 2
+        key = {"idempotency_key": uuid.uuid4().hex}
+        with pytest.raises(stripe.RateLimitError) as err:
+            for _ in range(10):
+                c.v1.payment_methods.retrieve("pm_card_visa")
+        assert err.value.http_status == 429 and err.value.code == "rate_limit"
+        # a refused POST keeps no idempotent answer: the same key goes through once the bucket refills
+        import time
+        time.sleep(1.1)
+        first = c.v1.payment_intents.create(_intent_params(uuid.uuid4().hex), key)
+        assert first.status == "requires_capture"
+    finally:
+        assert httpx.post(conf, json={}).json()["global_per_s"] == 0

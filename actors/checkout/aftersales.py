@@ -110,8 +110,9 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
         return {"order_id": order_id, "refunded": float(total), "refundable_left": float(refundable - total)}
 
 
-async def cancel(db, payments, inventory, order_id: str) -> dict:
-    """Before shipment only: units back to stock, authorisation voided (or the capture refunded)."""
+async def cancel(db, payments, inventory, order_id: str, note: str | None = None) -> dict:
+    """Before shipment only: units back to stock, authorisation voided (or the capture refunded).
+    `note` says why on the timeline and in the buyer's notification (none: the buyer asked)."""
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         if order["status"] not in CANCELLABLE:
@@ -136,7 +137,7 @@ async def cancel(db, payments, inventory, order_id: str) -> dict:
         await _refund_credit(conn, order_id, order["grand_total"])
         await _restock_all(inventory, conn, order_id)
         await conn.execute("UPDATE orders SET status = 'cancelled', updated_at = now() WHERE id = %s", (order_id,))
-        await _event(conn, order_id, "cancelled")
+        await _event(conn, order_id, "cancelled", note)
     return {"order_id": order_id, "status": "cancelled"}
 
 

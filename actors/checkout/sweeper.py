@@ -1,5 +1,14 @@
 """The sweeper: finds sagas left in doubt (a crashed or stalled checkout) and finishes or undoes them
-per steps.recovery, so that no authorisation stays open and no captured payment lacks an order."""
+per steps.recovery, so that no authorisation stays open and no captured payment lacks an order.
+
+Two situations outlive a single sweep and get their own handling here:
+- a confirmed order whose authorisation ended at the gateway before it was captured (cancelled in the
+  Stripe dashboard, or expired after Stripe's 7 days): it can never be paid, so it is cancelled (units
+  back on sale, gift card / store credit back, the buyer told) instead of being retried for ever;
+- a saga failed by the sweeper while its authorisation was still on its way (or whose void failed):
+  looked up at the gateway once more `saga_void_recheck_after_s` later and voided, so a late
+  authorisation does not stay open until the gateway expires it.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -7,14 +16,26 @@ import asyncio
 import ray
 
 from actors import NAMESPACE
+from actors.checkout import aftersales
 from actors.checkout.actor import open_saga
 from actors.checkout.saga import Saga
 from actors.checkout.steps import recovery
-from flashmart.obs import logger
+from actors.payments.types import Captured, PaymentRefusal, Voided
+from flashmart.obs import counter, logger
 from flashmart.settings import Settings
 
 log = logger("checkout.sweeper")
 SWEEPER_NAME = "checkout-sweeper"
+SWEEP_BATCH_MAX = 200
+RECHECK_BATCH_MAX = 50
+# Stripe cancels an uncaptured authorisation after 7 days: past that, nothing can still be open
+RECHECK_WINDOW_S = 8 * 86400
+AUTHORISATION_ENDED = ("the card authorisation ended at the payment gateway before the payment was taken; "
+                       "nothing was charged")
+
+
+class VoidFailed(Exception):
+    """The gateway did not confirm a void: the saga stays in doubt and is swept again."""
 
 
 class Sweeper:
@@ -23,12 +44,12 @@ class Sweeper:
     def __init__(self, saga: Saga):
         self.saga = saga
 
-    async def sweep(self, older_than_s: float) -> dict:
+    async def sweep(self, older_than_s: float, recheck_after_s: float | None = None) -> dict:
         async with self.saga.db.connection() as conn:
             cur = await conn.execute(
                 "UPDATE checkout_sagas SET updated_at = now(), attempts = attempts + 1 WHERE order_id IN ("
                 " SELECT order_id FROM checkout_sagas WHERE state = 'running' AND updated_at < now() - make_interval(secs => %s)"
-                " ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED) RETURNING *", (older_than_s,))
+                " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *", (older_than_s, SWEEP_BATCH_MAX))
             rows = await cur.fetchall()
         outcome: dict[str, int] = {}
         for saga in rows:
@@ -38,6 +59,10 @@ class Sweeper:
                 log.exception("sweeper could not resolve %s: %s", saga["order_id"], exc)
                 action = "error"
             outcome[action] = outcome.get(action, 0) + 1
+        if recheck_after_s is not None:
+            late = await self.void_late_authorisations(recheck_after_s)
+            if late:
+                outcome["late_void"] = late
         return outcome
 
     async def resolve(self, saga: dict) -> str:
@@ -47,10 +72,7 @@ class Sweeper:
         if action == "abandon":
             await s._fail(oid, "checkout_interrupted", "the checkout was interrupted before any payment; please retry")
         elif action == "void":
-            ids = {saga["payment_intent_id"]} - {None}
-            ids |= set(await s.payments.find_by_order(oid))  # the id may have been lost in the crash
-            for pi in ids:
-                await s.payments.void(oid, pi)
+            await self._void_all(oid, saga["payment_intent_id"])
             await s._fail(oid, "checkout_interrupted",
                           "the checkout was interrupted; the card authorisation was cancelled, nothing was charged")
         elif action == "settle":
@@ -64,12 +86,69 @@ class Sweeper:
                 cur = await conn.execute("SELECT status FROM orders WHERE id = %s", (oid,))
                 order = await cur.fetchone()
             if order["status"] == "confirmed":
-                await s.capture(oid, saga["payment_intent_id"])
+                action = await self._capture_or_cancel(saga)
             else:
                 await s._finish(oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid})
         else:
             await s._finish(oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid})
         return action
+
+    async def _void_all(self, order_id: str, known: str | None) -> int:
+        """Void every authorisation of the order, the known one and any the gateway has under its
+        order id (the id may have been lost in a crash). Raises VoidFailed unless all are voided."""
+        ids = ({known} - {None}) | set(await self.saga.payments.find_by_order(order_id))
+        for pi in ids:
+            r = await self.saga.payments.void(order_id, pi)
+            if not isinstance(r, Voided):
+                raise VoidFailed(f"void of {pi} for {order_id}: {getattr(r, 'message', r)}")
+        return len(ids)
+
+    async def _capture_or_cancel(self, saga: dict) -> str:
+        """Capture a confirmed order's authorisation; if the gateway says it can no longer be captured
+        (reason 'invalid': cancelled or expired, see StripeGateway.capture), cancel the order.
+
+        The gateway is asked first, and the saga's own capture (the same idempotency key, so no second
+        capture at the gateway) then does the bookkeeping: the refusal reason is what tells a lost
+        authorisation (cancel) from an unreachable gateway (retry next sweep)."""
+        s, oid, pi = self.saga, saga["order_id"], saga["payment_intent_id"]
+        if pi:
+            r = await s.payments.capture(oid, pi)
+            if isinstance(r, PaymentRefusal) and r.reason == "invalid":
+                await aftersales.cancel(s.db, s.payments, s.inv, oid, note=AUTHORISATION_ENDED)
+                await s._finish(oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid})
+                counter("orders_cancelled_unpaid", "confirmed orders cancelled: authorisation ended before capture").inc()
+                log.warning("order %s cancelled: %s (%s)", oid, AUTHORISATION_ENDED, r.message)
+                return "cancel_unpaid"
+            if not isinstance(r, Captured):
+                return "capture_deferred"  # the gateway did not answer: the next sweep tries again
+        await s.capture(oid, pi)
+        return "capture"
+
+    async def void_late_authorisations(self, after_s: float) -> int:
+        """Sagas this sweeper failed at 'authorising'/'authorised' (attempts > 0) get one more look at
+        the gateway `after_s` later: an authorisation still in flight when the saga was swept, or one
+        whose void by the interrupted request failed, would otherwise stay open for 7 days."""
+        async with self.saga.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT order_id, payment_intent_id FROM checkout_sagas WHERE state = 'failed' AND attempts > 0 "
+                "AND void_checked_at IS NULL AND step IN ('authorising', 'authorised') "
+                "AND updated_at < now() - make_interval(secs => %s) AND created_at > now() - make_interval(secs => %s) "
+                "ORDER BY updated_at LIMIT %s", (after_s, RECHECK_WINDOW_S, RECHECK_BATCH_MAX))
+            rows = await cur.fetchall()
+        voided = 0
+        for row in rows:
+            try:
+                voided += await self._void_all(row["order_id"], row["payment_intent_id"])
+            except Exception as exc:  # noqa: BLE001 - not marked checked: looked at again after_s later
+                log.warning("late void of %s failed, retried in %.0f s: %s", row["order_id"], after_s, exc)
+                async with self.saga.db.connection() as conn:  # to the back of the queue: no starving the others
+                    await conn.execute("UPDATE checkout_sagas SET updated_at = now() WHERE order_id = %s",
+                                       (row["order_id"],))
+                continue
+            async with self.saga.db.connection() as conn:
+                await conn.execute("UPDATE checkout_sagas SET void_checked_at = now() WHERE order_id = %s",
+                                   (row["order_id"],))
+        return voided
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=100)
@@ -96,13 +175,13 @@ class SweeperActor:
         while True:
             await asyncio.sleep(self.settings.sweeper_interval_s)
             try:
-                await self.sweep_now(self.settings.saga_stale_s)
+                await self.sweep_now(self.settings.saga_stale_s, self.settings.saga_void_recheck_after_s)
             except Exception as exc:  # noqa: BLE001 - keep sweeping
                 log.exception("sweep failed: %s", exc)
 
-    async def sweep_now(self, older_than_s: float) -> dict:
+    async def sweep_now(self, older_than_s: float, recheck_after_s: float | None = None) -> dict:
         async with self._lock:  # one sweep at a time
-            self.last = await (await self._get()).sweep(older_than_s)
+            self.last = await (await self._get()).sweep(older_than_s, recheck_after_s)
             return self.last
 
     async def ping(self) -> str:
