@@ -35,7 +35,8 @@ from localstripe import resources, server
 SAVE_INTERVAL_S = 1.0
 IDEMPOTENCY_KEYS_MAX = 200_000               # oldest forgotten first (Stripe keeps keys for 24 h)
 IDEMPOTENCY_STORE_KEY = "flashmart:idempotency"  # inside localstripe's store, so it is saved with it
-_OBJECT_ID = re.compile(r"^[a-z]+_[A-Za-z0-9]+$")  # pi_..., pm_..., ch_...: one endpoint for every id
+# pi_..., pm_..., ch_... (a digit or a capital in the id; not payment_intents, setup_intents): one endpoint for every id
+_OBJECT_ID = re.compile(r"^[a-z]{2,5}_(?=\w*[A-Z0-9])\w+$")
 RATE_LIMIT_PATH = "/_config/flashmart/rate_limits"  # under /_config/: localstripe asks no key there
 _SEARCH = re.compile(r"""^\s*metadata\[['"]([^'"]+)['"]\]\s*:\s*['"]([^'"]*)['"]\s*$""")
 

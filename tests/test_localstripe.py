@@ -81,7 +81,7 @@ def test_beyond_the_configured_limit_the_gateway_answers_429_in_stripes_shape(ba
         with pytest.raises(stripe.RateLimitError) as err:
             for _ in range(10):
                 c.v1.payment_methods.retrieve("pm_card_visa")
-        assert err.value.http_status == 429 and err.value.code == "rate_limit"
+        assert err.value.http_status == 429 and err.value.json_body["error"]["code"] == "rate_limit"
         # a refused POST keeps no idempotent answer: the same key goes through once the bucket refills
         import time
         time.sleep(1.1)
