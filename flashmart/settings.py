@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Payments
     gateway_rate_per_s: float = Field(25.0, gt=0, description="Stripe test mode allows 25 ops/s")
     gateway_queue_depth_max: int = Field(5000, ge=1)
+    gateway_endpoint_rate_per_s: float = Field(
+        0.0, ge=0, description="per-endpoint limit on top of gateway_rate_per_s (Stripe's default: 25 requests/s per "
+                               "endpoint, so ~25 authorisations/s); 0 = only the global rate")
     payments_pool_size: int = Field(2, ge=1, le=64, description="payment actors sharing the gateway rate")
 
     # Purchase path: carts, checkout saga, outbox, notifications

@@ -62,3 +62,28 @@ def test_gateway_lifecycle_against_localstripe(settings, unique):
         await g.close()
 
     asyncio.run(run())
+
+
+def test_worker_paces_each_endpoint_to_its_share_and_follows_a_changed_limit(settings, unique):
+    """Stripe limits each endpoint (25 requests/s by default) on top of the global rate: authorisations
+    wait for the create endpoint's pace, captures have their own; set_pacing moves both."""
+    import time
+
+    from actors.payments.actor import PaymentWorker
+
+    async def run():
+        w = PaymentWorker(settings.model_copy(update={"gateway_rate_per_s": 1000.0,
+                                                      "gateway_endpoint_rate_per_s": 20.0}), pool_size=2)
+        assert w.endpoint_pacers["create"].schedule.rate_per_s == 10.0  # this actor's half
+        pm = _pm(settings, "4242424242424242")
+        t0 = time.perf_counter()
+        auths = await asyncio.gather(*(w.call("authorise", f"p{i}-{unique}", 1000, "USD", pm) for i in range(6)))
+        assert all(isinstance(a, Authorised) for a in auths)
+        assert time.perf_counter() - t0 >= 0.45  # 6 creates at 10/s: 5 intervals of 0.1 s
+        w.set_pacing(1000.0, 0.0)  # the per-endpoint limit lifted: only the global rate
+        assert w.endpoint_pacers == {}
+        caps = await asyncio.gather(*(w.call("capture", a.payment_intent_id) for a in auths))
+        assert all(isinstance(c, Captured) for c in caps)
+        await w.gateway.close()
+
+    asyncio.run(run())

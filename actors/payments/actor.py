@@ -19,20 +19,41 @@ def actor_name(index: int) -> str:
     return f"{POOL_PREFIX}-{index}"
 
 
+# the gateway endpoint each operation calls: Stripe limits each endpoint on its own on top of the global rate
+ENDPOINT_OF = {"authorise": "create", "capture": "capture", "void": "cancel", "refund": "refund"}
+
+
 class PaymentWorker:
-    """Pure-ish core (no Ray): pacer + gateway + metrics. The Ray shell below delegates to it."""
+    """Pure-ish core (no Ray): pacers + gateway + metrics. The Ray shell below delegates to it."""
 
     def __init__(self, settings: Settings, pool_size: int):
-        share = max(pool_size, 1)
-        self.pacer = Pacer(settings.gateway_rate_per_s / share, max(1, settings.gateway_queue_depth_max // share),
-                           burst=max(1, int(settings.gateway_rate_per_s / share / 10)))
+        self.pool_size = max(pool_size, 1)
+        self.queue_depth_max = settings.gateway_queue_depth_max
+        self.set_pacing(settings.gateway_rate_per_s, settings.gateway_endpoint_rate_per_s)
         self.gateway = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
+
+    def _pacer(self, rate_per_s: float) -> Pacer:
+        share = rate_per_s / self.pool_size
+        return Pacer(share, max(1, self.queue_depth_max // self.pool_size), burst=max(1, int(share / 10)))
+
+    def set_pacing(self, rate_per_s: float, endpoint_rate_per_s: float = 0.0) -> None:
+        """This actor's share of the gateway's limits: the global rate, and (when > 0) the rate of each
+        endpoint. Calls already waiting keep the slot they were given."""
+        assert rate_per_s > 0 and endpoint_rate_per_s >= 0
+        self.pacer = self._pacer(rate_per_s)
+        self.endpoint_pacers = {e: self._pacer(endpoint_rate_per_s) for e in set(ENDPOINT_OF.values())} \
+            if endpoint_rate_per_s else {}
 
     async def call(self, op: str, *args):
         t0 = time.perf_counter()
         try:
-            async with self.pacer.slot():
-                result = await getattr(self.gateway, op)(*args)
+            endpoint = self.endpoint_pacers.get(ENDPOINT_OF[op])
+            if endpoint is None:
+                async with self.pacer.slot():
+                    result = await getattr(self.gateway, op)(*args)
+            else:
+                async with endpoint.slot(), self.pacer.slot():
+                    result = await getattr(self.gateway, op)(*args)
         except Overloaded as exc:
             result = PaymentRefusal("overloaded", f"the payment gateway queue is full ({exc}); retry shortly")
         outcome = result.reason if isinstance(result, PaymentRefusal) else "ok"
@@ -64,6 +85,10 @@ class PaymentActor:
 
     async def find_by_order(self, order_id: str) -> list[str]:
         return await self.worker.gateway.find_by_order(order_id)
+
+    async def set_pacing(self, rate_per_s: float, endpoint_rate_per_s: float = 0.0) -> None:
+        """Operator knob: follow a changed gateway limit (a raised Stripe limit) without a restart."""
+        self.worker.set_pacing(rate_per_s, endpoint_rate_per_s)
 
     async def stats(self) -> dict:
         return {"waiting": self.worker.pacer.waiting, "retries": self.worker.gateway.retries}

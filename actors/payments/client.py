@@ -45,6 +45,11 @@ class PaymentsClient:
     async def find_by_order(self, order_id: str) -> list[str]:
         return await self._pick(order_id).find_by_order.remote(order_id)
 
+    async def set_pacing(self, rate_per_s: float, endpoint_rate_per_s: float = 0.0) -> None:
+        """Every actor of the pool follows a changed gateway limit (each takes its share)."""
+        for h in self.handles:
+            await h.set_pacing.remote(rate_per_s, endpoint_rate_per_s)
+
     async def ping(self) -> None:
         for h in self.handles:
             await h.ping.remote()
