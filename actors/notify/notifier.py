@@ -2,15 +2,21 @@
 
 Email goes over SMTP to a local sink (aiosmtpd, started by the notifier actor and writing each
 message to data_dir/mail/sink.mbox) until a real relay is configured; the code path is real SMTP.
+
+Batched, because every checkout ends here: a batch read from the stream is composed, sent over one
+SMTP connection and acknowledged with one XACK (a connection, a thread hop and an ack per message
+cost the notifications process more CPU per checkout than the message itself).
 """
 from __future__ import annotations
 
 import json
 from email.message import EmailMessage
+from email.utils import formatdate
 
 from actors.notify.relay import STREAM
 
 GROUP = "notifier"
+SENDER = "orders@flashmart.local"
 SUBJECTS = {
     "order.confirmed": "Your flashmart order {order_id} is confirmed",
     "order.review": "Your flashmart order {order_id} is being checked",
@@ -27,13 +33,34 @@ def compose(topic: str, payload: dict, recipient: str) -> EmailMessage | None:
     if subject is None or not recipient:
         return None
     msg = EmailMessage()
-    msg["From"] = "orders@flashmart.local"
+    msg["From"] = SENDER
     msg["To"] = recipient
     msg["Subject"] = subject.format(**payload)
     msg["X-Flashmart-Topic"] = topic
-    msg.set_content(f"{subject.format(**payload)}.\n\nTrack it at /api/v1/orders/{payload['order_id']}\n"
-                    + (f"\nNote: {payload['note']}\n" if payload.get("note") else ""))
+    msg.set_content(_body(subject, payload))
     return msg
+
+
+def _body(subject: str, payload: dict) -> str:
+    return (f"{subject.format(**payload)}.\n\nTrack it at /api/v1/orders/{payload['order_id']}\n"
+            + (f"\nNote: {payload['note']}\n" if payload.get("note") else ""))
+
+
+def compose_bytes(topic: str, payload: dict, recipient: str) -> bytes | None:
+    """The same message as `compose`, as the bytes SMTP sends. Plain ASCII headers and body (every
+    message but one with a non-ASCII address or note) are written directly: the email package's
+    generic builder and generator cost ~0.9 ms a message."""
+    subject = SUBJECTS.get(topic)
+    if subject is None or not recipient:
+        return None
+    title, body = subject.format(**payload), _body(subject, payload)
+    text = (f"From: {SENDER}\r\nTo: {recipient}\r\nSubject: {title}\r\nX-Flashmart-Topic: {topic}\r\n"
+            f"Date: {formatdate(localtime=False)}\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=\"us-ascii\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+    if not (text + body).isascii() or any(c in recipient + title for c in "\r\n") or \
+            any(len(line) > 900 for line in body.splitlines()):
+        return compose(topic, payload, recipient).as_bytes()  # the email package encodes what is not plain
+    return (text + body.replace("\n", "\r\n")).encode("ascii")
 
 
 async def ensure_group(redis) -> None:
@@ -44,19 +71,24 @@ async def ensure_group(redis) -> None:
             raise
 
 
-async def consume_once(redis, db, send, consumer: str, block_ms: int = 1000) -> int:
-    """Read a batch, email each event, ack. A failed send is left pending and retried."""
+async def consume_once(redis, db, send_batch, consumer: str, block_ms: int = 1000) -> int:
+    """Read a batch, email each event over one connection, ack what was sent (and what needs no email).
+    `send_batch(list of (recipient, bytes))` returns how many were sent, in order; the rest stay pending."""
     resp = await redis.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=100, block=block_ms)
-    sent = 0
+    done, outgoing = [], []  # outgoing: (entry_id, recipient, message bytes)
     for _, entries in resp or []:
         for entry_id, fields in entries:
             payload = json.loads(fields["payload"])
             recipient = payload.get("email") or await _email_of(db, payload.get("order_id"))
-            msg = compose(fields["topic"], payload, recipient or "")
-            if msg is not None:
-                await send(msg)
-                sent += 1
-            await redis.xack(STREAM, GROUP, entry_id)
+            msg = compose_bytes(fields["topic"], payload, recipient or "")
+            if msg is None:
+                done.append(entry_id)
+            else:
+                outgoing.append((entry_id, recipient, msg))
+    sent = await send_batch([(to, msg) for _, to, msg in outgoing]) if outgoing else 0
+    done += [entry_id for entry_id, _, _ in outgoing[:sent]]
+    if done:
+        await redis.xack(STREAM, GROUP, *done)
     return sent
 
 
