@@ -49,6 +49,7 @@ class Settings(BaseSettings):
             "checkout.ip": [2000, 500.0], "checkout.user": [10, 1.0],
             "queue.ip": [5000, 1000.0], "queue.user": [20, 2.0],
             "api.ip": [5000, 1000.0], "api.user": [300, 50.0],
+            "giftcard.ip": [2000, 100.0], "giftcard.user": [10, 0.1],  # balance checks: no guessing codes
         },
         description="token buckets; JSON in FLASHMART_RATE_LIMITS",
     )

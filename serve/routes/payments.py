@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from serve.auth import Principal, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
+from serve.ratelimit import rate_limit
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
 WEBHOOK_BODY_MAX = 256 * 1024
@@ -120,9 +121,24 @@ async def my_payment_methods(principal: Principal = Depends(require("order.check
     return {"methods": [{**r, "first_used_at": r["first_used_at"].isoformat()} for r in rows]}
 
 
+# A gift card is a bearer code: whoever knows it spends it. Generated codes carry 80 bits (16 symbols
+# of 32, no 0/O or 1/I to misread); a code an operator chooses must be at least 12 characters, and
+# balance checks are rate limited per address and per account, so codes cannot be found by guessing.
+GIFT_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+GIFT_CODE_MIN_CHARS = 12
+
+
+def new_gift_card_code() -> str:
+    import secrets
+
+    raw = "".join(secrets.choice(GIFT_CODE_ALPHABET) for _ in range(16))
+    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+
+
 class GiftCardBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str = Field(..., min_length=4, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    code: str | None = Field(None, min_length=GIFT_CODE_MIN_CHARS, max_length=64, pattern=r"^[A-Za-z0-9-]+$",
+                             description="leave out to have an unguessable code generated")
     amount: Decimal = Field(..., gt=0, le=10_000, max_digits=12, decimal_places=2)
     expires_at: dt.datetime | None = None
 
@@ -130,14 +146,36 @@ class GiftCardBody(BaseModel):
 @router.post("/gift-cards", status_code=201)
 async def create_gift_card(body: GiftCardBody, principal: Principal = Depends(require("promotion.write")),
                            ctx: Context = Depends(get_ctx)) -> dict:
+    code = body.code or new_gift_card_code()
     async with ctx.db.connection() as conn, conn.transaction():
         cur = await conn.execute("INSERT INTO credit_accounts (id, kind, balance, expires_at) VALUES (%s,'gift_card',%s,%s) "
-                                 "ON CONFLICT DO NOTHING RETURNING id", (f"gc:{body.code}", body.amount, body.expires_at))
+                                 "ON CONFLICT DO NOTHING RETURNING id", (f"gc:{code}", body.amount, body.expires_at))
         if await cur.fetchone() is None:
-            raise Refused("conflict", f"gift card {body.code} exists")
+            raise Refused("conflict", f"gift card {code} exists")
         await conn.execute("INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, 'issued')",
-                           (f"gc:{body.code}", body.amount))
-    return {"code": body.code, "balance": float(body.amount)}
+                           (f"gc:{code}", body.amount))
+    return {"code": code, "balance": float(body.amount),
+            "expires_at": body.expires_at.isoformat() if body.expires_at else None}
+
+
+class GiftCardCode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(..., min_length=1, max_length=64)
+
+
+@router.post("/gift-cards/balance", dependencies=[Depends(rate_limit("giftcard"))])
+async def gift_card_balance(body: GiftCardCode, principal: Principal = Depends(require("order.checkout")),
+                            ctx: Context = Depends(get_ctx)) -> dict:
+    """What is left on a gift card. POST, not GET: the code is a secret and stays out of URLs and logs.
+    Signed-in buyers only, so every check counts against an account (giftcard.user: 10, then one per
+    10 s); an unknown code and an expired one answer the same 404."""
+    async with ctx.db.connection() as conn:
+        row = await (await conn.execute("SELECT balance, expires_at FROM credit_accounts WHERE id = %s AND kind = "
+                                        "'gift_card' AND (expires_at IS NULL OR expires_at > now())",
+                                        (f"gc:{body.code.strip()}",))).fetchone()
+    if row is None:
+        raise Refused("not_found", "no usable gift card with that code")
+    return {"balance": float(row["balance"]), "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None}
 
 
 class StoreCreditBody(BaseModel):
