@@ -64,26 +64,55 @@ def test_gateway_lifecycle_against_localstripe(settings, unique):
     asyncio.run(run())
 
 
-def test_worker_paces_each_endpoint_to_its_share_and_follows_a_changed_limit(settings, unique):
-    """Stripe limits each endpoint (25 requests/s by default) on top of the global rate: authorisations
-    wait for the create endpoint's pace, captures have their own; set_pacing moves both."""
+def test_workers_share_one_schedule_per_endpoint_and_follow_a_changed_limit(settings, unique):
+    """Stripe limits each endpoint (25 requests/s by default) on top of the global rate. Two workers (two
+    processes in production: payment actors, checkout actors) pace to one schedule kept in Redis:
+    together they stay at the endpoint's rate; captures have their own schedule; set_pacing moves
+    every worker at once, and None returns to the settings."""
+    import time
+
+    from actors.payments.actor import PaymentWorker
+    from storage.redis import async_redis
+
+    async def run():
+        redis = async_redis(settings.redis_url)
+        conf = settings.model_copy(update={"gateway_rate_per_s": 1000.0, "gateway_endpoint_rate_per_s": 10.0})
+        a, b = PaymentWorker(conf, 4, redis), PaymentWorker(conf, 4, redis)
+        try:
+            pm = _pm(settings, "4242424242424242")
+            t0 = time.perf_counter()
+            auths = await asyncio.gather(*(w.call("authorise", f"p{i}-{unique}", 1000, "USD", pm)
+                                           for i, w in enumerate([a, b] * 4)))
+            assert all(isinstance(x, Authorised) for x in auths)
+            assert time.perf_counter() - t0 >= 0.55  # 8 creates at 10/s in all (burst 1): 7 intervals of 0.1 s
+            await a.set_pacing(1000.0, 0.0)  # the per-endpoint limit lifted, for b as well
+            t0 = time.perf_counter()
+            caps = await asyncio.gather(*(b.call("capture", x.payment_intent_id) for x in auths))
+            assert all(isinstance(c, Captured) for c in caps) and time.perf_counter() - t0 < 0.5
+        finally:
+            await a.set_pacing(None)
+            for w in (a, b):
+                await w.gateway.close()
+            await redis.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_worker_without_redis_paces_alone_on_its_share(settings, unique):
     import time
 
     from actors.payments.actor import PaymentWorker
 
     async def run():
         w = PaymentWorker(settings.model_copy(update={"gateway_rate_per_s": 1000.0,
-                                                      "gateway_endpoint_rate_per_s": 20.0}), pool_size=2)
-        assert w.endpoint_pacers["create"].schedule.rate_per_s == 10.0  # this actor's half
+                                                      "gateway_endpoint_rate_per_s": 20.0}), fallback_share=2)
+        assert w.endpoint_pacers["create"].schedule.rate_per_s == 10.0  # its half of the endpoint's rate
         pm = _pm(settings, "4242424242424242")
         t0 = time.perf_counter()
-        auths = await asyncio.gather(*(w.call("authorise", f"p{i}-{unique}", 1000, "USD", pm) for i in range(6)))
-        assert all(isinstance(a, Authorised) for a in auths)
-        assert time.perf_counter() - t0 >= 0.45  # 6 creates at 10/s: 5 intervals of 0.1 s
-        w.set_pacing(1000.0, 0.0)  # the per-endpoint limit lifted: only the global rate
+        auths = await asyncio.gather(*(w.call("authorise", f"l{i}-{unique}", 1000, "USD", pm) for i in range(6)))
+        assert all(isinstance(x, Authorised) for x in auths) and time.perf_counter() - t0 >= 0.45
+        await w.set_pacing(1000.0, 0.0)
         assert w.endpoint_pacers == {}
-        caps = await asyncio.gather(*(w.call("capture", a.payment_intent_id) for a in auths))
-        assert all(isinstance(c, Captured) for c in caps)
         await w.gateway.close()
 
     asyncio.run(run())

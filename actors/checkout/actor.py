@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import zlib
 
@@ -26,15 +27,18 @@ async def open_saga(settings: Settings) -> Saga:
     from actors.carts.actor import CartsClient
     from actors.fraud.actor import FraudScorer
     from actors.inventory.client import InventoryClient
-    from actors.payments.client import PaymentsClient
+    from actors.payments.client import InProcessPayments
     from storage.postgres import open_async_pool
+    from storage.redis import async_redis
 
     # each `async with db.connection()` block commits on exit (psycopg_pool), so every saga step is durable
     db = await open_async_pool(settings.database_url, min_size=1, max_size=8)
     # fraud scoring runs here, on the saga's pool: pure rules + model and one query, not worth a Ray hop
     fraud = FraudScorer(db, settings.fraud_review_threshold, settings.fraud_decline_threshold)
-    return Saga(settings, db, await CartsClient.connect(settings), await InventoryClient.connect(settings),
-                await PaymentsClient.connect(settings), fraud)
+    redis = async_redis(settings.redis_url)
+    # the saga's payments run here too (same pacing, shared in Redis): a Ray hop less per gateway call
+    return Saga(settings, db, await CartsClient.connect(settings, redis), await InventoryClient.connect(settings),
+                InProcessPayments.open(settings, redis), fraud)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=2000)
@@ -59,7 +63,10 @@ class CheckoutActor:
                 status, body = await (await self.saga()).run(req)
             obs.histogram("checkout_latency_ms", "checkout saga latency, gateway included", obs.LATENCY_BOUNDARIES_MS,
                           ("status",)).observe(took.ms, tags={"status": str(status)})
-            log.info("checkout answered %s in %.0f ms (order %s)", status, took.ms, body.get("order_id"))
+            # a line per refused or failed checkout; a placed order is in PostgreSQL and in the histogram
+            # above, so its line is DEBUG (a JSON log line per checkout was ~3% of this actor's CPU)
+            log.log(logging.DEBUG if status == 201 else logging.INFO, "checkout answered %s in %.0f ms (order %s)",
+                    status, took.ms, body.get("order_id"))
             return status, body
         finally:
             obs.request_id_var.reset(token)

@@ -131,7 +131,7 @@ class Saga:
     async def _run(self, order_id: str, scope: str, req: dict) -> tuple[int, dict]:
         buyer_id = req["buyer_id"]
         # 1. reserve: every cart line is backed by a live hold (expired ones are taken again)
-        snap = await self.carts.call(req["cart_id"], "renew_holds", buyer_id)
+        snap = await self.carts.checkout_snapshot(req["cart_id"], buyer_id)
         if "refused" in snap:
             raise SagaFailed(snap["refused"], snap["message"])
         cart = Cart.from_dict(snap["cart"])

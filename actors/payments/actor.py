@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import time
+from contextlib import asynccontextmanager
 
 import ray
 
 from actors.payments.gateway import StripeGateway
-from actors.payments.pacer import Overloaded, Pacer
+from actors.payments.pacer import Overloaded, Pacer, SharedPacer, set_shared_pacing
 from actors.payments.types import PaymentRefusal
 from flashmart.obs import LATENCY_BOUNDARIES_MS, counter, histogram
 from flashmart.settings import Settings
@@ -24,36 +25,68 @@ ENDPOINT_OF = {"authorise": "create", "capture": "capture", "void": "cancel", "r
 
 
 class PaymentWorker:
-    """Pure-ish core (no Ray): pacers + gateway + metrics. The Ray shell below delegates to it."""
+    """Pure-ish core (no Ray): pacers + gateway + metrics. The Ray shell below delegates to it, and the
+    checkout actors run one in-process for the saga's own authorise/capture/void (a Ray hop less each).
 
-    def __init__(self, settings: Settings, pool_size: int):
-        self.pool_size = max(pool_size, 1)
+    With `redis`, every worker paces to one schedule per gateway endpoint kept in Redis (SharedPacer):
+    the gateway's limit is shared by the whole platform, however many processes call it. Without it
+    (or while Redis does not answer) each worker paces alone on `fallback_share` of the limits."""
+
+    def __init__(self, settings: Settings, fallback_share: int = 1, redis=None):
+        self.share = max(fallback_share, 1)
         self.queue_depth_max = settings.gateway_queue_depth_max
-        self.set_pacing(settings.gateway_rate_per_s, settings.gateway_endpoint_rate_per_s)
+        self.redis = redis
+        self._build(settings.gateway_rate_per_s, settings.gateway_endpoint_rate_per_s)
         self.gateway = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
 
-    def _pacer(self, rate_per_s: float) -> Pacer:
-        share = rate_per_s / self.pool_size
-        return Pacer(share, max(1, self.queue_depth_max // self.pool_size), burst=max(1, int(share / 10)))
+    def _local(self, rate_per_s: float) -> Pacer:
+        share = rate_per_s / self.share
+        return Pacer(share, max(1, self.queue_depth_max // self.share), burst=max(1, int(share / 10)))
 
-    def set_pacing(self, rate_per_s: float, endpoint_rate_per_s: float = 0.0) -> None:
-        """This actor's share of the gateway's limits: the global rate, and (when > 0) the rate of each
-        endpoint. Calls already waiting keep the slot they were given."""
+    def _build(self, rate_per_s: float, endpoint_rate_per_s: float) -> None:
         assert rate_per_s > 0 and endpoint_rate_per_s >= 0
-        self.pacer = self._pacer(rate_per_s)
-        self.endpoint_pacers = {e: self._pacer(endpoint_rate_per_s) for e in set(ENDPOINT_OF.values())} \
+        self.pacer = self._local(rate_per_s)
+        self.endpoint_pacers = {e: self._local(endpoint_rate_per_s) for e in set(ENDPOINT_OF.values())} \
             if endpoint_rate_per_s else {}
+        # shared: the rates in Redis (set_pacing) win over these defaults; the local pacers are the fallback
+        self.shared = {e: SharedPacer(self.redis, e, endpoint_rate_per_s, rate_per_s, self.queue_depth_max,
+                                      lambda e=e: self._local_slot(e))
+                       for e in set(ENDPOINT_OF.values())} if self.redis is not None else {}
+
+    @asynccontextmanager
+    async def _local_slot(self, endpoint: str):
+        pacer = self.endpoint_pacers.get(endpoint)
+        if pacer is None:
+            async with self.pacer.slot():
+                yield
+        else:
+            async with pacer.slot(), self.pacer.slot():
+                yield
+
+    def slot(self, op: str):
+        endpoint = ENDPOINT_OF[op]
+        shared = self.shared.get(endpoint)
+        return shared.slot() if shared is not None else self._local_slot(endpoint)
+
+    @property
+    def waiting(self) -> int:
+        return self.pacer.waiting + sum(p.waiting for p in self.endpoint_pacers.values()) + \
+            sum(p.waiting for p in self.shared.values())
+
+    async def set_pacing(self, rate_per_s: float | None, endpoint_rate_per_s: float = 0.0) -> None:
+        """Follow a changed gateway limit (a raised Stripe limit): the global rate and, when > 0, the rate
+        of each endpoint. Shared: every worker follows from its next call; None returns to the settings.
+        Calls already waiting keep the slot they were given."""
+        if self.redis is not None:
+            await set_shared_pacing(self.redis, rate_per_s, endpoint_rate_per_s)
+        elif rate_per_s is not None:
+            self._build(rate_per_s, endpoint_rate_per_s)
 
     async def call(self, op: str, *args):
         t0 = time.perf_counter()
         try:
-            endpoint = self.endpoint_pacers.get(ENDPOINT_OF[op])
-            if endpoint is None:
-                async with self.pacer.slot():
-                    result = await getattr(self.gateway, op)(*args)
-            else:
-                async with endpoint.slot(), self.pacer.slot():
-                    result = await getattr(self.gateway, op)(*args)
+            async with self.slot(op):
+                result = await getattr(self.gateway, op)(*args)
         except Overloaded as exc:
             result = PaymentRefusal("overloaded", f"the payment gateway queue is full ({exc}); retry shortly")
         outcome = result.reason if isinstance(result, PaymentRefusal) else "ok"
@@ -69,7 +102,9 @@ class PaymentWorker:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10_000)
 class PaymentActor:
     def __init__(self, settings: Settings, pool_size: int):
-        self.worker = PaymentWorker(settings, pool_size)
+        from storage.redis import async_redis  # connects on first use, not here
+
+        self.worker = PaymentWorker(settings, pool_size + settings.checkout_pool_size, async_redis(settings.redis_url))
 
     async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""):
         return await self.worker.call("authorise", order_id, amount_minor, currency, payment_method, buyer)
@@ -86,12 +121,12 @@ class PaymentActor:
     async def find_by_order(self, order_id: str) -> list[str]:
         return await self.worker.gateway.find_by_order(order_id)
 
-    async def set_pacing(self, rate_per_s: float, endpoint_rate_per_s: float = 0.0) -> None:
+    async def set_pacing(self, rate_per_s: float | None, endpoint_rate_per_s: float = 0.0) -> None:
         """Operator knob: follow a changed gateway limit (a raised Stripe limit) without a restart."""
-        self.worker.set_pacing(rate_per_s, endpoint_rate_per_s)
+        await self.worker.set_pacing(rate_per_s, endpoint_rate_per_s)
 
     async def stats(self) -> dict:
-        return {"waiting": self.worker.pacer.waiting, "retries": self.worker.gateway.retries}
+        return {"waiting": self.worker.waiting, "retries": self.worker.gateway.retries}
 
     async def ping(self) -> str:
         return "ok"

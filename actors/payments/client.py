@@ -45,11 +45,52 @@ class PaymentsClient:
     async def find_by_order(self, order_id: str) -> list[str]:
         return await self._pick(order_id).find_by_order.remote(order_id)
 
-    async def set_pacing(self, rate_per_s: float, endpoint_rate_per_s: float = 0.0) -> None:
-        """Every actor of the pool follows a changed gateway limit (each takes its share)."""
+    async def set_pacing(self, rate_per_s: float | None, endpoint_rate_per_s: float = 0.0) -> None:
+        """The platform's pacing follows a changed gateway limit: the schedules are shared in Redis, so
+        one actor records it for every process (each actor is told in case Redis is not shared)."""
         for h in self.handles:
             await h.set_pacing.remote(rate_per_s, endpoint_rate_per_s)
 
     async def ping(self) -> None:
         for h in self.handles:
             await h.ping.remote()
+
+
+class InProcessPayments:
+    """The pool's interface served by a PaymentWorker in the caller's own process: the checkout actors
+    authorise and capture this way, a Ray hop (and the payment actor's side of it) less per call,
+    about 4 ms of CPU per checkout. Pacing is the same shared schedule in Redis, so the gateway's limit
+    holds whichever process calls; refunds, cancellations and webhooks still go through the pool."""
+
+    def __init__(self, worker):
+        self.worker = worker
+
+    @classmethod
+    def open(cls, settings: Settings, redis) -> "InProcessPayments":
+        from actors.payments.actor import PaymentWorker
+
+        return cls(PaymentWorker(settings, settings.payments_pool_size + settings.checkout_pool_size, redis))
+
+    async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""):
+        return await self.worker.call("authorise", order_id, amount_minor, currency, payment_method, buyer)
+
+    async def capture(self, order_id: str, payment_intent_id: str, amount_minor: int | None = None):
+        return await self.worker.call("capture", payment_intent_id, amount_minor)
+
+    async def void(self, order_id: str, payment_intent_id: str):
+        return await self.worker.call("void", payment_intent_id)
+
+    async def refund(self, order_id: str, payment_intent_id: str, amount_minor: int, key: str):
+        return await self.worker.call("refund", payment_intent_id, amount_minor, key)
+
+    async def find_by_order(self, order_id: str) -> list[str]:
+        return await self.worker.gateway.find_by_order(order_id)
+
+    async def set_pacing(self, rate_per_s: float | None, endpoint_rate_per_s: float = 0.0) -> None:
+        await self.worker.set_pacing(rate_per_s, endpoint_rate_per_s)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self.worker.gateway.close()
