@@ -2,6 +2,7 @@
 and filters/facets checked against an independent count over the same generated products."""
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -136,3 +137,93 @@ def test_upsert_and_delete_are_visible_after_commit(tmp_path):
 def test_bad_requests_are_refused(index, req):
     with pytest.raises(BadQuery):
         index.search(req)
+
+
+# --- analysis, ranking with popularity, bounded facets, format changes ------------------------------
+
+@pytest.mark.parametrize("word,stem", [
+    ("headphones", "headphone"), ("headphone", "headphone"), ("comforter", "comforter"),
+    ("comforters", "comforter"), ("comfortable", "comfortable"), ("running", "running"),
+    ("batteries", "batteri"), ("battery", "batteri"), ("hoodies", "hoodi"), ("hoodie", "hoodi"),
+    ("dresses", "dress"), ("dress", "dress"), ("watches", "watch"), ("boxes", "box"), ("shoes", "shoe"),
+    ("sizes", "size"), ("tvs", "tv"), ("gas", "gas"), ("bus", "bus"), ("this", "this"), ("toys", "toy"),
+])
+def test_plural_only_stemmer(word, stem):
+    from actors.search.index import stem_word
+
+    assert stem_word(word) == stem
+
+
+def test_comforter_does_not_match_comfort(tmp_path):
+    ix = ProductIndex(tmp_path)
+    ix.add_new([
+        {"id": 1, "name": "Cosy Comforter Queen", "price": 50},
+        {"id": 2, "name": "Office Chair", "description": "Customers choose it for its comfort.", "price": 90},
+        {"id": 3, "name": "Sofa", "description": "A comfortable sofa.", "price": 500},
+        {"id": 4, "name": "Two Comforters", "price": 80},
+    ])
+    ix.commit()
+    assert {r["product_id"] for r in ix.search(SearchRequest(q="comforter")).results} == {1, 4}
+    assert {r["product_id"] for r in ix.search(SearchRequest(q="comforters")).results} == {1, 4}
+    assert {r["product_id"] for r in ix.search(SearchRequest(q="comfort")).results} == {2}
+
+
+def test_stop_words_are_not_required(tmp_path):
+    ix = ProductIndex(tmp_path)
+    ix.add_new([{"id": 1, "name": "Men's Running Shoes", "price": 50},
+                {"id": 2, "name": "The Book", "price": 10}])
+    ix.commit()
+    assert [r["product_id"] for r in ix.search(SearchRequest(q="running shoes for men")).results] == [1]
+    assert [r["product_id"] for r in ix.search(SearchRequest(q="the")).results] == [2]   # only stop words
+
+
+def test_popularity_ranking_equals_weighing_every_match(index, catalog):
+    """_rank weighs only a candidate set; the order must equal score x log2(2 + popularity) over
+    every match (popularity under POPULAR_MIN counted as 0), on every page."""
+    from actors.search.index import POPULAR_MIN
+
+    searcher = index.index.searcher()
+    for q in ("laptop", "wireless headphones", "shirt", "the"):
+        plan = index._plan(searcher, SearchRequest(q=q))
+        everything = searcher.search(plan.query, 10_000, count=True)
+        pops = searcher.fast_field_values("popularity", [a for _, a in everything.hits])
+        final = {(a.segment_ord, a.doc): score * (math.log2(2 + p) if p >= POPULAR_MIN else 1.0)
+                 for (score, a), p in zip(everything.hits, pops)}
+        expected = sorted(final.values(), reverse=True)
+        assert any(p >= POPULAR_MIN for p in pops), q   # the weighting is exercised
+        for offset, limit in ((0, 20), (20, 20), (0, 100), (140, 7)):
+            total, addrs = index._rank(searcher, plan, offset, limit)
+            assert total == everything.count
+            got = [final[(a.segment_ord, a.doc)] for a in addrs]
+            # equal scores may trade places: compare the scores of each position, not the ids
+            assert got == pytest.approx(expected[offset:offset + limit], rel=1e-5), (q, offset)
+            assert len({(a.segment_ord, a.doc) for a in addrs}) == len(addrs)
+
+
+def test_broad_queries_get_sampled_facets(index, catalog, monkeypatch):
+    import actors.search.index as module
+
+    exact = index.search(SearchRequest(q="the", facets=True))   # every product: 3000 < FACET_EXACT_MAX
+    assert exact.total_results == N and not exact.facets_estimated
+    assert sum(f["count"] for f in exact.facets["categories"]) == N
+    monkeypatch.setattr(module, "FACET_EXACT_MAX", 1000)
+    monkeypatch.setattr(module, "FACET_SAMPLE_TARGET", 1500)
+    sampled = index.search(SearchRequest(q="the", facets=True))
+    assert sampled.facets_estimated and sampled.total_results == N   # the total stays exact
+    est = {f["value"]: f["count"] for f in sampled.facets["categories"]}
+    for f in exact.facets["categories"]:
+        assert abs(est.get(f["value"], 0) - f["count"]) <= max(0.25 * f["count"], 60), (f, est)
+    assert sampled.as_dict()["facets_estimated"] is True
+
+
+def test_an_index_of_another_version_is_refused_not_misread(tmp_path):
+    import tantivy
+
+    from actors.search.index import IndexFormatChanged
+
+    sb = tantivy.SchemaBuilder()
+    sb.add_integer_field("id", indexed=True, fast=True)
+    sb.add_text_field("name", tokenizer_name="product_en")
+    tantivy.Index(sb.build(), path=str(tmp_path))
+    with pytest.raises(IndexFormatChanged):
+        ProductIndex(tmp_path)

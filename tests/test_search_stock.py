@@ -226,3 +226,44 @@ def test_bucketed_sku_counts_its_pool_and_every_bucket(settings, db, unique):
     assert asyncio.run(apply({sku: 0, f"{sku}#0": 0})) == [] and flag() is True   # bucket 1 still has 4
     assert asyncio.run(apply({f"{sku}#1": 0})) == [pid] and flag() is False         # the last bucket ran dry
     assert asyncio.run(apply({f"{sku}#0": 2})) == [pid] and flag() is True          # refilled from the pool
+
+
+def test_an_index_of_an_older_version_is_rebuilt_not_crashed_on(platform, tmp_path):
+    """A data dir whose live index was written with another schema (an older flashmart): the writer
+    starts, answers searches with 'unavailable' instead of misreading it, rebuilds a new generation
+    from PostgreSQL and then searches again; a reader replica and a Serve-side client follow."""
+    import asyncio
+
+    import ray
+    import tantivy
+
+    from actors.search.actor import SearchActor, SearchClient
+
+    settings = platform.model_copy(update={"data_dir": tmp_path})
+    old = tmp_path / "search" / "g1"
+    old.mkdir(parents=True)
+    sb = tantivy.SchemaBuilder()
+    sb.add_integer_field("id", indexed=True, fast=True)
+    sb.add_text_field("name", tokenizer_name="product_en")
+    tantivy.Index(sb.build(), path=str(old))
+    (tmp_path / "search" / "CURRENT").write_text("g1")
+
+    writer = SearchActor.options(num_cpus=0).remote(settings, 0, 1)
+    try:
+        first = ray.get(writer.search.remote({"q": "lamp"}), timeout=60)
+        assert first.get("error") in ("unavailable", None), first   # (None: the rebuild already finished)
+        client = SearchClient(settings, [writer], None)
+        deadline = time.monotonic() + 120
+        while True:
+            status = ray.get(writer.ping.remote(), timeout=30)
+            if status["rebuilds"] >= 1:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status["generation"] != "g1" and not status["rebuilding"]
+        assert "error" not in ray.get(writer.search.remote({"q": "lamp"}), timeout=30)
+        time.sleep(1.1)   # the client retries its local reader at most every second
+        out = asyncio.run(client.search({"q": "lamp"}))
+        assert "error" not in out and client.local is not None
+    finally:
+        ray.kill(writer)

@@ -10,8 +10,10 @@ Stock status: inventory shards publish in-stock edges to a Redis stream (stock_f
 writer turns them into products' in_stock flags in PostgreSQL and queues those products, so a SKU
 selling out or coming back reaches search within about one commit interval.
 
-When the index is missing (or empty while PostgreSQL has products) the writer rebuilds it from
-PostgreSQL in the background; `rebuild()` does the same on demand. A rebuild is built aside, in a
+When the index is missing (or empty while PostgreSQL has products, or written by an older version
+with another schema) the writer rebuilds it from PostgreSQL in the background; `rebuild()` does the
+same on demand. Until an index of another version is rebuilt, searches answer "unavailable" (503)
+rather than misread it. A rebuild is built aside, in a
 new generation directory, while the live index keeps serving and taking updates; then the writer
 swaps the CURRENT pointer, replays the products touched meanwhile onto the new generation and tells
 the readers, which open the new generation on their next reload. No search downtime.
@@ -32,7 +34,7 @@ from typing import Any
 import ray
 
 from actors.search import stock_feed
-from actors.search.index import BadQuery, ProductIndex, SearchRequest
+from actors.search.index import BadQuery, IndexFormatChanged, ProductIndex, SearchRequest
 from flashmart.obs import logger
 from flashmart.settings import Settings
 from actors import NAMESPACE
@@ -83,6 +85,20 @@ def _remove_old_generations(settings: Settings, keep: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def open_index(path: Path) -> ProductIndex | None:
+    """The index at `path` (created empty when missing), or None when it was written by another
+    version of the schema: the writer rebuilds it into a new generation, readers wait for that."""
+    try:
+        return ProductIndex(path)
+    except IndexFormatChanged:
+        log.warning(f"search index {path} is of another version; it is rebuilt from PostgreSQL")
+        return None
+
+
+UNAVAILABLE = {"error": "unavailable",
+               "message": "the search index is being rebuilt for a new version; retry in a minute"}
+
+
 def build_generation(settings: Settings, heap_bytes: int = REBUILD_HEAP_BYTES, threads: int = 1,
                      batch: int = 5000) -> tuple[Path, int, float]:
     """Index every active product from PostgreSQL into a new generation directory (not yet live).
@@ -109,7 +125,7 @@ class SearchActor:
         self.settings, self.replica, self.replicas = settings, replica, replicas
         self.writer = replica == 0
         self.path = index_dir(settings)
-        self.index = ProductIndex(self.path)
+        self.index = open_index(self.path)   # None: another version's index, until rebuilt
         self.pending: set[int] = set()
         self.touched: set[int] | None = None  # during a rebuild: ids applied to the old generation
         self.lock = asyncio.Lock()          # one writer operation at a time
@@ -124,7 +140,8 @@ class SearchActor:
 
             self.db = await open_async_pool(settings.database_url, min_size=1, max_size=3)
             self.redis = async_redis(settings.redis_url, max_connections=4)
-            self.index.writer(settings.search_writer_heap_mb * 1_000_000, 1)
+            if self.index is not None:
+                self.index.writer(settings.search_writer_heap_mb * 1_000_000, 1)
             loop = asyncio.get_running_loop()
             self._flusher = loop.create_task(self._flush_loop())
             self._stock_reader = loop.create_task(self._stock_loop())
@@ -134,18 +151,24 @@ class SearchActor:
     # --- reads ------------------------------------------------------------------------------------
 
     def search(self, request: dict) -> dict:
+        if self.index is None:
+            return UNAVAILABLE
         try:
             return self.index.search(SearchRequest(**request)).as_dict()
         except BadQuery as exc:
             return {"error": "invalid", "message": str(exc)}
 
     def search_json(self, request: dict) -> bytes | dict:
+        if self.index is None:
+            return UNAVAILABLE
         try:
             return self.index.search_json(SearchRequest(**request))
         except BadQuery as exc:
             return {"error": "invalid", "message": str(exc)}
 
     def suggest(self, q: str, limit: int = 8) -> dict:
+        if self.index is None:
+            return UNAVAILABLE
         try:
             return self.index.suggest(q, limit)
         except BadQuery as exc:
@@ -153,15 +176,17 @@ class SearchActor:
 
     def reload(self) -> int:
         live = index_dir(self.settings)
-        if live != self.index.path and (live / "meta.json").exists():
-            self.index, self.path = ProductIndex(live), live   # a rebuild swapped generations
-        else:
+        if (self.index is None or live != self.index.path) and (live / "meta.json").exists():
+            opened = open_index(live)   # a rebuild swapped generations
+            if opened is not None:
+                self.index, self.path = opened, live
+        elif self.index is not None:
             self.index.reload()
-        return self.index.num_docs()
+        return self.index.num_docs() if self.index is not None else 0
 
     def ping(self) -> dict:
-        return {"replica": self.replica, "docs": self.index.num_docs(), "rebuilding": self.rebuilding,
-                "pending": len(self.pending), **self.stats}
+        return {"replica": self.replica, "docs": self.index.num_docs() if self.index is not None else 0,
+                "rebuilding": self.rebuilding, "pending": len(self.pending), **self.stats}
 
     # --- writes (replica 0) -----------------------------------------------------------------------
 
@@ -185,8 +210,8 @@ class SearchActor:
                 log.exception("search index flush failed")
 
     async def _flush_once(self) -> int:
-        if not self.pending:
-            return 0
+        if not self.pending or self.index is None:
+            return 0   # (an old version's index: the queued ids are applied after the rebuild)
         if len(self.pending) > PENDING_MAX and not self.rebuilding:
             self.pending.clear()
             asyncio.get_running_loop().create_task(self.rebuild())
@@ -223,6 +248,8 @@ class SearchActor:
             await asyncio.gather(*(a.reload.remote() for a in others), return_exceptions=True)
 
     async def _needs_rebuild(self) -> bool:
+        if self.index is None:
+            return True
         if self.index.num_docs() > 0:
             return False
         async with self.db.connection() as conn:
@@ -246,7 +273,8 @@ class SearchActor:
                 build_generation, self.settings, max(REBUILD_HEAP_BYTES, self.settings.search_writer_heap_mb * 1_000_000))
             async with self.lock:
                 old = self.index
-                await asyncio.to_thread(old.close_writer)
+                if old is not None:
+                    await asyncio.to_thread(old.close_writer)
                 new = ProductIndex(path)
                 new.writer(self.settings.search_writer_heap_mb * 1_000_000, 1)
                 _point_to(self.settings, path)
@@ -337,6 +365,10 @@ class SearchClient:
         self.writer = replicas[0]
         self._next = itertools.cycle(range(len(replicas)))
         self.local = local
+        # a local reader is wanted but the index is not readable yet (another version's, until the
+        # writer rebuilt it): try again at most every second; meanwhile the replicas answer
+        self._want_local = settings.search_local_reader
+        self._opened_at = 0.0
         self._meta_mtime = 0
         self._current_mtime = -1
         self._live: Path | None = None
@@ -350,7 +382,7 @@ class SearchClient:
         replicas = [ray.get_actor(NAME.format(i), namespace=NAMESPACE) for i in range(settings.search_replicas)]
         local = None
         if settings.search_local_reader and (index_dir(settings) / "meta.json").exists():
-            local = ProductIndex(index_dir(settings))
+            local = open_index(index_dir(settings))
         return cls(settings, replicas, local)
 
     def _live_dir(self) -> Path:
@@ -363,6 +395,22 @@ class SearchClient:
             self._current_mtime, self._live = mtime, index_dir(self.settings)
         return self._live
 
+    def _local_index(self) -> ProductIndex | None:
+        """The in-process reader, fresh; None when searches go to the replicas."""
+        if self.local is None:
+            now = time.monotonic()
+            if not self._want_local or now - self._opened_at < 1.0:
+                return None
+            self._opened_at = now
+            live = self._live_dir()
+            if not (live / "meta.json").exists():
+                return None
+            self.local = open_index(live)
+            if self.local is None:
+                return None
+            self._meta_mtime = 0
+        return self._fresh_local()
+
     def _fresh_local(self) -> ProductIndex:
         # the writer commits by rewriting meta.json, and a rebuild by pointing CURRENT at a new
         # generation: reload when either changed (checked at most every 20 ms)
@@ -371,7 +419,9 @@ class SearchClient:
             self._checked_at = now
             live = self._live_dir()
             if live != self.local.path and (live / "meta.json").exists():
-                self.local, self._meta_mtime = ProductIndex(live), 0
+                opened = open_index(live)   # (None: not a version this code reads; keep the old one)
+                if opened is not None:
+                    self.local, self._meta_mtime = opened, 0
             try:
                 mtime = (live / "meta.json").stat().st_mtime_ns
             except FileNotFoundError:
@@ -383,18 +433,18 @@ class SearchClient:
         return self.local
 
     async def search(self, request: dict[str, Any]) -> dict:
-        if self.local is not None:
+        local = self._local_index()
+        if local is not None:
             try:
-                return self._fresh_local().search(SearchRequest(**request)).as_dict()
+                return local.search(SearchRequest(**request)).as_dict()
             except BadQuery as exc:
                 return {"error": "invalid", "message": str(exc)}
         return await self.replicas[next(self._next)].search.remote(request)
 
     def cached_page(self, key: Any) -> bytes | None:
         """A page rendered for `key` (e.g. the raw query string) since the index last changed."""
-        if self.local is None:
+        if self._local_index() is None:   # first: a reload empties the cache
             return None
-        self._fresh_local()   # first: a reload empties the cache
         page = self._pages.get(key)
         if page is not None:
             self.cache_hits += 1
@@ -403,9 +453,9 @@ class SearchClient:
     async def search_json(self, request: dict[str, Any], cache_key: Any = None) -> bytes | dict:
         """The page as JSON bytes (ready to send), or an error dict. With the local reader, pages of
         recent searches are kept until the index next changes (hot queries cost a dict lookup)."""
-        if self.local is None:
+        index = self._local_index()   # first: a reload empties the cache
+        if index is None:
             return await self.replicas[next(self._next)].search_json.remote(request)
-        index = self._fresh_local()   # first: a reload empties the cache
         key = tuple(request.items()) if cache_key is None else cache_key
         page = self._pages.get(key)
         if page is not None:
@@ -423,9 +473,10 @@ class SearchClient:
         return page
 
     async def suggest(self, q: str, limit: int = 8) -> dict:
-        if self.local is not None:
+        local = self._local_index()
+        if local is not None:
             try:
-                return self._fresh_local().suggest(q, limit)
+                return local.suggest(q, limit)
             except BadQuery as exc:
                 return {"error": "invalid", "message": str(exc)}
         return await self.replicas[next(self._next)].suggest.remote(q, limit)

@@ -4,10 +4,17 @@ One `ProductIndex` per process. The search actor owns the directory; tests and b
 module directly. Documents are plain mappings (see `to_document`), so the catalog generator and
 PostgreSQL rows feed it without conversion layers.
 
-Relevance: every query word must match (AND), exactly (BM25 over name^3, brand^2, description^1,
-English stemming); a query that finds nothing is retried with typo tolerance (words of 4+ letters
-within one or two edits of a name/brand word). A phrase match on the name and an exact match of the whole
-title are boosted on top, and the score is weighted a little by Zipf popularity.
+Relevance: every query word must match (AND) in one combined field (`text`: the name three times,
+the brand twice, the description once, so BM25 weighs a name match above a description match);
+words are matched after a plural-only English stemmer (`stem_word`: "comforters" -> "comforter",
+never "comforter" -> "comfort" as Porter does). A query that finds nothing is retried with typo
+tolerance (words the dictionary lacks, within one or two edits of a name/brand word). A phrase match
+on the name and an exact match of the whole title are boosted on top, and the score is multiplied
+by log2(2 + popularity) for the popular head of the catalog (see `_rank`).
+
+Cost is bounded for broad queries (docs/search.md): one term list per word instead of a union of
+three fields, popularity applied to a candidate set instead of to every match, and facets over a
+hashed sample of the matches once there are more than FACET_EXACT_MAX (flagged as estimates).
 """
 from __future__ import annotations
 
@@ -22,8 +29,10 @@ from typing import Any, Iterable, Mapping
 import tantivy
 from tantivy import FieldType, Occur, Order, Query
 
-ANALYZER = "product_en"        # stemmed, for keyword search
-SUGGEST_ANALYZER = "product_plain"  # lowercased words, for prefix autocomplete
+# The analyzer's name is stored in the schema: a new name makes an index written by an older version
+# fail to open (IndexFormatChanged), and the writer rebuilds it. Bump it whenever analysis changes.
+ANALYZER = "product_words_v2"      # lowercased, ascii-folded words of text already stemmed in Python
+SUGGEST_ANALYZER = "product_plain"  # lowercased words, for prefix autocomplete and typo tolerance
 CATEGORY_LEVELS = 4            # cat1..cat4: per-depth facet fields
 SORTS = ("relevance", "price_asc", "price_desc", "rating", "newest")
 LIMIT_MAX = 100
@@ -36,32 +45,105 @@ PRICE_RANGES: tuple[tuple[str, float | None, float | None], ...] = (
     ("$100-$250", 100.0, 250.0), ("$250-$500", 250.0, 500.0), ("$500-$1000", 500.0, 1000.0),
     ("$1000+", 1000.0, None),
 )
-NAME_BOOST, BRAND_BOOST, DESCRIPTION_BOOST = 3.0, 2.0, 1.0
+# the combined matching field repeats the name and the brand (a crude BM25F: a word in the title
+# counts more than the same word in the description, with one term list per word to intersect)
+NAME_REPEAT, BRAND_REPEAT = 3, 2
 FUZZY_BOOST, PHRASE_BOOST, EXACT_TITLE_BOOST = 0.4, 4.0, 50.0
+# Lucene's English stop words: not required to match when the query has other words ("shoes for
+# men" must not exclude "Men's Running Shoes", nor scan every description that says "for")
+STOPWORDS = frozenset("a an and are as at be but by for if in into is it no not of on or such that the their "
+                      "then there these they this to was will with".split())
+# Popularity multiplies the score by log2(2 + popularity) (1.0 .. 1.58) for products at or above
+# POPULAR_MIN (the Zipf head: ~5,500 of 1,000,000 generated products); below it the factor would be
+# under 1.0036 and counts as 1, so ranking needs the weight of a bounded candidate set only.
+POPULAR_MIN = 0.005
+# Facets are exact up to FACET_EXACT_MAX matches; above, they are counted over a hashed sample of
+# the matches (documents whose `sample` bucket is below k of SAMPLE_BUCKETS, about
+# FACET_SAMPLE_TARGET of them), scaled up and flagged facets_estimated (like Elasticsearch's
+# random_sampler aggregation).
+FACET_EXACT_MAX = 50_000
+FACET_SAMPLE_TARGET = 20_000
+SAMPLE_BUCKETS = 64
 
 
 class BadQuery(ValueError):
     """The search request cannot be answered as asked; the message says why (-> HTTP 422)."""
 
 
-def _analyzer(stem: bool) -> tantivy.TextAnalyzer:
-    b = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-         .filter(tantivy.Filter.remove_long(40))
-         .filter(tantivy.Filter.lowercase())
-         .filter(tantivy.Filter.ascii_fold()))
-    if stem:
-        b = b.filter(tantivy.Filter.stemmer("english"))
-    return b.build()
+class IndexFormatChanged(RuntimeError):
+    """The directory holds an index written with another schema (an older version): rebuild it."""
+
+
+# --- analysis -------------------------------------------------------------------------------------
+
+_STEM_CANDIDATE = re.compile(r"(?<![^\W_])[^\W_]{2,}(?:s|y|ie)(?![^\W_])")
+_VOWELS = frozenset("aeiou")
+_stems: dict[str, str] = {}
+
+
+def stem_word(w: str) -> str:
+    """A plural-only English stemmer for product text (lowercase input). Singular and plural meet
+    ("headphones" ~ "headphone", "batteries" ~ "battery", "hoodies" ~ "hoodie", "dresses" ~ "dress",
+    "watches" ~ "watch", "shoes" ~ "shoe") and nothing else is conflated: Porter's "comforter" ->
+    "comfort" (which matched every description praising comfort) or "running" -> "run" do not happen.
+    Like Lucene's EnglishMinimalStemmer, with -y/-ie/-ies meeting on -i and -sses/-xes/-ches/-shes
+    losing "es"."""
+    n = len(w)
+    if w.endswith("ies") and n > 4 and w[-4] not in "ae":
+        return w[:-3] + "i"
+    if w.endswith("y") and n > 2 and w[-2] not in _VOWELS:
+        return w[:-1] + "i"
+    if w.endswith("ie") and n > 3:
+        return w[:-1]
+    if not w.endswith("s") or n < 3 or w.endswith(("ss", "us", "is")):
+        return w
+    if n == 3 and w[1] in _VOWELS:   # gas, yes, bus; but tvs, pcs, cds
+        return w
+    if w.endswith(("sses", "xes", "ches", "shes")):
+        return w[:-2]
+    return w[:-1]
+
+
+def _stem_match(m: re.Match) -> str:
+    w = m.group(0)
+    s = _stems.get(w)
+    if s is None:
+        s = stem_word(w)
+        if len(_stems) < 200_000:   # bounded memo: product vocabularies are small and Zipfian
+            _stems[w] = s
+    return s
+
+
+def stem_text(text: str) -> str:
+    """Lowercase `text` and stem its words in place (same word boundaries as Tantivy's simple
+    tokenizer, so positions and phrases line up); Tantivy then only splits, folds and indexes."""
+    return _STEM_CANDIDATE.sub(_stem_match, text.lower())
+
+
+def _analyzer() -> tantivy.TextAnalyzer:
+    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+            .filter(tantivy.Filter.remove_long(40))
+            .filter(tantivy.Filter.lowercase())
+            .filter(tantivy.Filter.ascii_fold())
+            .build())
+
+
+_WORDS = _analyzer()
+
+
+def word_pairs(words: list[str]) -> list[str]:
+    """Adjacent words, "w1 w2": a query's pair found among a title's pairs is a phrase match on the
+    title, answered by one term list instead of a positional phrase query (5x cheaper per match)."""
+    return list(dict.fromkeys(f"{a} {b}" for a, b in zip(words, words[1:])))
 
 
 def build_schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
     sb.add_integer_field("id", indexed=True, fast=True)  # i64: delete-by-term works on i64 ids
-    sb.add_text_field("name", tokenizer_name=ANALYZER)
+    sb.add_text_field("text", tokenizer_name=ANALYZER, index_option="freq")  # matching + BM25
+    sb.add_text_field("name_pairs", tokenizer_name="raw", index_option="basic")  # adjacent title words
     sb.add_text_field("name_suggest", tokenizer_name=SUGGEST_ANALYZER)
     sb.add_text_field("name_exact", tokenizer_name="raw", index_option="basic")
-    sb.add_text_field("brand_text", tokenizer_name=ANALYZER)
-    sb.add_text_field("description", tokenizer_name=ANALYZER, index_option="freq")
     sb.add_text_field("brand", tokenizer_name="raw", fast=True, index_option="basic")  # display value, facet
     sb.add_text_field("brand_key", tokenizer_name="raw", index_option="basic")          # lowercased, filter
     sb.add_text_field("category", tokenizer_name="raw", index_option="basic")           # every ancestor path
@@ -70,10 +152,18 @@ def build_schema() -> tantivy.Schema:
     sb.add_float_field("price", indexed=True, fast=True)
     sb.add_float_field("rating", indexed=True, fast=True)
     sb.add_float_field("popularity", fast=True)
+    sb.add_boolean_field("popular", indexed=True)        # popularity >= POPULAR_MIN
+    sb.add_integer_field("sample", indexed=True)         # 0..SAMPLE_BUCKETS-1, a hash of the id
     sb.add_integer_field("created_ts", indexed=True, fast=True)
     sb.add_boolean_field("in_stock", indexed=True, fast=True)
     sb.add_bytes_field("payload", stored=True)  # the rendered result row, JSON
     return sb.build()
+
+
+def sample_bucket(product_id: int) -> int:
+    """A fixed pseudo-random bucket per product (Fibonacci hashing), independent of category,
+    brand or age, so a bucket range is a fair sample for facet estimates."""
+    return ((int(product_id) * 11400714819323198485) & 0xFFFFFFFFFFFFFFFF) >> 58   # top 6 bits: 0..63
 
 
 def normalize_title(text: str) -> str:
@@ -121,23 +211,28 @@ def to_document(p: Mapping[str, Any]) -> tantivy.Document:
     d = tantivy.Document()
     name = p["name"]
     brand = p.get("brand") or ""
+    stemmed_name = stem_text(name)
     d.add_integer("id", int(p["id"]))
-    d.add_text("name", name)
+    d.add_text("text", " ".join([stemmed_name] * NAME_REPEAT + [stem_text(brand)] * (BRAND_REPEAT if brand else 0)
+                                + [stem_text(p.get("description") or "")]))
+    for pair in word_pairs(_WORDS.analyze(stemmed_name)):
+        d.add_text("name_pairs", pair)
     d.add_text("name_suggest", name)
     d.add_text("name_exact", normalize_title(name))
-    d.add_text("description", p.get("description") or "")
     if brand:
         d.add_text("brand", brand)
-        d.add_text("brand_text", brand)
         d.add_text("brand_key", brand.lower())
     ancestors = category_ancestors(p.get("category_path"))
     for path in ancestors:
         d.add_text("category", path)
     for level, path in enumerate(ancestors[:CATEGORY_LEVELS], start=1):
         d.add_text(f"cat{level}", path)
+    popularity = float(p.get("popularity") or 0)
     d.add_float("price", float(p["price"]))
     d.add_float("rating", float(p.get("rating") or 0))
-    d.add_float("popularity", float(p.get("popularity") or 0))
+    d.add_float("popularity", popularity)
+    d.add_boolean("popular", popularity >= POPULAR_MIN)
+    d.add_integer("sample", sample_bucket(p["id"]))
     d.add_integer("created_ts", _ts(p.get("created_at")))
     d.add_boolean("in_stock", bool(p.get("in_stock")))
     d.add_bytes("payload", json.dumps(result_row(p), separators=(",", ":")).encode())
@@ -188,30 +283,44 @@ class SearchPage:
     page: int
     total_pages: int
     facets: dict[str, list[dict]] = field(default_factory=dict)
-    typo_corrected: bool = False   # nothing matched exactly; these results tolerate typos
+    typo_corrected: bool = False     # nothing matched exactly; these results tolerate typos
+    facets_estimated: bool = False   # facet counts scaled up from a sample (over FACET_EXACT_MAX matches)
     took_ms: float = 0.0
 
     def as_dict(self) -> dict:
         return {"results": self.results, "total_results": self.total_results, "page": self.page,
                 "total_pages": self.total_pages, "facets": self.facets, "typo_corrected": self.typo_corrected,
-                "took_ms": round(self.took_ms, 3)}
+                "facets_estimated": self.facets_estimated, "took_ms": round(self.took_ms, 3)}
+
+
+@dataclass
+class _Plan:
+    """A keyword query in two parts: `match` decides which documents match (and is all the facets
+    need); `query` adds the scoring-only clauses (phrase, exact title) on top."""
+    match: Query
+    query: Query
 
 
 class ProductIndex:
-    """Open (or create) the index at `path` (None = in memory)."""
+    """Open (or create) the index at `path` (None = in memory). Raises IndexFormatChanged when the
+    directory holds an index of another schema version."""
 
     def __init__(self, path: str | Path | None = None):
         self.schema = build_schema()
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self.index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
+            try:
+                self.index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
+            except ValueError as exc:
+                if "schema does not match" in str(exc):
+                    raise IndexFormatChanged(f"{self.path} holds an index of another version") from exc
+                raise
         else:
             self.index = tantivy.Index(self.schema)
-        self._stem = _analyzer(stem=True)
-        self._plain = _analyzer(stem=False)
-        self.index.register_tokenizer(ANALYZER, self._stem)
-        self.index.register_tokenizer(SUGGEST_ANALYZER, self._plain)
+        self._words = _analyzer()
+        self.index.register_tokenizer(ANALYZER, self._words)
+        self.index.register_tokenizer(SUGGEST_ANALYZER, self._words)
         # readers reload when told to (the writer notifies them after each commit)
         self.index.config_reader(reload_policy="Manual")
         self._writer: tantivy.IndexWriter | None = None
@@ -275,35 +384,46 @@ class ProductIndex:
 
     # --- queries ----------------------------------------------------------------------------------
 
-    def _keyword_query(self, q: str, fuzzy: bool = False) -> Query:
-        # stemmed words for exact matches; the plain (unstemmed) word for typo tolerance, since a
-        # misspelt word stems badly ("wireles" -> "wirel")
-        plain, stemmed = self._plain.analyze(q), self._stem.analyze(q)
-        assert len(plain) == len(stemmed), "both analyzers split words the same way"
+    def _words_of(self, q: str) -> list[tuple[str, str]]:
+        """(plain word, stemmed word) pairs of the query, in order, without repeats."""
+        plain = self._words.analyze(q)
+        stemmed = self._words.analyze(stem_text(q))
+        assert len(plain) == len(stemmed), "stemming keeps word boundaries"
         pairs = list(dict.fromkeys(zip(plain, stemmed)))
         if not pairs:
             raise BadQuery("q has no searchable words")
+        return pairs
+
+    def _keyword_plan(self, searcher, q: str, fuzzy: bool = False) -> tuple[list[tuple[Occur, Query]], list]:
+        """(must clauses, should clauses) of a keyword query. Exact: one term of the `text` field per
+        word. Fuzzy (the retry when nothing matched): words missing from the dictionary (all words of
+        4+ letters when none is missing) also match name/brand words within one or two edits; the
+        plain word is used, since a misspelt word stems badly."""
         s = self.schema
-        clauses = []
-        for word, stem in pairs:
-            alternatives = [
-                (Occur.Should, Query.boost_query(Query.term_query(s, "name", stem), NAME_BOOST)),
-                (Occur.Should, Query.boost_query(Query.term_query(s, "brand_text", stem), BRAND_BOOST)),
-                (Occur.Should, Query.boost_query(Query.term_query(s, "description", stem), DESCRIPTION_BOOST)),
-            ]
-            if fuzzy and len(word) >= 4 and not word.isdigit():
+        pairs = self._words_of(q)
+        missing = set()
+        if fuzzy:
+            missing = {stem for _, stem in pairs if not searcher.doc_freq("text", stem)} or {stem for _, stem in pairs}
+        must = []
+        required = [(w, st) for w, st in pairs if w not in STOPWORDS] or pairs
+        for word, stem in required:
+            term = Query.term_query(s, "text", stem)
+            if stem in missing and len(word) >= 4 and not word.isdigit():
                 distance = 2 if len(word) >= 8 else 1
-                for f in ("name_suggest", "brand_key"):
-                    alternatives.append((Occur.Should, Query.boost_query(
+                alternatives = [(Occur.Should, term)] + [
+                    (Occur.Should, Query.boost_query(
                         Query.fuzzy_term_query(s, f, word, distance=distance, transposition_cost_one=True),
-                        FUZZY_BOOST)))
-            clauses.append((Occur.Must, Query.boolean_query(alternatives)))
-        stems = [st for _, st in pairs]
-        if len(stems) > 1:
-            clauses.append((Occur.Should, Query.boost_query(Query.phrase_query(s, "name", stems), PHRASE_BOOST)))
-        clauses.append((Occur.Should, Query.boost_query(
-            Query.term_query(s, "name_exact", normalize_title(q)), EXACT_TITLE_BOOST)))
-        return Query.boolean_query(clauses)
+                        FUZZY_BOOST)) for f in ("name_suggest", "brand_key")]
+                term = Query.boolean_query(alternatives)
+            must.append((Occur.Must, term))
+        # scoring-only clauses, left out when their term is in no document (each costs a seek per
+        # match; a one-word query without an exact title is then a plain term query)
+        should = [(Occur.Should, Query.boost_query(Query.term_query(s, "name_pairs", pair), PHRASE_BOOST))
+                  for pair in word_pairs([st for _, st in pairs]) if searcher.doc_freq("name_pairs", pair)]
+        title = normalize_title(q)
+        if searcher.doc_freq("name_exact", title):
+            should.append((Occur.Should, Query.boost_query(Query.term_query(s, "name_exact", title), EXACT_TITLE_BOOST)))
+        return must, should
 
     def _filters(self, r: SearchRequest) -> list[tuple[Occur, Query]]:
         s = self.schema
@@ -320,16 +440,21 @@ class ProductIndex:
             out.append((Occur.Must, Query.term_query(s, "in_stock", r.in_stock)))
         return out
 
-    def build_query(self, r: SearchRequest, fuzzy: bool = False) -> Query:
-        clauses = self._filters(r)
-        if r.q is not None:
-            clauses.insert(0, (Occur.Must, self._keyword_query(r.q, fuzzy)))
-        if not clauses:
-            return Query.all_query()
+    def _plan(self, searcher, r: SearchRequest, fuzzy: bool = False) -> _Plan:
+        filters = self._filters(r)
         if r.q is None:
             # filters only: constant scores (nothing to rank by relevance)
-            return Query.const_score_query(Query.boolean_query(clauses), 1.0)
-        return Query.boolean_query(clauses)
+            match = Query.boolean_query(filters) if filters else Query.all_query()
+            return _Plan(match, Query.const_score_query(match, 1.0) if filters else match)
+        must, should = self._keyword_plan(searcher, r.q, fuzzy)
+        if filters:   # filters select, they do not score
+            must.append((Occur.Must, Query.const_score_query(Query.boolean_query(filters), 0.0)))
+        match = must[0][1] if len(must) == 1 else Query.boolean_query(must)
+        return _Plan(match, Query.boolean_query(must + should) if should else match)
+
+    def build_query(self, r: SearchRequest, fuzzy: bool = False) -> Query:
+        """The scoring query of a request (benchmarks and tools; searches go through _search)."""
+        return self._plan(self.index.searcher(), r, fuzzy).query
 
     def search(self, r: SearchRequest) -> SearchPage:
         page, raw = self._search(r)
@@ -349,33 +474,67 @@ class ProductIndex:
         t0 = time.perf_counter()
         r.validate()
         searcher = self.index.searcher()
-        query = self.build_query(r)
-        found = self._collect(searcher, query, r)
+        plan = self._plan(searcher, r)
+        total, hits = self._collect(searcher, plan, r)
         corrected = False
-        if not found.count and r.q is not None:
-            query = self.build_query(r, fuzzy=True)
-            found, corrected = self._collect(searcher, query, r), True
-        raw = [searcher.doc(addr).get_first("payload") for _, addr in found.hits]
-        total = found.count or 0
-        facets = self._facets(searcher, query, r) if r.facets and total else (
-            {"brands": [], "categories": [], "price_ranges": []} if r.facets else {})
-        page = SearchPage(results=[], total_results=total, page=r.page, total_pages=math.ceil(total / r.limit),
-                          facets=facets, typo_corrected=corrected and total > 0,
+        if not total and r.q is not None:
+            plan = self._plan(searcher, r, fuzzy=True)
+            (total, hits), corrected = self._collect(searcher, plan, r), True
+        raw = [searcher.doc(addr).get_first("payload") for addr in hits]
+        facets, estimated = ({}, False)
+        if r.facets:
+            facets, estimated = self._facets(searcher, plan.match, r, total) if total else (
+                {"brands": [], "categories": [], "price_ranges": []}, False)
+        page = SearchPage(results=[], total_results=total, page=r.page,
+                          total_pages=min(math.ceil(total / r.limit), PAGE_MAX), facets=facets,
+                          typo_corrected=corrected and total > 0, facets_estimated=estimated,
                           took_ms=(time.perf_counter() - t0) * 1000)
         return page, raw
 
-    def _collect(self, searcher, query: Query, r: SearchRequest):
+    def _collect(self, searcher, plan: _Plan, r: SearchRequest) -> tuple[int, list]:
+        """(total matches, the page's document addresses)."""
         offset = (r.page - 1) * r.limit
-        kwargs: dict[str, Any] = {}
         if r.sort == "relevance":
-            kwargs["weight_by_field"] = "popularity"
-        else:
-            fieldname, order = {"price_asc": ("price", Order.Asc), "price_desc": ("price", Order.Desc),
-                                "rating": ("rating", Order.Desc), "newest": ("created_ts", Order.Desc)}[r.sort]
-            kwargs.update(order_by_field=fieldname, order=order)
-        return searcher.search(query, r.limit, count=True, offset=offset, **kwargs)
+            if r.q is None:   # browsing: the most popular first
+                found = searcher.search(plan.query, r.limit, count=True, offset=offset,
+                                        order_by_field="popularity", order=Order.Desc)
+                return found.count or 0, [addr for _, addr in found.hits]
+            return self._rank(searcher, plan, offset, r.limit)
+        fieldname, order = {"price_asc": ("price", Order.Asc), "price_desc": ("price", Order.Desc),
+                            "rating": ("rating", Order.Desc), "newest": ("created_ts", Order.Desc)}[r.sort]
+        found = searcher.search(plan.query, r.limit, count=True, offset=offset, order_by_field=fieldname, order=order)
+        return found.count or 0, [addr for _, addr in found.hits]
 
-    def _facets(self, searcher, query: Query, r: SearchRequest) -> dict[str, list[dict]]:
+    def _rank(self, searcher, plan: _Plan, offset: int, limit: int) -> tuple[int, list]:
+        """Relevance with popularity: final score = BM25 score x w, w = log2(2 + popularity) for
+        popular products (popularity >= POPULAR_MIN), else 1, without weighing every match (Tantivy's
+        weight_by_field costs ~100 ns a match, more than the match itself). The best n = offset+limit
+        come from two small sets: the top n by BM25 alone among unpopular matches (taken from the top
+        n by BM25 of all matches: an unpopular match outside it has w = 1 and n matches scoring at
+        least as much), and the top n popular matches with their weighted scores (Tantivy's
+        weight_by_field over the popular matches only)."""
+        n = offset + limit
+        top = searcher.search(plan.query, n, count=True)          # the exact total, and A
+        total = top.count or 0
+        if not total or offset >= total:
+            return total, []
+        addrs = [a for _, a in top.hits]
+        pops = searcher.fast_field_values("popularity", addrs)
+        ranked = [(score, (a.segment_ord, a.doc), a) for (score, a), pop in zip(top.hits, pops)
+                  if (pop or 0) < POPULAR_MIN]
+        if len(ranked) < len(addrs) or total > n:
+            # popular matches, weighted; when A held every match these are just A's popular ones
+            query = Query.boolean_query([(Occur.Must, plan.query), (Occur.Must, Query.const_score_query(
+                Query.term_query(self.schema, "popular", True), 0.0))])
+            found = searcher.search(query, n, count=False, weight_by_field="popularity")
+            ranked += [(score, (a.segment_ord, a.doc), a) for score, a in found.hits]
+        ranked.sort(key=lambda x: (-x[0], x[1]))
+        return total, [a for _, _, a in ranked[offset:n]]
+
+    def _facets(self, searcher, match: Query, r: SearchRequest, total: int) -> tuple[dict[str, list[dict]], bool]:
+        """Brand, category and price-range counts of the matches: exact up to FACET_EXACT_MAX
+        matches, else estimated from the documents of the first k sample buckets (scaled by
+        SAMPLE_BUCKETS / k, rounded)."""
         depth = len(category_ancestors(r.category)) if r.category else 0
         aggs: dict[str, Any] = {
             "brands": {"terms": {"field": "brand", "size": FACET_BRANDS_MAX, "segment_size": 1000}},
@@ -386,14 +545,22 @@ class ProductIndex:
         if depth < CATEGORY_LEVELS:
             # the next level down: top-level categories, or the children of the filtered one
             aggs["categories"] = {"terms": {"field": f"cat{depth + 1}", "size": 100, "segment_size": 1000}}
-        out = searcher.aggregate(query, aggs)
+        scale = 1.0
+        if total > FACET_EXACT_MAX:
+            k = max(1, math.ceil(SAMPLE_BUCKETS * FACET_SAMPLE_TARGET / total))
+            scale = SAMPLE_BUCKETS / k
+            match = Query.boolean_query([(Occur.Must, match), (Occur.Must, Query.range_query(
+                self.schema, "sample", FieldType.Integer, 0, k - 1, use_inverted_index=True))])
+        out = searcher.aggregate(match, aggs)
+
+        def counts(buckets) -> list[dict]:
+            return [{"value": b["key"], "count": round(b["doc_count"] * scale)} for b in buckets if b["doc_count"]]
+
         return {
-            "brands": [{"value": b["key"], "count": b["doc_count"]} for b in out["brands"]["buckets"]],
-            "categories": [{"value": b["key"], "count": b["doc_count"]}
-                           for b in out.get("categories", {}).get("buckets", [])],
-            "price_ranges": [{"value": b["key"], "count": b["doc_count"]}
-                             for b in out["price_ranges"]["buckets"] if b["doc_count"]],
-        }
+            "brands": counts(out["brands"]["buckets"]),
+            "categories": counts(out.get("categories", {}).get("buckets", [])),
+            "price_ranges": counts(out["price_ranges"]["buckets"]),
+        }, scale != 1.0
 
     def suggest(self, prefix: str, limit: int = 8) -> dict[str, list]:
         """Autocomplete: product names whose words start like `prefix` (most popular first), and
@@ -402,7 +569,7 @@ class ProductIndex:
             raise BadQuery("q must not be empty")
         if len(prefix) > QUERY_CHARS_MAX:
             raise BadQuery(f"q is longer than {QUERY_CHARS_MAX} characters")
-        words = self._plain.analyze(prefix)
+        words = self._words.analyze(prefix)
         if not words:
             raise BadQuery("q has no searchable words")
         s = self.schema
