@@ -1,4 +1,5 @@
-"""HTTP hardening for the API: request body size limit (413), CORS from settings, security headers.
+"""HTTP hardening for the API: request body size limit (413), no NUL characters (422), CORS from
+settings, security headers.
 
 One pure-ASGI middleware, installed by create_fastapi with `install_security(api)`. Settings are
 read on the first request from the replica's context (app.state.ctx), so the app can be built
@@ -8,6 +9,7 @@ apply.
 from __future__ import annotations
 
 import json
+import re
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -44,6 +46,24 @@ class _TooLarge(HTTPException):
         self.limit = limit
 
 
+class _NulText(HTTPException):
+    """A NUL character in the body (JSON escape \\u0000): PostgreSQL cannot store one in text or jsonb,
+    so it would fail deep inside a write (a 500, or a checkout lost in an actor); refused at the edge."""
+
+    def __init__(self):
+        super().__init__(status_code=422, detail=NUL_MESSAGE)
+
+
+NUL_MESSAGE = "text must not contain NUL characters (\\u0000)"
+# \u0000 preceded by an even number of backslashes is the escape; after an odd number it is the text "\u0000"
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_CARRY_BYTES = 64   # an escape split across two body chunks is still seen
+
+
+def has_json_nul(chunk: bytes) -> bool:
+    return b"\\u0000" in chunk and _JSON_NUL.search(chunk) is not None
+
+
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings | None = None):
         self.app = app
@@ -75,19 +95,27 @@ class SecurityMiddleware:
             return
 
         path = scope.get("path", "")
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            await _refuse(send, 422, {"error": "invalid", "message": NUL_MESSAGE})
+            return
         csp = (DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP).encode()
         no_store = path.startswith("/api/v1/auth")
         started = False
         received = 0
+        carry = b""
 
         async def counted_receive() -> Message:
             # chunked bodies carry no Content-Length: count as they arrive
-            nonlocal received
+            nonlocal received, carry
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit:
                     raise _TooLarge(limit)
+                if has_json_nul(carry + chunk):
+                    raise _NulText()
+                carry = (carry + chunk)[-_NUL_CARRY_BYTES:]
             return message
 
         async def secured_send(message: Message) -> None:
@@ -108,19 +136,32 @@ class SecurityMiddleware:
         except _TooLarge:
             if not started:
                 await _too_large(secured_send, limit)
+        except _NulText:
+            if not started:
+                await _refuse(secured_send, 422, {"error": "invalid", "message": NUL_MESSAGE})
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": "too_large", "message": f"the request body exceeds {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"), *SECURITY_HEADERS, (b"content-security-policy", API_CSP.encode())]})
+    await _refuse(send, 413, {"error": "too_large", "message": f"the request body exceeds {limit} bytes"}, close=True)
+
+
+async def _refuse(send: Send, status: int, payload: dict, close: bool = False) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *SECURITY_HEADERS, (b"content-security-policy", API_CSP.encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 def install_security(api: FastAPI, settings: Settings | None = None) -> None:
     """Add the security middleware (outermost of those added so far)."""
     api.add_middleware(SecurityMiddleware, settings=settings)
+
+    @api.exception_handler(_NulText)
+    async def _nul_text_handler(_: Request, exc: _NulText) -> JSONResponse:
+        return JSONResponse({"error": "invalid", "message": exc.detail}, status_code=422)
 
     @api.exception_handler(_TooLarge)
     async def _too_large_handler(_: Request, exc: _TooLarge) -> JSONResponse:

@@ -188,6 +188,26 @@ def test_oversized_body_is_413(api, platform):
     assert r.status_code == 413 and r.json()["error"] == "too_large"
 
 
+def test_nul_characters_are_refused_at_the_edge_with_422(api, db):
+    """PostgreSQL stores no NUL in text or jsonb: found by the fuzzer as a 500 (POST /warehouses) and a
+    checkout lost inside its actor (503). Refused before any route runs; the text '\\u0000' is fine."""
+    admin = make_user(api, "admin")
+    wid = f"wh-nul-{uuid.uuid4().hex[:6]}"
+    r = api.post("/api/v1/warehouses", json={"id": wid, "name": "North\x00", "lat": 1.0, "lon": 2.0},
+                 headers=admin.headers)
+    assert r.status_code == 422 and r.json() == {"error": "invalid", "message": "text must not contain NUL characters (\\u0000)"}
+    assert db.execute("SELECT count(*) AS n FROM warehouses WHERE id = %s", (wid,)).fetchone()["n"] == 0
+    buyer = make_user(api)
+    r = api.post("/api/v1/orders/checkout", headers={**buyer.headers, "Idempotency-Key": uuid.uuid4().hex},
+                 json={"payment_method": {"type": "card", "token": "pm_x"}, "shipping_address": {
+                     "name": "A", "street": "1 Main St", "city": "\x00m", "zip": "94102", "country": "US"}})
+    assert r.status_code == 422 and "NUL" in r.json()["message"]
+    assert api.get("/api/v1/products/search", params={"q": "lamp\x00"}).status_code == 422
+    r = api.post("/api/v1/warehouses", json={"id": wid, "name": "back\\u0000slash", "lat": 1.0, "lon": 2.0},
+                 headers=admin.headers)
+    assert r.status_code == 201, r.text  # a backslash followed by u0000 is ordinary text
+
+
 def test_malformed_json_is_422(api):
     r = api.post("/api/v1/auth/login", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
