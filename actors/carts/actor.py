@@ -286,19 +286,25 @@ class CartsClient:
         return cls(settings, [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(settings.cart_shard_count)],
                    redis)
 
+    async def fresh_snapshot(self, cart_id: str) -> dict | None:
+        """The cart as checkout needs it, when every hold is live for a while yet: there is nothing to
+        renew and nothing to write, so it is read straight from Redis (one GET of the key the shard
+        writes with one SET: a consistent version), without a Ray hop. None: ask the shard."""
+        if self.redis is None:
+            return None
+        raw = await self.redis.get(cart_key(cart_id))
+        if not raw:
+            return None
+        d = json.loads(raw)
+        cart, now = Cart.from_dict(d), time.time()
+        if cart.items and not any(stale_holds(item, now) for item in cart.items.values()):
+            return {"cart": d}
+        return None
+
     async def checkout_snapshot(self, cart_id: str, buyer_id: int) -> dict:
-        """Checkout's reserve step (the shard's renew_holds). When every hold is live for a while yet,
-        there is nothing to renew and nothing to write: the cart is read straight from Redis (one GET
-        of the key the shard writes with one SET, so a consistent version), saving the saga a Ray hop
-        and the shard the call. Otherwise the shard renews under its per-cart lock."""
-        if self.redis is not None:
-            raw = await self.redis.get(cart_key(cart_id))
-            if raw:
-                d = json.loads(raw)
-                cart, now = Cart.from_dict(d), time.time()
-                if cart.items and not any(stale_holds(item, now) for item in cart.items.values()):
-                    return {"cart": d}
-        return await self.call(cart_id, "renew_holds", buyer_id)
+        """Checkout's reserve step (the shard's renew_holds), read straight from Redis when nothing needs
+        renewing (fresh_snapshot); otherwise the shard renews under its per-cart lock."""
+        return await self.fresh_snapshot(cart_id) or await self.call(cart_id, "renew_holds", buyer_id)
 
     def shard(self, cart_id: str):
         return self.handles[shard_of(cart_id, len(self.handles))]

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 
 from psycopg.types.json import Jsonb
@@ -97,12 +98,19 @@ class Saga:
     async def run(self, req: dict) -> tuple[int, dict]:
         scope = f"u:{req['user_id']}" if req.get("user_id") is not None else f"g:{req['cart_id']}"
         order_id = uuid.uuid4().hex
+        # a card-only checkout whose holds are all fresh is reserved, priced and scored with reads only, so
+        # all of it may come before the saga row exists (a replayed key has then only read): the row is
+        # written once, at 'authorising' with its holds, instead of 'started' then 'authorising'
+        ready = await self._prepare_by_reading(order_id, req)
+        step, holds = "started", []
+        if ready is not None and ready.verdict["action"] != "decline" and ready.card_amount > 0:
+            step, holds = "authorising", ready.holds
         async with self.db.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO checkout_sagas (order_id, idempotency_scope, idempotency_key, user_id, step, state, request) "
-                "VALUES (%s, %s, %s, %s, 'started', 'running', %s) "
+                "INSERT INTO checkout_sagas (order_id, idempotency_scope, idempotency_key, user_id, step, state, request, "
+                "holds) VALUES (%s, %s, %s, %s, %s, 'running', %s, %s) "
                 "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING order_id",
-                (order_id, scope, req["idempotency_key"], req.get("user_id"), Jsonb(req)))
+                (order_id, scope, req["idempotency_key"], req.get("user_id"), step, Jsonb(req), Jsonb(holds)))
             inserted = await cur.fetchone()
             if inserted is None:
                 cur = await conn.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
@@ -110,8 +118,9 @@ class Saga:
                 first = await cur.fetchone()
         if inserted is None:
             return self._replay(first, req)
+        _maybe_crash(step)
         try:
-            return await self._run(order_id, scope, req)
+            return await self._run(order_id, scope, req, ready, authorising_recorded=(step == "authorising"))
         except SagaFailed as exc:
             return await self._fail(order_id, exc.reason, exc.message)
         except SagaTakenOver:
@@ -128,34 +137,56 @@ class Saga:
                          "order_id": first["order_id"]}
         return first["result_status"], {**first["result"], "replayed": True}
 
-    async def _run(self, order_id: str, scope: str, req: dict) -> tuple[int, dict]:
-        buyer_id = req["buyer_id"]
+    async def _prepare_by_reading(self, order_id: str, req: dict) -> "Prepared | None":
+        """Reserve (every hold fresh: nothing to renew), price and score with reads only; None when that
+        is not possible (a hold to renew, an empty cart, store credit or a gift card to look up): the
+        saga then records 'started' first and prepares with writes (_prepare)."""
+        if req.get("gift_card") or req.get("use_store_credit"):
+            return None
+        snap = await self.carts.fresh_snapshot(req["cart_id"])
+        if snap is None:
+            return None
+        cart, p = self._price(snap, req)
+        verdict = await self.fraud.score(self._fraud_order(order_id, req, p))
+        return Prepared(cart, _holds_of(cart), p, verdict, None, Decimal(0))
+
+    async def _prepare(self, order_id: str, req: dict) -> "Prepared":
         # 1. reserve: every cart line is backed by a live hold (expired ones are taken again)
-        snap = await self.carts.checkout_snapshot(req["cart_id"], buyer_id)
+        snap = await self.carts.checkout_snapshot(req["cart_id"], req["buyer_id"])
         if "refused" in snap:
             raise SagaFailed(snap["refused"], snap["message"])
-        cart = Cart.from_dict(snap["cart"])
-        holds = [{"sku": sku, "hold_id": h.hold_id, "quantity": h.quantity} for sku, h in cart.all_holds()]
         # 'reserved' and 'scored' are not written on their own: a crash there is resolved exactly like
         # one at 'started' (abandon: the holds end with their TTL), so the holds travel with the next write
-
-        # price (coupons re-checked against the clock; limits are enforced in the order transaction)
-        now = dt.datetime.now(dt.timezone.utc)
-        disc = cart.discount(now.timestamp())
-        ship = req["shipping_address"]
-        p = pricing.price(cart.subtotal(), disc.amount, disc.free_shipping, cart.weight_g(), req["shipping_method"],
-                          ship["country"], now.date())
-
+        cart, p = self._price(snap, req)
         # 2. fraud score, with the gift card / store credit look-up alongside (both only read)
-        scoring = asyncio.ensure_future(self.fraud.score({
-            "order_id": order_id, "user_id": req.get("user_id"), "guest_email": req.get("guest_email"),
-            "total": float(p.grand_total), "payment_token": req["payment_token"],
-            "shipping_address": ship, "billing_address": req.get("billing_address")}))
+        scoring = asyncio.ensure_future(self.fraud.score(self._fraud_order(order_id, req, p)))
         try:
             credit_account, credit_amount = await self._credit_for(req, p.grand_total)
         finally:
             verdict = await scoring
-        card_amount = p.grand_total - credit_amount
+        return Prepared(cart, _holds_of(cart), p, verdict, credit_account, credit_amount)
+
+    @staticmethod
+    def _price(snap: dict, req: dict) -> tuple[Cart, pricing.Price]:
+        """The cart priced now (coupons re-checked against the clock; limits are enforced in the order
+        transaction)."""
+        cart = Cart.from_dict(snap["cart"])
+        now = dt.datetime.now(dt.timezone.utc)
+        disc = cart.discount(now.timestamp())
+        return cart, pricing.price(cart.subtotal(), disc.amount, disc.free_shipping, cart.weight_g(),
+                                   req["shipping_method"], req["shipping_address"]["country"], now.date())
+
+    @staticmethod
+    def _fraud_order(order_id: str, req: dict, p: pricing.Price) -> dict:
+        return {"order_id": order_id, "user_id": req.get("user_id"), "guest_email": req.get("guest_email"),
+                "total": float(p.grand_total), "payment_token": req["payment_token"],
+                "shipping_address": req["shipping_address"], "billing_address": req.get("billing_address")}
+
+    async def _run(self, order_id: str, scope: str, req: dict, ready: "Prepared | None" = None,
+                   authorising_recorded: bool = False) -> tuple[int, dict]:
+        ready = ready or await self._prepare(order_id, req)
+        cart, holds, p, verdict, credit_amount = ready.cart, ready.holds, ready.p, ready.verdict, ready.credit_amount
+        card_amount = ready.card_amount
         if verdict["action"] == "decline":
             await self._release_and_drop(req["cart_id"], holds)
             raise SagaFailed("fraud_declined", "this order cannot be accepted; contact support if you think this is a mistake")
@@ -164,7 +195,8 @@ class Saga:
         # gateway is called, so a crash from here on is voided by the sweeper
         pi_id = None
         if card_amount > 0:
-            await self._step(order_id, "authorising", holds=Jsonb(holds))
+            if not authorising_recorded:
+                await self._step(order_id, "authorising", holds=Jsonb(holds))
             auth = await self.payments.authorise(order_id, to_minor(card_amount), "USD", req["payment_token"], scope)
             if isinstance(auth, PaymentRefusal):
                 raise SagaFailed(auth.reason, auth.message)  # the cart keeps its holds: try another card
@@ -368,6 +400,26 @@ class Saga:
                                "AND status = 'authorised'", (order_id,))
             await conn.execute("INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders WHERE id = %s",
                                (order_id,))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the saga knows before it may authorise: the cart, its holds, the price, the fraud verdict and
+    the part paid by store credit or a gift card."""
+    cart: Cart
+    holds: list[dict]
+    p: pricing.Price
+    verdict: dict
+    credit_account: str | None
+    credit_amount: Decimal
+
+    @property
+    def card_amount(self) -> Decimal:
+        return self.p.grand_total - self.credit_amount
+
+
+def _holds_of(cart: Cart) -> list[dict]:
+    return [{"sku": sku, "hold_id": h.hold_id, "quantity": h.quantity} for sku, h in cart.all_holds()]
 
 
 def _answer(o: dict) -> dict:

@@ -4,7 +4,9 @@ each one by a crash. Nothing has been charged before `authorising`; the order ex
 
 Not every step is written to `checkout_sagas` on its own: `reserved` and `scored` recover exactly like
 `started` (abandon), so the holds are recorded with `authorising` (or, with no card to charge, with
-`order_written`, in the transaction that writes the order). The steps still happen in this order."""
+`order_written`, in the transaction that writes the order). A card-only checkout whose holds are all
+fresh reserves, prices and scores with reads only, so its row is first written at `authorising` (with
+its holds): nothing happened before that a crash would need undone. The steps still happen in this order."""
 from __future__ import annotations
 
 STEPS = ("started", "reserved", "scored", "authorising", "authorised", "order_written", "committed", "captured")
