@@ -1,25 +1,38 @@
-"""Checkout throughput over HTTP against localstripe, side by side with localstripe's own rate.
+"""Checkout throughput over HTTP against localstripe, side by side with the gateway's own rate.
 
-Three figures from one run, same machine, same localstripe:
+Two honest figures from one run, same machine, same localstripe:
+
+(a) against localstripe's CPU-bound ceiling on the same cores (the issue's literal goal):
 - gateway create+confirm/s: PaymentIntent create with confirm=True straight through the SDK
   (the DESIGN.md reference figure);
 - gateway checkout ceiling/s: create+confirm followed by capture, the two gateway calls a
   checkout needs, straight through the SDK: no checkout can beat this;
 - flashmart checkouts/s and p50/p99: POST /api/v1/orders/checkout (saga: holds, fraud, authorise,
   order + commit + outbox, capture), each buyer with one item in a cart.
-overhead_pct = how far flashmart falls below the ceiling (the issue's goal: under 10%).
+overhead_pct = how far flashmart falls below the ceiling (the issue's goal: under 10%). The payment
+pacing is lifted above the gateway's speed (gateway_rate_per_s=5000) so the gateway is the limit.
+localstripe shares our 2 cores, so this ratio is bounded by CPU: it can only approach 1 if flashmart's
+CPU per checkout is small next to localstripe's own.
+
+(b) against a gateway paced like Stripe's (`paced` in the result): localstripe answers 429 in
+Stripe's error shape beyond a rate limit (default Stripe's documented 100 operations/s globally and
+25 requests/s per endpoint, storage/localstripe_server.py), and flashmart's payment pacing is set to
+the same limits (set_pacing: what an operator does). The paced gateway's own checkout ceiling is
+measured straight through the SDK (create+confirm then capture, a client retrying its 429s), before
+and after flashmart's run through it; the ratio of flashmart's checkouts/s to that ceiling is how
+much flashmart adds to the gateway's limit. (b) runs first, on localstripe's smallest store.
 
 localstripe's cost per call grows with everything it has stored (each PaymentIntent answer embeds its
 charge, whose refunds are found by scanning the whole store): measured with this harness, 3.5 ms of
-its CPU per create+capture with 0-200 intents stored, 11.6 ms with 600-800. flashmart's run comes
-after the gateway's, on a fuller store, so the ceiling is measured on both sides of it (before and
-after, same number of intents) and their mean is the ceiling at flashmart's store sizes; the
+its CPU per create+capture with 0-200 intents stored, 11.6 ms with 600-800. In (a) flashmart's run
+comes after the gateway's, on a fuller store, so the ceiling is measured on both sides of it (before
+and after, same number of intents) and their mean is the ceiling at flashmart's store sizes; the
 ceiling before alone is reported too (ratio_to_ceiling_before, the figure of earlier runs).
 `--warmup` checkouts first (not counted) so lazy imports and connection pools are not measured.
-The payment actors' pacing is lifted above the gateway's speed for the run (gateway_rate_per_s),
-so the gateway is the limit being measured, not our own throttle.
+`--cpu` adds CPU ms per checkout by process for both figures (flashmart's processes summed apart from
+localstripe and the load generator).
 
-    .venv/bin/python -m benchmarks.checkout --checkouts 300 --concurrency 16
+    .venv/bin/python -m benchmarks.checkout --checkouts 300 --concurrency 16 --cpu
 (starts embedded PostgreSQL/Redis/localstripe, a local Ray and the API in a temporary directory)
 """
 from __future__ import annotations
@@ -94,6 +107,109 @@ async def gateway_rates(settings: Settings, n: int, concurrency: int, ceiling_on
             "gateway_checkout_ceiling_before_per_s": round(b_rate, 1), "gateway_checkout_p99_ms": _pct(b_lat, 0.99)}
 
 
+STRIPE_GLOBAL_PER_S = 100.0   # Stripe: 100 operations/s in live mode (25 in a sandbox)
+STRIPE_ENDPOINT_PER_S = 25.0  # Stripe: a default of 25 requests/s per endpoint (PaymentIntent create among them)
+
+
+async def set_gateway_limits(settings: Settings, global_per_s: float = 0, endpoint_per_s: float = 0,
+                             burst_s: float = 0.2) -> dict:
+    """Turn localstripe's Stripe-like rate limits on (or off with zeros); answers its counters."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=settings.stripe_api_base, timeout=30) as http:
+        r = await http.post("/_config/flashmart/rate_limits", json={"global_per_s": global_per_s,
+                                                                    "endpoint_per_s": endpoint_per_s, "burst_s": burst_s})
+        r.raise_for_status()
+        return r.json()
+
+
+async def gateway_limits(settings: Settings) -> dict:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=settings.stripe_api_base, timeout=30) as http:
+        return (await http.get("/_config/flashmart/rate_limits")).json()
+
+
+async def paced_gateway_ceiling(settings: Settings, n: int, concurrency: int) -> dict:
+    """The rate-limited gateway's own checkout ceiling: create+confirm then capture straight through the
+    SDK, each call retried after a 429 with a short jittered pause (the SDK does not retry a plain 429),
+    so the client takes every token the gateway gives: nothing can check out faster through it."""
+    import random
+
+    import stripe
+
+    c = stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base},
+                            http_client=stripe.AIOHTTPClient())
+    limited = 0
+
+    async def retrying(call):
+        nonlocal limited
+        while True:
+            try:
+                return await call()
+            except stripe.RateLimitError:
+                limited += 1
+                await asyncio.sleep(random.uniform(0.005, 0.03))
+
+    pm = (await retrying(lambda: c.v1.payment_methods.create_async({"type": "card", "card": {
+        "number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}}))).id
+    params = {"amount": 2000, "currency": "usd", "payment_method": pm, "capture_method": "manual", "confirm": True,
+              "payment_method_types": ["card"]}
+
+    async def checkout(i):
+        key = {"idempotency_key": f"bench-p-{uuid.uuid4().hex}"}
+        pi = await retrying(lambda: c.v1.payment_intents.create_async(params, key))
+        pi = await retrying(lambda: c.v1.payment_intents.capture_async(pi.id))
+        return pi.status == "succeeded"
+
+    rate, lat, failed = await _pool(n, concurrency, checkout)
+    await c._requestor._get_http_client().close_async()
+    return {"per_s": round(rate, 1), "p99_ms": _pct(lat, 0.99), "failed": failed, "client_429s": limited}
+
+
+def flashmart_cpu_ms(per_role: dict[str, float]) -> float:
+    """flashmart's own CPU per checkout: every process of the run but the gateway and the load generator."""
+    return round(sum(v for k, v in per_role.items() if k not in ("localstripe", "load generator")), 2)
+
+
+async def run_paced(settings: Settings, api_url: str, buyers: list[dict], *, concurrency: int, global_per_s: float,
+                    endpoint_per_s: float, burst_s: float, cpu: "CpuAccount | None") -> dict:
+    """(b): localstripe limited like Stripe, flashmart's pacing set to the same limits; the gateway's own
+    ceiling before and after flashmart's run through it. Limits and pacing are restored afterwards."""
+    from actors.payments.client import PaymentsClient
+
+    payments = await PaymentsClient.connect(settings)
+    n = len(buyers)
+    try:
+        await set_gateway_limits(settings, global_per_s, endpoint_per_s, burst_s)
+        await payments.set_pacing(global_per_s, endpoint_per_s)  # what an operator does for this gateway
+        t0 = cpu.snapshot() if cpu else None
+        before = await paced_gateway_ceiling(settings, n, concurrency)
+        await set_gateway_limits(settings, global_per_s, endpoint_per_s, burst_s)  # fresh buckets, zero counters
+        t1 = cpu.snapshot() if cpu else None
+        fm = await flashmart_checkouts(settings, api_url, buyers, concurrency)
+        t2 = cpu.snapshot() if cpu else None
+        refused = (await gateway_limits(settings))["refused"]
+        await set_gateway_limits(settings, global_per_s, endpoint_per_s, burst_s)
+        after = await paced_gateway_ceiling(settings, n, concurrency)
+    finally:
+        await set_gateway_limits(settings)
+        await payments.set_pacing(None)
+    ceiling = round((before["per_s"] + after["per_s"]) / 2, 1)
+    out = {"global_per_s": global_per_s, "endpoint_per_s": endpoint_per_s, "burst_s": burst_s, "checkouts": n,
+           "gateway_checkout_ceiling_before_per_s": before["per_s"], "gateway_checkout_ceiling_after_per_s": after["per_s"],
+           "gateway_checkout_ceiling_per_s": ceiling, "gateway_checkout_p99_ms": before["p99_ms"],
+           "gateway_client_429s": before["client_429s"] + after["client_429s"],
+           **fm, "gateway_429s_to_flashmart": refused,
+           "ratio_to_ceiling": round(fm["checkouts_per_s"] / ceiling, 3) if ceiling else None,
+           "overhead_pct": round((1 - fm["checkouts_per_s"] / ceiling) * 100, 1) if ceiling else None}
+    if cpu:
+        out["cpu_ms_per_gateway_checkout"] = {k: round(v * 1000 / n, 2) for k, v in CpuAccount.diff(t0, t1).items()}
+        out["cpu_ms_per_flashmart_checkout"] = {k: round(v * 1000 / n, 2) for k, v in CpuAccount.diff(t1, t2).items()}
+        out["flashmart_cpu_ms_per_checkout"] = flashmart_cpu_ms(out["cpu_ms_per_flashmart_checkout"])
+    return out
+
+
 class CpuAccount:
     """CPU seconds spent by this run's processes (this process's descendants: Ray, Serve, the actors;
     and the backing servers, found by the data directory in their command line, with their children:
@@ -130,7 +246,8 @@ class CpuAccount:
                           ("ServeReplica", "serve replica"), ("ProxyActor", "serve proxy"),
                           ("CheckoutActor", "checkout actor"), ("PaymentActor", "payment actors"),
                           ("FraudActor", "fraud actor"), ("Cart", "cart actors"), ("Shard", "inventory shards"),
-                          ("Inventory", "inventory shards"), ("Sweeper", "sweeper"), ("Outbox", "outbox/notify"),
+                          ("Inventory", "inventory shards"), ("Sweeper", "sweeper"), ("OrderEvents", "outbox/notify"),
+                          ("Outbox", "outbox/notify"),
                           ("Notif", "outbox/notify"), ("benchmarks.checkout", "load generator")):
             if key in cmd or key in name:
                 return role
@@ -250,18 +367,29 @@ async def flashmart_checkouts(settings: Settings, api_url: str, buyers: list[dic
 
 
 async def run_checkout(settings: Settings, api_url: str, *, checkouts: int, concurrency: int,
-                       cpu: CpuAccount | None = None, spy_s: float = 0, warmup: int = 20) -> dict:
-    """Needs the platform deployed with gateway_rate_per_s above localstripe's speed."""
-    buyers, sku = await prepare_buyers(settings, api_url, checkouts + warmup)
+                       cpu: CpuAccount | None = None, spy_s: float = 0, warmup: int = 20,
+                       paced_checkouts: int | None = None, gateway_global_per_s: float = STRIPE_GLOBAL_PER_S,
+                       gateway_endpoint_per_s: float = STRIPE_ENDPOINT_PER_S, gateway_burst_s: float = 0.2) -> dict:
+    """Needs the platform deployed with gateway_rate_per_s above localstripe's speed. (b), the paced
+    gateway, runs first unless paced_checkouts is 0; then (a)."""
+    paced_n = checkouts if paced_checkouts is None else paced_checkouts
+    buyers, sku = await prepare_buyers(settings, api_url, checkouts + warmup + paced_n)
     if warmup:
         await flashmart_checkouts(settings, api_url, buyers[:warmup], min(concurrency, warmup))
         buyers = buyers[warmup:]
+    paced = None
+    if paced_n:
+        paced = await run_paced(settings, api_url, buyers[:paced_n], concurrency=concurrency,
+                                global_per_s=gateway_global_per_s, endpoint_per_s=gateway_endpoint_per_s,
+                                burst_s=gateway_burst_s, cpu=cpu)
+        buyers = buyers[paced_n:]
     t0 = cpu.snapshot() if cpu else None
     gw = await gateway_rates(settings, checkouts, concurrency)
     t1 = cpu.snapshot() if cpu else None
     if cpu and spy_s:
         spying = asyncio.create_task(spy(cpu, ("checkout actor", "payment actors", "serve replica", "cart actors",
-                                               "fraud actor"), spy_s, Path(settings.data_dir)))
+                                               "fraud actor", "outbox/notify", "inventory shards"), spy_s,
+                                         Path(settings.data_dir)))
     fm = await flashmart_checkouts(settings, api_url, buyers, concurrency)
     t2 = cpu.snapshot() if cpu else None
     gw.update(await gateway_rates(settings, checkouts, concurrency, ceiling_only=True))
@@ -275,11 +403,14 @@ async def run_checkout(settings: Settings, api_url: str, *, checkouts: int, conc
                                                 for k, v in CpuAccount.diff(t0, t1).items()}
         extra["cpu_ms_per_flashmart_checkout"] = {k: round(v * 1000 / checkouts, 2)
                                                   for k, v in CpuAccount.diff(t1, t2).items()}
+        extra["flashmart_cpu_ms_per_checkout"] = flashmart_cpu_ms(extra["cpu_ms_per_flashmart_checkout"])
         if spy_s:
             extra["py_spy"] = await spying
     out = {**gw, **fm, **extra, "concurrency": concurrency, "checkouts": checkouts,
            "ratio_to_ceiling": round(fm["checkouts_per_s"] / ceiling, 3) if ceiling else None,
            "overhead_pct": round((1 - fm["checkouts_per_s"] / ceiling) * 100, 1) if ceiling else None}
+    if paced is not None:
+        out["paced"] = paced
     return out
 
 
@@ -294,7 +425,9 @@ def print_table(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"checkout over HTTP vs localstripe ({r['checkouts']} each, concurrency {r['concurrency']})")
+    console = Console()
+    t = Table(title=f"(a) checkout over HTTP vs localstripe's CPU-bound ceiling, same 2 cores "
+                    f"({r['checkouts']} each, concurrency {r['concurrency']})")
     t.add_column("path")
     t.add_column("per second", justify="right")
     t.add_column("p99 ms", justify="right")
@@ -311,7 +444,36 @@ def print_table(r: dict) -> None:
                  f"({r['ratio_to_ceiling_before']:.0%} of the ceiling measured before it) "
                  f"(overhead {r['overhead_pct']}%); statuses {r['statuses']}; load average (1 min) at the end "
                  f"{r.get('load_avg_1m', '?')}")
-    Console().print(t)
+    console.print(t)
+    p = r.get("paced")
+    if p:
+        t = Table(title=f"(b) checkout through a gateway paced like Stripe's: {p['endpoint_per_s']:g} requests/s per "
+                        f"endpoint, {p['global_per_s']:g}/s overall, 429 beyond ({p['checkouts']} each, "
+                        f"concurrency {r['concurrency']})")
+        t.add_column("path")
+        t.add_column("per second", justify="right")
+        t.add_column("p99 ms", justify="right")
+        t.add_row(f"paced gateway create+confirm+capture (SDK, retrying 429s) before flashmart's run",
+                  str(p["gateway_checkout_ceiling_before_per_s"]), str(p["gateway_checkout_p99_ms"]))
+        t.add_row("the same after flashmart's run", str(p["gateway_checkout_ceiling_after_per_s"]), "")
+        t.add_row("paced checkout ceiling = mean of before and after", str(p["gateway_checkout_ceiling_per_s"]), "")
+        t.add_row(f"flashmart POST /orders/checkout, pacing set to the same limits (p50 {p['checkout_p50_ms']} ms)",
+                  str(p["checkouts_per_s"]), str(p["checkout_p99_ms"]))
+        t.caption = (f"flashmart reaches {p['ratio_to_ceiling']:.0%} of the paced gateway's ceiling (adds "
+                     f"{p['overhead_pct']}% to its limit); statuses {p['statuses']}; 429s the gateway answered "
+                     f"flashmart: {p['gateway_429s_to_flashmart']} (the SDK client: {p['gateway_client_429s']})")
+        console.print(t)
+    if "cpu_ms_per_flashmart_checkout" in r:
+        a, b = r["cpu_ms_per_flashmart_checkout"], (p or {}).get("cpu_ms_per_flashmart_checkout", {})
+        t = Table(title="CPU ms per flashmart checkout, by process (all processes of the run)")
+        t.add_column("process")
+        t.add_column("(a) unpaced", justify="right")
+        t.add_column("(b) paced", justify="right")
+        for role in sorted(set(a) | set(b), key=lambda k: -max(a.get(k, 0), b.get(k, 0))):
+            t.add_row(role, f"{a.get(role, 0):.2f}", f"{b.get(role, 0):.2f}" if b else "")
+        t.add_row("flashmart total (without localstripe, load generator)", f"{r['flashmart_cpu_ms_per_checkout']:.2f}",
+                  f"{p['flashmart_cpu_ms_per_checkout']:.2f}" if b else "", style="bold")
+        console.print(t)
 
 
 def main(argv=None) -> dict:
@@ -319,7 +481,16 @@ def main(argv=None) -> dict:
     p.add_argument("--checkouts", type=int, default=300)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--warmup", type=int, default=20, help="checkouts run first and not counted")
+    p.add_argument("--paced-checkouts", type=int, default=None,
+                   help="checkouts through the rate-limited gateway, (b) (default: --checkouts; 0 skips (b))")
+    p.add_argument("--gateway-global", type=float, default=STRIPE_GLOBAL_PER_S,
+                   help="(b): the gateway's global limit, requests/s (Stripe live mode: 100)")
+    p.add_argument("--gateway-per-endpoint", type=float, default=STRIPE_ENDPOINT_PER_S,
+                   help="(b): the gateway's limit per endpoint, requests/s (Stripe's default: 25)")
+    p.add_argument("--gateway-burst-s", type=float, default=0.2,
+                   help="(b): seconds of rate the gateway lets a quiet client spend at once")
     p.add_argument("--cpu", action="store_true", help="also report CPU ms per checkout by process role")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the whole result there")
     p.add_argument("--spy", type=float, default=0, metavar="SECONDS",
                    help="with --cpu: py-spy the checkout, payment, cart, fraud actors and the Serve replica for the "
                         "first SECONDS of flashmart's run and print their hottest frames")
@@ -353,7 +524,10 @@ def main(argv=None) -> dict:
         deploy(settings)
         result = asyncio.run(run_checkout(settings, settings.api_url, checkouts=args.checkouts,
                                           concurrency=args.concurrency, cpu=CpuAccount(data) if args.cpu else None,
-                                          spy_s=args.spy, warmup=args.warmup))
+                                          spy_s=args.spy, warmup=args.warmup, paced_checkouts=args.paced_checkouts,
+                                          gateway_global_per_s=args.gateway_global,
+                                          gateway_endpoint_per_s=args.gateway_per_endpoint,
+                                          gateway_burst_s=args.gateway_burst_s))
         result["ingress"] = ingress
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)
         print_table(result)
@@ -362,6 +536,11 @@ def main(argv=None) -> dict:
 
             print(json.dumps({k: result[k] for k in ("cpu_ms_per_gateway_checkout", "cpu_ms_per_flashmart_checkout",
                                                      "py_spy") if k in result}, indent=1))
+        if args.json:
+            import json
+
+            args.json.write_text(json.dumps(result, indent=1, default=str))
+            print(f"result written to {args.json}")
         return result
     finally:
         from ray import serve
