@@ -95,13 +95,19 @@ def bench_inprocess(ix, qs: list[str], facets: bool) -> dict:
     for q in qs[:20]:
         ix.search(SearchRequest(q=q, facets=facets))
     ms = []
-    hits = 0
+    hits = corrected = estimated = 0
     for q in qs:
         t0 = time.perf_counter()
         page = ix.search(SearchRequest(q=q, facets=facets))
         ms.append((time.perf_counter() - t0) * 1000)
         hits += page.total_results > 0
-    return {**_pcts(ms), "queries_with_results": hits}
+        corrected += page.typo_corrected
+        estimated += page.facets_estimated
+    out = {**_pcts(ms), "queries_with_results": hits, "queries_typo_corrected": corrected,
+           "max_total_results": max(ix.search(SearchRequest(q=q, facets=False)).total_results for q in qs)}
+    if facets:   # facets over a sample above FACET_EXACT_MAX matches (docs/search.md)
+        out["queries_with_estimated_facets"] = estimated
+    return out
 
 
 def bench_pg(settings, qs: list[str]) -> dict:

@@ -537,3 +537,8 @@ async def get_product(product_id: int, ctx: Context = Depends(get_ctx)) -> dict:
         raise Refused("not_found", f"product {product_id} does not exist")
     return await _product_page(ctx, product_id)
 
+
+
+# Starlette tries a router's routes in order and the search is the shop's hot path: put it (and
+# suggest) first instead of behind the seller writes (~20 us of path matching per search).
+router.routes.sort(key=lambda route: getattr(route, "path", "") not in (f"{router.prefix}/search", f"{router.prefix}/suggest"))
