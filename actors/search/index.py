@@ -8,9 +8,10 @@ Relevance: every query word must match (AND) in one combined field (`text`: the 
 the brand twice, the description once, so BM25 weighs a name match above a description match);
 words are matched after a plural-only English stemmer (`stem_word`: "comforters" -> "comforter",
 never "comforter" -> "comfort" as Porter does). A query that finds nothing is retried with typo
-tolerance (words the dictionary lacks, within one or two edits of a name/brand word). A phrase match
-on the name and an exact match of the whole title are boosted on top, and the score is multiplied
-by log2(2 + popularity) for the popular head of the catalog (see `_rank`).
+tolerance (words the dictionary lacks, within one or two edits of a name/brand word). English stop
+words are not required when other words are given. A pair of adjacent query words found among the
+title's adjacent pairs (a phrase match) and an exact match of the whole title are boosted on top, and
+the score is multiplied by log2(2 + popularity) for the popular head of the catalog (see `_rank`).
 
 Cost is bounded for broad queries (docs/search.md): one term list per word instead of a union of
 three fields, popularity applied to a candidate set instead of to every match, and facets over a
