@@ -50,6 +50,15 @@ class StripeGateway:
                 await asyncio.sleep(random.uniform(0, self.backoff_base_s * 2 ** attempt))
         raise AssertionError("unreachable")
 
+    async def _post(self, path: str, params: dict, idempotency_key: str) -> dict:
+        """A POST through the SDK's raw request: the same encoding, headers, idempotency key and error
+        classes (CardError, RateLimitError...), but the answer stays the parsed JSON instead of a tree
+        of StripeObjects. Building that tree (a PaymentIntent embeds its charges) and reading it back
+        was a fifth of the SDK's CPU per call; the hot path (authorise, capture) needs three fields."""
+        resp = await self._retrying(lambda: self.client.raw_request_async(
+            "post", path, idempotency_key=idempotency_key, **params))
+        return resp.data
+
     async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str,
                         customer_ref: str = "") -> Authorised | PaymentRefusal:
         params = {
@@ -59,29 +68,28 @@ class StripeGateway:
             "metadata": {"order_id": order_id, "buyer": customer_ref},
         }
         try:
-            pi = await self._retrying(lambda: self.client.v1.payment_intents.create_async(
-                params, {"idempotency_key": f"authorise:{order_id}"}))
+            pi = await self._post("/v1/payment_intents", params, f"authorise:{order_id}")
         except stripe.CardError as exc:
             return PaymentRefusal("payment_declined", exc.user_message or "the card was declined")
         except stripe.InvalidRequestError as exc:
             return PaymentRefusal("invalid", f"the payment method was refused: {exc.user_message or exc}")
         except RETRYABLE as exc:
             return PaymentRefusal("unavailable", f"the payment gateway did not answer: {type(exc).__name__}")
-        if pi.status != "requires_capture":
-            return PaymentRefusal("payment_declined", f"the payment was not authorised (status {pi.status})")
-        return Authorised(pi.id, amount_minor, pi.status)
+        if pi["status"] != "requires_capture":
+            return PaymentRefusal("payment_declined", f"the payment was not authorised (status {pi['status']})")
+        return Authorised(pi["id"], amount_minor, pi["status"])
 
     async def capture(self, payment_intent_id: str, amount_minor: int | None = None) -> Captured | PaymentRefusal:
         params = {"amount_to_capture": amount_minor} if amount_minor is not None else {}
         try:
-            pi = await self._retrying(lambda: self.client.v1.payment_intents.capture_async(
-                payment_intent_id, params, {"idempotency_key": f"capture:{payment_intent_id}"}))
+            pi = await self._post(f"/v1/payment_intents/{payment_intent_id}/capture", params,
+                                  f"capture:{payment_intent_id}")
         except stripe.InvalidRequestError as exc:
             return await self._already(payment_intent_id, "succeeded", exc,
                                        lambda pi: Captured(pi.id, _received(pi)))
         except RETRYABLE as exc:
             return PaymentRefusal("unavailable", f"capture did not reach the gateway: {type(exc).__name__}")
-        return Captured(pi.id, _received(pi))
+        return Captured(pi["id"], _received(pi))
 
     async def void(self, payment_intent_id: str) -> Voided | PaymentRefusal:
         try:
@@ -136,5 +144,5 @@ class StripeGateway:
 
 def _received(pi) -> int:
     # localstripe omits amount_received; the captured amount is then the intent's amount
-    data = pi.to_dict()
+    data = pi if isinstance(pi, dict) and not isinstance(pi, stripe.StripeObject) else pi.to_dict()
     return int(data.get("amount_received") or data["amount"])
