@@ -227,3 +227,19 @@ def test_an_index_of_another_version_is_refused_not_misread(tmp_path):
     tantivy.Index(sb.build(), path=str(tmp_path))
     with pytest.raises(IndexFormatChanged):
         ProductIndex(tmp_path)
+
+
+def test_typos_are_resolved_through_the_vocabulary(tmp_path):
+    ix = ProductIndex(tmp_path)
+    ix.add_new([{"id": 1, "name": "Trail Runner", "brand": "North Face", "price": 100},
+                {"id": 2, "name": "Espresso Machine", "brand": "Gaggia", "price": 300}])
+    ix.commit()
+    page = ix.search(SearchRequest(q="expresso machine"))
+    assert [r["product_id"] for r in page.results] == [2] and page.typo_corrected
+    assert [r["product_id"] for r in ix.search(SearchRequest(q="northface")).results] == [1]   # a brand, whole
+    assert [r["product_id"] for r in ix.search(SearchRequest(q="gagia")).results] == [2]
+    # a word newer than the vocabulary (rebuilt at most every VOCABULARY_REFRESH_S) is still corrected,
+    # by the fuzzy query on the catalog itself
+    ix.upsert([{"id": 3, "name": "Cast Iron Kettlebell", "price": 40}])
+    ix.commit()
+    assert [r["product_id"] for r in ix.search(SearchRequest(q="kettlebel")).results] == [3]

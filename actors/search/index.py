@@ -65,6 +65,14 @@ POPULAR_MIN = 0.005
 FACET_EXACT_MAX = 50_000
 FACET_SAMPLE_TARGET = 20_000
 SAMPLE_BUCKETS = 64
+# Typo tolerance resolves a misspelt word to title words and brands through a small in-memory index
+# of the vocabulary (one document per word), then searches those words as ordinary term lists; a
+# fuzzy query on the catalog itself builds a bitset of every product holding a candidate word, once
+# per evaluation. The vocabulary is rebuilt at most every VOCABULARY_REFRESH_S after the index
+# changed; a word it does not know yet falls back to the fuzzy query on the catalog.
+VOCABULARY_MAX = 200_000       # the most frequent title words (and as many brands)
+VOCABULARY_REFRESH_S = 30.0
+CORRECTIONS_MAX = 50           # more candidates than this: fuzzy query on the catalog
 
 
 class BadQuery(ValueError):
@@ -294,6 +302,35 @@ class SearchPage:
                 "facets_estimated": self.facets_estimated, "took_ms": round(self.took_ms, 3)}
 
 
+class _Vocabulary:
+    """Title words and brands of one searcher, each a document of a tiny in-memory index."""
+
+    def __init__(self, searcher):
+        sb = tantivy.SchemaBuilder()
+        sb.add_text_field("word", tokenizer_name="raw", stored=True, index_option="basic")
+        sb.add_text_field("brand", tokenizer_name="raw", stored=True, index_option="basic")
+        self.schema = sb.build()
+        index = tantivy.Index(self.schema)
+        writer = index.writer(15_000_000, 1)
+        for field, source in (("word", "name_suggest"), ("brand", "brand_key")):
+            for term, _ in searcher.terms_with_prefix(source, "", limit=VOCABULARY_MAX):
+                doc = tantivy.Document()
+                doc.add_text(field, term)
+                writer.add_document(doc)
+        writer.commit()
+        writer.wait_merging_threads()
+        index.reload()
+        self.searcher = index.searcher()
+
+    def corrections(self, field: str, word: str, distance: int) -> list[str] | None:
+        """Words of `field` within `distance` edits of `word`; None when there are too many."""
+        found = self.searcher.search(Query.fuzzy_term_query(
+            self.schema, field, word, distance=distance, transposition_cost_one=True), CORRECTIONS_MAX + 1)
+        if len(found.hits) > CORRECTIONS_MAX:
+            return None
+        return [self.searcher.doc(addr).get_first(field) for _, addr in found.hits]
+
+
 @dataclass
 class _Plan:
     """A keyword query in two parts: `match` decides which documents match (and is all the facets
@@ -325,6 +362,8 @@ class ProductIndex:
         # readers reload when told to (the writer notifies them after each commit)
         self.index.config_reader(reload_policy="Manual")
         self._writer: tantivy.IndexWriter | None = None
+        self._version = 0                 # bumped by every reload: the vocabulary may be stale
+        self._vocabulary: tuple[int, float, _Vocabulary] | None = None   # (version, built at, vocabulary)
 
     @staticmethod
     def exists(path: str | Path) -> bool:
@@ -370,7 +409,7 @@ class ProductIndex:
     def commit(self) -> None:
         if self._writer is not None:
             self._writer.commit()
-        self.index.reload()
+        self.reload()
 
     def close_writer(self) -> None:
         if self._writer is not None:
@@ -379,6 +418,7 @@ class ProductIndex:
 
     def reload(self) -> None:
         self.index.reload()
+        self._version += 1
 
     def num_docs(self) -> int:
         return self.index.searcher().num_docs
@@ -410,12 +450,10 @@ class ProductIndex:
         for word, stem in required:
             term = Query.term_query(s, "text", stem)
             if stem in missing and len(word) >= 4 and not word.isdigit():
-                distance = 2 if len(word) >= 8 else 1
-                alternatives = [(Occur.Should, term)] + [
-                    (Occur.Should, Query.boost_query(
-                        Query.fuzzy_term_query(s, f, word, distance=distance, transposition_cost_one=True),
-                        FUZZY_BOOST)) for f in ("name_suggest", "brand_key")]
-                term = Query.boolean_query(alternatives)
+                # the word itself only when it exists (a lone term list intersects by skipping)
+                options = [term] if searcher.doc_freq("text", stem) else []
+                options += [Query.boost_query(q, FUZZY_BOOST) for q in self._typo_alternatives(searcher, word)]
+                term = options[0] if len(options) == 1 else Query.boolean_query([(Occur.Should, q) for q in options])
             must.append((Occur.Must, term))
         # scoring-only clauses, left out when their term is in no document (each costs a seek per
         # match; a one-word query without an exact title is then a plain term query)
@@ -425,6 +463,32 @@ class ProductIndex:
         if searcher.doc_freq("name_exact", title):
             should.append((Occur.Should, Query.boost_query(Query.term_query(s, "name_exact", title), EXACT_TITLE_BOOST)))
         return must, should
+
+    def _typo_alternatives(self, searcher, word: str) -> list[Query]:
+        """Queries for the title words and brands within one edit of `word` (two from 8 letters)."""
+        s = self.schema
+        distance = 2 if len(word) >= 8 else 1
+        vocabulary = self._current_vocabulary(searcher)
+        words = vocabulary.corrections("word", word, distance)
+        brands = vocabulary.corrections("brand", word, distance)
+        if words is None or brands is None or not (words or brands):
+            # too many candidates, or none yet (a word newer than the vocabulary): ask the catalog
+            return [Query.fuzzy_term_query(s, f, word, distance=distance, transposition_cost_one=True)
+                    for f in ("name_suggest", "brand_key")]
+        # a one-word brand is a word of the `text` field too; a longer one is matched whole
+        whole_brands = [b for b in brands if len(self._words.analyze(b)) > 1]
+        stems = dict.fromkeys(t for w in words + [b for b in brands if b not in whole_brands]
+                              for t in self._words.analyze(stem_text(w)))
+        return ([Query.term_query(s, "text", t) for t in stems]
+                + [Query.term_query(s, "brand_key", b) for b in whole_brands])
+
+    def _current_vocabulary(self, searcher) -> _Vocabulary:
+        held = self._vocabulary
+        now = time.monotonic()
+        if held is None or (held[0] != self._version and now - held[1] > VOCABULARY_REFRESH_S):
+            held = (self._version, now, _Vocabulary(searcher))
+            self._vocabulary = held   # (threads racing here each build one; the last one stays)
+        return held[2]
 
     def _filters(self, r: SearchRequest) -> list[tuple[Occur, Query]]:
         s = self.schema
