@@ -64,6 +64,41 @@ class _Persistence:
         os.replace(tmp, self.path)  # atomic: a crash never leaves a truncated file
 
 
+class RefundIndex:
+    """Refunds by charge. localstripe finds a charge's refunds by scanning its whole store, three times
+    per exported charge (refunds, amount_refunded, refunded), and every PaymentIntent answer exports
+    its charge: each answer cost time proportional to everything ever stored (3.5 ms of CPU per
+    create+capture on an empty store, 20+ ms after a few thousand intents), so the emulator slowed
+    down as a benchmark went on and its ceiling depended on the order of the runs. Stripe's does not."""
+
+    def __init__(self):
+        self.by_charge: dict[str, list] = {}
+
+    def add(self, refund) -> None:
+        self.by_charge.setdefault(refund.charge, []).append(refund)
+
+    def rebuild(self, store) -> None:
+        self.by_charge.clear()
+        for key, obj in store.items():
+            if key.startswith("refund:"):
+                self.add(obj)
+
+    def install(self) -> None:
+        index, original_init = self, resources.Refund.__init__
+
+        def refund_init(refund, *args, **kwargs):
+            original_init(refund, *args, **kwargs)
+            index.add(refund)
+
+        def charge_refunds(charge):
+            li = resources.List("/v1/charges/" + charge.id + "/refunds")
+            li._list = sorted(index.by_charge.get(charge.id, []), key=lambda r: r.date, reverse=True)
+            return li
+
+        resources.Refund.__init__ = refund_init
+        resources.Charge.refunds = property(charge_refunds)
+
+
 def _answers() -> OrderedDict:
     answers = resources.store.get(IDEMPOTENCY_STORE_KEY)
     if answers is None:
@@ -237,6 +272,9 @@ def main() -> None:
     persistence = _Persistence(args.state)
     resources.Store.dump_to_disk = persistence.mark_dirty  # called by localstripe on every change
     persistence.load(resources.store)
+    refunds = RefundIndex()
+    refunds.rebuild(resources.store)
+    refunds.install()
 
     async def saver(app: web.Application):
         async def loop():
