@@ -432,3 +432,47 @@ def test_webhook_signature(platform, api):
     assert ok.status_code == 200, ok.text
     bad = api.post("/api/v1/payments/webhook", content=payload, headers={"Stripe-Signature": f"t={ts},v1={'0' * 64}"})
     assert bad.status_code == 400
+
+
+def test_crash_right_after_the_first_saga_write_before_the_gateway(platform, api, db, admin, warehouse):
+    """A card checkout whose holds are fresh writes its saga row once, at 'authorising' with its holds,
+    before the gateway is called (saga.run): a crash right there leaves a row the sweeper resolves as
+    any 'authorising' one (search the gateway, void what it finds: here nothing), and the same key then
+    answers the outcome. The holds end with their TTL, as after a crash at 'started'."""
+    import ray
+
+    from actors import NAMESPACE
+    from actors.checkout.actor import actor_name
+    from actors.checkout.sweeper import SWEEPER_NAME
+
+    buyer = make_user(api)
+    sku = product(db, api, admin, warehouse, stock=2)
+    add(api, buyer, sku)
+    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
+    ray.get([a.arm_fault_for_tests.remote("authorising") for a in actors])  # FAULT INJECTION
+    try:
+        key, token = uuid.uuid4().hex, card(platform)
+        r = checkout(api, buyer, token, key)
+        assert r.status_code == 503, r.text
+    finally:
+        for a in actors:
+            try:
+                ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
+            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
+                pass
+    saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+                      (f"u:{buyer.id}", key)).fetchone()
+    assert saga["state"] == "running" and saga["step"] == "authorising" and saga["payment_intent_id"] is None
+    assert [h["sku"] for h in saga["holds"]] == [sku]  # written with the row: the sweeper knows the holds
+
+    outcome = ray.get(ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE).sweep_now.remote(0.0))
+    assert outcome.get("void", 0) >= 1
+    saga = db.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)).fetchone()
+    assert saga["state"] == "failed"
+    assert db.execute("SELECT count(*) AS n FROM orders WHERE id = %s", (saga["order_id"],)).fetchone()["n"] == 0
+    deadline = time.monotonic() + 90
+    again = checkout(api, buyer, token, key)
+    while again.status_code == 503 and time.monotonic() < deadline:
+        time.sleep(1)
+        again = checkout(api, buyer, token, key)
+    assert again.status_code == 409 and again.json()["error"] == "checkout_interrupted"
