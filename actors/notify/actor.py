@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import smtplib
 import time
 from pathlib import Path
 
 import ray
 
-from actors.notify.notifier import SENDER, consume_once, ensure_group
+from actors.notify.notifier import RETRY_IDLE_MS, consume_once, ensure_group, retry_pending, smtp_send_batch
 from actors.notify.relay import relay_once
 from flashmart.obs import logger
 from flashmart.settings import Settings
@@ -86,28 +85,19 @@ class OrderEventsActor:
             await asyncio.sleep(self.settings.outbox_relay_interval_ms / 1000)
 
     async def _notify_loop(self) -> None:
+        retried_at = time.monotonic()
         while True:
             try:
+                if time.monotonic() - retried_at > RETRY_IDLE_MS / 2000:  # unsent events: twice per idle period
+                    retried_at = time.monotonic()
+                    self.sent += await retry_pending(self.redis, self.db, self._send_batch, "notifier-0")
                 self.sent += await consume_once(self.redis, self.db, self._send_batch, "notifier-0")
             except Exception as exc:  # noqa: BLE001
                 log.warning("notifier failed: %s", exc)
                 await asyncio.sleep(1)
 
     async def _send_batch(self, messages: list[tuple[str, bytes]]) -> int:
-        """One SMTP connection (and one thread hop) for a batch; returns how many went out, in order."""
-        def send() -> int:
-            sent = 0
-            try:
-                with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=10) as s:
-                    for recipient, msg in messages:
-                        s.sendmail(SENDER, [recipient], msg)
-                        sent += 1
-            except (OSError, smtplib.SMTPException) as exc:
-                if not sent:
-                    raise
-                log.warning("SMTP batch stopped after %d of %d messages: %s", sent, len(messages), exc)
-            return sent
-        return await asyncio.to_thread(send)
+        return await smtp_send_batch(self.smtp_port, messages)
 
     def info(self) -> dict:
         return {"relayed": self.relayed, "sent": self.sent, "smtp_port": getattr(self, "smtp_port", None),

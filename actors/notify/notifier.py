@@ -6,16 +6,30 @@ message to data_dir/mail/sink.mbox) until a real relay is configured; the code p
 Batched, because every checkout ends here: a batch read from the stream is composed, sent over one
 SMTP connection and acknowledged with one XACK (a connection, a thread hop and an ack per message
 cost the notifications process more CPU per checkout than the message itself).
+
+An event whose email did not go out (the SMTP relay down, the notifier killed mid-batch) stays
+pending in the consumer group; `retry_pending` claims those idle for `RETRY_IDLE_MS` and sends them
+again, and after `DELIVERIES_MAX` attempts moves the event to the dead-letter stream `DEAD_STREAM`
+(with the reason), so one undeliverable message cannot block or loop for ever.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import smtplib
 from email.message import EmailMessage
 from email.utils import formatdate
 
 from actors.notify.relay import STREAM
+from flashmart.obs import logger
+
+log = logger("notify")
 
 GROUP = "notifier"
+RETRY_IDLE_MS = 30_000     # an unacknowledged event this old was not sent: try it again
+DELIVERIES_MAX = 5
+DEAD_STREAM = STREAM + ":dead"
+DEAD_STREAM_MAXLEN = 10_000
 SENDER = "orders@flashmart.local"
 SUBJECTS = {
     "order.confirmed": "Your flashmart order {order_id} is confirmed",
@@ -63,6 +77,24 @@ def compose_bytes(topic: str, payload: dict, recipient: str) -> bytes | None:
     return (text + body.replace("\n", "\r\n")).encode("ascii")
 
 
+async def smtp_send_batch(port: int, messages: list[tuple[str, bytes]], host: str = "127.0.0.1") -> int:
+    """One SMTP connection (and one thread hop) for a batch; returns how many went out, in order.
+    Nothing sent at all raises (the relay is down: every message stays pending)."""
+    def send() -> int:
+        sent = 0
+        try:
+            with smtplib.SMTP(host, port, timeout=10) as s:
+                for recipient, msg in messages:
+                    s.sendmail(SENDER, [recipient], msg)
+                    sent += 1
+        except (OSError, smtplib.SMTPException) as exc:
+            if not sent:
+                raise
+            log.warning("SMTP batch stopped after %d of %d messages: %s", sent, len(messages), exc)
+        return sent
+    return await asyncio.to_thread(send)
+
+
 async def ensure_group(redis) -> None:
     try:
         await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
@@ -72,19 +104,46 @@ async def ensure_group(redis) -> None:
 
 
 async def consume_once(redis, db, send_batch, consumer: str, block_ms: int = 1000) -> int:
-    """Read a batch, email each event over one connection, ack what was sent (and what needs no email).
-    `send_batch(list of (recipient, bytes))` returns how many were sent, in order; the rest stay pending."""
+    """Read a batch of new events and send it (see `_send`)."""
     resp = await redis.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=100, block=block_ms)
+    return await _send(redis, db, send_batch, [e for _, entries in resp or [] for e in entries])
+
+
+async def retry_pending(redis, db, send_batch, consumer: str, idle_ms: int = RETRY_IDLE_MS,
+                        deliveries_max: int = DELIVERIES_MAX) -> int:
+    """Send again the events read at least `idle_ms` ago and never acknowledged; dead-letter those
+    already delivered `deliveries_max` times. Returns how many emails went out."""
+    pending = await redis.xpending_range(STREAM, GROUP, "-", "+", 100, idle=idle_ms)
+    if not pending:
+        return 0
+    dead = [p["message_id"] for p in pending if p["times_delivered"] >= deliveries_max]
+    for entry_id in dead:
+        for _, fields in await redis.xrange(STREAM, entry_id, entry_id):
+            await redis.xadd(DEAD_STREAM, {**fields, "event_id": entry_id,
+                                           "reason": f"not sent after {deliveries_max} attempts"},
+                             maxlen=DEAD_STREAM_MAXLEN, approximate=True)
+        await redis.xack(STREAM, GROUP, entry_id)
+    retry = [p["message_id"] for p in pending if p["times_delivered"] < deliveries_max]
+    claimed = await redis.xclaim(STREAM, GROUP, consumer, idle_ms, retry) if retry else []
+    # an entry trimmed from the stream meanwhile comes back without fields: nothing left to send
+    gone = [entry_id for entry_id, fields in claimed if not fields]
+    if gone:
+        await redis.xack(STREAM, GROUP, *gone)
+    return await _send(redis, db, send_batch, [(i, f) for i, f in claimed if f])
+
+
+async def _send(redis, db, send_batch, entries: list) -> int:
+    """Email each event over one connection, ack what was sent (and what needs no email).
+    `send_batch(list of (recipient, bytes))` returns how many were sent, in order; the rest stay pending."""
     done, outgoing = [], []  # outgoing: (entry_id, recipient, message bytes)
-    for _, entries in resp or []:
-        for entry_id, fields in entries:
-            payload = json.loads(fields["payload"])
-            recipient = payload.get("email") or await _email_of(db, payload.get("order_id"))
-            msg = compose_bytes(fields["topic"], payload, recipient or "")
-            if msg is None:
-                done.append(entry_id)
-            else:
-                outgoing.append((entry_id, recipient, msg))
+    for entry_id, fields in entries:
+        payload = json.loads(fields["payload"])
+        recipient = payload.get("email") or await _email_of(db, payload.get("order_id"))
+        msg = compose_bytes(fields["topic"], payload, recipient or "")
+        if msg is None:
+            done.append(entry_id)
+        else:
+            outgoing.append((entry_id, recipient, msg))
     sent = await send_batch([(to, msg) for _, to, msg in outgoing]) if outgoing else 0
     done += [entry_id for entry_id, _, _ in outgoing[:sent]]
     if done:
