@@ -20,7 +20,7 @@ LATEST = HERE / "results" / "latest.json"
 BASELINE = HERE / "baseline.json"
 # the ratios a baseline keeps: the claims flashmart makes (the others in latest.json are context)
 WATCHED = ("engine_vs_pg_rowlock", "engine_vs_redis_lua", "redis_lua_vs_pg_rowlock", "serve_vs_uvicorn",
-           "tantivy_vs_pg_fts", "checkout_vs_gateway")
+           "tantivy_vs_pg_fts", "checkout_vs_gateway", "checkout_vs_paced_gateway")
 
 
 def compare(current: dict[str, float], baseline: dict[str, float], margin: float) -> tuple[list[str], list[str]]:

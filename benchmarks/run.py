@@ -307,8 +307,13 @@ def section_other(name: str, entry_names: tuple[str, ...], settings, size, quick
     fn = entry_point(module, entry_names)
     if name != "search":  # the search bench builds its index before it deploys (one Tantivy writer at a time)
         ensure_deployed(settings)
+    extra = {}
+    if name == "checkout":  # CPU per checkout by process: where the overhead over the gateway shows
+        from benchmarks.checkout import CpuAccount
+
+        extra["cpu"] = CpuAccount(Path(settings.data_dir))
     figures = call_flexibly(fn, settings=settings, quick=quick, api_url=settings.api_url,
-                            checkouts=size["checkouts"], concurrency=size["checkout_concurrency"])
+                            checkouts=size["checkouts"], concurrency=size["checkout_concurrency"], **extra)
     results[name] = figures if isinstance(figures, dict) else {"result": figures}
     console.log(f"{name}: done")
 
@@ -359,6 +364,8 @@ def ratios(results: dict) -> dict:
         out["flashmart_app_vs_uvicorn"] = _div(app and app["requests_per_s"], ceiling["requests_per_s"])
     out["tantivy_vs_pg_fts"] = _search_ratio(results.get("search", {}))
     out["checkout_vs_gateway"] = _checkout_ratio(results.get("checkout", {}))
+    # the same through a gateway paced like Stripe's: how much flashmart adds to a real gateway's limit
+    out["checkout_vs_paced_gateway"] = ((results.get("checkout") or {}).get("paced") or {}).get("ratio_to_ceiling")
     return {k: v for k, v in out.items() if v is not None}
 
 
