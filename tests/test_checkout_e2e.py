@@ -6,6 +6,7 @@ against localstripe: 4242... succeeds, 4000000000000341 is declined when charged
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -77,6 +78,37 @@ def checkout(api, user, token, key=None, **extra):
     body = {"shipping_address": HOME, "payment_method": {"type": "card", "token": token}, **extra}
     return api.post("/api/v1/orders/checkout", json=body,
                     headers={**user.headers, "Idempotency-Key": key or uuid.uuid4().hex})
+
+
+@contextlib.contextmanager
+def crash_after(platform, step: str):
+    """FAULT INJECTION: every checkout actor's process exits right after the saga records `step`
+    (a real crash, see saga.FAULT_ENV), for the duration of the block; disarmed afterwards."""
+    import ray
+
+    from actors import NAMESPACE
+    from actors.checkout.actor import actor_name
+
+    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
+    ray.get([a.arm_fault_for_tests.remote(step) for a in actors])
+    try:
+        yield
+    finally:
+        for a in actors:
+            try:
+                ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
+            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
+                pass
+
+
+def sweep_now(older_than_s: float = 0.0) -> dict:
+    """One sweep by the platform's sweeper actor, now."""
+    import ray
+
+    from actors import NAMESPACE
+    from actors.checkout.sweeper import SWEEPER_NAME
+
+    return ray.get(ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE).sweep_now.remote(older_than_s))
 
 
 def stock(api, admin, sku) -> dict:
@@ -309,33 +341,19 @@ def test_hold_expired_before_checkout(platform, api, db, admin, warehouse):
 
 
 def test_crash_between_authorisation_and_order_write(platform, api, db, admin, warehouse):
-    import ray
-
-    from actors import NAMESPACE
-    from actors.checkout.actor import actor_name
-    from actors.checkout.sweeper import SWEEPER_NAME
-
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, stock=2)
     add(api, buyer, sku)
-    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
-    ray.get([a.arm_fault_for_tests.remote("authorised") for a in actors])  # FAULT INJECTION
-    try:
+    with crash_after(platform, "authorised"):  # FAULT INJECTION
         key, token = uuid.uuid4().hex, card(platform)
         r = checkout(api, buyer, token, key)
         assert r.status_code == 503, r.text  # the process running the saga died after authorising
-    finally:
-        for a in actors:
-            try:
-                ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
-            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
-                pass
     saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
                       (f"u:{buyer.id}", key)).fetchone()
     assert saga["state"] == "running" and saga["step"] == "authorised" and saga["payment_intent_id"]
     assert gateway_status(platform, saga["payment_intent_id"]) == "requires_capture"  # money on hold, no order
 
-    outcome = ray.get(ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE).sweep_now.remote(0.0))
+    outcome = sweep_now()
     assert outcome.get("void", 0) >= 1
     assert gateway_status(platform, saga["payment_intent_id"]) == "canceled"  # no authorisation stays open
     saga = db.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)).fetchone()
@@ -357,32 +375,18 @@ def test_crash_between_authorisation_and_order_write(platform, api, db, admin, w
 def test_crash_after_the_order_is_written_is_settled_by_the_sweeper(platform, api, db, admin, warehouse):
     """The step, the holds and the order are written in one transaction: a crash right after it leaves
     everything the sweeper needs to commit the holds, confirm and capture (gift card split included)."""
-    import ray
-
-    from actors import NAMESPACE
-    from actors.checkout.actor import actor_name
-    from actors.checkout.sweeper import SWEEPER_NAME
-
     code = f"GC-{uuid.uuid4().hex[:10]}"
     assert api.post("/api/v1/gift-cards", json={"code": code, "amount": "5.00"}, headers=admin.headers).status_code == 201
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, stock=2)
     add(api, buyer, sku)
-    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
-    ray.get([a.arm_fault_for_tests.remote("order_written") for a in actors])  # FAULT INJECTION
-    try:
+    with crash_after(platform, "order_written"):  # FAULT INJECTION
         key = uuid.uuid4().hex
         assert checkout(api, buyer, card(platform), key, gift_card=code).status_code == 503
-    finally:
-        for a in actors:
-            try:
-                ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
-            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
-                pass
     saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
                       (f"u:{buyer.id}", key)).fetchone()
     assert saga["state"] == "running" and saga["step"] == "order_written" and len(saga["holds"]) == 1
-    outcome = ray.get(ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE).sweep_now.remote(0.0))
+    outcome = sweep_now()
     assert outcome.get("settle", 0) >= 1, outcome
     order = db.execute("SELECT status FROM orders WHERE id = %s", (saga["order_id"],)).fetchone()
     assert order["status"] == "confirmed"
@@ -439,33 +443,19 @@ def test_crash_right_after_the_first_saga_write_before_the_gateway(platform, api
     before the gateway is called (saga.run): a crash right there leaves a row the sweeper resolves as
     any 'authorising' one (search the gateway, void what it finds: here nothing), and the same key then
     answers the outcome. The holds end with their TTL, as after a crash at 'started'."""
-    import ray
-
-    from actors import NAMESPACE
-    from actors.checkout.actor import actor_name
-    from actors.checkout.sweeper import SWEEPER_NAME
-
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, stock=2)
     add(api, buyer, sku)
-    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
-    ray.get([a.arm_fault_for_tests.remote("authorising") for a in actors])  # FAULT INJECTION
-    try:
+    with crash_after(platform, "authorising"):  # FAULT INJECTION
         key, token = uuid.uuid4().hex, card(platform)
         r = checkout(api, buyer, token, key)
         assert r.status_code == 503, r.text
-    finally:
-        for a in actors:
-            try:
-                ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
-            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
-                pass
     saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
                       (f"u:{buyer.id}", key)).fetchone()
     assert saga["state"] == "running" and saga["step"] == "authorising" and saga["payment_intent_id"] is None
     assert [h["sku"] for h in saga["holds"]] == [sku]  # written with the row: the sweeper knows the holds
 
-    outcome = ray.get(ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE).sweep_now.remote(0.0))
+    outcome = sweep_now()
     assert outcome.get("void", 0) >= 1
     saga = db.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)).fetchone()
     assert saga["state"] == "failed"

@@ -15,7 +15,8 @@ from actors.checkout.sweeper import AUTHORISATION_ENDED, Sweeper
 from actors.payments.gateway import StripeGateway
 from storage.postgres import open_async_pool
 from tests.helpers import make_user
-from tests.test_checkout_e2e import add, admin, card, checkout, gateway_status, payments_of, product, stock, warehouse  # noqa: F401
+from tests.test_checkout_e2e import (add, admin, card, checkout, crash_after, gateway_status, payments_of,  # noqa: F401
+                                     product, stock, sweep_now, warehouse)
 
 
 @pytest.fixture()
@@ -31,28 +32,14 @@ def _stripe(settings) -> stripe.StripeClient:
 @pytest.mark.slow
 def test_a_confirmed_order_whose_authorisation_ended_is_cancelled_not_retried_for_ever(platform, api, db, admin,
                                                                                          warehouse):
-    import ray
-
-    from actors import NAMESPACE
-    from actors.checkout.actor import actor_name
-    from actors.checkout.sweeper import SWEEPER_NAME
-
     code = f"GC-{uuid.uuid4().hex[:12]}"
     assert api.post("/api/v1/gift-cards", json={"code": code, "amount": "5.00"}, headers=admin.headers).status_code == 201
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, stock=2)
     assert add(api, buyer, sku).status_code == 200
-    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
-    ray.get([a.arm_fault_for_tests.remote("committed") for a in actors])  # FAULT INJECTION: crash before capture
-    try:
+    with crash_after(platform, "committed"):  # FAULT INJECTION: crash before capture
         key = uuid.uuid4().hex
         assert checkout(api, buyer, card(platform), key, gift_card=code).status_code == 503
-    finally:
-        for a in actors:
-            try:
-                ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
-            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
-                pass
     saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
                       (f"u:{buyer.id}", key)).fetchone()
     oid, pi = saga["order_id"], saga["payment_intent_id"]
@@ -62,8 +49,7 @@ def test_a_confirmed_order_whose_authorisation_ended_is_cancelled_not_retried_fo
     # the authorisation ends at the gateway (cancelled in the dashboard, or Stripe's 7 days passed)
     _stripe(platform).v1.payment_intents.cancel(pi)
 
-    sweeper = ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE)
-    outcome = ray.get(sweeper.sweep_now.remote(0.0))
+    outcome = sweep_now()
     assert outcome.get("cancel_unpaid", 0) >= 1, outcome
     assert db.execute("SELECT status FROM orders WHERE id = %s", (oid,)).fetchone()["status"] == "cancelled"
     notes = [e["note"] for e in db.execute("SELECT note FROM order_events WHERE order_id = %s AND status = 'cancelled'",
@@ -78,7 +64,7 @@ def test_a_confirmed_order_whose_authorisation_ended_is_cancelled_not_retried_fo
     assert gateway_status(platform, pi) == "canceled"     # nothing was charged
     saga = db.execute("SELECT state FROM checkout_sagas WHERE order_id = %s", (oid,)).fetchone()
     assert saga["state"] == "done"                         # swept once, not again
-    again = ray.get(sweeper.sweep_now.remote(0.0))
+    again = sweep_now()
     assert "cancel_unpaid" not in again and "capture" not in again, again
 
 
