@@ -293,6 +293,31 @@ def test_audit_log_is_readable_by_staff_only(api):
     assert api.get("/api/v1/audit", params={"limit": 5000}, headers=support.headers).status_code == 422
 
 
+def test_a_verified_token_is_remembered_but_still_expires_and_a_forged_one_never_passes():
+    """principal_from_token keeps verified tokens per replica: the answers must stay those of decoding
+    every time (expiry included), and a token that fails verification is never cached."""
+    from serve.auth import principal_from_token
+    from serve.errors import Refused
+    from storage.users import issue_access_token
+
+    ctx = types.SimpleNamespace(settings=types.SimpleNamespace(jwt_secret="s" * 32))
+    token = issue_access_token(ctx.settings.jwt_secret, 2, 7, "customer", "a@example.com")
+    assert principal_from_token(ctx, token).user_id == 7
+    assert principal_from_token(ctx, token).role == "customer"      # from the cache
+    forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    for _ in range(2):
+        with pytest.raises(Refused) as bad:
+            principal_from_token(ctx, forged)
+        assert bad.value.status == 401
+    other_secret = types.SimpleNamespace(settings=types.SimpleNamespace(jwt_secret="t" * 32))
+    with pytest.raises(Refused):                                     # the key is part of the cache key
+        principal_from_token(other_secret, token)
+    time.sleep(2.1)
+    with pytest.raises(Refused) as expired:
+        principal_from_token(ctx, token)
+    assert expired.value.status == 401 and "expired" in str(expired.value.message)
+
+
 def test_guest_order_token_opens_one_order_only(platform):
     from serve.auth import guest_order_email, issue_guest_order_token, principal_from_token
     from serve.errors import Refused
