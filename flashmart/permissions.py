@@ -26,6 +26,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "product.write": _roles(SELLER, ADMIN),
     "product.import": _roles(SELLER, ADMIN),
     "search.admin": _roles(ADMIN),  # rebuild the search index, see its status
+    "review.write": _roles(CUSTOMER),  # review a product bought (the route checks the purchase)
+    "review.moderate": _roles(SUPPORT, ADMIN),  # remove an abusive review
     # buying
     "cart.use": _roles(CUSTOMER),
     "order.checkout": _roles(CUSTOMER),

@@ -1,12 +1,13 @@
 """Every router of the API, in the order they appear in the OpenAPI document."""
 from serve.routes import auth, cart, catalog, health, inventory, orders, payments, waiting_room
-from serve.routes import admin_search
+from serve.routes import admin_search, reviews
 
 ROUTERS = [
     health.router,
     auth.router,
     auth.audit_router,
     catalog.router,
+    reviews.router,
     inventory.router,
     waiting_room.router,
     cart.router,

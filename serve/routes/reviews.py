@@ -1,0 +1,209 @@
+"""Product reviews over HTTP: buyers review what they bought (once per product), everybody reads
+them, support removes abusive ones.
+
+Each write is one transaction that locks the product row, changes the review and rewrites the
+product's rating, review count and per-star histogram (storage/reviews_postgres.py explains why that
+is exact under concurrency, and what happens to the generator's seeded ratings). After the commit the
+product's cached page is dropped and it is queued for re-indexing, so search's min_rating and
+rating sort see the new average within about a second.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serve.auth import Principal, client_ip, require
+from serve.context import Context, get_ctx
+from serve.errors import Refused
+from serve.routes.catalog import _after_change
+from storage import reviews_postgres as rv
+from storage.audit import audit
+
+router = APIRouter(prefix="/api/v1", tags=["reviews"])
+
+TITLE_MAX, BODY_MAX = 120, 5_000
+PAGE_MAX, LIMIT_MAX = 500, 50
+ID_MAX = 2**63 - 1   # bigint: a larger id names nothing (and must not reach PostgreSQL as an error)
+
+
+def _stripped(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # strict: 4.5, "4" or true are refused rather than read as 4 / 4 / 1
+    rating: int = Field(ge=1, le=5, strict=True, description="stars, a whole number 1..5")
+    title: str | None = Field(None, max_length=TITLE_MAX)
+    body: str = Field(max_length=BODY_MAX, description="the review text")
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str | None) -> str | None:
+        return _stripped(v) or None   # a blank title is no title
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("body must not be blank")
+        return v.strip()
+
+
+class ReviewPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rating: int | None = Field(None, ge=1, le=5, strict=True)
+    title: str | None = Field(None, max_length=TITLE_MAX)
+    body: str | None = Field(None, max_length=BODY_MAX)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str | None) -> str | None:
+        return _stripped(v) or None
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("body must not be blank")
+        return _stripped(v)
+
+
+def _author(name: str | None) -> str:
+    """'Ada Lovelace' -> 'Ada L.': enough to tell reviewers apart without publishing full names."""
+    parts = (name or "").split()
+    if not parts:
+        return "a buyer"
+    return parts[0] if len(parts) == 1 else f"{parts[0]} {parts[-1][0]}."
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _review(row: dict, author: str | None = None) -> dict:
+    out = {"review_id": row["id"], "product_id": row["product_id"], "rating": row["rating"],
+           "title": row["title"], "body": row["body"], "verified_purchase": True,
+           "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"])}
+    if author is not None:
+        out["author"] = author
+    return out
+
+
+def _check_id(value: int, what: str) -> None:
+    if not 1 <= value <= ID_MAX:
+        raise Refused("not_found", f"{what} {value} does not exist")
+
+
+# --- buyers ---------------------------------------------------------------------------------------
+
+@router.post("/products/{product_id}/reviews", status_code=201, responses={403: {}, 404: {}, 409: {}})
+async def create_review(product_id: int, body: ReviewIn, ctx: Context = Depends(get_ctx),
+                        principal: Principal = Depends(require("review.write"))) -> dict:
+    """Review a product you bought (an order of yours from confirmation on contains it); once per
+    product: change or withdraw it with PATCH / DELETE .../reviews/mine."""
+    _check_id(product_id, "product")
+    async with ctx.db.connection() as conn, conn.transaction():
+        if await rv.lock_product(conn, product_id) is None:
+            raise Refused("not_found", f"product {product_id} does not exist")
+        if not await rv.has_bought(conn, principal.user_id, product_id):
+            raise Refused("forbidden", f"only customers who bought product {product_id} may review it "
+                                       "(no confirmed order of yours contains it)")
+        row = await rv.insert_review(conn, product_id, principal.user_id, body.model_dump())
+        if row is None:
+            raise Refused("conflict", f"you have already reviewed product {product_id}: change it with "
+                                      f"PATCH /api/v1/products/{product_id}/reviews/mine or delete it with "
+                                      f"DELETE /api/v1/products/{product_id}/reviews/mine")
+        summary = await rv.recompute(conn, product_id)
+    await _after_change(ctx, [product_id])
+    return {"review": _review(row), "summary": summary}
+
+
+@router.patch("/products/{product_id}/reviews/mine", responses={404: {}})
+async def update_my_review(product_id: int, body: ReviewPatch, ctx: Context = Depends(get_ctx),
+                           principal: Principal = Depends(require("review.write"))) -> dict:
+    """Change your review of the product (rating, title, body; send only what changes)."""
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise Refused("invalid", "nothing to change: send at least one of rating, title, body")
+    nulls = [k for k in ("rating", "body") if k in changes and changes[k] is None]
+    if nulls:
+        raise Refused("invalid", f"these fields cannot be null: {', '.join(nulls)}")
+    _check_id(product_id, "product")
+    async with ctx.db.connection() as conn, conn.transaction():
+        if await rv.lock_product(conn, product_id) is None:
+            raise Refused("not_found", f"product {product_id} does not exist")
+        row = await rv.update_review(conn, product_id, principal.user_id, changes)
+        if row is None:
+            raise Refused("not_found", f"you have not reviewed product {product_id}")
+        summary = await rv.recompute(conn, product_id)
+    await _after_change(ctx, [product_id])
+    return {"review": _review(row), "summary": summary}
+
+
+@router.delete("/products/{product_id}/reviews/mine", responses={404: {}})
+async def delete_my_review(product_id: int, ctx: Context = Depends(get_ctx),
+                           principal: Principal = Depends(require("review.write"))) -> dict:
+    """Withdraw your review of the product (you may write a new one afterwards)."""
+    _check_id(product_id, "product")
+    async with ctx.db.connection() as conn, conn.transaction():
+        if await rv.lock_product(conn, product_id) is None:
+            raise Refused("not_found", f"product {product_id} does not exist")
+        row = await rv.delete_review(conn, product_id, user_id=principal.user_id)
+        if row is None:
+            raise Refused("not_found", f"you have not reviewed product {product_id}")
+        summary = await rv.recompute(conn, product_id)
+    await _after_change(ctx, [product_id])
+    return {"deleted": row["id"], "summary": summary}
+
+
+# --- everybody ------------------------------------------------------------------------------------
+
+@router.get("/products/{product_id}/reviews", responses={404: {}})
+async def list_reviews(product_id: int, ctx: Context = Depends(get_ctx),
+                       page: int = Query(1, ge=1, le=PAGE_MAX),
+                       limit: int = Query(10, ge=1, le=LIMIT_MAX),
+                       sort: Literal["newest", "highest", "lowest"] = Query("newest")) -> dict:
+    """A page of the product's reviews and its rating summary (average, count, per-star histogram).
+    summary.source is "reviews" once real buyers reviewed it, else "catalog" (a seeded rating)."""
+    _check_id(product_id, "product")
+    async with ctx.db.connection() as conn, conn.transaction():
+        # one snapshot: the page, its total and the summary agree even while reviews are written
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        summary = await rv.summary(conn, product_id)
+        if summary is None:
+            raise Refused("not_found", f"product {product_id} does not exist")
+        rows = await rv.list_reviews(conn, product_id, sort, limit, (page - 1) * limit)
+    total = summary["count"] if summary["source"] == "reviews" else 0
+    return {"product_id": product_id, "reviews": [_review(r, _author(r["author_name"])) for r in rows],
+            "total": total, "page": page, "limit": limit, "sort": sort, "total_pages": -(-total // limit),
+            "summary": summary}
+
+
+# --- moderation -----------------------------------------------------------------------------------
+
+@router.delete("/reviews/{review_id}", responses={404: {}})
+async def remove_review(review_id: int, request: Request, ctx: Context = Depends(get_ctx),
+                        reason: str | None = Query(None, max_length=500, description="why, for the audit log"),
+                        principal: Principal = Depends(require("review.moderate"))) -> dict:
+    """Support/admin: remove an abusive review. The product's aggregates follow; the audit log keeps
+    the removed text and who removed it."""
+    _check_id(review_id, "review")
+    async with ctx.db.connection() as conn, conn.transaction():
+        found = await rv.review_by_id(conn, review_id)
+        if found is None:
+            raise Refused("not_found", f"review {review_id} does not exist")
+        product_id = found["product_id"]
+        await rv.lock_product(conn, product_id)   # lock order of every review write: product first
+        row = await rv.delete_review(conn, product_id, review_id=review_id)
+        if row is None:   # its author withdrew it meanwhile
+            raise Refused("not_found", f"review {review_id} does not exist")
+        summary = await rv.recompute(conn, product_id)
+        await audit(conn, principal.user_id, "review.remove", "review", review_id,
+                    {"product_id": product_id, "author_id": row["user_id"], "rating": row["rating"],
+                     "title": row["title"], "body": row["body"], "reason": reason}, client_ip(request))
+    await _after_change(ctx, [product_id])
+    return {"deleted": review_id, "product_id": product_id, "summary": summary}
