@@ -14,7 +14,7 @@ import functools
 import time
 from dataclasses import dataclass
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flashmart.permissions import PERMISSIONS, allowed
@@ -155,3 +155,32 @@ def guest_order_email(settings, token: str, order_id: int | str) -> str:
     if claims["sub"] != f"order:{order_id}":
         raise Refused("forbidden", "this token opens another order")
     return claims["email"]
+
+
+@dataclass(frozen=True)
+class GuestOrder:
+    """A caller holding the token of one guest order: it may read that order, nothing else."""
+    order_id: str
+    email: str
+
+
+def order_reader(permission: str):
+    """Dependency factory for a route on /orders/{order_id}: like require(permission), or a guest's
+    order token (`?token=`, the link a guest checkout answers and the order emails carry) that opens
+    that one order. A token, when given, is what is checked, login or not."""
+    logged_in = require(permission)
+
+    async def _reader(request: Request, order_id: str,
+                      token: str | None = Query(None, min_length=16, max_length=2000,
+                                                description="a guest's order token (from the checkout answer)"),
+                      principal: Principal | None = Depends(optional_principal)) -> "Principal | GuestOrder":
+        if token is not None:
+            return GuestOrder(order_id, guest_order_email(ctx_of(request).settings, token, order_id))
+        if principal is None:
+            raise unauthenticated("log in first (Authorization: Bearer <access token>), or open the link "
+                                  "with the order token a guest checkout gave")
+        return await logged_in(principal)
+
+    _reader.__name__ = f"order_reader_{permission.replace('.', '_')}"
+    _reader.permission = permission  # the authz matrix reads it (401 without a login or token)
+    return _reader

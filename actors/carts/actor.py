@@ -178,7 +178,8 @@ class CartShard:
             await self._save(cart)
             return {"cart": cart.view(time.time())}
 
-    async def apply_coupon(self, cart_id: str, code: str, buyer: str) -> dict:
+    async def apply_coupon(self, cart_id: str, code: str, buyer: str | None) -> dict:
+        """`buyer`: whom a per-user limit counts ("u:<id>"); None for a guest, counted at checkout by email."""
         async with self.locks[cart_id]:
             cart = await self._load(cart_id)
             async with (await self._pg()).connection() as conn:
@@ -186,9 +187,7 @@ class CartShard:
                 row = await cur.fetchone()
                 if row is None:
                     return refused("not_found", f"no coupon {code}")
-                cur = await conn.execute("SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
-                                         (code, buyer))
-                uses = (await cur.fetchone())["n"]
+                uses = await _uses(conn, code, buyer)
             coupon = coupon_from_row(row)
             bad = check(coupon, cart.subtotal(), time.time(), uses, cart.coupon_objects())
             if bad is not None:
@@ -216,11 +215,68 @@ class CartShard:
             return json.loads(raw) if raw else None
 
     async def absorb(self, cart_id: str, user_id: int, guest: dict) -> dict:
+        """The user half of a merge. Per-buyer limits count holds by buyer id, so a guest's holds are not
+        moved as they are (the user could then buy the limit again on top of them): each line is taken
+        again as the user, within the limit, and the guest's holds are released. A coupon the user has
+        used up stays behind. Answers the cart and what moved or was refused, with the reason."""
         async with self.locks[cart_id]:
             cart = await self._load(cart_id, user_id)
-            cart.merge(Cart.from_dict(guest))
+            incoming = Cart.from_dict(guest)
+            report = {"moved": [], "refused": [], "coupons_dropped": []}
+            for item in list(incoming.items.values()):
+                holds, refusal = await self._take_over(item, user_id)
+                if holds:
+                    report["moved"].append({"sku": item.sku, "quantity": sum(h.quantity for h in holds)})
+                if refusal is not None:
+                    report["refused"].append({"sku": item.sku, "quantity": item.quantity - sum(h.quantity for h in holds),
+                                              "reason": refusal.reason, "message": _merge_message(item.sku, refusal)})
+                incoming.replace_holds(item.item_id, holds)
+            report["coupons_dropped"] = await self._used_up_coupons(incoming, f"u:{user_id}")
+            incoming.coupons = [c for c in incoming.coupons if c["code"] not in report["coupons_dropped"]]
+            cart.merge(incoming)
             await self._save(cart)
-            return {"cart": cart.view(time.time())}
+            return {"cart": cart.view(time.time()), "merge": report}
+
+    async def _take_over(self, item, buyer_id: int) -> tuple[list[Hold], object | None]:
+        """Hold the guest line's units as `buyer_id`, then release the guest's holds. When the guest's own
+        holds are the last units (sold out), they are released first and taken again at once."""
+        want = item.quantity
+        holds, refusal = await self._reserve_up_to(item.sku, want, buyer_id)
+        got = sum(h.quantity for h in holds)
+        released = False
+        if refusal is not None and refusal.reason == "sold_out":
+            await self._release([(item.sku, h) for h in item.holds])
+            released = True
+            more, refusal = await self._reserve_up_to(item.sku, want - got, buyer_id)
+            holds += more
+        if not released:
+            await self._release([(item.sku, h) for h in item.holds])  # harmless if one already expired
+        return holds, refusal
+
+    async def _reserve_up_to(self, sku: str, want: int, buyer_id: int) -> tuple[list[Hold], object | None]:
+        """As many of `want` units as stock and the buyer's limit allow (both refuse monotonically in the
+        quantity, so halving the request finds the most in O(log^2 want) calls). The refusal that
+        stopped it, if any unit is missing."""
+        holds, step, refusal = [], want, None
+        while want > 0 and step > 0:
+            r = await self._reserve(sku, min(step, want), buyer_id)
+            if _is_refusal(r):
+                refusal = r
+                if r.reason not in ("limit_reached", "sold_out"):
+                    break
+                step //= 2
+                continue
+            holds.append(Hold(r.hold_id, r.quantity, r.expires_at))
+            want -= r.quantity
+        return holds, (refusal if want > 0 else None)
+
+    async def _used_up_coupons(self, cart: Cart, buyer: str) -> list[str]:
+        limited = [c["code"] for c in cart.coupons if c.get("per_user_limit") is not None]
+        if not limited:
+            return []
+        async with (await self._pg()).connection() as conn:
+            return [c["code"] for c in cart.coupons if c["code"] in limited
+                    and await _uses(conn, c["code"], buyer) >= c["per_user_limit"]]
 
     async def renew_holds(self, cart_id: str, buyer_id: int) -> dict:
         """Checkout's reserve step: every hold expired (or about to) is taken again; if stock is gone
@@ -321,6 +377,19 @@ class CartsClient:
     async def ping(self) -> None:
         for h in self.handles:
             await h.ping.remote()
+
+
+async def _uses(conn, code: str, buyer: str | None) -> int:
+    if buyer is None:
+        return 0
+    cur = await conn.execute("SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s", (code, buyer))
+    return (await cur.fetchone())["n"]
+
+
+def _merge_message(sku: str, refusal) -> str:
+    why = {"limit_reached": "the sale's per-buyer limit would be exceeded",
+           "sold_out": "no unit is left"}.get(refusal.reason, refusal.message or refusal.reason)
+    return f"not moved from the guest cart: {why} ({sku})"
 
 
 def user_cart_id(user_id: int) -> str:

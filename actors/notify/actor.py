@@ -90,11 +90,21 @@ class OrderEventsActor:
             try:
                 if time.monotonic() - retried_at > RETRY_IDLE_MS / 2000:  # unsent events: twice per idle period
                     retried_at = time.monotonic()
-                    self.sent += await retry_pending(self.redis, self.db, self._send_batch, "notifier-0")
-                self.sent += await consume_once(self.redis, self.db, self._send_batch, "notifier-0")
+                    self.sent += await retry_pending(self.redis, self.db, self._send_batch, "notifier-0",
+                                                     guest_link=self._guest_link)
+                self.sent += await consume_once(self.redis, self.db, self._send_batch, "notifier-0",
+                                                guest_link=self._guest_link)
             except Exception as exc:  # noqa: BLE001
                 log.warning("notifier failed: %s", exc)
                 await asyncio.sleep(1)
+
+    def _guest_link(self, order_id: str, email: str) -> str:
+        """The guest's tracking link with the token that opens that one order (as the checkout answer's)."""
+        from urllib.parse import quote
+
+        from serve.auth import issue_guest_order_token  # one issuer of guest tokens, the API's
+
+        return f"/api/v1/orders/{order_id}?token={quote(issue_guest_order_token(self.settings, order_id, email))}"
 
     async def _send_batch(self, messages: list[tuple[str, bytes]]) -> int:
         return await smtp_send_batch(self.smtp_port, messages)

@@ -56,7 +56,8 @@ def compose(topic: str, payload: dict, recipient: str) -> EmailMessage | None:
 
 
 def _body(subject: str, payload: dict) -> str:
-    return (f"{subject.format(**payload)}.\n\nTrack it at /api/v1/orders/{payload['order_id']}\n"
+    link = payload.get("tracking_url") or f"/api/v1/orders/{payload['order_id']}"
+    return (f"{subject.format(**payload)}.\n\nTrack it at {link}\n"
             + (f"\nNote: {payload['note']}\n" if payload.get("note") else ""))
 
 
@@ -103,14 +104,14 @@ async def ensure_group(redis) -> None:
             raise
 
 
-async def consume_once(redis, db, send_batch, consumer: str, block_ms: int = 1000) -> int:
+async def consume_once(redis, db, send_batch, consumer: str, block_ms: int = 1000, *, guest_link=None) -> int:
     """Read a batch of new events and send it (see `_send`)."""
     resp = await redis.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=100, block=block_ms)
-    return await _send(redis, db, send_batch, [e for _, entries in resp or [] for e in entries])
+    return await _send(redis, db, send_batch, [e for _, entries in resp or [] for e in entries], guest_link)
 
 
 async def retry_pending(redis, db, send_batch, consumer: str, idle_ms: int = RETRY_IDLE_MS,
-                        deliveries_max: int = DELIVERIES_MAX) -> int:
+                        deliveries_max: int = DELIVERIES_MAX, *, guest_link=None) -> int:
     """Send again the events read at least `idle_ms` ago and never acknowledged; dead-letter those
     already delivered `deliveries_max` times. Returns how many emails went out."""
     pending = await redis.xpending_range(STREAM, GROUP, "-", "+", 100, idle=idle_ms)
@@ -129,16 +130,20 @@ async def retry_pending(redis, db, send_batch, consumer: str, idle_ms: int = RET
     gone = [entry_id for entry_id, fields in claimed if not fields]
     if gone:
         await redis.xack(STREAM, GROUP, *gone)
-    return await _send(redis, db, send_batch, [(i, f) for i, f in claimed if f])
+    return await _send(redis, db, send_batch, [(i, f) for i, f in claimed if f], guest_link)
 
 
-async def _send(redis, db, send_batch, entries: list) -> int:
+async def _send(redis, db, send_batch, entries: list, guest_link=None) -> int:
     """Email each event over one connection, ack what was sent (and what needs no email).
-    `send_batch(list of (recipient, bytes))` returns how many were sent, in order; the rest stay pending."""
+    `send_batch(list of (recipient, bytes))` returns how many were sent, in order; the rest stay pending.
+    `guest_link(order_id, email)`: the tracking link of a guest's order (a guest has no login to open
+    the plain one with)."""
     done, outgoing = [], []  # outgoing: (entry_id, recipient, message bytes)
     for entry_id, fields in entries:
         payload = json.loads(fields["payload"])
-        recipient = payload.get("email") or await _email_of(db, payload.get("order_id"))
+        recipient, guest = await _recipient(db, payload)
+        if guest and guest_link is not None and recipient:
+            payload["tracking_url"] = guest_link(payload["order_id"], recipient)
         msg = compose_bytes(fields["topic"], payload, recipient or "")
         if msg is None:
             done.append(entry_id)
@@ -151,19 +156,29 @@ async def _send(redis, db, send_batch, entries: list) -> int:
     return sent
 
 
-async def _email_of(db, order_id: str | None) -> str | None:
+async def _recipient(db, payload: dict) -> tuple[str | None, bool]:
+    """(address, is a guest order). The checkout's event names both (email, user_id None for a guest);
+    later events name only the order."""
+    if payload.get("email"):
+        return payload["email"], "user_id" in payload and payload["user_id"] is None
+    return await _email_of(db, payload.get("order_id"))
+
+
+async def _email_of(db, order_id: str | None) -> tuple[str | None, bool]:
     if not order_id:
-        return None
+        return None, False
     async with db.connection() as conn:
         cur = await conn.execute("SELECT o.guest_email, o.user_id FROM orders o WHERE o.id = %s", (order_id,))
         o = await cur.fetchone()
         if o is None:
-            return None
+            return None, False
+        if o["guest_email"] and o["user_id"] is None:
+            return o["guest_email"], True
         if o["guest_email"]:
-            return o["guest_email"]
+            return o["guest_email"], False
         try:
             cur = await conn.execute("SELECT email FROM users WHERE id = %s", (o["user_id"],))
             u = await cur.fetchone()
         except Exception:  # noqa: BLE001 - identity tables absent: no address
-            return None
-        return u["email"] if u else None
+            return None, False
+        return (u["email"] if u else None), False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from serve.auth import Principal, authenticated, client_ip, require
@@ -49,12 +49,32 @@ class UserOut(BaseModel):
     role: Literal["customer", "seller", "admin", "support", "courier"]
 
 
+class MergedLine(BaseModel):
+    sku: str
+    quantity: int
+
+
+class RefusedLine(MergedLine):
+    reason: str
+    message: str
+
+
+class CartMergeOut(BaseModel):
+    guest_cart_id: str
+    merged: bool = Field(description="false: nothing was taken from the guest cart (see message)")
+    moved: list[MergedLine] = Field(default_factory=list, description="units now held in your cart")
+    refused: list[RefusedLine] = Field(default_factory=list, description="units left behind, with the reason")
+    coupons_dropped: list[str] = Field(default_factory=list, description="coupons you have already used up")
+    message: str | None = None
+
+
 class TokensOut(BaseModel):
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds until the access token expires")
     user: UserOut
+    cart_merge: CartMergeOut | None = Field(None, description="login with X-Cart-Id: what joined your cart")
 
 
 def _user_out(row: dict) -> UserOut:
@@ -84,7 +104,15 @@ async def register(body: RegisterIn, request: Request, ctx: Context = Depends(ge
 
 @router.post("/login", response_model=TokensOut, dependencies=[Depends(rate_limit("login"))],
              responses={401: {"description": "wrong email or password"}, 429: {"description": "rate limited"}})
-async def login(body: LoginIn, request: Request, ctx: Context = Depends(get_ctx)) -> TokensOut:
+async def login(body: LoginIn, request: Request, ctx: Context = Depends(get_ctx),
+                x_cart_id: str | None = Header(None, description="the guest cart to merge into the account's")
+                ) -> TokensOut:
+    """A guest who logs in sends its cart id (X-Cart-Id, as for every cart call): the guest cart joins
+    the account's cart, and `cart_merge` says what moved and what did not (and why)."""
+    from serve.routes.cart import GUEST_ID
+
+    if x_cart_id is not None and not GUEST_ID.match(x_cart_id):  # before the password: nothing done yet
+        raise Refused("bad_request", "X-Cart-Id must be a guest cart id as returned by this API")
     email = users.normalize_email(body.email)
     ip = client_ip(request)
     await check(ctx, ("login.account", email))  # slows password guessing against one account
@@ -100,8 +128,28 @@ async def login(body: LoginIn, request: Request, ctx: Context = Depends(get_ctx)
             await audit(conn, row["id"], "auth.login", "user", row["id"], {}, ip)
     if not ok:  # raised after the block, so the failure's audit record commits
         raise Refused("unauthenticated", "wrong email or password")
+    merged = await _merge_guest_cart(ctx, x_cart_id, row) if x_cart_id is not None else None
     return TokensOut(access_token=access, refresh_token=refresh, expires_in=ctx.settings.access_token_ttl_s,
-                     user=_user_out(row))
+                     user=_user_out(row), cart_merge=merged)
+
+
+async def _merge_guest_cart(ctx: Context, guest_cart_id: str, user: dict) -> CartMergeOut:
+    """The login stands whatever happens to the cart: a merge that cannot be done is said, not raised."""
+    from flashmart.permissions import allowed
+    from serve.routes.cart import merge_guest_cart
+
+    if not allowed(user["role"], "cart.use"):
+        return CartMergeOut(guest_cart_id=guest_cart_id, merged=False,
+                            message=f"role {user['role']} has no cart: the guest cart was left as it is")
+    try:
+        result = await merge_guest_cart(ctx, guest_cart_id, user["id"])
+    except Exception as exc:  # noqa: BLE001 - a cart shard restarting must not fail the login
+        return CartMergeOut(guest_cart_id=guest_cart_id, merged=False,
+                            message=f"the guest cart could not be merged ({type(exc).__name__}); "
+                                    "GET /api/v1/cart shows what your cart holds")
+    if "refused" in result:
+        return CartMergeOut(guest_cart_id=guest_cart_id, merged=False, message=result["message"])
+    return CartMergeOut(guest_cart_id=guest_cart_id, merged=True, **result["merge"])
 
 
 @router.post("/refresh", response_model=TokensOut, dependencies=[Depends(rate_limit("refresh"))],

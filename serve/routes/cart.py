@@ -74,12 +74,37 @@ def _out(result: dict) -> dict:
     return result["cart"]
 
 
-async def _require_admission(ctx: Context, who: CartWho, sku: str) -> None:
+async def _may_reserve(ctx: Context, who: CartWho, sku: str) -> None:
+    """Every path that takes stock for a SKU (add by sku or by product, move from the wishlist, a larger
+    quantity) passes here first: the sold-out board, then the waiting room's admission."""
     from serve.waiting_room import require_admission
 
+    if ctx.services["sold_out"].is_sold_out(sku):  # answered here, not by the shard (serve/sold_out.py)
+        raise Refused("sold_out", f"{sku} is sold out: no unit is available")
     # guests cannot queue (joining needs an account): as user -1 an open room refuses them
     buyer = Principal(user_id=who.user_id if who.user_id is not None else -1, role="customer", email="")
     await require_admission(ctx, buyer, sku)
+
+
+async def _resolve_sku(ctx: Context, body: "AddItem") -> str:
+    """The SKU an add is for: a product (and options) names one variant, found before any check."""
+    from actors.carts.catalog import find_variant
+
+    if body.sku:
+        return body.sku
+    variant = await find_variant(ctx.db, None, body.product_id, body.options)
+    if variant is None:
+        raise Refused("not_found", f"no product for sale with product_id={body.product_id!r}"
+                                   + (f" and options {body.options}" if body.options else ""))
+    return variant["sku"]
+
+
+def coupon_buyer(user_id: int | None, guest_email: str | None) -> str | None:
+    """Who a per-user coupon limit counts: the account, or a guest by email (as the order transaction
+    redeems it). A guest's email is known only at checkout, so before that there is nobody to count."""
+    if user_id is not None:
+        return f"u:{user_id}"
+    return f"g:{guest_email}" if guest_email else None
 
 
 def _carts(ctx: Context):
@@ -95,12 +120,20 @@ async def get_cart(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_c
 async def add_item(body: AddItem, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
     """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason.
     A SKU whose flash sale has an open waiting room is sold only to buyers it has admitted."""
-    if body.sku:
-        if ctx.services["sold_out"].is_sold_out(body.sku):  # answered here, not by the shard (serve/sold_out.py)
-            raise Refused("sold_out", f"{body.sku} is sold out: no unit is available")
-        await _require_admission(ctx, who, body.sku)
-    return _out(await _carts(ctx).call(who.cart_id, "add", who.user_id, who.buyer_id, body.sku, body.product_id,
-                                       body.options, body.quantity))
+    sku = await _resolve_sku(ctx, body)
+    await _may_reserve(ctx, who, sku)
+    return _out(await _carts(ctx).call(who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, body.quantity))
+
+
+async def _cart_item(ctx: Context, cart_id: str, item_id: str) -> dict | None:
+    """An item's SKU and quantity, read from Redis (the shard writes each cart with one SET)."""
+    import json
+
+    from actors.carts.actor import cart_key
+
+    raw = await ctx.redis.get(cart_key(cart_id))
+    item = json.loads(raw)["items"].get(item_id) if raw else None
+    return None if item is None else {"sku": item["sku"], "quantity": sum(h["quantity"] for h in item["holds"])}
 
 
 @router.patch("/cart/items/{item_id}")
@@ -108,6 +141,9 @@ async def set_quantity(item_id: str, body: SetQuantity, who: CartWho = Depends(c
                        ctx: Context = Depends(get_ctx)) -> dict:
     if body.quantity == 0:
         return _out(await _carts(ctx).call(who.cart_id, "remove", item_id))
+    item = await _cart_item(ctx, who.cart_id, item_id)
+    if item is not None and body.quantity > item["quantity"]:  # more units: the same checks as an add
+        await _may_reserve(ctx, who, item["sku"])
     return _out(await _carts(ctx).call(who.cart_id, "set_quantity", who.buyer_id, item_id, body.quantity))
 
 
@@ -118,8 +154,8 @@ async def remove_item(item_id: str, who: CartWho = Depends(cart_of), ctx: Contex
 
 @router.post("/cart/coupons")
 async def apply_coupon(body: CouponBody, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
-    buyer = f"u:{who.user_id}" if who.user_id is not None else f"g:{who.cart_id}"
-    return _out(await _carts(ctx).call(who.cart_id, "apply_coupon", body.code, buyer))
+    # a guest's per-user limits are checked at checkout, where their email is known (orders.checkout)
+    return _out(await _carts(ctx).call(who.cart_id, "apply_coupon", body.code, coupon_buyer(who.user_id, None)))
 
 
 @router.delete("/cart/coupons/{code}")
@@ -141,6 +177,7 @@ async def wishlist(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_c
 
 @router.post("/wishlist/{sku}/move-to-cart")
 async def move_to_cart(sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+    await _may_reserve(ctx, who, sku)
     carts = _carts(ctx)
     out = _out(await carts.call(who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, 1))
     return _out(await carts.call(who.cart_id, "unsave", sku)) if any(
@@ -154,10 +191,18 @@ async def remove_saved(sku: str, who: CartWho = Depends(cart_of), ctx: Context =
 
 @router.post("/cart/merge")
 async def merge(body: MergeBody, principal: Principal = Depends(require("cart.use")), ctx: Context = Depends(get_ctx)) -> dict:
-    """After login: the guest cart's items (with their holds), saved items and coupons join yours."""
+    """After login (which merges by itself when it is sent X-Cart-Id): the guest cart's items, saved items
+    and coupons join yours. The guest's units are taken again as yours, within the sale's per-buyer
+    limit; `merge` in the answer lists what moved and what was refused, with the reason."""
+    result = await merge_guest_cart(ctx, body.guest_cart_id, principal.user_id)
+    return {**_out(result), "merge": result["merge"]}
+
+
+async def merge_guest_cart(ctx: Context, guest_cart_id: str, user_id: int) -> dict:
+    """{"cart", "merge"} or a refusal (no such guest cart)."""
     from actors.carts.actor import user_cart_id
 
-    return _out(await _carts(ctx).merge(body.guest_cart_id, user_cart_id(principal.user_id), principal.user_id))
+    return await _carts(ctx).merge(guest_cart_id, user_cart_id(user_id), user_id)
 
 
 @router.get("/cart/shipping-options")

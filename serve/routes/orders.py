@@ -1,21 +1,24 @@
 """Checkout, order tracking and history, cancel, fraud review, shipments, returns and refunds."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from flashmart.obs import request_id_var
-from serve.auth import Principal, optional_principal, require
+from serve.auth import GuestOrder, Principal, optional_principal, order_reader, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
 from serve.ratelimit import rate_limit
 from serve.routes.cart import GUEST_ID
+from storage.users import normalize_email
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
+_CARD_NUMBER = re.compile(r"^[0-9][0-9 -]{10,}$")  # what a PAN looks like, to say why it is refused
 
 
 class Address(BaseModel):
@@ -29,10 +32,29 @@ class Address(BaseModel):
 
 
 class PaymentMethod(BaseModel):
+    """The card as the gateway knows it. Seed 003 names the field `card_id`; `token` is the same thing.
+    Only a gateway token matches the pattern: a card number never reaches flashmart."""
     model_config = ConfigDict(extra="forbid")
     type: Literal["card"] = "card"
     token: str = Field(..., pattern=r"^(pm|tok|card)_[A-Za-z0-9_]{3,100}$",
-                       description="a gateway token (Stripe PaymentMethod id); card numbers never reach flashmart")
+                       validation_alias=AliasChoices("token", "card_id"),
+                       description="a gateway token (Stripe PaymentMethod id), as `token` or `card_id`; "
+                                   "card numbers never reach flashmart")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name(cls, data):
+        # AliasChoices alone would take one and call the other an unknown field: say what is wrong
+        if isinstance(data, dict):
+            given = [k for k in ("token", "card_id") if k in data]
+            if len(given) == 2:
+                raise ValueError("give the gateway token as token or as card_id, not both")
+            if not given:
+                raise ValueError("the gateway token is missing: give token (or card_id), e.g. pm_card_visa")
+            if _CARD_NUMBER.match(str(data[given[0]])):
+                raise ValueError("a card number is never accepted: tokenise the card with the gateway (Stripe.js) "
+                                 "and send its id (pm_...)")
+        return data
 
 
 class CheckoutBody(BaseModel):
@@ -67,8 +89,12 @@ async def checkout(body: CheckoutBody, idempotency_key: str = Header(..., min_le
         if not body.cart_id or not GUEST_ID.match(body.cart_id) or not body.guest_email:
             raise Refused("bad_request", "a guest checkout needs cart_id (the guest cart) and guest_email; or log in")
         cart_id, user_id, buyer_id, email = body.cart_id, None, guest_buyer_id(body.cart_id), None
+    # one spelling per guest: coupon limits count a guest by this email (Ada@X.com is ada@x.com)
+    guest_email = normalize_email(body.guest_email) if principal is None else body.guest_email
+    if principal is None:
+        await _guest_coupon_limits(ctx, cart_id, guest_email, idempotency_key)
     req = {"idempotency_key": idempotency_key, "user_id": user_id, "email": email, "buyer_id": buyer_id,
-           "guest_email": body.guest_email, "cart_id": cart_id,
+           "guest_email": guest_email, "cart_id": cart_id,
            "shipping_address": body.shipping_address.model_dump(),
            "billing_address": body.billing_address.model_dump() if body.billing_address else None,
            "payment_token": body.payment_method.token, "shipping_method": body.shipping_method,
@@ -79,7 +105,48 @@ async def checkout(body: CheckoutBody, idempotency_key: str = Header(..., min_le
     except Exception as exc:  # the saga's actor died mid-way: the sweeper resolves it
         raise Refused("unavailable", f"the checkout was interrupted ({type(exc).__name__}); retry with the same "
                                      "Idempotency-Key to learn the outcome") from exc
+    if principal is None and status == 201 and out.get("order_id"):
+        out = _with_guest_token(ctx, out, guest_email)
     return JSONResponse(out, status_code=status)
+
+
+def _with_guest_token(ctx: Context, out: dict, guest_email: str) -> dict:
+    """A guest has no login to open the order with: the answer carries a token that opens this one
+    order (serve/auth.py), and the tracking link carries it too."""
+    from urllib.parse import quote
+
+    from serve.auth import issue_guest_order_token
+
+    token = issue_guest_order_token(ctx.settings, out["order_id"], guest_email)
+    url = out.get("tracking_url") or f"/api/v1/orders/{out['order_id']}"
+    return {**out, "order_token": token, "tracking_url": f"{url}?token={quote(token)}"}
+
+
+async def _guest_coupon_limits(ctx: Context, cart_id: str, guest_email: str, idempotency_key: str) -> None:
+    """A guest's per-user coupon limits, checked now that their email is known and counted as the order
+    transaction redeems them (g:<email>): a guest over a limit is refused before the card is touched.
+    (The order transaction still enforces it for good; this only answers early and clearly.)"""
+    import json
+
+    from actors.carts.actor import cart_key
+    from serve.routes.cart import coupon_buyer
+
+    raw = await ctx.redis.get(cart_key(cart_id))
+    limited = [c for c in (json.loads(raw).get("coupons", []) if raw else []) if c.get("per_user_limit") is not None]
+    if not limited:
+        return
+    buyer = coupon_buyer(None, guest_email)
+    async with ctx.db.connection() as conn:
+        replay = await (await conn.execute("SELECT 1 FROM checkout_sagas WHERE idempotency_scope = %s AND "
+                                           "idempotency_key = %s", (f"g:{cart_id}", idempotency_key))).fetchone()
+        if replay is not None:
+            return  # a retried checkout answers its first outcome, whatever was redeemed since
+        for c in limited:
+            cur = await conn.execute("SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
+                                     (c["code"], buyer))
+            if (await cur.fetchone())["n"] >= c["per_user_limit"]:
+                raise Refused("coupon_exhausted", f"{guest_email} has already used coupon {c['code']}: remove it "
+                                                  "from the cart to check out", status=409)
 
 
 # --- reads ---
@@ -95,11 +162,24 @@ async def _load_order(ctx: Context, order_id: str, principal: Principal) -> dict
     return o
 
 
+async def _load_guest_order(ctx: Context, guest: GuestOrder) -> dict:
+    """The order a guest's token opens, if it is still that guest's order (not a user's, same email)."""
+    async with ctx.db.connection() as conn:
+        o = await (await conn.execute("SELECT * FROM orders WHERE id = %s", (guest.order_id,))).fetchone()
+    if o is None or o["user_id"] is not None or normalize_email(o["guest_email"] or "") != guest.email:
+        raise Refused("not_found", f"no order {guest.order_id}")
+    return o
+
+
 @router.get("/orders/{order_id}")
-async def get_order(order_id: str, principal: Principal = Depends(require("order.read")),
+async def get_order(order_id: str, reader: Principal | GuestOrder = Depends(order_reader("order.read")),
                     ctx: Context = Depends(get_ctx)) -> dict:
-    """Status, items, shipment and timeline (seed 003 'Track Order')."""
-    o = await _load_order(ctx, order_id, principal)
+    """Status, items, shipment and timeline (seed 003 'Track Order'). A guest opens their order with
+    the token of the checkout answer (`?token=`, as in its tracking_url)."""
+    if isinstance(reader, GuestOrder):
+        o = await _load_guest_order(ctx, reader)
+    else:
+        o = await _load_order(ctx, order_id, reader)
     async with ctx.db.connection() as conn:
         items = await (await conn.execute("SELECT sku, product_id, name, quantity, unit_price, returned_quantity "
                                           "FROM order_items WHERE order_id = %s ORDER BY id", (order_id,))).fetchall()
