@@ -78,3 +78,38 @@ def test_unsent_emails_are_retried_and_undeliverable_ones_dead_lettered(backing,
             await r.aclose()
 
     asyncio.run(run())
+
+
+def test_an_event_the_relay_added_twice_is_emailed_once(backing, tmp_path):
+    """The outbox relay is at-least-once: a crash between XADD and marking the row relayed adds the same
+    outbox row again, in the same batch or a later one. The buyer gets one email per outbox row."""
+    from aiosmtpd.controller import Controller
+
+    port = _free_port()
+
+    async def send(messages):
+        return await smtp_send_batch(port, messages)
+
+    async def run():
+        r = async_redis(_own_database(backing.redis_url))
+        assert int(r.connection_pool.connection_kwargs["db"]) == 13
+        await r.flushdb()
+        ctl = Controller(MboxSink(tmp_path / "sink.mbox"), hostname="127.0.0.1", port=port)
+        ctl.start()
+        try:
+            await ensure_group(r)
+            first, second = {**_event("d1"), "outbox_id": "901"}, {**_event("d2"), "outbox_id": "902"}
+            for fields in (first, first, second):                     # relayed twice within one batch
+                await r.xadd(STREAM, fields)
+            assert await consume_once(r, None, send, "c1", block_ms=10) == 2
+            await r.xadd(STREAM, first)                                 # and again in a later batch
+            assert await consume_once(r, None, send, "c1", block_ms=10) == 0
+            assert (await r.xpending(STREAM, GROUP))["pending"] == 0    # duplicates acknowledged, not left
+            assert sorted(m["To"] for m in mailbox.mbox(str(tmp_path / "sink.mbox"))) == ["d1@example.com",
+                                                                                         "d2@example.com"]
+        finally:
+            ctl.stop()
+            await r.flushdb()
+            await r.aclose()
+
+    asyncio.run(run())

@@ -30,6 +30,10 @@ RETRY_IDLE_MS = 30_000     # an unacknowledged event this old was not sent: try 
 DELIVERIES_MAX = 5
 DEAD_STREAM = STREAM + ":dead"
 DEAD_STREAM_MAXLEN = 10_000
+# The relay is at-least-once (a crash between XADD and marking the row relayed adds the row again), so
+# an outbox id already emailed is remembered this long and a second entry for it is acknowledged unsent.
+SENT_KEY = "notify:sent:{}"
+SENT_TTL_S = 7 * 24 * 3600
 SENDER = "orders@flashmart.local"
 SUBJECTS = {
     "order.confirmed": "Your flashmart order {order_id} is confirmed",
@@ -138,8 +142,16 @@ async def _send(redis, db, send_batch, entries: list, guest_link=None) -> int:
     `send_batch(list of (recipient, bytes))` returns how many were sent, in order; the rest stay pending.
     `guest_link(order_id, email)`: the tracking link of a guest's order (a guest has no login to open
     the plain one with)."""
-    done, outgoing = [], []  # outgoing: (entry_id, recipient, message bytes)
-    for entry_id, fields in entries:
+    done, outgoing = [], []  # outgoing: (entry_id, recipient, message bytes, outbox id)
+    outbox_ids = [fields.get("outbox_id") for _, fields in entries]
+    keyed = [oid for oid in outbox_ids if oid]
+    already = dict(zip(keyed, await redis.mget([SENT_KEY.format(o) for o in keyed]))) if keyed else {}
+    seen: set = set()
+    for (entry_id, fields), outbox_id in zip(entries, outbox_ids):
+        if outbox_id and (already.get(outbox_id) or outbox_id in seen):
+            done.append(entry_id)   # a duplicate the relay added after a crash: emailed already
+            continue
+        seen.add(outbox_id)
         payload = json.loads(fields["payload"])
         recipient, guest = await _recipient(db, payload)
         if guest and guest_link is not None and recipient:
@@ -148,9 +160,15 @@ async def _send(redis, db, send_batch, entries: list, guest_link=None) -> int:
         if msg is None:
             done.append(entry_id)
         else:
-            outgoing.append((entry_id, recipient, msg))
-    sent = await send_batch([(to, msg) for _, to, msg in outgoing]) if outgoing else 0
-    done += [entry_id for entry_id, _, _ in outgoing[:sent]]
+            outgoing.append((entry_id, recipient, msg, outbox_id))
+    sent = await send_batch([(to, msg) for _, to, msg, _ in outgoing]) if outgoing else 0
+    done += [entry_id for entry_id, _, _, _ in outgoing[:sent]]
+    sent_ids = {oid for _, _, _, oid in outgoing[:sent] if oid}
+    if sent_ids:
+        pipe = redis.pipeline(transaction=False)
+        for o in sent_ids:
+            pipe.set(SENT_KEY.format(o), 1, ex=SENT_TTL_S)
+        await pipe.execute()
     if done:
         await redis.xack(STREAM, GROUP, *done)
     return sent
