@@ -12,14 +12,18 @@ from psycopg.types.json import Jsonb
 
 from actors.payments.types import Captured, PaymentRefusal, Refunded, Voided, to_minor
 
-CANCELLABLE = ("confirmed", "review")
+CANCELLABLE = ("confirmed", "review", "partially_refunded")  # the last one only while nothing has shipped
+REFUNDABLE = ("confirmed", "shipped", "delivered", "returned", "partially_refunded")
+RETURNABLE = ("shipped", "delivered", "partially_refunded")    # the last one only once something has shipped
+SHIPPABLE = ("confirmed", "partially_refunded")                 # a goodwill refund does not stop a delivery
 TRACKING = ("shipped", "in_transit", "out_for_delivery", "delivered")
+GATEWAY_REFUSED_STATUS = 502  # the gateway said no to a valid request: not the client's input, not ours
 
 
 class AfterSalesRefusal(Exception):
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, status: int | None = None):
         super().__init__(message)
-        self.reason, self.message = reason, message
+        self.reason, self.message, self.status = reason, message, status
 
 
 async def _order_for_update(conn, order_id: str) -> dict:
@@ -35,6 +39,14 @@ async def _card_payment(conn, order_id: str) -> dict | None:
     return await cur.fetchone()
 
 
+async def _shipped(conn, order_id: str) -> bool:
+    """A parcel left the warehouse. The order's status cannot say it once money came back
+    ('partially_refunded' covers a confirmed and a delivered order alike); its shipments can."""
+    cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = %s AND status <> 'label_created') "
+                             "AS shipped", (order_id,))
+    return (await cur.fetchone())["shipped"]
+
+
 async def _event(conn, order_id: str, status: str, note: str | None = None, location: str | None = None, topic=True):
     await conn.execute("INSERT INTO order_events (order_id, status, note, location) VALUES (%s,%s,%s,%s)",
                        (order_id, status, note, location))
@@ -43,11 +55,37 @@ async def _event(conn, order_id: str, status: str, note: str | None = None, loca
                            (f"order.{status}", Jsonb({"order_id": order_id, "note": note, "location": location})))
 
 
+async def _settle_status(conn, order: dict) -> str:
+    """orders.status once money or goods came back: everything paid refunded -> 'refunded' (nothing is
+    left to do), else every unit returned -> 'returned', else some money back -> 'partially_refunded'."""
+    cur = await conn.execute(
+        "SELECT coalesce(sum(amount), 0) AS paid, coalesce(sum(refunded_amount), 0) AS back FROM payments "
+        "WHERE order_id = %s AND status IN ('captured', 'partially_refunded', 'refunded')", (order["id"],))
+    money = await cur.fetchone()
+    cur = await conn.execute("SELECT coalesce(sum(quantity), 0) AS bought, coalesce(sum(returned_quantity), 0) AS back "
+                             "FROM order_items WHERE order_id = %s", (order["id"],))
+    units = await cur.fetchone()
+    status = order["status"]
+    if money["paid"] > 0 and money["back"] >= money["paid"]:
+        status = "refunded"
+    elif units["bought"] > 0 and units["back"] >= units["bought"]:
+        status = "returned"
+    elif money["back"] > 0:
+        status = "partially_refunded"
+    if status != order["status"]:
+        await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order["id"]))
+    return status
+
+
 async def _restock_all(inventory, conn, order_id: str) -> None:
+    """Every unit still sold goes back: per warehouse, what the order bought there minus what its
+    returns already put back (the engine would refuse those units, and a refusal here is not raised:
+    the money has already moved when a cancel restocks)."""
     cur = await conn.execute("SELECT * FROM order_items WHERE order_id = %s", (order_id,))
     for item in await cur.fetchall():
+        back = item["returned_allocations"] or {}
         for wh, qty in (item["allocations"] or {}).items():
-            left = qty - 0  # a cancelled order has returned nothing yet
+            left = qty - back.get(wh, 0)
             if left > 0:
                 await inventory.return_units(item["sku"], order_id, left, wh)
 
@@ -71,6 +109,24 @@ async def _refund_credit(conn, order_id: str, amount: Decimal) -> Decimal:
     return given
 
 
+def _gateway_refusal(r, what: str) -> AfterSalesRefusal:
+    """A gateway that did not answer (or is saturated) is worth a retry: 503. A gateway that refused
+    the operation is a 502: the request was valid, the payment side said no."""
+    message = getattr(r, "message", None) or f"the {what} did not go through"
+    reason = r.reason if isinstance(r, PaymentRefusal) else "unavailable"
+    if reason in ("unavailable", "overloaded"):
+        return AfterSalesRefusal(reason, message)
+    return AfterSalesRefusal("gateway_refused", message, GATEWAY_REFUSED_STATUS)
+
+
+async def _return_for_update(conn, return_id: int) -> dict:
+    cur = await conn.execute("SELECT * FROM returns WHERE id = %s FOR UPDATE", (return_id,))
+    ret = await cur.fetchone()
+    if ret is None:
+        raise AfterSalesRefusal("not_found", f"no return {return_id}")
+    return ret
+
+
 async def refund(db, payments, order_id: str, amount: Decimal, reason: str, return_id: int | None = None) -> dict:
     """Refund `amount` of a captured order, never more than was paid.
 
@@ -78,15 +134,24 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
     the buyer gets real money back before store value, and the card part, the one that can fail at the
     gateway, goes first while nothing else has moved (the credit part is a local write in the same
     transaction). The gateway's idempotency key is derived from the locked payment row's state, so a
-    retry after a failure between the gateway's refund and our commit cannot refund twice."""
+    retry after a failure between the gateway's refund and our commit cannot refund twice.
+
+    With `return_id` this is the refund of an approved return: it is marked refunded in the same
+    transaction (so a second approval finds it refunded, never refunds again), and it gives back at
+    most what is left (earlier goodwill refunds count towards it)."""
     async with db.connection() as conn, conn.transaction():
-        order = await _order_for_update(conn, order_id)
-        if order["status"] not in ("confirmed", "shipped", "delivered", "returned", "partially_refunded"):
+        order = await _order_for_update(conn, order_id)  # the order first, then the return: one lock order
+        ret = await _return_for_update(conn, return_id) if return_id is not None else None
+        if ret is not None and ret["status"] != "approved":
+            raise AfterSalesRefusal("conflict", f"return {return_id} is already {ret['status']}")
+        if ret is None and order["status"] not in REFUNDABLE:
             raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}: nothing to refund")
         cur = await conn.execute("SELECT coalesce(sum(amount - refunded_amount), 0) AS left FROM payments "
                                  "WHERE order_id = %s AND status IN ('captured', 'partially_refunded')", (order_id,))
         refundable = (await cur.fetchone())["left"]
-        if amount <= 0 or amount > refundable:
+        if ret is not None:
+            amount = min(amount, refundable)
+        elif amount <= 0 or amount > refundable:
             raise AfterSalesRefusal("invalid", f"a refund must be between 0.01 and {refundable}")
         card = await _card_payment(conn, order_id)
         from_card = Decimal(0)
@@ -96,63 +161,69 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
             key = f"refund:{card['id']}:{card['refunded_amount']}:{from_card}"
             r = await payments.refund(order_id, card["payment_intent_id"], to_minor(from_card), key)
             if not isinstance(r, Refunded):
-                raise AfterSalesRefusal(r.reason if isinstance(r, PaymentRefusal) else "unavailable",
-                                        getattr(r, "message", "the refund did not go through"))
+                raise _gateway_refusal(r, "refund")
             new = card["refunded_amount"] + from_card
             await conn.execute("UPDATE payments SET refunded_amount = %s, status = %s, updated_at = now() WHERE id = %s",
                                (new, "refunded" if new == card["amount"] else "partially_refunded", card["id"]))
             await conn.execute("INSERT INTO refunds (order_id, return_id, payment_id, gateway_refund_id, amount) "
                                "VALUES (%s,%s,%s,%s,%s)", (order_id, return_id, card["id"], r.refund_id, from_card))
-        credit = await _refund_credit(conn, order_id, amount - from_card)
+        credit = await _refund_credit(conn, order_id, amount - from_card) if amount > from_card else Decimal(0)
         total = from_card + credit
-        await _event(conn, order_id, "refunded" if total == refundable else "partially_refunded",
-                     f"{total} refunded: {reason}")
-        return {"order_id": order_id, "refunded": float(total), "refundable_left": float(refundable - total)}
+        if ret is not None:
+            await conn.execute("UPDATE returns SET status = 'refunded', refund_amount = %s WHERE id = %s",
+                               (total, return_id))
+        status = await _settle_status(conn, order)
+        if total > 0:
+            await _event(conn, order_id, "refunded" if status == "refunded" else "partially_refunded",
+                         f"{total} refunded: {reason}")
+        return {"order_id": order_id, "refunded": float(total), "refundable_left": float(refundable - total),
+                "order_status": status}
 
 
-async def cancel(db, payments, inventory, order_id: str, note: str | None = None) -> dict:
+async def cancel(db, payments, inventory, order_id: str, note: str | None = None, *,
+                 rejected_by: int | None = None) -> dict:
     """Before shipment only: units back to stock, authorisation voided (or the capture refunded).
-    `note` says why on the timeline and in the buyer's notification (none: the buyer asked)."""
+    `note` says why on the timeline and in the buyer's notification (none: the buyer asked).
+    `rejected_by`: a support user rejects an order held for review; only such an order, in the same
+    transaction (an approval racing the rejection cannot be cancelled by it)."""
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
-        if order["status"] not in CANCELLABLE:
+        if rejected_by is not None and order["status"] != "review":
+            raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}, not waiting for review")
+        if order["status"] not in CANCELLABLE or (order["status"] == "partially_refunded"
+                                                  and await _shipped(conn, order_id)):
             raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}; only an order not yet shipped "
-                                                "can be cancelled")
+                                                "(and not fully refunded) can be cancelled")
         card = await _card_payment(conn, order_id)
         if card is not None:
             if card["status"] == "authorised":
                 r = await payments.void(order_id, card["payment_intent_id"])
                 if not isinstance(r, Voided):
-                    raise AfterSalesRefusal("unavailable", getattr(r, "message", "the void did not go through"))
+                    raise _gateway_refusal(r, "void")
                 await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s", (card["id"],))
             elif card["status"] in ("captured", "partially_refunded"):
                 left = card["amount"] - card["refunded_amount"]
                 r = await payments.refund(order_id, card["payment_intent_id"], to_minor(left), f"cancel:{order_id}")
                 if not isinstance(r, Refunded):
-                    raise AfterSalesRefusal("unavailable", getattr(r, "message", "the refund did not go through"))
+                    raise _gateway_refusal(r, "refund")
                 await conn.execute("UPDATE payments SET status = 'refunded', refunded_amount = amount, updated_at = now() "
                                    "WHERE id = %s", (card["id"],))
                 await conn.execute("INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) VALUES (%s,%s,%s,%s)",
                                    (order_id, card["id"], r.refund_id, left))
         await _refund_credit(conn, order_id, order["grand_total"])
         await _restock_all(inventory, conn, order_id)
-        await conn.execute("UPDATE orders SET status = 'cancelled', updated_at = now() WHERE id = %s", (order_id,))
+        status = "cancelled" if rejected_by is None else "rejected"
+        await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id))
         await _event(conn, order_id, "cancelled", note)
-    return {"order_id": order_id, "status": "cancelled"}
+        if rejected_by is not None:
+            await _event(conn, order_id, "rejected", f"by support user {rejected_by}")
+    return {"order_id": order_id, "status": status}
 
 
 async def review(db, payments, inventory, order_id: str, approve: bool, reviewer: int) -> dict:
     """Support decides an order the fraud model held: approve captures, reject voids and restocks."""
     if not approve:
-        async with db.connection() as conn:
-            order = await _order_for_update(conn, order_id)
-        if order["status"] != "review":
-            raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}, not waiting for review")
-        out = await cancel(db, payments, inventory, order_id)
-        async with db.connection() as conn:
-            await conn.execute("UPDATE orders SET status = 'rejected' WHERE id = %s", (order_id,))
-            await _event(conn, order_id, "rejected", f"by support user {reviewer}")
-        return {**out, "status": "rejected"}
+        return await cancel(db, payments, inventory, order_id, rejected_by=reviewer)
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         if order["status"] != "review":
@@ -161,7 +232,7 @@ async def review(db, payments, inventory, order_id: str, approve: bool, reviewer
         if card is not None and card["status"] == "authorised":
             r = await payments.capture(order_id, card["payment_intent_id"])
             if not isinstance(r, Captured):
-                raise AfterSalesRefusal("unavailable", getattr(r, "message", "capture did not go through"))
+                raise _gateway_refusal(r, "capture")
             await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s", (card["id"],))
         await conn.execute("UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = %s", (order_id,))
         await _event(conn, order_id, "confirmed", f"approved by support user {reviewer}")
@@ -169,16 +240,28 @@ async def review(db, payments, inventory, order_id: str, approve: bool, reviewer
 
 
 async def request_return(db, order_id: str, items: list[dict], reason: str) -> dict:
+    """A return is asked for goods the buyer has (shipped or delivered); an order not shipped yet is
+    cancelled instead, which also keeps one path for its units back to stock."""
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
-        if order["status"] not in ("confirmed", "shipped", "delivered", "partially_refunded"):
+        shipped = await _shipped(conn, order_id)
+        if order["status"] in CANCELLABLE and not shipped:
+            raise AfterSalesRefusal("conflict", f"order {order_id} has not shipped yet: cancel it instead of returning it")
+        if order["status"] not in RETURNABLE or not shipped:
             raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}: it cannot be returned")
         cur = await conn.execute("SELECT sku, sum(quantity - returned_quantity) AS left FROM order_items "
                                  "WHERE order_id = %s GROUP BY sku", (order_id,))
         left = {r["sku"]: r["left"] for r in await cur.fetchall()}
+        cur = await conn.execute("SELECT items FROM returns WHERE order_id = %s AND status = 'requested'", (order_id,))
+        for pending in await cur.fetchall():  # units another open request already claims
+            for it in pending["items"]:
+                left[it["sku"]] = left.get(it["sku"], 0) - it["quantity"]
+        wanted: dict[str, int] = {}
         for it in items:
-            if it["quantity"] > left.get(it["sku"], 0):
-                raise AfterSalesRefusal("invalid", f"at most {left.get(it['sku'], 0)} of {it['sku']} can be returned")
+            wanted[it["sku"]] = wanted.get(it["sku"], 0) + it["quantity"]
+        for sku, qty in wanted.items():
+            if qty > left.get(sku, 0):
+                raise AfterSalesRefusal("invalid", f"at most {max(left.get(sku, 0), 0)} of {sku} can be returned")
         cur = await conn.execute("INSERT INTO returns (order_id, status, reason, items, refund_amount) "
                                  "VALUES (%s, 'requested', %s, %s, 0) RETURNING id", (order_id, reason, Jsonb(items)))
         rid = (await cur.fetchone())["id"]
@@ -186,16 +269,41 @@ async def request_return(db, order_id: str, items: list[dict], reason: str) -> d
     return {"return_id": rid, "order_id": order_id, "status": "requested"}
 
 
-async def approve_return(db, payments, inventory, return_id: int) -> dict:
-    """Restock the returned units (inventory return_units) and refund their price plus their tax."""
+async def _restock_item(inventory, item: dict, order_id: str, take: int) -> dict:
+    """Put `take` units of one order item back, warehouse by warehouse (an item's units may come from
+    several), never more in a warehouse than it sold there minus what came back already; answers the
+    item's returned units per warehouse afterwards."""
+    back = dict(item["returned_allocations"] or {})
+    for wh, qty in (item["allocations"] or {}).items():
+        n = min(take, qty - back.get(wh, 0))
+        if n <= 0:
+            continue
+        r = await inventory.return_units(item["sku"], order_id, n, wh)
+        if getattr(r, "reason", None):
+            raise AfterSalesRefusal("conflict", f"restock refused: {r.message or r.reason}")
+        back[wh] = back.get(wh, 0) + n
+        take -= n
+        if take == 0:
+            break
+    if take > 0:
+        raise AfterSalesRefusal("conflict", f"{take} units of {item['sku']} have no warehouse to return to")
+    return back
+
+
+async def _approve(db, inventory, return_id: int) -> dict:
+    """requested -> approved: the units back in stock, the refund due computed and recorded, in one
+    transaction. An approved return (its refund did not go through) is answered as it is: resumed."""
     async with db.connection() as conn, conn.transaction():
-        cur = await conn.execute("SELECT * FROM returns WHERE id = %s FOR UPDATE", (return_id,))
-        ret = await cur.fetchone()
-        if ret is None:
+        cur = await conn.execute("SELECT order_id FROM returns WHERE id = %s", (return_id,))
+        row = await cur.fetchone()
+        if row is None:
             raise AfterSalesRefusal("not_found", f"no return {return_id}")
+        order = await _order_for_update(conn, row["order_id"])
+        ret = await _return_for_update(conn, return_id)
+        if ret["status"] == "approved":
+            return ret
         if ret["status"] != "requested":
             raise AfterSalesRefusal("conflict", f"return {return_id} is already {ret['status']}")
-        order = await _order_for_update(conn, ret["order_id"])
         amount = Decimal(0)
         goods = order["subtotal"] - order["discount"]
         tax_rate = order["tax"] / goods if goods > 0 else Decimal(0)
@@ -207,31 +315,47 @@ async def approve_return(db, payments, inventory, return_id: int) -> dict:
                 take = min(need, item["quantity"] - item["returned_quantity"])
                 if take <= 0:
                     continue
-                for wh, qty in (item["allocations"] or {}).items():
-                    n = min(take, qty)
-                    if n > 0:
-                        r = await inventory.return_units(item["sku"], order["id"], n, wh)
-                        if getattr(r, "reason", None):
-                            raise AfterSalesRefusal("conflict", f"restock refused: {r.message or r.reason}")
-                        break
-                await conn.execute("UPDATE order_items SET returned_quantity = returned_quantity + %s WHERE id = %s",
-                                   (take, item["id"]))
+                back = await _restock_item(inventory, item, order["id"], take)
+                await conn.execute("UPDATE order_items SET returned_quantity = returned_quantity + %s, "
+                                   "returned_allocations = %s WHERE id = %s", (take, Jsonb(back), item["id"]))
                 share = item["unit_price"] * take
                 if order["subtotal"] > 0:  # the discount is shared pro rata
                     share -= (order["discount"] * share / order["subtotal"])
                 amount += share * (1 + tax_rate)
                 need -= take
         amount = amount.quantize(Decimal("0.01"))
-        await conn.execute("UPDATE returns SET status = 'refunded', refund_amount = %s, restocked = true WHERE id = %s",
-                           (amount, return_id))
-    out = await refund(db, payments, order["id"], amount, f"return {return_id}", return_id) if amount > 0 else {}
-    return {"return_id": return_id, "order_id": order["id"], "status": "refunded", "refund_amount": float(amount), **out}
+        cur = await conn.execute("UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true "
+                                 "WHERE id = %s RETURNING *", (amount, return_id))
+        ret = await cur.fetchone()
+        if await _settle_status(conn, order) == "returned":
+            await _event(conn, order["id"], "returned", f"return {return_id}: every unit is back", topic=False)
+        return ret
+
+
+async def approve_return(db, payments, inventory, return_id: int) -> dict:
+    """Restock the returned units (inventory return_units) and refund their price plus their tax.
+
+    Two steps, so money cannot be lost between them: the return is first `approved` with its units
+    back in stock (one transaction), then refunded (`refund` marks it `refunded` in the transaction
+    that records the money). A gateway failure leaves it `approved`: approving it again resumes the
+    refund, and the refund's idempotency key keeps a refund the gateway did make from happening twice."""
+    ret = await _approve(db, inventory, return_id)
+    try:
+        out = await refund(db, payments, ret["order_id"], ret["refund_amount"], f"return {return_id}", return_id)
+    except AfterSalesRefusal as exc:
+        if exc.reason in ("not_found", "conflict"):
+            raise
+        raise AfterSalesRefusal(exc.reason, f"return {return_id} is approved and its units are back in stock, but its "
+                                            f"refund did not go through ({exc.message}); approve it again to finish "
+                                            "the refund", exc.status) from exc
+    return {"return_id": return_id, "order_id": ret["order_id"], "status": "refunded",
+            "refund_amount": out["refunded"], **out}
 
 
 async def create_shipment(db, order_id: str, carrier: str, courier_id: int | None = None) -> dict:
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
-        if order["status"] != "confirmed":
+        if order["status"] not in SHIPPABLE or (order["status"] != "confirmed" and await _shipped(conn, order_id)):
             raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}: only a confirmed order ships")
         tracking = f"FM{uuid.uuid4().hex[:12].upper()}"
         cur = await conn.execute("INSERT INTO shipments (order_id, carrier, tracking_number, courier_id) "
@@ -264,7 +388,8 @@ async def shipment_event(db, shipment_id: int, status: str, location: str | None
                            (shipment_id, status, location, actor_user_id))
         order_status = {"shipped": "shipped", "delivered": "delivered"}.get(status)
         if order_status:
-            await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s AND status NOT IN "
-                               "('cancelled', 'returned')", (order_status, s["order_id"]))
+            # a status that says money or goods came back stays: the shipment has its own status
+            await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s AND status IN "
+                               "('confirmed', 'shipped', 'delivered')", (order_status, s["order_id"]))
         await _event(conn, s["order_id"], status, None, location, topic=status in ("shipped", "delivered"))
     return {"shipment_id": shipment_id, "status": status, "location": location}

@@ -235,7 +235,7 @@ def _aftersales_call(fn):
         try:
             return await fn(*a, **kw)
         except AfterSalesRefusal as exc:
-            raise Refused(exc.reason, exc.message) from exc
+            raise Refused(exc.reason, exc.message, status=exc.status) from exc  # status: e.g. 502 gateway said no
     return wrapped
 
 
@@ -314,7 +314,8 @@ async def request_return(order_id: str, body: ReturnBody, principal: Principal =
 @router.post("/returns/{return_id}/approve")
 async def approve_return(return_id: int, principal: Principal = Depends(require("return.review")),
                          ctx: Context = Depends(get_ctx)) -> dict:
-    """Restock the returned units and refund their price (with their share of discount and tax)."""
+    """Restock the returned units and refund their price (with their share of discount and tax). If the
+    gateway fails (503/502) the return stays approved, units restocked: approving it again finishes the refund."""
     from actors.checkout import aftersales
 
     return await _aftersales_call(aftersales.approve_return)(ctx.db, ctx.services["payments"], ctx.services["inventory"],
