@@ -6,6 +6,7 @@ by `index_rows` (a few products) and `iter_index_rows` (full rebuild, sync, serv
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
@@ -17,7 +18,7 @@ PRODUCT_FIELDS = ("name", "description", "brand", "price", "currency", "weight_g
 # One product as the search index wants it: seller, category path and thumbnail joined in.
 _INDEX_SELECT = """
 SELECT p.id, p.name, p.description, p.brand, c.path AS category_path, p.price, p.currency,
-       p.rating, p.review_count, p.in_stock, p.popularity, p.created_at, p.status,
+       p.rating, p.review_count, p.in_stock, p.popularity, p.created_at, p.updated_at, p.status,
        s.id AS seller_id, s.name AS seller_name, s.rating AS seller_rating,
        (SELECT url FROM product_images i WHERE i.product_id = p.id ORDER BY position, id LIMIT 1) AS thumbnail
 FROM products p
@@ -124,19 +125,33 @@ async def add_variant(conn: AsyncConnection, product_id: int, v: dict) -> int:
 
 
 async def update_variant(conn: AsyncConnection, product_id: int, variant_id: int, changes: dict) -> bool:
+    """Apply `changes` (attributes, price_adjustment: never None, the columns are NOT NULL); False
+    when the product has no such variant (an empty `changes` only checks that)."""
+    assert all(changes.get(k) is not None for k in changes), "the route refuses nulls"
     sets, args = [], []
     if "attributes" in changes:
         sets.append("attributes = %s")
-        args.append(Jsonb(changes["attributes"] or {}))
+        args.append(Jsonb(changes["attributes"]))
     if "price_adjustment" in changes:
         sets.append("price_adjustment = %s")
         args.append(changes["price_adjustment"])
     if not sets:
-        return True
+        row = await (await conn.execute("SELECT 1 FROM product_variants WHERE id = %s AND product_id = %s",
+                                        (variant_id, product_id))).fetchone()
+        return row is not None
+    await touch(conn, product_id)   # first: the product row's lock orders this after a price change
     cur = await conn.execute(f"UPDATE product_variants SET {', '.join(sets)} WHERE id = %s AND product_id = %s",
                              (*args, variant_id, product_id))
-    await touch(conn, product_id)
     return cur.rowcount > 0
+
+
+async def negative_variant_prices(conn: AsyncConnection, product_id: int) -> list[dict]:
+    """Variants whose price (product price + adjustment) is below zero: [{sku, price}]."""
+    rows = await (await conn.execute(
+        """SELECT v.sku, p.price + v.price_adjustment AS price FROM product_variants v
+           JOIN products p ON p.id = v.product_id
+           WHERE v.product_id = %s AND p.price + v.price_adjustment < 0 ORDER BY v.id""", (product_id,))).fetchall()
+    return [_plain(r) for r in rows]
 
 
 async def delete_variant(conn: AsyncConnection, product_id: int, variant_id: int) -> bool:
@@ -183,6 +198,28 @@ async def index_rows(conn: AsyncConnection, product_ids: Iterable[int]) -> tuple
     active = [_plain(r) for r in rows if r["status"] == "active"]
     keep = {r["id"] for r in active}
     return active, [i for i in ids if i not in keep]
+
+
+async def changed_since(conn: AsyncConnection, since: datetime | None, limit: int) -> tuple[list[dict], datetime]:
+    """([{id, updated_at}] of products updated after `since` (every product when None), oldest
+    first, at most `limit`; PostgreSQL's now() taken before the rows are read). A change committed
+    later is not among the rows, but its updated_at (its transaction's start) may be earlier than
+    that now(): the caller allows for it (the search writer's WATERMARK_LAG_S)."""
+    at = (await (await conn.execute("SELECT now() AS at")).fetchone())["at"]
+    if since is None:
+        cur = await conn.execute("SELECT id, updated_at FROM products ORDER BY updated_at LIMIT %s", (limit,))
+    else:   # products_updated_idx
+        cur = await conn.execute("SELECT id, updated_at FROM products WHERE updated_at > %s ORDER BY updated_at LIMIT %s",
+                                 (since, limit))
+    return await cur.fetchall(), at
+
+
+def database_now(database_url: str) -> datetime:
+    """PostgreSQL's clock (sync): what updated_at is compared with."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT now()").fetchone()[0]
 
 
 def iter_index_rows(database_url: str, batch: int = 5000) -> Iterator[list[dict]]:

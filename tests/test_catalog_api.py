@@ -82,40 +82,117 @@ def test_product_page_is_cached_and_invalidated(api, seller, unique):
     assert len(api.get(f"/api/v1/products/{pid}").json()["variants"]) == 2
 
 
+def _search_writer():
+    import ray
+
+    from actors import NAMESPACE
+    from actors.search.actor import NAME
+
+    return ray.get_actor(NAME.format(0), namespace=NAMESPACE)
+
+
+def _sql_filter(params: dict, root: str) -> tuple[str, dict, int]:
+    """(FROM ... WHERE for the search parameters, its arguments, the filtered category's depth)."""
+    args: dict = {"cat": params.get("category", root)}
+    where = ["(c.path = %(cat)s OR c.path LIKE %(cat)s || '/%%')", "p.status = 'active'"]
+    if "q" in params:
+        where.append("p.name ILIKE %(q)s")
+        args["q"] = f"%{params['q']}%"
+    for key, sql in (("min_price", "p.price >= %(min_price)s"), ("max_price", "p.price <= %(max_price)s"),
+                     ("min_rating", "p.rating >= %(min_rating)s"), ("in_stock", "p.in_stock = %(in_stock)s")):
+        if key in params:
+            where.append(sql)
+            args[key] = params[key] == "true" if key == "in_stock" else params[key]
+    if "brand" in params:
+        where.append("lower(p.brand) = ANY(%(brands)s)")
+        args["brands"] = [b.lower() for b in params["brand"].split(",")]
+    sql = "FROM products p JOIN categories c ON c.id = p.category_id WHERE " + " AND ".join(where)
+    return sql, args, args["cat"].count("/") + 1
+
+
+def _price_case() -> str:
+    """The index's price-range buckets (from inclusive, to exclusive) as a SQL CASE."""
+    from actors.search.index import PRICE_RANGES
+
+    arms = []
+    for label, lo, hi in PRICE_RANGES:
+        cond = " AND ".join([f"p.price >= {lo}"] * (lo is not None) + [f"p.price < {hi}"] * (hi is not None))
+        arms.append(f"WHEN {cond} THEN '{label}'")
+    return "CASE " + " ".join(arms) + " END"
+
+
 def test_filters_and_facets_equal_sql_count(api, seller, db, unique):
+    """Every filter (q, category, min/max price, min rating, brands, in stock) and every facet bucket
+    (brands, next-level categories, each price range, boundaries included) against SQL on the same rows."""
     root = f"test-{unique}"
-    specs = [("a", "Red", 10, True), ("a", "Red", 30, False), ("a", "Blue", 60, True), ("b", "Blue", 120, True),
-             ("b", "Green", 260, True), ("b", "Red", 700, False), ("c/deep", "Green", 45, True), ("c/deep", "Red", 1500, True)]
+    specs = [  # (subcategory, brand, price, in stock, rating): prices on and next to the buckets' boundaries
+        ("a", "Red", "10", True, 4.5), ("a", "Red", "30", False, 3.0), ("a", "Blue", "60", True, 4.0),
+        ("b", "Blue", "120", True, 0), ("b", "Green", "260", True, 3.5), ("b", "Red", "700", False, 5.0),
+        ("c/deep", "Green", "45", True, 4.2), ("c/deep", "Red", "1500", True, 1.0), ("a", "Blue", "25", True, 4.0),
+        ("b", "Red", "50", True, 3.99), ("c/deep", "Blue", "100", True, 4.5), ("a", "Green", "250", False, 2.0),
+        ("c", "Red", "500", True, 4.0), ("b", "Blue", "1000", True, 4.8), ("a", "Red", "24.99", True, 0),
+        ("c/deep", "Green", "0", True, 0), ("a", "Red", "999.99", True, 3.0), ("b", "Green", "99.99", True, 4.0),
+    ]
     ids = []
-    for i, (sub, brand, price, stock) in enumerate(specs):
+    for i, (sub, brand, price, stock, _) in enumerate(specs):
         body = _product(unique, name=f"Lamp{unique} model {i}", brand=f"{brand}{unique}", category=f"{root}/{sub}",
-                        price=str(price), in_stock=stock, variants=[{"sku": f"L-{unique}-{i}"}])
+                        price=price, in_stock=stock, variants=[{"sku": f"L-{unique}-{i}"}])
         r = api.post("/api/v1/products", json=body, headers=seller.headers)
         assert r.status_code == 201, r.text
         ids.append(r.json()["product_id"])
-    _wait_search(api, {"category": root}, lambda b: b["total_results"] == len(specs), 3.0)
+    archived = api.post("/api/v1/products", headers=seller.headers, json=_product(
+        unique, name=f"Lamp{unique} archived", brand=f"Red{unique}", category=f"{root}/a", price="40",
+        variants=[{"sku": f"L-{unique}-x"}])).json()["product_id"]
+    assert api.post(f"/api/v1/products/{archived}/archive", headers=seller.headers).status_code == 200
+    for pid, spec in zip(ids, specs):   # ratings come from reviews: set them in SQL and re-index
+        db.execute("UPDATE products SET rating = %s WHERE id = %s", (spec[4], pid))
+    import ray
 
-    params = {"q": f"lamp{unique}", "category": root, "min_price": 20, "in_stock": "true", "limit": 100}
-    body = api.get("/api/v1/products/search", params=params).json()
-    where = """FROM products p JOIN categories c ON c.id = p.category_id
-               WHERE (c.path = %(root)s OR c.path LIKE %(root)s || '/%%') AND p.price >= 20 AND p.in_stock
-                 AND p.status = 'active'"""
-    total = db.execute(f"SELECT count(*) AS n {where}", {"root": root}).fetchone()["n"]
-    assert body["total_results"] == total == 5
-    brands = {r["brand"]: r["n"] for r in db.execute(f"SELECT p.brand, count(*) AS n {where} GROUP BY 1", {"root": root})}
-    assert {f["value"]: f["count"] for f in body["facets"]["brands"]} == brands
-    cats = {r["k"]: r["n"] for r in db.execute(
-        f"SELECT split_part(c.path, '/', 1) || '/' || split_part(c.path, '/', 2) AS k, count(*) AS n {where} GROUP BY 1",
-        {"root": root})}
-    assert {f["value"]: f["count"] for f in body["facets"]["categories"]} == cats
-    assert sum(f["count"] for f in body["facets"]["price_ranges"]) == total
+    writer = _search_writer()
+    ray.get(writer.refresh.remote(ids), timeout=30)
+    ray.get(writer.flush.remote(), timeout=30)
+    rated = sum(1 for s in specs if s[4] >= 4)
+    _wait_search(api, {"category": root, "min_rating": 4, "limit": 100}, lambda b: b["total_results"] == rated, 5.0)
+    _wait_search(api, {"category": root, "limit": 100}, lambda b: b["total_results"] == len(specs), 3.0)
 
-    # brand filter, sorting, pagination past the end
-    body = api.get("/api/v1/products/search", params={"category": root, "brand": f"red{unique}",
-                                                       "sort": "price_desc"}).json()
-    assert [r["price"] for r in body["results"]] == [1500.0, 700.0, 30.0, 10.0]
-    body = api.get("/api/v1/products/search", params={"category": root, "limit": 5, "page": 3}).json()
-    assert body["results"] == [] and body["total_results"] == len(specs) and body["total_pages"] == 2
+    red, blue = f"red{unique}", f"Blue{unique}"
+    cases = [
+        {"q": f"lamp{unique}", "category": root, "min_price": "20", "in_stock": "true"},
+        {"category": root},
+        {"category": root, "max_price": "100"},
+        {"category": root, "max_price": "99.99"},
+        {"category": root, "min_price": "25", "max_price": "250"},
+        {"category": root, "min_price": "50", "max_price": "1000", "in_stock": "false"},
+        {"category": root, "min_rating": "4"},
+        {"category": root, "min_rating": "3.99", "max_price": "500"},
+        {"category": root, "brand": red},
+        {"category": root, "brand": f"{red},{blue}", "min_rating": "3.5", "max_price": "999.99"},
+        {"category": f"{root}/c", "min_price": "0"},
+        {"category": f"{root}/b", "brand": blue, "in_stock": "true"},
+    ]
+    for params in cases:
+        body = api.get("/api/v1/products/search", params={**params, "limit": 100}).json()
+        sql, args, depth = _sql_filter(params, root)
+        want_ids = {r["id"] for r in db.execute(f"SELECT p.id {sql}", args)}
+        assert body["total_results"] == len(want_ids) and {r["product_id"] for r in body["results"]} == want_ids, params
+        brands = {r["k"]: r["n"] for r in db.execute(f"SELECT p.brand AS k, count(*) AS n {sql} GROUP BY 1", args)}
+        assert {f["value"]: f["count"] for f in body["facets"]["brands"]} == brands, params
+        cats = {r["k"]: r["n"] for r in db.execute(
+            f"""SELECT array_to_string((string_to_array(c.path, '/'))[1:{depth + 1}], '/') AS k, count(*) AS n
+                {sql} AND array_length(string_to_array(c.path, '/'), 1) > {depth} GROUP BY 1""", args)}
+        assert {f["value"]: f["count"] for f in body["facets"]["categories"]} == cats, params
+        buckets = {r["k"]: r["n"] for r in db.execute(f"SELECT {_price_case()} AS k, count(*) AS n {sql} GROUP BY 1", args)}
+        assert {f["value"]: f["count"] for f in body["facets"]["price_ranges"]} == buckets, params
+    assert len(want_ids) == 2   # (the last case is not vacuous)
+
+    # sorting, pagination past the end
+    body = api.get("/api/v1/products/search", params={"category": root, "brand": red, "sort": "price_desc",
+                                                       "limit": 100}).json()
+    sql, args, _ = _sql_filter({"brand": red}, root)
+    assert [r["price"] for r in body["results"]] == [float(r["price"]) for r in db.execute(
+        f"SELECT p.price {sql} ORDER BY p.price DESC", args)]
+    body = api.get("/api/v1/products/search", params={"category": root, "limit": 5, "page": 5}).json()
+    assert body["results"] == [] and body["total_results"] == len(specs) and body["total_pages"] == 4
 
     cmp = api.get("/api/v1/products/compare", params={"ids": f"{ids[0]},{ids[3]}"})
     assert cmp.status_code == 200, cmp.text
@@ -187,3 +264,170 @@ def test_import_keeps_good_rows_and_reports_bad_ones(api, seller, unique):
     assert [row["status"] for row in r.json()["rows"]] == ["created", "rejected", "rejected"]
     body, _ = _wait_search(api, {"q": f"otter{unique}"}, lambda b: b["total_results"] == 2, 3.0)
     assert body["total_results"] == 2
+
+
+# --- bad input never gives a 500 -------------------------------------------------------------------
+
+def _page(api, pid: int) -> dict:
+    r = api.get(f"/api/v1/products/{pid}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_variant_patch_refuses_nulls_and_answers_404_for_a_missing_variant(api, seller, unique):
+    page = api.post("/api/v1/products", json=_product(unique), headers=seller.headers).json()
+    pid, vid = page["product_id"], page["variants"][1]["variant_id"]
+    url = f"/api/v1/products/{pid}/variants/{vid}"
+    for body in ({"price_adjustment": None}, {"attributes": None}, {"attributes": {"size": "43"}, "price_adjustment": None}):
+        r = api.patch(url, json=body, headers=seller.headers)
+        assert r.status_code == 422, (body, r.status_code, r.text)
+        assert "null" in r.json()["message"]
+    after = _page(api, pid)["variants"][1]
+    assert (after["price_adjustment"], after["attributes"]) == (5.0, {"size": "43"})   # nothing half written
+
+    missing = f"/api/v1/products/{pid}/variants/999999999"
+    for body in ({}, {"price_adjustment": "1.00"}):
+        r = api.patch(missing, json=body, headers=seller.headers)
+        assert r.status_code == 404, (body, r.status_code, r.text)
+    other = api.post("/api/v1/products", json=_product(unique + "o"), headers=seller.headers).json()
+    r = api.patch(f"/api/v1/products/{other['product_id']}/variants/{vid}", json={}, headers=seller.headers)
+    assert r.status_code == 404, r.text     # a variant of another product is missing here too
+    assert api.patch(url, json={}, headers=seller.headers).status_code == 200   # nothing to change: the page
+
+
+def test_non_finite_attribute_values_are_refused_and_rejected_per_import_row(api, seller, unique):
+    for literal in ("NaN", "Infinity", "-Infinity", "1e400"):
+        raw = ('{"name": "Gecko%s Lamp", "price": "10", "attributes": {"watts": %s}}' % (unique, literal))
+        r = api.post("/api/v1/products", content=raw, headers={**seller.headers, "Content-Type": "application/json"})
+        assert r.status_code == 422, (literal, r.status_code, r.text)
+        assert "finite" in r.json()["message"]
+    page = api.post("/api/v1/products", json=_product(unique), headers=seller.headers).json()
+    pid, vid = page["product_id"], page["variants"][0]["variant_id"]
+    json_headers = {**seller.headers, "Content-Type": "application/json"}
+    for method, url, raw in (
+            ("PATCH", f"/api/v1/products/{pid}", '{"attributes": {"watts": NaN}}'),
+            ("POST", f"/api/v1/products/{pid}/variants", '{"sku": "NAN-%s", "attributes": {"w": NaN}}' % unique),
+            ("PATCH", f"/api/v1/products/{pid}/variants/{vid}", '{"attributes": {"w": Infinity}}')):
+        r = api.request(method, url, content=raw, headers=json_headers)
+        assert r.status_code == 422, (url, r.status_code, r.text)
+    # PATCH checks attributes like POST does
+    many = {f"k{i}": i for i in range(51)}
+    assert api.patch(f"/api/v1/products/{pid}", json={"attributes": many}, headers=seller.headers).status_code == 422
+    assert _page(api, pid)["attributes"] == {}
+
+    jsonl = (f'{{"name": "Gecko{unique} Kettle", "price": "20"}}\n'
+             f'{{"name": "Gecko{unique} Heater", "price": "30", "attributes": {{"watts": NaN}}}}\n'
+             f'{{"name": "Gecko{unique} Toaster", "price": "25", "attributes": {{"slots": 2}}}}\n')
+    r = api.post("/api/v1/products/import?format=jsonl", content=jsonl, headers=seller.headers)
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    assert [row["status"] for row in rows] == ["created", "rejected", "created"], rows
+    assert "finite" in rows[1]["reason"]
+    csv_text = ("name,price,attributes\n"
+                f"Gecko{unique} Fan,15,\"{{\"\"rpm\"\": Infinity}}\"\n"
+                f"Gecko{unique} Clock,12,\"{{\"\"digits\"\": 4}}\"\n")
+    r = api.post("/api/v1/products/import", content=csv_text, headers={**seller.headers, "Content-Type": "text/csv"})
+    assert r.status_code == 200, r.text
+    assert [row["status"] for row in r.json()["rows"]] == ["rejected", "created"], r.text
+
+
+def _concurrently(n: int, call) -> list:
+    """Run call(i) in n threads released together; their results in order."""
+    import threading
+
+    barrier, out = threading.Barrier(n), [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        out[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_concurrent_creates_of_one_sku_give_one_201_and_409s(api, platform, seller, unique):
+    import httpx
+
+    n = 8
+
+    def post(url: str, body) -> httpx.Response:
+        with httpx.Client(base_url=platform.api_url, timeout=60) as c:
+            return c.post(url, json=body, headers=seller.headers)
+
+    for attempt in range(3):   # each round races n requests for one fresh SKU
+        sku = f"RACE-{unique}-{attempt}"
+        codes = [r.status_code for r in _concurrently(n, lambda i: post(
+            "/api/v1/products", _product(f"{unique}{attempt}{i}", variants=[{"sku": sku}])))]
+        assert sorted(codes) == [201] + [409] * (n - 1), codes
+
+    pid = api.post("/api/v1/products", json=_product(unique + "v"), headers=seller.headers).json()["product_id"]
+    sku = f"RACE-{unique}-variant"
+    responses = _concurrently(n, lambda i: post(f"/api/v1/products/{pid}/variants", {"sku": sku}))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (n - 1), [r.text for r in responses]
+    assert [v["sku"] for v in _page(api, pid)["variants"]].count(sku) == 1
+
+    # concurrent imports of the same SKU: one row created, every other import reports its row rejected
+    sku = f"RACE-{unique}-import"
+
+    def imp(i: int) -> httpx.Response:
+        with httpx.Client(base_url=platform.api_url, timeout=60) as c:
+            return c.post("/api/v1/products/import?format=jsonl", headers=seller.headers,
+                          content=f'{{"name": "Race{unique} {i}", "price": "5", "variants": [{{"sku": "{sku}"}}]}}\n')
+
+    responses = _concurrently(n, imp)
+    assert [r.status_code for r in responses] == [200] * n, [r.text for r in responses]
+    statuses = sorted(r.json()["rows"][0]["status"] for r in responses)
+    assert statuses == ["created"] + ["rejected"] * (n - 1), [r.text for r in responses]
+
+
+def test_a_variant_price_never_goes_negative(api, seller, unique):
+    bad = _product(unique, price="10.00", variants=[{"sku": f"NEG-{unique}-a", "price_adjustment": "-10.01"}])
+    r = api.post("/api/v1/products", json=bad, headers=seller.headers)
+    assert r.status_code == 422 and "negative" in r.json()["message"], r.text
+    r = api.post("/api/v1/products/import?format=jsonl", headers=seller.headers,
+                 content=(f'{{"name": "Neg{unique}", "price": "1", "variants": [{{"sku": "NEG-{unique}-i", '
+                          f'"price_adjustment": "-2"}}]}}\n'))
+    assert r.status_code == 200 and r.json()["rows"][0]["status"] == "rejected", r.text
+    assert "negative" in r.json()["rows"][0]["reason"]
+
+    ok = _product(unique, price="10.00", variants=[{"sku": f"NEG-{unique}-b", "price_adjustment": "-10.00"}])
+    page = api.post("/api/v1/products", json=ok, headers=seller.headers).json()
+    assert page["variants"][0]["price"] == 0.0          # free is allowed
+    pid, vid = page["product_id"], page["variants"][0]["variant_id"]
+    for method, url, body in (
+            ("POST", f"/api/v1/products/{pid}/variants", {"sku": f"NEG-{unique}-c", "price_adjustment": "-11"}),
+            ("PATCH", f"/api/v1/products/{pid}/variants/{vid}", {"price_adjustment": "-10.50"}),
+            ("PATCH", f"/api/v1/products/{pid}", {"price": "9.99"}),
+            ("POST", f"/api/v1/products/{pid}/price", {"price": "5"})):
+        r = api.request(method, url, json=body, headers=seller.headers)
+        assert r.status_code == 422, (url, body, r.status_code, r.text)
+        assert "negative" in r.json()["message"], r.text
+    after = _page(api, pid)
+    assert after["price"] == 10.0 and [v["price"] for v in after["variants"]] == [0.0]   # nothing half written
+    assert api.patch(f"/api/v1/products/{pid}", json={"price": "12"}, headers=seller.headers).status_code == 200
+
+
+def test_patch_strips_the_name_like_post(api, seller, unique):
+    page = api.post("/api/v1/products", json=_product(unique, name=f"  Puffin{unique} Mug  "), headers=seller.headers).json()
+    assert page["name"] == f"Puffin{unique} Mug"
+    r = api.patch(f"/api/v1/products/{page['product_id']}", json={"name": f"  Puffin{unique} Cup \t"},
+                  headers=seller.headers)
+    assert r.status_code == 200 and r.json()["name"] == f"Puffin{unique} Cup", r.text
+    for blank in ("   ", "\t"):
+        r = api.patch(f"/api/v1/products/{page['product_id']}", json={"name": blank}, headers=seller.headers)
+        assert r.status_code == 422, r.text
+
+
+def test_suggest_needs_two_characters(api, seller, unique):
+    pid = api.post("/api/v1/products", json=_product(unique), headers=seller.headers).json()["product_id"]
+    _wait_search(api, {"q": f"quokka{unique}"}, lambda b: b["total_results"] == 1, 3.0)
+    for q in ("q", " q ", "Q"):
+        r = api.get("/api/v1/products/suggest", params={"q": q})
+        assert r.status_code == 200, r.text
+        assert (r.json()["products"], r.json()["completions"]) == ([], []) and r.json()["min_chars"] == 2
+    r = api.get("/api/v1/products/suggest", params={"q": f"quokka{unique[:3]}", "limit": 20})
+    assert r.status_code == 200 and pid in [p["product_id"] for p in r.json()["products"]], r.text

@@ -3,6 +3,7 @@ and filters/facets checked against an independent count over the same generated 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 import pytest
@@ -243,3 +244,36 @@ def test_typos_are_resolved_through_the_vocabulary(tmp_path):
     ix.upsert([{"id": 3, "name": "Cast Iron Kettlebell", "price": 40}])
     ix.commit()
     assert [r["product_id"] for r in ix.search(SearchRequest(q="kettlebel")).results] == [3]
+
+
+def _title_words(name: str) -> list[str]:
+    return re.findall(r"[^\W_]+", name.lower())   # Tantivy's simple tokenizer, lowercased
+
+
+@pytest.mark.parametrize("prefix", ["co", "sh", "wi", "lu", "he", "ca", "pu"])
+def test_suggest_gives_the_most_popular_matches(index, catalog, prefix):
+    """The popular head's shortcut returns what ordering every match by popularity returns."""
+    by_id = {p["id"]: p for p in catalog}
+    matches = [p for p in catalog if any(w.startswith(prefix) for w in _title_words(p["name"]))]
+    out = index.suggest(prefix, limit=8)
+    assert [by_id[x["product_id"]]["popularity"] for x in out["products"]] == sorted(
+        (p["popularity"] for p in matches), reverse=True)[:8]
+
+
+def test_suggest_falls_back_to_every_match_when_few_are_popular(tmp_path):
+    ix = ProductIndex(tmp_path)
+    ix.add_new([{"id": i, "name": f"Lamp model {i}", "price": 10, "popularity": 0.5 if i < 3 else i / 10_000}
+                for i in range(30)])
+    ix.add_new([{"id": 100, "name": "Kettle", "price": 10, "popularity": 0.9}])
+    ix.commit()
+    out = ix.suggest("lam", limit=8)
+    assert sorted(p["product_id"] for p in out["products"][:3]) == [0, 1, 2]   # (equal popularity)
+    assert [p["product_id"] for p in out["products"]][3:] == [29, 28, 27, 26, 25]
+
+
+def test_suggest_waits_for_the_second_character(index):
+    for q in ("h", " H ", "é"):
+        assert index.suggest(q) == {"products": [], "completions": []}
+    assert index.suggest("he")["products"]
+    two = index.suggest("noise c")     # the earlier word bounds the phrase prefix: products, no completions
+    assert two["products"] and two["completions"] == []

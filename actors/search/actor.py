@@ -10,6 +10,13 @@ Stock status: inventory shards publish in-stock edges to a Redis stream (stock_f
 writer turns them into products' in_stock flags in PostgreSQL and queues those products, so a SKU
 selling out or coming back reaches search within about one commit interval.
 
+Restarts and changes made behind the routes' back: the writer is restarted by Ray after a crash
+(max_restarts), and a catalog write never waits on it (the route logs an unreachable writer). Every
+CATCH_UP_INTERVAL_S, and at once when it starts, the writer queues the products whose updated_at is
+after its watermark (products_updated_idx; a trigger moves updated_at on any UPDATE, so fixes made
+in SQL count too). The watermark is stored with each index commit (WATERMARK_FILE in the generation),
+so a restarted writer re-indexes what changed while it was down or what it had queued but not committed.
+
 When the index is missing (or empty while PostgreSQL has products, or written by an older version
 with another schema) the writer rebuilds it from PostgreSQL in the background; `rebuild()` does the
 same on demand. Until an index of another version is rebuilt, searches answer "unavailable" (503)
@@ -28,6 +35,7 @@ import itertools
 import os
 import shutil
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +56,12 @@ log = logger("search")
 
 REBUILD_HEAP_BYTES = 256_000_000
 OLD_GENERATION_KEEP_S = 30.0  # readers switch within a reload; then the old generation is deleted
+CATCH_UP_INTERVAL_S = 5.0     # the writer looks for products changed without a refresh this often
+# updated_at is now() of the writing transaction, i.e. its start: a change committed up to this long
+# after it began is still found (each round looks this far back; ids already indexed are skipped)
+WATERMARK_LAG_S = 60.0
+WATERMARK_FILE = "flashmart-watermark"   # in the generation directory (Tantivy leaves others' files alone)
+WRITER_LOCK_WAIT_S = 30.0     # a restarted writer waits for its killed predecessor's index lock
 
 
 def index_root(settings: Settings) -> Path:
@@ -85,6 +99,21 @@ def _remove_old_generations(settings: Settings, keep: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def read_watermark(path: Path) -> datetime | None:
+    """The watermark committed with the index at `path`: every product updated at or before it is
+    in the index as of that update or later. None: unknown (catch up from the beginning)."""
+    try:
+        return datetime.fromisoformat((path / WATERMARK_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_watermark(path: Path, at: datetime) -> None:
+    tmp = path / (WATERMARK_FILE + ".tmp")
+    tmp.write_text(at.isoformat())
+    os.replace(tmp, path / WATERMARK_FILE)
+
+
 def open_index(path: Path) -> ProductIndex | None:
     """The index at `path` (created empty when missing), or None when it was written by another
     version of the schema: the writer rebuilds it into a new generation, readers wait for that."""
@@ -101,12 +130,14 @@ UNAVAILABLE = {"error": "unavailable",
 
 def build_generation(settings: Settings, heap_bytes: int = REBUILD_HEAP_BYTES, threads: int = 1,
                      batch: int = 5000) -> tuple[Path, int, float]:
-    """Index every active product from PostgreSQL into a new generation directory (not yet live).
-    Returns (directory, documents, seconds). Sync: runs in a worker thread or a benchmark."""
-    from storage.catalog_postgres import iter_index_rows
+    """Index every active product from PostgreSQL into a new generation directory (not yet live),
+    with its watermark. Returns (directory, documents, seconds). Sync: runs in a worker thread or a
+    benchmark."""
+    from storage.catalog_postgres import database_now, iter_index_rows
 
     path = _next_generation(settings)
     t0 = time.perf_counter()
+    started = database_now(settings.database_url)   # before the rows' snapshot
     ix = ProductIndex(path)
     ix.writer(heap_bytes, threads)
     n = 0
@@ -114,12 +145,28 @@ def build_generation(settings: Settings, heap_bytes: int = REBUILD_HEAP_BYTES, t
         n += ix.add_new(rows)
     ix.commit()
     ix.close_writer()
+    write_watermark(path, started - timedelta(seconds=WATERMARK_LAG_S))
     return path, n, time.perf_counter() - t0
 
 
-@ray.remote(max_concurrency=64, num_cpus=0)
+async def _open_writer(index: ProductIndex, heap_bytes: int) -> None:
+    """Take the index's writer lock; a writer restarted after a crash may find it held for a moment
+    by its predecessor's process, which is still being reaped."""
+    deadline = time.monotonic() + WRITER_LOCK_WAIT_S
+    while True:
+        try:
+            index.writer(heap_bytes, 1)
+            return
+        except ValueError as exc:
+            if "LockBusy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+@ray.remote(max_concurrency=64, num_cpus=0, max_restarts=-1)
 class SearchActor:
-    """One replica. Searches run inline (they take well under a millisecond of CPU)."""
+    """One replica. Searches run inline (they take well under a millisecond of CPU). Restarted after
+    a crash like every other actor; the writer then catches up from its watermark."""
 
     async def __init__(self, settings: Settings, replica: int, replicas: int):
         self.settings, self.replica, self.replicas = settings, replica, replicas
@@ -131,9 +178,18 @@ class SearchActor:
         self.lock = asyncio.Lock()          # one writer operation at a time
         self.rebuilding = False
         self.stats = {"commits": 0, "indexed": 0, "deleted": 0, "last_commit_ms": 0.0, "rebuilds": 0,
-                      "stock_edges": 0, "stock_changes": 0, "generation": self.path.name}
+                      "stock_edges": 0, "stock_changes": 0, "generation": self.path.name, "pid": os.getpid(),
+                      "caught_up": 0, "watermark": None}
         self.db = None
         self.redis = None
+        # catch-up (writer): the next round looks for updated_at after catch_up_from; `seen` holds the
+        # updated_at of products queued or indexed since then (not queued twice); watermark_next is
+        # written with the commit that holds what the last round queued
+        watermark = read_watermark(self.path) if self.index is not None else None
+        self.catch_up_from: datetime | None = watermark
+        self.seen: dict[int, datetime] = {}
+        self.watermark_next: datetime | None = None
+        self.stats["watermark"] = watermark.isoformat() if watermark else None
         if self.writer:
             from storage.postgres import open_async_pool
             from storage.redis import async_redis
@@ -141,10 +197,11 @@ class SearchActor:
             self.db = await open_async_pool(settings.database_url, min_size=1, max_size=3)
             self.redis = async_redis(settings.redis_url, max_connections=4)
             if self.index is not None:
-                self.index.writer(settings.search_writer_heap_mb * 1_000_000, 1)
+                await _open_writer(self.index, settings.search_writer_heap_mb * 1_000_000)
             loop = asyncio.get_running_loop()
             self._flusher = loop.create_task(self._flush_loop())
             self._stock_reader = loop.create_task(self._stock_loop())
+            self._catcher = loop.create_task(self._catch_up_loop())
             if await self._needs_rebuild():
                 loop.create_task(self.rebuild())
 
@@ -210,32 +267,90 @@ class SearchActor:
                 log.exception("search index flush failed")
 
     async def _flush_once(self) -> int:
-        if not self.pending or self.index is None:
+        if (not self.pending and self.watermark_next is None) or self.index is None:
             return 0   # (an old version's index: the queued ids are applied after the rebuild)
         if len(self.pending) > PENDING_MAX and not self.rebuilding:
             self.pending.clear()
+            self.watermark_next = None   # its ids were dropped: the live generation keeps its watermark
             asyncio.get_running_loop().create_task(self.rebuild())
             return 0
         async with self.lock:
+            # the ids and the watermark of the round that queued them are taken together: the
+            # watermark is written only once everything queued up to that round is committed
             ids, self.pending = self.pending, set()
+            watermark, self.watermark_next = self.watermark_next, None
             if self.touched is not None:
                 self.touched |= ids   # replayed onto the new generation after the swap
+            rows: list[dict] = []
+            gone: list[int] = []
+            t0 = time.perf_counter()
             try:
-                from storage.catalog_postgres import index_rows
+                if ids:
+                    from storage.catalog_postgres import index_rows
 
-                async with self.db.connection() as conn:
-                    rows, gone = await index_rows(conn, ids)
-                t0 = time.perf_counter()
-                await asyncio.to_thread(self._apply, rows, gone)
+                    async with self.db.connection() as conn:
+                        rows, gone = await index_rows(conn, ids)
+                    t0 = time.perf_counter()
+                    await asyncio.to_thread(self._apply, rows, gone)
+                if watermark is not None:
+                    write_watermark(self.path, watermark)
             except BaseException:
                 self.pending |= ids
+                if watermark is not None and self.watermark_next is None:
+                    self.watermark_next = watermark
                 raise
+            for r in rows:
+                self.seen[r["id"]] = r["updated_at"]   # the catch-up need not queue it again
+            if watermark is not None:
+                self.stats["watermark"] = watermark.isoformat()
+            if not ids:
+                return 0
             self.stats["last_commit_ms"] = round((time.perf_counter() - t0) * 1000, 2)
             self.stats["commits"] += 1
             self.stats["indexed"] += len(rows)
             self.stats["deleted"] += len(gone)
         await self._notify_readers()
         return len(ids)
+
+    async def catch_up(self) -> int:
+        """Queue the products changed since the last round that no refresh brought (tests call it;
+        the writer runs it when it starts and every CATCH_UP_INTERVAL_S). Returns how many."""
+        from storage.catalog_postgres import changed_since
+
+        since = self.catch_up_from
+        async with self.db.connection() as conn:
+            rows, at = await changed_since(conn, since, PENDING_MAX + 1)
+        if len(rows) > PENDING_MAX:   # (e.g. a bulk UPDATE in SQL, or no watermark): a rebuild is cheaper
+            if not self.rebuilding:
+                asyncio.get_running_loop().create_task(self.rebuild())
+            return 0
+        new = [r["id"] for r in rows if self.seen.get(r["id"]) != r["updated_at"]]
+        for r in rows:
+            self.seen[r["id"]] = r["updated_at"]
+        self.pending.update(new)
+        self.stats["caught_up"] += len(new)
+        upto = at - timedelta(seconds=WATERMARK_LAG_S)
+        if since is None or upto > since:
+            self.catch_up_from = upto
+            self.seen = {pid: u for pid, u in self.seen.items() if u > upto}
+            self.watermark_next = upto   # committed with the flush that takes these ids
+        if new:
+            log.info(f"search catch-up: {len(new)} product(s) changed without a refresh are queued")
+        return len(new)
+
+    async def _catch_up_loop(self) -> None:
+        backoff_s = 0.2
+        while True:
+            try:
+                await self.catch_up()
+                backoff_s = 0.2
+                await asyncio.sleep(CATCH_UP_INTERVAL_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - PostgreSQL trouble: retry; nothing is lost meanwhile
+                log.exception("search catch-up failed; retrying")
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, CATCH_UP_INTERVAL_S)
 
     def _apply(self, rows: list[dict], gone: list[int]) -> None:
         self.index.delete(gone)
@@ -279,6 +394,11 @@ class SearchActor:
                 new.writer(self.settings.search_writer_heap_mb * 1_000_000, 1)
                 _point_to(self.settings, path)
                 self.index, self.path = new, path
+                built_from = read_watermark(path)   # what the new generation holds for sure
+                if built_from is not None and (self.catch_up_from is None or built_from > self.catch_up_from):
+                    self.catch_up_from = built_from
+                    self.seen = {pid: u for pid, u in self.seen.items() if u > built_from}
+                self.stats["watermark"] = built_from.isoformat() if built_from else None
                 self.pending |= self.touched   # changes that reached only the old generation
                 self.touched = None
                 self.stats["rebuilds"] += 1

@@ -39,6 +39,7 @@ SORTS = ("relevance", "price_asc", "price_desc", "rating", "newest")
 LIMIT_MAX = 100
 PAGE_MAX = 500                 # deep paging is bounded: offset <= PAGE_MAX * LIMIT_MAX
 QUERY_CHARS_MAX = 200
+SUGGEST_CHARS_MIN = 2          # autocomplete starts at the second character of the word being typed
 FACET_BRANDS_MAX = 20
 # (label, from, to): the price facet's buckets, to exclusive
 PRICE_RANGES: tuple[tuple[str, float | None, float | None], ...] = (
@@ -629,7 +630,8 @@ class ProductIndex:
 
     def suggest(self, prefix: str, limit: int = 8) -> dict[str, list]:
         """Autocomplete: product names whose words start like `prefix` (most popular first), and
-        completions of the last word being typed."""
+        completions of the last word being typed. The word being typed needs SUGGEST_CHARS_MIN
+        characters (shorter: empty lists): one letter matches most of the catalog (see docs/search.md)."""
         if not prefix.strip():
             raise BadQuery("q must not be empty")
         if len(prefix) > QUERY_CHARS_MAX:
@@ -637,16 +639,31 @@ class ProductIndex:
         words = self._words.analyze(prefix)
         if not words:
             raise BadQuery("q has no searchable words")
+        typing = len(words[-1]) >= SUGGEST_CHARS_MIN
+        if len(words) == 1 and not typing:
+            return {"products": [], "completions": []}
         s = self.schema
         searcher = self.index.searcher()
         if len(words) == 1:
             query = Query.regex_query(s, "name_suggest", re.escape(words[0]) + ".*")
         else:
             query = Query.phrase_prefix_query(s, "name_suggest", words)
-        found = searcher.search(query, limit, count=False, order_by_field="popularity")
+        hits = self._most_popular(searcher, query, limit)
         products = []
-        for _, addr in found.hits:
+        for addr in hits:
             row = json.loads(searcher.doc(addr).get_first("payload"))
             products.append({"product_id": row["product_id"], "name": row["name"]})
-        completions = [t for t, _ in searcher.terms_with_prefix("name_suggest", words[-1], limit=limit)]
+        completions = ([t for t, _ in searcher.terms_with_prefix("name_suggest", words[-1], limit=limit)]
+                       if typing else [])
         return {"products": products, "completions": completions}
+
+    def _most_popular(self, searcher, query: Query, limit: int) -> list:
+        """The `limit` matches of highest popularity. The popular head (popularity >= POPULAR_MIN)
+        outranks every other product, so when it holds `limit` matches they are the answer, found by
+        intersecting with its term list instead of ordering every match (a short prefix matches a
+        large share of the catalog); otherwise, few products can match, and all are ordered."""
+        head = Query.boolean_query([(Occur.Must, query), (Occur.Must, Query.term_query(self.schema, "popular", True))])
+        found = searcher.search(head, limit, count=False, order_by_field="popularity")
+        if len(found.hits) < limit:
+            found = searcher.search(query, limit, count=False, order_by_field="popularity")
+        return [addr for _, addr in found.hits]

@@ -47,5 +47,6 @@ async def rebuild_index(response: Response, wait: bool = Query(True, description
 
 @router.get("/status")
 async def index_status(ctx: Context = Depends(get_ctx), _: Principal = Depends(require("search.admin"))) -> dict:
-    """The writer's figures: documents, generation, pending updates, commits, stock edges seen."""
+    """The writer's figures: documents, generation, pending updates, commits, stock edges seen, and
+    its process id, catch-up watermark and products caught up (changed without a refresh)."""
     return await _search(ctx).ping()

@@ -1,24 +1,32 @@
 """Catalog and search over HTTP: sellers manage products; everybody searches and reads them.
 
-Writes go to PostgreSQL, then queue the product for the search index (visible within ~1 s) and
-drop its cached product page from Redis.
+Writes go to PostgreSQL, then drop the product's cached page from Redis and queue it for the search
+index (visible within ~1 s; if the index writer is down, within seconds of its restart: it catches up
+from products.updated_at).
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import math
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Iterator
 
+import psycopg
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from actors.search.index import SUGGEST_CHARS_MIN
+from flashmart.obs import logger
 from serve.auth import Principal, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
 from storage import catalog_postgres as cat
 
+log = logger("catalog")
 router = APIRouter(prefix="/api/v1/products", tags=["catalog"])
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -29,6 +37,9 @@ COMPARE_MAX = 5
 SEARCH_PARAMS = {"q", "category", "brand", "min_price", "max_price", "min_rating", "in_stock", "sort",
                  "page", "limit", "facets"}
 AttrValue = str | int | float | bool
+# a seller write has committed before the search index hears of it: it waits this long at most for
+# the writer (restarting after a crash, say); the writer catches up from PostgreSQL anyway
+SEARCH_REFRESH_TIMEOUT_S = 1.0
 
 
 def _attributes_ok(value: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +50,18 @@ def _attributes_ok(value: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("attribute names are 1..50 characters")
         if isinstance(v, str) and len(v) > 200:
             raise ValueError(f"attribute {k!r} is longer than 200 characters")
+        # Python's JSON reads NaN and Infinity, which neither JSON nor PostgreSQL's jsonb stores
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"attribute {k!r} must be a finite number, not {v}")
     return value
+
+
+def _name_ok(v: str | None) -> str | None:
+    if v is None:
+        return None
+    if not v.strip():
+        raise ValueError("name must not be blank")
+    return v.strip()
 
 
 class VariantIn(BaseModel):
@@ -57,6 +79,14 @@ class VariantPatch(BaseModel):
     price_adjustment: Decimal | None = Field(None, ge=-1_000_000, le=1_000_000, decimal_places=2)
 
     _attrs = field_validator("attributes")(lambda v: v if v is None else _attributes_ok(v))
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> "VariantPatch":
+        # both columns are NOT NULL; leave a field out to keep it
+        nulls = [k for k in ("attributes", "price_adjustment") if k in self.model_fields_set and getattr(self, k) is None]
+        if nulls:
+            raise ValueError(f"these fields cannot be null: {', '.join(nulls)}")
+        return self
 
 
 class ProductIn(BaseModel):
@@ -76,13 +106,14 @@ class ProductIn(BaseModel):
     seller_id: int | None = Field(None, description="admins only: list the product for this seller")
 
     _attrs = field_validator("attributes")(_attributes_ok)
+    _name = field_validator("name")(_name_ok)
 
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("name must not be blank")
-        return v.strip()
+    @model_validator(mode="after")
+    def _variant_prices(self) -> "ProductIn":
+        negative = [v.sku for v in self.variants if self.price + v.price_adjustment < 0]
+        if negative:
+            raise ValueError(f"a variant's price (price + price_adjustment) cannot be negative: {', '.join(negative)}")
+        return self
 
 
 class ProductPatch(BaseModel):
@@ -99,6 +130,9 @@ class ProductPatch(BaseModel):
         None, max_length=20)
     in_stock: bool | None = None
 
+    _attrs = field_validator("attributes")(lambda v: v if v is None else _attributes_ok(v))
+    _name = field_validator("name")(_name_ok)   # stripped like POST's
+
 
 class PriceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -109,12 +143,20 @@ class PriceIn(BaseModel):
 # --- helpers --------------------------------------------------------------------------------------
 
 async def _after_change(ctx: Context, product_ids: list[int]) -> None:
-    """Queue the products for the search index and drop their cached pages."""
+    """Drop the products' cached pages and queue them for the search index. Called after the write
+    committed, so it must not fail it: an unreachable index writer (restarting after a crash) is
+    logged, and the writer catches up from products.updated_at when it is back (docs/search.md)."""
+    if not product_ids:
+        return
+    await ctx.redis.delete(*(f"product:{pid}" for pid in product_ids))
     search = ctx.services.get("search")
-    if search is not None and product_ids:
-        await search.refresh(product_ids)
-    if product_ids:
-        await ctx.redis.delete(*(f"product:{pid}" for pid in product_ids))
+    if search is None:
+        return
+    try:
+        await asyncio.wait_for(search.refresh(product_ids), SEARCH_REFRESH_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any Ray failure or the timeout: the catch-up covers it
+        log.warning(f"search writer unreachable ({type(exc).__name__}: {str(exc)[:200]}); "
+                    f"{len(product_ids)} product(s) reach search when it catches up")
 
 
 async def _own_product(ctx: Context, conn, principal: Principal, product_id: int) -> dict:
@@ -138,6 +180,27 @@ async def _seller_id(ctx: Context, conn, principal: Principal, requested: int | 
     return seller["id"]
 
 
+@contextmanager
+def _sku_conflicts() -> Iterator[None]:
+    """A SKU inserted concurrently after our sku_taken check: 409 like the check's, not a 500 (the
+    failed transaction is rolled back by whoever owns it)."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        detail = (exc.diag.message_detail or "") if exc.diag else ""
+        sku = detail.split("=(", 1)[1].rsplit(") already", 1)[0] if "=(" in detail else "one of the SKUs"
+        raise Refused("conflict", f"SKU already exists: {sku}") from None
+
+
+async def _check_variant_prices(conn, product_id: int) -> None:
+    """After a price or adjustment change, in its transaction (which holds the product row's lock, so
+    a concurrent change of the other operand waits and then checks the combined result)."""
+    negative = await cat.negative_variant_prices(conn, product_id)
+    if negative:
+        shown = ", ".join(f"{v['sku']} ({v['price']:.2f})" for v in negative[:5])
+        raise Refused("invalid", f"a variant's price (price + price_adjustment) cannot be negative: {shown}")
+
+
 def _duplicate_skus(variants: list[VariantIn]) -> list[str]:
     seen, dup = set(), []
     for v in variants:
@@ -153,7 +216,8 @@ async def _create(ctx: Context, conn, principal: Principal, body: ProductIn) -> 
     if taken := await cat.sku_taken(conn, [v.sku for v in body.variants]):
         raise Refused("conflict", f"SKU already exists: {', '.join(taken)}")
     seller_id = await _seller_id(ctx, conn, principal, body.seller_id)
-    return await cat.create_product(conn, seller_id, body.model_dump())
+    with _sku_conflicts():
+        return await cat.create_product(conn, seller_id, body.model_dump())
 
 
 # --- seller writes --------------------------------------------------------------------------------
@@ -174,8 +238,6 @@ async def update_product(product_id: int, body: ProductPatch, ctx: Context = Dep
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise Refused("invalid", "nothing to change: send at least one field")
-    if changes.get("name") is not None and not changes["name"].strip():
-        raise Refused("invalid", "name must not be blank")
     nulls = [k for k in ("name", "price", "currency", "description", "brand", "attributes", "in_stock")
              if k in changes and changes[k] is None]
     if nulls:
@@ -183,6 +245,8 @@ async def update_product(product_id: int, body: ProductPatch, ctx: Context = Dep
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         await cat.update_product(conn, product_id, changes)
+        if "price" in changes:
+            await _check_variant_prices(conn, product_id)
     await _after_change(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
@@ -193,6 +257,7 @@ async def change_price(product_id: int, body: PriceIn, ctx: Context = Depends(ge
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         await cat.update_product(conn, product_id, body.model_dump(exclude_none=True))
+        await _check_variant_prices(conn, product_id)
     await _after_change(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
@@ -225,8 +290,10 @@ async def add_variant(product_id: int, body: VariantIn, ctx: Context = Depends(g
         await _own_product(ctx, conn, principal, product_id)
         if await cat.sku_taken(conn, [body.sku]):
             raise Refused("conflict", f"SKU already exists: {body.sku}")
-        await cat.add_variant(conn, product_id, body.model_dump())
-        await cat.touch(conn, product_id)
+        await cat.touch(conn, product_id)   # first: the product row's lock orders price changes
+        with _sku_conflicts():
+            await cat.add_variant(conn, product_id, body.model_dump())
+        await _check_variant_prices(conn, product_id)
     await _after_change(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
@@ -236,9 +303,13 @@ async def update_variant(product_id: int, variant_id: int, body: VariantPatch, c
                          principal: Principal = Depends(require("product.write"))) -> dict:
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
-        if not await cat.update_variant(conn, product_id, variant_id, body.model_dump(exclude_unset=True)):
+        changes = body.model_dump(exclude_unset=True)
+        if not await cat.update_variant(conn, product_id, variant_id, changes):
             raise Refused("not_found", f"product {product_id} has no variant {variant_id}")
-    await _after_change(ctx, [product_id])
+        if changes:
+            await _check_variant_prices(conn, product_id)
+    if changes:   # (an empty patch of an existing variant changes nothing: just the page)
+        await _after_change(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
 
@@ -431,11 +502,13 @@ async def search_products(request: Request):
 @router.get("/suggest")
 async def suggest(q: str = Query(..., max_length=100), limit: int = Query(8, ge=1, le=20),
                   ctx: Context = Depends(get_ctx)) -> dict:
-    """Autocomplete while typing: matching product names (most popular first) and word completions."""
+    """Autocomplete while typing: matching product names (most popular first) and word completions.
+    The word being typed needs `min_chars` characters; a shorter one gets empty lists (not an error:
+    a widget asks on every keystroke, and one letter matches most of the catalog)."""
     out = await _search_service(ctx).suggest(q, limit)
     if "error" in out:
         raise Refused(out["error"], out["message"])
-    return {"q": q, **out}
+    return {"q": q, **out, "min_chars": SUGGEST_CHARS_MIN}
 
 
 @router.get("/compare")
