@@ -14,8 +14,13 @@ from dataclasses import asdict, dataclass, field
 import psycopg
 from psycopg.rows import dict_row
 
-PAID_STATUSES = ("confirmed", "shipped", "delivered")          # money taken
-UNIT_STATUSES = PAID_STATUSES + ("review", "returned")         # units committed to the order
+# Written out here, not imported from the platform: a checker that shares the code's definitions
+# cannot catch the code getting them wrong.
+# money taken; a refund or return does not undo it (the gateway's intent stays succeeded)
+PAID_STATUSES = ("confirmed", "shipped", "delivered", "partially_refunded", "returned", "refunded")
+UNIT_STATUSES = PAID_STATUSES + ("review",)    # units committed to the order (returned ones are back in stock)
+RESTOCKED_STATUSES = ("cancelled", "rejected")  # ended after the commit: every unit went back to stock
+CAPTURED_PAYMENTS = ("captured", "partially_refunded", "refunded")  # a captured payment, whatever came back
 OPEN_SAGA_STATES = ("running", "compensating")
 
 
@@ -93,6 +98,16 @@ def _sku_orders(conn, skus: list[str]) -> list[dict]:
            WHERE i.sku = ANY(%s)""", (skus,)).fetchall()
 
 
+def units_back(conn, skus: list[str]) -> dict[str, int]:
+    """Units orders gave back to stock after their sale: what returns put back, and every unit of an order
+    cancelled or rejected after its commit. A sold-out SKU may have that many free again."""
+    rows = conn.execute(
+        """SELECT i.sku, sum(CASE WHEN o.status = ANY(%s) THEN i.quantity ELSE i.returned_quantity END) AS back
+           FROM order_items i JOIN orders o ON o.id = i.order_id WHERE i.sku = ANY(%s) GROUP BY i.sku""",
+        (list(RESTOCKED_STATUSES), skus)).fetchall()
+    return {r["sku"]: int(r["back"]) for r in rows}
+
+
 def check_inventory(conn, scopes: list[SkuScope], stock: dict[str, dict], *, with_orders: bool) -> list[Check]:
     checks = []
     over = [{"sku": s, **{k: r[k] for k in ("warehouse_id", "on_hand", "held", "sold")}}
@@ -101,14 +116,18 @@ def check_inventory(conn, scopes: list[SkuScope], stock: dict[str, dict], *, wit
                         "sold + held <= on_hand in every (sku, warehouse) row" if not over else f"{len(over)} rows oversold",
                         over))
     under, notes = [], []
+    back = units_back(conn, [s.sku for s in scopes])
     for sc in scopes:
         agg = stock[sc.sku]
         if not sc.demand_exceeds_supply:
             notes.append(f"{sc.sku}: demand below supply, not a sold-out SKU")
             continue
-        if agg["available"] != 0:
+        if agg["available"] > back.get(sc.sku, 0):  # more free than returns and cancels put back: never sold
             under.append({"sku": sc.sku, "on_hand": agg["on_hand"], "sold": agg["sold"], "held": agg["held"],
-                          "available": agg["available"]})
+                          "available": agg["available"], "back_from_orders": back.get(sc.sku, 0)})
+        elif agg["available"]:
+            notes.append(f"{sc.sku}: sold {agg['sold']} + {agg['held']} held + {agg['available']} free again "
+                         f"(of {back[sc.sku]} put back by returns and cancels) = on_hand {agg['on_hand']}")
         elif agg["held"]:
             until = live_hold_expiry(conn, sc.sku)
             when = time.strftime("%H:%M:%S", time.localtime(until)) if until else "?"
@@ -120,8 +139,11 @@ def check_inventory(conn, scopes: list[SkuScope], stock: dict[str, dict], *, wit
                         "; ".join(notes) if not under else f"{len(under)} sold-out SKUs left units free", under))
     if with_orders:
         skus = [s.sku for s in scopes]
+        # units still out: a return puts its units back in stock (the ledger's sold goes down) and records
+        # them on the item; an order cancelled or rejected put all of its units back
         rows = conn.execute(
-            """SELECT i.sku, coalesce(sum(i.quantity), 0) AS units FROM order_items i JOIN orders o ON o.id = i.order_id
+            """SELECT i.sku, coalesce(sum(i.quantity - i.returned_quantity), 0) AS units
+               FROM order_items i JOIN orders o ON o.id = i.order_id
                WHERE i.sku = ANY(%s) AND o.status = ANY(%s) GROUP BY i.sku""", (skus, list(UNIT_STATUSES))).fetchall()
         units = {r["sku"]: int(r["units"]) for r in rows}
         mismatch = [{"sku": s, "ledger_sold": stock[s]["sold"], "order_units": units.get(s, 0)}
@@ -133,6 +155,8 @@ def check_inventory(conn, scopes: list[SkuScope], stock: dict[str, dict], *, wit
 
 
 def check_limits_orders(conn, scopes: list[SkuScope]) -> Check:
+    """Units bought, returned ones included: a return does not give the buyer a new allowance (the engine
+    keeps counting returned units against the limit)."""
     bad = []
     for sc in scopes:
         rows = conn.execute(
@@ -159,13 +183,16 @@ def check_limits_journal(conn, scopes: list[SkuScope]) -> Check:
 
 
 def check_order_payments(conn, orders: list[dict], intents: dict[str, dict]) -> Check:
+    """Every paid order (refunded and returned ones too: their payment was captured, and a refund leaves
+    the gateway's intent succeeded) has one captured payment."""
     paid = [o for o in orders if o["status"] in PAID_STATUSES]
     if not paid:
         return Check("each confirmed order has exactly one captured payment", True, "no confirmed orders")
     rows = conn.execute(
-        """SELECT order_id, count(*) FILTER (WHERE status = 'captured') AS captured,
-                  array_agg(payment_intent_id) FILTER (WHERE status = 'captured') AS intents
-           FROM payments WHERE order_id = ANY(%s) GROUP BY order_id""", ([o["id"] for o in paid],)).fetchall()
+        """SELECT order_id, count(*) FILTER (WHERE status = ANY(%s)) AS captured,
+                  array_agg(payment_intent_id) FILTER (WHERE status = ANY(%s)) AS intents
+           FROM payments WHERE order_id = ANY(%s) GROUP BY order_id""",
+        (list(CAPTURED_PAYMENTS), list(CAPTURED_PAYMENTS), [o["id"] for o in paid])).fetchall()
     by_order = {r["order_id"]: r for r in rows}
     bad = []
     for o in paid:
@@ -177,8 +204,8 @@ def check_order_payments(conn, orders: list[dict], intents: dict[str, dict]) -> 
         if pi and intents and intents.get(pi, {}).get("status") != "succeeded":
             bad.append({"order_id": o["id"], "payment_intent": pi, "gateway_status": intents.get(pi, {}).get("status")})
     return Check("each confirmed order has exactly one captured payment", not bad,
-                 f"{len(paid)} confirmed orders, each with one captured payment (gateway: succeeded)" if not bad
-                 else f"{len(bad)} confirmed orders without exactly one captured payment", bad)
+                 f"{len(paid)} paid orders, each with one captured payment (gateway: succeeded)" if not bad
+                 else f"{len(bad)} paid orders without exactly one captured payment", bad)
 
 
 # --- the gateway -------------------------------------------------------------------------------------
@@ -204,8 +231,9 @@ def list_intents(stripe_api_key: str, stripe_api_base: str, since_epoch: float, 
 
 
 def check_gateway(conn, intents: dict[str, dict], run_order_ids: set[str]) -> list[Check]:
-    """Captured intents need a paid order recording them; authorised ones must not be left open
-    (except orders held for a fraud review, whose authorisation waits for the reviewer)."""
+    """Captured intents need a paid order recording them (or an order cancelled after the capture, whose
+    payment was refunded in full); authorised ones must not be left open (except orders held for a fraud
+    review, whose authorisation waits for the reviewer)."""
     ids = {i["order_id"] for i in intents.values() if i["order_id"]}
     orders = {r["id"]: r for r in conn.execute("SELECT id, status FROM orders WHERE id = ANY(%s)", (list(ids),)).fetchall()}
     recorded = {r["payment_intent_id"]: r for r in conn.execute(
@@ -221,7 +249,9 @@ def check_gateway(conn, intents: dict[str, dict], run_order_ids: set[str]) -> li
             continue
         per_order.setdefault(v["order_id"], []).append(pi)
         o, p = orders.get(v["order_id"]), recorded.get(pi)
-        if o is None or o["status"] not in PAID_STATUSES or p is None or p["status"] not in ("captured", "refunded", "partially_refunded"):
+        paid = o is not None and p is not None and p["status"] in CAPTURED_PAYMENTS and (
+            o["status"] in PAID_STATUSES or (o["status"] in RESTOCKED_STATUSES and p["status"] == "refunded"))
+        if not paid:
             orphans.append({"payment_intent": pi, "order_id": v["order_id"], "order_status": o and o["status"],
                             "payment_row": p and p["status"]})
     doubles = [{"order_id": k, "captured_intents": v} for k, v in per_order.items() if len(v) > 1]

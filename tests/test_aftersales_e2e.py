@@ -229,8 +229,7 @@ def test_order_status_follows_refunds_and_returns(platform, api, db, admin, ware
     assert (s["sold"], s["available"]) == (0, 2)
 
 
-def test_a_partially_refunded_order_not_shipped_can_be_cancelled_a_refunded_one_cannot(platform, api, db, admin,
-                                                                                         warehouse):
+def test_a_partially_refunded_order_not_shipped_can_be_cancelled(platform, api, db, admin, warehouse):
     buyer, support = make_user(api), make_user(api, "support")
     sku = product(db, api, admin, warehouse, price="20.00", stock=4)
     oid = buy(platform, api, buyer, sku, 2)["order_id"]
@@ -243,10 +242,33 @@ def test_a_partially_refunded_order_not_shipped_can_be_cancelled_a_refunded_one_
     assert pay["status"] == "refunded" and pay["refunded_amount"] == pay["amount"]  # the rest came back too
     assert conserved(api, admin, sku)["sold"] == 0
 
-    other = buy(platform, api, buyer, sku, 1)
-    r = api.post(f"/api/v1/orders/{other['order_id']}/refunds", json={"amount": str(other["grand_total"])},
-                 headers=support.headers)
-    assert r.status_code == 200, r.text
-    assert order(api, buyer, other["order_id"])["status"] == "refunded" and r.json()["order_status"] == "refunded"
-    r = api.post(f"/api/v1/orders/{other['order_id']}/cancel", headers=buyer.headers)
-    assert r.status_code == 409 and "refunded" in r.json()["message"], r.text
+
+def test_a_refunded_order_not_shipped_is_cancelled_without_the_gateway_and_its_units_go_back(
+        platform, api, db, admin, warehouse, second_warehouse):
+    """Refunded in full before shipment: nothing left to ship or to pay back, but its units were still sold.
+    Support cancels it: every unit goes back to the warehouse it came from, and no gateway call is needed
+    (the gateway is down throughout the cancel)."""
+    buyer, support = make_user(api), make_user(api, "support")
+    sku = product(db, api, admin, warehouse, price="20.00", stock=1)
+    assert inventory(platform, "set_stock", sku, second_warehouse, 2).warehouses[second_warehouse]["on_hand"] == 2
+    out = buy(platform, api, buyer, sku, 3)
+    oid = out["order_id"]
+    (item,) = db.execute("SELECT allocations FROM order_items WHERE order_id = %s", (oid,)).fetchall()
+    assert len(item["allocations"]) == 2, item  # the three units came from both warehouses
+    r = api.post(f"/api/v1/orders/{oid}/refunds", json={"amount": str(out["grand_total"])}, headers=support.headers)
+    assert r.status_code == 200 and r.json()["order_status"] == "refunded", r.text
+    assert conserved(api, admin, sku)["sold"] == 3  # refunded, but still sold until cancelled
+    (pay,) = payments_of(db, oid)
+
+    with gateway_down(platform):
+        r = api.post(f"/api/v1/orders/{oid}/cancel", headers=support.headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    o = order(api, buyer, oid)
+    assert o["status"] == "cancelled" and o["timeline"][-1]["status"] == "cancelled"
+    assert payments_of(db, oid) == [pay]  # untouched: refunded already
+    assert gateway_refunds_minor(platform, pay["payment_intent_id"]) == [int(out["grand_total"] * 100 + 0.5)]
+    s = conserved(api, admin, sku)
+    assert (s["on_hand"], s["available"], s["sold"]) == (3, 3, 0), s
+    assert all(w["sold"] == 0 for w in s["warehouses"].values()), s
+    assert api.post(f"/api/v1/orders/{oid}/cancel", headers=support.headers).status_code == 409  # once
+    conserved(api, admin, sku)

@@ -61,8 +61,10 @@ def test_refund_made_at_the_gateway_is_recorded_once(platform, api, db, admin, w
     assert pay["status"] == "partially_refunded" and pay["refunded_amount"] == Decimal("15.00")
     rows = db.execute("SELECT gateway_refund_id, amount FROM refunds WHERE order_id = %s", (oid,)).fetchall()
     assert rows == [{"gateway_refund_id": refund.id, "amount": Decimal("15.00")}]
-    events = api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()["timeline"]
+    order = api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()
+    events = order["timeline"]
     assert events[-1]["status"] == "partially_refunded" and "gateway" in events[-1]["note"]
+    assert order["status"] == "partially_refunded"
 
     again = post(api, body, headers)  # Stripe delivers at least once
     assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
@@ -75,6 +77,47 @@ def test_refund_made_at_the_gateway_is_recorded_once(platform, api, db, admin, w
     support = make_user(api, "support")
     r = api.post(f"/api/v1/orders/{oid}/refunds", json={"amount": "44.49"}, headers=support.headers)
     assert r.status_code == 200 and r.json()["refundable_left"] == 0, r.text
+
+
+def refund_at_the_gateway(platform, api, db, oid: str, minor: int):
+    """Refund `minor` cents of the order's card in the Stripe dashboard, then deliver Stripe's event."""
+    (pay,) = payments_of(db, oid)
+    g = gateway(platform)
+    g.v1.refunds.create({"payment_intent": pay["payment_intent_id"], "amount": minor})
+    latest = g.v1.payment_intents.retrieve(pay["payment_intent_id"]).latest_charge
+    charge = g.v1.charges.retrieve(latest if isinstance(latest, str) else latest.id)
+    r = post(api, *signed(platform, "charge.refunded", charge.to_dict()))
+    assert r.status_code == 200 and "duplicate" not in r.json(), r.text
+
+
+def test_refunds_at_the_gateway_set_the_order_status_by_the_rule_flashmart_refunds_follow(platform, api, db, admin,
+                                                                                         warehouse):
+    """The order's status follows a dashboard refund as it follows flashmart's own (aftersales' rule):
+    part of the money back -> partially_refunded, all of it -> refunded; a returned order stays returned
+    until the rest of its money comes back."""
+    from tests.test_aftersales_e2e import ask_return, buy, order, ship
+
+    buyer, support = make_user(api), make_user(api, "support")
+    sku = product(db, api, admin, warehouse, price="50.00", stock=2)
+    oid = buy(platform, api, buyer, sku, 1)["order_id"]  # 50 + 4.00 tax + 5.49 shipping = 59.49
+    refund_at_the_gateway(platform, api, db, oid, 1500)
+    assert order(api, buyer, oid)["status"] == "partially_refunded"
+    refund_at_the_gateway(platform, api, db, oid, 4449)
+    o = order(api, buyer, oid)
+    assert o["status"] == "refunded" and o["timeline"][-1]["status"] == "refunded", o
+    assert [p["status"] for p in o["payments"]] == ["refunded"]
+
+    oid = buy(platform, api, buyer, sku, 1)["order_id"]
+    ship(api, admin, oid)
+    rid = ask_return(api, buyer, oid, sku, 1).json()["return_id"]
+    assert api.post(f"/api/v1/returns/{rid}/approve", headers=support.headers).status_code == 200
+    assert order(api, buyer, oid)["status"] == "returned"  # 54.00 back, the shipping still paid
+    refund_at_the_gateway(platform, api, db, oid, 200)
+    o = order(api, buyer, oid)
+    assert o["status"] == "returned" and o["timeline"][-1]["status"] == "partially_refunded", o
+    refund_at_the_gateway(platform, api, db, oid, 349)
+    o = order(api, buyer, oid)
+    assert o["status"] == "refunded" and o["timeline"][-1]["status"] == "refunded", o
 
 
 def test_authorisation_cancelled_at_the_gateway_cancels_the_order_in_review(platform, api, db, admin, warehouse):

@@ -1,6 +1,8 @@
 """Fraud: the seed's rules and thresholds, and the trained model's sanity."""
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings as hsettings, strategies as st
 
 from actors.fraud.actor import features_from
@@ -45,6 +47,44 @@ def test_features_from_order_and_history():
     feats = features_from(order, {"orders_last_hour": 0, "avg_order_value": None, "last_country": None,
                                   "known_method": False})
     assert feats.address_mismatch and feats.international and feats.new_payment_method and feats.value_ratio == 1  # vs a first basket
+
+
+def test_history_counts_every_paid_order_whatever_came_back_later(backing, db):
+    """avg_order_value is what the buyer spends per order they paid for, last_country where the latest of
+    those went: an order partly or fully refunded, or returned, was still placed and paid (it counts);
+    a cancelled, failed or rejected one never was (it does not). Against PostgreSQL: the query is the unit."""
+    import asyncio
+    import random
+
+    from actors.fraud.actor import FraudScorer
+    from storage.postgres import open_async_pool
+
+    uid = random.randint(10**12, 10**13)
+    placed = [("confirmed", 100, "US"), ("returned", 200, "US"), ("refunded", 400, "DE"),
+              ("partially_refunded", 600, "FR"), ("cancelled", 9000, "JP"), ("failed", 9000, "JP"),
+              ("rejected", 9000, "JP")]
+    for age_h, (status, total, country) in zip(range(len(placed) + 1, 1, -1), placed):  # oldest first
+        oid = f"fraud-{uid}-{status}"
+        db.execute("""INSERT INTO orders (id, user_id, status, subtotal, grand_total, shipping_address, shipping_method,
+                      idempotency_key, idempotency_scope, created_at)
+                      VALUES (%s, %s, %s, %s, %s, %s, 'standard', %s, %s, now() - make_interval(hours => %s))""",
+                   (oid, uid, status, total, total, json.dumps({**HOME, "country": country}), oid, f"u:{uid}", age_h))
+
+    async def history() -> dict:
+        pool = await open_async_pool(backing.database_url, min_size=1, max_size=1)
+        try:
+            return await FraudScorer(pool, 30, 60).history({"order_id": "new", "user_id": uid, "payment_token": "pm_x"})
+        finally:
+            await pool.close()
+
+    try:
+        h = asyncio.run(history())
+        assert h["avg_order_value"] == (100 + 200 + 400 + 600) / 4
+        assert h["last_country"] == "FR"  # the partly refunded order, the latest paid one
+        feats = features_from({"order_id": "new", "user_id": uid, "total": 325, "shipping_address": HOME}, h)
+        assert feats.value_ratio == 1 and feats.international  # home is FR now, this one ships to the US
+    finally:
+        db.execute("DELETE FROM orders WHERE user_id = %s", (uid,))
 
 
 # --- calibration: ordinary flash-sale buyers pass, the seed's risky patterns do not ---------------

@@ -85,3 +85,53 @@ def test_http_driver_spreads_buyers_over_load_processes():
     assert sorted(o.index for o in result.outcomes) == list(range(6))
     assert {o.result for o in result.outcomes} == {"error"}
     assert len(result.events) == 6 and max(seen, default=0) <= 6
+
+
+@pytest.mark.slow
+def test_invariants_hold_after_refunds_returns_and_cancels(platform, db):
+    """A sold-out sale after which the shop did its after-sales work over HTTP: an order returned in full
+    (its units back in stock, the shipping still paid: 'returned'), one refunded in full before shipment
+    ('refunded', its units still sold), one partly refunded, one cancelled after capture (refunded, units
+    back). Every invariant must still hold: returned units are back in stock and not in orders, a
+    refunded order still has its captured payment (its intent stays succeeded at the gateway)."""
+    import httpx
+
+    from sim.setup import EMAIL_DOMAIN
+    from tests.helpers import make_user
+    from tests.test_aftersales_e2e import ask_return, buy, conserved, order, ship
+    from tests.test_checkout_e2e import product
+
+    since, run_id = time.time(), f"after{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=platform.api_url, timeout=30) as api:
+        api.platform = platform
+        admin, support = make_user(api, "admin"), make_user(api, "support")
+        wid = f"wh-{uuid.uuid4().hex[:8]}"
+        db.execute("INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'sim test', 37.7, -122.4)", (wid,))
+        sku = product(db, api, admin, wid, price="20.00", stock=7)
+        buyers = [make_user(api, email=f"sim-{run_id}-{i}@{EMAIL_DOMAIN}") for i in range(5)]
+        bought = [buy(platform, api, b, sku, n) for b, n in zip(buyers, (2, 2, 1, 1, 1))]
+        returned, refunded, partly, cancelled, kept = (b["order_id"] for b in bought)
+        assert conserved(api, admin, sku)["available"] == 0  # sold out
+
+        ship(api, admin, returned)
+        rid = ask_return(api, buyers[0], returned, sku, 2).json()["return_id"]
+        assert api.post(f"/api/v1/returns/{rid}/approve", headers=support.headers).status_code == 200
+        r = api.post(f"/api/v1/orders/{refunded}/refunds", json={"amount": str(bought[1]["grand_total"])},
+                     headers=support.headers)
+        assert r.status_code == 200, r.text
+        r = api.post(f"/api/v1/orders/{partly}/refunds", json={"amount": "3.00"}, headers=support.headers)
+        assert r.status_code == 200, r.text
+        assert api.post(f"/api/v1/orders/{cancelled}/cancel", headers=buyers[3].headers).status_code == 200
+        statuses = [order(api, b, o)["status"] for b, o in zip(buyers, (returned, refunded, partly, cancelled, kept))]
+        assert statuses == ["returned", "refunded", "partially_refunded", "cancelled", "confirmed"]
+        s = conserved(api, admin, sku)
+        assert (s["sold"], s["available"]) == (4, 3)  # 2 returned + 1 cancelled back on the shelf
+
+    scope = [invariants.SkuScope(sku, per_buyer_limit=2, demand_exceeds_supply=True)]
+    verdict = invariants.verify(platform, run_id, scope, since)
+    failed = [c for c in verdict.checks if c.ok is False]
+    assert not failed, "\n".join(f"{c.name}: {c.detail} {c.violations}" for c in failed)
+    assert all(c.ok for c in verdict.checks), verdict.checks  # every check applied to this run
+    assert verdict.gateway["orders_by_status"] == {"returned": 1, "refunded": 1, "partially_refunded": 1,
+                                                   "cancelled": 1, "confirmed": 1}
+    assert verdict.gateway["by_status"] == {"succeeded": 5}  # refunded intents stay succeeded

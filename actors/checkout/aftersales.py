@@ -12,7 +12,12 @@ from psycopg.types.json import Jsonb
 
 from actors.payments.types import Captured, PaymentRefusal, Refunded, Voided, to_minor
 
-CANCELLABLE = ("confirmed", "review", "partially_refunded")  # the last one only while nothing has shipped
+# An order whose money was taken, whatever came back since: a refund or a return does not undo the sale
+# (the payment stays captured at the gateway). The fraud history and the webhook read the lifecycle here.
+PAID_STATUSES = ("confirmed", "shipped", "delivered", "partially_refunded", "returned", "refunded")
+# the last two only while nothing has shipped; a refunded one has nothing left to pay back, but its units
+# are still sold until it is cancelled
+CANCELLABLE = ("confirmed", "review", "partially_refunded", "refunded")
 REFUNDABLE = ("confirmed", "shipped", "delivered", "returned", "partially_refunded")
 RETURNABLE = ("shipped", "delivered", "partially_refunded")    # the last one only once something has shipped
 SHIPPABLE = ("confirmed", "partially_refunded")                 # a goodwill refund does not stop a delivery
@@ -55,9 +60,14 @@ async def _event(conn, order_id: str, status: str, note: str | None = None, loca
                            (f"order.{status}", Jsonb({"order_id": order_id, "note": note, "location": location})))
 
 
-async def _settle_status(conn, order: dict) -> str:
+async def settle_status(conn, order: dict) -> str:
     """orders.status once money or goods came back: everything paid refunded -> 'refunded' (nothing is
-    left to do), else every unit returned -> 'returned', else some money back -> 'partially_refunded'."""
+    left to do), else every unit returned -> 'returned', else some money back -> 'partially_refunded'.
+    Shared with the gateway's webhook (a refund made in the Stripe dashboard). `order` is the locked row.
+    An order that is not paid (cancelled, rejected, failed, in review) keeps its status: money that came
+    back while ending it is part of that ending, not a refund of a sale."""
+    if order["status"] not in PAID_STATUSES:
+        return order["status"]
     cur = await conn.execute(
         "SELECT coalesce(sum(amount), 0) AS paid, coalesce(sum(refunded_amount), 0) AS back FROM payments "
         "WHERE order_id = %s AND status IN ('captured', 'partially_refunded', 'refunded')", (order["id"],))
@@ -172,7 +182,7 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
         if ret is not None:
             await conn.execute("UPDATE returns SET status = 'refunded', refund_amount = %s WHERE id = %s",
                                (total, return_id))
-        status = await _settle_status(conn, order)
+        status = await settle_status(conn, order)
         if total > 0:
             await _event(conn, order_id, "refunded" if status == "refunded" else "partially_refunded",
                          f"{total} refunded: {reason}")
@@ -182,7 +192,8 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
 
 async def cancel(db, payments, inventory, order_id: str, note: str | None = None, *,
                  rejected_by: int | None = None) -> dict:
-    """Before shipment only: units back to stock, authorisation voided (or the capture refunded).
+    """Before shipment only: units back to stock, authorisation voided (or the capture refunded). An order
+    refunded in full has nothing left to pay back (no gateway call): only its units go back.
     `note` says why on the timeline and in the buyer's notification (none: the buyer asked).
     `rejected_by`: a support user rejects an order held for review; only such an order, in the same
     transaction (an approval racing the rejection cannot be cancelled by it)."""
@@ -190,10 +201,10 @@ async def cancel(db, payments, inventory, order_id: str, note: str | None = None
         order = await _order_for_update(conn, order_id)
         if rejected_by is not None and order["status"] != "review":
             raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}, not waiting for review")
-        if order["status"] not in CANCELLABLE or (order["status"] == "partially_refunded"
+        if order["status"] not in CANCELLABLE or (order["status"] in ("partially_refunded", "refunded")
                                                   and await _shipped(conn, order_id)):
             raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}; only an order not yet shipped "
-                                                "(and not fully refunded) can be cancelled")
+                                                "can be cancelled")
         card = await _card_payment(conn, order_id)
         if card is not None:
             if card["status"] == "authorised":
@@ -327,7 +338,7 @@ async def _approve(db, inventory, return_id: int) -> dict:
         cur = await conn.execute("UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true "
                                  "WHERE id = %s RETURNING *", (amount, return_id))
         ret = await cur.fetchone()
-        if await _settle_status(conn, order) == "returned":
+        if await settle_status(conn, order) == "returned":
             await _event(conn, order["id"], "returned", f"return {return_id}: every unit is back", topic=False)
         return ret
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ray
 
+from actors.checkout.aftersales import PAID_STATUSES
 from actors.fraud.model import FraudModel
 from actors.fraud.rules import OrderFeatures, decide
 from flashmart.settings import Settings
@@ -10,14 +11,21 @@ from actors import NAMESPACE
 
 ACTOR_NAME = "fraud"
 
+# The buyer's history, three features:
+# - orders_last_hour: every order attempt, whatever became of it (velocity is about attempts);
+# - avg_order_value: what the buyer usually spends, over the orders they paid for (PAID_STATUSES);
+# - last_country: where the buyer's latest paid order went.
+# A paid order stays in the last two when money or goods came back later (partially_refunded, returned,
+# refunded): the buyer still placed and paid it, to that address. A return or refund history is not a
+# feature of the model; cancelled, rejected, failed and review orders were never paid and do not count.
 _HISTORY_SQL = """
 SELECT
   (SELECT count(*) FROM orders o WHERE (o.user_id = %(uid)s OR (%(uid)s::bigint IS NULL AND o.guest_email = %(email)s))
      AND o.created_at > now() - interval '1 hour' AND o.id <> %(oid)s) AS orders_last_hour,
   (SELECT avg(grand_total)::float FROM orders o WHERE o.user_id = %(uid)s
-     AND o.status IN ('confirmed', 'shipped', 'delivered', 'returned')) AS avg_order_value,
+     AND o.status = ANY(%(paid)s)) AS avg_order_value,
   (SELECT o.shipping_address->>'country' FROM orders o WHERE o.user_id = %(uid)s
-     AND o.status IN ('confirmed', 'shipped', 'delivered') ORDER BY o.created_at DESC LIMIT 1) AS last_country,
+     AND o.status = ANY(%(paid)s) ORDER BY o.created_at DESC LIMIT 1) AS last_country,
   EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.user_id = %(uid)s AND pm.token = %(token)s) AS known_method
 """
 
@@ -52,13 +60,16 @@ class FraudScorer:
         self.db, self.review_from, self.decline_from = db, review_from, decline_from
         self.model = model or FraudModel.load()
 
-    async def score(self, order: dict) -> dict:
-        """order: {order_id, user_id, guest_email, total, payment_token, shipping_address, billing_address}"""
+    async def history(self, order: dict) -> dict:
         async with self.db.connection() as conn:
             cur = await conn.execute(_HISTORY_SQL, {"uid": order.get("user_id"), "email": order.get("guest_email"),
-                                                    "oid": order["order_id"], "token": order.get("payment_token", "")})
-            history = await cur.fetchone()
-        f = features_from(order, history)
+                                                    "oid": order["order_id"], "token": order.get("payment_token", ""),
+                                                    "paid": list(PAID_STATUSES)})
+            return await cur.fetchone()
+
+    async def score(self, order: dict) -> dict:
+        """order: {order_id, user_id, guest_email, total, payment_token, shipping_address, billing_address}"""
+        f = features_from(order, await self.history(order))
         verdict = decide(f, self.model.probability(f.vector()), self.review_from, self.decline_from)
         return {**verdict.as_dict(), "model_version": self.model.version}
 

@@ -52,12 +52,18 @@ async def stripe_webhook(request: Request, stripe_signature: str = Header(..., a
 
 
 async def _apply_gateway_event(conn, event_type: str, pi: str, obj: dict) -> None:
-    # the payment row is locked first, as refund/cancel lock it before calling the gateway, so an event
-    # about our own refund waits for that refund's transaction and then finds its refunds row
+    from actors.checkout import aftersales
+
+    # the order row, then the payment row, are locked in the order refund/cancel lock them before calling
+    # the gateway: an event about our own refund waits for that refund's transaction and then finds its
+    # refunds row, and the two transactions cannot deadlock
+    cur = await conn.execute("SELECT order_id FROM payments WHERE payment_intent_id = %s", (pi,))
+    row = await cur.fetchone()
+    if row is None:
+        return  # not one of ours (another integration on the same account): acknowledged, ignored
+    order = await (await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (row["order_id"],))).fetchone()
     cur = await conn.execute("SELECT * FROM payments WHERE payment_intent_id = %s FOR UPDATE", (pi,))
     pay = await cur.fetchone()
-    if pay is None:
-        return  # not one of ours (another integration on the same account): acknowledged, ignored
     if event_type == "payment_intent.canceled":
         cur = await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s "
                                  "AND status = 'authorised' RETURNING id", (pay["id"],))
@@ -84,8 +90,9 @@ async def _apply_gateway_event(conn, event_type: str, pi: str, obj: dict) -> Non
             "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, %s), status = CASE WHEN "
             "GREATEST(refunded_amount, %s) >= amount THEN 'refunded' ELSE 'partially_refunded' END, updated_at = now() "
             "WHERE id = %s", (refunded, refunded, pay["id"]))
-        if new > 0:  # a refund made outside flashmart (the Stripe dashboard): it joins the order's timeline
-            await _order_event(conn, pay["order_id"], "refunded" if refunded >= pay["amount"] else "partially_refunded",
+        if new > 0:  # a refund made outside flashmart (the Stripe dashboard): the order's status and timeline follow
+            status = await aftersales.settle_status(conn, order)
+            await _order_event(conn, pay["order_id"], "refunded" if status == "refunded" else "partially_refunded",
                                f"{new} refunded at the payment gateway")
 
 
