@@ -82,6 +82,35 @@ def test_product_page_is_cached_and_invalidated(api, seller, unique):
     assert len(api.get(f"/api/v1/products/{pid}").json()["variants"]) == 2
 
 
+def test_a_page_read_racing_a_write_is_not_cached_stale(backing, unique):
+    """A reader that loaded the page from PostgreSQL before a write committed, and stores it after the
+    write dropped the cache, must not leave the old page cached until its TTL (real Redis)."""
+    import asyncio
+
+    from storage import product_cache
+    from storage.redis import async_redis
+
+    pid = int(unique[:8], 16)
+
+    async def run():
+        r = async_redis(backing.redis_url)
+        try:
+            page, version = await product_cache.read(r, pid)              # the reader misses...
+            assert page is None
+            await product_cache.invalidate(r, [pid], 300)                  # ...a write commits meanwhile...
+            await product_cache.store(r, pid, {"price": "old"}, version, 300)  # ...and the old page lands
+            assert (await product_cache.read(r, pid))[0] is None           # a miss, not the old price
+            page, version = await product_cache.read(r, pid)
+            await product_cache.store(r, pid, {"price": "new"}, version, 300)
+            assert (await product_cache.read(r, pid))[0] == {"price": "new"}
+            await product_cache.invalidate(r, [pid], 300)
+            assert (await product_cache.read(r, pid))[0] is None
+        finally:
+            await r.aclose()
+
+    asyncio.run(run())
+
+
 def _search_writer():
     import ray
 

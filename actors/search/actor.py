@@ -45,6 +45,7 @@ from actors.search import stock_feed
 from actors.search.index import BadQuery, IndexFormatChanged, ProductIndex, SearchRequest
 from flashmart.obs import logger
 from flashmart.settings import Settings
+from storage import product_cache
 from actors import NAMESPACE
 
 NAME = "search-{}"
@@ -456,8 +457,7 @@ class SearchActor:
 
     async def _drop_cached_pages(self, product_ids: list[int]) -> None:
         try:
-            for i in range(0, len(product_ids), 1000):
-                await self.redis.delete(*(f"product:{pid}" for pid in product_ids[i:i + 1000]))
+            await product_cache.invalidate(self.redis, product_ids, self.settings.product_cache_ttl_s)
         except Exception:  # noqa: BLE001 - the page cache also expires by TTL
             log.exception("could not drop cached product pages")
 

@@ -25,6 +25,7 @@ from serve.auth import Principal, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
 from storage import catalog_postgres as cat
+from storage import product_cache
 
 log = logger("catalog")
 router = APIRouter(prefix="/api/v1/products", tags=["catalog"])
@@ -148,7 +149,7 @@ async def _after_change(ctx: Context, product_ids: list[int]) -> None:
     logged, and the writer catches up from products.updated_at when it is back (docs/search.md)."""
     if not product_ids:
         return
-    await ctx.redis.delete(*(f"product:{pid}" for pid in product_ids))
+    await product_cache.invalidate(ctx.redis, product_ids, ctx.settings.product_cache_ttl_s)
     search = ctx.services.get("search")
     if search is None:
         return
@@ -567,11 +568,8 @@ async def _stock(ctx: Context, product: dict) -> dict:
 
 
 async def _product_page(ctx: Context, product_id: int) -> dict:
-    key = f"product:{product_id}"
-    cached = await ctx.redis.get(key)
-    if cached:
-        page = json.loads(cached)
-    else:
+    page, version = await product_cache.read(ctx.redis, product_id)
+    if page is None:
         async with ctx.db.connection() as conn:
             product = await cat.get_product(conn, product_id)
         if product is None:
@@ -591,7 +589,7 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
             "in_stock": product["in_stock"],
             "created_at": product["created_at"].isoformat(), "updated_at": product["updated_at"].isoformat(),
         }
-        await ctx.redis.set(key, json.dumps(page, default=str), ex=ctx.settings.product_cache_ttl_s)
+        await product_cache.store(ctx.redis, product_id, page, version, ctx.settings.product_cache_ttl_s)
     stock = await _stock(ctx, page)
     if stock["source"] != "catalog" and stock["in_stock"] != page["in_stock"] and page["status"] == "active":
         # the inventory engine knows better: record the new stock status and re-index (self-healing
