@@ -26,9 +26,12 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-# An order counts as a purchase from confirmation on; pending/review (not paid yet), cancelled,
-# failed and rejected orders do not. A returned order was still bought: its buyer may review it.
-BOUGHT_STATUSES = ["confirmed", "shipped", "delivered", "returned", "partially_refunded"]
+from actors.checkout.aftersales import PAID_STATUSES
+
+# An order counts as a purchase from confirmation on: every paid status of the after-sales rules,
+# refunded and returned ones too (the buyer had the goods; a refund is often why a review is written).
+# Pending/review (not paid yet), cancelled, failed and rejected orders do not.
+BOUGHT_STATUSES = list(PAID_STATUSES)
 STARS = (1, 2, 3, 4, 5)
 SORTS = {
     "newest": "r.created_at DESC, r.id DESC",
