@@ -65,6 +65,9 @@ def test_refund_made_at_the_gateway_is_recorded_once(platform, api, db, admin, w
     events = order["timeline"]
     assert events[-1]["status"] == "partially_refunded" and "gateway" in events[-1]["note"]
     assert order["status"] == "partially_refunded"
+    told = db.execute("SELECT count(*) AS n FROM outbox WHERE topic = 'order.partially_refunded' "
+                      "AND payload->>'order_id' = %s", (oid,)).fetchone()["n"]
+    assert told == 1  # the buyer is emailed, as for a refund made through flashmart
 
     again = post(api, body, headers)  # Stripe delivers at least once
     assert again.status_code == 200 and again.json()["duplicate"] is True, again.text

@@ -92,8 +92,9 @@ async def _apply_gateway_event(conn, event_type: str, pi: str, obj: dict) -> Non
             "WHERE id = %s", (refunded, refunded, pay["id"]))
         if new > 0:  # a refund made outside flashmart (the Stripe dashboard): the order's status and timeline follow
             status = await aftersales.settle_status(conn, order)
-            await _order_event(conn, pay["order_id"], "refunded" if status == "refunded" else "partially_refunded",
-                               f"{new} refunded at the payment gateway")
+            # the timeline entry and the buyer's email (outbox), as for a refund made through flashmart
+            await aftersales._event(conn, pay["order_id"], "refunded" if status == "refunded" else "partially_refunded",
+                                    f"{new} refunded at the payment gateway")
 
 
 async def _order_event(conn, order_id: str, status: str, note: str) -> None:
