@@ -14,7 +14,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from actors.inventory.messages import (
-    HoldCommitted, HoldExpired, HoldReleased, SaleLimitSet, SalesArchived, SplitIntoBucketsDone, StockReserved, StockSet,
+    HoldCommitted, HoldExpired, HoldReleased, HoldTransferCancelled, HoldTransferExpected, HoldTransferred,
+    HoldTransferredIn, HoldTransferredOut, SaleLimitSet, SalesArchived, SplitIntoBucketsDone, StockReserved, StockSet,
     StockTransferredIn, StockTransferredOut, UnitsReturned,
 )
 from actors.inventory.ports import LoadedSku, Snapshot, StockRow
@@ -23,7 +24,7 @@ from actors.inventory.warehouses import Location
 from storage.postgres import open_async_pool
 
 JOURNAL_COLUMNS = ("sku, seq, kind, hold_id, buyer_id, order_id, quantity, warehouse_id, allocations, expires_at, "
-                   "upto_seq")
+                   "upto_seq, ref")
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -66,30 +67,58 @@ def journal_line(e: Any) -> str:
     t = e.__class__
     if t is StockReserved:
         return (f"{_sku_text(e.sku)}\t{e.seq}\tStockReserved\t{_text(e.hold_id)}\t{e.buyer_id}\t\\N\t{e.quantity}\t"
-                f"\\N\t{_allocations_text(e.allocations)}\t{e.expires_at!r}\t\\N\n")
+                f"\\N\t{_allocations_text(e.allocations)}\t{e.expires_at!r}\t\\N\t\\N\n")
     if t is HoldCommitted:
         return (f"{_sku_text(e.sku)}\t{e.seq}\tHoldCommitted\t{_text(e.hold_id)}\t\\N\t{_text(e.order_id)}"
-                "\t\\N\t\\N\t\\N\t\\N\t\\N\n")
+                "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n")
     sku = _sku_text(e.sku)
     if t is HoldReleased or t is HoldExpired:
-        return f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.hold_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        return f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.hold_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
     if t is StockSet:
         return (f"{sku}\t{e.seq}\tStockSet\t{NULL}\t{NULL}\t{NULL}\t{e.on_hand}\t{_text(e.warehouse_id)}\t{NULL}\t"
-                f"{NULL}\t{NULL}\n")
+                f"{NULL}\t{NULL}\t{NULL}\n")
     if t is SaleLimitSet:
         limit = NULL if e.per_buyer_limit is None else e.per_buyer_limit
-        return f"{sku}\t{e.seq}\tSaleLimitSet\t{NULL}\t{NULL}\t{NULL}\t{limit}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        return f"{sku}\t{e.seq}\tSaleLimitSet\t{NULL}\t{NULL}\t{NULL}\t{limit}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
     if t is UnitsReturned:
+        ref = NULL if e.return_key is None else _text(e.return_key)
         return (f"{sku}\t{e.seq}\tUnitsReturned\t{NULL}\t{NULL}\t{_text(e.order_id)}\t{e.quantity}\t"
-                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\n")
+                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\t{ref}\n")
     if t is SalesArchived:
-        return f"{sku}\t{e.seq}\tSalesArchived\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{e.upto_seq}\n"
+        return f"{sku}\t{e.seq}\tSalesArchived\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{e.upto_seq}\t{NULL}\n"
     if t is StockTransferredOut or t is StockTransferredIn:  # the transfer id rides in hold_id
         return (f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.transfer_id)}\t{NULL}\t{NULL}\t{e.quantity}\t"
-                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\n")
+                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n")
     if t is SplitIntoBucketsDone:
-        return f"{sku}\t{e.seq}\tSplitIntoBucketsDone\t{NULL}\t{NULL}\t{NULL}\t{e.buckets}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        return f"{sku}\t{e.seq}\tSplitIntoBucketsDone\t{NULL}\t{NULL}\t{NULL}\t{e.buckets}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+    # holds changing buyer (rare): the transfer id in ref; a hold's new buyer, units, allocations and expiry
+    # in the columns a reservation uses, so that "the hold's latest allocations" is one query
+    if t is HoldTransferred:
+        return _line(sku, e.seq, "HoldTransferred", hold_id=e.hold_id, buyer_id=e.buyer_id, quantity=e.quantity,
+                     allocations=e.allocations, expires_at=e.expires_at)
+    if t is HoldTransferExpected:
+        return _line(sku, e.seq, "HoldTransferExpected", hold_id=e.hold_id, buyer_id=e.buyer_id, quantity=e.quantity,
+                     ref=e.transfer_id)
+    if t is HoldTransferredOut:
+        return _line(sku, e.seq, "HoldTransferredOut", hold_id=e.hold_id, quantity=sum(e.allocations.values()),
+                     allocations=e.allocations, expires_at=e.expires_at, ref=e.transfer_id)
+    if t is HoldTransferredIn:
+        return _line(sku, e.seq, "HoldTransferredIn", hold_id=e.hold_id, buyer_id=e.buyer_id, quantity=e.quantity,
+                     allocations=e.allocations, expires_at=e.expires_at, ref=e.transfer_id)
+    if t is HoldTransferCancelled:
+        return _line(sku, e.seq, "HoldTransferCancelled", ref=e.transfer_id)
     raise AssertionError(f"unknown event {e!r}")
+
+
+def _line(sku: str, seq: int, kind: str, *, hold_id: str | None = None, buyer_id: int | None = None,
+          quantity: int | None = None, allocations: dict | None = None, expires_at: float | None = None,
+          ref: str | None = None) -> str:
+    """A COPY line for the rarer events (order_id, warehouse_id and upto_seq NULL), column by column."""
+    values = (sku, str(seq), kind, NULL if hold_id is None else _text(hold_id), NULL if buyer_id is None else str(buyer_id),
+              NULL, NULL if quantity is None else str(quantity), NULL,
+              NULL if allocations is None else _text(json.dumps(allocations)),
+              NULL if expires_at is None else repr(float(expires_at)), NULL, NULL if ref is None else _text(ref))
+    return "\t".join(values) + "\n"
 
 
 def event_from_row(r: dict) -> Any:
@@ -107,7 +136,7 @@ def event_from_row(r: dict) -> Any:
     if kind == "SaleLimitSet":
         return SaleLimitSet(sku, seq, r["quantity"])
     if kind == "UnitsReturned":
-        return UnitsReturned(sku, seq, r["order_id"], r["warehouse_id"], r["quantity"])
+        return UnitsReturned(sku, seq, r["order_id"], r["warehouse_id"], r["quantity"], r["ref"])
     if kind == "SalesArchived":
         return SalesArchived(sku, seq, r["upto_seq"])
     if kind == "StockTransferredOut":
@@ -116,6 +145,17 @@ def event_from_row(r: dict) -> Any:
         return StockTransferredIn(sku, seq, r["hold_id"], r["warehouse_id"], r["quantity"])
     if kind == "SplitIntoBucketsDone":
         return SplitIntoBucketsDone(sku, seq, r["quantity"])
+    if kind == "HoldTransferred":
+        return HoldTransferred(sku, seq, r["hold_id"], r["buyer_id"], r["quantity"], r["allocations"], r["expires_at"])
+    if kind == "HoldTransferExpected":
+        return HoldTransferExpected(sku, seq, r["ref"], r["hold_id"], r["buyer_id"], r["quantity"])
+    if kind == "HoldTransferredOut":
+        return HoldTransferredOut(sku, seq, r["ref"], r["hold_id"], r["allocations"], r["expires_at"])
+    if kind == "HoldTransferredIn":
+        return HoldTransferredIn(sku, seq, r["ref"], r["hold_id"], r["buyer_id"], r["quantity"], r["allocations"],
+                                 r["expires_at"])
+    if kind == "HoldTransferCancelled":
+        return HoldTransferCancelled(sku, seq, r["ref"])
     raise AssertionError(f"unknown journal kind {kind!r}")
 
 
@@ -222,10 +262,14 @@ class PostgresInventoryStore:
         return {r["sku"]: r["shard"] for r in rows}
 
     async def order_units(self, sku: str, order_id: str) -> dict[str, int] | None:
+        # a hold's allocations at its commit: those of its reservation, or of its last transfer (which may
+        # have kept only part of its units, or brought it to this bucket)
         async with self._pool.connection() as conn:
             rows = await (await conn.execute(
-                "SELECT r.allocations FROM inventory_journal c JOIN inventory_journal r "
-                "ON r.hold_id = c.hold_id AND r.sku = c.sku AND r.kind = 'StockReserved' "
+                "SELECT r.allocations FROM inventory_journal c CROSS JOIN LATERAL ("
+                "  SELECT allocations FROM inventory_journal r WHERE r.hold_id = c.hold_id AND r.sku = c.sku "
+                "  AND r.seq < c.seq AND r.kind IN ('StockReserved', 'HoldTransferred', 'HoldTransferredIn') "
+                "  ORDER BY r.seq DESC LIMIT 1) r "
                 "WHERE c.order_id = %s AND c.kind = 'HoldCommitted' AND c.sku = %s", (order_id, sku))).fetchall()
         if not rows:
             return None
@@ -261,6 +305,41 @@ class PostgresInventoryStore:
             return await (await conn.execute(
                 "SELECT transfer_id, sku, from_key, to_key, warehouse_id, quantity, state FROM inventory_transfers "
                 "WHERE state IN ('started', 'out') ORDER BY created_at")).fetchall()
+
+    # --- holds moving between stock buckets (the directory's record, inventory_hold_transfers) ---------
+
+    async def begin_hold_transfer(self, row: dict) -> dict:
+        """Record a new attempt, or answer the live one of the same hold and buyer (a retried call)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO inventory_hold_transfers (transfer_id, sku, from_key, to_key, hold_id, new_hold_id, to_buyer, "
+                "quantity, partial, ttl_s, state) VALUES (%(transfer_id)s, %(sku)s, %(from_key)s, %(to_key)s, %(hold_id)s, "
+                "%(new_hold_id)s, %(to_buyer)s, %(quantity)s, %(partial)s, %(ttl_s)s, 'started') "
+                "ON CONFLICT (hold_id, to_buyer) WHERE state <> 'failed' DO NOTHING RETURNING *", row)
+            new = await cur.fetchone()
+            if new is not None:
+                return new
+            return await (await conn.execute(
+                "SELECT * FROM inventory_hold_transfers WHERE hold_id = %s AND to_buyer = %s AND state <> 'failed'",
+                (row["hold_id"], row["to_buyer"]))).fetchone()
+
+    async def hold_transfer(self, transfer_id: str) -> dict:
+        async with self._pool.connection() as conn:
+            return await (await conn.execute("SELECT * FROM inventory_hold_transfers WHERE transfer_id = %s",
+                                             (transfer_id,))).fetchone()
+
+    async def hold_transfer_state(self, transfer_id: str, state: str, **values: Any) -> None:
+        sets = "".join(f", {column} = %({column})s" for column in values)  # column names are ours, not input
+        async with self._pool.connection() as conn:
+            await conn.execute(f"UPDATE inventory_hold_transfers SET state = %(state)s{sets} WHERE transfer_id = %(tid)s",
+                               {"state": state, "tid": transfer_id,
+                                **{k: Jsonb(v) if isinstance(v, dict) else v for k, v in values.items()}})
+
+    async def unfinished_hold_transfers(self) -> list[dict]:
+        async with self._pool.connection() as conn:
+            return await (await conn.execute(
+                "SELECT * FROM inventory_hold_transfers WHERE state IN ('started', 'claimed', 'out') "
+                "ORDER BY created_at")).fetchall()
 
     async def locations(self) -> dict[str, Location]:
         async with self._pool.connection() as conn:

@@ -405,3 +405,343 @@ def test_bucketed_sku_sells_exactly_its_stock(inventory, db, unique):
     assert rows["on_hand"] == 30
     assert db.execute("SELECT count(*) AS n FROM inventory_transfers WHERE sku = %s AND state <> 'done' "
                       "AND state <> 'failed'", (sku,)).fetchone()["n"] == 0
+
+
+# --- a hold given to another buyer (login merge) and keyed returns, through crashes -----------------------
+
+async def rebuilt_from_postgres(settings, sku: str) -> SkuState:
+    """What a restarted shard rebuilds: the latest snapshot and the journal after it."""
+    store = PostgresInventoryStore(settings.database_url)
+    await store.open()
+    try:
+        loaded = await store.load(sku)
+    finally:
+        await store.close()
+    st = SkuState.restore(sku, loaded.snapshot.state, loaded.snapshot.holds) if loaded.snapshot else SkuState(sku)
+    for e in loaded.events:
+        st.apply(e)
+    st.check()
+    return st
+
+
+def test_transfer_and_keyed_return_survive_kill_9(backing, ray_session, db, unique):
+    """kill -9 the shard right after a hold was given to another buyer (partly: the limit) and after a
+    keyed return: the restarted shard has the hold under its new buyer, the limit counts it, and the
+    return's key, so the retried return answers the first result and restocks nothing."""
+    from actors.inventory.client import InventoryClient
+    from actors.inventory.directory import shard_options
+    from actors.inventory.messages import SetSaleLimit, Transferred
+    from actors.inventory.shard import shard_class
+
+    sku, wh, name = f"sku-{unique}", f"wh-{unique}", f"inventory-crash-{unique}"
+    guest, user, other = -int(unique[:6], 16) - 1, 7, 8
+    db.execute("INSERT INTO inventory_placement (sku, shard) VALUES (%s, %s)", (sku, name))
+    shard = shard_class().options(**{**shard_options(name), "lifetime": None}).remote(name, backing)
+    pid = ray_session.get(shard.pid.remote())
+    key = f"return:1:1:{wh}"
+
+    async def before_the_crash():
+        c = InventoryClient(backing, directory=None)
+        c._owners[sku] = name
+        await c.set_stock(sku, wh, 10)
+        assert isinstance((await shard.handle.remote([SetSaleLimit(sku, 3)]))[0], StockView)
+        g = await c.reserve(sku, 2, guest)
+        assert isinstance(await c.reserve(sku, 2, user), Reserved)
+        given = await c.transfer_hold(sku, g.hold_id, user, 2, partial=True, ttl_s=600)
+        assert isinstance(given, Transferred), given
+        assert (given.hold_id, given.buyer_id, given.quantity) == (g.hold_id, user, 1)  # 2 held + 1 = the limit
+        sold = await c.reserve(sku, 2, other)
+        assert isinstance(await c.commit(sku, sold.hold_id, f"o-{unique}"), Committed)
+        first = await c.return_units(sku, f"o-{unique}", 1, wh, key)
+        assert isinstance(first, Returned), first
+        again = await c.return_units(sku, f"o-{unique}", 1, wh, key)  # the caller's retry, before any crash
+        assert again == first
+        view = await c.stock(sku)
+        assert (view.on_hand, view.held, view.sold, view.available) == (10, 3, 1, 6), view
+        return g.hold_id
+
+    hold_id = run(before_the_crash())
+    os.kill(pid, signal.SIGKILL)  # everything above was answered, so it is durable: nothing may be lost
+
+    async def after_the_crash():
+        c = InventoryClient(backing, directory=None)
+        c._owners[sku] = name
+        again = await c.return_units(sku, f"o-{unique}", 1, wh, key)  # waits while the shard restarts
+        assert isinstance(again, Returned), again
+        view = await c.stock(sku)
+        assert (view.on_hand, view.held, view.sold, view.available) == (10, 3, 1, 6), view  # restocked once
+        other_key = await c.return_units(sku, f"o-{unique}", 2, wh, f"return:2:1:{wh}")
+        assert other_key.reason == "invalid"  # one of its two units is back already: a new key gets one
+        assert (await c.reserve(sku, 1, user)).reason == "limit_reached"  # the given hold counts for the user
+        assert isinstance(await c.reserve(sku, 3, guest), Reserved)  # and no longer for the guest
+        retried = await c.transfer_hold(sku, hold_id, user, 2, partial=True)  # a retry answers the hold
+        assert isinstance(retried, Transferred) and (retried.buyer_id, retried.quantity) == (user, 1)
+        assert isinstance(await c.commit(sku, hold_id, f"u-{unique}"), Committed)
+        return await c.stock(sku)
+
+    view = run(after_the_crash())
+    assert ray_session.get(shard.pid.remote()) != pid
+    assert (view.on_hand, view.held, view.sold) == (10, 5, 2), view
+    ray_session.get(shard.drain.remote())
+    rebuilt = run(rebuilt_from_postgres(backing, sku))
+    assert rebuilt.view() == view and rebuilt.usage == {user: 3, guest: 3, other: 2}
+    assert rebuilt.return_keys == {key: [f"o-{unique}", wh, 1]}
+    moved = journal(db, sku, "HoldTransferred")
+    assert [(r["hold_id"], r["buyer_id"], r["quantity"]) for r in moved] == [(hold_id, user, 1)]
+    assert [r["ref"] for r in journal(db, sku, "UnitsReturned")] == [key]
+    ray_session.kill(shard, no_restart=True)
+
+
+def test_transfer_and_keyed_return_rebuild_from_a_snapshot_and_the_journal(backing, unique):
+    """A snapshot taken after a transfer and a keyed return, more of both after it: a new engine rebuilds
+    exactly the live state (every field), and an archived order's return reads the transferred hold's
+    allocations from the journal."""
+    from actors.inventory.messages import SetSaleLimit, TransferHold, Transferred, ViewStock
+    from tests.test_inventory_state import full_state
+
+    settings = backing.model_copy(update={"inventory_sale_archive_after_s": 3600.0})
+    sku, name = f"sku-{unique}", default_owner(f"sku-{unique}", backing.cold_shard_count)
+    near, far = f"a-{unique}", f"b-{unique}"
+
+    async def live():
+        engine = ShardEngine(name, settings, PostgresInventoryStore(settings.database_url))
+        try:
+            await engine.handle([SetStock(sku, near, 2), SetStock(sku, far, 5), SetSaleLimit(sku, 4)])
+            await engine.handle([ReserveStock(sku, 4, 1, f"g1-{unique}", 600), ReserveStock(sku, 3, 2, f"u-{unique}", 600)])
+            given = await engine.handle([TransferHold(sku, f"g1-{unique}", 2, 4, 900.0, True)])
+            assert isinstance(given[0], Transferred) and given[0].quantity == 1, given
+            await engine.handle([CommitHold(sku, f"g1-{unique}", f"o1-{unique}")])
+            r = await engine.handle([ReturnUnits(sku, f"o1-{unique}", 1, next(iter(given[0].allocations)), None, "k1")])
+            assert isinstance(r[0], Returned), r
+            engine._snapshot_seq[sku] = -10**9  # the next flush writes a snapshot
+            engine._snapshot_at[sku] = -10**9
+            await engine.handle([SetStock(sku, near, 3)])
+            assert (await engine.store.load(sku)).snapshot is not None
+            # after the snapshot: another transfer, a sale, a keyed return and its repeat
+            await engine.handle([ReserveStock(sku, 2, 3, f"g2-{unique}", 600)])
+            given = await engine.handle([TransferHold(sku, f"g2-{unique}", 4, 2, None, False)])
+            assert isinstance(given[0], Transferred), given
+            await engine.handle([CommitHold(sku, f"g2-{unique}", f"o2-{unique}")])
+            wh = next(iter(given[0].allocations))
+            first = await engine.handle([ReturnUnits(sku, f"o2-{unique}", 1, wh, None, "k2")])
+            again = await engine.handle([ReturnUnits(sku, f"o2-{unique}", 1, wh, None, "k2")])
+            assert isinstance(first[0], Returned) and again == first
+            await engine.drain()
+            return full_state(engine.skus[sku])
+        finally:
+            await engine.stop()
+
+    async def restarted():
+        engine = ShardEngine(name, settings, PostgresInventoryStore(settings.database_url))
+        try:
+            await engine.handle([ViewStock(sku)])
+            st = engine.skus[sku]
+            st.check()
+            # the journal's answer for an archived order: the hold's allocations after its transfer
+            assert await engine.store.order_units(sku, f"o2-{unique}") == st.bought(f"o2-{unique}")
+            assert sum((await engine.store.order_units(sku, f"o1-{unique}")).values()) == 1
+            return full_state(st)
+        finally:
+            await engine.stop()
+
+    def expiry_to_the_microsecond(state: dict) -> dict:  # inventory_holds keeps a timestamptz (microseconds)
+        return {**state, "holds": {k: (h.buyer_id, h.quantity, h.allocations, round(h.expires_at, 5))
+                                   for k, h in state["holds"].items()}}
+
+    before = run(live())
+    after = run(restarted())
+    assert expiry_to_the_microsecond(after) == expiry_to_the_microsecond(before)
+    assert after["return_keys"].keys() == {"k1", "k2"} and after["usage"] == {2: 4, 4: 2}
+
+
+def test_a_hold_given_to_a_buyer_of_another_bucket_moves_there(inventory, ray_session, db, unique):
+    """A bucketed SKU: a guest's hold in their home bucket given to a user whose home bucket is another
+    one moves there under a new id (partly: the user's limit), exactly once; the user's limit stays exact
+    in their bucket; a hold gone meanwhile is refused and the claim given back. kill -9 of the target
+    bucket's shard afterwards: it rebuilds the moved hold from PostgreSQL and commits it."""
+    from actors import NAMESPACE
+    from actors.inventory.client import home_bucket
+    from actors.inventory.directory import bucket_key, bucket_shard_name
+    from actors.inventory.messages import Transferred
+
+    sku, wh = f"sku-{unique}", f"wh-{unique}"
+    buyers = range(1, 500)
+    guests = [b for b in buyers if home_bucket(b, 3) == 0][:2]
+    user = next(b for b in buyers if home_bucket(b, 3) == 1)
+
+    async def scenario():
+        c = await client_for(inventory)
+        assert isinstance(await c.declare_hot(sku, 2, buckets=3), StockView)
+        await c.set_stock(sku, wh, 6)  # 2 units per bucket
+        g = await c.reserve(sku, 2, guests[0])
+        assert isinstance(g, Reserved) and g.hold_id.endswith("~0"), g
+        mine = await c.reserve(sku, 1, user)
+        assert mine.hold_id.endswith("~1")
+        given = await c.transfer_hold(sku, g.hold_id, user, 2, partial=True, ttl_s=600)
+        assert isinstance(given, Transferred), given
+        assert given.hold_id.endswith("~1") and (given.sku, given.buyer_id, given.quantity) == (sku, user, 1)
+        again = await c.transfer_hold(sku, g.hold_id, user, 2, partial=True, ttl_s=600)  # a retried call
+        assert (again.hold_id, again.quantity) == (given.hold_id, 1)
+        view = await c.stock(sku)
+        assert (view.on_hand, view.held, view.available) == (6, 2, 4), view  # the guest's other unit is back
+        assert (await c.reserve(sku, 1, user)).reason == "limit_reached"
+        assert (await c.commit(sku, g.hold_id, "x")).reason == "unknown_hold"  # the old id is gone
+        # a hold gone before the move: refused, the claim given back (the limit is as it was)
+        gone = await c.reserve(sku, 1, guests[1])
+        other = next(b for b in buyers if home_bucket(b, 3) == 2)
+        await c.release(sku, gone.hold_id)
+        assert (await c.transfer_hold(sku, gone.hold_id, other, 1)).reason == "unknown_hold"
+        assert isinstance(await c.reserve(sku, 2, other), Reserved)
+        return given.hold_id
+
+    new_hold = run(scenario())
+    rows = db.execute("SELECT state, claimed, refused FROM inventory_hold_transfers WHERE sku = %s ORDER BY created_at",
+                      (sku,)).fetchall()
+    assert [(r["state"], r["claimed"], r["refused"]) for r in rows] == [("done", 1, None), ("failed", 1, "unknown_hold")]
+    target = ray_session.get_actor(bucket_shard_name(sku, 1), namespace=NAMESPACE)
+    pid = ray_session.get(target.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+
+    async def after():
+        c = await client_for(inventory)
+        assert isinstance(await c.commit(sku, new_hold, f"o-{unique}"), Committed)  # waits for the restart
+        assert (await c.reserve(sku, 1, user)).reason == "limit_reached"
+        return await c.stock(sku)
+
+    view = run(after())
+    assert ray_session.get(target.pid.remote()) != pid
+    assert (view.on_hand, view.sold, view.held) == (6, 1, 3), view  # the moved unit sold; user's 1 + other's 2 held
+    ray_session.get(target.drain.remote())
+    rebuilt = run(rebuilt_from_postgres(inventory, bucket_key(sku, 1)))
+    assert rebuilt.usage == {user: 2} and not rebuilt.expected
+
+
+def test_a_restarted_directory_finishes_a_hold_move(inventory, db, unique):
+    """The directory died after the new buyer's limit was claimed in the target bucket (step 1 of 3,
+    durable) and before it recorded that: a directory starting again finds the transfer unfinished and
+    finishes it (the claim answered again, not made twice): the hold arrives in the buyer's home bucket
+    and nothing stays in transit or claimed."""
+    from actors.inventory.client import home_bucket
+    from actors.inventory.directory import DirectoryCore, bucket_key
+    from actors.inventory.messages import ExpectHold, StockView as View
+
+    sku, wh, tid = f"sku-{unique}", f"wh-{unique}", f"t{unique}"
+    guest = next(b for b in range(1, 500) if home_bucket(b, 2) == 0)
+    user = next(b for b in range(1, 500) if home_bucket(b, 2) == 1)
+    source, target, new_hold = bucket_key(sku, 0), bucket_key(sku, 1), f"{tid}~1"
+
+    async def scenario():
+        c = await client_for(inventory)
+        assert isinstance(await c.declare_hot(sku, 3, buckets=2), View)
+        await c.set_stock(sku, wh, 4)  # 2 units per bucket
+        g = await c.reserve(sku, 2, guest)
+        db.execute("INSERT INTO inventory_hold_transfers (transfer_id, sku, from_key, to_key, hold_id, new_hold_id, "
+                   "to_buyer, quantity, partial, state) VALUES (%s,%s,%s,%s,%s,%s,%s,2,false,'started')",
+                   (tid, sku, source, target, g.hold_id, new_hold, user))
+        claim = await c._call(ExpectHold(target, tid, new_hold, user, 2, False))  # what the dead one did
+        assert claim.quantity == 2
+        core = DirectoryCore(inventory, PostgresInventoryStore(inventory.database_url))
+        try:
+            await core.start()  # resumes the transfer in the background
+            deadline = time.time() + 60
+            while db.execute("SELECT state FROM inventory_hold_transfers WHERE transfer_id = %s",
+                             (tid,)).fetchone()["state"] != "done":
+                assert time.time() < deadline, "the restarted directory did not finish the transfer"
+                await asyncio.sleep(0.1)
+        finally:
+            await core.store.close()
+        view = await c.stock(sku)
+        assert (view.on_hand, view.held, view.available) == (4, 2, 2), view
+        assert (await c.reserve(sku, 2, user)).reason == "limit_reached"  # 2 claimed once + 2 > 3
+        assert isinstance(await c.reserve(sku, 1, user), Reserved)
+        assert isinstance(await c.commit(sku, new_hold, f"o-{unique}"), Committed)
+        assert (await c.commit(sku, g.hold_id, "x")).reason == "unknown_hold"
+
+    run(scenario())
+    rebuilt = run(rebuilt_from_postgres(inventory, target))
+    assert rebuilt.usage == {user: 3} and not rebuilt.expected
+    assert run(rebuilt_from_postgres(inventory, source)).usage == {}
+
+
+def test_login_merge_gives_the_guest_holds_to_the_user(inventory, ray_session, db, unique):
+    """CartShard.absorb (the guest cart merged at login) gives each guest hold to the user in one step: the
+    same hold, never released in between, so the last units cannot go to another buyer meanwhile; within
+    the user's limit (the rest back in stock); a guest hold that expired is reserved again as the user."""
+    from actors.carts.actor import CartShard
+    from actors.carts.state import Cart, Hold as CartHold
+
+    last, limited, expired = (f"sku-{unique}-{k}" for k in ("last", "limited", "expired"))
+    guest, user = -int(unique[:6], 16) - 1, int(unique[:6], 16) + 1
+    shard = CartShard.options(name=f"cart-test-{unique}").remote(inventory, 0)
+
+    async def scenario():
+        c = await client_for(inventory)
+        for sku, units in ((last, 2), (limited, 10), (expired, 5)):
+            await c.set_stock(sku, f"wh-{unique}", units)
+        await c.declare_hot(limited, 2)
+        assert isinstance(await c.reserve(limited, 1, user), Reserved)  # the user's own cart holds one
+        cart = Cart(f"g{unique}")
+        holds = {}
+        for sku, units, ttl_s in ((last, 2, 600), (limited, 2, 600), (expired, 1, 0.2)):
+            r = await c.reserve(sku, units, guest, ttl_s=ttl_s)
+            holds[sku] = r.hold_id
+            cart.add_hold(sku, f"p-{sku}", sku, "10.00", 100, CartHold(r.hold_id, r.quantity, r.expires_at))
+        await asyncio.sleep(0.5)  # the third hold expires
+        out = await shard.absorb.remote(f"u{unique}", user, cart.to_dict())
+        merge = out["merge"]
+        assert sorted((m["sku"], m["quantity"]) for m in merge["moved"]) == [(expired, 1), (last, 2), (limited, 1)]
+        assert [(r["sku"], r["quantity"], r["reason"]) for r in merge["refused"]] == [(limited, 1, "limit_reached")]
+        mine = {i["sku"]: [h["hold_id"] for h in i["holds"]] for i in (await shard.snapshot.remote(f"u{unique}"))["items"].values()}
+        assert mine[last] == [holds[last]] and mine[limited] == [holds[limited]]  # the guest's holds themselves
+        assert mine[expired] != [holds[expired]]  # reserved again
+        views = {sku: await c.stock(sku) for sku in (last, limited, expired)}
+        assert (views[last].held, views[last].available) == (2, 0)
+        assert (views[limited].held, views[limited].available) == (2, 8)  # the user's 1 + 1 given; 1 back
+        assert (await c.reserve(limited, 1, user)).reason == "limit_reached"
+        assert (views[expired].held, views[expired].available) == (1, 4)
+
+    try:
+        run(scenario())
+    finally:
+        ray_session.kill(shard)
+    assert journal(db, last, "HoldReleased") == []  # never released: no moment for another buyer
+    assert [r["buyer_id"] for r in journal(db, last, "HoldTransferred")] == [user]
+
+
+def test_after_sales_restock_retried_after_a_rollback_restocks_once(inventory, db, unique):
+    """aftersales restocks through the engine inside its own PostgreSQL transaction: when that transaction
+    dies after the restock, the retry sends the same return key and the units come back once (a return's
+    restock), and a cancel's retry is answered rather than refused."""
+    import psycopg
+    from psycopg.rows import dict_row
+    from psycopg.types.json import Jsonb
+
+    from actors.checkout.aftersales import _restock_all, _restock_item
+
+    sku, wh, order_id = f"sku-{unique}", f"wh-{unique}", f"o{unique}"
+
+    async def scenario():
+        c = await client_for(inventory)
+        await c.set_stock(sku, wh, 10)
+        h = await c.reserve(sku, 4, 1)
+        assert isinstance(await c.commit(sku, h.hold_id, order_id), Committed)
+        db.execute("INSERT INTO orders (id, user_id, status, subtotal, grand_total, shipping_address, shipping_method, "
+                   "idempotency_key, idempotency_scope) VALUES (%s, 1, 'delivered', 40, 40, '{}', 'standard', %s, 'u:1')",
+                   (order_id, order_id))
+        item = db.execute("INSERT INTO order_items (order_id, sku, quantity, unit_price, allocations, hold_id) "
+                          "VALUES (%s, %s, 4, 10, %s, %s) RETURNING *", (order_id, sku, Jsonb({wh: 4}), h.hold_id)).fetchone()
+        for _ in range(2):  # an approved return of 1 unit; the first transaction never committed
+            assert await _restock_item(c, item, order_id, 1, 77) == {wh: 1}
+        assert (await c.stock(sku)).sold == 3, "a retried restock put the unit back twice"
+        db.execute("UPDATE order_items SET returned_quantity = 1, returned_allocations = %s WHERE id = %s",
+                   (Jsonb({wh: 1}), item["id"]))
+        async with await psycopg.AsyncConnection.connect(inventory.database_url, row_factory=dict_row) as conn:
+            for _ in range(2):  # the cancel of the rest, its first transaction rolled back too
+                async with conn.transaction(force_rollback=True):
+                    await _restock_all(c, conn, order_id)
+        assert (await c.stock(sku)).sold == 0
+        return item["id"]
+
+    item_id = run(scenario())
+    refs = [(r["ref"], r["quantity"]) for r in journal(db, sku, "UnitsReturned")]
+    assert refs == [(f"return:77:{item_id}:{wh}", 1), (f"cancel:{order_id}:{item_id}:{wh}", 3)], refs

@@ -215,10 +215,11 @@ class CartShard:
             return json.loads(raw) if raw else None
 
     async def absorb(self, cart_id: str, user_id: int, guest: dict) -> dict:
-        """The user half of a merge. Per-buyer limits count holds by buyer id, so a guest's holds are not
-        moved as they are (the user could then buy the limit again on top of them): each line is taken
-        again as the user, within the limit, and the guest's holds are released. A coupon the user has
-        used up stays behind. Answers the cart and what moved or was refused, with the reason."""
+        """The user half of a merge. Per-buyer limits count holds by buyer id, so each guest hold is given
+        to the user in the inventory engine (one step: nobody else can take its units meanwhile, also when
+        they are the last ones), within the user's limit; what the limit leaves out goes back to stock. A
+        coupon the user has used up stays behind. Answers the cart and what moved or was refused, with the
+        reason."""
         async with self.locks[cart_id]:
             cart = await self._load(cart_id, user_id)
             incoming = Cart.from_dict(guest)
@@ -238,19 +239,29 @@ class CartShard:
             return {"cart": cart.view(time.time()), "merge": report}
 
     async def _take_over(self, item, buyer_id: int) -> tuple[list[Hold], object | None]:
-        """Hold the guest line's units as `buyer_id`, then release the guest's holds. When the guest's own
-        holds are the last units (sold out), they are released first and taken again at once."""
-        want = item.quantity
-        holds, refusal = await self._reserve_up_to(item.sku, want, buyer_id)
-        got = sum(h.quantity for h in holds)
-        released = False
-        if refusal is not None and refusal.reason == "sold_out":
-            await self._release([(item.sku, h) for h in item.holds])
-            released = True
-            more, refusal = await self._reserve_up_to(item.sku, want - got, buyer_id)
+        """Give the guest line's holds to `buyer_id` (TransferHold), each as much as the buyer's limit allows
+        (the rest back to stock). A guest hold that has expired meanwhile is reserved again as the buyer."""
+        from actors.inventory.messages import Refusal
+
+        inv = await self._inv()
+        holds, refusal, gone = [], None, 0
+        for h in item.holds:
+            r = await inv.transfer_hold(item.sku, h.hold_id, buyer_id, h.quantity, partial=True,
+                                        ttl_s=self.settings.hold_ttl_s)
+            if _is_refusal(r):
+                if r.reason in ("hold_expired", "unknown_hold"):
+                    gone += h.quantity
+                    continue
+                refusal = refusal or r
+                await self._release([(item.sku, h)])  # refused: the guest's hold is as it was, give it back
+                continue
+            holds.append(Hold(r.hold_id, r.quantity, r.expires_at))
+            if r.quantity < h.quantity:
+                refusal = refusal or Refusal("limit_reached", "per-buyer limit for this sale reached")
+        if gone:
+            more, again = await self._reserve_up_to(item.sku, gone, buyer_id)
             holds += more
-        if not released:
-            await self._release([(item.sku, h) for h in item.holds])  # harmless if one already expired
+            refusal = refusal or again
         return holds, refusal
 
     async def _reserve_up_to(self, sku: str, want: int, buyer_id: int) -> tuple[list[Hold], object | None]:

@@ -96,8 +96,8 @@ async def _restock_all(inventory, conn, order_id: str) -> None:
         back = item["returned_allocations"] or {}
         for wh, qty in (item["allocations"] or {}).items():
             left = qty - back.get(wh, 0)
-            if left > 0:
-                await inventory.return_units(item["sku"], order_id, left, wh)
+            if left > 0:  # keyed: a retry after a crash before this transaction's commit restocks nothing twice
+                await inventory.return_units(item["sku"], order_id, left, wh, f"cancel:{order_id}:{item['id']}:{wh}")
 
 
 async def _refund_credit(conn, order_id: str, amount: Decimal) -> Decimal:
@@ -280,7 +280,7 @@ async def request_return(db, order_id: str, items: list[dict], reason: str) -> d
     return {"return_id": rid, "order_id": order_id, "status": "requested"}
 
 
-async def _restock_item(inventory, item: dict, order_id: str, take: int) -> dict:
+async def _restock_item(inventory, item: dict, order_id: str, take: int, return_id: int) -> dict:
     """Put `take` units of one order item back, warehouse by warehouse (an item's units may come from
     several), never more in a warehouse than it sold there minus what came back already; answers the
     item's returned units per warehouse afterwards."""
@@ -289,7 +289,8 @@ async def _restock_item(inventory, item: dict, order_id: str, take: int) -> dict
         n = min(take, qty - back.get(wh, 0))
         if n <= 0:
             continue
-        r = await inventory.return_units(item["sku"], order_id, n, wh)
+        # keyed: approving again after a crash before this transaction's commit answers the first restock
+        r = await inventory.return_units(item["sku"], order_id, n, wh, f"return:{return_id}:{item['id']}:{wh}")
         if getattr(r, "reason", None):
             raise AfterSalesRefusal("conflict", f"restock refused: {r.message or r.reason}")
         back[wh] = back.get(wh, 0) + n
@@ -326,7 +327,7 @@ async def _approve(db, inventory, return_id: int) -> dict:
                 take = min(need, item["quantity"] - item["returned_quantity"])
                 if take <= 0:
                     continue
-                back = await _restock_item(inventory, item, order["id"], take)
+                back = await _restock_item(inventory, item, order["id"], take, return_id)
                 await conn.execute("UPDATE order_items SET returned_quantity = returned_quantity + %s, "
                                    "returned_allocations = %s WHERE id = %s", (take, Jsonb(back), item["id"]))
                 share = item["unit_price"] * take

@@ -7,7 +7,8 @@ The client follows the directory: a shard answering "moved" makes it look the SK
 A SKU split into stock buckets (docs/inventory-buckets.md) is looked up as ("buckets", n, pool shard):
 a buyer reserves in their home bucket crc32(buyer) % n, whose index tags the hold id ("{hold}~{i}")
 so that commit and release find it; a dry bucket asks the directory for a refill before answering
-sold_out; stock, set_stock and returns go to the pool and every bucket.
+sold_out; stock, set_stock and returns go to the pool and every bucket. A hold given to a buyer whose
+home bucket is another one moves there through the directory, under a new id tagged with that bucket.
 A shard that is restarting (crash, max_restarts) is retried until client_retry_s; every command is
 idempotent by hold id (reserve, release, commit), so a retry never double-books.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from actors.inventory.messages import (
     CommitHold, Committed, Refusal, ReleaseHold, Released, Reserved, ReserveStock, Returned, ReturnUnits,
-    SetStock, StockView, ViewStock, pack_command, unpack_result,
+    SetStock, StockView, TransferHold, Transferred, ViewStock, pack_command, unpack_result,
 )
 from flashmart import obs
 from flashmart.settings import Settings
@@ -165,8 +166,39 @@ class InventoryClient:
         result = await self._call(cmd)
         return await self._in_bucket_of_hold(cmd) if result is _BUCKETED else result
 
-    async def return_units(self, sku: str, order_id: str, quantity: int, warehouse_id: str) -> Returned | Refusal:
-        cmd = ReturnUnits(sku, str(order_id), quantity, warehouse_id)
+    async def transfer_hold(self, sku: str, hold_id: str, to_buyer: int, quantity: int, *, partial: bool = False,
+                            ttl_s: float | None = None) -> Transferred | Refusal:
+        """Give a live hold of `quantity` units to `to_buyer` in one step (no other buyer can take its units
+        meanwhile), within to_buyer's per-buyer limit: refused (limit_reached, nothing changed) or, with
+        `partial`, as many units as the limit allows, the rest back in stock. `ttl_s`: the hold then lives
+        at least that long. Answered once durable; use the answer's hold_id from then on (it changes only
+        when the hold moved to to_buyer's home stock bucket). Idempotent: a retry answers the hold."""
+        if not isinstance(quantity, int) or quantity <= 0:
+            return Refusal("invalid", "quantity must be a positive integer")
+        if ttl_s is not None and float(ttl_s) <= 0:
+            return Refusal("invalid", "ttl_s must be positive")
+        cmd = TransferHold(sku, hold_id, int(to_buyer), quantity, None if ttl_s is None else float(ttl_s), bool(partial))
+        if self._owners.get(sku).__class__ is not tuple:
+            result = await self._call(cmd)
+            if result is not _BUCKETED:
+                return result
+        _, n, _ = self._owners[sku]
+        base, sep, tag = hold_id.rpartition("~")
+        home = home_bucket(cmd.to_buyer, n)
+        if sep and tag.isdigit() and int(tag) == home:  # already in the new buyer's home bucket
+            return _as_sku(await self._call(dataclasses.replace(cmd, sku=f"{sku}#{home}")), sku)
+        try:
+            result = await self._ask_directory("transfer_hold", sku, hold_id, cmd.to_buyer, quantity, cmd.partial,
+                                               cmd.ttl_s)
+        except ShardUnavailable as exc:
+            return Refusal("unavailable", str(exc))
+        return _as_sku(result, sku)
+
+    async def return_units(self, sku: str, order_id: str, quantity: int, warehouse_id: str,
+                           return_key: str | None = None) -> Returned | Refusal:
+        """Units of an order back to stock. `return_key` (the caller's, e.g. "return:{id}:{item}:{warehouse}")
+        makes it idempotent: the same return again answers the first result and restocks nothing."""
+        cmd = ReturnUnits(sku, str(order_id), quantity, warehouse_id, None, return_key)
         result = await self._call(cmd)
         if result is not _BUCKETED:
             return result
@@ -217,7 +249,7 @@ class InventoryClient:
     async def _reserve_in_bucket(self, cmd: ReserveStock) -> Reserved | Refusal:
         sku = cmd.sku
         _, n, _ = self._owners[sku]
-        i = zlib.crc32(str(cmd.buyer_id).encode()) % n  # the buyer's home bucket: its limit check is exact
+        i = home_bucket(cmd.buyer_id, n)  # the buyer's home bucket: its limit check is exact
         in_bucket = ReserveStock(f"{sku}#{i}", cmd.quantity, cmd.buyer_id, f"{cmd.hold_id}~{i}", cmd.ttl_s, cmd.ship_to)
         for _ in range(REFILLS_MAX):
             result = await self._call(in_bucket)
@@ -313,7 +345,12 @@ class InventoryClient:
             return result
 
 
-_NAMED = (Reserved, Committed, Released, Returned)
+_NAMED = (Reserved, Committed, Released, Returned, Transferred)
+
+
+def home_bucket(buyer_id: int, buckets: int) -> int:
+    """Where every hold and sale of a buyer lives in a SKU split into buckets (docs/inventory-buckets.md)."""
+    return zlib.crc32(str(buyer_id).encode()) % buckets
 
 
 def _as_sku(result: Any, sku: str) -> Any:

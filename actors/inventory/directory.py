@@ -19,6 +19,13 @@ available units evenly, and refills a bucket that ran dry from the pool first, t
 with the most available units. A transfer is recorded in PostgreSQL (inventory_transfers), taken out
 of its source durably before it is added to its target, and finished by a restarted directory.
 Lookups of a bucketed SKU answer ("buckets", n, pool shard): the client picks the buyer's home bucket.
+
+A hold given to a buyer whose home bucket is not where the hold is (`transfer_hold`) moves there, so
+that the buyer's limit stays exact in one bucket: the directory claims the limit in the target
+(ExpectHold), takes the hold out of the source (SendHold: its units are in transit), and adds it to the
+target under a new id (ReceiveHold), or gives the claim back when the source refused (CancelHoldTransfer).
+Each step is durable and idempotent by transfer id; progress is recorded in inventory_hold_transfers and
+a restarted directory finishes what is not done.
 """
 from __future__ import annotations
 
@@ -27,8 +34,10 @@ import os
 import uuid
 from typing import Any
 
+from actors.inventory.client import home_bucket
 from actors.inventory.messages import (
-    Refusal, SetSaleLimit, SetStock, SplitIntoBuckets, StockView, TransferIn, TransferOut, ViewStock,
+    CancelHoldTransfer, ExpectHold, ReceiveHold, Refusal, SendHold, SetSaleLimit, SetStock, SplitIntoBuckets, StockView,
+    TransferIn, TransferOut, ViewStock,
 )
 from actors.inventory.shard import cold_shard_name, default_owner, hot_shard_name, shard_class
 from flashmart import obs
@@ -43,6 +52,12 @@ SHARD_MAX_CONCURRENCY = 1000  # batched calls a shard interleaves (its queue bou
 SHARD_MEMORY_TOKEN_BYTES = 1024 * 1024
 log = obs.logger("inventory.directory")
 BUCKETS_MAX = 64
+HOLD_TRANSFER_WAIT_S = 30.0  # how long a caller waits for restarting shards; the directory then goes on alone
+RETRYABLE = ("overloaded", "unavailable", "moved")  # refusals of a shard that is busy or restarting, not of the hold
+
+
+class Retry(Exception):
+    """A step of a hold transfer to try again (a shard busy or restarting)."""
 
 
 def bucket_key(sku: str, index: int) -> str:
@@ -68,6 +83,13 @@ def add_views(sku: str, views: list[StockView]) -> StockView:
         total.sold += v.sold
     total.warehouses = dict(sorted(total.warehouses.items()))
     return total
+
+
+def _answer(result: Any) -> Any:
+    """A shard's answer to a transfer step; a busy or restarting shard's refusal is retried."""
+    if isinstance(result, Refusal) and result.reason in RETRYABLE:
+        raise Retry(f"{result.reason}: {result.message}")
+    return result
 
 
 def shard_options(name: str) -> dict[str, Any]:
@@ -103,6 +125,9 @@ class DirectoryCore:
         transfers = await self.store.unfinished_transfers()
         if transfers:
             asyncio.ensure_future(self._finish_transfers(transfers))
+        for row in await self.store.unfinished_hold_transfers():
+            log.warning("resuming hold transfer %s of %s (%s)", row["transfer_id"], row["sku"], row["state"])
+            asyncio.ensure_future(self._settle_hold_transfer(row, wait_s=float("inf")))
         for move in await self.store.unfinished_moves():
             # registered before start() returns, so lookups of the SKU wait for the repair
             sku = move["sku"]
@@ -291,6 +316,82 @@ class DirectoryCore:
                     await asyncio.sleep(backoff_s)
                     backoff_s = min(backoff_s * 2, 5.0)
 
+    # --- holds changing buyer across buckets ----------------------------------------------------------
+
+    async def transfer_hold(self, sku: str, hold_id: str, to_buyer: int, quantity: int, partial: bool,
+                            ttl_s: float | None) -> Any:
+        """Move a hold to `to_buyer`'s home bucket as theirs (the client does it in place when it is there
+        already). A retried call (same hold and buyer) finishes or answers the same attempt."""
+        await self.start()
+        n = self.buckets.get(sku)
+        if n is None:
+            return Refusal("invalid", f"{sku} is not split into buckets")
+        base, sep, tag = hold_id.rpartition("~")
+        source = bucket_key(sku, int(tag)) if sep and tag.isdigit() and int(tag) < n else sku  # untagged: the pool's
+        home = home_bucket(to_buyer, n)
+        target = bucket_key(sku, home)
+        if source == target:
+            return Refusal("invalid", f"hold {hold_id} is in the buyer's home bucket already: transfer it there")
+        transfer_id = uuid.uuid4().hex
+        row = await self.store.begin_hold_transfer(dict(
+            transfer_id=transfer_id, sku=sku, from_key=source, to_key=target, hold_id=hold_id,
+            new_hold_id=f"{transfer_id}~{home}", to_buyer=to_buyer, quantity=quantity, partial=partial, ttl_s=ttl_s))
+        return await self._settle_hold_transfer(row, wait_s=HOLD_TRANSFER_WAIT_S)
+
+    async def _settle_hold_transfer(self, row: dict, wait_s: float) -> Any:
+        """Run a hold transfer's remaining steps, retrying while shards restart. After wait_s the caller is
+        answered unavailable and the steps go on in the background: a claim is never left behind."""
+        task = asyncio.ensure_future(self._run_hold_transfer(row["transfer_id"]))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), wait_s if wait_s != float("inf") else None)
+        except asyncio.TimeoutError:
+            return Refusal("unavailable", "the inventory shards of this SKU are restarting; the transfer will finish "
+                                          "on its own, retry to see its outcome")
+
+    async def _run_hold_transfer(self, transfer_id: str) -> Any:
+        backoff_s = 0.05
+        while True:
+            try:
+                row = await self.store.hold_transfer(transfer_id)
+                async with self._lock(row["sku"]):  # like stock transfers: the bucketed views add up meanwhile
+                    row = await self.store.hold_transfer(transfer_id)  # as the last run under the lock left it
+                    return await self._hold_transfer_steps(row)
+            except Exception:  # noqa: BLE001 - a shard restarting, PostgreSQL away: the steps are idempotent
+                log.exception("hold transfer %s: a step failed; retrying in %.2fs", transfer_id, backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 2.0)
+
+    async def _hold_transfer_steps(self, row: dict) -> Any:
+        tid, source, target = row["transfer_id"], row["from_key"], row["to_key"]
+        if row["state"] == "failed":  # a concurrent run of the same attempt ended it
+            return Refusal(row["refused"] or "invalid", "the hold transfer was refused")
+        if row["state"] == "started":  # 1. the new buyer's limit, claimed where their holds live
+            claim = _answer(await self._ask(target, ExpectHold(target, tid, row["new_hold_id"], row["to_buyer"],
+                                                               row["quantity"], row["partial"])))
+            if isinstance(claim, Refusal):  # limit_reached: nothing changed anywhere
+                await self.store.hold_transfer_state(tid, "failed", refused=claim.reason)
+                return claim
+            row.update(state="claimed", claimed=claim.quantity)
+            await self.store.hold_transfer_state(tid, "claimed", claimed=claim.quantity)
+        if row["state"] == "claimed":  # 2. the hold ends where it was, its units leave (in transit)
+            out = _answer(await self._ask(source, SendHold(source, row["hold_id"], tid, row["quantity"], row["claimed"],
+                                                           row["ttl_s"])))
+            if isinstance(out, Refusal):  # the hold is gone (expired, released, committed): give the claim back
+                _answer(await self._ask(target, CancelHoldTransfer(target, tid)))
+                await self.store.hold_transfer_state(tid, "failed", refused=out.reason)
+                return out
+            row.update(state="out", allocations=out.allocations, expires_at=out.expires_at)
+            await self.store.hold_transfer_state(tid, "out", allocations=out.allocations, expires_at=out.expires_at)
+        # 3. the units arrive and the claim becomes the hold (answered again as the hold is, once done)
+        result = await self._ask(target, ReceiveHold(target, tid, row["new_hold_id"], row["allocations"],
+                                                     row["expires_at"]))
+        if isinstance(result, Refusal) and (result.reason in RETRYABLE or result.reason == "invalid"):
+            raise Retry(f"hold transfer {tid}: {result.reason} {result.message}")  # invalid: a bug, loud in the log
+        if row["state"] != "done":
+            await self.store.hold_transfer_state(tid, "done")
+            row["state"] = "done"
+        return result
+
     async def _move(self, sku: str, target: str, per_buyer_limit: int | None, *, source: str | None = None) -> None:
         import ray
 
@@ -340,6 +441,10 @@ def _make_directory_class():
 
         async def refill(self, sku: str, index: int, quantity: int) -> bool:
             return await self.core.refill(sku, index, quantity)
+
+        async def transfer_hold(self, sku: str, hold_id: str, to_buyer: int, quantity: int, partial: bool,
+                                ttl_s: float | None):
+            return await self.core.transfer_hold(sku, hold_id, to_buyer, quantity, partial, ttl_s)
 
         async def set_bucketed_stock(self, sku: str, warehouse_id: str, on_hand: int):
             return await self.core.set_bucketed_stock(sku, warehouse_id, on_hand)

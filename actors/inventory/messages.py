@@ -64,6 +64,10 @@ class ReturnUnits:
     # units per warehouse this order bought, read from the PostgreSQL journal by the shard when the
     # order's detail was archived (None: the order is looked up in memory)
     archived_units: dict[str, int] | None = None
+    # the caller's idempotency key (e.g. "return:{return_id}:{item}:{warehouse}"), recorded with the event:
+    # the same command again answers the first result and changes nothing (a retry after a crash
+    # between this restock and the caller's own commit); None: no key, not idempotent
+    return_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,8 +110,71 @@ class SplitIntoBuckets:
     buckets: int
 
 
+@dataclass(slots=True)
+class TransferHold:
+    """Give a live hold to another buyer in one step (a guest's cart merged into the user's at login): no
+    other buyer can take its units in between. The new buyer's per-buyer limit applies: refused
+    (limit_reached, nothing changed) or, with `partial`, as many units as it allows, the rest of the hold
+    returning to stock in the same event. `quantity` is the hold's size as the caller knows it (a
+    mismatch is refused). `ttl_s`: the hold lives at least that long from now (None: its expiry stays).
+    The hold keeps its id. Within one SKU key only: on a SKU split into buckets, a hold whose new buyer's
+    home bucket is another one moves there through the directory (ExpectHold, SendHold, ReceiveHold)."""
+    sku: str
+    hold_id: str
+    to_buyer: int
+    quantity: int
+    ttl_s: float | None = None
+    partial: bool = False
+
+
+# A hold moving between stock buckets (docs/inventory-buckets.md, "Holds that change buyer"): the directory
+# runs these steps in order, each durable and idempotent by transfer_id, and records progress in
+# inventory_hold_transfers so that a restarted directory finishes it.
+
+@dataclass(slots=True)
+class ExpectHold:
+    """Step 1, in the new buyer's home bucket: claim `quantity` units of the buyer's limit for a hold on its
+    way (fewer with `partial`; limit_reached and nothing changed when none fits)."""
+    sku: str
+    transfer_id: str
+    hold_id: str          # the id the hold will have here
+    buyer_id: int
+    quantity: int
+    partial: bool = False
+
+
+@dataclass(slots=True)
+class SendHold:
+    """Step 2, where the hold is: the hold ends, `move` of its `quantity` units leave this key (in transit),
+    the rest return to stock. Refused (nothing changed) when the hold is gone or is not of `quantity`."""
+    sku: str
+    hold_id: str
+    transfer_id: str
+    quantity: int
+    move: int
+    ttl_s: float | None = None
+
+
+@dataclass(slots=True)
+class ReceiveHold:
+    """Step 3, in the home bucket: the units arrive and the claim becomes the new buyer's hold."""
+    sku: str
+    transfer_id: str
+    hold_id: str
+    allocations: Allocations
+    expires_at: float
+
+
+@dataclass(slots=True)
+class CancelHoldTransfer:
+    """Instead of step 3 when step 2 was refused: the claim is given back."""
+    sku: str
+    transfer_id: str
+
+
 Command = (ReserveStock | ReleaseHold | CommitHold | ExpireHold | SetStock | SetSaleLimit | ReturnUnits | ViewStock
-           | ArchiveSales | TransferOut | TransferIn | SplitIntoBuckets)
+           | ArchiveSales | TransferOut | TransferIn | SplitIntoBuckets | TransferHold | ExpectHold | SendHold
+           | ReceiveHold | CancelHoldTransfer)
 
 
 # --- events (the journal) -------------------------------------------------------------------------
@@ -168,6 +235,7 @@ class UnitsReturned:
     order_id: str
     warehouse_id: str
     quantity: int
+    return_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -202,12 +270,66 @@ class SplitIntoBucketsDone:
     buckets: int
 
 
+@dataclass(slots=True)
+class HoldTransferred:
+    """The hold now belongs to buyer_id with `quantity` units (`allocations`, a part of what it had: the
+    other units returned to stock) until expires_at."""
+    sku: str
+    seq: int
+    hold_id: str
+    buyer_id: int
+    quantity: int
+    allocations: Allocations
+    expires_at: float
+
+
+@dataclass(slots=True)
+class HoldTransferExpected:
+    sku: str
+    seq: int
+    transfer_id: str
+    hold_id: str
+    buyer_id: int
+    quantity: int  # units of the buyer's limit claimed here
+
+
+@dataclass(slots=True)
+class HoldTransferredOut:
+    sku: str
+    seq: int
+    transfer_id: str
+    hold_id: str
+    allocations: Allocations  # the units that left (in transit); the hold's other units returned to stock
+    expires_at: float         # of the hold where it arrives
+
+
+@dataclass(slots=True)
+class HoldTransferredIn:
+    sku: str
+    seq: int
+    transfer_id: str
+    hold_id: str
+    buyer_id: int
+    quantity: int
+    allocations: Allocations
+    expires_at: float
+
+
+@dataclass(slots=True)
+class HoldTransferCancelled:
+    sku: str
+    seq: int
+    transfer_id: str
+
+
 Event = (StockReserved | HoldReleased | HoldExpired | HoldCommitted | StockSet | SaleLimitSet | UnitsReturned
-         | SalesArchived | StockTransferredOut | StockTransferredIn | SplitIntoBucketsDone)
+         | SalesArchived | StockTransferredOut | StockTransferredIn | SplitIntoBucketsDone | HoldTransferred
+         | HoldTransferExpected | HoldTransferredOut | HoldTransferredIn | HoldTransferCancelled)
 EVENT_TYPES: dict[str, type] = {t.__name__: t for t in
                                 (StockReserved, HoldReleased, HoldExpired, HoldCommitted, StockSet, SaleLimitSet,
                                  UnitsReturned, SalesArchived, StockTransferredOut, StockTransferredIn,
-                                 SplitIntoBucketsDone)}
+                                 SplitIntoBucketsDone, HoldTransferred, HoldTransferExpected, HoldTransferredOut,
+                                 HoldTransferredIn, HoldTransferCancelled)}
 
 
 # --- results --------------------------------------------------------------------------------------
@@ -232,6 +354,17 @@ class Committed:
     hold_id: str
     sku: str
     order_id: str
+    allocations: Allocations
+
+
+@dataclass(slots=True)
+class Transferred:
+    """A hold as it is after a transfer (its id changes only when it moved to another stock bucket)."""
+    hold_id: str
+    sku: str
+    buyer_id: int
+    quantity: int
+    expires_at: float
     allocations: Allocations
 
 
@@ -278,7 +411,7 @@ class StockView:
                 "sold": self.sold, "per_buyer_limit": self.per_buyer_limit, "warehouses": self.warehouses}
 
 
-Result = Reserved | Released | Committed | Returned | Refusal | StockView
+Result = Reserved | Released | Committed | Transferred | Returned | Refusal | StockView
 
 MOVED = "moved"
 OVERLOADED = Refusal("overloaded", "the inventory shard is saturated; retry shortly")

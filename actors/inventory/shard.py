@@ -5,7 +5,8 @@ ShardEngine is plain asyncio (storage handed in); InventoryShard is the thin @ra
   await in between, so a SKU's decisions are serial without any lock.
 - Every event goes to an in-memory journal; the flusher writes it to storage in one transaction
   every flush_interval_ms (group commit). A reservation is answered at once; a commit (money
-  depends on it), a stock change or a return is answered only after the flush that holds it.
+  depends on it), a stock change, a hold transfer or a return is answered only after the flush that
+  holds it.
 - Exact TTL expiry: (expires_at, sku, hold_id) timers and one sleeper task. Holds of one TTL arrive in
   expiry order, so timers go to a FIFO (O(1)); one that would expire earlier than the FIFO's last goes
   to a heap. The sleeper takes whichever is due first.
@@ -30,8 +31,9 @@ from collections import deque
 from typing import Any, Callable
 
 from actors.inventory.messages import (
-    OVERLOADED, ArchiveSales, CommitHold, ExpireHold, HoldCommitted, HoldExpired, Refusal, ReturnUnits, SetSaleLimit,
-    SetStock, SplitIntoBuckets, StockReserved, TransferIn, TransferOut, pack_result, unpack_command,
+    OVERLOADED, ArchiveSales, CancelHoldTransfer, CommitHold, ExpectHold, ExpireHold, HoldCommitted, HoldExpired,
+    HoldTransferred, HoldTransferredIn, ReceiveHold, Refusal, ReturnUnits, SendHold, SetSaleLimit, SetStock,
+    SplitIntoBuckets, StockReserved, TransferHold, TransferIn, TransferOut, pack_result, unpack_command,
 )
 from actors.inventory.ports import InventoryStore, Snapshot, StockRow
 from actors.inventory.state import SOLD_OUT, SkuState
@@ -41,8 +43,11 @@ from flashmart.settings import Settings
 log = obs.logger("inventory.shard")
 
 MOVED = Refusal("moved", "this shard no longer owns the SKU")
+# answered only once flushed; a hold transfer too: a transfer lost in a crash would leave the cart thinking
+# the hold is the new buyer's while the old buyer's limit counts it
 DURABLE_COMMANDS = frozenset((CommitHold, SetStock, SetSaleLimit, ReturnUnits, TransferOut, TransferIn,
-                              SplitIntoBuckets))  # answered only once flushed
+                              SplitIntoBuckets, TransferHold, ExpectHold, SendHold, ReceiveHold, CancelHoldTransfer))
+RETIMED = (HoldTransferred, HoldTransferredIn)  # events that give a hold a (new) expiry: arm its timer
 SNAPSHOT_EVERY_EVENTS = 1_000_000
 SNAPSHOT_MIN_INTERVAL_S = 60.0
 EXPIRE_SWEEP_MAX = 10_000      # expiries per loop turn, so a mass expiry never stalls commands
@@ -170,6 +175,8 @@ class ShardEngine:
                         push_timer(event.expires_at, event.sku, event.hold_id)
                     elif kind is HoldCommitted:
                         committed += 1
+                    elif kind in RETIMED:  # the old timer, if any, finds the hold not due and does nothing
+                        push_timer(event.expires_at, event.sku, event.hold_id)
                 elif result is SOLD_OUT:
                     sold_outs += 1
                 if cmd.__class__ in durable_kinds and result.__class__ is not Refusal:

@@ -14,6 +14,15 @@ retries and returns; `ArchiveSales` folds those committed up to a seq into count
 warehouse, total units). Per-buyer usage stays exact (it is a per-buyer count anyway); a return of
 an archived order is checked against the order's units as the PostgreSQL journal has them, which
 the shard reads and passes in the command.
+
+A hold can change buyer (a guest's cart merged into the user's at login) in one event, within the new
+buyer's limit: TransferHold within a SKU key; across stock buckets in three steps run by the directory
+(ExpectHold claims the limit in the new buyer's home bucket, SendHold takes the units out of the old
+one, ReceiveHold adds them and the hold there; docs/inventory-buckets.md). A claim counts in `usage`
+from the first step, so the limit stays exact while the units travel.
+
+Returns may carry a caller's key: the key is remembered with the event (the newest RETURN_KEYS_MAX per
+SKU key, in snapshots too), so a retried return answers the first result and restocks nothing.
 """
 from __future__ import annotations
 
@@ -23,10 +32,12 @@ from itertools import islice
 from typing import Any, Callable
 
 from actors.inventory.messages import (
-    Allocations, ArchiveSales, Committed, CommitHold, ExpireHold, HoldCommitted, HoldExpired, HoldReleased, Refusal,
-    ReleaseHold, Released, Reserved, ReserveStock, Returned, ReturnUnits, SaleLimitSet, SalesArchived, SetSaleLimit,
-    SetStock, SplitIntoBuckets, SplitIntoBucketsDone, StockReserved, StockSet, StockTransferredIn, StockTransferredOut,
-    StockView, TransferIn, TransferOut, UnitsReturned, ViewStock, WarehouseStock,
+    Allocations, ArchiveSales, CancelHoldTransfer, Committed, CommitHold, ExpectHold, ExpireHold, HoldCommitted,
+    HoldExpired, HoldReleased, HoldTransferCancelled, HoldTransferExpected, HoldTransferred, HoldTransferredIn,
+    HoldTransferredOut, ReceiveHold, Refusal, ReleaseHold, Released, Reserved, ReserveStock, Returned, ReturnUnits,
+    SaleLimitSet, SalesArchived, SendHold, SetSaleLimit, SetStock, SplitIntoBuckets, SplitIntoBucketsDone,
+    StockReserved, StockSet, StockTransferredIn, StockTransferredOut, StockView, TransferHold, TransferIn,
+    Transferred, TransferOut, UnitsReturned, ViewStock, WarehouseStock,
 )
 from actors.inventory.warehouses import Location, allocate
 
@@ -40,6 +51,7 @@ UNKNOWN_HOLD = Refusal("unknown_hold", "no such hold (released, lost or never ma
 HOLD_EXPIRED = Refusal("hold_expired", "the hold expired and its units returned to stock")
 SPLIT = Refusal("moved", "the SKU is split into stock buckets; reserve in the buyer's home bucket")
 TRANSFERS_MAX = 100_000  # remembered transfer ids (idempotent retries)
+RETURN_KEYS_MAX = 100_000  # remembered return keys per SKU key: a retry comes minutes later, not 100k returns
 
 
 @dataclass(slots=True)
@@ -59,7 +71,8 @@ Sale = Hold  # a committed hold
 
 class SkuState:
     __slots__ = ("sku", "seq", "stock", "holds", "usage", "limit", "committed", "orders", "returned", "ended",
-                 "archived_sold", "archived_units", "archived_seq", "transfers", "buckets")
+                 "archived_sold", "archived_units", "archived_seq", "transfers", "buckets", "return_keys", "expected",
+                 "sent")
 
     def __init__(self, sku: str) -> None:
         self.sku = sku
@@ -77,6 +90,9 @@ class SkuState:
         self.archived_seq = 0                          # sales committed at seq <= this are archived
         self.transfers: dict[str, str] = {}            # transfer_id -> "out" | "in" (applied here)
         self.buckets = 0                               # > 0: split into this many buckets, this is their pool
+        self.return_keys: dict[str, list] = {}         # return key -> [order_id, warehouse_id, quantity] (recent)
+        self.expected: dict[str, list] = {}            # transfer_id -> [hold_id, buyer_id, units]: holds on their way
+        self.sent: dict[str, list] = {}                # transfer_id -> [hold_id, allocations, expires_at] (recent)
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -165,6 +181,12 @@ class SkuState:
         return units
 
     def _return(self, c: ReturnUnits, now: float, locations) -> tuple[Any, Any]:
+        if c.return_key is not None and c.return_key in self.return_keys:  # a retry: answer the first result
+            first = self.return_keys[c.return_key]
+            if first != [c.order_id, c.warehouse_id, c.quantity]:
+                return Refusal("invalid", f"return key {c.return_key!r} was used for {first[2]} units of order "
+                                          f"{first[0]} to {first[1]}"), None
+            return Returned(self.sku, c.order_id, c.quantity, c.warehouse_id), None
         bought = self.bought(c.order_id)
         if bought is None and self.archived_units and c.archived_units:
             bought = c.archived_units  # an archived order: what the journal in PostgreSQL says it bought
@@ -177,7 +199,7 @@ class SkuState:
         if c.quantity <= 0 or c.quantity > returnable:
             return Refusal("invalid", f"at most {max(returnable, 0)} units of this order "
                                       f"can return to {wh}"), None
-        event = UnitsReturned(self.sku, self.seq + 1, c.order_id, c.warehouse_id, c.quantity)
+        event = UnitsReturned(self.sku, self.seq + 1, c.order_id, c.warehouse_id, c.quantity, c.return_key)
         self.apply(event)
         return Returned(self.sku, c.order_id, c.quantity, c.warehouse_id), event
 
@@ -212,6 +234,95 @@ class SkuState:
         self.apply(event)
         return self.view(), event
 
+    # --- holds changing buyer ----------------------------------------------------------------------
+
+    def _room(self, buyer_id: int, want: int, partial: bool) -> int:
+        """Units of `want` the buyer's limit lets them hold on top of what they have (0: none)."""
+        if self.limit is None:
+            return want
+        room = self.limit - self.usage.get(buyer_id, 0)
+        return want if room >= want else (max(room, 0) if partial else 0)
+
+    def _transferred(self, hold: Hold) -> Transferred:
+        return Transferred(hold.hold_id, self.sku, hold.buyer_id, hold.quantity, hold.expires_at, hold.allocations)
+
+    def _transfer_hold(self, c: TransferHold, now: float, locations) -> tuple[Any, Any]:
+        hold = self.holds.get(c.hold_id)
+        if hold is None:
+            return self._ended_refusal(c.hold_id), None
+        if hold.expires_at <= now:  # exact: the timer may be a tick behind
+            return HOLD_EXPIRED, None
+        if hold.buyer_id == c.to_buyer:  # a retry (the answer was lost), or the buyer's own hold
+            return self._transferred(hold), None
+        if self.buckets:
+            return Refusal("invalid", "a hold of a split SKU's pool moves to the buyer's home bucket"), None
+        if c.quantity != hold.quantity:
+            return Refusal("invalid", f"hold {c.hold_id} is of {hold.quantity} units, not {c.quantity}"), None
+        units = self._room(c.to_buyer, hold.quantity, c.partial)
+        if not units:
+            return LIMIT_REACHED, None
+        event = HoldTransferred(self.sku, self.seq + 1, hold.hold_id, c.to_buyer, units,
+                                _first_units(hold.allocations, units), _expiry(hold, c.ttl_s, now))
+        self.apply(event)
+        return self._transferred(self.holds[c.hold_id]), event
+
+    def _expect_hold(self, c: ExpectHold, now: float, locations) -> tuple[Any, Any]:
+        claim = self.expected.get(c.transfer_id)
+        if claim is not None:  # a retry
+            return Transferred(claim[0], self.sku, claim[1], claim[2], 0.0, {}), None
+        if c.transfer_id in self.transfers:
+            return Refusal("invalid", f"transfer {c.transfer_id} is settled already"), None
+        if self.buckets or c.quantity <= 0 or c.hold_id in self.holds or c.hold_id in self.committed \
+                or c.hold_id in self.ended:
+            return Refusal("invalid", "a hold moves to a bucket with a positive quantity and a new hold id"), None
+        units = self._room(c.buyer_id, c.quantity, c.partial)
+        if not units:
+            return LIMIT_REACHED, None
+        event = HoldTransferExpected(self.sku, self.seq + 1, c.transfer_id, c.hold_id, c.buyer_id, units)
+        self.apply(event)
+        return Transferred(c.hold_id, self.sku, c.buyer_id, units, 0.0, {}), event
+
+    def _send_hold(self, c: SendHold, now: float, locations) -> tuple[Any, Any]:
+        sent = self.sent.get(c.transfer_id)
+        if sent is not None:  # a retry
+            return Transferred(sent[0], self.sku, 0, sum(sent[1].values()), sent[2], sent[1]), None
+        hold = self.holds.get(c.hold_id)
+        if hold is None:
+            return self._ended_refusal(c.hold_id), None
+        if hold.expires_at <= now:
+            return HOLD_EXPIRED, None
+        if c.quantity != hold.quantity or not 0 < c.move <= hold.quantity:
+            return Refusal("invalid", f"hold {c.hold_id} is of {hold.quantity} units, not {c.quantity}"), None
+        moved = _first_units(hold.allocations, c.move)
+        event = HoldTransferredOut(self.sku, self.seq + 1, c.transfer_id, c.hold_id, moved, _expiry(hold, c.ttl_s, now))
+        self.apply(event)
+        return Transferred(c.hold_id, self.sku, hold.buyer_id, c.move, event.expires_at, moved), event
+
+    def _receive_hold(self, c: ReceiveHold, now: float, locations) -> tuple[Any, Any]:
+        claim = self.expected.get(c.transfer_id)
+        if claim is None:
+            if self.transfers.get(c.transfer_id) == "hold-in":  # a retry: the hold as it is now
+                hold = self.holds.get(c.hold_id)
+                if hold is not None:
+                    return self._transferred(hold), None
+                return (HOLD_EXPIRED if self.ended.get(c.hold_id) == "expired" else
+                        Refusal("unknown_hold", "the transferred hold has ended (committed or released)")), None
+            return Refusal("invalid", f"no hold transfer {c.transfer_id} is expected here"), None
+        hold_id, buyer_id, units = claim
+        if hold_id != c.hold_id or sum(c.allocations.values()) != units or any(q <= 0 for q in c.allocations.values()):
+            return Refusal("invalid", f"transfer {c.transfer_id} expects {units} units as hold {hold_id}"), None
+        event = HoldTransferredIn(self.sku, self.seq + 1, c.transfer_id, hold_id, buyer_id, units, dict(c.allocations),
+                                  c.expires_at)
+        self.apply(event)
+        return self._transferred(self.holds[hold_id]), event
+
+    def _cancel_hold_transfer(self, c: CancelHoldTransfer, now: float, locations) -> tuple[Any, Any]:
+        if c.transfer_id not in self.expected:  # a retry, or nothing was claimed
+            return self.view(), None
+        event = HoldTransferCancelled(self.sku, self.seq + 1, c.transfer_id)
+        self.apply(event)
+        return self.view(), event
+
     def _archive(self, c: ArchiveSales, now: float, locations) -> tuple[Any, Any]:
         upto = min(c.upto_seq, self.seq)
         first = next(iter(self.committed.values()), None)
@@ -227,6 +338,8 @@ class SkuState:
             return retried
         if ended == "expired":
             return HOLD_EXPIRED
+        if ended == "transferred":
+            return Refusal("unknown_hold", "the hold moved to another buyer's stock bucket under a new id")
         if hold_id in self.committed:
             return Refusal("invalid", "hold already committed")
         return UNKNOWN_HOLD
@@ -252,17 +365,71 @@ class SkuState:
             s = self.stock[wh]
             s.held -= q
             assert s.held >= 0
-        left = self.usage[hold.buyer_id] - hold.quantity
-        assert left >= 0
-        if left:
-            self.usage[hold.buyer_id] = left
-        else:
-            del self.usage[hold.buyer_id]
+        self._use(hold.buyer_id, -hold.quantity)
         if ended:
             self.ended[hold_id] = ended
             if len(self.ended) > ENDED_MAX + ENDED_SLACK:  # keep the newest ENDED_MAX
                 self.ended = dict(islice(self.ended.items(), len(self.ended) - ENDED_MAX, None))
         return hold
+
+    def _use(self, buyer_id: int, units: int) -> None:
+        left = self.usage.get(buyer_id, 0) + units
+        assert left >= 0, f"{self.sku}: buyer {buyer_id} usage below 0"
+        if left:
+            self.usage[buyer_id] = left
+        else:
+            del self.usage[buyer_id]
+
+    def _on_hold_transferred(self, e: HoldTransferred) -> None:
+        hold = self.holds[e.hold_id]
+        assert e.quantity > 0 and sum(e.allocations.values()) == e.quantity and e.buyer_id != hold.buyer_id
+        for wh, q in hold.allocations.items():
+            kept = e.allocations.get(wh, 0)
+            assert 0 <= kept <= q
+            if kept < q:  # units the new buyer's limit left out return to stock
+                s = self.stock[wh]
+                s.held -= q - kept
+                assert s.held >= 0
+        assert all(wh in hold.allocations and q > 0 for wh, q in e.allocations.items())
+        self._use(hold.buyer_id, -hold.quantity)
+        self._use(e.buyer_id, e.quantity)
+        # a new object, not the old one changed: a snapshot being written holds the old one
+        self.holds[e.hold_id] = Hold(e.hold_id, e.buyer_id, e.quantity, e.allocations, e.expires_at)
+
+    def _on_hold_expected(self, e: HoldTransferExpected) -> None:
+        assert e.quantity > 0 and e.transfer_id not in self.expected
+        self.expected[e.transfer_id] = [e.hold_id, e.buyer_id, e.quantity]
+        self._use(e.buyer_id, e.quantity)  # the limit counts the hold from now on
+
+    def _on_hold_out(self, e: HoldTransferredOut) -> None:
+        hold = self._drop_hold(e.hold_id, "transferred")  # all its units back to stock, then the moved ones leave
+        for wh, q in e.allocations.items():
+            assert 0 < q <= hold.allocations.get(wh, 0)
+            s = self.stock[wh]
+            s.on_hand -= q
+            assert s.held + s.sold <= s.on_hand, f"{self.sku}/{wh} sent units it did not have"
+        self.sent[e.transfer_id] = [e.hold_id, e.allocations, e.expires_at]
+        if len(self.sent) > TRANSFERS_MAX + ENDED_SLACK:
+            self.sent = dict(islice(self.sent.items(), len(self.sent) - TRANSFERS_MAX, None))
+
+    def _on_hold_in(self, e: HoldTransferredIn) -> None:
+        hold_id, buyer_id, units = self.expected.pop(e.transfer_id)
+        assert (hold_id, buyer_id, units) == (e.hold_id, e.buyer_id, e.quantity) == (e.hold_id, e.buyer_id,
+                                                                                       sum(e.allocations.values()))
+        for wh, q in e.allocations.items():
+            s = self.stock.get(wh)
+            if s is None:
+                s = self.stock[wh] = WarehouseStock()
+            assert q > 0
+            s.on_hand += q
+            s.held += q
+        self.holds[hold_id] = Hold(hold_id, buyer_id, units, e.allocations, e.expires_at)  # usage: counted by the claim
+        self._remember_transfer(e.transfer_id, "hold-in")
+
+    def _on_hold_transfer_cancelled(self, e: HoldTransferCancelled) -> None:
+        _, buyer_id, units = self.expected.pop(e.transfer_id)
+        self._use(buyer_id, -units)
+        self._remember_transfer(e.transfer_id, "hold-cancelled")
 
     def _on_released(self, e: HoldReleased) -> None:
         self._drop_hold(e.hold_id, "released")
@@ -344,6 +511,10 @@ class SkuState:
         s = self.stock[e.warehouse_id]
         s.sold -= e.quantity
         assert s.sold >= 0
+        if e.return_key is not None:
+            self.return_keys[e.return_key] = [e.order_id, e.warehouse_id, e.quantity]
+            if len(self.return_keys) > RETURN_KEYS_MAX + ENDED_SLACK:
+                self.return_keys = dict(islice(self.return_keys.items(), len(self.return_keys) - RETURN_KEYS_MAX, None))
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -366,6 +537,9 @@ class SkuState:
             for wh, q in h.allocations.items():
                 held[wh] = held.get(wh, 0) + q
             usage[h.buyer_id] = usage.get(h.buyer_id, 0) + h.quantity
+        for _, buyer_id, units in self.expected.values():  # holds on their way here
+            assert units > 0
+            usage[buyer_id] = usage.get(buyer_id, 0) + units
         sold: dict[str, int] = dict(self.archived_sold)
         by_order: dict[str, int] = {}
         for hold_id, sale in self.committed.items():
@@ -401,11 +575,15 @@ class SkuState:
             "stock": {wh: [s.on_hand, s.held, s.sold] for wh, s in self.stock.items()},
             "usage": {str(b): n for b, n in self.usage.items()},
             "committed": {h: [s.order_id, s.buyer_id, s.allocations, s.seq] for h, s in self.committed.items()},
-            "returned": self.returned,
-            "archived": [self.archived_seq, self.archived_units, self.archived_sold],
-            "ended": self.ended,
-            "transfers": self.transfers,
+            # copies: the flusher writes a snapshot after awaits, while later events change the live maps
+            "returned": {o: dict(v) for o, v in self.returned.items()},
+            "archived": [self.archived_seq, self.archived_units, dict(self.archived_sold)],
+            "ended": dict(self.ended),
+            "transfers": dict(self.transfers),
             "buckets": self.buckets,
+            "return_keys": dict(self.return_keys),
+            "expected": dict(self.expected),
+            "sent": dict(self.sent),
         }
         return state, list(self.holds.values())
 
@@ -434,6 +612,9 @@ class SkuState:
         st.ended = dict(state["ended"])
         st.transfers = dict(state.get("transfers", {}))
         st.buckets = state.get("buckets", 0)
+        st.return_keys = {k: list(v) for k, v in state.get("return_keys", {}).items()}
+        st.expected = {k: list(v) for k, v in state.get("expected", {}).items()}
+        st.sent = {k: [v[0], dict(v[1]), v[2]] for k, v in state.get("sent", {}).items()}
         st.holds = {h.hold_id: h for h in holds}
         return st
 
@@ -453,11 +634,31 @@ _DECIDERS: dict[type, Callable] = {
     ExpireHold: SkuState._expire, SetStock: SkuState._set_stock, SetSaleLimit: SkuState._set_limit,
     ReturnUnits: SkuState._return, ViewStock: SkuState._view, ArchiveSales: SkuState._archive,
     TransferOut: SkuState._transfer_out, TransferIn: SkuState._transfer_in, SplitIntoBuckets: SkuState._split,
+    TransferHold: SkuState._transfer_hold, ExpectHold: SkuState._expect_hold, SendHold: SkuState._send_hold,
+    ReceiveHold: SkuState._receive_hold, CancelHoldTransfer: SkuState._cancel_hold_transfer,
 }
 _APPLIERS: dict[type, Callable] = {
     StockReserved: SkuState._on_reserved, HoldReleased: SkuState._on_released, HoldExpired: SkuState._on_expired,
     HoldCommitted: SkuState._on_committed, StockSet: SkuState._on_stock_set, SaleLimitSet: SkuState._on_limit_set,
     UnitsReturned: SkuState._on_returned, SalesArchived: SkuState._on_archived,
     StockTransferredOut: SkuState._on_transferred_out, StockTransferredIn: SkuState._on_transferred_in,
-    SplitIntoBucketsDone: SkuState._on_split,
+    SplitIntoBucketsDone: SkuState._on_split, HoldTransferred: SkuState._on_hold_transferred,
+    HoldTransferExpected: SkuState._on_hold_expected, HoldTransferredOut: SkuState._on_hold_out,
+    HoldTransferredIn: SkuState._on_hold_in, HoldTransferCancelled: SkuState._on_hold_transfer_cancelled,
 }
+
+
+def _first_units(allocations: Allocations, units: int) -> Allocations:
+    """The first `units` of a hold's allocations, in its order (the warehouses best for its buyer first)."""
+    taken: Allocations = {}
+    for wh, q in allocations.items():
+        if units <= 0:
+            break
+        taken[wh] = min(q, units)
+        units -= taken[wh]
+    return taken
+
+
+def _expiry(hold: Hold, ttl_s: float | None, now: float) -> float:
+    """A transferred hold lives at least ttl_s from now (never less than it had)."""
+    return hold.expires_at if ttl_s is None else max(hold.expires_at, now + ttl_s)
