@@ -10,7 +10,11 @@ from decimal import Decimal
 
 from psycopg.types.json import Jsonb
 
+from actors.inventory.messages import Refusal
 from actors.payments.types import Captured, PaymentRefusal, Refunded, Voided, to_minor
+from flashmart.obs import logger
+
+log = logger("aftersales")
 
 # An order whose money was taken, whatever came back since: a refund or a return does not undo the sale
 # (the payment stays captured at the gateway). The fraud history and the webhook read the lifecycle here.
@@ -97,7 +101,10 @@ async def _restock_all(inventory, conn, order_id: str) -> None:
         for wh, qty in (item["allocations"] or {}).items():
             left = qty - back.get(wh, 0)
             if left > 0:  # keyed: a retry after a crash before this transaction's commit restocks nothing twice
-                await inventory.return_units(item["sku"], order_id, left, wh, f"cancel:{order_id}:{item['id']}:{wh}")
+                r = await inventory.return_units(item["sku"], order_id, left, wh, f"cancel:{order_id}:{item['id']}:{wh}")
+                if isinstance(r, Refusal):  # said loudly: units left sold are a stock figure to reconcile
+                    log.warning(f"order {order_id}: {left} unit(s) of {item['sku']} at {wh} not restocked: "
+                                f"{r.reason} ({r.message})")
 
 
 async def _refund_credit(conn, order_id: str, amount: Decimal) -> Decimal:

@@ -389,7 +389,9 @@ class Saga:
         """Return committed units, release the other holds, void the card, mark the order failed."""
         for h, r in committed:
             for wh, qty in (r.allocations or {}).items():
-                await self.inv.return_units(h["sku"], order_id, qty, wh)
+                # keyed: an undo repeated after a crash (the sweeper) restocks once
+                await self.inv.return_units(h["sku"], order_id, qty, wh,
+                                            return_key=f"undo:{order_id}:{h['hold_id']}:{wh}")
         await asyncio.gather(*(self.inv.release(h["sku"], h["hold_id"]) for h in uncommitted))
         await self.carts.call(saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in saga["holds"]])
         if saga["payment_intent_id"]:
