@@ -170,14 +170,12 @@ def bench_http(settings, qs: list[str], duration_s: int, connections: int) -> di
     - uncached: 200 queries x 21 page sizes = 4,200 distinct pages cycled, more than the replica's
       page cache holds (2,048, oldest out first), so every request runs the search
     - healthz: a trivial route through the same Serve ingress (Serve's own per-request cost)"""
-    import shutil
-
-    from benchmarks.http import parse_wrk
+    from benchmarks.http import ensure_wrk, parse_wrk
     from flashmart.platform import deploy, ingress_name, serve_env
 
-    wrk = shutil.which("wrk")
+    wrk = ensure_wrk()  # installs the Debian package where it can, as the HTTP benchmark does
     if not wrk:
-        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+        return {"skipped": "wrk is not installed and could not be installed (apt-get install wrk)"}
     deploy(settings)
     hot = [f"/api/v1/products/search?{urlencode({'q': q})}" for q in qs]
     cold = [f"/api/v1/products/search?{urlencode({'q': q, 'limit': n})}" for n in range(10, 31) for q in qs]
