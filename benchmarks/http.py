@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -268,12 +268,7 @@ def cart_preparer(settings, stock_units: int = 10_000_000):
     return prepare
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from storage.embedded import free_port  # noqa: E402,F401 - one chooser of ports, re-exported for run.py
 
 
 def run_http(api_url: str | None, *, duration_s: int, connections: int, work_dir: Path, prepare_cart=None,

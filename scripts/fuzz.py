@@ -12,20 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
+from storage.embedded import free_port  # noqa: E402
+
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _schemathesis(url: str, token: str | None, args, label: str, report_dir: Path) -> int:
@@ -69,9 +64,9 @@ def _base_settings(data: Path):
 
     # every port free (HAProxy's stats and metrics listeners too), so the fuzz platform runs beside
     # another flashmart on the same machine
-    return Settings(_env_file=None, data_dir=data, http_port=_free_port(), localstripe_port=_free_port(),
-                    ray_dashboard_port=_free_port(), haproxy_stats_port=_free_port(),
-                    haproxy_metrics_port=_free_port(), serve_replicas_min=1, serve_replicas_max=1,
+    return Settings(_env_file=None, data_dir=data, http_port=free_port(), localstripe_port=free_port(),
+                    ray_dashboard_port=free_port(), haproxy_stats_port=free_port(),
+                    haproxy_metrics_port=free_port(), serve_replicas_min=1, serve_replicas_max=1,
                     access_token_ttl_s=3600)
 
 

@@ -10,14 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sys
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _own_platform(settings, *, gateway_proxy: bool):
@@ -29,15 +22,15 @@ def _own_platform(settings, *, gateway_proxy: bool):
     import ray
 
     from flashmart.platform import deploy, init_local_ray, serve_env, start_backing_services, stop_backing_services
-    from storage.embedded import wait_until, port_open
+    from storage.embedded import free_port, port_open, wait_until
 
     ports = ("http_port", "localstripe_port", "ray_dashboard_port", "haproxy_stats_port", "haproxy_metrics_port",
              "serve_fallback_http_port", "serve_fallback_grpc_port")
-    base = settings.model_copy(update={name: _free_port() for name in ports})
+    base = settings.model_copy(update={name: free_port() for name in ports})
     resolved = start_backing_services(base)
     proxy = None
     if gateway_proxy:
-        port = _free_port()
+        port = free_port()
         proxy = subprocess.Popen([sys.executable, "-m", "sim.faults", "gateway-proxy", "--port", str(port),
                                   "--upstream", resolved.stripe_api_base])
         wait_until(lambda: port_open("127.0.0.1", port), 60, "the gateway fault proxy did not start")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -170,6 +171,22 @@ def localstripe_pid(data_dir: Path) -> int | None:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A free port for a server started later (localstripe, HAProxy's stats, Serve). Chosen below
+    Serve's direct-ingress range (30000+) and the kernel's ephemeral range (32768+): a port the kernel
+    hands out for bind(0) is one Ray's workers may take before the server binds it (seen as HAProxy's
+    "cannot bind socket (Address already in use)" in a simulation start)."""
+    for _ in range(200):
+        port = random.randint(20000, 29900)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 20000-29900")
+
 
 def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

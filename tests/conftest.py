@@ -3,8 +3,6 @@ same code as `flashmart up` (flashmart.platform), on free ports in a temporary d
 from __future__ import annotations
 
 import os
-import random
-import socket
 import uuid
 
 import httpx
@@ -13,19 +11,7 @@ import pytest
 from flashmart.settings import Settings
 
 
-def free_port() -> int:
-    """A free port below Serve's direct-ingress range (30000+) and the kernel's ephemeral range
-    (32768+, where Ray's workers take theirs), so nothing grabs it between choosing it here and the
-    platform binding it later."""
-    for _ in range(200):
-        port = random.randint(20000, 29900)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port in 20000-29900")
+from storage.embedded import free_port  # noqa: F401 - tests import it from here too
 
 
 @pytest.fixture(scope="session")

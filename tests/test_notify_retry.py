@@ -10,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from actors.notify.actor import MboxSink, _free_port
+from actors.notify.actor import MboxSink
+from storage.embedded import free_port
 from actors.notify.notifier import DEAD_STREAM, GROUP, consume_once, ensure_group, retry_pending, smtp_send_batch
 from actors.notify.relay import STREAM
 from storage.redis import async_redis
@@ -31,7 +32,7 @@ def _event(order_id: str) -> dict:
 def test_unsent_emails_are_retried_and_undeliverable_ones_dead_lettered(backing, tmp_path):
     from aiosmtpd.controller import Controller
 
-    port = _free_port()  # nothing listens here yet: the SMTP relay is down
+    port = free_port()  # nothing listens here yet: the SMTP relay is down
 
     async def send(messages):
         return await smtp_send_batch(port, messages)
@@ -85,7 +86,7 @@ def test_an_event_the_relay_added_twice_is_emailed_once(backing, tmp_path):
     outbox row again, in the same batch or a later one. The buyer gets one email per outbox row."""
     from aiosmtpd.controller import Controller
 
-    port = _free_port()
+    port = free_port()
 
     async def send(messages):
         return await smtp_send_batch(port, messages)

@@ -6,7 +6,8 @@ import email.policy
 import mailbox
 import smtplib
 
-from actors.notify.actor import MboxSink, _free_port
+from actors.notify.actor import MboxSink
+from storage.embedded import free_port
 from actors.notify.notifier import SENDER, compose, compose_bytes
 
 
@@ -30,7 +31,7 @@ def test_the_sink_appends_messages_a_mailbox_reads_back(tmp_path):
     from aiosmtpd.controller import Controller
 
     path = tmp_path / "sink.mbox"
-    ctl = Controller(MboxSink(path), hostname="127.0.0.1", port=_free_port())
+    ctl = Controller(MboxSink(path), hostname="127.0.0.1", port=free_port())
     ctl.start()
     try:
         with smtplib.SMTP("127.0.0.1", ctl.port, timeout=10) as s:  # one connection, several messages

@@ -12,18 +12,11 @@ from actors.notify.notifier import RETRY_IDLE_MS, consume_once, ensure_group, re
 from actors.notify.relay import relay_once
 from flashmart.obs import logger
 from flashmart.settings import Settings
+from storage.embedded import free_port
 from actors import NAMESPACE
 
 log = logger("notify")
 ACTOR_NAME = "order-events"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MboxSink:
@@ -66,7 +59,7 @@ class OrderEventsActor:
         mail = Path(self.settings.data_dir) / "mail"
         mail.mkdir(parents=True, exist_ok=True)
         self.mbox = mail / "sink.mbox"
-        self.smtp = Controller(MboxSink(self.mbox), hostname="127.0.0.1", port=self.settings.smtp_sink_port or _free_port())
+        self.smtp = Controller(MboxSink(self.mbox), hostname="127.0.0.1", port=self.settings.smtp_sink_port or free_port())
         self.smtp.start()
         self.smtp_port = self.smtp.port
         self.db = await open_async_pool(self.settings.database_url, min_size=1, max_size=2)
