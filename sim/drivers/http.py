@@ -7,6 +7,8 @@ one start time. Each process returns raw observations: request events and one ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import multiprocessing as mp
 import random
 import time
@@ -17,6 +19,8 @@ import httpx
 
 from sim.drivers import start_on_schedule
 from sim.plan import BuyerPlan
+
+CONNECTIONS_PER_POOL = 32
 
 API = "/api/v1"
 SHIPPING_ADDRESS = {"name": "Sim Buyer", "street": "1 Market St", "city": "San Francisco", "state": "CA",
@@ -180,13 +184,23 @@ async def drive(api_url: str, plans: list[BuyerPlan], t0: float, concurrency_max
     """Run the plans (sorted by arrival) starting at epoch t0; `progress(n)` after each finished buyer."""
     result = DriverResult()
     gate = asyncio.Semaphore(concurrency_max)
-    limits = httpx.Limits(max_connections=concurrency_max, max_keepalive_connections=concurrency_max)
-    async with httpx.AsyncClient(base_url=api_url, timeout=timeout_s, limits=limits) as client:
+    # Several small connection pools instead of one large one: httpcore looks at every connection of its
+    # pool for every request it places, so one pool of 512 connections cost the load process ~85% of its
+    # CPU (py-spy: is_idle, _assign_requests_to_connections) and the driver, not flashmart, was what
+    # saturated the cores during a 100,000-buyer run.
+    pools = max(1, -(-concurrency_max // CONNECTIONS_PER_POOL))
+    per_pool = -(-concurrency_max // pools)
+    limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=timeout_s, limits=limits))
+                   for _ in range(pools)]
+        turn = itertools.count()
 
         async def one(plan: BuyerPlan) -> None:
             out = Outcome(plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0)
             result.outcomes.append(out)
             try:
+                client = clients[next(turn) % len(clients)]  # round robin (a process's indices share a stride)
                 await run_buyer(Session(client, plan, t0, result.events, retries_max), out, think_s)
             except Exception as exc:  # noqa: BLE001 - a buyer's bug must not stop the sale; it is reported
                 out.result, out.reason = "error", type(exc).__name__
