@@ -13,7 +13,7 @@ import stripe
 
 from tests.helpers import make_user
 from tests.test_checkout_e2e import (add, admin, api, card, checkout, inventory, payments_of, product,  # noqa: F401
-                                     stock, warehouse)
+                                     stock, sweep_now, warehouse)
 
 
 # --- helpers of this file (the purchase helpers come from test_checkout_e2e) ----------------------
@@ -108,6 +108,7 @@ def test_return_whose_refund_fails_at_the_gateway_stays_approved_and_a_retry_ref
     r = api.post(f"/api/v1/returns/{rid}/approve", headers=support.headers)  # the retry resumes the refund
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "refunded" and r.json()["refund_amount"] == 32.4
+    assert sweep_now().get("return_refunded", 0) == 0  # nothing left for the sweeper
     again = api.post(f"/api/v1/returns/{rid}/approve", headers=support.headers)
     assert again.status_code == 409 and "already refunded" in again.json()["message"], again.text
 
@@ -272,3 +273,24 @@ def test_a_refunded_order_not_shipped_is_cancelled_without_the_gateway_and_its_u
     assert all(w["sold"] == 0 for w in s["warehouses"].values()), s
     assert api.post(f"/api/v1/orders/{oid}/cancel", headers=support.headers).status_code == 409  # once
     conserved(api, admin, sku)
+
+
+def test_the_sweeper_finishes_the_refund_of_a_return_left_approved(platform, api, db, admin, warehouse):
+    """Nobody approves again after the gateway outage: the sweeper refunds the approved return, once."""
+    buyer, support = make_user(api), make_user(api, "support")
+    sku = product(db, api, admin, warehouse, price="30.00", stock=2)
+    oid = buy(platform, api, buyer, sku, 1)["order_id"]
+    ship(api, admin, oid)
+    rid = ask_return(api, buyer, oid, sku, 1).json()["return_id"]
+    with gateway_down(platform):
+        assert api.post(f"/api/v1/returns/{rid}/approve", headers=support.headers).status_code == 503
+        assert sweep_now().get("return_refunded", 0) == 0      # still down: stays approved, tried again later
+    assert db.execute("SELECT status FROM returns WHERE id = %s", (rid,)).fetchone()["status"] == "approved"
+
+    assert sweep_now().get("return_refunded", 0) >= 1          # the gateway is back
+    assert db.execute("SELECT status FROM returns WHERE id = %s", (rid,)).fetchone()["status"] == "refunded"
+    assert sweep_now().get("return_refunded", 0) == 0
+    (pay,) = payments_of(db, oid)
+    assert pay["refunded_amount"] == Decimal("32.40")
+    assert gateway_refunds_minor(platform, pay["payment_intent_id"]) == [3240]
+    assert api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()["status"] == "returned"

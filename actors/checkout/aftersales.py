@@ -343,8 +343,8 @@ async def _approve(db, inventory, return_id: int) -> dict:
                 amount += share * (1 + tax_rate)
                 need -= take
         amount = amount.quantize(Decimal("0.01"))
-        cur = await conn.execute("UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true "
-                                 "WHERE id = %s RETURNING *", (amount, return_id))
+        cur = await conn.execute("UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true, "
+                                 "approved_at = now() WHERE id = %s RETURNING *", (amount, return_id))
         ret = await cur.fetchone()
         if await settle_status(conn, order) == "returned":
             await _event(conn, order["id"], "returned", f"return {return_id}: every unit is back", topic=False)

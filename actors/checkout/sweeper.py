@@ -28,6 +28,7 @@ log = logger("checkout.sweeper")
 SWEEPER_NAME = "checkout-sweeper"
 SWEEP_BATCH_MAX = 200
 RECHECK_BATCH_MAX = 50
+RETURNS_BATCH_MAX = 50
 # Stripe cancels an uncaptured authorisation after 7 days: past that, nothing can still be open
 RECHECK_WINDOW_S = 8 * 86400
 AUTHORISATION_ENDED = ("the card authorisation ended at the payment gateway before the payment was taken; "
@@ -63,7 +64,28 @@ class Sweeper:
             late = await self.void_late_authorisations(recheck_after_s)
             if late:
                 outcome["late_void"] = late
+        refunded = await self.finish_approved_returns(older_than_s)
+        if refunded:
+            outcome["return_refunded"] = refunded
         return outcome
+
+    async def finish_approved_returns(self, older_than_s: float) -> int:
+        """Returns left 'approved' (units back in stock, the refund failed at the gateway) and older than
+        `older_than_s` are refunded now: the buyer's money does not wait for support to approve again.
+        approve_return resumes such a return, and the refund's idempotency key keeps it to one refund."""
+        async with self.saga.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM returns WHERE status = 'approved' AND approved_at < now() - make_interval(secs => %s) "
+                "ORDER BY approved_at LIMIT %s", (older_than_s, RETURNS_BATCH_MAX))
+            ids = [r["id"] for r in await cur.fetchall()]
+        done = 0
+        for return_id in ids:
+            try:
+                await aftersales.approve_return(self.saga.db, self.saga.payments, self.saga.inv, return_id)
+                done += 1
+            except aftersales.AfterSalesRefusal as exc:  # the gateway still failing: next round
+                log.warning("return %s: refund still not through, retried next sweep: %s", return_id, exc.message)
+        return done
 
     async def resolve(self, saga: dict) -> str:
         s, oid = self.saga, saga["order_id"]
