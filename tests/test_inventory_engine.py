@@ -344,20 +344,7 @@ def test_crash_recovery_keeps_every_acknowledged_commit(backing, ray_session, db
     # the restarted shard's state is exactly what PostgreSQL says
     ray_session.get(shard.drain.remote())
 
-    async def rebuilt():
-        store = PostgresInventoryStore(backing.database_url)
-        await store.open()
-        try:
-            loaded = await store.load(sku)
-        finally:
-            await store.close()
-        st = SkuState.restore(sku, loaded.snapshot.state, loaded.snapshot.holds) if loaded.snapshot else SkuState(sku)
-        for e in loaded.events:
-            st.apply(e)
-        st.check()
-        return st.view()
-
-    from_db = run(rebuilt())
+    from_db = run(rebuilt_from_postgres(backing, sku)).view()
     assert (from_db.sold, from_db.held, from_db.available) == (view.sold, view.held, view.available)
     ray_session.kill(shard, no_restart=True)
 

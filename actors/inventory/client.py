@@ -183,16 +183,11 @@ class InventoryClient:
             if result is not _BUCKETED:
                 return result
         _, n, _ = self._owners[sku]
-        base, sep, tag = hold_id.rpartition("~")
         home = home_bucket(cmd.to_buyer, n)
-        if sep and tag.isdigit() and int(tag) == home:  # already in the new buyer's home bucket
+        if hold_bucket(hold_id, n) == home:  # already in the new buyer's home bucket
             return _as_sku(await self._call(dataclasses.replace(cmd, sku=f"{sku}#{home}")), sku)
-        try:
-            result = await self._ask_directory("transfer_hold", sku, hold_id, cmd.to_buyer, quantity, cmd.partial,
-                                               cmd.ttl_s)
-        except ShardUnavailable as exc:
-            return Refusal("unavailable", str(exc))
-        return _as_sku(result, sku)
+        return _as_sku(await self._ask_directory_or_refuse("transfer_hold", sku, hold_id, cmd.to_buyer, quantity,
+                                                           cmd.partial, cmd.ttl_s), sku)
 
     async def return_units(self, sku: str, order_id: str, quantity: int, warehouse_id: str,
                            return_key: str | None = None) -> Returned | Refusal:
@@ -276,8 +271,8 @@ class InventoryClient:
         made before the split)."""
         sku = cmd.sku
         _, n, pool = self._owners[sku]
-        base, sep, tag = cmd.hold_id.rpartition("~")
-        if sep and tag.isdigit() and int(tag) < n:
+        tag = hold_bucket(cmd.hold_id, n)
+        if tag is not None:
             key = f"{sku}#{tag}"
             in_bucket = (CommitHold(key, cmd.hold_id, cmd.order_id) if cmd.__class__ is CommitHold
                          else ReleaseHold(key, cmd.hold_id))
@@ -351,6 +346,12 @@ _NAMED = (Reserved, Committed, Released, Returned, Transferred)
 def home_bucket(buyer_id: int, buckets: int) -> int:
     """Where every hold and sale of a buyer lives in a SKU split into buckets (docs/inventory-buckets.md)."""
     return zlib.crc32(str(buyer_id).encode()) % buckets
+
+
+def hold_bucket(hold_id: str, buckets: int) -> int | None:
+    """The bucket a hold id is tagged with ("...~3"), None for an untagged hold (made in the pool)."""
+    _, sep, tag = hold_id.rpartition("~")
+    return int(tag) if sep and tag.isdigit() and int(tag) < buckets else None
 
 
 def _as_sku(result: Any, sku: str) -> Any:

@@ -34,7 +34,7 @@ import os
 import uuid
 from typing import Any
 
-from actors.inventory.client import home_bucket
+from actors.inventory.client import hold_bucket, home_bucket
 from actors.inventory.messages import (
     CancelHoldTransfer, ExpectHold, ReceiveHold, Refusal, SendHold, SetSaleLimit, SetStock, SplitIntoBuckets, StockView,
     TransferIn, TransferOut, ViewStock,
@@ -326,8 +326,8 @@ class DirectoryCore:
         n = self.buckets.get(sku)
         if n is None:
             return Refusal("invalid", f"{sku} is not split into buckets")
-        base, sep, tag = hold_id.rpartition("~")
-        source = bucket_key(sku, int(tag)) if sep and tag.isdigit() and int(tag) < n else sku  # untagged: the pool's
+        tag = hold_bucket(hold_id, n)
+        source = sku if tag is None else bucket_key(sku, tag)  # untagged: the pool's
         home = home_bucket(to_buyer, n)
         target = bucket_key(sku, home)
         if source == target:

@@ -368,8 +368,7 @@ class SkuState:
         self._use(hold.buyer_id, -hold.quantity)
         if ended:
             self.ended[hold_id] = ended
-            if len(self.ended) > ENDED_MAX + ENDED_SLACK:  # keep the newest ENDED_MAX
-                self.ended = dict(islice(self.ended.items(), len(self.ended) - ENDED_MAX, None))
+            self.ended = _newest(self.ended, ENDED_MAX)
         return hold
 
     def _use(self, buyer_id: int, units: int) -> None:
@@ -409,8 +408,7 @@ class SkuState:
             s.on_hand -= q
             assert s.held + s.sold <= s.on_hand, f"{self.sku}/{wh} sent units it did not have"
         self.sent[e.transfer_id] = [e.hold_id, e.allocations, e.expires_at]
-        if len(self.sent) > TRANSFERS_MAX + ENDED_SLACK:
-            self.sent = dict(islice(self.sent.items(), len(self.sent) - TRANSFERS_MAX, None))
+        self.sent = _newest(self.sent, TRANSFERS_MAX)
 
     def _on_hold_in(self, e: HoldTransferredIn) -> None:
         hold_id, buyer_id, units = self.expected.pop(e.transfer_id)
@@ -473,8 +471,7 @@ class SkuState:
 
     def _remember_transfer(self, transfer_id: str, direction: str) -> None:
         self.transfers[transfer_id] = direction
-        if len(self.transfers) > TRANSFERS_MAX + ENDED_SLACK:
-            self.transfers = dict(islice(self.transfers.items(), len(self.transfers) - TRANSFERS_MAX, None))
+        self.transfers = _newest(self.transfers, TRANSFERS_MAX)
 
     def _on_transferred_out(self, e: StockTransferredOut) -> None:
         s = self.stock[e.warehouse_id]
@@ -513,8 +510,7 @@ class SkuState:
         assert s.sold >= 0
         if e.return_key is not None:
             self.return_keys[e.return_key] = [e.order_id, e.warehouse_id, e.quantity]
-            if len(self.return_keys) > RETURN_KEYS_MAX + ENDED_SLACK:
-                self.return_keys = dict(islice(self.return_keys.items(), len(self.return_keys) - RETURN_KEYS_MAX, None))
+            self.return_keys = _newest(self.return_keys, RETURN_KEYS_MAX)
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -646,6 +642,14 @@ _APPLIERS: dict[type, Callable] = {
     HoldTransferExpected: SkuState._on_hold_expected, HoldTransferredOut: SkuState._on_hold_out,
     HoldTransferredIn: SkuState._on_hold_in, HoldTransferCancelled: SkuState._on_hold_transfer_cancelled,
 }
+
+
+def _newest(remembered: dict, keep: int) -> dict:
+    """The dict itself until it outgrows `keep` by ENDED_SLACK, then a copy of its newest `keep` entries
+    (trimmed in chunks: popping a dict's oldest key one by one is O(deleted) each)."""
+    if len(remembered) <= keep + ENDED_SLACK:
+        return remembered
+    return dict(islice(remembered.items(), len(remembered) - keep, None))
 
 
 def _first_units(allocations: Allocations, units: int) -> Allocations:
