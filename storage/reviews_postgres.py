@@ -43,11 +43,6 @@ _REVIEW_COLUMNS = "r.id, r.product_id, r.user_id, r.rating, r.title, r.body, r.c
 
 # --- reads ----------------------------------------------------------------------------------------
 
-async def product_exists(conn: AsyncConnection, product_id: int) -> bool:
-    row = await (await conn.execute("SELECT 1 FROM products WHERE id = %s", (product_id,))).fetchone()
-    return row is not None
-
-
 async def has_bought(conn: AsyncConnection, user_id: int, product_id: int) -> bool:
     """True when one of the user's orders in a bought status contains the product. order_items
     carries the product id the cart resolved (text); the SKU match also covers older rows without it."""
@@ -63,12 +58,6 @@ async def has_bought(conn: AsyncConnection, user_id: int, product_id: int) -> bo
 async def review_by_id(conn: AsyncConnection, review_id: int) -> dict | None:
     return await (await conn.execute(
         f"SELECT {_REVIEW_COLUMNS} FROM product_reviews r WHERE r.id = %s", (review_id,))).fetchone()
-
-
-async def own_review(conn: AsyncConnection, product_id: int, user_id: int) -> dict | None:
-    return await (await conn.execute(
-        f"SELECT {_REVIEW_COLUMNS} FROM product_reviews r WHERE r.product_id = %s AND r.user_id = %s",
-        (product_id, user_id))).fetchone()
 
 
 async def list_reviews(conn: AsyncConnection, product_id: int, sort: str, limit: int, offset: int) -> list[dict]:

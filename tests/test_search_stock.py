@@ -324,7 +324,7 @@ def _found_within(api, q: str, pid: int, since: float, timeout_s: float) -> floa
 
 
 CAUGHT_UP_S = 5.0   # after the writer is back: its first catch-up round runs at once, then a commit
-CATCH_UP_INTERVAL_S = 5.0   # (actors.search.actor's) the writer's catch-up rounds while it runs
+from actors.search.actor import CATCH_UP_INTERVAL_S  # noqa: E402 - the writer's catch-up rounds while it runs
 
 
 def test_edit_while_the_writer_is_down_answers_200_and_reaches_search_after_its_restart(api_module, people, unique):

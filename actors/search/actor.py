@@ -318,6 +318,8 @@ class SearchActor:
         the writer runs it when it starts and every CATCH_UP_INTERVAL_S). Returns how many."""
         from storage.catalog_postgres import changed_since
 
+        if self.rebuilding:  # the rebuild reads everything; its swap sets catch_up_from from its watermark
+            return 0
         since = self.catch_up_from
         async with self.db.connection() as conn:
             rows, at = await changed_since(conn, since, PENDING_MAX + 1)

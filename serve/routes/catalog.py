@@ -6,7 +6,6 @@ from products.updated_at).
 """
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -24,6 +23,7 @@ from flashmart.obs import logger
 from serve.auth import Principal, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
+from serve.product_changes import product_changed
 from storage import catalog_postgres as cat
 from storage import product_cache
 
@@ -40,7 +40,6 @@ SEARCH_PARAMS = {"q", "category", "brand", "min_price", "max_price", "min_rating
 AttrValue = str | int | float | bool
 # a seller write has committed before the search index hears of it: it waits this long at most for
 # the writer (restarting after a crash, say); the writer catches up from PostgreSQL anyway
-SEARCH_REFRESH_TIMEOUT_S = 1.0
 
 
 def _attributes_ok(value: dict[str, Any]) -> dict[str, Any]:
@@ -143,23 +142,6 @@ class PriceIn(BaseModel):
 
 # --- helpers --------------------------------------------------------------------------------------
 
-async def _after_change(ctx: Context, product_ids: list[int]) -> None:
-    """Drop the products' cached pages and queue them for the search index. Called after the write
-    committed, so it must not fail it: an unreachable index writer (restarting after a crash) is
-    logged, and the writer catches up from products.updated_at when it is back (docs/search.md)."""
-    if not product_ids:
-        return
-    await product_cache.invalidate(ctx.redis, product_ids, ctx.settings.product_cache_ttl_s)
-    search = ctx.services.get("search")
-    if search is None:
-        return
-    try:
-        await asyncio.wait_for(search.refresh(product_ids), SEARCH_REFRESH_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - any Ray failure or the timeout: the catch-up covers it
-        log.warning(f"search writer unreachable ({type(exc).__name__}: {str(exc)[:200]}); "
-                    f"{len(product_ids)} product(s) reach search when it catches up")
-
-
 async def _own_product(ctx: Context, conn, principal: Principal, product_id: int) -> dict:
     owner = await cat.seller_of_product(conn, product_id)
     if owner is None:
@@ -229,7 +211,7 @@ async def create_product(body: ProductIn, ctx: Context = Depends(get_ctx),
     """List a product (with its variants) for the calling seller."""
     async with ctx.db.connection() as conn:
         pid = await _create(ctx, conn, principal, body)
-    await _after_change(ctx, [pid])
+    await product_changed(ctx, [pid])
     return await _product_page(ctx, pid)
 
 
@@ -248,7 +230,7 @@ async def update_product(product_id: int, body: ProductPatch, ctx: Context = Dep
         await cat.update_product(conn, product_id, changes)
         if "price" in changes:
             await _check_variant_prices(conn, product_id)
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
 
@@ -259,7 +241,7 @@ async def change_price(product_id: int, body: PriceIn, ctx: Context = Depends(ge
         await _own_product(ctx, conn, principal, product_id)
         await cat.update_product(conn, product_id, body.model_dump(exclude_none=True))
         await _check_variant_prices(conn, product_id)
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
 
@@ -270,7 +252,7 @@ async def archive_product(product_id: int, ctx: Context = Depends(get_ctx),
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         await cat.set_status(conn, product_id, "archived")
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return {"product_id": product_id, "status": "archived"}
 
 
@@ -280,7 +262,7 @@ async def unarchive_product(product_id: int, ctx: Context = Depends(get_ctx),
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         await cat.set_status(conn, product_id, "active")
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return {"product_id": product_id, "status": "active"}
 
 
@@ -295,7 +277,7 @@ async def add_variant(product_id: int, body: VariantIn, ctx: Context = Depends(g
         with _sku_conflicts():
             await cat.add_variant(conn, product_id, body.model_dump())
         await _check_variant_prices(conn, product_id)
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
 
@@ -310,7 +292,7 @@ async def update_variant(product_id: int, variant_id: int, body: VariantPatch, c
         if changes:
             await _check_variant_prices(conn, product_id)
     if changes:   # (an empty patch of an existing variant changes nothing: just the page)
-        await _after_change(ctx, [product_id])
+        await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
 
@@ -321,7 +303,7 @@ async def delete_variant(product_id: int, variant_id: int, ctx: Context = Depend
         await _own_product(ctx, conn, principal, product_id)
         if not await cat.delete_variant(conn, product_id, variant_id):
             raise Refused("not_found", f"product {product_id} has no variant {variant_id}")
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
 
@@ -413,7 +395,7 @@ async def import_products(request: Request, format: str | None = Query(None, pat
                 continue
             created.append(pid)
             report.append({"row": number, "status": "created", "product_id": pid})
-    await _after_change(ctx, created)
+    await product_changed(ctx, created)
     return {"created": len(created), "rejected": len(rows) - len(created), "rows": report}
 
 
@@ -597,7 +579,7 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
         async with ctx.db.connection() as conn:
             changed = await cat.set_in_stock(conn, product_id, stock["in_stock"])
         if changed:
-            await _after_change(ctx, [product_id])
+            await product_changed(ctx, [product_id])
     return {**page, "in_stock": stock["in_stock"], "stock": stock}
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from serve.auth import Principal, client_ip, require
 from serve.context import Context, get_ctx
 from serve.errors import Refused
-from serve.routes.catalog import _after_change
+from serve.product_changes import product_changed
 from storage import reviews_postgres as rv
 from storage.audit import audit
 
@@ -118,7 +118,7 @@ async def create_review(product_id: int, body: ReviewIn, ctx: Context = Depends(
                                       f"PATCH /api/v1/products/{product_id}/reviews/mine or delete it with "
                                       f"DELETE /api/v1/products/{product_id}/reviews/mine")
         summary = await rv.recompute(conn, product_id)
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return {"review": _review(row), "summary": summary}
 
 
@@ -140,7 +140,7 @@ async def update_my_review(product_id: int, body: ReviewPatch, ctx: Context = De
         if row is None:
             raise Refused("not_found", f"you have not reviewed product {product_id}")
         summary = await rv.recompute(conn, product_id)
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return {"review": _review(row), "summary": summary}
 
 
@@ -156,7 +156,7 @@ async def delete_my_review(product_id: int, ctx: Context = Depends(get_ctx),
         if row is None:
             raise Refused("not_found", f"you have not reviewed product {product_id}")
         summary = await rv.recompute(conn, product_id)
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return {"deleted": row["id"], "summary": summary}
 
 
@@ -205,5 +205,5 @@ async def remove_review(review_id: int, request: Request, ctx: Context = Depends
         await audit(conn, principal.user_id, "review.remove", "review", review_id,
                     {"product_id": product_id, "author_id": row["user_id"], "rating": row["rating"],
                      "title": row["title"], "body": row["body"], "reason": reason}, client_ip(request))
-    await _after_change(ctx, [product_id])
+    await product_changed(ctx, [product_id])
     return {"deleted": review_id, "product_id": product_id, "summary": summary}

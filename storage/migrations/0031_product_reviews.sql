@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS product_reviews (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT product_reviews_once UNIQUE (product_id, user_id)
 );
--- the public list's three orders, each one index range per product
+-- the public list per product: "newest" reads the first index in order, "lowest" the second; "highest"
+-- reads the second backwards and sorts within each rating
 CREATE INDEX IF NOT EXISTS product_reviews_newest ON product_reviews (product_id, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS product_reviews_by_rating ON product_reviews (product_id, rating, created_at DESC, id DESC);
 

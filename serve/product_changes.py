@@ -1,0 +1,30 @@
+"""What every write to a product does once it has committed (catalog and review routes alike)."""
+from __future__ import annotations
+
+import asyncio
+
+from flashmart.obs import logger
+from serve.context import Context
+from storage import product_cache
+
+log = logger("catalog")
+# a write has committed before the search index hears of it: it waits this long at most for the writer
+# (restarting after a crash, say); the writer catches up from PostgreSQL anyway
+SEARCH_REFRESH_TIMEOUT_S = 1.0
+
+
+async def product_changed(ctx: Context, product_ids: list[int]) -> None:
+    """Drop the products' cached pages and queue them for the search index. Called after the write
+    committed, so it must not fail it: an unreachable index writer (restarting after a crash) is
+    logged, and the writer catches up from products.updated_at when it is back (docs/search.md)."""
+    if not product_ids:
+        return
+    await product_cache.invalidate(ctx.redis, product_ids, ctx.settings.product_cache_ttl_s)
+    search = ctx.services.get("search")
+    if search is None:
+        return
+    try:
+        await asyncio.wait_for(search.refresh(product_ids), SEARCH_REFRESH_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any Ray failure or the timeout: the catch-up covers it
+        log.warning(f"search writer unreachable ({type(exc).__name__}: {str(exc)[:200]}); "
+                    f"{len(product_ids)} product(s) reach search when it catches up")
