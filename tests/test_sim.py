@@ -36,7 +36,7 @@ def test_smoke_scenario_holds_every_invariant(platform, tmp_path):
 def test_checker_fails_on_a_confirmed_order_without_captured_payment(backing, db, unique):
     """Insert an order that claims to be confirmed but has no captured payment (and a SKU whose ledger
     says sold more than on hand): the checker must report both. Rows are removed afterwards."""
-    order_id, sku = f"broken-{unique}", f"SIM-BROKEN-{unique}"
+    order_id, sku, free_sku = f"broken-{unique}", f"SIM-BROKEN-{unique}", f"SIM-FREE-{unique}"
     db.execute("INSERT INTO inventory_stock (sku, warehouse_id, on_hand, held, sold) VALUES (%s, 'wh', 5, 0, 5)", (sku,))
     db.execute("""INSERT INTO orders (id, user_id, status, subtotal, grand_total, shipping_address, shipping_method,
                   idempotency_key, idempotency_scope) VALUES (%s, 1, 'confirmed', 10, 10, '{}', 'standard', %s, 'u:1')""",
@@ -60,10 +60,26 @@ def test_checker_fails_on_a_confirmed_order_without_captured_payment(backing, db
         assert invariants.check_gateway(db, left_open, run)[1].ok is False
         # another client's intent on a shared gateway is not this run's to judge
         assert invariants.check_gateway(db, ghost, set())[0].ok is True
+        # refunds and returns loosened two checks; each still fails when broken:
+        # a sold-out SKU with a unit free that no return or cancel put back was undersold
+        db.execute("INSERT INTO inventory_stock (sku, warehouse_id, on_hand, held, sold) VALUES (%s, 'wh', 5, 0, 4)",
+                   (free_sku,))
+        scope = [invariants.SkuScope(free_sku, per_buyer_limit=None, demand_exceeds_supply=True)]
+        checks = invariants.check_inventory(db, scope, invariants.stock_of(db, [free_sku]), with_orders=False)
+        assert next(c for c in checks if c.name.startswith("no undersell")).ok is False
+        # a cancelled order whose payment is still captured (never refunded) leaves an orphan capture
+        db.execute("UPDATE orders SET status = 'cancelled' WHERE id = %s", (order_id,))
+        db.execute("INSERT INTO payments (order_id, payment_intent_id, amount, status) VALUES (%s, %s, 10, 'captured')",
+                   (order_id, f"pi_kept_{unique}"))
+        kept = {f"pi_kept_{unique}": {"status": "succeeded", "order_id": order_id, "amount": 1000, "created": time.time()}}
+        assert invariants.check_gateway(db, kept, {order_id})[0].ok is False
+        db.execute("UPDATE payments SET status = 'refunded', refunded_amount = 10 WHERE order_id = %s", (order_id,))
+        assert invariants.check_gateway(db, kept, {order_id})[0].ok is True   # refunded in full: no orphan
     finally:
+        db.execute("DELETE FROM payments WHERE order_id = %s", (order_id,))
         db.execute("DELETE FROM order_items WHERE order_id = %s", (order_id,))
         db.execute("DELETE FROM orders WHERE id = %s", (order_id,))
-        db.execute("DELETE FROM inventory_stock WHERE sku = %s", (sku,))
+        db.execute("DELETE FROM inventory_stock WHERE sku = ANY(%s)", ([sku, free_sku],))
 
 
 def test_http_driver_spreads_buyers_over_load_processes():

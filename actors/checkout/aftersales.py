@@ -56,12 +56,19 @@ async def _shipped(conn, order_id: str) -> bool:
     return (await cur.fetchone())["shipped"]
 
 
-async def _event(conn, order_id: str, status: str, note: str | None = None, location: str | None = None, topic=True):
+async def order_event(conn, order_id: str, status: str, note: str | None = None, location: str | None = None, topic=True):
+    """A timeline entry; with `topic`, also the buyer's notification (outbox), in the same transaction."""
     await conn.execute("INSERT INTO order_events (order_id, status, note, location) VALUES (%s,%s,%s,%s)",
                        (order_id, status, note, location))
     if topic:
         await conn.execute("INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
                            (f"order.{status}", Jsonb({"order_id": order_id, "note": note, "location": location})))
+
+
+async def refund_event(conn, order_id: str, status: str, note: str) -> None:
+    """The timeline entry and the buyer's email of a refund, named by the order's status after it
+    (`settle_status`): every refund, made through flashmart or at the gateway, is told the same way."""
+    await order_event(conn, order_id, "refunded" if status == "refunded" else "partially_refunded", note)
 
 
 async def settle_status(conn, order: dict) -> str:
@@ -191,8 +198,7 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
                                (total, return_id))
         status = await settle_status(conn, order)
         if total > 0:
-            await _event(conn, order_id, "refunded" if status == "refunded" else "partially_refunded",
-                         f"{total} refunded: {reason}")
+            await refund_event(conn, order_id, status, f"{total} refunded: {reason}")
         return {"order_id": order_id, "refunded": float(total), "refundable_left": float(refundable - total),
                 "order_status": status}
 
@@ -232,9 +238,9 @@ async def cancel(db, payments, inventory, order_id: str, note: str | None = None
         await _restock_all(inventory, conn, order_id)
         status = "cancelled" if rejected_by is None else "rejected"
         await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id))
-        await _event(conn, order_id, "cancelled", note)
+        await order_event(conn, order_id, "cancelled", note)
         if rejected_by is not None:
-            await _event(conn, order_id, "rejected", f"by support user {rejected_by}")
+            await order_event(conn, order_id, "rejected", f"by support user {rejected_by}")
     return {"order_id": order_id, "status": status}
 
 
@@ -253,7 +259,7 @@ async def review(db, payments, inventory, order_id: str, approve: bool, reviewer
                 raise _gateway_refusal(r, "capture")
             await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s", (card["id"],))
         await conn.execute("UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = %s", (order_id,))
-        await _event(conn, order_id, "confirmed", f"approved by support user {reviewer}")
+        await order_event(conn, order_id, "confirmed", f"approved by support user {reviewer}")
     return {"order_id": order_id, "status": "confirmed"}
 
 
@@ -283,7 +289,7 @@ async def request_return(db, order_id: str, items: list[dict], reason: str) -> d
         cur = await conn.execute("INSERT INTO returns (order_id, status, reason, items, refund_amount) "
                                  "VALUES (%s, 'requested', %s, %s, 0) RETURNING id", (order_id, reason, Jsonb(items)))
         rid = (await cur.fetchone())["id"]
-        await _event(conn, order_id, "return_requested", reason, topic=False)
+        await order_event(conn, order_id, "return_requested", reason, topic=False)
     return {"return_id": rid, "order_id": order_id, "status": "requested"}
 
 
@@ -344,10 +350,10 @@ async def _approve(db, inventory, return_id: int) -> dict:
                 need -= take
         amount = amount.quantize(Decimal("0.01"))
         cur = await conn.execute("UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true, "
-                                 "approved_at = now() WHERE id = %s RETURNING *", (amount, return_id))
+                                 "refund_retry_at = now() WHERE id = %s RETURNING *", (amount, return_id))
         ret = await cur.fetchone()
         if await settle_status(conn, order) == "returned":
-            await _event(conn, order["id"], "returned", f"return {return_id}: every unit is back", topic=False)
+            await order_event(conn, order["id"], "returned", f"return {return_id}: every unit is back", topic=False)
         return ret
 
 
@@ -380,7 +386,7 @@ async def create_shipment(db, order_id: str, carrier: str, courier_id: int | Non
         cur = await conn.execute("INSERT INTO shipments (order_id, carrier, tracking_number, courier_id) "
                                  "VALUES (%s,%s,%s,%s) RETURNING *", (order_id, carrier, tracking, courier_id))
         s = await cur.fetchone()
-        await _event(conn, order_id, "processing", f"label {tracking} created", topic=False)
+        await order_event(conn, order_id, "processing", f"label {tracking} created", topic=False)
     return {"shipment_id": s["id"], "tracking_number": tracking, "carrier": carrier, "status": s["status"],
             "courier_id": courier_id}
 
@@ -410,5 +416,5 @@ async def shipment_event(db, shipment_id: int, status: str, location: str | None
             # a status that says money or goods came back stays: the shipment has its own status
             await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s AND status IN "
                                "('confirmed', 'shipped', 'delivered')", (order_status, s["order_id"]))
-        await _event(conn, s["order_id"], status, None, location, topic=status in ("shipped", "delivered"))
+        await order_event(conn, s["order_id"], status, None, location, topic=status in ("shipped", "delivered"))
     return {"shipment_id": shipment_id, "status": status, "location": location}

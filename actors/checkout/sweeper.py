@@ -70,21 +70,25 @@ class Sweeper:
         return outcome
 
     async def finish_approved_returns(self, older_than_s: float) -> int:
-        """Returns left 'approved' (units back in stock, the refund failed at the gateway) and older than
+        """Returns left 'approved' (units back in stock, the refund failed at the gateway) and not tried for
         `older_than_s` are refunded now: the buyer's money does not wait for support to approve again.
         approve_return resumes such a return, and the refund's idempotency key keeps it to one refund."""
         async with self.saga.db.connection() as conn:
             cur = await conn.execute(
-                "SELECT id FROM returns WHERE status = 'approved' AND approved_at < now() - make_interval(secs => %s) "
-                "ORDER BY approved_at LIMIT %s", (older_than_s, RETURNS_BATCH_MAX))
+                "SELECT id FROM returns WHERE status = 'approved' AND refund_retry_at < now() - make_interval(secs => %s) "
+                "ORDER BY refund_retry_at LIMIT %s", (older_than_s, RETURNS_BATCH_MAX))
             ids = [r["id"] for r in await cur.fetchall()]
         done = 0
         for return_id in ids:
             try:
                 await aftersales.approve_return(self.saga.db, self.saga.payments, self.saga.inv, return_id)
                 done += 1
-            except aftersales.AfterSalesRefusal as exc:  # the gateway still failing: next round
-                log.warning("return %s: refund still not through, retried next sweep: %s", return_id, exc.message)
+            except Exception as exc:  # noqa: BLE001 - one return must not stop the sweep; tried again later
+                log.warning("return %s: refund still not through, retried later: %s", return_id,
+                            getattr(exc, "message", exc))
+                async with self.saga.db.connection() as conn:  # to the back of the queue: no starving the others
+                    await conn.execute("UPDATE returns SET refund_retry_at = now() WHERE id = %s AND status = 'approved'",
+                                       (return_id,))
         return done
 
     async def resolve(self, saga: dict) -> str:

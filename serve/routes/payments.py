@@ -57,19 +57,18 @@ async def _apply_gateway_event(conn, event_type: str, pi: str, obj: dict) -> Non
     # the order row, then the payment row, are locked in the order refund/cancel lock them before calling
     # the gateway: an event about our own refund waits for that refund's transaction and then finds its
     # refunds row, and the two transactions cannot deadlock
-    cur = await conn.execute("SELECT order_id FROM payments WHERE payment_intent_id = %s", (pi,))
-    row = await cur.fetchone()
-    if row is None:
+    order = await (await conn.execute("SELECT o.* FROM payments p JOIN orders o ON o.id = p.order_id "
+                                      "WHERE p.payment_intent_id = %s FOR UPDATE OF o", (pi,))).fetchone()
+    if order is None:
         return  # not one of ours (another integration on the same account): acknowledged, ignored
-    order = await (await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (row["order_id"],))).fetchone()
     cur = await conn.execute("SELECT * FROM payments WHERE payment_intent_id = %s FOR UPDATE", (pi,))
     pay = await cur.fetchone()
     if event_type == "payment_intent.canceled":
         cur = await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s "
                                  "AND status = 'authorised' RETURNING id", (pay["id"],))
         if await cur.fetchone():
-            await _order_event(conn, pay["order_id"], "payment_voided",
-                               "the card authorisation was cancelled at the payment gateway")
+            await aftersales.order_event(conn, pay["order_id"], "payment_voided",
+                                         "the card authorisation was cancelled at the payment gateway", topic=False)
     elif event_type == "payment_intent.succeeded" and obj.get("amount_received"):
         await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s "
                            "AND status = 'authorised'", (pay["id"],))
@@ -92,13 +91,7 @@ async def _apply_gateway_event(conn, event_type: str, pi: str, obj: dict) -> Non
             "WHERE id = %s", (refunded, refunded, pay["id"]))
         if new > 0:  # a refund made outside flashmart (the Stripe dashboard): the order's status and timeline follow
             status = await aftersales.settle_status(conn, order)
-            # the timeline entry and the buyer's email (outbox), as for a refund made through flashmart
-            await aftersales._event(conn, pay["order_id"], "refunded" if status == "refunded" else "partially_refunded",
-                                    f"{new} refunded at the payment gateway")
-
-
-async def _order_event(conn, order_id: str, status: str, note: str) -> None:
-    await conn.execute("INSERT INTO order_events (order_id, status, note) VALUES (%s, %s, %s)", (order_id, status, note))
+            await aftersales.refund_event(conn, pay["order_id"], status, f"{new} refunded at the payment gateway")
 
 
 async def _cancel_order_left_without_authorisation(ctx: Context, pi: str) -> None:
