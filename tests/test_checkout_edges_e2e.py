@@ -9,16 +9,10 @@ import uuid
 import pytest
 
 from tests.helpers import DEFAULT_PASSWORD, make_user
-from tests.test_checkout_e2e import (HOME, add, admin, card, checkout, inventory, product, stock,  # noqa: F401
+from tests.test_checkout_e2e import (HOME, add, admin, api, card, checkout, inventory, product, stock,  # noqa: F401
                                      warehouse)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def api(api, platform):
-    api.platform = platform  # the helpers reach the inventory client with the platform's settings
-    return api
 
 
 def guest_add(api, sku, qty=1, cart_id=None):

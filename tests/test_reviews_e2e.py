@@ -14,27 +14,11 @@ import psycopg
 import pytest
 
 from tests.helpers import make_user
-from tests.test_checkout_e2e import add, card, checkout, inventory, product
+from tests.test_checkout_e2e import add, api, card, checkout, inventory, product, warehouse  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
 SEARCH_VISIBLE_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def warehouse(platform):
-    import psycopg
-
-    wid = f"wh-{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(platform.database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'reviews', 37.7, -122.4)", (wid,))
-    return wid
-
-
-@pytest.fixture()
-def api(api, platform):
-    api.platform = platform  # test_checkout_e2e's helpers reach the inventory client through it
-    return api
 
 
 def new_product(db, api, warehouse, stock=20, **seed) -> tuple[int, str]:
