@@ -18,8 +18,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/flashmart demo
 
-## The test suite (real PostgreSQL, Redis, localstripe and Ray, all embedded).
+## Lint and format check, then the test suite (real PostgreSQL, Redis, localstripe and Ray, all embedded).
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 ## Fuzz every route of the OpenAPI document with schemathesis against a private running platform.

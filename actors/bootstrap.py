@@ -1,14 +1,17 @@
 """Create the platform's long-lived named actors (detached, idempotent: a second call finds them)."""
+
 from __future__ import annotations
 
 from flashmart.settings import Settings
 
 
 def ensure_actors(settings: Settings) -> None:
-    from actors.inventory.directory import ensure_inventory_actors
-    from actors.purchase import ensure_purchase_actors
-    from actors.search.actor import ensure_search_actors
+    from flashmart.actors.inventory.directory import ensure_inventory_actors
+    from flashmart.actors.purchase import ensure_purchase_actors
+    from flashmart.actors.search.actor import ensure_search_actors
 
-    ensure_inventory_actors(settings)  # directory + cold shards (hot shards appear with flash sales)
-    ensure_search_actors(settings)     # Tantivy index owner + readers
-    ensure_purchase_actors(settings)   # carts, payments, fraud, checkout + sweeper, notifications
+    ensure_inventory_actors(
+        settings
+    )  # directory + cold shards (hot shards appear with flash sales)
+    ensure_search_actors(settings)  # Tantivy index owner + readers
+    ensure_purchase_actors(settings)  # carts, payments, fraud, checkout + sweeper, notifications

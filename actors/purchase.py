@@ -1,4 +1,5 @@
 """The purchase path's wiring (issue 5): its actors, and the clients a Serve replica opens."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,11 +8,11 @@ from flashmart.settings import Settings
 
 
 def ensure_purchase_actors(settings: Settings) -> None:
-    from actors.carts.actor import ensure_cart_actors
-    from actors.checkout.actor import ensure_checkout_actors
-    from actors.fraud.actor import ensure_fraud_actor
-    from actors.notify.actor import ensure_order_events_actor
-    from actors.payments.actor import ensure_payment_actors
+    from flashmart.actors.carts.actor import ensure_cart_actors
+    from flashmart.actors.checkout.actor import ensure_checkout_actors
+    from flashmart.actors.fraud.actor import ensure_fraud_actor
+    from flashmart.actors.notify.actor import ensure_order_events_actor
+    from flashmart.actors.payments.actor import ensure_payment_actors
 
     ensure_payment_actors(settings)
     ensure_fraud_actor(settings)
@@ -21,9 +22,9 @@ def ensure_purchase_actors(settings: Settings) -> None:
 
 
 async def open_purchase_services(settings: Settings) -> dict[str, Any]:
-    from actors.carts.actor import CartsClient
-    from actors.checkout.actor import CheckoutClient
-    from actors.payments.client import PaymentsClient
+    from flashmart.actors.carts.actor import CartsClient
+    from flashmart.actors.checkout.actor import CheckoutClient
+    from flashmart.actors.payments.client import PaymentsClient
 
     services: dict[str, Any] = {
         "payments": await PaymentsClient.connect(settings),

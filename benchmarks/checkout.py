@@ -36,6 +36,7 @@ localstripe and the load generator).
     .venv/bin/python -m benchmarks.checkout --checkouts 300 --concurrency 16 --cpu
 (starts embedded PostgreSQL/Redis/localstripe, a local Ray and the API in a temporary directory)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,14 @@ from pathlib import Path
 
 from flashmart.settings import Settings
 
-ADDRESS = {"name": "Bench Buyer", "street": "1 Main St", "city": "San Francisco", "state": "CA", "zip": "94102",
-           "country": "US"}
+ADDRESS = {
+    "name": "Bench Buyer",
+    "street": "1 Main St",
+    "city": "San Francisco",
+    "state": "CA",
+    "zip": "94102",
+    "country": "US",
+}
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -71,55 +78,98 @@ async def _pool(n: int, concurrency: int, one) -> tuple[float, list[float], int]
                 lat.append((time.perf_counter() - t0) * 1000)
             else:
                 failed += 1
+
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return len(lat) / (time.perf_counter() - t0), lat, failed
 
 
-async def gateway_rates(settings: Settings, n: int, concurrency: int, ceiling_only: bool = False) -> dict:
+async def gateway_rates(
+    settings: Settings, n: int, concurrency: int, ceiling_only: bool = False
+) -> dict:
     import stripe
 
     # the cheapest client the SDK offers (aiohttp, as the payment actors use): on a shared 2-core machine
     # a heavier client would take CPU from localstripe and lower the ceiling flashmart is compared with
-    c = stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base},
-                            http_client=stripe.AIOHTTPClient())
-    pm = (await c.v1.payment_methods.create_async({"type": "card", "card": {
-        "number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}})).id
-    params = {"amount": 2000, "currency": "usd", "payment_method": pm, "capture_method": "manual", "confirm": True,
-              "payment_method_types": ["card"]}
+    c = stripe.StripeClient(
+        settings.stripe_secret_key,
+        base_addresses={"api": settings.stripe_api_base},
+        http_client=stripe.AIOHTTPClient(),
+    )
+    pm = (
+        await c.v1.payment_methods.create_async(
+            {
+                "type": "card",
+                "card": {
+                    "number": "4242424242424242",
+                    "exp_month": 12,
+                    "exp_year": 2031,
+                    "cvc": "123",
+                },
+            }
+        )
+    ).id
+    params = {
+        "amount": 2000,
+        "currency": "usd",
+        "payment_method": pm,
+        "capture_method": "manual",
+        "confirm": True,
+        "payment_method_types": ["card"],
+    }
 
     async def create_confirm(i):
-        pi = await c.v1.payment_intents.create_async(params, {"idempotency_key": f"bench-a-{uuid.uuid4().hex}"})
+        pi = await c.v1.payment_intents.create_async(
+            params, {"idempotency_key": f"bench-a-{uuid.uuid4().hex}"}
+        )
         return pi.status == "requires_capture"
 
     async def create_confirm_capture(i):
-        pi = await c.v1.payment_intents.create_async(params, {"idempotency_key": f"bench-b-{uuid.uuid4().hex}"})
+        pi = await c.v1.payment_intents.create_async(
+            params, {"idempotency_key": f"bench-b-{uuid.uuid4().hex}"}
+        )
         pi = await c.v1.payment_intents.capture_async(pi.id)
         return pi.status == "succeeded"
 
     if ceiling_only:
         b_rate, b_lat, _ = await _pool(n, concurrency, create_confirm_capture)
         await c._requestor._get_http_client().close_async()
-        return {"gateway_checkout_ceiling_after_per_s": round(b_rate, 1), "gateway_checkout_after_p99_ms": _pct(b_lat, 0.99)}
+        return {
+            "gateway_checkout_ceiling_after_per_s": round(b_rate, 1),
+            "gateway_checkout_after_p99_ms": _pct(b_lat, 0.99),
+        }
     a_rate, a_lat, _ = await _pool(n, concurrency, create_confirm)
     b_rate, b_lat, _ = await _pool(n, concurrency, create_confirm_capture)
     await c._requestor._get_http_client().close_async()
-    return {"gateway_create_confirm_per_s": round(a_rate, 1), "gateway_create_confirm_p99_ms": _pct(a_lat, 0.99),
-            "gateway_checkout_ceiling_before_per_s": round(b_rate, 1), "gateway_checkout_p99_ms": _pct(b_lat, 0.99)}
+    return {
+        "gateway_create_confirm_per_s": round(a_rate, 1),
+        "gateway_create_confirm_p99_ms": _pct(a_lat, 0.99),
+        "gateway_checkout_ceiling_before_per_s": round(b_rate, 1),
+        "gateway_checkout_p99_ms": _pct(b_lat, 0.99),
+    }
 
 
-STRIPE_GLOBAL_PER_S = 100.0   # Stripe: 100 operations/s in live mode (25 in a sandbox)
-STRIPE_ENDPOINT_PER_S = 25.0  # Stripe: a default of 25 requests/s per endpoint (PaymentIntent create among them)
+STRIPE_GLOBAL_PER_S = 100.0  # Stripe: 100 operations/s in live mode (25 in a sandbox)
+STRIPE_ENDPOINT_PER_S = (
+    25.0  # Stripe: a default of 25 requests/s per endpoint (PaymentIntent create among them)
+)
 
 
-async def set_gateway_limits(settings: Settings, global_per_s: float = 0, endpoint_per_s: float = 0,
-                             burst_s: float = 0.2) -> dict:
+async def set_gateway_limits(
+    settings: Settings, global_per_s: float = 0, endpoint_per_s: float = 0, burst_s: float = 0.2
+) -> dict:
     """Turn localstripe's Stripe-like rate limits on (or off with zeros); answers its counters."""
     import httpx
 
     async with httpx.AsyncClient(base_url=settings.stripe_api_base, timeout=30) as http:
-        r = await http.post("/_config/flashmart/rate_limits", json={"global_per_s": global_per_s,
-                                                                    "endpoint_per_s": endpoint_per_s, "burst_s": burst_s})
+        r = await http.post(
+            "/_config/flashmart/rate_limits",
+            json={
+                "global_per_s": global_per_s,
+                "endpoint_per_s": endpoint_per_s,
+                "burst_s": burst_s,
+            },
+        )
         r.raise_for_status()
         return r.json()
 
@@ -139,8 +189,11 @@ async def paced_gateway_ceiling(settings: Settings, n: int, concurrency: int) ->
 
     import stripe
 
-    c = stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base},
-                            http_client=stripe.AIOHTTPClient())
+    c = stripe.StripeClient(
+        settings.stripe_secret_key,
+        base_addresses={"api": settings.stripe_api_base},
+        http_client=stripe.AIOHTTPClient(),
+    )
     limited = 0
 
     async def retrying(call):
@@ -152,10 +205,29 @@ async def paced_gateway_ceiling(settings: Settings, n: int, concurrency: int) ->
                 limited += 1
                 await asyncio.sleep(random.uniform(0.005, 0.03))
 
-    pm = (await retrying(lambda: c.v1.payment_methods.create_async({"type": "card", "card": {
-        "number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}}))).id
-    params = {"amount": 2000, "currency": "usd", "payment_method": pm, "capture_method": "manual", "confirm": True,
-              "payment_method_types": ["card"]}
+    pm = (
+        await retrying(
+            lambda: c.v1.payment_methods.create_async(
+                {
+                    "type": "card",
+                    "card": {
+                        "number": "4242424242424242",
+                        "exp_month": 12,
+                        "exp_year": 2031,
+                        "cvc": "123",
+                    },
+                }
+            )
+        )
+    ).id
+    params = {
+        "amount": 2000,
+        "currency": "usd",
+        "payment_method": pm,
+        "capture_method": "manual",
+        "confirm": True,
+        "payment_method_types": ["card"],
+    }
 
     async def checkout(i):
         key = {"idempotency_key": f"bench-p-{uuid.uuid4().hex}"}
@@ -165,28 +237,48 @@ async def paced_gateway_ceiling(settings: Settings, n: int, concurrency: int) ->
 
     rate, lat, failed = await _pool(n, concurrency, checkout)
     await c._requestor._get_http_client().close_async()
-    return {"per_s": round(rate, 1), "p99_ms": _pct(lat, 0.99), "failed": failed, "client_429s": limited}
+    return {
+        "per_s": round(rate, 1),
+        "p99_ms": _pct(lat, 0.99),
+        "failed": failed,
+        "client_429s": limited,
+    }
 
 
 def flashmart_cpu_ms(per_role: dict[str, float]) -> float:
     """flashmart's own CPU per checkout: every process of the run but the gateway and the load generator."""
-    return round(sum(v for k, v in per_role.items() if k not in ("localstripe", "load generator")), 2)
+    return round(
+        sum(v for k, v in per_role.items() if k not in ("localstripe", "load generator")), 2
+    )
 
 
-async def run_paced(settings: Settings, api_url: str, buyers: list[dict], *, concurrency: int, global_per_s: float,
-                    endpoint_per_s: float, burst_s: float, cpu: "CpuAccount | None") -> dict:
+async def run_paced(
+    settings: Settings,
+    api_url: str,
+    buyers: list[dict],
+    *,
+    concurrency: int,
+    global_per_s: float,
+    endpoint_per_s: float,
+    burst_s: float,
+    cpu: CpuAccount | None,
+) -> dict:
     """(b): localstripe limited like Stripe, flashmart's pacing set to the same limits; the gateway's own
     ceiling before and after flashmart's run through it. Limits and pacing are restored afterwards."""
-    from actors.payments.client import PaymentsClient
+    from flashmart.actors.payments.client import PaymentsClient
 
     payments = await PaymentsClient.connect(settings)
     n = len(buyers)
     try:
         await set_gateway_limits(settings, global_per_s, endpoint_per_s, burst_s)
-        await payments.set_pacing(global_per_s, endpoint_per_s)  # what an operator does for this gateway
+        await payments.set_pacing(
+            global_per_s, endpoint_per_s
+        )  # what an operator does for this gateway
         t0 = cpu.snapshot() if cpu else None
         before = await paced_gateway_ceiling(settings, n, concurrency)
-        await set_gateway_limits(settings, global_per_s, endpoint_per_s, burst_s)  # fresh buckets, zero counters
+        await set_gateway_limits(
+            settings, global_per_s, endpoint_per_s, burst_s
+        )  # fresh buckets, zero counters
         t1 = cpu.snapshot() if cpu else None
         fm = await flashmart_checkouts(settings, api_url, buyers, concurrency)
         t2 = cpu.snapshot() if cpu else None
@@ -197,17 +289,31 @@ async def run_paced(settings: Settings, api_url: str, buyers: list[dict], *, con
         await set_gateway_limits(settings)
         await payments.set_pacing(None)
     ceiling = round((before["per_s"] + after["per_s"]) / 2, 1)
-    out = {"global_per_s": global_per_s, "endpoint_per_s": endpoint_per_s, "burst_s": burst_s, "checkouts": n,
-           "gateway_checkout_ceiling_before_per_s": before["per_s"], "gateway_checkout_ceiling_after_per_s": after["per_s"],
-           "gateway_checkout_ceiling_per_s": ceiling, "gateway_checkout_p99_ms": before["p99_ms"],
-           "gateway_client_429s": before["client_429s"] + after["client_429s"],
-           **fm, "gateway_429s_to_flashmart": refused,
-           "ratio_to_ceiling": round(fm["checkouts_per_s"] / ceiling, 3) if ceiling else None,
-           "overhead_pct": round((1 - fm["checkouts_per_s"] / ceiling) * 100, 1) if ceiling else None}
+    out = {
+        "global_per_s": global_per_s,
+        "endpoint_per_s": endpoint_per_s,
+        "burst_s": burst_s,
+        "checkouts": n,
+        "gateway_checkout_ceiling_before_per_s": before["per_s"],
+        "gateway_checkout_ceiling_after_per_s": after["per_s"],
+        "gateway_checkout_ceiling_per_s": ceiling,
+        "gateway_checkout_p99_ms": before["p99_ms"],
+        "gateway_client_429s": before["client_429s"] + after["client_429s"],
+        **fm,
+        "gateway_429s_to_flashmart": refused,
+        "ratio_to_ceiling": round(fm["checkouts_per_s"] / ceiling, 3) if ceiling else None,
+        "overhead_pct": round((1 - fm["checkouts_per_s"] / ceiling) * 100, 1) if ceiling else None,
+    }
     if cpu:
-        out["cpu_ms_per_gateway_checkout"] = {k: round(v * 1000 / n, 2) for k, v in CpuAccount.diff(t0, t1).items()}
-        out["cpu_ms_per_flashmart_checkout"] = {k: round(v * 1000 / n, 2) for k, v in CpuAccount.diff(t1, t2).items()}
-        out["flashmart_cpu_ms_per_checkout"] = flashmart_cpu_ms(out["cpu_ms_per_flashmart_checkout"])
+        out["cpu_ms_per_gateway_checkout"] = {
+            k: round(v * 1000 / n, 2) for k, v in CpuAccount.diff(t0, t1).items()
+        }
+        out["cpu_ms_per_flashmart_checkout"] = {
+            k: round(v * 1000 / n, 2) for k, v in CpuAccount.diff(t1, t2).items()
+        }
+        out["flashmart_cpu_ms_per_checkout"] = flashmart_cpu_ms(
+            out["cpu_ms_per_flashmart_checkout"]
+        )
     return out
 
 
@@ -242,14 +348,27 @@ class CpuAccount:
             name = p.name()
         except Exception:  # noqa: BLE001 - a process gone meanwhile
             return "gone"
-        for key, role in (("localstripe", "localstripe"), ("postgres", "postgres"), ("redis", "redis"),
-                          ("haproxy", "haproxy"), ("raylet", "raylet"), ("gcs_server", "gcs"),
-                          ("ServeReplica", "serve replica"), ("ProxyActor", "serve proxy"),
-                          ("CheckoutActor", "checkout actor"), ("PaymentActor", "payment actors"),
-                          ("FraudActor", "fraud actor"), ("Cart", "cart actors"), ("Shard", "inventory shards"),
-                          ("Inventory", "inventory shards"), ("Sweeper", "sweeper"), ("OrderEvents", "outbox/notify"),
-                          ("Outbox", "outbox/notify"),
-                          ("Notif", "outbox/notify"), ("benchmarks.checkout", "load generator")):
+        for key, role in (
+            ("localstripe", "localstripe"),
+            ("postgres", "postgres"),
+            ("redis", "redis"),
+            ("haproxy", "haproxy"),
+            ("raylet", "raylet"),
+            ("gcs_server", "gcs"),
+            ("ServeReplica", "serve replica"),
+            ("ProxyActor", "serve proxy"),
+            ("CheckoutActor", "checkout actor"),
+            ("PaymentActor", "payment actors"),
+            ("FraudActor", "fraud actor"),
+            ("Cart", "cart actors"),
+            ("Shard", "inventory shards"),
+            ("Inventory", "inventory shards"),
+            ("Sweeper", "sweeper"),
+            ("OrderEvents", "outbox/notify"),
+            ("Outbox", "outbox/notify"),
+            ("Notif", "outbox/notify"),
+            ("benchmarks.checkout", "load generator"),
+        ):
             if key in cmd or key in name:
                 return role
         return name[:30]
@@ -274,7 +393,9 @@ class CpuAccount:
         return dict(sorted(by_role.items(), key=lambda kv: -kv[1]))
 
 
-async def spy(cpu: CpuAccount, roles: tuple[str, ...], seconds: float, out_dir: Path) -> dict[str, list]:
+async def spy(
+    cpu: CpuAccount, roles: tuple[str, ...], seconds: float, out_dir: Path
+) -> dict[str, list]:
     """py-spy (sampling, non-blocking) on this run's processes of `roles` for `seconds`; returns the
     most inclusive frames per role (share of the samples in which the process was on CPU)."""
     import collections
@@ -287,9 +408,23 @@ async def spy(cpu: CpuAccount, roles: tuple[str, ...], seconds: float, out_dir: 
     for role, pid in procs:
         if role in roles:
             f = out_dir / f"spy-{role.replace(' ', '_')}-{pid}.txt"
-            proc = await asyncio.create_subprocess_exec(exe, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
-                                                        "-f", "raw", "-o", str(f), "--nonblocking",
-                                                        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            proc = await asyncio.create_subprocess_exec(
+                exe,
+                "record",
+                "-p",
+                str(pid),
+                "-d",
+                str(int(seconds)),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "-o",
+                str(f),
+                "--nonblocking",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
             runs.append((role, f, proc))
     top: dict[str, list] = {}
     for role, f, proc in runs:
@@ -302,75 +437,145 @@ async def spy(cpu: CpuAccount, roles: tuple[str, ...], seconds: float, out_dir: 
             if not stack:
                 continue
             total += int(n)
-            for fr in set(x.split(" (")[0] + " " + x.rsplit("/", 1)[-1].split(":")[0] for x in stack.split(";")):
+            for fr in set(
+                x.split(" (")[0] + " " + x.rsplit("/", 1)[-1].split(":")[0]
+                for x in stack.split(";")
+            ):
                 incl[fr] += int(n)
-        top.setdefault(role, []).append({"samples": total, "frames": [(k[:110], round(v / total, 3))
-                                                                      for k, v in incl.most_common(60)
-                                                                      if v / total >= 0.02]})
+        top.setdefault(role, []).append(
+            {
+                "samples": total,
+                "frames": [
+                    (k[:110], round(v / total, 3))
+                    for k, v in incl.most_common(60)
+                    if v / total >= 0.02
+                ],
+            }
+        )
     return top
 
 
-async def prepare_buyers(settings: Settings, api_url: str, n: int, unit_price: str = "20.00") -> tuple[list[dict], str]:
+async def prepare_buyers(
+    settings: Settings, api_url: str, n: int, unit_price: str = "20.00"
+) -> tuple[list[dict], str]:
     """n customers (rows + tokens minted directly: password hashing is not what we measure), one
     product with enough stock, and each buyer's cart holding one unit."""
     import httpx
     import psycopg
     from psycopg.rows import dict_row
 
-    from actors.inventory.client import InventoryClient
-    from storage.users import issue_access_token
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.storage.users import issue_access_token
 
     sku, tag = f"BENCH-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
     wh = f"bench-{tag}"
     with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row) as db:
-        db.execute("INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'bench', 37.7, -122.4) ON CONFLICT DO NOTHING", (wh,))
-        seller = db.execute("INSERT INTO sellers (name) VALUES ('bench') RETURNING id").fetchone()["id"]
-        pid = db.execute("INSERT INTO products (seller_id, name, price, weight_g) VALUES (%s, 'Bench thing', %s, 300) "
-                         "RETURNING id", (seller, unit_price)).fetchone()["id"]
+        db.execute(
+            "INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'bench', 37.7, -122.4) ON CONFLICT DO NOTHING",
+            (wh,),
+        )
+        seller = db.execute("INSERT INTO sellers (name) VALUES ('bench') RETURNING id").fetchone()[
+            "id"
+        ]
+        pid = db.execute(
+            "INSERT INTO products (seller_id, name, price, weight_g) VALUES (%s, 'Bench thing', %s, 300) "
+            "RETURNING id",
+            (seller, unit_price),
+        ).fetchone()["id"]
         db.execute("INSERT INTO product_variants (product_id, sku) VALUES (%s, %s)", (pid, sku))
-        users = [db.execute("INSERT INTO users (email, password_hash, name, role) VALUES (%s, '!', 'bench', 'customer') "
-                            "RETURNING id, email", (f"bench-{tag}-{i}@example.com",)).fetchone() for i in range(n)]
+        users = [
+            db.execute(
+                "INSERT INTO users (email, password_hash, name, role) VALUES (%s, '!', 'bench', 'customer') "
+                "RETURNING id, email",
+                (f"bench-{tag}-{i}@example.com",),
+            ).fetchone()
+            for i in range(n)
+        ]
     inv = await InventoryClient.connect(settings)
     await inv.set_stock(sku, wh, n * 2)
-    buyers = [{"id": u["id"], "headers": {"Authorization": "Bearer " + issue_access_token(
-        settings.jwt_secret, 3600, u["id"], "customer", u["email"])}} for u in users]
+    buyers = [
+        {
+            "id": u["id"],
+            "headers": {
+                "Authorization": "Bearer "
+                + issue_access_token(settings.jwt_secret, 3600, u["id"], "customer", u["email"])
+            },
+        }
+        for u in users
+    ]
     async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
         sem = asyncio.Semaphore(16)
 
         async def add(b):
             async with sem:
-                r = await http.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}, headers=b["headers"])
+                r = await http.post(
+                    "/api/v1/cart/items", json={"sku": sku, "quantity": 1}, headers=b["headers"]
+                )
                 assert r.status_code == 200, r.text
+
         await asyncio.gather(*(add(b) for b in buyers))
     return buyers, sku
 
 
-async def flashmart_checkouts(settings: Settings, api_url: str, buyers: list[dict], concurrency: int) -> dict:
+async def flashmart_checkouts(
+    settings: Settings, api_url: str, buyers: list[dict], concurrency: int
+) -> dict:
     import httpx
     import stripe
 
-    c = stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
-    token = c.v1.payment_methods.create({"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
-                                                                  "exp_year": 2031, "cvc": "123"}}).id
+    c = stripe.StripeClient(
+        settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base}
+    )
+    token = c.v1.payment_methods.create(
+        {
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+        }
+    ).id
     statuses: dict[int, int] = {}
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+    limits = httpx.Limits(
+        max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
+    )
     async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as http:
+
         async def one(i):
             b = buyers[i]
-            r = await http.post("/api/v1/orders/checkout", json={
-                "shipping_address": ADDRESS, "payment_method": {"type": "card", "token": token}},
-                headers={**b["headers"], "Idempotency-Key": uuid.uuid4().hex})
+            r = await http.post(
+                "/api/v1/orders/checkout",
+                json={
+                    "shipping_address": ADDRESS,
+                    "payment_method": {"type": "card", "token": token},
+                },
+                headers={**b["headers"], "Idempotency-Key": uuid.uuid4().hex},
+            )
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
             return r.status_code == 201
+
         rate, lat, failed = await _pool(len(buyers), concurrency, one)
-    return {"checkouts_per_s": round(rate, 1), "checkout_p50_ms": _pct(lat, 0.50), "checkout_p99_ms": _pct(lat, 0.99),
-            "checkouts_ok": len(lat), "checkouts_failed": failed, "statuses": statuses}
+    return {
+        "checkouts_per_s": round(rate, 1),
+        "checkout_p50_ms": _pct(lat, 0.50),
+        "checkout_p99_ms": _pct(lat, 0.99),
+        "checkouts_ok": len(lat),
+        "checkouts_failed": failed,
+        "statuses": statuses,
+    }
 
 
-async def run_checkout(settings: Settings, api_url: str, *, checkouts: int, concurrency: int,
-                       cpu: CpuAccount | None = None, spy_s: float = 0, warmup: int = 20,
-                       paced_checkouts: int | None = None, gateway_global_per_s: float = STRIPE_GLOBAL_PER_S,
-                       gateway_endpoint_per_s: float = STRIPE_ENDPOINT_PER_S, gateway_burst_s: float = 0.2) -> dict:
+async def run_checkout(
+    settings: Settings,
+    api_url: str,
+    *,
+    checkouts: int,
+    concurrency: int,
+    cpu: CpuAccount | None = None,
+    spy_s: float = 0,
+    warmup: int = 20,
+    paced_checkouts: int | None = None,
+    gateway_global_per_s: float = STRIPE_GLOBAL_PER_S,
+    gateway_endpoint_per_s: float = STRIPE_ENDPOINT_PER_S,
+    gateway_burst_s: float = 0.2,
+) -> dict:
     """Needs the platform deployed with gateway_rate_per_s above localstripe's speed. (b), the paced
     gateway, runs first unless paced_checkouts is 0; then (a)."""
     paced_n = checkouts if paced_checkouts is None else paced_checkouts
@@ -380,36 +585,71 @@ async def run_checkout(settings: Settings, api_url: str, *, checkouts: int, conc
         buyers = buyers[warmup:]
     paced = None
     if paced_n:
-        paced = await run_paced(settings, api_url, buyers[:paced_n], concurrency=concurrency,
-                                global_per_s=gateway_global_per_s, endpoint_per_s=gateway_endpoint_per_s,
-                                burst_s=gateway_burst_s, cpu=cpu)
+        paced = await run_paced(
+            settings,
+            api_url,
+            buyers[:paced_n],
+            concurrency=concurrency,
+            global_per_s=gateway_global_per_s,
+            endpoint_per_s=gateway_endpoint_per_s,
+            burst_s=gateway_burst_s,
+            cpu=cpu,
+        )
         buyers = buyers[paced_n:]
     t0 = cpu.snapshot() if cpu else None
     gw = await gateway_rates(settings, checkouts, concurrency)
     t1 = cpu.snapshot() if cpu else None
     if cpu and spy_s:
-        spying = asyncio.create_task(spy(cpu, ("checkout actor", "payment actors", "serve replica", "cart actors",
-                                               "fraud actor", "outbox/notify", "inventory shards"), spy_s,
-                                         Path(settings.data_dir)))
+        spying = asyncio.create_task(
+            spy(
+                cpu,
+                (
+                    "checkout actor",
+                    "payment actors",
+                    "serve replica",
+                    "cart actors",
+                    "fraud actor",
+                    "outbox/notify",
+                    "inventory shards",
+                ),
+                spy_s,
+                Path(settings.data_dir),
+            )
+        )
     fm = await flashmart_checkouts(settings, api_url, buyers, concurrency)
     t2 = cpu.snapshot() if cpu else None
     gw.update(await gateway_rates(settings, checkouts, concurrency, ceiling_only=True))
-    before, after = gw["gateway_checkout_ceiling_before_per_s"], gw["gateway_checkout_ceiling_after_per_s"]
+    before, after = (
+        gw["gateway_checkout_ceiling_before_per_s"],
+        gw["gateway_checkout_ceiling_after_per_s"],
+    )
     ceiling = gw["gateway_checkout_ceiling_per_s"] = round((before + after) / 2, 1)
-    extra = {"ratio_to_ceiling_before": round(fm["checkouts_per_s"] / before, 3) if before else None,
-             "warmup_checkouts": warmup}
+    extra = {
+        "ratio_to_ceiling_before": round(fm["checkouts_per_s"] / before, 3) if before else None,
+        "warmup_checkouts": warmup,
+    }
     if cpu:
         # CPU ms per operation: the gateway phase ran 2 x checkouts intents, flashmart's phase `checkouts`
-        extra["cpu_ms_per_gateway_checkout"] = {k: round(v * 1000 / (2 * checkouts), 2)
-                                                for k, v in CpuAccount.diff(t0, t1).items()}
-        extra["cpu_ms_per_flashmart_checkout"] = {k: round(v * 1000 / checkouts, 2)
-                                                  for k, v in CpuAccount.diff(t1, t2).items()}
-        extra["flashmart_cpu_ms_per_checkout"] = flashmart_cpu_ms(extra["cpu_ms_per_flashmart_checkout"])
+        extra["cpu_ms_per_gateway_checkout"] = {
+            k: round(v * 1000 / (2 * checkouts), 2) for k, v in CpuAccount.diff(t0, t1).items()
+        }
+        extra["cpu_ms_per_flashmart_checkout"] = {
+            k: round(v * 1000 / checkouts, 2) for k, v in CpuAccount.diff(t1, t2).items()
+        }
+        extra["flashmart_cpu_ms_per_checkout"] = flashmart_cpu_ms(
+            extra["cpu_ms_per_flashmart_checkout"]
+        )
         if spy_s:
             extra["py_spy"] = await spying
-    out = {**gw, **fm, **extra, "concurrency": concurrency, "checkouts": checkouts,
-           "ratio_to_ceiling": round(fm["checkouts_per_s"] / ceiling, 3) if ceiling else None,
-           "overhead_pct": round((1 - fm["checkouts_per_s"] / ceiling) * 100, 1) if ceiling else None}
+    out = {
+        **gw,
+        **fm,
+        **extra,
+        "concurrency": concurrency,
+        "checkouts": checkouts,
+        "ratio_to_ceiling": round(fm["checkouts_per_s"] / ceiling, 3) if ceiling else None,
+        "overhead_pct": round((1 - fm["checkouts_per_s"] / ceiling) * 100, 1) if ceiling else None,
+    }
     if paced is not None:
         out["paced"] = paced
     return out
@@ -427,74 +667,142 @@ def print_table(r: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    t = Table(title=f"(a) checkout over HTTP vs localstripe's CPU-bound ceiling, same 2 cores "
-                    f"({r['checkouts']} each, concurrency {r['concurrency']})")
+    t = Table(
+        title=f"(a) checkout over HTTP vs localstripe's CPU-bound ceiling, same 2 cores "
+        f"({r['checkouts']} each, concurrency {r['concurrency']})"
+    )
     t.add_column("path")
     t.add_column("per second", justify="right")
     t.add_column("p99 ms", justify="right")
-    t.add_row("localstripe PaymentIntent create+confirm (SDK)", str(r["gateway_create_confirm_per_s"]),
-              str(r["gateway_create_confirm_p99_ms"]))
-    t.add_row("localstripe create+confirm+capture before flashmart's run", str(r["gateway_checkout_ceiling_before_per_s"]),
-              str(r["gateway_checkout_p99_ms"]))
-    t.add_row("localstripe create+confirm+capture after flashmart's run", str(r["gateway_checkout_ceiling_after_per_s"]),
-              str(r["gateway_checkout_after_p99_ms"]))
-    t.add_row("checkout ceiling = mean of before and after", str(r["gateway_checkout_ceiling_per_s"]), "")
-    t.add_row(f"flashmart POST /orders/checkout (p50 {r['checkout_p50_ms']} ms)", str(r["checkouts_per_s"]),
-              str(r["checkout_p99_ms"]))
-    t.caption = (f"flashmart reaches {r['ratio_to_ceiling']:.0%} of the gateway ceiling "
-                 f"({r['ratio_to_ceiling_before']:.0%} of the ceiling measured before it) "
-                 f"(overhead {r['overhead_pct']}%); statuses {r['statuses']}; load average (1 min) at the end "
-                 f"{r.get('load_avg_1m', '?')}")
+    t.add_row(
+        "localstripe PaymentIntent create+confirm (SDK)",
+        str(r["gateway_create_confirm_per_s"]),
+        str(r["gateway_create_confirm_p99_ms"]),
+    )
+    t.add_row(
+        "localstripe create+confirm+capture before flashmart's run",
+        str(r["gateway_checkout_ceiling_before_per_s"]),
+        str(r["gateway_checkout_p99_ms"]),
+    )
+    t.add_row(
+        "localstripe create+confirm+capture after flashmart's run",
+        str(r["gateway_checkout_ceiling_after_per_s"]),
+        str(r["gateway_checkout_after_p99_ms"]),
+    )
+    t.add_row(
+        "checkout ceiling = mean of before and after", str(r["gateway_checkout_ceiling_per_s"]), ""
+    )
+    t.add_row(
+        f"flashmart POST /orders/checkout (p50 {r['checkout_p50_ms']} ms)",
+        str(r["checkouts_per_s"]),
+        str(r["checkout_p99_ms"]),
+    )
+    t.caption = (
+        f"flashmart reaches {r['ratio_to_ceiling']:.0%} of the gateway ceiling "
+        f"({r['ratio_to_ceiling_before']:.0%} of the ceiling measured before it) "
+        f"(overhead {r['overhead_pct']}%); statuses {r['statuses']}; load average (1 min) at the end "
+        f"{r.get('load_avg_1m', '?')}"
+    )
     console.print(t)
     p = r.get("paced")
     if p:
-        t = Table(title=f"(b) checkout through a gateway paced like Stripe's: {p['endpoint_per_s']:g} requests/s per "
-                        f"endpoint, {p['global_per_s']:g}/s overall, 429 beyond ({p['checkouts']} each, "
-                        f"concurrency {r['concurrency']})")
+        t = Table(
+            title=f"(b) checkout through a gateway paced like Stripe's: {p['endpoint_per_s']:g} requests/s per "
+            f"endpoint, {p['global_per_s']:g}/s overall, 429 beyond ({p['checkouts']} each, "
+            f"concurrency {r['concurrency']})"
+        )
         t.add_column("path")
         t.add_column("per second", justify="right")
         t.add_column("p99 ms", justify="right")
-        t.add_row(f"paced gateway create+confirm+capture (SDK, retrying 429s) before flashmart's run",
-                  str(p["gateway_checkout_ceiling_before_per_s"]), str(p["gateway_checkout_p99_ms"]))
-        t.add_row("the same after flashmart's run", str(p["gateway_checkout_ceiling_after_per_s"]), "")
-        t.add_row("paced checkout ceiling = mean of before and after", str(p["gateway_checkout_ceiling_per_s"]), "")
-        t.add_row(f"flashmart POST /orders/checkout, pacing set to the same limits (p50 {p['checkout_p50_ms']} ms)",
-                  str(p["checkouts_per_s"]), str(p["checkout_p99_ms"]))
-        t.caption = (f"flashmart reaches {p['ratio_to_ceiling']:.0%} of the paced gateway's ceiling (adds "
-                     f"{p['overhead_pct']}% to its limit); statuses {p['statuses']}; 429s the gateway answered "
-                     f"flashmart: {p['gateway_429s_to_flashmart']} (the SDK client: {p['gateway_client_429s']})")
+        t.add_row(
+            "paced gateway create+confirm+capture (SDK, retrying 429s) before flashmart's run",
+            str(p["gateway_checkout_ceiling_before_per_s"]),
+            str(p["gateway_checkout_p99_ms"]),
+        )
+        t.add_row(
+            "the same after flashmart's run", str(p["gateway_checkout_ceiling_after_per_s"]), ""
+        )
+        t.add_row(
+            "paced checkout ceiling = mean of before and after",
+            str(p["gateway_checkout_ceiling_per_s"]),
+            "",
+        )
+        t.add_row(
+            f"flashmart POST /orders/checkout, pacing set to the same limits (p50 {p['checkout_p50_ms']} ms)",
+            str(p["checkouts_per_s"]),
+            str(p["checkout_p99_ms"]),
+        )
+        t.caption = (
+            f"flashmart reaches {p['ratio_to_ceiling']:.0%} of the paced gateway's ceiling (adds "
+            f"{p['overhead_pct']}% to its limit); statuses {p['statuses']}; 429s the gateway answered "
+            f"flashmart: {p['gateway_429s_to_flashmart']} (the SDK client: {p['gateway_client_429s']})"
+        )
         console.print(t)
     if "cpu_ms_per_flashmart_checkout" in r:
-        a, b = r["cpu_ms_per_flashmart_checkout"], (p or {}).get("cpu_ms_per_flashmart_checkout", {})
+        a, b = (
+            r["cpu_ms_per_flashmart_checkout"],
+            (p or {}).get("cpu_ms_per_flashmart_checkout", {}),
+        )
         t = Table(title="CPU ms per flashmart checkout, by process (all processes of the run)")
         t.add_column("process")
         t.add_column("(a) unpaced", justify="right")
         t.add_column("(b) paced", justify="right")
         for role in sorted(set(a) | set(b), key=lambda k: -max(a.get(k, 0), b.get(k, 0))):
             t.add_row(role, f"{a.get(role, 0):.2f}", f"{b.get(role, 0):.2f}" if b else "")
-        t.add_row("flashmart total (without localstripe, load generator)", f"{r['flashmart_cpu_ms_per_checkout']:.2f}",
-                  f"{p['flashmart_cpu_ms_per_checkout']:.2f}" if b else "", style="bold")
+        t.add_row(
+            "flashmart total (without localstripe, load generator)",
+            f"{r['flashmart_cpu_ms_per_checkout']:.2f}",
+            f"{p['flashmart_cpu_ms_per_checkout']:.2f}" if b else "",
+            style="bold",
+        )
         console.print(t)
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.checkout", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.checkout", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--checkouts", type=int, default=300)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--warmup", type=int, default=20, help="checkouts run first and not counted")
-    p.add_argument("--paced-checkouts", type=int, default=None,
-                   help="checkouts through the rate-limited gateway, (b) (default: --checkouts; 0 skips (b))")
-    p.add_argument("--gateway-global", type=float, default=STRIPE_GLOBAL_PER_S,
-                   help="(b): the gateway's global limit, requests/s (Stripe live mode: 100)")
-    p.add_argument("--gateway-per-endpoint", type=float, default=STRIPE_ENDPOINT_PER_S,
-                   help="(b): the gateway's limit per endpoint, requests/s (Stripe's default: 25)")
-    p.add_argument("--gateway-burst-s", type=float, default=0.2,
-                   help="(b): seconds of rate the gateway lets a quiet client spend at once")
-    p.add_argument("--cpu", action="store_true", help="also report CPU ms per checkout by process role")
-    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the whole result there")
-    p.add_argument("--spy", type=float, default=0, metavar="SECONDS",
-                   help="with --cpu: py-spy the checkout, payment, cart, fraud actors and the Serve replica for the "
-                        "first SECONDS of flashmart's run and print their hottest frames")
+    p.add_argument(
+        "--paced-checkouts",
+        type=int,
+        default=None,
+        help="checkouts through the rate-limited gateway, (b) (default: --checkouts; 0 skips (b))",
+    )
+    p.add_argument(
+        "--gateway-global",
+        type=float,
+        default=STRIPE_GLOBAL_PER_S,
+        help="(b): the gateway's global limit, requests/s (Stripe live mode: 100)",
+    )
+    p.add_argument(
+        "--gateway-per-endpoint",
+        type=float,
+        default=STRIPE_ENDPOINT_PER_S,
+        help="(b): the gateway's limit per endpoint, requests/s (Stripe's default: 25)",
+    )
+    p.add_argument(
+        "--gateway-burst-s",
+        type=float,
+        default=0.2,
+        help="(b): seconds of rate the gateway lets a quiet client spend at once",
+    )
+    p.add_argument(
+        "--cpu", action="store_true", help="also report CPU ms per checkout by process role"
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the whole result there"
+    )
+    p.add_argument(
+        "--spy",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="with --cpu: py-spy the checkout, payment, cart, fraud actors and the Serve replica for the "
+        "first SECONDS of flashmart's run and print their hottest frames",
+    )
     args = p.parse_args(argv)
 
     import os
@@ -502,8 +810,14 @@ def main(argv=None) -> dict:
 
     import ray
 
-    from flashmart.platform import (deploy, ingress_name, init_local_ray, serve_env, start_backing_services,
-                                    stop_backing_services)
+    from flashmart.platform import (
+        deploy,
+        ingress_name,
+        init_local_ray,
+        serve_env,
+        start_backing_services,
+        stop_backing_services,
+    )
 
     def port() -> int:
         with socket.socket() as s:
@@ -511,8 +825,16 @@ def main(argv=None) -> dict:
             return s.getsockname()[1]
 
     data = Path(tempfile.mkdtemp(prefix="fm-bench-checkout-"))
-    base = Settings(_env_file=None, data_dir=data, http_port=port(), localstripe_port=port(),
-                    ray_dashboard_port=port(), gateway_rate_per_s=5000, serve_replicas_min=1, serve_replicas_max=1)
+    base = Settings(
+        _env_file=None,
+        data_dir=data,
+        http_port=port(),
+        localstripe_port=port(),
+        ray_dashboard_port=port(),
+        gateway_rate_per_s=5000,
+        serve_replicas_min=1,
+        serve_replicas_max=1,
+    )
     settings = start_backing_services(base)
     try:
         env = serve_env(settings)
@@ -523,20 +845,41 @@ def main(argv=None) -> dict:
         ingress = ingress_name(env)
         init_local_ray("flashmart")
         deploy(settings)
-        result = asyncio.run(run_checkout(settings, settings.api_url, checkouts=args.checkouts,
-                                          concurrency=args.concurrency, cpu=CpuAccount(data) if args.cpu else None,
-                                          spy_s=args.spy, warmup=args.warmup, paced_checkouts=args.paced_checkouts,
-                                          gateway_global_per_s=args.gateway_global,
-                                          gateway_endpoint_per_s=args.gateway_per_endpoint,
-                                          gateway_burst_s=args.gateway_burst_s))
+        result = asyncio.run(
+            run_checkout(
+                settings,
+                settings.api_url,
+                checkouts=args.checkouts,
+                concurrency=args.concurrency,
+                cpu=CpuAccount(data) if args.cpu else None,
+                spy_s=args.spy,
+                warmup=args.warmup,
+                paced_checkouts=args.paced_checkouts,
+                gateway_global_per_s=args.gateway_global,
+                gateway_endpoint_per_s=args.gateway_per_endpoint,
+                gateway_burst_s=args.gateway_burst_s,
+            )
+        )
         result["ingress"] = ingress
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)
         print_table(result)
         if args.cpu:
             import json
 
-            print(json.dumps({k: result[k] for k in ("cpu_ms_per_gateway_checkout", "cpu_ms_per_flashmart_checkout",
-                                                     "py_spy") if k in result}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        k: result[k]
+                        for k in (
+                            "cpu_ms_per_gateway_checkout",
+                            "cpu_ms_per_flashmart_checkout",
+                            "py_spy",
+                        )
+                        if k in result
+                    },
+                    indent=1,
+                )
+            )
         if args.json:
             import json
 

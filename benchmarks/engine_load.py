@@ -5,6 +5,7 @@ request a reservation followed by its commit (durable in PostgreSQL before it is
 (benchmarks/run.py does both). Standalone: `python -m benchmarks.engine_load --requests 50000
 --concurrency 2000` starts its own embedded PostgreSQL and a local Ray.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,15 @@ def _percentile(sorted_ms: list[float], p: float) -> float:
     return round(sorted_ms[min(len(sorted_ms) - 1, int(p * len(sorted_ms)))], 3)
 
 
-async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, stock: int | None = None,
-                     postgres_pid: int | None = None, buckets: int = 1) -> dict:
+async def run_engine(
+    settings: Settings,
+    n_requests: int,
+    concurrency: int,
+    *,
+    stock: int | None = None,
+    postgres_pid: int | None = None,
+    buckets: int = 1,
+) -> dict:
     """Returns reservations_per_s (durably committed reservations a second), p50_ms/p99_ms of one
     reserve+commit, oversold (units committed beyond stock, checked in PostgreSQL: must be 0), and
     cpu_us_per_reservation: CPU time per committed reservation of this driver (the callers, like a
@@ -56,11 +64,11 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
     figure is then the sum over the pool's and the buckets' shards."""
     import ray
 
-    from actors import NAMESPACE
-    from actors.inventory.client import InventoryClient
-    from actors.inventory.messages import Committed, Reserved
-    from actors.inventory.directory import bucket_shard_name
-    from actors.inventory.shard import hot_shard_name
+    from flashmart.actors import NAMESPACE
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.inventory.directory import bucket_shard_name
+    from flashmart.actors.inventory.messages import Committed, Reserved
+    from flashmart.actors.inventory.shard import hot_shard_name
 
     client = await InventoryClient.connect(settings)
     sku = f"bench-{uuid.uuid4().hex[:10]}"
@@ -68,7 +76,9 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
     await client.declare_hot(sku, None, buckets=buckets)
     await client.set_stock(sku, "bench-wh", units)
     await client.stock(sku)  # warm: the hot shard has loaded the SKU
-    names = [hot_shard_name(sku)] + ([bucket_shard_name(sku, i) for i in range(buckets)] if buckets > 1 else [])
+    names = [hot_shard_name(sku)] + (
+        [bucket_shard_name(sku, i) for i in range(buckets)] if buckets > 1 else []
+    )
     shards = [ray.get_actor(name, namespace=NAMESPACE) for name in names]
     shard = shards[-1]  # the one that takes the reservations (a bucket's, when split)
     shard_pids = [await s.pid.remote() for s in shards]
@@ -94,15 +104,26 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
                 refused[r.reason] = refused.get(r.reason, 0) + 1
 
     stats0 = await shard.stats.remote()
-    cpu0 = (time.process_time(), shard_cpu_s(), _process_cpu_s(postgres_pid, True) if postgres_pid else 0)
+    cpu0 = (
+        time.process_time(),
+        shard_cpu_s(),
+        _process_cpu_s(postgres_pid, True) if postgres_pid else 0,
+    )
     t0 = time.perf_counter()
     await asyncio.gather(*(caller(i) for i in range(concurrency)))
     elapsed_s = time.perf_counter() - t0
-    cpu1 = (time.process_time(), shard_cpu_s(), _process_cpu_s(postgres_pid, True) if postgres_pid else 0)
+    cpu1 = (
+        time.process_time(),
+        shard_cpu_s(),
+        _process_cpu_s(postgres_pid, True) if postgres_pid else 0,
+    )
     stats1 = await shard.stats.remote()
     calls = stats1.get("calls", 0) - stats0.get("calls", 0)
     per = 1e6 / max(len(latencies), 1)
-    cpu = {"driver": round((cpu1[0] - cpu0[0]) * per, 1), "shard": round((cpu1[1] - cpu0[1]) * per, 1)}
+    cpu = {
+        "driver": round((cpu1[0] - cpu0[0]) * per, 1),
+        "shard": round((cpu1[1] - cpu0[1]) * per, 1),
+    }
     if postgres_pid:
         cpu["postgres"] = round((cpu1[2] - cpu0[2]) * per, 1)
     view = await client.stock(sku)
@@ -115,7 +136,11 @@ async def run_engine(settings: Settings, n_requests: int, concurrency: int, *, s
         "p99_ms": _percentile(latencies, 0.99),
         "oversold": max(0, durable - units) + max(0, view.sold - view.on_hand),
         "cpu_us_per_reservation": cpu,
-        "commands_per_shard_call": round((stats1.get("commands", 0) - stats0.get("commands", 0)) / calls, 1) if calls else None,
+        "commands_per_shard_call": round(
+            (stats1.get("commands", 0) - stats0.get("commands", 0)) / calls, 1
+        )
+        if calls
+        else None,
         "load_1m": round(os.getloadavg()[0], 2),
         "committed": len(latencies),
         "committed_in_postgres": durable,
@@ -132,8 +157,11 @@ def _count_commits(database_url: str, sku: str) -> int:
     import psycopg
 
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT count(*) FROM inventory_journal WHERE (sku = %s OR sku LIKE %s) "
-                            "AND kind = 'HoldCommitted'", (sku, f"{sku}#%")).fetchone()[0]  # buckets: "{sku}#{i}"
+        return conn.execute(
+            "SELECT count(*) FROM inventory_journal WHERE (sku = %s OR sku LIKE %s) "
+            "AND kind = 'HoldCommitted'",
+            (sku, f"{sku}#%"),
+        ).fetchone()[0]  # buckets: "{sku}#{i}"
 
 
 def main(argv=None) -> None:
@@ -143,25 +171,44 @@ def main(argv=None) -> None:
     import ray
 
     from flashmart.platform import init_local_ray
-    from storage import embedded
-    from storage.migrate import apply_migrations
+    from flashmart.storage import embedded
+    from flashmart.storage.migrate import apply_migrations
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_load")
     p.add_argument("--requests", type=int, default=50_000)
     p.add_argument("--concurrency", type=int, nargs="+", default=[2000])
-    p.add_argument("--stock", type=int, default=None, help="units on sale (default: as many as requests)")
-    p.add_argument("--buckets", type=int, default=1, help="split the hot SKU into this many stock buckets")
+    p.add_argument(
+        "--stock", type=int, default=None, help="units on sale (default: as many as requests)"
+    )
+    p.add_argument(
+        "--buckets", type=int, default=1, help="split the hot SKU into this many stock buckets"
+    )
     p.add_argument("--data-dir", type=Path, default=Path(".data/bench-engine"))
     args = p.parse_args(argv)
     data = args.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
-    settings = Settings(_env_file=None, data_dir=data, database_url=embedded.start_postgres(data))  # PG only
+    settings = Settings(
+        _env_file=None, data_dir=data, database_url=embedded.start_postgres(data)
+    )  # PG only
     apply_migrations(settings.database_url)
     init_local_ray("flashmart-bench")
     try:
         for c in args.concurrency:
-            print(json.dumps(asyncio.run(run_engine(settings, args.requests, c, buckets=args.buckets, stock=args.stock,
-                                                    postgres_pid=embedded.postgres_pid(data)))), flush=True)
+            print(
+                json.dumps(
+                    asyncio.run(
+                        run_engine(
+                            settings,
+                            args.requests,
+                            c,
+                            buckets=args.buckets,
+                            stock=args.stock,
+                            postgres_pid=embedded.postgres_pid(data),
+                        )
+                    )
+                ),
+                flush=True,
+            )
     finally:
         ray.shutdown()
         embedded.stop_postgres(data)

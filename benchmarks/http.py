@@ -11,6 +11,7 @@ be with httpx. Rows measured in one run, each with the same wrk settings:
 
 Note the module name: always import it as `benchmarks.http` (the package), never run the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # --- the ceiling app (started by uvicorn as `benchmarks.http:hello_app --factory`) ------------------
+
 
 def hello_app():
     from fastapi import FastAPI
@@ -56,12 +58,13 @@ def hello_middleware_app():
 
 def flashmart_app():
     """flashmart's FastAPI app without Serve; only routes that need no context answer (/healthz)."""
-    from serve.app import create_fastapi
+    from flashmart.serve.app import create_fastapi
 
     return create_fastapi()
 
 
 # --- wrk ------------------------------------------------------------------------------------------
+
 
 def ensure_wrk(say=print) -> str | None:
     """wrk on PATH, else install the Debian package (root + apt-get); None, with the reason said, if not."""
@@ -69,26 +72,37 @@ def ensure_wrk(say=print) -> str | None:
     if found:
         return found
     if not shutil.which("apt-get") or os.geteuid() != 0:
-        say("wrk is not installed and cannot be installed here (needs root and apt-get): "
-            "install it (Debian/Ubuntu: apt-get install wrk) to run the HTTP benchmark")
+        say(
+            "wrk is not installed and cannot be installed here (needs root and apt-get): "
+            "install it (Debian/Ubuntu: apt-get install wrk) to run the HTTP benchmark"
+        )
         return None
     say("wrk is not installed: installing the Debian package with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "install", "-y", "-qq", "wrk"], ["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "wrk"]):
+    for cmd in (
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+    ):
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         if cmd[1] == "install" and result.returncode == 0:
             break
     found = shutil.which("wrk")
     if not found:
-        say(f"apt-get could not install wrk ({(result.stderr or result.stdout).strip()[-200:]}); "
-            "HTTP benchmark skipped")
+        say(
+            f"apt-get could not install wrk ({(result.stderr or result.stdout).strip()[-200:]}); "
+            "HTTP benchmark skipped"
+        )
     return found
 
 
 def wrk_version(wrk: str) -> str:
     result = subprocess.run([wrk, "-v"], capture_output=True, text=True)
-    return (result.stdout + result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else "wrk"
+    return (
+        (result.stdout + result.stderr).strip().splitlines()[0]
+        if (result.stdout or result.stderr)
+        else "wrk"
+    )
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -103,6 +117,7 @@ def _ms(text: str) -> float:
 
 def parse_wrk(output: str) -> dict:
     """Requests/s, latency percentiles and failures from `wrk --latency` output."""
+
     def find(pattern: str, default=None):
         m = re.search(pattern, output, re.MULTILINE)
         return m.group(1) if m else default
@@ -145,24 +160,47 @@ def _lua_script(target: Target, directory: Path) -> Path | None:
     return path
 
 
-def run_wrk(wrk: str, target: Target, *, duration_s: int, connections: int, threads: int = 1,
-            warmup_s: int = 1, work_dir: Path) -> dict:
+def run_wrk(
+    wrk: str,
+    target: Target,
+    *,
+    duration_s: int,
+    connections: int,
+    threads: int = 1,
+    warmup_s: int = 1,
+    work_dir: Path,
+) -> dict:
     script = _lua_script(target, work_dir)
     base = [wrk, f"-t{threads}", f"-c{connections}", "--latency", "--timeout", "5s"]
     if script:
         base += ["-s", str(script)]
     if warmup_s:
-        subprocess.run(base + [f"-d{warmup_s}s", target.url], capture_output=True, timeout=warmup_s + 60)
-    result = subprocess.run(base + [f"-d{duration_s}s", target.url], capture_output=True, text=True,
-                            timeout=duration_s + 60)
+        subprocess.run(
+            base + [f"-d{warmup_s}s", target.url], capture_output=True, timeout=warmup_s + 60
+        )
+    result = subprocess.run(
+        base + [f"-d{duration_s}s", target.url],
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 60,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed on {target.url}: {result.stderr.strip()[:200]}")
     figures = parse_wrk(result.stdout)
-    return {"name": target.name, "url": target.url, "method": target.method, "connections": connections,
-            "threads": threads, "duration_s": duration_s, "note": target.note, **figures}
+    return {
+        "name": target.name,
+        "url": target.url,
+        "method": target.method,
+        "connections": connections,
+        "threads": threads,
+        "duration_s": duration_s,
+        "note": target.note,
+        **figures,
+    }
 
 
 # --- uvicorn ------------------------------------------------------------------------------------
+
 
 class Uvicorn:
     """One uvicorn worker serving an app factory of this package, on a free port, stopped on exit."""
@@ -170,12 +208,27 @@ class Uvicorn:
     def __init__(self, factory: str, port: int, log_path: Path):
         self.factory, self.port, self.log_path, self.proc = factory, port, log_path, None
 
-    def __enter__(self) -> "Uvicorn":
+    def __enter__(self) -> Uvicorn:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", self.factory, "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log", "--log-level", "warning"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                self.factory,
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         deadline = time.monotonic() + 30
@@ -206,6 +259,7 @@ class Uvicorn:
 
 # --- flashmart's routes -------------------------------------------------------------------------
 
+
 def discover_targets(api_url: str, prepare_cart=None) -> list[Target]:
     """/healthz always; a search route (GET with a q/query parameter) and an add-to-cart route (POST
     on a cart items path) when /openapi.json lists them. `prepare_cart(api_url, path)` returns
@@ -218,18 +272,41 @@ def discover_targets(api_url: str, prepare_cart=None) -> list[Target]:
             names = {p.get("name") for p in get.get("parameters", [])}
             q = next((n for n in ("q", "query", "text") if n in names), None)
             if q and not any(t.name == "serve_search" for t in targets):
-                targets.append(Target("serve_search", f"{api_url}{path}?{q}=phone", note=f"GET {path}?{q}=phone"))
-    cart = next((p for p, ops in spec.get("paths", {}).items()
-                 if "post" in ops and "cart" in p and "items" in p and "{" not in p), None)
+                targets.append(
+                    Target(
+                        "serve_search", f"{api_url}{path}?{q}=phone", note=f"GET {path}?{q}=phone"
+                    )
+                )
+    cart = next(
+        (
+            p
+            for p, ops in spec.get("paths", {}).items()
+            if "post" in ops and "cart" in p and "items" in p and "{" not in p
+        ),
+        None,
+    )
     if cart:
         prepared = prepare_cart(api_url, cart) if prepare_cart else "no preparer given"
         if isinstance(prepared, tuple):
             body, headers = prepared
-            targets.append(Target("serve_add_to_cart", f"{api_url}{cart}", method="POST", body=body,
-                                  headers={"content-type": "application/json", **headers},
-                                  note=f"POST {cart} {body}: a new guest cart per request, one unit held"))
+            targets.append(
+                Target(
+                    "serve_add_to_cart",
+                    f"{api_url}{cart}",
+                    method="POST",
+                    body=body,
+                    headers={"content-type": "application/json", **headers},
+                    note=f"POST {cart} {body}: a new guest cart per request, one unit held",
+                )
+            )
         else:
-            targets.append(Target("serve_add_to_cart", "", note=f"POST {cart} exists but was not measured: {prepared}"))
+            targets.append(
+                Target(
+                    "serve_add_to_cart",
+                    "",
+                    note=f"POST {cart} exists but was not measured: {prepared}",
+                )
+            )
     return targets
 
 
@@ -244,13 +321,15 @@ def cart_preparer(settings, stock_units: int = 10_000_000):
         import psycopg
 
         with psycopg.connect(settings.database_url) as conn:
-            row = conn.execute("SELECT v.sku FROM product_variants v ORDER BY v.sku LIMIT 1").fetchone()
+            row = conn.execute(
+                "SELECT v.sku FROM product_variants v ORDER BY v.sku LIMIT 1"
+            ).fetchone()
         if not row:
             return "the catalog is empty (the search section loads it)"
         sku = row[0]
 
         async def stock():
-            from actors.inventory.client import InventoryClient
+            from flashmart.actors.inventory.client import InventoryClient
 
             client = await InventoryClient.connect(settings)
             try:
@@ -260,7 +339,12 @@ def cart_preparer(settings, stock_units: int = 10_000_000):
 
         asyncio.run(stock())
         body = json.dumps({"sku": sku, "quantity": 1})
-        r = httpx.post(f"{api_url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30)
+        r = httpx.post(
+            f"{api_url}{path}",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
         if r.status_code >= 300:
             return f"a trial add-to-cart answered {r.status_code}: {r.text[:160]}"
         return body, {}
@@ -268,11 +352,18 @@ def cart_preparer(settings, stock_units: int = 10_000_000):
     return prepare
 
 
-from storage.embedded import free_port  # noqa: E402,F401 - one chooser of ports, re-exported for run.py
+from flashmart.storage.embedded import free_port  # noqa: E402,F401 - one chooser of ports, re-exported for run.py
 
 
-def run_http(api_url: str | None, *, duration_s: int, connections: int, work_dir: Path, prepare_cart=None,
-             say=print) -> dict:
+def run_http(
+    api_url: str | None,
+    *,
+    duration_s: int,
+    connections: int,
+    work_dir: Path,
+    prepare_cart=None,
+    say=print,
+) -> dict:
     """The two uvicorn rows, then flashmart's routes through Serve (when api_url is given). The
     ceiling is measured while Ray runs too, so both sides share the same background load."""
     wrk = ensure_wrk(say)
@@ -281,21 +372,48 @@ def run_http(api_url: str | None, *, duration_s: int, connections: int, work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     rows, not_measured = [], []
     for name, factory, note in (
-        ("uvicorn_hello", "benchmarks.http:hello_app", "FastAPI hello world, one uvicorn worker: the ceiling"),
-        ("uvicorn_hello_http_middleware", "benchmarks.http:hello_middleware_app",
-         "the hello world + one pass-through @app.middleware('http')"),
-        ("uvicorn_flashmart_healthz", "benchmarks.http:flashmart_app", "flashmart's FastAPI app without Serve"),
+        (
+            "uvicorn_hello",
+            "benchmarks.http:hello_app",
+            "FastAPI hello world, one uvicorn worker: the ceiling",
+        ),
+        (
+            "uvicorn_hello_http_middleware",
+            "benchmarks.http:hello_middleware_app",
+            "the hello world + one pass-through @app.middleware('http')",
+        ),
+        (
+            "uvicorn_flashmart_healthz",
+            "benchmarks.http:flashmart_app",
+            "flashmart's FastAPI app without Serve",
+        ),
     ):
         say(f"http: {name}")
         with Uvicorn(factory, free_port(), work_dir / f"{name}.log") as server:
-            rows.append(run_wrk(wrk, Target(name, f"{server.url}/healthz", note=note), duration_s=duration_s,
-                                connections=connections, work_dir=work_dir))
+            rows.append(
+                run_wrk(
+                    wrk,
+                    Target(name, f"{server.url}/healthz", note=note),
+                    duration_s=duration_s,
+                    connections=connections,
+                    work_dir=work_dir,
+                )
+            )
     if api_url:
         for target in discover_targets(api_url, prepare_cart):
             if not target.url:
                 not_measured.append(f"{target.name}: {target.note}")
                 continue
             say(f"http: {target.name}")
-            rows.append(run_wrk(wrk, target, duration_s=duration_s, connections=connections, work_dir=work_dir))
-    return {"wrk": wrk_version(wrk), "connections": connections, "duration_s": duration_s, "rows": rows,
-            "not_measured": not_measured}
+            rows.append(
+                run_wrk(
+                    wrk, target, duration_s=duration_s, connections=connections, work_dir=work_dir
+                )
+            )
+    return {
+        "wrk": wrk_version(wrk),
+        "connections": connections,
+        "duration_s": duration_s,
+        "rows": rows,
+        "not_measured": not_measured,
+    }

@@ -1,4 +1,5 @@
 """Turn benchmarks/results/latest.json into terminal tables, docs/benchmarks.md and PNG plots."""
+
 from __future__ import annotations
 
 import json
@@ -47,23 +48,64 @@ def sorted_reservations(results: dict) -> list[dict]:
 
 def reservation_rows(results: dict) -> list[list[str]]:
     rows = sorted_reservations(results)
-    pg = {r.get("concurrency"): r.get("reservations_per_s") for r in rows if r["strategy"] == "pg_rowlock"}
-    return [[_fmt(r.get("concurrency")), r["strategy"], _fmt(r.get("reservations_per_s"), 0),
-             _ratio(r.get("reservations_per_s"), pg.get(r.get("concurrency"))), _fmt(r.get("p50_ms"), 2),
-             _fmt(r.get("p99_ms"), 2), _fmt(r.get("oversold")), _fmt(r.get("conserved")), _fmt(r.get("requests"))]
-            for r in rows]
+    pg = {
+        r.get("concurrency"): r.get("reservations_per_s")
+        for r in rows
+        if r["strategy"] == "pg_rowlock"
+    }
+    return [
+        [
+            _fmt(r.get("concurrency")),
+            r["strategy"],
+            _fmt(r.get("reservations_per_s"), 0),
+            _ratio(r.get("reservations_per_s"), pg.get(r.get("concurrency"))),
+            _fmt(r.get("p50_ms"), 2),
+            _fmt(r.get("p99_ms"), 2),
+            _fmt(r.get("oversold")),
+            _fmt(r.get("conserved")),
+            _fmt(r.get("requests")),
+        ]
+        for r in rows
+    ]
 
 
-RES_HEAD = ["callers", "strategy", "reservations/s", "vs PG row lock", "p50 ms", "p99 ms", "oversold", "conserved",
-            "requests"]
-HTTP_HEAD = ["target", "requests/s", "vs uvicorn hello", "p50 ms", "p99 ms", "non-2xx", "socket errors"]
+RES_HEAD = [
+    "callers",
+    "strategy",
+    "reservations/s",
+    "vs PG row lock",
+    "p50 ms",
+    "p99 ms",
+    "oversold",
+    "conserved",
+    "requests",
+]
+HTTP_HEAD = [
+    "target",
+    "requests/s",
+    "vs uvicorn hello",
+    "p50 ms",
+    "p99 ms",
+    "non-2xx",
+    "socket errors",
+]
 
 
 def http_rows(results: dict) -> list[list[str]]:
     rows = results.get("http", {}).get("rows", [])
     ceiling = next((r["requests_per_s"] for r in rows if r["name"] == "uvicorn_hello"), None)
-    return [[r["name"], _fmt(r["requests_per_s"], 0), _ratio(r["requests_per_s"], ceiling), _fmt(r["p50_ms"], 2),
-             _fmt(r["p99_ms"], 2), _fmt(r["non_2xx"]), _fmt(r["socket_errors"])] for r in rows]
+    return [
+        [
+            r["name"],
+            _fmt(r["requests_per_s"], 0),
+            _ratio(r["requests_per_s"], ceiling),
+            _fmt(r["p50_ms"], 2),
+            _fmt(r["p99_ms"], 2),
+            _fmt(r["non_2xx"]),
+            _fmt(r["socket_errors"]),
+        ]
+        for r in rows
+    ]
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -93,6 +135,7 @@ def ratio_rows(results: dict) -> list[list[str]]:
 
 # --- terminal -------------------------------------------------------------------------------------
 
+
 def print_tables(results: dict, console) -> None:
     from rich.columns import Columns
     from rich.markup import escape
@@ -101,15 +144,21 @@ def print_tables(results: dict, console) -> None:
     def table(title, head, rows):
         t = Table(title=title, title_style="bold")
         for h in head:
-            t.add_column(h, justify="left" if h in ("strategy", "target", "ratio", "figure") else "right")
+            t.add_column(
+                h, justify="left" if h in ("strategy", "target", "ratio", "figure") else "right"
+            )
         for r in rows:
             t.add_row(*r)
         return t
 
-    left = table("One hot SKU: reservations", RES_HEAD[:7], [r[:7] for r in reservation_rows(results)])
+    left = table(
+        "One hot SKU: reservations", RES_HEAD[:7], [r[:7] for r in reservation_rows(results)]
+    )
     right = table("HTTP (wrk)", HTTP_HEAD[:5], [r[:5] for r in http_rows(results)])
     console.print(Columns([left, right]))
-    extra = [table("ratios (this run vs baseline)", ["ratio", "now", "baseline"], ratio_rows(results))]
+    extra = [
+        table("ratios (this run vs baseline)", ["ratio", "now", "baseline"], ratio_rows(results))
+    ]
     for name in ("scaling", "search", "checkout"):
         section = results.get(name, {})
         if section and "skipped" not in section and name != "scaling":
@@ -122,6 +171,7 @@ def print_tables(results: dict, console) -> None:
 
 
 # --- plots ----------------------------------------------------------------------------------------
+
 
 def plot(results: dict) -> dict[str, str]:
     import matplotlib
@@ -143,9 +193,15 @@ def plot(results: dict) -> dict[str, str]:
             xs = [j + (i - (len(levels) - 1) / 2) * width for j in range(len(names))]
             values = [(by.get(n) or {}).get("reservations_per_s") or 0 for n in names]
             bars = ax.bar(xs, values, width, label=f"{level} callers")
-            for b, v, n in zip(bars, values, names):
+            for b, v in zip(bars, values):
                 if v:
-                    ax.annotate(f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+                    ax.annotate(
+                        f"{v:,.0f}",
+                        (b.get_x() + b.get_width() / 2, v),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                    )
         ax.set_xticks(range(len(names)), names)
         ax.set_yscale("log")
         ax.set_ylabel("reservations/s (log)")
@@ -161,12 +217,21 @@ def plot(results: dict) -> dict[str, str]:
         fig, ax = plt.subplots(figsize=(7, 3.6))
         names = [r["name"].replace("_", "\n", 1) for r in hrows]
         values = [r["requests_per_s"] for r in hrows]
-        bars = ax.bar(names, values, color=["#678" if r["name"].startswith("uvicorn") else "#27a" for r in hrows])
+        bars = ax.bar(
+            names,
+            values,
+            color=["#678" if r["name"].startswith("uvicorn") else "#27a" for r in hrows],
+        )
         ax.set_ylabel("requests/s")
         ax.set_title("HTTP through Ray Serve vs uvicorn (wrk)")
         for b, v, r in zip(bars, values, hrows):
-            ax.annotate(f"{v:,.0f}/s\np99 {r['p99_ms']:.1f} ms", (b.get_x() + b.get_width() / 2, v),
-                        ha="center", va="bottom", fontsize=8)
+            ax.annotate(
+                f"{v:,.0f}/s\np99 {r['p99_ms']:.1f} ms",
+                (b.get_x() + b.get_width() / 2, v),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
         ax.tick_params(axis="x", labelsize=8)
         ax.margins(y=0.25)
         fig.tight_layout()
@@ -177,10 +242,17 @@ def plot(results: dict) -> dict[str, str]:
     if grid:
         fig, ax = plt.subplots(figsize=(7, 3.6))
         for series in sorted({(g.get("nodes", 1), g.get("shards", 1)) for g in grid}):
-            pts = sorted((g["callers"], g.get("reservations_per_s") or 0) for g in grid
-                         if (g.get("nodes", 1), g.get("shards", 1)) == series)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                    label=f"{series[0]} node(s), {series[1]} shard(s)")
+            pts = sorted(
+                (g["callers"], g.get("reservations_per_s") or 0)
+                for g in grid
+                if (g.get("nodes", 1), g.get("shards", 1)) == series
+            )
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                label=f"{series[0]} node(s), {series[1]} shard(s)",
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent callers")
         ax.set_ylabel("reservations/s")
@@ -194,6 +266,7 @@ def plot(results: dict) -> dict[str, str]:
 
 
 # --- markdown -------------------------------------------------------------------------------------
+
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
@@ -212,15 +285,21 @@ def _http_findings(rows: list[dict]) -> list[str]:
     app, serve = rps.get("uvicorn_flashmart_healthz"), rps.get("serve_healthz")
     out = []
     if hello and mw:
-        out.append(f"- one pass-through `@app.middleware(\"http\")` (Starlette's BaseHTTPMiddleware) takes the hello "
-                   f"world from {hello:,.0f} to {mw:,.0f} requests/s ({mw / hello:.0%}); flashmart's app declares its "
-                   "request-id middleware that way, a pure ASGI middleware would not pay this")
+        out.append(
+            f'- one pass-through `@app.middleware("http")` (Starlette\'s BaseHTTPMiddleware) takes the hello '
+            f"world from {hello:,.0f} to {mw:,.0f} requests/s ({mw / hello:.0%}); flashmart's app declares its "
+            "request-id middleware that way, a pure ASGI middleware would not pay this"
+        )
     if hello and app:
-        out.append(f"- flashmart's app without Serve: {app / hello:.0%} of the ceiling (its middleware stack and "
-                   "handlers)")
+        out.append(
+            f"- flashmart's app without Serve: {app / hello:.0%} of the ceiling (its middleware stack and "
+            "handlers)"
+        )
     if app and serve:
-        out.append(f"- Serve's own share: the same app through Serve answers {serve / app:.0%} of what it answers on "
-                   "plain uvicorn")
+        out.append(
+            f"- Serve's own share: the same app through Serve answers {serve / app:.0%} of what it answers on "
+            "plain uvicorn"
+        )
     return out
 
 
@@ -229,9 +308,12 @@ def _busy_warning(m: dict) -> list[str]:
     loads = [x for k in ("load_avg_at_start", "load_avg_at_end") for x in (m.get(k) or [])[:1]]
     cores = m.get("cores") or 1
     if loads and max(loads) > cores:
-        return [f"**The machine was busy during this run** (1-minute load average {', '.join(map(str, loads))} at start "
-                f"and end on {cores} cores, from other work): absolute figures are lower than on an idle machine; "
-                "the ratios between rows of one table are what this report is for.", ""]
+        return [
+            f"**The machine was busy during this run** (1-minute load average {', '.join(map(str, loads))} at start "
+            f"and end on {cores} cores, from other work): absolute figures are lower than on an idle machine; "
+            "the ratios between rows of one table are what this report is for.",
+            "",
+        ]
     return []
 
 
@@ -243,26 +325,58 @@ def checkout_section(c: dict) -> list[str]:
         return out + [f"Not measured: {_skipped(c)}.", ""]
     if not c:
         return out
-    out += ["Every buyer has one item in a cart; `POST /api/v1/orders/checkout` runs the whole saga (holds, "
-            "fraud, authorise, order + commit + outbox, capture). The gateway's ceiling is create+confirm then "
-            "capture straight through the Stripe SDK, measured before and after flashmart's run (mean).", ""]
-    rows = [["(a) localstripe on the same cores, CPU-bound", _fmt(c.get("gateway_checkout_ceiling_per_s")),
-             _fmt(c.get("checkouts_per_s")), _fmt(c.get("checkout_p99_ms"), 0), _fmt(c.get("ratio_to_ceiling"), 2),
-             _fmt(c.get("flashmart_cpu_ms_per_checkout"))]]
+    out += [
+        "Every buyer has one item in a cart; `POST /api/v1/orders/checkout` runs the whole saga (holds, "
+        "fraud, authorise, order + commit + outbox, capture). The gateway's ceiling is create+confirm then "
+        "capture straight through the Stripe SDK, measured before and after flashmart's run (mean).",
+        "",
+    ]
+    rows = [
+        [
+            "(a) localstripe on the same cores, CPU-bound",
+            _fmt(c.get("gateway_checkout_ceiling_per_s")),
+            _fmt(c.get("checkouts_per_s")),
+            _fmt(c.get("checkout_p99_ms"), 0),
+            _fmt(c.get("ratio_to_ceiling"), 2),
+            _fmt(c.get("flashmart_cpu_ms_per_checkout")),
+        ]
+    ]
     p = c.get("paced") or {}
     if p:
-        rows.append([f"(b) localstripe paced like Stripe ({_fmt(p.get('global_per_s'), 0)} req/s overall, "
-                     f"{_fmt(p.get('endpoint_per_s'), 0)} per endpoint, 429 beyond)",
-                     _fmt(p.get("gateway_checkout_ceiling_per_s")), _fmt(p.get("checkouts_per_s")),
-                     _fmt(p.get("checkout_p99_ms"), 0), _fmt(p.get("ratio_to_ceiling"), 2),
-                     _fmt(p.get("flashmart_cpu_ms_per_checkout"))])
-    out += [_md_table(["gateway", "gateway ceiling checkouts/s", "flashmart checkouts/s", "flashmart p99 ms",
-                       "ratio (goal >= 0.9)", "flashmart CPU ms per checkout"], rows), ""]
-    out += ["(a) measures CPU: localstripe needs a few ms per checkout on the cores flashmart runs on, so the "
-            "ratio is flashmart's CPU per checkout against the emulator's. (b) is the figure for a real, remote "
-            "gateway: flashmart's payment pacing set to the gateway's limits, answers 429 counted "
-            f"({_fmt(p.get('gateway_429s_to_flashmart'))} to flashmart in this run)." if p else
-            "(a) measures CPU: flashmart's CPU per checkout against the emulator's on the same cores.", ""]
+        rows.append(
+            [
+                f"(b) localstripe paced like Stripe ({_fmt(p.get('global_per_s'), 0)} req/s overall, "
+                f"{_fmt(p.get('endpoint_per_s'), 0)} per endpoint, 429 beyond)",
+                _fmt(p.get("gateway_checkout_ceiling_per_s")),
+                _fmt(p.get("checkouts_per_s")),
+                _fmt(p.get("checkout_p99_ms"), 0),
+                _fmt(p.get("ratio_to_ceiling"), 2),
+                _fmt(p.get("flashmart_cpu_ms_per_checkout")),
+            ]
+        )
+    out += [
+        _md_table(
+            [
+                "gateway",
+                "gateway ceiling checkouts/s",
+                "flashmart checkouts/s",
+                "flashmart p99 ms",
+                "ratio (goal >= 0.9)",
+                "flashmart CPU ms per checkout",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    out += [
+        "(a) measures CPU: localstripe needs a few ms per checkout on the cores flashmart runs on, so the "
+        "ratio is flashmart's CPU per checkout against the emulator's. (b) is the figure for a real, remote "
+        "gateway: flashmart's payment pacing set to the gateway's limits, answers 429 counted "
+        f"({_fmt(p.get('gateway_429s_to_flashmart'))} to flashmart in this run)."
+        if p
+        else "(a) measures CPU: flashmart's CPU per checkout against the emulator's on the same cores.",
+        "",
+    ]
     return out
 
 
@@ -270,64 +384,117 @@ def standalone_search_sections() -> list[str]:
     """One section per benchmarks/results/search_<N>.json (`python -m benchmarks.search --products N`,
     run on its own because a million products take minutes): headline figures, then every figure."""
     out = []
-    for path in sorted((REPO / "benchmarks" / "results").glob("search_*.json"),
-                       key=lambda p: int(p.stem.split("_")[1]) if p.stem.split("_")[1].isdigit() else 0):
+    for path in sorted(
+        (REPO / "benchmarks" / "results").glob("search_*.json"),
+        key=lambda p: int(p.stem.split("_")[1]) if p.stem.split("_")[1].isdigit() else 0,
+    ):
         r = json.loads(path.read_text())
         actor, http = r.get("actor", {}), r.get("http", {})
-        head = [["index build (PostgreSQL -> new generation)",
-                 f"{_fmt(r['index_build']['documents'])} docs in {r['index_build']['seconds']} s = "
-                 f"{_fmt(r['index_build']['docs_per_s'])} docs/s"]]
-        for label, d in (("Tantivy inside the actor, facets", actor.get("inside_actor")),
-                         ("Tantivy inside the actor, no facets (like for like with PG)", actor.get("inside_actor_no_facets")),
-                         ("PostgreSQL FTS (GIN), top 20 + count", r.get("pg_fts")),
-                         ("HTTP search, hot queries (page cache)", http.get("hot")),
-                         ("HTTP search, uncached", http.get("uncached")),
-                         ("HTTP /healthz, same ingress", http.get("healthz"))):
+        head = [
+            [
+                "index build (PostgreSQL -> new generation)",
+                f"{_fmt(r['index_build']['documents'])} docs in {r['index_build']['seconds']} s = "
+                f"{_fmt(r['index_build']['docs_per_s'])} docs/s",
+            ]
+        ]
+        for label, d in (
+            ("Tantivy inside the actor, facets", actor.get("inside_actor")),
+            (
+                "Tantivy inside the actor, no facets (like for like with PG)",
+                actor.get("inside_actor_no_facets"),
+            ),
+            ("PostgreSQL FTS (GIN), top 20 + count", r.get("pg_fts")),
+            ("HTTP search, hot queries (page cache)", http.get("hot")),
+            ("HTTP search, uncached", http.get("uncached")),
+            ("HTTP /healthz, same ingress", http.get("healthz")),
+        ):
             if d and "p50_ms" in d:
                 rate = d.get("requests_per_s") or d.get("queries_per_s")
-                head.append([label, f"p50 {_fmt(d['p50_ms'], 3)} ms, p99 {_fmt(d['p99_ms'], 3)} ms, {_fmt(rate, 0)}/s"])
-        head.append(["Tantivy vs PostgreSQL FTS", f"{r.get('tantivy_vs_pg_fts')}x at p50, "
-                                                 f"{r.get('tantivy_vs_pg_fts_p99')}x at p99"])
-        head.append(["goals", ", ".join(f"{k}: {_fmt(v)}" for k, v in (r.get("goals") or {}).items())])
+                head.append(
+                    [
+                        label,
+                        f"p50 {_fmt(d['p50_ms'], 3)} ms, p99 {_fmt(d['p99_ms'], 3)} ms, {_fmt(rate, 0)}/s",
+                    ]
+                )
+        head.append(
+            [
+                "Tantivy vs PostgreSQL FTS",
+                f"{r.get('tantivy_vs_pg_fts')}x at p50, {r.get('tantivy_vs_pg_fts_p99')}x at p99",
+            ]
+        )
+        head.append(
+            ["goals", ", ".join(f"{k}: {_fmt(v)}" for k, v in (r.get("goals") or {}).items())]
+        )
         rest = {k: v for k, v in r.items() if k not in ("command", "generated_at")}
-        out += [f"## Search at {r['catalog']['products']:,} products (standalone run)", "",
-                f"- command: `{r.get('command')}` ({r.get('generated_at')}, {r.get('seconds', 0):.0f} s)",
-                f"- 1-minute load average before {(r.get('load_avg_before') or ['–'])[0]}, after "
-                f"{(r.get('load_avg_after') or ['–'])[0]}, on {r.get('cores')} cores (other work shares the machine)",
-                f"- recorded in `benchmarks/results/{path.name}`", "",
-                _md_table(["figure", "value"], head), "", "<details><summary>every figure</summary>", "",
-                _md_table(["figure", "value"], generic_rows(rest)), "", "</details>", ""]
+        out += [
+            f"## Search at {r['catalog']['products']:,} products (standalone run)",
+            "",
+            f"- command: `{r.get('command')}` ({r.get('generated_at')}, {r.get('seconds', 0):.0f} s)",
+            f"- 1-minute load average before {(r.get('load_avg_before') or ['–'])[0]}, after "
+            f"{(r.get('load_avg_after') or ['–'])[0]}, on {r.get('cores')} cores (other work shares the machine)",
+            f"- recorded in `benchmarks/results/{path.name}`",
+            "",
+            _md_table(["figure", "value"], head),
+            "",
+            "<details><summary>every figure</summary>",
+            "",
+            _md_table(["figure", "value"], generic_rows(rest)),
+            "",
+            "</details>",
+            "",
+        ]
     return out
 
 
 def write_docs(results: dict) -> Path:
     imgs = plot(results)
     m = results.get("machine", {})
-    out = ["# Capacity benchmarks", "",
-           "Generated by `python -m benchmarks` from the figures in `benchmarks/results/latest.json`; do not edit by "
-           "hand, re-run instead. Every row of a table is measured in the same run on the same machine, so the "
-           "ratios are what to read: the machines are shared and noisy, absolute figures move from run to run.", "",
-           f"- command: `{results.get('command')}` ({'quick' if results.get('quick') else 'full'} mode, "
-           f"{results.get('seconds', 0):.0f} s, {results.get('generated_at')})",
-           "- reproduce: `make bench-quick` (a few minutes) or `make bench` (full sizes); "
-           "`make bench-check` compares the ratios with `benchmarks/baseline.json`; `python -m benchmarks.report` "
-           "rewrites this page from the last results", "",
-           *_busy_warning(m),
-           "## Machine", "",
-           _md_table(["what", "value"], [[k.replace("_", " "), _fmt(v) if not isinstance(v, list) else
-                                          ", ".join(map(str, v))] for k, v in m.items()]
-                     + [["wrk", results.get("http", {}).get("wrk", "–")],
-                        ["Serve ingress", results.get("http", {}).get("serve_ingress", "–")]]), ""]
+    out = [
+        "# Capacity benchmarks",
+        "",
+        "Generated by `python -m benchmarks` from the figures in `benchmarks/results/latest.json`; do not edit by "
+        "hand, re-run instead. Every row of a table is measured in the same run on the same machine, so the "
+        "ratios are what to read: the machines are shared and noisy, absolute figures move from run to run.",
+        "",
+        f"- command: `{results.get('command')}` ({'quick' if results.get('quick') else 'full'} mode, "
+        f"{results.get('seconds', 0):.0f} s, {results.get('generated_at')})",
+        "- reproduce: `make bench-quick` (a few minutes) or `make bench` (full sizes); "
+        "`make bench-check` compares the ratios with `benchmarks/baseline.json`; `python -m benchmarks.report` "
+        "rewrites this page from the last results",
+        "",
+        *_busy_warning(m),
+        "## Machine",
+        "",
+        _md_table(
+            ["what", "value"],
+            [
+                [
+                    k.replace("_", " "),
+                    _fmt(v) if not isinstance(v, list) else ", ".join(map(str, v)),
+                ]
+                for k, v in m.items()
+            ]
+            + [
+                ["wrk", results.get("http", {}).get("wrk", "–")],
+                ["Serve ingress", results.get("http", {}).get("serve_ingress", "–")],
+            ],
+        ),
+        "",
+    ]
 
     res = results.get("reservations", {})
-    out += ["## Reservations: one hot SKU, many concurrent callers", "",
-            f"At each level ({', '.join(map(str, res.get('callers', [])))}) that many concurrent asyncio callers in "
-            "one Python process share N one-unit reservations of a single SKU whose stock equals N, through one "
-            "harness (the engine through `benchmarks/engine_load.py`, the alternatives through "
-            "`benchmarks/reservations_alternatives.py`, with at most 64 PostgreSQL or Redis connections: more callers "
-            "wait for one, as in a real service). `oversold` is read back from the store afterwards "
-            "(units recorded as reserved minus the stock); `conserved` checks remaining + reserved = stock and "
-            "that the store agrees with what the callers were told.", ""]
+    out += [
+        "## Reservations: one hot SKU, many concurrent callers",
+        "",
+        f"At each level ({', '.join(map(str, res.get('callers', [])))}) that many concurrent asyncio callers in "
+        "one Python process share N one-unit reservations of a single SKU whose stock equals N, through one "
+        "harness (the engine through `benchmarks/engine_load.py`, the alternatives through "
+        "`benchmarks/reservations_alternatives.py`, with at most 64 PostgreSQL or Redis connections: more callers "
+        "wait for one, as in a real service). `oversold` is read back from the store afterwards "
+        "(units recorded as reserved minus the stock); `conserved` checks remaining + reserved = stock and "
+        "that the store agrees with what the callers were told.",
+        "",
+    ]
     if res.get("rows"):
         out += [_md_table(RES_HEAD, reservation_rows(results)), ""]
         if "reservations" in imgs:
@@ -335,8 +502,10 @@ def write_docs(results: dict) -> Path:
         seen = {}
         for r in sorted_reservations(results):
             seen.setdefault(r["strategy"], r)  # one line per strategy (the note of its first level)
-        out += [f"- `{n}`: {STRATEGY_TEXT.get(n, '')}" + (f"; {r['note']}" if r.get("note") else "")
-                for n, r in seen.items()] + [""]
+        out += [
+            f"- `{n}`: {STRATEGY_TEXT.get(n, '')}" + (f"; {r['note']}" if r.get("note") else "")
+            for n, r in seen.items()
+        ] + [""]
     engine = results.get("engine", {})
     if _skipped(engine):
         out += [f"The inventory engine row is missing: {_skipped(engine)}.", ""]
@@ -347,9 +516,24 @@ def write_docs(results: dict) -> Path:
         out += [f"Not measured: {_skipped(scaling)}.", ""]
     elif scaling.get("grid"):
         head = ["nodes", "shards", "callers", "reservations/s", "p50 ms", "p99 ms", "oversold"]
-        out += [_md_table(head, [[_fmt(g.get("nodes", 1)), _fmt(g.get("shards", 1)), _fmt(g["callers"]),
-                                  _fmt(g.get("reservations_per_s"), 0), _fmt(g.get("p50_ms"), 2),
-                                  _fmt(g.get("p99_ms"), 2), _fmt(g.get("oversold"))] for g in scaling["grid"]]), ""]
+        out += [
+            _md_table(
+                head,
+                [
+                    [
+                        _fmt(g.get("nodes", 1)),
+                        _fmt(g.get("shards", 1)),
+                        _fmt(g["callers"]),
+                        _fmt(g.get("reservations_per_s"), 0),
+                        _fmt(g.get("p50_ms"), 2),
+                        _fmt(g.get("p99_ms"), 2),
+                        _fmt(g.get("oversold")),
+                    ]
+                    for g in scaling["grid"]
+                ],
+            ),
+            "",
+        ]
         if "scaling" in imgs:
             out += [f"![scaling]({imgs['scaling']})", ""]
         out += [f"- {line}" for line in scaling.get("notes", [])] + [""]
@@ -368,32 +552,50 @@ def write_docs(results: dict) -> Path:
     if _skipped(http):
         out += [f"Not measured: {_skipped(http)}.", ""]
     elif http.get("rows"):
-        out += [f"wrk, {http.get('connections')} connections, 1 thread, {http.get('duration_s')} s per row after a "
-                "1 s warm-up; client and servers share the machine's cores. `uvicorn_hello` is a FastAPI hello "
-                "world on one uvicorn worker (the ceiling); `uvicorn_flashmart_healthz` is flashmart's own FastAPI "
-                "app (its middleware included) on uvicorn without Serve, which separates the app's cost from "
-                "Serve's; `serve_*` rows go through the deployed platform. The ceiling is measured while Ray "
-                "runs, so both sides share the same background load.", "",
-                _md_table(HTTP_HEAD, http_rows(results)), ""]
+        out += [
+            f"wrk, {http.get('connections')} connections, 1 thread, {http.get('duration_s')} s per row after a "
+            "1 s warm-up; client and servers share the machine's cores. `uvicorn_hello` is a FastAPI hello "
+            "world on one uvicorn worker (the ceiling); `uvicorn_flashmart_healthz` is flashmart's own FastAPI "
+            "app (its middleware included) on uvicorn without Serve, which separates the app's cost from "
+            "Serve's; `serve_*` rows go through the deployed platform. The ceiling is measured while Ray "
+            "runs, so both sides share the same background load.",
+            "",
+            _md_table(HTTP_HEAD, http_rows(results)),
+            "",
+        ]
         if "http" in imgs:
             out += [f"![http]({imgs['http']})", ""]
         out += _http_findings(http["rows"])
         out += [f"- not measured: {s}" for s in http.get("not_measured", [])]
-        missing = [n for n in ("serve_search", "serve_add_to_cart")
-                   if not any(r["name"] == n for r in http["rows"])]
+        missing = [
+            n
+            for n in ("serve_search", "serve_add_to_cart")
+            if not any(r["name"] == n for r in http["rows"])
+        ]
         if missing:
-            out += [f"- {', '.join(missing)}: the API had no such route when this ran (detected from "
-                    "/openapi.json)"]
+            out += [
+                f"- {', '.join(missing)}: the API had no such route when this ran (detected from "
+                "/openapi.json)"
+            ]
         out += [""]
 
-    out += ["## Ratios watched by `make bench-check`", "",
-            "Reservation ratios compare each strategy at its best caller level in this run (its capacity); "
-            "`engine_vs_pg_rowlock_at_N_callers` compares both at the most callers. A watched ratio that falls "
-            "more than the margin below `benchmarks/baseline.json` fails the check.", "",
-            _md_table(["ratio", "this run", "baseline"], ratio_rows(results)), ""]
+    out += [
+        "## Ratios watched by `make bench-check`",
+        "",
+        "Reservation ratios compare each strategy at its best caller level in this run (its capacity); "
+        "`engine_vs_pg_rowlock_at_N_callers` compares both at the most callers. A watched ratio that falls "
+        "more than the margin below `benchmarks/baseline.json` fails the check.",
+        "",
+        _md_table(["ratio", "this run", "baseline"], ratio_rows(results)),
+        "",
+    ]
     errors = results.get("errors") or {}
     if errors:
-        out += ["## Sections that failed in this run", ""] + [f"- {k}: `{v}`" for k, v in errors.items()] + [""]
+        out += (
+            ["## Sections that failed in this run", ""]
+            + [f"- {k}: `{v}`" for k, v in errors.items()]
+            + [""]
+        )
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(out))
     return DOC
@@ -405,7 +607,9 @@ def main() -> None:
     from benchmarks.run import RESULTS, ratios
 
     results = json.loads(RESULTS.read_text())
-    results["ratios"] = ratios(results)  # derived from the stored figures: re-derived with the current rules
+    results["ratios"] = ratios(
+        results
+    )  # derived from the stored figures: re-derived with the current rules
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {write_docs(results).relative_to(REPO)}")
 

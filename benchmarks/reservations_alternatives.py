@@ -15,6 +15,7 @@ Each strategy keeps its own tables/keys (prefix `bench_`), never the application
 oversell count is read back from the store afterwards: units recorded as reserved minus the stock
 there was (must be 0), plus a conservation check (remaining + reserved == stock).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,9 @@ CREATE TABLE IF NOT EXISTS bench_holds (
 
 LOCK_TTL_MS = 10_000  # the seed's lock expiry
 LOCK_BACKOFF_S = (0.0005, 0.05)  # first and largest wait while another caller holds the lock
-LOCK_WAIT_MAX_S = 10.0  # a caller gives up (refused, stock untouched) after waiting this long for the lock
+LOCK_WAIT_MAX_S = (
+    10.0  # a caller gives up (refused, stock untouched) after waiting this long for the lock
+)
 CONNECTIONS_MAX = 64  # per strategy, PostgreSQL and Redis alike; more callers wait for a connection
 RELEASE_LOCK_LUA = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
@@ -90,6 +93,7 @@ class Strategy(Protocol):
 
 # --- the harness ----------------------------------------------------------------------------------
 
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -97,8 +101,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[i]
 
 
-async def drive(strategy: Strategy, *, n_requests: int, concurrency: int, stock: int | None = None,
-                sku: str | None = None, deadline_s: float | None = None) -> Outcome:
+async def drive(
+    strategy: Strategy,
+    *,
+    n_requests: int,
+    concurrency: int,
+    stock: int | None = None,
+    sku: str | None = None,
+    deadline_s: float | None = None,
+) -> Outcome:
     """`concurrency` callers share `n_requests` one-unit reservations of one SKU (stock defaults to
     n_requests, so every request can succeed and the figure is reservations, not refusals).
     After `deadline_s` callers take no new request (a lock convoy can take minutes); the figures
@@ -133,15 +144,29 @@ async def drive(strategy: Strategy, *, n_requests: int, concurrency: int, stock:
     audit = await strategy.audit(sku)
     latencies.sort()
     done = counts["granted"] + counts["refused"] + counts["errors"]
-    cut = f"; stopped at the {deadline_s:.0f} s deadline: {done:,} of {n_requests:,} requests done" \
-        if done < n_requests else ""
+    cut = (
+        f"; stopped at the {deadline_s:.0f} s deadline: {done:,} of {n_requests:,} requests done"
+        if done < n_requests
+        else ""
+    )
     return Outcome(
-        strategy=strategy.name, requests=done, concurrency=concurrency, stock=stock,
-        granted=counts["granted"], refused=counts["refused"], errors=counts["errors"], seconds=round(seconds, 3),
-        requests_per_s=round(done / seconds, 1), reservations_per_s=round(counts["granted"] / seconds, 1),
-        p50_ms=round(percentile(latencies, 0.50) * 1000, 3), p99_ms=round(percentile(latencies, 0.99) * 1000, 3),
+        strategy=strategy.name,
+        requests=done,
+        concurrency=concurrency,
+        stock=stock,
+        granted=counts["granted"],
+        refused=counts["refused"],
+        errors=counts["errors"],
+        seconds=round(seconds, 3),
+        requests_per_s=round(done / seconds, 1),
+        reservations_per_s=round(counts["granted"] / seconds, 1),
+        p50_ms=round(percentile(latencies, 0.50) * 1000, 3),
+        p99_ms=round(percentile(latencies, 0.99) * 1000, 3),
         oversold=max(0, audit.granted_units - stock),
-        conserved=(audit.remaining + audit.granted_units == stock and audit.granted_units == counts["granted"]),
+        conserved=(
+            audit.remaining + audit.granted_units == stock
+            and audit.granted_units == counts["granted"]
+        ),
         note=strategy.note + cut + (f"; first error: {first_error[0]}" if first_error else ""),
     )
 
@@ -151,12 +176,14 @@ def blocking_redis(redis_url: str):
     "Too many connections" instead, which would turn a crowd of callers into errors)."""
     import redis.asyncio as aioredis
 
-    pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=CONNECTIONS_MAX, timeout=None,
-                                                    decode_responses=True)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=CONNECTIONS_MAX, timeout=None, decode_responses=True
+    )
     return aioredis.Redis(connection_pool=pool)
 
 
 # --- solution 1: PostgreSQL conditional update ----------------------------------------------------
+
 
 class PostgresRowLock:
     """One statement, one transaction: decrement the hot row if stock is left, insert the hold."""
@@ -173,22 +200,29 @@ class PostgresRowLock:
         self.database_url, self.pool_size, self.pool = database_url, pool_size, None
 
     async def open(self):
-        from storage.postgres import open_async_pool
+        from flashmart.storage.postgres import open_async_pool
 
-        self.pool = await open_async_pool(self.database_url, min_size=self.pool_size, max_size=self.pool_size)
+        self.pool = await open_async_pool(
+            self.database_url, min_size=self.pool_size, max_size=self.pool_size
+        )
         async with self.pool.connection() as conn:
             await conn.execute(BENCH_SCHEMA)
         return self
 
     async def setup(self, sku: str, stock: int) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute("INSERT INTO bench_stock (sku, qty) VALUES (%s, %s) "
-                               "ON CONFLICT (sku) DO UPDATE SET qty = EXCLUDED.qty", (sku, stock))
+            await conn.execute(
+                "INSERT INTO bench_stock (sku, qty) VALUES (%s, %s) "
+                "ON CONFLICT (sku) DO UPDATE SET qty = EXCLUDED.qty",
+                (sku, stock),
+            )
             await conn.execute("DELETE FROM bench_holds WHERE sku = %s", (sku,))
 
     async def reserve(self, sku: str, buyer_id: int) -> bool:
         async with self.pool.connection() as conn:  # the pool commits when the block ends
-            cur = await conn.execute(self.RESERVE, {"sku": sku, "buyer": buyer_id, "strategy": self.name})
+            cur = await conn.execute(
+                self.RESERVE, {"sku": sku, "buyer": buyer_id, "strategy": self.name}
+            )
             return (await cur.fetchone()) is not None
 
     async def audit(self, sku: str) -> Audit:
@@ -200,13 +234,19 @@ class PostgresRowLock:
 
 async def pg_audit(pool, sku: str) -> Audit:
     async with pool.connection() as conn:
-        row = await (await conn.execute("SELECT qty FROM bench_stock WHERE sku = %s", (sku,))).fetchone()
-        held = await (await conn.execute("SELECT coalesce(sum(quantity), 0) AS n FROM bench_holds WHERE sku = %s",
-                                         (sku,))).fetchone()
+        row = await (
+            await conn.execute("SELECT qty FROM bench_stock WHERE sku = %s", (sku,))
+        ).fetchone()
+        held = await (
+            await conn.execute(
+                "SELECT coalesce(sum(quantity), 0) AS n FROM bench_holds WHERE sku = %s", (sku,)
+            )
+        ).fetchone()
     return Audit(remaining=row["qty"], granted_units=int(held["n"]))
 
 
 # --- solution 2: Redis lock around a PostgreSQL read/update ---------------------------------------
+
 
 class RedisLock:
     """Seed 003 solution 2: SET NX lock, SELECT + UPDATE + hold row in PostgreSQL, Lua release.
@@ -222,13 +262,17 @@ class RedisLock:
 
     @property
     def note(self) -> str:
-        return (f"durable (PostgreSQL commit before release); {self.retries:,} lock retries, {self.gave_up:,} callers "
-                f"gave up after waiting {LOCK_WAIT_MAX_S:.0f} s for the lock (counted as refused)")
+        return (
+            f"durable (PostgreSQL commit before release); {self.retries:,} lock retries, {self.gave_up:,} callers "
+            f"gave up after waiting {LOCK_WAIT_MAX_S:.0f} s for the lock (counted as refused)"
+        )
 
     async def open(self):
-        from storage.postgres import open_async_pool
+        from flashmart.storage.postgres import open_async_pool
 
-        self.pool = await open_async_pool(self.database_url, min_size=self.pool_size, max_size=self.pool_size)
+        self.pool = await open_async_pool(
+            self.database_url, min_size=self.pool_size, max_size=self.pool_size
+        )
         async with self.pool.connection() as conn:
             await conn.execute(BENCH_SCHEMA)
         self.redis = blocking_redis(self.redis_url)
@@ -253,13 +297,19 @@ class RedisLock:
             backoff_s = min(backoff_s * 2, LOCK_BACKOFF_S[1])
         try:
             async with self.pool.connection() as conn:
-                row = await (await conn.execute("SELECT qty FROM bench_stock WHERE sku = %s AND qty >= 1",
-                                                (sku,))).fetchone()
+                row = await (
+                    await conn.execute(
+                        "SELECT qty FROM bench_stock WHERE sku = %s AND qty >= 1", (sku,)
+                    )
+                ).fetchone()
                 if row is None:
                     return False
                 await conn.execute("UPDATE bench_stock SET qty = qty - 1 WHERE sku = %s", (sku,))
-                await conn.execute("INSERT INTO bench_holds (strategy, sku, buyer_id, quantity) "
-                                   "VALUES (%s, %s, %s, 1)", (self.name, sku, buyer_id))
+                await conn.execute(
+                    "INSERT INTO bench_holds (strategy, sku, buyer_id, quantity) "
+                    "VALUES (%s, %s, %s, 1)",
+                    (self.name, sku, buyer_id),
+                )
             return True  # committed when the connection block ended, before the lock is released
         finally:
             await self.release(keys=[key], args=[token])
@@ -274,7 +324,9 @@ class RedisLock:
 
 # --- solution 3: Redis counters -------------------------------------------------------------------
 
-REDIS_DURABILITY = "Redis appendonly with fsync every second: a crash can lose up to 1 s of reservations"
+REDIS_DURABILITY = (
+    "Redis appendonly with fsync every second: a crash can lose up to 1 s of reservations"
+)
 
 
 class _RedisCounter:
@@ -338,7 +390,9 @@ STRATEGIES = ("pg_rowlock", "redis_lock", "redis_decrby", "redis_lua")
 
 
 async def open_strategy(name: str, database_url: str, redis_url: str, concurrency: int) -> Strategy:
-    pool_size = max(1, min(concurrency, CONNECTIONS_MAX))  # bounded below PostgreSQL's max_connections
+    pool_size = max(
+        1, min(concurrency, CONNECTIONS_MAX)
+    )  # bounded below PostgreSQL's max_connections
     if name == "pg_rowlock":
         return await PostgresRowLock(database_url, pool_size).open()
     if name == "redis_lock":
@@ -350,23 +404,50 @@ async def open_strategy(name: str, database_url: str, redis_url: str, concurrenc
     raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
 
 
-async def run_alternative(name: str, database_url: str, redis_url: str, *, n_requests: int, concurrency: int,
-                          stock: int | None = None, deadline_s: float | None = None) -> Outcome:
+async def run_alternative(
+    name: str,
+    database_url: str,
+    redis_url: str,
+    *,
+    n_requests: int,
+    concurrency: int,
+    stock: int | None = None,
+    deadline_s: float | None = None,
+) -> Outcome:
     strategy = await open_strategy(name, database_url, redis_url, concurrency)
     try:
-        return await drive(strategy, n_requests=n_requests, concurrency=concurrency, stock=stock,
-                           deadline_s=deadline_s)
+        return await drive(
+            strategy,
+            n_requests=n_requests,
+            concurrency=concurrency,
+            stock=stock,
+            deadline_s=deadline_s,
+        )
     finally:
         await strategy.close()
 
 
-async def run_all(database_url: str, redis_url: str, *, n_requests: dict[str, int], concurrency: int,
-                  names: tuple[str, ...] = STRATEGIES, deadline_s: float | None = None, on_done=None) -> list[Outcome]:
+async def run_all(
+    database_url: str,
+    redis_url: str,
+    *,
+    n_requests: dict[str, int],
+    concurrency: int,
+    names: tuple[str, ...] = STRATEGIES,
+    deadline_s: float | None = None,
+    on_done=None,
+) -> list[Outcome]:
     """Each strategy in turn (never at the same time: they would share the two cores)."""
     outcomes = []
     for name in names:
-        outcome = await run_alternative(name, database_url, redis_url, n_requests=n_requests[name],
-                                        concurrency=concurrency, deadline_s=deadline_s)
+        outcome = await run_alternative(
+            name,
+            database_url,
+            redis_url,
+            n_requests=n_requests[name],
+            concurrency=concurrency,
+            deadline_s=deadline_s,
+        )
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)

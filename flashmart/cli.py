@@ -1,4 +1,5 @@
 """The `flashmart` command: up, down, status, user create, demo, sim."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import logging
 import os
 import time
 import warnings
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -46,10 +46,11 @@ def _load_settings() -> Settings:
 
 # --- up / down / status ---------------------------------------------------------------------------
 
+
 def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
     """Start what is not running yet; return (resolved settings, seconds taken, already_running)."""
     from flashmart import platform as pf
-    from storage.embedded import EmbeddedError
+    from flashmart.storage.embedded import EmbeddedError
 
     t0 = time.perf_counter()
     started_ray = False
@@ -69,7 +70,9 @@ def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
             with console.status("deploying actors and the Serve application…"):
                 pf.connect_ray(address, own_head=not resolved.ray_address)
                 pf.deploy(resolved)
-        pf.write_state(resolved, started_ray=started_ray or pf.read_state(resolved).get("started_ray", False))
+        pf.write_state(
+            resolved, started_ray=started_ray or pf.read_state(resolved).get("started_ray", False)
+        )
         return resolved, time.perf_counter() - t0, already
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line, and a clean slate
         # leave nothing half started, but never stop what was already running before this `up`
@@ -112,7 +115,9 @@ def down() -> None:
         stopped.append("ray")
     stopped += pf.stop_backing_services(settings)
     pf.clear_state(settings)
-    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}; data kept in {settings.data_dir.resolve()}")
+    console.print(
+        f"stopped: {', '.join(stopped) or 'nothing was running'}; data kept in {settings.data_dir.resolve()}"
+    )
 
 
 @app.command()
@@ -147,10 +152,13 @@ def _print_table(report: dict) -> None:
         table.add_row(part["name"], part["url"], f"[{colour}]{part['detail']}[/]")
     console.print(table)
     console.print(f"Serve ingress: [bold]{report['ingress']}[/]   data: {report['data_dir']}")
-    console.print("Ray dashboard is token-guarded: `ray get-auth-token` prints the token to paste in.")
+    console.print(
+        "Ray dashboard is token-guarded: `ray get-auth-token` prints the token to paste in."
+    )
 
 
 # --- users ----------------------------------------------------------------------------------------
+
 
 @user_app.command("create")
 def user_create(
@@ -174,11 +182,13 @@ def user_create(
     import psycopg
     from psycopg.rows import dict_row
 
-    from storage.users import create_user
+    from flashmart.storage.users import create_user
 
     try:
         with psycopg.connect(resolved.database_url, row_factory=dict_row) as conn:
-            user = create_user(conn, email=email, password=password, name=name or email.split("@")[0], role=role)
+            user = create_user(
+                conn, email=email, password=password, name=name or email.split("@")[0], role=role
+            )
     except ValueError as exc:
         _fail(str(exc))
     if user is None:
@@ -187,6 +197,7 @@ def user_create(
 
 
 # --- demo and simulations -------------------------------------------------------------------------
+
 
 @app.command()
 def demo(
@@ -198,7 +209,7 @@ def demo(
     settings = _load_settings()
     resolved, took_s, _ = bring_up(settings)
     console.print(f"[green]platform ready[/] in {took_s:.1f}s at {resolved.api_url}")
-    from sim.runner import run_scenario_by_name
+    from flashmart.sim.runner import run_scenario_by_name
 
     ok = run_scenario_by_name(resolved, scenario, catalog_products=products, console=console)
     raise typer.Exit(0 if ok else 1)
@@ -206,14 +217,16 @@ def demo(
 
 @app.command()
 def sim(
-    scenario: str = typer.Argument(..., help="scenario name (smoke, black-friday, chaos) or a path to a scenario file"),
-    driver: Optional[str] = typer.Option(None, help="http (default) or actors"),
-    out: Optional[str] = typer.Option(None, help="directory for the report JSON and PNG plots"),
+    scenario: str = typer.Argument(
+        ..., help="scenario name (smoke, black-friday, chaos) or a path to a scenario file"
+    ),
+    driver: str | None = typer.Option(None, help="http (default) or actors"),
+    out: str | None = typer.Option(None, help="directory for the report JSON and PNG plots"),
 ) -> None:
     """Run a flash-sale simulation against the running platform and check every invariant."""
     _quiet()
     from flashmart import platform as pf
-    from sim.runner import run_scenario_by_name
+    from flashmart.sim.runner import run_scenario_by_name
 
     settings = _load_settings()
     resolved = pf.resolved_or_none(settings)

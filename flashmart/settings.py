@@ -1,11 +1,11 @@
 """The one settings class. Read once by the CLI, then passed explicitly to actors and deployments."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
 
 # Development defaults, public in this repository: anyone could sign tokens or webhooks with them.
 DEV_JWT_SECRET = "change-me-in-production-flashmart-dev-secret"
@@ -32,93 +32,170 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=1, le=65535)
     localstripe_port: int = Field(8420, ge=1, le=65535)
     ray_dashboard_port: int = Field(8265, ge=1, le=65535)
-    haproxy_stats_port: int = Field(8404, ge=1, le=65535, description="HAProxy stats page (Serve ingress)")
-    haproxy_metrics_port: int = Field(9101, ge=1, le=65535, description="HAProxy Prometheus endpoint")
-    serve_fallback_http_port: int = Field(8500, ge=1, le=65535, description="Serve's fallback proxy behind HAProxy")
+    haproxy_stats_port: int = Field(
+        8404, ge=1, le=65535, description="HAProxy stats page (Serve ingress)"
+    )
+    haproxy_metrics_port: int = Field(
+        9101, ge=1, le=65535, description="HAProxy Prometheus endpoint"
+    )
+    serve_fallback_http_port: int = Field(
+        8500, ge=1, le=65535, description="Serve's fallback proxy behind HAProxy"
+    )
     serve_fallback_grpc_port: int = Field(9500, ge=1, le=65535)
-    ray_gcs_port: int = Field(6389, ge=1, le=65535, description="Ray head port (6379 is often Redis)")
+    ray_gcs_port: int = Field(
+        6389, ge=1, le=65535, description="Ray head port (6379 is often Redis)"
+    )
 
     jwt_secret: str = Field(DEV_JWT_SECRET, min_length=16)
     access_token_ttl_s: int = Field(900, ge=30)
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
 
     # Security (serve/security.py, serve/ratelimit.py, serve/waiting_room.py)
-    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = none")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed by CORS; empty = none"
+    )
     request_body_max_bytes: int = Field(1_000_000, ge=1024, description="larger bodies get 413")
-    trust_forwarded_for: bool = Field(False, description="take the client IP from X-Forwarded-For (behind a trusted proxy only)")
+    trust_forwarded_for: bool = Field(
+        False, description="take the client IP from X-Forwarded-For (behind a trusted proxy only)"
+    )
     rate_limits: dict[str, list[float]] = Field(
         default_factory=lambda: {
             # "<name>.<scope>": [capacity, refill_per_s]
-            "login.ip": [200, 5.0], "login.account": [5, 1 / 12],
-            "register.ip": [100, 2.0], "refresh.ip": [200, 5.0],
-            "checkout.ip": [2000, 500.0], "checkout.user": [10, 1.0],
-            "queue.ip": [5000, 1000.0], "queue.user": [20, 2.0],
-            "api.ip": [5000, 1000.0], "api.user": [300, 50.0],
-            "giftcard.ip": [2000, 100.0], "giftcard.user": [10, 0.1],  # balance checks: no guessing codes
+            "login.ip": [200, 5.0],
+            "login.account": [5, 1 / 12],
+            "register.ip": [100, 2.0],
+            "refresh.ip": [200, 5.0],
+            "checkout.ip": [2000, 500.0],
+            "checkout.user": [10, 1.0],
+            "queue.ip": [5000, 1000.0],
+            "queue.user": [20, 2.0],
+            "api.ip": [5000, 1000.0],
+            "api.user": [300, 50.0],
+            "giftcard.ip": [2000, 100.0],
+            "giftcard.user": [10, 0.1],  # balance checks: no guessing codes
         },
         description="token buckets; JSON in FLASHMART_RATE_LIMITS",
     )
-    waiting_room_admit_per_s: float = Field(50.0, gt=0, description="buyers admitted per second per hot SKU")
-    waiting_room_admission_ttl_s: int = Field(300, ge=10, description="how long an admitted buyer may shop")
-    waiting_room_ttl_s: int = Field(24 * 3600, ge=60, description="a waiting room's keys expire after this")
+    waiting_room_admit_per_s: float = Field(
+        50.0, gt=0, description="buyers admitted per second per hot SKU"
+    )
+    waiting_room_admission_ttl_s: int = Field(
+        300, ge=10, description="how long an admitted buyer may shop"
+    )
+    waiting_room_ttl_s: int = Field(
+        24 * 3600, ge=60, description="a waiting room's keys expire after this"
+    )
 
     # Inventory engine
-    hold_ttl_s: float = Field(600.0, gt=0, description="reservation hold lifetime (seed: 10 minutes)")
+    hold_ttl_s: float = Field(
+        600.0, gt=0, description="reservation hold lifetime (seed: 10 minutes)"
+    )
     flush_interval_ms: float = Field(5.0, gt=0, description="group-commit period of shard journals")
     flush_batch_max: int = Field(8190, ge=1, description="journal entries per group commit at most")
     cold_shard_count: int = Field(2, ge=1, description="shards shared by SKUs that are not on sale")
     shard_queue_depth_max: int = Field(100_000, ge=1, description="pending commands per shard")
     batch_window_ms: float = Field(2.0, ge=0, description="caller-side coalescing window per shard")
     batch_size_max: int = Field(1000, ge=1)
-    inventory_sale_archive_after_s: float = Field(30 * 86400.0, gt=0, description="return window: older durable sales are folded into counters")
+    inventory_sale_archive_after_s: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description="return window: older durable sales are folded into counters",
+    )
 
     # Payments
     gateway_rate_per_s: float = Field(25.0, gt=0, description="Stripe test mode allows 25 ops/s")
     gateway_queue_depth_max: int = Field(5000, ge=1)
     gateway_endpoint_rate_per_s: float = Field(
-        0.0, ge=0, description="per-endpoint limit on top of gateway_rate_per_s (Stripe's default: 25 requests/s per "
-                               "endpoint, so ~25 authorisations/s); 0 = only the global rate")
-    payments_pool_size: int = Field(2, ge=1, le=64, description="payment actors sharing the gateway rate")
+        0.0,
+        ge=0,
+        description="per-endpoint limit on top of gateway_rate_per_s (Stripe's default: 25 requests/s per "
+        "endpoint, so ~25 authorisations/s); 0 = only the global rate",
+    )
+    payments_pool_size: int = Field(
+        2, ge=1, le=64, description="payment actors sharing the gateway rate"
+    )
 
     # Purchase path: carts, checkout saga, outbox, notifications
-    cart_shard_count: int = Field(2, ge=1, le=256, description="cart actors; a user's cart lives in one")
-    cart_ttl_s: int = Field(30 * 24 * 3600, ge=60, description="cart lifetime in Redis (seed: 30 days)")
+    cart_shard_count: int = Field(
+        2, ge=1, le=256, description="cart actors; a user's cart lives in one"
+    )
+    cart_ttl_s: int = Field(
+        30 * 24 * 3600, ge=60, description="cart lifetime in Redis (seed: 30 days)"
+    )
     cart_items_max: int = Field(100, ge=1)
     checkout_pool_size: int = Field(2, ge=1, le=64, description="checkout saga actors")
-    saga_stale_s: float = Field(60.0, gt=0, description="a running saga untouched this long is in doubt")
+    saga_stale_s: float = Field(
+        60.0, gt=0, description="a running saga untouched this long is in doubt"
+    )
     sweeper_interval_s: float = Field(10.0, gt=0)
-    saga_void_recheck_after_s: float = Field(300.0, ge=0, description="a saga the sweeper failed before its authorisation was known is searched at the gateway once more this long after")
+    saga_void_recheck_after_s: float = Field(
+        300.0,
+        ge=0,
+        description="a saga the sweeper failed before its authorisation was known is searched "
+        "at the gateway once more this long after",
+    )
     outbox_relay_interval_ms: float = Field(200.0, gt=0)
-    events_stream_maxlen: int = Field(100_000, ge=100, description="Redis stream of order events, trimmed")
-    smtp_sink_port: int = Field(0, ge=0, le=65535, description="local SMTP sink for notifications; 0 = any free port")
-    fraud_review_threshold: float = Field(30.0, description="risk score from which an order waits for review")
-    fraud_decline_threshold: float = Field(60.0, description="risk score from which an order is declined")
+    events_stream_maxlen: int = Field(
+        100_000, ge=100, description="Redis stream of order events, trimmed"
+    )
+    smtp_sink_port: int = Field(
+        0, ge=0, le=65535, description="local SMTP sink for notifications; 0 = any free port"
+    )
+    fraud_review_threshold: float = Field(
+        30.0, description="risk score from which an order waits for review"
+    )
+    fraud_decline_threshold: float = Field(
+        60.0, description="risk score from which an order is declined"
+    )
 
     # Search (catalog)
-    search_replicas: int = Field(2, ge=1, le=16, description="search actors; replica 0 also writes the index")
-    search_commit_interval_ms: float = Field(250.0, gt=0, le=1000, description="index updates batch commit period")
+    search_replicas: int = Field(
+        2, ge=1, le=16, description="search actors; replica 0 also writes the index"
+    )
+    search_commit_interval_ms: float = Field(
+        250.0, gt=0, le=1000, description="index updates batch commit period"
+    )
     search_writer_heap_mb: int = Field(64, ge=16, le=4096)
-    search_local_reader: bool = Field(True, description="Serve replicas on the index's machine read it in-process")
+    search_local_reader: bool = Field(
+        True, description="Serve replicas on the index's machine read it in-process"
+    )
     product_cache_ttl_s: int = Field(300, ge=1, description="product page cache lifetime in Redis")
-    search_stock_feed: bool = Field(True, description="inventory shards publish in-stock edges to Redis for search")
+    search_stock_feed: bool = Field(
+        True, description="inventory shards publish in-stock edges to Redis for search"
+    )
 
     # Serve
-    serve_replicas_min: int = Field(2, ge=1, description="two by default: a replica lost is not an outage")
+    serve_replicas_min: int = Field(
+        2, ge=1, description="two by default: a replica lost is not an outage"
+    )
     serve_replicas_max: int = Field(2, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
-    serve_health_check_timeout_s: float = Field(90.0, gt=0, description="a replica silent this long, 3 times, is replaced")
+    serve_health_check_timeout_s: float = Field(
+        90.0, gt=0, description="a replica silent this long, 3 times, is replaced"
+    )
 
     @model_validator(mode="after")
-    def _no_public_secrets_with_real_money(self) -> "Settings":
+    def _no_public_secrets_with_real_money(self) -> Settings:
         """A live Stripe key means real money: the public development secrets would let anyone mint
         an admin token or a 'refund succeeded' webhook, so start is refused until both are set."""
         if self.stripe_secret_key.startswith(("sk_live_", "rk_live_")):
-            public = [name for name, value, dev in (("FLASHMART_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET),
-                                                     ("FLASHMART_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret,
-                                                      DEV_WEBHOOK_SECRET)) if value == dev]
+            public = [
+                name
+                for name, value, dev in (
+                    ("FLASHMART_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET),
+                    (
+                        "FLASHMART_STRIPE_WEBHOOK_SECRET",
+                        self.stripe_webhook_secret,
+                        DEV_WEBHOOK_SECRET,
+                    ),
+                )
+                if value == dev
+            ]
             if public:
-                raise ValueError(f"a live Stripe key is configured but {' and '.join(public)} still "
-                                 "the public development default: set a secret of your own")
+                raise ValueError(
+                    f"a live Stripe key is configured but {' and '.join(public)} still "
+                    "the public development default: set a secret of your own"
+                )
         return self
 
     @property
@@ -137,14 +214,16 @@ class Settings(BaseSettings):
     def embedded_stripe(self) -> bool:
         return not self.stripe_api_base
 
-    def resolved(self) -> "Settings":
+    def resolved(self) -> Settings:
         """A copy with the embedded servers' URLs filled in, ready to hand to actors."""
         data = self.data_dir.resolve()
         return self.model_copy(
             update={
                 "data_dir": data,
-                "database_url": self.database_url or f"postgresql://postgres:@/flashmart?host={data / 'pg'}",
+                "database_url": self.database_url
+                or f"postgresql://postgres:@/flashmart?host={data / 'pg'}",
                 "redis_url": self.redis_url or f"unix://{data / 'redis' / 'redis.sock'}",
-                "stripe_api_base": self.stripe_api_base or f"http://127.0.0.1:{self.localstripe_port}",
+                "stripe_api_base": self.stripe_api_base
+                or f"http://127.0.0.1:{self.localstripe_port}",
             }
         )

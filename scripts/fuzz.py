@@ -7,6 +7,7 @@ documented response must match its schema.
 By default it runs once anonymously and once per role in --roles, each with a fresh account's
 access token, so both the 401/403 paths and the authorised paths are exercised.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,23 +19,45 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from storage.embedded import free_port  # noqa: E402
+from flashmart.storage.embedded import free_port  # noqa: E402
 
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 
 
 def _schemathesis(url: str, token: str | None, args, label: str, report_dir: Path) -> int:
-    cmd = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{url}/openapi.json",
-           "--checks", CHECKS, "--max-examples", str(args.max_examples), "--workers", str(args.workers),
-           "--phases", args.phases, "--seed", str(args.seed), "--no-color",
-           "--suppress-health-check", "all", "--request-timeout", "30",
-           "--report", "junit", "--report-junit-path", str(report_dir / f"fuzz-{label}.xml")]
+    cmd = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(args.max_examples),
+        "--workers",
+        str(args.workers),
+        "--phases",
+        args.phases,
+        "--seed",
+        str(args.seed),
+        "--no-color",
+        "--suppress-health-check",
+        "all",
+        "--request-timeout",
+        "30",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(report_dir / f"fuzz-{label}.xml"),
+    ]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
     if args.max_time:
         cmd += ["--max-time", str(args.max_time)]
-    print(f"\n=== schemathesis as {label}: {' '.join(c if 'Bearer' not in c else 'Authorization: Bearer ***' for c in cmd)}",
-          flush=True)
+    print(
+        "\n=== schemathesis as "
+        + f"{label}: {' '.join(c if 'Bearer' not in c else 'Authorization: Bearer ***' for c in cmd)}",
+        flush=True,
+    )
     return subprocess.run(cmd).returncode
 
 
@@ -44,7 +67,7 @@ def _tokens(settings, roles: list[str]) -> dict[str, str]:
     import psycopg
     from psycopg.rows import dict_row
 
-    from storage.users import create_user
+    from flashmart.storage.users import create_user
 
     password = uuid.uuid4().hex
     tokens = {}
@@ -52,8 +75,11 @@ def _tokens(settings, roles: list[str]) -> dict[str, str]:
         for role in roles:
             email = f"fuzz-{role}-{uuid.uuid4().hex[:8]}@example.com"
             create_user(conn, email, password, f"Fuzz {role}", role)
-            r = httpx.post(f"{settings.api_url}/api/v1/auth/login", json={"email": email, "password": password},
-                           timeout=30)
+            r = httpx.post(
+                f"{settings.api_url}/api/v1/auth/login",
+                json={"email": email, "password": password},
+                timeout=30,
+            )
             r.raise_for_status()
             tokens[role] = r.json()["access_token"]
     return tokens
@@ -64,10 +90,18 @@ def _base_settings(data: Path):
 
     # every port free (HAProxy's stats and metrics listeners too), so the fuzz platform runs beside
     # another flashmart on the same machine
-    return Settings(_env_file=None, data_dir=data, http_port=free_port(), localstripe_port=free_port(),
-                    ray_dashboard_port=free_port(), haproxy_stats_port=free_port(),
-                    haproxy_metrics_port=free_port(), serve_replicas_min=1, serve_replicas_max=1,
-                    access_token_ttl_s=3600)
+    return Settings(
+        _env_file=None,
+        data_dir=data,
+        http_port=free_port(),
+        localstripe_port=free_port(),
+        ray_dashboard_port=free_port(),
+        haproxy_stats_port=free_port(),
+        haproxy_metrics_port=free_port(),
+        serve_replicas_min=1,
+        serve_replicas_max=1,
+        access_token_ttl_s=3600,
+    )
 
 
 def _private_platform(base):
@@ -80,30 +114,48 @@ def _private_platform(base):
     # Serve's default proxy: fuzzing tests the application, and HAProxy's extra listeners are the
     # one thing that can collide with other platforms on a busy machine
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             namespace="flashmart")
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        namespace="flashmart",
+    )
     deploy(settings)
     return settings
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--url", help="fuzz this running API instead of starting a private platform")
     p.add_argument("--token", help="access token to send with --url (omit for anonymous only)")
-    p.add_argument("--roles", default="customer,seller,admin", help="roles to fuzz as (private platform)")
-    p.add_argument("--max-examples", type=int, default=25, help="test cases per operation and phase")
+    p.add_argument(
+        "--roles", default="customer,seller,admin", help="roles to fuzz as (private platform)"
+    )
+    p.add_argument(
+        "--max-examples", type=int, default=25, help="test cases per operation and phase"
+    )
     p.add_argument("--phases", default="examples,coverage,fuzzing")
-    p.add_argument("--max-time", type=int, default=0, help="seconds per schemathesis run (0 = no limit)")
+    p.add_argument(
+        "--max-time", type=int, default=0, help="seconds per schemathesis run (0 = no limit)"
+    )
     p.add_argument("--workers", default="2")
     p.add_argument("--seed", type=int, default=20261122)
-    p.add_argument("--report-dir", default=".data/fuzz-report", help="JUnit reports (.data is git-ignored)")
+    p.add_argument(
+        "--report-dir", default=".data/fuzz-report", help="JUnit reports (.data is git-ignored)"
+    )
     args = p.parse_args()
     report_dir = Path(args.report_dir).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
 
     if args.url:
         runs = [("anonymous", None)] + ([("token", args.token)] if args.token else [])
-        return max(_schemathesis(args.url.rstrip("/"), tok, args, label, report_dir) for label, tok in runs)
+        return max(
+            _schemathesis(args.url.rstrip("/"), tok, args, label, report_dir) for label, tok in runs
+        )
 
     data = Path(tempfile.mkdtemp(prefix="flashmart-fuzz-"))
     base = _base_settings(data)  # made first, so a failed start still stops what did start
@@ -111,8 +163,14 @@ def main() -> int:
         settings = _private_platform(base)
         roles = [r for r in args.roles.split(",") if r]
         runs = [("anonymous", None)] + list(_tokens(settings, roles).items())
-        codes = {label: _schemathesis(settings.api_url, tok, args, label, report_dir) for label, tok in runs}
-        print("\n=== fuzz summary: " + ", ".join(f"{k}: {'ok' if v == 0 else 'FAILED'}" for k, v in codes.items()))
+        codes = {
+            label: _schemathesis(settings.api_url, tok, args, label, report_dir)
+            for label, tok in runs
+        }
+        print(
+            "\n=== fuzz summary: "
+            + ", ".join(f"{k}: {'ok' if v == 0 else 'FAILED'}" for k, v in codes.items())
+        )
         print(f"JUnit reports in {report_dir}")
         return 0 if all(v == 0 for v in codes.values()) else 1
     finally:

@@ -7,6 +7,7 @@ Logistic regression by batch gradient descent with L2, numpy only. Deterministic
 
     .venv/bin/python scripts/train_fraud_model.py [--n 40000] [--seed 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,12 +20,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from actors.fraud.model import MODEL_PATH  # noqa: E402
-from actors.fraud.rules import MODEL_FEATURES, OrderFeatures  # noqa: E402
+from flashmart.actors.fraud.model import MODEL_PATH  # noqa: E402
+from flashmart.actors.fraud.rules import MODEL_FEATURES, OrderFeatures  # noqa: E402
 
 
-def simulate(n: int, rng: np.random.Generator, fraud_rate: float = 0.03,
-             first_order_share: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+def simulate(
+    n: int, rng: np.random.Generator, fraud_rate: float = 0.03, first_order_share: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
     """Orders with labels. A share of the honest buyers are first orders (no history, a new card,
     an item from the whole catalog's price range, flash-sale laptops included): without them the
     model learned "new card + a value far above an assumed average = fraud" and declined every
@@ -36,23 +38,39 @@ def simulate(n: int, rng: np.random.Generator, fraud_rate: float = 0.03,
         if fraud:
             first = rng.random() < 0.5
             f = OrderFeatures(
-                orders_last_hour=int(rng.poisson(4)), new_payment_method=first or rng.random() < 0.85,
+                orders_last_hour=int(rng.poisson(4)),
+                new_payment_method=first or rng.random() < 0.85,
                 address_mismatch=rng.random() < 0.6,
-                total=float(rng.lognormal(6.8, 0.7)) if first else avg * float(rng.lognormal(1.2, 0.7)),
-                avg_order_value=None if first else avg, home_country="US",
-                ship_country="US" if rng.random() < 0.5 else "RO", guest=rng.random() < 0.5)
+                total=float(rng.lognormal(6.8, 0.7))
+                if first
+                else avg * float(rng.lognormal(1.2, 0.7)),
+                avg_order_value=None if first else avg,
+                home_country="US",
+                ship_country="US" if rng.random() < 0.5 else "RO",
+                guest=rng.random() < 0.5,
+            )
         elif rng.random() < first_order_share:
             f = OrderFeatures(
-                orders_last_hour=int(rng.poisson(0.1)), new_payment_method=True,
-                address_mismatch=rng.random() < 0.1, total=float(rng.lognormal(4.3, 1.0)),
-                avg_order_value=None, home_country="US", ship_country="US" if rng.random() < 0.95 else "CA",
-                guest=rng.random() < 0.3)
+                orders_last_hour=int(rng.poisson(0.1)),
+                new_payment_method=True,
+                address_mismatch=rng.random() < 0.1,
+                total=float(rng.lognormal(4.3, 1.0)),
+                avg_order_value=None,
+                home_country="US",
+                ship_country="US" if rng.random() < 0.95 else "CA",
+                guest=rng.random() < 0.3,
+            )
         else:
             f = OrderFeatures(
-                orders_last_hour=int(rng.poisson(0.3)), new_payment_method=rng.random() < 0.25,
-                address_mismatch=rng.random() < 0.1, total=avg * float(rng.lognormal(0.0, 0.5)),
-                avg_order_value=avg, home_country="US", ship_country="US" if rng.random() < 0.95 else "CA",
-                guest=rng.random() < 0.2)
+                orders_last_hour=int(rng.poisson(0.3)),
+                new_payment_method=rng.random() < 0.25,
+                address_mismatch=rng.random() < 0.1,
+                total=avg * float(rng.lognormal(0.0, 0.5)),
+                avg_order_value=avg,
+                home_country="US",
+                ship_country="US" if rng.random() < 0.95 else "CA",
+                guest=rng.random() < 0.2,
+            )
         X.append(f.vector())
         y.append(1.0 if fraud else 0.0)
     return np.array(X), np.array(y)

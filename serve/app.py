@@ -1,4 +1,5 @@
 """The Ray Serve application: one FastAPI ingress deployment, bound by build_app()."""
+
 from __future__ import annotations
 
 import uuid
@@ -7,8 +8,8 @@ from fastapi import FastAPI
 from ray import serve
 
 from flashmart.obs import configure_json_logging, request_id_var
+from flashmart.serve.errors import install_error_handlers
 from flashmart.settings import Settings
-from serve.errors import install_error_handlers
 
 API_TITLE = "flashmart"
 
@@ -33,10 +34,12 @@ class RequestIdMiddleware:
 
 
 def create_fastapi() -> FastAPI:
-    from serve.routes import ROUTERS
-    from serve.security import install_security
+    from flashmart.serve.routes import ROUTERS
+    from flashmart.serve.security import install_security
 
-    api = FastAPI(title=API_TITLE, version="0.1.0", description="Flash-sale-proof e-commerce on Ray actors.")
+    api = FastAPI(
+        title=API_TITLE, version="0.1.0", description="Flash-sale-proof e-commerce on Ray actors."
+    )
     install_error_handlers(api)
     install_security(api)  # body size limit, CORS, security headers (settings read per replica)
     api.add_middleware(RequestIdMiddleware)
@@ -51,8 +54,8 @@ class Api:
     """The ingress replica: opens its context once, then serves the FastAPI app built for it."""
 
     async def __init__(self, settings: Settings):
-        from serve.context import open_context
-        from serve.services import open_services
+        from flashmart.serve.context import open_context
+        from flashmart.serve.services import open_services
 
         configure_json_logging()
         self.ctx = await open_context(settings)

@@ -8,6 +8,7 @@ Tokens are verified locally (HS256, Settings.jwt_secret): no database round trip
 a role change takes effect within access_token_ttl_s. Ownership of a specific object is the
 route's check against its data; `require_owner` gives the same 403 shape.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,9 +19,9 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flashmart.permissions import PERMISSIONS, allowed
-from serve.context import Context, ctx_of
-from serve.errors import Refused
-from storage.users import InvalidToken, decode_access_token
+from flashmart.serve.context import Context, ctx_of
+from flashmart.serve.errors import Refused
+from flashmart.storage.users import InvalidToken, decode_access_token
 
 _bearer = HTTPBearer(auto_error=False, description="access token from POST /api/v1/auth/login")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="flashmart"'}
@@ -36,7 +37,9 @@ class Principal:
         return allowed(self.role, permission)
 
 
-def unauthenticated(message: str = "log in first: send Authorization: Bearer <access token>") -> Refused:
+def unauthenticated(
+    message: str = "log in first: send Authorization: Bearer <access token>",
+) -> Refused:
     return Refused("unauthenticated", message, headers=_CHALLENGE)
 
 
@@ -50,7 +53,9 @@ VERIFIED_TOKENS_MAX = 20_000
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_MAX)
 def _verified(secret: str, token: str) -> tuple[Principal, int]:
     claims = decode_access_token(secret, token)
-    return Principal(user_id=int(claims["sub"]), role=claims["role"], email=claims.get("email", "")), claims["exp"]
+    return Principal(
+        user_id=int(claims["sub"]), role=claims["role"], email=claims.get("email", "")
+    ), claims["exp"]
 
 
 def principal_from_token(ctx: Context, token: str) -> Principal:
@@ -59,8 +64,11 @@ def principal_from_token(ctx: Context, token: str) -> Principal:
         if expires <= time.time():
             raise InvalidToken("the access token has expired; refresh it or log in again")
     except InvalidToken as exc:
-        raise Refused("unauthenticated", str(exc), headers={
-            "WWW-Authenticate": 'Bearer realm="flashmart", error="invalid_token"'}) from exc
+        raise Refused(
+            "unauthenticated",
+            str(exc),
+            headers={"WWW-Authenticate": 'Bearer realm="flashmart", error="invalid_token"'},
+        ) from exc
     return principal
 
 
@@ -86,11 +94,15 @@ async def authenticated(principal: Principal | None = Depends(optional_principal
 
 def require(permission: str):
     """Dependency factory: the caller must be logged in and their role must hold `permission`."""
-    assert permission in PERMISSIONS, f"unknown permission {permission!r}: add it to flashmart/permissions.py"
+    assert permission in PERMISSIONS, (
+        f"unknown permission {permission!r}: add it to flashmart/permissions.py"
+    )
 
     async def _require(principal: Principal = Depends(authenticated)) -> Principal:
         if not allowed(principal.role, permission):
-            raise Refused("forbidden", f"your role ({principal.role}) may not do this (needs {permission})")
+            raise Refused(
+                "forbidden", f"your role ({principal.role}) may not do this (needs {permission})"
+            )
         return principal
 
     _require.__name__ = f"require_{permission.replace('.', '_')}"
@@ -98,8 +110,13 @@ def require(permission: str):
     return _require
 
 
-def require_owner(principal: Principal, owner_id: int | None, *, staff: frozenset[str] = frozenset({"admin", "support"}),
-                  what: str = "this object") -> None:
+def require_owner(
+    principal: Principal,
+    owner_id: int | None,
+    *,
+    staff: frozenset[str] = frozenset({"admin", "support"}),
+    what: str = "this object",
+) -> None:
     """403 unless the principal owns the object or has a staff role that may see everyone's.
     Routes that prefer not to reveal existence should answer 404 themselves instead."""
     if principal.role in staff or (owner_id is not None and owner_id == principal.user_id):
@@ -126,16 +143,26 @@ def client_ip(request: Request) -> str:
 # A guest (no account) gets, with their order, a token that opens that one order and nothing else.
 # It is a signed JWT of its own kind ("guest_order"), so it is never accepted as an access token.
 
-def issue_guest_order_token(settings, order_id: int | str, email: str, ttl_s: int | None = None) -> str:
+
+def issue_guest_order_token(
+    settings, order_id: int | str, email: str, ttl_s: int | None = None
+) -> str:
     import time as _time
 
     import jwt
 
-    from storage.users import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
+    from flashmart.storage.users import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
 
     now = int(_time.time())
-    claims = {"sub": f"order:{order_id}", "email": email.strip().lower(), "typ": "guest_order",
-              "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + (ttl_s or settings.refresh_token_ttl_s)}
+    claims = {
+        "sub": f"order:{order_id}",
+        "email": email.strip().lower(),
+        "typ": "guest_order",
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + (ttl_s or settings.refresh_token_ttl_s),
+    }
     return jwt.encode(claims, settings.jwt_secret, algorithm=JWT_ALGORITHM)
 
 
@@ -143,11 +170,17 @@ def guest_order_email(settings, token: str, order_id: int | str) -> str:
     """The guest's email when `token` opens `order_id`; 401 for a bad token, 403 for another order."""
     import jwt
 
-    from storage.users import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
+    from flashmart.storage.users import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
 
     try:
-        claims = jwt.decode(token, settings.jwt_secret, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE,
-                            issuer=JWT_ISSUER, options={"require": ["exp", "sub", "typ"]})
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[JWT_ALGORITHM],
+            audience=JWT_AUDIENCE,
+            issuer=JWT_ISSUER,
+            options={"require": ["exp", "sub", "typ"]},
+        )
     except jwt.PyJWTError as exc:
         raise unauthenticated("the order access token is not valid or has expired") from exc
     if claims.get("typ") != "guest_order":
@@ -160,6 +193,7 @@ def guest_order_email(settings, token: str, order_id: int | str) -> str:
 @dataclass(frozen=True)
 class GuestOrder:
     """A caller holding the token of one guest order: it may read that order, nothing else."""
+
     order_id: str
     email: str
 
@@ -170,15 +204,26 @@ def order_reader(permission: str):
     that one order. A token, when given, is what is checked, login or not."""
     logged_in = require(permission)
 
-    async def _reader(request: Request, order_id: str,
-                      token: str | None = Query(None, min_length=16, max_length=2000,
-                                                description="a guest's order token (from the checkout answer)"),
-                      principal: Principal | None = Depends(optional_principal)) -> "Principal | GuestOrder":
+    async def _reader(
+        request: Request,
+        order_id: str,
+        token: str | None = Query(
+            None,
+            min_length=16,
+            max_length=2000,
+            description="a guest's order token (from the checkout answer)",
+        ),
+        principal: Principal | None = Depends(optional_principal),
+    ) -> Principal | GuestOrder:
         if token is not None:
-            return GuestOrder(order_id, guest_order_email(ctx_of(request).settings, token, order_id))
+            return GuestOrder(
+                order_id, guest_order_email(ctx_of(request).settings, token, order_id)
+            )
         if principal is None:
-            raise unauthenticated("log in first (Authorization: Bearer <access token>), or open the link "
-                                  "with the order token a guest checkout gave")
+            raise unauthenticated(
+                "log in first (Authorization: Bearer <access token>), or open the link "
+                "with the order token a guest checkout gave"
+            )
         return await logged_in(principal)
 
     _reader.__name__ = f"order_reader_{permission.replace('.', '_')}"

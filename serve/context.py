@@ -1,4 +1,5 @@
 """What a route needs, opened once per replica: settings, PostgreSQL pool, Redis, actor clients."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,8 +32,8 @@ class Context:
 
 
 async def open_context(settings: Settings) -> Context:
-    from storage.postgres import open_async_pool
-    from storage.redis import async_redis
+    from flashmart.storage.postgres import open_async_pool
+    from flashmart.storage.redis import async_redis
 
     db = await open_async_pool(settings.database_url, min_size=1, max_size=8)
     return Context(settings=settings, db=db, redis=async_redis(settings.redis_url))

@@ -1,4 +1,5 @@
 """One place where business refusals and bad input become HTTP status codes with readable messages."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
@@ -29,7 +30,15 @@ STATUS_BY_REASON: dict[str, int] = {
 class Refused(Exception):
     """Raise from a route for any expected refusal: Refused("sold_out", "SKU X has no units left")."""
 
-    def __init__(self, reason: str, message: str, *, status: int | None = None, headers: dict | None = None, **extra):
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: dict | None = None,
+        **extra,
+    ):
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -55,19 +64,31 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _backend_down(_: Request, exc: Exception) -> JSONResponse:
         # PostgreSQL or Redis unreachable (a restart, a failover): nothing was half written (each
         # request's writes are one transaction), so the client may simply retry.
-        body = {"error": "unavailable", "message": f"a backing store is unavailable ({type(exc).__name__}); retry shortly"}
+        body = {
+            "error": "unavailable",
+            "message": f"a backing store is unavailable ({type(exc).__name__}); retry shortly",
+        }
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
     import psycopg
     import psycopg_pool
     import redis.exceptions
 
-    for kind in (psycopg.OperationalError, psycopg_pool.PoolTimeout, redis.exceptions.ConnectionError,
-                 redis.exceptions.TimeoutError):
+    for kind in (
+        psycopg.OperationalError,
+        psycopg_pool.PoolTimeout,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    ):
         app.add_exception_handler(kind, _backend_down)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
-        return JSONResponse({"error": "invalid", "message": _readable(errors), "detail": detail}, status_code=422)
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in errors
+        ]
+        return JSONResponse(
+            {"error": "invalid", "message": _readable(errors), "detail": detail}, status_code=422
+        )

@@ -1,11 +1,12 @@
 """What every write to a product does once it has committed (catalog and review routes alike)."""
+
 from __future__ import annotations
 
 import asyncio
 
 from flashmart.obs import logger
-from serve.context import Context
-from storage import product_cache
+from flashmart.serve.context import Context
+from flashmart.storage import product_cache
 
 log = logger("catalog")
 # a write has committed before the search index hears of it: it waits this long at most for the writer
@@ -26,5 +27,7 @@ async def product_changed(ctx: Context, product_ids: list[int]) -> None:
     try:
         await asyncio.wait_for(search.refresh(product_ids), SEARCH_REFRESH_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - any Ray failure or the timeout: the catch-up covers it
-        log.warning(f"search writer unreachable ({type(exc).__name__}: {str(exc)[:200]}); "
-                    f"{len(product_ids)} product(s) reach search when it catches up")
+        log.warning(
+            f"search writer unreachable ({type(exc).__name__}: {str(exc)[:200]}); "
+            f"{len(product_ids)} product(s) reach search when it catches up"
+        )

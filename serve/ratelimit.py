@@ -11,6 +11,7 @@ Policies live in Settings.rate_limits as "<name>.<scope>" -> [capacity, refill_p
 applies "checkout.ip" and, when the caller sends a valid token, "checkout.user". Routes that know
 another key (the email being logged into) call `await check(ctx, ("login.account", email))`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,8 @@ import math
 
 from fastapi import Request
 
-from serve.context import Context, ctx_of
-from serve.errors import Refused
+from flashmart.serve.context import Context, ctx_of
+from flashmart.serve.errors import Refused
 
 # KEYS: bucket keys. ARGV: cost, then capacity and refill_per_s for each key.
 # Returns {allowed (0/1), retry_after_s as string}.
@@ -86,8 +87,12 @@ async def check(ctx: Context, *buckets: tuple[str, str], cost: float = 1.0) -> N
     ok, wait = await _script(ctx)(keys=keys, args=args)
     if int(ok) != 1:
         retry_after_s = max(1, math.ceil(float(wait)))
-        raise Refused("rate_limited", f"too many requests; retry in {retry_after_s} s",
-                      headers={"Retry-After": str(retry_after_s)}, retry_after_s=retry_after_s)
+        raise Refused(
+            "rate_limited",
+            f"too many requests; retry in {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+            retry_after_s=retry_after_s,
+        )
 
 
 def rate_limit(name: str):
@@ -95,14 +100,16 @@ def rate_limit(name: str):
     caller's account when a valid access token is sent (an invalid one is left to the route's auth)."""
 
     async def _limit(request: Request) -> None:
-        from serve.auth import client_ip, principal_from_token
+        from flashmart.serve.auth import client_ip, principal_from_token
 
         ctx = ctx_of(request)
         buckets = [(f"{name}.ip", client_ip(request))]
         header = request.headers.get("authorization", "")
         if header[:7].lower() == "bearer ":
             try:
-                buckets.append((f"{name}.user", str(principal_from_token(ctx, header[7:].strip()).user_id)))
+                buckets.append(
+                    (f"{name}.user", str(principal_from_token(ctx, header[7:].strip()).user_id))
+                )
             except Refused:
                 pass
         await check(ctx, *buckets)

@@ -6,6 +6,7 @@ read on the first request from the replica's context (app.state.ctx), so the app
 before the context exists; without a context (a bare create_fastapi in a unit test) the defaults
 apply.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,12 @@ from flashmart.settings import Settings
 # The API serves JSON only: nothing may be framed, sniffed or loaded from it.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # Swagger UI and ReDoc pages load their bundles from jsdelivr and run an inline bootstrap script.
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-            "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-            "https://cdn.redoc.ly; worker-src blob:; frame-ancestors 'none'")
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+    "https://cdn.redoc.ly; worker-src blob:; frame-ancestors 'none'"
+)
 DOCS_PATHS = ("/docs", "/redoc")
 
 SECURITY_HEADERS = [
@@ -57,7 +60,7 @@ class _NulText(HTTPException):
 NUL_MESSAGE = "text must not contain NUL characters (\\u0000)"
 # \u0000 preceded by an even number of backslashes is the escape; after an odd number it is the text "\u0000"
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-_NUL_CARRY_BYTES = 64   # an escape split across two body chunks is still seen
+_NUL_CARRY_BYTES = 64  # an escape split across two body chunks is still seen
 
 
 def has_json_nul(chunk: bytes) -> bool:
@@ -75,10 +78,18 @@ class SecurityMiddleware:
             ctx = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
             self.settings = ctx.settings if ctx is not None else Settings(_env_file=None)
         origins = list(self.settings.cors_origins)
-        self._inner = self.app if not origins else CORSMiddleware(
-            self.app, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=CORS_HEADERS, allow_credentials=False, expose_headers=["Retry-After", "X-Request-Id"],
-            max_age=600,
+        self._inner = (
+            self.app
+            if not origins
+            else CORSMiddleware(
+                self.app,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=CORS_HEADERS,
+                allow_credentials=False,
+                expose_headers=["Retry-After", "X-Request-Id"],
+                max_age=600,
+            )
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,13 +169,22 @@ async def _drain(receive: Receive) -> None:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    await _refuse(send, 413, {"error": "too_large", "message": f"the request body exceeds {limit} bytes"}, close=True)
+    await _refuse(
+        send,
+        413,
+        {"error": "too_large", "message": f"the request body exceeds {limit} bytes"},
+        close=True,
+    )
 
 
 async def _refuse(send: Send, status: int, payload: dict, close: bool = False) -> None:
     body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               *SECURITY_HEADERS, (b"content-security-policy", API_CSP.encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *SECURITY_HEADERS,
+        (b"content-security-policy", API_CSP.encode()),
+    ]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -181,5 +201,8 @@ def install_security(api: FastAPI, settings: Settings | None = None) -> None:
 
     @api.exception_handler(_TooLarge)
     async def _too_large_handler(_: Request, exc: _TooLarge) -> JSONResponse:
-        return JSONResponse({"error": "too_large", "message": exc.detail}, status_code=413,
-                            headers={"Connection": "close"})
+        return JSONResponse(
+            {"error": "too_large", "message": exc.detail},
+            status_code=413,
+            headers={"Connection": "close"},
+        )

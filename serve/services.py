@@ -1,4 +1,5 @@
 """The actor clients each Serve replica opens once, by name (routes find them in ctx.services)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,11 +8,11 @@ from flashmart.settings import Settings
 
 
 async def open_services(settings: Settings) -> dict[str, Any]:
-    from actors.inventory.client import InventoryClient
-    from actors.purchase import open_purchase_services
-    from actors.search.actor import SearchClient
-    from serve.sold_out import SoldOutBoard
-    from storage.redis import async_redis
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.purchase import open_purchase_services
+    from flashmart.actors.search.actor import SearchClient
+    from flashmart.serve.sold_out import SoldOutBoard
+    from flashmart.storage.redis import async_redis
 
     services: dict[str, Any] = {
         "inventory": await InventoryClient.connect(settings),

@@ -14,11 +14,12 @@ within a flush interval plus one stream read. If Redis is unreachable the board 
 (fail open: the shard answers every request, as without the board) and reads the stream again once
 Redis is back.
 """
+
 from __future__ import annotations
 
 import asyncio
 
-from actors.search.stock_feed import STREAM
+from flashmart.actors.search.stock_feed import STREAM
 from flashmart.obs import logger
 
 READ_BLOCK_MS = 1000
@@ -38,7 +39,7 @@ class SoldOutBoard:
         self._closing = False
 
     @classmethod
-    def start(cls, redis) -> "SoldOutBoard":
+    def start(cls, redis) -> SoldOutBoard:
         board = cls(redis)
         board._task = asyncio.get_running_loop().create_task(board._follow())
         return board
@@ -89,12 +90,16 @@ class SoldOutBoard:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - never guess while blind: forget, then read again
-                if self._closing:  # redis-py turns a cancelled blocking read into a connection error
+                if (
+                    self._closing
+                ):  # redis-py turns a cancelled blocking read into a connection error
                     return
                 self.sold_out.clear()
                 self._parts.clear()
-                log.warning("sold-out board: stock stream unavailable (%s); asking the shards meanwhile",
-                            str(exc)[:200])
+                log.warning(
+                    "sold-out board: stock stream unavailable (%s); asking the shards meanwhile",
+                    str(exc)[:200],
+                )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, RETRY_MAX_S)
 

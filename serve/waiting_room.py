@@ -11,11 +11,12 @@ estimated wait is position / rate.
 Hot-SKU routes call `await require_admission(ctx, principal, sku)`: it passes when the SKU has no
 open room or the buyer is admitted, and otherwise raises a 403 Refused carrying the position.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serve.errors import Refused
+from flashmart.serve.errors import Refused
 
 # KEYS: room hash, tickets hash (user -> ticket), granted hash (user -> 1), admission key of the user
 # ARGV: mode (join | status), user id, room ttl in ms
@@ -109,14 +110,21 @@ def _script(redis, name: str, text: str):
     return _scripts[key]
 
 
-async def open_room(redis, settings, sku: str, *, admit_per_s: float | None = None,
-                    admission_ttl_s: int | None = None) -> None:
+async def open_room(
+    redis,
+    settings,
+    sku: str,
+    *,
+    admit_per_s: float | None = None,
+    admission_ttl_s: int | None = None,
+) -> None:
     """Open (or retune) the room of `sku`; existing tickets keep their places."""
     rate = admit_per_s or settings.waiting_room_admit_per_s
     ttl_s = admission_ttl_s or settings.waiting_room_admission_ttl_s
     assert rate > 0 and ttl_s > 0
-    await _script(redis, "open", _OPEN)(keys=_keys(sku, 0)[:1],
-                                         args=[rate, int(ttl_s * 1000), settings.waiting_room_ttl_s * 1000])
+    await _script(redis, "open", _OPEN)(
+        keys=_keys(sku, 0)[:1], args=[rate, int(ttl_s * 1000), settings.waiting_room_ttl_s * 1000]
+    )
 
 
 async def close_room(redis, sku: str) -> None:
@@ -127,13 +135,19 @@ async def close_room(redis, sku: str) -> None:
 async def room_status(redis, settings, sku: str, user_id: int, *, join: bool) -> QueueStatus:
     keys = _keys(sku, user_id)
     status, ticket, position, left_ms, rate = await _script(redis, "room", _ROOM)(
-        keys=keys, args=["join" if join else "status", str(user_id), settings.waiting_room_ttl_s * 1000])
+        keys=keys,
+        args=["join" if join else "status", str(user_id), settings.waiting_room_ttl_s * 1000],
+    )
     rate = float(rate)
     position = int(position)
     return QueueStatus(
-        sku=sku, status=str(status), ticket=int(ticket), position=position,
+        sku=sku,
+        status=str(status),
+        ticket=int(ticket),
+        position=position,
         estimated_wait_s=round(position / rate, 2) if rate > 0 and position > 0 else 0.0,
-        admission_expires_in_s=round(int(left_ms) / 1000, 1), admit_per_s=rate,
+        admission_expires_in_s=round(int(left_ms) / 1000, 1),
+        admit_per_s=rate,
     )
 
 
@@ -143,8 +157,14 @@ async def require_admission(ctx, principal, sku: str) -> None:
     st = await room_status(ctx.redis, ctx.settings, sku, principal.user_id, join=False)
     if st.status in ("closed", "admitted"):
         return
-    hint = {"absent": "join the waiting room first",
-            "expired": "your admission has lapsed; join the waiting room again",
-            "waiting": f"you are number {st.position} in the waiting room (about {st.estimated_wait_s:.0f} s)"}
-    raise Refused("not_admitted", f"{sku} is in a flash sale: {hint[st.status]}", status=403,
-                  queue=st.as_dict())
+    hint = {
+        "absent": "join the waiting room first",
+        "expired": "your admission has lapsed; join the waiting room again",
+        "waiting": f"you are number {st.position} in the waiting room (about {st.estimated_wait_s:.0f} s)",
+    }
+    raise Refused(
+        "not_admitted",
+        f"{sku} is in a flash sale: {hint[st.status]}",
+        status=403,
+        queue=st.as_dict(),
+    )

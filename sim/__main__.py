@@ -1,10 +1,11 @@
-"""`python -m sim SCENARIO [--driver http|actors] [--out DIR] [--catalog-products N] [--own-platform]`
+"""`python -m flashmart.sim SCENARIO [--driver http|actors] [--out DIR] [--catalog-products N] [--own-platform]`
 
 Runs a flash-sale scenario against the running platform (settings from the environment, like
 `flashmart`). With --own-platform it first starts a private one exactly as the test suite does
 (embedded PostgreSQL/Redis/localstripe, a local Ray in namespace "flashmart", actors and Serve),
 on free ports under FLASHMART_DATA_DIR, and stops it afterwards.
 Exit status 1 when an invariant fails."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,22 +22,49 @@ def _own_platform(settings, *, gateway_proxy: bool):
 
     import ray
 
-    from flashmart.platform import deploy, init_local_ray, serve_env, start_backing_services, stop_backing_services
-    from storage.embedded import free_port, port_open, wait_until
+    from flashmart.platform import (
+        deploy,
+        init_local_ray,
+        serve_env,
+        start_backing_services,
+        stop_backing_services,
+    )
+    from flashmart.storage.embedded import free_port, port_open, wait_until
 
-    ports = ("http_port", "localstripe_port", "ray_dashboard_port", "haproxy_stats_port", "haproxy_metrics_port",
-             "serve_fallback_http_port", "serve_fallback_grpc_port")
+    ports = (
+        "http_port",
+        "localstripe_port",
+        "ray_dashboard_port",
+        "haproxy_stats_port",
+        "haproxy_metrics_port",
+        "serve_fallback_http_port",
+        "serve_fallback_grpc_port",
+    )
     base = settings.model_copy(update={name: free_port() for name in ports})
     resolved = start_backing_services(base)
     proxy = None
     if gateway_proxy:
         port = free_port()
-        proxy = subprocess.Popen([sys.executable, "-m", "sim.faults", "gateway-proxy", "--port", str(port),
-                                  "--upstream", resolved.stripe_api_base])
-        wait_until(lambda: port_open("127.0.0.1", port), 60, "the gateway fault proxy did not start")
+        proxy = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flashmart.sim.faults",
+                "gateway-proxy",
+                "--port",
+                str(port),
+                "--upstream",
+                resolved.stripe_api_base,
+            ]
+        )
+        wait_until(
+            lambda: port_open("127.0.0.1", port), 60, "the gateway fault proxy did not start"
+        )
         resolved = resolved.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{port}"})
     os.environ.update(serve_env(resolved))
-    init_local_ray("flashmart")  # a fresh cluster of our own even if another Ray runs on this machine
+    init_local_ray(
+        "flashmart"
+    )  # a fresh cluster of our own even if another Ray runs on this machine
     deploy(resolved)
 
     def stop() -> None:
@@ -54,30 +82,39 @@ def _own_platform(settings, *, gateway_proxy: bool):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m flashmart.sim", description=__doc__)
     parser.add_argument("scenario", help="smoke, black-friday, chaos, or a path to a scenario file")
     parser.add_argument("--driver", choices=("http", "actors"), default=None)
     parser.add_argument("--out", default=None, help="directory for report.json and the PNG plots")
     parser.add_argument("--catalog-products", type=int, default=None)
-    parser.add_argument("--own-platform", action="store_true", help="start a private platform for this run")
+    parser.add_argument(
+        "--own-platform", action="store_true", help="start a private platform for this run"
+    )
     args = parser.parse_args()
 
     from flashmart.settings import Settings
-    from sim.runner import run_scenario_by_name
+    from flashmart.sim.runner import run_scenario_by_name
 
     settings, stop = Settings(), None
     # a `kill` (or the CI's timeout) must still stop the private platform: SIGTERM unwinds like Ctrl-C
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.own_platform:
-        from sim.scenario import load_scenario
+        from flashmart.sim.scenario import load_scenario
 
         faults = load_scenario(args.scenario).faults
-        settings, stop = _own_platform(settings, gateway_proxy=any(f.kind.startswith("gateway") for f in faults))
+        settings, stop = _own_platform(
+            settings, gateway_proxy=any(f.kind.startswith("gateway") for f in faults)
+        )
     else:
         settings = settings.resolved()
     try:
-        ok = run_scenario_by_name(settings, args.scenario, catalog_products=args.catalog_products, driver=args.driver,
-                                  out_dir=args.out)
+        ok = run_scenario_by_name(
+            settings,
+            args.scenario,
+            catalog_products=args.catalog_products,
+            driver=args.driver,
+            out_dir=args.out,
+        )
     finally:
         if stop:
             stop()

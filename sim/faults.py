@@ -11,9 +11,10 @@
   SIGCONT after duration_s): every gateway call in the window stalls, which is what a slow gateway
   looks like from the platform.
 
-    python -m sim.faults gateway-proxy --port 8421 --upstream http://127.0.0.1:8420
+    python -m flashmart.sim.faults gateway-proxy --port 8421 --upstream http://127.0.0.1:8420
     # then run the platform with FLASHMART_STRIPE_API_BASE=http://127.0.0.1:8421
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from sim.scenario import Fault
+from flashmart.sim.scenario import Fault
 
 CONTROL_PATH = "/__fault__"
 START_ATTEMPTS_MAX = 5
@@ -46,7 +47,9 @@ def connect_ray(settings) -> None:
     spaces = {a["namespace"] for a in names if a["name"] == "inventory-directory"}
     if spaces and "flashmart" not in spaces:
         ray.shutdown()
-        ray.init(address=address, namespace=spaces.pop(), logging_level="ERROR", log_to_driver=False)
+        ray.init(
+            address=address, namespace=spaces.pop(), logging_level="ERROR", log_to_driver=False
+        )
 
 
 def kill_shard(settings, hot_skus: list[str]) -> str:
@@ -54,8 +57,9 @@ def kill_shard(settings, hot_skus: list[str]) -> str:
 
     connect_ray(settings)
     names = {a["name"]: a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    wanted = [n for n in names if any(n == f"inventory-hot-{s}" for s in hot_skus)] or \
-        [n for n in names if n.startswith("inventory-")]
+    wanted = [n for n in names if any(n == f"inventory-hot-{s}" for s in hot_skus)] or [
+        n for n in names if n.startswith("inventory-")
+    ]
     if not wanted:
         return "no inventory shard actor found"
     name = wanted[0]
@@ -68,7 +72,11 @@ def kill_serve_replica(settings) -> str:
 
     connect_ray(settings)
     # replicas are named actors "SERVE_REPLICA::<app>#<deployment>#<id>" in the "serve" namespace
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("SERVE_REPLICA::")]
+    replicas = [
+        a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith("SERVE_REPLICA::")
+    ]
     if not replicas:
         return "no Serve replica found"
     victim = random.choice(replicas)
@@ -77,7 +85,7 @@ def kill_serve_replica(settings) -> str:
 
 
 def restart_postgres(settings) -> str:
-    from storage import embedded
+    from flashmart.storage import embedded
 
     data = Path(settings.data_dir)
     if embedded.postgres_pid(data) is None:
@@ -94,7 +102,9 @@ def restart_postgres(settings) -> str:
             if attempt == START_ATTEMPTS_MAX:
                 raise
             time.sleep(2.0)
-    return f"PostgreSQL stopped and started again in {time.monotonic() - t:.1f}s (attempts: {attempt})"
+    return (
+        f"PostgreSQL stopped and started again in {time.monotonic() - t:.1f}s (attempts: {attempt})"
+    )
 
 
 def _pg_answers(url: str) -> bool:
@@ -109,7 +119,7 @@ def _pg_answers(url: str) -> bool:
 
 
 def stop_redis(settings, duration_s: float) -> str:
-    from storage import embedded
+    from flashmart.storage import embedded
 
     data = Path(settings.data_dir)
     if embedded.redis_pid(data) is None:
@@ -123,15 +133,24 @@ def stop_redis(settings, duration_s: float) -> str:
 def gateway(settings, fault: Fault) -> str:
     base = settings.stripe_api_base.rstrip("/")
     try:
-        r = httpx.post(base + CONTROL_PATH, timeout=2, json={
-            "error_rate": fault.error_rate if fault.kind == "gateway_fail" else 0.0,
-            "delay_ms": fault.delay_ms if fault.kind == "gateway_slow" else 0.0, "duration_s": fault.duration_s})
+        r = httpx.post(
+            base + CONTROL_PATH,
+            timeout=2,
+            json={
+                "error_rate": fault.error_rate if fault.kind == "gateway_fail" else 0.0,
+                "delay_ms": fault.delay_ms if fault.kind == "gateway_slow" else 0.0,
+                "duration_s": fault.duration_s,
+            },
+        )
         if r.status_code == 200:
-            return (f"fault proxy: {fault.error_rate:.0%} of gateway calls fail with 500 for {fault.duration_s}s"
-                    if fault.kind == "gateway_fail" else f"fault proxy: +{fault.delay_ms:.0f} ms per call for {fault.duration_s}s")
+            return (
+                f"fault proxy: {fault.error_rate:.0%} of gateway calls fail with 500 for {fault.duration_s}s"
+                if fault.kind == "gateway_fail"
+                else f"fault proxy: +{fault.delay_ms:.0f} ms per call for {fault.duration_s}s"
+            )
     except httpx.HTTPError:
         pass
-    from storage import embedded
+    from flashmart.storage import embedded
 
     pid = embedded.localstripe_pid(Path(settings.data_dir))
     if pid is None:
@@ -168,7 +187,9 @@ class FaultSchedule:
         if any(f.kind in ("kill_shard", "kill_serve_replica") for f in self.faults):
             connect_ray(self.settings)  # before the sale: connecting takes a second or two
         for f in self.faults:
-            th = threading.Thread(target=self._run, args=(f, t0), daemon=True, name=f"fault-{f.kind}")
+            th = threading.Thread(
+                target=self._run, args=(f, t0), daemon=True, name=f"fault-{f.kind}"
+            )
             th.start()
             self.threads.append(th)
 
@@ -179,8 +200,14 @@ class FaultSchedule:
             detail = inject(self.settings, f, self.hot_skus)
         except Exception as exc:  # noqa: BLE001 - a failed injection is reported, the sale goes on
             detail = f"injection failed: {type(exc).__name__}: {str(exc)[:150]}"
-        self.log.append({"kind": f.kind, "at_s": round(started, 2), "took_s": round(time.time() - t0 - started, 2),
-                         "detail": detail})
+        self.log.append(
+            {
+                "kind": f.kind,
+                "at_s": round(started, 2),
+                "took_s": round(time.time() - t0 - started, 2),
+                "detail": detail,
+            }
+        )
 
     def join(self, timeout_s: float = 120) -> list[dict]:
         for th in self.threads:
@@ -189,6 +216,7 @@ class FaultSchedule:
 
 
 # --- the gateway fault proxy --------------------------------------------------------------------------
+
 
 def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None:
     """A small HTTP proxy in front of the payment gateway (localstripe). POST /__fault__ with
@@ -202,8 +230,11 @@ def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None
 
     async def control(request: web.Request) -> web.Response:
         body = await request.json()
-        state.update(error_rate=float(body.get("error_rate", 0)), delay_ms=float(body.get("delay_ms", 0)),
-                     until=time.time() + float(body.get("duration_s", 0)))
+        state.update(
+            error_rate=float(body.get("error_rate", 0)),
+            delay_ms=float(body.get("delay_ms", 0)),
+            until=time.time() + float(body.get("duration_s", 0)),
+        )
         return web.json_response({"ok": True, **state})
 
     async def forward(request: web.Request) -> web.StreamResponse:
@@ -215,16 +246,21 @@ def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None
         if failing and random.random() < 0.5:
             return _injected_error()
         body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with request.app["session"].request(request.method, upstream + request.path_qs, data=body,
-                                                  headers=headers) as r:
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with request.app["session"].request(
+            request.method, upstream + request.path_qs, data=body, headers=headers
+        ) as r:
             payload = await r.read()
             if failing:
                 return _injected_error()
             return web.Response(body=payload, status=r.status, content_type=r.content_type)
 
     def _injected_error() -> web.Response:
-        return web.json_response({"error": {"type": "api_error", "message": "injected by the fault proxy"}}, status=500)
+        return web.json_response(
+            {"error": {"type": "api_error", "message": "injected by the fault proxy"}}, status=500
+        )
 
     async def on_start(app):
         app["session"] = ClientSession()
@@ -241,7 +277,7 @@ def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m sim.faults")
+    parser = argparse.ArgumentParser(prog="python -m flashmart.sim.faults")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("gateway-proxy", help="fault proxy in front of the payment gateway")
     p.add_argument("--port", type=int, required=True)

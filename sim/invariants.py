@@ -6,6 +6,7 @@ platform pass.
 The scope of a run is its hot SKUs (fresh catalog variants, never stocked before the run) and its
 buyers (emails sim-<run_id>-*), so other data in a shared database does not interfere.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,16 +19,25 @@ from psycopg.rows import dict_row
 # cannot catch the code getting them wrong.
 # money taken; a refund or return does not undo it (the gateway's intent stays succeeded)
 PAID_STATUSES = ("confirmed", "shipped", "delivered", "partially_refunded", "returned", "refunded")
-UNIT_STATUSES = PAID_STATUSES + ("review",)    # units committed to the order (returned ones are back in stock)
-RESTOCKED_STATUSES = ("cancelled", "rejected")  # ended after the commit: every unit went back to stock
-CAPTURED_PAYMENTS = ("captured", "partially_refunded", "refunded")  # a captured payment, whatever came back
+UNIT_STATUSES = PAID_STATUSES + (
+    "review",
+)  # units committed to the order (returned ones are back in stock)
+RESTOCKED_STATUSES = (
+    "cancelled",
+    "rejected",
+)  # ended after the commit: every unit went back to stock
+CAPTURED_PAYMENTS = (
+    "captured",
+    "partially_refunded",
+    "refunded",
+)  # a captured payment, whatever came back
 OPEN_SAGA_STATES = ("running", "compensating")
 
 
 @dataclass
 class Check:
     name: str
-    ok: bool | None            # None = not applicable to this run (e.g. no payments in the actors driver)
+    ok: bool | None  # None = not applicable to this run (e.g. no payments in the actors driver)
     detail: str
     violations: list = field(default_factory=list)
 
@@ -50,15 +60,22 @@ class Verdict:
         return all(c.ok is not False for c in self.checks)
 
     def as_dict(self) -> dict:
-        return {"ok": self.ok, "checks": [{**asdict(c), "violations": c.violations[:20]} for c in self.checks],
-                "stock": self.stock, "gateway": self.gateway}
+        return {
+            "ok": self.ok,
+            "checks": [{**asdict(c), "violations": c.violations[:20]} for c in self.checks],
+            "stock": self.stock,
+            "gateway": self.gateway,
+        }
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
+
 def stock_of(conn, skus: list[str]) -> dict[str, dict]:
     rows = conn.execute(
-        "SELECT sku, warehouse_id, on_hand, held, sold FROM inventory_stock WHERE sku = ANY(%s)", (skus,)).fetchall()
+        "SELECT sku, warehouse_id, on_hand, held, sold FROM inventory_stock WHERE sku = ANY(%s)",
+        (skus,),
+    ).fetchall()
     out = {s: {"on_hand": 0, "held": 0, "sold": 0, "rows": []} for s in skus}
     for r in rows:
         agg = out[r["sku"]]
@@ -76,26 +93,36 @@ def live_hold_expiry(conn, sku: str) -> float | None:
         """SELECT max(r.expires_at) AS until, count(*) AS n FROM inventory_journal r
            WHERE r.sku = %s AND r.kind = 'StockReserved'
              AND NOT EXISTS (SELECT 1 FROM inventory_journal e WHERE e.sku = r.sku AND e.hold_id = r.hold_id
-                             AND e.kind IN ('HoldReleased', 'HoldExpired', 'HoldCommitted'))""", (sku,)).fetchone()
+                             AND e.kind IN ('HoldReleased', 'HoldExpired', 'HoldCommitted'))""",
+        (sku,),
+    ).fetchone()
     return row["until"] if row and row["n"] else None
 
 
 def run_user_ids(conn, run_id: str) -> list[int]:
-    from sim.setup import EMAIL_DOMAIN
+    from flashmart.sim.setup import EMAIL_DOMAIN
 
-    return [r["id"] for r in conn.execute("SELECT id FROM users WHERE email LIKE %s",
-                                          (f"sim-{run_id}-%@{EMAIL_DOMAIN}",)).fetchall()]
+    return [
+        r["id"]
+        for r in conn.execute(
+            "SELECT id FROM users WHERE email LIKE %s", (f"sim-{run_id}-%@{EMAIL_DOMAIN}",)
+        ).fetchall()
+    ]
 
 
 def open_sagas(conn, user_ids: list[int]) -> int:
-    return conn.execute("SELECT count(*) AS n FROM checkout_sagas WHERE user_id = ANY(%s) AND state = ANY(%s)",
-                        (user_ids, list(OPEN_SAGA_STATES))).fetchone()["n"]
+    return conn.execute(
+        "SELECT count(*) AS n FROM checkout_sagas WHERE user_id = ANY(%s) AND state = ANY(%s)",
+        (user_ids, list(OPEN_SAGA_STATES)),
+    ).fetchone()["n"]
 
 
 def _sku_orders(conn, skus: list[str]) -> list[dict]:
     return conn.execute(
         """SELECT DISTINCT o.id, o.status, o.user_id FROM orders o JOIN order_items i ON i.order_id = o.id
-           WHERE i.sku = ANY(%s)""", (skus,)).fetchall()
+           WHERE i.sku = ANY(%s)""",
+        (skus,),
+    ).fetchall()
 
 
 def units_back(conn, skus: list[str]) -> dict[str, int]:
@@ -104,17 +131,31 @@ def units_back(conn, skus: list[str]) -> dict[str, int]:
     rows = conn.execute(
         """SELECT i.sku, sum(CASE WHEN o.status = ANY(%s) THEN i.quantity ELSE i.returned_quantity END) AS back
            FROM order_items i JOIN orders o ON o.id = i.order_id WHERE i.sku = ANY(%s) GROUP BY i.sku""",
-        (list(RESTOCKED_STATUSES), skus)).fetchall()
+        (list(RESTOCKED_STATUSES), skus),
+    ).fetchall()
     return {r["sku"]: int(r["back"]) for r in rows}
 
 
-def check_inventory(conn, scopes: list[SkuScope], stock: dict[str, dict], *, with_orders: bool) -> list[Check]:
+def check_inventory(
+    conn, scopes: list[SkuScope], stock: dict[str, dict], *, with_orders: bool
+) -> list[Check]:
     checks = []
-    over = [{"sku": s, **{k: r[k] for k in ("warehouse_id", "on_hand", "held", "sold")}}
-            for s, agg in stock.items() for r in agg["rows"] if r["sold"] + r["held"] > r["on_hand"] or r["sold"] > r["on_hand"]]
-    checks.append(Check("oversold == 0", not over,
-                        "sold + held <= on_hand in every (sku, warehouse) row" if not over else f"{len(over)} rows oversold",
-                        over))
+    over = [
+        {"sku": s, **{k: r[k] for k in ("warehouse_id", "on_hand", "held", "sold")}}
+        for s, agg in stock.items()
+        for r in agg["rows"]
+        if r["sold"] + r["held"] > r["on_hand"] or r["sold"] > r["on_hand"]
+    ]
+    checks.append(
+        Check(
+            "oversold == 0",
+            not over,
+            "sold + held <= on_hand in every (sku, warehouse) row"
+            if not over
+            else f"{len(over)} rows oversold",
+            over,
+        )
+    )
     under, notes = [], []
     back = units_back(conn, [s.sku for s in scopes])
     for sc in scopes:
@@ -122,21 +163,41 @@ def check_inventory(conn, scopes: list[SkuScope], stock: dict[str, dict], *, wit
         if not sc.demand_exceeds_supply:
             notes.append(f"{sc.sku}: demand below supply, not a sold-out SKU")
             continue
-        if agg["available"] > back.get(sc.sku, 0):  # more free than returns and cancels put back: never sold
-            under.append({"sku": sc.sku, "on_hand": agg["on_hand"], "sold": agg["sold"], "held": agg["held"],
-                          "available": agg["available"], "back_from_orders": back.get(sc.sku, 0)})
+        if agg["available"] > back.get(
+            sc.sku, 0
+        ):  # more free than returns and cancels put back: never sold
+            under.append(
+                {
+                    "sku": sc.sku,
+                    "on_hand": agg["on_hand"],
+                    "sold": agg["sold"],
+                    "held": agg["held"],
+                    "available": agg["available"],
+                    "back_from_orders": back.get(sc.sku, 0),
+                }
+            )
         elif agg["available"]:
-            notes.append(f"{sc.sku}: sold {agg['sold']} + {agg['held']} held + {agg['available']} free again "
-                         f"(of {back[sc.sku]} put back by returns and cancels) = on_hand {agg['on_hand']}")
+            notes.append(
+                f"{sc.sku}: sold {agg['sold']} + {agg['held']} held + {agg['available']} free again "
+                f"(of {back[sc.sku]} put back by returns and cancels) = on_hand {agg['on_hand']}"
+            )
         elif agg["held"]:
             until = live_hold_expiry(conn, sc.sku)
             when = time.strftime("%H:%M:%S", time.localtime(until)) if until else "?"
-            notes.append(f"{sc.sku}: sold {agg['sold']} + {agg['held']} in live holds (abandoned carts, expire by {when}) "
-                         f"= on_hand {agg['on_hand']}")
+            notes.append(
+                f"{sc.sku}: sold {agg['sold']} + {agg['held']} in live holds (abandoned carts, expire by {when}) "
+                f"= on_hand {agg['on_hand']}"
+            )
         else:
             notes.append(f"{sc.sku}: sold {agg['sold']} = on_hand {agg['on_hand']}")
-    checks.append(Check("no undersell (sold-out SKU: sold + live holds = on_hand, nothing left free)", not under,
-                        "; ".join(notes) if not under else f"{len(under)} sold-out SKUs left units free", under))
+    checks.append(
+        Check(
+            "no undersell (sold-out SKU: sold + live holds = on_hand, nothing left free)",
+            not under,
+            "; ".join(notes) if not under else f"{len(under)} sold-out SKUs left units free",
+            under,
+        )
+    )
     if with_orders:
         skus = [s.sku for s in scopes]
         # units still out: a return puts its units back in stock (the ledger's sold goes down) and records
@@ -144,13 +205,25 @@ def check_inventory(conn, scopes: list[SkuScope], stock: dict[str, dict], *, wit
         rows = conn.execute(
             """SELECT i.sku, coalesce(sum(i.quantity - i.returned_quantity), 0) AS units
                FROM order_items i JOIN orders o ON o.id = i.order_id
-               WHERE i.sku = ANY(%s) AND o.status = ANY(%s) GROUP BY i.sku""", (skus, list(UNIT_STATUSES))).fetchall()
+               WHERE i.sku = ANY(%s) AND o.status = ANY(%s) GROUP BY i.sku""",
+            (skus, list(UNIT_STATUSES)),
+        ).fetchall()
         units = {r["sku"]: int(r["units"]) for r in rows}
-        mismatch = [{"sku": s, "ledger_sold": stock[s]["sold"], "order_units": units.get(s, 0)}
-                    for s in skus if stock[s]["sold"] != units.get(s, 0)]
-        checks.append(Check("ledger sold == units in orders", not mismatch,
-                            ", ".join(f"{s}: {units.get(s, 0)}" for s in skus) if not mismatch else "ledger and orders disagree",
-                            mismatch))
+        mismatch = [
+            {"sku": s, "ledger_sold": stock[s]["sold"], "order_units": units.get(s, 0)}
+            for s in skus
+            if stock[s]["sold"] != units.get(s, 0)
+        ]
+        checks.append(
+            Check(
+                "ledger sold == units in orders",
+                not mismatch,
+                ", ".join(f"{s}: {units.get(s, 0)}" for s in skus)
+                if not mismatch
+                else "ledger and orders disagree",
+                mismatch,
+            )
+        )
     return checks
 
 
@@ -162,10 +235,25 @@ def check_limits_orders(conn, scopes: list[SkuScope]) -> Check:
         rows = conn.execute(
             """SELECT o.user_id, sum(i.quantity) AS units FROM order_items i JOIN orders o ON o.id = i.order_id
                WHERE i.sku = %s AND o.status = ANY(%s) GROUP BY o.user_id HAVING sum(i.quantity) > %s""",
-            (sc.sku, list(UNIT_STATUSES), sc.per_buyer_limit)).fetchall()
-        bad += [{"sku": sc.sku, "user_id": r["user_id"], "units": int(r["units"]), "limit": sc.per_buyer_limit} for r in rows]
-    return Check("per-buyer limits held (orders)", not bad,
-                 "no buyer has more units than the sale's limit" if not bad else f"{len(bad)} buyers over the limit", bad)
+            (sc.sku, list(UNIT_STATUSES), sc.per_buyer_limit),
+        ).fetchall()
+        bad += [
+            {
+                "sku": sc.sku,
+                "user_id": r["user_id"],
+                "units": int(r["units"]),
+                "limit": sc.per_buyer_limit,
+            }
+            for r in rows
+        ]
+    return Check(
+        "per-buyer limits held (orders)",
+        not bad,
+        "no buyer has more units than the sale's limit"
+        if not bad
+        else f"{len(bad)} buyers over the limit",
+        bad,
+    )
 
 
 def check_limits_journal(conn, scopes: list[SkuScope]) -> Check:
@@ -176,10 +264,17 @@ def check_limits_journal(conn, scopes: list[SkuScope]) -> Check:
             """SELECT r.buyer_id, sum(r.quantity) AS units FROM inventory_journal r
                JOIN inventory_journal c ON c.sku = r.sku AND c.hold_id = r.hold_id AND c.kind = 'HoldCommitted'
                WHERE r.sku = %s AND r.kind = 'StockReserved' GROUP BY r.buyer_id HAVING sum(r.quantity) > %s""",
-            (sc.sku, sc.per_buyer_limit)).fetchall()
+            (sc.sku, sc.per_buyer_limit),
+        ).fetchall()
         bad += [{"sku": sc.sku, "buyer_id": r["buyer_id"], "units": int(r["units"])} for r in rows]
-    return Check("per-buyer limits held (journal)", not bad,
-                 "no buyer committed more units than the limit" if not bad else f"{len(bad)} buyers over the limit", bad)
+    return Check(
+        "per-buyer limits held (journal)",
+        not bad,
+        "no buyer committed more units than the limit"
+        if not bad
+        else f"{len(bad)} buyers over the limit",
+        bad,
+    )
 
 
 def check_order_payments(conn, orders: list[dict], intents: dict[str, dict]) -> Check:
@@ -187,34 +282,55 @@ def check_order_payments(conn, orders: list[dict], intents: dict[str, dict]) -> 
     the gateway's intent succeeded) has one captured payment."""
     paid = [o for o in orders if o["status"] in PAID_STATUSES]
     if not paid:
-        return Check("each confirmed order has exactly one captured payment", True, "no confirmed orders")
+        return Check(
+            "each confirmed order has exactly one captured payment", True, "no confirmed orders"
+        )
     rows = conn.execute(
         """SELECT order_id, count(*) FILTER (WHERE status = ANY(%s)) AS captured,
                   array_agg(payment_intent_id) FILTER (WHERE status = ANY(%s)) AS intents
            FROM payments WHERE order_id = ANY(%s) GROUP BY order_id""",
-        (list(CAPTURED_PAYMENTS), list(CAPTURED_PAYMENTS), [o["id"] for o in paid])).fetchall()
+        (list(CAPTURED_PAYMENTS), list(CAPTURED_PAYMENTS), [o["id"] for o in paid]),
+    ).fetchall()
     by_order = {r["order_id"]: r for r in rows}
     bad = []
     for o in paid:
         r = by_order.get(o["id"])
         if r is None or r["captured"] != 1:
-            bad.append({"order_id": o["id"], "captured_payments": 0 if r is None else r["captured"]})
+            bad.append(
+                {"order_id": o["id"], "captured_payments": 0 if r is None else r["captured"]}
+            )
             continue
         pi = (r["intents"] or [None])[0]
         if pi and intents and intents.get(pi, {}).get("status") != "succeeded":
-            bad.append({"order_id": o["id"], "payment_intent": pi, "gateway_status": intents.get(pi, {}).get("status")})
-    return Check("each confirmed order has exactly one captured payment", not bad,
-                 f"{len(paid)} paid orders, each with one captured payment (gateway: succeeded)" if not bad
-                 else f"{len(bad)} paid orders without exactly one captured payment", bad)
+            bad.append(
+                {
+                    "order_id": o["id"],
+                    "payment_intent": pi,
+                    "gateway_status": intents.get(pi, {}).get("status"),
+                }
+            )
+    return Check(
+        "each confirmed order has exactly one captured payment",
+        not bad,
+        f"{len(paid)} paid orders, each with one captured payment (gateway: succeeded)"
+        if not bad
+        else f"{len(bad)} paid orders without exactly one captured payment",
+        bad,
+    )
 
 
 # --- the gateway -------------------------------------------------------------------------------------
 
-def list_intents(stripe_api_key: str, stripe_api_base: str, since_epoch: float, *, pages_max: int = 2000) -> dict[str, dict]:
+
+def list_intents(
+    stripe_api_key: str, stripe_api_base: str, since_epoch: float, *, pages_max: int = 2000
+) -> dict[str, dict]:
     """Every PaymentIntent the gateway created since `since_epoch`, by id (official SDK, paginated)."""
     import stripe
 
-    client = stripe.StripeClient(stripe_api_key, base_addresses={"api": stripe_api_base} if stripe_api_base else None)
+    client = stripe.StripeClient(
+        stripe_api_key, base_addresses={"api": stripe_api_base} if stripe_api_base else None
+    )
     out, after = {}, None
     for _ in range(pages_max):
         params = {"limit": 100, **({"starting_after": after} if after else {})}
@@ -222,8 +338,12 @@ def list_intents(stripe_api_key: str, stripe_api_base: str, since_epoch: float, 
         for pi in page.data:
             d = pi.to_dict()
             if (d.get("created") or since_epoch) >= since_epoch - 5:
-                out[d["id"]] = {"status": d.get("status"), "order_id": (d.get("metadata") or {}).get("order_id"),
-                                "amount": d.get("amount"), "created": d.get("created")}
+                out[d["id"]] = {
+                    "status": d.get("status"),
+                    "order_id": (d.get("metadata") or {}).get("order_id"),
+                    "amount": d.get("amount"),
+                    "created": d.get("created"),
+                }
         if not page.has_more or not page.data:
             break
         after = page.data[-1].id
@@ -235,10 +355,19 @@ def check_gateway(conn, intents: dict[str, dict], run_order_ids: set[str]) -> li
     payment was refunded in full); authorised ones must not be left open (except orders held for a fraud
     review, whose authorisation waits for the reviewer)."""
     ids = {i["order_id"] for i in intents.values() if i["order_id"]}
-    orders = {r["id"]: r for r in conn.execute("SELECT id, status FROM orders WHERE id = ANY(%s)", (list(ids),)).fetchall()}
-    recorded = {r["payment_intent_id"]: r for r in conn.execute(
-        "SELECT payment_intent_id, status, order_id FROM payments WHERE payment_intent_id = ANY(%s)",
-        (list(intents),)).fetchall()}
+    orders = {
+        r["id"]: r
+        for r in conn.execute(
+            "SELECT id, status FROM orders WHERE id = ANY(%s)", (list(ids),)
+        ).fetchall()
+    }
+    recorded = {
+        r["payment_intent_id"]: r
+        for r in conn.execute(
+            "SELECT payment_intent_id, status, order_id FROM payments WHERE payment_intent_id = ANY(%s)",
+            (list(intents),),
+        ).fetchall()
+    }
     # in scope: intents of this run's orders and sagas (every checkout writes its saga row before it
     # authorises, so an orphan of this run still names one of them); the gateway may be shared with
     # other clients (tests, other shops), whose intents are not this run's to judge
@@ -249,69 +378,125 @@ def check_gateway(conn, intents: dict[str, dict], run_order_ids: set[str]) -> li
             continue
         per_order.setdefault(v["order_id"], []).append(pi)
         o, p = orders.get(v["order_id"]), recorded.get(pi)
-        paid = o is not None and p is not None and p["status"] in CAPTURED_PAYMENTS and (
-            o["status"] in PAID_STATUSES or (o["status"] in RESTOCKED_STATUSES and p["status"] == "refunded"))
+        paid = (
+            o is not None
+            and p is not None
+            and p["status"] in CAPTURED_PAYMENTS
+            and (
+                o["status"] in PAID_STATUSES
+                or (o["status"] in RESTOCKED_STATUSES and p["status"] == "refunded")
+            )
+        )
         if not paid:
-            orphans.append({"payment_intent": pi, "order_id": v["order_id"], "order_status": o and o["status"],
-                            "payment_row": p and p["status"]})
+            orphans.append(
+                {
+                    "payment_intent": pi,
+                    "order_id": v["order_id"],
+                    "order_status": o and o["status"],
+                    "payment_row": p and p["status"],
+                }
+            )
     doubles = [{"order_id": k, "captured_intents": v} for k, v in per_order.items() if len(v) > 1]
     open_auth = []
     in_review = 0
     for pi, v in scoped.items():
-        if v["status"] in ("requires_capture", "requires_confirmation", "requires_action", "processing"):
+        if v["status"] in (
+            "requires_capture",
+            "requires_confirmation",
+            "requires_action",
+            "processing",
+        ):
             o = orders.get(v["order_id"])
             if o is not None and o["status"] == "review":
                 in_review += 1
                 continue
-            open_auth.append({"payment_intent": pi, "order_id": v["order_id"], "status": v["status"],
-                              "order_status": o and o["status"]})
+            open_auth.append(
+                {
+                    "payment_intent": pi,
+                    "order_id": v["order_id"],
+                    "status": v["status"],
+                    "order_status": o and o["status"],
+                }
+            )
     # the database side: a payment row still 'authorised' on an order that is not awaiting a review
     for r in conn.execute(
-            """SELECT p.order_id, p.payment_intent_id, o.status FROM payments p JOIN orders o ON o.id = p.order_id
+        """SELECT p.order_id, p.payment_intent_id, o.status FROM payments p JOIN orders o ON o.id = p.order_id
                WHERE p.order_id = ANY(%s) AND p.status = 'authorised' AND o.status <> 'review'""",
-            (list(run_order_ids),)).fetchall():
-        open_auth.append({"payment_intent": r["payment_intent_id"], "order_id": r["order_id"],
-                          "payments_row": "authorised", "order_status": r["status"],
-                          "gateway_status": intents.get(r["payment_intent_id"] or "", {}).get("status")})
+        (list(run_order_ids),),
+    ).fetchall():
+        open_auth.append(
+            {
+                "payment_intent": r["payment_intent_id"],
+                "order_id": r["order_id"],
+                "payments_row": "authorised",
+                "order_status": r["status"],
+                "gateway_status": intents.get(r["payment_intent_id"] or "", {}).get("status"),
+            }
+        )
     captured = sum(1 for v in scoped.values() if v["status"] == "succeeded")
     return [
-        Check("no captured payment lacks an order", not orphans and not doubles,
-              f"{captured} captured intents, each recorded on one paid order" if not (orphans or doubles)
-              else f"{len(orphans)} captured without a paid order, {len(doubles)} orders charged twice", orphans + doubles),
-        Check("no authorisation left open", not open_auth,
-              f"{sum(1 for v in scoped.values() if v['status'] == 'canceled')} voided, "
-              f"{in_review} awaiting a fraud review, 0 open" if not open_auth
-              else f"{len(open_auth)} authorisations left open", open_auth),
+        Check(
+            "no captured payment lacks an order",
+            not orphans and not doubles,
+            f"{captured} captured intents, each recorded on one paid order"
+            if not (orphans or doubles)
+            else f"{len(orphans)} captured without a paid order, {len(doubles)} orders charged twice",
+            orphans + doubles,
+        ),
+        Check(
+            "no authorisation left open",
+            not open_auth,
+            f"{sum(1 for v in scoped.values() if v['status'] == 'canceled')} voided, "
+            f"{in_review} awaiting a fraud review, 0 open"
+            if not open_auth
+            else f"{len(open_auth)} authorisations left open",
+            open_auth,
+        ),
     ]
 
 
 # --- the whole verdict -----------------------------------------------------------------------------------
 
-def settle(database_url: str, run_id: str, skus: list[str], timeout_s: float, *, with_orders: bool) -> dict:
+
+def settle(
+    database_url: str, run_id: str, skus: list[str], timeout_s: float, *, with_orders: bool
+) -> dict:
     """Wait (bounded) until no saga of the run is in flight and no payment of its orders is still
     only authorised: the sweeper finishes or undoes sagas a fault left in doubt."""
     deadline = time.monotonic() + timeout_s
     state = {}
     while True:
         try:
-            with psycopg.connect(database_url, autocommit=True, row_factory=dict_row, connect_timeout=5) as conn:
+            with psycopg.connect(
+                database_url, autocommit=True, row_factory=dict_row, connect_timeout=5
+            ) as conn:
                 users = run_user_ids(conn, run_id)
                 state = {"open_sagas": open_sagas(conn, users) if with_orders else 0}
                 if with_orders:
                     state["authorised_payments"] = conn.execute(
                         """SELECT count(*) AS n FROM payments p JOIN orders o ON o.id = p.order_id
                            WHERE o.user_id = ANY(%s) AND p.status = 'authorised' AND o.status <> 'review'""",
-                        (users,)).fetchone()["n"]
+                        (users,),
+                    ).fetchone()["n"]
         except psycopg.OperationalError as exc:
             state = {"database": str(exc)[:100]}
-        if (state.get("open_sagas") == 0 and not state.get("authorised_payments") and "database" not in state) \
-                or time.monotonic() > deadline:
-            state["settled"] = "database" not in state and not state.get("open_sagas") and not state.get("authorised_payments")
+        if (
+            state.get("open_sagas") == 0
+            and not state.get("authorised_payments")
+            and "database" not in state
+        ) or time.monotonic() > deadline:
+            state["settled"] = (
+                "database" not in state
+                and not state.get("open_sagas")
+                and not state.get("authorised_payments")
+            )
             return state
         time.sleep(1.0)
 
 
-def verify(settings, run_id: str, scopes: list[SkuScope], since_epoch: float, *, with_orders: bool = True) -> Verdict:
+def verify(
+    settings, run_id: str, scopes: list[SkuScope], since_epoch: float, *, with_orders: bool = True
+) -> Verdict:
     skus = [s.sku for s in scopes]
     with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row) as conn:
         stock = stock_of(conn, skus)
@@ -321,22 +506,42 @@ def verify(settings, run_id: str, scopes: list[SkuScope], since_epoch: float, *,
             checks.append(check_limits_orders(conn, scopes))
             orders = _sku_orders(conn, skus)
             users = run_user_ids(conn, run_id)
-            saga_ids = {r["order_id"] for r in conn.execute(
-                "SELECT order_id FROM checkout_sagas WHERE user_id = ANY(%s)", (users,)).fetchall()}
-            run_orders = {o["id"] for o in orders} | saga_ids | {r["id"] for r in conn.execute(
-                "SELECT id FROM orders WHERE user_id = ANY(%s)", (users,)).fetchall()}
-            intents = list_intents(settings.stripe_secret_key, settings.stripe_api_base, since_epoch)
+            saga_ids = {
+                r["order_id"]
+                for r in conn.execute(
+                    "SELECT order_id FROM checkout_sagas WHERE user_id = ANY(%s)", (users,)
+                ).fetchall()
+            }
+            run_orders = (
+                {o["id"] for o in orders}
+                | saga_ids
+                | {
+                    r["id"]
+                    for r in conn.execute(
+                        "SELECT id FROM orders WHERE user_id = ANY(%s)", (users,)
+                    ).fetchall()
+                }
+            )
+            intents = list_intents(
+                settings.stripe_secret_key, settings.stripe_api_base, since_epoch
+            )
             checks.append(check_order_payments(conn, orders, intents))
             checks += check_gateway(conn, intents, run_orders)
             scoped = [v for v in intents.values() if v["order_id"] in run_orders]
-            gateway = {"intents_listed": len(intents), "intents_of_run": len(scoped),
-                       "by_status": _count(v["status"] for v in scoped)}
+            gateway = {
+                "intents_listed": len(intents),
+                "intents_of_run": len(scoped),
+                "by_status": _count(v["status"] for v in scoped),
+            }
             statuses = _count(o["status"] for o in orders)
             gateway["orders_by_status"] = statuses
         else:
             checks.append(check_limits_journal(conn, scopes))
-            for name in ("each confirmed order has exactly one captured payment", "no captured payment lacks an order",
-                         "no authorisation left open"):
+            for name in (
+                "each confirmed order has exactly one captured payment",
+                "no captured payment lacks an order",
+                "no authorisation left open",
+            ):
                 checks.append(Check(name, None, "n/a: the actors driver takes no payments"))
     for agg in stock.values():
         agg.pop("rows", None)

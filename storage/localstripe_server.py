@@ -16,8 +16,9 @@ It also adds two parts of Stripe's API that localstripe lacks and flashmart reli
   Stripe answers 400 payment_intent_unexpected_state. Without this a capture racing a void (or an
   authorisation that expired) would look paid in tests while it would fail in production.
 
-    python -m storage.localstripe_server --port 8420 --state /path/to/localstripe.pickle
+    python -m flashmart.storage.localstripe_server --port 8420 --state /path/to/localstripe.pickle
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ from aiohttp import web
 from localstripe import resources, server
 
 SAVE_INTERVAL_S = 1.0
-IDEMPOTENCY_KEYS_MAX = 200_000               # oldest forgotten first (Stripe keeps keys for 24 h)
-IDEMPOTENCY_STORE_KEY = "flashmart:idempotency"  # inside localstripe's store, so it is saved with it
+IDEMPOTENCY_KEYS_MAX = 200_000  # oldest forgotten first (Stripe keeps keys for 24 h)
+IDEMPOTENCY_STORE_KEY = (
+    "flashmart:idempotency"  # inside localstripe's store, so it is saved with it
+)
 # pi_..., pm_..., ch_... (a digit or a capital in the id; not payment_intents, setup_intents): one endpoint for every id
 _OBJECT_ID = re.compile(r"^[a-z]{2,5}_(?=\w*[A-Z0-9])\w+$")
 RATE_LIMIT_PATH = "/_config/flashmart/rate_limits"  # under /_config/: localstripe asks no key there
@@ -92,7 +95,9 @@ class RefundIndex:
 
         def charge_refunds(charge):
             li = resources.List("/v1/charges/" + charge.id + "/refunds")
-            li._list = sorted(index.by_charge.get(charge.id, []), key=lambda r: r.date, reverse=True)
+            li._list = sorted(
+                index.by_charge.get(charge.id, []), key=lambda r: r.date, reverse=True
+            )
             return li
 
         resources.Refund.__init__ = refund_init
@@ -120,12 +125,18 @@ async def idempotency_middleware(request: web.Request, handler):
         await asyncio.shield(_in_flight[key])
     if key in answers:
         status, body = answers[key]
-        return web.Response(status=status, body=body, content_type="application/json",
-                            headers={"Idempotent-Replayed": "true"})
+        return web.Response(
+            status=status,
+            body=body,
+            content_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
     _in_flight[key] = asyncio.get_running_loop().create_future()
     try:
         response = await handler(request)
-        if response.status < 500:  # Stripe does not keep answers to requests that failed on its side
+        if (
+            response.status < 500
+        ):  # Stripe does not keep answers to requests that failed on its side
             answers[key] = (response.status, response.body)
             while len(answers) > IDEMPOTENCY_KEYS_MAX:
                 answers.popitem(last=False)
@@ -191,20 +202,34 @@ class RateLimits:
         return True
 
     def as_dict(self) -> dict:
-        return {"global_per_s": self.global_per_s, "endpoint_per_s": self.endpoint_per_s, "burst_s": self.burst_s,
-                "passed": self.passed, "refused": self.refused}
+        return {
+            "global_per_s": self.global_per_s,
+            "endpoint_per_s": self.endpoint_per_s,
+            "burst_s": self.burst_s,
+            "passed": self.passed,
+            "refused": self.refused,
+        }
 
 
 def endpoint_of(method: str, path: str) -> str:
-    return method + " " + "/".join("{id}" if _OBJECT_ID.match(seg) else seg for seg in path.split("/"))
+    return (
+        method + " " + "/".join("{id}" if _OBJECT_ID.match(seg) else seg for seg in path.split("/"))
+    )
 
 
 _limits = RateLimits()
 
 # Stripe's answer beyond its limits (HTTP 429; the SDK raises stripe.RateLimitError on it)
-RATE_LIMITED_BODY = json.dumps({"error": {
-    "code": "rate_limit", "type": "invalid_request_error", "doc_url": "https://stripe.com/docs/error-codes/rate-limit",
-    "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}})
+RATE_LIMITED_BODY = json.dumps(
+    {
+        "error": {
+            "code": "rate_limit",
+            "type": "invalid_request_error",
+            "doc_url": "https://stripe.com/docs/error-codes/rate-limit",
+            "message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+        }
+    }
+)
 
 
 @web.middleware
@@ -213,11 +238,17 @@ async def rate_limit_middleware(request: web.Request, handler):
     if request.path == RATE_LIMIT_PATH:
         if request.method == "POST":
             conf = await request.json()
-            _limits = RateLimits(float(conf.get("global_per_s") or 0), float(conf.get("endpoint_per_s") or 0),
-                                 float(conf.get("burst_s") or 0.2))
+            _limits = RateLimits(
+                float(conf.get("global_per_s") or 0),
+                float(conf.get("endpoint_per_s") or 0),
+                float(conf.get("burst_s") or 0.2),
+            )
         return web.json_response(_limits.as_dict())
-    if _limits.on and request.path.startswith("/v1/") and \
-            not _limits.admit(request.method, request.path, asyncio.get_running_loop().time()):
+    if (
+        _limits.on
+        and request.path.startswith("/v1/")
+        and not _limits.admit(request.method, request.path, asyncio.get_running_loop().time())
+    ):
         return web.Response(status=429, body=RATE_LIMITED_BODY, content_type="application/json")
     return await handler(request)
 
@@ -228,14 +259,29 @@ async def search_middleware(request: web.Request, handler):
         return await handler(request)
     match = _SEARCH.match(request.query.get("query", ""))
     if match is None:
-        return web.json_response({"error": {"type": "invalid_request_error", "message":
-                                  "this emulator searches only metadata['key']:'value'"}}, status=400)
+        return web.json_response(
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "this emulator searches only metadata['key']:'value'",
+                }
+            },
+            status=400,
+        )
     field, value = match.groups()
-    found = [o for k, o in resources.store.items() if k.startswith("payment_intent:")
-             and (o.metadata or {}).get(field) == value]
+    found = [
+        o
+        for k, o in resources.store.items()
+        if k.startswith("payment_intent:") and (o.metadata or {}).get(field) == value
+    ]
     found.sort(key=lambda o: o.created, reverse=True)
-    body = {"object": "search_result", "url": request.path, "has_more": False, "next_page": None,
-            "data": [o._export() for o in found[: int(request.query.get("limit", 10))]]}
+    body = {
+        "object": "search_result",
+        "url": request.path,
+        "has_more": False,
+        "next_page": None,
+        "data": [o._export() for o in found[: int(request.query.get("limit", 10))]],
+    }
     return web.Response(body=json.dumps(body), content_type="application/json")
 
 
@@ -249,11 +295,18 @@ async def capture_state_middleware(request: web.Request, handler):
         return await handler(request)
     pi = resources.store.get(f"payment_intent:{match.group(1)}")
     if pi is not None and pi.status != "requires_capture":
-        return web.json_response({"error": {
-            "type": "invalid_request_error", "code": "payment_intent_unexpected_state",
-            "message": f"This PaymentIntent could not be captured because it has a status of {pi.status}. Only a "
-                       "PaymentIntent with one of the following statuses may be captured: requires_capture."}},
-            status=400)
+        return web.json_response(
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "payment_intent_unexpected_state",
+                    "message": "This PaymentIntent could not be captured because it has a status of "
+                    f"{pi.status}. Only a "
+                    "PaymentIntent with one of the following statuses may be captured: requires_capture.",
+                }
+            },
+            status=400,
+        )
     return await handler(request)
 
 
@@ -262,9 +315,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8420)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--state", type=Path, required=True)
-    parser.add_argument("--rate-global", type=float, default=0, help="requests/s over all endpoints; 0 = no limit")
-    parser.add_argument("--rate-per-endpoint", type=float, default=0, help="requests/s per endpoint; 0 = no limit")
-    parser.add_argument("--rate-burst-s", type=float, default=0.2, help="seconds of rate a quiet client may burst")
+    parser.add_argument(
+        "--rate-global", type=float, default=0, help="requests/s over all endpoints; 0 = no limit"
+    )
+    parser.add_argument(
+        "--rate-per-endpoint", type=float, default=0, help="requests/s per endpoint; 0 = no limit"
+    )
+    parser.add_argument(
+        "--rate-burst-s", type=float, default=0.2, help="seconds of rate a quiet client may burst"
+    )
     args = parser.parse_args()
     global _limits
     _limits = RateLimits(args.rate_global, args.rate_per_endpoint, args.rate_burst_s)
@@ -293,7 +352,9 @@ def main() -> None:
     server.app.middlewares.insert(2, rate_limit_middleware)
     server.app.middlewares.insert(3, idempotency_middleware)
     server.app.middlewares.insert(4, search_middleware)
-    server.app.middlewares.insert(4, capture_state_middleware)  # inside idempotency: a replay answers the same
+    server.app.middlewares.insert(
+        4, capture_state_middleware
+    )  # inside idempotency: a replay answers the same
     web.run_app(server.app, host=args.host, port=args.port, access_log=None, print=None)
 
 

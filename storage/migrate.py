@@ -1,5 +1,6 @@
 """Versioned SQL migrations (yoyo): files storage/migrations/NNNN_name.sql, applied in order,
 recorded in the database's yoyo tables, safe to re-run and safe against concurrent runners (lock)."""
+
 from __future__ import annotations
 
 from pathlib import Path

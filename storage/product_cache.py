@@ -8,6 +8,7 @@ version is still the current one. A stale page written late carries an old versi
 Versions are random tokens, not a counter: a counter that expired would start again at 1 and could
 match a late page stored under the 1 of before.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,14 +36,18 @@ async def read(redis, product_id: int) -> tuple[dict | None, str | None]:
 
 
 async def store(redis, product_id: int, page: dict, version: str | None, ttl_s: int) -> None:
-    await redis.set(PAGE_KEY.format(product_id), json.dumps({**page, "_version": version}, default=str), ex=ttl_s)
+    await redis.set(
+        PAGE_KEY.format(product_id),
+        json.dumps({**page, "_version": version}, default=str),
+        ex=ttl_s,
+    )
 
 
 async def invalidate(redis, product_ids: list[int], ttl_s: int) -> None:
     """Give each product a new version and drop its page (one round trip per 1,000 products)."""
     for i in range(0, len(product_ids), 1000):
         pipe = redis.pipeline(transaction=False)
-        for pid in product_ids[i:i + 1000]:
+        for pid in product_ids[i : i + 1000]:
             pipe.set(VERSION_KEY.format(pid), uuid.uuid4().hex, ex=ttl_s + VERSION_GRACE_S)
             pipe.delete(PAGE_KEY.format(pid))
         await pipe.execute()

@@ -20,13 +20,14 @@ removed by support). Mixing the two (seed as prior counts) was rejected: a seed 
 distribution and its average is rounded, so the histogram would not add up to the count and the
 average could not be exact. Summaries say which one they show: source = "reviews" or "catalog".
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from psycopg import AsyncConnection
 
-from actors.checkout.aftersales import PAID_STATUSES
+from flashmart.actors.checkout.aftersales import PAID_STATUSES
 
 # An order counts as a purchase from confirmation on: every paid status of the after-sales rules,
 # refunded and returned ones too (the buyer had the goods; a refund is often why a review is written).
@@ -38,57 +39,85 @@ SORTS = {
     "highest": "r.rating DESC, r.created_at DESC, r.id DESC",
     "lowest": "r.rating ASC, r.created_at DESC, r.id DESC",
 }
-_REVIEW_COLUMNS = "r.id, r.product_id, r.user_id, r.rating, r.title, r.body, r.created_at, r.updated_at"
+_REVIEW_COLUMNS = (
+    "r.id, r.product_id, r.user_id, r.rating, r.title, r.body, r.created_at, r.updated_at"
+)
 
 
 # --- reads ----------------------------------------------------------------------------------------
 
+
 async def has_bought(conn: AsyncConnection, user_id: int, product_id: int) -> bool:
     """True when one of the user's orders in a bought status contains the product. order_items
     carries the product id the cart resolved (text); the SKU match also covers older rows without it."""
-    row = await (await conn.execute(
-        """SELECT 1 FROM orders o JOIN order_items i ON i.order_id = o.id
+    row = await (
+        await conn.execute(
+            """SELECT 1 FROM orders o JOIN order_items i ON i.order_id = o.id
            WHERE o.user_id = %(u)s AND o.status = ANY(%(statuses)s)
              AND (i.product_id = %(p)s::text
                   OR i.sku IN (SELECT sku FROM product_variants WHERE product_id = %(p)s))
-           LIMIT 1""", {"u": user_id, "p": product_id, "statuses": BOUGHT_STATUSES})).fetchone()
+           LIMIT 1""",
+            {"u": user_id, "p": product_id, "statuses": BOUGHT_STATUSES},
+        )
+    ).fetchone()
     return row is not None
 
 
 async def review_by_id(conn: AsyncConnection, review_id: int) -> dict | None:
-    return await (await conn.execute(
-        f"SELECT {_REVIEW_COLUMNS} FROM product_reviews r WHERE r.id = %s", (review_id,))).fetchone()
+    return await (
+        await conn.execute(
+            f"SELECT {_REVIEW_COLUMNS} FROM product_reviews r WHERE r.id = %s", (review_id,)
+        )
+    ).fetchone()
 
 
-async def list_reviews(conn: AsyncConnection, product_id: int, sort: str, limit: int, offset: int) -> list[dict]:
+async def list_reviews(
+    conn: AsyncConnection, product_id: int, sort: str, limit: int, offset: int
+) -> list[dict]:
     """One page of a product's reviews with the author's display name."""
     order = SORTS[sort]  # a key checked by the route; never caller text in SQL
-    return await (await conn.execute(
-        f"""SELECT {_REVIEW_COLUMNS}, u.name AS author_name
+    return await (
+        await conn.execute(
+            f"""SELECT {_REVIEW_COLUMNS}, u.name AS author_name
             FROM product_reviews r LEFT JOIN users u ON u.id = r.user_id
             WHERE r.product_id = %s ORDER BY {order} LIMIT %s OFFSET %s""",
-        (product_id, limit, offset))).fetchall()
+            (product_id, limit, offset),
+        )
+    ).fetchall()
 
 
 def _summary(stats: dict | None, product: dict) -> dict:
     # products.rating is the real average whenever real reviews exist (recompute keeps it so, rounded
     # by PostgreSQL), so page, search and this summary show the same figure
     if stats is not None and stats["review_count"] > 0:
-        assert product["review_count"] == stats["review_count"], "products.review_count drifted from its reviews"
-        return {"average": float(product["rating"]), "count": stats["review_count"], "source": "reviews",
-                "histogram": {str(s): stats[f"stars_{s}"] for s in STARS}}
+        assert product["review_count"] == stats["review_count"], (
+            "products.review_count drifted from its reviews"
+        )
+        return {
+            "average": float(product["rating"]),
+            "count": stats["review_count"],
+            "source": "reviews",
+            "histogram": {str(s): stats[f"stars_{s}"] for s in STARS},
+        }
     # no real review (yet, or any more): the catalog's figures, which have no distribution
-    return {"average": float(product["rating"]), "count": product["review_count"], "source": "catalog",
-            "histogram": {str(s): 0 for s in STARS}}
+    return {
+        "average": float(product["rating"]),
+        "count": product["review_count"],
+        "source": "catalog",
+        "histogram": {str(s): 0 for s in STARS},
+    }
 
 
 async def summary(conn: AsyncConnection, product_id: int) -> dict | None:
     """{average, count, histogram {"1".."5"}, source}; None for an unknown product."""
-    row = await (await conn.execute(
-        """SELECT p.rating, p.review_count, s.review_count AS real_count, s.rating_sum,
+    row = await (
+        await conn.execute(
+            """SELECT p.rating, p.review_count, s.review_count AS real_count, s.rating_sum,
                   s.stars_1, s.stars_2, s.stars_3, s.stars_4, s.stars_5
            FROM products p LEFT JOIN product_rating_stats s ON s.product_id = p.id WHERE p.id = %s""",
-        (product_id,))).fetchone()
+            (product_id,),
+        )
+    ).fetchone()
     if row is None:
         return None
     stats = None if row["real_count"] is None else {**row, "review_count": row["real_count"]}
@@ -97,40 +126,63 @@ async def summary(conn: AsyncConnection, product_id: int) -> dict | None:
 
 # --- writes (call inside a transaction, after lock_product) ---------------------------------------
 
+
 async def lock_product(conn: AsyncConnection, product_id: int) -> dict | None:
     """Take the product's row lock for the rest of the transaction; None if there is no such product."""
-    return await (await conn.execute(
-        "SELECT id, rating, review_count FROM products WHERE id = %s FOR UPDATE", (product_id,))).fetchone()
+    return await (
+        await conn.execute(
+            "SELECT id, rating, review_count FROM products WHERE id = %s FOR UPDATE", (product_id,)
+        )
+    ).fetchone()
 
 
-async def insert_review(conn: AsyncConnection, product_id: int, user_id: int, fields: dict[str, Any]) -> dict | None:
+async def insert_review(
+    conn: AsyncConnection, product_id: int, user_id: int, fields: dict[str, Any]
+) -> dict | None:
     """The new review, or None when the user already reviewed this product."""
-    return await (await conn.execute(
-        """INSERT INTO product_reviews AS r (product_id, user_id, rating, title, body)
+    return await (
+        await conn.execute(
+            """INSERT INTO product_reviews AS r (product_id, user_id, rating, title, body)
            VALUES (%s, %s, %s, %s, %s) ON CONFLICT (product_id, user_id) DO NOTHING
-           RETURNING """ + _REVIEW_COLUMNS,
-        (product_id, user_id, fields["rating"], fields.get("title"), fields["body"]))).fetchone()
+           RETURNING """
+            + _REVIEW_COLUMNS,
+            (product_id, user_id, fields["rating"], fields.get("title"), fields["body"]),
+        )
+    ).fetchone()
 
 
-async def update_review(conn: AsyncConnection, product_id: int, user_id: int, changes: dict[str, Any]) -> dict | None:
+async def update_review(
+    conn: AsyncConnection, product_id: int, user_id: int, changes: dict[str, Any]
+) -> dict | None:
     """Apply `changes` (rating, title, body) to the user's review of the product; None if there is none."""
     allowed = [k for k in ("rating", "title", "body") if k in changes]
     assert allowed, "update_review needs at least one change"
     sets = ", ".join(f"{k} = %({k})s" for k in allowed)
-    return await (await conn.execute(
-        f"""UPDATE product_reviews AS r SET {sets}, updated_at = now()
+    return await (
+        await conn.execute(
+            f"""UPDATE product_reviews AS r SET {sets}, updated_at = now()
             WHERE r.product_id = %(p)s AND r.user_id = %(u)s RETURNING {_REVIEW_COLUMNS}""",
-        {**{k: changes[k] for k in allowed}, "p": product_id, "u": user_id})).fetchone()
+            {**{k: changes[k] for k in allowed}, "p": product_id, "u": user_id},
+        )
+    ).fetchone()
 
 
-async def delete_review(conn: AsyncConnection, product_id: int, *, user_id: int | None = None,
-                        review_id: int | None = None) -> dict | None:
+async def delete_review(
+    conn: AsyncConnection,
+    product_id: int,
+    *,
+    user_id: int | None = None,
+    review_id: int | None = None,
+) -> dict | None:
     """Delete the user's review of the product, or the review with that id; the deleted row or None."""
     assert (user_id is None) != (review_id is None), "delete by author or by id, not both"
     column, value = ("user_id", user_id) if user_id is not None else ("id", review_id)
-    return await (await conn.execute(
-        f"DELETE FROM product_reviews AS r WHERE r.product_id = %s AND r.{column} = %s RETURNING {_REVIEW_COLUMNS}",
-        (product_id, value))).fetchone()
+    return await (
+        await conn.execute(
+            f"DELETE FROM product_reviews AS r WHERE r.product_id = %s AND r.{column} = %s RETURNING {_REVIEW_COLUMNS}",
+            (product_id, value),
+        )
+    ).fetchone()
 
 
 _RECOMPUTE = """

@@ -7,6 +7,7 @@ token that was already rotated means someone replayed it, so the whole family is
 Sync functions serve the CLI (`flashmart user create`) and tests; the async ones serve the API.
 Both take a psycopg connection (dict rows) and leave commit to the caller's transaction.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -36,6 +37,7 @@ _DUMMY_HASH = _hasher.hash("flashmart-no-such-user")
 
 
 # --- passwords -------------------------------------------------------------------------------------
+
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
@@ -59,7 +61,9 @@ INSERT INTO users (email, password_hash, name, role) VALUES (%s, %s, %s, %s)
 ON CONFLICT (email) DO NOTHING
 RETURNING id, email, name, role, created_at
 """
-_USER_BY_EMAIL = "SELECT id, email, password_hash, name, role, created_at FROM users WHERE email = %s"
+_USER_BY_EMAIL = (
+    "SELECT id, email, password_hash, name, role, created_at FROM users WHERE email = %s"
+)
 _USER_BY_ID = "SELECT id, email, name, role, created_at FROM users WHERE id = %s"
 
 
@@ -68,7 +72,9 @@ def _check_new_user(email: str, password: str, name: str, role: str) -> tuple[st
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
     if not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
-        raise ValueError(f"password must have {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters")
+        raise ValueError(
+            f"password must have {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
+        )
     if "@" not in email or len(email) > 254:
         raise ValueError(f"{email!r} is not an email address")
     return normalize_email(email), hash_password(password), name.strip(), role
@@ -101,7 +107,9 @@ async def create_user_async(conn, email: str, password: str, name: str, role: st
         return await cur.fetchone()
 
 
-async def insert_user_async(conn, email: str, password_hash: str, name: str, role: str) -> dict | None:
+async def insert_user_async(
+    conn, email: str, password_hash: str, name: str, role: str
+) -> dict | None:
     """Insert with a hash computed elsewhere (off the event loop); None when the email is taken."""
     assert role in ROLES, f"unknown role {role!r}"
     async with conn.cursor() as cur:
@@ -123,6 +131,7 @@ async def find_by_id_async(conn, user_id: int) -> dict | None:
 
 # --- access tokens (JWT) -----------------------------------------------------------------------------
 
+
 class InvalidToken(Exception):
     """The token is missing, malformed, forged, expired or of the wrong kind; the message says which."""
 
@@ -130,8 +139,15 @@ class InvalidToken(Exception):
 def issue_access_token(secret: str, ttl_s: int, user_id: int, role: str, email: str) -> str:
     now = int(time.time())
     claims = {
-        "sub": str(user_id), "role": role, "email": email, "typ": "access",
-        "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex,
+        "sub": str(user_id),
+        "role": role,
+        "email": email,
+        "typ": "access",
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
@@ -140,19 +156,28 @@ def decode_access_token(secret: str, token: str) -> dict[str, Any]:
     """Verified claims of an access token, or InvalidToken. Only HS256 is accepted (no 'none')."""
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            audience=JWT_AUDIENCE,
+            issuer=JWT_ISSUER,
             options={"require": ["exp", "iat", "sub", "role", "typ"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("the access token has expired; refresh it or log in again") from exc
     except jwt.PyJWTError as exc:
         raise InvalidToken("the access token is not valid") from exc
-    if claims.get("typ") != "access" or claims.get("role") not in ROLES or not str(claims["sub"]).isdigit():
+    if (
+        claims.get("typ") != "access"
+        or claims.get("role") not in ROLES
+        or not str(claims["sub"]).isdigit()
+    ):
         raise InvalidToken("the access token is not valid")
     return claims
 
 
 # --- refresh tokens --------------------------------------------------------------------------------
+
 
 def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -167,11 +192,15 @@ INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES (
 """
 
 
-async def issue_refresh_token_async(conn, user_id: int, ttl_s: int, family_id: uuid.UUID | None = None) -> str:
+async def issue_refresh_token_async(
+    conn, user_id: int, ttl_s: int, family_id: uuid.UUID | None = None
+) -> str:
     token = new_refresh_token()
-    expires_at = datetime.now(timezone.utc) + timedelta(seconds=ttl_s)
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_s)
     async with conn.cursor() as cur:
-        await cur.execute(_INSERT_REFRESH, (_sha256(token), user_id, family_id or uuid.uuid4(), expires_at))
+        await cur.execute(
+            _INSERT_REFRESH, (_sha256(token), user_id, family_id or uuid.uuid4(), expires_at)
+        )
     return token
 
 
@@ -203,9 +232,11 @@ async def rotate_refresh_token_async(conn, token: str, ttl_s: int) -> Rotated | 
         if row["revoked_at"] is not None:
             await revoke_family_async(conn, row["family_id"])
             return RefreshRefused("reused", row["user_id"], row["family_id"])
-        if row["expires_at"] <= datetime.now(timezone.utc):
+        if row["expires_at"] <= datetime.now(UTC):
             return RefreshRefused("expired", row["user_id"], row["family_id"])
-        await cur.execute("UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = %s", (_sha256(token),))
+        await cur.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = %s", (_sha256(token),)
+        )
         user = await find_by_id_async(conn, row["user_id"])
         if user is None:
             return RefreshRefused("unknown")
@@ -216,7 +247,8 @@ async def rotate_refresh_token_async(conn, token: str, ttl_s: int) -> Rotated | 
 async def revoke_family_async(conn, family_id: uuid.UUID) -> int:
     async with conn.cursor() as cur:
         await cur.execute(
-            "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = %s AND revoked_at IS NULL", (family_id,)
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = %s AND revoked_at IS NULL",
+            (family_id,),
         )
         return cur.rowcount
 
@@ -236,6 +268,7 @@ async def revoke_refresh_token_async(conn, token: str) -> dict | None:
 async def revoke_all_for_user_async(conn, user_id: int) -> int:
     async with conn.cursor() as cur:
         await cur.execute(
-            "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL", (user_id,)
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+            (user_id,),
         )
         return cur.rowcount

@@ -1,5 +1,6 @@
 """One embedded PostgreSQL, Redis, localstripe and one Ray instance per test session, started by the
 same code as `flashmart up` (flashmart.platform), on free ports in a temporary data directory."""
+
 from __future__ import annotations
 
 import os
@@ -9,9 +10,7 @@ import httpx
 import pytest
 
 from flashmart.settings import Settings
-
-
-from storage.embedded import free_port  # noqa: F401 - tests import it from here too
+from flashmart.storage.embedded import free_port  # noqa: F401 - tests import it from here too
 
 
 @pytest.fixture(scope="session")
@@ -50,13 +49,19 @@ def ray_session(backing):
     """One local Ray instance for the session (dies with the test process)."""
     import ray
 
-    from actors import NAMESPACE
+    from flashmart.actors import NAMESPACE
     from flashmart.platform import serve_env
 
     os.environ.update(serve_env(backing))
     # address="local": always a fresh cluster of our own, even if another Ray runs on this machine
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             namespace=NAMESPACE)
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        namespace=NAMESPACE,
+    )
     yield ray
     from ray import serve
 
@@ -78,7 +83,29 @@ def platform(backing, ray_session) -> Settings:
 @pytest.fixture()
 def api(platform):
     with httpx.Client(base_url=platform.api_url, timeout=30) as client:
+        client.platform = platform  # the shop helpers reach the inventory client with its settings
         yield client
+
+
+@pytest.fixture(scope="module")
+def admin(platform):
+    from tests.helpers import make_user
+
+    with httpx.Client(base_url=platform.api_url, timeout=30) as c:
+        return make_user(c, "admin")
+
+
+@pytest.fixture(scope="module")
+def warehouse(platform):
+    """A warehouse of this module's own (San Francisco)."""
+    import psycopg
+
+    wid = f"wh-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(platform.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'test', 37.7, -122.4)", (wid,)
+        )
+    return wid
 
 
 @pytest.fixture()

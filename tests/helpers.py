@@ -4,6 +4,7 @@ Customers register through the API. Staff roles cannot (registration only makes 
 they are created directly in the test database with storage.users.create_user, then log in over
 HTTP like anybody else. Emails are unique per call.
 """
+
 from __future__ import annotations
 
 import gc
@@ -41,30 +42,46 @@ def login(api: httpx.Client, email: str, password: str) -> dict:
     return r.json()
 
 
-def make_user(api: httpx.Client, role: str = "customer", db=None, *, email: str | None = None,
-              password: str = DEFAULT_PASSWORD, name: str | None = None) -> User:
+def make_user(
+    api: httpx.Client,
+    role: str = "customer",
+    db=None,
+    *,
+    email: str | None = None,
+    password: str = DEFAULT_PASSWORD,
+    name: str | None = None,
+) -> User:
     """A fresh account of `role`, logged in. `db` (only for staff roles) may be a psycopg connection,
     a Settings or a database URL; by default the test session's database is found from `api`."""
     assert role in ROLES, f"unknown role {role!r}"
     email = email or unique_email(role)
     name = name or f"Test {role.title()}"
     if role == "customer":
-        r = api.post("/api/v1/auth/register", json={"email": email, "password": password, "name": name})
+        r = api.post(
+            "/api/v1/auth/register", json={"email": email, "password": password, "name": name}
+        )
         assert r.status_code == 201, f"register failed: {r.status_code} {r.text}"
     else:
         _create_staff(db if db is not None else _database_url_for(api), email, password, name, role)
     tokens = login(api, email, password)
     token = tokens["access_token"]
-    return User(id=tokens["user"]["id"], email=email, password=password, token=token,
-                headers={"Authorization": f"Bearer {token}"}, role=role, name=name,
-                refresh_token=tokens["refresh_token"])
+    return User(
+        id=tokens["user"]["id"],
+        email=email,
+        password=password,
+        token=token,
+        headers={"Authorization": f"Bearer {token}"},
+        role=role,
+        name=name,
+        refresh_token=tokens["refresh_token"],
+    )
 
 
 def _create_staff(db, email: str, password: str, name: str, role: str) -> None:
     import psycopg
     from psycopg.rows import dict_row
 
-    from storage.users import create_user
+    from flashmart.storage.users import create_user
 
     if isinstance(db, psycopg.Connection):
         with db.transaction():
@@ -94,6 +111,8 @@ def _database_url_for(api: httpx.Client) -> str:
             if isinstance(obj, Settings) and obj.api_url == base and obj.database_url:
                 url = obj.database_url
                 break
-    assert url, "cannot find the test database: pass db=<db fixture or platform settings> to make_user"
+    assert url, (
+        "cannot find the test database: pass db=<db fixture or platform settings> to make_user"
+    )
     _urls[base] = url
     return url

@@ -10,6 +10,7 @@ surviving node, recover from PostgreSQL, keep every acknowledged commit and serv
 and new SKUs, with `on_hand = available + held + sold` per SKU. Prints one JSON object on the last
 stdout line; tests/test_inventory_multinode.py asserts on it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,11 @@ async def wait_node_ids(shards: dict, timeout_s: float) -> dict[str, str]:
                 continue
             try:
                 found[name] = await asyncio.wait_for(handle.node_id.remote(), 5.0)
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, asyncio.TimeoutError):
+            except (
+                TimeoutError,
+                ray.exceptions.RayActorError,
+                ray.exceptions.ActorUnavailableError,
+            ):
                 pass
         if len(found) == len(shards) or time.monotonic() > deadline:
             return found
@@ -53,25 +58,39 @@ async def scenario(args, cluster, second) -> dict:
     import psycopg
     import ray
 
-    from actors import NAMESPACE
-    from actors.inventory.client import InventoryClient
-    from actors.inventory.messages import Committed, Refusal, Reserved
-    from actors.inventory.shard import cold_shard_name, default_owner, hot_shard_name
+    from flashmart.actors import NAMESPACE
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.inventory.messages import Committed, Refusal, Reserved
+    from flashmart.actors.inventory.shard import cold_shard_name, default_owner, hot_shard_name
     from flashmart.settings import Settings
 
     run = uuid.uuid4().hex[:8]
-    settings = Settings(_env_file=None, database_url=args.database_url, cold_shard_count=args.cold_shards,
-                        hold_ttl_s=600, flush_interval_ms=5.0)
+    settings = Settings(
+        _env_file=None,
+        database_url=args.database_url,
+        cold_shard_count=args.cold_shards,
+        hold_ttl_s=600,
+        flush_interval_ms=5.0,
+    )
     # the directory starts on the node that will be lost (soft affinity: it may restart elsewhere), so
     # the client's lookups after the loss go through a directory that restarted and reloaded placements
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from actors.inventory.directory import SHARD_MEMORY_TOKEN_BYTES, directory_class, directory_options
+    from flashmart.actors.inventory.directory import (
+        SHARD_MEMORY_TOKEN_BYTES,
+        directory_class,
+        directory_options,
+    )
 
     # (a zero-resource actor may ignore a soft affinity: the same token reservation as the shards')
-    directory = directory_class().options(**{**directory_options(), "memory": SHARD_MEMORY_TOKEN_BYTES},
-                                          scheduling_strategy=NodeAffinitySchedulingStrategy(second.node_id, soft=True)
-                                          ).remote(settings)
+    directory = (
+        directory_class()
+        .options(
+            **{**directory_options(), "memory": SHARD_MEMORY_TOKEN_BYTES},
+            scheduling_strategy=NodeAffinitySchedulingStrategy(second.node_id, soft=True),
+        )
+        .remote(settings)
+    )
     directory_node_before = await directory.node_id.remote()
     client = await InventoryClient.connect(settings)
     client.retry_s = args.recover_timeout_s  # a shard on the lost node is retried while it restarts
@@ -100,7 +119,7 @@ async def scenario(args, cluster, second) -> dict:
     second_id = second.node_id
 
     # per SKU: 3 holds committed (acknowledged => durable), 2 left held
-    committed: dict[str, dict[str, int]] = {s: {} for s in skus}   # sku -> hold_id -> units
+    committed: dict[str, dict[str, int]] = {s: {} for s in skus}  # sku -> hold_id -> units
     held: dict[str, dict[str, int]] = {s: {} for s in skus}
     buyer = 0
     for sku in skus:
@@ -153,12 +172,25 @@ async def scenario(args, cluster, second) -> dict:
     views_after_loss = {}
     for sku in skus:
         v = await client.stock(sku)
-        views_after_loss[sku] = {"on_hand": v.on_hand, "available": v.available, "held": v.held, "sold": v.sold}
-    expected = {sku: {"on_hand": args.units, "sold": sum(committed[sku].values()), "held": sum(held[sku].values())}
-                for sku in skus}
+        views_after_loss[sku] = {
+            "on_hand": v.on_hand,
+            "available": v.available,
+            "held": v.held,
+            "sold": v.sold,
+        }
+    expected = {
+        sku: {
+            "on_hand": args.units,
+            "sold": sum(committed[sku].values()),
+            "held": sum(held[sku].values()),
+        }
+        for sku in skus
+    }
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        rows = conn.execute("SELECT hold_id FROM inventory_journal WHERE sku = ANY(%s) AND kind = 'HoldCommitted'",
-                            (skus,)).fetchall()
+        rows = conn.execute(
+            "SELECT hold_id FROM inventory_journal WHERE sku = ANY(%s) AND kind = 'HoldCommitted'",
+            (skus,),
+        ).fetchall()
     durable_commits = {r[0] for r in rows}
     acked = {h for v in committed.values() for h in v}
 
@@ -184,8 +216,14 @@ async def scenario(args, cluster, second) -> dict:
     final = {}
     for sku in skus:
         v = await client.stock(sku)
-        final[sku] = {"on_hand": v.on_hand, "available": v.available, "held": v.held, "sold": v.sold,
-                      "expected_sold": sum(committed[sku].values()), "expected_held": sum(held[sku].values())}
+        final[sku] = {
+            "on_hand": v.on_hand,
+            "available": v.available,
+            "held": v.held,
+            "sold": v.sold,
+            "expected_sold": sum(committed[sku].values()),
+            "expected_held": sum(held[sku].values()),
+        }
 
     return {
         "nodes_before": sorted(set(before_nodes.values())),

@@ -4,6 +4,7 @@ table in flashmart/permissions.py: 401 without a token, 403 (naming the permissi
 without it, and for a role with it anything but 401/403-for-role and never a 5xx. New routes join
 the matrix automatically. Own/foreign object checks (ownership) are in the second half.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -18,7 +19,7 @@ from tests.helpers import make_user
 
 def _guard(dependant) -> tuple[str | None, bool]:
     """(permission, needs login) declared anywhere in a route's dependency tree."""
-    from serve.auth import authenticated
+    from flashmart.serve.auth import authenticated
 
     perm, login = None, False
     for dep in dependant.dependencies:
@@ -33,7 +34,7 @@ def _guard(dependant) -> tuple[str | None, bool]:
 
 
 def _routes() -> list[tuple[str, str, str | None, APIRoute]]:
-    from serve.routes import ROUTERS  # exactly what create_fastapi includes
+    from flashmart.serve.routes import ROUTERS  # exactly what create_fastapi includes
 
     rows = []
     for route in [r for router in ROUTERS for r in router.routes]:
@@ -65,7 +66,9 @@ def _dummy_path(route: APIRoute) -> str:
     return path
 
 
-def _call(client: httpx.Client, method: str, path: str, headers: dict | None = None) -> httpx.Response:
+def _call(
+    client: httpx.Client, method: str, path: str, headers: dict | None = None
+) -> httpx.Response:
     body = {} if method in ("POST", "PUT", "PATCH") else None
     return client.request(method, path, json=body, headers=headers or {})
 
@@ -88,11 +91,15 @@ def test_matrix_covers_routes():
         assert perm is None or perm in PERMISSIONS
 
 
-@pytest.mark.parametrize("method, path, perm, route", ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
+@pytest.mark.parametrize(
+    "method, path, perm, route", ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES]
+)
 def test_role_matrix(client, users, method, path, perm, route):
     url = _dummy_path(route)
     anonymous = _call(client, method, url)
-    assert anonymous.status_code == 401, f"anonymous {method} {url}: {anonymous.status_code} {anonymous.text[:200]}"
+    assert anonymous.status_code == 401, (
+        f"anonymous {method} {url}: {anonymous.status_code} {anonymous.text[:200]}"
+    )
     for role in ROLES:
         r = _call(client, method, url, users[role].headers)
         where = f"{role} {method} {url}: {r.status_code} {r.text[:300]}"
@@ -110,10 +117,16 @@ def test_role_matrix(client, users, method, path, perm, route):
 # and the staff roles listed may; another user of the owner's role is refused (403, or 404 where the
 # route hides existence); every role without the permission gets 403.
 
+
 def _product_body(tag: str) -> dict:
-    return {"name": f"Matrix {tag} kettle", "description": "Boils water.", "brand": f"B{tag}",
-            "category": f"matrix-{tag}/kitchen", "price": "19.90",
-            "variants": [{"sku": f"MX-{tag}", "attributes": {"colour": "steel"}}]}
+    return {
+        "name": f"Matrix {tag} kettle",
+        "description": "Boils water.",
+        "brand": f"B{tag}",
+        "category": f"matrix-{tag}/kitchen",
+        "price": "19.90",
+        "variants": [{"sku": f"MX-{tag}", "attributes": {"colour": "steel"}}],
+    }
 
 
 def _seller_product(client, owner, platform) -> dict:
@@ -128,13 +141,16 @@ def _customer_order(client, owner, platform) -> dict:
     import psycopg
     from psycopg.rows import dict_row
 
-    from tests.test_checkout_e2e import add, card, checkout, product
+    from tests.shop import add, card, checkout, product
 
     wid = f"wh-{uuid.uuid4().hex[:8]}"
     admin = make_user(client, "admin", platform)
     client.platform = platform
     with psycopg.connect(platform.database_url, autocommit=True, row_factory=dict_row) as db:
-        db.execute("INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'matrix', 37.7, -122.4)", (wid,))
+        db.execute(
+            "INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'matrix', 37.7, -122.4)",
+            (wid,),
+        )
         sku = product(db, client, admin, wid, stock=5)
     assert add(client, owner, sku, 1).status_code == 200
     r = checkout(client, owner, card(platform))
@@ -144,23 +160,43 @@ def _customer_order(client, owner, platform) -> dict:
 
 # (name, owner role, factory, [(method, path template, body)], staff roles allowed on foreign objects)
 OWNED = [
-    ("product", "seller", _seller_product, [
-        ("PATCH", "/api/v1/products/{id}", {"description": "Boils water quickly."}),
-        ("POST", "/api/v1/products/{id}/price", {"price": "17.50"}),
-        ("POST", "/api/v1/products/{id}/archive", None),
-        ("POST", "/api/v1/products/{id}/unarchive", None),
-    ], {"admin"}),
-    ("waiting room of a product's SKU", "seller", _seller_product, [
-        ("PUT", "/api/v1/flash-sales/{sku}/waiting-room", {"admit_per_s": 10}),
-        ("DELETE", "/api/v1/flash-sales/{sku}/waiting-room", None),
-    ], {"admin"}),
-    ("order", "customer", _customer_order, [
-        ("GET", "/api/v1/orders/{id}", None),
-    ], {"admin", "support"}),
+    (
+        "product",
+        "seller",
+        _seller_product,
+        [
+            ("PATCH", "/api/v1/products/{id}", {"description": "Boils water quickly."}),
+            ("POST", "/api/v1/products/{id}/price", {"price": "17.50"}),
+            ("POST", "/api/v1/products/{id}/archive", None),
+            ("POST", "/api/v1/products/{id}/unarchive", None),
+        ],
+        {"admin"},
+    ),
+    (
+        "waiting room of a product's SKU",
+        "seller",
+        _seller_product,
+        [
+            ("PUT", "/api/v1/flash-sales/{sku}/waiting-room", {"admit_per_s": 10}),
+            ("DELETE", "/api/v1/flash-sales/{sku}/waiting-room", None),
+        ],
+        {"admin"},
+    ),
+    (
+        "order",
+        "customer",
+        _customer_order,
+        [
+            ("GET", "/api/v1/orders/{id}", None),
+        ],
+        {"admin", "support"},
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, owner_role, factory, operations, staff", OWNED, ids=[c[0] for c in OWNED])
+@pytest.mark.parametrize(
+    "name, owner_role, factory, operations, staff", OWNED, ids=[c[0] for c in OWNED]
+)
 def test_own_and_foreign_objects(client, platform, name, owner_role, factory, operations, staff):
     owner = make_user(client, owner_role, platform)
     peer = make_user(client, owner_role, platform)
@@ -169,16 +205,22 @@ def test_own_and_foreign_objects(client, platform, name, owner_role, factory, op
     for method, template, body in operations:
         path = template.format(**obj)
 
-        def call(user):
+        def call(user, method=method, path=path, body=body):
             return client.request(method, path, json=body, headers=user.headers)
 
         r = call(peer)
-        assert r.status_code in (403, 404), f"{name}: another {owner_role} {method} {path}: {r.status_code} {r.text}"
+        assert r.status_code in (403, 404), (
+            f"{name}: another {owner_role} {method} {path}: {r.status_code} {r.text}"
+        )
         for role, user in others.items():
             r = call(user)
             if role in staff:
-                assert r.status_code < 300, f"{name}: {role} {method} {path}: {r.status_code} {r.text}"
+                assert r.status_code < 300, (
+                    f"{name}: {role} {method} {path}: {r.status_code} {r.text}"
+                )
             else:
-                assert r.status_code == 403, f"{name}: {role} {method} {path}: {r.status_code} {r.text}"
+                assert r.status_code == 403, (
+                    f"{name}: {role} {method} {path}: {r.status_code} {r.text}"
+                )
         r = call(owner)
         assert r.status_code < 300, f"{name}: owner {method} {path}: {r.status_code} {r.text}"

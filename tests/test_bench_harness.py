@@ -2,6 +2,7 @@
 
 50 units, 200 one-unit requests: every strategy grants exactly 50, the store shows no oversell, and a
 deliberately unsafe strategy is caught by the same audit (so the oversell count can fail)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,15 +11,20 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # benchmarks/ is not an installed package
 
 from benchmarks.reservations_alternatives import STRATEGIES, Audit, drive, run_alternative  # noqa: E402
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_strategy_sells_exactly_the_stock(backing, name):
-    outcome = asyncio.run(run_alternative(name, backing.database_url, backing.redis_url,
-                                          n_requests=200, concurrency=16, stock=50))
+    outcome = asyncio.run(
+        run_alternative(
+            name, backing.database_url, backing.redis_url, n_requests=200, concurrency=16, stock=50
+        )
+    )
     assert outcome.errors == 0, outcome.note
     assert outcome.granted == 50
     assert outcome.refused == 150
@@ -58,18 +64,25 @@ def test_audit_catches_an_oversell():
 def test_bench_check_flags_only_a_ratio_that_fell_past_the_margin():
     from benchmarks.check import compare
 
-    regressions, lines = compare({"engine_vs_pg_rowlock": 6.0, "serve_vs_uvicorn": 0.8},
-                                 {"engine_vs_pg_rowlock": 10.0, "serve_vs_uvicorn": 1.0, "tantivy_vs_pg_fts": 5.0}, 0.3)
-    assert regressions == ["engine_vs_pg_rowlock"]  # -40% fails, -20% passes, missing is only reported
+    regressions, lines = compare(
+        {"engine_vs_pg_rowlock": 6.0, "serve_vs_uvicorn": 0.8},
+        {"engine_vs_pg_rowlock": 10.0, "serve_vs_uvicorn": 1.0, "tantivy_vs_pg_fts": 5.0},
+        0.3,
+    )
+    assert regressions == [
+        "engine_vs_pg_rowlock"
+    ]  # -40% fails, -20% passes, missing is only reported
     assert any("not measured" in line and "tantivy_vs_pg_fts" in line for line in lines)
 
 
 def test_wrk_output_is_parsed_with_units():
     from benchmarks.http import parse_wrk
 
-    figures = parse_wrk("  Latency Distribution\n     50%  850.00us\n     90%    7.67ms\n     99%    1.20s\n"
-                        "  45455 requests in 5.00s, 6.50MB read\n  Socket errors: connect 0, read 2, write 0, timeout 3\n"
-                        "  Non-2xx or 3xx responses: 12\nRequests/sec:   9090.00\n")
+    figures = parse_wrk(
+        "  Latency Distribution\n     50%  850.00us\n     90%    7.67ms\n     99%    1.20s\n"
+        "  45455 requests in 5.00s, 6.50MB read\n  Socket errors: connect 0, read 2, write 0, timeout 3\n"
+        "  Non-2xx or 3xx responses: 12\nRequests/sec:   9090.00\n"
+    )
     assert figures["requests_per_s"] == 9090.0
     assert (figures["p50_ms"], figures["p99_ms"]) == (0.85, 1200.0)
     assert (figures["non_2xx"], figures["socket_errors"], figures["requests"]) == (12, 5, 45455)

@@ -1,13 +1,16 @@
 """Cart state and coupon rules, pure (hypothesis state machine for the cart's books)."""
+
 from __future__ import annotations
 
 from decimal import Decimal
 
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.carts.coupons import Coupon, check, discount
-from actors.carts.state import Cart, Hold
+from flashmart.actors.carts.coupons import Coupon, check, discount
+from flashmart.actors.carts.state import Cart, Hold
 
 NOW = 1_000_000.0
 
@@ -17,24 +20,45 @@ def test_percentage_fixed_free_shipping():
     fix = Coupon("F5", "fixed", Decimal(5))
     ship = Coupon("SHIP", "free_shipping")
     assert discount([pct], Decimal("80.00"), NOW).amount == Decimal("8.00")
-    assert discount([fix, ship], Decimal("3.00"), NOW).amount == Decimal("3.00")  # never more than the subtotal
+    assert discount([fix, ship], Decimal("3.00"), NOW).amount == Decimal(
+        "3.00"
+    )  # never more than the subtotal
     assert discount([ship], Decimal("3.00"), NOW).free_shipping
 
 
 def test_min_spend_expiry_and_limits():
-    c = Coupon("X", "fixed", Decimal(5), min_spend=Decimal(50), expires_at=NOW + 10, per_user_limit=1, total_limit=3,
-               used_count=2)
+    c = Coupon(
+        "X",
+        "fixed",
+        Decimal(5),
+        min_spend=Decimal(50),
+        expires_at=NOW + 10,
+        per_user_limit=1,
+        total_limit=3,
+        used_count=2,
+    )
     assert check(c, Decimal(49), NOW, 0, []).reason == "coupon_min_spend"
     assert check(c, Decimal(60), NOW + 11, 0, []).reason == "coupon_expired"
     assert check(c, Decimal(60), NOW, 1, []).reason == "coupon_exhausted"
-    assert check(Coupon("Y", "fixed", Decimal(1), total_limit=3, used_count=3), Decimal(60), NOW, 0, []).reason == "coupon_exhausted"
+    assert (
+        check(
+            Coupon("Y", "fixed", Decimal(1), total_limit=3, used_count=3), Decimal(60), NOW, 0, []
+        ).reason
+        == "coupon_exhausted"
+    )
     assert check(c, Decimal(60), NOW, 0, []) is None
-    assert check(c, Decimal(60), NOW, 0, [Coupon("Z", "percentage", Decimal(5))]).reason == "coupon_conflict"
+    assert (
+        check(c, Decimal(60), NOW, 0, [Coupon("Z", "percentage", Decimal(5))]).reason
+        == "coupon_conflict"
+    )
     assert check(c, Decimal(60), NOW, 0, [Coupon("S", "free_shipping")]) is None
 
 
-@given(st.lists(st.sampled_from(["percentage", "fixed", "free_shipping"]), max_size=3),
-       st.decimals(0, 10_000, places=2), st.decimals(0, 100, places=2))
+@given(
+    st.lists(st.sampled_from(["percentage", "fixed", "free_shipping"]), max_size=3),
+    st.decimals(0, 10_000, places=2),
+    st.decimals(0, 100, places=2),
+)
 def test_discount_is_bounded(kinds, subtotal, value):
     coupons = [Coupon(f"C{i}", k, value) for i, k in enumerate(kinds)]
     d = discount(coupons, subtotal, NOW)
@@ -95,7 +119,9 @@ class CartMachine(RuleBasedStateMachine):
         listed = [h.hold_id for _, h in self.cart.all_holds()]
         assert len(listed) == len(set(listed))
         assert set(listed) == self.live
-        assert len({i.sku for i in self.cart.items.values()}) == len(self.cart.items)  # one line per SKU
+        assert len({i.sku for i in self.cart.items.values()}) == len(
+            self.cart.items
+        )  # one line per SKU
         v = self.cart.view(NOW)
         assert Decimal(str(v["total"])) >= 0
 

@@ -3,134 +3,35 @@
 Card tokens are made the way a browser would (Stripe.js -> PaymentMethod id), here with the SDK
 against localstripe: 4242... succeeds, 4000000000000341 is declined when charged.
 """
+
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
 
 import pytest
-import stripe
 
 from tests.helpers import make_user
+from tests.shop import (
+    DECLINE_CARD,
+    HOME,
+    add,
+    card,
+    checkout,
+    crash_after,
+    gateway_status,
+    payments_of,
+    product,
+    stock,
+    sweep_now,
+)
 
 pytestmark = pytest.mark.slow
 
-HOME = {"name": "Ada Buyer", "street": "1 Main St", "city": "San Francisco", "state": "CA", "zip": "94102",
-        "country": "US"}
-OK_CARD, DECLINE_CARD = "4242424242424242", "4000000000000341"
-
-
-# --- set-up helpers -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def admin(platform):
-    import httpx
-
-    with httpx.Client(base_url=platform.api_url, timeout=30) as c:
-        return make_user(c, "admin")
-
-
-@pytest.fixture(scope="module")
-def warehouse(platform):
-    import psycopg
-
-    wid = f"wh-{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(platform.database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'test', 37.7, -122.4)", (wid,))
-    return wid
-
-
-def inventory(platform, method: str, *args):
-    """The inventory engine through its client contract (stocking and stock views for the tests)."""
-    from actors.inventory.client import InventoryClient
-
-    async def run():
-        inv = await InventoryClient.connect(platform)
-        return await getattr(inv, method)(*args)
-    return asyncio.run(run())
-
-
-def product(db, api, admin, warehouse, *, price="20.00", stock=10, weight_g=400) -> str:
-    sku = f"SKU-{uuid.uuid4().hex[:10]}"
-    seller = db.execute("INSERT INTO sellers (name) VALUES ('test seller') RETURNING id").fetchone()["id"]
-    pid = db.execute("INSERT INTO products (seller_id, name, price, weight_g, in_stock) VALUES (%s, %s, %s, %s, true) "
-                     "RETURNING id", (seller, f"Thing {sku}", price, weight_g)).fetchone()["id"]
-    db.execute("INSERT INTO product_variants (product_id, sku) VALUES (%s, %s)", (pid, sku))
-    view = inventory(api.platform, "set_stock", sku, warehouse, stock)
-    assert getattr(view, "on_hand", None) == stock, view
-    return sku
-
-
-def card(settings, number: str = OK_CARD) -> str:
-    c = stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
-    return c.v1.payment_methods.create({"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2031,
-                                                                 "cvc": "123"}}).id
-
-
-def add(api, user, sku, qty=1):
-    return api.post("/api/v1/cart/items", json={"sku": sku, "quantity": qty}, headers=user.headers)
-
-
-def checkout(api, user, token, key=None, **extra):
-    body = {"shipping_address": HOME, "payment_method": {"type": "card", "token": token}, **extra}
-    return api.post("/api/v1/orders/checkout", json=body,
-                    headers={**user.headers, "Idempotency-Key": key or uuid.uuid4().hex})
-
-
-@contextlib.contextmanager
-def crash_after(platform, step: str):
-    """FAULT INJECTION: every checkout actor's process exits right after the saga records `step`
-    (a real crash, see saga.FAULT_ENV), for the duration of the block; disarmed afterwards."""
-    import ray
-
-    from actors import NAMESPACE
-    from actors.checkout.actor import actor_name
-
-    actors = [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(platform.checkout_pool_size)]
-    ray.get([a.arm_fault_for_tests.remote(step) for a in actors])
-    try:
-        yield
-    finally:
-        for a in actors:
-            try:
-                ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
-            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
-                pass
-
-
-def sweep_now(older_than_s: float = 0.0) -> dict:
-    """One sweep by the platform's sweeper actor, now."""
-    import ray
-
-    from actors import NAMESPACE
-    from actors.checkout.sweeper import SWEEPER_NAME
-
-    return ray.get(ray.get_actor(SWEEPER_NAME, namespace=NAMESPACE).sweep_now.remote(older_than_s))
-
-
-def stock(api, admin, sku) -> dict:
-    return inventory(api.platform, "stock", sku).as_dict()
-
-
-def payments_of(db, order_id):
-    return db.execute("SELECT * FROM payments WHERE order_id = %s ORDER BY id", (order_id,)).fetchall()
-
-
-def gateway_status(settings, pi_id) -> str:
-    c = stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
-    return c.v1.payment_intents.retrieve(pi_id).status
-
-
-@pytest.fixture()
-def api(api, platform):
-    api.platform = platform  # the helpers reach the inventory client with the platform's settings
-    return api
-
-
 # --- the tests ------------------------------------------------------------------------------------
+
 
 def test_happy_path(platform, api, db, admin, warehouse):
     buyer = make_user(api)
@@ -171,23 +72,54 @@ def test_happy_path(platform, api, db, admin, warehouse):
 
     # shipment updates feed the timeline
     courier, other_courier = make_user(api, "courier"), make_user(api, "courier")
-    assert api.post(f"/api/v1/orders/{out['order_id']}/shipments", json={"courier_id": courier.id},
-                    headers=courier.headers).status_code == 403  # only an admin assigns shipments
-    sh = api.post(f"/api/v1/orders/{out['order_id']}/shipments", json={"courier_id": courier.id}, headers=admin.headers)
+    assert (
+        api.post(
+            f"/api/v1/orders/{out['order_id']}/shipments",
+            json={"courier_id": courier.id},
+            headers=courier.headers,
+        ).status_code
+        == 403
+    )  # only an admin assigns shipments
+    sh = api.post(
+        f"/api/v1/orders/{out['order_id']}/shipments",
+        json={"courier_id": courier.id},
+        headers=admin.headers,
+    )
     assert sh.status_code == 201, sh.text
     sid = sh.json()["shipment_id"]
-    assert api.post(f"/api/v1/shipments/{sid}/events", json={"status": "shipped"},
-                    headers=other_courier.headers).status_code == 403  # not assigned to them
-    assert [x["shipment_id"] for x in api.get("/api/v1/shipments", headers=courier.headers).json()["shipments"]] == [sid]
+    assert (
+        api.post(
+            f"/api/v1/shipments/{sid}/events",
+            json={"status": "shipped"},
+            headers=other_courier.headers,
+        ).status_code
+        == 403
+    )  # not assigned to them
+    assert [
+        x["shipment_id"]
+        for x in api.get("/api/v1/shipments", headers=courier.headers).json()["shipments"]
+    ] == [sid]
     assert api.get("/api/v1/shipments", headers=other_courier.headers).json()["shipments"] == []
-    for st, loc in [("shipped", "San Francisco, CA"), ("in_transit", "Oakland, CA"), ("delivered", None)]:
-        r = api.post(f"/api/v1/shipments/{sid}/events", json={"status": st, "location": loc}, headers=courier.headers)
+    for st, loc in [
+        ("shipped", "San Francisco, CA"),
+        ("in_transit", "Oakland, CA"),
+        ("delivered", None),
+    ]:
+        r = api.post(
+            f"/api/v1/shipments/{sid}/events",
+            json={"status": st, "location": loc},
+            headers=courier.headers,
+        )
         assert r.status_code == 200, r.text
     order = api.get(f"/api/v1/orders/{out['order_id']}", headers=buyer.headers).json()
     assert order["status"] == "delivered" and order["shipment"]["current_location"] == "Oakland, CA"
     assert [e["status"] for e in order["timeline"]][-3:] == ["shipped", "in_transit", "delivered"]
-    assert api.post(f"/api/v1/shipments/{sid}/events", json={"status": "shipped"},
-                    headers=buyer.headers).status_code == 403
+    assert (
+        api.post(
+            f"/api/v1/shipments/{sid}/events", json={"status": "shipped"}, headers=buyer.headers
+        ).status_code
+        == 403
+    )
 
 
 def test_sold_out(platform, api, db, admin, warehouse):
@@ -204,8 +136,15 @@ def test_card_declined(platform, api, db, admin, warehouse):
     add(api, buyer, sku)
     r = checkout(api, buyer, card(platform, DECLINE_CARD))
     assert r.status_code == 402 and r.json()["error"] == "payment_declined", r.text
-    assert db.execute("SELECT count(*) AS n FROM orders WHERE id = %s", (r.json()["order_id"],)).fetchone()["n"] == 0
-    assert api.get("/api/v1/cart", headers=buyer.headers).json()["item_count"] == 1  # try another card
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM orders WHERE id = %s", (r.json()["order_id"],)
+        ).fetchone()["n"]
+        == 0
+    )
+    assert (
+        api.get("/api/v1/cart", headers=buyer.headers).json()["item_count"] == 1
+    )  # try another card
     r = checkout(api, buyer, card(platform))
     assert r.status_code == 201, r.text
 
@@ -217,10 +156,22 @@ def test_fraud_decline(platform, api, db, admin, warehouse):
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, price="1500.00", stock=5)
     add(api, buyer, sku)
-    far = {**HOME, "street": "9 Rue X", "city": "Paris", "zip": "75001", "state": None, "country": "FR"}
+    far = {
+        **HOME,
+        "street": "9 Rue X",
+        "city": "Paris",
+        "zip": "75001",
+        "state": None,
+        "country": "FR",
+    }
     r = checkout(api, buyer, card(platform), shipping_address=far, billing_address=HOME)
     assert r.status_code == 403 and r.json()["error"] == "fraud_declined", r.text
-    assert db.execute("SELECT count(*) AS n FROM payments WHERE order_id = %s", (r.json()["order_id"],)).fetchone()["n"] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM payments WHERE order_id = %s", (r.json()["order_id"],)
+        ).fetchone()["n"]
+        == 0
+    )
     assert stock(api, admin, sku)["held"] == 0  # the holds were released
 
 
@@ -228,12 +179,19 @@ def test_fraud_review_then_support_approves(platform, api, db, admin, warehouse)
     buyer, support = make_user(api), make_user(api, "support")
     sku = product(db, api, admin, warehouse, stock=5)
     add(api, buyer, sku)
-    r = checkout(api, buyer, card(platform), shipping_address={**HOME, "country": "CA"}, billing_address=HOME)
+    r = checkout(
+        api, buyer, card(platform), shipping_address={**HOME, "country": "CA"}, billing_address=HOME
+    )
     assert r.status_code == 201 and r.json()["status"] == "review", r.text
     oid = r.json()["order_id"]
     assert payments_of(db, oid)[0]["status"] == "authorised"  # not captured until a person decides
-    assert oid in [o["order_id"] for o in api.get("/api/v1/orders-review", headers=support.headers).json()["orders"]]
-    r = api.post(f"/api/v1/orders/{oid}/review", json={"decision": "approve"}, headers=support.headers)
+    assert oid in [
+        o["order_id"]
+        for o in api.get("/api/v1/orders-review", headers=support.headers).json()["orders"]
+    ]
+    r = api.post(
+        f"/api/v1/orders/{oid}/review", json={"decision": "approve"}, headers=support.headers
+    )
     assert r.status_code == 200 and r.json()["status"] == "confirmed", r.text
     assert payments_of(db, oid)[0]["status"] == "captured"
 
@@ -248,10 +206,18 @@ def test_repeated_idempotency_key(platform, api, db, admin, warehouse):
     again = checkout(api, buyer, token, key)
     assert first.status_code == again.status_code == 201, (first.text, again.text)
     assert again.json()["order_id"] == first.json()["order_id"] and again.json()["replayed"]
-    n = db.execute("SELECT count(*) AS n FROM orders WHERE user_id = %s", (buyer.id,)).fetchone()["n"]
+    n = db.execute("SELECT count(*) AS n FROM orders WHERE user_id = %s", (buyer.id,)).fetchone()[
+        "n"
+    ]
     assert n == 1 and len(payments_of(db, first.json()["order_id"])) == 1
-    assert api.post("/api/v1/orders/checkout", json={"shipping_address": HOME,
-                    "payment_method": {"token": token}}, headers=buyer.headers).status_code == 422  # key required
+    assert (
+        api.post(
+            "/api/v1/orders/checkout",
+            json={"shipping_address": HOME, "payment_method": {"token": token}},
+            headers=buyer.headers,
+        ).status_code
+        == 422
+    )  # key required
 
 
 def test_cancel_before_shipment(platform, api, db, admin, warehouse):
@@ -274,19 +240,37 @@ def test_partial_refund_and_return_with_restock(platform, api, db, admin, wareho
     add(api, buyer, sku, 3)
     out = checkout(api, buyer, card(platform)).json()
     oid = out["order_id"]
-    r = api.post(f"/api/v1/orders/{oid}/refunds", json={"amount": "10.00", "reason": "late"}, headers=support.headers)
+    r = api.post(
+        f"/api/v1/orders/{oid}/refunds",
+        json={"amount": "10.00", "reason": "late"},
+        headers=support.headers,
+    )
     assert r.status_code == 200 and r.json()["refunded"] == 10.0, r.text
     pay = payments_of(db, oid)[0]
     assert pay["status"] == "partially_refunded" and float(pay["refunded_amount"]) == 10.0
-    too_much = api.post(f"/api/v1/orders/{oid}/refunds", json={"amount": str(out["grand_total"])},
-                        headers=support.headers)
+    too_much = api.post(
+        f"/api/v1/orders/{oid}/refunds",
+        json={"amount": str(out["grand_total"])},
+        headers=support.headers,
+    )
     assert too_much.status_code == 422  # never more than what is left
 
-    sh = api.post(f"/api/v1/orders/{oid}/shipments", json={}, headers=admin.headers)  # returns come after shipment
-    assert api.post(f"/api/v1/shipments/{sh.json()['shipment_id']}/events", json={"status": "shipped"},
-                    headers=admin.headers).status_code == 200
-    r = api.post(f"/api/v1/orders/{oid}/returns", json={"items": [{"sku": sku, "quantity": 1}], "reason": "too big"},
-                 headers=buyer.headers)
+    sh = api.post(
+        f"/api/v1/orders/{oid}/shipments", json={}, headers=admin.headers
+    )  # returns come after shipment
+    assert (
+        api.post(
+            f"/api/v1/shipments/{sh.json()['shipment_id']}/events",
+            json={"status": "shipped"},
+            headers=admin.headers,
+        ).status_code
+        == 200
+    )
+    r = api.post(
+        f"/api/v1/orders/{oid}/returns",
+        json={"items": [{"sku": sku, "quantity": 1}], "reason": "too big"},
+        headers=buyer.headers,
+    )
     assert r.status_code == 201, r.text
     r = api.post(f"/api/v1/returns/{r.json()['return_id']}/approve", headers=support.headers)
     assert r.status_code == 200, r.text
@@ -300,7 +284,7 @@ def _simulate_hold_ttl_passing(platform, buyer, sku):
     the hold's expiry moves to the past — exactly the state a real expiry leaves behind."""
     import redis as sync_redis
 
-    from actors.inventory.client import InventoryClient
+    from flashmart.actors.inventory.client import InventoryClient
 
     r = sync_redis.Redis.from_url(platform.redis_url, decode_responses=True)
     key = f"cart:u{buyer.id}"
@@ -311,6 +295,7 @@ def _simulate_hold_ttl_passing(platform, buyer, sku):
         inv = await InventoryClient.connect(platform)
         for h in item["holds"]:
             await inv.release(sku, h["hold_id"])
+
     asyncio.run(release())
     for h in item["holds"]:
         h["expires_at"] = time.time() - 1
@@ -325,13 +310,22 @@ def test_hold_expired_before_checkout(platform, api, db, admin, warehouse):
     # the unit went to someone else. Polled: each replica answers "sold out" from the stock stream
     # (serve/sold_out.py), which hears of the returned unit after the shard's next group commit
     deadline = time.monotonic() + 10
-    while (r := add(api, b, sku)).status_code == 409 and r.json()["error"] == "sold_out" and time.monotonic() < deadline:
+    while (
+        (r := add(api, b, sku)).status_code == 409
+        and r.json()["error"] == "sold_out"
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert r.status_code == 200, r.text
     r = checkout(api, a, card(platform))
     assert r.status_code == 409 and r.json()["error"] == "hold_expired", r.text
-    assert db.execute("SELECT count(*) AS n FROM payments p JOIN orders o ON o.id = p.order_id WHERE o.user_id = %s",
-                      (a.id,)).fetchone()["n"] == 0  # nothing charged
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM payments p JOIN orders o ON o.id = p.order_id WHERE o.user_id = %s",
+            (a.id,),
+        ).fetchone()["n"]
+        == 0
+    )  # nothing charged
 
     # an expired hold whose units are still free is simply taken again
     sku2 = product(db, api, admin, warehouse, stock=1)
@@ -351,15 +345,23 @@ def test_crash_between_authorisation_and_order_write(platform, api, db, admin, w
         key, token = uuid.uuid4().hex, card(platform)
         r = checkout(api, buyer, token, key)
         assert r.status_code == 503, r.text  # the process running the saga died after authorising
-    saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
-                      (f"u:{buyer.id}", key)).fetchone()
+    saga = db.execute(
+        "SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+        (f"u:{buyer.id}", key),
+    ).fetchone()
     assert saga["state"] == "running" and saga["step"] == "authorised" and saga["payment_intent_id"]
-    assert gateway_status(platform, saga["payment_intent_id"]) == "requires_capture"  # money on hold, no order
+    assert (
+        gateway_status(platform, saga["payment_intent_id"]) == "requires_capture"
+    )  # money on hold, no order
 
     outcome = sweep_now()
     assert outcome.get("void", 0) >= 1
-    assert gateway_status(platform, saga["payment_intent_id"]) == "canceled"  # no authorisation stays open
-    saga = db.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)).fetchone()
+    assert (
+        gateway_status(platform, saga["payment_intent_id"]) == "canceled"
+    )  # no authorisation stays open
+    saga = db.execute(
+        "SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)
+    ).fetchone()
     assert saga["state"] == "failed"
     # the same request again learns the outcome; while the crashed actor restarts the API answers
     # 503 "retry with the same key", so a client retries, as this loop does (bounded)
@@ -370,44 +372,74 @@ def test_crash_between_authorisation_and_order_write(platform, api, db, admin, w
         again = checkout(api, buyer, token, key)
     assert again.status_code == 409 and again.json()["error"] == "checkout_interrupted"
     # no captured payment lacks an order, anywhere
-    orphans = db.execute("SELECT count(*) AS n FROM payments p LEFT JOIN orders o ON o.id = p.order_id "
-                         "WHERE p.status = 'captured' AND (o.id IS NULL OR o.status IN ('pending', 'failed'))").fetchone()
+    orphans = db.execute(
+        "SELECT count(*) AS n FROM payments p LEFT JOIN orders o ON o.id = p.order_id "
+        "WHERE p.status = 'captured' AND (o.id IS NULL OR o.status IN ('pending', 'failed'))"
+    ).fetchone()
     assert orphans["n"] == 0
 
 
-def test_crash_after_the_order_is_written_is_settled_by_the_sweeper(platform, api, db, admin, warehouse):
+def test_crash_after_the_order_is_written_is_settled_by_the_sweeper(
+    platform, api, db, admin, warehouse
+):
     """The step, the holds and the order are written in one transaction: a crash right after it leaves
     everything the sweeper needs to commit the holds, confirm and capture (gift card split included)."""
     code = f"GC-{uuid.uuid4().hex[:10]}"
-    assert api.post("/api/v1/gift-cards", json={"code": code, "amount": "5.00"}, headers=admin.headers).status_code == 201
+    assert (
+        api.post(
+            "/api/v1/gift-cards", json={"code": code, "amount": "5.00"}, headers=admin.headers
+        ).status_code
+        == 201
+    )
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, stock=2)
     add(api, buyer, sku)
     with crash_after(platform, "order_written"):  # FAULT INJECTION
         key = uuid.uuid4().hex
         assert checkout(api, buyer, card(platform), key, gift_card=code).status_code == 503
-    saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
-                      (f"u:{buyer.id}", key)).fetchone()
-    assert saga["state"] == "running" and saga["step"] == "order_written" and len(saga["holds"]) == 1
+    saga = db.execute(
+        "SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+        (f"u:{buyer.id}", key),
+    ).fetchone()
+    assert (
+        saga["state"] == "running" and saga["step"] == "order_written" and len(saga["holds"]) == 1
+    )
     outcome = sweep_now()
     assert outcome.get("settle", 0) >= 1, outcome
     order = db.execute("SELECT status FROM orders WHERE id = %s", (saga["order_id"],)).fetchone()
     assert order["status"] == "confirmed"
-    assert {p["kind"]: p["status"] for p in payments_of(db, saga["order_id"])} == {"card": "captured",
-                                                                                   "gift_card": "captured"}
+    assert {p["kind"]: p["status"] for p in payments_of(db, saga["order_id"])} == {
+        "card": "captured",
+        "gift_card": "captured",
+    }
     assert stock(api, admin, sku)["sold"] == 1
 
 
 def test_coupons_and_guest_cart_merge(platform, api, db, admin, warehouse):
     code = f"TEN{uuid.uuid4().hex[:6]}"
-    r = api.post("/api/v1/coupons", json={"code": code, "kind": "percentage", "value": "10", "min_spend": "30",
-                                          "per_user_limit": 1, "total_limit": 5}, headers=admin.headers)
+    r = api.post(
+        "/api/v1/coupons",
+        json={
+            "code": code,
+            "kind": "percentage",
+            "value": "10",
+            "min_spend": "30",
+            "per_user_limit": 1,
+            "total_limit": 5,
+        },
+        headers=admin.headers,
+    )
     assert r.status_code == 201, r.text
     sku = product(db, api, admin, warehouse, price="25.00", stock=5)
     guest = api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1})
     assert guest.status_code == 200, guest.text
     gid = guest.json()["cart_id"]
-    assert api.post("/api/v1/cart/coupons", json={"code": code}, headers={"X-Cart-Id": gid}).json()["error"] == "coupon_min_spend"
+    assert (
+        api.post("/api/v1/cart/coupons", json={"code": code}, headers={"X-Cart-Id": gid}).json()[
+            "error"
+        ]
+        == "coupon_min_spend"
+    )
     buyer = make_user(api)
     add(api, buyer, sku)
     r = api.post("/api/v1/cart/merge", json={"guest_cart_id": gid}, headers=buyer.headers)
@@ -431,17 +463,35 @@ def test_webhook_signature(platform, api):
     import hashlib
     import hmac
 
-    payload = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.canceled",
-                          "data": {"object": {"id": "pi_unknown", "object": "payment_intent"}}})
+    payload = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "payment_intent.canceled",
+            "data": {"object": {"id": "pi_unknown", "object": "payment_intent"}},
+        }
+    )
     ts = int(time.time())
-    sig = hmac.new(platform.stripe_webhook_secret.encode(), f"{ts}.{payload}".encode(), hashlib.sha256).hexdigest()
-    ok = api.post("/api/v1/payments/webhook", content=payload, headers={"Stripe-Signature": f"t={ts},v1={sig}"})
+    sig = hmac.new(
+        platform.stripe_webhook_secret.encode(), f"{ts}.{payload}".encode(), hashlib.sha256
+    ).hexdigest()
+    ok = api.post(
+        "/api/v1/payments/webhook",
+        content=payload,
+        headers={"Stripe-Signature": f"t={ts},v1={sig}"},
+    )
     assert ok.status_code == 200, ok.text
-    bad = api.post("/api/v1/payments/webhook", content=payload, headers={"Stripe-Signature": f"t={ts},v1={'0' * 64}"})
+    bad = api.post(
+        "/api/v1/payments/webhook",
+        content=payload,
+        headers={"Stripe-Signature": f"t={ts},v1={'0' * 64}"},
+    )
     assert bad.status_code == 400
 
 
-def test_crash_right_after_the_first_saga_write_before_the_gateway(platform, api, db, admin, warehouse):
+def test_crash_right_after_the_first_saga_write_before_the_gateway(
+    platform, api, db, admin, warehouse
+):
     """A card checkout whose holds are fresh writes its saga row once, at 'authorising' with its holds,
     before the gateway is called (saga.run): a crash right there leaves a row the sweeper resolves as
     any 'authorising' one (search the gateway, void what it finds: here nothing), and the same key then
@@ -453,16 +503,31 @@ def test_crash_right_after_the_first_saga_write_before_the_gateway(platform, api
         key, token = uuid.uuid4().hex, card(platform)
         r = checkout(api, buyer, token, key)
         assert r.status_code == 503, r.text
-    saga = db.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
-                      (f"u:{buyer.id}", key)).fetchone()
-    assert saga["state"] == "running" and saga["step"] == "authorising" and saga["payment_intent_id"] is None
-    assert [h["sku"] for h in saga["holds"]] == [sku]  # written with the row: the sweeper knows the holds
+    saga = db.execute(
+        "SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+        (f"u:{buyer.id}", key),
+    ).fetchone()
+    assert (
+        saga["state"] == "running"
+        and saga["step"] == "authorising"
+        and saga["payment_intent_id"] is None
+    )
+    assert [h["sku"] for h in saga["holds"]] == [
+        sku
+    ]  # written with the row: the sweeper knows the holds
 
     outcome = sweep_now()
     assert outcome.get("void", 0) >= 1
-    saga = db.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)).fetchone()
+    saga = db.execute(
+        "SELECT * FROM checkout_sagas WHERE order_id = %s", (saga["order_id"],)
+    ).fetchone()
     assert saga["state"] == "failed"
-    assert db.execute("SELECT count(*) AS n FROM orders WHERE id = %s", (saga["order_id"],)).fetchone()["n"] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM orders WHERE id = %s", (saga["order_id"],)
+        ).fetchone()["n"]
+        == 0
+    )
     deadline = time.monotonic() + 90
     again = checkout(api, buyer, token, key)
     while again.status_code == 503 and time.monotonic() < deadline:

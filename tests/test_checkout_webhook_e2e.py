@@ -2,6 +2,7 @@
 (a refund from the dashboard, an authorisation cancelled at the gateway) arrives as an event signed
 the way Stripe signs (HMAC-SHA256 over "<timestamp>.<body>", header "t=...,v1=..."; the SDK's own
 signer) with the secret from settings, and changes the payment and the order in PostgreSQL, once."""
+
 from __future__ import annotations
 
 import json
@@ -13,29 +14,45 @@ import pytest
 import stripe
 
 from tests.helpers import make_user
-from tests.test_checkout_e2e import HOME, add, admin, card, checkout, payments_of, product, warehouse  # noqa: F401
+from tests.shop import HOME, add, card, checkout, payments_of, product
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture()
-def api(api, platform):
-    api.platform = platform
-    return api
-
-
 def gateway(settings) -> stripe.StripeClient:
-    return stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
+    return stripe.StripeClient(
+        settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base}
+    )
 
 
-def signed(settings, event_type: str, obj: dict, *, event_id: str | None = None, ts: int | None = None,
-           secret: str | None = None) -> tuple[bytes, dict]:
+def signed(
+    settings,
+    event_type: str,
+    obj: dict,
+    *,
+    event_id: str | None = None,
+    ts: int | None = None,
+    secret: str | None = None,
+) -> tuple[bytes, dict]:
     """The body and Stripe-Signature header Stripe would send for this event."""
     ts = ts or int(time.time())
-    body = json.dumps({"id": event_id or f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type,
-                       "created": ts, "api_version": "2024-06-20", "data": {"object": obj}})
-    sig = stripe.WebhookSignature._compute_signature(f"{ts}.{body}", secret or settings.stripe_webhook_secret)
-    return body.encode(), {"Stripe-Signature": f"t={ts},v1={sig}", "Content-Type": "application/json"}
+    body = json.dumps(
+        {
+            "id": event_id or f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": event_type,
+            "created": ts,
+            "api_version": "2024-06-20",
+            "data": {"object": obj},
+        }
+    )
+    sig = stripe.WebhookSignature._compute_signature(
+        f"{ts}.{body}", secret or settings.stripe_webhook_secret
+    )
+    return body.encode(), {
+        "Stripe-Signature": f"t={ts},v1={sig}",
+        "Content-Type": "application/json",
+    }
 
 
 def post(api, body: bytes, headers: dict):
@@ -49,8 +66,12 @@ def test_refund_made_at_the_gateway_is_recorded_once(platform, api, db, admin, w
     oid = checkout(api, buyer, card(platform)).json()["order_id"]
     (pay,) = payments_of(db, oid)
     g = gateway(platform)
-    refund = g.v1.refunds.create({"payment_intent": pay["payment_intent_id"], "amount": 1500})  # outside flashmart
-    latest = g.v1.payment_intents.retrieve(pay["payment_intent_id"]).latest_charge  # localstripe expands it
+    refund = g.v1.refunds.create(
+        {"payment_intent": pay["payment_intent_id"], "amount": 1500}
+    )  # outside flashmart
+    latest = g.v1.payment_intents.retrieve(
+        pay["payment_intent_id"]
+    ).latest_charge  # localstripe expands it
     charge = g.v1.charges.retrieve(latest if isinstance(latest, str) else latest.id)
     assert charge.amount_refunded == 1500
     body, headers = signed(platform, "charge.refunded", charge.to_dict())
@@ -59,14 +80,19 @@ def test_refund_made_at_the_gateway_is_recorded_once(platform, api, db, admin, w
     assert r.status_code == 200 and r.json()["type"] == "charge.refunded", r.text
     (pay,) = payments_of(db, oid)
     assert pay["status"] == "partially_refunded" and pay["refunded_amount"] == Decimal("15.00")
-    rows = db.execute("SELECT gateway_refund_id, amount FROM refunds WHERE order_id = %s", (oid,)).fetchall()
+    rows = db.execute(
+        "SELECT gateway_refund_id, amount FROM refunds WHERE order_id = %s", (oid,)
+    ).fetchall()
     assert rows == [{"gateway_refund_id": refund.id, "amount": Decimal("15.00")}]
     order = api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()
     events = order["timeline"]
     assert events[-1]["status"] == "partially_refunded" and "gateway" in events[-1]["note"]
     assert order["status"] == "partially_refunded"
-    told = db.execute("SELECT count(*) AS n FROM outbox WHERE topic = 'order.partially_refunded' "
-                      "AND payload->>'order_id' = %s", (oid,)).fetchone()["n"]
+    told = db.execute(
+        "SELECT count(*) AS n FROM outbox WHERE topic = 'order.partially_refunded' "
+        "AND payload->>'order_id' = %s",
+        (oid,),
+    ).fetchone()["n"]
     assert told == 1  # the buyer is emailed, as for a refund made through flashmart
 
     again = post(api, body, headers)  # Stripe delivers at least once
@@ -74,7 +100,9 @@ def test_refund_made_at_the_gateway_is_recorded_once(platform, api, db, admin, w
     (pay,) = payments_of(db, oid)
     assert pay["refunded_amount"] == Decimal("15.00")
     assert len(db.execute("SELECT id FROM refunds WHERE order_id = %s", (oid,)).fetchall()) == 1
-    assert len(api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()["timeline"]) == len(events)
+    assert len(api.get(f"/api/v1/orders/{oid}", headers=buyer.headers).json()["timeline"]) == len(
+        events
+    )
 
     # flashmart's own refund afterwards still knows what is left (15 already gone at the gateway)
     support = make_user(api, "support")
@@ -93,12 +121,13 @@ def refund_at_the_gateway(platform, api, db, oid: str, minor: int):
     assert r.status_code == 200 and "duplicate" not in r.json(), r.text
 
 
-def test_refunds_at_the_gateway_set_the_order_status_by_the_rule_flashmart_refunds_follow(platform, api, db, admin,
-                                                                                         warehouse):
+def test_refunds_at_the_gateway_set_the_order_status_by_the_rule_flashmart_refunds_follow(
+    platform, api, db, admin, warehouse
+):
     """The order's status follows a dashboard refund as it follows flashmart's own (aftersales' rule):
     part of the money back -> partially_refunded, all of it -> refunded; a returned order stays returned
     until the rest of its money comes back."""
-    from tests.test_aftersales_e2e import ask_return, buy, order, ship
+    from tests.shop import ask_return, buy, order, ship
 
     buyer, support = make_user(api), make_user(api, "support")
     sku = product(db, api, admin, warehouse, price="50.00", stock=2)
@@ -123,13 +152,17 @@ def test_refunds_at_the_gateway_set_the_order_status_by_the_rule_flashmart_refun
     assert o["status"] == "refunded" and o["timeline"][-1]["status"] == "refunded", o
 
 
-def test_authorisation_cancelled_at_the_gateway_cancels_the_order_in_review(platform, api, db, admin, warehouse):
-    from tests.test_checkout_e2e import stock
+def test_authorisation_cancelled_at_the_gateway_cancels_the_order_in_review(
+    platform, api, db, admin, warehouse
+):
+    from tests.shop import stock
 
     buyer = make_user(api)
     sku = product(db, api, admin, warehouse, stock=3)
     add(api, buyer, sku)
-    r = checkout(api, buyer, card(platform), shipping_address={**HOME, "country": "CA"}, billing_address=HOME)
+    r = checkout(
+        api, buyer, card(platform), shipping_address={**HOME, "country": "CA"}, billing_address=HOME
+    )
     assert r.status_code == 201 and r.json()["status"] == "review", r.text
     oid = r.json()["order_id"]
     (pay,) = payments_of(db, oid)
@@ -157,13 +190,19 @@ def test_bad_webhooks_are_400_with_a_reason(platform, api):
     assert r.status_code == 400 and "signature" in r.json()["message"], r.text
     body, headers = signed(platform, "payment_intent.canceled", obj, ts=int(time.time()) - 3600)
     r = post(api, body, headers)
-    assert r.status_code == 400 and "tolerance" in r.json()["message"], r.text  # a replay of an old capture
+    assert r.status_code == 400 and "tolerance" in r.json()["message"], (
+        r.text
+    )  # a replay of an old capture
     r = post(api, body, {"Stripe-Signature": "garbage"})
     assert r.status_code == 400, r.text
     assert api.post("/api/v1/payments/webhook", content=body).status_code == 422  # no header at all
     ts = int(time.time())
-    sig = stripe.WebhookSignature._compute_signature(f"{ts}.not json", platform.stripe_webhook_secret)
+    sig = stripe.WebhookSignature._compute_signature(
+        f"{ts}.not json", platform.stripe_webhook_secret
+    )
     r = post(api, b"not json", {"Stripe-Signature": f"t={ts},v1={sig}"})
     assert r.status_code == 400 and "JSON" in r.json()["message"], r.text
-    body, headers = signed(platform, "payment_intent.canceled", obj)  # correctly signed, not ours: ignored
+    body, headers = signed(
+        platform, "payment_intent.canceled", obj
+    )  # correctly signed, not ours: ignored
     assert post(api, body, headers).status_code == 200

@@ -1,5 +1,6 @@
 """The `flashmart` command as an operator runs it: up, status, user create, down, up again (data
 kept), and the clear one-line failures of bad set-ups with nothing left running."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,19 @@ FLASHMART = str(Path(sys.executable).parent / "flashmart")
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory) -> dict[str, str]:
     data = tmp_path_factory.mktemp("cli-data")
-    ports = {name: str(free_port()) for name in (
-        "HTTP_PORT", "LOCALSTRIPE_PORT", "RAY_DASHBOARD_PORT", "RAY_GCS_PORT", "HAPROXY_STATS_PORT",
-        "HAPROXY_METRICS_PORT", "SERVE_FALLBACK_HTTP_PORT", "SERVE_FALLBACK_GRPC_PORT")}
+    ports = {
+        name: str(free_port())
+        for name in (
+            "HTTP_PORT",
+            "LOCALSTRIPE_PORT",
+            "RAY_DASHBOARD_PORT",
+            "RAY_GCS_PORT",
+            "HAPROXY_STATS_PORT",
+            "HAPROXY_METRICS_PORT",
+            "SERVE_FALLBACK_HTTP_PORT",
+            "SERVE_FALLBACK_GRPC_PORT",
+        )
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASHMART_", "RAY_"))}
     env.update({f"FLASHMART_{k}": v for k, v in ports.items()})
     env["FLASHMART_DATA_DIR"] = str(data)
@@ -30,7 +41,9 @@ def cli_env(tmp_path_factory) -> dict[str, str]:
 
 
 def run(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([FLASHMART, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [FLASHMART, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_up_status_user_down_up_keeps_data(cli_env):
@@ -45,11 +58,38 @@ def test_up_status_user_down_up_keeps_data(cli_env):
     report = json.loads(status.stdout)
     assert status.returncode == 0 and report["healthy"], status.stdout
     assert report["ingress"] in ("haproxy", "default-proxy")
-    assert {p["name"] for p in report["parts"]} >= {"api", "docs", "ray-dashboard", "postgres", "redis", "payment-gateway"}
+    assert {p["name"] for p in report["parts"]} >= {
+        "api",
+        "docs",
+        "ray-dashboard",
+        "postgres",
+        "redis",
+        "payment-gateway",
+    }
 
-    created = run(cli_env, "user", "create", "--email", "ops@example.com", "--password", "s3cret-pass", "--role", "admin")
+    created = run(
+        cli_env,
+        "user",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--password",
+        "s3cret-pass",
+        "--role",
+        "admin",
+    )
     assert created.returncode == 0, created.stderr
-    duplicate = run(cli_env, "user", "create", "--email", "ops@example.com", "--password", "s3cret-pass", "--role", "admin")
+    duplicate = run(
+        cli_env,
+        "user",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--password",
+        "s3cret-pass",
+        "--role",
+        "admin",
+    )
     assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
 
     down = run(cli_env, "down")
@@ -62,13 +102,21 @@ def test_up_status_user_down_up_keeps_data(cli_env):
     import httpx
 
     api = f"http://127.0.0.1:{cli_env['FLASHMART_HTTP_PORT']}"
-    login = httpx.post(f"{api}/api/v1/auth/login", json={"email": "ops@example.com", "password": "s3cret-pass"}, timeout=30)
+    login = httpx.post(
+        f"{api}/api/v1/auth/login",
+        json={"email": "ops@example.com", "password": "s3cret-pass"},
+        timeout=30,
+    )
     assert login.status_code == 200, login.text
     assert run(cli_env, "down").returncode == 0
 
 
 def test_port_taken_gives_one_line_and_leaves_nothing_running(cli_env, tmp_path):
-    env = {**cli_env, "FLASHMART_DATA_DIR": str(tmp_path / "data"), "FLASHMART_LOCALSTRIPE_PORT": str(free_port())}
+    env = {
+        **cli_env,
+        "FLASHMART_DATA_DIR": str(tmp_path / "data"),
+        "FLASHMART_LOCALSTRIPE_PORT": str(free_port()),
+    }
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", int(env["FLASHMART_LOCALSTRIPE_PORT"])))
         blocker.listen()
@@ -80,14 +128,30 @@ def test_port_taken_gives_one_line_and_leaves_nothing_running(cli_env, tmp_path)
 
 
 def test_unreachable_database_gives_one_line(cli_env, tmp_path):
-    env = {**cli_env, "FLASHMART_DATA_DIR": str(tmp_path / "data"),
-           "FLASHMART_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/nothing?connect_timeout=2"}
+    env = {
+        **cli_env,
+        "FLASHMART_DATA_DIR": str(tmp_path / "data"),
+        "FLASHMART_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/nothing?connect_timeout=2",
+    }
     result = run(env, "up")
     assert result.returncode == 1
-    assert "Traceback" not in result.stderr and "the configured database does not answer" in result.stderr
+    assert (
+        "Traceback" not in result.stderr
+        and "the configured database does not answer" in result.stderr
+    )
     assert not (tmp_path / "data" / "redis" / "redis.pid").exists(), "Redis was left running"
 
 
 def test_bad_role_is_refused(cli_env):
-    result = run(cli_env, "user", "create", "--email", "x@example.com", "--password", "longenough", "--role", "wizard")
+    result = run(
+        cli_env,
+        "user",
+        "create",
+        "--email",
+        "x@example.com",
+        "--password",
+        "longenough",
+        "--role",
+        "wizard",
+    )
     assert result.returncode == 1 and "unknown role" in result.stderr

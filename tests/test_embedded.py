@@ -1,8 +1,9 @@
 """The embedded PostgreSQL survives a stop and start within one process (what `flashmart up` after
 `down` in a notebook, and the simulator's restart_postgres fault, both do)."""
+
 import psycopg
 
-from storage import embedded
+from flashmart.storage import embedded
 
 
 def test_postgres_starts_again_after_a_stop_in_the_same_process(tmp_path):

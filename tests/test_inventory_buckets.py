@@ -11,6 +11,7 @@ that bucket (TransferHold), otherwise the directory's three steps to the new buy
 CancelHoldTransfer when the hold was gone), cut off after any step (a directory crash) and resumed,
 every step retried. The limit counts the claim from the first step, so it stays exact while the units
 travel, and a buyer's holds end up in their home bucket."""
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,27 @@ import hypothesis.strategies as st
 from hypothesis import event, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.inventory.messages import (
-    CancelHoldTransfer, CommitHold, Committed, ExpectHold, ExpireHold, ReceiveHold, Refusal, ReleaseHold, Reserved,
-    ReserveStock, SendHold, SetSaleLimit, SetStock, SplitIntoBuckets, TransferHold, Transferred, TransferIn, TransferOut,
+from flashmart.actors.inventory.messages import (
+    CancelHoldTransfer,
+    CommitHold,
+    Committed,
+    ExpectHold,
+    ExpireHold,
+    ReceiveHold,
+    Refusal,
+    ReleaseHold,
+    Reserved,
+    ReserveStock,
+    SendHold,
+    SetSaleLimit,
+    SetStock,
+    SplitIntoBuckets,
+    TransferHold,
+    TransferIn,
+    TransferOut,
+    Transferred,
 )
-from actors.inventory.state import SkuState
+from flashmart.actors.inventory.state import SkuState
 from tests.test_inventory_state import full_state
 
 N = 3
@@ -45,12 +62,12 @@ class BucketsMachine(RuleBasedStateMachine):
         self.buckets = [SkuState(f"S#{i}") for i in range(N)]
         self.events: dict[str, list] = {s.sku: [] for s in self.all()}
         self.now = 0.0
-        self.total = 0            # units the pool was given by SetStock
+        self.total = 0  # units the pool was given by SetStock
         self.in_transit: list[tuple[int, str, int, str]] = []  # (to, warehouse, units, transfer_id)
         self.committed = 0
         self.counter = 0
         self.live: list[tuple[int, str]] = []  # (bucket, hold_id)
-        self.moving: list[dict] = []           # hold transfers the directory has not finished (it crashed)
+        self.moving: list[dict] = []  # hold transfers the directory has not finished (it crashed)
         for s in self.buckets:
             self.run(s, SetSaleLimit(s.sku, LIMIT))
         assert not isinstance(self.run(self.pool, SplitIntoBuckets("S", N)), Refusal)
@@ -78,12 +95,18 @@ class BucketsMachine(RuleBasedStateMachine):
         assert not isinstance(self.run(self.pool, SetStock("S", wh, on_hand)), Refusal)
         self.total += extra
 
-    @rule(src=PLACES, dst=PLACES, wh=st.sampled_from(WAREHOUSES), units=st.integers(1, 6), crash=st.booleans())
+    @rule(
+        src=PLACES,
+        dst=PLACES,
+        wh=st.sampled_from(WAREHOUSES),
+        units=st.integers(1, 6),
+        crash=st.booleans(),
+    )
     def transfer(self, src, dst, wh, units, crash):
         if src == dst:
             return
         tid = self.fresh_id("t")
-        source, target = self.at(src), self.at(dst)
+        source = self.at(src)
         s = source.stock.get(wh)
         out = self.run(source, TransferOut(source.sku, wh, units, tid))
         if isinstance(out, Refusal):
@@ -123,11 +146,19 @@ class BucketsMachine(RuleBasedStateMachine):
         else:
             assert result.reason in ("sold_out", "limit_reached")
             assert result.reason != "sold_out" or available < units
-        assert self.run(self.pool, ReserveStock("S", units, buyer, self.fresh_id("p"), 10.0)).reason == "moved"
+        assert (
+            self.run(self.pool, ReserveStock("S", units, buyer, self.fresh_id("p"), 10.0)).reason
+            == "moved"
+        )
 
     @precondition(lambda self: self.live)
-    @rule(pick=st.integers(0, 10_000), to_buyer=BUYERS, partial=st.booleans(), stop_after=st.sampled_from([0, 1, 2, 3]),
-          expire_first=st.booleans())
+    @rule(
+        pick=st.integers(0, 10_000),
+        to_buyer=BUYERS,
+        partial=st.booleans(),
+        stop_after=st.sampled_from([0, 1, 2, 3]),
+        expire_first=st.booleans(),
+    )
     def give_hold(self, pick, to_buyer, partial, stop_after, expire_first):
         """Give a live hold to another buyer: in place when its bucket is their home, else moved there by the
         directory's steps; stop_after < 3 cuts the steps off after that many (resumed later)."""
@@ -139,7 +170,9 @@ class BucketsMachine(RuleBasedStateMachine):
         quantity = hold.quantity
         if home(to_buyer) == bucket:
             result = self.run(b, TransferHold(b.sku, hold_id, to_buyer, quantity, None, partial))
-            event("hold given in place: " + (result.reason if isinstance(result, Refusal) else "done"))
+            event(
+                "hold given in place: " + (result.reason if isinstance(result, Refusal) else "done")
+            )
             if isinstance(result, Transferred):
                 assert result.quantity == quantity or partial
             else:
@@ -147,15 +180,32 @@ class BucketsMachine(RuleBasedStateMachine):
             return
         self.live.remove((bucket, hold_id))
         tid = self.fresh_id("x")
-        move = dict(tid=tid, src=bucket, dst=home(to_buyer), hold_id=hold_id, new_hold_id=f"{tid}~{home(to_buyer)}",
-                    buyer=to_buyer, quantity=quantity, partial=partial, state="started")
-        if expire_first:  # the hold's time runs out while the directory works on it: SendHold refuses
+        move = dict(
+            tid=tid,
+            src=bucket,
+            dst=home(to_buyer),
+            hold_id=hold_id,
+            new_hold_id=f"{tid}~{home(to_buyer)}",
+            buyer=to_buyer,
+            quantity=quantity,
+            partial=partial,
+            state="started",
+        )
+        if (
+            expire_first
+        ):  # the hold's time runs out while the directory works on it: SendHold refuses
             self.now = max(self.now, hold.expires_at)
         self.moving.append(move)
         self.steps(move, stop_after)
 
-    @rule(guest=BUYERS, user=BUYERS, units=st.integers(1, 3), partial=st.booleans(),
-          stop_after=st.sampled_from([0, 1, 2, 3]), expire_first=st.booleans())
+    @rule(
+        guest=BUYERS,
+        user=BUYERS,
+        units=st.integers(1, 3),
+        partial=st.booleans(),
+        stop_after=st.sampled_from([0, 1, 2, 3]),
+        expire_first=st.booleans(),
+    )
     def guest_cart_merged(self, guest, user, units, partial, stop_after, expire_first):
         """A guest holds units in their home bucket (stocked from the pool first) and logs in as `user`."""
         g = home(guest)
@@ -174,32 +224,65 @@ class BucketsMachine(RuleBasedStateMachine):
         while done < stop_after and move in self.moving:
             done += 1
             if move["state"] == "started":
-                claim = self.twice(dst, ExpectHold(dst.sku, move["tid"], move["new_hold_id"], move["buyer"],
-                                                   move["quantity"], move["partial"]))
+                claim = self.twice(
+                    dst,
+                    ExpectHold(
+                        dst.sku,
+                        move["tid"],
+                        move["new_hold_id"],
+                        move["buyer"],
+                        move["quantity"],
+                        move["partial"],
+                    ),
+                )
                 if isinstance(claim, Refusal):
                     event("hold move: limit reached, nothing changed")
                     assert claim.reason == "limit_reached"
                     self.moving.remove(move)
-                    self.live.append((move["src"], move["hold_id"]))  # nothing changed: the hold is where it was
+                    self.live.append(
+                        (move["src"], move["hold_id"])
+                    )  # nothing changed: the hold is where it was
                     return
                 assert claim.quantity == move["quantity"] or move["partial"]
                 move.update(state="claimed", claimed=claim.quantity)
             elif move["state"] == "claimed":
-                out = self.twice(src, SendHold(src.sku, move["hold_id"], move["tid"], move["quantity"], move["claimed"]))
+                out = self.twice(
+                    src,
+                    SendHold(
+                        src.sku, move["hold_id"], move["tid"], move["quantity"], move["claimed"]
+                    ),
+                )
                 if isinstance(out, Refusal):  # the hold ended meanwhile: the claim is given back
                     event("hold move: hold gone, claim given back")
                     assert out.reason in ("hold_expired", "unknown_hold"), out
-                    assert not isinstance(self.twice(dst, CancelHoldTransfer(dst.sku, move["tid"])), Refusal)
+                    assert not isinstance(
+                        self.twice(dst, CancelHoldTransfer(dst.sku, move["tid"])), Refusal
+                    )
                     self.moving.remove(move)
                     return
                 move.update(state="out", allocations=out.allocations, expires_at=out.expires_at)
             else:
-                arrived = self.twice(dst, ReceiveHold(dst.sku, move["tid"], move["new_hold_id"], move["allocations"],
-                                                      move["expires_at"]))
+                arrived = self.twice(
+                    dst,
+                    ReceiveHold(
+                        dst.sku,
+                        move["tid"],
+                        move["new_hold_id"],
+                        move["allocations"],
+                        move["expires_at"],
+                    ),
+                )
                 assert isinstance(arrived, Transferred) or arrived.reason == "hold_expired", arrived
                 self.moving.remove(move)
-                event("hold move: arrived" + (" (partly)" if move["claimed"] < move["quantity"] else "")
-                      + (" after a restart" if stop_after == 3 and done > 1 and move.get("resumed") else ""))
+                event(
+                    "hold move: arrived"
+                    + (" (partly)" if move["claimed"] < move["quantity"] else "")
+                    + (
+                        " after a restart"
+                        if stop_after == 3 and done > 1 and move.get("resumed")
+                        else ""
+                    )
+                )
                 if isinstance(arrived, Transferred):
                     assert arrived.buyer_id == move["buyer"] and arrived.quantity == move["claimed"]
                     self.live.append((move["dst"], move["new_hold_id"]))
@@ -210,7 +293,9 @@ class BucketsMachine(RuleBasedStateMachine):
         again = self.run(s, cmd)
         assert len(self.events[s.sku]) == n, f"a retried {type(cmd).__name__} changed state"
         if not isinstance(first, Refusal):
-            assert type(again) is type(first) and getattr(again, "quantity", None) == getattr(first, "quantity", None)
+            assert type(again) is type(first) and getattr(again, "quantity", None) == getattr(
+                first, "quantity", None
+            )
         return first
 
     @precondition(lambda self: self.moving)
@@ -250,7 +335,9 @@ class BucketsMachine(RuleBasedStateMachine):
             s.check()  # per bucket: on_hand = available + held + sold, nothing negative
         on_hand = sum(w.on_hand for s in self.all() for w in s.stock.values())
         moving = sum(sum(m["allocations"].values()) for m in self.moving if m["state"] == "out")
-        assert on_hand + sum(units for _, _, units, _ in self.in_transit) + moving == self.total, "a unit made or lost"
+        assert on_hand + sum(units for _, _, units, _ in self.in_transit) + moving == self.total, (
+            "a unit made or lost"
+        )
         assert sum(w.sold for s in self.all() for w in s.stock.values()) == self.committed
 
     @invariant()
@@ -260,7 +347,9 @@ class BucketsMachine(RuleBasedStateMachine):
             for buyer, n in s.usage.items():
                 usage[buyer] = usage.get(buyer, 0) + n
         assert all(n <= LIMIT for n in usage.values()), usage
-        for i, b in enumerate(self.buckets):  # what a buyer holds or bought lives in their home bucket
+        for i, b in enumerate(
+            self.buckets
+        ):  # what a buyer holds or bought lives in their home bucket
             assert all(home(h.buyer_id) == i for h in b.holds.values()), b.holds
 
     @invariant()

@@ -1,5 +1,6 @@
 """The inventory engine on real Ray actors and real PostgreSQL: reserve/commit/release/expiry,
 durability of commits, warehouse choice, the hot-SKU move, backpressure, and a kill -9 crash test."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,13 +10,22 @@ import time
 
 import pytest
 
-from actors.inventory.messages import (
-    CommitHold, Committed, Refusal, Released, Reserved, ReserveStock, Returned, ReturnUnits, SetStock, StockView,
+from flashmart.actors.inventory.messages import (
+    CommitHold,
+    Committed,
+    Refusal,
+    Released,
+    Reserved,
+    ReserveStock,
+    Returned,
+    ReturnUnits,
+    SetStock,
+    StockView,
 )
-from actors.inventory.ports import Snapshot  # noqa: F401 - imported so pickling paths are exercised
-from actors.inventory.shard import ShardEngine, default_owner, hot_shard_name
-from actors.inventory.state import SkuState
-from storage.inventory_postgres import PostgresInventoryStore
+from flashmart.actors.inventory.ports import Snapshot  # noqa: F401 - imported so pickling paths are exercised
+from flashmart.actors.inventory.shard import ShardEngine, default_owner, hot_shard_name
+from flashmart.actors.inventory.state import SkuState
+from flashmart.storage.inventory_postgres import PostgresInventoryStore
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -26,7 +36,7 @@ def run(coro):
 
 @pytest.fixture(scope="module")
 def inventory(backing, ray_session):
-    from actors.inventory.directory import ensure_inventory_actors
+    from flashmart.actors.inventory.directory import ensure_inventory_actors
 
     directory = ensure_inventory_actors(backing)
     ray_session.get(directory.ping.remote())
@@ -34,13 +44,15 @@ def inventory(backing, ray_session):
 
 
 async def client_for(settings):
-    from actors.inventory.client import InventoryClient
+    from flashmart.actors.inventory.client import InventoryClient
 
     return await InventoryClient.connect(settings)
 
 
 def journal(db, sku: str, kind: str) -> list[dict]:
-    return db.execute("SELECT * FROM inventory_journal WHERE sku = %s AND kind = %s ORDER BY seq", (sku, kind)).fetchall()
+    return db.execute(
+        "SELECT * FROM inventory_journal WHERE sku = %s AND kind = %s ORDER BY seq", (sku, kind)
+    ).fetchall()
 
 
 def test_reserve_commit_release_expire(inventory, db, unique):
@@ -59,7 +71,9 @@ def test_reserve_commit_release_expire(inventory, db, unique):
         # acknowledged => already in PostgreSQL, no waiting
         rows = journal(db, sku, "HoldCommitted")
         assert [r["hold_id"] for r in rows] == [a.hold_id]
-        assert isinstance(await c.commit(sku, a.hold_id, f"order-{unique}"), Committed)  # idempotent
+        assert isinstance(
+            await c.commit(sku, a.hold_id, f"order-{unique}"), Committed
+        )  # idempotent
         assert isinstance(await c.release(sku, b.hold_id), Released)
         assert (await c.commit(sku, b.hold_id, "x")).reason == "unknown_hold"
         short = await c.reserve(sku, 3, 4, ttl_s=0.3)
@@ -77,15 +91,20 @@ def test_reserve_commit_release_expire(inventory, db, unique):
         assert returned.quantity == 1 and (await c.stock(sku)).sold == 1
 
     run(scenario())
-    stock = db.execute("SELECT on_hand, held, sold FROM inventory_stock WHERE sku = %s", (sku,)).fetchone()
+    stock = db.execute(
+        "SELECT on_hand, held, sold FROM inventory_stock WHERE sku = %s", (sku,)
+    ).fetchone()
     assert stock == {"on_hand": 5, "held": 0, "sold": 1}
 
 
 def test_best_warehouse_and_split(inventory, db, unique):
     sku = f"sku-{unique}"
     near, far = f"mad-{unique}", f"ams-{unique}"
-    db.execute("INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'Madrid', 40.42, -3.70), "
-               "(%s, 'Amsterdam', 52.37, 4.90)", (near, far))
+    db.execute(
+        "INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'Madrid', 40.42, -3.70), "
+        "(%s, 'Amsterdam', 52.37, 4.90)",
+        (near, far),
+    )
 
     async def scenario():
         c = await client_for(inventory)
@@ -134,23 +153,32 @@ def test_directory_killed_mid_move_finishes_the_move_on_restart(inventory, ray_s
     the restarted directory finds the move in PostgreSQL and finishes it, nobody retries declare_hot."""
     import psycopg
 
-    from actors import NAMESPACE
-    from actors.inventory.client import InventoryClient
-    from actors.inventory.directory import directory_class, directory_options
-    from actors.inventory.messages import ViewStock
+    from flashmart.actors import NAMESPACE
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.inventory.directory import directory_class, directory_options
+    from flashmart.actors.inventory.messages import ViewStock
 
     sku, hot = f"sku-{unique}", hot_shard_name(f"sku-{unique}")
-    directory = directory_class().options(
-        **{**directory_options(), "name": f"inventory-directory-{unique}", "lifetime": None}).remote(inventory)
+    directory = (
+        directory_class()
+        .options(
+            **{**directory_options(), "name": f"inventory-directory-{unique}", "lifetime": None}
+        )
+        .remote(inventory)
+    )
     pid = ray_session.get(directory.pid.remote())
-    blocker = psycopg.connect(inventory.database_url)  # a transaction of ours holds the placement row
+    blocker = psycopg.connect(
+        inventory.database_url
+    )  # a transaction of ours holds the placement row
 
     async def scenario():
         c = InventoryClient(inventory, directory)
         await c.set_stock(sku, "wh-1", 10)
         holds = [await c.reserve(sku, 1, buyer) for buyer in (1, 2)]
         cold = ray_session.get_actor(await c._owner(sku), namespace=NAMESPACE)
-        blocker.execute("INSERT INTO inventory_placement (sku, shard) VALUES (%s, 'blocker')", (sku,))
+        blocker.execute(
+            "INSERT INTO inventory_placement (sku, shard) VALUES (%s, 'blocker')", (sku,)
+        )
         declare = asyncio.ensure_future(directory.declare_hot.remote(sku, 3))
         deadline = time.time() + 60
         while True:  # the old shard has exported the SKU once it answers "moved"
@@ -159,7 +187,12 @@ def test_directory_killed_mid_move_finishes_the_move_on_restart(inventory, ray_s
                 break
             assert time.time() < deadline, answer
             await asyncio.sleep(0.05)
-        assert db.execute("SELECT target FROM inventory_moves WHERE sku = %s", (sku,)).fetchone()["target"] == hot
+        assert (
+            db.execute("SELECT target FROM inventory_moves WHERE sku = %s", (sku,)).fetchone()[
+                "target"
+            ]
+            == hot
+        )
         os.kill(pid, signal.SIGKILL)  # mid-move: exported, placement not written
         blocker.rollback()
         try:
@@ -169,7 +202,9 @@ def test_directory_killed_mid_move_finishes_the_move_on_restart(inventory, ray_s
         fresh = InventoryClient(inventory, directory)  # waits while the directory restarts
         assert await fresh._owner(sku) == hot
         assert isinstance(await fresh.commit(sku, holds[0].hold_id, f"o-{unique}"), Committed)
-        assert isinstance(await c.release(sku, holds[1].hold_id), Released)  # a stale client follows
+        assert isinstance(
+            await c.release(sku, holds[1].hold_id), Released
+        )  # a stale client follows
         view = await fresh.stock(sku)
         assert (view.on_hand, view.held, view.sold, view.per_buyer_limit) == (10, 0, 1, 3)
 
@@ -178,8 +213,18 @@ def test_directory_killed_mid_move_finishes_the_move_on_restart(inventory, ray_s
     finally:
         blocker.close()
     assert ray_session.get(directory.pid.remote()) != pid
-    assert db.execute("SELECT shard FROM inventory_placement WHERE sku = %s", (sku,)).fetchone()["shard"] == hot
-    assert db.execute("SELECT count(*) AS n FROM inventory_moves WHERE sku = %s", (sku,)).fetchone()["n"] == 0
+    assert (
+        db.execute("SELECT shard FROM inventory_placement WHERE sku = %s", (sku,)).fetchone()[
+            "shard"
+        ]
+        == hot
+    )
+    assert (
+        db.execute("SELECT count(*) AS n FROM inventory_moves WHERE sku = %s", (sku,)).fetchone()[
+            "n"
+        ]
+        == 0
+    )
     ray_session.kill(directory, no_restart=True)
 
 
@@ -188,8 +233,11 @@ def test_overloaded_beyond_queue_depth(backing, unique):
     sku = f"sku-{unique}"
 
     async def scenario():
-        engine = ShardEngine(default_owner(sku, settings.cold_shard_count), settings,
-                             PostgresInventoryStore(settings.database_url))
+        engine = ShardEngine(
+            default_owner(sku, settings.cold_shard_count),
+            settings,
+            PostgresInventoryStore(settings.database_url),
+        )
         try:
             results = await engine.handle([ReserveStock(sku, 1, 1, f"h{i}", 60) for i in range(6)])
             assert {r.reason for r in results} == {"overloaded"}
@@ -212,9 +260,18 @@ def test_old_sales_are_archived_and_still_returnable(backing, unique):
         engine = ShardEngine(name, settings, store)
         try:
             await engine.handle([SetStock(sku, wh, 10)])
-            await engine.handle([ReserveStock(sku, 2, 7, f"a-{unique}", 60), ReserveStock(sku, 1, 8, f"b-{unique}", 60)])
-            done = await engine.handle([CommitHold(sku, f"a-{unique}", f"o1-{unique}"),
-                                        CommitHold(sku, f"b-{unique}", f"o2-{unique}")])
+            await engine.handle(
+                [
+                    ReserveStock(sku, 2, 7, f"a-{unique}", 60),
+                    ReserveStock(sku, 1, 8, f"b-{unique}", 60),
+                ]
+            )
+            done = await engine.handle(
+                [
+                    CommitHold(sku, f"a-{unique}", f"o1-{unique}"),
+                    CommitHold(sku, f"b-{unique}", f"o2-{unique}"),
+                ]
+            )
             assert all(isinstance(r, Committed) for r in done)
             st = engine.skus[sku]
             deadline = time.time() + 20
@@ -226,7 +283,9 @@ def test_old_sales_are_archived_and_still_returnable(backing, unique):
             assert isinstance(r[0], Returned), r
             again = await engine.handle([ReturnUnits(sku, f"o1-{unique}", 1, wh)])
             assert again[0].reason == "invalid"  # it bought 2 and returned 2
-            assert (await engine.handle([ReturnUnits(sku, f"nope-{unique}", 1, wh)]))[0].reason == "not_found"
+            assert (await engine.handle([ReturnUnits(sku, f"nope-{unique}", 1, wh)]))[
+                0
+            ].reason == "not_found"
             st.check()
             view = st.view()
             assert (view.on_hand, view.sold, view.available) == (10, 1, 9)
@@ -254,15 +313,17 @@ def test_old_sales_are_archived_and_still_returnable(backing, unique):
 
 def test_crash_recovery_keeps_every_acknowledged_commit(backing, ray_session, db, unique):
     """kill -9 a shard during a stream of reservations and commits."""
-    from actors.inventory.client import InventoryClient
-    from actors.inventory.directory import shard_options
-    from actors.inventory.shard import shard_class
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.inventory.directory import shard_options
+    from flashmart.actors.inventory.shard import shard_class
 
     sku, name, stock_units = f"sku-{unique}", f"inventory-crash-{unique}", 100_000
     # a slow flusher (50 ms) so that acknowledged but not yet durable holds exist at the kill
     settings = backing.model_copy(update={"flush_interval_ms": 50.0})
     db.execute("INSERT INTO inventory_placement (sku, shard) VALUES (%s, %s)", (sku, name))
-    shard = shard_class().options(**{**shard_options(name), "lifetime": None}).remote(name, settings)
+    shard = (
+        shard_class().options(**{**shard_options(name), "lifetime": None}).remote(name, settings)
+    )
     pid = ray_session.get(shard.pid.remote())
 
     acked_commits: set[str] = set()
@@ -306,7 +367,9 @@ def test_crash_recovery_keeps_every_acknowledged_commit(backing, ray_session, db
 
         workers = [asyncio.create_task(buyer(i)) for i in range(40)]
         workers += [asyncio.create_task(hold_only(i)) for i in range(10)]
-        deadline = time.time() + 60  # let the stream run (slowly on a busy machine) before the crash
+        deadline = (
+            time.time() + 60
+        )  # let the stream run (slowly on a busy machine) before the crash
         while len(acked_commits) <= 50 and time.time() < deadline:
             await asyncio.sleep(0.1)
         before = len(acked_commits)
@@ -318,7 +381,9 @@ def test_crash_recovery_keeps_every_acknowledged_commit(backing, ray_session, db
             await asyncio.sleep(0.2)
         stop.set()
         await asyncio.gather(*workers)
-        assert before > 50 and len(acked_commits) > before, "the stream ran before and after the crash"
+        assert before > 50 and len(acked_commits) > before, (
+            "the stream ran before and after the crash"
+        )
         await shard.drain.remote()  # what the new incarnation acknowledged is durable now
         # holds answered just before the kill whose reservation never reached PostgreSQL
         durable = {r["hold_id"] for r in journal(db, sku, "StockReserved")}
@@ -372,7 +437,9 @@ def test_bucketed_sku_sells_exactly_its_stock(inventory, db, unique):
         assert len(held) == 30 and all(r.hold_id.endswith("~0") and r.sku == sku for r in held)
         assert {r.reason for r in results if isinstance(r, Refusal)} == {"sold_out"}
         assert (await c.reserve(sku, 1, buyers[0])).reason in ("sold_out", "limit_reached")
-        done = await asyncio.gather(*(c.commit(sku, r.hold_id, f"o-{r.hold_id}") for r in held[:20]))
+        done = await asyncio.gather(
+            *(c.commit(sku, r.hold_id, f"o-{r.hold_id}") for r in held[:20])
+        )
         assert all(isinstance(d, Committed) and d.sku == sku for d in done)
         released = await asyncio.gather(*(c.release(sku, r.hold_id) for r in held[20:]))
         assert all(isinstance(r, Released) for r in released)
@@ -387,14 +454,23 @@ def test_bucketed_sku_sells_exactly_its_stock(inventory, db, unique):
 
     view = run(scenario())
     assert (view.on_hand, view.sold, view.held) == (30, 19, 1)
-    rows = db.execute("SELECT sum(on_hand) AS on_hand, sum(sold) AS sold FROM inventory_stock WHERE sku = %s OR sku LIKE %s",
-                      (sku, f"{sku}#%")).fetchone()
+    rows = db.execute(
+        "SELECT sum(on_hand) AS on_hand, sum(sold) AS sold FROM inventory_stock WHERE sku = %s OR sku LIKE %s",
+        (sku, f"{sku}#%"),
+    ).fetchone()
     assert rows["on_hand"] == 30
-    assert db.execute("SELECT count(*) AS n FROM inventory_transfers WHERE sku = %s AND state <> 'done' "
-                      "AND state <> 'failed'", (sku,)).fetchone()["n"] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM inventory_transfers WHERE sku = %s AND state <> 'done' "
+            "AND state <> 'failed'",
+            (sku,),
+        ).fetchone()["n"]
+        == 0
+    )
 
 
 # --- a hold given to another buyer (login merge) and keyed returns, through crashes -----------------------
+
 
 async def rebuilt_from_postgres(settings, sku: str) -> SkuState:
     """What a restarted shard rebuilds: the latest snapshot and the journal after it."""
@@ -404,7 +480,11 @@ async def rebuilt_from_postgres(settings, sku: str) -> SkuState:
         loaded = await store.load(sku)
     finally:
         await store.close()
-    st = SkuState.restore(sku, loaded.snapshot.state, loaded.snapshot.holds) if loaded.snapshot else SkuState(sku)
+    st = (
+        SkuState.restore(sku, loaded.snapshot.state, loaded.snapshot.holds)
+        if loaded.snapshot
+        else SkuState(sku)
+    )
     for e in loaded.events:
         st.apply(e)
     st.check()
@@ -415,10 +495,10 @@ def test_transfer_and_keyed_return_survive_kill_9(backing, ray_session, db, uniq
     """kill -9 the shard right after a hold was given to another buyer (partly: the limit) and after a
     keyed return: the restarted shard has the hold under its new buyer, the limit counts it, and the
     return's key, so the retried return answers the first result and restocks nothing."""
-    from actors.inventory.client import InventoryClient
-    from actors.inventory.directory import shard_options
-    from actors.inventory.messages import SetSaleLimit, Transferred
-    from actors.inventory.shard import shard_class
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.inventory.directory import shard_options
+    from flashmart.actors.inventory.messages import SetSaleLimit, Transferred
+    from flashmart.actors.inventory.shard import shard_class
 
     sku, wh, name = f"sku-{unique}", f"wh-{unique}", f"inventory-crash-{unique}"
     guest, user, other = -int(unique[:6], 16) - 1, 7, 8
@@ -436,33 +516,54 @@ def test_transfer_and_keyed_return_survive_kill_9(backing, ray_session, db, uniq
         assert isinstance(await c.reserve(sku, 2, user), Reserved)
         given = await c.transfer_hold(sku, g.hold_id, user, 2, partial=True, ttl_s=600)
         assert isinstance(given, Transferred), given
-        assert (given.hold_id, given.buyer_id, given.quantity) == (g.hold_id, user, 1)  # 2 held + 1 = the limit
+        assert (given.hold_id, given.buyer_id, given.quantity) == (
+            g.hold_id,
+            user,
+            1,
+        )  # 2 held + 1 = the limit
         sold = await c.reserve(sku, 2, other)
         assert isinstance(await c.commit(sku, sold.hold_id, f"o-{unique}"), Committed)
         first = await c.return_units(sku, f"o-{unique}", 1, wh, key)
         assert isinstance(first, Returned), first
-        again = await c.return_units(sku, f"o-{unique}", 1, wh, key)  # the caller's retry, before any crash
+        again = await c.return_units(
+            sku, f"o-{unique}", 1, wh, key
+        )  # the caller's retry, before any crash
         assert again == first
         view = await c.stock(sku)
         assert (view.on_hand, view.held, view.sold, view.available) == (10, 3, 1, 6), view
         return g.hold_id
 
     hold_id = run(before_the_crash())
-    os.kill(pid, signal.SIGKILL)  # everything above was answered, so it is durable: nothing may be lost
+    os.kill(
+        pid, signal.SIGKILL
+    )  # everything above was answered, so it is durable: nothing may be lost
 
     async def after_the_crash():
         c = InventoryClient(backing, directory=None)
         c._owners[sku] = name
-        again = await c.return_units(sku, f"o-{unique}", 1, wh, key)  # waits while the shard restarts
+        again = await c.return_units(
+            sku, f"o-{unique}", 1, wh, key
+        )  # waits while the shard restarts
         assert isinstance(again, Returned), again
         view = await c.stock(sku)
-        assert (view.on_hand, view.held, view.sold, view.available) == (10, 3, 1, 6), view  # restocked once
+        assert (view.on_hand, view.held, view.sold, view.available) == (10, 3, 1, 6), (
+            view
+        )  # restocked once
         other_key = await c.return_units(sku, f"o-{unique}", 2, wh, f"return:2:1:{wh}")
-        assert other_key.reason == "invalid"  # one of its two units is back already: a new key gets one
-        assert (await c.reserve(sku, 1, user)).reason == "limit_reached"  # the given hold counts for the user
+        assert (
+            other_key.reason == "invalid"
+        )  # one of its two units is back already: a new key gets one
+        assert (
+            await c.reserve(sku, 1, user)
+        ).reason == "limit_reached"  # the given hold counts for the user
         assert isinstance(await c.reserve(sku, 3, guest), Reserved)  # and no longer for the guest
-        retried = await c.transfer_hold(sku, hold_id, user, 2, partial=True)  # a retry answers the hold
-        assert isinstance(retried, Transferred) and (retried.buyer_id, retried.quantity) == (user, 1)
+        retried = await c.transfer_hold(
+            sku, hold_id, user, 2, partial=True
+        )  # a retry answers the hold
+        assert isinstance(retried, Transferred) and (retried.buyer_id, retried.quantity) == (
+            user,
+            1,
+        )
         assert isinstance(await c.commit(sku, hold_id, f"u-{unique}"), Committed)
         return await c.stock(sku)
 
@@ -483,7 +584,12 @@ def test_transfer_and_keyed_return_rebuild_from_a_snapshot_and_the_journal(backi
     """A snapshot taken after a transfer and a keyed return, more of both after it: a new engine rebuilds
     exactly the live state (every field), and an archived order's return reads the transferred hold's
     allocations from the journal."""
-    from actors.inventory.messages import SetSaleLimit, TransferHold, Transferred, ViewStock
+    from flashmart.actors.inventory.messages import (
+        SetSaleLimit,
+        TransferHold,
+        Transferred,
+        ViewStock,
+    )
     from tests.test_inventory_state import full_state
 
     settings = backing.model_copy(update={"inventory_sale_archive_after_s": 3600.0})
@@ -493,15 +599,24 @@ def test_transfer_and_keyed_return_rebuild_from_a_snapshot_and_the_journal(backi
     async def live():
         engine = ShardEngine(name, settings, PostgresInventoryStore(settings.database_url))
         try:
-            await engine.handle([SetStock(sku, near, 2), SetStock(sku, far, 5), SetSaleLimit(sku, 4)])
-            await engine.handle([ReserveStock(sku, 4, 1, f"g1-{unique}", 600), ReserveStock(sku, 3, 2, f"u-{unique}", 600)])
+            await engine.handle(
+                [SetStock(sku, near, 2), SetStock(sku, far, 5), SetSaleLimit(sku, 4)]
+            )
+            await engine.handle(
+                [
+                    ReserveStock(sku, 4, 1, f"g1-{unique}", 600),
+                    ReserveStock(sku, 3, 2, f"u-{unique}", 600),
+                ]
+            )
             given = await engine.handle([TransferHold(sku, f"g1-{unique}", 2, 4, 900.0, True)])
             assert isinstance(given[0], Transferred) and given[0].quantity == 1, given
             await engine.handle([CommitHold(sku, f"g1-{unique}", f"o1-{unique}")])
-            r = await engine.handle([ReturnUnits(sku, f"o1-{unique}", 1, next(iter(given[0].allocations)), None, "k1")])
+            r = await engine.handle(
+                [ReturnUnits(sku, f"o1-{unique}", 1, next(iter(given[0].allocations)), None, "k1")]
+            )
             assert isinstance(r[0], Returned), r
-            engine._snapshot_seq[sku] = -10**9  # the next flush writes a snapshot
-            engine._snapshot_at[sku] = -10**9
+            engine._snapshot_seq[sku] = -(10**9)  # the next flush writes a snapshot
+            engine._snapshot_at[sku] = -(10**9)
             await engine.handle([SetStock(sku, near, 3)])
             assert (await engine.store.load(sku)).snapshot is not None
             # after the snapshot: another transfer, a sale, a keyed return and its repeat
@@ -531,9 +646,16 @@ def test_transfer_and_keyed_return_rebuild_from_a_snapshot_and_the_journal(backi
         finally:
             await engine.stop()
 
-    def expiry_to_the_microsecond(state: dict) -> dict:  # inventory_holds keeps a timestamptz (microseconds)
-        return {**state, "holds": {k: (h.buyer_id, h.quantity, h.allocations, round(h.expires_at, 5))
-                                   for k, h in state["holds"].items()}}
+    def expiry_to_the_microsecond(
+        state: dict,
+    ) -> dict:  # inventory_holds keeps a timestamptz (microseconds)
+        return {
+            **state,
+            "holds": {
+                k: (h.buyer_id, h.quantity, h.allocations, round(h.expires_at, 5))
+                for k, h in state["holds"].items()
+            },
+        }
 
     before = run(live())
     after = run(restarted())
@@ -546,10 +668,10 @@ def test_a_hold_given_to_a_buyer_of_another_bucket_moves_there(inventory, ray_se
     one moves there under a new id (partly: the user's limit), exactly once; the user's limit stays exact
     in their bucket; a hold gone meanwhile is refused and the claim given back. kill -9 of the target
     bucket's shard afterwards: it rebuilds the moved hold from PostgreSQL and commits it."""
-    from actors import NAMESPACE
-    from actors.inventory.client import home_bucket
-    from actors.inventory.directory import bucket_key, bucket_shard_name
-    from actors.inventory.messages import Transferred
+    from flashmart.actors import NAMESPACE
+    from flashmart.actors.inventory.client import home_bucket
+    from flashmart.actors.inventory.directory import bucket_key, bucket_shard_name
+    from flashmart.actors.inventory.messages import Transferred
 
     sku, wh = f"sku-{unique}", f"wh-{unique}"
     buyers = range(1, 500)
@@ -566,11 +688,19 @@ def test_a_hold_given_to_a_buyer_of_another_bucket_moves_there(inventory, ray_se
         assert mine.hold_id.endswith("~1")
         given = await c.transfer_hold(sku, g.hold_id, user, 2, partial=True, ttl_s=600)
         assert isinstance(given, Transferred), given
-        assert given.hold_id.endswith("~1") and (given.sku, given.buyer_id, given.quantity) == (sku, user, 1)
-        again = await c.transfer_hold(sku, g.hold_id, user, 2, partial=True, ttl_s=600)  # a retried call
+        assert given.hold_id.endswith("~1") and (given.sku, given.buyer_id, given.quantity) == (
+            sku,
+            user,
+            1,
+        )
+        again = await c.transfer_hold(
+            sku, g.hold_id, user, 2, partial=True, ttl_s=600
+        )  # a retried call
         assert (again.hold_id, again.quantity) == (given.hold_id, 1)
         view = await c.stock(sku)
-        assert (view.on_hand, view.held, view.available) == (6, 2, 4), view  # the guest's other unit is back
+        assert (view.on_hand, view.held, view.available) == (6, 2, 4), (
+            view
+        )  # the guest's other unit is back
         assert (await c.reserve(sku, 1, user)).reason == "limit_reached"
         assert (await c.commit(sku, g.hold_id, "x")).reason == "unknown_hold"  # the old id is gone
         # a hold gone before the move: refused, the claim given back (the limit is as it was)
@@ -582,22 +712,31 @@ def test_a_hold_given_to_a_buyer_of_another_bucket_moves_there(inventory, ray_se
         return given.hold_id
 
     new_hold = run(scenario())
-    rows = db.execute("SELECT state, claimed, refused FROM inventory_hold_transfers WHERE sku = %s ORDER BY created_at",
-                      (sku,)).fetchall()
-    assert [(r["state"], r["claimed"], r["refused"]) for r in rows] == [("done", 1, None), ("failed", 1, "unknown_hold")]
+    rows = db.execute(
+        "SELECT state, claimed, refused FROM inventory_hold_transfers WHERE sku = %s ORDER BY created_at",
+        (sku,),
+    ).fetchall()
+    assert [(r["state"], r["claimed"], r["refused"]) for r in rows] == [
+        ("done", 1, None),
+        ("failed", 1, "unknown_hold"),
+    ]
     target = ray_session.get_actor(bucket_shard_name(sku, 1), namespace=NAMESPACE)
     pid = ray_session.get(target.pid.remote())
     os.kill(pid, signal.SIGKILL)
 
     async def after():
         c = await client_for(inventory)
-        assert isinstance(await c.commit(sku, new_hold, f"o-{unique}"), Committed)  # waits for the restart
+        assert isinstance(
+            await c.commit(sku, new_hold, f"o-{unique}"), Committed
+        )  # waits for the restart
         assert (await c.reserve(sku, 1, user)).reason == "limit_reached"
         return await c.stock(sku)
 
     view = run(after())
     assert ray_session.get(target.pid.remote()) != pid
-    assert (view.on_hand, view.sold, view.held) == (6, 1, 3), view  # the moved unit sold; user's 1 + other's 2 held
+    assert (view.on_hand, view.sold, view.held) == (6, 1, 3), (
+        view
+    )  # the moved unit sold; user's 1 + other's 2 held
     ray_session.get(target.drain.remote())
     rebuilt = run(rebuilt_from_postgres(inventory, bucket_key(sku, 1)))
     assert rebuilt.usage == {user: 2} and not rebuilt.expected
@@ -608,9 +747,10 @@ def test_a_restarted_directory_finishes_a_hold_move(inventory, db, unique):
     durable) and before it recorded that: a directory starting again finds the transfer unfinished and
     finishes it (the claim answered again, not made twice): the hold arrives in the buyer's home bucket
     and nothing stays in transit or claimed."""
-    from actors.inventory.client import home_bucket
-    from actors.inventory.directory import DirectoryCore, bucket_key
-    from actors.inventory.messages import ExpectHold, StockView as View
+    from flashmart.actors.inventory.client import home_bucket
+    from flashmart.actors.inventory.directory import DirectoryCore, bucket_key
+    from flashmart.actors.inventory.messages import ExpectHold
+    from flashmart.actors.inventory.messages import StockView as View
 
     sku, wh, tid = f"sku-{unique}", f"wh-{unique}", f"t{unique}"
     guest = next(b for b in range(1, 500) if home_bucket(b, 2) == 0)
@@ -622,17 +762,25 @@ def test_a_restarted_directory_finishes_a_hold_move(inventory, db, unique):
         assert isinstance(await c.declare_hot(sku, 3, buckets=2), View)
         await c.set_stock(sku, wh, 4)  # 2 units per bucket
         g = await c.reserve(sku, 2, guest)
-        db.execute("INSERT INTO inventory_hold_transfers (transfer_id, sku, from_key, to_key, hold_id, new_hold_id, "
-                   "to_buyer, quantity, partial, state) VALUES (%s,%s,%s,%s,%s,%s,%s,2,false,'started')",
-                   (tid, sku, source, target, g.hold_id, new_hold, user))
-        claim = await c._call(ExpectHold(target, tid, new_hold, user, 2, False))  # what the dead one did
+        db.execute(
+            "INSERT INTO inventory_hold_transfers (transfer_id, sku, from_key, to_key, hold_id, new_hold_id, "
+            "to_buyer, quantity, partial, state) VALUES (%s,%s,%s,%s,%s,%s,%s,2,false,'started')",
+            (tid, sku, source, target, g.hold_id, new_hold, user),
+        )
+        claim = await c._call(
+            ExpectHold(target, tid, new_hold, user, 2, False)
+        )  # what the dead one did
         assert claim.quantity == 2
         core = DirectoryCore(inventory, PostgresInventoryStore(inventory.database_url))
         try:
             await core.start()  # resumes the transfer in the background
             deadline = time.time() + 60
-            while db.execute("SELECT state FROM inventory_hold_transfers WHERE transfer_id = %s",
-                             (tid,)).fetchone()["state"] != "done":
+            while (
+                db.execute(
+                    "SELECT state FROM inventory_hold_transfers WHERE transfer_id = %s", (tid,)
+                ).fetchone()["state"]
+                != "done"
+            ):
                 assert time.time() < deadline, "the restarted directory did not finish the transfer"
                 await asyncio.sleep(0.1)
         finally:
@@ -654,8 +802,9 @@ def test_login_merge_gives_the_guest_holds_to_the_user(inventory, ray_session, d
     """CartShard.absorb (the guest cart merged at login) gives each guest hold to the user in one step: the
     same hold, never released in between, so the last units cannot go to another buyer meanwhile; within
     the user's limit (the rest back in stock); a guest hold that expired is reserved again as the user."""
-    from actors.carts.actor import CartShard
-    from actors.carts.state import Cart, Hold as CartHold
+    from flashmart.actors.carts.actor import CartShard
+    from flashmart.actors.carts.state import Cart
+    from flashmart.actors.carts.state import Hold as CartHold
 
     last, limited, expired = (f"sku-{unique}-{k}" for k in ("last", "limited", "expired"))
     guest, user = -int(unique[:6], 16) - 1, int(unique[:6], 16) + 1
@@ -666,24 +815,42 @@ def test_login_merge_gives_the_guest_holds_to_the_user(inventory, ray_session, d
         for sku, units in ((last, 2), (limited, 10), (expired, 5)):
             await c.set_stock(sku, f"wh-{unique}", units)
         await c.declare_hot(limited, 2)
-        assert isinstance(await c.reserve(limited, 1, user), Reserved)  # the user's own cart holds one
+        assert isinstance(
+            await c.reserve(limited, 1, user), Reserved
+        )  # the user's own cart holds one
         cart = Cart(f"g{unique}")
         holds = {}
         for sku, units, ttl_s in ((last, 2, 600), (limited, 2, 600), (expired, 1, 0.2)):
             r = await c.reserve(sku, units, guest, ttl_s=ttl_s)
             holds[sku] = r.hold_id
-            cart.add_hold(sku, f"p-{sku}", sku, "10.00", 100, CartHold(r.hold_id, r.quantity, r.expires_at))
+            cart.add_hold(
+                sku, f"p-{sku}", sku, "10.00", 100, CartHold(r.hold_id, r.quantity, r.expires_at)
+            )
         await asyncio.sleep(0.5)  # the third hold expires
         out = await shard.absorb.remote(f"u{unique}", user, cart.to_dict())
         merge = out["merge"]
-        assert sorted((m["sku"], m["quantity"]) for m in merge["moved"]) == [(expired, 1), (last, 2), (limited, 1)]
-        assert [(r["sku"], r["quantity"], r["reason"]) for r in merge["refused"]] == [(limited, 1, "limit_reached")]
-        mine = {i["sku"]: [h["hold_id"] for h in i["holds"]] for i in (await shard.snapshot.remote(f"u{unique}"))["items"].values()}
-        assert mine[last] == [holds[last]] and mine[limited] == [holds[limited]]  # the guest's holds themselves
+        assert sorted((m["sku"], m["quantity"]) for m in merge["moved"]) == [
+            (expired, 1),
+            (last, 2),
+            (limited, 1),
+        ]
+        assert [(r["sku"], r["quantity"], r["reason"]) for r in merge["refused"]] == [
+            (limited, 1, "limit_reached")
+        ]
+        mine = {
+            i["sku"]: [h["hold_id"] for h in i["holds"]]
+            for i in (await shard.snapshot.remote(f"u{unique}"))["items"].values()
+        }
+        assert mine[last] == [holds[last]] and mine[limited] == [
+            holds[limited]
+        ]  # the guest's holds themselves
         assert mine[expired] != [holds[expired]]  # reserved again
         views = {sku: await c.stock(sku) for sku in (last, limited, expired)}
         assert (views[last].held, views[last].available) == (2, 0)
-        assert (views[limited].held, views[limited].available) == (2, 8)  # the user's 1 + 1 given; 1 back
+        assert (views[limited].held, views[limited].available) == (
+            2,
+            8,
+        )  # the user's 1 + 1 given; 1 back
         assert (await c.reserve(limited, 1, user)).reason == "limit_reached"
         assert (views[expired].held, views[expired].available) == (1, 4)
 
@@ -703,7 +870,7 @@ def test_after_sales_restock_retried_after_a_rollback_restocks_once(inventory, d
     from psycopg.rows import dict_row
     from psycopg.types.json import Jsonb
 
-    from actors.checkout.aftersales import _restock_all, _restock_item
+    from flashmart.actors.checkout.aftersales import _restock_all, _restock_item
 
     sku, wh, order_id = f"sku-{unique}", f"wh-{unique}", f"o{unique}"
 
@@ -712,17 +879,26 @@ def test_after_sales_restock_retried_after_a_rollback_restocks_once(inventory, d
         await c.set_stock(sku, wh, 10)
         h = await c.reserve(sku, 4, 1)
         assert isinstance(await c.commit(sku, h.hold_id, order_id), Committed)
-        db.execute("INSERT INTO orders (id, user_id, status, subtotal, grand_total, shipping_address, shipping_method, "
-                   "idempotency_key, idempotency_scope) VALUES (%s, 1, 'delivered', 40, 40, '{}', 'standard', %s, 'u:1')",
-                   (order_id, order_id))
-        item = db.execute("INSERT INTO order_items (order_id, sku, quantity, unit_price, allocations, hold_id) "
-                          "VALUES (%s, %s, 4, 10, %s, %s) RETURNING *", (order_id, sku, Jsonb({wh: 4}), h.hold_id)).fetchone()
+        db.execute(
+            "INSERT INTO orders (id, user_id, status, subtotal, grand_total, shipping_address, shipping_method, "
+            "idempotency_key, idempotency_scope) VALUES (%s, 1, 'delivered', 40, 40, '{}', 'standard', %s, 'u:1')",
+            (order_id, order_id),
+        )
+        item = db.execute(
+            "INSERT INTO order_items (order_id, sku, quantity, unit_price, allocations, hold_id) "
+            "VALUES (%s, %s, 4, 10, %s, %s) RETURNING *",
+            (order_id, sku, Jsonb({wh: 4}), h.hold_id),
+        ).fetchone()
         for _ in range(2):  # an approved return of 1 unit; the first transaction never committed
             assert await _restock_item(c, item, order_id, 1, 77) == {wh: 1}
         assert (await c.stock(sku)).sold == 3, "a retried restock put the unit back twice"
-        db.execute("UPDATE order_items SET returned_quantity = 1, returned_allocations = %s WHERE id = %s",
-                   (Jsonb({wh: 1}), item["id"]))
-        async with await psycopg.AsyncConnection.connect(inventory.database_url, row_factory=dict_row) as conn:
+        db.execute(
+            "UPDATE order_items SET returned_quantity = 1, returned_allocations = %s WHERE id = %s",
+            (Jsonb({wh: 1}), item["id"]),
+        )
+        async with await psycopg.AsyncConnection.connect(
+            inventory.database_url, row_factory=dict_row
+        ) as conn:
             for _ in range(2):  # the cancel of the rest, its first transaction rolled back too
                 async with conn.transaction(force_rollback=True):
                     await _restock_all(c, conn, order_id)
@@ -731,4 +907,6 @@ def test_after_sales_restock_retried_after_a_rollback_restocks_once(inventory, d
 
     item_id = run(scenario())
     refs = [(r["ref"], r["quantity"]) for r in journal(db, sku, "UnitsReturned")]
-    assert refs == [(f"return:77:{item_id}:{wh}", 1), (f"cancel:{order_id}:{item_id}:{wh}", 3)], refs
+    assert refs == [(f"return:77:{item_id}:{wh}", 1), (f"cancel:{order_id}:{item_id}:{wh}", 3)], (
+        refs
+    )

@@ -1,6 +1,7 @@
 """Scale-out: inventory shards spread over the nodes of a two-node Ray cluster, and the engine
 survives losing a node (issue 3). The cluster runs in a subprocess (tests/multinode_scenario.py)
 because this pytest process already holds a local Ray instance for the other tests."""
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,29 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_shards_spread_over_nodes_and_survive_losing_one(backing):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.multinode_scenario", "--database-url", backing.database_url,
-         "--cold-shards", "4", "--skus-per-shard", "2", "--units", "20"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "tests.multinode_scenario",
+            "--database-url",
+            backing.database_url,
+            "--cold-shards",
+            "4",
+            "--skus-per-shard",
+            "2",
+            "--units",
+            "20",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert proc.returncode == 0 and lines, f"scenario failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0 and lines, (
+        f"scenario failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
+    )
     r = json.loads(lines[-1])
 
     # before: the shards lived on both nodes, some of them on the node we removed
@@ -39,7 +58,11 @@ def test_shards_spread_over_nodes_and_survive_losing_one(backing):
     assert r["acked_commits"] > 0 and r["acked_commits_missing_in_postgres"] == []
     for sku, want in r["expected_after_loss"].items():
         got = r["views_after_loss"][sku]
-        assert (got["on_hand"], got["sold"], got["held"]) == (want["on_hand"], want["sold"], want["held"]), sku
+        assert (got["on_hand"], got["sold"], got["held"]) == (
+            want["on_hand"],
+            want["sold"],
+            want["held"],
+        ), sku
     # still serving: old holds commit, new reservations succeed, nothing beyond on_hand is sold
     assert r["post_loss_commits"] == r["post_loss_reservations"] == len(r["final"])
     assert set(r["oversell_refusals"].values()) == {"sold_out"}, r["oversell_refusals"]

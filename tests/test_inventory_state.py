@@ -4,6 +4,7 @@ conservation, never oversell, never let a buyer exceed the sale limit, and repla
 counters) and archived orders are returned against what the journal says they bought. Holds change
 buyer (TransferHold, partly when the new buyer's limit says so) and returns repeat their keys: a
 repeated key answers the first result and changes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -12,13 +13,30 @@ import hypothesis.strategies as st
 from hypothesis import event, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.inventory.messages import (
-    ArchiveSales, Committed, CommitHold, HoldCommitted, HoldTransferred, StockReserved, ExpireHold, Refusal, ReleaseHold,
-    Released, Reserved, ReserveStock, Returned, ReturnUnits, SetSaleLimit, SetStock, StockView, Transferred,
-    TransferHold, ViewStock,
+from flashmart.actors.inventory.messages import (
+    ArchiveSales,
+    CommitHold,
+    Committed,
+    ExpireHold,
+    HoldCommitted,
+    HoldTransferred,
+    Refusal,
+    Released,
+    ReleaseHold,
+    Reserved,
+    ReserveStock,
+    Returned,
+    ReturnUnits,
+    SetSaleLimit,
+    SetStock,
+    StockReserved,
+    StockView,
+    TransferHold,
+    Transferred,
+    ViewStock,
 )
-from actors.inventory.state import SkuState
-from actors.inventory.warehouses import allocate, distance_km
+from flashmart.actors.inventory.state import SkuState
+from flashmart.actors.inventory.warehouses import allocate, distance_km
 
 WAREHOUSES = ["ams", "ber", "mad"]
 LOCATIONS = {"ams": (52.37, 4.90), "ber": (52.52, 13.40), "mad": (40.42, -3.70)}
@@ -28,7 +46,9 @@ BUYERS = st.integers(1, 4)
 def full_state(s: SkuState) -> dict:
     """Every field of a SKU's state (sales in their snapshot form: restored sales have no expiry), so that
     a field that recovery forgets fails the comparison even if snapshot() forgot it too."""
-    fields = {name: getattr(s, name) for name in SkuState.__slots__ if name not in ("committed", "orders")}
+    fields = {
+        name: getattr(s, name) for name in SkuState.__slots__ if name not in ("committed", "orders")
+    }
     fields["committed"] = s.snapshot()[0]["committed"]
     fields["orders"] = sorted(s.orders)
     return fields
@@ -49,8 +69,10 @@ class SkuMachine(RuleBasedStateMachine):
         self.counter = 0
         self.units_committed = 0
         self.units_returned = 0
-        self.keys: dict[str, tuple] = {}  # return key -> (order_id, wh, quantity) of the return that recorded it
-        self.checkpoint = None            # (snapshot, events so far): what a shard restart reads from storage
+        self.keys: dict[
+            str, tuple
+        ] = {}  # return key -> (order_id, wh, quantity) of the return that recorded it
+        self.checkpoint = None  # (snapshot, events so far): what a shard restart reads from storage
 
     def run(self, cmd):
         result, event = self.state.execute(cmd, self.now, LOCATIONS)
@@ -65,8 +87,13 @@ class SkuMachine(RuleBasedStateMachine):
         result = self.run(SetStock("sku-1", wh, on_hand))
         assert isinstance(result, StockView) == (on_hand >= floor)
 
-    @rule(target=holds, buyer=BUYERS, quantity=st.integers(0, 6), ttl_s=st.floats(0.5, 20),
-          ship_to=st.none() | st.sampled_from(list(LOCATIONS.values())))
+    @rule(
+        target=holds,
+        buyer=BUYERS,
+        quantity=st.integers(0, 6),
+        ttl_s=st.floats(0.5, 20),
+        ship_to=st.none() | st.sampled_from(list(LOCATIONS.values())),
+    )
     def reserve(self, buyer, quantity, ttl_s, ship_to):
         self.counter += 1
         hold_id = f"h{self.counter}"
@@ -151,8 +178,13 @@ class SkuMachine(RuleBasedStateMachine):
                     units[wh] = units.get(wh, 0) + q
         return units
 
-    @rule(hold_id=holds, to_buyer=BUYERS, partial=st.booleans(), ttl_s=st.none() | st.floats(0.5, 20),
-          size_known=st.booleans())
+    @rule(
+        hold_id=holds,
+        to_buyer=BUYERS,
+        partial=st.booleans(),
+        ttl_s=st.none() | st.floats(0.5, 20),
+        size_known=st.booleans(),
+    )
     def transfer(self, hold_id, to_buyer, partial, ttl_s, size_known):
         """A guest's hold given to the user at login: one event, within the new buyer's limit, nothing
         changed when refused; a retry answers the same hold without a second event."""
@@ -163,29 +195,49 @@ class SkuMachine(RuleBasedStateMachine):
         result = self.run(TransferHold("sku-1", hold_id, to_buyer, quantity, ttl_s, partial))
         if not isinstance(result, Transferred):
             event("transfer refused: " + result.reason)
-            assert self.state.snapshot() == before and len(self.events) == n, "a refused transfer changed something"
+            assert self.state.snapshot() == before and len(self.events) == n, (
+                "a refused transfer changed something"
+            )
             if hold is None:
                 assert result.reason in ("unknown_hold", "hold_expired", "invalid")
-            elif hold.buyer_id != to_buyer and quantity == hold.quantity and hold.expires_at > self.now:
+            elif (
+                hold.buyer_id != to_buyer
+                and quantity == hold.quantity
+                and hold.expires_at > self.now
+            ):
                 assert result.reason == "limit_reached" and limit is not None
                 assert used + (1 if partial else hold.quantity) > limit
             return
         now = self.state.holds[hold_id]
         assert (result.hold_id, result.buyer_id, result.quantity, result.allocations) == (
-            hold_id, to_buyer, now.quantity, now.allocations)
+            hold_id,
+            to_buyer,
+            now.quantity,
+            now.allocations,
+        )
         if hold.buyer_id == to_buyer:  # already theirs: nothing to do
             assert len(self.events) == n
             return
         event("transfer " + ("partial" if now.quantity < hold.quantity else "whole"))
-        assert limit is None or self.state.usage[to_buyer] <= limit, "per-buyer limit exceeded by a transfer"
+        assert limit is None or self.state.usage[to_buyer] <= limit, (
+            "per-buyer limit exceeded by a transfer"
+        )
         assert now.quantity == hold.quantity or (partial and now.quantity == limit - used)
         assert all(now.allocations[wh] <= hold.allocations[wh] for wh in now.allocations)
-        assert now.expires_at == (hold.expires_at if ttl_s is None else max(hold.expires_at, self.now + ttl_s))
+        assert now.expires_at == (
+            hold.expires_at if ttl_s is None else max(hold.expires_at, self.now + ttl_s)
+        )
         again = self.run(TransferHold("sku-1", hold_id, to_buyer, quantity, ttl_s, partial))
         assert again == result and len(self.events) == n + 1, "a retried transfer changed something"
 
-    @rule(target=holds, buyer=BUYERS, to_buyer=BUYERS, quantity=st.integers(1, 4), partial=st.booleans(),
-          limit=st.none() | st.integers(1, 5))
+    @rule(
+        target=holds,
+        buyer=BUYERS,
+        to_buyer=BUYERS,
+        quantity=st.integers(1, 4),
+        partial=st.booleans(),
+        limit=st.none() | st.integers(1, 5),
+    )
     def guest_hold_given_at_login(self, buyer, to_buyer, quantity, partial, limit):
         """The merge at login: a fresh hold given to another buyer under a (often tight) limit."""
         if self.state.limit != limit:
@@ -202,9 +254,13 @@ class SkuMachine(RuleBasedStateMachine):
     @rule(order_id=orders, pick=st.integers(0, 100), key=st.sampled_from(["k1", "k2", "k3", "k4"]))
     def keyed_return_that_fits(self, order_id, pick, key):
         """A keyed return of units the order can give back (a return approved by after-sales)."""
-        bought = self.state.bought(order_id) or (self.journal_bought(order_id) if self.state.archived_units else {})
+        bought = self.state.bought(order_id) or (
+            self.journal_bought(order_id) if self.state.archived_units else {}
+        )
         back = self.state.returned.get(order_id, {})
-        left = [(wh, q - back.get(wh, 0)) for wh, q in sorted(bought.items()) if q - back.get(wh, 0) > 0]
+        left = [
+            (wh, q - back.get(wh, 0)) for wh, q in sorted(bought.items()) if q - back.get(wh, 0) > 0
+        ]
         if left:
             wh, most = left[pick % len(left)]
             self.return_units(order_id, wh, 1 + pick % most, key)
@@ -217,14 +273,18 @@ class SkuMachine(RuleBasedStateMachine):
         order_id, wh, quantity = self.keys[key]
         self.return_units(order_id, wh, quantity, key)
 
-    @rule(order_id=orders, wh=st.sampled_from(WAREHOUSES), quantity=st.integers(1, 3), key=RETURN_KEYS)
+    @rule(
+        order_id=orders, wh=st.sampled_from(WAREHOUSES), quantity=st.integers(1, 3), key=RETURN_KEYS
+    )
     def return_units(self, order_id, wh, quantity, key):
         live = self.state.bought(order_id)
         archived = None if live is not None else self.journal_bought(order_id)
         if key in self.keys:  # a repeat of a keyed return: the first answer, nothing changed
             before, n = self.state.snapshot(), len(self.events)
             result = self.run(ReturnUnits("sku-1", order_id, quantity, wh, archived, key))
-            assert self.state.snapshot() == before and len(self.events) == n, "a repeated return key changed state"
+            assert self.state.snapshot() == before and len(self.events) == n, (
+                "a repeated return key changed state"
+            )
             if self.keys[key] == (order_id, wh, quantity):
                 event("return key repeated")
                 assert result == Returned("sku-1", order_id, quantity, wh)
@@ -235,8 +295,11 @@ class SkuMachine(RuleBasedStateMachine):
         result = self.run(ReturnUnits("sku-1", order_id, quantity, wh, archived, key))
         if key is not None and not isinstance(result, Refusal):
             self.keys[key] = (order_id, wh, quantity)
-        event("return " + ("refused" if isinstance(result, Refusal) else "done")
-              + (" (archived order)" if archived else " (live order)" if live else " (unknown order)"))
+        event(
+            "return "
+            + ("refused" if isinstance(result, Refusal) else "done")
+            + (" (archived order)" if archived else " (live order)" if live else " (unknown order)")
+        )
         if not isinstance(result, Refusal):
             self.units_returned += quantity
             bought = live if live is not None else archived
@@ -270,16 +333,19 @@ class SkuMachine(RuleBasedStateMachine):
     @invariant()
     def replay_rebuilds(self):
         replayed = SkuState("sku-1")
-        for event in self.events:
-            replayed.apply(event)
+        for recorded in self.events:
+            replayed.apply(recorded)
         assert full_state(replayed) == full_state(self.state)
 
     @rule()
     def take_snapshot(self):
         """The shard writes a snapshot now and then; recovery is that snapshot plus the journal after it."""
         state, holds = self.state.snapshot()
-        self.checkpoint = (json.loads(json.dumps(state)), [type(h)(*(getattr(h, f) for f in h.__slots__))
-                                                            for h in holds], len(self.events))
+        self.checkpoint = (
+            json.loads(json.dumps(state)),
+            [type(h)(*(getattr(h, f) for f in h.__slots__)) for h in holds],
+            len(self.events),
+        )
 
     @invariant()
     def recovery_from_snapshot_and_journal(self):
@@ -297,7 +363,9 @@ class SkuMachine(RuleBasedStateMachine):
         state, holds = self.state.snapshot()
         restored = SkuState.restore("sku-1", json.loads(json.dumps(state)), holds)
         restored.check()
-        assert restored.snapshot() == (state, holds) and full_state(restored) == full_state(self.state)
+        assert restored.snapshot() == (state, holds) and full_state(restored) == full_state(
+            self.state
+        )
 
 
 TestSkuMachine = SkuMachine.TestCase
@@ -327,7 +395,7 @@ def test_expired_hold_refuses_commit_exactly_at_expiry():
 
 
 def test_best_warehouse_for_buyer_and_split_when_short():
-    from actors.inventory.messages import WarehouseStock
+    from flashmart.actors.inventory.messages import WarehouseStock
 
     stock = {"ams": WarehouseStock(5), "mad": WarehouseStock(5)}
     madrid_buyer = (40.4, -3.7)
@@ -340,9 +408,16 @@ def test_best_warehouse_for_buyer_and_split_when_short():
 
 def test_restores_a_version_1_snapshot():
     """Snapshots written before archiving existed (returnable units per order) still load exactly."""
-    v1 = {"seq": 5, "limit": 3, "stock": {"ams": [10, 1, 1]}, "usage": {"7": 3},
-          "committed": {"a": ["o1", 7, {"ams": 2}]}, "orders": {"o1": {"ams": 1}}, "ended": {"x": "released"}}
-    from actors.inventory.state import Hold
+    v1 = {
+        "seq": 5,
+        "limit": 3,
+        "stock": {"ams": [10, 1, 1]},
+        "usage": {"7": 3},
+        "committed": {"a": ["o1", 7, {"ams": 2}]},
+        "orders": {"o1": {"ams": 1}},
+        "ended": {"x": "released"},
+    }
+    from flashmart.actors.inventory.state import Hold
 
     s = SkuState.restore("sku-1", v1, [Hold("h", 7, 1, {"ams": 1}, 99.0)])
     s.check()

@@ -1,5 +1,6 @@
 """The embedded gateway behaves like Stripe where flashmart depends on it (storage/localstripe_server.py):
 idempotent POSTs, the PaymentIntent search the sweeper uses, and no capture of a cancelled intent."""
+
 from __future__ import annotations
 
 import uuid
@@ -8,12 +9,21 @@ import stripe
 
 
 def _client(settings) -> stripe.StripeClient:
-    return stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
+    return stripe.StripeClient(
+        settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base}
+    )
 
 
 def _intent_params(order_id: str) -> dict:
-    return {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa", "capture_method": "manual",
-            "confirm": True, "payment_method_types": ["card"], "metadata": {"order_id": order_id}}
+    return {
+        "amount": 1999,
+        "currency": "usd",
+        "payment_method": "pm_card_visa",
+        "capture_method": "manual",
+        "confirm": True,
+        "payment_method_types": ["card"],
+        "metadata": {"order_id": order_id},
+    }
 
 
 def test_a_repeated_idempotency_key_answers_the_first_intent(backing):
@@ -21,7 +31,9 @@ def test_a_repeated_idempotency_key_answers_the_first_intent(backing):
     key = {"idempotency_key": f"authorise:{order_id}"}
     first = c.v1.payment_intents.create(_intent_params(order_id), key)
     again = c.v1.payment_intents.create(_intent_params(order_id), key)
-    other = c.v1.payment_intents.create(_intent_params(order_id), {"idempotency_key": uuid.uuid4().hex})
+    other = c.v1.payment_intents.create(
+        _intent_params(order_id), {"idempotency_key": uuid.uuid4().hex}
+    )
     assert again.id == first.id and other.id != first.id
     assert first.status == "requires_capture"
 
@@ -48,16 +60,24 @@ def test_a_cancelled_intent_cannot_be_captured(backing):
     assert refused.value.code == "payment_intent_unexpected_state"
     assert c.v1.payment_intents.retrieve(pi.id).status == "canceled"
     live = c.v1.payment_intents.create(_intent_params(uuid.uuid4().hex))
-    assert c.v1.payment_intents.capture(live.id).status == "succeeded"  # the normal path is untouched
+    assert (
+        c.v1.payment_intents.capture(live.id).status == "succeeded"
+    )  # the normal path is untouched
 
 
 # --- Stripe's rate limits, off unless asked for (storage/localstripe_server.py) ---
 
-def test_token_buckets_admit_the_rate_and_refuse_beyond_it():
-    from storage.localstripe_server import RateLimits, endpoint_of
 
-    assert endpoint_of("POST", "/v1/payment_intents/pi_abc123/capture") == "POST /v1/payment_intents/{id}/capture"
-    lim = RateLimits(global_per_s=100, endpoint_per_s=25, burst_s=0.2)  # 5 banked per endpoint, 20 overall
+def test_token_buckets_admit_the_rate_and_refuse_beyond_it():
+    from flashmart.storage.localstripe_server import RateLimits, endpoint_of
+
+    assert (
+        endpoint_of("POST", "/v1/payment_intents/pi_abc123/capture")
+        == "POST /v1/payment_intents/{id}/capture"
+    )
+    lim = RateLimits(
+        global_per_s=100, endpoint_per_s=25, burst_s=0.2
+    )  # 5 banked per endpoint, 20 overall
     passed = sum(lim.admit("POST", "/v1/payment_intents", 0.0) for _ in range(10))
     assert passed == 5  # the burst, then 429s (which cost no token)
     # one second later: 25 more creates, and capture is another endpoint with its own bucket
@@ -76,7 +96,9 @@ def test_beyond_the_configured_limit_the_gateway_answers_429_in_stripes_shape(ba
     conf = f"{backing.stripe_api_base}/_config/flashmart/rate_limits"
     c = _client(backing)
     try:
-        assert httpx.post(conf, json={"endpoint_per_s": 2, "burst_s": 1}).json()["endpoint_per_s"] == 2
+        assert (
+            httpx.post(conf, json={"endpoint_per_s": 2, "burst_s": 1}).json()["endpoint_per_s"] == 2
+        )
         key = {"idempotency_key": uuid.uuid4().hex}
         with pytest.raises(stripe.RateLimitError) as err:
             for _ in range(10):
@@ -84,6 +106,7 @@ def test_beyond_the_configured_limit_the_gateway_answers_429_in_stripes_shape(ba
         assert err.value.http_status == 429 and err.value.json_body["error"]["code"] == "rate_limit"
         # a refused POST keeps no idempotent answer: the same key goes through once the bucket refills
         import time
+
         time.sleep(1.1)
         first = c.v1.payment_intents.create(_intent_params(uuid.uuid4().hex), key)
         assert first.status == "requires_capture"

@@ -1,16 +1,30 @@
 """Payments: the pacing schedule (pure, hypothesis) and the gateway against the real localstripe."""
+
 from __future__ import annotations
 
 import asyncio
 
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from actors.payments.pacer import PaceSchedule
-from actors.payments.types import Authorised, Captured, PaymentRefusal, Refunded, Voided, to_minor
+from flashmart.actors.payments.pacer import PaceSchedule
+from flashmart.actors.payments.types import (
+    Authorised,
+    Captured,
+    PaymentRefusal,
+    Refunded,
+    Voided,
+    to_minor,
+)
 
 
 @hsettings(deadline=None)  # a loaded shared machine can stall any example
-@given(rate=st.floats(1, 500), depth=st.integers(1, 50), arrivals=st.lists(st.floats(0, 5), min_size=1, max_size=200))
+@given(
+    rate=st.floats(1, 500),
+    depth=st.integers(1, 50),
+    arrivals=st.lists(st.floats(0, 5), min_size=1, max_size=200),
+)
 def test_schedule_never_exceeds_rate_nor_queue(rate, depth, arrivals):
     s = PaceSchedule(rate, depth)
     slots, t = [], 0.0
@@ -37,20 +51,28 @@ def test_to_minor_rounds_half_up():
 def _pm(settings, number: str) -> str:
     import stripe
 
-    c = stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base})
-    return c.v1.payment_methods.create({"type": "card", "card": {"number": number, "exp_month": 12,
-                                                                 "exp_year": 2030, "cvc": "123"}}).id
+    c = stripe.StripeClient(
+        settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base}
+    )
+    return c.v1.payment_methods.create(
+        {
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    ).id
 
 
 def test_gateway_lifecycle_against_localstripe(settings, unique):
-    from actors.payments.gateway import StripeGateway
+    from flashmart.actors.payments.gateway import StripeGateway
 
     async def run():
         g = StripeGateway(settings.stripe_secret_key, settings.stripe_api_base)
         ok = await g.authorise(f"o-{unique}", 2500, "USD", _pm(settings, "4242424242424242"))
         assert isinstance(ok, Authorised) and ok.status == "requires_capture"
         assert isinstance(await g.capture(ok.payment_intent_id), Captured)
-        assert isinstance(await g.capture(ok.payment_intent_id), Captured)  # a retried capture is a success
+        assert isinstance(
+            await g.capture(ok.payment_intent_id), Captured
+        )  # a retried capture is a success
         r = await g.refund(ok.payment_intent_id, 700, f"refund-{unique}")
         assert isinstance(r, Refunded) and r.amount_minor == 700
         declined = await g.authorise(f"d-{unique}", 2500, "USD", _pm(settings, "4000000000000341"))
@@ -71,20 +93,28 @@ def test_workers_share_one_schedule_per_endpoint_and_follow_a_changed_limit(sett
     every worker at once, and None returns to the settings."""
     import time
 
-    from actors.payments.actor import PaymentWorker
-    from storage.redis import async_redis
+    from flashmart.actors.payments.actor import PaymentWorker
+    from flashmart.storage.redis import async_redis
 
     async def run():
         redis = async_redis(settings.redis_url)
-        conf = settings.model_copy(update={"gateway_rate_per_s": 1000.0, "gateway_endpoint_rate_per_s": 10.0})
+        conf = settings.model_copy(
+            update={"gateway_rate_per_s": 1000.0, "gateway_endpoint_rate_per_s": 10.0}
+        )
         a, b = PaymentWorker(conf, 4, redis), PaymentWorker(conf, 4, redis)
         try:
             pm = _pm(settings, "4242424242424242")
             t0 = time.perf_counter()
-            auths = await asyncio.gather(*(w.call("authorise", f"p{i}-{unique}", 1000, "USD", pm)
-                                           for i, w in enumerate([a, b] * 4)))
+            auths = await asyncio.gather(
+                *(
+                    w.call("authorise", f"p{i}-{unique}", 1000, "USD", pm)
+                    for i, w in enumerate([a, b] * 4)
+                )
+            )
             assert all(isinstance(x, Authorised) for x in auths)
-            assert time.perf_counter() - t0 >= 0.55  # 8 creates at 10/s in all (burst 1): 7 intervals of 0.1 s
+            assert (
+                time.perf_counter() - t0 >= 0.55
+            )  # 8 creates at 10/s in all (burst 1): 7 intervals of 0.1 s
             await a.set_pacing(1000.0, 0.0)  # the per-endpoint limit lifted, for b as well
             t0 = time.perf_counter()
             caps = await asyncio.gather(*(b.call("capture", x.payment_intent_id) for x in auths))
@@ -101,15 +131,23 @@ def test_workers_share_one_schedule_per_endpoint_and_follow_a_changed_limit(sett
 def test_a_worker_without_redis_paces_alone_on_its_share(settings, unique):
     import time
 
-    from actors.payments.actor import PaymentWorker
+    from flashmart.actors.payments.actor import PaymentWorker
 
     async def run():
-        w = PaymentWorker(settings.model_copy(update={"gateway_rate_per_s": 1000.0,
-                                                      "gateway_endpoint_rate_per_s": 20.0}), fallback_share=2)
-        assert w.endpoint_pacers["create"].schedule.rate_per_s == 10.0  # its half of the endpoint's rate
+        w = PaymentWorker(
+            settings.model_copy(
+                update={"gateway_rate_per_s": 1000.0, "gateway_endpoint_rate_per_s": 20.0}
+            ),
+            fallback_share=2,
+        )
+        assert (
+            w.endpoint_pacers["create"].schedule.rate_per_s == 10.0
+        )  # its half of the endpoint's rate
         pm = _pm(settings, "4242424242424242")
         t0 = time.perf_counter()
-        auths = await asyncio.gather(*(w.call("authorise", f"l{i}-{unique}", 1000, "USD", pm) for i in range(6)))
+        auths = await asyncio.gather(
+            *(w.call("authorise", f"l{i}-{unique}", 1000, "USD", pm) for i in range(6))
+        )
         assert all(isinstance(x, Authorised) for x in auths) and time.perf_counter() - t0 >= 0.45
         await w.set_pacing(1000.0, 0.0)
         assert w.endpoint_pacers == {}

@@ -32,11 +32,25 @@ def test_request_id_reaches_the_checkout_actor(api, platform, db):
     buyer = make_user(api)
     rid = f"trace-{uuid.uuid4().hex[:12]}"
     key = uuid.uuid4().hex
-    body = {"shipping_address": {"name": "A", "street": "1 Main St", "city": "Springfield", "state": "IL",
-                                 "zip": "62701", "country": "US"},
-            "payment_method": {"type": "card", "token": "pm_card_visa"}}
-    api.post("/api/v1/orders/checkout", json=body, headers={**buyer.headers, "Idempotency-Key": key, "x-request-id": rid})
-    saga = db.execute("SELECT request FROM checkout_sagas WHERE idempotency_key = %s", (key,)).fetchone()
+    body = {
+        "shipping_address": {
+            "name": "A",
+            "street": "1 Main St",
+            "city": "Springfield",
+            "state": "IL",
+            "zip": "62701",
+            "country": "US",
+        },
+        "payment_method": {"type": "card", "token": "pm_card_visa"},
+    }
+    api.post(
+        "/api/v1/orders/checkout",
+        json=body,
+        headers={**buyer.headers, "Idempotency-Key": key, "x-request-id": rid},
+    )
+    saga = db.execute(
+        "SELECT request FROM checkout_sagas WHERE idempotency_key = %s", (key,)
+    ).fetchone()
     assert saga is not None and saga["request"]["request_id"] == rid
 
 
@@ -46,7 +60,7 @@ def test_a_backing_store_outage_is_a_503_with_retry_after():
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from serve.errors import install_error_handlers
+    from flashmart.serve.errors import install_error_handlers
 
     app = FastAPI()
     install_error_handlers(app)
@@ -54,7 +68,13 @@ def test_a_backing_store_outage_is_a_503_with_retry_after():
     @app.get("/boom")
     async def boom():
         # a real failed connection, not a constructed exception
-        await psycopg.AsyncConnection.connect("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+        await psycopg.AsyncConnection.connect(
+            "postgresql://nobody@127.0.0.1:1/none", connect_timeout=1
+        )
 
     r = TestClient(app).get("/boom")
-    assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.json()["error"] == "unavailable"
+    assert (
+        r.status_code == 503
+        and r.headers["retry-after"] == "1"
+        and r.json()["error"] == "unavailable"
+    )

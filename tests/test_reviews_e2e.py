@@ -3,6 +3,7 @@ buyers review what they bought, the product page, the review list and search's m
 
 Buyers buy over HTTP exactly like test_checkout_e2e (cart, then checkout with a localstripe card).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.helpers import make_user
-from tests.test_checkout_e2e import add, api, card, checkout, inventory, product, warehouse  # noqa: F401 - fixtures
+from tests.shop import add, card, checkout, inventory, product
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +25,14 @@ SEARCH_VISIBLE_S = 5.0
 def new_product(db, api, warehouse, stock=20, **seed) -> tuple[int, str]:
     """(product id, its SKU), stocked; `seed` sets products columns as the catalog generator would."""
     sku = product(db, api, None, warehouse, stock=stock)
-    pid = db.execute("SELECT product_id FROM product_variants WHERE sku = %s", (sku,)).fetchone()["product_id"]
+    pid = db.execute("SELECT product_id FROM product_variants WHERE sku = %s", (sku,)).fetchone()[
+        "product_id"
+    ]
     if seed:
-        db.execute("UPDATE products SET rating = %s, review_count = %s WHERE id = %s",
-                   (seed["rating"], seed["review_count"], pid))
+        db.execute(
+            "UPDATE products SET rating = %s, review_count = %s WHERE id = %s",
+            (seed["rating"], seed["review_count"], pid),
+        )
     return pid, sku
 
 
@@ -39,8 +44,11 @@ def buy(api, platform, buyer, sku) -> str:
 
 
 def review(api, user, pid, rating=5, body="Does what it says.", **extra):
-    return api.post(f"/api/v1/products/{pid}/reviews", json={"rating": rating, "body": body, **extra},
-                    headers=user.headers)
+    return api.post(
+        f"/api/v1/products/{pid}/reviews",
+        json={"rating": rating, "body": body, **extra},
+        headers=user.headers,
+    )
 
 
 def summary_of(api, pid) -> dict:
@@ -55,17 +63,26 @@ def stars(**counts) -> dict:
 
 # --- the tests ------------------------------------------------------------------------------------
 
+
 def test_buyer_reviews_and_the_page_and_list_show_it(platform, api, db, warehouse):
     pid, sku = new_product(db, api, warehouse)
     buyer = make_user(api, name="Ada Lovelace")
     buy(api, platform, buyer, sku)
-    assert api.get(f"/api/v1/products/{pid}").json()["rating"] == {"average": 0.0, "count": 0}  # now cached
+    assert api.get(f"/api/v1/products/{pid}").json()["rating"] == {
+        "average": 0.0,
+        "count": 0,
+    }  # now cached
 
     r = review(api, buyer, pid, 4, body="  Sturdy and quiet.  ", title="Good kettle")
     assert r.status_code == 201, r.text
     out = r.json()
     assert out["review"]["rating"] == 4 and out["review"]["body"] == "Sturdy and quiet."
-    assert out["summary"] == {"average": 4.0, "count": 1, "source": "reviews", "histogram": stars(s4=1)}
+    assert out["summary"] == {
+        "average": 4.0,
+        "count": 1,
+        "source": "reviews",
+        "histogram": stars(s4=1),
+    }
 
     # the cached product page was dropped: it shows the buyers' rating at once
     assert api.get(f"/api/v1/products/{pid}").json()["rating"] == {"average": 4.0, "count": 1}
@@ -73,7 +90,11 @@ def test_buyer_reviews_and_the_page_and_list_show_it(platform, api, db, warehous
     assert listing["total"] == 1 and listing["page"] == 1 and listing["total_pages"] == 1
     assert listing["summary"] == out["summary"]
     [shown] = listing["reviews"]
-    assert shown["author"] == "Ada L." and shown["title"] == "Good kettle" and shown["verified_purchase"] is True
+    assert (
+        shown["author"] == "Ada L."
+        and shown["title"] == "Good kettle"
+        and shown["verified_purchase"] is True
+    )
     assert "user_id" not in shown  # the public list does not expose account ids
 
     # once per product: a second review is 409 and says how to change the first
@@ -83,14 +104,20 @@ def test_buyer_reviews_and_the_page_and_list_show_it(platform, api, db, warehous
     assert (float(row["rating"]), row["review_count"]) == (4.0, 1)
 
     # ... and PATCH / DELETE .../reviews/mine change and withdraw it, the aggregates following
-    r = api.patch(f"/api/v1/products/{pid}/reviews/mine", json={"rating": 2, "title": None}, headers=buyer.headers)
+    r = api.patch(
+        f"/api/v1/products/{pid}/reviews/mine",
+        json={"rating": 2, "title": None},
+        headers=buyer.headers,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["review"]["title"] is None and r.json()["summary"]["histogram"] == stars(s2=1)
     assert api.get(f"/api/v1/products/{pid}").json()["rating"] == {"average": 2.0, "count": 1}
     r = api.delete(f"/api/v1/products/{pid}/reviews/mine", headers=buyer.headers)
     assert r.status_code == 200, r.text
     assert api.get(f"/api/v1/products/{pid}").json()["rating"] == {"average": 0.0, "count": 0}
-    assert api.delete(f"/api/v1/products/{pid}/reviews/mine", headers=buyer.headers).status_code == 404
+    assert (
+        api.delete(f"/api/v1/products/{pid}/reviews/mine", headers=buyer.headers).status_code == 404
+    )
     assert review(api, buyer, pid, 5).status_code == 201  # withdrawn, so a new one is allowed
 
 
@@ -110,17 +137,33 @@ def test_only_buyers_with_a_live_order_may_review(platform, api, db, warehouse):
     seller = make_user(api, "seller")
     r = review(api, seller, pid)
     assert r.status_code == 403 and "review.write" in r.json()["message"], r.text
-    assert api.post(f"/api/v1/products/{pid}/reviews", json={"rating": 5, "body": "x"}).status_code == 401
+    assert (
+        api.post(f"/api/v1/products/{pid}/reviews", json={"rating": 5, "body": "x"}).status_code
+        == 401
+    )
     r = review(api, stranger, 987654321)
     assert r.status_code == 404 and "987654321" in r.json()["message"], r.text
-    assert db.execute("SELECT count(*) AS n FROM product_reviews WHERE product_id = %s", (pid,)).fetchone()["n"] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM product_reviews WHERE product_id = %s", (pid,)
+        ).fetchone()["n"]
+        == 0
+    )
 
 
 BAD_BODIES = [
-    {"rating": 0, "body": "x"}, {"rating": 6, "body": "x"}, {"rating": 4.5, "body": "x"},
-    {"rating": "5", "body": "x"}, {"rating": True, "body": "x"}, {"rating": None, "body": "x"}, {"body": "x"},
-    {"rating": 5}, {"rating": 5, "body": "   "}, {"rating": 5, "body": "x" * 5001},
-    {"rating": 5, "body": "x", "title": "t" * 121}, {"rating": 5, "body": "x", "stars": 5},
+    {"rating": 0, "body": "x"},
+    {"rating": 6, "body": "x"},
+    {"rating": 4.5, "body": "x"},
+    {"rating": "5", "body": "x"},
+    {"rating": True, "body": "x"},
+    {"rating": None, "body": "x"},
+    {"body": "x"},
+    {"rating": 5},
+    {"rating": 5, "body": "   "},
+    {"rating": 5, "body": "x" * 5001},
+    {"rating": 5, "body": "x", "title": "t" * 121},
+    {"rating": 5, "body": "x", "stars": 5},
 ]
 
 
@@ -131,10 +174,18 @@ def test_bad_fields_are_422_and_write_nothing(platform, api, db, warehouse):
     for body in BAD_BODIES:
         r = api.post(f"/api/v1/products/{pid}/reviews", json=body, headers=buyer.headers)
         assert r.status_code == 422 and r.json()["message"], f"{body}: {r.status_code} {r.text}"
-    r = api.post(f"/api/v1/products/{pid}/reviews", content=b"{not json", headers={
-        **buyer.headers, "Content-Type": "application/json"})
+    r = api.post(
+        f"/api/v1/products/{pid}/reviews",
+        content=b"{not json",
+        headers={**buyer.headers, "Content-Type": "application/json"},
+    )
     assert r.status_code == 422, r.text
-    assert db.execute("SELECT count(*) AS n FROM product_reviews WHERE product_id = %s", (pid,)).fetchone()["n"] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM product_reviews WHERE product_id = %s", (pid,)
+        ).fetchone()["n"]
+        == 0
+    )
     # the limits themselves are fine
     assert review(api, buyer, pid, 5, body="x" * 5000, title="t" * 120).status_code == 201
     for patch in ({}, {"rating": 9}, {"body": ""}, {"rating": None}):
@@ -147,7 +198,7 @@ def test_bad_fields_are_422_and_write_nothing(platform, api, db, warehouse):
 
 
 def test_concurrent_reviews_keep_the_exact_average(platform, api, db, warehouse):
-    ratings = [5, 4, 4, 3, 5, 1, 2, 5]      # 29 / 8 = 3.625 -> numeric(3,2) 3.63
+    ratings = [5, 4, 4, 3, 5, 1, 2, 5]  # 29 / 8 = 3.625 -> numeric(3,2) 3.63
     pid, sku = new_product(db, api, warehouse, stock=len(ratings))
     buyers = [make_user(api) for _ in ratings]
     for buyer in buyers:
@@ -160,9 +211,16 @@ def test_concurrent_reviews_keep_the_exact_average(platform, api, db, warehouse)
 
     async def all_at_once():
         async with httpx.AsyncClient(base_url=platform.api_url, timeout=60) as client:
-            posts = [asyncio.create_task(client.post(
-                f"/api/v1/products/{pid}/reviews", json={"rating": n, "body": f"{n} stars"}, headers=b.headers))
-                for b, n in zip(buyers, ratings)]
+            posts = [
+                asyncio.create_task(
+                    client.post(
+                        f"/api/v1/products/{pid}/reviews",
+                        json={"rating": n, "body": f"{n} stars"},
+                        headers=b.headers,
+                    )
+                )
+                for b, n in zip(buyers, ratings)
+            ]
             await asyncio.sleep(1.5)
             waiting = sum(not p.done() for p in posts)
             holder.commit()
@@ -176,16 +234,30 @@ def test_concurrent_reviews_keep_the_exact_average(platform, api, db, warehouse)
     assert [a.status_code for a in answers] == [201] * len(ratings), [a.text for a in answers]
     row = db.execute("SELECT rating, review_count FROM products WHERE id = %s", (pid,)).fetchone()
     assert (str(row["rating"]), row["review_count"]) == ("3.63", 8)
-    assert summary_of(api, pid) == {"average": 3.63, "count": 8, "source": "reviews",
-                                    "histogram": stars(s1=1, s2=1, s3=1, s4=2, s5=3)}
+    assert summary_of(api, pid) == {
+        "average": 3.63,
+        "count": 8,
+        "source": "reviews",
+        "histogram": stars(s1=1, s2=1, s3=1, s4=2, s5=3),
+    }
 
     # pages and sorts over the same reviews
-    page = api.get(f"/api/v1/products/{pid}/reviews", params={"limit": 3, "page": 3, "sort": "highest"}).json()
-    assert page["total"] == 8 and page["total_pages"] == 3 and [x["rating"] for x in page["reviews"]] == [2, 1]
-    lowest = api.get(f"/api/v1/products/{pid}/reviews", params={"limit": 50, "sort": "lowest"}).json()
+    page = api.get(
+        f"/api/v1/products/{pid}/reviews", params={"limit": 3, "page": 3, "sort": "highest"}
+    ).json()
+    assert (
+        page["total"] == 8
+        and page["total_pages"] == 3
+        and [x["rating"] for x in page["reviews"]] == [2, 1]
+    )
+    lowest = api.get(
+        f"/api/v1/products/{pid}/reviews", params={"limit": 50, "sort": "lowest"}
+    ).json()
     assert [x["rating"] for x in lowest["reviews"]] == sorted(ratings)
     newest = api.get(f"/api/v1/products/{pid}/reviews", params={"limit": 50}).json()["reviews"]
-    assert [x["created_at"] for x in newest] == sorted((x["created_at"] for x in newest), reverse=True)
+    assert [x["created_at"] for x in newest] == sorted(
+        (x["created_at"] for x in newest), reverse=True
+    )
     assert api.get(f"/api/v1/products/{pid}/reviews", params={"page": 9}).json()["reviews"] == []
 
 
@@ -201,13 +273,22 @@ def test_support_removes_an_abusive_review_and_it_is_audited(platform, api, db, 
 
     assert api.delete(f"/api/v1/reviews/{review_id}", headers=kind.headers).status_code == 403
     support = make_user(api, "support")
-    r = api.delete(f"/api/v1/reviews/{review_id}", params={"reason": "insults"}, headers=support.headers)
+    r = api.delete(
+        f"/api/v1/reviews/{review_id}", params={"reason": "insults"}, headers=support.headers
+    )
     assert r.status_code == 200, r.text
-    assert r.json()["summary"] == {"average": 5.0, "count": 1, "source": "reviews", "histogram": stars(s5=1)}
+    assert r.json()["summary"] == {
+        "average": 5.0,
+        "count": 1,
+        "source": "reviews",
+        "histogram": stars(s5=1),
+    }
     assert api.get(f"/api/v1/products/{pid}").json()["rating"] == {"average": 5.0, "count": 1}
     assert api.delete(f"/api/v1/reviews/{review_id}", headers=support.headers).status_code == 404
-    entry = db.execute("SELECT actor_id, details FROM audit_log WHERE action = 'review.remove' AND object_id = %s",
-                       (str(review_id),)).fetchone()
+    entry = db.execute(
+        "SELECT actor_id, details FROM audit_log WHERE action = 'review.remove' AND object_id = %s",
+        (str(review_id),),
+    ).fetchone()
     assert entry["actor_id"] == support.id
     assert entry["details"]["body"] == "abusive words" and entry["details"]["reason"] == "insults"
 
@@ -216,14 +297,25 @@ def test_a_seeded_rating_gives_way_to_real_reviews_and_comes_back(platform, api,
     """The generator's rating (no review rows) shows until the first real review; then only real
     reviews count; if the last one is removed, the seeded figures return."""
     pid, sku = new_product(db, api, warehouse, rating="4.30", review_count=120)
-    assert summary_of(api, pid) == {"average": 4.3, "count": 120, "source": "catalog", "histogram": stars()}
+    assert summary_of(api, pid) == {
+        "average": 4.3,
+        "count": 120,
+        "source": "catalog",
+        "histogram": stars(),
+    }
     buyer = make_user(api)
     buy(api, platform, buyer, sku)
     r = review(api, buyer, pid, 2)
     assert r.status_code == 201 and r.json()["summary"] == {
-        "average": 2.0, "count": 1, "source": "reviews", "histogram": stars(s2=1)}
+        "average": 2.0,
+        "count": 1,
+        "source": "reviews",
+        "histogram": stars(s2=1),
+    }
     assert api.get(f"/api/v1/products/{pid}").json()["rating"] == {"average": 2.0, "count": 1}
-    assert api.delete(f"/api/v1/products/{pid}/reviews/mine", headers=buyer.headers).status_code == 200
+    assert (
+        api.delete(f"/api/v1/products/{pid}/reviews/mine", headers=buyer.headers).status_code == 200
+    )
     assert summary_of(api, pid)["average"] == 4.3
     assert api.get(f"/api/v1/products/{pid}").json()["rating"] == {"average": 4.3, "count": 120}
 
@@ -247,8 +339,16 @@ def test_search_min_rating_reflects_a_new_review(platform, api, warehouse):
     seller, buyer = make_user(api, "seller"), make_user(api)
     tag = uuid.uuid4().hex[:10]
     sku = f"RV-{tag}"
-    r = api.post("/api/v1/products", headers=seller.headers, json={
-        "name": f"Reviewed{tag} kettle", "brand": f"Brand{tag}", "price": "30.00", "variants": [{"sku": sku}]})
+    r = api.post(
+        "/api/v1/products",
+        headers=seller.headers,
+        json={
+            "name": f"Reviewed{tag} kettle",
+            "brand": f"Brand{tag}",
+            "price": "30.00",
+            "variants": [{"sku": sku}],
+        },
+    )
     assert r.status_code == 201, r.text
     pid = r.json()["product_id"]
     inventory(platform, "set_stock", sku, warehouse, 5)
@@ -260,4 +360,6 @@ def test_search_min_rating_reflects_a_new_review(platform, api, warehouse):
     buy(api, platform, buyer, sku)
     assert review(api, buyer, pid, 5).status_code == 201
     found, elapsed = _poll(api, {"q": f"reviewed{tag}", "min_rating": 4.5}, ours, SEARCH_VISIBLE_S)
-    assert ours(found) and ours(found)[0]["rating"] == 5.0, f"not visible after {elapsed:.1f}s: {found}"
+    assert ours(found) and ours(found)[0]["rating"] == 5.0, (
+        f"not visible after {elapsed:.1f}s: {found}"
+    )

@@ -1,5 +1,6 @@
 """Stock status reaches search within 1 s (inventory shard -> Redis stream -> search writer), and
 admins rebuild the index on demand without search downtime. Over HTTP on the deployed platform."""
+
 from __future__ import annotations
 
 import threading
@@ -17,8 +18,11 @@ VISIBLE_S = 1.0
 def people(api_module):
     admin = make_user(api_module, "admin")
     wid = f"wh-{uuid.uuid4().hex[:8]}"
-    r = api_module.post("/api/v1/warehouses", json={"id": wid, "name": "Search stock", "lat": 52.5, "lon": 13.4},
-                        headers=admin.headers)
+    r = api_module.post(
+        "/api/v1/warehouses",
+        json={"id": wid, "name": "Search stock", "lat": 52.5, "lon": 13.4},
+        headers=admin.headers,
+    )
     assert r.status_code == 201, r.text
     return {"admin": admin, "seller": make_user(api_module, "seller"), "warehouse": wid}
 
@@ -32,8 +36,13 @@ def api_module(platform):
 
 
 def _listed(api, seller, unique: str, skus: list[str]) -> int:
-    body = {"name": f"Ibis{unique} Desk Lamp", "brand": "Lumen", "category": f"test-{unique}/lamps", "price": "30.00",
-            "variants": [{"sku": s} for s in skus]}
+    body = {
+        "name": f"Ibis{unique} Desk Lamp",
+        "brand": "Lumen",
+        "category": f"test-{unique}/lamps",
+        "price": "30.00",
+        "variants": [{"sku": s} for s in skus],
+    }
     r = api.post("/api/v1/products", json=body, headers=seller.headers)
     assert r.status_code == 201, r.text
     return r.json()["product_id"]
@@ -42,11 +51,15 @@ def _listed(api, seller, unique: str, skus: list[str]) -> int:
 def _in_stock_hits(api, unique: str, pid: int) -> tuple[bool, bool | None]:
     """(found by the in_stock=true filter, the in_stock shown by an unfiltered search)."""
     q = f"ibis{unique}"
-    filtered = api.get("/api/v1/products/search", params={"q": q, "in_stock": "true", "facets": "false"})
+    filtered = api.get(
+        "/api/v1/products/search", params={"q": q, "in_stock": "true", "facets": "false"}
+    )
     assert filtered.status_code == 200, filtered.text
     shown = api.get("/api/v1/products/search", params={"q": q, "facets": "false"}).json()["results"]
-    return (any(r["product_id"] == pid for r in filtered.json()["results"]),
-            next((r["in_stock"] for r in shown if r["product_id"] == pid), None))
+    return (
+        any(r["product_id"] == pid for r in filtered.json()["results"]),
+        next((r["in_stock"] for r in shown if r["product_id"] == pid), None),
+    )
 
 
 def _until(api, unique: str, pid: int, want: bool, timeout_s: float = 5.0) -> float:
@@ -56,13 +69,18 @@ def _until(api, unique: str, pid: int, want: bool, timeout_s: float = 5.0) -> fl
         elapsed = time.monotonic() - t0
         if found is want and shown is want:
             return elapsed
-        assert elapsed < timeout_s, f"in_stock still {found}/{shown} after {elapsed:.2f}s, want {want}"
+        assert elapsed < timeout_s, (
+            f"in_stock still {found}/{shown} after {elapsed:.2f}s, want {want}"
+        )
         time.sleep(0.02)
 
 
 def _set_stock(api, user, sku: str, warehouse: str, on_hand: int) -> None:
-    r = api.put(f"/api/v1/inventory/{sku}", json={"warehouses": [{"warehouse_id": warehouse, "on_hand": on_hand}]},
-                headers=user.headers)
+    r = api.put(
+        f"/api/v1/inventory/{sku}",
+        json={"warehouses": [{"warehouse_id": warehouse, "on_hand": on_hand}]},
+        headers=user.headers,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -70,7 +88,7 @@ def test_sold_out_and_restock_reach_search_within_1s(api_module, people, unique)
     api, seller, wh = api_module, people["seller"], people["warehouse"]
     sku = f"IBIS-{unique}"
     pid = _listed(api, seller, unique, [sku])
-    _until(api, unique, pid, True)           # listed in stock (the catalog's flag), indexed
+    _until(api, unique, pid, True)  # listed in stock (the catalog's flag), indexed
 
     _set_stock(api, seller, sku, wh, 0)
     elapsed = _until(api, unique, pid, False)
@@ -114,8 +132,12 @@ def test_admin_rebuild_swaps_the_index_without_downtime(api_module, people, uniq
     assert api.post("/api/v1/admin/search/rebuild").status_code == 401
     assert api.post("/api/v1/admin/search/rebuild", headers=seller.headers).status_code == 403
     assert api.get("/api/v1/admin/search/status", headers=seller.headers).status_code == 403
-    assert api.post("/api/v1/admin/search/rebuild", params={"wait": "maybe"},
-                    headers=admin.headers).status_code == 422
+    assert (
+        api.post(
+            "/api/v1/admin/search/rebuild", params={"wait": "maybe"}, headers=admin.headers
+        ).status_code
+        == 422
+    )
     before = api.get("/api/v1/admin/search/status", headers=admin.headers).json()
 
     # searches keep answering (and finding the product) while the rebuild runs
@@ -127,8 +149,12 @@ def test_admin_rebuild_swaps_the_index_without_downtime(api_module, people, uniq
 
         with httpx.Client(base_url=str(api.base_url), timeout=30) as c:
             while not stop.is_set():
-                r = c.get("/api/v1/products/search", params={"q": f"ibis{unique}", "facets": "false"})
-                if r.status_code != 200 or not any(x["product_id"] == pid for x in r.json()["results"]):
+                r = c.get(
+                    "/api/v1/products/search", params={"q": f"ibis{unique}", "facets": "false"}
+                )
+                if r.status_code != 200 or not any(
+                    x["product_id"] == pid for x in r.json()["results"]
+                ):
                     failures.append(f"{r.status_code} {r.text[:200]}")
                 time.sleep(0.01)
 
@@ -142,7 +168,9 @@ def test_admin_rebuild_swaps_the_index_without_downtime(api_module, people, uniq
         t.join()
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["documents"] >= 1 and out["seconds"] > 0 and out["generation"] != before["generation"]
+    assert (
+        out["documents"] >= 1 and out["seconds"] > 0 and out["generation"] != before["generation"]
+    )
     assert not failures, failures[:3]
 
     after = api.get("/api/v1/admin/search/status", headers=admin.headers).json()
@@ -151,15 +179,23 @@ def test_admin_rebuild_swaps_the_index_without_downtime(api_module, people, uniq
     r = api.post("/api/v1/admin/search/rebuild", params={"wait": "false"}, headers=admin.headers)
     assert r.status_code == 202, r.text
     t0 = time.monotonic()
-    while api.get("/api/v1/admin/search/status", headers=admin.headers).json()["generation"] == out["generation"]:
+    while (
+        api.get("/api/v1/admin/search/status", headers=admin.headers).json()["generation"]
+        == out["generation"]
+    ):
         assert time.monotonic() - t0 < 30, "background rebuild never swapped in"
         time.sleep(0.1)
 
     # the new generation takes updates like the old one
-    r = api.patch(f"/api/v1/products/{pid}", json={"name": f"Egret{unique} Desk Lamp"}, headers=seller.headers)
+    r = api.patch(
+        f"/api/v1/products/{pid}", json={"name": f"Egret{unique} Desk Lamp"}, headers=seller.headers
+    )
     assert r.status_code == 200, r.text
     t0 = time.monotonic()
-    while api.get("/api/v1/products/search", params={"q": f"egret{unique}"}).json()["total_results"] != 1:
+    while (
+        api.get("/api/v1/products/search", params={"q": f"egret{unique}"}).json()["total_results"]
+        != 1
+    ):
         assert time.monotonic() - t0 < VISIBLE_S * 3, "update after the swap not searchable"
         time.sleep(0.02)
 
@@ -168,17 +204,23 @@ def test_feed_publishes_edges_only(settings, unique):
     """The shard-side publisher: one entry per crossing of 0 (and the first sighting), not per change."""
     import asyncio
 
-    from actors.inventory.messages import WarehouseStock
-    from actors.search.stock_feed import STREAM, StockStatusFeed
-    from storage.redis import async_redis
+    from flashmart.actors.inventory.messages import WarehouseStock
+    from flashmart.actors.search.stock_feed import STREAM, StockStatusFeed
+    from flashmart.storage.redis import async_redis
 
     class Sku:
         def __init__(self, **levels):
             self.stock = {"w1": WarehouseStock(**levels)}
 
     a, b = f"feed-{unique}-a", f"feed-{unique}-b"
-    steps = [({a: Sku(on_hand=3), b: Sku(on_hand=0)}), ({a: Sku(on_hand=3, held=1)}), ({a: Sku(on_hand=3, held=3)}),
-             ({a: Sku(on_hand=3, held=2, sold=1)}), ({a: Sku(on_hand=4, held=2, sold=1)}), ({b: Sku(on_hand=0)})]
+    steps = [
+        ({a: Sku(on_hand=3), b: Sku(on_hand=0)}),
+        ({a: Sku(on_hand=3, held=1)}),
+        ({a: Sku(on_hand=3, held=3)}),
+        ({a: Sku(on_hand=3, held=2, sold=1)}),
+        ({a: Sku(on_hand=4, held=2, sold=1)}),
+        ({b: Sku(on_hand=0)}),
+    ]
 
     async def run() -> list[tuple[str, str]]:
         feed = StockStatusFeed(settings.redis_url)
@@ -205,27 +247,41 @@ def test_bucketed_sku_counts_its_pool_and_every_bucket(settings, db, unique):
     import psycopg
     from psycopg.rows import dict_row
 
-    from actors.search.stock_feed import apply_edges
+    from flashmart.actors.search.stock_feed import apply_edges
 
     sku = f"BKT-{unique}"
-    seller = db.execute("INSERT INTO sellers (name) VALUES (%s) RETURNING id", (f"s-{unique}",)).fetchone()["id"]
-    pid = db.execute("INSERT INTO products (seller_id, name, price, in_stock) VALUES (%s, %s, 5, true) RETURNING id",
-                     (seller, f"Bucketed {unique}")).fetchone()["id"]
+    seller = db.execute(
+        "INSERT INTO sellers (name) VALUES (%s) RETURNING id", (f"s-{unique}",)
+    ).fetchone()["id"]
+    pid = db.execute(
+        "INSERT INTO products (seller_id, name, price, in_stock) VALUES (%s, %s, 5, true) RETURNING id",
+        (seller, f"Bucketed {unique}"),
+    ).fetchone()["id"]
     db.execute("INSERT INTO product_variants (product_id, sku) VALUES (%s, %s)", (pid, sku))
     for key, on_hand in ((sku, 0), (f"{sku}#0", 0), (f"{sku}#1", 4)):
-        db.execute("INSERT INTO inventory_stock (sku, warehouse_id, on_hand) VALUES (%s, 'w1', %s)", (key, on_hand))
+        db.execute(
+            "INSERT INTO inventory_stock (sku, warehouse_id, on_hand) VALUES (%s, 'w1', %s)",
+            (key, on_hand),
+        )
 
     async def apply(edges: dict) -> list[int]:
-        async with await psycopg.AsyncConnection.connect(settings.database_url, row_factory=dict_row,
-                                                         autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, row_factory=dict_row, autocommit=True
+        ) as conn:
             return await apply_edges(conn, edges)
 
     def flag() -> bool:
-        return db.execute("SELECT in_stock FROM products WHERE id = %s", (pid,)).fetchone()["in_stock"]
+        return db.execute("SELECT in_stock FROM products WHERE id = %s", (pid,)).fetchone()[
+            "in_stock"
+        ]
 
-    assert asyncio.run(apply({sku: 0, f"{sku}#0": 0})) == [] and flag() is True   # bucket 1 still has 4
-    assert asyncio.run(apply({f"{sku}#1": 0})) == [pid] and flag() is False         # the last bucket ran dry
-    assert asyncio.run(apply({f"{sku}#0": 2})) == [pid] and flag() is True          # refilled from the pool
+    assert (
+        asyncio.run(apply({sku: 0, f"{sku}#0": 0})) == [] and flag() is True
+    )  # bucket 1 still has 4
+    assert (
+        asyncio.run(apply({f"{sku}#1": 0})) == [pid] and flag() is False
+    )  # the last bucket ran dry
+    assert asyncio.run(apply({f"{sku}#0": 2})) == [pid] and flag() is True  # refilled from the pool
 
 
 def test_an_index_of_an_older_version_is_rebuilt_not_crashed_on(platform, tmp_path):
@@ -237,7 +293,7 @@ def test_an_index_of_an_older_version_is_rebuilt_not_crashed_on(platform, tmp_pa
     import ray
     import tantivy
 
-    from actors.search.actor import SearchActor, SearchClient
+    from flashmart.actors.search.actor import SearchActor, SearchClient
 
     settings = platform.model_copy(update={"data_dir": tmp_path})
     old = tmp_path / "search" / "g1"
@@ -251,7 +307,9 @@ def test_an_index_of_an_older_version_is_rebuilt_not_crashed_on(platform, tmp_pa
     writer = SearchActor.options(num_cpus=0).remote(settings, 0, 1)
     try:
         first = ray.get(writer.search.remote({"q": "lamp"}), timeout=60)
-        assert first.get("error") in ("unavailable", None), first   # (None: the rebuild already finished)
+        assert first.get("error") in ("unavailable", None), (
+            first
+        )  # (None: the rebuild already finished)
         client = SearchClient(settings, [writer], None)
         deadline = time.monotonic() + 120
         while True:
@@ -262,7 +320,7 @@ def test_an_index_of_an_older_version_is_rebuilt_not_crashed_on(platform, tmp_pa
             time.sleep(0.2)
         assert status["generation"] != "g1" and not status["rebuilding"]
         assert "error" not in ray.get(writer.search.remote({"q": "lamp"}), timeout=30)
-        time.sleep(1.1)   # the client retries its local reader at most every second
+        time.sleep(1.1)  # the client retries its local reader at most every second
         out = asyncio.run(client.search({"q": "lamp"}))
         assert "error" not in out and client.local is not None
     finally:
@@ -271,11 +329,12 @@ def test_an_index_of_an_older_version_is_rebuilt_not_crashed_on(platform, tmp_pa
 
 # --- the writer crashes: restarted, and nothing changed meanwhile is lost ---------------------------
 
+
 def _writer():
     import ray
 
-    from actors import NAMESPACE
-    from actors.search.actor import NAME
+    from flashmart.actors import NAMESPACE
+    from flashmart.actors.search.actor import NAME
 
     return ray.get_actor(NAME.format(0), namespace=NAMESPACE)
 
@@ -307,7 +366,11 @@ def _restarted(writer, old_pid: int, timeout_s: float = 90.0) -> float:
         try:
             if _pid(writer) != old_pid:
                 return time.monotonic()
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
+        except (
+            ray.exceptions.RayActorError,
+            ray.exceptions.GetTimeoutError,
+            ray.exceptions.ActorUnavailableError,
+        ):
             pass
         assert time.monotonic() - t0 < timeout_s, "the search writer was not restarted"
         time.sleep(0.1)
@@ -323,32 +386,49 @@ def _found_within(api, q: str, pid: int, since: float, timeout_s: float) -> floa
         time.sleep(0.05)
 
 
-CAUGHT_UP_S = 5.0   # after the writer is back: its first catch-up round runs at once, then a commit
-from actors.search.actor import CATCH_UP_INTERVAL_S  # noqa: E402 - the writer's catch-up rounds while it runs
+CAUGHT_UP_S = 5.0  # after the writer is back: its first catch-up round runs at once, then a commit
+from flashmart.actors.search.actor import CATCH_UP_INTERVAL_S  # noqa: E402 - the writer's catch-up rounds while it runs
 
 
-def test_edit_while_the_writer_is_down_answers_200_and_reaches_search_after_its_restart(api_module, people, unique):
+def test_edit_while_the_writer_is_down_answers_200_and_reaches_search_after_its_restart(
+    api_module, people, unique
+):
     api, seller = api_module, people["seller"]
     pid = _listed(api, seller, unique, [f"IBIS-{unique}"])
     _until(api, unique, pid, True)
     writer, old_pid = _kill_writer()
     t0 = time.monotonic()
-    r = api.patch(f"/api/v1/products/{pid}", json={"name": f"Kestrel{unique} Desk Lamp"}, headers=seller.headers)
-    assert r.status_code == 200, r.text           # committed: the seller's write does not fail for search
+    r = api.patch(
+        f"/api/v1/products/{pid}",
+        json={"name": f"Kestrel{unique} Desk Lamp"},
+        headers=seller.headers,
+    )
+    assert r.status_code == 200, r.text  # committed: the seller's write does not fail for search
     assert r.json()["name"] == f"Kestrel{unique} Desk Lamp"
     assert time.monotonic() - t0 < 5, "the write waited for the search writer"
-    assert api.get(f"/api/v1/products/{pid}").json()["name"] == f"Kestrel{unique} Desk Lamp"   # page dropped
+    assert (
+        api.get(f"/api/v1/products/{pid}").json()["name"] == f"Kestrel{unique} Desk Lamp"
+    )  # page dropped
     back = _restarted(writer, old_pid)
     _found_within(api, f"kestrel{unique}", pid, back, CAUGHT_UP_S)
-    assert api.get("/api/v1/products/search", params={"q": f"ibis{unique}"}).json()["total_results"] == 0
+    assert (
+        api.get("/api/v1/products/search", params={"q": f"ibis{unique}"}).json()["total_results"]
+        == 0
+    )
 
     # and the restarted writer takes refreshes as before
-    r = api.patch(f"/api/v1/products/{pid}", json={"name": f"Merlin{unique} Desk Lamp"}, headers=seller.headers)
+    r = api.patch(
+        f"/api/v1/products/{pid}",
+        json={"name": f"Merlin{unique} Desk Lamp"},
+        headers=seller.headers,
+    )
     assert r.status_code == 200, r.text
     _found_within(api, f"merlin{unique}", pid, time.monotonic(), 1.0 + VISIBLE_S)
 
 
-def test_a_product_changed_in_sql_reaches_search_after_a_writer_restart(api_module, people, db, unique):
+def test_a_product_changed_in_sql_reaches_search_after_a_writer_restart(
+    api_module, people, db, unique
+):
     api, seller = api_module, people["seller"]
     pid = _listed(api, seller, unique, [f"IBIS-{unique}"])
     _until(api, unique, pid, True)
@@ -361,7 +441,9 @@ def test_a_product_changed_in_sql_reaches_search_after_a_writer_restart(api_modu
     assert status["watermark"] and status["caught_up"] >= 1, status
 
 
-def test_a_product_changed_in_sql_reaches_search_while_the_writer_runs(api_module, people, db, unique):
+def test_a_product_changed_in_sql_reaches_search_while_the_writer_runs(
+    api_module, people, db, unique
+):
     api, seller = api_module, people["seller"]
     pid = _listed(api, seller, unique, [f"IBIS-{unique}"])
     _until(api, unique, pid, True)

@@ -1,5 +1,6 @@
 """The replica-local sold-out board (serve/sold_out.py): refuses a sold-out SKU without asking the
 shard, and lets buyers in again as soon as a unit comes back (no undersell)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,19 +9,13 @@ import uuid
 
 import pytest
 
-from serve.sold_out import SoldOutBoard
+from flashmart.serve.sold_out import SoldOutBoard
 from tests.helpers import make_user
-from tests.test_checkout_e2e import add, admin, product, warehouse  # noqa: F401 - fixtures
+from tests.shop import add, product
 
 pytestmark = pytest.mark.slow
 
-BOARD_MESSAGE = "no unit is available"   # the board's wording; the shard's refusal says otherwise
-
-
-@pytest.fixture()
-def api(api, platform):
-    api.platform = platform
-    return api
+BOARD_MESSAGE = "no unit is available"  # the board's wording; the shard's refusal says otherwise
 
 
 def _add_until(api, sku, want, timeout_s=5.0):
@@ -33,7 +28,9 @@ def _add_until(api, sku, want, timeout_s=5.0):
         time.sleep(0.1)
 
 
-def test_sold_out_is_answered_by_the_board_and_lifted_when_a_unit_returns(platform, api, db, admin, warehouse):
+def test_sold_out_is_answered_by_the_board_and_lifted_when_a_unit_returns(
+    platform, api, db, admin, warehouse
+):
     sku = product(db, api, admin, warehouse, stock=1)
     first = make_user(api)
     r = add(api, first, sku)
@@ -51,20 +48,22 @@ def test_sold_out_is_answered_by_the_board_and_lifted_when_a_unit_returns(platfo
 
 
 def test_board_replays_the_stream_and_follows_it(backing):
-    from actors.search.stock_feed import STREAM
-    from storage.redis import async_redis
+    from flashmart.actors.search.stock_feed import STREAM
+    from flashmart.storage.redis import async_redis
 
     sku_a, sku_b = f"SO-{uuid.uuid4().hex[:8]}", f"SO-{uuid.uuid4().hex[:8]}"
 
     async def run():
         writer = async_redis(backing.redis_url)
-        await writer.xadd(STREAM, {"sku": sku_a, "available": 0})   # before the board starts: replayed
+        await writer.xadd(
+            STREAM, {"sku": sku_a, "available": 0}
+        )  # before the board starts: replayed
         await writer.xadd(STREAM, {"sku": sku_b, "available": 3})
         board = SoldOutBoard.start(async_redis(backing.redis_url, max_connections=2))
         try:
             await _until(lambda: board.is_sold_out(sku_a))
             assert not board.is_sold_out(sku_b)
-            await writer.xadd(STREAM, {"sku": sku_b, "available": 0})   # followed live
+            await writer.xadd(STREAM, {"sku": sku_b, "available": 0})  # followed live
             await writer.xadd(STREAM, {"sku": sku_a, "available": 2})
             await _until(lambda: board.is_sold_out(sku_b) and not board.is_sold_out(sku_a))
         finally:
@@ -83,12 +82,17 @@ async def _until(cond, timeout_s: float = 10.0) -> None:
 
 def test_a_sku_split_into_buckets_is_sold_out_only_when_every_part_is_empty():
     board = SoldOutBoard(redis=None)
-    board.apply([("1-0", {"sku": "S", "available": "0"}),        # the pool handed its units to the buckets
-                 ("2-0", {"sku": "S#0", "available": "5"}), ("3-0", {"sku": "S#1", "available": "4"})])
+    board.apply(
+        [
+            ("1-0", {"sku": "S", "available": "0"}),  # the pool handed its units to the buckets
+            ("2-0", {"sku": "S#0", "available": "5"}),
+            ("3-0", {"sku": "S#1", "available": "4"}),
+        ]
+    )
     assert not board.is_sold_out("S")
     board.apply([("4-0", {"sku": "S#0", "available": "0"})])
     assert not board.is_sold_out("S")
     board.apply([("5-0", {"sku": "S#1", "available": "0"})])
     assert board.is_sold_out("S")
-    board.apply([("6-0", {"sku": "S", "available": "2"})])           # a restock into the pool
+    board.apply([("6-0", {"sku": "S", "available": "2"})])  # a restock into the pool
     assert not board.is_sold_out("S")

@@ -5,6 +5,7 @@ two writers; different carts proceed concurrently. The actor keeps no cart in me
 operation: Redis is the copy that survives restarts, and it is read in well under a millisecond.
 Every item is backed by inventory holds taken through the InventoryClient.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,11 +17,11 @@ from decimal import Decimal
 
 import ray
 
-from actors.carts.catalog import find_variant
-from actors.carts.coupons import check, coupon_from_row
-from actors.carts.state import Cart, Hold
+from flashmart.actors import NAMESPACE
+from flashmart.actors.carts.catalog import find_variant
+from flashmart.actors.carts.coupons import check, coupon_from_row
+from flashmart.actors.carts.state import Cart, Hold
 from flashmart.settings import Settings
-from actors import NAMESPACE
 
 PREFIX = "cart-shard"
 HOLD_MARGIN_S = 5.0  # a hold this close to expiry is renewed before checkout
@@ -62,21 +63,21 @@ class CartShard:
     # --- wiring (lazy: nothing connects in __init__, a restart comes back at once) ---
     async def _r(self):
         if self._redis is None:
-            from storage.redis import async_redis
+            from flashmart.storage.redis import async_redis
 
             self._redis = async_redis(self.settings.redis_url)
         return self._redis
 
     async def _pg(self):
         if self._db is None:
-            from storage.postgres import open_async_pool
+            from flashmart.storage.postgres import open_async_pool
 
             self._db = await open_async_pool(self.settings.database_url, min_size=1, max_size=4)
         return self._db
 
     async def _inv(self):
         if self._inventory is None:
-            from actors.inventory.client import InventoryClient
+            from flashmart.actors.inventory.client import InventoryClient
 
             self._inventory = await InventoryClient.connect(self.settings)
         return self._inventory
@@ -88,7 +89,9 @@ class CartShard:
     async def _save(self, cart: Cart) -> None:
         r = await self._r()
         if cart.items or cart.saved or cart.coupons:
-            await r.set(cart_key(cart.cart_id), json.dumps(cart.to_dict()), ex=self.settings.cart_ttl_s)
+            await r.set(
+                cart_key(cart.cart_id), json.dumps(cart.to_dict()), ex=self.settings.cart_ttl_s
+            )
         else:
             await r.delete(cart_key(cart.cart_id))
 
@@ -106,21 +109,43 @@ class CartShard:
     async def snapshot(self, cart_id: str) -> dict:
         return (await self._load(cart_id)).to_dict()
 
-    async def add(self, cart_id: str, user_id: int | None, buyer_id: int, sku: str | None, product_id: str | None,
-                  options: dict | None, quantity: int) -> dict:
+    async def add(
+        self,
+        cart_id: str,
+        user_id: int | None,
+        buyer_id: int,
+        sku: str | None,
+        product_id: str | None,
+        options: dict | None,
+        quantity: int,
+    ) -> dict:
         async with self.locks[cart_id]:
             cart = await self._load(cart_id, user_id)
             variant = await find_variant(await self._pg(), sku, product_id, options)
             if variant is None:
-                return refused("not_found", f"no product for sale with sku={sku!r} product_id={product_id!r}")
+                return refused(
+                    "not_found", f"no product for sale with sku={sku!r} product_id={product_id!r}"
+                )
             existing = cart.item_by_sku(variant["sku"])
             if existing is None and len(cart.items) >= self.settings.cart_items_max:
-                return refused("too_large", f"a cart holds at most {self.settings.cart_items_max} different items")
+                return refused(
+                    "too_large",
+                    f"a cart holds at most {self.settings.cart_items_max} different items",
+                )
             r = await self._reserve(variant["sku"], quantity, buyer_id)
             if _is_refusal(r):
-                return refused(r.reason, r.message or f"cannot reserve {quantity} x {variant['sku']}: {r.reason}")
-            cart.add_hold(variant["sku"], variant["product_id"], variant["name"], str(variant["price"]),
-                          int(variant["weight_g"]), Hold(r.hold_id, r.quantity, r.expires_at))
+                return refused(
+                    r.reason,
+                    r.message or f"cannot reserve {quantity} x {variant['sku']}: {r.reason}",
+                )
+            cart.add_hold(
+                variant["sku"],
+                variant["product_id"],
+                variant["name"],
+                str(variant["price"]),
+                int(variant["weight_g"]),
+                Hold(r.hold_id, r.quantity, r.expires_at),
+            )
             await self._save(cart)
             return {"cart": cart.view(time.time())}
 
@@ -133,7 +158,9 @@ class CartShard:
             if quantity > item.quantity:  # more: one extra hold for the difference
                 r = await self._reserve(item.sku, quantity - item.quantity, buyer_id)
                 if _is_refusal(r):
-                    return refused(r.reason, r.message or f"cannot reserve more of {item.sku}: {r.reason}")
+                    return refused(
+                        r.reason, r.message or f"cannot reserve more of {item.sku}: {r.reason}"
+                    )
                 item.holds.append(Hold(r.hold_id, r.quantity, r.expires_at))
                 cart.replace_holds(item_id, item.holds)
             elif quantity < item.quantity:  # fewer: give the holds back, then hold the new amount
@@ -144,7 +171,9 @@ class CartShard:
                     if _is_refusal(r):
                         cart.replace_holds(item_id, [])
                         await self._save(cart)
-                        return refused(r.reason, r.message or f"{item.sku} could not be held again: {r.reason}")
+                        return refused(
+                            r.reason, r.message or f"{item.sku} could not be held again: {r.reason}"
+                        )
                     holds = [Hold(r.hold_id, r.quantity, r.expires_at)]
                 cart.replace_holds(item_id, holds)
             await self._save(cart)
@@ -192,10 +221,18 @@ class CartShard:
             bad = check(coupon, cart.subtotal(), time.time(), uses, cart.coupon_objects())
             if bad is not None:
                 return refused(bad.reason, bad.message)
-            cart.apply_coupon({"code": coupon.code, "kind": coupon.kind, "value": str(coupon.value),
-                               "min_spend": str(coupon.min_spend), "expires_at": coupon.expires_at,
-                               "per_user_limit": coupon.per_user_limit, "total_limit": coupon.total_limit,
-                               "used_count": coupon.used_count})
+            cart.apply_coupon(
+                {
+                    "code": coupon.code,
+                    "kind": coupon.kind,
+                    "value": str(coupon.value),
+                    "min_spend": str(coupon.min_spend),
+                    "expires_at": coupon.expires_at,
+                    "per_user_limit": coupon.per_user_limit,
+                    "total_limit": coupon.total_limit,
+                    "used_count": coupon.used_count,
+                }
+            )
             await self._save(cart)
             return {"cart": cart.view(time.time())}
 
@@ -227,13 +264,23 @@ class CartShard:
             for item in list(incoming.items.values()):
                 holds, refusal = await self._take_over(item, user_id)
                 if holds:
-                    report["moved"].append({"sku": item.sku, "quantity": sum(h.quantity for h in holds)})
+                    report["moved"].append(
+                        {"sku": item.sku, "quantity": sum(h.quantity for h in holds)}
+                    )
                 if refusal is not None:
-                    report["refused"].append({"sku": item.sku, "quantity": item.quantity - sum(h.quantity for h in holds),
-                                              "reason": refusal.reason, "message": _merge_message(item.sku, refusal)})
+                    report["refused"].append(
+                        {
+                            "sku": item.sku,
+                            "quantity": item.quantity - sum(h.quantity for h in holds),
+                            "reason": refusal.reason,
+                            "message": _merge_message(item.sku, refusal),
+                        }
+                    )
                 incoming.replace_holds(item.item_id, holds)
             report["coupons_dropped"] = await self._used_up_coupons(incoming, f"u:{user_id}")
-            incoming.coupons = [c for c in incoming.coupons if c["code"] not in report["coupons_dropped"]]
+            incoming.coupons = [
+                c for c in incoming.coupons if c["code"] not in report["coupons_dropped"]
+            ]
             cart.merge(incoming)
             await self._save(cart)
             return {"cart": cart.view(time.time()), "merge": report}
@@ -241,30 +288,42 @@ class CartShard:
     async def _take_over(self, item, buyer_id: int) -> tuple[list[Hold], object | None]:
         """Give the guest line's holds to `buyer_id` (TransferHold), each as much as the buyer's limit allows
         (the rest back to stock). A guest hold that has expired meanwhile is reserved again as the buyer."""
-        from actors.inventory.messages import Refusal
+        from flashmart.actors.inventory.messages import Refusal
 
         inv = await self._inv()
         holds, refusal, gone = [], None, 0
         for h in item.holds:
-            r = await inv.transfer_hold(item.sku, h.hold_id, buyer_id, h.quantity, partial=True,
-                                        ttl_s=self.settings.hold_ttl_s)
+            r = await inv.transfer_hold(
+                item.sku,
+                h.hold_id,
+                buyer_id,
+                h.quantity,
+                partial=True,
+                ttl_s=self.settings.hold_ttl_s,
+            )
             if _is_refusal(r):
                 if r.reason in ("hold_expired", "unknown_hold"):
                     gone += h.quantity
                     continue
                 refusal = refusal or r
-                await self._release([(item.sku, h)])  # refused: the guest's hold is as it was, give it back
+                await self._release(
+                    [(item.sku, h)]
+                )  # refused: the guest's hold is as it was, give it back
                 continue
             holds.append(Hold(r.hold_id, r.quantity, r.expires_at))
             if r.quantity < h.quantity:
-                refusal = refusal or Refusal("limit_reached", "per-buyer limit for this sale reached")
+                refusal = refusal or Refusal(
+                    "limit_reached", "per-buyer limit for this sale reached"
+                )
         if gone:
             more, again = await self._reserve_up_to(item.sku, gone, buyer_id)
             holds += more
             refusal = refusal or again
         return holds, refusal
 
-    async def _reserve_up_to(self, sku: str, want: int, buyer_id: int) -> tuple[list[Hold], object | None]:
+    async def _reserve_up_to(
+        self, sku: str, want: int, buyer_id: int
+    ) -> tuple[list[Hold], object | None]:
         """As many of `want` units as stock and the buyer's limit allow (both refuse monotonically in the
         quantity, so halving the request finds the most in O(log^2 want) calls). The refusal that
         stopped it, if any unit is missing."""
@@ -286,8 +345,12 @@ class CartShard:
         if not limited:
             return []
         async with (await self._pg()).connection() as conn:
-            return [c["code"] for c in cart.coupons if c["code"] in limited
-                    and await _uses(conn, c["code"], buyer) >= c["per_user_limit"]]
+            return [
+                c["code"]
+                for c in cart.coupons
+                if c["code"] in limited
+                and await _uses(conn, c["code"], buyer) >= c["per_user_limit"]
+            ]
 
     async def renew_holds(self, cart_id: str, buyer_id: int) -> dict:
         """Checkout's reserve step: every hold expired (or about to) is taken again; if stock is gone
@@ -309,10 +372,16 @@ class CartShard:
                     fresh = [h for h in item.holds if h not in stale]
                     cart.replace_holds(item.item_id, fresh)
                     await self._save(cart)
-                    return refused("hold_expired", f"your reservation of {item.sku} expired and it is now "
-                                                   f"{r.reason.replace('_', ' ')}")
-                cart.replace_holds(item.item_id, [h for h in item.holds if h not in stale]
-                                   + [Hold(r.hold_id, r.quantity, r.expires_at)])
+                    return refused(
+                        "hold_expired",
+                        f"your reservation of {item.sku} expired and it is now "
+                        f"{r.reason.replace('_', ' ')}",
+                    )
+                cart.replace_holds(
+                    item.item_id,
+                    [h for h in item.holds if h not in stale]
+                    + [Hold(r.hold_id, r.quantity, r.expires_at)],
+                )
                 changed = True
             if changed:
                 await self._save(cart)
@@ -336,7 +405,9 @@ class CartShard:
 
 def ensure_cart_actors(settings: Settings) -> None:
     for i in range(settings.cart_shard_count):
-        CartShard.options(namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True).remote(settings, i)
+        CartShard.options(
+            namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True
+        ).remote(settings, i)
 
 
 class CartsClient:
@@ -348,10 +419,16 @@ class CartsClient:
         self.redis = redis
 
     @classmethod
-    async def connect(cls, settings: Settings, redis=None) -> "CartsClient":
+    async def connect(cls, settings: Settings, redis=None) -> CartsClient:
         """`redis`: lets checkout_snapshot read a cart whose holds are all fresh without a Ray hop."""
-        return cls(settings, [ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(settings.cart_shard_count)],
-                   redis)
+        return cls(
+            settings,
+            [
+                ray.get_actor(actor_name(i), namespace=NAMESPACE)
+                for i in range(settings.cart_shard_count)
+            ],
+            redis,
+        )
 
     async def fresh_snapshot(self, cart_id: str) -> dict | None:
         """The cart as checkout needs it, when every hold is live for a while yet: there is nothing to
@@ -371,7 +448,9 @@ class CartsClient:
     async def checkout_snapshot(self, cart_id: str, buyer_id: int) -> dict:
         """Checkout's reserve step (the shard's renew_holds), read straight from Redis when nothing needs
         renewing (fresh_snapshot); otherwise the shard renews under its per-cart lock."""
-        return await self.fresh_snapshot(cart_id) or await self.call(cart_id, "renew_holds", buyer_id)
+        return await self.fresh_snapshot(cart_id) or await self.call(
+            cart_id, "renew_holds", buyer_id
+        )
 
     def shard(self, cart_id: str):
         return self.handles[shard_of(cart_id, len(self.handles))]
@@ -382,7 +461,9 @@ class CartsClient:
     async def merge(self, guest_id: str, user_cart_id: str, user_id: int) -> dict:
         guest = await self.call(guest_id, "take")
         if guest is None:
-            return refused("not_found", "no guest cart with that id (it may have expired or been merged)")
+            return refused(
+                "not_found", "no guest cart with that id (it may have expired or been merged)"
+            )
         return await self.call(user_cart_id, "absorb", user_id, guest)
 
     async def ping(self) -> None:
@@ -393,13 +474,17 @@ class CartsClient:
 async def _uses(conn, code: str, buyer: str | None) -> int:
     if buyer is None:
         return 0
-    cur = await conn.execute("SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s", (code, buyer))
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s", (code, buyer)
+    )
     return (await cur.fetchone())["n"]
 
 
 def _merge_message(sku: str, refusal) -> str:
-    why = {"limit_reached": "the sale's per-buyer limit would be exceeded",
-           "sold_out": "no unit is left"}.get(refusal.reason, refusal.message or refusal.reason)
+    why = {
+        "limit_reached": "the sale's per-buyer limit would be exceeded",
+        "sold_out": "no unit is left",
+    }.get(refusal.reason, refusal.message or refusal.reason)
     return f"not moved from the guest cart: {why} ({sku})"
 
 

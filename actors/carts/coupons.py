@@ -4,6 +4,7 @@ A cart holds at most one money-off coupon (percentage or fixed) and one free-shi
 combination is always well defined. Usage limits are checked here against counts read from
 PostgreSQL and enforced for good by a conditional UPDATE in the order's transaction.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,12 +36,17 @@ class CouponRefusal:
     message: str
 
 
-def check(coupon: Coupon, subtotal: Decimal, now: float, buyer_uses: int, applied: list[Coupon]) -> CouponRefusal | None:
+def check(
+    coupon: Coupon, subtotal: Decimal, now: float, buyer_uses: int, applied: list[Coupon]
+) -> CouponRefusal | None:
     """None when the coupon may be applied to this cart now."""
     if coupon.expires_at is not None and now >= coupon.expires_at:
         return CouponRefusal("coupon_expired", f"coupon {coupon.code} has expired")
     if subtotal < coupon.min_spend:
-        return CouponRefusal("coupon_min_spend", f"coupon {coupon.code} needs a subtotal of at least {coupon.min_spend}")
+        return CouponRefusal(
+            "coupon_min_spend",
+            f"coupon {coupon.code} needs a subtotal of at least {coupon.min_spend}",
+        )
     if coupon.total_limit is not None and coupon.used_count >= coupon.total_limit:
         return CouponRefusal("coupon_exhausted", f"coupon {coupon.code} has been used up")
     if coupon.per_user_limit is not None and buyer_uses >= coupon.per_user_limit:
@@ -49,7 +55,9 @@ def check(coupon: Coupon, subtotal: Decimal, now: float, buyer_uses: int, applie
         if other.code == coupon.code:
             return CouponRefusal("coupon_conflict", f"coupon {coupon.code} is already applied")
         if _slot(other) == _slot(coupon):
-            return CouponRefusal("coupon_conflict", f"coupon {other.code} is already applied; remove it first")
+            return CouponRefusal(
+                "coupon_conflict", f"coupon {other.code} is already applied; remove it first"
+            )
     return None
 
 
@@ -81,6 +89,13 @@ def discount(coupons: list[Coupon], subtotal: Decimal, now: float) -> Discount:
 
 def coupon_from_row(row: dict) -> Coupon:
     exp = row.get("expires_at")
-    return Coupon(code=row["code"], kind=row["kind"], value=Decimal(row["value"]), min_spend=Decimal(row["min_spend"]),
-                  expires_at=exp.timestamp() if exp is not None else None, per_user_limit=row.get("per_user_limit"),
-                  total_limit=row.get("total_limit"), used_count=row.get("used_count", 0))
+    return Coupon(
+        code=row["code"],
+        kind=row["kind"],
+        value=Decimal(row["value"]),
+        min_spend=Decimal(row["min_spend"]),
+        expires_at=exp.timestamp() if exp is not None else None,
+        per_user_limit=row.get("per_user_limit"),
+        total_limit=row.get("total_limit"),
+        used_count=row.get("used_count", 0),
+    )

@@ -3,13 +3,14 @@
 No Ray, no I/O. The actor shell reserves/releases stock through the inventory engine and hands the
 results here; this object only keeps the books straight. Money is Decimal, serialised as strings.
 """
+
 from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
-from actors.carts.coupons import Coupon, Discount, discount
+from flashmart.actors.carts.coupons import Coupon, Discount, discount
 
 
 @dataclass
@@ -52,7 +53,9 @@ class Cart:
     cart_id: str
     user_id: int | None = None
     items: dict[str, CartItem] = field(default_factory=dict)
-    coupons: list[dict] = field(default_factory=list)  # coupon rows as applied (re-validated at checkout)
+    coupons: list[dict] = field(
+        default_factory=list
+    )  # coupon rows as applied (re-validated at checkout)
     saved: list[SavedItem] = field(default_factory=list)
     version: int = 0
 
@@ -70,15 +73,20 @@ class Cart:
         return [(i.sku, h) for i in self.items.values() for h in i.holds]
 
     def coupon_objects(self) -> list[Coupon]:
-        from actors.carts.coupons import Coupon as C
+        from flashmart.actors.carts.coupons import Coupon as C
 
-        return [C(**{**c, "value": Decimal(c["value"]), "min_spend": Decimal(c["min_spend"])}) for c in self.coupons]
+        return [
+            C(**{**c, "value": Decimal(c["value"]), "min_spend": Decimal(c["min_spend"])})
+            for c in self.coupons
+        ]
 
     def discount(self, now: float) -> Discount:
         return discount(self.coupon_objects(), self.subtotal(), now)
 
     # --- changes (each bumps version, so a stale writer can be detected) ---
-    def add_hold(self, sku: str, product_id: str, name: str, unit_price: str, weight_g: int, hold: Hold) -> CartItem:
+    def add_hold(
+        self, sku: str, product_id: str, name: str, unit_price: str, weight_g: int, hold: Hold
+    ) -> CartItem:
         assert hold.quantity > 0
         item = self.item_by_sku(sku)
         if item is None:
@@ -126,11 +134,13 @@ class Cart:
         self._touch()
         return len(self.coupons) != before
 
-    def merge(self, guest: "Cart") -> None:
+    def merge(self, guest: Cart) -> None:
         """Move the guest's items, saved items and coupons in; same SKU -> holds combine."""
         for item in guest.items.values():
             for h in item.holds:
-                self.add_hold(item.sku, item.product_id, item.name, item.unit_price, item.weight_g, h)
+                self.add_hold(
+                    item.sku, item.product_id, item.name, item.unit_price, item.weight_g, h
+                )
         for s in guest.saved:
             if not any(x.sku == s.sku for x in self.saved):
                 self.saved.append(s)
@@ -155,10 +165,19 @@ class Cart:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Cart":
-        items = {k: CartItem(**{**v, "holds": [Hold(**h) for h in v["holds"]]}) for k, v in d["items"].items()}
-        return cls(d["cart_id"], d.get("user_id"), items, list(d.get("coupons", [])),
-                   [SavedItem(**s) for s in d.get("saved", [])], d.get("version", 0))
+    def from_dict(cls, d: dict) -> Cart:
+        items = {
+            k: CartItem(**{**v, "holds": [Hold(**h) for h in v["holds"]]})
+            for k, v in d["items"].items()
+        }
+        return cls(
+            d["cart_id"],
+            d.get("user_id"),
+            items,
+            list(d.get("coupons", [])),
+            [SavedItem(**s) for s in d.get("saved", [])],
+            d.get("version", 0),
+        )
 
     def view(self, now: float) -> dict:
         """The cart as the API shows it (seed 003 'Add to Cart' response, plus holds' expiry)."""
@@ -166,12 +185,29 @@ class Cart:
         sub = self.subtotal()
         return {
             "cart_id": self.cart_id,
-            "items": [{"item_id": i.item_id, "product_id": i.product_id, "sku": i.sku, "name": i.name,
-                       "quantity": i.quantity, "price": float(Decimal(i.unit_price)), "subtotal": float(i.subtotal),
-                       "reserved_until": min(h.expires_at for h in i.holds)} for i in self.items.values()],
+            "items": [
+                {
+                    "item_id": i.item_id,
+                    "product_id": i.product_id,
+                    "sku": i.sku,
+                    "name": i.name,
+                    "quantity": i.quantity,
+                    "price": float(Decimal(i.unit_price)),
+                    "subtotal": float(i.subtotal),
+                    "reserved_until": min(h.expires_at for h in i.holds),
+                }
+                for i in self.items.values()
+            ],
             "coupons": [c["code"] for c in self.coupons],
-            "saved_for_later": [{"sku": s.sku, "product_id": s.product_id, "name": s.name,
-                                 "price": float(Decimal(s.unit_price))} for s in self.saved],
+            "saved_for_later": [
+                {
+                    "sku": s.sku,
+                    "product_id": s.product_id,
+                    "name": s.name,
+                    "price": float(Decimal(s.unit_price)),
+                }
+                for s in self.saved
+            ],
             "subtotal": float(sub),
             "discount": float(disc.amount),
             "free_shipping": disc.free_shipping,

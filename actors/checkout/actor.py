@@ -1,4 +1,5 @@
 """Checkout actors: a pool running sagas (the sweeper, which finishes or undoes sagas in doubt, is in sweeper.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,12 +9,12 @@ import zlib
 
 import ray
 
-from actors.checkout.saga import FAULT_ENV, Saga
 # module reference, not names: Ray pickles actor classes by value, and a ContextVar cannot be pickled
 from flashmart import obs
+from flashmart.actors import NAMESPACE
+from flashmart.actors.checkout.saga import FAULT_ENV, Saga
 from flashmart.obs import logger
 from flashmart.settings import Settings
-from actors import NAMESPACE
 
 log = logger("checkout")
 POOL_PREFIX = "checkout"
@@ -24,12 +25,12 @@ def actor_name(i: int) -> str:
 
 
 async def open_saga(settings: Settings) -> Saga:
-    from actors.carts.actor import CartsClient
-    from actors.fraud.actor import FraudScorer
-    from actors.inventory.client import InventoryClient
-    from actors.payments.client import InProcessPayments
-    from storage.postgres import open_async_pool
-    from storage.redis import async_redis
+    from flashmart.actors.carts.actor import CartsClient
+    from flashmart.actors.fraud.actor import FraudScorer
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.payments.client import InProcessPayments
+    from flashmart.storage.postgres import open_async_pool
+    from flashmart.storage.redis import async_redis
 
     # each `async with db.connection()` block commits on exit (psycopg_pool), so every saga step is durable
     db = await open_async_pool(settings.database_url, min_size=1, max_size=8)
@@ -37,8 +38,14 @@ async def open_saga(settings: Settings) -> Saga:
     fraud = FraudScorer(db, settings.fraud_review_threshold, settings.fraud_decline_threshold)
     redis = async_redis(settings.redis_url)
     # the saga's payments run here too (same pacing, shared in Redis): a Ray hop less per gateway call
-    return Saga(settings, db, await CartsClient.connect(settings, redis), await InventoryClient.connect(settings),
-                InProcessPayments.open(settings, redis), fraud)
+    return Saga(
+        settings,
+        db,
+        await CartsClient.connect(settings, redis),
+        await InventoryClient.connect(settings),
+        InProcessPayments.open(settings, redis),
+        fraud,
+    )
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=2000)
@@ -61,12 +68,21 @@ class CheckoutActor:
         try:
             with obs.Timer() as took:
                 status, body = await (await self.saga()).run(req)
-            obs.histogram("checkout_latency_ms", "checkout saga latency, gateway included", obs.LATENCY_BOUNDARIES_MS,
-                          ("status",)).observe(took.ms, tags={"status": str(status)})
+            obs.histogram(
+                "checkout_latency_ms",
+                "checkout saga latency, gateway included",
+                obs.LATENCY_BOUNDARIES_MS,
+                ("status",),
+            ).observe(took.ms, tags={"status": str(status)})
             # a line per refused or failed checkout; a placed order is in PostgreSQL and in the histogram
             # above, so its line is DEBUG (a JSON log line per checkout was ~3% of this actor's CPU)
-            log.log(logging.DEBUG if status == 201 else logging.INFO, "checkout answered %s in %.0f ms (order %s)",
-                    status, took.ms, body.get("order_id"))
+            log.log(
+                logging.DEBUG if status == 201 else logging.INFO,
+                "checkout answered %s in %.0f ms (order %s)",
+                status,
+                took.ms,
+                body.get("order_id"),
+            )
             return status, body
         finally:
             obs.request_id_var.reset(token)
@@ -83,10 +99,12 @@ class CheckoutActor:
 
 
 def ensure_checkout_actors(settings: Settings) -> None:
-    from actors.checkout.sweeper import ensure_sweeper
+    from flashmart.actors.checkout.sweeper import ensure_sweeper
 
     for i in range(settings.checkout_pool_size):
-        CheckoutActor.options(namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True).remote(settings)
+        CheckoutActor.options(
+            namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True
+        ).remote(settings)
     ensure_sweeper(settings)
 
 
@@ -95,8 +113,13 @@ class CheckoutClient:
         self.handles = handles
 
     @classmethod
-    async def connect(cls, settings: Settings) -> "CheckoutClient":
-        return cls([ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(settings.checkout_pool_size)])
+    async def connect(cls, settings: Settings) -> CheckoutClient:
+        return cls(
+            [
+                ray.get_actor(actor_name(i), namespace=NAMESPACE)
+                for i in range(settings.checkout_pool_size)
+            ]
+        )
 
     async def run(self, req: dict) -> tuple[int, dict]:
         key = f"{req.get('user_id')}:{req['idempotency_key']}"

@@ -3,6 +3,7 @@
 Called by the order routes with the replica's clients. Each operation locks the order row, so two
 support users (or a buyer and support) cannot refund or cancel the same money twice.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -10,8 +11,8 @@ from decimal import Decimal
 
 from psycopg.types.json import Jsonb
 
-from actors.inventory.messages import Refusal
-from actors.payments.types import Captured, PaymentRefusal, Refunded, Voided, to_minor
+from flashmart.actors.inventory.messages import Refusal
+from flashmart.actors.payments.types import Captured, PaymentRefusal, Refunded, Voided, to_minor
 from flashmart.obs import logger
 
 log = logger("aftersales")
@@ -23,10 +24,16 @@ PAID_STATUSES = ("confirmed", "shipped", "delivered", "partially_refunded", "ret
 # are still sold until it is cancelled
 CANCELLABLE = ("confirmed", "review", "partially_refunded", "refunded")
 REFUNDABLE = ("confirmed", "shipped", "delivered", "returned", "partially_refunded")
-RETURNABLE = ("shipped", "delivered", "partially_refunded")    # the last one only once something has shipped
-SHIPPABLE = ("confirmed", "partially_refunded")                 # a goodwill refund does not stop a delivery
+RETURNABLE = (
+    "shipped",
+    "delivered",
+    "partially_refunded",
+)  # the last one only once something has shipped
+SHIPPABLE = ("confirmed", "partially_refunded")  # a goodwill refund does not stop a delivery
 TRACKING = ("shipped", "in_transit", "out_for_delivery", "delivered")
-GATEWAY_REFUSED_STATUS = 502  # the gateway said no to a valid request: not the client's input, not ours
+GATEWAY_REFUSED_STATUS = (
+    502  # the gateway said no to a valid request: not the client's input, not ours
+)
 
 
 class AfterSalesRefusal(Exception):
@@ -44,31 +51,49 @@ async def _order_for_update(conn, order_id: str) -> dict:
 
 
 async def _card_payment(conn, order_id: str) -> dict | None:
-    cur = await conn.execute("SELECT * FROM payments WHERE order_id = %s AND kind = 'card' FOR UPDATE", (order_id,))
+    cur = await conn.execute(
+        "SELECT * FROM payments WHERE order_id = %s AND kind = 'card' FOR UPDATE", (order_id,)
+    )
     return await cur.fetchone()
 
 
 async def _shipped(conn, order_id: str) -> bool:
     """A parcel left the warehouse. The order's status cannot say it once money came back
     ('partially_refunded' covers a confirmed and a delivered order alike); its shipments can."""
-    cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = %s AND status <> 'label_created') "
-                             "AS shipped", (order_id,))
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = %s AND status <> 'label_created') "
+        "AS shipped",
+        (order_id,),
+    )
     return (await cur.fetchone())["shipped"]
 
 
-async def order_event(conn, order_id: str, status: str, note: str | None = None, location: str | None = None, topic=True):
+async def order_event(
+    conn,
+    order_id: str,
+    status: str,
+    note: str | None = None,
+    location: str | None = None,
+    topic=True,
+):
     """A timeline entry; with `topic`, also the buyer's notification (outbox), in the same transaction."""
-    await conn.execute("INSERT INTO order_events (order_id, status, note, location) VALUES (%s,%s,%s,%s)",
-                       (order_id, status, note, location))
+    await conn.execute(
+        "INSERT INTO order_events (order_id, status, note, location) VALUES (%s,%s,%s,%s)",
+        (order_id, status, note, location),
+    )
     if topic:
-        await conn.execute("INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
-                           (f"order.{status}", Jsonb({"order_id": order_id, "note": note, "location": location})))
+        await conn.execute(
+            "INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
+            (f"order.{status}", Jsonb({"order_id": order_id, "note": note, "location": location})),
+        )
 
 
 async def refund_event(conn, order_id: str, status: str, note: str) -> None:
     """The timeline entry and the buyer's email of a refund, named by the order's status after it
     (`settle_status`): every refund, made through flashmart or at the gateway, is told the same way."""
-    await order_event(conn, order_id, "refunded" if status == "refunded" else "partially_refunded", note)
+    await order_event(
+        conn, order_id, "refunded" if status == "refunded" else "partially_refunded", note
+    )
 
 
 async def settle_status(conn, order: dict) -> str:
@@ -81,10 +106,15 @@ async def settle_status(conn, order: dict) -> str:
         return order["status"]
     cur = await conn.execute(
         "SELECT coalesce(sum(amount), 0) AS paid, coalesce(sum(refunded_amount), 0) AS back FROM payments "
-        "WHERE order_id = %s AND status IN ('captured', 'partially_refunded', 'refunded')", (order["id"],))
+        "WHERE order_id = %s AND status IN ('captured', 'partially_refunded', 'refunded')",
+        (order["id"],),
+    )
     money = await cur.fetchone()
-    cur = await conn.execute("SELECT coalesce(sum(quantity), 0) AS bought, coalesce(sum(returned_quantity), 0) AS back "
-                             "FROM order_items WHERE order_id = %s", (order["id"],))
+    cur = await conn.execute(
+        "SELECT coalesce(sum(quantity), 0) AS bought, coalesce(sum(returned_quantity), 0) AS back "
+        "FROM order_items WHERE order_id = %s",
+        (order["id"],),
+    )
     units = await cur.fetchone()
     status = order["status"]
     if money["paid"] > 0 and money["back"] >= money["paid"]:
@@ -94,7 +124,9 @@ async def settle_status(conn, order: dict) -> str:
     elif money["back"] > 0:
         status = "partially_refunded"
     if status != order["status"]:
-        await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order["id"]))
+        await conn.execute(
+            "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order["id"])
+        )
     return status
 
 
@@ -107,28 +139,46 @@ async def _restock_all(inventory, conn, order_id: str) -> None:
         back = item["returned_allocations"] or {}
         for wh, qty in (item["allocations"] or {}).items():
             left = qty - back.get(wh, 0)
-            if left > 0:  # keyed: a retry after a crash before this transaction's commit restocks nothing twice
-                r = await inventory.return_units(item["sku"], order_id, left, wh, f"cancel:{order_id}:{item['id']}:{wh}")
-                if isinstance(r, Refusal):  # said loudly: units left sold are a stock figure to reconcile
-                    log.warning(f"order {order_id}: {left} unit(s) of {item['sku']} at {wh} not restocked: "
-                                f"{r.reason} ({r.message})")
+            if (
+                left > 0
+            ):  # keyed: a retry after a crash before this transaction's commit restocks nothing twice
+                r = await inventory.return_units(
+                    item["sku"], order_id, left, wh, f"cancel:{order_id}:{item['id']}:{wh}"
+                )
+                if isinstance(
+                    r, Refusal
+                ):  # said loudly: units left sold are a stock figure to reconcile
+                    log.warning(
+                        f"order {order_id}: {left} unit(s) of {item['sku']} at {wh} not restocked: "
+                        f"{r.reason} ({r.message})"
+                    )
 
 
 async def _refund_credit(conn, order_id: str, amount: Decimal) -> Decimal:
     """Give back to gift card / store credit first what was paid with it (up to amount)."""
-    cur = await conn.execute("SELECT * FROM payments WHERE order_id = %s AND kind <> 'card' AND status IN "
-                             "('captured', 'partially_refunded') FOR UPDATE", (order_id,))
+    cur = await conn.execute(
+        "SELECT * FROM payments WHERE order_id = %s AND kind <> 'card' AND status IN "
+        "('captured', 'partially_refunded') FOR UPDATE",
+        (order_id,),
+    )
     given = Decimal(0)
     for p in await cur.fetchall():
         take = min(amount - given, p["amount"] - p["refunded_amount"])
         if take <= 0:
             continue
-        await conn.execute("UPDATE credit_accounts SET balance = balance + %s WHERE id = %s", (take, p["payment_method"]))
-        await conn.execute("INSERT INTO credit_ledger (account_id, order_id, amount, reason) VALUES (%s,%s,%s,'refund')",
-                           (p["payment_method"], order_id, take))
+        await conn.execute(
+            "UPDATE credit_accounts SET balance = balance + %s WHERE id = %s",
+            (take, p["payment_method"]),
+        )
+        await conn.execute(
+            "INSERT INTO credit_ledger (account_id, order_id, amount, reason) VALUES (%s,%s,%s,'refund')",
+            (p["payment_method"], order_id, take),
+        )
         new = p["refunded_amount"] + take
-        await conn.execute("UPDATE payments SET refunded_amount = %s, status = %s, updated_at = now() WHERE id = %s",
-                           (new, "refunded" if new == p["amount"] else "partially_refunded", p["id"]))
+        await conn.execute(
+            "UPDATE payments SET refunded_amount = %s, status = %s, updated_at = now() WHERE id = %s",
+            (new, "refunded" if new == p["amount"] else "partially_refunded", p["id"]),
+        )
         given += take
     return given
 
@@ -151,7 +201,9 @@ async def _return_for_update(conn, return_id: int) -> dict:
     return ret
 
 
-async def refund(db, payments, order_id: str, amount: Decimal, reason: str, return_id: int | None = None) -> dict:
+async def refund(
+    db, payments, order_id: str, amount: Decimal, reason: str, return_id: int | None = None
+) -> dict:
     """Refund `amount` of a captured order, never more than was paid.
 
     A split order (card + gift card / store credit) is refunded to the card first, then to the credit:
@@ -164,14 +216,21 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
     transaction (so a second approval finds it refunded, never refunds again), and it gives back at
     most what is left (earlier goodwill refunds count towards it)."""
     async with db.connection() as conn, conn.transaction():
-        order = await _order_for_update(conn, order_id)  # the order first, then the return: one lock order
+        order = await _order_for_update(
+            conn, order_id
+        )  # the order first, then the return: one lock order
         ret = await _return_for_update(conn, return_id) if return_id is not None else None
         if ret is not None and ret["status"] != "approved":
             raise AfterSalesRefusal("conflict", f"return {return_id} is already {ret['status']}")
         if ret is None and order["status"] not in REFUNDABLE:
-            raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}: nothing to refund")
-        cur = await conn.execute("SELECT coalesce(sum(amount - refunded_amount), 0) AS left FROM payments "
-                                 "WHERE order_id = %s AND status IN ('captured', 'partially_refunded')", (order_id,))
+            raise AfterSalesRefusal(
+                "conflict", f"order {order_id} is {order['status']}: nothing to refund"
+            )
+        cur = await conn.execute(
+            "SELECT coalesce(sum(amount - refunded_amount), 0) AS left FROM payments "
+            "WHERE order_id = %s AND status IN ('captured', 'partially_refunded')",
+            (order_id,),
+        )
         refundable = (await cur.fetchone())["left"]
         if ret is not None:
             amount = min(amount, refundable)
@@ -187,24 +246,46 @@ async def refund(db, payments, order_id: str, amount: Decimal, reason: str, retu
             if not isinstance(r, Refunded):
                 raise _gateway_refusal(r, "refund")
             new = card["refunded_amount"] + from_card
-            await conn.execute("UPDATE payments SET refunded_amount = %s, status = %s, updated_at = now() WHERE id = %s",
-                               (new, "refunded" if new == card["amount"] else "partially_refunded", card["id"]))
-            await conn.execute("INSERT INTO refunds (order_id, return_id, payment_id, gateway_refund_id, amount) "
-                               "VALUES (%s,%s,%s,%s,%s)", (order_id, return_id, card["id"], r.refund_id, from_card))
-        credit = await _refund_credit(conn, order_id, amount - from_card) if amount > from_card else Decimal(0)
+            await conn.execute(
+                "UPDATE payments SET refunded_amount = %s, status = %s, updated_at = now() WHERE id = %s",
+                (new, "refunded" if new == card["amount"] else "partially_refunded", card["id"]),
+            )
+            await conn.execute(
+                "INSERT INTO refunds (order_id, return_id, payment_id, gateway_refund_id, amount) "
+                "VALUES (%s,%s,%s,%s,%s)",
+                (order_id, return_id, card["id"], r.refund_id, from_card),
+            )
+        credit = (
+            await _refund_credit(conn, order_id, amount - from_card)
+            if amount > from_card
+            else Decimal(0)
+        )
         total = from_card + credit
         if ret is not None:
-            await conn.execute("UPDATE returns SET status = 'refunded', refund_amount = %s WHERE id = %s",
-                               (total, return_id))
+            await conn.execute(
+                "UPDATE returns SET status = 'refunded', refund_amount = %s WHERE id = %s",
+                (total, return_id),
+            )
         status = await settle_status(conn, order)
         if total > 0:
             await refund_event(conn, order_id, status, f"{total} refunded: {reason}")
-        return {"order_id": order_id, "refunded": float(total), "refundable_left": float(refundable - total),
-                "order_status": status}
+        return {
+            "order_id": order_id,
+            "refunded": float(total),
+            "refundable_left": float(refundable - total),
+            "order_status": status,
+        }
 
 
-async def cancel(db, payments, inventory, order_id: str, note: str | None = None, *,
-                 rejected_by: int | None = None) -> dict:
+async def cancel(
+    db,
+    payments,
+    inventory,
+    order_id: str,
+    note: str | None = None,
+    *,
+    rejected_by: int | None = None,
+) -> dict:
     """Before shipment only: units back to stock, authorisation voided (or the capture refunded). An order
     refunded in full has nothing left to pay back (no gateway call): only its units go back.
     `note` says why on the timeline and in the buyer's notification (none: the buyer asked).
@@ -213,31 +294,49 @@ async def cancel(db, payments, inventory, order_id: str, note: str | None = None
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         if rejected_by is not None and order["status"] != "review":
-            raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}, not waiting for review")
-        if order["status"] not in CANCELLABLE or (order["status"] in ("partially_refunded", "refunded")
-                                                  and await _shipped(conn, order_id)):
-            raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}; only an order not yet shipped "
-                                                "can be cancelled")
+            raise AfterSalesRefusal(
+                "conflict", f"order {order_id} is {order['status']}, not waiting for review"
+            )
+        if order["status"] not in CANCELLABLE or (
+            order["status"] in ("partially_refunded", "refunded") and await _shipped(conn, order_id)
+        ):
+            raise AfterSalesRefusal(
+                "conflict",
+                f"order {order_id} is {order['status']}; only an order not yet shipped "
+                "can be cancelled",
+            )
         card = await _card_payment(conn, order_id)
         if card is not None:
             if card["status"] == "authorised":
                 r = await payments.void(order_id, card["payment_intent_id"])
                 if not isinstance(r, Voided):
                     raise _gateway_refusal(r, "void")
-                await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s", (card["id"],))
+                await conn.execute(
+                    "UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s",
+                    (card["id"],),
+                )
             elif card["status"] in ("captured", "partially_refunded"):
                 left = card["amount"] - card["refunded_amount"]
-                r = await payments.refund(order_id, card["payment_intent_id"], to_minor(left), f"cancel:{order_id}")
+                r = await payments.refund(
+                    order_id, card["payment_intent_id"], to_minor(left), f"cancel:{order_id}"
+                )
                 if not isinstance(r, Refunded):
                     raise _gateway_refusal(r, "refund")
-                await conn.execute("UPDATE payments SET status = 'refunded', refunded_amount = amount, updated_at = now() "
-                                   "WHERE id = %s", (card["id"],))
-                await conn.execute("INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) VALUES (%s,%s,%s,%s)",
-                                   (order_id, card["id"], r.refund_id, left))
+                await conn.execute(
+                    "UPDATE payments SET status = 'refunded', refunded_amount = amount, updated_at = now() "
+                    "WHERE id = %s",
+                    (card["id"],),
+                )
+                await conn.execute(
+                    "INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) VALUES (%s,%s,%s,%s)",
+                    (order_id, card["id"], r.refund_id, left),
+                )
         await _refund_credit(conn, order_id, order["grand_total"])
         await _restock_all(inventory, conn, order_id)
         status = "cancelled" if rejected_by is None else "rejected"
-        await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id))
+        await conn.execute(
+            "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id)
+        )
         await order_event(conn, order_id, "cancelled", note)
         if rejected_by is not None:
             await order_event(conn, order_id, "rejected", f"by support user {rejected_by}")
@@ -251,14 +350,21 @@ async def review(db, payments, inventory, order_id: str, approve: bool, reviewer
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         if order["status"] != "review":
-            raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}, not waiting for review")
+            raise AfterSalesRefusal(
+                "conflict", f"order {order_id} is {order['status']}, not waiting for review"
+            )
         card = await _card_payment(conn, order_id)
         if card is not None and card["status"] == "authorised":
             r = await payments.capture(order_id, card["payment_intent_id"])
             if not isinstance(r, Captured):
                 raise _gateway_refusal(r, "capture")
-            await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s", (card["id"],))
-        await conn.execute("UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = %s", (order_id,))
+            await conn.execute(
+                "UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s",
+                (card["id"],),
+            )
+        await conn.execute(
+            "UPDATE orders SET status = 'confirmed', updated_at = now() WHERE id = %s", (order_id,)
+        )
         await order_event(conn, order_id, "confirmed", f"approved by support user {reviewer}")
     return {"order_id": order_id, "status": "confirmed"}
 
@@ -270,13 +376,23 @@ async def request_return(db, order_id: str, items: list[dict], reason: str) -> d
         order = await _order_for_update(conn, order_id)
         shipped = await _shipped(conn, order_id)
         if order["status"] in CANCELLABLE and not shipped:
-            raise AfterSalesRefusal("conflict", f"order {order_id} has not shipped yet: cancel it instead of returning it")
+            raise AfterSalesRefusal(
+                "conflict",
+                f"order {order_id} has not shipped yet: cancel it instead of returning it",
+            )
         if order["status"] not in RETURNABLE or not shipped:
-            raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}: it cannot be returned")
-        cur = await conn.execute("SELECT sku, sum(quantity - returned_quantity) AS left FROM order_items "
-                                 "WHERE order_id = %s GROUP BY sku", (order_id,))
+            raise AfterSalesRefusal(
+                "conflict", f"order {order_id} is {order['status']}: it cannot be returned"
+            )
+        cur = await conn.execute(
+            "SELECT sku, sum(quantity - returned_quantity) AS left FROM order_items "
+            "WHERE order_id = %s GROUP BY sku",
+            (order_id,),
+        )
         left = {r["sku"]: r["left"] for r in await cur.fetchall()}
-        cur = await conn.execute("SELECT items FROM returns WHERE order_id = %s AND status = 'requested'", (order_id,))
+        cur = await conn.execute(
+            "SELECT items FROM returns WHERE order_id = %s AND status = 'requested'", (order_id,)
+        )
         for pending in await cur.fetchall():  # units another open request already claims
             for it in pending["items"]:
                 left[it["sku"]] = left.get(it["sku"], 0) - it["quantity"]
@@ -285,9 +401,14 @@ async def request_return(db, order_id: str, items: list[dict], reason: str) -> d
             wanted[it["sku"]] = wanted.get(it["sku"], 0) + it["quantity"]
         for sku, qty in wanted.items():
             if qty > left.get(sku, 0):
-                raise AfterSalesRefusal("invalid", f"at most {max(left.get(sku, 0), 0)} of {sku} can be returned")
-        cur = await conn.execute("INSERT INTO returns (order_id, status, reason, items, refund_amount) "
-                                 "VALUES (%s, 'requested', %s, %s, 0) RETURNING id", (order_id, reason, Jsonb(items)))
+                raise AfterSalesRefusal(
+                    "invalid", f"at most {max(left.get(sku, 0), 0)} of {sku} can be returned"
+                )
+        cur = await conn.execute(
+            "INSERT INTO returns (order_id, status, reason, items, refund_amount) "
+            "VALUES (%s, 'requested', %s, %s, 0) RETURNING id",
+            (order_id, reason, Jsonb(items)),
+        )
         rid = (await cur.fetchone())["id"]
         await order_event(conn, order_id, "return_requested", reason, topic=False)
     return {"return_id": rid, "order_id": order_id, "status": "requested"}
@@ -303,7 +424,9 @@ async def _restock_item(inventory, item: dict, order_id: str, take: int, return_
         if n <= 0:
             continue
         # keyed: approving again after a crash before this transaction's commit answers the first restock
-        r = await inventory.return_units(item["sku"], order_id, n, wh, f"return:{return_id}:{item['id']}:{wh}")
+        r = await inventory.return_units(
+            item["sku"], order_id, n, wh, f"return:{return_id}:{item['id']}:{wh}"
+        )
         if getattr(r, "reason", None):
             raise AfterSalesRefusal("conflict", f"restock refused: {r.message or r.reason}")
         back[wh] = back.get(wh, 0) + n
@@ -311,7 +434,9 @@ async def _restock_item(inventory, item: dict, order_id: str, take: int, return_
         if take == 0:
             break
     if take > 0:
-        raise AfterSalesRefusal("conflict", f"{take} units of {item['sku']} have no warehouse to return to")
+        raise AfterSalesRefusal(
+            "conflict", f"{take} units of {item['sku']} have no warehouse to return to"
+        )
     return back
 
 
@@ -334,26 +459,40 @@ async def _approve(db, inventory, return_id: int) -> dict:
         tax_rate = order["tax"] / goods if goods > 0 else Decimal(0)
         for want in ret["items"]:
             need = want["quantity"]
-            cur = await conn.execute("SELECT * FROM order_items WHERE order_id = %s AND sku = %s ORDER BY id FOR UPDATE",
-                                     (order["id"], want["sku"]))
+            cur = await conn.execute(
+                "SELECT * FROM order_items WHERE order_id = %s AND sku = %s ORDER BY id FOR UPDATE",
+                (order["id"], want["sku"]),
+            )
             for item in await cur.fetchall():
                 take = min(need, item["quantity"] - item["returned_quantity"])
                 if take <= 0:
                     continue
                 back = await _restock_item(inventory, item, order["id"], take, return_id)
-                await conn.execute("UPDATE order_items SET returned_quantity = returned_quantity + %s, "
-                                   "returned_allocations = %s WHERE id = %s", (take, Jsonb(back), item["id"]))
+                await conn.execute(
+                    "UPDATE order_items SET returned_quantity = returned_quantity + %s, "
+                    "returned_allocations = %s WHERE id = %s",
+                    (take, Jsonb(back), item["id"]),
+                )
                 share = item["unit_price"] * take
                 if order["subtotal"] > 0:  # the discount is shared pro rata
-                    share -= (order["discount"] * share / order["subtotal"])
+                    share -= order["discount"] * share / order["subtotal"]
                 amount += share * (1 + tax_rate)
                 need -= take
         amount = amount.quantize(Decimal("0.01"))
-        cur = await conn.execute("UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true, "
-                                 "refund_retry_at = now() WHERE id = %s RETURNING *", (amount, return_id))
+        cur = await conn.execute(
+            "UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true, "
+            "refund_retry_at = now() WHERE id = %s RETURNING *",
+            (amount, return_id),
+        )
         ret = await cur.fetchone()
         if await settle_status(conn, order) == "returned":
-            await order_event(conn, order["id"], "returned", f"return {return_id}: every unit is back", topic=False)
+            await order_event(
+                conn,
+                order["id"],
+                "returned",
+                f"return {return_id}: every unit is back",
+                topic=False,
+            )
         return ret
 
 
@@ -366,33 +505,62 @@ async def approve_return(db, payments, inventory, return_id: int) -> dict:
     refund, and the refund's idempotency key keeps a refund the gateway did make from happening twice."""
     ret = await _approve(db, inventory, return_id)
     try:
-        out = await refund(db, payments, ret["order_id"], ret["refund_amount"], f"return {return_id}", return_id)
+        out = await refund(
+            db, payments, ret["order_id"], ret["refund_amount"], f"return {return_id}", return_id
+        )
     except AfterSalesRefusal as exc:
         if exc.reason in ("not_found", "conflict"):
             raise
-        raise AfterSalesRefusal(exc.reason, f"return {return_id} is approved and its units are back in stock, but its "
-                                            f"refund did not go through ({exc.message}); approve it again to finish "
-                                            "the refund", exc.status) from exc
-    return {"return_id": return_id, "order_id": ret["order_id"], "status": "refunded",
-            "refund_amount": out["refunded"], **out}
+        raise AfterSalesRefusal(
+            exc.reason,
+            f"return {return_id} is approved and its units are back in stock, but its "
+            f"refund did not go through ({exc.message}); approve it again to finish "
+            "the refund",
+            exc.status,
+        ) from exc
+    return {
+        "return_id": return_id,
+        "order_id": ret["order_id"],
+        "status": "refunded",
+        "refund_amount": out["refunded"],
+        **out,
+    }
 
 
 async def create_shipment(db, order_id: str, carrier: str, courier_id: int | None = None) -> dict:
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
-        if order["status"] not in SHIPPABLE or (order["status"] != "confirmed" and await _shipped(conn, order_id)):
-            raise AfterSalesRefusal("conflict", f"order {order_id} is {order['status']}: only a confirmed order ships")
+        if order["status"] not in SHIPPABLE or (
+            order["status"] != "confirmed" and await _shipped(conn, order_id)
+        ):
+            raise AfterSalesRefusal(
+                "conflict", f"order {order_id} is {order['status']}: only a confirmed order ships"
+            )
         tracking = f"FM{uuid.uuid4().hex[:12].upper()}"
-        cur = await conn.execute("INSERT INTO shipments (order_id, carrier, tracking_number, courier_id) "
-                                 "VALUES (%s,%s,%s,%s) RETURNING *", (order_id, carrier, tracking, courier_id))
+        cur = await conn.execute(
+            "INSERT INTO shipments (order_id, carrier, tracking_number, courier_id) "
+            "VALUES (%s,%s,%s,%s) RETURNING *",
+            (order_id, carrier, tracking, courier_id),
+        )
         s = await cur.fetchone()
         await order_event(conn, order_id, "processing", f"label {tracking} created", topic=False)
-    return {"shipment_id": s["id"], "tracking_number": tracking, "carrier": carrier, "status": s["status"],
-            "courier_id": courier_id}
+    return {
+        "shipment_id": s["id"],
+        "tracking_number": tracking,
+        "carrier": carrier,
+        "status": s["status"],
+        "courier_id": courier_id,
+    }
 
 
-async def shipment_event(db, shipment_id: int, status: str, location: str | None, actor_user_id: int,
-                         actor_role: str = "admin") -> dict:
+async def shipment_event(
+    db,
+    shipment_id: int,
+    status: str,
+    location: str | None,
+    actor_user_id: int,
+    actor_role: str = "admin",
+) -> dict:
     async with db.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT * FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
         s = await cur.fetchone()
@@ -402,19 +570,33 @@ async def shipment_event(db, shipment_id: int, status: str, location: str | None
             raise AfterSalesRefusal("forbidden", f"shipment {shipment_id} is not assigned to you")
         if s["status"] == "delivered":
             raise AfterSalesRefusal("conflict", "this shipment was already delivered")
-        if TRACKING.index(status) < TRACKING.index(s["status"]) if s["status"] in TRACKING else False:
-            raise AfterSalesRefusal("conflict", f"a shipment cannot go back from {s['status']} to {status}")
+        if (
+            TRACKING.index(status) < TRACKING.index(s["status"])
+            if s["status"] in TRACKING
+            else False
+        ):
+            raise AfterSalesRefusal(
+                "conflict", f"a shipment cannot go back from {s['status']} to {status}"
+            )
         await conn.execute(
             "UPDATE shipments SET status = %s, current_location = coalesce(%s, current_location), "
             "shipped_at = CASE WHEN %s = 'shipped' AND shipped_at IS NULL THEN now() ELSE shipped_at END, "
             "delivered_at = CASE WHEN %s = 'delivered' THEN now() ELSE delivered_at END WHERE id = %s",
-            (status, location, status, status, shipment_id))
-        await conn.execute("INSERT INTO shipment_events (shipment_id, status, location, actor_user_id) VALUES (%s,%s,%s,%s)",
-                           (shipment_id, status, location, actor_user_id))
+            (status, location, status, status, shipment_id),
+        )
+        await conn.execute(
+            "INSERT INTO shipment_events (shipment_id, status, location, actor_user_id) VALUES (%s,%s,%s,%s)",
+            (shipment_id, status, location, actor_user_id),
+        )
         order_status = {"shipped": "shipped", "delivered": "delivered"}.get(status)
         if order_status:
             # a status that says money or goods came back stays: the shipment has its own status
-            await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s AND status IN "
-                               "('confirmed', 'shipped', 'delivered')", (order_status, s["order_id"]))
-        await order_event(conn, s["order_id"], status, None, location, topic=status in ("shipped", "delivered"))
+            await conn.execute(
+                "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s AND status IN "
+                "('confirmed', 'shipped', 'delivered')",
+                (order_status, s["order_id"]),
+            )
+        await order_event(
+            conn, s["order_id"], status, None, location, topic=status in ("shipped", "delivered")
+        )
     return {"shipment_id": shipment_id, "status": status, "location": location}

@@ -3,6 +3,7 @@
 Distance is by zone from the platform's warehouses (all in the US for now): domestic, neighbour
 (CA, MX), international. Carriers' real rates are one function away; the shape stays.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,9 +20,16 @@ METHODS: dict[str, tuple[Decimal, Decimal, tuple[int, int, int]]] = {
     "express": (Decimal("14.99"), Decimal("1.50"), (2, 3, 5)),
 }
 ZONE_FACTOR = {1: Decimal("1.0"), 2: Decimal("1.6"), 3: Decimal("2.5")}
-FREE_STANDARD_FROM = Decimal("75.00")  # standard shipping is free from this subtotal (after discount)
-TAX_RATE = {"US": Decimal("0.08"), "CA": Decimal("0.13"), "GB": Decimal("0.20"), "FR": Decimal("0.20"),
-            "DE": Decimal("0.19")}
+FREE_STANDARD_FROM = Decimal(
+    "75.00"
+)  # standard shipping is free from this subtotal (after discount)
+TAX_RATE = {
+    "US": Decimal("0.08"),
+    "CA": Decimal("0.13"),
+    "GB": Decimal("0.20"),
+    "FR": Decimal("0.20"),
+    "DE": Decimal("0.19"),
+}
 DEFAULT_TAX_RATE = Decimal("0.10")
 
 
@@ -30,13 +38,24 @@ def zone(country: str) -> int:
     return 1 if c == HOME else 2 if c in NEIGHBOURS else 3
 
 
-def shipping_cost(method: str, weight_g: int, country: str, subtotal_after_discount: Decimal,
-                  free_shipping: bool = False) -> Decimal:
+def shipping_cost(
+    method: str,
+    weight_g: int,
+    country: str,
+    subtotal_after_discount: Decimal,
+    free_shipping: bool = False,
+) -> Decimal:
     base, per_kg, _ = METHODS[method]
-    if free_shipping or (method == "standard" and zone(country) == 1 and subtotal_after_discount >= FREE_STANDARD_FROM):
+    if free_shipping or (
+        method == "standard"
+        and zone(country) == 1
+        and subtotal_after_discount >= FREE_STANDARD_FROM
+    ):
         return Decimal("0.00")
     kg = -(-max(weight_g, 0) // 1000)  # started kilograms
-    return ((base + per_kg * kg) * ZONE_FACTOR[zone(country)]).quantize(CENT, rounding=ROUND_HALF_UP)
+    return ((base + per_kg * kg) * ZONE_FACTOR[zone(country)]).quantize(
+        CENT, rounding=ROUND_HALF_UP
+    )
 
 
 def add_business_days(start: dt.date, days: int) -> dt.date:
@@ -67,18 +86,39 @@ class Price:
         return self.subtotal - self.discount
 
 
-def price(subtotal: Decimal, discount: Decimal, free_shipping: bool, weight_g: int, method: str, country: str,
-          today: dt.date) -> Price:
+def price(
+    subtotal: Decimal,
+    discount: Decimal,
+    free_shipping: bool,
+    weight_g: int,
+    method: str,
+    country: str,
+    today: dt.date,
+) -> Price:
     assert method in METHODS, method
     assert Decimal(0) <= discount <= subtotal
     goods = subtotal - discount
     ship = shipping_cost(method, weight_g, country, goods, free_shipping)
-    tax = (goods * TAX_RATE.get(country.upper(), DEFAULT_TAX_RATE)).quantize(CENT, rounding=ROUND_HALF_UP)
-    return Price(subtotal.quantize(CENT), discount.quantize(CENT), ship, tax, (goods + ship + tax).quantize(CENT),
-                 estimated_delivery(method, country, today))
+    tax = (goods * TAX_RATE.get(country.upper(), DEFAULT_TAX_RATE)).quantize(
+        CENT, rounding=ROUND_HALF_UP
+    )
+    return Price(
+        subtotal.quantize(CENT),
+        discount.quantize(CENT),
+        ship,
+        tax,
+        (goods + ship + tax).quantize(CENT),
+        estimated_delivery(method, country, today),
+    )
 
 
 def shipping_options(weight_g: int, country: str, subtotal: Decimal, today: dt.date) -> list[dict]:
-    return [{"method": m, "cost": float(shipping_cost(m, weight_g, country, subtotal)),
-             "estimated_delivery": estimated_delivery(m, country, today).isoformat(), "zone": zone(country)}
-            for m in METHODS]
+    return [
+        {
+            "method": m,
+            "cost": float(shipping_cost(m, weight_g, country, subtotal)),
+            "estimated_delivery": estimated_delivery(m, country, today).isoformat(),
+            "zone": zone(country),
+        }
+        for m in METHODS
+    ]

@@ -5,11 +5,11 @@ Every step is recorded in `checkout_sagas` before its effect can matter, so a cr
 leaves a row the sweeper can finish or undo (see steps.recovery). A repeated Idempotency-Key finds
 the same row and gets the first answer back: one order, one charge.
 """
+
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -17,17 +17,31 @@ from decimal import Decimal
 
 from psycopg.types.json import Jsonb
 
-from actors.carts.state import Cart
-from actors.checkout import pricing
-from actors.payments.types import Authorised, Captured, PaymentRefusal, to_minor
+from flashmart.actors.carts.state import Cart
+from flashmart.actors.checkout import pricing
+from flashmart.actors.payments.types import Authorised, Captured, PaymentRefusal, to_minor
 from flashmart.obs import counter, logger
 
 log = logger("checkout")
 
-REFUSAL_STATUS = {"payment_declined": 402, "fraud_declined": 403, "overloaded": 503, "unavailable": 503,
-                  "invalid": 422, "hold_expired": 409, "sold_out": 409, "limit_reached": 409, "unknown_hold": 409,
-                  "bad_request": 400, "not_found": 404, "coupon_exhausted": 409, "coupon_expired": 409,
-                  "coupon_min_spend": 409, "insufficient_credit": 409, "checkout_interrupted": 409}
+REFUSAL_STATUS = {
+    "payment_declined": 402,
+    "fraud_declined": 403,
+    "overloaded": 503,
+    "unavailable": 503,
+    "invalid": 422,
+    "hold_expired": 409,
+    "sold_out": 409,
+    "limit_reached": 409,
+    "unknown_hold": 409,
+    "bad_request": 400,
+    "not_found": 404,
+    "coupon_exhausted": 409,
+    "coupon_expired": 409,
+    "coupon_min_spend": 409,
+    "insufficient_credit": 409,
+    "checkout_interrupted": 409,
+}
 
 
 def _is_refusal(r) -> bool:
@@ -60,24 +74,43 @@ def _maybe_crash(step: str) -> None:
 class Saga:
     def __init__(self, settings, db, carts, inventory, payments, fraud):
         self.settings, self.db, self.carts, self.inv, self.payments, self.fraud = (
-            settings, db, carts, inventory, payments, fraud)
+            settings,
+            db,
+            carts,
+            inventory,
+            payments,
+            fraud,
+        )
 
     # --- bookkeeping ---
     async def _step(self, order_id: str, step: str, **cols) -> None:
         # attempts = 0: only while the sweeper has not claimed the saga (claiming increments attempts)
-        sets = ", ".join([f"{k} = %({k})s" for k in cols] + ["step = %(step)s", "updated_at = now()"])
+        sets = ", ".join(
+            [f"{k} = %({k})s" for k in cols] + ["step = %(step)s", "updated_at = now()"]
+        )
         async with self.db.connection() as conn:
-            cur = await conn.execute(f"UPDATE checkout_sagas SET {sets} WHERE order_id = %(order_id)s "
-                                     "AND state = 'running' AND attempts = 0 RETURNING order_id",
-                                     {**cols, "step": step, "order_id": order_id})
+            cur = await conn.execute(
+                f"UPDATE checkout_sagas SET {sets} WHERE order_id = %(order_id)s "
+                "AND state = 'running' AND attempts = 0 RETURNING order_id",
+                {**cols, "step": step, "order_id": order_id},
+            )
             if await cur.fetchone() is None:
                 raise SagaTakenOver(order_id)
         _maybe_crash(step)
 
-    async def _finish(self, order_id: str, state: str, status: int, body: dict, error: str | None = None,
-                      conn=None) -> tuple[int, dict]:
-        sql = ("UPDATE checkout_sagas SET state = %s, result = %s, result_status = %s, error = %s, updated_at = now() "
-               "WHERE order_id = %s")
+    async def _finish(
+        self,
+        order_id: str,
+        state: str,
+        status: int,
+        body: dict,
+        error: str | None = None,
+        conn=None,
+    ) -> tuple[int, dict]:
+        sql = (
+            "UPDATE checkout_sagas SET state = %s, result = %s, result_status = %s, error = %s, updated_at = now() "
+            "WHERE order_id = %s"
+        )
         args = (state, Jsonb(body), status, error, order_id)
         if conn is not None:
             await conn.execute(sql, args)
@@ -85,14 +118,18 @@ class Saga:
             async with self.db.connection() as c:
                 await c.execute(sql, args)
         try:
-            counter("checkouts", "checkout sagas finished", ("outcome",)).inc(tags={"outcome": body.get("error", "ok")})
+            counter("checkouts", "checkout sagas finished", ("outcome",)).inc(
+                tags={"outcome": body.get("error", "ok")}
+            )
         except Exception:  # noqa: BLE001
             pass
         return status, body
 
     async def _fail(self, order_id: str, reason: str, message: str) -> tuple[int, dict]:
         body = {"error": reason, "message": message, "order_id": order_id}
-        return await self._finish(order_id, "failed", REFUSAL_STATUS.get(reason, 409), body, message)
+        return await self._finish(
+            order_id, "failed", REFUSAL_STATUS.get(reason, 409), body, message
+        )
 
     # --- entry ---
     async def run(self, req: dict) -> tuple[int, dict]:
@@ -107,37 +144,60 @@ class Saga:
             step, holds = "authorising", ready.holds
         async with self.db.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO checkout_sagas (order_id, idempotency_scope, idempotency_key, user_id, step, state, request, "
+                "INSERT INTO checkout_sagas (order_id, idempotency_scope, idempotency_key, user_id, step, "
+                "state, request, "
                 "holds) VALUES (%s, %s, %s, %s, %s, 'running', %s, %s) "
                 "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING order_id",
-                (order_id, scope, req["idempotency_key"], req.get("user_id"), step, Jsonb(req), Jsonb(holds)))
+                (
+                    order_id,
+                    scope,
+                    req["idempotency_key"],
+                    req.get("user_id"),
+                    step,
+                    Jsonb(req),
+                    Jsonb(holds),
+                ),
+            )
             inserted = await cur.fetchone()
             if inserted is None:
-                cur = await conn.execute("SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
-                                         (scope, req["idempotency_key"]))
+                cur = await conn.execute(
+                    "SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+                    (scope, req["idempotency_key"]),
+                )
                 first = await cur.fetchone()
         if inserted is None:
             return self._replay(first, req)
         _maybe_crash(step)
         try:
-            return await self._run(order_id, scope, req, ready, authorising_recorded=(step == "authorising"))
+            return await self._run(
+                order_id, scope, req, ready, authorising_recorded=(step == "authorising")
+            )
         except SagaFailed as exc:
             return await self._fail(order_id, exc.reason, exc.message)
         except SagaTakenOver:
             # the sweeper voids what this saga authorised and records the outcome; the buyer retries
-            return 409, {"error": "checkout_interrupted", "order_id": order_id,
-                         "message": "the checkout took too long and was cancelled; nothing was charged, please retry"}
+            return 409, {
+                "error": "checkout_interrupted",
+                "order_id": order_id,
+                "message": "the checkout took too long and was cancelled; nothing was charged, please retry",
+            }
 
     def _replay(self, first: dict, req: dict) -> tuple[int, dict]:
         """A retry with the same key answers the first result; the same key for another body is a 422."""
         if _comparable(first["request"]) != _comparable(req):
-            return 422, {"error": "invalid", "message": "this Idempotency-Key was used for a different checkout request"}
+            return 422, {
+                "error": "invalid",
+                "message": "this Idempotency-Key was used for a different checkout request",
+            }
         if first["result"] is None:
-            return 409, {"error": "conflict", "message": "a checkout with this Idempotency-Key is still in progress",
-                         "order_id": first["order_id"]}
+            return 409, {
+                "error": "conflict",
+                "message": "a checkout with this Idempotency-Key is still in progress",
+                "order_id": first["order_id"],
+            }
         return first["result_status"], {**first["result"], "replayed": True}
 
-    async def _prepare_by_reading(self, order_id: str, req: dict) -> "Prepared | None":
+    async def _prepare_by_reading(self, order_id: str, req: dict) -> Prepared | None:
         """Reserve (every hold fresh: nothing to renew), price and score with reads only; None when that
         is not possible (a hold to renew, an empty cart, store credit or a gift card to look up): the
         saga then records 'started' first and prepares with writes (_prepare)."""
@@ -150,7 +210,7 @@ class Saga:
         verdict = await self.fraud.score(self._fraud_order(order_id, req, p))
         return Prepared(cart, _holds_of(cart), p, verdict, None, Decimal(0))
 
-    async def _prepare(self, order_id: str, req: dict) -> "Prepared":
+    async def _prepare(self, order_id: str, req: dict) -> Prepared:
         # 1. reserve: every cart line is backed by a live hold (expired ones are taken again)
         snap = await self.carts.checkout_snapshot(req["cart_id"], req["buyer_id"])
         if "refused" in snap:
@@ -171,25 +231,53 @@ class Saga:
         """The cart priced now (coupons re-checked against the clock; limits are enforced in the order
         transaction)."""
         cart = Cart.from_dict(snap["cart"])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         disc = cart.discount(now.timestamp())
-        return cart, pricing.price(cart.subtotal(), disc.amount, disc.free_shipping, cart.weight_g(),
-                                   req["shipping_method"], req["shipping_address"]["country"], now.date())
+        return cart, pricing.price(
+            cart.subtotal(),
+            disc.amount,
+            disc.free_shipping,
+            cart.weight_g(),
+            req["shipping_method"],
+            req["shipping_address"]["country"],
+            now.date(),
+        )
 
     @staticmethod
     def _fraud_order(order_id: str, req: dict, p: pricing.Price) -> dict:
-        return {"order_id": order_id, "user_id": req.get("user_id"), "guest_email": req.get("guest_email"),
-                "total": float(p.grand_total), "payment_token": req["payment_token"],
-                "shipping_address": req["shipping_address"], "billing_address": req.get("billing_address")}
+        return {
+            "order_id": order_id,
+            "user_id": req.get("user_id"),
+            "guest_email": req.get("guest_email"),
+            "total": float(p.grand_total),
+            "payment_token": req["payment_token"],
+            "shipping_address": req["shipping_address"],
+            "billing_address": req.get("billing_address"),
+        }
 
-    async def _run(self, order_id: str, scope: str, req: dict, ready: "Prepared | None" = None,
-                   authorising_recorded: bool = False) -> tuple[int, dict]:
+    async def _run(
+        self,
+        order_id: str,
+        scope: str,
+        req: dict,
+        ready: Prepared | None = None,
+        authorising_recorded: bool = False,
+    ) -> tuple[int, dict]:
         ready = ready or await self._prepare(order_id, req)
-        cart, holds, p, verdict, credit_amount = ready.cart, ready.holds, ready.p, ready.verdict, ready.credit_amount
+        cart, holds, p, verdict, credit_amount = (
+            ready.cart,
+            ready.holds,
+            ready.p,
+            ready.verdict,
+            ready.credit_amount,
+        )
         card_amount = ready.card_amount
         if verdict["action"] == "decline":
             await self._release_and_drop(req["cart_id"], holds)
-            raise SagaFailed("fraud_declined", "this order cannot be accepted; contact support if you think this is a mistake")
+            raise SagaFailed(
+                "fraud_declined",
+                "this order cannot be accepted; contact support if you think this is a mistake",
+            )
 
         # 3. authorise (manual capture; idempotency key = order id). 'authorising' is durable before the
         # gateway is called, so a crash from here on is voided by the sweeper
@@ -197,9 +285,13 @@ class Saga:
         if card_amount > 0:
             if not authorising_recorded:
                 await self._step(order_id, "authorising", holds=Jsonb(holds))
-            auth = await self.payments.authorise(order_id, to_minor(card_amount), "USD", req["payment_token"], scope)
+            auth = await self.payments.authorise(
+                order_id, to_minor(card_amount), "USD", req["payment_token"], scope
+            )
             if isinstance(auth, PaymentRefusal):
-                raise SagaFailed(auth.reason, auth.message)  # the cart keeps its holds: try another card
+                raise SagaFailed(
+                    auth.reason, auth.message
+                )  # the cart keeps its holds: try another card
             assert isinstance(auth, Authorised)
             pi_id = auth.payment_intent_id
             try:
@@ -212,7 +304,9 @@ class Saga:
         # later crash has an order to settle
         status = "review" if verdict["action"] == "review" else "confirmed"
         try:
-            await self._write_order(order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount, holds)
+            await self._write_order(
+                order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount, holds
+            )
         except SagaTakenOver:
             if pi_id:
                 await self.payments.void(order_id, pi_id)
@@ -233,16 +327,32 @@ class Saga:
         if account is None:
             return None, Decimal(0)
         async with self.db.connection() as conn:
-            cur = await conn.execute("SELECT balance, user_id, kind FROM credit_accounts WHERE id = %s "
-                                     "AND (expires_at IS NULL OR expires_at > now())", (account,))
+            cur = await conn.execute(
+                "SELECT balance, user_id, kind FROM credit_accounts WHERE id = %s "
+                "AND (expires_at IS NULL OR expires_at > now())",
+                (account,),
+            )
             row = await cur.fetchone()
         if row is None or row["balance"] <= 0:
-            raise SagaFailed("insufficient_credit", "no usable balance on that gift card or store credit")
+            raise SagaFailed(
+                "insufficient_credit", "no usable balance on that gift card or store credit"
+            )
         req["_credit_account"] = account
         return account, min(Decimal(row["balance"]), grand_total)
 
-    async def _write_order(self, order_id, scope, req, cart: Cart, p, verdict, pi_id, card_amount, credit_amount,
-                           holds: list[dict]):
+    async def _write_order(
+        self,
+        order_id,
+        scope,
+        req,
+        cart: Cart,
+        p,
+        verdict,
+        pi_id,
+        card_amount,
+        credit_amount,
+        holds: list[dict],
+    ):
         # pipeline: the statements go out together, one round trip to PostgreSQL instead of one each
         async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
             await conn.execute(
@@ -250,63 +360,120 @@ class Saga:
                 "shipping_address, billing_address, shipping_method, estimated_delivery, fraud_score, fraud_action, "
                 "fraud_flags, coupon_code, idempotency_key, idempotency_scope) "
                 "VALUES (%s,%s,%s,'pending',%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (order_id, req.get("user_id"), req.get("guest_email"), p.subtotal, p.discount, p.tax, p.shipping,
-                 p.grand_total, Jsonb(req["shipping_address"]), Jsonb(req.get("billing_address")),
-                 req["shipping_method"], p.estimated_delivery, verdict["risk_score"], verdict["action"],
-                 Jsonb(verdict["flags"]), ",".join(c["code"] for c in cart.coupons) or None,
-                 req["idempotency_key"], scope))
+                (
+                    order_id,
+                    req.get("user_id"),
+                    req.get("guest_email"),
+                    p.subtotal,
+                    p.discount,
+                    p.tax,
+                    p.shipping,
+                    p.grand_total,
+                    Jsonb(req["shipping_address"]),
+                    Jsonb(req.get("billing_address")),
+                    req["shipping_method"],
+                    p.estimated_delivery,
+                    verdict["risk_score"],
+                    verdict["action"],
+                    Jsonb(verdict["flags"]),
+                    ",".join(c["code"] for c in cart.coupons) or None,
+                    req["idempotency_key"],
+                    scope,
+                ),
+            )
             async with conn.cursor() as cur:
                 await cur.executemany(
                     "INSERT INTO order_items (order_id, sku, product_id, name, quantity, unit_price, hold_id) "
                     "VALUES (%s,%s,%s,%s,%s,%s,%s)",
-                    [(order_id, item.sku, item.product_id, item.name, h.quantity, Decimal(item.unit_price), h.hold_id)
-                     for item in cart.items.values() for h in item.holds])
+                    [
+                        (
+                            order_id,
+                            item.sku,
+                            item.product_id,
+                            item.name,
+                            h.quantity,
+                            Decimal(item.unit_price),
+                            h.hold_id,
+                        )
+                        for item in cart.items.values()
+                        for h in item.holds
+                    ],
+                )
             if pi_id:
-                await conn.execute("INSERT INTO payments (order_id, kind, payment_intent_id, payment_method, amount, status) "
-                                   "VALUES (%s, 'card', %s, %s, %s, 'authorised')",
-                                   (order_id, pi_id, req["payment_token"], card_amount))
+                await conn.execute(
+                    "INSERT INTO payments (order_id, kind, payment_intent_id, payment_method, amount, status) "
+                    "VALUES (%s, 'card', %s, %s, %s, 'authorised')",
+                    (order_id, pi_id, req["payment_token"], card_amount),
+                )
             if credit_amount > 0:
                 account = req["_credit_account"]
-                await conn.execute("INSERT INTO payments (order_id, kind, payment_method, amount, status) "
-                                   "VALUES (%s, %s, %s, %s, 'authorised')",
-                                   (order_id, "gift_card" if account.startswith("gc:") else "store_credit", account,
-                                    credit_amount))
-            await conn.execute("INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order_id,))
-            cur = await conn.execute("UPDATE checkout_sagas SET step = 'order_written', holds = %s, payment_intent_id = %s, "
-                                     "updated_at = now() WHERE order_id = %s AND state = 'running' AND attempts = 0 "
-                                     "RETURNING order_id", (Jsonb(holds), pi_id, order_id))
-            if await cur.fetchone() is None:  # claimed by the sweeper meanwhile: no order (rolled back)
+                await conn.execute(
+                    "INSERT INTO payments (order_id, kind, payment_method, amount, status) "
+                    "VALUES (%s, %s, %s, %s, 'authorised')",
+                    (
+                        order_id,
+                        "gift_card" if account.startswith("gc:") else "store_credit",
+                        account,
+                        credit_amount,
+                    ),
+                )
+            await conn.execute(
+                "INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order_id,)
+            )
+            cur = await conn.execute(
+                "UPDATE checkout_sagas SET step = 'order_written', holds = %s, payment_intent_id = %s, "
+                "updated_at = now() WHERE order_id = %s AND state = 'running' AND attempts = 0 "
+                "RETURNING order_id",
+                (Jsonb(holds), pi_id, order_id),
+            )
+            if (
+                await cur.fetchone() is None
+            ):  # claimed by the sweeper meanwhile: no order (rolled back)
                 raise SagaTakenOver(order_id)
 
     # --- settle: commit holds, confirm the order (+ outbox), capture. Also the sweeper's roll-forward.
-    async def settle(self, order_id: str, status: str, capture: bool, saga: dict | None = None) -> tuple[int, dict]:
+    async def settle(
+        self, order_id: str, status: str, capture: bool, saga: dict | None = None
+    ) -> tuple[int, dict]:
         """`saga`: what the running saga already knows (holds, request, payment_intent_id); the sweeper
         passes nothing and the row is read."""
         if saga is None:
             async with self.db.connection() as conn:
-                cur = await conn.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (order_id,))
+                cur = await conn.execute(
+                    "SELECT * FROM checkout_sagas WHERE order_id = %s", (order_id,)
+                )
                 saga = await cur.fetchone()
         holds = saga["holds"]
-        results = await asyncio.gather(*(self.inv.commit(h["sku"], h["hold_id"], order_id) for h in holds))
+        results = await asyncio.gather(
+            *(self.inv.commit(h["sku"], h["hold_id"], order_id) for h in holds)
+        )
         failed = [(h, r) for h, r in zip(holds, results) if _is_refusal(r)]
         if failed:
             h, r = failed[0]
             committed = [(h2, r2) for h2, r2 in zip(holds, results) if not _is_refusal(r2)]
             await self.undo_order(order_id, saga, committed, [x for x, _ in failed])
             reason = "hold_expired" if r.reason in ("hold_expired", "unknown_hold") else r.reason
-            return await self._fail(order_id, reason,
-                                    f"your reservation of {h['sku']} ended before the order was placed; nothing was charged")
+            return await self._fail(
+                order_id,
+                reason,
+                f"your reservation of {h['sku']} ended before the order was placed; nothing was charged",
+            )
         try:
             async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
                 body = await self._confirm(conn, order_id, saga, holds, results, status)
-                await conn.execute("UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %s, "
-                                   "result_status = 201 WHERE order_id = %s", (Jsonb(body), order_id))
+                await conn.execute(
+                    "UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %s, "
+                    "result_status = 201 WHERE order_id = %s",
+                    (Jsonb(body), order_id),
+                )
         except SagaFailed as exc:
             await self.undo_order(order_id, saga, list(zip(holds, results)), [])
             return await self._fail(order_id, exc.reason, exc.message)
         _maybe_crash("committed")
         # the cart forgets the bought lines while the card is captured: independent, both before the 201
-        checked_out = self.carts.call(saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in holds])
+        checked_out = self.carts.call(
+            saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in holds]
+        )
         if capture:
             await asyncio.gather(checked_out, self.capture(order_id, saga["payment_intent_id"]))
         else:
@@ -316,12 +483,24 @@ class Saga:
     async def _confirm(self, conn, order_id, saga, holds, results, status) -> dict:
         """Runs in pipeline mode: only the statements whose rows are read wait for an answer."""
         req = saga["request"]
-        buyer = f"u:{req['user_id']}" if req.get("user_id") is not None else f"g:{req.get('guest_email')}"
+        buyer = (
+            f"u:{req['user_id']}"
+            if req.get("user_id") is not None
+            else f"g:{req.get('guest_email')}"
+        )
         async with conn.cursor() as cur:
             await cur.executemany(
                 "UPDATE order_items SET allocations = %s, warehouse_id = %s WHERE order_id = %s AND hold_id = %s",
-                [(Jsonb(r.allocations), max(r.allocations, key=r.allocations.get) if r.allocations else None,
-                  order_id, h["hold_id"]) for h, r in zip(holds, results)])
+                [
+                    (
+                        Jsonb(r.allocations),
+                        max(r.allocations, key=r.allocations.get) if r.allocations else None,
+                        order_id,
+                        h["hold_id"],
+                    )
+                    for h, r in zip(holds, results)
+                ],
+            )
         cur = await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
         order = await cur.fetchone()
         if order["status"] != "pending":
@@ -332,39 +511,80 @@ class Saga:
             await self._redeem(conn, code, buyer, order_id, order["discount"])
         credits = []
         if req.get("gift_card") or req.get("use_store_credit"):
-            cur = await conn.execute("SELECT * FROM payments WHERE order_id = %s AND kind <> 'card'", (order_id,))
+            cur = await conn.execute(
+                "SELECT * FROM payments WHERE order_id = %s AND kind <> 'card'", (order_id,)
+            )
             credits = await cur.fetchall()
         for credit in credits:
-            cur2 = await conn.execute("UPDATE credit_accounts SET balance = balance - %s WHERE id = %s AND balance >= %s "
-                                      "RETURNING id", (credit["amount"], credit["payment_method"], credit["amount"]))
+            cur2 = await conn.execute(
+                "UPDATE credit_accounts SET balance = balance - %s WHERE id = %s AND balance >= %s "
+                "RETURNING id",
+                (credit["amount"], credit["payment_method"], credit["amount"]),
+            )
             if await cur2.fetchone() is None:
-                raise SagaFailed("insufficient_credit", "the gift card or store credit balance changed; nothing was charged")
-            await conn.execute("INSERT INTO credit_ledger (account_id, order_id, amount, reason) VALUES (%s,%s,%s,'order')",
-                               (credit["payment_method"], order_id, -credit["amount"]))
-            await conn.execute("UPDATE payments SET status = 'captured' WHERE id = %s", (credit["id"],))
+                raise SagaFailed(
+                    "insufficient_credit",
+                    "the gift card or store credit balance changed; nothing was charged",
+                )
+            await conn.execute(
+                "INSERT INTO credit_ledger (account_id, order_id, amount, reason) VALUES (%s,%s,%s,'order')",
+                (credit["payment_method"], order_id, -credit["amount"]),
+            )
+            await conn.execute(
+                "UPDATE payments SET status = 'captured' WHERE id = %s", (credit["id"],)
+            )
         if req.get("user_id") is not None and saga["payment_intent_id"]:
-            await conn.execute("INSERT INTO payment_methods (user_id, token) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                               (req["user_id"], req["payment_token"]))
-        await conn.execute("UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id))
-        await conn.execute("INSERT INTO order_events (order_id, status, note) VALUES (%s, %s, %s)",
-                           (order_id, status, "held for a fraud review" if status == "review" else None))
-        await conn.execute("INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
-                           (f"order.{status}", Jsonb({"order_id": order_id, "user_id": req.get("user_id"),
-                                                      "email": req.get("email") or req.get("guest_email"),
-                                                      "grand_total": str(order["grand_total"])})))
+            await conn.execute(
+                "INSERT INTO payment_methods (user_id, token) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (req["user_id"], req["payment_token"]),
+            )
+        await conn.execute(
+            "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id)
+        )
+        await conn.execute(
+            "INSERT INTO order_events (order_id, status, note) VALUES (%s, %s, %s)",
+            (order_id, status, "held for a fraud review" if status == "review" else None),
+        )
+        await conn.execute(
+            "INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
+            (
+                f"order.{status}",
+                Jsonb(
+                    {
+                        "order_id": order_id,
+                        "user_id": req.get("user_id"),
+                        "email": req.get("email") or req.get("guest_email"),
+                        "grand_total": str(order["grand_total"]),
+                    }
+                ),
+            ),
+        )
         return _answer({**order, "status": status})
 
     async def _redeem(self, conn, code, buyer, order_id, amount) -> None:
         cur = await conn.execute("SELECT * FROM coupons WHERE code = %s FOR UPDATE", (code,))
         c = await cur.fetchone()
-        cur = await conn.execute("SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s", (code, buyer))
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
+            (code, buyer),
+        )
         uses = (await cur.fetchone())["n"]
-        if c is None or (c["total_limit"] is not None and c["used_count"] >= c["total_limit"]) or \
-                (c["per_user_limit"] is not None and uses >= c["per_user_limit"]):
-            raise SagaFailed("coupon_exhausted", f"coupon {code} was used up before your order; nothing was charged")
-        await conn.execute("UPDATE coupons SET used_count = used_count + 1 WHERE code = %s", (code,))
-        await conn.execute("INSERT INTO coupon_redemptions (code, buyer, order_id, discount) VALUES (%s,%s,%s,%s)",
-                           (code, buyer, order_id, amount))
+        if (
+            c is None
+            or (c["total_limit"] is not None and c["used_count"] >= c["total_limit"])
+            or (c["per_user_limit"] is not None and uses >= c["per_user_limit"])
+        ):
+            raise SagaFailed(
+                "coupon_exhausted",
+                f"coupon {code} was used up before your order; nothing was charged",
+            )
+        await conn.execute(
+            "UPDATE coupons SET used_count = used_count + 1 WHERE code = %s", (code,)
+        )
+        await conn.execute(
+            "INSERT INTO coupon_redemptions (code, buyer, order_id, discount) VALUES (%s,%s,%s,%s)",
+            (code, buyer, order_id, amount),
+        )
 
     async def capture(self, order_id: str, pi_id: str | None) -> bool:
         if pi_id:
@@ -374,10 +594,16 @@ class Saga:
                 return False  # saga stays running at 'committed': the sweeper captures
         async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
             if pi_id:
-                await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() "
-                                   "WHERE payment_intent_id = %s AND status = 'authorised'", (pi_id,))
-            await conn.execute("UPDATE checkout_sagas SET step = 'captured', state = 'done', updated_at = now() "
-                               "WHERE order_id = %s", (order_id,))
+                await conn.execute(
+                    "UPDATE payments SET status = 'captured', updated_at = now() "
+                    "WHERE payment_intent_id = %s AND status = 'authorised'",
+                    (pi_id,),
+                )
+            await conn.execute(
+                "UPDATE checkout_sagas SET step = 'captured', state = 'done', updated_at = now() "
+                "WHERE order_id = %s",
+                (order_id,),
+            )
         return True
 
     # --- compensation ---
@@ -385,29 +611,42 @@ class Saga:
         await asyncio.gather(*(self.inv.release(h["sku"], h["hold_id"]) for h in holds))
         await self.carts.call(cart_id, "checked_out", [h["hold_id"] for h in holds])
 
-    async def undo_order(self, order_id: str, saga: dict, committed: list, uncommitted: list[dict]) -> None:
+    async def undo_order(
+        self, order_id: str, saga: dict, committed: list, uncommitted: list[dict]
+    ) -> None:
         """Return committed units, release the other holds, void the card, mark the order failed."""
         for h, r in committed:
             for wh, qty in (r.allocations or {}).items():
                 # keyed: an undo repeated after a crash (the sweeper) restocks once
-                await self.inv.return_units(h["sku"], order_id, qty, wh,
-                                            return_key=f"undo:{order_id}:{h['hold_id']}:{wh}")
+                await self.inv.return_units(
+                    h["sku"], order_id, qty, wh, return_key=f"undo:{order_id}:{h['hold_id']}:{wh}"
+                )
         await asyncio.gather(*(self.inv.release(h["sku"], h["hold_id"]) for h in uncommitted))
-        await self.carts.call(saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in saga["holds"]])
+        await self.carts.call(
+            saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in saga["holds"]]
+        )
         if saga["payment_intent_id"]:
             await self.payments.void(order_id, saga["payment_intent_id"])
         async with self.db.connection() as conn:
-            await conn.execute("UPDATE orders SET status = 'failed', updated_at = now() WHERE id = %s", (order_id,))
-            await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE order_id = %s "
-                               "AND status = 'authorised'", (order_id,))
-            await conn.execute("INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders WHERE id = %s",
-                               (order_id,))
+            await conn.execute(
+                "UPDATE orders SET status = 'failed', updated_at = now() WHERE id = %s", (order_id,)
+            )
+            await conn.execute(
+                "UPDATE payments SET status = 'voided', updated_at = now() WHERE order_id = %s "
+                "AND status = 'authorised'",
+                (order_id,),
+            )
+            await conn.execute(
+                "INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders WHERE id = %s",
+                (order_id,),
+            )
 
 
 @dataclass(frozen=True)
 class Prepared:
     """What the saga knows before it may authorise: the cart, its holds, the price, the fraud verdict and
     the part paid by store credit or a gift card."""
+
     cart: Cart
     holds: list[dict]
     p: pricing.Price
@@ -421,16 +660,26 @@ class Prepared:
 
 
 def _holds_of(cart: Cart) -> list[dict]:
-    return [{"sku": sku, "hold_id": h.hold_id, "quantity": h.quantity} for sku, h in cart.all_holds()]
+    return [
+        {"sku": sku, "hold_id": h.hold_id, "quantity": h.quantity} for sku, h in cart.all_holds()
+    ]
 
 
 def _answer(o: dict) -> dict:
     """The 201 body, from the order row as the confirming transaction leaves it."""
-    return {"order_id": o["id"], "status": o["status"], "total": float(o["subtotal"] - o["discount"]),
-            "subtotal": float(o["subtotal"]), "discount": float(o["discount"]), "tax": float(o["tax"]),
-            "shipping": float(o["shipping"]), "grand_total": float(o["grand_total"]), "currency": o["currency"],
-            "estimated_delivery": o["estimated_delivery"].isoformat(),
-            "tracking_url": f"/api/v1/orders/{o['id']}"}
+    return {
+        "order_id": o["id"],
+        "status": o["status"],
+        "total": float(o["subtotal"] - o["discount"]),
+        "subtotal": float(o["subtotal"]),
+        "discount": float(o["discount"]),
+        "tax": float(o["tax"]),
+        "shipping": float(o["shipping"]),
+        "grand_total": float(o["grand_total"]),
+        "currency": o["currency"],
+        "estimated_delivery": o["estimated_delivery"].isoformat(),
+        "tracking_url": f"/api/v1/orders/{o['id']}",
+    }
 
 
 def _comparable(req: dict) -> dict:

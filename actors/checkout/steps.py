@@ -7,9 +7,19 @@ Not every step is written to `checkout_sagas` on its own: `reserved` and `scored
 `order_written`, in the transaction that writes the order). A card-only checkout whose holds are all
 fresh reserves, prices and scores with reads only, so its row is first written at `authorising` (with
 its holds): nothing happened before that a crash would need undone. The steps still happen in this order."""
+
 from __future__ import annotations
 
-STEPS = ("started", "reserved", "scored", "authorising", "authorised", "order_written", "committed", "captured")
+STEPS = (
+    "started",
+    "reserved",
+    "scored",
+    "authorising",
+    "authorised",
+    "order_written",
+    "committed",
+    "captured",
+)
 STATES = ("running", "done", "failed")
 
 

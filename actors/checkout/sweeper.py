@@ -9,18 +9,19 @@ Two situations outlive a single sweep and get their own handling here:
   looked up at the gateway once more `saga_void_recheck_after_s` later and voided, so a late
   authorisation does not stay open until the gateway expires it.
 """
+
 from __future__ import annotations
 
 import asyncio
 
 import ray
 
-from actors import NAMESPACE
-from actors.checkout import aftersales
-from actors.checkout.actor import open_saga
-from actors.checkout.saga import Saga
-from actors.checkout.steps import recovery
-from actors.payments.types import Captured, PaymentRefusal, Voided
+from flashmart.actors import NAMESPACE
+from flashmart.actors.checkout import aftersales
+from flashmart.actors.checkout.actor import open_saga
+from flashmart.actors.checkout.saga import Saga
+from flashmart.actors.checkout.steps import recovery
+from flashmart.actors.payments.types import Captured, PaymentRefusal, Voided
 from flashmart.obs import counter, logger
 from flashmart.settings import Settings
 
@@ -31,8 +32,10 @@ RECHECK_BATCH_MAX = 50
 RETURNS_BATCH_MAX = 50
 # Stripe cancels an uncaptured authorisation after 7 days: past that, nothing can still be open
 RECHECK_WINDOW_S = 8 * 86400
-AUTHORISATION_ENDED = ("the card authorisation ended at the payment gateway before the payment was taken; "
-                       "nothing was charged")
+AUTHORISATION_ENDED = (
+    "the card authorisation ended at the payment gateway before the payment was taken; "
+    "nothing was charged"
+)
 
 
 class VoidFailed(Exception):
@@ -49,8 +52,11 @@ class Sweeper:
         async with self.saga.db.connection() as conn:
             cur = await conn.execute(
                 "UPDATE checkout_sagas SET updated_at = now(), attempts = attempts + 1 WHERE order_id IN ("
-                " SELECT order_id FROM checkout_sagas WHERE state = 'running' AND updated_at < now() - make_interval(secs => %s)"
-                " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *", (older_than_s, SWEEP_BATCH_MAX))
+                " SELECT order_id FROM checkout_sagas WHERE state = 'running'"
+                " AND updated_at < now() - make_interval(secs => %s)"
+                " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
+                (older_than_s, SWEEP_BATCH_MAX),
+            )
             rows = await cur.fetchall()
         outcome: dict[str, int] = {}
         for saga in rows:
@@ -75,20 +81,32 @@ class Sweeper:
         approve_return resumes such a return, and the refund's idempotency key keeps it to one refund."""
         async with self.saga.db.connection() as conn:
             cur = await conn.execute(
-                "SELECT id FROM returns WHERE status = 'approved' AND refund_retry_at < now() - make_interval(secs => %s) "
-                "ORDER BY refund_retry_at LIMIT %s", (older_than_s, RETURNS_BATCH_MAX))
+                "SELECT id FROM returns WHERE status = 'approved' "
+                "AND refund_retry_at < now() - make_interval(secs => %s) "
+                "ORDER BY refund_retry_at LIMIT %s",
+                (older_than_s, RETURNS_BATCH_MAX),
+            )
             ids = [r["id"] for r in await cur.fetchall()]
         done = 0
         for return_id in ids:
             try:
-                await aftersales.approve_return(self.saga.db, self.saga.payments, self.saga.inv, return_id)
+                await aftersales.approve_return(
+                    self.saga.db, self.saga.payments, self.saga.inv, return_id
+                )
                 done += 1
             except Exception as exc:  # noqa: BLE001 - one return must not stop the sweep; tried again later
-                log.warning("return %s: refund still not through, retried later: %s", return_id,
-                            getattr(exc, "message", exc))
-                async with self.saga.db.connection() as conn:  # to the back of the queue: no starving the others
-                    await conn.execute("UPDATE returns SET refund_retry_at = now() WHERE id = %s AND status = 'approved'",
-                                       (return_id,))
+                log.warning(
+                    "return %s: refund still not through, retried later: %s",
+                    return_id,
+                    getattr(exc, "message", exc),
+                )
+                async with (
+                    self.saga.db.connection() as conn
+                ):  # to the back of the queue: no starving the others
+                    await conn.execute(
+                        "UPDATE returns SET refund_retry_at = now() WHERE id = %s AND status = 'approved'",
+                        (return_id,),
+                    )
         return done
 
     async def resolve(self, saga: dict) -> str:
@@ -96,11 +114,18 @@ class Sweeper:
         action = recovery(saga["step"])
         log.info("sweeper: saga %s at %s -> %s", oid, saga["step"], action)
         if action == "abandon":
-            await s._fail(oid, "checkout_interrupted", "the checkout was interrupted before any payment; please retry")
+            await s._fail(
+                oid,
+                "checkout_interrupted",
+                "the checkout was interrupted before any payment; please retry",
+            )
         elif action == "void":
             await self._void_all(oid, saga["payment_intent_id"])
-            await s._fail(oid, "checkout_interrupted",
-                          "the checkout was interrupted; the card authorisation was cancelled, nothing was charged")
+            await s._fail(
+                oid,
+                "checkout_interrupted",
+                "the checkout was interrupted; the card authorisation was cancelled, nothing was charged",
+            )
         elif action == "settle":
             async with s.db.connection() as conn:
                 cur = await conn.execute("SELECT fraud_action FROM orders WHERE id = %s", (oid,))
@@ -114,9 +139,13 @@ class Sweeper:
             if order["status"] == "confirmed":
                 action = await self._capture_or_cancel(saga)
             else:
-                await s._finish(oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid})
+                await s._finish(
+                    oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid}
+                )
         else:
-            await s._finish(oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid})
+            await s._finish(
+                oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid}
+            )
         return action
 
     async def _void_all(self, order_id: str, known: str | None) -> int:
@@ -141,8 +170,13 @@ class Sweeper:
             r = await s.payments.capture(oid, pi)
             if isinstance(r, PaymentRefusal) and r.reason == "invalid":
                 await aftersales.cancel(s.db, s.payments, s.inv, oid, note=AUTHORISATION_ENDED)
-                await s._finish(oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid})
-                counter("orders_cancelled_unpaid", "confirmed orders cancelled: authorisation ended before capture").inc()
+                await s._finish(
+                    oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid}
+                )
+                counter(
+                    "orders_cancelled_unpaid",
+                    "confirmed orders cancelled: authorisation ended before capture",
+                ).inc()
                 log.warning("order %s cancelled: %s (%s)", oid, AUTHORISATION_ENDED, r.message)
                 return "cancel_unpaid"
             if not isinstance(r, Captured):
@@ -159,21 +193,31 @@ class Sweeper:
                 "SELECT order_id, payment_intent_id FROM checkout_sagas WHERE state = 'failed' AND attempts > 0 "
                 "AND void_checked_at IS NULL AND step IN ('authorising', 'authorised') "
                 "AND updated_at < now() - make_interval(secs => %s) AND created_at > now() - make_interval(secs => %s) "
-                "ORDER BY updated_at LIMIT %s", (after_s, RECHECK_WINDOW_S, RECHECK_BATCH_MAX))
+                "ORDER BY updated_at LIMIT %s",
+                (after_s, RECHECK_WINDOW_S, RECHECK_BATCH_MAX),
+            )
             rows = await cur.fetchall()
         voided = 0
         for row in rows:
             try:
                 voided += await self._void_all(row["order_id"], row["payment_intent_id"])
             except Exception as exc:  # noqa: BLE001 - not marked checked: looked at again after_s later
-                log.warning("late void of %s failed, retried in %.0f s: %s", row["order_id"], after_s, exc)
-                async with self.saga.db.connection() as conn:  # to the back of the queue: no starving the others
-                    await conn.execute("UPDATE checkout_sagas SET updated_at = now() WHERE order_id = %s",
-                                       (row["order_id"],))
+                log.warning(
+                    "late void of %s failed, retried in %.0f s: %s", row["order_id"], after_s, exc
+                )
+                async with (
+                    self.saga.db.connection() as conn
+                ):  # to the back of the queue: no starving the others
+                    await conn.execute(
+                        "UPDATE checkout_sagas SET updated_at = now() WHERE order_id = %s",
+                        (row["order_id"],),
+                    )
                 continue
             async with self.saga.db.connection() as conn:
-                await conn.execute("UPDATE checkout_sagas SET void_checked_at = now() WHERE order_id = %s",
-                                   (row["order_id"],))
+                await conn.execute(
+                    "UPDATE checkout_sagas SET void_checked_at = now() WHERE order_id = %s",
+                    (row["order_id"],),
+                )
         return voided
 
 
@@ -201,7 +245,9 @@ class SweeperActor:
         while True:
             await asyncio.sleep(self.settings.sweeper_interval_s)
             try:
-                await self.sweep_now(self.settings.saga_stale_s, self.settings.saga_void_recheck_after_s)
+                await self.sweep_now(
+                    self.settings.saga_stale_s, self.settings.saga_void_recheck_after_s
+                )
             except Exception as exc:  # noqa: BLE001 - keep sweeping
                 log.exception("sweep failed: %s", exc)
 
@@ -215,6 +261,7 @@ class SweeperActor:
 
 
 def ensure_sweeper(settings: Settings) -> None:
-    sweeper = SweeperActor.options(namespace=NAMESPACE, name=SWEEPER_NAME, lifetime="detached",
-                                   get_if_exists=True).remote(settings)
+    sweeper = SweeperActor.options(
+        namespace=NAMESPACE, name=SWEEPER_NAME, lifetime="detached", get_if_exists=True
+    ).remote(settings)
     sweeper.start.remote()

@@ -1,13 +1,14 @@
 """The fraud actor: reads the buyer's history from PostgreSQL, applies rules + model, returns a verdict."""
+
 from __future__ import annotations
 
 import ray
 
-from actors.checkout.aftersales import PAID_STATUSES
-from actors.fraud.model import FraudModel
-from actors.fraud.rules import OrderFeatures, decide
+from flashmart.actors import NAMESPACE
+from flashmart.actors.checkout.aftersales import PAID_STATUSES
+from flashmart.actors.fraud.model import FraudModel
+from flashmart.actors.fraud.rules import OrderFeatures, decide
 from flashmart.settings import Settings
-from actors import NAMESPACE
 
 ACTOR_NAME = "fraud"
 
@@ -56,15 +57,24 @@ class FraudScorer:
     saga scores in its own process with this (one Ray hop and one process fewer per checkout); the
     actor below wraps the same object for any other caller."""
 
-    def __init__(self, db, review_from: float, decline_from: float, model: FraudModel | None = None):
+    def __init__(
+        self, db, review_from: float, decline_from: float, model: FraudModel | None = None
+    ):
         self.db, self.review_from, self.decline_from = db, review_from, decline_from
         self.model = model or FraudModel.load()
 
     async def history(self, order: dict) -> dict:
         async with self.db.connection() as conn:
-            cur = await conn.execute(_HISTORY_SQL, {"uid": order.get("user_id"), "email": order.get("guest_email"),
-                                                    "oid": order["order_id"], "token": order.get("payment_token", ""),
-                                                    "paid": list(PAID_STATUSES)})
+            cur = await conn.execute(
+                _HISTORY_SQL,
+                {
+                    "uid": order.get("user_id"),
+                    "email": order.get("guest_email"),
+                    "oid": order["order_id"],
+                    "token": order.get("payment_token", ""),
+                    "paid": list(PAID_STATUSES),
+                },
+            )
             return await cur.fetchone()
 
     async def score(self, order: dict) -> dict:
@@ -82,10 +92,12 @@ class FraudActor:
 
     async def score(self, order: dict) -> dict:
         if self.scorer is None:
-            from storage.postgres import open_async_pool
+            from flashmart.storage.postgres import open_async_pool
 
             db = await open_async_pool(self.settings.database_url, min_size=1, max_size=4)
-            self.scorer = FraudScorer(db, self.settings.fraud_review_threshold, self.settings.fraud_decline_threshold)
+            self.scorer = FraudScorer(
+                db, self.settings.fraud_review_threshold, self.settings.fraud_decline_threshold
+            )
         return await self.scorer.score(order)
 
     async def ping(self) -> str:
@@ -93,4 +105,6 @@ class FraudActor:
 
 
 def ensure_fraud_actor(settings: Settings) -> None:
-    FraudActor.options(namespace=NAMESPACE, name=ACTOR_NAME, lifetime="detached", get_if_exists=True).remote(settings)
+    FraudActor.options(
+        namespace=NAMESPACE, name=ACTOR_NAME, lifetime="detached", get_if_exists=True
+    ).remote(settings)

@@ -13,6 +13,7 @@ generous first basket (FIRST_ORDER_TYPICAL_VALUE): an ordinary item with a new c
 a first order several times that large is still flagged, and the seed's combinations (bursts,
 mismatched and foreign addresses) still go to review or are declined.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,15 @@ class OrderFeatures:
         ]
 
 
-MODEL_FEATURES = ["velocity", "new_payment_method", "address_mismatch", "value_ratio", "log_total",
-                  "international", "guest"]
+MODEL_FEATURES = [
+    "velocity",
+    "new_payment_method",
+    "address_mismatch",
+    "value_ratio",
+    "log_total",
+    "international",
+    "guest",
+]
 
 
 @dataclass
@@ -90,7 +98,12 @@ def rule_points(f: OrderFeatures) -> tuple[float, list[str]]:
     return points, flags
 
 
-def decide(f: OrderFeatures, model_probability: float, review_from: float = 30.0, decline_from: float = 60.0) -> Verdict:
+def decide(
+    f: OrderFeatures,
+    model_probability: float,
+    review_from: float = 30.0,
+    decline_from: float = 60.0,
+) -> Verdict:
     assert 0.0 <= model_probability <= 1.0
     points, flags = rule_points(f)
     risk = round(points + 50.0 * model_probability, 2)

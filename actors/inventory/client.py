@@ -12,6 +12,7 @@ home bucket is another one moves there through the directory, under a new id tag
 A shard that is restarting (crash, max_restarts) is retried until client_retry_s; every command is
 idempotent by hold id (reserve, release, commit), so a retry never double-books.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,19 +23,33 @@ import uuid
 import zlib
 from typing import Any
 
-from actors.inventory.messages import (
-    CommitHold, Committed, Refusal, ReleaseHold, Released, Reserved, ReserveStock, Returned, ReturnUnits,
-    SetStock, StockView, TransferHold, Transferred, ViewStock, pack_command, unpack_result,
-)
 from flashmart import obs
+from flashmart.actors import NAMESPACE
+from flashmart.actors.inventory.messages import (
+    CommitHold,
+    Committed,
+    Refusal,
+    Released,
+    ReleaseHold,
+    Reserved,
+    ReserveStock,
+    Returned,
+    ReturnUnits,
+    SetStock,
+    StockView,
+    TransferHold,
+    Transferred,
+    ViewStock,
+    pack_command,
+    unpack_result,
+)
 from flashmart.settings import Settings
-from actors import NAMESPACE
 
-RETRY_S = 30.0             # how long a call waits for a restarting shard
-INFLIGHT_MAX = 4           # batched calls in flight per shard and client
-REFILLS_MAX = 32           # refills a reservation in a dry bucket waits for (each one moved units to
-                           # it; the directory answers False, and the buyer sold_out, once no donor has any)
-_BUCKETED = object()       # _call's answer for a SKU split into buckets: the caller routes to one
+RETRY_S = 30.0  # how long a call waits for a restarting shard
+INFLIGHT_MAX = 4  # batched calls in flight per shard and client
+REFILLS_MAX = 32  # refills a reservation in a dry bucket waits for (each one moved units to
+# it; the directory answers False, and the buyer sold_out, once no donor has any)
+_BUCKETED = object()  # _call's answer for a SKU split into buckets: the caller routes to one
 MOVED_RETRIES_MAX = 10
 log = obs.logger("inventory.client")
 
@@ -73,12 +88,14 @@ class _ShardBatcher:
         try:
             while self.pending:
                 if len(self.pending) < self.size_max:
-                    await asyncio.sleep(self.window_s)  # let the batch grow (a full one goes at once)
+                    await asyncio.sleep(
+                        self.window_s
+                    )  # let the batch grow (a full one goes at once)
                 while len(self.inflight) >= self.inflight_max:
                     self._slot.clear()
                     await self._slot.wait()
-                batch = self.pending[:self.size_max]
-                del self.pending[:self.size_max]
+                batch = self.pending[: self.size_max]
+                del self.pending[: self.size_max]
                 call = asyncio.create_task(self._send(batch))
                 self.inflight.add(call)
                 call.add_done_callback(self._call_done)
@@ -118,7 +135,7 @@ class InventoryClient:
     def __init__(self, settings: Settings, directory: Any) -> None:
         self.settings = settings
         self.directory = directory
-        self._owners: dict[str, Any] = {}   # sku -> shard name, or ("buckets", n, pool shard)
+        self._owners: dict[str, Any] = {}  # sku -> shard name, or ("buckets", n, pool shard)
         self._refills: dict[tuple[str, int], asyncio.Future] = {}
         self._batchers: dict[str, _ShardBatcher] = {}
         self.retry_s = RETRY_S
@@ -127,8 +144,8 @@ class InventoryClient:
         self._hold_counter = itertools.count()
 
     @classmethod
-    async def connect(cls, settings: Settings) -> "InventoryClient":
-        from actors.inventory.directory import ensure_inventory_actors
+    async def connect(cls, settings: Settings) -> InventoryClient:
+        from flashmart.actors.inventory.directory import ensure_inventory_actors
 
         directory = ensure_inventory_actors(settings)
         await directory.ping.remote()
@@ -136,8 +153,16 @@ class InventoryClient:
 
     # --- the contract -----------------------------------------------------------------------------
 
-    async def reserve(self, sku: str, quantity: int, buyer_id: int, *, hold_id: str | None = None,
-                      ttl_s: float | None = None, ship_to: Any = None) -> Reserved | Refusal:
+    async def reserve(
+        self,
+        sku: str,
+        quantity: int,
+        buyer_id: int,
+        *,
+        hold_id: str | None = None,
+        ttl_s: float | None = None,
+        ship_to: Any = None,
+    ) -> Reserved | Refusal:
         if not isinstance(quantity, int) or quantity <= 0:
             return Refusal("invalid", "quantity must be a positive integer")
         ttl = self.settings.hold_ttl_s if ttl_s is None else float(ttl_s)
@@ -166,8 +191,16 @@ class InventoryClient:
         result = await self._call(cmd)
         return await self._in_bucket_of_hold(cmd) if result is _BUCKETED else result
 
-    async def transfer_hold(self, sku: str, hold_id: str, to_buyer: int, quantity: int, *, partial: bool = False,
-                            ttl_s: float | None = None) -> Transferred | Refusal:
+    async def transfer_hold(
+        self,
+        sku: str,
+        hold_id: str,
+        to_buyer: int,
+        quantity: int,
+        *,
+        partial: bool = False,
+        ttl_s: float | None = None,
+    ) -> Transferred | Refusal:
         """Give a live hold of `quantity` units to `to_buyer` in one step (no other buyer can take its units
         meanwhile), within to_buyer's per-buyer limit: refused (limit_reached, nothing changed) or, with
         `partial`, as many units as the limit allows, the rest back in stock. `ttl_s`: the hold then lives
@@ -177,7 +210,14 @@ class InventoryClient:
             return Refusal("invalid", "quantity must be a positive integer")
         if ttl_s is not None and float(ttl_s) <= 0:
             return Refusal("invalid", "ttl_s must be positive")
-        cmd = TransferHold(sku, hold_id, int(to_buyer), quantity, None if ttl_s is None else float(ttl_s), bool(partial))
+        cmd = TransferHold(
+            sku,
+            hold_id,
+            int(to_buyer),
+            quantity,
+            None if ttl_s is None else float(ttl_s),
+            bool(partial),
+        )
         if self._owners.get(sku).__class__ is not tuple:
             result = await self._call(cmd)
             if result is not _BUCKETED:
@@ -186,18 +226,30 @@ class InventoryClient:
         home = home_bucket(cmd.to_buyer, n)
         if hold_bucket(hold_id, n) == home:  # already in the new buyer's home bucket
             return _as_sku(await self._call(dataclasses.replace(cmd, sku=f"{sku}#{home}")), sku)
-        return _as_sku(await self._ask_directory_or_refuse("transfer_hold", sku, hold_id, cmd.to_buyer, quantity,
-                                                           cmd.partial, cmd.ttl_s), sku)
+        return _as_sku(
+            await self._ask_directory_or_refuse(
+                "transfer_hold", sku, hold_id, cmd.to_buyer, quantity, cmd.partial, cmd.ttl_s
+            ),
+            sku,
+        )
 
-    async def return_units(self, sku: str, order_id: str, quantity: int, warehouse_id: str,
-                           return_key: str | None = None) -> Returned | Refusal:
+    async def return_units(
+        self,
+        sku: str,
+        order_id: str,
+        quantity: int,
+        warehouse_id: str,
+        return_key: str | None = None,
+    ) -> Returned | Refusal:
         """Units of an order back to stock. `return_key` (the caller's, e.g. "return:{id}:{item}:{warehouse}")
         makes it idempotent: the same return again answers the first result and restocks nothing."""
         cmd = ReturnUnits(sku, str(order_id), quantity, warehouse_id, None, return_key)
         result = await self._call(cmd)
         if result is not _BUCKETED:
             return result
-        _, n, pool = self._owners[sku]  # the order's units are in the pool or in one bucket: ask until found
+        _, n, pool = self._owners[
+            sku
+        ]  # the order's units are in the pool or in one bucket: ask until found
         result = await self._call(cmd, shard=pool)
         for i in range(n):
             if not (isinstance(result, Refusal) and result.reason == "not_found"):
@@ -208,15 +260,22 @@ class InventoryClient:
     async def set_stock(self, sku: str, warehouse_id: str, on_hand: int) -> StockView | Refusal:
         result = await self._call(SetStock(sku, warehouse_id, on_hand))
         if result is _BUCKETED:
-            return await self._ask_directory_or_refuse("set_bucketed_stock", sku, warehouse_id, on_hand)
+            return await self._ask_directory_or_refuse(
+                "set_bucketed_stock", sku, warehouse_id, on_hand
+            )
         return result
 
     async def stock(self, sku: str) -> StockView:
         result = await self._call(ViewStock(sku))
-        return await self._ask_directory_or_refuse("bucketed_view", sku) if result is _BUCKETED else result
+        return (
+            await self._ask_directory_or_refuse("bucketed_view", sku)
+            if result is _BUCKETED
+            else result
+        )
 
-    async def declare_hot(self, sku: str, per_buyer_limit: int | None = None, *, buckets: int = 1
-                          ) -> StockView | Refusal:
+    async def declare_hot(
+        self, sku: str, per_buyer_limit: int | None = None, *, buckets: int = 1
+    ) -> StockView | Refusal:
         """buckets > 1 splits the SKU into that many stock buckets on shards of their own (a sale
         beyond one shard's rate); it cannot change afterwards."""
         try:
@@ -245,7 +304,9 @@ class InventoryClient:
         sku = cmd.sku
         _, n, _ = self._owners[sku]
         i = home_bucket(cmd.buyer_id, n)  # the buyer's home bucket: its limit check is exact
-        in_bucket = ReserveStock(f"{sku}#{i}", cmd.quantity, cmd.buyer_id, f"{cmd.hold_id}~{i}", cmd.ttl_s, cmd.ship_to)
+        in_bucket = ReserveStock(
+            f"{sku}#{i}", cmd.quantity, cmd.buyer_id, f"{cmd.hold_id}~{i}", cmd.ttl_s, cmd.ship_to
+        )
         for _ in range(REFILLS_MAX):
             result = await self._call(in_bucket)
             if not (result.__class__ is Refusal and result.reason == "sold_out"):
@@ -259,7 +320,9 @@ class InventoryClient:
         key = (sku, index)
         fut = self._refills.get(key)
         if fut is None:
-            fut = self._refills[key] = asyncio.ensure_future(self._ask_directory("refill", sku, index, quantity))
+            fut = self._refills[key] = asyncio.ensure_future(
+                self._ask_directory("refill", sku, index, quantity)
+            )
             fut.add_done_callback(lambda _: self._refills.pop(key, None))
         try:
             return await asyncio.shield(fut)
@@ -274,8 +337,11 @@ class InventoryClient:
         tag = hold_bucket(cmd.hold_id, n)
         if tag is not None:
             key = f"{sku}#{tag}"
-            in_bucket = (CommitHold(key, cmd.hold_id, cmd.order_id) if cmd.__class__ is CommitHold
-                         else ReleaseHold(key, cmd.hold_id))
+            in_bucket = (
+                CommitHold(key, cmd.hold_id, cmd.order_id)
+                if cmd.__class__ is CommitHold
+                else ReleaseHold(key, cmd.hold_id)
+            )
             return _as_sku(await self._call(in_bucket), sku)
         return await self._call(cmd, shard=pool)
 
@@ -297,7 +363,9 @@ class InventoryClient:
                 return await getattr(self.directory, method).remote(*args)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
                 if time.monotonic() > deadline:
-                    raise ShardUnavailable(f"inventory directory unavailable: {str(exc)[:200]}") from exc
+                    raise ShardUnavailable(
+                        f"inventory directory unavailable: {str(exc)[:200]}"
+                    ) from exc
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 1.0)
 
@@ -307,8 +375,11 @@ class InventoryClient:
             import ray
 
             batcher = self._batchers[name] = _ShardBatcher(
-                ray.get_actor(name, namespace=NAMESPACE), self.settings.batch_window_ms / 1000,
-                self.settings.batch_size_max, INFLIGHT_MAX)
+                ray.get_actor(name, namespace=NAMESPACE),
+                self.settings.batch_window_ms / 1000,
+                self.settings.batch_size_max,
+                INFLIGHT_MAX,
+            )
         return batcher
 
     async def _call(self, cmd: Any, shard: str | None = None) -> Any:
@@ -325,7 +396,10 @@ class InventoryClient:
                 result = await self._batcher(name).submit(cmd)
             except ShardUnavailable as exc:
                 if time.monotonic() > deadline:
-                    return Refusal("unavailable", f"inventory shard {name} unavailable: {exc}" if name else str(exc))
+                    return Refusal(
+                        "unavailable",
+                        f"inventory shard {name} unavailable: {exc}" if name else str(exc),
+                    )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 1.0)
                 continue

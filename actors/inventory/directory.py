@@ -27,6 +27,7 @@ target under a new id (ReceiveHold), or gives the claim back when the source ref
 Each step is durable and idempotent by transfer id; progress is recorded in inventory_hold_transfers and
 a restarted directory finishes what is not done.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,15 +35,30 @@ import os
 import uuid
 from typing import Any
 
-from actors.inventory.client import hold_bucket, home_bucket
-from actors.inventory.messages import (
-    CancelHoldTransfer, ExpectHold, ReceiveHold, Refusal, SendHold, SetSaleLimit, SetStock, SplitIntoBuckets, StockView,
-    TransferIn, TransferOut, ViewStock,
-)
-from actors.inventory.shard import cold_shard_name, default_owner, hot_shard_name, shard_class
 from flashmart import obs
+from flashmart.actors import NAMESPACE
+from flashmart.actors.inventory.client import hold_bucket, home_bucket
+from flashmart.actors.inventory.messages import (
+    CancelHoldTransfer,
+    ExpectHold,
+    ReceiveHold,
+    Refusal,
+    SendHold,
+    SetSaleLimit,
+    SetStock,
+    SplitIntoBuckets,
+    StockView,
+    TransferIn,
+    TransferOut,
+    ViewStock,
+)
+from flashmart.actors.inventory.shard import (
+    cold_shard_name,
+    default_owner,
+    hot_shard_name,
+    shard_class,
+)
 from flashmart.settings import Settings
-from actors import NAMESPACE
 
 DIRECTORY_NAME = "inventory-directory"
 SHARD_MAX_CONCURRENCY = 1000  # batched calls a shard interleaves (its queue bound is in commands)
@@ -52,8 +68,14 @@ SHARD_MAX_CONCURRENCY = 1000  # batched calls a shard interleaves (its queue bou
 SHARD_MEMORY_TOKEN_BYTES = 1024 * 1024
 log = obs.logger("inventory.directory")
 BUCKETS_MAX = 64
-HOLD_TRANSFER_WAIT_S = 30.0  # how long a caller waits for restarting shards; the directory then goes on alone
-RETRYABLE = ("overloaded", "unavailable", "moved")  # refusals of a shard that is busy or restarting, not of the hold
+HOLD_TRANSFER_WAIT_S = (
+    30.0  # how long a caller waits for restarting shards; the directory then goes on alone
+)
+RETRYABLE = (
+    "overloaded",
+    "unavailable",
+    "moved",
+)  # refusals of a shard that is busy or restarting, not of the hold
 
 
 class Retry(Exception):
@@ -74,7 +96,9 @@ def add_views(sku: str, views: list[StockView]) -> StockView:
     for v in views:
         total.per_buyer_limit = total.per_buyer_limit if v.sku != sku else v.per_buyer_limit
         for wh, w in v.warehouses.items():
-            mine = total.warehouses.setdefault(wh, {"on_hand": 0, "available": 0, "held": 0, "sold": 0})
+            mine = total.warehouses.setdefault(
+                wh, {"on_hand": 0, "available": 0, "held": 0, "sold": 0}
+            )
             for k in mine:
                 mine[k] += w[k]
         total.on_hand += v.on_hand
@@ -94,9 +118,18 @@ def _answer(result: Any) -> Any:
 
 def shard_options(name: str) -> dict[str, Any]:
     """Detached, named, restarted forever, spread across the nodes of the cluster."""
-    return dict(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, max_restarts=-1, max_task_retries=0,
-                num_cpus=0, memory=SHARD_MEMORY_TOKEN_BYTES, max_concurrency=SHARD_MAX_CONCURRENCY,
-                scheduling_strategy="SPREAD")
+    return dict(
+        name=name,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=0,
+        num_cpus=0,
+        memory=SHARD_MEMORY_TOKEN_BYTES,
+        max_concurrency=SHARD_MAX_CONCURRENCY,
+        scheduling_strategy="SPREAD",
+    )
 
 
 def ensure_shard(settings: Settings, name: str):
@@ -108,7 +141,7 @@ class DirectoryCore:
         self.settings = settings
         self.store = store
         self.placements: dict[str, str] = {}
-        self.buckets: dict[str, int] = {}                 # bucketed SKU -> number of buckets
+        self.buckets: dict[str, int] = {}  # bucketed SKU -> number of buckets
         self._bucket_locks: dict[str, asyncio.Lock] = {}  # one coordinator step at a time per SKU
         self._moving: dict[str, asyncio.Future] = {}
         self._ready: asyncio.Future | None = None
@@ -126,16 +159,21 @@ class DirectoryCore:
         if transfers:
             asyncio.ensure_future(self._finish_transfers(transfers))
         for row in await self.store.unfinished_hold_transfers():
-            log.warning("resuming hold transfer %s of %s (%s)", row["transfer_id"], row["sku"], row["state"])
+            log.warning(
+                "resuming hold transfer %s of %s (%s)", row["transfer_id"], row["sku"], row["state"]
+            )
             asyncio.ensure_future(self._settle_hold_transfer(row, wait_s=float("inf")))
         for move in await self.store.unfinished_moves():
             # registered before start() returns, so lookups of the SKU wait for the repair
             sku = move["sku"]
             fut = self._moving[sku] = asyncio.get_running_loop().create_future()
-            asyncio.ensure_future(self._resume(sku, move["source"], move["target"], move["per_buyer_limit"], fut))
+            asyncio.ensure_future(
+                self._resume(sku, move["source"], move["target"], move["per_buyer_limit"], fut)
+            )
 
-    async def _resume(self, sku: str, source: str, target: str, per_buyer_limit: int | None,
-                      fut: asyncio.Future) -> None:
+    async def _resume(
+        self, sku: str, source: str, target: str, per_buyer_limit: int | None, fut: asyncio.Future
+    ) -> None:
         """Finish a move that a previous incarnation began; retried until it succeeds."""
         log.warning("resuming the unfinished move of %s from %s to %s", sku, source, target)
         backoff_s = 0.1
@@ -146,7 +184,9 @@ class DirectoryCore:
                     await self._shard(target).handle.remote([SetSaleLimit(sku, per_buyer_limit)])
                     return
                 except Exception:  # noqa: BLE001 - a shard restarting, PostgreSQL away: try again
-                    log.exception("resuming the move of %s failed; retrying in %.1fs", sku, backoff_s)
+                    log.exception(
+                        "resuming the move of %s failed; retrying in %.1fs", sku, backoff_s
+                    )
                     await asyncio.sleep(backoff_s)
                     backoff_s = min(backoff_s * 2, 5.0)
         finally:
@@ -163,16 +203,25 @@ class DirectoryCore:
             moving = self._moving.get(sku)
             if moving is not None:
                 await asyncio.shield(moving)
-        return {sku: ("buckets", self.buckets[sku], self.owner(sku)) if sku in self.buckets else self.owner(sku)
-                for sku in skus}
+        return {
+            sku: ("buckets", self.buckets[sku], self.owner(sku))
+            if sku in self.buckets
+            else self.owner(sku)
+            for sku in skus
+        }
 
     async def declare_hot(self, sku: str, per_buyer_limit: int | None, buckets: int = 1) -> Any:
         """Give the SKU a shard of its own (idempotent) and set the sale's per-buyer limit; with
         buckets > 1 also split it into that many stock buckets on shards of their own."""
         await self.start()
-        if not 1 <= buckets <= BUCKETS_MAX or (sku in self.buckets and buckets != self.buckets[sku]):
-            return Refusal("invalid", f"buckets must be 1..{BUCKETS_MAX} and cannot change once split "
-                                      f"(now {self.buckets.get(sku, 1)})")
+        if not 1 <= buckets <= BUCKETS_MAX or (
+            sku in self.buckets and buckets != self.buckets[sku]
+        ):
+            return Refusal(
+                "invalid",
+                f"buckets must be 1..{BUCKETS_MAX} and cannot change once split "
+                f"(now {self.buckets.get(sku, 1)})",
+            )
         if sku in self.buckets:
             buckets = self.buckets[sku]
         while sku in self._moving:
@@ -208,8 +257,12 @@ class DirectoryCore:
                     await ensure_shard(self.settings, name).ping.remote()
                     await self.store.set_owner(key, name, per_buyer_limit)
                     self.placements[key] = name
-            await asyncio.gather(*(self._ask(bucket_key(sku, i), SetSaleLimit(bucket_key(sku, i), per_buyer_limit))
-                                   for i in range(n)))
+            await asyncio.gather(
+                *(
+                    self._ask(bucket_key(sku, i), SetSaleLimit(bucket_key(sku, i), per_buyer_limit))
+                    for i in range(n)
+                )
+            )
             if sku not in self.buckets:
                 await self.store.set_buckets(sku, n)
                 self.buckets[sku] = n
@@ -249,8 +302,10 @@ class DirectoryCore:
             if need <= 0:
                 return True  # refilled meanwhile
             target = bucket_key(sku, index)
-            donors = [(0, views[0])] + sorted(((i + 1, v) for i, v in enumerate(views[1:]) if i != index),
-                                              key=lambda d: -d[1].available)
+            donors = [(0, views[0])] + sorted(
+                ((i + 1, v) for i, v in enumerate(views[1:]) if i != index),
+                key=lambda d: -d[1].available,
+            )
             n = self.buckets[sku]
             for pos, view in donors:
                 source = sku if pos == 0 else bucket_key(sku, pos - 1)
@@ -271,16 +326,23 @@ class DirectoryCore:
         await self.start()
         async with self._lock(sku):
             views = await self._views(sku)
-            in_buckets = sum(v.warehouses.get(warehouse_id, {}).get("on_hand", 0) for v in views[1:])
+            in_buckets = sum(
+                v.warehouses.get(warehouse_id, {}).get("on_hand", 0) for v in views[1:]
+            )
             if on_hand < in_buckets:
-                return Refusal("invalid", f"on_hand must be >= the {in_buckets} units the buckets hold in {warehouse_id}")
+                return Refusal(
+                    "invalid",
+                    f"on_hand must be >= the {in_buckets} units the buckets hold in {warehouse_id}",
+                )
             result = await self._ask(sku, SetStock(sku, warehouse_id, on_hand - in_buckets))
             if isinstance(result, Refusal):
                 return result
             await self._spread(sku)
         return await self.bucketed_view(sku)
 
-    async def _transfer(self, sku: str, source: str, target: str, warehouse_id: str, quantity: int) -> bool:
+    async def _transfer(
+        self, sku: str, source: str, target: str, warehouse_id: str, quantity: int
+    ) -> bool:
         transfer_id = uuid.uuid4().hex
         await self.store.begin_transfer(transfer_id, sku, source, target, warehouse_id, quantity)
         out = await self._ask(source, TransferOut(source, warehouse_id, quantity, transfer_id))
@@ -301,15 +363,23 @@ class DirectoryCore:
                     async with self._lock(r["sku"]):
                         tid, wh, q = r["transfer_id"], r["warehouse_id"], r["quantity"]
                         if r["state"] == "started":
-                            out = await self._ask(r["from_key"], TransferOut(r["from_key"], wh, q, tid))
+                            out = await self._ask(
+                                r["from_key"], TransferOut(r["from_key"], wh, q, tid)
+                            )
                             if isinstance(out, Refusal):
                                 await self.store.transfer_state(tid, "failed")
                                 break
                             await self.store.transfer_state(tid, "out")
                         await self._ask(r["to_key"], TransferIn(r["to_key"], wh, q, tid))
                         await self.store.transfer_state(tid, "done")
-                        log.warning("finished transfer %s of %s (%d units %s -> %s)", tid, r["sku"], q,
-                                    r["from_key"], r["to_key"])
+                        log.warning(
+                            "finished transfer %s of %s (%d units %s -> %s)",
+                            tid,
+                            r["sku"],
+                            q,
+                            r["from_key"],
+                            r["to_key"],
+                        )
                         break
                 except Exception:  # noqa: BLE001 - shards restarting: try again
                     log.exception("finishing transfer %s failed; retrying", r["transfer_id"])
@@ -318,8 +388,15 @@ class DirectoryCore:
 
     # --- holds changing buyer across buckets ----------------------------------------------------------
 
-    async def transfer_hold(self, sku: str, hold_id: str, to_buyer: int, quantity: int, partial: bool,
-                            ttl_s: float | None) -> Any:
+    async def transfer_hold(
+        self,
+        sku: str,
+        hold_id: str,
+        to_buyer: int,
+        quantity: int,
+        partial: bool,
+        ttl_s: float | None,
+    ) -> Any:
         """Move a hold to `to_buyer`'s home bucket as theirs (the client does it in place when it is there
         already). A retried call (same hold and buyer) finishes or answers the same attempt."""
         await self.start()
@@ -331,11 +408,25 @@ class DirectoryCore:
         home = home_bucket(to_buyer, n)
         target = bucket_key(sku, home)
         if source == target:
-            return Refusal("invalid", f"hold {hold_id} is in the buyer's home bucket already: transfer it there")
+            return Refusal(
+                "invalid",
+                f"hold {hold_id} is in the buyer's home bucket already: transfer it there",
+            )
         transfer_id = uuid.uuid4().hex
-        row = await self.store.begin_hold_transfer(dict(
-            transfer_id=transfer_id, sku=sku, from_key=source, to_key=target, hold_id=hold_id,
-            new_hold_id=f"{transfer_id}~{home}", to_buyer=to_buyer, quantity=quantity, partial=partial, ttl_s=ttl_s))
+        row = await self.store.begin_hold_transfer(
+            dict(
+                transfer_id=transfer_id,
+                sku=sku,
+                from_key=source,
+                to_key=target,
+                hold_id=hold_id,
+                new_hold_id=f"{transfer_id}~{home}",
+                to_buyer=to_buyer,
+                quantity=quantity,
+                partial=partial,
+                ttl_s=ttl_s,
+            )
+        )
         return await self._settle_hold_transfer(row, wait_s=HOLD_TRANSFER_WAIT_S)
 
     async def _settle_hold_transfer(self, row: dict, wait_s: float) -> Any:
@@ -343,21 +434,32 @@ class DirectoryCore:
         answered unavailable and the steps go on in the background: a claim is never left behind."""
         task = asyncio.ensure_future(self._run_hold_transfer(row["transfer_id"]))
         try:
-            return await asyncio.wait_for(asyncio.shield(task), wait_s if wait_s != float("inf") else None)
-        except asyncio.TimeoutError:
-            return Refusal("unavailable", "the inventory shards of this SKU are restarting; the transfer will finish "
-                                          "on its own, retry to see its outcome")
+            return await asyncio.wait_for(
+                asyncio.shield(task), wait_s if wait_s != float("inf") else None
+            )
+        except TimeoutError:
+            return Refusal(
+                "unavailable",
+                "the inventory shards of this SKU are restarting; the transfer will finish "
+                "on its own, retry to see its outcome",
+            )
 
     async def _run_hold_transfer(self, transfer_id: str) -> Any:
         backoff_s = 0.05
         while True:
             try:
                 row = await self.store.hold_transfer(transfer_id)
-                async with self._lock(row["sku"]):  # like stock transfers: the bucketed views add up meanwhile
-                    row = await self.store.hold_transfer(transfer_id)  # as the last run under the lock left it
+                async with self._lock(
+                    row["sku"]
+                ):  # like stock transfers: the bucketed views add up meanwhile
+                    row = await self.store.hold_transfer(
+                        transfer_id
+                    )  # as the last run under the lock left it
                     return await self._hold_transfer_steps(row)
             except Exception:  # noqa: BLE001 - a shard restarting, PostgreSQL away: the steps are idempotent
-                log.exception("hold transfer %s: a step failed; retrying in %.2fs", transfer_id, backoff_s)
+                log.exception(
+                    "hold transfer %s: a step failed; retrying in %.2fs", transfer_id, backoff_s
+                )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 2.0)
 
@@ -366,33 +468,62 @@ class DirectoryCore:
         if row["state"] == "failed":  # a concurrent run of the same attempt ended it
             return Refusal(row["refused"] or "invalid", "the hold transfer was refused")
         if row["state"] == "started":  # 1. the new buyer's limit, claimed where their holds live
-            claim = _answer(await self._ask(target, ExpectHold(target, tid, row["new_hold_id"], row["to_buyer"],
-                                                               row["quantity"], row["partial"])))
+            claim = _answer(
+                await self._ask(
+                    target,
+                    ExpectHold(
+                        target,
+                        tid,
+                        row["new_hold_id"],
+                        row["to_buyer"],
+                        row["quantity"],
+                        row["partial"],
+                    ),
+                )
+            )
             if isinstance(claim, Refusal):  # limit_reached: nothing changed anywhere
                 await self.store.hold_transfer_state(tid, "failed", refused=claim.reason)
                 return claim
             row.update(state="claimed", claimed=claim.quantity)
             await self.store.hold_transfer_state(tid, "claimed", claimed=claim.quantity)
         if row["state"] == "claimed":  # 2. the hold ends where it was, its units leave (in transit)
-            out = _answer(await self._ask(source, SendHold(source, row["hold_id"], tid, row["quantity"], row["claimed"],
-                                                           row["ttl_s"])))
-            if isinstance(out, Refusal):  # the hold is gone (expired, released, committed): give the claim back
+            out = _answer(
+                await self._ask(
+                    source,
+                    SendHold(
+                        source, row["hold_id"], tid, row["quantity"], row["claimed"], row["ttl_s"]
+                    ),
+                )
+            )
+            if isinstance(
+                out, Refusal
+            ):  # the hold is gone (expired, released, committed): give the claim back
                 _answer(await self._ask(target, CancelHoldTransfer(target, tid)))
                 await self.store.hold_transfer_state(tid, "failed", refused=out.reason)
                 return out
             row.update(state="out", allocations=out.allocations, expires_at=out.expires_at)
-            await self.store.hold_transfer_state(tid, "out", allocations=out.allocations, expires_at=out.expires_at)
+            await self.store.hold_transfer_state(
+                tid, "out", allocations=out.allocations, expires_at=out.expires_at
+            )
         # 3. the units arrive and the claim becomes the hold (answered again as the hold is, once done)
-        result = await self._ask(target, ReceiveHold(target, tid, row["new_hold_id"], row["allocations"],
-                                                     row["expires_at"]))
-        if isinstance(result, Refusal) and (result.reason in RETRYABLE or result.reason == "invalid"):
-            raise Retry(f"hold transfer {tid}: {result.reason} {result.message}")  # invalid: a bug, loud in the log
+        result = await self._ask(
+            target,
+            ReceiveHold(target, tid, row["new_hold_id"], row["allocations"], row["expires_at"]),
+        )
+        if isinstance(result, Refusal) and (
+            result.reason in RETRYABLE or result.reason == "invalid"
+        ):
+            raise Retry(
+                f"hold transfer {tid}: {result.reason} {result.message}"
+            )  # invalid: a bug, loud in the log
         if row["state"] != "done":
             await self.store.hold_transfer_state(tid, "done")
             row["state"] = "done"
         return result
 
-    async def _move(self, sku: str, target: str, per_buyer_limit: int | None, *, source: str | None = None) -> None:
+    async def _move(
+        self, sku: str, target: str, per_buyer_limit: int | None, *, source: str | None = None
+    ) -> None:
         import ray
 
         source = source or self.owner(sku)
@@ -412,7 +543,9 @@ class DirectoryCore:
                 await new.adopt_sku.remote(snap)
             except ray.exceptions.RayActorError:
                 # the new shard died: it will load the SKU from PostgreSQL (everything was flushed)
-                log.warning("hot shard %s died during adoption of %s; it recovers from storage", target, sku)
+                log.warning(
+                    "hot shard %s died during adoption of %s; it recovers from storage", target, sku
+                )
         log.info("moved %s from %s to %s", sku, source, target)
 
     @staticmethod
@@ -428,10 +561,12 @@ def _make_directory_class():
     @ray.remote
     class InventoryDirectory:
         def __init__(self, settings: Settings) -> None:
-            from storage.inventory_postgres import PostgresInventoryStore
+            from flashmart.storage.inventory_postgres import PostgresInventoryStore
 
             obs.configure_json_logging()
-            self.core = DirectoryCore(settings, PostgresInventoryStore(settings.database_url, pool_size_max=2))
+            self.core = DirectoryCore(
+                settings, PostgresInventoryStore(settings.database_url, pool_size_max=2)
+            )
 
         async def lookup(self, skus: list[str]) -> dict[str, str]:
             return await self.core.lookup(skus)
@@ -442,8 +577,15 @@ def _make_directory_class():
         async def refill(self, sku: str, index: int, quantity: int) -> bool:
             return await self.core.refill(sku, index, quantity)
 
-        async def transfer_hold(self, sku: str, hold_id: str, to_buyer: int, quantity: int, partial: bool,
-                                ttl_s: float | None):
+        async def transfer_hold(
+            self,
+            sku: str,
+            hold_id: str,
+            to_buyer: int,
+            quantity: int,
+            partial: bool,
+            ttl_s: float | None,
+        ):
             return await self.core.transfer_hold(sku, hold_id, to_buyer, quantity, partial, ttl_s)
 
         async def set_bucketed_stock(self, sku: str, warehouse_id: str, on_hand: int):
@@ -482,8 +624,16 @@ def directory_class() -> Any:
 
 def directory_options() -> dict[str, Any]:
     """Detached, named, restarted forever (its state is in PostgreSQL: placements)."""
-    return dict(namespace=NAMESPACE, name=DIRECTORY_NAME, lifetime="detached", get_if_exists=True, max_restarts=-1,
-                max_task_retries=0, num_cpus=0, max_concurrency=SHARD_MAX_CONCURRENCY)
+    return dict(
+        namespace=NAMESPACE,
+        name=DIRECTORY_NAME,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=0,
+        num_cpus=0,
+        max_concurrency=SHARD_MAX_CONCURRENCY,
+    )
 
 
 def ensure_inventory_actors(settings: Settings):

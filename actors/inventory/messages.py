@@ -4,6 +4,7 @@ Plain slotted dataclasses rather than pydantic models: a hot shard handles hundr
 these a second and they cross process boundaries in batches, so construction and pickling must be
 cheap. Validation happens at the edges (HTTP bodies, InventoryClient arguments).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ Allocations = dict[str, int]  # warehouse_id -> units
 
 
 # --- commands -------------------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class ReserveStock:
@@ -79,6 +81,7 @@ class ViewStock:
 class ArchiveSales:
     """Fold the per-order detail of sales committed at seq <= upto_seq into counters (the shard sends it
     once they are durable and older than the return window; orders stay in the PostgreSQL journal)."""
+
     sku: str
     upto_seq: int
 
@@ -87,6 +90,7 @@ class ArchiveSales:
 class TransferOut:
     """Take units out of a stock bucket (or a bucketed SKU's pool) on their way to another; idempotent by
     transfer_id. Answered once durable: units leave before they arrive, so a crash leaves them in transit."""
+
     sku: str
     warehouse_id: str
     quantity: int
@@ -96,6 +100,7 @@ class TransferOut:
 @dataclass(slots=True)
 class TransferIn:
     """Add the units of a transfer to a bucket (or the pool); idempotent by transfer_id; durable."""
+
     sku: str
     warehouse_id: str
     quantity: int
@@ -106,6 +111,7 @@ class TransferIn:
 class SplitIntoBuckets:
     """The SKU is split into `buckets` stock buckets: it becomes their pool and stops taking reservations
     (answers moved: the client routes each buyer to a home bucket). Holds and sales it has stay."""
+
     sku: str
     buckets: int
 
@@ -119,6 +125,7 @@ class TransferHold:
     mismatch is refused). `ttl_s`: the hold lives at least that long from now (None: its expiry stays).
     The hold keeps its id. Within one SKU key only: on a SKU split into buckets, a hold whose new buyer's
     home bucket is another one moves there through the directory (ExpectHold, SendHold, ReceiveHold)."""
+
     sku: str
     hold_id: str
     to_buyer: int
@@ -131,13 +138,15 @@ class TransferHold:
 # runs these steps in order, each durable and idempotent by transfer_id, and records progress in
 # inventory_hold_transfers so that a restarted directory finishes it.
 
+
 @dataclass(slots=True)
 class ExpectHold:
     """Step 1, in the new buyer's home bucket: claim `quantity` units of the buyer's limit for a hold on its
     way (fewer with `partial`; limit_reached and nothing changed when none fits)."""
+
     sku: str
     transfer_id: str
-    hold_id: str          # the id the hold will have here
+    hold_id: str  # the id the hold will have here
     buyer_id: int
     quantity: int
     partial: bool = False
@@ -147,6 +156,7 @@ class ExpectHold:
 class SendHold:
     """Step 2, where the hold is: the hold ends, `move` of its `quantity` units leave this key (in transit),
     the rest return to stock. Refused (nothing changed) when the hold is gone or is not of `quantity`."""
+
     sku: str
     hold_id: str
     transfer_id: str
@@ -158,6 +168,7 @@ class SendHold:
 @dataclass(slots=True)
 class ReceiveHold:
     """Step 3, in the home bucket: the units arrive and the claim becomes the new buyer's hold."""
+
     sku: str
     transfer_id: str
     hold_id: str
@@ -168,17 +179,35 @@ class ReceiveHold:
 @dataclass(slots=True)
 class CancelHoldTransfer:
     """Instead of step 3 when step 2 was refused: the claim is given back."""
+
     sku: str
     transfer_id: str
 
 
-Command = (ReserveStock | ReleaseHold | CommitHold | ExpireHold | SetStock | SetSaleLimit | ReturnUnits | ViewStock
-           | ArchiveSales | TransferOut | TransferIn | SplitIntoBuckets | TransferHold | ExpectHold | SendHold
-           | ReceiveHold | CancelHoldTransfer)
+Command = (
+    ReserveStock
+    | ReleaseHold
+    | CommitHold
+    | ExpireHold
+    | SetStock
+    | SetSaleLimit
+    | ReturnUnits
+    | ViewStock
+    | ArchiveSales
+    | TransferOut
+    | TransferIn
+    | SplitIntoBuckets
+    | TransferHold
+    | ExpectHold
+    | SendHold
+    | ReceiveHold
+    | CancelHoldTransfer
+)
 
 
 # --- events (the journal) -------------------------------------------------------------------------
 # Each carries the SKU's sequence number; applying events in seq order rebuilds the state exactly.
+
 
 @dataclass(slots=True)
 class StockReserved:
@@ -274,6 +303,7 @@ class SplitIntoBucketsDone:
 class HoldTransferred:
     """The hold now belongs to buyer_id with `quantity` units (`allocations`, a part of what it had: the
     other units returned to stock) until expires_at."""
+
     sku: str
     seq: int
     hold_id: str
@@ -299,8 +329,10 @@ class HoldTransferredOut:
     seq: int
     transfer_id: str
     hold_id: str
-    allocations: Allocations  # the units that left (in transit); the hold's other units returned to stock
-    expires_at: float         # of the hold where it arrives
+    allocations: (
+        Allocations  # the units that left (in transit); the hold's other units returned to stock
+    )
+    expires_at: float  # of the hold where it arrives
 
 
 @dataclass(slots=True)
@@ -322,17 +354,49 @@ class HoldTransferCancelled:
     transfer_id: str
 
 
-Event = (StockReserved | HoldReleased | HoldExpired | HoldCommitted | StockSet | SaleLimitSet | UnitsReturned
-         | SalesArchived | StockTransferredOut | StockTransferredIn | SplitIntoBucketsDone | HoldTransferred
-         | HoldTransferExpected | HoldTransferredOut | HoldTransferredIn | HoldTransferCancelled)
-EVENT_TYPES: dict[str, type] = {t.__name__: t for t in
-                                (StockReserved, HoldReleased, HoldExpired, HoldCommitted, StockSet, SaleLimitSet,
-                                 UnitsReturned, SalesArchived, StockTransferredOut, StockTransferredIn,
-                                 SplitIntoBucketsDone, HoldTransferred, HoldTransferExpected, HoldTransferredOut,
-                                 HoldTransferredIn, HoldTransferCancelled)}
+Event = (
+    StockReserved
+    | HoldReleased
+    | HoldExpired
+    | HoldCommitted
+    | StockSet
+    | SaleLimitSet
+    | UnitsReturned
+    | SalesArchived
+    | StockTransferredOut
+    | StockTransferredIn
+    | SplitIntoBucketsDone
+    | HoldTransferred
+    | HoldTransferExpected
+    | HoldTransferredOut
+    | HoldTransferredIn
+    | HoldTransferCancelled
+)
+EVENT_TYPES: dict[str, type] = {
+    t.__name__: t
+    for t in (
+        StockReserved,
+        HoldReleased,
+        HoldExpired,
+        HoldCommitted,
+        StockSet,
+        SaleLimitSet,
+        UnitsReturned,
+        SalesArchived,
+        StockTransferredOut,
+        StockTransferredIn,
+        SplitIntoBucketsDone,
+        HoldTransferred,
+        HoldTransferExpected,
+        HoldTransferredOut,
+        HoldTransferredIn,
+        HoldTransferCancelled,
+    )
+}
 
 
 # --- results --------------------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class Reserved:
@@ -360,6 +424,7 @@ class Committed:
 @dataclass(slots=True)
 class Transferred:
     """A hold as it is after a transfer (its id changes only when it moved to another stock bucket)."""
+
     hold_id: str
     sku: str
     buyer_id: int
@@ -381,6 +446,7 @@ class Refusal:
     """A business refusal. Reasons: sold_out, limit_reached, unknown_hold, hold_expired, overloaded,
     invalid (bad quantity or stock below what is reserved), not_found (unknown order),
     moved (internal: the shard no longer owns the SKU; the client follows the directory)."""
+
     reason: str
     message: str = ""
 
@@ -399,7 +465,9 @@ class WarehouseStock:
 @dataclass(slots=True)
 class StockView:
     sku: str
-    warehouses: dict[str, dict[str, int]] = field(default_factory=dict)  # wh -> on_hand/available/held/sold
+    warehouses: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # wh -> on_hand/available/held/sold
     on_hand: int = 0
     available: int = 0
     held: int = 0
@@ -407,8 +475,15 @@ class StockView:
     per_buyer_limit: int | None = None
 
     def as_dict(self) -> dict:
-        return {"sku": self.sku, "on_hand": self.on_hand, "available": self.available, "held": self.held,
-                "sold": self.sold, "per_buyer_limit": self.per_buyer_limit, "warehouses": self.warehouses}
+        return {
+            "sku": self.sku,
+            "on_hand": self.on_hand,
+            "available": self.available,
+            "held": self.held,
+            "sold": self.sold,
+            "per_buyer_limit": self.per_buyer_limit,
+            "warehouses": self.warehouses,
+        }
 
 
 Result = Reserved | Released | Committed | Transferred | Returned | Refusal | StockView
@@ -421,6 +496,7 @@ OVERLOADED = Refusal("overloaded", "the inventory shard is saturated; retry shor
 # Pickling a slotted dataclass runs Python code for every object (measured ~3.5 us per dumps+loads),
 # a tuple of plain values pickles in C (~0.4 us). A batch carries a thousand commands and as many
 # results, so the hot ones cross Ray as tuples; anything else travels as its object.
+
 
 def pack_command(c):
     t = c.__class__

@@ -19,6 +19,7 @@ ShardEngine is plain asyncio (storage handed in); InventoryShard is the thin @ra
 - The hot path is batch-level work per call plus one state-machine step per command: per-event
   bookkeeping (counters, snapshot due) is derived once per batch from positions and seqs.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,16 +29,37 @@ import os
 import time
 import zlib
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from actors.inventory.messages import (
-    OVERLOADED, ArchiveSales, CancelHoldTransfer, CommitHold, ExpectHold, ExpireHold, HoldCommitted, HoldExpired,
-    HoldTransferred, HoldTransferredIn, ReceiveHold, Refusal, ReturnUnits, SendHold, SetSaleLimit, SetStock,
-    SplitIntoBuckets, StockReserved, TransferHold, TransferIn, TransferOut, pack_result, unpack_command,
-)
-from actors.inventory.ports import InventoryStore, Snapshot, StockRow
-from actors.inventory.state import SOLD_OUT, SkuState
 from flashmart import obs
+from flashmart.actors.inventory.messages import (
+    OVERLOADED,
+    ArchiveSales,
+    CancelHoldTransfer,
+    CommitHold,
+    ExpectHold,
+    ExpireHold,
+    HoldCommitted,
+    HoldExpired,
+    HoldTransferred,
+    HoldTransferredIn,
+    ReceiveHold,
+    Refusal,
+    ReturnUnits,
+    SendHold,
+    SetSaleLimit,
+    SetStock,
+    SplitIntoBuckets,
+    StockReserved,
+    TransferHold,
+    TransferIn,
+    TransferOut,
+    pack_result,
+    unpack_command,
+)
+from flashmart.actors.inventory.ports import InventoryStore, Snapshot, StockRow
+from flashmart.actors.inventory.state import SOLD_OUT, SkuState
 from flashmart.settings import Settings
 
 log = obs.logger("inventory.shard")
@@ -45,15 +67,32 @@ log = obs.logger("inventory.shard")
 MOVED = Refusal("moved", "this shard no longer owns the SKU")
 # answered only once flushed; a hold transfer too: a transfer lost in a crash would leave the cart thinking
 # the hold is the new buyer's while the old buyer's limit counts it
-DURABLE_COMMANDS = frozenset((CommitHold, SetStock, SetSaleLimit, ReturnUnits, TransferOut, TransferIn,
-                              SplitIntoBuckets, TransferHold, ExpectHold, SendHold, ReceiveHold, CancelHoldTransfer))
-RETIMED = (HoldTransferred, HoldTransferredIn)  # events that give a hold a (new) expiry: arm its timer
+DURABLE_COMMANDS = frozenset(
+    (
+        CommitHold,
+        SetStock,
+        SetSaleLimit,
+        ReturnUnits,
+        TransferOut,
+        TransferIn,
+        SplitIntoBuckets,
+        TransferHold,
+        ExpectHold,
+        SendHold,
+        ReceiveHold,
+        CancelHoldTransfer,
+    )
+)
+RETIMED = (
+    HoldTransferred,
+    HoldTransferredIn,
+)  # events that give a hold a (new) expiry: arm its timer
 SNAPSHOT_EVERY_EVENTS = 1_000_000
 SNAPSHOT_MIN_INTERVAL_S = 60.0
-EXPIRE_SWEEP_MAX = 10_000      # expiries per loop turn, so a mass expiry never stalls commands
+EXPIRE_SWEEP_MAX = 10_000  # expiries per loop turn, so a mass expiry never stalls commands
 METRICS_INTERVAL_S = 1.0
-ARCHIVE_INTERVAL_S = 10.0      # how often a shard looks for sales past the return window
-ARCHIVE_MARKS_MAX = 512        # (time, seq) marks kept per SKU: the archive's time resolution
+ARCHIVE_INTERVAL_S = 10.0  # how often a shard looks for sales past the return window
+ARCHIVE_MARKS_MAX = 512  # (time, seq) marks kept per SKU: the archive's time resolution
 # Allocation-heavy hot loop: CPython's default gen0 threshold (700) makes the collector walk the
 # young objects every ~350 reservations; measured 29 -> 15 us CPU per reserve+commit pair in process.
 # Our objects form no cycles on the hot path, so collect rarely (the shard process is ours alone).
@@ -82,26 +121,31 @@ class ShardEngine:
         self.moved: set[str] = set()
         self.locations: dict[str, tuple[float, float]] = {}
         self._loading: dict[str, asyncio.Future] = {}
-        self._journal: list[Any] = []          # events not yet durable, in order
-        self._appended = 0                     # events ever appended (a position)
-        self._durable = 0                      # position known durable
+        self._journal: list[Any] = []  # events not yet durable, in order
+        self._appended = 0  # events ever appended (a position)
+        self._durable = 0  # position known durable
         self._waiters: deque[tuple[int, asyncio.Future]] = deque()
-        self._timers: list[tuple[float, str, str]] = []        # heap: holds expiring out of order
-        self._fifo: deque[tuple[float, str, str]] = deque()    # holds in expiry order (the common case)
-        self._sleep_until = float("inf")                        # the expiry sleeper's wake-up time
+        self._timers: list[tuple[float, str, str]] = []  # heap: holds expiring out of order
+        self._fifo: deque[tuple[float, str, str]] = (
+            deque()
+        )  # holds in expiry order (the common case)
+        self._sleep_until = float("inf")  # the expiry sleeper's wake-up time
         self._inflight = 0
-        self._snapshot_seq: dict[str, int] = {}                 # sku -> seq of its last snapshot
+        self._snapshot_seq: dict[str, int] = {}  # sku -> seq of its last snapshot
         self._snapshot_at: dict[str, float] = {}
-        self._marks: dict[str, deque[tuple[float, int]]] = {}   # sku -> (wall time, durable seq), oldest first
+        self._marks: dict[
+            str, deque[tuple[float, int]]
+        ] = {}  # sku -> (wall time, durable seq), oldest first
         self._counts: dict[type, int] = {}
         self._sold_outs = 0
-        self._calls = self._commands = 0                        # handle() calls and commands (batch size)
+        self._calls = self._commands = 0  # handle() calls and commands (batch size)
         self._start: asyncio.Future | None = None
         self._ready = False
         self._tasks: list[asyncio.Task] = []
         # search engineer: SKUs whose available units cross 0 <-> >0 are published to a Redis stream
         # after each flush (actors/search/stock_feed.py); None when disabled
-        from actors.search.stock_feed import StockStatusFeed
+        from flashmart.actors.search.stock_feed import StockStatusFeed
+
         self.stock_feed = StockStatusFeed.from_settings(settings)
 
     # --- life cycle -------------------------------------------------------------------------------
@@ -116,8 +160,12 @@ class ShardEngine:
         self.locations = await self.store.locations()
         self._journal_ready = asyncio.Event()
         self._timer_wake = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._expiry_loop()),
-                       asyncio.create_task(self._metrics_loop()), asyncio.create_task(self._archive_loop())]
+        self._tasks = [
+            asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(self._expiry_loop()),
+            asyncio.create_task(self._metrics_loop()),
+            asyncio.create_task(self._archive_loop()),
+        ]
         self._ready = True
 
     async def stop(self) -> None:
@@ -175,7 +223,9 @@ class ShardEngine:
                         push_timer(event.expires_at, event.sku, event.hold_id)
                     elif kind is HoldCommitted:
                         committed += 1
-                    elif kind in RETIMED:  # the old timer, if any, finds the hold not due and does nothing
+                    elif (
+                        kind in RETIMED
+                    ):  # the old timer, if any, finds the hold not due and does nothing
                         push_timer(event.expires_at, event.sku, event.hold_id)
                 elif result is SOLD_OUT:
                     sold_outs += 1
@@ -248,7 +298,9 @@ class ShardEngine:
 
     async def _load(self, sku: str) -> None:
         try:
-            owner = await self.store.owner(sku) or default_owner(sku, self.settings.cold_shard_count)
+            owner = await self.store.owner(sku) or default_owner(
+                sku, self.settings.cold_shard_count
+            )
             if owner != self.name:
                 self.moved.add(sku)
                 return
@@ -261,8 +313,13 @@ class ShardEngine:
                 st.apply(event)
             st.check()
             self._install(sku, st)
-            log.info("loaded %s at seq %d (%d events replayed, %d holds)", sku, st.seq, len(loaded.events),
-                     len(st.holds))
+            log.info(
+                "loaded %s at seq %d (%d events replayed, %d holds)",
+                sku,
+                st.seq,
+                len(loaded.events),
+                len(st.holds),
+            )
         finally:
             self._loading.pop(sku, None)
 
@@ -272,7 +329,9 @@ class ShardEngine:
         self.moved.discard(sku)
         # the state as loaded is in storage already; an adopted one is snapshotted by the first flush here
         self._snapshot_seq[sku] = st.seq - (SNAPSHOT_EVERY_EVENTS if snapshot_due else 0)
-        self._marks[sku] = deque([(time.time(), st.seq)])  # what is older is archived a window from now
+        self._marks[sku] = deque(
+            [(time.time(), st.seq)]
+        )  # what is older is archived a window from now
         now = time.time()
         for hold in sorted(st.holds.values(), key=lambda h: h.expires_at):
             if hold.expires_at <= now:
@@ -290,7 +349,9 @@ class ShardEngine:
             await self._load_many({sku})
         st = self.skus.pop(sku, None)
         self.moved.add(sku)
-        await self.drain()  # also when exported before: a repeated export (a resumed move) waits for the flush
+        await (
+            self.drain()
+        )  # also when exported before: a repeated export (a resumed move) waits for the flush
         if st is None:
             return None
         state, holds = st.snapshot()
@@ -342,7 +403,10 @@ class ShardEngine:
                 if st is None:
                     continue
                 seqs[sku] = st.seq
-                stock.extend(StockRow(sku, wh, s.on_hand, s.held, s.sold, st.seq) for wh, s in st.stock.items())
+                stock.extend(
+                    StockRow(sku, wh, s.on_hand, s.held, s.sold, st.seq)
+                    for wh, s in st.stock.items()
+                )
                 snapshots.extend(self._due_snapshot(sku, st))
         try:
             await self.store.append(batch, stock, snapshots)
@@ -357,7 +421,9 @@ class ShardEngine:
             fut = waiters.popleft()[1]
             if not fut.done():
                 fut.set_result(None)
-        if self.stock_feed is not None:  # search engineer: in-stock edges of what just became durable
+        if (
+            self.stock_feed is not None
+        ):  # search engineer: in-stock edges of what just became durable
             self.stock_feed.observe({e.sku for e in batch}, self.skus)
 
     def _mark_durable(self, seqs: dict[str, int]) -> None:
@@ -402,13 +468,20 @@ class ShardEngine:
         """A return of an order whose detail was archived: read what it bought from the journal."""
         for c in returns:
             st = self.skus.get(c.sku)
-            if st is not None and st.archived_units and c.archived_units is None and st.bought(c.order_id) is None:
+            if (
+                st is not None
+                and st.archived_units
+                and c.archived_units is None
+                and st.bought(c.order_id) is None
+            ):
                 c.archived_units = await self.store.order_units(c.sku, c.order_id)
 
     def _due_snapshot(self, sku: str, st: SkuState) -> list[Snapshot]:
         now = time.monotonic()
-        if (st.seq - self._snapshot_seq.get(sku, 0) < SNAPSHOT_EVERY_EVENTS
-                or now - self._snapshot_at.get(sku, 0.0) < SNAPSHOT_MIN_INTERVAL_S):
+        if (
+            st.seq - self._snapshot_seq.get(sku, 0) < SNAPSHOT_EVERY_EVENTS
+            or now - self._snapshot_at.get(sku, 0.0) < SNAPSHOT_MIN_INTERVAL_S
+        ):
             return []
         self._snapshot_seq[sku] = st.seq
         self._snapshot_at[sku] = now
@@ -441,7 +514,7 @@ class ShardEngine:
                         await self._timer_wake.wait()
                     else:
                         await asyncio.wait_for(self._timer_wake.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._sleep_until = float("-inf")  # awake: nobody needs to wake us
                 continue
@@ -469,16 +542,24 @@ class ShardEngine:
             return
         live = sum(len(st.holds) for st in self.skus.values())
         if len(self._timers) + len(self._fifo) > 4 * live + 10_000:
-            self._fifo = deque(sorted((h.expires_at, sku, h.hold_id) for sku, st in self.skus.items()
-                                      for h in st.holds.values()))
+            self._fifo = deque(
+                sorted(
+                    (h.expires_at, sku, h.hold_id)
+                    for sku, st in self.skus.items()
+                    for h in st.holds.values()
+                )
+            )
             self._timers = []
 
     # --- observability ----------------------------------------------------------------------------
 
     async def _metrics_loop(self) -> None:
         tags = {"shard": self.name}
-        names = {StockReserved: "inventory_reservations", HoldCommitted: "inventory_commits",
-                 HoldExpired: "inventory_expiries"}
+        names = {
+            StockReserved: "inventory_reservations",
+            HoldCommitted: "inventory_commits",
+            HoldExpired: "inventory_expiries",
+        }
         while True:
             await asyncio.sleep(METRICS_INTERVAL_S)
             if len(self._timers) + len(self._fifo) > 100_000:
@@ -489,25 +570,37 @@ class ShardEngine:
                     if counts.get(t):
                         obs.counter(name, f"{name} applied", ("shard",)).inc(counts[t], tags=tags)
                 if self._sold_outs:
-                    obs.counter("inventory_sold_out_refusals", "reservations refused: sold out",
-                                ("shard",)).inc(self._sold_outs, tags=tags)
+                    obs.counter(
+                        "inventory_sold_out_refusals", "reservations refused: sold out", ("shard",)
+                    ).inc(self._sold_outs, tags=tags)
                     self._sold_outs = 0
                 obs.gauge("inventory_holds", "live holds", ("shard",)).set(
-                    sum(len(st.holds) for st in self.skus.values()), tags=tags)
+                    sum(len(st.holds) for st in self.skus.values()), tags=tags
+                )
                 obs.gauge("inventory_journal_pending", "events not yet durable", ("shard",)).set(
-                    len(self._journal), tags=tags)
+                    len(self._journal), tags=tags
+                )
             except Exception:  # noqa: BLE001 - metrics must never take the engine down
                 pass
 
     def stats(self) -> dict:
-        return {"name": self.name, "pid": os.getpid(), "skus": len(self.skus), "journal_pending": len(self._journal),
-                "appended": self._appended, "durable": self._durable, "timers": len(self._timers) + len(self._fifo),
-                "holds": sum(len(st.holds) for st in self.skus.values()), "calls": self._calls,
-                "commands": self._commands, "cpu_s": time.process_time()}
+        return {
+            "name": self.name,
+            "pid": os.getpid(),
+            "skus": len(self.skus),
+            "journal_pending": len(self._journal),
+            "appended": self._appended,
+            "durable": self._durable,
+            "timers": len(self._timers) + len(self._fifo),
+            "holds": sum(len(st.holds) for st in self.skus.values()),
+            "calls": self._calls,
+            "commands": self._commands,
+            "cpu_s": time.process_time(),
+        }
 
 
 def _postgres_store(settings: Settings) -> InventoryStore:
-    from storage.inventory_postgres import PostgresInventoryStore
+    from flashmart.storage.inventory_postgres import PostgresInventoryStore
 
     return PostgresInventoryStore(settings.database_url)
 
@@ -520,8 +613,12 @@ def make_shard_class() -> Any:
         """Thin Ray shell around ShardEngine. Restarted by Ray (max_restarts) and recovers lazily
         from PostgreSQL, SKU by SKU, before deciding anything for that SKU."""
 
-        def __init__(self, name: str, settings: Settings,
-                     store_factory: Callable[[Settings], InventoryStore] = _postgres_store) -> None:
+        def __init__(
+            self,
+            name: str,
+            settings: Settings,
+            store_factory: Callable[[Settings], InventoryStore] = _postgres_store,
+        ) -> None:
             obs.configure_json_logging()
             gc.set_threshold(*GC_THRESHOLDS)
             self.engine = ShardEngine(name, settings, store_factory(settings))

@@ -24,24 +24,63 @@ from the first step, so the limit stays exact while the units travel.
 Returns may carry a caller's key: the key is remembered with the event (the newest RETURN_KEYS_MAX per
 SKU key, in snapshots too), so a retried return answers the first result and restocks nothing.
 """
+
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Callable
+from typing import Any
 
-from actors.inventory.messages import (
-    Allocations, ArchiveSales, CancelHoldTransfer, Committed, CommitHold, ExpectHold, ExpireHold, HoldCommitted,
-    HoldExpired, HoldReleased, HoldTransferCancelled, HoldTransferExpected, HoldTransferred, HoldTransferredIn,
-    HoldTransferredOut, ReceiveHold, Refusal, ReleaseHold, Released, Reserved, ReserveStock, Returned, ReturnUnits,
-    SaleLimitSet, SalesArchived, SendHold, SetSaleLimit, SetStock, SplitIntoBuckets, SplitIntoBucketsDone,
-    StockReserved, StockSet, StockTransferredIn, StockTransferredOut, StockView, TransferHold, TransferIn,
-    Transferred, TransferOut, UnitsReturned, ViewStock, WarehouseStock,
+from flashmart.actors.inventory.messages import (
+    Allocations,
+    ArchiveSales,
+    CancelHoldTransfer,
+    CommitHold,
+    Committed,
+    ExpectHold,
+    ExpireHold,
+    HoldCommitted,
+    HoldExpired,
+    HoldReleased,
+    HoldTransferCancelled,
+    HoldTransferExpected,
+    HoldTransferred,
+    HoldTransferredIn,
+    HoldTransferredOut,
+    ReceiveHold,
+    Refusal,
+    Released,
+    ReleaseHold,
+    Reserved,
+    ReserveStock,
+    Returned,
+    ReturnUnits,
+    SaleLimitSet,
+    SalesArchived,
+    SendHold,
+    SetSaleLimit,
+    SetStock,
+    SplitIntoBuckets,
+    SplitIntoBucketsDone,
+    StockReserved,
+    StockSet,
+    StockTransferredIn,
+    StockTransferredOut,
+    StockView,
+    TransferHold,
+    TransferIn,
+    TransferOut,
+    Transferred,
+    UnitsReturned,
+    ViewStock,
+    WarehouseStock,
 )
-from actors.inventory.warehouses import Location, allocate
+from flashmart.actors.inventory.warehouses import Location, allocate
 
-ENDED_MAX = 100_000  # remembered released/expired hold ids (idempotent retries, exact refusal reasons)
+ENDED_MAX = (
+    100_000  # remembered released/expired hold ids (idempotent retries, exact refusal reasons)
+)
 ENDED_SLACK = 25_000  # trimmed in chunks: popping a dict's oldest key one by one is O(deleted) each
 SNAPSHOT_VERSION = 2
 
@@ -51,12 +90,15 @@ UNKNOWN_HOLD = Refusal("unknown_hold", "no such hold (released, lost or never ma
 HOLD_EXPIRED = Refusal("hold_expired", "the hold expired and its units returned to stock")
 SPLIT = Refusal("moved", "the SKU is split into stock buckets; reserve in the buyer's home bucket")
 TRANSFERS_MAX = 100_000  # remembered transfer ids (idempotent retries)
-RETURN_KEYS_MAX = 100_000  # remembered return keys per SKU key: a retry comes minutes later, not 100k returns
+RETURN_KEYS_MAX = (
+    100_000  # remembered return keys per SKU key: a retry comes minutes later, not 100k returns
+)
 
 
 @dataclass(slots=True)
 class Hold:
     """A live hold; once committed the same object is the sale (order_id and the commit's seq set)."""
+
     hold_id: str
     buyer_id: int
     quantity: int
@@ -70,40 +112,73 @@ Sale = Hold  # a committed hold
 
 
 class SkuState:
-    __slots__ = ("sku", "seq", "stock", "holds", "usage", "limit", "committed", "orders", "returned", "ended",
-                 "archived_sold", "archived_units", "archived_seq", "transfers", "buckets", "return_keys", "expected",
-                 "sent")
+    __slots__ = (
+        "sku",
+        "seq",
+        "stock",
+        "holds",
+        "usage",
+        "limit",
+        "committed",
+        "orders",
+        "returned",
+        "ended",
+        "archived_sold",
+        "archived_units",
+        "archived_seq",
+        "transfers",
+        "buckets",
+        "return_keys",
+        "expected",
+        "sent",
+    )
 
     def __init__(self, sku: str) -> None:
         self.sku = sku
-        self.seq = 0                                   # seq of the last applied event
+        self.seq = 0  # seq of the last applied event
         self.stock: dict[str, WarehouseStock] = {}
         self.holds: dict[str, Hold] = {}
-        self.usage: dict[int, int] = {}                # buyer -> units held + committed (limits), exact forever
-        self.limit: int | None = None                  # per-buyer limit of the running sale
-        self.committed: dict[str, Hold] = {}           # hold_id -> sale, in commit (seq) order; not archived yet
+        self.usage: dict[int, int] = {}  # buyer -> units held + committed (limits), exact forever
+        self.limit: int | None = None  # per-buyer limit of the running sale
+        self.committed: dict[
+            str, Hold
+        ] = {}  # hold_id -> sale, in commit (seq) order; not archived yet
         self.orders: dict[str, Hold | list[Hold]] = {}  # order_id -> its sale(s) not archived yet
-        self.returned: dict[str, dict[str, int]] = {}  # order_id -> units returned per warehouse (all orders)
-        self.ended: dict[str, str] = {}                # hold_id -> "released" | "expired" (recent)
-        self.archived_sold: dict[str, int] = {}        # warehouse -> units of archived sales (before returns)
-        self.archived_units = 0                        # units of archived sales (their buyers' usage)
-        self.archived_seq = 0                          # sales committed at seq <= this are archived
-        self.transfers: dict[str, str] = {}            # transfer_id -> "out" | "in" (applied here)
-        self.buckets = 0                               # > 0: split into this many buckets, this is their pool
-        self.return_keys: dict[str, list] = {}         # return key -> [order_id, warehouse_id, quantity] (recent)
-        self.expected: dict[str, list] = {}            # transfer_id -> [hold_id, buyer_id, units]: holds on their way
-        self.sent: dict[str, list] = {}                # transfer_id -> [hold_id, allocations, expires_at] (recent)
+        self.returned: dict[
+            str, dict[str, int]
+        ] = {}  # order_id -> units returned per warehouse (all orders)
+        self.ended: dict[str, str] = {}  # hold_id -> "released" | "expired" (recent)
+        self.archived_sold: dict[
+            str, int
+        ] = {}  # warehouse -> units of archived sales (before returns)
+        self.archived_units = 0  # units of archived sales (their buyers' usage)
+        self.archived_seq = 0  # sales committed at seq <= this are archived
+        self.transfers: dict[str, str] = {}  # transfer_id -> "out" | "in" (applied here)
+        self.buckets = 0  # > 0: split into this many buckets, this is their pool
+        self.return_keys: dict[
+            str, list
+        ] = {}  # return key -> [order_id, warehouse_id, quantity] (recent)
+        self.expected: dict[
+            str, list
+        ] = {}  # transfer_id -> [hold_id, buyer_id, units]: holds on their way
+        self.sent: dict[
+            str, list
+        ] = {}  # transfer_id -> [hold_id, allocations, expires_at] (recent)
 
     # --- commands ---------------------------------------------------------------------------------
 
-    def execute(self, cmd: Any, now: float, locations: Mapping[str, Location] = {}) -> tuple[Any, Any]:
+    def execute(
+        self, cmd: Any, now: float, locations: Mapping[str, Location] = {}
+    ) -> tuple[Any, Any]:
         """Decide and apply. Returns (result, event or None)."""
         return _DECIDERS[type(cmd)](self, cmd, now, locations)
 
     def _reserve(self, c: ReserveStock, now: float, locations) -> tuple[Any, Any]:
         hold = self.holds.get(c.hold_id)
         if hold is not None:  # a retried reservation: answer what was decided
-            return Reserved(hold.hold_id, self.sku, hold.quantity, hold.expires_at, hold.allocations), None
+            return Reserved(
+                hold.hold_id, self.sku, hold.quantity, hold.expires_at, hold.allocations
+            ), None
         if self.buckets:
             return SPLIT, None
         if c.quantity <= 0 or c.hold_id in self.committed or c.hold_id in self.ended:
@@ -116,14 +191,18 @@ class SkuState:
             return SOLD_OUT, None
         seq = self.seq + 1
         expires_at = now + c.ttl_s
-        event = StockReserved(self.sku, seq, c.hold_id, c.buyer_id, c.quantity, allocations, expires_at)
+        event = StockReserved(
+            self.sku, seq, c.hold_id, c.buyer_id, c.quantity, allocations, expires_at
+        )
         self._on_reserved(event)  # = apply(event), without the dispatch (this is the hot path)
         self.seq = seq
         return Reserved(c.hold_id, self.sku, c.quantity, expires_at, allocations), event
 
     def _release(self, c: ReleaseHold, now: float, locations) -> tuple[Any, Any]:
         if c.hold_id not in self.holds:
-            return self._ended_refusal(c.hold_id, retried=Released(c.hold_id, self.sku), as_="released"), None
+            return self._ended_refusal(
+                c.hold_id, retried=Released(c.hold_id, self.sku), as_="released"
+            ), None
         event = HoldReleased(self.sku, self.seq + 1, c.hold_id)
         self.apply(event)
         return Released(c.hold_id, self.sku), event
@@ -132,7 +211,9 @@ class SkuState:
         hold = self.holds.get(c.hold_id)
         if hold is None:
             sale = self.committed.get(c.hold_id)
-            if sale is not None:  # a retried commit (e.g. after a lost answer; archived sales answer unknown)
+            if (
+                sale is not None
+            ):  # a retried commit (e.g. after a lost answer; archived sales answer unknown)
                 if sale.order_id == c.order_id:
                     return Committed(c.hold_id, self.sku, c.order_id, sale.allocations), None
                 return Refusal("invalid", "hold already committed to another order"), None
@@ -156,8 +237,11 @@ class SkuState:
     def _set_stock(self, c: SetStock, now: float, locations) -> tuple[Any, Any]:
         current = self.stock.get(c.warehouse_id) or WarehouseStock()
         if c.on_hand < 0 or c.on_hand < current.held + current.sold:
-            return Refusal("invalid", f"on_hand must be >= held + sold ({current.held + current.sold}) "
-                                      f"in warehouse {c.warehouse_id}"), None
+            return Refusal(
+                "invalid",
+                f"on_hand must be >= held + sold ({current.held + current.sold}) "
+                f"in warehouse {c.warehouse_id}",
+            ), None
         event = StockSet(self.sku, self.seq + 1, c.warehouse_id, c.on_hand)
         self.apply(event)
         return self.view(), event
@@ -175,21 +259,28 @@ class SkuState:
         if sales is None:
             return None
         units: dict[str, int] = {}
-        for sale in (sales if sales.__class__ is list else (sales,)):
+        for sale in sales if sales.__class__ is list else (sales,):
             for wh, q in sale.allocations.items():
                 units[wh] = units.get(wh, 0) + q
         return units
 
     def _return(self, c: ReturnUnits, now: float, locations) -> tuple[Any, Any]:
-        if c.return_key is not None and c.return_key in self.return_keys:  # a retry: answer the first result
+        if (
+            c.return_key is not None and c.return_key in self.return_keys
+        ):  # a retry: answer the first result
             first = self.return_keys[c.return_key]
             if first != [c.order_id, c.warehouse_id, c.quantity]:
-                return Refusal("invalid", f"return key {c.return_key!r} was used for {first[2]} units of order "
-                                          f"{first[0]} to {first[1]}"), None
+                return Refusal(
+                    "invalid",
+                    f"return key {c.return_key!r} was used for {first[2]} units of order "
+                    f"{first[0]} to {first[1]}",
+                ), None
             return Returned(self.sku, c.order_id, c.quantity, c.warehouse_id), None
         bought = self.bought(c.order_id)
         if bought is None and self.archived_units and c.archived_units:
-            bought = c.archived_units  # an archived order: what the journal in PostgreSQL says it bought
+            bought = (
+                c.archived_units
+            )  # an archived order: what the journal in PostgreSQL says it bought
         if bought is None:
             return Refusal("not_found", f"order {c.order_id} bought nothing of {self.sku}"), None
         wh = c.warehouse_id
@@ -197,9 +288,12 @@ class SkuState:
         s = self.stock.get(wh)
         returnable = min(returnable, s.sold if s is not None else 0)
         if c.quantity <= 0 or c.quantity > returnable:
-            return Refusal("invalid", f"at most {max(returnable, 0)} units of this order "
-                                      f"can return to {wh}"), None
-        event = UnitsReturned(self.sku, self.seq + 1, c.order_id, c.warehouse_id, c.quantity, c.return_key)
+            return Refusal(
+                "invalid", f"at most {max(returnable, 0)} units of this order can return to {wh}"
+            ), None
+        event = UnitsReturned(
+            self.sku, self.seq + 1, c.order_id, c.warehouse_id, c.quantity, c.return_key
+        )
         self.apply(event)
         return Returned(self.sku, c.order_id, c.quantity, c.warehouse_id), event
 
@@ -212,7 +306,9 @@ class SkuState:
         s = self.stock.get(c.warehouse_id)
         if c.quantity <= 0 or s is None or s.available < c.quantity:
             return Refusal("sold_out", "not enough units available to transfer"), None
-        event = StockTransferredOut(self.sku, self.seq + 1, c.transfer_id, c.warehouse_id, c.quantity)
+        event = StockTransferredOut(
+            self.sku, self.seq + 1, c.transfer_id, c.warehouse_id, c.quantity
+        )
         self.apply(event)
         return self.view(), event
 
@@ -221,7 +317,9 @@ class SkuState:
             return self.view(), None
         if c.quantity <= 0:
             return Refusal("invalid", "a transfer moves a positive number of units"), None
-        event = StockTransferredIn(self.sku, self.seq + 1, c.transfer_id, c.warehouse_id, c.quantity)
+        event = StockTransferredIn(
+            self.sku, self.seq + 1, c.transfer_id, c.warehouse_id, c.quantity
+        )
         self.apply(event)
         return self.view(), event
 
@@ -244,7 +342,9 @@ class SkuState:
         return want if room >= want else (max(room, 0) if partial else 0)
 
     def _transferred(self, hold: Hold) -> Transferred:
-        return Transferred(hold.hold_id, self.sku, hold.buyer_id, hold.quantity, hold.expires_at, hold.allocations)
+        return Transferred(
+            hold.hold_id, self.sku, hold.buyer_id, hold.quantity, hold.expires_at, hold.allocations
+        )
 
     def _transfer_hold(self, c: TransferHold, now: float, locations) -> tuple[Any, Any]:
         hold = self.holds.get(c.hold_id)
@@ -255,14 +355,25 @@ class SkuState:
         if hold.buyer_id == c.to_buyer:  # a retry (the answer was lost), or the buyer's own hold
             return self._transferred(hold), None
         if self.buckets:
-            return Refusal("invalid", "a hold of a split SKU's pool moves to the buyer's home bucket"), None
+            return Refusal(
+                "invalid", "a hold of a split SKU's pool moves to the buyer's home bucket"
+            ), None
         if c.quantity != hold.quantity:
-            return Refusal("invalid", f"hold {c.hold_id} is of {hold.quantity} units, not {c.quantity}"), None
+            return Refusal(
+                "invalid", f"hold {c.hold_id} is of {hold.quantity} units, not {c.quantity}"
+            ), None
         units = self._room(c.to_buyer, hold.quantity, c.partial)
         if not units:
             return LIMIT_REACHED, None
-        event = HoldTransferred(self.sku, self.seq + 1, hold.hold_id, c.to_buyer, units,
-                                _first_units(hold.allocations, units), _expiry(hold, c.ttl_s, now))
+        event = HoldTransferred(
+            self.sku,
+            self.seq + 1,
+            hold.hold_id,
+            c.to_buyer,
+            units,
+            _first_units(hold.allocations, units),
+            _expiry(hold, c.ttl_s, now),
+        )
         self.apply(event)
         return self._transferred(self.holds[c.hold_id]), event
 
@@ -272,13 +383,22 @@ class SkuState:
             return Transferred(claim[0], self.sku, claim[1], claim[2], 0.0, {}), None
         if c.transfer_id in self.transfers:
             return Refusal("invalid", f"transfer {c.transfer_id} is settled already"), None
-        if self.buckets or c.quantity <= 0 or c.hold_id in self.holds or c.hold_id in self.committed \
-                or c.hold_id in self.ended:
-            return Refusal("invalid", "a hold moves to a bucket with a positive quantity and a new hold id"), None
+        if (
+            self.buckets
+            or c.quantity <= 0
+            or c.hold_id in self.holds
+            or c.hold_id in self.committed
+            or c.hold_id in self.ended
+        ):
+            return Refusal(
+                "invalid", "a hold moves to a bucket with a positive quantity and a new hold id"
+            ), None
         units = self._room(c.buyer_id, c.quantity, c.partial)
         if not units:
             return LIMIT_REACHED, None
-        event = HoldTransferExpected(self.sku, self.seq + 1, c.transfer_id, c.hold_id, c.buyer_id, units)
+        event = HoldTransferExpected(
+            self.sku, self.seq + 1, c.transfer_id, c.hold_id, c.buyer_id, units
+        )
         self.apply(event)
         return Transferred(c.hold_id, self.sku, c.buyer_id, units, 0.0, {}), event
 
@@ -292,11 +412,17 @@ class SkuState:
         if hold.expires_at <= now:
             return HOLD_EXPIRED, None
         if c.quantity != hold.quantity or not 0 < c.move <= hold.quantity:
-            return Refusal("invalid", f"hold {c.hold_id} is of {hold.quantity} units, not {c.quantity}"), None
+            return Refusal(
+                "invalid", f"hold {c.hold_id} is of {hold.quantity} units, not {c.quantity}"
+            ), None
         moved = _first_units(hold.allocations, c.move)
-        event = HoldTransferredOut(self.sku, self.seq + 1, c.transfer_id, c.hold_id, moved, _expiry(hold, c.ttl_s, now))
+        event = HoldTransferredOut(
+            self.sku, self.seq + 1, c.transfer_id, c.hold_id, moved, _expiry(hold, c.ttl_s, now)
+        )
         self.apply(event)
-        return Transferred(c.hold_id, self.sku, hold.buyer_id, c.move, event.expires_at, moved), event
+        return Transferred(
+            c.hold_id, self.sku, hold.buyer_id, c.move, event.expires_at, moved
+        ), event
 
     def _receive_hold(self, c: ReceiveHold, now: float, locations) -> tuple[Any, Any]:
         claim = self.expected.get(c.transfer_id)
@@ -305,18 +431,39 @@ class SkuState:
                 hold = self.holds.get(c.hold_id)
                 if hold is not None:
                     return self._transferred(hold), None
-                return (HOLD_EXPIRED if self.ended.get(c.hold_id) == "expired" else
-                        Refusal("unknown_hold", "the transferred hold has ended (committed or released)")), None
+                return (
+                    HOLD_EXPIRED
+                    if self.ended.get(c.hold_id) == "expired"
+                    else Refusal(
+                        "unknown_hold", "the transferred hold has ended (committed or released)"
+                    )
+                ), None
             return Refusal("invalid", f"no hold transfer {c.transfer_id} is expected here"), None
         hold_id, buyer_id, units = claim
-        if hold_id != c.hold_id or sum(c.allocations.values()) != units or any(q <= 0 for q in c.allocations.values()):
-            return Refusal("invalid", f"transfer {c.transfer_id} expects {units} units as hold {hold_id}"), None
-        event = HoldTransferredIn(self.sku, self.seq + 1, c.transfer_id, hold_id, buyer_id, units, dict(c.allocations),
-                                  c.expires_at)
+        if (
+            hold_id != c.hold_id
+            or sum(c.allocations.values()) != units
+            or any(q <= 0 for q in c.allocations.values())
+        ):
+            return Refusal(
+                "invalid", f"transfer {c.transfer_id} expects {units} units as hold {hold_id}"
+            ), None
+        event = HoldTransferredIn(
+            self.sku,
+            self.seq + 1,
+            c.transfer_id,
+            hold_id,
+            buyer_id,
+            units,
+            dict(c.allocations),
+            c.expires_at,
+        )
         self.apply(event)
         return self._transferred(self.holds[hold_id]), event
 
-    def _cancel_hold_transfer(self, c: CancelHoldTransfer, now: float, locations) -> tuple[Any, Any]:
+    def _cancel_hold_transfer(
+        self, c: CancelHoldTransfer, now: float, locations
+    ) -> tuple[Any, Any]:
         if c.transfer_id not in self.expected:  # a retry, or nothing was claimed
             return self.view(), None
         event = HoldTransferCancelled(self.sku, self.seq + 1, c.transfer_id)
@@ -339,7 +486,9 @@ class SkuState:
         if ended == "expired":
             return HOLD_EXPIRED
         if ended == "transferred":
-            return Refusal("unknown_hold", "the hold moved to another buyer's stock bucket under a new id")
+            return Refusal(
+                "unknown_hold", "the hold moved to another buyer's stock bucket under a new id"
+            )
         if hold_id in self.committed:
             return Refusal("invalid", "hold already committed")
         return UNKNOWN_HOLD
@@ -381,7 +530,11 @@ class SkuState:
 
     def _on_hold_transferred(self, e: HoldTransferred) -> None:
         hold = self.holds[e.hold_id]
-        assert e.quantity > 0 and sum(e.allocations.values()) == e.quantity and e.buyer_id != hold.buyer_id
+        assert (
+            e.quantity > 0
+            and sum(e.allocations.values()) == e.quantity
+            and e.buyer_id != hold.buyer_id
+        )
         for wh, q in hold.allocations.items():
             kept = e.allocations.get(wh, 0)
             assert 0 <= kept <= q
@@ -401,7 +554,9 @@ class SkuState:
         self._use(e.buyer_id, e.quantity)  # the limit counts the hold from now on
 
     def _on_hold_out(self, e: HoldTransferredOut) -> None:
-        hold = self._drop_hold(e.hold_id, "transferred")  # all its units back to stock, then the moved ones leave
+        hold = self._drop_hold(
+            e.hold_id, "transferred"
+        )  # all its units back to stock, then the moved ones leave
         for wh, q in e.allocations.items():
             assert 0 < q <= hold.allocations.get(wh, 0)
             s = self.stock[wh]
@@ -412,8 +567,11 @@ class SkuState:
 
     def _on_hold_in(self, e: HoldTransferredIn) -> None:
         hold_id, buyer_id, units = self.expected.pop(e.transfer_id)
-        assert (hold_id, buyer_id, units) == (e.hold_id, e.buyer_id, e.quantity) == (e.hold_id, e.buyer_id,
-                                                                                       sum(e.allocations.values()))
+        assert (
+            (hold_id, buyer_id, units)
+            == (e.hold_id, e.buyer_id, e.quantity)
+            == (e.hold_id, e.buyer_id, sum(e.allocations.values()))
+        )
         for wh, q in e.allocations.items():
             s = self.stock.get(wh)
             if s is None:
@@ -421,7 +579,9 @@ class SkuState:
             assert q > 0
             s.on_hand += q
             s.held += q
-        self.holds[hold_id] = Hold(hold_id, buyer_id, units, e.allocations, e.expires_at)  # usage: counted by the claim
+        self.holds[hold_id] = Hold(
+            hold_id, buyer_id, units, e.allocations, e.expires_at
+        )  # usage: counted by the claim
         self._remember_transfer(e.transfer_id, "hold-in")
 
     def _on_hold_transfer_cancelled(self, e: HoldTransferCancelled) -> None:
@@ -476,7 +636,9 @@ class SkuState:
     def _on_transferred_out(self, e: StockTransferredOut) -> None:
         s = self.stock[e.warehouse_id]
         s.on_hand -= e.quantity
-        assert e.quantity > 0 and s.held + s.sold <= s.on_hand, f"{self.sku}/{e.warehouse_id} transferred too much"
+        assert e.quantity > 0 and s.held + s.sold <= s.on_hand, (
+            f"{self.sku}/{e.warehouse_id} transferred too much"
+        )
         self._remember_transfer(e.transfer_id, "out")
 
     def _on_transferred_in(self, e: StockTransferredIn) -> None:
@@ -517,7 +679,12 @@ class SkuState:
     def view(self) -> StockView:
         v = StockView(self.sku, per_buyer_limit=self.limit)
         for wh, s in sorted(self.stock.items()):
-            v.warehouses[wh] = {"on_hand": s.on_hand, "available": s.available, "held": s.held, "sold": s.sold}
+            v.warehouses[wh] = {
+                "on_hand": s.on_hand,
+                "available": s.available,
+                "held": s.held,
+                "sold": s.sold,
+            }
             v.on_hand += s.on_hand
             v.available += s.available
             v.held += s.held
@@ -539,7 +706,11 @@ class SkuState:
         sold: dict[str, int] = dict(self.archived_sold)
         by_order: dict[str, int] = {}
         for hold_id, sale in self.committed.items():
-            assert sale.hold_id == hold_id and sale.order_id is not None and sale.seq > self.archived_seq
+            assert (
+                sale.hold_id == hold_id
+                and sale.order_id is not None
+                and sale.seq > self.archived_seq
+            )
             assert sum(sale.allocations.values()) == sale.quantity
             usage[sale.buyer_id] = usage.get(sale.buyer_id, 0) + sale.quantity
             by_order[sale.order_id] = by_order.get(sale.order_id, 0) + 1
@@ -558,7 +729,10 @@ class SkuState:
         # per-buyer usage is exact: what live holds and sales explain, plus the archived sales' units
         assert set(usage) <= set(self.usage), (usage, self.usage)
         assert all(self.usage[b] >= usage.get(b, 0) for b in self.usage), (usage, self.usage)
-        assert sum(self.usage.values()) - sum(usage.values()) == self.archived_units, (usage, self.usage)
+        assert sum(self.usage.values()) - sum(usage.values()) == self.archived_units, (
+            usage,
+            self.usage,
+        )
 
     # --- snapshots --------------------------------------------------------------------------------
 
@@ -570,7 +744,9 @@ class SkuState:
             "limit": self.limit,
             "stock": {wh: [s.on_hand, s.held, s.sold] for wh, s in self.stock.items()},
             "usage": {str(b): n for b, n in self.usage.items()},
-            "committed": {h: [s.order_id, s.buyer_id, s.allocations, s.seq] for h, s in self.committed.items()},
+            "committed": {
+                h: [s.order_id, s.buyer_id, s.allocations, s.seq] for h, s in self.committed.items()
+            },
             # copies: the flusher writes a snapshot after awaits, while later events change the live maps
             "returned": {o: dict(v) for o, v in self.returned.items()},
             "archived": [self.archived_seq, self.archived_units, dict(self.archived_sold)],
@@ -584,7 +760,7 @@ class SkuState:
         return state, list(self.holds.values())
 
     @classmethod
-    def restore(cls, sku: str, state: dict, holds: list[Hold]) -> "SkuState":
+    def restore(cls, sku: str, state: dict, holds: list[Hold]) -> SkuState:
         st = cls(sku)
         st.seq = state["seq"]
         st.limit = state["limit"]
@@ -592,8 +768,15 @@ class SkuState:
         st.usage = {int(b): n for b, n in state["usage"].items()}
         for hold_id, (order_id, buyer_id, allocations, *seq) in state["committed"].items():
             # version 1 had no commit seq: such sales count as committed at the snapshot
-            sale = Hold(hold_id, buyer_id, sum(allocations.values()), allocations, 0.0, order_id,
-                        seq[0] if seq else st.seq)
+            sale = Hold(
+                hold_id,
+                buyer_id,
+                sum(allocations.values()),
+                allocations,
+                0.0,
+                order_id,
+                seq[0] if seq else st.seq,
+            )
             st._add_sale(sale)
         if state.get("v", 1) >= 2:
             st.returned = {o: dict(v) for o, v in state["returned"].items()}
@@ -602,7 +785,11 @@ class SkuState:
         else:  # version 1 kept returnable units per order: returned = bought - returnable
             for order_id, returnable in state["orders"].items():
                 bought = st.bought(order_id) or {}
-                back = {wh: q - returnable.get(wh, 0) for wh, q in bought.items() if q - returnable.get(wh, 0) > 0}
+                back = {
+                    wh: q - returnable.get(wh, 0)
+                    for wh, q in bought.items()
+                    if q - returnable.get(wh, 0) > 0
+                }
                 if back:
                     st.returned[order_id] = back
         st.ended = dict(state["ended"])
@@ -626,21 +813,41 @@ class SkuState:
 
 
 _DECIDERS: dict[type, Callable] = {
-    ReserveStock: SkuState._reserve, ReleaseHold: SkuState._release, CommitHold: SkuState._commit,
-    ExpireHold: SkuState._expire, SetStock: SkuState._set_stock, SetSaleLimit: SkuState._set_limit,
-    ReturnUnits: SkuState._return, ViewStock: SkuState._view, ArchiveSales: SkuState._archive,
-    TransferOut: SkuState._transfer_out, TransferIn: SkuState._transfer_in, SplitIntoBuckets: SkuState._split,
-    TransferHold: SkuState._transfer_hold, ExpectHold: SkuState._expect_hold, SendHold: SkuState._send_hold,
-    ReceiveHold: SkuState._receive_hold, CancelHoldTransfer: SkuState._cancel_hold_transfer,
+    ReserveStock: SkuState._reserve,
+    ReleaseHold: SkuState._release,
+    CommitHold: SkuState._commit,
+    ExpireHold: SkuState._expire,
+    SetStock: SkuState._set_stock,
+    SetSaleLimit: SkuState._set_limit,
+    ReturnUnits: SkuState._return,
+    ViewStock: SkuState._view,
+    ArchiveSales: SkuState._archive,
+    TransferOut: SkuState._transfer_out,
+    TransferIn: SkuState._transfer_in,
+    SplitIntoBuckets: SkuState._split,
+    TransferHold: SkuState._transfer_hold,
+    ExpectHold: SkuState._expect_hold,
+    SendHold: SkuState._send_hold,
+    ReceiveHold: SkuState._receive_hold,
+    CancelHoldTransfer: SkuState._cancel_hold_transfer,
 }
 _APPLIERS: dict[type, Callable] = {
-    StockReserved: SkuState._on_reserved, HoldReleased: SkuState._on_released, HoldExpired: SkuState._on_expired,
-    HoldCommitted: SkuState._on_committed, StockSet: SkuState._on_stock_set, SaleLimitSet: SkuState._on_limit_set,
-    UnitsReturned: SkuState._on_returned, SalesArchived: SkuState._on_archived,
-    StockTransferredOut: SkuState._on_transferred_out, StockTransferredIn: SkuState._on_transferred_in,
-    SplitIntoBucketsDone: SkuState._on_split, HoldTransferred: SkuState._on_hold_transferred,
-    HoldTransferExpected: SkuState._on_hold_expected, HoldTransferredOut: SkuState._on_hold_out,
-    HoldTransferredIn: SkuState._on_hold_in, HoldTransferCancelled: SkuState._on_hold_transfer_cancelled,
+    StockReserved: SkuState._on_reserved,
+    HoldReleased: SkuState._on_released,
+    HoldExpired: SkuState._on_expired,
+    HoldCommitted: SkuState._on_committed,
+    StockSet: SkuState._on_stock_set,
+    SaleLimitSet: SkuState._on_limit_set,
+    UnitsReturned: SkuState._on_returned,
+    SalesArchived: SkuState._on_archived,
+    StockTransferredOut: SkuState._on_transferred_out,
+    StockTransferredIn: SkuState._on_transferred_in,
+    SplitIntoBucketsDone: SkuState._on_split,
+    HoldTransferred: SkuState._on_hold_transferred,
+    HoldTransferExpected: SkuState._on_hold_expected,
+    HoldTransferredOut: SkuState._on_hold_out,
+    HoldTransferredIn: SkuState._on_hold_in,
+    HoldTransferCancelled: SkuState._on_hold_transfer_cancelled,
 }
 
 

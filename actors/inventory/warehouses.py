@@ -5,26 +5,30 @@ Seed 003 (`find_optimal_warehouse`): among warehouses holding enough stock, pick
 has enough; we split instead, drawing from the best-scoring warehouses first, so a buyer is not
 refused while the units exist.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 
-from actors.inventory.messages import Allocations, WarehouseStock
+from flashmart.actors.inventory.messages import Allocations, WarehouseStock
 
 Location = tuple[float, float]  # (lat, lon) in degrees
 
 EARTH_RADIUS_KM = 6371.0
-HANDLING_DAYS = 1.0          # picking and packing before the parcel moves
-GROUND_KM_PER_DAY = 800.0    # a truck's day
-BASE_COST = 4.0              # per parcel
+HANDLING_DAYS = 1.0  # picking and packing before the parcel moves
+GROUND_KM_PER_DAY = 800.0  # a truck's day
+BASE_COST = 4.0  # per parcel
 COST_PER_UNIT_KM = 0.002
 
 
 def distance_km(a: Location, b: Location) -> float:
     """Great-circle distance (haversine)."""
     lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, h)))
 
 
@@ -41,15 +45,19 @@ def score(km: float, quantity: int) -> float:
     return shipping_time_days(km) * 0.7 + (shipping_cost(km, quantity) / 10) * 0.3
 
 
-def allocate(stock: Mapping[str, WarehouseStock], quantity: int, ship_to: Location | None,
-             locations: Mapping[str, Location]) -> Allocations | None:
+def allocate(
+    stock: Mapping[str, WarehouseStock],
+    quantity: int,
+    ship_to: Location | None,
+    locations: Mapping[str, Location],
+) -> Allocations | None:
     """Units per warehouse for a reservation of `quantity`, or None when the SKU lacks them in total.
 
     Without a destination (or locations), the fullest warehouse goes first so splits stay rare.
     Warehouses of unknown location rank after every located one.
     """
     if len(stock) == 1:  # the common flash-sale case: skip the scoring entirely
-        (wh, s), = stock.items()
+        ((wh, s),) = stock.items()
         return {wh: quantity} if s.on_hand - s.held - s.sold >= quantity else None
     open_ = [(wh, s.on_hand - s.held - s.sold) for wh, s in stock.items()]
     open_ = [(wh, avail) for wh, avail in open_ if avail > 0]

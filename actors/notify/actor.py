@@ -1,4 +1,5 @@
 """One actor runs the outbox relay loop and the notifier loop (with its local SMTP sink)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,12 +9,18 @@ from pathlib import Path
 
 import ray
 
-from actors.notify.notifier import RETRY_IDLE_MS, consume_once, ensure_group, retry_pending, smtp_send_batch
-from actors.notify.relay import relay_once
+from flashmart.actors import NAMESPACE
+from flashmart.actors.notify.notifier import (
+    RETRY_IDLE_MS,
+    consume_once,
+    ensure_group,
+    retry_pending,
+    smtp_send_batch,
+)
+from flashmart.actors.notify.relay import relay_once
 from flashmart.obs import logger
 from flashmart.settings import Settings
-from storage.embedded import free_port
-from actors import NAMESPACE
+from flashmart.storage.embedded import free_port
 
 log = logger("notify")
 ACTOR_NAME = "order-events"
@@ -30,7 +37,9 @@ class MboxSink:
 
     async def handle_DATA(self, server, session, envelope):
         data = (envelope.original_content or envelope.content).replace(b"\r\n", b"\n")
-        data = _FROM_LINE.sub(b">From ", data)  # mboxo: a body line starting with "From " would split the message
+        data = _FROM_LINE.sub(
+            b">From ", data
+        )  # mboxo: a body line starting with "From " would split the message
         entry = b"From MAILER-DAEMON " + time.asctime(time.gmtime()).encode() + b"\n" + data
         with open(self.path, "ab") as f:
             f.write(entry + (b"\n" if entry.endswith(b"\n") else b"\n\n"))
@@ -53,13 +62,17 @@ class OrderEventsActor:
             return self.info()
         from aiosmtpd.controller import Controller
 
-        from storage.postgres import open_async_pool
-        from storage.redis import async_redis
+        from flashmart.storage.postgres import open_async_pool
+        from flashmart.storage.redis import async_redis
 
         mail = Path(self.settings.data_dir) / "mail"
         mail.mkdir(parents=True, exist_ok=True)
         self.mbox = mail / "sink.mbox"
-        self.smtp = Controller(MboxSink(self.mbox), hostname="127.0.0.1", port=self.settings.smtp_sink_port or free_port())
+        self.smtp = Controller(
+            MboxSink(self.mbox),
+            hostname="127.0.0.1",
+            port=self.settings.smtp_sink_port or free_port(),
+        )
         self.smtp.start()
         self.smtp_port = self.smtp.port
         self.db = await open_async_pool(self.settings.database_url, min_size=1, max_size=2)
@@ -72,7 +85,9 @@ class OrderEventsActor:
     async def _relay_loop(self) -> None:
         while True:
             try:
-                self.relayed += await relay_once(self.db, self.redis, self.settings.events_stream_maxlen)
+                self.relayed += await relay_once(
+                    self.db, self.redis, self.settings.events_stream_maxlen
+                )
             except Exception as exc:  # noqa: BLE001 - keep relaying
                 log.warning("outbox relay failed: %s", exc)
             await asyncio.sleep(self.settings.outbox_relay_interval_ms / 1000)
@@ -81,12 +96,20 @@ class OrderEventsActor:
         retried_at = time.monotonic()
         while True:
             try:
-                if time.monotonic() - retried_at > RETRY_IDLE_MS / 2000:  # unsent events: twice per idle period
+                if (
+                    time.monotonic() - retried_at > RETRY_IDLE_MS / 2000
+                ):  # unsent events: twice per idle period
                     retried_at = time.monotonic()
-                    self.sent += await retry_pending(self.redis, self.db, self._send_batch, "notifier-0",
-                                                     guest_link=self._guest_link)
-                self.sent += await consume_once(self.redis, self.db, self._send_batch, "notifier-0",
-                                                guest_link=self._guest_link)
+                    self.sent += await retry_pending(
+                        self.redis,
+                        self.db,
+                        self._send_batch,
+                        "notifier-0",
+                        guest_link=self._guest_link,
+                    )
+                self.sent += await consume_once(
+                    self.redis, self.db, self._send_batch, "notifier-0", guest_link=self._guest_link
+                )
             except Exception as exc:  # noqa: BLE001
                 log.warning("notifier failed: %s", exc)
                 await asyncio.sleep(1)
@@ -95,7 +118,9 @@ class OrderEventsActor:
         """The guest's tracking link with the token that opens that one order (as the checkout answer's)."""
         from urllib.parse import quote
 
-        from serve.auth import issue_guest_order_token  # one issuer of guest tokens, the API's
+        from flashmart.serve.auth import (
+            issue_guest_order_token,
+        )  # one issuer of guest tokens, the API's
 
         return f"/api/v1/orders/{order_id}?token={quote(issue_guest_order_token(self.settings, order_id, email))}"
 
@@ -103,13 +128,19 @@ class OrderEventsActor:
         return await smtp_send_batch(self.smtp_port, messages)
 
     def info(self) -> dict:
-        return {"relayed": self.relayed, "sent": self.sent, "smtp_port": getattr(self, "smtp_port", None),
-                "mbox": str(getattr(self, "mbox", ""))}
+        return {
+            "relayed": self.relayed,
+            "sent": self.sent,
+            "smtp_port": getattr(self, "smtp_port", None),
+            "mbox": str(getattr(self, "mbox", "")),
+        }
 
     async def ping(self) -> str:
         return "ok"
 
 
 def ensure_order_events_actor(settings: Settings) -> None:
-    a = OrderEventsActor.options(namespace=NAMESPACE, name=ACTOR_NAME, lifetime="detached", get_if_exists=True).remote(settings)
+    a = OrderEventsActor.options(
+        namespace=NAMESPACE, name=ACTOR_NAME, lifetime="detached", get_if_exists=True
+    ).remote(settings)
     a.start.remote()

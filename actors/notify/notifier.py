@@ -12,6 +12,7 @@ pending in the consumer group; `retry_pending` claims those idle for `RETRY_IDLE
 again, and after `DELIVERIES_MAX` attempts moves the event to the dead-letter stream `DEAD_STREAM`
 (with the reason), so one undeliverable message cannot block or loop for ever.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,13 +21,13 @@ import smtplib
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from actors.notify.relay import STREAM
+from flashmart.actors.notify.relay import STREAM
 from flashmart.obs import logger
 
 log = logger("notify")
 
 GROUP = "notifier"
-RETRY_IDLE_MS = 30_000     # an unacknowledged event this old was not sent: try it again
+RETRY_IDLE_MS = 30_000  # an unacknowledged event this old was not sent: try it again
 DELIVERIES_MAX = 5
 DEAD_STREAM = STREAM + ":dead"
 DEAD_STREAM_MAXLEN = 10_000
@@ -61,8 +62,9 @@ def compose(topic: str, payload: dict, recipient: str) -> EmailMessage | None:
 
 def _body(subject: str, payload: dict) -> str:
     link = payload.get("tracking_url") or f"/api/v1/orders/{payload['order_id']}"
-    return (f"{subject.format(**payload)}.\n\nTrack it at {link}\n"
-            + (f"\nNote: {payload['note']}\n" if payload.get("note") else ""))
+    return f"{subject.format(**payload)}.\n\nTrack it at {link}\n" + (
+        f"\nNote: {payload['note']}\n" if payload.get("note") else ""
+    )
 
 
 def compose_bytes(topic: str, payload: dict, recipient: str) -> bytes | None:
@@ -73,18 +75,28 @@ def compose_bytes(topic: str, payload: dict, recipient: str) -> bytes | None:
     if subject is None or not recipient:
         return None
     title, body = subject.format(**payload), _body(subject, payload)
-    text = (f"From: {SENDER}\r\nTo: {recipient}\r\nSubject: {title}\r\nX-Flashmart-Topic: {topic}\r\n"
-            f"Date: {formatdate(localtime=False)}\r\nMIME-Version: 1.0\r\n"
-            f"Content-Type: text/plain; charset=\"us-ascii\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
-    if not (text + body).isascii() or any(c in recipient + title for c in "\r\n") or \
-            any(len(line) > 900 for line in body.splitlines()):
-        return compose(topic, payload, recipient).as_bytes()  # the email package encodes what is not plain
+    text = (
+        f"From: {SENDER}\r\nTo: {recipient}\r\nSubject: {title}\r\nX-Flashmart-Topic: {topic}\r\n"
+        f"Date: {formatdate(localtime=False)}\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: text/plain; charset="us-ascii"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+    )
+    if (
+        not (text + body).isascii()
+        or any(c in recipient + title for c in "\r\n")
+        or any(len(line) > 900 for line in body.splitlines())
+    ):
+        return compose(
+            topic, payload, recipient
+        ).as_bytes()  # the email package encodes what is not plain
     return (text + body.replace("\n", "\r\n")).encode("ascii")
 
 
-async def smtp_send_batch(port: int, messages: list[tuple[str, bytes]], host: str = "127.0.0.1") -> int:
+async def smtp_send_batch(
+    port: int, messages: list[tuple[str, bytes]], host: str = "127.0.0.1"
+) -> int:
     """One SMTP connection (and one thread hop) for a batch; returns how many went out, in order.
     Nothing sent at all raises (the relay is down: every message stays pending)."""
+
     def send() -> int:
         sent = 0
         try:
@@ -97,6 +109,7 @@ async def smtp_send_batch(port: int, messages: list[tuple[str, bytes]], host: st
                 raise
             log.warning("SMTP batch stopped after %d of %d messages: %s", sent, len(messages), exc)
         return sent
+
     return await asyncio.to_thread(send)
 
 
@@ -108,14 +121,26 @@ async def ensure_group(redis) -> None:
             raise
 
 
-async def consume_once(redis, db, send_batch, consumer: str, block_ms: int = 1000, *, guest_link=None) -> int:
+async def consume_once(
+    redis, db, send_batch, consumer: str, block_ms: int = 1000, *, guest_link=None
+) -> int:
     """Read a batch of new events and send it (see `_send`)."""
     resp = await redis.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=100, block=block_ms)
-    return await _send(redis, db, send_batch, [e for _, entries in resp or [] for e in entries], guest_link)
+    return await _send(
+        redis, db, send_batch, [e for _, entries in resp or [] for e in entries], guest_link
+    )
 
 
-async def retry_pending(redis, db, send_batch, consumer: str, idle_ms: int = RETRY_IDLE_MS,
-                        deliveries_max: int = DELIVERIES_MAX, *, guest_link=None) -> int:
+async def retry_pending(
+    redis,
+    db,
+    send_batch,
+    consumer: str,
+    idle_ms: int = RETRY_IDLE_MS,
+    deliveries_max: int = DELIVERIES_MAX,
+    *,
+    guest_link=None,
+) -> int:
     """Send again the events read at least `idle_ms` ago and never acknowledged; dead-letter those
     already delivered `deliveries_max` times. Returns how many emails went out."""
     pending = await redis.xpending_range(STREAM, GROUP, "-", "+", 100, idle=idle_ms)
@@ -124,9 +149,16 @@ async def retry_pending(redis, db, send_batch, consumer: str, idle_ms: int = RET
     dead = [p["message_id"] for p in pending if p["times_delivered"] >= deliveries_max]
     for entry_id in dead:
         for _, fields in await redis.xrange(STREAM, entry_id, entry_id):
-            await redis.xadd(DEAD_STREAM, {**fields, "event_id": entry_id,
-                                           "reason": f"not sent after {deliveries_max} attempts"},
-                             maxlen=DEAD_STREAM_MAXLEN, approximate=True)
+            await redis.xadd(
+                DEAD_STREAM,
+                {
+                    **fields,
+                    "event_id": entry_id,
+                    "reason": f"not sent after {deliveries_max} attempts",
+                },
+                maxlen=DEAD_STREAM_MAXLEN,
+                approximate=True,
+            )
         await redis.xack(STREAM, GROUP, entry_id)
     retry = [p["message_id"] for p in pending if p["times_delivered"] < deliveries_max]
     claimed = await redis.xclaim(STREAM, GROUP, consumer, idle_ms, retry) if retry else []
@@ -145,11 +177,13 @@ async def _send(redis, db, send_batch, entries: list, guest_link=None) -> int:
     done, outgoing = [], []  # outgoing: (entry_id, recipient, message bytes, outbox id)
     outbox_ids = [fields.get("outbox_id") for _, fields in entries]
     keyed = [oid for oid in outbox_ids if oid]
-    already = dict(zip(keyed, await redis.mget([SENT_KEY.format(o) for o in keyed]))) if keyed else {}
+    already = (
+        dict(zip(keyed, await redis.mget([SENT_KEY.format(o) for o in keyed]))) if keyed else {}
+    )
     seen: set = set()
     for (entry_id, fields), outbox_id in zip(entries, outbox_ids):
         if outbox_id and (already.get(outbox_id) or outbox_id in seen):
-            done.append(entry_id)   # a duplicate the relay added after a crash: emailed already
+            done.append(entry_id)  # a duplicate the relay added after a crash: emailed already
             continue
         seen.add(outbox_id)
         payload = json.loads(fields["payload"])
@@ -186,7 +220,9 @@ async def _email_of(db, order_id: str | None) -> tuple[str | None, bool]:
     if not order_id:
         return None, False
     async with db.connection() as conn:
-        cur = await conn.execute("SELECT o.guest_email, o.user_id FROM orders o WHERE o.id = %s", (order_id,))
+        cur = await conn.execute(
+            "SELECT o.guest_email, o.user_id FROM orders o WHERE o.id = %s", (order_id,)
+        )
         o = await cur.fetchone()
         if o is None:
             return None, False

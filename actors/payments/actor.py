@@ -1,4 +1,5 @@
 """The payment actor: one of a pool, each paced to its share of the gateway's rate limit."""
+
 from __future__ import annotations
 
 import time
@@ -6,12 +7,12 @@ from contextlib import asynccontextmanager
 
 import ray
 
-from actors.payments.gateway import StripeGateway
-from actors.payments.pacer import Overloaded, Pacer, SharedPacer, set_shared_pacing
-from actors.payments.types import PaymentRefusal
+from flashmart.actors import NAMESPACE
+from flashmart.actors.payments.gateway import StripeGateway
+from flashmart.actors.payments.pacer import Overloaded, Pacer, SharedPacer, set_shared_pacing
+from flashmart.actors.payments.types import PaymentRefusal
 from flashmart.obs import LATENCY_BOUNDARIES_MS, counter, histogram
 from flashmart.settings import Settings
-from actors import NAMESPACE
 
 POOL_PREFIX = "payments"
 
@@ -41,17 +42,34 @@ class PaymentWorker:
 
     def _local(self, rate_per_s: float) -> Pacer:
         share = rate_per_s / self.share
-        return Pacer(share, max(1, self.queue_depth_max // self.share), burst=max(1, int(share / 10)))
+        return Pacer(
+            share, max(1, self.queue_depth_max // self.share), burst=max(1, int(share / 10))
+        )
 
     def _build(self, rate_per_s: float, endpoint_rate_per_s: float) -> None:
         assert rate_per_s > 0 and endpoint_rate_per_s >= 0
         self.pacer = self._local(rate_per_s)
-        self.endpoint_pacers = {e: self._local(endpoint_rate_per_s) for e in set(ENDPOINT_OF.values())} \
-            if endpoint_rate_per_s else {}
+        self.endpoint_pacers = (
+            {e: self._local(endpoint_rate_per_s) for e in set(ENDPOINT_OF.values())}
+            if endpoint_rate_per_s
+            else {}
+        )
         # shared: the rates in Redis (set_pacing) win over these defaults; the local pacers are the fallback
-        self.shared = {e: SharedPacer(self.redis, e, endpoint_rate_per_s, rate_per_s, self.queue_depth_max,
-                                      lambda e=e: self._local_slot(e))
-                       for e in set(ENDPOINT_OF.values())} if self.redis is not None else {}
+        self.shared = (
+            {
+                e: SharedPacer(
+                    self.redis,
+                    e,
+                    endpoint_rate_per_s,
+                    rate_per_s,
+                    self.queue_depth_max,
+                    lambda e=e: self._local_slot(e),
+                )
+                for e in set(ENDPOINT_OF.values())
+            }
+            if self.redis is not None
+            else {}
+        )
 
     @asynccontextmanager
     async def _local_slot(self, endpoint: str):
@@ -70,8 +88,11 @@ class PaymentWorker:
 
     @property
     def waiting(self) -> int:
-        return self.pacer.waiting + sum(p.waiting for p in self.endpoint_pacers.values()) + \
-            sum(p.waiting for p in self.shared.values())
+        return (
+            self.pacer.waiting
+            + sum(p.waiting for p in self.endpoint_pacers.values())
+            + sum(p.waiting for p in self.shared.values())
+        )
 
     async def set_pacing(self, rate_per_s: float | None, endpoint_rate_per_s: float = 0.0) -> None:
         """Follow a changed gateway limit (a raised Stripe limit): the global rate and, when > 0, the rate
@@ -88,12 +109,20 @@ class PaymentWorker:
             async with self.slot(op):
                 result = await getattr(self.gateway, op)(*args)
         except Overloaded as exc:
-            result = PaymentRefusal("overloaded", f"the payment gateway queue is full ({exc}); retry shortly")
+            result = PaymentRefusal(
+                "overloaded", f"the payment gateway queue is full ({exc}); retry shortly"
+            )
         outcome = result.reason if isinstance(result, PaymentRefusal) else "ok"
         try:
-            counter("gateway_calls", "payment gateway calls", ("op", "outcome")).inc(tags={"op": op, "outcome": outcome})
-            histogram("gateway_latency_ms", "payment gateway call latency incl. pacing", LATENCY_BOUNDARIES_MS,
-                      ("op",)).observe((time.perf_counter() - t0) * 1000, tags={"op": op})
+            counter("gateway_calls", "payment gateway calls", ("op", "outcome")).inc(
+                tags={"op": op, "outcome": outcome}
+            )
+            histogram(
+                "gateway_latency_ms",
+                "payment gateway call latency incl. pacing",
+                LATENCY_BOUNDARIES_MS,
+                ("op",),
+            ).observe((time.perf_counter() - t0) * 1000, tags={"op": op})
         except Exception:  # noqa: BLE001 - metrics never break a payment
             pass
         return result
@@ -102,12 +131,18 @@ class PaymentWorker:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10_000)
 class PaymentActor:
     def __init__(self, settings: Settings, pool_size: int):
-        from storage.redis import async_redis  # connects on first use, not here
+        from flashmart.storage.redis import async_redis  # connects on first use, not here
 
-        self.worker = PaymentWorker(settings, pool_size + settings.checkout_pool_size, async_redis(settings.redis_url))
+        self.worker = PaymentWorker(
+            settings, pool_size + settings.checkout_pool_size, async_redis(settings.redis_url)
+        )
 
-    async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""):
-        return await self.worker.call("authorise", order_id, amount_minor, currency, payment_method, buyer)
+    async def authorise(
+        self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""
+    ):
+        return await self.worker.call(
+            "authorise", order_id, amount_minor, currency, payment_method, buyer
+        )
 
     async def capture(self, payment_intent_id: str, amount_minor: int | None = None):
         return await self.worker.call("capture", payment_intent_id, amount_minor)
@@ -134,5 +169,6 @@ class PaymentActor:
 
 def ensure_payment_actors(settings: Settings) -> None:
     for i in range(settings.payments_pool_size):
-        PaymentActor.options(namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True).remote(
-            settings, settings.payments_pool_size)
+        PaymentActor.options(
+            namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True
+        ).remote(settings, settings.payments_pool_size)

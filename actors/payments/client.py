@@ -1,15 +1,16 @@
 """Caller side of the payment pool: spreads calls over the actors; an order sticks to one actor
 so its authorise/capture/void queue behind each other in order."""
+
 from __future__ import annotations
 
 import zlib
 
 import ray
 
-from actors.payments.actor import actor_name
-from actors.payments.types import PaymentRefusal
+from flashmart.actors import NAMESPACE
+from flashmart.actors.payments.actor import actor_name
+from flashmart.actors.payments.types import PaymentRefusal
 from flashmart.settings import Settings
-from actors import NAMESPACE
 
 
 class PaymentsClient:
@@ -18,8 +19,13 @@ class PaymentsClient:
         self.handles = handles
 
     @classmethod
-    async def connect(cls, settings: Settings) -> "PaymentsClient":
-        return cls([ray.get_actor(actor_name(i), namespace=NAMESPACE) for i in range(settings.payments_pool_size)])
+    async def connect(cls, settings: Settings) -> PaymentsClient:
+        return cls(
+            [
+                ray.get_actor(actor_name(i), namespace=NAMESPACE)
+                for i in range(settings.payments_pool_size)
+            ]
+        )
 
     def _pick(self, key: str):
         return self.handles[zlib.crc32(key.encode()) % len(self.handles)]
@@ -28,10 +34,16 @@ class PaymentsClient:
         try:
             return await getattr(self._pick(key), method).remote(*args)
         except ray.exceptions.RayActorError as exc:
-            return PaymentRefusal("unavailable", f"the payment actor is restarting: {type(exc).__name__}")
+            return PaymentRefusal(
+                "unavailable", f"the payment actor is restarting: {type(exc).__name__}"
+            )
 
-    async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""):
-        return await self._call(order_id, "authorise", order_id, amount_minor, currency, payment_method, buyer)
+    async def authorise(
+        self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""
+    ):
+        return await self._call(
+            order_id, "authorise", order_id, amount_minor, currency, payment_method, buyer
+        )
 
     async def capture(self, order_id: str, payment_intent_id: str, amount_minor: int | None = None):
         return await self._call(order_id, "capture", payment_intent_id, amount_minor)
@@ -66,13 +78,21 @@ class InProcessPayments:
         self.worker = worker
 
     @classmethod
-    def open(cls, settings: Settings, redis) -> "InProcessPayments":
-        from actors.payments.actor import PaymentWorker
+    def open(cls, settings: Settings, redis) -> InProcessPayments:
+        from flashmart.actors.payments.actor import PaymentWorker
 
-        return cls(PaymentWorker(settings, settings.payments_pool_size + settings.checkout_pool_size, redis))
+        return cls(
+            PaymentWorker(
+                settings, settings.payments_pool_size + settings.checkout_pool_size, redis
+            )
+        )
 
-    async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""):
-        return await self.worker.call("authorise", order_id, amount_minor, currency, payment_method, buyer)
+    async def authorise(
+        self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""
+    ):
+        return await self.worker.call(
+            "authorise", order_id, amount_minor, currency, payment_method, buyer
+        )
 
     async def capture(self, order_id: str, payment_intent_id: str, amount_minor: int | None = None):
         return await self.worker.call("capture", payment_intent_id, amount_minor)

@@ -6,15 +6,17 @@ exponential backoff under the same idempotency key, so a retried authorisation n
 on a gateway that honours keys (Stripe does; localstripe ignores them, which is why the saga also
 records the PaymentIntent id and tags every intent with the order id in its metadata).
 """
+
 from __future__ import annotations
 
 import asyncio
 import random
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import stripe
 
-from actors.payments.types import Authorised, Captured, PaymentRefusal, Refunded, Voided
+from flashmart.actors.payments.types import Authorised, Captured, PaymentRefusal, Refunded, Voided
 
 T = TypeVar("T")
 
@@ -22,8 +24,15 @@ RETRYABLE = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
 
 class StripeGateway:
-    def __init__(self, api_key: str, api_base: str, *, attempts_max: int = 4, backoff_base_s: float = 0.05,
-                 timeout_s: float = 20.0):
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str,
+        *,
+        attempts_max: int = 4,
+        backoff_base_s: float = 0.05,
+        timeout_s: float = 20.0,
+    ):
         import aiohttp
 
         self.client = stripe.StripeClient(
@@ -47,7 +56,7 @@ class StripeGateway:
                     raise
                 self.retries += 1
                 # full jitter, so a burst of failures does not retry in lockstep
-                await asyncio.sleep(random.uniform(0, self.backoff_base_s * 2 ** attempt))
+                await asyncio.sleep(random.uniform(0, self.backoff_base_s * 2**attempt))
         raise AssertionError("unreachable")
 
     async def _post(self, path: str, params: dict, idempotency_key: str) -> dict:
@@ -55,15 +64,27 @@ class StripeGateway:
         classes (CardError, RateLimitError...), but the answer stays the parsed JSON instead of a tree
         of StripeObjects. Building that tree (a PaymentIntent embeds its charges) and reading it back
         was a fifth of the SDK's CPU per call; the hot path (authorise, capture) needs three fields."""
-        resp = await self._retrying(lambda: self.client.raw_request_async(
-            "post", path, idempotency_key=idempotency_key, **params))
+        resp = await self._retrying(
+            lambda: self.client.raw_request_async(
+                "post", path, idempotency_key=idempotency_key, **params
+            )
+        )
         return resp.data
 
-    async def authorise(self, order_id: str, amount_minor: int, currency: str, payment_method: str,
-                        customer_ref: str = "") -> Authorised | PaymentRefusal:
+    async def authorise(
+        self,
+        order_id: str,
+        amount_minor: int,
+        currency: str,
+        payment_method: str,
+        customer_ref: str = "",
+    ) -> Authorised | PaymentRefusal:
         params = {
-            "amount": amount_minor, "currency": currency.lower(), "payment_method": payment_method,
-            "capture_method": "manual", "confirm": True,
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "payment_method": payment_method,
+            "capture_method": "manual",
+            "confirm": True,
             "payment_method_types": ["card"],
             "metadata": {"order_id": order_id, "buyer": customer_ref},
         }
@@ -72,47 +93,76 @@ class StripeGateway:
         except stripe.CardError as exc:
             return PaymentRefusal("payment_declined", exc.user_message or "the card was declined")
         except stripe.InvalidRequestError as exc:
-            return PaymentRefusal("invalid", f"the payment method was refused: {exc.user_message or exc}")
+            return PaymentRefusal(
+                "invalid", f"the payment method was refused: {exc.user_message or exc}"
+            )
         except RETRYABLE as exc:
-            return PaymentRefusal("unavailable", f"the payment gateway did not answer: {type(exc).__name__}")
+            return PaymentRefusal(
+                "unavailable", f"the payment gateway did not answer: {type(exc).__name__}"
+            )
         if pi["status"] != "requires_capture":
-            return PaymentRefusal("payment_declined", f"the payment was not authorised (status {pi['status']})")
+            return PaymentRefusal(
+                "payment_declined", f"the payment was not authorised (status {pi['status']})"
+            )
         return Authorised(pi["id"], amount_minor, pi["status"])
 
-    async def capture(self, payment_intent_id: str, amount_minor: int | None = None) -> Captured | PaymentRefusal:
+    async def capture(
+        self, payment_intent_id: str, amount_minor: int | None = None
+    ) -> Captured | PaymentRefusal:
         params = {"amount_to_capture": amount_minor} if amount_minor is not None else {}
         try:
-            pi = await self._post(f"/v1/payment_intents/{payment_intent_id}/capture", params,
-                                  f"capture:{payment_intent_id}")
+            pi = await self._post(
+                f"/v1/payment_intents/{payment_intent_id}/capture",
+                params,
+                f"capture:{payment_intent_id}",
+            )
         except stripe.InvalidRequestError as exc:
-            return await self._already(payment_intent_id, "succeeded", exc,
-                                       lambda pi: Captured(pi.id, _received(pi)))
+            return await self._already(
+                payment_intent_id, "succeeded", exc, lambda pi: Captured(pi.id, _received(pi))
+            )
         except RETRYABLE as exc:
-            return PaymentRefusal("unavailable", f"capture did not reach the gateway: {type(exc).__name__}")
+            return PaymentRefusal(
+                "unavailable", f"capture did not reach the gateway: {type(exc).__name__}"
+            )
         return Captured(pi["id"], _received(pi))
 
     async def void(self, payment_intent_id: str) -> Voided | PaymentRefusal:
         try:
-            await self._retrying(lambda: self.client.v1.payment_intents.cancel_async(
-                payment_intent_id, {}, {"idempotency_key": f"void:{payment_intent_id}"}))
+            await self._retrying(
+                lambda: self.client.v1.payment_intents.cancel_async(
+                    payment_intent_id, {}, {"idempotency_key": f"void:{payment_intent_id}"}
+                )
+            )
         except stripe.InvalidRequestError as exc:
             return await self._already(payment_intent_id, "canceled", exc, lambda pi: Voided(pi.id))
         except RETRYABLE as exc:
-            return PaymentRefusal("unavailable", f"void did not reach the gateway: {type(exc).__name__}")
+            return PaymentRefusal(
+                "unavailable", f"void did not reach the gateway: {type(exc).__name__}"
+            )
         return Voided(payment_intent_id)
 
-    async def refund(self, payment_intent_id: str, amount_minor: int, key: str) -> Refunded | PaymentRefusal:
+    async def refund(
+        self, payment_intent_id: str, amount_minor: int, key: str
+    ) -> Refunded | PaymentRefusal:
         try:
-            r = await self._retrying(lambda: self.client.v1.refunds.create_async(
-                {"payment_intent": payment_intent_id, "amount": amount_minor}, {"idempotency_key": key}))
+            r = await self._retrying(
+                lambda: self.client.v1.refunds.create_async(
+                    {"payment_intent": payment_intent_id, "amount": amount_minor},
+                    {"idempotency_key": key},
+                )
+            )
         except stripe.InvalidRequestError as exc:
             return PaymentRefusal("invalid", f"the refund was refused: {exc.user_message or exc}")
         except RETRYABLE as exc:
-            return PaymentRefusal("unavailable", f"refund did not reach the gateway: {type(exc).__name__}")
+            return PaymentRefusal(
+                "unavailable", f"refund did not reach the gateway: {type(exc).__name__}"
+            )
         return Refunded(payment_intent_id, r.id, r.amount)
 
     async def status(self, payment_intent_id: str) -> str:
-        pi = await self._retrying(lambda: self.client.v1.payment_intents.retrieve_async(payment_intent_id))
+        pi = await self._retrying(
+            lambda: self.client.v1.payment_intents.retrieve_async(payment_intent_id)
+        )
         return pi.status
 
     async def find_by_order(self, order_id: str) -> list[str]:
@@ -122,7 +172,9 @@ class StripeGateway:
         100,000-buyer simulation (and lists oldest first, so it missed recent intents). Stripe's search
         index may lag by up to a minute; the sweeper only looks at sagas older than saga_stale_s."""
         query = f"metadata['order_id']:'{order_id}'"
-        found = await self._retrying(lambda: self.client.v1.payment_intents.search_async({"query": query, "limit": 10}))
+        found = await self._retrying(
+            lambda: self.client.v1.payment_intents.search_async({"query": query, "limit": 10})
+        )
         return [pi.id for pi in found.data]
 
     async def _already(self, payment_intent_id, wanted: str, exc, make):
@@ -133,7 +185,9 @@ class StripeGateway:
             return PaymentRefusal("invalid", str(exc.user_message or exc))
         if pi.status == wanted:
             return make(pi)
-        return PaymentRefusal("invalid", f"payment {payment_intent_id} is {pi.status}: {exc.user_message or exc}")
+        return PaymentRefusal(
+            "invalid", f"payment {payment_intent_id} is {pi.status}: {exc.user_message or exc}"
+        )
 
     async def close(self) -> None:
         try:

@@ -4,6 +4,7 @@ Stripe allows 100 operations/s live and 25/s in test mode; a surge must wait its
 earn 429s. The schedule is pure (no clock, no asyncio) so it is unit-tested alone; `Pacer` is the
 asyncio shell that sleeps until the slot it was given.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 @dataclass
 class PaceSchedule:
     """Evenly spaced slots, `1 / rate_per_s` apart, at most `queue_depth_max` handed out ahead."""
+
     rate_per_s: float
     queue_depth_max: int
     burst: int = 1
@@ -65,8 +67,12 @@ class Pacer:
 
 # --- one schedule for every process that calls the gateway ---------------------------------------
 
-PACING_KEY = "flashmart:gateway:pacing"  # hash: global_per_s, endpoint_per_s (set_pacing; absent = settings)
-SCHEDULE_KEY = "flashmart:gateway:next:{}"  # per schedule: the next free slot, seconds on Redis' clock
+PACING_KEY = (
+    "flashmart:gateway:pacing"  # hash: global_per_s, endpoint_per_s (set_pacing; absent = settings)
+)
+SCHEDULE_KEY = (
+    "flashmart:gateway:next:{}"  # per schedule: the next free slot, seconds on Redis' clock
+)
 
 # PaceSchedule.admit on Redis' clock, for an endpoint's schedule then the global one.
 # KEYS: pacing hash, endpoint schedule, global schedule.
@@ -104,8 +110,15 @@ class SharedPacer:
     If Redis does not answer, the process paces alone on its local share (`fallback`) rather than
     stop taking payments."""
 
-    def __init__(self, redis, endpoint: str, endpoint_rate_per_s: float, rate_per_s: float, queue_depth_max: int,
-                 fallback):
+    def __init__(
+        self,
+        redis,
+        endpoint: str,
+        endpoint_rate_per_s: float,
+        rate_per_s: float,
+        queue_depth_max: int,
+        fallback,
+    ):
         self.redis, self.fallback = redis, fallback
         self.keys = [PACING_KEY, SCHEDULE_KEY.format(endpoint), SCHEDULE_KEY.format("global")]
         self.args = [endpoint_rate_per_s, rate_per_s, queue_depth_max]
@@ -114,7 +127,9 @@ class SharedPacer:
 
     async def _admit(self, endpoint_first: bool) -> tuple[float, float] | None:
         try:
-            e, g = await self._script(keys=self.keys, args=[*self.args, "1" if endpoint_first else "0"])
+            e, g = await self._script(
+                keys=self.keys, args=[*self.args, "1" if endpoint_first else "0"]
+            )
             return float(e), float(g)
         except Exception:  # noqa: BLE001 - Redis unreachable: the local share
             return None
@@ -143,11 +158,15 @@ class SharedPacer:
         yield
 
 
-async def set_shared_pacing(redis, rate_per_s: float | None, endpoint_rate_per_s: float = 0.0) -> None:
+async def set_shared_pacing(
+    redis, rate_per_s: float | None, endpoint_rate_per_s: float = 0.0
+) -> None:
     """Every process's pacing follows these limits from its next call (an endpoint rate of 0 = no
     per-endpoint pacing); None returns to each process's settings."""
     if rate_per_s is None:
         await redis.delete(PACING_KEY)
         return
     assert rate_per_s > 0 and endpoint_rate_per_s >= 0
-    await redis.hset(PACING_KEY, mapping={"global_per_s": rate_per_s, "endpoint_per_s": endpoint_rate_per_s})
+    await redis.hset(
+        PACING_KEY, mapping={"global_per_s": rate_per_s, "endpoint_per_s": endpoint_rate_per_s}
+    )

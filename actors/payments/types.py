@@ -1,4 +1,5 @@
 """What a payment actor answers. Amounts cross actor boundaries as integer minor units (cents)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Refunded:
 @dataclass(frozen=True)
 class PaymentRefusal:
     """A business answer, not an error: declined card, gateway overloaded, bad request."""
+
     reason: str  # payment_declined | overloaded | invalid | unavailable
     message: str
 

@@ -28,6 +28,7 @@ the readers, which open the new generation on their next reload. No search downt
 Serve replicas on the same machine read the index in-process (search_local_reader): a Ray actor
 call costs ~1 ms and caps at a few thousand per second, while a search costs a fraction of that.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,28 +42,30 @@ from typing import Any
 
 import ray
 
-from actors.search import stock_feed
-from actors.search.index import BadQuery, IndexFormatChanged, ProductIndex, SearchRequest
+from flashmart.actors import NAMESPACE
+from flashmart.actors.search import stock_feed
+from flashmart.actors.search.index import BadQuery, IndexFormatChanged, ProductIndex, SearchRequest
 from flashmart.obs import logger
 from flashmart.settings import Settings
-from storage import product_cache
-from actors import NAMESPACE
+from flashmart.storage import product_cache
 
 NAME = "search-{}"
-PAGE_CACHE_ENTRIES_MAX = 2048   # per Serve replica: ~20 MB at most
+PAGE_CACHE_ENTRIES_MAX = 2048  # per Serve replica: ~20 MB at most
 PAGE_CACHE_BYTES_MAX = 64_000
-PENDING_MAX = 200_000   # ids waiting for the next commit; beyond that, a rebuild is cheaper
+PENDING_MAX = 200_000  # ids waiting for the next commit; beyond that, a rebuild is cheaper
 log = logger("search")
 
 
 REBUILD_HEAP_BYTES = 256_000_000
 OLD_GENERATION_KEEP_S = 30.0  # readers switch within a reload; then the old generation is deleted
-CATCH_UP_INTERVAL_S = 5.0     # the writer looks for products changed without a refresh this often
+CATCH_UP_INTERVAL_S = 5.0  # the writer looks for products changed without a refresh this often
 # updated_at is now() of the writing transaction, i.e. its start: a change committed up to this long
 # after it began is still found (each round looks this far back; ids already indexed are skipped)
 WATERMARK_LAG_S = 60.0
-WATERMARK_FILE = "flashmart-watermark"   # in the generation directory (Tantivy leaves others' files alone)
-WRITER_LOCK_WAIT_S = 30.0     # a restarted writer waits for its killed predecessor's index lock
+WATERMARK_FILE = (
+    "flashmart-watermark"  # in the generation directory (Tantivy leaves others' files alone)
+)
+WRITER_LOCK_WAIT_S = 30.0  # a restarted writer waits for its killed predecessor's index lock
 
 
 def index_root(settings: Settings) -> Path:
@@ -125,20 +128,23 @@ def open_index(path: Path) -> ProductIndex | None:
         return None
 
 
-UNAVAILABLE = {"error": "unavailable",
-               "message": "the search index is being rebuilt for a new version; retry in a minute"}
+UNAVAILABLE = {
+    "error": "unavailable",
+    "message": "the search index is being rebuilt for a new version; retry in a minute",
+}
 
 
-def build_generation(settings: Settings, heap_bytes: int = REBUILD_HEAP_BYTES, threads: int = 1,
-                     batch: int = 5000) -> tuple[Path, int, float]:
+def build_generation(
+    settings: Settings, heap_bytes: int = REBUILD_HEAP_BYTES, threads: int = 1, batch: int = 5000
+) -> tuple[Path, int, float]:
     """Index every active product from PostgreSQL into a new generation directory (not yet live),
     with its watermark. Returns (directory, documents, seconds). Sync: runs in a worker thread or a
     benchmark."""
-    from storage.catalog_postgres import database_now, iter_index_rows
+    from flashmart.storage.catalog_postgres import database_now, iter_index_rows
 
     path = _next_generation(settings)
     t0 = time.perf_counter()
-    started = database_now(settings.database_url)   # before the rows' snapshot
+    started = database_now(settings.database_url)  # before the rows' snapshot
     ix = ProductIndex(path)
     ix.writer(heap_bytes, threads)
     n = 0
@@ -173,14 +179,24 @@ class SearchActor:
         self.settings, self.replica, self.replicas = settings, replica, replicas
         self.writer = replica == 0
         self.path = index_dir(settings)
-        self.index = open_index(self.path)   # None: another version's index, until rebuilt
+        self.index = open_index(self.path)  # None: another version's index, until rebuilt
         self.pending: set[int] = set()
         self.touched: set[int] | None = None  # during a rebuild: ids applied to the old generation
-        self.lock = asyncio.Lock()          # one writer operation at a time
+        self.lock = asyncio.Lock()  # one writer operation at a time
         self.rebuilding = False
-        self.stats = {"commits": 0, "indexed": 0, "deleted": 0, "last_commit_ms": 0.0, "rebuilds": 0,
-                      "stock_edges": 0, "stock_changes": 0, "generation": self.path.name, "pid": os.getpid(),
-                      "caught_up": 0, "watermark": None}
+        self.stats = {
+            "commits": 0,
+            "indexed": 0,
+            "deleted": 0,
+            "last_commit_ms": 0.0,
+            "rebuilds": 0,
+            "stock_edges": 0,
+            "stock_changes": 0,
+            "generation": self.path.name,
+            "pid": os.getpid(),
+            "caught_up": 0,
+            "watermark": None,
+        }
         self.db = None
         self.redis = None
         # catch-up (writer): the next round looks for updated_at after catch_up_from; `seen` holds the
@@ -192,8 +208,8 @@ class SearchActor:
         self.watermark_next: datetime | None = None
         self.stats["watermark"] = watermark.isoformat() if watermark else None
         if self.writer:
-            from storage.postgres import open_async_pool
-            from storage.redis import async_redis
+            from flashmart.storage.postgres import open_async_pool
+            from flashmart.storage.redis import async_redis
 
             self.db = await open_async_pool(settings.database_url, min_size=1, max_size=3)
             self.redis = async_redis(settings.redis_url, max_connections=4)
@@ -235,7 +251,7 @@ class SearchActor:
     def reload(self) -> int:
         live = index_dir(self.settings)
         if (self.index is None or live != self.index.path) and (live / "meta.json").exists():
-            opened = open_index(live)   # a rebuild swapped generations
+            opened = open_index(live)  # a rebuild swapped generations
             if opened is not None:
                 self.index, self.path = opened, live
         elif self.index is not None:
@@ -243,8 +259,13 @@ class SearchActor:
         return self.index.num_docs() if self.index is not None else 0
 
     def ping(self) -> dict:
-        return {"replica": self.replica, "docs": self.index.num_docs() if self.index is not None else 0,
-                "rebuilding": self.rebuilding, "pending": len(self.pending), **self.stats}
+        return {
+            "replica": self.replica,
+            "docs": self.index.num_docs() if self.index is not None else 0,
+            "rebuilding": self.rebuilding,
+            "pending": len(self.pending),
+            **self.stats,
+        }
 
     # --- writes (replica 0) -----------------------------------------------------------------------
 
@@ -269,10 +290,12 @@ class SearchActor:
 
     async def _flush_once(self) -> int:
         if (not self.pending and self.watermark_next is None) or self.index is None:
-            return 0   # (an old version's index: the queued ids are applied after the rebuild)
+            return 0  # (an old version's index: the queued ids are applied after the rebuild)
         if len(self.pending) > PENDING_MAX and not self.rebuilding:
             self.pending.clear()
-            self.watermark_next = None   # its ids were dropped: the live generation keeps its watermark
+            self.watermark_next = (
+                None  # its ids were dropped: the live generation keeps its watermark
+            )
             asyncio.get_running_loop().create_task(self.rebuild())
             return 0
         async with self.lock:
@@ -281,13 +304,13 @@ class SearchActor:
             ids, self.pending = self.pending, set()
             watermark, self.watermark_next = self.watermark_next, None
             if self.touched is not None:
-                self.touched |= ids   # replayed onto the new generation after the swap
+                self.touched |= ids  # replayed onto the new generation after the swap
             rows: list[dict] = []
             gone: list[int] = []
             t0 = time.perf_counter()
             try:
                 if ids:
-                    from storage.catalog_postgres import index_rows
+                    from flashmart.storage.catalog_postgres import index_rows
 
                     async with self.db.connection() as conn:
                         rows, gone = await index_rows(conn, ids)
@@ -301,7 +324,7 @@ class SearchActor:
                     self.watermark_next = watermark
                 raise
             for r in rows:
-                self.seen[r["id"]] = r["updated_at"]   # the catch-up need not queue it again
+                self.seen[r["id"]] = r["updated_at"]  # the catch-up need not queue it again
             if watermark is not None:
                 self.stats["watermark"] = watermark.isoformat()
             if not ids:
@@ -316,14 +339,18 @@ class SearchActor:
     async def catch_up(self) -> int:
         """Queue the products changed since the last round that no refresh brought (tests call it;
         the writer runs it when it starts and every CATCH_UP_INTERVAL_S). Returns how many."""
-        from storage.catalog_postgres import changed_since
+        from flashmart.storage.catalog_postgres import changed_since
 
-        if self.rebuilding:  # the rebuild reads everything; its swap sets catch_up_from from its watermark
+        if (
+            self.rebuilding
+        ):  # the rebuild reads everything; its swap sets catch_up_from from its watermark
             return 0
         since = self.catch_up_from
         async with self.db.connection() as conn:
             rows, at = await changed_since(conn, since, PENDING_MAX + 1)
-        if len(rows) > PENDING_MAX:   # (e.g. a bulk UPDATE in SQL, or no watermark): a rebuild is cheaper
+        if (
+            len(rows) > PENDING_MAX
+        ):  # (e.g. a bulk UPDATE in SQL, or no watermark): a rebuild is cheaper
             if not self.rebuilding:
                 asyncio.get_running_loop().create_task(self.rebuild())
             return 0
@@ -336,7 +363,7 @@ class SearchActor:
         if since is None or upto > since:
             self.catch_up_from = upto
             self.seen = {pid: u for pid, u in self.seen.items() if u > upto}
-            self.watermark_next = upto   # committed with the flush that takes these ids
+            self.watermark_next = upto  # committed with the flush that takes these ids
         if new:
             log.info(f"search catch-up: {len(new)} product(s) changed without a refresh are queued")
         return len(new)
@@ -361,7 +388,9 @@ class SearchActor:
         self.index.commit()
 
     async def _notify_readers(self) -> None:
-        others = [ray.get_actor(NAME.format(i), namespace=NAMESPACE) for i in range(1, self.replicas)]
+        others = [
+            ray.get_actor(NAME.format(i), namespace=NAMESPACE) for i in range(1, self.replicas)
+        ]
         if others:
             await asyncio.gather(*(a.reload.remote() for a in others), return_exceptions=True)
 
@@ -371,9 +400,12 @@ class SearchActor:
         if self.index.num_docs() > 0:
             return False
         async with self.db.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT to_regclass('products') IS NOT NULL AND EXISTS "
-                "(SELECT 1 FROM products WHERE status = 'active') AS has")).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT to_regclass('products') IS NOT NULL AND EXISTS "
+                    "(SELECT 1 FROM products WHERE status = 'active') AS has"
+                )
+            ).fetchone()
         return bool(row["has"])
 
     async def rebuild(self) -> dict:
@@ -382,13 +414,16 @@ class SearchActor:
         if self.rebuilding:
             return {"started": False, "reason": "a rebuild is already running"}
         self.rebuilding = True
-        self.touched = set()   # before PostgreSQL's snapshot is taken: nothing falls in between
+        self.touched = set()  # before PostgreSQL's snapshot is taken: nothing falls in between
         try:
             t0 = time.perf_counter()
             async with self.db.connection() as conn:
                 self._stock_changed(await stock_feed.reconcile(conn))
             path, n, build_s = await asyncio.to_thread(
-                build_generation, self.settings, max(REBUILD_HEAP_BYTES, self.settings.search_writer_heap_mb * 1_000_000))
+                build_generation,
+                self.settings,
+                max(REBUILD_HEAP_BYTES, self.settings.search_writer_heap_mb * 1_000_000),
+            )
             async with self.lock:
                 old = self.index
                 if old is not None:
@@ -397,21 +432,31 @@ class SearchActor:
                 new.writer(self.settings.search_writer_heap_mb * 1_000_000, 1)
                 _point_to(self.settings, path)
                 self.index, self.path = new, path
-                built_from = read_watermark(path)   # what the new generation holds for sure
-                if built_from is not None and (self.catch_up_from is None or built_from > self.catch_up_from):
+                built_from = read_watermark(path)  # what the new generation holds for sure
+                if built_from is not None and (
+                    self.catch_up_from is None or built_from > self.catch_up_from
+                ):
                     self.catch_up_from = built_from
                     self.seen = {pid: u for pid, u in self.seen.items() if u > built_from}
                 self.stats["watermark"] = built_from.isoformat() if built_from else None
-                self.pending |= self.touched   # changes that reached only the old generation
+                self.pending |= self.touched  # changes that reached only the old generation
                 self.touched = None
                 self.stats["rebuilds"] += 1
                 self.stats["generation"] = path.name
             seconds = time.perf_counter() - t0
             await self._notify_readers()
-            asyncio.get_running_loop().call_later(OLD_GENERATION_KEEP_S, self._remove_old_generations)
+            asyncio.get_running_loop().call_later(
+                OLD_GENERATION_KEEP_S, self._remove_old_generations
+            )
             log.info(f"search index rebuilt: {n} products in {seconds:.1f}s ({path.name})")
-            return {"started": True, "documents": n, "seconds": round(seconds, 3), "build_seconds": round(build_s, 3),
-                    "rate_per_s": round(n / build_s) if build_s else 0, "generation": path.name}
+            return {
+                "started": True,
+                "documents": n,
+                "seconds": round(seconds, 3),
+                "build_seconds": round(build_s, 3),
+                "rate_per_s": round(n / build_s) if build_s else 0,
+                "generation": path.name,
+            }
         finally:
             self.touched = None
             self.rebuilding = False
@@ -459,7 +504,9 @@ class SearchActor:
 
     async def _drop_cached_pages(self, product_ids: list[int]) -> None:
         try:
-            await product_cache.invalidate(self.redis, product_ids, self.settings.product_cache_ttl_s)
+            await product_cache.invalidate(
+                self.redis, product_ids, self.settings.product_cache_ttl_s
+            )
         except Exception:  # noqa: BLE001 - the page cache also expires by TTL
             log.exception("could not drop cached product pages")
 
@@ -468,8 +515,9 @@ def ensure_search_actors(settings: Settings) -> list:
     """Create the replicas (detached, named search-0..N-1). The writer first: it creates the index."""
     handles = []
     for i in range(settings.search_replicas):
-        handle = SearchActor.options(name=NAME.format(i), lifetime="detached", get_if_exists=True,
-                                     namespace=NAMESPACE).remote(settings, i, settings.search_replicas)
+        handle = SearchActor.options(
+            name=NAME.format(i), lifetime="detached", get_if_exists=True, namespace=NAMESPACE
+        ).remote(settings, i, settings.search_replicas)
         if i == 0:
             ray.get(handle.ping.remote(), timeout=120)
         handles.append(handle)
@@ -500,8 +548,11 @@ class SearchClient:
         self.cache_hits = self.cache_misses = 0
 
     @classmethod
-    async def connect(cls, settings: Settings) -> "SearchClient":
-        replicas = [ray.get_actor(NAME.format(i), namespace=NAMESPACE) for i in range(settings.search_replicas)]
+    async def connect(cls, settings: Settings) -> SearchClient:
+        replicas = [
+            ray.get_actor(NAME.format(i), namespace=NAMESPACE)
+            for i in range(settings.search_replicas)
+        ]
         local = None
         if settings.search_local_reader and (index_dir(settings) / "meta.json").exists():
             local = open_index(index_dir(settings))
@@ -541,7 +592,7 @@ class SearchClient:
             self._checked_at = now
             live = self._live_dir()
             if live != self.local.path and (live / "meta.json").exists():
-                opened = open_index(live)   # (None: not a version this code reads; keep the old one)
+                opened = open_index(live)  # (None: not a version this code reads; keep the old one)
                 if opened is not None:
                     self.local, self._meta_mtime = opened, 0
             try:
@@ -565,7 +616,7 @@ class SearchClient:
 
     def cached_page(self, key: Any) -> bytes | None:
         """A page rendered for `key` (e.g. the raw query string) since the index last changed."""
-        if self._local_index() is None:   # first: a reload empties the cache
+        if self._local_index() is None:  # first: a reload empties the cache
             return None
         page = self._pages.get(key)
         if page is not None:
@@ -575,7 +626,7 @@ class SearchClient:
     async def search_json(self, request: dict[str, Any], cache_key: Any = None) -> bytes | dict:
         """The page as JSON bytes (ready to send), or an error dict. With the local reader, pages of
         recent searches are kept until the index next changes (hot queries cost a dict lookup)."""
-        index = self._local_index()   # first: a reload empties the cache
+        index = self._local_index()  # first: a reload empties the cache
         if index is None:
             return await self.replicas[next(self._next)].search_json.remote(request)
         key = tuple(request.items()) if cache_key is None else cache_key
@@ -590,7 +641,7 @@ class SearchClient:
             return {"error": "invalid", "message": str(exc)}
         if len(page) <= PAGE_CACHE_BYTES_MAX:
             if len(self._pages) >= PAGE_CACHE_ENTRIES_MAX:
-                del self._pages[next(iter(self._pages))]   # the oldest entry
+                del self._pages[next(iter(self._pages))]  # the oldest entry
             self._pages[key] = page
         return page
 

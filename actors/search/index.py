@@ -17,34 +17,40 @@ Cost is bounded for broad queries (docs/search.md): one term list per word inste
 three fields, popularity applied to a candidate set instead of to every match, and facets over a
 hashed sample of the matches once there are more than FACET_EXACT_MAX (flagged as estimates).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import tantivy
 from tantivy import FieldType, Occur, Order, Query
 
 # The analyzer's name is stored in the schema: a new name makes an index written by an older version
 # fail to open (IndexFormatChanged), and the writer rebuilds it. Bump it whenever analysis changes.
-ANALYZER = "product_words_v2"      # lowercased, ascii-folded words of text already stemmed in Python
+ANALYZER = "product_words_v2"  # lowercased, ascii-folded words of text already stemmed in Python
 SUGGEST_ANALYZER = "product_plain"  # lowercased words, for prefix autocomplete and typo tolerance
-CATEGORY_LEVELS = 4            # cat1..cat4: per-depth facet fields
+CATEGORY_LEVELS = 4  # cat1..cat4: per-depth facet fields
 SORTS = ("relevance", "price_asc", "price_desc", "rating", "newest")
 LIMIT_MAX = 100
-PAGE_MAX = 500                 # deep paging is bounded: offset <= PAGE_MAX * LIMIT_MAX
+PAGE_MAX = 500  # deep paging is bounded: offset <= PAGE_MAX * LIMIT_MAX
 QUERY_CHARS_MAX = 200
-SUGGEST_CHARS_MIN = 2          # autocomplete starts at the second character of the word being typed
+SUGGEST_CHARS_MIN = 2  # autocomplete starts at the second character of the word being typed
 FACET_BRANDS_MAX = 20
 # (label, from, to): the price facet's buckets, to exclusive
 PRICE_RANGES: tuple[tuple[str, float | None, float | None], ...] = (
-    ("$0-$25", None, 25.0), ("$25-$50", 25.0, 50.0), ("$50-$100", 50.0, 100.0),
-    ("$100-$250", 100.0, 250.0), ("$250-$500", 250.0, 500.0), ("$500-$1000", 500.0, 1000.0),
+    ("$0-$25", None, 25.0),
+    ("$25-$50", 25.0, 50.0),
+    ("$50-$100", 50.0, 100.0),
+    ("$100-$250", 100.0, 250.0),
+    ("$250-$500", 250.0, 500.0),
+    ("$500-$1000", 500.0, 1000.0),
     ("$1000+", 1000.0, None),
 )
 # the combined matching field repeats the name and the brand (a crude BM25F: a word in the title
@@ -53,8 +59,10 @@ NAME_REPEAT, BRAND_REPEAT = 3, 2
 FUZZY_BOOST, PHRASE_BOOST, EXACT_TITLE_BOOST = 0.4, 4.0, 50.0
 # Lucene's English stop words: not required to match when the query has other words ("shoes for
 # men" must not exclude "Men's Running Shoes", nor scan every description that says "for")
-STOPWORDS = frozenset("a an and are as at be but by for if in into is it no not of on or such that the their "
-                      "then there these they this to was will with".split())
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their "
+    "then there these they this to was will with".split()
+)
 # Popularity multiplies the score by log2(2 + popularity) (1.0 .. 1.58) for products at or above
 # POPULAR_MIN (the Zipf head: ~5,500 of 1,000,000 generated products); below it the factor would be
 # under 1.0036 and counts as 1, so ranking needs the weight of a bounded candidate set only.
@@ -71,9 +79,9 @@ SAMPLE_BUCKETS = 64
 # fuzzy query on the catalog itself builds a bitset of every product holding a candidate word, once
 # per evaluation. The vocabulary is rebuilt at most every VOCABULARY_REFRESH_S after the index
 # changed; a word it does not know yet falls back to the fuzzy query on the catalog.
-VOCABULARY_MAX = 200_000       # the most frequent title words (and as many brands)
+VOCABULARY_MAX = 200_000  # the most frequent title words (and as many brands)
 VOCABULARY_REFRESH_S = 30.0
-CORRECTIONS_MAX = 50           # more candidates than this: fuzzy query on the catalog
+CORRECTIONS_MAX = 50  # more candidates than this: fuzzy query on the catalog
 
 
 class BadQuery(ValueError):
@@ -107,7 +115,7 @@ def stem_word(w: str) -> str:
         return w[:-1]
     if not w.endswith("s") or n < 3 or w.endswith(("ss", "us", "is")):
         return w
-    if n == 3 and w[1] in _VOWELS:   # gas, yes, bus; but tvs, pcs, cds
+    if n == 3 and w[1] in _VOWELS:  # gas, yes, bus; but tvs, pcs, cds
         return w
     if w.endswith(("sses", "xes", "ches", "shes")):
         return w[:-2]
@@ -119,7 +127,7 @@ def _stem_match(m: re.Match) -> str:
     s = _stems.get(w)
     if s is None:
         s = stem_word(w)
-        if len(_stems) < 200_000:   # bounded memo: product vocabularies are small and Zipfian
+        if len(_stems) < 200_000:  # bounded memo: product vocabularies are small and Zipfian
             _stems[w] = s
     return s
 
@@ -131,11 +139,13 @@ def stem_text(text: str) -> str:
 
 
 def _analyzer() -> tantivy.TextAnalyzer:
-    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-            .filter(tantivy.Filter.remove_long(40))
-            .filter(tantivy.Filter.lowercase())
-            .filter(tantivy.Filter.ascii_fold())
-            .build())
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.ascii_fold())
+        .build()
+    )
 
 
 _WORDS = _analyzer()
@@ -151,19 +161,23 @@ def build_schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
     sb.add_integer_field("id", indexed=True, fast=True)  # i64: delete-by-term works on i64 ids
     sb.add_text_field("text", tokenizer_name=ANALYZER, index_option="freq")  # matching + BM25
-    sb.add_text_field("name_pairs", tokenizer_name="raw", index_option="basic")  # adjacent title words
+    sb.add_text_field(
+        "name_pairs", tokenizer_name="raw", index_option="basic"
+    )  # adjacent title words
     sb.add_text_field("name_suggest", tokenizer_name=SUGGEST_ANALYZER)
     sb.add_text_field("name_exact", tokenizer_name="raw", index_option="basic")
-    sb.add_text_field("brand", tokenizer_name="raw", fast=True, index_option="basic")  # display value, facet
-    sb.add_text_field("brand_key", tokenizer_name="raw", index_option="basic")          # lowercased, filter
-    sb.add_text_field("category", tokenizer_name="raw", index_option="basic")           # every ancestor path
+    sb.add_text_field(
+        "brand", tokenizer_name="raw", fast=True, index_option="basic"
+    )  # display value, facet
+    sb.add_text_field("brand_key", tokenizer_name="raw", index_option="basic")  # lowercased, filter
+    sb.add_text_field("category", tokenizer_name="raw", index_option="basic")  # every ancestor path
     for level in range(1, CATEGORY_LEVELS + 1):
         sb.add_text_field(f"cat{level}", tokenizer_name="raw", fast=True, index_option="basic")
     sb.add_float_field("price", indexed=True, fast=True)
     sb.add_float_field("rating", indexed=True, fast=True)
     sb.add_float_field("popularity", fast=True)
-    sb.add_boolean_field("popular", indexed=True)        # popularity >= POPULAR_MIN
-    sb.add_integer_field("sample", indexed=True)         # 0..SAMPLE_BUCKETS-1, a hash of the id
+    sb.add_boolean_field("popular", indexed=True)  # popularity >= POPULAR_MIN
+    sb.add_integer_field("sample", indexed=True)  # 0..SAMPLE_BUCKETS-1, a hash of the id
     sb.add_integer_field("created_ts", indexed=True, fast=True)
     sb.add_boolean_field("in_stock", indexed=True, fast=True)
     sb.add_bytes_field("payload", stored=True)  # the rendered result row, JSON
@@ -173,7 +187,9 @@ def build_schema() -> tantivy.Schema:
 def sample_bucket(product_id: int) -> int:
     """A fixed pseudo-random bucket per product (Fibonacci hashing), independent of category,
     brand or age, so a bucket range is a fair sample for facet estimates."""
-    return ((int(product_id) * 11400714819323198485) & 0xFFFFFFFFFFFFFFFF) >> 58   # top 6 bits: 0..63
+    return (
+        (int(product_id) * 11400714819323198485) & 0xFFFFFFFFFFFFFFFF
+    ) >> 58  # top 6 bits: 0..63
 
 
 def normalize_title(text: str) -> str:
@@ -201,8 +217,11 @@ def result_row(p: Mapping[str, Any]) -> dict[str, Any]:
         "review_count": int(p.get("review_count") or 0),
         "thumbnail": p.get("thumbnail"),
         "in_stock": bool(p.get("in_stock")),
-        "seller": {"seller_id": p.get("seller_id"), "name": p.get("seller_name"),
-                   "rating": round(float(p.get("seller_rating") or 0), 2)},
+        "seller": {
+            "seller_id": p.get("seller_id"),
+            "name": p.get("seller_name"),
+            "rating": round(float(p.get("seller_rating") or 0), 2),
+        },
     }
 
 
@@ -223,8 +242,14 @@ def to_document(p: Mapping[str, Any]) -> tantivy.Document:
     brand = p.get("brand") or ""
     stemmed_name = stem_text(name)
     d.add_integer("id", int(p["id"]))
-    d.add_text("text", " ".join([stemmed_name] * NAME_REPEAT + [stem_text(brand)] * (BRAND_REPEAT if brand else 0)
-                                + [stem_text(p.get("description") or "")]))
+    d.add_text(
+        "text",
+        " ".join(
+            [stemmed_name] * NAME_REPEAT
+            + [stem_text(brand)] * (BRAND_REPEAT if brand else 0)
+            + [stem_text(p.get("description") or "")]
+        ),
+    )
     for pair in word_pairs(_WORDS.analyze(stemmed_name)):
         d.add_text("name_pairs", pair)
     d.add_text("name_suggest", name)
@@ -280,7 +305,11 @@ class SearchRequest:
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise BadQuery(f"{name} must be a non-negative number")
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+        if (
+            self.min_price is not None
+            and self.max_price is not None
+            and self.min_price > self.max_price
+        ):
             raise BadQuery("min_price is greater than max_price")
         if self.min_rating is not None and self.min_rating > 5:
             raise BadQuery("min_rating must be at most 5")
@@ -293,14 +322,23 @@ class SearchPage:
     page: int
     total_pages: int
     facets: dict[str, list[dict]] = field(default_factory=dict)
-    typo_corrected: bool = False     # nothing matched exactly; these results tolerate typos
-    facets_estimated: bool = False   # facet counts scaled up from a sample (over FACET_EXACT_MAX matches)
+    typo_corrected: bool = False  # nothing matched exactly; these results tolerate typos
+    facets_estimated: bool = (
+        False  # facet counts scaled up from a sample (over FACET_EXACT_MAX matches)
+    )
     took_ms: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"results": self.results, "total_results": self.total_results, "page": self.page,
-                "total_pages": self.total_pages, "facets": self.facets, "typo_corrected": self.typo_corrected,
-                "facets_estimated": self.facets_estimated, "took_ms": round(self.took_ms, 3)}
+        return {
+            "results": self.results,
+            "total_results": self.total_results,
+            "page": self.page,
+            "total_pages": self.total_pages,
+            "facets": self.facets,
+            "typo_corrected": self.typo_corrected,
+            "facets_estimated": self.facets_estimated,
+            "took_ms": round(self.took_ms, 3),
+        }
 
 
 class _Vocabulary:
@@ -313,10 +351,10 @@ class _Vocabulary:
         self.schema = sb.build()
         index = tantivy.Index(self.schema)
         writer = index.writer(15_000_000, 1)
-        for field, source in (("word", "name_suggest"), ("brand", "brand_key")):
+        for target, source in (("word", "name_suggest"), ("brand", "brand_key")):
             for term, _ in searcher.terms_with_prefix(source, "", limit=VOCABULARY_MAX):
                 doc = tantivy.Document()
-                doc.add_text(field, term)
+                doc.add_text(target, term)
                 writer.add_document(doc)
         writer.commit()
         writer.wait_merging_threads()
@@ -325,8 +363,12 @@ class _Vocabulary:
 
     def corrections(self, field: str, word: str, distance: int) -> list[str] | None:
         """Words of `field` within `distance` edits of `word`; None when there are too many."""
-        found = self.searcher.search(Query.fuzzy_term_query(
-            self.schema, field, word, distance=distance, transposition_cost_one=True), CORRECTIONS_MAX + 1)
+        found = self.searcher.search(
+            Query.fuzzy_term_query(
+                self.schema, field, word, distance=distance, transposition_cost_one=True
+            ),
+            CORRECTIONS_MAX + 1,
+        )
         if len(found.hits) > CORRECTIONS_MAX:
             return None
         return [self.searcher.doc(addr).get_first(field) for _, addr in found.hits]
@@ -336,6 +378,7 @@ class _Vocabulary:
 class _Plan:
     """A keyword query in two parts: `match` decides which documents match (and is all the facets
     need); `query` adds the scoring-only clauses (phrase, exact title) on top."""
+
     match: Query
     query: Query
 
@@ -353,7 +396,9 @@ class ProductIndex:
                 self.index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
             except ValueError as exc:
                 if "schema does not match" in str(exc):
-                    raise IndexFormatChanged(f"{self.path} holds an index of another version") from exc
+                    raise IndexFormatChanged(
+                        f"{self.path} holds an index of another version"
+                    ) from exc
                 raise
         else:
             self.index = tantivy.Index(self.schema)
@@ -363,8 +408,10 @@ class ProductIndex:
         # readers reload when told to (the writer notifies them after each commit)
         self.index.config_reader(reload_policy="Manual")
         self._writer: tantivy.IndexWriter | None = None
-        self._version = 0                 # bumped by every reload: the vocabulary may be stale
-        self._vocabulary: tuple[int, float, _Vocabulary] | None = None   # (version, built at, vocabulary)
+        self._version = 0  # bumped by every reload: the vocabulary may be stale
+        self._vocabulary: tuple[int, float, _Vocabulary] | None = (
+            None  # (version, built at, vocabulary)
+        )
 
     @staticmethod
     def exists(path: str | Path) -> bool:
@@ -436,7 +483,9 @@ class ProductIndex:
             raise BadQuery("q has no searchable words")
         return pairs
 
-    def _keyword_plan(self, searcher, q: str, fuzzy: bool = False) -> tuple[list[tuple[Occur, Query]], list]:
+    def _keyword_plan(
+        self, searcher, q: str, fuzzy: bool = False
+    ) -> tuple[list[tuple[Occur, Query]], list]:
         """(must clauses, should clauses) of a keyword query. Exact: one term of the `text` field per
         word. Fuzzy (the retry when nothing matched): words missing from the dictionary (all words of
         4+ letters when none is missing) also match name/brand words within one or two edits; the
@@ -445,7 +494,9 @@ class ProductIndex:
         pairs = self._words_of(q)
         missing = set()
         if fuzzy:
-            missing = {stem for _, stem in pairs if not searcher.doc_freq("text", stem)} or {stem for _, stem in pairs}
+            missing = {stem for _, stem in pairs if not searcher.doc_freq("text", stem)} or {
+                stem for _, stem in pairs
+            }
         must = []
         required = [(w, st) for w, st in pairs if w not in STOPWORDS] or pairs
         for word, stem in required:
@@ -453,16 +504,31 @@ class ProductIndex:
             if stem in missing and len(word) >= 4 and not word.isdigit():
                 # the word itself only when it exists (a lone term list intersects by skipping)
                 options = [term] if searcher.doc_freq("text", stem) else []
-                options += [Query.boost_query(q, FUZZY_BOOST) for q in self._typo_alternatives(searcher, word)]
-                term = options[0] if len(options) == 1 else Query.boolean_query([(Occur.Should, q) for q in options])
+                options += [
+                    Query.boost_query(q, FUZZY_BOOST)
+                    for q in self._typo_alternatives(searcher, word)
+                ]
+                term = (
+                    options[0]
+                    if len(options) == 1
+                    else Query.boolean_query([(Occur.Should, q) for q in options])
+                )
             must.append((Occur.Must, term))
         # scoring-only clauses, left out when their term is in no document (each costs a seek per
         # match; a one-word query without an exact title is then a plain term query)
-        should = [(Occur.Should, Query.boost_query(Query.term_query(s, "name_pairs", pair), PHRASE_BOOST))
-                  for pair in word_pairs([st for _, st in pairs]) if searcher.doc_freq("name_pairs", pair)]
+        should = [
+            (Occur.Should, Query.boost_query(Query.term_query(s, "name_pairs", pair), PHRASE_BOOST))
+            for pair in word_pairs([st for _, st in pairs])
+            if searcher.doc_freq("name_pairs", pair)
+        ]
         title = normalize_title(q)
         if searcher.doc_freq("name_exact", title):
-            should.append((Occur.Should, Query.boost_query(Query.term_query(s, "name_exact", title), EXACT_TITLE_BOOST)))
+            should.append(
+                (
+                    Occur.Should,
+                    Query.boost_query(Query.term_query(s, "name_exact", title), EXACT_TITLE_BOOST),
+                )
+            )
         return must, should
 
     def _typo_alternatives(self, searcher, word: str) -> list[Query]:
@@ -474,21 +540,27 @@ class ProductIndex:
         brands = vocabulary.corrections("brand", word, distance)
         if words is None or brands is None or not (words or brands):
             # too many candidates, or none yet (a word newer than the vocabulary): ask the catalog
-            return [Query.fuzzy_term_query(s, f, word, distance=distance, transposition_cost_one=True)
-                    for f in ("name_suggest", "brand_key")]
+            return [
+                Query.fuzzy_term_query(s, f, word, distance=distance, transposition_cost_one=True)
+                for f in ("name_suggest", "brand_key")
+            ]
         # a one-word brand is a word of the `text` field too; a longer one is matched whole
         whole_brands = [b for b in brands if len(self._words.analyze(b)) > 1]
-        stems = dict.fromkeys(t for w in words + [b for b in brands if b not in whole_brands]
-                              for t in self._words.analyze(stem_text(w)))
-        return ([Query.term_query(s, "text", t) for t in stems]
-                + [Query.term_query(s, "brand_key", b) for b in whole_brands])
+        stems = dict.fromkeys(
+            t
+            for w in words + [b for b in brands if b not in whole_brands]
+            for t in self._words.analyze(stem_text(w))
+        )
+        return [Query.term_query(s, "text", t) for t in stems] + [
+            Query.term_query(s, "brand_key", b) for b in whole_brands
+        ]
 
     def _current_vocabulary(self, searcher) -> _Vocabulary:
         held = self._vocabulary
         now = time.monotonic()
         if held is None or (held[0] != self._version and now - held[1] > VOCABULARY_REFRESH_S):
             held = (self._version, now, _Vocabulary(searcher))
-            self._vocabulary = held   # (threads racing here each build one; the last one stays)
+            self._vocabulary = held  # (threads racing here each build one; the last one stays)
         return held[2]
 
     def _filters(self, r: SearchRequest) -> list[tuple[Occur, Query]]:
@@ -497,11 +569,20 @@ class ProductIndex:
         if r.category:
             out.append((Occur.Must, Query.term_query(s, "category", r.category.strip("/"))))
         if r.brands:
-            out.append((Occur.Must, Query.term_set_query(s, "brand_key", [b.lower() for b in r.brands])))
+            out.append(
+                (Occur.Must, Query.term_set_query(s, "brand_key", [b.lower() for b in r.brands]))
+            )
         if r.min_price is not None or r.max_price is not None:
-            out.append((Occur.Must, Query.range_query(s, "price", FieldType.Float, r.min_price, r.max_price)))
+            out.append(
+                (
+                    Occur.Must,
+                    Query.range_query(s, "price", FieldType.Float, r.min_price, r.max_price),
+                )
+            )
         if r.min_rating is not None:
-            out.append((Occur.Must, Query.range_query(s, "rating", FieldType.Float, r.min_rating, None)))
+            out.append(
+                (Occur.Must, Query.range_query(s, "rating", FieldType.Float, r.min_rating, None))
+            )
         if r.in_stock is not None:
             out.append((Occur.Must, Query.term_query(s, "in_stock", r.in_stock)))
         return out
@@ -513,7 +594,7 @@ class ProductIndex:
             match = Query.boolean_query(filters) if filters else Query.all_query()
             return _Plan(match, Query.const_score_query(match, 1.0) if filters else match)
         must, should = self._keyword_plan(searcher, r.q, fuzzy)
-        if filters:   # filters select, they do not score
+        if filters:  # filters select, they do not score
             must.append((Occur.Must, Query.const_score_query(Query.boolean_query(filters), 0.0)))
         match = must[0][1] if len(must) == 1 else Query.boolean_query(must)
         return _Plan(match, Query.boolean_query(must + should) if should else match)
@@ -531,7 +612,9 @@ class ProductIndex:
         """The page as JSON bytes, results spliced in from the stored payloads without re-encoding
         (what the HTTP route sends: saves most of the per-request CPU of a search)."""
         page, raw = self._search(r)
-        head = json.dumps({k: v for k, v in page.as_dict().items() if k != "results"}, separators=(",", ":"))
+        head = json.dumps(
+            {k: v for k, v in page.as_dict().items() if k != "results"}, separators=(",", ":")
+        )
         return b'{"results":[' + b",".join(raw) + b"]," + head[1:].encode()
 
     def _search(self, r: SearchRequest) -> tuple[SearchPage, list[bytes]]:
@@ -549,26 +632,47 @@ class ProductIndex:
         raw = [searcher.doc(addr).get_first("payload") for addr in hits]
         facets, estimated = ({}, False)
         if r.facets:
-            facets, estimated = self._facets(searcher, plan.match, r, total) if total else (
-                {"brands": [], "categories": [], "price_ranges": []}, False)
-        page = SearchPage(results=[], total_results=total, page=r.page,
-                          total_pages=min(math.ceil(total / r.limit), PAGE_MAX), facets=facets,
-                          typo_corrected=corrected and total > 0, facets_estimated=estimated,
-                          took_ms=(time.perf_counter() - t0) * 1000)
+            facets, estimated = (
+                self._facets(searcher, plan.match, r, total)
+                if total
+                else ({"brands": [], "categories": [], "price_ranges": []}, False)
+            )
+        page = SearchPage(
+            results=[],
+            total_results=total,
+            page=r.page,
+            total_pages=min(math.ceil(total / r.limit), PAGE_MAX),
+            facets=facets,
+            typo_corrected=corrected and total > 0,
+            facets_estimated=estimated,
+            took_ms=(time.perf_counter() - t0) * 1000,
+        )
         return page, raw
 
     def _collect(self, searcher, plan: _Plan, r: SearchRequest) -> tuple[int, list]:
         """(total matches, the page's document addresses)."""
         offset = (r.page - 1) * r.limit
         if r.sort == "relevance":
-            if r.q is None:   # browsing: the most popular first
-                found = searcher.search(plan.query, r.limit, count=True, offset=offset,
-                                        order_by_field="popularity", order=Order.Desc)
+            if r.q is None:  # browsing: the most popular first
+                found = searcher.search(
+                    plan.query,
+                    r.limit,
+                    count=True,
+                    offset=offset,
+                    order_by_field="popularity",
+                    order=Order.Desc,
+                )
                 return found.count or 0, [addr for _, addr in found.hits]
             return self._rank(searcher, plan, offset, r.limit)
-        fieldname, order = {"price_asc": ("price", Order.Asc), "price_desc": ("price", Order.Desc),
-                            "rating": ("rating", Order.Desc), "newest": ("created_ts", Order.Desc)}[r.sort]
-        found = searcher.search(plan.query, r.limit, count=True, offset=offset, order_by_field=fieldname, order=order)
+        fieldname, order = {
+            "price_asc": ("price", Order.Asc),
+            "price_desc": ("price", Order.Desc),
+            "rating": ("rating", Order.Desc),
+            "newest": ("created_ts", Order.Desc),
+        }[r.sort]
+        found = searcher.search(
+            plan.query, r.limit, count=True, offset=offset, order_by_field=fieldname, order=order
+        )
         return found.count or 0, [addr for _, addr in found.hits]
 
     def _rank(self, searcher, plan: _Plan, offset: int, limit: int) -> tuple[int, list]:
@@ -580,47 +684,91 @@ class ProductIndex:
         least as much), and the top n popular matches with their weighted scores (Tantivy's
         weight_by_field over the popular matches only)."""
         n = offset + limit
-        top = searcher.search(plan.query, n, count=True)          # the exact total, and A
+        top = searcher.search(plan.query, n, count=True)  # the exact total, and A
         total = top.count or 0
         if not total or offset >= total:
             return total, []
         addrs = [a for _, a in top.hits]
         pops = searcher.fast_field_values("popularity", addrs)
-        ranked = [(score, (a.segment_ord, a.doc), a) for (score, a), pop in zip(top.hits, pops)
-                  if (pop or 0) < POPULAR_MIN]
+        ranked = [
+            (score, (a.segment_ord, a.doc), a)
+            for (score, a), pop in zip(top.hits, pops)
+            if (pop or 0) < POPULAR_MIN
+        ]
         if len(ranked) < len(addrs) or total > n:
             # popular matches, weighted; when A held every match these are just A's popular ones
-            query = Query.boolean_query([(Occur.Must, plan.query), (Occur.Must, Query.const_score_query(
-                Query.term_query(self.schema, "popular", True), 0.0))])
+            query = Query.boolean_query(
+                [
+                    (Occur.Must, plan.query),
+                    (
+                        Occur.Must,
+                        Query.const_score_query(
+                            Query.term_query(self.schema, "popular", True), 0.0
+                        ),
+                    ),
+                ]
+            )
             found = searcher.search(query, n, count=False, weight_by_field="popularity")
             ranked += [(score, (a.segment_ord, a.doc), a) for score, a in found.hits]
         ranked.sort(key=lambda x: (-x[0], x[1]))
         return total, [a for _, _, a in ranked[offset:n]]
 
-    def _facets(self, searcher, match: Query, r: SearchRequest, total: int) -> tuple[dict[str, list[dict]], bool]:
+    def _facets(
+        self, searcher, match: Query, r: SearchRequest, total: int
+    ) -> tuple[dict[str, list[dict]], bool]:
         """Brand, category and price-range counts of the matches: exact up to FACET_EXACT_MAX
         matches, else estimated from the documents of the first k sample buckets (scaled by
         SAMPLE_BUCKETS / k, rounded)."""
         depth = len(category_ancestors(r.category)) if r.category else 0
         aggs: dict[str, Any] = {
             "brands": {"terms": {"field": "brand", "size": FACET_BRANDS_MAX, "segment_size": 1000}},
-            "price_ranges": {"range": {"field": "price", "ranges": [
-                {k: v for k, v in (("key", label), ("from", lo), ("to", hi)) if v is not None}
-                for label, lo, hi in PRICE_RANGES]}},
+            "price_ranges": {
+                "range": {
+                    "field": "price",
+                    "ranges": [
+                        {
+                            k: v
+                            for k, v in (("key", label), ("from", lo), ("to", hi))
+                            if v is not None
+                        }
+                        for label, lo, hi in PRICE_RANGES
+                    ],
+                }
+            },
         }
         if depth < CATEGORY_LEVELS:
             # the next level down: top-level categories, or the children of the filtered one
-            aggs["categories"] = {"terms": {"field": f"cat{depth + 1}", "size": 100, "segment_size": 1000}}
+            aggs["categories"] = {
+                "terms": {"field": f"cat{depth + 1}", "size": 100, "segment_size": 1000}
+            }
         scale = 1.0
         if total > FACET_EXACT_MAX:
             k = max(1, math.ceil(SAMPLE_BUCKETS * FACET_SAMPLE_TARGET / total))
             scale = SAMPLE_BUCKETS / k
-            match = Query.boolean_query([(Occur.Must, match), (Occur.Must, Query.range_query(
-                self.schema, "sample", FieldType.Integer, 0, k - 1, use_inverted_index=True))])
+            match = Query.boolean_query(
+                [
+                    (Occur.Must, match),
+                    (
+                        Occur.Must,
+                        Query.range_query(
+                            self.schema,
+                            "sample",
+                            FieldType.Integer,
+                            0,
+                            k - 1,
+                            use_inverted_index=True,
+                        ),
+                    ),
+                ]
+            )
         out = searcher.aggregate(match, aggs)
 
         def counts(buckets) -> list[dict]:
-            return [{"value": b["key"], "count": round(b["doc_count"] * scale)} for b in buckets if b["doc_count"]]
+            return [
+                {"value": b["key"], "count": round(b["doc_count"] * scale)}
+                for b in buckets
+                if b["doc_count"]
+            ]
 
         return {
             "brands": counts(out["brands"]["buckets"]),
@@ -653,8 +801,11 @@ class ProductIndex:
         for addr in hits:
             row = json.loads(searcher.doc(addr).get_first("payload"))
             products.append({"product_id": row["product_id"], "name": row["name"]})
-        completions = ([t for t, _ in searcher.terms_with_prefix("name_suggest", words[-1], limit=limit)]
-                       if typing else [])
+        completions = (
+            [t for t, _ in searcher.terms_with_prefix("name_suggest", words[-1], limit=limit)]
+            if typing
+            else []
+        )
         return {"products": products, "completions": completions}
 
     def _most_popular(self, searcher, query: Query, limit: int) -> list:
@@ -662,7 +813,9 @@ class ProductIndex:
         outranks every other product, so when it holds `limit` matches they are the answer, found by
         intersecting with its term list instead of ordering every match (a short prefix matches a
         large share of the catalog); otherwise, few products can match, and all are ordered."""
-        head = Query.boolean_query([(Occur.Must, query), (Occur.Must, Query.term_query(self.schema, "popular", True))])
+        head = Query.boolean_query(
+            [(Occur.Must, query), (Occur.Must, Query.term_query(self.schema, "popular", True))]
+        )
         found = searcher.search(head, limit, count=False, order_by_field="popularity")
         if len(found.hits) < limit:
             found = searcher.search(query, limit, count=False, order_by_field="popularity")

@@ -14,16 +14,18 @@ an available unit; variants the inventory engine has never stocked keep the cata
 split into stock buckets counts its pool and all its buckets), and queues the products whose flag
 changed for the next index commit. Other readers (serve/sold_out.py) follow the same stream.
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from flashmart.obs import logger
 
 STREAM = "inventory:stock-status"
-STREAM_MAXLEN = 100_000        # approximate trim: the stream is a feed, PostgreSQL is the truth
-PENDING_MAX = 100_000          # entries waiting for Redis in one shard at most
+STREAM_MAXLEN = 100_000  # approximate trim: the stream is a feed, PostgreSQL is the truth
+PENDING_MAX = 100_000  # entries waiting for Redis in one shard at most
 RETRY_MAX_S = 2.0
 log = logger("search.stock_feed")
 
@@ -34,13 +36,13 @@ class StockStatusFeed:
     def __init__(self, redis_url: str):
         self.redis_url = redis_url
         self._redis = None
-        self._last: dict[str, bool] = {}           # sku -> in stock, as last published
-        self._out: list[tuple[str, int]] = []      # (sku, available) waiting to be published
+        self._last: dict[str, bool] = {}  # sku -> in stock, as last published
+        self._out: list[tuple[str, int]] = []  # (sku, available) waiting to be published
         self._task: asyncio.Task | None = None
         self.published = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "StockStatusFeed | None":
+    def from_settings(cls, settings: Any) -> StockStatusFeed | None:
         url = getattr(settings, "redis_url", "")
         return cls(url) if url and getattr(settings, "search_stock_feed", True) else None
 
@@ -49,7 +51,7 @@ class StockStatusFeed:
         last, out = self._last, self._out
         for sku in skus:
             st = states.get(sku)
-            if st is None:   # moved to another shard meanwhile: that shard reports it
+            if st is None:  # moved to another shard meanwhile: that shard reports it
                 continue
             available = 0
             for s in st.stock.values():
@@ -71,7 +73,9 @@ class StockStatusFeed:
                     self.published += len(batch)
                     backoff_s = 0.05
                 except Exception as exc:  # noqa: BLE001 - the shard must never fail for search's sake
-                    log.warning("stock status feed: Redis unavailable (%s); retrying", str(exc)[:200])
+                    log.warning(
+                        "stock status feed: Redis unavailable (%s); retrying", str(exc)[:200]
+                    )
                     self._out[0:0] = batch
                     self._bound()
                     await asyncio.sleep(backoff_s)
@@ -82,17 +86,22 @@ class StockStatusFeed:
     def _bound(self) -> None:
         if len(self._out) > PENDING_MAX:
             dropped, self._out = self._out[:-PENDING_MAX], self._out[-PENDING_MAX:]
-            for sku, _ in dropped:   # forget: the SKU's next flush publishes it again
+            for sku, _ in dropped:  # forget: the SKU's next flush publishes it again
                 self._last.pop(sku, None)
 
     async def _xadd(self, batch: list[tuple[str, int]]) -> None:
         if self._redis is None:
-            from storage.redis import async_redis
+            from flashmart.storage.redis import async_redis
 
             self._redis = async_redis(self.redis_url, max_connections=2)
         async with self._redis.pipeline(transaction=False) as pipe:
             for sku, available in batch:
-                pipe.xadd(STREAM, {"sku": sku, "available": available}, maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.xadd(
+                    STREAM,
+                    {"sku": sku, "available": available},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
             await pipe.execute()
 
 
@@ -102,7 +111,7 @@ class StockStatusFeed:
 # "S#0".."S#n-1", each an ordinary SKU to the shards, each publishing its own edges. A variant's
 # available units are the sum over those keys; all are >= 0, so the sum crosses 0 only when one
 # of them does, and recomputing on every key's edge keeps the product's flag exact.
-BUCKETS_MAX = 64   # actors/inventory/directory.py BUCKETS_MAX (not imported: no Ray in this module)
+BUCKETS_MAX = 64  # actors/inventory/directory.py BUCKETS_MAX (not imported: no Ray in this module)
 
 
 def base_sku(key: str) -> str:
@@ -166,15 +175,17 @@ async def apply_edges(conn, edges: Mapping[str, int]) -> list[int]:
     if not rows:
         return []
     keys = [k for sku in {r["sku"] for r in rows} for k in stock_keys(sku)]
-    available = {r["sku"]: int(r["available"])
-                 for r in await (await conn.execute(_PROJECTION_SQL, (keys,))).fetchall()}
+    available = {
+        r["sku"]: int(r["available"])
+        for r in await (await conn.execute(_PROJECTION_SQL, (keys,))).fetchall()
+    }
     available.update(edges)
     products: dict[int, list[bool]] = {}
     current: dict[int, bool] = {}
     for r in rows:
         current[r["product_id"]] = r["in_stock"]
         figures = [available[k] for k in stock_keys(r["sku"]) if k in available]
-        if figures:   # tracked by the inventory
+        if figures:  # tracked by the inventory
             products.setdefault(r["product_id"], []).append(sum(figures) > 0)
     changes = {pid: any(v) for pid, v in products.items() if any(v) != current[pid]}
     if not changes:

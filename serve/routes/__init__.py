@@ -1,6 +1,17 @@
 """Every router of the API, in the order they appear in the OpenAPI document."""
-from serve.routes import auth, cart, catalog, health, inventory, orders, payments, waiting_room
-from serve.routes import admin_search, reviews
+
+from flashmart.serve.routes import (
+    admin_search,
+    auth,
+    cart,
+    catalog,
+    health,
+    inventory,
+    orders,
+    payments,
+    reviews,
+    waiting_room,
+)
 
 ROUTERS = [
     health.router,

@@ -2,6 +2,7 @@
 
 Every authentication event is written to the audit log in the same transaction as its effect.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,16 +11,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from serve.auth import Principal, authenticated, client_ip, require
-from serve.context import Context, get_ctx
-from serve.errors import Refused
-from serve.ratelimit import check, rate_limit
-from storage import users
-from storage.audit import audit
+from flashmart.serve.auth import Principal, authenticated, client_ip, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
+from flashmart.serve.ratelimit import check, rate_limit
+from flashmart.storage import users
+from flashmart.storage.audit import audit
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-Password = Annotated[str, Field(min_length=users.PASSWORD_MIN_CHARS, max_length=users.PASSWORD_MAX_CHARS)]
+Password = Annotated[
+    str, Field(min_length=users.PASSWORD_MIN_CHARS, max_length=users.PASSWORD_MAX_CHARS)
+]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 RefreshToken = Annotated[str, Field(min_length=16, max_length=200)]
 
@@ -63,8 +66,12 @@ class CartMergeOut(BaseModel):
     guest_cart_id: str
     merged: bool = Field(description="false: nothing was taken from the guest cart (see message)")
     moved: list[MergedLine] = Field(default_factory=list, description="units now held in your cart")
-    refused: list[RefusedLine] = Field(default_factory=list, description="units left behind, with the reason")
-    coupons_dropped: list[str] = Field(default_factory=list, description="coupons you have already used up")
+    refused: list[RefusedLine] = Field(
+        default_factory=list, description="units left behind, with the reason"
+    )
+    coupons_dropped: list[str] = Field(
+        default_factory=list, description="coupons you have already used up"
+    )
     message: str | None = None
 
 
@@ -74,7 +81,9 @@ class TokensOut(BaseModel):
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds until the access token expires")
     user: UserOut
-    cart_merge: CartMergeOut | None = Field(None, description="login with X-Cart-Id: what joined your cart")
+    cart_merge: CartMergeOut | None = Field(
+        None, description="login with X-Cart-Id: what joined your cart"
+    )
 
 
 def _user_out(row: dict) -> UserOut:
@@ -83,117 +92,213 @@ def _user_out(row: dict) -> UserOut:
 
 async def _tokens(ctx: Context, conn, user: dict, family_id=None) -> tuple[str, str]:
     s = ctx.settings
-    access = users.issue_access_token(s.jwt_secret, s.access_token_ttl_s, user["id"], user["role"], user["email"])
-    refresh = await users.issue_refresh_token_async(conn, user["id"], s.refresh_token_ttl_s, family_id)
+    access = users.issue_access_token(
+        s.jwt_secret, s.access_token_ttl_s, user["id"], user["role"], user["email"]
+    )
+    refresh = await users.issue_refresh_token_async(
+        conn, user["id"], s.refresh_token_ttl_s, family_id
+    )
     return access, refresh
 
 
-@router.post("/register", status_code=201, response_model=UserOut,
-             dependencies=[Depends(rate_limit("register"))],
-             responses={409: {"description": "email already registered"}, 429: {"description": "rate limited"}})
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=UserOut,
+    dependencies=[Depends(rate_limit("register"))],
+    responses={
+        409: {"description": "email already registered"},
+        429: {"description": "rate limited"},
+    },
+)
 async def register(body: RegisterIn, request: Request, ctx: Context = Depends(get_ctx)) -> UserOut:
     """Create a customer account. Staff accounts are created by an admin (`flashmart user create`)."""
-    password_hash = await asyncio.to_thread(users.hash_password, body.password)  # argon2 is CPU-bound
+    password_hash = await asyncio.to_thread(
+        users.hash_password, body.password
+    )  # argon2 is CPU-bound
     async with ctx.db.connection() as conn:
         row = await users.insert_user_async(conn, body.email, password_hash, body.name, "customer")
         if row is None:
             raise Refused("conflict", "an account with this email already exists")
-        await audit(conn, row["id"], "auth.register", "user", row["id"], {"role": "customer"}, client_ip(request))
+        await audit(
+            conn,
+            row["id"],
+            "auth.register",
+            "user",
+            row["id"],
+            {"role": "customer"},
+            client_ip(request),
+        )
     return _user_out(row)
 
 
-@router.post("/login", response_model=TokensOut, dependencies=[Depends(rate_limit("login"))],
-             responses={401: {"description": "wrong email or password"}, 429: {"description": "rate limited"}})
-async def login(body: LoginIn, request: Request, ctx: Context = Depends(get_ctx),
-                x_cart_id: str | None = Header(None, description="the guest cart to merge into the account's")
-                ) -> TokensOut:
+@router.post(
+    "/login",
+    response_model=TokensOut,
+    dependencies=[Depends(rate_limit("login"))],
+    responses={
+        401: {"description": "wrong email or password"},
+        429: {"description": "rate limited"},
+    },
+)
+async def login(
+    body: LoginIn,
+    request: Request,
+    ctx: Context = Depends(get_ctx),
+    x_cart_id: str | None = Header(None, description="the guest cart to merge into the account's"),
+) -> TokensOut:
     """A guest who logs in sends its cart id (X-Cart-Id, as for every cart call): the guest cart joins
     the account's cart, and `cart_merge` says what moved and what did not (and why)."""
-    from serve.routes.cart import GUEST_ID
+    from flashmart.serve.routes.cart import GUEST_ID
 
-    if x_cart_id is not None and not GUEST_ID.match(x_cart_id):  # before the password: nothing done yet
+    if x_cart_id is not None and not GUEST_ID.match(
+        x_cart_id
+    ):  # before the password: nothing done yet
         raise Refused("bad_request", "X-Cart-Id must be a guest cart id as returned by this API")
     email = users.normalize_email(body.email)
     ip = client_ip(request)
     await check(ctx, ("login.account", email))  # slows password guessing against one account
     async with ctx.db.connection() as conn:
         row = await users.find_by_email_async(conn, email)
-    ok = await asyncio.to_thread(users.verify_password, row["password_hash"] if row else None, body.password)
+    ok = await asyncio.to_thread(
+        users.verify_password, row["password_hash"] if row else None, body.password
+    )
     async with ctx.db.connection() as conn:
         if not ok:
-            await audit(conn, row["id"] if row else None, "auth.login_failed", "user", row["id"] if row else None,
-                        {"email": email}, ip)
+            await audit(
+                conn,
+                row["id"] if row else None,
+                "auth.login_failed",
+                "user",
+                row["id"] if row else None,
+                {"email": email},
+                ip,
+            )
         else:
             access, refresh = await _tokens(ctx, conn, row)
             await audit(conn, row["id"], "auth.login", "user", row["id"], {}, ip)
     if not ok:  # raised after the block, so the failure's audit record commits
         raise Refused("unauthenticated", "wrong email or password")
     merged = await _merge_guest_cart(ctx, x_cart_id, row) if x_cart_id is not None else None
-    return TokensOut(access_token=access, refresh_token=refresh, expires_in=ctx.settings.access_token_ttl_s,
-                     user=_user_out(row), cart_merge=merged)
+    return TokensOut(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=ctx.settings.access_token_ttl_s,
+        user=_user_out(row),
+        cart_merge=merged,
+    )
 
 
 async def _merge_guest_cart(ctx: Context, guest_cart_id: str, user: dict) -> CartMergeOut:
     """The login stands whatever happens to the cart: a merge that cannot be done is said, not raised."""
     from flashmart.permissions import allowed
-    from serve.routes.cart import merge_guest_cart
+    from flashmart.serve.routes.cart import merge_guest_cart
 
     if not allowed(user["role"], "cart.use"):
-        return CartMergeOut(guest_cart_id=guest_cart_id, merged=False,
-                            message=f"role {user['role']} has no cart: the guest cart was left as it is")
+        return CartMergeOut(
+            guest_cart_id=guest_cart_id,
+            merged=False,
+            message=f"role {user['role']} has no cart: the guest cart was left as it is",
+        )
     try:
         result = await merge_guest_cart(ctx, guest_cart_id, user["id"])
     except Exception as exc:  # noqa: BLE001 - a cart shard restarting must not fail the login
-        return CartMergeOut(guest_cart_id=guest_cart_id, merged=False,
-                            message=f"the guest cart could not be merged ({type(exc).__name__}); "
-                                    "GET /api/v1/cart shows what your cart holds")
+        return CartMergeOut(
+            guest_cart_id=guest_cart_id,
+            merged=False,
+            message=f"the guest cart could not be merged ({type(exc).__name__}); "
+            "GET /api/v1/cart shows what your cart holds",
+        )
     if "refused" in result:
         return CartMergeOut(guest_cart_id=guest_cart_id, merged=False, message=result["message"])
     return CartMergeOut(guest_cart_id=guest_cart_id, merged=True, **result["merge"])
 
 
-@router.post("/refresh", response_model=TokensOut, dependencies=[Depends(rate_limit("refresh"))],
-             responses={401: {"description": "unknown, expired, revoked or reused refresh token"}})
+@router.post(
+    "/refresh",
+    response_model=TokensOut,
+    dependencies=[Depends(rate_limit("refresh"))],
+    responses={401: {"description": "unknown, expired, revoked or reused refresh token"}},
+)
 async def refresh(body: RefreshIn, request: Request, ctx: Context = Depends(get_ctx)) -> TokensOut:
     """Exchange a refresh token for a new pair; the presented token stops working. Presenting an
     already-used token again ends the whole session (both holders must log in again)."""
     ip = client_ip(request)
     async with ctx.db.connection() as conn:
-        result = await users.rotate_refresh_token_async(conn, body.refresh_token, ctx.settings.refresh_token_ttl_s)
+        result = await users.rotate_refresh_token_async(
+            conn, body.refresh_token, ctx.settings.refresh_token_ttl_s
+        )
         if isinstance(result, users.RefreshRefused):
             if result.reason == "reused":
-                await audit(conn, result.user_id, "auth.refresh_reused", "session", result.family_id,
-                            {"revoked": "family"}, ip)
+                await audit(
+                    conn,
+                    result.user_id,
+                    "auth.refresh_reused",
+                    "session",
+                    result.family_id,
+                    {"revoked": "family"},
+                    ip,
+                )
             elif result.reason == "expired":
-                await audit(conn, result.user_id, "auth.refresh_expired", "session", result.family_id, {}, ip)
+                await audit(
+                    conn,
+                    result.user_id,
+                    "auth.refresh_expired",
+                    "session",
+                    result.family_id,
+                    {},
+                    ip,
+                )
         else:
             user = result.user
             s = ctx.settings
-            access = users.issue_access_token(s.jwt_secret, s.access_token_ttl_s, user["id"], user["role"],
-                                              user["email"])
+            access = users.issue_access_token(
+                s.jwt_secret, s.access_token_ttl_s, user["id"], user["role"], user["email"]
+            )
             await audit(conn, user["id"], "auth.refresh", "session", result.family_id, {}, ip)
     if isinstance(result, users.RefreshRefused):
-        messages = {"reused": "this refresh token was already used; the session is revoked, log in again",
-                    "expired": "the refresh token has expired; log in again",
-                    "unknown": "the refresh token is not valid; log in again"}
+        messages = {
+            "reused": "this refresh token was already used; the session is revoked, log in again",
+            "expired": "the refresh token has expired; log in again",
+            "unknown": "the refresh token is not valid; log in again",
+        }
         raise Refused("unauthenticated", messages[result.reason])
-    return TokensOut(access_token=access, refresh_token=result.refresh_token,
-                     expires_in=ctx.settings.access_token_ttl_s, user=_user_out(user))
+    return TokensOut(
+        access_token=access,
+        refresh_token=result.refresh_token,
+        expires_in=ctx.settings.access_token_ttl_s,
+        user=_user_out(user),
+    )
 
 
-@router.post("/logout", status_code=204, response_class=Response, dependencies=[Depends(rate_limit("refresh"))])
+@router.post(
+    "/logout",
+    status_code=204,
+    response_class=Response,
+    dependencies=[Depends(rate_limit("refresh"))],
+)
 async def logout(body: RefreshIn, request: Request, ctx: Context = Depends(get_ctx)) -> Response:
     """End the session the refresh token belongs to. Unknown tokens are accepted silently (idempotent).
     Access tokens already issued stay valid until they expire (access_token_ttl_s)."""
     async with ctx.db.connection() as conn:
         row = await users.revoke_refresh_token_async(conn, body.refresh_token)
         if row is not None:
-            await audit(conn, row["user_id"], "auth.logout", "session", row["family_id"], {}, client_ip(request))
+            await audit(
+                conn,
+                row["user_id"],
+                "auth.logout",
+                "session",
+                row["family_id"],
+                {},
+                client_ip(request),
+            )
     return Response(status_code=204)
 
 
 @router.get("/me", response_model=UserOut)
-async def me(principal: Principal = Depends(authenticated), ctx: Context = Depends(get_ctx)) -> UserOut:
+async def me(
+    principal: Principal = Depends(authenticated), ctx: Context = Depends(get_ctx)
+) -> UserOut:
     async with ctx.db.connection() as conn:
         row = await users.find_by_id_async(conn, principal.user_id)
     if row is None:
@@ -227,8 +332,10 @@ async def read_audit(
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[AuditOut]:
     """Newest first: who did what to which object (admins and support)."""
-    from storage.audit import recent
+    from flashmart.storage.audit import recent
 
     async with ctx.db.connection() as conn:
-        rows = await recent(conn, actor_id=actor_id, object_type=object_type, object_id=object_id, limit=limit)
+        rows = await recent(
+            conn, actor_id=actor_id, object_type=object_type, object_id=object_id, limit=limit
+        )
     return [AuditOut(**{**r, "at": r["at"].isoformat()}) for r in rows]

@@ -1,5 +1,6 @@
 """Cart and wishlist endpoints (seed 003). A logged-in customer's cart is keyed by their id; a guest
 sends the id from the first answer back in the X-Cart-Id header, and merges it on login."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -9,9 +10,9 @@ import uuid
 from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serve.auth import Principal, optional_principal, require
-from serve.context import Context, get_ctx
-from serve.errors import Refused
+from flashmart.serve.auth import Principal, optional_principal, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
 
 router = APIRouter(prefix="/api/v1", tags=["cart"])
 GUEST_ID = re.compile(r"^g[0-9a-f]{32}$")
@@ -51,9 +52,11 @@ class CartWho:
         self.cart_id, self.user_id, self.buyer_id, self.new = cart_id, user_id, buyer_id, new
 
 
-async def cart_of(principal: Principal | None = Depends(optional_principal),
-            x_cart_id: str | None = Header(None, description="guest cart id (from a previous answer)")) -> CartWho:
-    from actors.carts.actor import guest_buyer_id, user_cart_id
+async def cart_of(
+    principal: Principal | None = Depends(optional_principal),
+    x_cart_id: str | None = Header(None, description="guest cart id (from a previous answer)"),
+) -> CartWho:
+    from flashmart.actors.carts.actor import guest_buyer_id, user_cart_id
 
     if principal is not None:
         if not principal.can("cart.use"):
@@ -61,7 +64,9 @@ async def cart_of(principal: Principal | None = Depends(optional_principal),
         return CartWho(user_cart_id(principal.user_id), principal.user_id, principal.user_id, False)
     if x_cart_id is not None:
         if not GUEST_ID.match(x_cart_id):
-            raise Refused("bad_request", "X-Cart-Id must be a guest cart id as returned by this API")
+            raise Refused(
+                "bad_request", "X-Cart-Id must be a guest cart id as returned by this API"
+            )
         return CartWho(x_cart_id, None, guest_buyer_id(x_cart_id), False)
     cid = "g" + uuid.uuid4().hex
     return CartWho(cid, None, guest_buyer_id(cid), True)
@@ -69,33 +74,43 @@ async def cart_of(principal: Principal | None = Depends(optional_principal),
 
 def _out(result: dict) -> dict:
     if "refused" in result:
-        raise Refused(result["refused"], result["message"],
-                      status=409 if result["refused"].startswith("coupon_") else None)
+        raise Refused(
+            result["refused"],
+            result["message"],
+            status=409 if result["refused"].startswith("coupon_") else None,
+        )
     return result["cart"]
 
 
 async def _may_reserve(ctx: Context, who: CartWho, sku: str) -> None:
     """Every path that takes stock for a SKU (add by sku or by product, move from the wishlist, a larger
     quantity) passes here first: the sold-out board, then the waiting room's admission."""
-    from serve.waiting_room import require_admission
+    from flashmart.serve.waiting_room import require_admission
 
-    if ctx.services["sold_out"].is_sold_out(sku):  # answered here, not by the shard (serve/sold_out.py)
+    if ctx.services["sold_out"].is_sold_out(
+        sku
+    ):  # answered here, not by the shard (serve/sold_out.py)
         raise Refused("sold_out", f"{sku} is sold out: no unit is available")
     # guests cannot queue (joining needs an account): as user -1 an open room refuses them
-    buyer = Principal(user_id=who.user_id if who.user_id is not None else -1, role="customer", email="")
+    buyer = Principal(
+        user_id=who.user_id if who.user_id is not None else -1, role="customer", email=""
+    )
     await require_admission(ctx, buyer, sku)
 
 
-async def _resolve_sku(ctx: Context, body: "AddItem") -> str:
+async def _resolve_sku(ctx: Context, body: AddItem) -> str:
     """The SKU an add is for: a product (and options) names one variant, found before any check."""
-    from actors.carts.catalog import find_variant
+    from flashmart.actors.carts.catalog import find_variant
 
     if body.sku:
         return body.sku
     variant = await find_variant(ctx.db, None, body.product_id, body.options)
     if variant is None:
-        raise Refused("not_found", f"no product for sale with product_id={body.product_id!r}"
-                                   + (f" and options {body.options}" if body.options else ""))
+        raise Refused(
+            "not_found",
+            f"no product for sale with product_id={body.product_id!r}"
+            + (f" and options {body.options}" if body.options else ""),
+        )
     return variant["sku"]
 
 
@@ -117,54 +132,84 @@ async def get_cart(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_c
 
 
 @router.post("/cart/items")
-async def add_item(body: AddItem, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+async def add_item(
+    body: AddItem, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
+) -> dict:
     """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason.
     A SKU whose flash sale has an open waiting room is sold only to buyers it has admitted."""
     sku = await _resolve_sku(ctx, body)
     await _may_reserve(ctx, who, sku)
-    return _out(await _carts(ctx).call(who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, body.quantity))
+    return _out(
+        await _carts(ctx).call(
+            who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, body.quantity
+        )
+    )
 
 
 async def _cart_item(ctx: Context, cart_id: str, item_id: str) -> dict | None:
     """An item's SKU and quantity, read from Redis (the shard writes each cart with one SET)."""
     import json
 
-    from actors.carts.actor import cart_key
+    from flashmart.actors.carts.actor import cart_key
 
     raw = await ctx.redis.get(cart_key(cart_id))
     item = json.loads(raw)["items"].get(item_id) if raw else None
-    return None if item is None else {"sku": item["sku"], "quantity": sum(h["quantity"] for h in item["holds"])}
+    return (
+        None
+        if item is None
+        else {"sku": item["sku"], "quantity": sum(h["quantity"] for h in item["holds"])}
+    )
 
 
 @router.patch("/cart/items/{item_id}")
-async def set_quantity(item_id: str, body: SetQuantity, who: CartWho = Depends(cart_of),
-                       ctx: Context = Depends(get_ctx)) -> dict:
+async def set_quantity(
+    item_id: str,
+    body: SetQuantity,
+    who: CartWho = Depends(cart_of),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     if body.quantity == 0:
         return _out(await _carts(ctx).call(who.cart_id, "remove", item_id))
     item = await _cart_item(ctx, who.cart_id, item_id)
-    if item is not None and body.quantity > item["quantity"]:  # more units: the same checks as an add
+    if (
+        item is not None and body.quantity > item["quantity"]
+    ):  # more units: the same checks as an add
         await _may_reserve(ctx, who, item["sku"])
-    return _out(await _carts(ctx).call(who.cart_id, "set_quantity", who.buyer_id, item_id, body.quantity))
+    return _out(
+        await _carts(ctx).call(who.cart_id, "set_quantity", who.buyer_id, item_id, body.quantity)
+    )
 
 
 @router.delete("/cart/items/{item_id}")
-async def remove_item(item_id: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+async def remove_item(
+    item_id: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
+) -> dict:
     return _out(await _carts(ctx).call(who.cart_id, "remove", item_id))
 
 
 @router.post("/cart/coupons")
-async def apply_coupon(body: CouponBody, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+async def apply_coupon(
+    body: CouponBody, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
+) -> dict:
     # a guest's per-user limits are checked at checkout, where their email is known (orders.checkout)
-    return _out(await _carts(ctx).call(who.cart_id, "apply_coupon", body.code, coupon_buyer(who.user_id, None)))
+    return _out(
+        await _carts(ctx).call(
+            who.cart_id, "apply_coupon", body.code, coupon_buyer(who.user_id, None)
+        )
+    )
 
 
 @router.delete("/cart/coupons/{code}")
-async def remove_coupon(code: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+async def remove_coupon(
+    code: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
+) -> dict:
     return _out(await _carts(ctx).call(who.cart_id, "remove_coupon", code))
 
 
 @router.post("/cart/items/{item_id}/save-for-later")
-async def save_for_later(item_id: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+async def save_for_later(
+    item_id: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
+) -> dict:
     """Moves the item to your wishlist and gives its reserved units back."""
     return _out(await _carts(ctx).call(who.cart_id, "save_for_later", item_id))
 
@@ -176,21 +221,32 @@ async def wishlist(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_c
 
 
 @router.post("/wishlist/{sku}/move-to-cart")
-async def move_to_cart(sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+async def move_to_cart(
+    sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
+) -> dict:
     await _may_reserve(ctx, who, sku)
     carts = _carts(ctx)
     out = _out(await carts.call(who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, 1))
-    return _out(await carts.call(who.cart_id, "unsave", sku)) if any(
-        s["sku"] == sku for s in out["saved_for_later"]) else out
+    return (
+        _out(await carts.call(who.cart_id, "unsave", sku))
+        if any(s["sku"] == sku for s in out["saved_for_later"])
+        else out
+    )
 
 
 @router.delete("/wishlist/{sku}")
-async def remove_saved(sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
+async def remove_saved(
+    sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
+) -> dict:
     return _out(await _carts(ctx).call(who.cart_id, "unsave", sku))
 
 
 @router.post("/cart/merge")
-async def merge(body: MergeBody, principal: Principal = Depends(require("cart.use")), ctx: Context = Depends(get_ctx)) -> dict:
+async def merge(
+    body: MergeBody,
+    principal: Principal = Depends(require("cart.use")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """After login (which merges by itself when it is sent X-Cart-Id): the guest cart's items, saved items
     and coupons join yours. The guest's units are taken again as yours, within the sale's per-buyer
     limit; `merge` in the answer lists what moved and what was refused, with the reason."""
@@ -200,21 +256,27 @@ async def merge(body: MergeBody, principal: Principal = Depends(require("cart.us
 
 async def merge_guest_cart(ctx: Context, guest_cart_id: str, user_id: int) -> dict:
     """{"cart", "merge"} or a refusal (no such guest cart)."""
-    from actors.carts.actor import user_cart_id
+    from flashmart.actors.carts.actor import user_cart_id
 
     return await _carts(ctx).merge(guest_cart_id, user_cart_id(user_id), user_id)
 
 
 @router.get("/cart/shipping-options")
-async def shipping_options(country: str = Query(..., pattern=r"^[A-Za-z]{2}$"), who: CartWho = Depends(cart_of),
-                           ctx: Context = Depends(get_ctx)) -> dict:
+async def shipping_options(
+    country: str = Query(..., pattern=r"^[A-Za-z]{2}$"),
+    who: CartWho = Depends(cart_of),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """Standard and express, priced by the cart's weight and the distance zone of the country."""
     from decimal import Decimal
 
-    from actors.carts.state import Cart
-    from actors.checkout.pricing import shipping_options as options
+    from flashmart.actors.carts.state import Cart
+    from flashmart.actors.checkout.pricing import shipping_options as options
 
     cart = Cart.from_dict(await _carts(ctx).call(who.cart_id, "snapshot"))
     goods = cart.subtotal() - cart.discount(dt.datetime.now().timestamp()).amount
-    return {"country": country.upper(), "weight_g": cart.weight_g(),
-            "options": options(cart.weight_g(), country, Decimal(goods), dt.date.today())}
+    return {
+        "country": country.upper(),
+        "weight_g": cart.weight_g(),
+        "options": options(cart.weight_g(), country, Decimal(goods), dt.date.today()),
+    }

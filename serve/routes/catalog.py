@@ -4,28 +4,30 @@ Writes go to PostgreSQL, then drop the product's cached page from Redis and queu
 index (visible within ~1 s; if the index writer is down, within seconds of its restart: it catches up
 from products.updated_at).
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import json
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from actors.search.index import SUGGEST_CHARS_MIN
+from flashmart.actors.search.index import SUGGEST_CHARS_MIN
 from flashmart.obs import logger
-from serve.auth import Principal, require
-from serve.context import Context, get_ctx
-from serve.errors import Refused
-from serve.product_changes import product_changed
-from storage import catalog_postgres as cat
-from storage import product_cache
+from flashmart.serve.auth import Principal, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
+from flashmart.serve.product_changes import product_changed
+from flashmart.storage import catalog_postgres as cat
+from flashmart.storage import product_cache
 
 log = logger("catalog")
 router = APIRouter(prefix="/api/v1/products", tags=["catalog"])
@@ -35,8 +37,19 @@ CATEGORY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,59}(/[a-z0-9][a-z0-9-]{0,59}){0,5}$"
 IMPORT_BYTES_MAX = 5_000_000
 IMPORT_ROWS_MAX = 10_000
 COMPARE_MAX = 5
-SEARCH_PARAMS = {"q", "category", "brand", "min_price", "max_price", "min_rating", "in_stock", "sort",
-                 "page", "limit", "facets"}
+SEARCH_PARAMS = {
+    "q",
+    "category",
+    "brand",
+    "min_price",
+    "max_price",
+    "min_rating",
+    "in_stock",
+    "sort",
+    "page",
+    "limit",
+    "facets",
+}
 AttrValue = str | int | float | bool
 # a seller write has committed before the search index hears of it: it waits this long at most for
 # the writer (restarting after a crash, say); the writer catches up from PostgreSQL anyway
@@ -81,9 +94,13 @@ class VariantPatch(BaseModel):
     _attrs = field_validator("attributes")(lambda v: v if v is None else _attributes_ok(v))
 
     @model_validator(mode="after")
-    def _no_nulls(self) -> "VariantPatch":
+    def _no_nulls(self) -> VariantPatch:
         # both columns are NOT NULL; leave a field out to keep it
-        nulls = [k for k in ("attributes", "price_adjustment") if k in self.model_fields_set and getattr(self, k) is None]
+        nulls = [
+            k
+            for k in ("attributes", "price_adjustment")
+            if k in self.model_fields_set and getattr(self, k) is None
+        ]
         if nulls:
             raise ValueError(f"these fields cannot be null: {', '.join(nulls)}")
         return self
@@ -94,13 +111,16 @@ class ProductIn(BaseModel):
     name: str = Field(min_length=1, max_length=300)
     description: str = Field("", max_length=10_000)
     brand: str = Field("", max_length=100)
-    category: str | None = Field(None, pattern=CATEGORY_PATTERN, description="slug path, e.g. electronics/computers/laptops")
+    category: str | None = Field(
+        None, pattern=CATEGORY_PATTERN, description="slug path, e.g. electronics/computers/laptops"
+    )
     price: Decimal = Field(ge=0, le=10_000_000, decimal_places=2)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     weight_g: int | None = Field(None, ge=0, le=10_000_000)
     attributes: dict[str, AttrValue] = Field(default_factory=dict)
-    images: list[Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://")]] = Field(
-        default_factory=list, max_length=20)
+    images: list[Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://")]] = (
+        Field(default_factory=list, max_length=20)
+    )
     variants: list[VariantIn] = Field(default_factory=list, max_length=100)
     in_stock: bool = Field(True, description="stock status until the inventory engine reports one")
     seller_id: int | None = Field(None, description="admins only: list the product for this seller")
@@ -109,10 +129,12 @@ class ProductIn(BaseModel):
     _name = field_validator("name")(_name_ok)
 
     @model_validator(mode="after")
-    def _variant_prices(self) -> "ProductIn":
+    def _variant_prices(self) -> ProductIn:
         negative = [v.sku for v in self.variants if self.price + v.price_adjustment < 0]
         if negative:
-            raise ValueError(f"a variant's price (price + price_adjustment) cannot be negative: {', '.join(negative)}")
+            raise ValueError(
+                f"a variant's price (price + price_adjustment) cannot be negative: {', '.join(negative)}"
+            )
         return self
 
 
@@ -126,12 +148,13 @@ class ProductPatch(BaseModel):
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     weight_g: int | None = Field(None, ge=0, le=10_000_000)
     attributes: dict[str, AttrValue] | None = None
-    images: list[Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://")]] | None = Field(
-        None, max_length=20)
+    images: (
+        list[Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^https?://")]] | None
+    ) = Field(None, max_length=20)
     in_stock: bool | None = None
 
     _attrs = field_validator("attributes")(lambda v: v if v is None else _attributes_ok(v))
-    _name = field_validator("name")(_name_ok)   # stripped like POST's
+    _name = field_validator("name")(_name_ok)  # stripped like POST's
 
 
 class PriceIn(BaseModel):
@@ -141,6 +164,7 @@ class PriceIn(BaseModel):
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
 
 async def _own_product(ctx: Context, conn, principal: Principal, product_id: int) -> dict:
     owner = await cat.seller_of_product(conn, product_id)
@@ -155,11 +179,15 @@ async def _seller_id(ctx: Context, conn, principal: Principal, requested: int | 
     if requested is not None:
         if principal.role != "admin":
             raise Refused("forbidden", "only admins may list products for another seller")
-        row = await (await conn.execute("SELECT id FROM sellers WHERE id = %s", (requested,))).fetchone()
+        row = await (
+            await conn.execute("SELECT id FROM sellers WHERE id = %s", (requested,))
+        ).fetchone()
         if row is None:
             raise Refused("invalid", f"seller {requested} does not exist")
         return requested
-    seller = await cat.seller_for_user(conn, principal.user_id, principal.email.split("@")[0] or "seller")
+    seller = await cat.seller_for_user(
+        conn, principal.user_id, principal.email.split("@")[0] or "seller"
+    )
     return seller["id"]
 
 
@@ -171,7 +199,11 @@ def _sku_conflicts() -> Iterator[None]:
         yield
     except psycopg.errors.UniqueViolation as exc:
         detail = (exc.diag.message_detail or "") if exc.diag else ""
-        sku = detail.split("=(", 1)[1].rsplit(") already", 1)[0] if "=(" in detail else "one of the SKUs"
+        sku = (
+            detail.split("=(", 1)[1].rsplit(") already", 1)[0]
+            if "=(" in detail
+            else "one of the SKUs"
+        )
         raise Refused("conflict", f"SKU already exists: {sku}") from None
 
 
@@ -181,7 +213,9 @@ async def _check_variant_prices(conn, product_id: int) -> None:
     negative = await cat.negative_variant_prices(conn, product_id)
     if negative:
         shown = ", ".join(f"{v['sku']} ({v['price']:.2f})" for v in negative[:5])
-        raise Refused("invalid", f"a variant's price (price + price_adjustment) cannot be negative: {shown}")
+        raise Refused(
+            "invalid", f"a variant's price (price + price_adjustment) cannot be negative: {shown}"
+        )
 
 
 def _duplicate_skus(variants: list[VariantIn]) -> list[str]:
@@ -205,9 +239,13 @@ async def _create(ctx: Context, conn, principal: Principal, body: ProductIn) -> 
 
 # --- seller writes --------------------------------------------------------------------------------
 
+
 @router.post("", status_code=201)
-async def create_product(body: ProductIn, ctx: Context = Depends(get_ctx),
-                         principal: Principal = Depends(require("product.write"))) -> dict:
+async def create_product(
+    body: ProductIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.write")),
+) -> dict:
     """List a product (with its variants) for the calling seller."""
     async with ctx.db.connection() as conn:
         pid = await _create(ctx, conn, principal, body)
@@ -216,13 +254,20 @@ async def create_product(body: ProductIn, ctx: Context = Depends(get_ctx),
 
 
 @router.patch("/{product_id}")
-async def update_product(product_id: int, body: ProductPatch, ctx: Context = Depends(get_ctx),
-                         principal: Principal = Depends(require("product.write"))) -> dict:
+async def update_product(
+    product_id: int,
+    body: ProductPatch,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.write")),
+) -> dict:
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise Refused("invalid", "nothing to change: send at least one field")
-    nulls = [k for k in ("name", "price", "currency", "description", "brand", "attributes", "in_stock")
-             if k in changes and changes[k] is None]
+    nulls = [
+        k
+        for k in ("name", "price", "currency", "description", "brand", "attributes", "in_stock")
+        if k in changes and changes[k] is None
+    ]
     if nulls:
         raise Refused("invalid", f"these fields cannot be null: {', '.join(nulls)}")
     async with ctx.db.connection() as conn:
@@ -235,8 +280,12 @@ async def update_product(product_id: int, body: ProductPatch, ctx: Context = Dep
 
 
 @router.post("/{product_id}/price")
-async def change_price(product_id: int, body: PriceIn, ctx: Context = Depends(get_ctx),
-                       principal: Principal = Depends(require("product.write"))) -> dict:
+async def change_price(
+    product_id: int,
+    body: PriceIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.write")),
+) -> dict:
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         await cat.update_product(conn, product_id, body.model_dump(exclude_none=True))
@@ -246,8 +295,11 @@ async def change_price(product_id: int, body: PriceIn, ctx: Context = Depends(ge
 
 
 @router.post("/{product_id}/archive")
-async def archive_product(product_id: int, ctx: Context = Depends(get_ctx),
-                          principal: Principal = Depends(require("product.write"))) -> dict:
+async def archive_product(
+    product_id: int,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.write")),
+) -> dict:
     """Take the product off sale and out of search; its page stays readable."""
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
@@ -257,8 +309,11 @@ async def archive_product(product_id: int, ctx: Context = Depends(get_ctx),
 
 
 @router.post("/{product_id}/unarchive")
-async def unarchive_product(product_id: int, ctx: Context = Depends(get_ctx),
-                            principal: Principal = Depends(require("product.write"))) -> dict:
+async def unarchive_product(
+    product_id: int,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.write")),
+) -> dict:
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         await cat.set_status(conn, product_id, "active")
@@ -267,13 +322,17 @@ async def unarchive_product(product_id: int, ctx: Context = Depends(get_ctx),
 
 
 @router.post("/{product_id}/variants", status_code=201)
-async def add_variant(product_id: int, body: VariantIn, ctx: Context = Depends(get_ctx),
-                      principal: Principal = Depends(require("product.write"))) -> dict:
+async def add_variant(
+    product_id: int,
+    body: VariantIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.write")),
+) -> dict:
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         if await cat.sku_taken(conn, [body.sku]):
             raise Refused("conflict", f"SKU already exists: {body.sku}")
-        await cat.touch(conn, product_id)   # first: the product row's lock orders price changes
+        await cat.touch(conn, product_id)  # first: the product row's lock orders price changes
         with _sku_conflicts():
             await cat.add_variant(conn, product_id, body.model_dump())
         await _check_variant_prices(conn, product_id)
@@ -282,8 +341,13 @@ async def add_variant(product_id: int, body: VariantIn, ctx: Context = Depends(g
 
 
 @router.patch("/{product_id}/variants/{variant_id}")
-async def update_variant(product_id: int, variant_id: int, body: VariantPatch, ctx: Context = Depends(get_ctx),
-                         principal: Principal = Depends(require("product.write"))) -> dict:
+async def update_variant(
+    product_id: int,
+    variant_id: int,
+    body: VariantPatch,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.write")),
+) -> dict:
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         changes = body.model_dump(exclude_unset=True)
@@ -291,14 +355,18 @@ async def update_variant(product_id: int, variant_id: int, body: VariantPatch, c
             raise Refused("not_found", f"product {product_id} has no variant {variant_id}")
         if changes:
             await _check_variant_prices(conn, product_id)
-    if changes:   # (an empty patch of an existing variant changes nothing: just the page)
+    if changes:  # (an empty patch of an existing variant changes nothing: just the page)
         await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
 
 @router.delete("/{product_id}/variants/{variant_id}")
-async def delete_variant(product_id: int, variant_id: int, ctx: Context = Depends(get_ctx),
-                         principal: Principal = Depends(require("product.write"))) -> dict:
+async def delete_variant(
+    product_id: int,
+    variant_id: int,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.write")),
+) -> dict:
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         if not await cat.delete_variant(conn, product_id, variant_id):
@@ -309,12 +377,15 @@ async def delete_variant(product_id: int, variant_id: int, ctx: Context = Depend
 
 # --- bulk import ----------------------------------------------------------------------------------
 
+
 def _csv_rows(text: str) -> list[dict]:
     """CSV columns: name, description, brand, category, price, currency, weight_g, in_stock,
     images ('|' separated), attributes (JSON object), sku (one variant), variants (JSON list)."""
     rows = []
     for raw in csv.DictReader(io.StringIO(text)):
-        row: dict[str, Any] = {k.strip(): v for k, v in raw.items() if k is not None and v not in (None, "")}
+        row: dict[str, Any] = {
+            k.strip(): v for k, v in raw.items() if k is not None and v not in (None, "")
+        }
         if None in raw:
             row["__extra__"] = raw[None]
         for key in ("attributes", "variants"):
@@ -350,9 +421,12 @@ def _reason(exc: ValidationError) -> str:
 
 
 @router.post("/import")
-async def import_products(request: Request, format: str | None = Query(None, pattern="^(csv|jsonl)$"),
-                          ctx: Context = Depends(get_ctx),
-                          principal: Principal = Depends(require("product.import"))) -> dict:
+async def import_products(
+    request: Request,
+    format: str | None = Query(None, pattern="^(csv|jsonl)$"),
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("product.import")),
+) -> dict:
     """Bulk listing from CSV or JSON lines (Content-Type text/csv or application/x-ndjson, or
     ?format=). Each row stands alone: good rows are created, bad rows are reported with a reason."""
     kind = format or ("csv" if "csv" in request.headers.get("content-type", "") else "jsonl")
@@ -360,7 +434,9 @@ async def import_products(request: Request, format: str | None = Query(None, pat
     async for chunk in request.stream():
         body += chunk
         if len(body) > IMPORT_BYTES_MAX:
-            raise Refused("too_large", f"import files are limited to {IMPORT_BYTES_MAX // 1_000_000} MB")
+            raise Refused(
+                "too_large", f"import files are limited to {IMPORT_BYTES_MAX // 1_000_000} MB"
+            )
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -377,10 +453,20 @@ async def import_products(request: Request, format: str | None = Query(None, pat
     async with ctx.db.connection() as conn:
         for number, row in enumerate(rows, start=1):
             if not isinstance(row, dict):
-                report.append({"row": number, "status": "rejected", "reason": str(row) if isinstance(row, str) else "a row must be a JSON object"})
+                report.append(
+                    {
+                        "row": number,
+                        "status": "rejected",
+                        "reason": str(row)
+                        if isinstance(row, str)
+                        else "a row must be a JSON object",
+                    }
+                )
                 continue
             if "__extra__" in row:
-                report.append({"row": number, "status": "rejected", "reason": "more values than columns"})
+                report.append(
+                    {"row": number, "status": "rejected", "reason": "more values than columns"}
+                )
                 continue
             try:
                 product = ProductIn.model_validate(row)
@@ -401,6 +487,7 @@ async def import_products(request: Request, format: str | None = Query(None, pat
 
 # --- public reads ---------------------------------------------------------------------------------
 
+
 def _search_service(ctx: Context):
     search = ctx.services.get("search")
     if search is None:
@@ -410,11 +497,15 @@ def _search_service(ctx: Context):
 
 class SearchParams(BaseModel):
     """The search query string (validated by hand in the route, see below)."""
+
     model_config = ConfigDict(extra="forbid")
     q: str | None = Field(None, max_length=200, description="keywords; typos are tolerated")
-    category: str | None = Field(None, max_length=400, description="category slug path; includes its subtree")
+    category: str | None = Field(
+        None, max_length=400, description="category slug path; includes its subtree"
+    )
     brand: list[Annotated[str, Field(max_length=100)]] = Field(
-        default_factory=list, max_length=20, description="repeat or comma-separate")
+        default_factory=list, max_length=20, description="repeat or comma-separate"
+    )
     min_price: float | None = Field(None, ge=0, le=1e9)
     max_price: float | None = Field(None, ge=0, le=1e9)
     min_rating: float | None = Field(None, ge=0, le=5)
@@ -422,7 +513,9 @@ class SearchParams(BaseModel):
     sort: str = Field("relevance", description="relevance, price_asc, price_desc, rating, newest")
     page: int = Field(1, ge=1, le=500)
     limit: int = Field(20, ge=1, le=100)
-    facets: bool = Field(True, description="brand, category and price-range counts (false: cheaper)")
+    facets: bool = Field(
+        True, description="brand, category and price-range counts (false: cheaper)"
+    )
 
 
 def _query_parameters(model: type[BaseModel]) -> list[dict]:
@@ -443,8 +536,11 @@ def _search_params(request: Request) -> SearchParams:
     qp = request.query_params
     unknown = set(qp) - SEARCH_PARAMS
     if unknown:
-        raise Refused("invalid", f"unknown parameter(s): {', '.join(sorted(unknown))}; "
-                                 f"use {', '.join(sorted(SEARCH_PARAMS))}")
+        raise Refused(
+            "invalid",
+            f"unknown parameter(s): {', '.join(sorted(unknown))}; "
+            f"use {', '.join(sorted(SEARCH_PARAMS))}",
+        )
     data: dict[str, Any] = {k: qp[k] for k in qp if k != "brand"}
     if "brand" in qp:
         data["brand"] = qp.getlist("brand")
@@ -473,18 +569,33 @@ async def search_products(request: Request):
     brands = tuple(b.strip() for item in p.brand for b in item.split(",") if b.strip())
     if len(brands) > 20:
         raise Refused("invalid", "at most 20 brands")
-    out = await search.search_json({
-        "q": p.q, "category": p.category.strip("/") if p.category else None, "brands": brands,
-        "min_price": p.min_price, "max_price": p.max_price, "min_rating": p.min_rating, "in_stock": p.in_stock,
-        "sort": p.sort, "page": p.page, "limit": p.limit, "facets": p.facets}, cache_key=raw)
+    out = await search.search_json(
+        {
+            "q": p.q,
+            "category": p.category.strip("/") if p.category else None,
+            "brands": brands,
+            "min_price": p.min_price,
+            "max_price": p.max_price,
+            "min_rating": p.min_rating,
+            "in_stock": p.in_stock,
+            "sort": p.sort,
+            "page": p.page,
+            "limit": p.limit,
+            "facets": p.facets,
+        },
+        cache_key=raw,
+    )
     if isinstance(out, dict):
         raise Refused(out["error"], out["message"])
     return Response(out, media_type="application/json")
 
 
 @router.get("/suggest")
-async def suggest(q: str = Query(..., max_length=100), limit: int = Query(8, ge=1, le=20),
-                  ctx: Context = Depends(get_ctx)) -> dict:
+async def suggest(
+    q: str = Query(..., max_length=100),
+    limit: int = Query(8, ge=1, le=20),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """Autocomplete while typing: matching product names (most popular first) and word completions.
     The word being typed needs `min_chars` characters; a shorter one gets empty lists (not an error:
     a widget asks on every keystroke, and one letter matches most of the catalog)."""
@@ -495,8 +606,10 @@ async def suggest(q: str = Query(..., max_length=100), limit: int = Query(8, ge=
 
 
 @router.get("/compare")
-async def compare(ids: str = Query(..., max_length=200, description="2 to 5 product ids, comma separated"),
-                  ctx: Context = Depends(get_ctx)) -> dict:
+async def compare(
+    ids: str = Query(..., max_length=200, description="2 to 5 product ids, comma separated"),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """An attribute-by-attribute table: one row per attribute, one column per product."""
     try:
         wanted = list(dict.fromkeys(int(x) for x in ids.split(",") if x.strip()))
@@ -510,18 +623,37 @@ async def compare(ids: str = Query(..., max_length=200, description="2 to 5 prod
     if missing:
         raise Refused("not_found", f"no active product with id {', '.join(map(str, missing))}")
     products = [rows[i] for i in wanted]
-    base = [("name", "name"), ("brand", "brand"), ("category", "category"), ("price", "price"),
-            ("currency", "currency"), ("rating", "rating"), ("review_count", "review_count"),
-            ("weight_g", "weight_g"), ("in_stock", "in_stock"), ("seller", "seller_name")]
+    base = [
+        ("name", "name"),
+        ("brand", "brand"),
+        ("category", "category"),
+        ("price", "price"),
+        ("currency", "currency"),
+        ("rating", "rating"),
+        ("review_count", "review_count"),
+        ("weight_g", "weight_g"),
+        ("in_stock", "in_stock"),
+        ("seller", "seller_name"),
+    ]
     table = [{"attribute": label, "values": [p[key] for p in products]} for label, key in base]
     spec_keys = sorted({k for p in products for k in p["attributes"]})
-    table += [{"attribute": k, "values": [p["attributes"].get(k) for p in products]} for k in spec_keys]
+    table += [
+        {"attribute": k, "values": [p["attributes"].get(k) for p in products]} for k in spec_keys
+    ]
     variant_keys = sorted({k for p in products for v in p["variant_attributes"] for k in v})
-    table += [{"attribute": f"variants.{k}",
-               "values": [sorted({str(v[k]) for v in p["variant_attributes"] if k in v}) for p in products]}
-              for k in variant_keys]
+    table += [
+        {
+            "attribute": f"variants.{k}",
+            "values": [
+                sorted({str(v[k]) for v in p["variant_attributes"] if k in v}) for p in products
+            ],
+        }
+        for k in variant_keys
+    ]
     for row in table:
-        row["differs"] = len({json.dumps(v, sort_keys=True, default=str) for v in row["values"]}) > 1
+        row["differs"] = (
+            len({json.dumps(v, sort_keys=True, default=str) for v in row["values"]}) > 1
+        )
     return {"product_ids": wanted, "attributes": table}
 
 
@@ -546,7 +678,11 @@ async def _stock(ctx: Context, product: dict) -> dict:
         source = "inventory_stock"
     if available is None:
         return {"in_stock": bool(product["in_stock"]), "source": "catalog", "variants": {}}
-    return {"in_stock": any(n > 0 for n in available.values()), "source": source, "variants": available}
+    return {
+        "in_stock": any(n > 0 for n in available.values()),
+        "source": source,
+        "variants": available,
+    }
 
 
 async def _product_page(ctx: Context, product_id: int) -> dict:
@@ -557,23 +693,47 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
         if product is None:
             raise Refused("not_found", f"product {product_id} does not exist")
         page = {
-            "product_id": product["id"], "name": product["name"], "description": product["description"],
-            "brand": product["brand"], "category": product["category"], "status": product["status"],
-            "price": product["price"], "currency": product["currency"], "weight_g": product["weight_g"],
-            "attributes": product["attributes"], "images": product["images"],
+            "product_id": product["id"],
+            "name": product["name"],
+            "description": product["description"],
+            "brand": product["brand"],
+            "category": product["category"],
+            "status": product["status"],
+            "price": product["price"],
+            "currency": product["currency"],
+            "weight_g": product["weight_g"],
+            "attributes": product["attributes"],
+            "images": product["images"],
             "thumbnail": product["images"][0] if product["images"] else None,
-            "variants": [{"variant_id": v["id"], "sku": v["sku"], "attributes": v["attributes"],
-                          "price_adjustment": v["price_adjustment"],
-                          "price": round(product["price"] + v["price_adjustment"], 2)} for v in product["variants"]],
-            "seller": {"seller_id": product["seller_id"], "name": product["seller_name"],
-                       "rating": product["seller_rating"]},
+            "variants": [
+                {
+                    "variant_id": v["id"],
+                    "sku": v["sku"],
+                    "attributes": v["attributes"],
+                    "price_adjustment": v["price_adjustment"],
+                    "price": round(product["price"] + v["price_adjustment"], 2),
+                }
+                for v in product["variants"]
+            ],
+            "seller": {
+                "seller_id": product["seller_id"],
+                "name": product["seller_name"],
+                "rating": product["seller_rating"],
+            },
             "rating": {"average": product["rating"], "count": product["review_count"]},
             "in_stock": product["in_stock"],
-            "created_at": product["created_at"].isoformat(), "updated_at": product["updated_at"].isoformat(),
+            "created_at": product["created_at"].isoformat(),
+            "updated_at": product["updated_at"].isoformat(),
         }
-        await product_cache.store(ctx.redis, product_id, page, version, ctx.settings.product_cache_ttl_s)
+        await product_cache.store(
+            ctx.redis, product_id, page, version, ctx.settings.product_cache_ttl_s
+        )
     stock = await _stock(ctx, page)
-    if stock["source"] != "catalog" and stock["in_stock"] != page["in_stock"] and page["status"] == "active":
+    if (
+        stock["source"] != "catalog"
+        and stock["in_stock"] != page["in_stock"]
+        and page["status"] == "active"
+    ):
         # the inventory engine knows better: record the new stock status and re-index (self-healing
         # on read, so catalog and inventory stay loosely coupled)
         async with ctx.db.connection() as conn:
@@ -591,7 +751,10 @@ async def get_product(product_id: int, ctx: Context = Depends(get_ctx)) -> dict:
     return await _product_page(ctx, product_id)
 
 
-
 # Starlette tries a router's routes in order and the search is the shop's hot path: put it (and
 # suggest) first instead of behind the seller writes (~20 us of path matching per search).
-router.routes.sort(key=lambda route: getattr(route, "path", "") not in (f"{router.prefix}/search", f"{router.prefix}/suggest"))
+router.routes.sort(
+    key=lambda route: (
+        getattr(route, "path", "") not in (f"{router.prefix}/search", f"{router.prefix}/suggest")
+    )
+)

@@ -1,4 +1,5 @@
 """Liveness and readiness."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from serve.context import Context, get_ctx
+from flashmart.serve.context import Context, get_ctx
 
 router = APIRouter(tags=["health"])
 

@@ -1,4 +1,5 @@
 """Warehouses, stock levels and flash sales (sellers, admins, simulators)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,10 +7,10 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from actors.inventory.messages import Refusal
-from serve.auth import Principal, require
-from serve.context import Context, get_ctx
-from serve.errors import Refused
+from flashmart.actors.inventory.messages import Refusal
+from flashmart.serve.auth import Principal, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
 
 router = APIRouter(prefix="/api/v1", tags=["inventory"])
 
@@ -67,9 +68,13 @@ def inventory(ctx: Context):
 async def _check_sku_owner(ctx: Context, principal: Principal, sku: str) -> None:
     """Admins may manage any SKU; a seller only the SKUs of their own products."""
     async with ctx.db.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT s.user_id FROM product_variants v JOIN products p ON p.id = v.product_id "
-            "JOIN sellers s ON s.id = p.seller_id WHERE v.sku = %s", (sku,))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT s.user_id FROM product_variants v JOIN products p ON p.id = v.product_id "
+                "JOIN sellers s ON s.id = p.seller_id WHERE v.sku = %s",
+                (sku,),
+            )
+        ).fetchone()
     if row is None:
         if principal.role == "admin":
             return  # admins may stock a SKU before its listing exists (imports, simulations)
@@ -80,20 +85,30 @@ async def _check_sku_owner(ctx: Context, principal: Principal, sku: str) -> None
 
 async def _known_warehouses(ctx: Context, ids: list[str]) -> None:
     async with ctx.db.connection() as conn:
-        rows = await (await conn.execute("SELECT id FROM warehouses WHERE id = ANY(%s)", (ids,))).fetchall()
+        rows = await (
+            await conn.execute("SELECT id FROM warehouses WHERE id = ANY(%s)", (ids,))
+        ).fetchall()
     missing = sorted(set(ids) - {r["id"] for r in rows})
     if missing:
-        raise Refused("invalid", f"unknown warehouse(s): {', '.join(missing)}; create them first", status=422)
+        raise Refused(
+            "invalid", f"unknown warehouse(s): {', '.join(missing)}; create them first", status=422
+        )
 
 
 @router.post("/warehouses", status_code=201)
-async def create_warehouse(body: WarehouseIn, ctx: Context = Depends(get_ctx),
-                           principal: Principal = Depends(require("warehouse.write"))) -> dict:
+async def create_warehouse(
+    body: WarehouseIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("warehouse.write")),
+) -> dict:
     async with ctx.db.connection() as conn:
-        row = await (await conn.execute(
-            "INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id, name, lat, lon",
-            (body.id, body.name, body.lat, body.lon))).fetchone()
+        row = await (
+            await conn.execute(
+                "INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id, name, lat, lon",
+                (body.id, body.name, body.lat, body.lon),
+            )
+        ).fetchone()
         if row is None:
             raise Refused("conflict", f"warehouse {body.id} already exists")
         await _audit(conn, principal, "warehouse.create", "warehouse", body.id, body.model_dump())
@@ -101,15 +116,22 @@ async def create_warehouse(body: WarehouseIn, ctx: Context = Depends(get_ctx),
 
 
 @router.get("/warehouses")
-async def list_warehouses(ctx: Context = Depends(get_ctx),
-                          _: Principal = Depends(require("inventory.read"))) -> list[dict]:
+async def list_warehouses(
+    ctx: Context = Depends(get_ctx), _: Principal = Depends(require("inventory.read"))
+) -> list[dict]:
     async with ctx.db.connection() as conn:
-        return await (await conn.execute("SELECT id, name, lat, lon FROM warehouses ORDER BY id")).fetchall()
+        return await (
+            await conn.execute("SELECT id, name, lat, lon FROM warehouses ORDER BY id")
+        ).fetchall()
 
 
 @router.put("/inventory/{sku}")
-async def set_stock(body: StockIn, sku: str = SKU, ctx: Context = Depends(get_ctx),
-                    principal: Principal = Depends(require("inventory.write"))) -> dict:
+async def set_stock(
+    body: StockIn,
+    sku: str = SKU,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("inventory.write")),
+) -> dict:
     """Set on_hand per warehouse. On-hand may not go below what is held plus sold (409)."""
     await _check_sku_owner(ctx, principal, sku)
     await _known_warehouses(ctx, [w.warehouse_id for w in body.warehouses])
@@ -123,38 +145,61 @@ async def set_stock(body: StockIn, sku: str = SKU, ctx: Context = Depends(get_ct
 
 
 @router.get("/inventory/{sku}")
-async def get_stock(sku: str = SKU, ctx: Context = Depends(get_ctx),
-                    _: Principal = Depends(require("inventory.read"))) -> dict:
+async def get_stock(
+    sku: str = SKU,
+    ctx: Context = Depends(get_ctx),
+    _: Principal = Depends(require("inventory.read")),
+) -> dict:
     return _view(await inventory(ctx).stock(sku))
 
 
 @router.post("/flash-sales", status_code=201)
-async def create_flash_sale(body: FlashSaleIn, ctx: Context = Depends(get_ctx),
-                            principal: Principal = Depends(require("flash_sale.write"))) -> dict:
+async def create_flash_sale(
+    body: FlashSaleIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("flash_sale.write")),
+) -> dict:
     """Declare a flash sale: the SKU moves to a shard of its own with the per-buyer limit."""
     await _check_sku_owner(ctx, principal, body.sku)
     _raise_refusal(await inventory(ctx).declare_hot(body.sku, body.per_buyer_limit))
     async with ctx.db.connection() as conn:
-        row = await (await conn.execute(
-            "INSERT INTO flash_sales (sku, sale_price, starts_at, ends_at, per_buyer_limit, created_by) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id, sku, sale_price::float AS sale_price, starts_at, ends_at, per_buyer_limit",
-            (body.sku, body.sale_price, body.starts_at, body.ends_at, body.per_buyer_limit, principal.user_id))).fetchone()
-        await _audit(conn, principal, "flash_sale.create", "sku", body.sku, body.model_dump(mode="json"))
+        row = await (
+            await conn.execute(
+                "INSERT INTO flash_sales (sku, sale_price, starts_at, ends_at, per_buyer_limit, created_by) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id, sku, sale_price::float AS sale_price, "
+                "starts_at, ends_at, per_buyer_limit",
+                (
+                    body.sku,
+                    body.sale_price,
+                    body.starts_at,
+                    body.ends_at,
+                    body.per_buyer_limit,
+                    principal.user_id,
+                ),
+            )
+        ).fetchone()
+        await _audit(
+            conn, principal, "flash_sale.create", "sku", body.sku, body.model_dump(mode="json")
+        )
     return {**row, "hot": True}
 
 
 def _raise_refusal(result) -> None:
     if isinstance(result, Refusal):
-        raise Refused(result.reason if result.reason in ("overloaded", "not_found") else "conflict",
-                      result.message or result.reason)
+        raise Refused(
+            result.reason if result.reason in ("overloaded", "not_found") else "conflict",
+            result.message or result.reason,
+        )
 
 
 def _view(stock) -> dict:
     return stock.as_dict()
 
 
-async def _audit(conn, principal: Principal, action: str, object_type: str, object_id: str, details: dict) -> None:
-    from storage.audit import audit
+async def _audit(
+    conn, principal: Principal, action: str, object_type: str, object_id: str, details: dict
+) -> None:
+    from flashmart.storage.audit import audit
 
     await audit(conn, principal.user_id, action, object_type, object_id, details, None)
     await conn.commit()

@@ -1,4 +1,5 @@
 """Checkout, order tracking and history, cancel, fraud review, shipments, returns and refunds."""
+
 from __future__ import annotations
 
 import re
@@ -10,12 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from flashmart.obs import request_id_var
-from serve.auth import GuestOrder, Principal, optional_principal, order_reader, require
-from serve.context import Context, get_ctx
-from serve.errors import Refused
-from serve.ratelimit import rate_limit
-from serve.routes.cart import GUEST_ID
-from storage.users import normalize_email
+from flashmart.serve.auth import GuestOrder, Principal, optional_principal, order_reader, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
+from flashmart.serve.ratelimit import rate_limit
+from flashmart.serve.routes.cart import GUEST_ID
+from flashmart.storage.users import normalize_email
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 _CARD_NUMBER = re.compile(r"^[0-9][0-9 -]{10,}$")  # what a PAN looks like, to say why it is refused
@@ -34,12 +35,16 @@ class Address(BaseModel):
 class PaymentMethod(BaseModel):
     """The card as the gateway knows it. Seed 003 names the field `card_id`; `token` is the same thing.
     Only a gateway token matches the pattern: a card number never reaches flashmart."""
+
     model_config = ConfigDict(extra="forbid")
     type: Literal["card"] = "card"
-    token: str = Field(..., pattern=r"^(pm|tok|card)_[A-Za-z0-9_]{3,100}$",
-                       validation_alias=AliasChoices("token", "card_id"),
-                       description="a gateway token (Stripe PaymentMethod id), as `token` or `card_id`; "
-                                   "card numbers never reach flashmart")
+    token: str = Field(
+        ...,
+        pattern=r"^(pm|tok|card)_[A-Za-z0-9_]{3,100}$",
+        validation_alias=AliasChoices("token", "card_id"),
+        description="a gateway token (Stripe PaymentMethod id), as `token` or `card_id`; "
+        "card numbers never reach flashmart",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -50,10 +55,14 @@ class PaymentMethod(BaseModel):
             if len(given) == 2:
                 raise ValueError("give the gateway token as token or as card_id, not both")
             if not given:
-                raise ValueError("the gateway token is missing: give token (or card_id), e.g. pm_card_visa")
+                raise ValueError(
+                    "the gateway token is missing: give token (or card_id), e.g. pm_card_visa"
+                )
             if _CARD_NUMBER.match(str(data[given[0]])):
-                raise ValueError("a card number is never accepted: tokenise the card with the gateway (Stripe.js) "
-                                 "and send its id (pm_...)")
+                raise ValueError(
+                    "a card number is never accepted: tokenise the card with the gateway (Stripe.js) "
+                    "and send its id (pm_...)"
+                )
         return data
 
 
@@ -70,41 +79,66 @@ class CheckoutBody(BaseModel):
 
 
 @router.post("/orders/checkout", status_code=201, responses={402: {}, 403: {}, 409: {}, 503: {}})
-async def checkout(body: CheckoutBody, idempotency_key: str = Header(..., min_length=8, max_length=128),
-                   principal: Principal | None = Depends(optional_principal), ctx: Context = Depends(get_ctx),
-                   _limited: None = Depends(rate_limit("checkout"))):
+async def checkout(
+    body: CheckoutBody,
+    idempotency_key: str = Header(..., min_length=8, max_length=128),
+    principal: Principal | None = Depends(optional_principal),
+    ctx: Context = Depends(get_ctx),
+    _limited: None = Depends(rate_limit("checkout")),
+):
     """The saga: reserve, fraud score, authorise, order + stock committed, capture. A repeated
     Idempotency-Key answers the first result again: never a second order or charge."""
-    from actors.carts.actor import guest_buyer_id, user_cart_id
+    from flashmart.actors.carts.actor import guest_buyer_id, user_cart_id
 
     if body.use_store_credit and body.gift_card:
-        raise Refused("invalid", "pay with one of gift_card or use_store_credit (plus the card for the rest)")
+        raise Refused(
+            "invalid", "pay with one of gift_card or use_store_credit (plus the card for the rest)"
+        )
     if body.use_store_credit and principal is None:
         raise Refused("bad_request", "store credit belongs to an account: log in to use it")
     if principal is not None:
         if not principal.can("order.checkout"):
             raise Refused("forbidden", f"role {principal.role} cannot check out")
-        cart_id, user_id, buyer_id, email = user_cart_id(principal.user_id), principal.user_id, principal.user_id, principal.email
+        cart_id, user_id, buyer_id, email = (
+            user_cart_id(principal.user_id),
+            principal.user_id,
+            principal.user_id,
+            principal.email,
+        )
     else:
         if not body.cart_id or not GUEST_ID.match(body.cart_id) or not body.guest_email:
-            raise Refused("bad_request", "a guest checkout needs cart_id (the guest cart) and guest_email; or log in")
+            raise Refused(
+                "bad_request",
+                "a guest checkout needs cart_id (the guest cart) and guest_email; or log in",
+            )
         cart_id, user_id, buyer_id, email = body.cart_id, None, guest_buyer_id(body.cart_id), None
     # one spelling per guest: coupon limits count a guest by this email (Ada@X.com is ada@x.com)
     guest_email = normalize_email(body.guest_email) if principal is None else body.guest_email
     if principal is None:
         await _guest_coupon_limits(ctx, cart_id, guest_email, idempotency_key)
-    req = {"idempotency_key": idempotency_key, "user_id": user_id, "email": email, "buyer_id": buyer_id,
-           "guest_email": guest_email, "cart_id": cart_id,
-           "shipping_address": body.shipping_address.model_dump(),
-           "billing_address": body.billing_address.model_dump() if body.billing_address else None,
-           "payment_token": body.payment_method.token, "shipping_method": body.shipping_method,
-           "use_store_credit": body.use_store_credit, "gift_card": body.gift_card,
-           "request_id": request_id_var.get()}
+    req = {
+        "idempotency_key": idempotency_key,
+        "user_id": user_id,
+        "email": email,
+        "buyer_id": buyer_id,
+        "guest_email": guest_email,
+        "cart_id": cart_id,
+        "shipping_address": body.shipping_address.model_dump(),
+        "billing_address": body.billing_address.model_dump() if body.billing_address else None,
+        "payment_token": body.payment_method.token,
+        "shipping_method": body.shipping_method,
+        "use_store_credit": body.use_store_credit,
+        "gift_card": body.gift_card,
+        "request_id": request_id_var.get(),
+    }
     try:
         status, out = await ctx.services["checkout"].run(req)
     except Exception as exc:  # the saga's actor died mid-way: the sweeper resolves it
-        raise Refused("unavailable", f"the checkout was interrupted ({type(exc).__name__}); retry with the same "
-                                     "Idempotency-Key to learn the outcome") from exc
+        raise Refused(
+            "unavailable",
+            f"the checkout was interrupted ({type(exc).__name__}); retry with the same "
+            "Idempotency-Key to learn the outcome",
+        ) from exc
     if principal is None and status == 201 and out.get("order_id"):
         out = _with_guest_token(ctx, out, guest_email)
     return JSONResponse(out, status_code=status)
@@ -115,48 +149,68 @@ def _with_guest_token(ctx: Context, out: dict, guest_email: str) -> dict:
     order (serve/auth.py), and the tracking link carries it too."""
     from urllib.parse import quote
 
-    from serve.auth import issue_guest_order_token
+    from flashmart.serve.auth import issue_guest_order_token
 
     token = issue_guest_order_token(ctx.settings, out["order_id"], guest_email)
     url = out.get("tracking_url") or f"/api/v1/orders/{out['order_id']}"
     return {**out, "order_token": token, "tracking_url": f"{url}?token={quote(token)}"}
 
 
-async def _guest_coupon_limits(ctx: Context, cart_id: str, guest_email: str, idempotency_key: str) -> None:
+async def _guest_coupon_limits(
+    ctx: Context, cart_id: str, guest_email: str, idempotency_key: str
+) -> None:
     """A guest's per-user coupon limits, checked now that their email is known and counted as the order
     transaction redeems them (g:<email>): a guest over a limit is refused before the card is touched.
     (The order transaction still enforces it for good; this only answers early and clearly.)"""
     import json
 
-    from actors.carts.actor import cart_key
-    from serve.routes.cart import coupon_buyer
+    from flashmart.actors.carts.actor import cart_key
+    from flashmart.serve.routes.cart import coupon_buyer
 
     raw = await ctx.redis.get(cart_key(cart_id))
-    limited = [c for c in (json.loads(raw).get("coupons", []) if raw else []) if c.get("per_user_limit") is not None]
+    limited = [
+        c
+        for c in (json.loads(raw).get("coupons", []) if raw else [])
+        if c.get("per_user_limit") is not None
+    ]
     if not limited:
         return
     buyer = coupon_buyer(None, guest_email)
     async with ctx.db.connection() as conn:
-        replay = await (await conn.execute("SELECT 1 FROM checkout_sagas WHERE idempotency_scope = %s AND "
-                                           "idempotency_key = %s", (f"g:{cart_id}", idempotency_key))).fetchone()
+        replay = await (
+            await conn.execute(
+                "SELECT 1 FROM checkout_sagas WHERE idempotency_scope = %s AND "
+                "idempotency_key = %s",
+                (f"g:{cart_id}", idempotency_key),
+            )
+        ).fetchone()
         if replay is not None:
             return  # a retried checkout answers its first outcome, whatever was redeemed since
         for c in limited:
-            cur = await conn.execute("SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
-                                     (c["code"], buyer))
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
+                (c["code"], buyer),
+            )
             if (await cur.fetchone())["n"] >= c["per_user_limit"]:
-                raise Refused("coupon_exhausted", f"{guest_email} has already used coupon {c['code']}: remove it "
-                                                  "from the cart to check out", status=409)
+                raise Refused(
+                    "coupon_exhausted",
+                    f"{guest_email} has already used coupon {c['code']}: remove it "
+                    "from the cart to check out",
+                    status=409,
+                )
 
 
 # --- reads ---
+
 
 async def _load_order(ctx: Context, order_id: str, principal: Principal) -> dict:
     async with ctx.db.connection() as conn:
         cur = await conn.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
         o = await cur.fetchone()
     if o is None or (principal.role == "customer" and o["user_id"] != principal.user_id):
-        raise Refused("not_found", f"no order {order_id}")  # someone else's order does not exist for you
+        raise Refused(
+            "not_found", f"no order {order_id}"
+        )  # someone else's order does not exist for you
     if principal.role == "seller":
         raise Refused("forbidden", "sellers see orders through their seller reports")
     return o
@@ -165,15 +219,24 @@ async def _load_order(ctx: Context, order_id: str, principal: Principal) -> dict
 async def _load_guest_order(ctx: Context, guest: GuestOrder) -> dict:
     """The order a guest's token opens, if it is still that guest's order (not a user's, same email)."""
     async with ctx.db.connection() as conn:
-        o = await (await conn.execute("SELECT * FROM orders WHERE id = %s", (guest.order_id,))).fetchone()
-    if o is None or o["user_id"] is not None or normalize_email(o["guest_email"] or "") != guest.email:
+        o = await (
+            await conn.execute("SELECT * FROM orders WHERE id = %s", (guest.order_id,))
+        ).fetchone()
+    if (
+        o is None
+        or o["user_id"] is not None
+        or normalize_email(o["guest_email"] or "") != guest.email
+    ):
         raise Refused("not_found", f"no order {guest.order_id}")
     return o
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: str, reader: Principal | GuestOrder = Depends(order_reader("order.read")),
-                    ctx: Context = Depends(get_ctx)) -> dict:
+async def get_order(
+    order_id: str,
+    reader: Principal | GuestOrder = Depends(order_reader("order.read")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """Status, items, shipment and timeline (seed 003 'Track Order'). A guest opens their order with
     the token of the checkout answer (`?token=`, as in its tracking_url)."""
     if isinstance(reader, GuestOrder):
@@ -181,72 +244,162 @@ async def get_order(order_id: str, reader: Principal | GuestOrder = Depends(orde
     else:
         o = await _load_order(ctx, order_id, reader)
     async with ctx.db.connection() as conn:
-        items = await (await conn.execute("SELECT sku, product_id, name, quantity, unit_price, returned_quantity "
-                                          "FROM order_items WHERE order_id = %s ORDER BY id", (order_id,))).fetchall()
-        ship = await (await conn.execute("SELECT * FROM shipments WHERE order_id = %s ORDER BY id DESC LIMIT 1",
-                                         (order_id,))).fetchone()
-        events = await (await conn.execute("SELECT status, location, note, created_at FROM order_events "
-                                           "WHERE order_id = %s ORDER BY id", (order_id,))).fetchall()
-        pays = await (await conn.execute("SELECT kind, amount, status, refunded_amount FROM payments WHERE order_id = %s "
-                                         "ORDER BY id", (order_id,))).fetchall()
+        items = await (
+            await conn.execute(
+                "SELECT sku, product_id, name, quantity, unit_price, returned_quantity "
+                "FROM order_items WHERE order_id = %s ORDER BY id",
+                (order_id,),
+            )
+        ).fetchall()
+        ship = await (
+            await conn.execute(
+                "SELECT * FROM shipments WHERE order_id = %s ORDER BY id DESC LIMIT 1", (order_id,)
+            )
+        ).fetchone()
+        events = await (
+            await conn.execute(
+                "SELECT status, location, note, created_at FROM order_events "
+                "WHERE order_id = %s ORDER BY id",
+                (order_id,),
+            )
+        ).fetchall()
+        pays = await (
+            await conn.execute(
+                "SELECT kind, amount, status, refunded_amount FROM payments WHERE order_id = %s "
+                "ORDER BY id",
+                (order_id,),
+            )
+        ).fetchall()
     shipped = next((e["created_at"] for e in events if e["status"] == "shipped"), None)
     return {
-        "order_id": o["id"], "status": o["status"], "placed_at": o["created_at"].isoformat(),
+        "order_id": o["id"],
+        "status": o["status"],
+        "placed_at": o["created_at"].isoformat(),
         "shipped_at": shipped.isoformat() if shipped else None,
-        "estimated_delivery": o["estimated_delivery"].isoformat() if o["estimated_delivery"] else None,
-        "subtotal": float(o["subtotal"]), "discount": float(o["discount"]), "tax": float(o["tax"]),
-        "shipping": float(o["shipping"]), "grand_total": float(o["grand_total"]), "currency": o["currency"],
-        "shipping_method": o["shipping_method"], "fraud_action": o["fraud_action"],
-        "items": [{"sku": i["sku"], "product_id": i["product_id"], "name": i["name"], "quantity": i["quantity"],
-                   "price": float(i["unit_price"]), "returned": i["returned_quantity"]} for i in items],
-        "payments": [{"kind": p["kind"], "amount": float(p["amount"]), "status": p["status"],
-                      "refunded": float(p["refunded_amount"])} for p in pays],
-        "shipment": None if ship is None else {
-            "shipment_id": ship["id"], "carrier": ship["carrier"], "tracking_number": ship["tracking_number"],
-            "status": ship["status"], "current_location": ship["current_location"],
-            "tracking_url": f"/api/v1/orders/{o['id']}"},
-        "timeline": [{"status": e["status"], "timestamp": e["created_at"].isoformat(),
-                      **({"location": e["location"]} if e["location"] else {}),
-                      **({"note": e["note"]} if e["note"] else {})} for e in events],
+        "estimated_delivery": o["estimated_delivery"].isoformat()
+        if o["estimated_delivery"]
+        else None,
+        "subtotal": float(o["subtotal"]),
+        "discount": float(o["discount"]),
+        "tax": float(o["tax"]),
+        "shipping": float(o["shipping"]),
+        "grand_total": float(o["grand_total"]),
+        "currency": o["currency"],
+        "shipping_method": o["shipping_method"],
+        "fraud_action": o["fraud_action"],
+        "items": [
+            {
+                "sku": i["sku"],
+                "product_id": i["product_id"],
+                "name": i["name"],
+                "quantity": i["quantity"],
+                "price": float(i["unit_price"]),
+                "returned": i["returned_quantity"],
+            }
+            for i in items
+        ],
+        "payments": [
+            {
+                "kind": p["kind"],
+                "amount": float(p["amount"]),
+                "status": p["status"],
+                "refunded": float(p["refunded_amount"]),
+            }
+            for p in pays
+        ],
+        "shipment": None
+        if ship is None
+        else {
+            "shipment_id": ship["id"],
+            "carrier": ship["carrier"],
+            "tracking_number": ship["tracking_number"],
+            "status": ship["status"],
+            "current_location": ship["current_location"],
+            "tracking_url": f"/api/v1/orders/{o['id']}",
+        },
+        "timeline": [
+            {
+                "status": e["status"],
+                "timestamp": e["created_at"].isoformat(),
+                **({"location": e["location"]} if e["location"] else {}),
+                **({"note": e["note"]} if e["note"] else {}),
+            }
+            for e in events
+        ],
     }
 
 
 @router.get("/orders")
-async def order_history(page: int = Query(1, ge=1, le=10_000), limit: int = Query(20, ge=1, le=100),
-                        principal: Principal = Depends(require("order.read")), ctx: Context = Depends(get_ctx)) -> dict:
+async def order_history(
+    page: int = Query(1, ge=1, le=10_000),
+    limit: int = Query(20, ge=1, le=100),
+    principal: Principal = Depends(require("order.read")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """Your orders, newest first (orders that never got past checkout are not listed)."""
     async with ctx.db.connection() as conn:
-        total = (await (await conn.execute("SELECT count(*) AS n FROM orders WHERE user_id = %s AND status <> 'pending'",
-                                           (principal.user_id,))).fetchone())["n"]
-        rows = await (await conn.execute(
-            "SELECT id, status, grand_total, created_at FROM orders WHERE user_id = %s AND status <> 'pending' "
-            "ORDER BY created_at DESC, id LIMIT %s OFFSET %s", (principal.user_id, limit, (page - 1) * limit))).fetchall()
-    return {"orders": [{"order_id": r["id"], "status": r["status"], "grand_total": float(r["grand_total"]),
-                        "placed_at": r["created_at"].isoformat()} for r in rows],
-            "page": page, "limit": limit, "total": total, "total_pages": -(-total // limit)}
+        total = (
+            await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM orders WHERE user_id = %s AND status <> 'pending'",
+                    (principal.user_id,),
+                )
+            ).fetchone()
+        )["n"]
+        rows = await (
+            await conn.execute(
+                "SELECT id, status, grand_total, created_at FROM orders WHERE user_id = %s AND status <> 'pending' "
+                "ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
+                (principal.user_id, limit, (page - 1) * limit),
+            )
+        ).fetchall()
+    return {
+        "orders": [
+            {
+                "order_id": r["id"],
+                "status": r["status"],
+                "grand_total": float(r["grand_total"]),
+                "placed_at": r["created_at"].isoformat(),
+            }
+            for r in rows
+        ],
+        "page": page,
+        "limit": limit,
+        "total": total,
+        "total_pages": -(-total // limit),
+    }
 
 
 # --- changes ---
 
+
 def _aftersales_call(fn):
-    from actors.checkout.aftersales import AfterSalesRefusal
+    from flashmart.actors.checkout.aftersales import AfterSalesRefusal
 
     async def wrapped(*a, **kw):
         try:
             return await fn(*a, **kw)
         except AfterSalesRefusal as exc:
-            raise Refused(exc.reason, exc.message, status=exc.status) from exc  # status: e.g. 502 gateway said no
+            raise Refused(
+                exc.reason, exc.message, status=exc.status
+            ) from exc  # status: e.g. 502 gateway said no
+
     return wrapped
 
 
 @router.post("/orders/{order_id}/cancel")
-async def cancel_order(order_id: str, principal: Principal = Depends(require("order.cancel")),
-                       ctx: Context = Depends(get_ctx)) -> dict:
+async def cancel_order(
+    order_id: str,
+    principal: Principal = Depends(require("order.cancel")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """Before shipment: the units go back to stock and the payment is voided (or refunded)."""
-    from actors.checkout import aftersales
+    from flashmart.actors.checkout import aftersales
 
     await _load_order(ctx, order_id, principal)
-    return await _aftersales_call(aftersales.cancel)(ctx.db, ctx.services["payments"], ctx.services["inventory"], order_id)
+    return await _aftersales_call(aftersales.cancel)(
+        ctx.db, ctx.services["payments"], ctx.services["inventory"], order_id
+    )
 
 
 class ReviewBody(BaseModel):
@@ -255,23 +408,49 @@ class ReviewBody(BaseModel):
 
 
 @router.get("/orders-review")
-async def review_queue(principal: Principal = Depends(require("order.review")), ctx: Context = Depends(get_ctx)) -> dict:
+async def review_queue(
+    principal: Principal = Depends(require("order.review")), ctx: Context = Depends(get_ctx)
+) -> dict:
     """Orders the fraud check held for a person to decide, oldest first."""
     async with ctx.db.connection() as conn:
-        rows = await (await conn.execute("SELECT id, user_id, grand_total, fraud_score, fraud_flags, created_at FROM orders "
-                                         "WHERE status = 'review' ORDER BY created_at LIMIT 100")).fetchall()
-    return {"orders": [{"order_id": r["id"], "user_id": r["user_id"], "grand_total": float(r["grand_total"]),
-                        "fraud_score": float(r["fraud_score"]), "flags": r["fraud_flags"],
-                        "placed_at": r["created_at"].isoformat()} for r in rows]}
+        rows = await (
+            await conn.execute(
+                "SELECT id, user_id, grand_total, fraud_score, fraud_flags, created_at FROM orders "
+                "WHERE status = 'review' ORDER BY created_at LIMIT 100"
+            )
+        ).fetchall()
+    return {
+        "orders": [
+            {
+                "order_id": r["id"],
+                "user_id": r["user_id"],
+                "grand_total": float(r["grand_total"]),
+                "fraud_score": float(r["fraud_score"]),
+                "flags": r["fraud_flags"],
+                "placed_at": r["created_at"].isoformat(),
+            }
+            for r in rows
+        ]
+    }
 
 
 @router.post("/orders/{order_id}/review")
-async def review_order(order_id: str, body: ReviewBody, principal: Principal = Depends(require("order.review")),
-                       ctx: Context = Depends(get_ctx)) -> dict:
-    from actors.checkout import aftersales
+async def review_order(
+    order_id: str,
+    body: ReviewBody,
+    principal: Principal = Depends(require("order.review")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
+    from flashmart.actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.review)(ctx.db, ctx.services["payments"], ctx.services["inventory"],
-                                                     order_id, body.decision == "approve", principal.user_id)
+    return await _aftersales_call(aftersales.review)(
+        ctx.db,
+        ctx.services["payments"],
+        ctx.services["inventory"],
+        order_id,
+        body.decision == "approve",
+        principal.user_id,
+    )
 
 
 class RefundBody(BaseModel):
@@ -281,12 +460,18 @@ class RefundBody(BaseModel):
 
 
 @router.post("/orders/{order_id}/refunds")
-async def refund_order(order_id: str, body: RefundBody, principal: Principal = Depends(require("refund.issue")),
-                       ctx: Context = Depends(get_ctx)) -> dict:
+async def refund_order(
+    order_id: str,
+    body: RefundBody,
+    principal: Principal = Depends(require("refund.issue")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """A partial (or full) refund to the card, then to gift card / store credit; never more than was paid."""
-    from actors.checkout import aftersales
+    from flashmart.actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.refund)(ctx.db, ctx.services["payments"], order_id, body.amount, body.reason)
+    return await _aftersales_call(aftersales.refund)(
+        ctx.db, ctx.services["payments"], order_id, body.amount, body.reason
+    )
 
 
 class ReturnItem(BaseModel):
@@ -302,57 +487,83 @@ class ReturnBody(BaseModel):
 
 
 @router.post("/orders/{order_id}/returns", status_code=201)
-async def request_return(order_id: str, body: ReturnBody, principal: Principal = Depends(require("return.request")),
-                         ctx: Context = Depends(get_ctx)) -> dict:
-    from actors.checkout import aftersales
+async def request_return(
+    order_id: str,
+    body: ReturnBody,
+    principal: Principal = Depends(require("return.request")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
+    from flashmart.actors.checkout import aftersales
 
     await _load_order(ctx, order_id, principal)
-    return await _aftersales_call(aftersales.request_return)(ctx.db, order_id, [i.model_dump() for i in body.items],
-                                                             body.reason)
+    return await _aftersales_call(aftersales.request_return)(
+        ctx.db, order_id, [i.model_dump() for i in body.items], body.reason
+    )
 
 
 @router.post("/returns/{return_id}/approve")
-async def approve_return(return_id: int, principal: Principal = Depends(require("return.review")),
-                         ctx: Context = Depends(get_ctx)) -> dict:
+async def approve_return(
+    return_id: int,
+    principal: Principal = Depends(require("return.review")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """Restock the returned units and refund their price (with their share of discount and tax). If the
     gateway fails (503/502) the return stays approved, units restocked: approving it again finishes the refund."""
-    from actors.checkout import aftersales
+    from flashmart.actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.approve_return)(ctx.db, ctx.services["payments"], ctx.services["inventory"],
-                                                             return_id)
+    return await _aftersales_call(aftersales.approve_return)(
+        ctx.db, ctx.services["payments"], ctx.services["inventory"], return_id
+    )
 
 
 class ShipmentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     carrier: str = Field("flashmart-post", min_length=1, max_length=50)
-    courier_id: int | None = Field(None, ge=1, le=2**62, description="the courier who reports its progress")
+    courier_id: int | None = Field(
+        None, ge=1, le=2**62, description="the courier who reports its progress"
+    )
 
 
 @router.post("/orders/{order_id}/shipments", status_code=201)
-async def create_shipment(order_id: str, body: ShipmentBody, principal: Principal = Depends(require("shipment.assign")),
-                          ctx: Context = Depends(get_ctx)) -> dict:
+async def create_shipment(
+    order_id: str,
+    body: ShipmentBody,
+    principal: Principal = Depends(require("shipment.assign")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """An admin creates the shipment of a confirmed order and assigns it to a courier."""
-    from actors.checkout import aftersales
+    from flashmart.actors.checkout import aftersales
 
     if body.courier_id is not None:
         async with ctx.db.connection() as conn:
-            row = await (await conn.execute("SELECT role FROM users WHERE id = %s", (body.courier_id,))).fetchone()
+            row = await (
+                await conn.execute("SELECT role FROM users WHERE id = %s", (body.courier_id,))
+            ).fetchone()
         if row is None or row["role"] != "courier":
             raise Refused("invalid", f"user {body.courier_id} is not a courier", status=422)
-    return await _aftersales_call(aftersales.create_shipment)(ctx.db, order_id, body.carrier, body.courier_id)
+    return await _aftersales_call(aftersales.create_shipment)(
+        ctx.db, order_id, body.carrier, body.courier_id
+    )
 
 
 @router.get("/shipments")
-async def list_shipments(principal: Principal = Depends(require("shipment.update")), ctx: Context = Depends(get_ctx),
-                         limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0, le=1_000_000)) -> dict:
+async def list_shipments(
+    principal: Principal = Depends(require("shipment.update")),
+    ctx: Context = Depends(get_ctx),
+    limit: int = Query(50, ge=1, le=200),
+    offset: int = Query(0, ge=0, le=1_000_000),
+) -> dict:
     """A courier's assigned shipments (an admin sees all), newest first."""
     mine = principal.role == "courier"
     async with ctx.db.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT s.id AS shipment_id, s.order_id, s.carrier, s.tracking_number, s.status, s.current_location, "
-            "o.shipping_address FROM shipments s JOIN orders o ON o.id = s.order_id "
-            "WHERE (NOT %s OR s.courier_id = %s) ORDER BY s.id DESC LIMIT %s OFFSET %s",
-            (mine, principal.user_id, limit, offset))).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT s.id AS shipment_id, s.order_id, s.carrier, s.tracking_number, s.status, s.current_location, "
+                "o.shipping_address FROM shipments s JOIN orders o ON o.id = s.order_id "
+                "WHERE (NOT %s OR s.courier_id = %s) ORDER BY s.id DESC LIMIT %s OFFSET %s",
+                (mine, principal.user_id, limit, offset),
+            )
+        ).fetchall()
     return {"shipments": rows, "limit": limit, "offset": offset}
 
 
@@ -363,10 +574,15 @@ class ShipmentEventBody(BaseModel):
 
 
 @router.post("/shipments/{shipment_id}/events")
-async def shipment_event(shipment_id: int, body: ShipmentEventBody,
-                         principal: Principal = Depends(require("shipment.update")), ctx: Context = Depends(get_ctx)) -> dict:
+async def shipment_event(
+    shipment_id: int,
+    body: ShipmentEventBody,
+    principal: Principal = Depends(require("shipment.update")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """The assigned courier (or an admin) reports progress; it feeds the order's timeline and tracking view."""
-    from actors.checkout import aftersales
+    from flashmart.actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.shipment_event)(ctx.db, shipment_id, body.status, body.location,
-                                                             principal.user_id, principal.role)
+    return await _aftersales_call(aftersales.shipment_event)(
+        ctx.db, shipment_id, body.status, body.location, principal.user_id, principal.role
+    )

@@ -1,4 +1,5 @@
 """Stripe webhooks (signature verified), saved payment methods, gift cards, store credit, coupons."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -8,18 +9,21 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve.auth import Principal, require
-from serve.context import Context, get_ctx
-from serve.errors import Refused
-from serve.ratelimit import rate_limit
+from flashmart.serve.auth import Principal, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
+from flashmart.serve.ratelimit import rate_limit
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
 WEBHOOK_BODY_MAX = 256 * 1024
 
 
 @router.post("/payments/webhook")
-async def stripe_webhook(request: Request, stripe_signature: str = Header(..., alias="Stripe-Signature"),
-                         ctx: Context = Depends(get_ctx)) -> dict:
+async def stripe_webhook(
+    request: Request,
+    stripe_signature: str = Header(..., alias="Stripe-Signature"),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """Stripe tells us what happened to an intent, also what was done outside flashmart (a dashboard
     refund, an authorisation cancelled at the gateway). Only a correctly signed event is applied, and
     only once (Stripe delivers at least once): the event id is recorded in the same transaction."""
@@ -29,96 +33,148 @@ async def stripe_webhook(request: Request, stripe_signature: str = Header(..., a
     if len(payload) > WEBHOOK_BODY_MAX:
         raise Refused("too_large", "webhook payload too large")
     try:
-        event = stripe.Webhook.construct_event(payload, stripe_signature, ctx.settings.stripe_webhook_secret)
+        event = stripe.Webhook.construct_event(
+            payload, stripe_signature, ctx.settings.stripe_webhook_secret
+        )
     except stripe.SignatureVerificationError as exc:
-        raise Refused("bad_request", f"webhook signature rejected: {exc.user_message or exc}") from exc
+        raise Refused(
+            "bad_request", f"webhook signature rejected: {exc.user_message or exc}"
+        ) from exc
     except ValueError as exc:
         raise Refused("bad_request", f"webhook rejected: the body is not JSON ({exc})") from exc
     try:
         event_id, event_type = str(event["id"]), str(event["type"])
         obj = event["data"]["object"].to_dict()
     except (KeyError, AttributeError, TypeError) as exc:
-        raise Refused("bad_request", f"webhook rejected: not a Stripe event (missing {exc})") from exc
+        raise Refused(
+            "bad_request", f"webhook rejected: not a Stripe event (missing {exc})"
+        ) from exc
     pi = obj.get("id") if obj.get("object") == "payment_intent" else obj.get("payment_intent")
     async with ctx.db.connection() as conn, conn.transaction():
-        cur = await conn.execute("INSERT INTO gateway_events (id, type) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id",
-                                 (event_id, event_type))
+        cur = await conn.execute(
+            "INSERT INTO gateway_events (id, type) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id",
+            (event_id, event_type),
+        )
         duplicate = await cur.fetchone() is None
         if not duplicate and pi:
             await _apply_gateway_event(conn, event_type, str(pi), obj)
     if event_type == "payment_intent.canceled" and pi:
-        await _cancel_order_left_without_authorisation(ctx, str(pi))  # idempotent: retried on a replay too
+        await _cancel_order_left_without_authorisation(
+            ctx, str(pi)
+        )  # idempotent: retried on a replay too
     return {"received": True, "type": event_type, **({"duplicate": True} if duplicate else {})}
 
 
 async def _apply_gateway_event(conn, event_type: str, pi: str, obj: dict) -> None:
-    from actors.checkout import aftersales
+    from flashmart.actors.checkout import aftersales
 
     # the order row, then the payment row, are locked in the order refund/cancel lock them before calling
     # the gateway: an event about our own refund waits for that refund's transaction and then finds its
     # refunds row, and the two transactions cannot deadlock
-    order = await (await conn.execute("SELECT o.* FROM payments p JOIN orders o ON o.id = p.order_id "
-                                      "WHERE p.payment_intent_id = %s FOR UPDATE OF o", (pi,))).fetchone()
+    order = await (
+        await conn.execute(
+            "SELECT o.* FROM payments p JOIN orders o ON o.id = p.order_id "
+            "WHERE p.payment_intent_id = %s FOR UPDATE OF o",
+            (pi,),
+        )
+    ).fetchone()
     if order is None:
         return  # not one of ours (another integration on the same account): acknowledged, ignored
-    cur = await conn.execute("SELECT * FROM payments WHERE payment_intent_id = %s FOR UPDATE", (pi,))
+    cur = await conn.execute(
+        "SELECT * FROM payments WHERE payment_intent_id = %s FOR UPDATE", (pi,)
+    )
     pay = await cur.fetchone()
     if event_type == "payment_intent.canceled":
-        cur = await conn.execute("UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s "
-                                 "AND status = 'authorised' RETURNING id", (pay["id"],))
+        cur = await conn.execute(
+            "UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s "
+            "AND status = 'authorised' RETURNING id",
+            (pay["id"],),
+        )
         if await cur.fetchone():
-            await aftersales.order_event(conn, pay["order_id"], "payment_voided",
-                                         "the card authorisation was cancelled at the payment gateway", topic=False)
+            await aftersales.order_event(
+                conn,
+                pay["order_id"],
+                "payment_voided",
+                "the card authorisation was cancelled at the payment gateway",
+                topic=False,
+            )
     elif event_type == "payment_intent.succeeded" and obj.get("amount_received"):
-        await conn.execute("UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s "
-                           "AND status = 'authorised'", (pay["id"],))
+        await conn.execute(
+            "UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s "
+            "AND status = 'authorised'",
+            (pay["id"],),
+        )
     elif event_type == "payment_intent.payment_failed":
-        await conn.execute("UPDATE payments SET status = 'failed', updated_at = now() WHERE id = %s "
-                           "AND status = 'authorised'", (pay["id"],))
+        await conn.execute(
+            "UPDATE payments SET status = 'failed', updated_at = now() WHERE id = %s "
+            "AND status = 'authorised'",
+            (pay["id"],),
+        )
     elif event_type == "charge.refunded":
         new = Decimal(0)
         for r in (obj.get("refunds") or {}).get("data") or []:
             cur = await conn.execute(
                 "INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) VALUES (%s,%s,%s,%s) "
                 "ON CONFLICT (gateway_refund_id) DO NOTHING RETURNING amount",
-                (pay["order_id"], pay["id"], r["id"], Decimal(r["amount"]) / 100))
+                (pay["order_id"], pay["id"], r["id"], Decimal(r["amount"]) / 100),
+            )
             row = await cur.fetchone()
             new += row["amount"] if row else 0
         refunded = min(Decimal(obj.get("amount_refunded", 0)) / 100, pay["amount"])
         await conn.execute(
             "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, %s), status = CASE WHEN "
             "GREATEST(refunded_amount, %s) >= amount THEN 'refunded' ELSE 'partially_refunded' END, updated_at = now() "
-            "WHERE id = %s", (refunded, refunded, pay["id"]))
-        if new > 0:  # a refund made outside flashmart (the Stripe dashboard): the order's status and timeline follow
+            "WHERE id = %s",
+            (refunded, refunded, pay["id"]),
+        )
+        if (
+            new > 0
+        ):  # a refund made outside flashmart (the Stripe dashboard): the order's status and timeline follow
             status = await aftersales.settle_status(conn, order)
-            await aftersales.refund_event(conn, pay["order_id"], status, f"{new} refunded at the payment gateway")
+            await aftersales.refund_event(
+                conn, pay["order_id"], status, f"{new} refunded at the payment gateway"
+            )
 
 
 async def _cancel_order_left_without_authorisation(ctx: Context, pi: str) -> None:
     """An order waiting for a fraud review holds an authorisation, not money. Cancelled at the gateway,
     it can never be captured: cancel the order (units back to stock, gift card / store credit back)."""
-    from actors.checkout import aftersales
+    from flashmart.actors.checkout import aftersales
 
     async with ctx.db.connection() as conn:
-        row = await (await conn.execute("SELECT o.id FROM payments p JOIN orders o ON o.id = p.order_id WHERE "
-                                        "p.payment_intent_id = %s AND p.status = 'voided' AND o.status = 'review'",
-                                        (pi,))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT o.id FROM payments p JOIN orders o ON o.id = p.order_id WHERE "
+                "p.payment_intent_id = %s AND p.status = 'voided' AND o.status = 'review'",
+                (pi,),
+            )
+        ).fetchone()
     if row is None:
         return
     try:
-        await aftersales.cancel(ctx.db, ctx.services["payments"], ctx.services["inventory"], row["id"])
+        await aftersales.cancel(
+            ctx.db, ctx.services["payments"], ctx.services["inventory"], row["id"]
+        )
     except aftersales.AfterSalesRefusal as exc:
         if exc.reason != "conflict":  # conflict: someone else settled it meanwhile
-            raise Refused("unavailable", f"could not cancel order {row['id']} yet: {exc.message}") from exc
+            raise Refused(
+                "unavailable", f"could not cancel order {row['id']} yet: {exc.message}"
+            ) from exc
 
 
 @router.get("/payments/methods")
-async def my_payment_methods(principal: Principal = Depends(require("order.checkout")),
-                             ctx: Context = Depends(get_ctx)) -> dict:
+async def my_payment_methods(
+    principal: Principal = Depends(require("order.checkout")), ctx: Context = Depends(get_ctx)
+) -> dict:
     """Gateway tokens you have paid with (no card data is ever stored)."""
     async with ctx.db.connection() as conn:
-        rows = await (await conn.execute("SELECT token, brand, last_four, first_used_at FROM payment_methods "
-                                         "WHERE user_id = %s ORDER BY first_used_at DESC", (principal.user_id,))).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT token, brand, last_four, first_used_at FROM payment_methods "
+                "WHERE user_id = %s ORDER BY first_used_at DESC",
+                (principal.user_id,),
+            )
+        ).fetchall()
     return {"methods": [{**r, "first_used_at": r["first_used_at"].isoformat()} for r in rows]}
 
 
@@ -133,30 +189,46 @@ def new_gift_card_code() -> str:
     import secrets
 
     raw = "".join(secrets.choice(GIFT_CODE_ALPHABET) for _ in range(16))
-    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
 
 
 class GiftCardBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str | None = Field(None, min_length=GIFT_CODE_MIN_CHARS, max_length=64, pattern=r"^[A-Za-z0-9-]+$",
-                             description="leave out to have an unguessable code generated")
+    code: str | None = Field(
+        None,
+        min_length=GIFT_CODE_MIN_CHARS,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="leave out to have an unguessable code generated",
+    )
     amount: Decimal = Field(..., gt=0, le=10_000, max_digits=12, decimal_places=2)
     expires_at: dt.datetime | None = None
 
 
 @router.post("/gift-cards", status_code=201)
-async def create_gift_card(body: GiftCardBody, principal: Principal = Depends(require("promotion.write")),
-                           ctx: Context = Depends(get_ctx)) -> dict:
+async def create_gift_card(
+    body: GiftCardBody,
+    principal: Principal = Depends(require("promotion.write")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     code = body.code or new_gift_card_code()
     async with ctx.db.connection() as conn, conn.transaction():
-        cur = await conn.execute("INSERT INTO credit_accounts (id, kind, balance, expires_at) VALUES (%s,'gift_card',%s,%s) "
-                                 "ON CONFLICT DO NOTHING RETURNING id", (f"gc:{code}", body.amount, body.expires_at))
+        cur = await conn.execute(
+            "INSERT INTO credit_accounts (id, kind, balance, expires_at) VALUES (%s,'gift_card',%s,%s) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            (f"gc:{code}", body.amount, body.expires_at),
+        )
         if await cur.fetchone() is None:
             raise Refused("conflict", f"gift card {code} exists")
-        await conn.execute("INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, 'issued')",
-                           (f"gc:{code}", body.amount))
-    return {"code": code, "balance": float(body.amount),
-            "expires_at": body.expires_at.isoformat() if body.expires_at else None}
+        await conn.execute(
+            "INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, 'issued')",
+            (f"gc:{code}", body.amount),
+        )
+    return {
+        "code": code,
+        "balance": float(body.amount),
+        "expires_at": body.expires_at.isoformat() if body.expires_at else None,
+    }
 
 
 class GiftCardCode(BaseModel):
@@ -165,18 +237,28 @@ class GiftCardCode(BaseModel):
 
 
 @router.post("/gift-cards/balance", dependencies=[Depends(rate_limit("giftcard"))])
-async def gift_card_balance(body: GiftCardCode, principal: Principal = Depends(require("order.checkout")),
-                            ctx: Context = Depends(get_ctx)) -> dict:
+async def gift_card_balance(
+    body: GiftCardCode,
+    principal: Principal = Depends(require("order.checkout")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     """What is left on a gift card. POST, not GET: the code is a secret and stays out of URLs and logs.
     Signed-in buyers only, so every check counts against an account (giftcard.user: 10, then one per
     10 s); an unknown code and an expired one answer the same 404."""
     async with ctx.db.connection() as conn:
-        row = await (await conn.execute("SELECT balance, expires_at FROM credit_accounts WHERE id = %s AND kind = "
-                                        "'gift_card' AND (expires_at IS NULL OR expires_at > now())",
-                                        (f"gc:{body.code.strip()}",))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT balance, expires_at FROM credit_accounts WHERE id = %s AND kind = "
+                "'gift_card' AND (expires_at IS NULL OR expires_at > now())",
+                (f"gc:{body.code.strip()}",),
+            )
+        ).fetchone()
     if row is None:
         raise Refused("not_found", "no usable gift card with that code")
-    return {"balance": float(row["balance"]), "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None}
+    return {
+        "balance": float(row["balance"]),
+        "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
+    }
 
 
 class StoreCreditBody(BaseModel):
@@ -187,25 +269,36 @@ class StoreCreditBody(BaseModel):
 
 
 @router.post("/store-credit", status_code=201)
-async def grant_store_credit(body: StoreCreditBody, principal: Principal = Depends(require("promotion.write")),
-                             ctx: Context = Depends(get_ctx)) -> dict:
+async def grant_store_credit(
+    body: StoreCreditBody,
+    principal: Principal = Depends(require("promotion.write")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     acct = f"sc:{body.user_id}"
     async with ctx.db.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "INSERT INTO credit_accounts (id, kind, user_id, balance) VALUES (%s, 'store_credit', %s, %s) "
             "ON CONFLICT (id) DO UPDATE SET balance = credit_accounts.balance + EXCLUDED.balance RETURNING balance",
-            (acct, body.user_id, body.amount))
+            (acct, body.user_id, body.amount),
+        )
         balance = (await cur.fetchone())["balance"]
-        await conn.execute("INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, %s)",
-                           (acct, body.amount, body.reason))
+        await conn.execute(
+            "INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, %s)",
+            (acct, body.amount, body.reason),
+        )
     return {"user_id": body.user_id, "balance": float(balance)}
 
 
 @router.get("/store-credit")
-async def my_store_credit(principal: Principal = Depends(require("order.checkout")), ctx: Context = Depends(get_ctx)) -> dict:
+async def my_store_credit(
+    principal: Principal = Depends(require("order.checkout")), ctx: Context = Depends(get_ctx)
+) -> dict:
     async with ctx.db.connection() as conn:
-        row = await (await conn.execute("SELECT balance FROM credit_accounts WHERE id = %s",
-                                        (f"sc:{principal.user_id}",))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT balance FROM credit_accounts WHERE id = %s", (f"sc:{principal.user_id}",)
+            )
+        ).fetchone()
     return {"balance": float(row["balance"]) if row else 0.0}
 
 
@@ -223,21 +316,35 @@ class CouponBody(BaseModel):
     @field_validator("expires_at")
     @classmethod
     def _future(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and (value.tzinfo is None or value <= dt.datetime.now(dt.timezone.utc)):
-            raise ValueError("expires_at must be a future time with a timezone, e.g. 2030-01-01T00:00:00Z")
+        if value is not None and (value.tzinfo is None or value <= dt.datetime.now(dt.UTC)):
+            raise ValueError(
+                "expires_at must be a future time with a timezone, e.g. 2030-01-01T00:00:00Z"
+            )
         return value
 
 
 @router.post("/coupons", status_code=201)
-async def create_coupon(body: CouponBody, principal: Principal = Depends(require("promotion.write")),
-                        ctx: Context = Depends(get_ctx)) -> dict:
+async def create_coupon(
+    body: CouponBody,
+    principal: Principal = Depends(require("promotion.write")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
     if body.kind == "percentage" and body.value > 100:
         raise Refused("invalid", "a percentage coupon is at most 100")
     async with ctx.db.connection() as conn:
         cur = await conn.execute(
             "INSERT INTO coupons (code, kind, value, min_spend, expires_at, per_user_limit, total_limit) "
             "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING code",
-            (body.code, body.kind, body.value, body.min_spend, body.expires_at, body.per_user_limit, body.total_limit))
+            (
+                body.code,
+                body.kind,
+                body.value,
+                body.min_spend,
+                body.expires_at,
+                body.per_user_limit,
+                body.total_limit,
+            ),
+        )
         if await cur.fetchone() is None:
             raise Refused("conflict", f"coupon {body.code} exists")
     return body.model_dump(mode="json")

@@ -7,6 +7,7 @@ is exact under concurrency, and what happens to the generator's seeded ratings).
 product's cached page is dropped and it is queued for re-indexing, so search's min_rating and
 rating sort see the new average within about a second.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -15,18 +16,18 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve.auth import Principal, client_ip, require
-from serve.context import Context, get_ctx
-from serve.errors import Refused
-from serve.product_changes import product_changed
-from storage import reviews_postgres as rv
-from storage.audit import audit
+from flashmart.serve.auth import Principal, client_ip, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
+from flashmart.serve.product_changes import product_changed
+from flashmart.storage import reviews_postgres as rv
+from flashmart.storage.audit import audit
 
 router = APIRouter(prefix="/api/v1", tags=["reviews"])
 
 TITLE_MAX, BODY_MAX = 120, 5_000
 PAGE_MAX, LIMIT_MAX = 500, 50
-ID_MAX = 2**63 - 1   # bigint: a larger id names nothing (and must not reach PostgreSQL as an error)
+ID_MAX = 2**63 - 1  # bigint: a larger id names nothing (and must not reach PostgreSQL as an error)
 
 
 def _stripped(value: str | None) -> str | None:
@@ -43,7 +44,7 @@ class ReviewIn(BaseModel):
     @field_validator("title")
     @classmethod
     def _title(cls, v: str | None) -> str | None:
-        return _stripped(v) or None   # a blank title is no title
+        return _stripped(v) or None  # a blank title is no title
 
     @field_validator("body")
     @classmethod
@@ -85,9 +86,16 @@ def _iso(value: datetime) -> str:
 
 
 def _review(row: dict, author: str | None = None) -> dict:
-    out = {"review_id": row["id"], "product_id": row["product_id"], "rating": row["rating"],
-           "title": row["title"], "body": row["body"], "verified_purchase": True,
-           "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"])}
+    out = {
+        "review_id": row["id"],
+        "product_id": row["product_id"],
+        "rating": row["rating"],
+        "title": row["title"],
+        "body": row["body"],
+        "verified_purchase": True,
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
     if author is not None:
         out["author"] = author
     return out
@@ -100,9 +108,16 @@ def _check_id(value: int, what: str) -> None:
 
 # --- buyers ---------------------------------------------------------------------------------------
 
-@router.post("/products/{product_id}/reviews", status_code=201, responses={403: {}, 404: {}, 409: {}})
-async def create_review(product_id: int, body: ReviewIn, ctx: Context = Depends(get_ctx),
-                        principal: Principal = Depends(require("review.write"))) -> dict:
+
+@router.post(
+    "/products/{product_id}/reviews", status_code=201, responses={403: {}, 404: {}, 409: {}}
+)
+async def create_review(
+    product_id: int,
+    body: ReviewIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("review.write")),
+) -> dict:
     """Review a product you bought (an order of yours from confirmation on contains it); once per
     product: change or withdraw it with PATCH / DELETE .../reviews/mine."""
     _check_id(product_id, "product")
@@ -110,21 +125,31 @@ async def create_review(product_id: int, body: ReviewIn, ctx: Context = Depends(
         if await rv.lock_product(conn, product_id) is None:
             raise Refused("not_found", f"product {product_id} does not exist")
         if not await rv.has_bought(conn, principal.user_id, product_id):
-            raise Refused("forbidden", f"only customers who bought product {product_id} may review it "
-                                       "(no confirmed order of yours contains it)")
+            raise Refused(
+                "forbidden",
+                f"only customers who bought product {product_id} may review it "
+                "(no confirmed order of yours contains it)",
+            )
         row = await rv.insert_review(conn, product_id, principal.user_id, body.model_dump())
         if row is None:
-            raise Refused("conflict", f"you have already reviewed product {product_id}: change it with "
-                                      f"PATCH /api/v1/products/{product_id}/reviews/mine or delete it with "
-                                      f"DELETE /api/v1/products/{product_id}/reviews/mine")
+            raise Refused(
+                "conflict",
+                f"you have already reviewed product {product_id}: change it with "
+                f"PATCH /api/v1/products/{product_id}/reviews/mine or delete it with "
+                f"DELETE /api/v1/products/{product_id}/reviews/mine",
+            )
         summary = await rv.recompute(conn, product_id)
     await product_changed(ctx, [product_id])
     return {"review": _review(row), "summary": summary}
 
 
 @router.patch("/products/{product_id}/reviews/mine", responses={404: {}})
-async def update_my_review(product_id: int, body: ReviewPatch, ctx: Context = Depends(get_ctx),
-                           principal: Principal = Depends(require("review.write"))) -> dict:
+async def update_my_review(
+    product_id: int,
+    body: ReviewPatch,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("review.write")),
+) -> dict:
     """Change your review of the product (rating, title, body; send only what changes)."""
     changes = body.model_dump(exclude_unset=True)
     if not changes:
@@ -145,8 +170,11 @@ async def update_my_review(product_id: int, body: ReviewPatch, ctx: Context = De
 
 
 @router.delete("/products/{product_id}/reviews/mine", responses={404: {}})
-async def delete_my_review(product_id: int, ctx: Context = Depends(get_ctx),
-                           principal: Principal = Depends(require("review.write"))) -> dict:
+async def delete_my_review(
+    product_id: int,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("review.write")),
+) -> dict:
     """Withdraw your review of the product (you may write a new one afterwards)."""
     _check_id(product_id, "product")
     async with ctx.db.connection() as conn, conn.transaction():
@@ -162,11 +190,15 @@ async def delete_my_review(product_id: int, ctx: Context = Depends(get_ctx),
 
 # --- everybody ------------------------------------------------------------------------------------
 
+
 @router.get("/products/{product_id}/reviews", responses={404: {}})
-async def list_reviews(product_id: int, ctx: Context = Depends(get_ctx),
-                       page: int = Query(1, ge=1, le=PAGE_MAX),
-                       limit: int = Query(10, ge=1, le=LIMIT_MAX),
-                       sort: Literal["newest", "highest", "lowest"] = Query("newest")) -> dict:
+async def list_reviews(
+    product_id: int,
+    ctx: Context = Depends(get_ctx),
+    page: int = Query(1, ge=1, le=PAGE_MAX),
+    limit: int = Query(10, ge=1, le=LIMIT_MAX),
+    sort: Literal["newest", "highest", "lowest"] = Query("newest"),
+) -> dict:
     """A page of the product's reviews and its rating summary (average, count, per-star histogram).
     summary.source is "reviews" once real buyers reviewed it, else "catalog" (a seeded rating)."""
     _check_id(product_id, "product")
@@ -178,17 +210,29 @@ async def list_reviews(product_id: int, ctx: Context = Depends(get_ctx),
             raise Refused("not_found", f"product {product_id} does not exist")
         rows = await rv.list_reviews(conn, product_id, sort, limit, (page - 1) * limit)
     total = summary["count"] if summary["source"] == "reviews" else 0
-    return {"product_id": product_id, "reviews": [_review(r, _author(r["author_name"])) for r in rows],
-            "total": total, "page": page, "limit": limit, "sort": sort, "total_pages": -(-total // limit),
-            "summary": summary}
+    return {
+        "product_id": product_id,
+        "reviews": [_review(r, _author(r["author_name"])) for r in rows],
+        "total": total,
+        "page": page,
+        "limit": limit,
+        "sort": sort,
+        "total_pages": -(-total // limit),
+        "summary": summary,
+    }
 
 
 # --- moderation -----------------------------------------------------------------------------------
 
+
 @router.delete("/reviews/{review_id}", responses={404: {}})
-async def remove_review(review_id: int, request: Request, ctx: Context = Depends(get_ctx),
-                        reason: str | None = Query(None, max_length=500, description="why, for the audit log"),
-                        principal: Principal = Depends(require("review.moderate"))) -> dict:
+async def remove_review(
+    review_id: int,
+    request: Request,
+    ctx: Context = Depends(get_ctx),
+    reason: str | None = Query(None, max_length=500, description="why, for the audit log"),
+    principal: Principal = Depends(require("review.moderate")),
+) -> dict:
     """Support/admin: remove an abusive review. The product's aggregates follow; the audit log keeps
     the removed text and who removed it."""
     _check_id(review_id, "review")
@@ -197,13 +241,26 @@ async def remove_review(review_id: int, request: Request, ctx: Context = Depends
         if found is None:
             raise Refused("not_found", f"review {review_id} does not exist")
         product_id = found["product_id"]
-        await rv.lock_product(conn, product_id)   # lock order of every review write: product first
+        await rv.lock_product(conn, product_id)  # lock order of every review write: product first
         row = await rv.delete_review(conn, product_id, review_id=review_id)
-        if row is None:   # its author withdrew it meanwhile
+        if row is None:  # its author withdrew it meanwhile
             raise Refused("not_found", f"review {review_id} does not exist")
         summary = await rv.recompute(conn, product_id)
-        await audit(conn, principal.user_id, "review.remove", "review", review_id,
-                    {"product_id": product_id, "author_id": row["user_id"], "rating": row["rating"],
-                     "title": row["title"], "body": row["body"], "reason": reason}, client_ip(request))
+        await audit(
+            conn,
+            principal.user_id,
+            "review.remove",
+            "review",
+            review_id,
+            {
+                "product_id": product_id,
+                "author_id": row["user_id"],
+                "rating": row["rating"],
+                "title": row["title"],
+                "body": row["body"],
+                "reason": reason,
+            },
+            client_ip(request),
+        )
     await product_changed(ctx, [product_id])
     return {"deleted": review_id, "product_id": product_id, "summary": summary}

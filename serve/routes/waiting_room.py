@@ -1,15 +1,16 @@
 """Flash-sale waiting room: buyers join the queue of a hot SKU and poll their position."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve.auth import Principal, client_ip, require
-from serve.context import Context, get_ctx
-from serve.errors import Refused
-from serve.ratelimit import rate_limit
-from serve.waiting_room import close_room, open_room, room_status
-from storage.audit import audit
+from flashmart.serve.auth import Principal, client_ip, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
+from flashmart.serve.ratelimit import rate_limit
+from flashmart.serve.waiting_room import close_room, open_room, room_status
+from flashmart.storage.audit import audit
 
 router = APIRouter(prefix="/api/v1/flash-sales", tags=["waiting room"])
 
@@ -43,10 +44,17 @@ def _out(st) -> QueueOut:
     return QueueOut(**{k: v for k, v in st.as_dict().items() if k in QueueOut.model_fields})
 
 
-@router.post("/{sku}/queue", response_model=QueueOut, dependencies=[Depends(rate_limit("queue"))],
-             responses={404: {"description": "no waiting room is open for this SKU"}})
-async def join_queue(sku: str = SKU, ctx: Context = Depends(get_ctx),
-                     principal: Principal = Depends(require("waiting_room.join"))) -> QueueOut:
+@router.post(
+    "/{sku}/queue",
+    response_model=QueueOut,
+    dependencies=[Depends(rate_limit("queue"))],
+    responses={404: {"description": "no waiting room is open for this SKU"}},
+)
+async def join_queue(
+    sku: str = SKU,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("waiting_room.join")),
+) -> QueueOut:
     """Join the queue (idempotent: joining again keeps your place)."""
     st = await room_status(ctx.redis, ctx.settings, sku, principal.user_id, join=True)
     if st.status == "closed":
@@ -54,10 +62,16 @@ async def join_queue(sku: str = SKU, ctx: Context = Depends(get_ctx),
     return _out(st)
 
 
-@router.get("/{sku}/queue", response_model=QueueOut,
-            responses={404: {"description": "no room, or you have not joined it"}})
-async def my_place(sku: str = SKU, ctx: Context = Depends(get_ctx),
-                   principal: Principal = Depends(require("waiting_room.join"))) -> QueueOut:
+@router.get(
+    "/{sku}/queue",
+    response_model=QueueOut,
+    responses={404: {"description": "no room, or you have not joined it"}},
+)
+async def my_place(
+    sku: str = SKU,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("waiting_room.join")),
+) -> QueueOut:
     st = await room_status(ctx.redis, ctx.settings, sku, principal.user_id, join=False)
     if st.status == "closed":
         raise Refused("not_found", f"no waiting room is open for {sku}")
@@ -67,30 +81,50 @@ async def my_place(sku: str = SKU, ctx: Context = Depends(get_ctx),
 
 
 async def _check_owner(ctx: Context, principal: Principal, sku: str) -> None:
-    from serve.routes.inventory import _check_sku_owner  # sellers manage only their own SKUs
+    from flashmart.serve.routes.inventory import (
+        _check_sku_owner,
+    )  # sellers manage only their own SKUs
 
     await _check_sku_owner(ctx, principal, sku)
 
 
 @router.put("/{sku}/waiting-room", response_model=RoomOut)
-async def open_waiting_room(request: Request, body: RoomIn, sku: str = SKU, ctx: Context = Depends(get_ctx),
-                            principal: Principal = Depends(require("flash_sale.write"))) -> RoomOut:
+async def open_waiting_room(
+    request: Request,
+    body: RoomIn,
+    sku: str = SKU,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("flash_sale.write")),
+) -> RoomOut:
     """Open (or retune) the waiting room of a SKU: from now on buying it needs an admission."""
     await _check_owner(ctx, principal, sku)
     rate = body.admit_per_s or ctx.settings.waiting_room_admit_per_s
     ttl_s = body.admission_ttl_s or ctx.settings.waiting_room_admission_ttl_s
     await open_room(ctx.redis, ctx.settings, sku, admit_per_s=rate, admission_ttl_s=ttl_s)
     async with ctx.db.connection() as conn:
-        await audit(conn, principal.user_id, "waiting_room.open", "sku", sku,
-                    {"admit_per_s": rate, "admission_ttl_s": ttl_s}, client_ip(request))
+        await audit(
+            conn,
+            principal.user_id,
+            "waiting_room.open",
+            "sku",
+            sku,
+            {"admit_per_s": rate, "admission_ttl_s": ttl_s},
+            client_ip(request),
+        )
     return RoomOut(sku=sku, open=True, admit_per_s=rate, admission_ttl_s=ttl_s)
 
 
 @router.delete("/{sku}/waiting-room", response_model=RoomOut)
-async def close_waiting_room(request: Request, sku: str = SKU, ctx: Context = Depends(get_ctx),
-                             principal: Principal = Depends(require("flash_sale.write"))) -> RoomOut:
+async def close_waiting_room(
+    request: Request,
+    sku: str = SKU,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("flash_sale.write")),
+) -> RoomOut:
     await _check_owner(ctx, principal, sku)
     await close_room(ctx.redis, sku)
     async with ctx.db.connection() as conn:
-        await audit(conn, principal.user_id, "waiting_room.close", "sku", sku, {}, client_ip(request))
+        await audit(
+            conn, principal.user_id, "waiting_room.close", "sku", sku, {}, client_ip(request)
+        )
     return RoomOut(sku=sku, open=False)

@@ -4,6 +4,7 @@ One process runs many buyers as coroutines, at most `concurrency_max` in flight;
 is not enough (`processes` > 1) the plans are dealt round-robin to several load processes that share
 one start time. Each process returns raw observations: request events and one outcome per buyer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,14 +18,20 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from sim.drivers import start_on_schedule
-from sim.plan import BuyerPlan
+from flashmart.sim.drivers import start_on_schedule
+from flashmart.sim.plan import BuyerPlan
 
 CONNECTIONS_PER_POOL = 32
 
 API = "/api/v1"
-SHIPPING_ADDRESS = {"name": "Sim Buyer", "street": "1 Market St", "city": "San Francisco", "state": "CA",
-                    "zip": "94105", "country": "US"}
+SHIPPING_ADDRESS = {
+    "name": "Sim Buyer",
+    "street": "1 Market St",
+    "city": "San Francisco",
+    "state": "CA",
+    "zip": "94105",
+    "country": "US",
+}
 WAITING_ROOM_WAIT_MAX_S = 300.0
 
 # (t_s since sale start, endpoint, HTTP status or 0 for a transport error, latency_s, refusal reason)
@@ -37,9 +44,11 @@ class Outcome:
     user_id: int
     sku: str
     arrival_s: float
-    started_s: float = 0.0     # when the driver could start the buyer (bounded concurrency)
+    started_s: float = 0.0  # when the driver could start the buyer (bounded concurrency)
     done_s: float = 0.0
-    result: str = "pending"    # bought | sold_out | limit_reached | abandoned | declined | gave_up | error
+    result: str = (
+        "pending"  # bought | sold_out | limit_reached | abandoned | declined | gave_up | error
+    )
     reason: str = ""
     order_id: str | None = None
     attempts: int = 0
@@ -54,8 +63,11 @@ class DriverResult:
 
 def checkout_body(card: str) -> dict:
     """POST /api/v1/orders/checkout (seed 003 shape; payment_method is a gateway token)."""
-    return {"shipping_address": SHIPPING_ADDRESS, "payment_method": {"type": "card", "token": card},
-            "shipping_method": "standard"}
+    return {
+        "shipping_address": SHIPPING_ADDRESS,
+        "payment_method": {"type": "card", "token": card},
+        "shipping_method": "standard",
+    }
 
 
 def _reason(r: httpx.Response) -> str:
@@ -64,14 +76,18 @@ def _reason(r: httpx.Response) -> str:
     except ValueError:
         return f"http_{r.status_code}"
     if isinstance(body, dict):
-        return str(body.get("error") or body.get("reason") or body.get("detail") or f"http_{r.status_code}")[:60]
+        return str(
+            body.get("error") or body.get("reason") or body.get("detail") or f"http_{r.status_code}"
+        )[:60]
     return f"http_{r.status_code}"
 
 
 class Session:
     """One buyer's calls, timed and recorded."""
 
-    def __init__(self, client: httpx.AsyncClient, plan: BuyerPlan, t0: float, events: list, retries_max: int):
+    def __init__(
+        self, client: httpx.AsyncClient, plan: BuyerPlan, t0: float, events: list, retries_max: int
+    ):
         self.client, self.plan, self.t0, self.events = client, plan, t0, events
         self.headers = {"Authorization": f"Bearer {plan.token}"}
         self.retries_max = retries_max
@@ -79,15 +95,21 @@ class Session:
     async def call(self, endpoint: str, method: str, path: str, **kw) -> httpx.Response | None:
         start = time.time()
         try:
-            r = await self.client.request(method, path, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+            r = await self.client.request(
+                method, path, headers={**self.headers, **kw.pop("headers", {})}, **kw
+            )
         except httpx.HTTPError as exc:
-            self.events.append((start - self.t0, endpoint, 0, time.time() - start, type(exc).__name__))
+            self.events.append(
+                (start - self.t0, endpoint, 0, time.time() - start, type(exc).__name__)
+            )
             return None
         reason = "" if r.status_code < 400 else _reason(r)
         self.events.append((start - self.t0, endpoint, r.status_code, time.time() - start, reason))
         return r
 
-    async def call_retrying(self, endpoint: str, method: str, path: str, **kw) -> httpx.Response | None:
+    async def call_retrying(
+        self, endpoint: str, method: str, path: str, **kw
+    ) -> httpx.Response | None:
         """Retries transport errors, 429, 5xx and "still in progress" conflicts (same request, so the same
         Idempotency-Key), and waits in the flash sale's waiting room when told to."""
         r = None
@@ -97,8 +119,15 @@ class Session:
                 if not await self.wait_in_room():
                     return r
                 continue
-            if r is not None and r.status_code == 409 and _reason(r) == "conflict" and attempt < self.retries_max:
-                await asyncio.sleep(1.0)  # the first request with this Idempotency-Key is still running: ask again
+            if (
+                r is not None
+                and r.status_code == 409
+                and _reason(r) == "conflict"
+                and attempt < self.retries_max
+            ):
+                await asyncio.sleep(
+                    1.0
+                )  # the first request with this Idempotency-Key is still running: ask again
                 continue
             if r is not None and r.status_code < 500 and r.status_code != 429:
                 return r
@@ -138,7 +167,12 @@ async def run_buyer(s: Session, out: Outcome, think_s: float) -> None:
 
 
 async def add_to_cart(s: Session, out: Outcome) -> bool:
-    r = await s.call_retrying("cart.add", "POST", f"{API}/cart/items", json={"sku": s.plan.sku, "quantity": s.plan.quantity})
+    r = await s.call_retrying(
+        "cart.add",
+        "POST",
+        f"{API}/cart/items",
+        json={"sku": s.plan.sku, "quantity": s.plan.quantity},
+    )
     if r is None or r.status_code >= 400:
         out.result, out.reason = _refused(r)
         return False
@@ -152,9 +186,16 @@ async def checkout(s: Session, out: Outcome) -> None:
         cards = cards[:1]
     for card in cards:
         out.attempts += 1
-        key = uuid.uuid4().hex  # one key per attempt: a retried request reuses it, a new card gets a new one
-        r = await s.call_retrying("checkout", "POST", f"{API}/orders/checkout", json=checkout_body(card),
-                                  headers={"Idempotency-Key": key})
+        key = (
+            uuid.uuid4().hex
+        )  # one key per attempt: a retried request reuses it, a new card gets a new one
+        r = await s.call_retrying(
+            "checkout",
+            "POST",
+            f"{API}/orders/checkout",
+            json=checkout_body(card),
+            headers={"Idempotency-Key": key},
+        )
         if r is not None and r.status_code in (200, 201, 202):
             body = r.json()
             out.result, out.order_id = "bought", str(body.get("order_id") or body.get("id") or "")
@@ -179,8 +220,16 @@ def _refused(r: httpx.Response | None) -> tuple[str, str]:
     return "error", reason
 
 
-async def drive(api_url: str, plans: list[BuyerPlan], t0: float, concurrency_max: int, timeout_s: float,
-                retries_max: int, think_s: float, progress=None) -> DriverResult:
+async def drive(
+    api_url: str,
+    plans: list[BuyerPlan],
+    t0: float,
+    concurrency_max: int,
+    timeout_s: float,
+    retries_max: int,
+    think_s: float,
+    progress=None,
+) -> DriverResult:
     """Run the plans (sorted by arrival) starting at epoch t0; `progress(n)` after each finished buyer."""
     result = DriverResult()
     gate = asyncio.Semaphore(concurrency_max)
@@ -192,15 +241,23 @@ async def drive(api_url: str, plans: list[BuyerPlan], t0: float, concurrency_max
     per_pool = -(-concurrency_max // pools)
     limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
     async with contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=timeout_s, limits=limits))
-                   for _ in range(pools)]
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=api_url, timeout=timeout_s, limits=limits)
+            )
+            for _ in range(pools)
+        ]
         turn = itertools.count()
 
         async def one(plan: BuyerPlan) -> None:
-            out = Outcome(plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0)
+            out = Outcome(
+                plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0
+            )
             result.outcomes.append(out)
             try:
-                client = clients[next(turn) % len(clients)]  # round robin (a process's indices share a stride)
+                client = clients[
+                    next(turn) % len(clients)
+                ]  # round robin (a process's indices share a stride)
                 await run_buyer(Session(client, plan, t0, result.events, retries_max), out, think_s)
             except Exception as exc:  # noqa: BLE001 - a buyer's bug must not stop the sale; it is reported
                 out.result, out.reason = "error", type(exc).__name__
@@ -219,7 +276,9 @@ _done_counter = None  # a load process's handle on the shared "buyers done" coun
 
 def _init_worker(counter) -> None:
     global _done_counter
-    _done_counter = counter  # shared values reach a spawned process only this way, not as task arguments
+    _done_counter = (
+        counter  # shared values reach a spawned process only this way, not as task arguments
+    )
 
 
 def _worker(args) -> DriverResult:
@@ -232,8 +291,18 @@ def _worker(args) -> DriverResult:
     return asyncio.run(drive(api_url, plans, t0, conc, timeout_s, retries, think_s, progress))
 
 
-def run_http(api_url: str, plans: list[BuyerPlan], *, concurrency_max: int, processes: int, timeout_s: float,
-             retries_max: int, think_s: float, t0: float, on_progress=None) -> DriverResult:
+def run_http(
+    api_url: str,
+    plans: list[BuyerPlan],
+    *,
+    concurrency_max: int,
+    processes: int,
+    timeout_s: float,
+    retries_max: int,
+    think_s: float,
+    t0: float,
+    on_progress=None,
+) -> DriverResult:
     """Run all plans from epoch t0; returns the merged result. With processes > 1 the load comes from
     that many processes (spawned, so no Ray or asyncio state is inherited; t0 leaves them time to start)."""
     if processes <= 1:
@@ -245,13 +314,17 @@ def run_http(api_url: str, plans: list[BuyerPlan], *, concurrency_max: int, proc
             if on_progress:
                 on_progress(done)
 
-        return asyncio.run(drive(api_url, plans, t0, concurrency_max, timeout_s, retries_max, think_s, progress))
+        return asyncio.run(
+            drive(api_url, plans, t0, concurrency_max, timeout_s, retries_max, think_s, progress)
+        )
     ctx = mp.get_context("spawn")
     counter = ctx.Value("l", 0)
     chunks = [plans[i::processes] for i in range(processes)]
     with ctx.Pool(processes, initializer=_init_worker, initargs=(counter,)) as pool:
-        pending = pool.map_async(_worker, [(api_url, c, t0, concurrency_max, timeout_s, retries_max, think_s)
-                                           for c in chunks])
+        pending = pool.map_async(
+            _worker,
+            [(api_url, c, t0, concurrency_max, timeout_s, retries_max, think_s) for c in chunks],
+        )
         while not pending.ready():
             pending.wait(0.25)
             if on_progress:
@@ -264,13 +337,18 @@ def run_http(api_url: str, plans: list[BuyerPlan], *, concurrency_max: int, proc
     return merged
 
 
-async def last_call(api_url: str, plans: list[BuyerPlan], t0: float, timeout_s: float, retries_max: int) -> DriverResult:
+async def last_call(
+    api_url: str, plans: list[BuyerPlan], t0: float, timeout_s: float, retries_max: int
+) -> DriverResult:
     """Refused buyers try once more (units came back from declined or expired holds): re-add the SKU to the
     cart unless it is still there, then check out with a good card."""
     result = DriverResult()
     async with httpx.AsyncClient(base_url=api_url, timeout=timeout_s) as client:
+
         async def one(plan: BuyerPlan) -> None:
-            out = Outcome(plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0)
+            out = Outcome(
+                plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0
+            )
             result.outcomes.append(out)
             s = Session(client, plan, t0, result.events, retries_max)
             cart = await s.call("cart.view", "GET", f"{API}/cart")
