@@ -1,4 +1,4 @@
-"""The purchase path's wiring (issue 5): its actors, and the clients a Serve replica opens."""
+"""The purchase path's wiring: its actors, and the clients a Serve replica opens."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ BASELINE = REPO / "benchmarks" / "baseline.json"
 
 STRATEGY_TEXT = {
     "engine": "flashmart inventory engine: hot-SKU shard actor, batched calls, durable group commit",
-    "pg_rowlock": "seed 003 solution 1: PostgreSQL `UPDATE ... WHERE qty >= 1` + hold row, one transaction",
-    "redis_lock": "seed 003 solution 2: Redis SET NX lock around a PostgreSQL read/update + hold row",
-    "redis_decrby": "seed 003 solution 3 as written: DECRBY, INCRBY back if negative, record the hold",
+    "pg_rowlock": "PostgreSQL row lock: `UPDATE ... WHERE qty >= 1` + hold row, one transaction",
+    "redis_lock": "Redis SET NX lock around a PostgreSQL read/update + hold row",
+    "redis_decrby": "Redis DECRBY, INCRBY back if negative, record the hold",
     "redis_lua": "solution 3 in one step: a Lua script checks, decrements and records the hold",
 }
 

@@ -1,6 +1,6 @@
 """One hot SKU, many concurrent callers: what a user would pick instead of the inventory engine.
 
-Seed 003 offers three ways to reserve stock; each is driven by the same harness (`drive`):
+The three usual ways to reserve stock; each is driven by the same harness (`drive`):
 
 - `pg_rowlock`  (solution 1): PostgreSQL conditional update `UPDATE ... SET qty = qty - 1 WHERE sku = $1
   AND qty >= 1` plus a reservation row, in one transaction; the hot row's lock serialises the buyers.
@@ -249,7 +249,7 @@ async def pg_audit(pool, sku: str) -> Audit:
 
 
 class RedisLock:
-    """Seed 003 solution 2: SET NX lock, SELECT + UPDATE + hold row in PostgreSQL, Lua release.
+    """Redis SET NX lock, SELECT + UPDATE + hold row in PostgreSQL, Lua release.
     The seed returns False when the lock is taken; that would refuse buyers while stock is left,
     so a caller retries with exponential backoff instead (counted in `note`)."""
 
@@ -359,7 +359,7 @@ class _RedisCounter:
 
 
 class RedisDecrby(_RedisCounter):
-    """Seed 003 solution 3 as written: DECRBY, give back with INCRBY when negative, record the hold."""
+    """Redis DECRBY, give back with INCRBY when negative, record the hold."""
 
     name = "redis_decrby"
     note = REDIS_DURABILITY

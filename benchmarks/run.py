@@ -5,7 +5,7 @@ at once: they would share the cores), tears everything down, then writes benchma
 and docs/benchmarks.md with plots in docs/img/. A section whose module is missing or fails is recorded
 as skipped with the reason; the others still run.
 
-Sections: reservations (seed 003's alternatives, this package) · engine (benchmarks/engine_load.py)
+Sections: reservations (the usual alternatives, this package) · engine (benchmarks/engine_load.py)
 · scaling (engine over callers, shards and extra local Ray nodes) · search (benchmarks/search.py)
 · checkout (benchmarks/checkout.py) · http (wrk against Serve and uvicorn).
 """
@@ -125,7 +125,7 @@ def machine(settings) -> dict:
     return info
 
 
-# --- optional modules written by other engineers ---------------------------------------------------
+# --- optional benchmark modules ---------------------------------------------------
 
 
 def optional_module(name: str):
@@ -502,7 +502,7 @@ def ratios(results: dict) -> dict:
 
 
 def _find(d, *keys):
-    """The first key present anywhere in a nested dict (other engineers' result shapes may vary)."""
+    """The first key present anywhere in a nested dict (the modules' result shapes vary)."""
     if isinstance(d, dict):
         for k in keys:
             if isinstance(d.get(k), (int, float)):

@@ -43,7 +43,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "return.request": _roles(CUSTOMER),
     "return.review": _roles(SUPPORT, ADMIN),
     "refund.issue": _roles(SUPPORT, ADMIN),
-    "promotion.write": _roles(ADMIN),  # coupons, gift cards, store credit (issue 5)
+    "promotion.write": _roles(ADMIN),  # coupons, gift cards, store credit
     # administration
     "user.admin": _roles(ADMIN),
     "audit.read": _roles(ADMIN, SUPPORT),

@@ -1,4 +1,4 @@
-"""Edges of carts and checkout over HTTP (real PostgreSQL, Redis, localstripe, Ray, Serve): seed 003's
+"""Edges of carts and checkout over HTTP (real PostgreSQL, Redis, localstripe, Ray, Serve): the documented
 checkout body, a guest's way back to their order, the waiting room on every way into the cart, the
 guest cart merged at login within the per-buyer limit, and a guest's coupon limits."""
 
@@ -63,7 +63,7 @@ def coupon(api, admin, **over):
     return code
 
 
-# --- 1. seed 003's checkout body ----------------------------------------------------------------------
+# --- 1. the documented checkout body ----------------------------------------------------------------------
 
 
 def test_seed_checkout_body_names_the_token_card_id(platform, api, db, admin, warehouse):

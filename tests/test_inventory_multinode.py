@@ -1,5 +1,5 @@
 """Scale-out: inventory shards spread over the nodes of a two-node Ray cluster, and the engine
-survives losing a node (issue 3). The cluster runs in a subprocess (tests/multinode_scenario.py)
+survives losing a node. The cluster runs in a subprocess (tests/multinode_scenario.py)
 because this pytest process already holds a local Ray instance for the other tests."""
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ class Cart:
         )
 
     def view(self, now: float) -> dict:
-        """The cart as the API shows it (seed 003 'Add to Cart' response, plus holds' expiry)."""
+        """The cart as the API shows it (the 'add to cart' response, plus each hold's expiry)."""
         disc = self.discount(now)
         sub = self.subtotal()
         return {

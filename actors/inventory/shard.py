@@ -142,7 +142,7 @@ class ShardEngine:
         self._start: asyncio.Future | None = None
         self._ready = False
         self._tasks: list[asyncio.Task] = []
-        # search engineer: SKUs whose available units cross 0 <-> >0 are published to a Redis stream
+        # the stock feed: SKUs whose available units cross 0 <-> >0 are published to a Redis stream
         # after each flush (actors/search/stock_feed.py); None when disabled
         from flashmart.actors.search.stock_feed import StockStatusFeed
 
@@ -423,7 +423,7 @@ class ShardEngine:
                 fut.set_result(None)
         if (
             self.stock_feed is not None
-        ):  # search engineer: in-stock edges of what just became durable
+        ):  # the stock feed: in-stock edges of what just became durable
             self.stock_feed.observe({e.sku for e in batch}, self.skus)
 
     def _mark_durable(self, seqs: dict[str, int]) -> None:

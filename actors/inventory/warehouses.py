@@ -1,6 +1,6 @@
-"""Which warehouse ships a reservation: seed 003's time/cost score, split when one is short.
+"""Which warehouse ships a reservation: a time/cost score, split when one is short.
 
-Seed 003 (`find_optimal_warehouse`): among warehouses holding enough stock, pick the lowest
+Among warehouses holding enough stock, pick the lowest
 `shipping_time * 0.7 + (shipping_cost / 10) * 0.3`. The seed returns nothing when no single warehouse
 has enough; we split instead, drawing from the best-scoring warehouses first, so a buyer is not
 refused while the units exist.
@@ -41,7 +41,7 @@ def shipping_cost(km: float, quantity: int) -> float:
 
 
 def score(km: float, quantity: int) -> float:
-    """Seed 003's composite: time weighs more than cost. Lower is better."""
+    """The composite score: time weighs more than cost. Lower is better."""
     return shipping_time_days(km) * 0.7 + (shipping_cost(km, quantity) / 10) * 0.3
 
 

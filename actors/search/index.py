@@ -205,7 +205,7 @@ def category_ancestors(path: str | None) -> list[str]:
 
 
 def result_row(p: Mapping[str, Any]) -> dict[str, Any]:
-    """The search result shape of seed 003 (product_id, name, price, ..., seller)."""
+    """The search result shape (product_id, name, price, ..., seller)."""
     return {
         "product_id": int(p["id"]),
         "name": p["name"],

@@ -1,4 +1,4 @@
-"""Cart and wishlist endpoints (seed 003). A logged-in customer's cart is keyed by their id; a guest
+"""Cart and wishlist endpoints. A logged-in customer's cart is keyed by their id; a guest
 sends the id from the first answer back in the X-Cart-Id header, and merges it on login."""
 
 from __future__ import annotations

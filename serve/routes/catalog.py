@@ -552,7 +552,7 @@ def _search_params(request: Request) -> SearchParams:
 
 @router.get("/search", openapi_extra={"parameters": _query_parameters(SearchParams)})
 async def search_products(request: Request):
-    """Seed 003's search: results, total_results, page, total_pages, facets (brands, categories,
+    """Search: results, total_results, page, total_pages, facets (brands, categories,
     price_ranges, each value with its count). A page past the end is empty.
 
     The hot path of the shop, so the route does its own parsing: a page already rendered for the

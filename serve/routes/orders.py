@@ -33,7 +33,7 @@ class Address(BaseModel):
 
 
 class PaymentMethod(BaseModel):
-    """The card as the gateway knows it. Seed 003 names the field `card_id`; `token` is the same thing.
+    """The card as the gateway knows it. `card_id` is accepted as another name for `token`.
     Only a gateway token matches the pattern: a card number never reaches flashmart."""
 
     model_config = ConfigDict(extra="forbid")
@@ -237,7 +237,7 @@ async def get_order(
     reader: Principal | GuestOrder = Depends(order_reader("order.read")),
     ctx: Context = Depends(get_ctx),
 ) -> dict:
-    """Status, items, shipment and timeline (seed 003 'Track Order'). A guest opens their order with
+    """Status, items, shipment and timeline (order tracking). A guest opens their order with
     the token of the checkout answer (`?token=`, as in its tracking_url)."""
     if isinstance(reader, GuestOrder):
         o = await _load_guest_order(ctx, reader)

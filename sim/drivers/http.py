@@ -62,7 +62,7 @@ class DriverResult:
 
 
 def checkout_body(card: str) -> dict:
-    """POST /api/v1/orders/checkout (seed 003 shape; payment_method is a gateway token)."""
+    """POST /api/v1/orders/checkout (payment_method is a gateway token)."""
     return {
         "shipping_address": SHIPPING_ADDRESS,
         "payment_method": {"type": "card", "token": card},

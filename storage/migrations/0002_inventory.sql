@@ -1,4 +1,4 @@
--- Inventory engine (issue 3). The shard actors own the live state in memory; PostgreSQL holds the
+-- Inventory engine. The shard actors own the live state in memory; PostgreSQL holds the
 -- append-only journal they write behind with group commit, plus snapshots for fast recovery.
 -- Recovery of a SKU = latest snapshot (+ its holds) + journal entries with a higher seq.
 

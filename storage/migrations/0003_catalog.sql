@@ -11,8 +11,8 @@ CREATE TABLE IF NOT EXISTS sellers (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- users comes from 0001 (identity). Reference it when it is there, so this migration never
--- depends on another engineer's file being committed first.
+-- users comes from 0001 (identity). Reference it when it is there, so this migration applies
+-- on its own as well.
 DO $$
 BEGIN
     IF to_regclass('users') IS NOT NULL THEN

@@ -1,6 +1,6 @@
 -- Orders, payments, checkout sagas, shipments, returns, coupons, store credit, outbox.
--- Owned by the purchase path (issue 5). No foreign keys into other owners' tables (users, products):
--- those are checked by the code that writes here, so the migrations of each owner stay independent.
+-- No foreign keys into other domains' tables (users, products): those are checked by the code that
+-- writes here, so the migrations of each domain stay independent.
 -- Money is numeric(12,2) in the order's currency; the gateway sees integer minor units.
 
 CREATE TABLE IF NOT EXISTS orders (

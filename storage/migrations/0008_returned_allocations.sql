@@ -1,4 +1,4 @@
--- After-sales (issue 5): the units of an order item that came back per warehouse ({warehouse_id: qty}),
+-- After-sales: the units of an order item that came back per warehouse ({warehouse_id: qty}),
 -- so a later cancel restocks exactly what is still sold in each warehouse (allocations minus this)
 -- and never asks the inventory engine for units a return already put back.
 -- returns.status gains 'approved' (units restocked, refund not yet through): requested | approved |

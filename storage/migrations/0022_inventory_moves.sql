@@ -1,4 +1,4 @@
--- Inventory (issue 3): a hot-SKU move in progress. Written before the old shard exports the SKU and
+-- Inventory: a hot-SKU move in progress. Written before the old shard exports the SKU and
 -- deleted in the transaction that writes the new placement, so a directory that dies mid-move finds
 -- the move here on restart and finishes it (otherwise the old shard answers "moved" while the
 -- placement still names it, until someone retries declare_hot).

@@ -1,4 +1,4 @@
--- Inventory (issue 3): a very hot SKU split into stock buckets on several shards (docs/inventory-buckets.md).
+-- Inventory: a very hot SKU split into stock buckets on several shards (docs/inventory-buckets.md).
 -- The buckets' keys are "{sku}#{i}" with their own journal and placement rows; the SKU itself is their pool.
 CREATE TABLE IF NOT EXISTS inventory_buckets (
     sku        text PRIMARY KEY,

@@ -1,4 +1,4 @@
--- Product reviews (issue 4): one review per buyer and product; products.rating / review_count and a
+-- Product reviews: one review per buyer and product; products.rating / review_count and a
 -- per-star histogram are kept exact in the same transaction as every review write
 -- (storage/reviews_postgres.py). No foreign key to users (owned by identity, like 0004's orders):
 -- the route checks the author is a signed-in buyer.

@@ -1,4 +1,4 @@
--- Inventory (issue 3): an operation's own id, recorded with its event so that a retry answers the first
+-- Inventory: an operation's own id, recorded with its event so that a retry answers the first
 -- result: a return's key (UnitsReturned) and a hold transfer's id (HoldTransferExpected, HoldTransferredOut,
 -- HoldTransferredIn, HoldTransferCancelled). NULL for every other event.
 ALTER TABLE inventory_journal ADD COLUMN IF NOT EXISTS ref text;
