@@ -113,8 +113,18 @@ def default_owner(sku: str, cold_shard_count: int) -> str:
 
 
 class ShardEngine:
-    def __init__(self, name: str, settings: Settings, store: InventoryStore) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        store: InventoryStore,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.name = name
+        self.clock = (
+            clock  # wall time (epoch s) of hold expiries and archive marks; injected in tests
+        )
         self.settings = settings
         self.store = store
         self.skus: dict[str, SkuState] = {}
@@ -198,7 +208,7 @@ class ShardEngine:
             returns = [c for c in commands if c.__class__ is ReturnUnits]
             if returns:
                 await self._look_up_archived_orders(returns)
-            now = time.time()
+            now = self.clock()
             locations = self.locations
             journal = self._journal
             before = len(journal)
@@ -329,10 +339,8 @@ class ShardEngine:
         self.moved.discard(sku)
         # the state as loaded is in storage already; an adopted one is snapshotted by the first flush here
         self._snapshot_seq[sku] = st.seq - (SNAPSHOT_EVERY_EVENTS if snapshot_due else 0)
-        self._marks[sku] = deque(
-            [(time.time(), st.seq)]
-        )  # what is older is archived a window from now
-        now = time.time()
+        now = self.clock()
+        self._marks[sku] = deque([(now, st.seq)])  # what is older is archived a window from now
         for hold in sorted(st.holds.values(), key=lambda h: h.expires_at):
             if hold.expires_at <= now:
                 _, event = st.execute(ExpireHold(sku, hold.hold_id), now)
@@ -368,14 +376,15 @@ class ShardEngine:
 
     async def _flush_loop(self) -> None:
         interval_s = self.settings.flush_interval_ms / 1000
+        loop = asyncio.get_running_loop()
         last = 0.0
         backoff_s = interval_s
         while True:
             await self._journal_ready.wait()
-            delay = last + interval_s - time.monotonic()
+            delay = last + interval_s - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # let the batch grow: group commit
-            last = time.monotonic()
+            last = loop.time()
             try:
                 await self._flush_once()
                 backoff_s = interval_s
@@ -428,14 +437,19 @@ class ShardEngine:
 
     def _mark_durable(self, seqs: dict[str, int]) -> None:
         """Remember when each SKU's seq became durable (a few marks per return window), so that
-        sales older than the window can be archived."""
-        now = time.time()
+        sales older than the window can be archived. The newest durable seq always has a mark: when
+        marks would come closer than the archive's resolution, the last one moves forward (to a later
+        time and seq, which archives no sale early) instead of a new one being dropped - a dropped
+        mark left a sale unarchived until the SKU changed again."""
+        now = self.clock()
         every_s = max(0.01, self.settings.inventory_sale_archive_after_s / ARCHIVE_MARKS_MAX)
         for sku, seq in seqs.items():
             marks = self._marks.get(sku)
             if marks is None:
                 marks = self._marks[sku] = deque()
-            if not marks or now - marks[-1][0] >= every_s:
+            if len(marks) >= 2 and now - marks[-2][0] < every_s:
+                marks[-1] = (now, seq)
+            else:
                 marks.append((now, seq))
 
     async def _archive_loop(self) -> None:
@@ -443,7 +457,7 @@ class ShardEngine:
         while True:
             await asyncio.sleep(min(ARCHIVE_INTERVAL_S, max(after_s / 4, 0.05)))
             try:
-                await self.archive_due(time.time() - after_s)
+                await self.archive_due(self.clock() - after_s)
             except Exception:  # noqa: BLE001 - archiving is housekeeping: retry on the next turn
                 log.exception("archiving sales failed")
 
@@ -477,7 +491,7 @@ class ShardEngine:
                 c.archived_units = await self.store.order_units(c.sku, c.order_id)
 
     def _due_snapshot(self, sku: str, st: SkuState) -> list[Snapshot]:
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if (
             st.seq - self._snapshot_seq.get(sku, 0) < SNAPSHOT_EVERY_EVENTS
             or now - self._snapshot_at.get(sku, 0.0) < SNAPSHOT_MIN_INTERVAL_S
@@ -505,7 +519,7 @@ class ShardEngine:
     async def _expiry_loop(self) -> None:
         while True:
             due = self._next_due()
-            delay = due - time.time()
+            delay = due - self.clock()
             if delay > 0:
                 self._timer_wake.clear()
                 self._sleep_until = due
@@ -518,7 +532,7 @@ class ShardEngine:
                     pass
                 self._sleep_until = float("-inf")  # awake: nobody needs to wake us
                 continue
-            now = time.time()
+            now = self.clock()
             expired = 0
             for _ in range(EXPIRE_SWEEP_MAX):
                 if self._next_due() > now:
