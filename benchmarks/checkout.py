@@ -830,6 +830,7 @@ def main(argv=None) -> dict:
         data_dir=data,
         http_port=port(),
         localstripe_port=port(),
+        object_store_port=port(),
         ray_dashboard_port=port(),
         gateway_rate_per_s=5000,
         serve_replicas_min=1,

@@ -554,6 +554,7 @@ def bench_settings(data_dir: Path):
         data_dir=data_dir,
         http_port=free_port(),
         localstripe_port=free_port(),
+        object_store_port=free_port(),
         ray_dashboard_port=free_port(),
         serve_replicas_min=1,
         serve_replicas_max=1,

@@ -54,12 +54,25 @@ def start_backing_services(settings: Settings) -> Settings:
         if settings.embedded_stripe:
             stripe_base = embedded.start_localstripe(data, settings.localstripe_port)
             started.append("localstripe")
+        object_store_url = settings.object_store_url
+        if settings.embedded_object_store:
+            from flashmart.storage import object_store
+
+            object_store_url = object_store.start_object_store(
+                data,
+                settings.object_store_port,
+                settings.object_store_access_key,
+                settings.object_store_secret_key,
+                settings.object_store_bucket,
+            )
+            started.append("object_store")
         resolved = settings.model_copy(
             update={
                 "data_dir": data,
                 "database_url": db_url,
                 "redis_url": redis_url,
                 "stripe_api_base": stripe_base,
+                "object_store_url": object_store_url,
             }
         )
         from flashmart.storage.migrate import apply_migrations
@@ -74,7 +87,10 @@ def start_backing_services(settings: Settings) -> Settings:
 def stop_backing_services(settings: Settings, only: list[str] | None = None) -> list[str]:
     data = settings.data_dir.resolve()
     stopped = []
+    from flashmart.storage import object_store
+
     steps = [
+        ("object_store", settings.embedded_object_store, object_store.stop_object_store),
         ("localstripe", settings.embedded_stripe, embedded.stop_localstripe),
         ("redis", settings.embedded_redis, embedded.stop_redis),
         ("postgres", settings.embedded_database, embedded.stop_postgres),
@@ -466,6 +482,7 @@ def status_report(settings: Settings) -> dict:
     part("postgres", _redact(resolved.database_url), lambda: _check_database(resolved.database_url))
     part("redis", resolved.redis_url, lambda: _check_redis(resolved.redis_url))
     part("payment-gateway", resolved.stripe_api_base, lambda: _gateway_ok(resolved.stripe_api_base))
+    part("object-store", resolved.object_store_url, lambda: _object_store_ok(resolved))
     return {
         "healthy": all(p["healthy"] for p in parts),
         "parts": parts,
@@ -477,7 +494,16 @@ def status_report(settings: Settings) -> dict:
         "database_url": _redact(resolved.database_url),
         "redis_url": resolved.redis_url,
         "stripe_api_base": resolved.stripe_api_base,
+        "object_store_url": resolved.object_store_url,
     }
+
+
+def _object_store_ok(settings: Settings) -> str:
+    from flashmart.storage.object_store import ObjectStore
+
+    store = ObjectStore.from_settings(settings)
+    store.stat("healthz/probe")  # a signed request: endpoint, keys and bucket all answer
+    return f"ok (bucket {settings.object_store_bucket})"
 
 
 def _http_ok(url: str) -> str:
@@ -521,5 +547,12 @@ def running_embedded(settings: Settings) -> list[str]:
         "postgres": embedded.postgres_pid,
         "redis": embedded.redis_pid,
         "localstripe": embedded.localstripe_pid,
+        "object_store": _object_store_pid,
     }
     return [name for name, pid in checks.items() if pid(data) is not None]
+
+
+def _object_store_pid(data_dir: Path) -> int | None:
+    from flashmart.storage.object_store import object_store_pid
+
+    return object_store_pid(data_dir)

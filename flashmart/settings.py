@@ -174,6 +174,21 @@ class Settings(BaseSettings):
         90.0, gt=0, description="a replica silent this long, 3 times, is replaced"
     )
 
+    # Object store (storage/object_store.py): digital content, images, attachments
+    object_store_url: str = Field(
+        "", description="S3 or S3-compatible endpoint; empty = embedded SeaweedFS"
+    )
+    object_store_port: int = Field(
+        8433, ge=1, le=65535, description="the embedded object store's S3 port"
+    )
+    object_store_access_key: str = Field("flashmart", min_length=3)
+    object_store_secret_key: str = Field("flashmart-dev-object-store-secret", min_length=8)
+    object_store_bucket: str = Field("flashmart", min_length=3, max_length=63)
+    object_store_region: str = Field("us-east-1")
+    object_store_public_url: str = Field(
+        "", description="address clients reach the store at (signed URLs); empty = the URL above"
+    )
+
     @model_validator(mode="after")
     def _no_public_secrets_with_real_money(self) -> Settings:
         """A live Stripe key means real money: the public development secrets would let anyone mint
@@ -214,6 +229,10 @@ class Settings(BaseSettings):
     def embedded_stripe(self) -> bool:
         return not self.stripe_api_base
 
+    @property
+    def embedded_object_store(self) -> bool:
+        return not self.object_store_url
+
     def resolved(self) -> Settings:
         """A copy with the embedded servers' URLs filled in, ready to hand to actors."""
         data = self.data_dir.resolve()
@@ -225,5 +244,7 @@ class Settings(BaseSettings):
                 "redis_url": self.redis_url or f"unix://{data / 'redis' / 'redis.sock'}",
                 "stripe_api_base": self.stripe_api_base
                 or f"http://127.0.0.1:{self.localstripe_port}",
+                "object_store_url": self.object_store_url
+                or f"http://127.0.0.1:{self.object_store_port}",
             }
         )

@@ -95,6 +95,7 @@ def _base_settings(data: Path):
         data_dir=data,
         http_port=free_port(),
         localstripe_port=free_port(),
+        object_store_port=free_port(),
         ray_dashboard_port=free_port(),
         haproxy_stats_port=free_port(),
         haproxy_metrics_port=free_port(),

@@ -34,6 +34,7 @@ def _own_platform(settings, *, gateway_proxy: bool):
     ports = (
         "http_port",
         "localstripe_port",
+        "object_store_port",
         "ray_dashboard_port",
         "haproxy_stats_port",
         "haproxy_metrics_port",

@@ -24,6 +24,7 @@ def backing(tmp_path_factory) -> Settings:
         data_dir=data,
         http_port=free_port(),
         localstripe_port=free_port(),
+        object_store_port=free_port(),
         ray_dashboard_port=free_port(),
         haproxy_stats_port=free_port(),
         haproxy_metrics_port=free_port(),
@@ -121,3 +122,11 @@ def db(backing):
 def unique() -> str:
     """A short unique suffix so tests sharing one database do not collide."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def object_store(backing):
+    """The platform's object store client (the embedded SeaweedFS of this session)."""
+    from flashmart.storage.object_store import ObjectStore
+
+    return ObjectStore.from_settings(backing)

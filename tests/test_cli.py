@@ -25,6 +25,7 @@ def cli_env(tmp_path_factory) -> dict[str, str]:
         for name in (
             "HTTP_PORT",
             "LOCALSTRIPE_PORT",
+            "OBJECT_STORE_PORT",
             "RAY_DASHBOARD_PORT",
             "RAY_GCS_PORT",
             "HAPROXY_STATS_PORT",
