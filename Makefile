@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 ## Lint and format check, then the test suite (real PostgreSQL, Redis, localstripe and Ray, all embedded).
 test: $(STAMP)
+	scripts/ensure_debian.sh chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q

@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     stripe_secret_key: str = Field("sk_test_flashmart", description="Stripe secret key")
     stripe_api_base: str = Field("", description="Stripe API base; empty = embedded localstripe")
     stripe_webhook_secret: str = Field(DEV_WEBHOOK_SECRET, description="webhook signing secret")
+    stripe_publishable_key: str = Field(
+        "pk_test_flashmart", description="Stripe publishable key the checkout page's Stripe.js uses"
+    )
+    stripe_js_url: str = Field(
+        "",
+        description="Stripe.js for the checkout page; empty = the embedded gateway's, or "
+        "https://js.stripe.com/v3/ when the API base is Stripe's",
+    )
     ray_address: str = Field("", description="join this Ray cluster; empty = start a local head")
     http_host: str = Field("127.0.0.1")
     http_port: int = Field(8000, ge=1, le=65535)

@@ -36,6 +36,7 @@ class RequestIdMiddleware:
 def create_fastapi() -> FastAPI:
     from flashmart.serve.routes import ROUTERS
     from flashmart.serve.security import install_security
+    from flashmart.serve.web.sale_meter import SaleMeterMiddleware
 
     api = FastAPI(
         title=API_TITLE, version="0.1.0", description="Flash-sale-proof e-commerce on Ray actors."
@@ -43,6 +44,7 @@ def create_fastapi() -> FastAPI:
     install_error_handlers(api)
     install_security(api)  # body size limit, CORS, security headers (settings read per replica)
     api.add_middleware(RequestIdMiddleware)
+    api.add_middleware(SaleMeterMiddleware)  # the live sale room's request figures
     for router in ROUTERS:
         api.include_router(router)
     return api

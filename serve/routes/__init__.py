@@ -12,6 +12,7 @@ from flashmart.serve.routes import (
     reviews,
     waiting_room,
 )
+from flashmart.serve.web import pages as web_pages
 
 ROUTERS = [
     health.router,
@@ -25,4 +26,5 @@ ROUTERS = [
     orders.router,
     payments.router,
     admin_search.router,
+    web_pages.router,  # the storefront, admin and courier pages (not in the OpenAPI document)
 ]

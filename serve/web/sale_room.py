@@ -1,0 +1,65 @@
+"""The live sale room's figures for one SKU, read once a second while someone watches.
+
+Stock comes from the inventory engine (the shard's own view: on hand, available, held, sold), the
+waiting room from its Redis hash, buyers' requests from the sale meter (serve/web/sale_meter.py),
+gateway pacing from the settings and the checkouts the meter saw. Nothing here is kept between
+reads: a watcher that goes away costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from flashmart.serve.web import sale_meter
+
+WINDOW_S = 10  # refusals and p99 are over the last ten whole seconds
+# a replica adds a second to Redis within about a second after it ends: the rates shown are those
+# of the last second every replica has written, not of one still being filled
+SETTLE_S = 2
+READ_DEADLINE_S = 2.0
+# a checkout calls the gateway twice (authorise, capture): the pacing limit is in calls per second
+GATEWAY_CALLS_PER_CHECKOUT = 2
+
+
+async def waiting_room_length(redis, sku: str) -> dict:
+    """Tickets taken and not yet admitted (the queue's length), from the room's hash."""
+    seq, wm, rate = await redis.hmget(f"wr:{{{sku}}}", "seq", "wm", "rate")
+    if rate is None:
+        return {"open": False, "waiting": 0, "admit_per_s": None}
+    seq, wm = int(seq or 0), float(wm or 0)
+    return {"open": True, "waiting": max(0, seq - int(wm)), "admit_per_s": float(rate)}
+
+
+async def snapshot(ctx, sku: str, now_s: float | None = None) -> dict:
+    now_s = time.time() if now_s is None else now_s
+    last_whole_s = int(now_s) - SETTLE_S
+    stock, room, seconds = await asyncio.wait_for(
+        asyncio.gather(
+            ctx.services["inventory"].stock(sku),
+            waiting_room_length(ctx.redis, sku),
+            sale_meter.read_seconds(ctx.redis, last_whole_s - WINDOW_S + 1, last_whole_s),
+        ),
+        timeout=READ_DEADLINE_S,
+    )
+    meter = sale_meter.summarise(seconds, last_whole_s)
+    rate = float(ctx.settings.gateway_rate_per_s)
+    calls_per_s = meter["checkouts_per_s"] * GATEWAY_CALLS_PER_CHECKOUT
+    return {
+        "sku": sku,
+        "at": now_s,
+        "stock": {
+            "on_hand": stock.on_hand,
+            "available": stock.available,
+            "held": stock.held,
+            "sold": stock.sold,
+            "warehouses": stock.warehouses,
+        },
+        "waiting_room": room,
+        **meter,
+        "gateway": {
+            "limit_per_s": rate,
+            "calls_per_s": calls_per_s,
+            "utilisation": round(calls_per_s / rate, 3) if rate > 0 else None,
+        },
+    }

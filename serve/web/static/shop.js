@@ -1,0 +1,371 @@
+// The storefront's pages. Each function below drives one page; all data comes from /api/v1.
+"use strict";
+
+(() => {
+  const { page, store, api, $, esc, money, when, say, fail } = FM;
+  const views = {};
+
+  async function cartCount() {
+    const badge = $("#cart-count");
+    if (!badge || (!store.token && !store.cartId)) return;
+    try { const c = await api("GET", "/api/v1/cart"); badge.textContent = c.item_count || ""; } catch (e) { /* a count is not worth an error */ }
+  }
+
+  // --- search with facets and suggestions ---
+  views["shop/search.html"] = () => {
+    const form = $("#search-form"), q = $("#q"), sugg = $("#suggestions");
+    const params = new URLSearchParams(location.search);
+    q.value = params.get("q") || "";
+    $("#sort").value = params.get("sort") || "relevance";
+    $("#in-stock").checked = params.get("in_stock") === "true";
+    let timer = null;
+
+    q.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const text = q.value.trim();
+        if (!text) { sugg.innerHTML = ""; return; }
+        try {
+          const s = await api("GET", `/api/v1/products/suggest?q=${encodeURIComponent(text)}&limit=6`);
+          sugg.innerHTML = s.products.map(p => `<li><a href="/shop/products/${p.product_id}">${esc(p.name)}</a></li>`).join("") +
+            s.completions.map(c => `<li><button type="button" data-complete="${esc(c)}">${esc(c)}</button></li>`).join("");
+        } catch (e) { sugg.innerHTML = ""; }
+      }, 150);
+    });
+    sugg.addEventListener("click", ev => {
+      const c = ev.target.dataset && ev.target.dataset.complete;
+      if (c) { q.value = c; sugg.innerHTML = ""; run(); }
+    });
+    form.addEventListener("submit", ev => { ev.preventDefault(); sugg.innerHTML = ""; run(); });
+    $("#in-stock").addEventListener("change", () => run());
+    $("#sort").addEventListener("change", () => run());
+    $("#facets").addEventListener("change", () => run());
+
+    async function run() {
+      const p = new URLSearchParams();
+      if (q.value.trim()) p.set("q", q.value.trim());
+      p.set("sort", $("#sort").value);
+      if ($("#in-stock").checked) p.set("in_stock", "true");
+      const brands = Array.from(document.querySelectorAll("input[name=brand]:checked")).map(b => b.value);
+      if (brands.length) p.set("brand", brands.join(","));
+      const cat = document.querySelector("input[name=category]:checked");
+      if (cat && cat.value) p.set("category", cat.value);
+      if (!p.has("q") && !p.has("category") && !p.has("brand")) { say("Type what you are looking for."); return; }
+      history.replaceState(null, "", `/shop?${p}`);
+      try {
+        const r = await api("GET", `/api/v1/products/search?${p}`);
+        $("#result-count").textContent = `(${r.total_results})`;
+        $("#results").innerHTML = r.results.map(x => `<li class="card">
+          ${x.thumbnail ? `<img src="${esc(x.thumbnail)}" alt="" loading="lazy">` : ""}
+          <h3><a href="/shop/products/${x.product_id}">${esc(x.name)}</a></h3>
+          <p class="price">${money(x.price)}</p>
+          <p>${x.in_stock ? '<span class="badge ok">In stock</span>' : '<span class="badge bad">Sold out</span>'}
+          ${x.review_count ? `<span class="muted">★ ${x.rating} (${x.review_count})</span>` : ""}</p></li>`).join("") || "<li>No products match.</li>";
+        facets(r.facets || {}, brands, cat ? cat.value : "");
+        say("");
+      } catch (e) { fail(e); }
+    }
+
+    function facets(f, brands, cat) {
+      const group = (title, name, type, values, picked) => values && values.length ? `<fieldset><legend>${title}</legend>` +
+        values.map(v => `<label><input type="${type}" name="${name}" value="${esc(v.value)}" ${picked(v.value) ? "checked" : ""}> ${esc(v.value)} <span class="muted">(${v.count})</span></label>`).join("") + "</fieldset>" : "";
+      $("#facets").innerHTML = group("Brand", "brand", "checkbox", f.brands, v => brands.includes(v)) +
+        group("Category", "category", "radio", f.categories, v => v === cat);
+    }
+    if (q.value || params.get("category") || params.get("brand")) run();
+  };
+
+  // --- product page with live stock ---
+  views["shop/product.html"] = async () => {
+    let product, source = null;
+    try { product = await api("GET", `/api/v1/products/${page.product_id}`); } catch (e) { fail(e); return; }
+    document.title = `${product.name} · flashmart`;
+    $("#name").textContent = product.name;
+    $("#product").setAttribute("aria-busy", "false");
+    $("#description").textContent = product.description || "";
+    $("#gallery").innerHTML = (product.images || []).map((src, i) => `<img src="${esc(src)}" alt="${esc(product.name)}, picture ${i + 1}">`).join("");
+    const variants = product.variants || [];
+    if (variants.length > 1) {
+      $("#variants").innerHTML = `<label for="variant">Option</label><select id="variant" name="sku">` +
+        variants.map(v => `<option value="${esc(v.sku)}">${esc(Object.values(v.attributes || {}).join(" / ") || v.sku)} – ${money(v.price)}</option>`).join("") + "</select>";
+      $("#variant").addEventListener("change", () => follow(current()));
+    }
+    const current = () => variants.length > 1 ? $("#variant").value : (variants[0] || {}).sku;
+    const variantOf = sku => variants.find(v => v.sku === sku) || {};
+
+    function showStock(soldOut) {
+      const badge = $("#stock");
+      badge.textContent = soldOut ? "Sold out" : "In stock";
+      badge.className = `badge ${soldOut ? "bad" : "ok"}`;
+      $("#add").disabled = soldOut;
+    }
+    // server-sent events from the platform's stock feed: "sold out" appears without a reload
+    function follow(sku) {
+      $("#price").textContent = money(variantOf(sku).price ?? product.price);
+      const left = (product.stock && product.stock.variants || {})[sku];
+      showStock(left === undefined ? !product.in_stock : left <= 0);
+      if (source) source.close();
+      if (!sku) return;
+      source = new EventSource(`/shop/stock/${encodeURIComponent(sku)}/events`);
+      source.addEventListener("stock", ev => showStock(JSON.parse(ev.data).sold_out));
+    }
+    follow(current());
+
+    $("#add-form").addEventListener("submit", async ev => {
+      ev.preventDefault();
+      const sku = current();
+      try {
+        await api("POST", "/api/v1/cart/items", { sku, quantity: parseInt($("#qty").value, 10) || 1 });
+        say("Added to your cart. The units are held for you.", "ok");
+        cartCount();
+      } catch (e) {
+        if (e.reason === "not_admitted") {
+          $("#queue-link").innerHTML = `<a class="button" href="/shop/queue/${encodeURIComponent(sku)}">Go to the waiting room</a>`;
+        }
+        if (e.reason === "sold_out") showStock(true);
+        fail(e);
+      }
+    });
+    $("#save").addEventListener("click", () => { location.href = "/shop/wishlist"; });
+    $("#save").hidden = true;  // the wishlist is filled from the cart ("save for later")
+
+    async function reviews() {
+      try {
+        const r = await api("GET", `/api/v1/products/${page.product_id}/reviews?limit=10`);
+        const s = r.summary || {};
+        $("#rating").textContent = s.count ? `★ ${Number(s.average).toFixed(1)} from ${s.count}` : "";
+        $("#reviews").innerHTML = r.reviews.map(v => `<li><strong>${"★".repeat(v.rating)}</strong> ${esc(v.title || "")}<br>${esc(v.body)} <span class="muted">– ${esc(v.author || "")}</span></li>`).join("") || "<li>No reviews yet.</li>";
+      } catch (e) { /* reviews are not essential to buying */ }
+    }
+    reviews();
+    const form = $("#review-form");
+    form.hidden = !(store.user && store.user.role === "customer");
+    form.addEventListener("submit", async ev => {
+      ev.preventDefault();
+      try {
+        await api("POST", `/api/v1/products/${page.product_id}/reviews`, {
+          rating: parseInt($("#review-rating").value, 10), title: $("#review-title").value || null, body: $("#review-body").value,
+        });
+        say("Thank you for your review.", "ok"); form.reset(); reviews();
+      } catch (e) { fail(e); }
+    });
+  };
+
+  // --- cart with each hold's countdown ---
+  views["shop/cart.html"] = async () => {
+    let cart;
+    async function load() {
+      try { cart = await api("GET", "/api/v1/cart"); draw(); } catch (e) { fail(e); }
+    }
+    function left(until) {
+      const s = Math.max(0, Math.floor(until - Date.now() / 1000));
+      return s ? `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}` : "expired";
+    }
+    function draw() {
+      $("#lines").innerHTML = cart.items.map(i => `<tr>
+        <td><a href="/shop/products/${i.product_id}">${esc(i.name)}</a><br><span class="muted">${esc(i.sku)}</span></td>
+        <td><label class="skip" for="q-${esc(i.item_id)}">Quantity of ${esc(i.name)}</label>
+            <input id="q-${esc(i.item_id)}" type="number" min="0" max="100" value="${i.quantity}" data-item="${esc(i.item_id)}" style="width:5rem"></td>
+        <td>${money(i.subtotal)}</td>
+        <td><span class="countdown" data-until="${i.reserved_until}" aria-label="held for">${left(i.reserved_until)}</span></td>
+        <td><button type="button" class="link" data-save="${esc(i.item_id)}">Save for later</button>
+            <button type="button" class="link" data-remove="${esc(i.item_id)}">Remove</button></td></tr>`).join("") ||
+        `<tr><td colspan="5">Your cart is empty.</td></tr>`;
+      $("#totals").innerHTML = `<dt>Subtotal</dt><dd>${money(cart.subtotal)}</dd><dt>Discount</dt><dd>${money(cart.discount)}</dd>` +
+        `<dt>Total</dt><dd id="cart-total">${money(cart.total)}</dd>` + (cart.free_shipping ? "<dt>Shipping</dt><dd>free</dd>" : "");
+      $("#coupons").innerHTML = cart.coupons.map(c => `Coupon <strong>${esc(c)}</strong> <button type="button" class="link" data-uncoupon="${esc(c)}">remove</button>`).join("; ");
+      $("#to-checkout").hidden = !cart.items.length;
+      $("#cart-count").textContent = cart.item_count || "";
+    }
+    setInterval(() => document.querySelectorAll(".countdown").forEach(el => { el.textContent = left(Number(el.dataset.until)); }), 1000);
+    document.addEventListener("click", async ev => {
+      const d = ev.target.dataset || {};
+      try {
+        if (d.remove) cart = await api("DELETE", `/api/v1/cart/items/${d.remove}`);
+        else if (d.save) cart = await api("POST", `/api/v1/cart/items/${d.save}/save-for-later`);
+        else if (d.uncoupon) cart = await api("DELETE", `/api/v1/cart/coupons/${encodeURIComponent(d.uncoupon)}`);
+        else return;
+        draw();
+      } catch (e) { fail(e); }
+    });
+    document.addEventListener("change", async ev => {
+      const item = ev.target.dataset && ev.target.dataset.item;
+      if (!item) return;
+      try { cart = await api("PATCH", `/api/v1/cart/items/${item}`, { quantity: parseInt(ev.target.value, 10) || 0 }); draw(); } catch (e) { fail(e); load(); }
+    });
+    $("#coupon-form").addEventListener("submit", async ev => {
+      ev.preventDefault();
+      try { cart = await api("POST", "/api/v1/cart/coupons", { code: $("#coupon").value.trim() }); draw(); say("Coupon applied.", "ok"); } catch (e) { fail(e); }
+    });
+    load();
+  };
+
+  // --- checkout: the card goes to the gateway through Stripe.js, flashmart gets its token ---
+  views["shop/checkout.html"] = async () => {
+    const guest = !store.token;
+    $("#guest-fields").hidden = !guest;
+    $("#email").required = guest;
+    let cart;
+    try { cart = await api("GET", "/api/v1/cart"); } catch (e) { fail(e); return; }
+    $("#summary").textContent = cart.items.length ? `${cart.item_count} item(s), ${money(cart.total)} before tax and delivery.` : "Your cart is empty.";
+    const stripe = Stripe(page.stripe_publishable_key);
+    const card = stripe.elements().create("card");
+    card.mount("#card-element");
+
+    async function cardToken() {
+      const made = await stripe.createPaymentMethod({ type: "card", card });
+      if (made && made.error) throw new Error(made.error.message);
+      if (made && made.paymentMethod) return made.paymentMethod.id;
+      // a Stripe.js without PaymentMethods (the embedded gateway's): a card token's saved card
+      const t = await stripe.createToken(card);
+      if (t.error) throw new Error(t.error.message || "the card was refused");
+      return t.token.card ? t.token.card.id : t.token.id;
+    }
+
+    $("#checkout-form").addEventListener("submit", async ev => {
+      ev.preventDefault();
+      const f = ev.target;
+      if (!f.reportValidity()) return;
+      const pay = $("#pay");
+      pay.disabled = true;
+      say("Paying…");
+      try {
+        const token = await cardToken();
+        const address = {};
+        for (const k of ["name", "street", "city", "state", "zip", "country"]) {
+          const v = f.elements[k].value.trim();
+          if (v) address[k] = k === "country" ? v.toUpperCase() : v;
+        }
+        const body = { shipping_address: address, payment_method: { type: "card", token }, shipping_method: f.elements.shipping_method.value };
+        if (f.elements.gift_card.value.trim()) body.gift_card = f.elements.gift_card.value.trim();
+        if (guest) { body.cart_id = store.cartId; body.guest_email = f.elements.guest_email.value.trim(); }
+        const order = await api("POST", "/api/v1/orders/checkout", body, { "Idempotency-Key": crypto.randomUUID() });
+        if (guest) localStorage.removeItem("fm.cart");
+        const tokenPart = order.order_token ? `?token=${encodeURIComponent(order.order_token)}` : "";
+        location.href = `/shop/orders/${encodeURIComponent(order.order_id)}${tokenPart}`;
+      } catch (e) { fail(e); pay.disabled = false; }
+    });
+  };
+
+  // --- orders and tracking ---
+  views["shop/orders.html"] = async () => {
+    if (!store.token) return;
+    try {
+      const r = await api("GET", "/api/v1/orders?limit=50");
+      $("#orders").innerHTML = r.orders.length ? `<div class="scroll"><table><thead><tr><th scope="col">Order</th><th scope="col">Placed</th><th scope="col">Status</th><th scope="col">Total</th></tr></thead><tbody>` +
+        r.orders.map(o => `<tr><td><a href="/shop/orders/${esc(o.order_id)}">${esc(o.order_id)}</a></td><td>${when(o.placed_at)}</td><td>${esc(o.status)}</td><td>${money(o.grand_total)}</td></tr>`).join("") +
+        "</tbody></table></div>" : "<p>No orders yet.</p>";
+    } catch (e) { fail(e); }
+  };
+
+  views["shop/order.html"] = async () => {
+    const token = new URLSearchParams(location.search).get("token");
+    const path = `/api/v1/orders/${encodeURIComponent(page.order_id)}${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+    let order;
+    async function load() {
+      try { order = await api("GET", path); draw(); } catch (e) { fail(e); }
+    }
+    function draw() {
+      $("#order-status").textContent = order.status.replace(/_/g, " ");
+      $("#order-facts").innerHTML = `<dt>Placed</dt><dd>${when(order.placed_at)}</dd><dt>Total</dt><dd>${money(order.grand_total)}</dd>` +
+        (order.estimated_delivery ? `<dt>Estimated delivery</dt><dd>${esc(order.estimated_delivery)}</dd>` : "");
+      $("#items").innerHTML = `<ul>${order.items.map(i => `<li>${i.quantity} × ${esc(i.name)} (${money(i.price)})${i.returned ? `, ${i.returned} returned` : ""}</li>`).join("")}</ul>`;
+      const s = order.shipment;
+      $("#shipment").textContent = s ? `${s.carrier} ${s.tracking_number || ""}: ${s.status.replace(/_/g, " ")}${s.current_location ? ` at ${s.current_location}` : ""}` : "Not shipped yet.";
+      $("#timeline").innerHTML = order.timeline.map(e => `<li><strong>${esc(e.status.replace(/_/g, " "))}</strong> <span class="muted">${when(e.timestamp)}</span>` +
+        `${e.location ? ` · ${esc(e.location)}` : ""}${e.note ? `<br>${esc(e.note)}` : ""}</li>`).join("");
+      const mine = !!store.token;
+      $("#cancel").hidden = !mine || !["confirmed", "review"].includes(order.status);
+      $("#return-box").hidden = !mine || order.status !== "delivered";
+      $("#return-sku").innerHTML = order.items.map(i => `<option value="${esc(i.sku)}">${esc(i.name)}</option>`).join("");
+    }
+    $("#cancel").addEventListener("click", async () => {
+      if (!confirm("Cancel this order?")) return;
+      try { await api("POST", `/api/v1/orders/${encodeURIComponent(page.order_id)}/cancel`); say("Order cancelled.", "ok"); load(); } catch (e) { fail(e); }
+    });
+    $("#return-form").addEventListener("submit", async ev => {
+      ev.preventDefault();
+      try {
+        await api("POST", `/api/v1/orders/${encodeURIComponent(page.order_id)}/returns`, {
+          items: [{ sku: $("#return-sku").value, quantity: parseInt($("#return-qty").value, 10) }], reason: $("#return-reason").value,
+        });
+        say("Return requested.", "ok"); load();
+      } catch (e) { fail(e); }
+    });
+    await load();
+    setInterval(() => { if (!document.hidden) load(); }, 3000);  // the courier's updates follow
+  };
+
+  // --- sign in / register ---
+  views["shop/account.html"] = () => {
+    const next = new URLSearchParams(location.search).get("next");
+    async function signIn(email, password) {
+      const tokens = await api("POST", "/api/v1/auth/login", { email, password });  // sends X-Cart-Id: the guest cart merges
+      store.signIn(tokens);
+      const home = { customer: "/shop", courier: "/courier" }[tokens.user.role] || "/admin";
+      location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : home;
+    }
+    $("#login-form").addEventListener("submit", async ev => {
+      ev.preventDefault();
+      try { await signIn($("#login-email").value.trim(), $("#login-password").value); } catch (e) { fail(e); }
+    });
+    $("#register-form").addEventListener("submit", async ev => {
+      ev.preventDefault();
+      const email = $("#reg-email").value.trim(), password = $("#reg-password").value;
+      try {
+        await api("POST", "/api/v1/auth/register", { email, password, name: $("#reg-name").value.trim() });
+        await signIn(email, password);
+      } catch (e) { fail(e); }
+    });
+  };
+
+  // --- wishlist (saved for later) ---
+  views["shop/wishlist.html"] = async () => {
+    async function load() {
+      try {
+        const w = await api("GET", "/api/v1/wishlist");
+        $("#saved").innerHTML = w.items.map(s => `<li class="card"><h3><a href="/shop/products/${s.product_id}">${esc(s.name)}</a></h3><p class="price">${money(s.price)}</p>
+          <button type="button" data-move="${esc(s.sku)}">Move to cart</button> <button type="button" class="secondary" data-drop="${esc(s.sku)}">Remove</button></li>`).join("") ||
+          "<li>Nothing saved. In your cart, “Save for later” puts an item here.</li>";
+      } catch (e) { fail(e); }
+    }
+    document.addEventListener("click", async ev => {
+      const d = ev.target.dataset || {};
+      try {
+        if (d.move) { await api("POST", `/api/v1/wishlist/${encodeURIComponent(d.move)}/move-to-cart`); say("Moved to your cart.", "ok"); }
+        else if (d.drop) await api("DELETE", `/api/v1/wishlist/${encodeURIComponent(d.drop)}`);
+        else return;
+        load();
+      } catch (e) { fail(e); }
+    });
+    load();
+  };
+
+  // --- the waiting room with the buyer's place ---
+  views["shop/queue.html"] = () => {
+    const path = `/api/v1/flash-sales/${encodeURIComponent(page.sku)}/queue`;
+    let timer = null;
+    function draw(st) {
+      $("#position").textContent = st.status === "admitted" ? "in" : st.position;
+      $("#wait").textContent = st.status === "admitted" ? "0 s" : `${Math.ceil(st.estimated_wait_s)} s`;
+      $("#queue-state").innerHTML = st.status === "admitted"
+        ? `You are in: buy within ${Math.floor(st.admission_expires_in_s)} s. <a href="javascript:history.back()">Back to the product</a>`
+        : st.status === "expired" ? "Your admission lapsed: join again." : "Waiting…";
+      $("#join").hidden = st.status !== "expired";
+    }
+    async function poll() {
+      try { draw(await api("GET", path)); } catch (e) { if (e.status === 404) { $("#join").hidden = false; } else fail(e); }
+    }
+    $("#join").addEventListener("click", async () => {
+      if (!store.token) { location.href = `/shop/account?next=${encodeURIComponent(location.pathname)}`; return; }
+      try { draw(await api("POST", path)); clearInterval(timer); timer = setInterval(poll, 2000); } catch (e) { fail(e); }
+    });
+    if (store.token) { poll(); timer = setInterval(poll, 2000); }
+  };
+
+  document.addEventListener("DOMContentLoaded", () => {
+    cartCount();
+    const view = views[page.template];
+    if (view) view();
+  });
+})();

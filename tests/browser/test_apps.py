@@ -1,0 +1,235 @@
+"""The three apps in a real browser (headless Chromium) against the real platform: a guest buys
+with the test card through Stripe.js, a product page turns "sold out" live, an admin watches the
+live sale room move while buyers reserve, and a courier's delivery reaches the buyer's timeline."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.shop_setup import HOME_ADDRESS, listed_product, searchable
+from tests.helpers import make_user
+
+pytestmark = pytest.mark.slow
+OK_CARD = "4242424242424242"
+
+
+def fill_card(page, number: str = OK_CARD) -> None:
+    """The card fields that Stripe.js mounts in #card-element (the embedded gateway's Stripe.js
+    draws plain inputs; live Stripe's draws its iframe in the same place)."""
+    card = page.locator("#card-element")
+    card.get_by_placeholder("number").fill(number)
+    card.get_by_placeholder("exp_month").fill("12")
+    card.get_by_placeholder("exp_year").fill("31")
+    card.get_by_placeholder("cvc").fill("123")
+    card.get_by_placeholder("postal_code").fill("94102")
+
+
+def fill_address(page) -> None:
+    page.get_by_label("Full name").fill(HOME_ADDRESS["name"])
+    page.get_by_label("Street").fill(HOME_ADDRESS["street"])
+    page.get_by_label("City").fill(HOME_ADDRESS["city"])
+    page.get_by_label("State").fill(HOME_ADDRESS["state"])
+    page.get_by_label("ZIP").fill(HOME_ADDRESS["zip"])
+
+
+def sign_in(page, user, path: str) -> None:
+    page.goto(path)
+    page.get_by_label("Email").first.fill(user.email)
+    page.get_by_label("Password").first.fill(user.password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_guest_searches_adds_and_pays_with_the_test_card(
+    api, admin, warehouse, new_page, shots, db
+):
+    item = listed_product(api, admin, warehouse, units=5)
+    searchable(api, item["word"], item["product_id"])
+    page = new_page()
+
+    page.goto("/shop")
+    page.get_by_label("Search products").fill(item["word"])
+    page.get_by_role("button", name="Search").click()
+    result = page.locator("#results").get_by_role("link", name=item["name"])
+    expect(result).to_be_visible()
+    page.screenshot(path=shots / "shop-search.png", full_page=True)
+    result.click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text(item["name"])
+    expect(page.locator("#stock")).to_have_text("In stock")
+    page.screenshot(path=shots / "shop-product.png", full_page=True)
+    page.get_by_role("button", name="Add to cart").click()
+    expect(page.locator("#status")).to_contain_text("Added to your cart")
+
+    page.goto("/shop/cart")
+    expect(page.get_by_role("link", name=item["name"])).to_be_visible()
+    expect(page.locator(".countdown").first).to_have_text(re.compile(r"^\d+:\d\d$"))
+    page.screenshot(path=shots / "shop-cart.png", full_page=True)
+    page.get_by_role("link", name="Check out").click()
+
+    expect(page.locator("#card-element input").first).to_be_visible()
+    page.get_by_label("Email").fill(f"guest-{uuid.uuid4().hex[:8]}@example.com")
+    fill_address(page)
+    fill_card(page)
+    page.screenshot(path=shots / "shop-checkout.png", full_page=True)
+    page.get_by_role("button", name="Pay").click()
+
+    expect(page).to_have_url(re.compile(r"/shop/orders/[^/?]+\?token="), timeout=60_000)
+    expect(page.locator("#order-status")).to_have_text("confirmed")
+    expect(page.locator("#items")).to_contain_text(item["name"])
+    order_id = page.locator("#order-id").inner_text()
+    page.screenshot(path=shots / "shop-order.png", full_page=True)
+    # the money really moved: the order is confirmed and its card payment captured, in PostgreSQL
+    row = db.execute("SELECT status, guest_email FROM orders WHERE id = %s", (order_id,)).fetchone()
+    assert row["status"] == "confirmed" and row["guest_email"].startswith("guest-")
+    pay = db.execute("SELECT status FROM payments WHERE order_id = %s", (order_id,)).fetchall()
+    assert [p["status"] for p in pay] == ["captured"], pay
+
+
+def test_product_page_shows_sold_out_when_the_last_unit_goes_elsewhere(
+    api, admin, warehouse, new_page, shots, platform
+):
+    item = listed_product(api, admin, warehouse, units=1)
+    page = new_page(phone=True)
+    page.goto(f"/shop/products/{item['product_id']}")
+    expect(page.locator("#stock")).to_have_text("In stock")
+    expect(page.get_by_role("button", name="Add to cart")).to_be_enabled()
+
+    # another buyer, in another place, takes the last unit
+    with httpx.Client(base_url=platform.api_url, timeout=30) as other:
+        r = other.post("/api/v1/cart/items", json={"sku": item["sku"], "quantity": 1})
+        assert r.status_code == 200, r.text
+
+    expect(page.locator("#stock")).to_have_text("Sold out")  # no reload: the stock stream
+    expect(page.get_by_role("button", name="Add to cart")).to_be_disabled()
+    page.screenshot(path=shots / "shop-product-sold-out.png", full_page=True)
+
+
+class Buyers(threading.Thread):
+    """Guests reserving one unit each, as fast as one connection goes, until stopped."""
+
+    def __init__(self, base_url: str, sku: str):
+        super().__init__(daemon=True)
+        self.base_url, self.sku = base_url, sku
+        self.stop = threading.Event()
+        self.answers: dict[int, int] = {}
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=30) as c:
+            while not self.stop.is_set():
+                r = c.post("/api/v1/cart/items", json={"sku": self.sku, "quantity": 1})
+                self.answers[r.status_code] = self.answers.get(r.status_code, 0) + 1
+
+
+def test_admin_opens_a_flash_sale_and_watches_the_sale_room_move(
+    api, admin, warehouse, new_page, shots, platform
+):
+    item = listed_product(api, admin, warehouse, units=60)
+    page = new_page()
+    sign_in(page, admin, "/admin/sales")
+    expect(page.get_by_role("heading", name="Flash sales")).to_be_visible()
+
+    page.get_by_label("SKU").first.fill(item["sku"])
+    page.get_by_label("Sale price").fill("9.99")
+    page.get_by_label("Per-buyer limit").fill("1")
+    page.get_by_label("Starts").fill("2020-01-01T00:00")
+    page.get_by_label("Ends").fill("2099-01-01T00:00")
+    page.get_by_role("button", name="Schedule sale").click()
+    expect(page.locator("#status")).to_have_text("Flash sale scheduled.")
+    page.screenshot(path=shots / "admin-flash-sales.png", full_page=True)
+
+    page.get_by_label("SKU").last.fill(item["sku"])
+    page.get_by_role("button", name="Watch live").click()
+    expect(page).to_have_url(re.compile(f"/admin/sales/{item['sku']}$"))
+    expect(page.locator("#m-available")).to_have_text("60")
+
+    buyers = [Buyers(platform.api_url, item["sku"]) for _ in range(3)]
+    for b in buyers:
+        b.start()
+    try:
+        # the room moves: reservations per second, units held, then the sale sells out and the
+        # buyers who come after are refused with the reason
+        page.wait_for_function(
+            "() => parseInt(document.querySelector('#m-reservations').textContent) > 0",
+            polling=100,
+        )
+        expect(page.locator("#m-available")).to_have_text("0")
+        expect(page.locator("#m-held")).to_have_text("60")
+        expect(page.locator("#refusals")).to_contain_text("sold_out")
+        expect(page.locator("#m-p99")).to_contain_text("ms")
+        page.screenshot(path=shots / "admin-sale-room.png", full_page=True)
+    finally:
+        for b in buyers:
+            b.stop.set()
+        for b in buyers:
+            b.join(timeout=60)
+    assert sum(b.answers.get(200, 0) for b in buyers) == 60
+
+
+def test_courier_marks_delivered_and_the_buyer_sees_it(
+    api, admin, warehouse, new_page, shots, platform
+):
+    from tests.shop import card
+
+    item = listed_product(api, admin, warehouse, units=3)
+    courier = make_user(api, "courier")
+    buyer = make_user(api, "customer")
+    assert (
+        api.post(
+            "/api/v1/cart/items", json={"sku": item["sku"], "quantity": 1}, headers=buyer.headers
+        ).status_code
+        == 200
+    )
+    r = api.post(
+        "/api/v1/orders/checkout",
+        json={
+            "shipping_address": HOME_ADDRESS,
+            "payment_method": {"type": "card", "token": card(platform)},
+        },
+        headers={**buyer.headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    order_id = r.json()["order_id"]
+    r = api.post(
+        f"/api/v1/orders/{order_id}/shipments",
+        json={"courier_id": courier.id},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+
+    buyer_page = new_page()
+    sign_in(buyer_page, buyer, "/shop/account")
+    expect(buyer_page).to_have_url(re.compile(r"/shop$"))
+    buyer_page.goto(f"/shop/orders/{order_id}")
+    expect(buyer_page.locator("#order-status")).to_have_text("confirmed")
+
+    phone = new_page(phone=True)
+    sign_in(phone, courier, "/courier")
+    shipment = phone.locator("li.card", has_text=order_id)
+    expect(shipment).to_be_visible()
+    phone.screenshot(path=shots / "courier-shipments.png", full_page=True)
+    shipment.get_by_label("New status").select_option(label="Picked up")
+    shipment.get_by_label("Where / note").fill("Depot 4")
+    shipment.get_by_role("button", name="Update").click()
+    expect(phone.locator("li.card", has_text=order_id).locator("[data-status]")).to_have_text(
+        "Picked up"
+    )
+    shipment = phone.locator("li.card", has_text=order_id)
+    shipment.get_by_label("New status").select_option(label="Delivered")
+    shipment.get_by_label("Where / note").fill("Left with the neighbour at no. 3")
+    shipment.get_by_role("button", name="Update").click()
+    expect(phone.locator("li.card", has_text=order_id).locator("[data-status]")).to_have_text(
+        "Delivered"
+    )
+    phone.screenshot(path=shots / "courier-delivered.png", full_page=True)
+
+    # the buyer's open page follows without a reload
+    expect(buyer_page.locator("#order-status")).to_have_text("delivered")
+    expect(buyer_page.locator("#timeline")).to_contain_text("Left with the neighbour at no. 3")
+    expect(buyer_page.locator("#shipment")).to_contain_text("delivered")
+    buyer_page.screenshot(path=shots / "shop-order-delivered.png", full_page=True)
