@@ -3,14 +3,19 @@ same code as `flashmart up` (flashmart.platform), on free ports in a temporary d
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from flashmart.settings import Settings
-from flashmart.storage.embedded import free_port  # noqa: F401 - tests import it from here too
+from flashmart.storage.embedded import free_port
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +50,41 @@ def settings(backing) -> Settings:
     return backing
 
 
+@contextlib.contextmanager
+def ray_slot():
+    """One of FLASHMART_TEST_RAY_SLOTS machine-wide slots (default 3) for a test session's Ray.
+
+    Several test sessions on one small machine each start a Ray cluster; past a few at once, Ray's
+    own start-up deadline (30 s for the raylet to register) is missed and every test errors. A
+    session waits here for a free slot instead (an flock, released when the process ends)."""
+    slots = int(os.environ.get("FLASHMART_TEST_RAY_SLOTS", "3"))
+    folder = Path(tempfile.gettempdir()) / "flashmart-test-ray-slots"
+    folder.mkdir(exist_ok=True)
+    while True:
+        for i in range(slots):
+            handle = open(folder / f"slot-{i}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield
+            finally:
+                handle.close()
+            return
+        time.sleep(1)
+
+
 @pytest.fixture(scope="session")
-def ray_session(backing):
+def machine_slot():
+    """Held by every test session that starts Ray (its own or through `flashmart up`)."""
+    with ray_slot():
+        yield
+
+
+@pytest.fixture(scope="session")
+def ray_session(backing, machine_slot):
     """One local Ray instance for the session (dies with the test process)."""
     import ray
 

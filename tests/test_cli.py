@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from flashmart.storage.embedded import free_port
 
 FLASHMART = str(Path(sys.executable).parent / "flashmart")
 
 
 @pytest.fixture(scope="module")
-def cli_env(tmp_path_factory) -> dict[str, str]:
+def cli_env(tmp_path_factory, machine_slot) -> dict[str, str]:
     data = tmp_path_factory.mktemp("cli-data")
     ports = {
         name: str(free_port())

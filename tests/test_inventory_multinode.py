@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_shards_spread_over_nodes_and_survive_losing_one(backing):
+def test_shards_spread_over_nodes_and_survive_losing_one(backing, machine_slot):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
     proc = subprocess.run(
         [
