@@ -27,12 +27,12 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from flashmart.actors.checkout.aftersales import PAID_STATUSES
+from flashmart.actors.orders.lifecycle import PAID
 
 # An order counts as a purchase from confirmation on: every paid status of the after-sales rules,
 # refunded and returned ones too (the buyer had the goods; a refund is often why a review is written).
 # Pending/review (not paid yet), cancelled, failed and rejected orders do not.
-BOUGHT_STATUSES = list(PAID_STATUSES)
+BOUGHT_STATUSES = list(PAID)
 STARS = (1, 2, 3, 4, 5)
 SORTS = {
     "newest": "r.created_at DESC, r.id DESC",

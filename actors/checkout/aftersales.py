@@ -12,25 +12,12 @@ from decimal import Decimal
 from psycopg.types.json import Jsonb
 
 from flashmart.actors.inventory.messages import Refusal
+from flashmart.actors.orders import lifecycle
 from flashmart.actors.payments.types import Captured, PaymentRefusal, Refunded, Voided, to_minor
 from flashmart.obs import logger
 
 log = logger("aftersales")
 
-# An order whose money was taken, whatever came back since: a refund or a return does not undo the sale
-# (the payment stays captured at the gateway). The fraud history and the webhook read the lifecycle here.
-PAID_STATUSES = ("confirmed", "shipped", "delivered", "partially_refunded", "returned", "refunded")
-# the last two only while nothing has shipped; a refunded one has nothing left to pay back, but its units
-# are still sold until it is cancelled
-CANCELLABLE = ("confirmed", "review", "partially_refunded", "refunded")
-REFUNDABLE = ("confirmed", "shipped", "delivered", "returned", "partially_refunded")
-RETURNABLE = (
-    "shipped",
-    "delivered",
-    "partially_refunded",
-)  # the last one only once something has shipped
-SHIPPABLE = ("confirmed", "partially_refunded")  # a goodwill refund does not stop a delivery
-TRACKING = ("shipped", "in_transit", "out_for_delivery", "delivered")
 GATEWAY_REFUSED_STATUS = (
     502  # the gateway said no to a valid request: not the client's input, not ours
 )
@@ -102,7 +89,7 @@ async def settle_status(conn, order: dict) -> str:
     Shared with the gateway's webhook (a refund made in the Stripe dashboard). `order` is the locked row.
     An order that is not paid (cancelled, rejected, failed, in review) keeps its status: money that came
     back while ending it is part of that ending, not a refund of a sale."""
-    if order["status"] not in PAID_STATUSES:
+    if order["status"] not in lifecycle.PAID:
         return order["status"]
     cur = await conn.execute(
         "SELECT coalesce(sum(amount), 0) AS paid, coalesce(sum(refunded_amount), 0) AS back FROM payments "
@@ -116,13 +103,9 @@ async def settle_status(conn, order: dict) -> str:
         (order["id"],),
     )
     units = await cur.fetchone()
-    status = order["status"]
-    if money["paid"] > 0 and money["back"] >= money["paid"]:
-        status = "refunded"
-    elif units["bought"] > 0 and units["back"] >= units["bought"]:
-        status = "returned"
-    elif money["back"] > 0:
-        status = "partially_refunded"
+    status = lifecycle.settled_status(
+        order["status"], money["paid"], money["back"], units["bought"], units["back"]
+    )
     if status != order["status"]:
         await conn.execute(
             "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order["id"])
@@ -222,7 +205,7 @@ async def refund(
         ret = await _return_for_update(conn, return_id) if return_id is not None else None
         if ret is not None and ret["status"] != "approved":
             raise AfterSalesRefusal("conflict", f"return {return_id} is already {ret['status']}")
-        if ret is None and order["status"] not in REFUNDABLE:
+        if ret is None and order["status"] not in lifecycle.REFUNDABLE:
             raise AfterSalesRefusal(
                 "conflict", f"order {order_id} is {order['status']}: nothing to refund"
             )
@@ -297,8 +280,11 @@ async def cancel(
             raise AfterSalesRefusal(
                 "conflict", f"order {order_id} is {order['status']}, not waiting for review"
             )
-        if order["status"] not in CANCELLABLE or (
-            order["status"] in ("partially_refunded", "refunded") and await _shipped(conn, order_id)
+        if not lifecycle.may_cancel(
+            order["status"],
+            # asked only where it decides: a confirmed order is cancellable whatever its shipments
+            order["status"] in (lifecycle.PARTIALLY_REFUNDED, lifecycle.REFUNDED)
+            and await _shipped(conn, order_id),
         ):
             raise AfterSalesRefusal(
                 "conflict",
@@ -333,7 +319,7 @@ async def cancel(
                 )
         await _refund_credit(conn, order_id, order["grand_total"])
         await _restock_all(inventory, conn, order_id)
-        status = "cancelled" if rejected_by is None else "rejected"
+        status = lifecycle.cancelled_status(rejected=rejected_by is not None)
         await conn.execute(
             "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id)
         )
@@ -375,12 +361,12 @@ async def request_return(db, order_id: str, items: list[dict], reason: str) -> d
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         shipped = await _shipped(conn, order_id)
-        if order["status"] in CANCELLABLE and not shipped:
+        if lifecycle.must_cancel_instead_of_return(order["status"], shipped):
             raise AfterSalesRefusal(
                 "conflict",
                 f"order {order_id} has not shipped yet: cancel it instead of returning it",
             )
-        if order["status"] not in RETURNABLE or not shipped:
+        if not lifecycle.may_return(order["status"], shipped):
             raise AfterSalesRefusal(
                 "conflict", f"order {order_id} is {order['status']}: it cannot be returned"
             )
@@ -530,8 +516,11 @@ async def approve_return(db, payments, inventory, return_id: int) -> dict:
 async def create_shipment(db, order_id: str, carrier: str, courier_id: int | None = None) -> dict:
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
-        if order["status"] not in SHIPPABLE or (
-            order["status"] != "confirmed" and await _shipped(conn, order_id)
+        if not lifecycle.may_ship(
+            order["status"],
+            order["status"] in lifecycle.SHIPPABLE
+            and order["status"] != lifecycle.CONFIRMED
+            and await _shipped(conn, order_id),
         ):
             raise AfterSalesRefusal(
                 "conflict", f"order {order_id} is {order['status']}: only a confirmed order ships"
@@ -570,11 +559,7 @@ async def shipment_event(
             raise AfterSalesRefusal("forbidden", f"shipment {shipment_id} is not assigned to you")
         if s["status"] == "delivered":
             raise AfterSalesRefusal("conflict", "this shipment was already delivered")
-        if (
-            TRACKING.index(status) < TRACKING.index(s["status"])
-            if s["status"] in TRACKING
-            else False
-        ):
+        if not lifecycle.shipment_may_move(s["status"], status):
             raise AfterSalesRefusal(
                 "conflict", f"a shipment cannot go back from {s['status']} to {status}"
             )

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from flashmart.actors.carts.state import Cart
 from flashmart.actors.checkout import pricing
+from flashmart.actors.orders import lifecycle
 from flashmart.actors.payments.types import Authorised, Captured, PaymentRefusal, to_minor
 from flashmart.obs import counter, logger
 
@@ -302,7 +303,7 @@ class Saga:
 
         # 4a. the order row (pending) and its payment, with the saga's step, in one transaction: every
         # later crash has an order to settle
-        status = "review" if verdict["action"] == "review" else "confirmed"
+        status = lifecycle.placed_status(verdict["action"])
         try:
             await self._write_order(
                 order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount, holds
@@ -315,7 +316,9 @@ class Saga:
 
         # 4b. holds committed durably, then the order confirmed with its outbox row
         saga = {"order_id": order_id, "holds": holds, "request": req, "payment_intent_id": pi_id}
-        return await self.settle(order_id, status, capture=(status == "confirmed"), saga=saga)
+        return await self.settle(
+            order_id, status, capture=(status == lifecycle.CONFIRMED), saga=saga
+        )
 
     async def _credit_for(self, req: dict, grand_total: Decimal) -> tuple[str | None, Decimal]:
         """Split payment: store credit or a gift card pays first, the card the rest."""

@@ -21,6 +21,7 @@ from flashmart.actors.checkout import aftersales
 from flashmart.actors.checkout.actor import open_saga
 from flashmart.actors.checkout.saga import Saga
 from flashmart.actors.checkout.steps import recovery
+from flashmart.actors.orders import lifecycle
 from flashmart.actors.payments.types import Captured, PaymentRefusal, Voided
 from flashmart.obs import counter, logger
 from flashmart.settings import Settings
@@ -130,13 +131,13 @@ class Sweeper:
             async with s.db.connection() as conn:
                 cur = await conn.execute("SELECT fraud_action FROM orders WHERE id = %s", (oid,))
                 order = await cur.fetchone()
-            status = "review" if order and order["fraud_action"] == "review" else "confirmed"
-            await s.settle(oid, status, capture=(status == "confirmed"))
+            status = lifecycle.placed_status(order["fraud_action"] if order else None)
+            await s.settle(oid, status, capture=(status == lifecycle.CONFIRMED))
         elif action == "capture":
             async with s.db.connection() as conn:
                 cur = await conn.execute("SELECT status FROM orders WHERE id = %s", (oid,))
                 order = await cur.fetchone()
-            if order["status"] == "confirmed":
+            if order["status"] == lifecycle.CONFIRMED:
                 action = await self._capture_or_cancel(saga)
             else:
                 await s._finish(

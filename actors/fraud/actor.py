@@ -5,16 +5,16 @@ from __future__ import annotations
 import ray
 
 from flashmart.actors import NAMESPACE
-from flashmart.actors.checkout.aftersales import PAID_STATUSES
 from flashmart.actors.fraud.model import FraudModel
 from flashmart.actors.fraud.rules import OrderFeatures, decide
+from flashmart.actors.orders.lifecycle import PAID
 from flashmart.settings import Settings
 
 ACTOR_NAME = "fraud"
 
 # The buyer's history, three features:
 # - orders_last_hour: every order attempt, whatever became of it (velocity is about attempts);
-# - avg_order_value: what the buyer usually spends, over the orders they paid for (PAID_STATUSES);
+# - avg_order_value: what the buyer usually spends, over the orders they paid for (lifecycle.PAID);
 # - last_country: where the buyer's latest paid order went.
 # A paid order stays in the last two when money or goods came back later (partially_refunded, returned,
 # refunded): the buyer still placed and paid it, to that address. A return or refund history is not a
@@ -72,7 +72,7 @@ class FraudScorer:
                     "email": order.get("guest_email"),
                     "oid": order["order_id"],
                     "token": order.get("payment_token", ""),
-                    "paid": list(PAID_STATUSES),
+                    "paid": list(PAID),
                 },
             )
             return await cur.fetchone()

@@ -1,0 +1,1 @@
+"""Orders: the order lifecycle (pure), the orders/payments store port, and what orchestrates them."""
