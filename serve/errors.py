@@ -6,6 +6,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from flashmart import refusals
+
 # A refusal reason (returned by actors and services) -> HTTP status.
 STATUS_BY_REASON: dict[str, int] = {
     "bad_request": 400,
@@ -24,11 +26,45 @@ STATUS_BY_REASON: dict[str, int] = {
     "rate_limited": 429,
     "overloaded": 503,
     "unavailable": 503,
+    # the payment gateway said no to a valid request: neither the client's input nor flashmart's fault
+    "gateway_refused": 502,
 }
 
+# A checkout's refusal -> HTTP status. A checkout that is refused for any other reason (the stock or the
+# cart changed meanwhile) is a conflict with the current state: 409.
+CHECKOUT_STATUS_BY_REASON: dict[str, int] = {
+    "payment_declined": 402,
+    "fraud_declined": 403,
+    "overloaded": 503,
+    "unavailable": 503,
+    "invalid": 422,
+    "hold_expired": 409,
+    "sold_out": 409,
+    "limit_reached": 409,
+    "unknown_hold": 409,
+    "bad_request": 400,
+    "not_found": 404,
+    "coupon_exhausted": 409,
+    "coupon_expired": 409,
+    "coupon_min_spend": 409,
+    "insufficient_credit": 409,
+    "checkout_interrupted": 409,
+}
+CHECKOUT_REFUSED_DEFAULT_STATUS = 409
+ORDER_PLACED_STATUS = 201
 
-class Refused(Exception):
-    """Raise from a route for any expected refusal: Refused("sold_out", "SKU X has no units left")."""
+
+def status_of(refusal: refusals.Refusal) -> int:
+    return STATUS_BY_REASON.get(refusal.reason, 400)
+
+
+def checkout_status(refusal: refusals.Refusal) -> int:
+    return CHECKOUT_STATUS_BY_REASON.get(refusal.reason, CHECKOUT_REFUSED_DEFAULT_STATUS)
+
+
+class Refused(refusals.Refused):
+    """Raise from a route for any expected refusal: Refused("sold_out", "SKU X has no units left").
+    A refusal raised by the domain (flashmart.refusals.Refused) is answered the same way."""
 
     def __init__(
         self,
@@ -39,12 +75,23 @@ class Refused(Exception):
         headers: dict | None = None,
         **extra,
     ):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(reason, message, extra or None)
         self.status = status or STATUS_BY_REASON.get(reason, 400)
         self.headers = headers
-        self.extra = extra
+
+    @property
+    def extra(self) -> dict:
+        return self.details or {}
+
+    @classmethod
+    def at_checkout(cls, refusal: refusals.Refusal) -> Refused:
+        """A checkout's refusal, with the checkout's status for it."""
+        return cls(
+            refusal.reason,
+            refusal.message,
+            status=checkout_status(refusal),
+            **(refusal.details or {}),
+        )
 
 
 def _readable(errors: list[dict]) -> str:
@@ -56,10 +103,13 @@ def _readable(errors: list[dict]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Refused)
-    async def _refused(_: Request, exc: Refused) -> JSONResponse:
-        body = {"error": exc.reason, "message": exc.message, **exc.extra}
-        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+    @app.exception_handler(refusals.Refused)
+    async def _refused(_: Request, exc: refusals.Refused) -> JSONResponse:
+        refusal = exc.refusal
+        status = getattr(exc, "status", None) or status_of(refusal)
+        return JSONResponse(
+            refusal.body(), status_code=status, headers=getattr(exc, "headers", None)
+        )
 
     async def _backend_down(_: Request, exc: Exception) -> JSONResponse:
         # PostgreSQL or Redis unreachable (a restart, a failover): nothing was half written (each

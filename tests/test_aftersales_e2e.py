@@ -120,17 +120,13 @@ def test_return_whose_refund_fails_at_the_gateway_stays_approved_and_a_retry_ref
 
 def test_a_refusal_by_the_gateway_is_a_502_and_an_outage_a_503():
     from flashmart.actors.checkout.aftersales import _gateway_refusal
-    from flashmart.actors.payments.types import PaymentRefusal
+    from flashmart.refusals import Refusal
+    from flashmart.serve.errors import status_of
 
-    refused = _gateway_refusal(PaymentRefusal("invalid", "charge already refunded"), "refund")
-    assert (refused.reason, refused.status) == ("gateway_refused", 502)
-    down = _gateway_refusal(
-        PaymentRefusal("unavailable", "refund did not reach the gateway"), "refund"
-    )
-    assert (down.reason, down.status) == (
-        "unavailable",
-        None,
-    )  # None: serve/errors.py maps it to 503
+    refused = _gateway_refusal(Refusal("invalid", "charge already refunded"), "refund")
+    assert (refused.reason, status_of(refused.refusal)) == ("gateway_refused", 502)
+    down = _gateway_refusal(Refusal("unavailable", "refund did not reach the gateway"), "refund")
+    assert (down.reason, status_of(down.refusal)) == ("unavailable", 503)
 
 
 # --- (2) units returned and then cancelled are never counted twice ----------------------------------

@@ -12,11 +12,11 @@ from flashmart.actors.payments.pacer import PaceSchedule
 from flashmart.actors.payments.types import (
     Authorised,
     Captured,
-    PaymentRefusal,
     Refunded,
     Voided,
     to_minor,
 )
+from flashmart.refusals import Refusal
 
 
 @hsettings(deadline=None)  # a loaded shared machine can stall any example
@@ -76,7 +76,7 @@ def test_gateway_lifecycle_against_localstripe(settings, unique):
         r = await g.refund(ok.payment_intent_id, 700, f"refund-{unique}")
         assert isinstance(r, Refunded) and r.amount_minor == 700
         declined = await g.authorise(f"d-{unique}", 2500, "USD", _pm(settings, "4000000000000341"))
-        assert isinstance(declined, PaymentRefusal) and declined.reason == "payment_declined"
+        assert isinstance(declined, Refusal) and declined.reason == "payment_declined"
         v = await g.authorise(f"v-{unique}", 900, "USD", _pm(settings, "4242424242424242"))
         assert isinstance(await g.void(v.payment_intent_id), Voided)
         assert await g.status(v.payment_intent_id) == "canceled"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from flashmart.refusals import Refusal
+
 CENT = Decimal("0.01")
 KINDS = ("percentage", "fixed", "free_shipping")
 
@@ -30,32 +32,26 @@ class Coupon:
         assert self.value >= 0 and (self.kind != "percentage" or self.value <= 100)
 
 
-@dataclass(frozen=True)
-class CouponRefusal:
-    reason: str  # coupon_expired | coupon_min_spend | coupon_exhausted | coupon_conflict
-    message: str
-
-
 def check(
     coupon: Coupon, subtotal: Decimal, now: float, buyer_uses: int, applied: list[Coupon]
-) -> CouponRefusal | None:
+) -> Refusal | None:
     """None when the coupon may be applied to this cart now."""
     if coupon.expires_at is not None and now >= coupon.expires_at:
-        return CouponRefusal("coupon_expired", f"coupon {coupon.code} has expired")
+        return Refusal("coupon_expired", f"coupon {coupon.code} has expired")
     if subtotal < coupon.min_spend:
-        return CouponRefusal(
+        return Refusal(
             "coupon_min_spend",
             f"coupon {coupon.code} needs a subtotal of at least {coupon.min_spend}",
         )
     if coupon.total_limit is not None and coupon.used_count >= coupon.total_limit:
-        return CouponRefusal("coupon_exhausted", f"coupon {coupon.code} has been used up")
+        return Refusal("coupon_exhausted", f"coupon {coupon.code} has been used up")
     if coupon.per_user_limit is not None and buyer_uses >= coupon.per_user_limit:
-        return CouponRefusal("coupon_exhausted", f"you have already used coupon {coupon.code}")
+        return Refusal("coupon_exhausted", f"you have already used coupon {coupon.code}")
     for other in applied:
         if other.code == coupon.code:
-            return CouponRefusal("coupon_conflict", f"coupon {coupon.code} is already applied")
+            return Refusal("coupon_conflict", f"coupon {coupon.code} is already applied")
         if _slot(other) == _slot(coupon):
-            return CouponRefusal(
+            return Refusal(
                 "coupon_conflict", f"coupon {other.code} is already applied; remove it first"
             )
     return None

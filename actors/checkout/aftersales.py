@@ -11,29 +11,19 @@ from decimal import Decimal
 
 from psycopg.types.json import Jsonb
 
-from flashmart.actors.inventory.messages import Refusal
 from flashmart.actors.orders import lifecycle
-from flashmart.actors.payments.types import Captured, PaymentRefusal, Refunded, Voided, to_minor
+from flashmart.actors.payments.types import Captured, Refunded, Voided, to_minor
 from flashmart.obs import logger
+from flashmart.refusals import Refusal, Refused
 
 log = logger("aftersales")
-
-GATEWAY_REFUSED_STATUS = (
-    502  # the gateway said no to a valid request: not the client's input, not ours
-)
-
-
-class AfterSalesRefusal(Exception):
-    def __init__(self, reason: str, message: str, status: int | None = None):
-        super().__init__(message)
-        self.reason, self.message, self.status = reason, message, status
 
 
 async def _order_for_update(conn, order_id: str) -> dict:
     cur = await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
     order = await cur.fetchone()
     if order is None:
-        raise AfterSalesRefusal("not_found", f"no order {order_id}")
+        raise Refused("not_found", f"no order {order_id}")
     return order
 
 
@@ -166,21 +156,22 @@ async def _refund_credit(conn, order_id: str, amount: Decimal) -> Decimal:
     return given
 
 
-def _gateway_refusal(r, what: str) -> AfterSalesRefusal:
-    """A gateway that did not answer (or is saturated) is worth a retry: 503. A gateway that refused
-    the operation is a 502: the request was valid, the payment side said no."""
+def _gateway_refusal(r, what: str) -> Refused:
+    """A gateway that did not answer (or is saturated) is worth a retry (`unavailable`, `overloaded`).
+    A gateway that refused the operation is `gateway_refused`: the request was valid, the payment
+    side said no (neither the client's input nor flashmart's fault)."""
     message = getattr(r, "message", None) or f"the {what} did not go through"
-    reason = r.reason if isinstance(r, PaymentRefusal) else "unavailable"
+    reason = r.reason if isinstance(r, Refusal) else "unavailable"
     if reason in ("unavailable", "overloaded"):
-        return AfterSalesRefusal(reason, message)
-    return AfterSalesRefusal("gateway_refused", message, GATEWAY_REFUSED_STATUS)
+        return Refused(reason, message)
+    return Refused("gateway_refused", message)
 
 
 async def _return_for_update(conn, return_id: int) -> dict:
     cur = await conn.execute("SELECT * FROM returns WHERE id = %s FOR UPDATE", (return_id,))
     ret = await cur.fetchone()
     if ret is None:
-        raise AfterSalesRefusal("not_found", f"no return {return_id}")
+        raise Refused("not_found", f"no return {return_id}")
     return ret
 
 
@@ -204,11 +195,9 @@ async def refund(
         )  # the order first, then the return: one lock order
         ret = await _return_for_update(conn, return_id) if return_id is not None else None
         if ret is not None and ret["status"] != "approved":
-            raise AfterSalesRefusal("conflict", f"return {return_id} is already {ret['status']}")
+            raise Refused("conflict", f"return {return_id} is already {ret['status']}")
         if ret is None and order["status"] not in lifecycle.REFUNDABLE:
-            raise AfterSalesRefusal(
-                "conflict", f"order {order_id} is {order['status']}: nothing to refund"
-            )
+            raise Refused("conflict", f"order {order_id} is {order['status']}: nothing to refund")
         cur = await conn.execute(
             "SELECT coalesce(sum(amount - refunded_amount), 0) AS left FROM payments "
             "WHERE order_id = %s AND status IN ('captured', 'partially_refunded')",
@@ -218,7 +207,7 @@ async def refund(
         if ret is not None:
             amount = min(amount, refundable)
         elif amount <= 0 or amount > refundable:
-            raise AfterSalesRefusal("invalid", f"a refund must be between 0.01 and {refundable}")
+            raise Refused("invalid", f"a refund must be between 0.01 and {refundable}")
         card = await _card_payment(conn, order_id)
         from_card = Decimal(0)
         if card and card["status"] in ("captured", "partially_refunded"):
@@ -277,7 +266,7 @@ async def cancel(
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         if rejected_by is not None and order["status"] != "review":
-            raise AfterSalesRefusal(
+            raise Refused(
                 "conflict", f"order {order_id} is {order['status']}, not waiting for review"
             )
         if not lifecycle.may_cancel(
@@ -286,7 +275,7 @@ async def cancel(
             order["status"] in (lifecycle.PARTIALLY_REFUNDED, lifecycle.REFUNDED)
             and await _shipped(conn, order_id),
         ):
-            raise AfterSalesRefusal(
+            raise Refused(
                 "conflict",
                 f"order {order_id} is {order['status']}; only an order not yet shipped "
                 "can be cancelled",
@@ -336,7 +325,7 @@ async def review(db, payments, inventory, order_id: str, approve: bool, reviewer
     async with db.connection() as conn, conn.transaction():
         order = await _order_for_update(conn, order_id)
         if order["status"] != "review":
-            raise AfterSalesRefusal(
+            raise Refused(
                 "conflict", f"order {order_id} is {order['status']}, not waiting for review"
             )
         card = await _card_payment(conn, order_id)
@@ -362,12 +351,12 @@ async def request_return(db, order_id: str, items: list[dict], reason: str) -> d
         order = await _order_for_update(conn, order_id)
         shipped = await _shipped(conn, order_id)
         if lifecycle.must_cancel_instead_of_return(order["status"], shipped):
-            raise AfterSalesRefusal(
+            raise Refused(
                 "conflict",
                 f"order {order_id} has not shipped yet: cancel it instead of returning it",
             )
         if not lifecycle.may_return(order["status"], shipped):
-            raise AfterSalesRefusal(
+            raise Refused(
                 "conflict", f"order {order_id} is {order['status']}: it cannot be returned"
             )
         cur = await conn.execute(
@@ -387,7 +376,7 @@ async def request_return(db, order_id: str, items: list[dict], reason: str) -> d
             wanted[it["sku"]] = wanted.get(it["sku"], 0) + it["quantity"]
         for sku, qty in wanted.items():
             if qty > left.get(sku, 0):
-                raise AfterSalesRefusal(
+                raise Refused(
                     "invalid", f"at most {max(left.get(sku, 0), 0)} of {sku} can be returned"
                 )
         cur = await conn.execute(
@@ -414,15 +403,13 @@ async def _restock_item(inventory, item: dict, order_id: str, take: int, return_
             item["sku"], order_id, n, wh, f"return:{return_id}:{item['id']}:{wh}"
         )
         if getattr(r, "reason", None):
-            raise AfterSalesRefusal("conflict", f"restock refused: {r.message or r.reason}")
+            raise Refused("conflict", f"restock refused: {r.message or r.reason}")
         back[wh] = back.get(wh, 0) + n
         take -= n
         if take == 0:
             break
     if take > 0:
-        raise AfterSalesRefusal(
-            "conflict", f"{take} units of {item['sku']} have no warehouse to return to"
-        )
+        raise Refused("conflict", f"{take} units of {item['sku']} have no warehouse to return to")
     return back
 
 
@@ -433,13 +420,13 @@ async def _approve(db, inventory, return_id: int) -> dict:
         cur = await conn.execute("SELECT order_id FROM returns WHERE id = %s", (return_id,))
         row = await cur.fetchone()
         if row is None:
-            raise AfterSalesRefusal("not_found", f"no return {return_id}")
+            raise Refused("not_found", f"no return {return_id}")
         order = await _order_for_update(conn, row["order_id"])
         ret = await _return_for_update(conn, return_id)
         if ret["status"] == "approved":
             return ret
         if ret["status"] != "requested":
-            raise AfterSalesRefusal("conflict", f"return {return_id} is already {ret['status']}")
+            raise Refused("conflict", f"return {return_id} is already {ret['status']}")
         amount = Decimal(0)
         goods = order["subtotal"] - order["discount"]
         tax_rate = order["tax"] / goods if goods > 0 else Decimal(0)
@@ -494,15 +481,14 @@ async def approve_return(db, payments, inventory, return_id: int) -> dict:
         out = await refund(
             db, payments, ret["order_id"], ret["refund_amount"], f"return {return_id}", return_id
         )
-    except AfterSalesRefusal as exc:
+    except Refused as exc:
         if exc.reason in ("not_found", "conflict"):
             raise
-        raise AfterSalesRefusal(
+        raise Refused(
             exc.reason,
             f"return {return_id} is approved and its units are back in stock, but its "
             f"refund did not go through ({exc.message}); approve it again to finish "
             "the refund",
-            exc.status,
         ) from exc
     return {
         "return_id": return_id,
@@ -522,7 +508,7 @@ async def create_shipment(db, order_id: str, carrier: str, courier_id: int | Non
             and order["status"] != lifecycle.CONFIRMED
             and await _shipped(conn, order_id),
         ):
-            raise AfterSalesRefusal(
+            raise Refused(
                 "conflict", f"order {order_id} is {order['status']}: only a confirmed order ships"
             )
         tracking = f"FM{uuid.uuid4().hex[:12].upper()}"
@@ -554,15 +540,13 @@ async def shipment_event(
         cur = await conn.execute("SELECT * FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
         s = await cur.fetchone()
         if s is None:
-            raise AfterSalesRefusal("not_found", f"no shipment {shipment_id}")
+            raise Refused("not_found", f"no shipment {shipment_id}")
         if actor_role == "courier" and s["courier_id"] != actor_user_id:
-            raise AfterSalesRefusal("forbidden", f"shipment {shipment_id} is not assigned to you")
+            raise Refused("forbidden", f"shipment {shipment_id} is not assigned to you")
         if s["status"] == "delivered":
-            raise AfterSalesRefusal("conflict", "this shipment was already delivered")
+            raise Refused("conflict", "this shipment was already delivered")
         if not lifecycle.shipment_may_move(s["status"], status):
-            raise AfterSalesRefusal(
-                "conflict", f"a shipment cannot go back from {s['status']} to {status}"
-            )
+            raise Refused("conflict", f"a shipment cannot go back from {s['status']} to {status}")
         await conn.execute(
             "UPDATE shipments SET status = %s, current_location = coalesce(%s, current_location), "
             "shipped_at = CASE WHEN %s = 'shipped' AND shipped_at IS NULL THEN now() ELSE shipped_at END, "

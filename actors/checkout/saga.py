@@ -20,39 +20,15 @@ from psycopg.types.json import Jsonb
 from flashmart.actors.carts.state import Cart
 from flashmart.actors.checkout import pricing
 from flashmart.actors.orders import lifecycle
-from flashmart.actors.payments.types import Authorised, Captured, PaymentRefusal, to_minor
+from flashmart.actors.payments.types import Authorised, Captured, to_minor
 from flashmart.obs import counter, logger
+from flashmart.refusals import Refusal, Refused
 
 log = logger("checkout")
 
-REFUSAL_STATUS = {
-    "payment_declined": 402,
-    "fraud_declined": 403,
-    "overloaded": 503,
-    "unavailable": 503,
-    "invalid": 422,
-    "hold_expired": 409,
-    "sold_out": 409,
-    "limit_reached": 409,
-    "unknown_hold": 409,
-    "bad_request": 400,
-    "not_found": 404,
-    "coupon_exhausted": 409,
-    "coupon_expired": 409,
-    "coupon_min_spend": 409,
-    "insufficient_credit": 409,
-    "checkout_interrupted": 409,
-}
-
 
 def _is_refusal(r) -> bool:
-    return hasattr(r, "reason") and not hasattr(r, "hold_id")
-
-
-class SagaFailed(Exception):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason, self.message = reason, message
+    return r.__class__ is Refusal
 
 
 class SagaTakenOver(Exception):
@@ -103,16 +79,15 @@ class Saga:
         self,
         order_id: str,
         state: str,
-        status: int,
         body: dict,
         error: str | None = None,
         conn=None,
-    ) -> tuple[int, dict]:
+    ) -> dict:
         sql = (
-            "UPDATE checkout_sagas SET state = %s, result = %s, result_status = %s, error = %s, updated_at = now() "
+            "UPDATE checkout_sagas SET state = %s, result = %s, error = %s, updated_at = now() "
             "WHERE order_id = %s"
         )
-        args = (state, Jsonb(body), status, error, order_id)
+        args = (state, Jsonb(body), error, order_id)
         if conn is not None:
             await conn.execute(sql, args)
         else:
@@ -124,16 +99,16 @@ class Saga:
             )
         except Exception:  # noqa: BLE001
             pass
-        return status, body
+        return body
 
-    async def _fail(self, order_id: str, reason: str, message: str) -> tuple[int, dict]:
-        body = {"error": reason, "message": message, "order_id": order_id}
-        return await self._finish(
-            order_id, "failed", REFUSAL_STATUS.get(reason, 409), body, message
-        )
+    async def _fail(self, order_id: str, reason: str, message: str) -> Refusal:
+        refusal = Refusal(reason, message, {"order_id": order_id})
+        await self._finish(order_id, "failed", refusal.body(), message)
+        return refusal
 
     # --- entry ---
-    async def run(self, req: dict) -> tuple[int, dict]:
+    async def run(self, req: dict) -> dict | Refusal:
+        """The placed order's answer, or why the checkout was refused."""
         scope = f"u:{req['user_id']}" if req.get("user_id") is not None else f"g:{req['cart_id']}"
         order_id = uuid.uuid4().hex
         # a card-only checkout whose holds are all fresh is reserved, priced and scored with reads only, so
@@ -173,30 +148,30 @@ class Saga:
             return await self._run(
                 order_id, scope, req, ready, authorising_recorded=(step == "authorising")
             )
-        except SagaFailed as exc:
+        except Refused as exc:
             return await self._fail(order_id, exc.reason, exc.message)
         except SagaTakenOver:
             # the sweeper voids what this saga authorised and records the outcome; the buyer retries
-            return 409, {
-                "error": "checkout_interrupted",
-                "order_id": order_id,
-                "message": "the checkout took too long and was cancelled; nothing was charged, please retry",
-            }
+            return Refusal(
+                "checkout_interrupted",
+                "the checkout took too long and was cancelled; nothing was charged, please retry",
+                {"order_id": order_id},
+            )
 
-    def _replay(self, first: dict, req: dict) -> tuple[int, dict]:
-        """A retry with the same key answers the first result; the same key for another body is a 422."""
+    def _replay(self, first: dict, req: dict) -> dict | Refusal:
+        """A retry with the same key answers the first result; the same key for another body is
+        refused (invalid)."""
         if _comparable(first["request"]) != _comparable(req):
-            return 422, {
-                "error": "invalid",
-                "message": "this Idempotency-Key was used for a different checkout request",
-            }
+            return Refusal(
+                "invalid", "this Idempotency-Key was used for a different checkout request"
+            )
         if first["result"] is None:
-            return 409, {
-                "error": "conflict",
-                "message": "a checkout with this Idempotency-Key is still in progress",
-                "order_id": first["order_id"],
-            }
-        return first["result_status"], {**first["result"], "replayed": True}
+            return Refusal(
+                "conflict",
+                "a checkout with this Idempotency-Key is still in progress",
+                {"order_id": first["order_id"]},
+            )
+        return _replayed(first["result"])
 
     async def _prepare_by_reading(self, order_id: str, req: dict) -> Prepared | None:
         """Reserve (every hold fresh: nothing to renew), price and score with reads only; None when that
@@ -215,7 +190,7 @@ class Saga:
         # 1. reserve: every cart line is backed by a live hold (expired ones are taken again)
         snap = await self.carts.checkout_snapshot(req["cart_id"], req["buyer_id"])
         if "refused" in snap:
-            raise SagaFailed(snap["refused"], snap["message"])
+            raise Refused(snap["refused"], snap["message"])
         # 'reserved' and 'scored' are not written on their own: a crash there is resolved exactly like
         # one at 'started' (abandon: the holds end with their TTL), so the holds travel with the next write
         cart, p = self._price(snap, req)
@@ -263,7 +238,7 @@ class Saga:
         req: dict,
         ready: Prepared | None = None,
         authorising_recorded: bool = False,
-    ) -> tuple[int, dict]:
+    ) -> dict | Refusal:
         ready = ready or await self._prepare(order_id, req)
         cart, holds, p, verdict, credit_amount = (
             ready.cart,
@@ -275,7 +250,7 @@ class Saga:
         card_amount = ready.card_amount
         if verdict["action"] == "decline":
             await self._release_and_drop(req["cart_id"], holds)
-            raise SagaFailed(
+            raise Refused(
                 "fraud_declined",
                 "this order cannot be accepted; contact support if you think this is a mistake",
             )
@@ -289,8 +264,8 @@ class Saga:
             auth = await self.payments.authorise(
                 order_id, to_minor(card_amount), "USD", req["payment_token"], scope
             )
-            if isinstance(auth, PaymentRefusal):
-                raise SagaFailed(
+            if isinstance(auth, Refusal):
+                raise Refused(
                     auth.reason, auth.message
                 )  # the cart keeps its holds: try another card
             assert isinstance(auth, Authorised)
@@ -337,7 +312,7 @@ class Saga:
             )
             row = await cur.fetchone()
         if row is None or row["balance"] <= 0:
-            raise SagaFailed(
+            raise Refused(
                 "insufficient_credit", "no usable balance on that gift card or store credit"
             )
         req["_credit_account"] = account
@@ -437,7 +412,7 @@ class Saga:
     # --- settle: commit holds, confirm the order (+ outbox), capture. Also the sweeper's roll-forward.
     async def settle(
         self, order_id: str, status: str, capture: bool, saga: dict | None = None
-    ) -> tuple[int, dict]:
+    ) -> dict | Refusal:
         """`saga`: what the running saga already knows (holds, request, payment_intent_id); the sweeper
         passes nothing and the row is read."""
         if saga is None:
@@ -465,11 +440,11 @@ class Saga:
             async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
                 body = await self._confirm(conn, order_id, saga, holds, results, status)
                 await conn.execute(
-                    "UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %s, "
-                    "result_status = 201 WHERE order_id = %s",
+                    "UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %s "
+                    "WHERE order_id = %s",
                     (Jsonb(body), order_id),
                 )
-        except SagaFailed as exc:
+        except Refused as exc:
             await self.undo_order(order_id, saga, list(zip(holds, results)), [])
             return await self._fail(order_id, exc.reason, exc.message)
         _maybe_crash("committed")
@@ -480,8 +455,8 @@ class Saga:
         if capture:
             await asyncio.gather(checked_out, self.capture(order_id, saga["payment_intent_id"]))
         else:
-            await asyncio.gather(checked_out, self._finish(order_id, "done", 201, body))
-        return 201, body
+            await asyncio.gather(checked_out, self._finish(order_id, "done", body))
+        return body
 
     async def _confirm(self, conn, order_id, saga, holds, results, status) -> dict:
         """Runs in pipeline mode: only the statements whose rows are read wait for an answer."""
@@ -525,7 +500,7 @@ class Saga:
                 (credit["amount"], credit["payment_method"], credit["amount"]),
             )
             if await cur2.fetchone() is None:
-                raise SagaFailed(
+                raise Refused(
                     "insufficient_credit",
                     "the gift card or store credit balance changed; nothing was charged",
                 )
@@ -577,7 +552,7 @@ class Saga:
             or (c["total_limit"] is not None and c["used_count"] >= c["total_limit"])
             or (c["per_user_limit"] is not None and uses >= c["per_user_limit"])
         ):
-            raise SagaFailed(
+            raise Refused(
                 "coupon_exhausted",
                 f"coupon {code} was used up before your order; nothing was charged",
             )
@@ -683,6 +658,14 @@ def _answer(o: dict) -> dict:
         "estimated_delivery": o["estimated_delivery"].isoformat(),
         "tracking_url": f"/api/v1/orders/{o['id']}",
     }
+
+
+def _replayed(result: dict) -> dict | Refusal:
+    """The first answer again, marked as a replay: the placed order, or the refusal as it was told."""
+    if "error" not in result:
+        return {**result, "replayed": True}
+    details = {k: v for k, v in result.items() if k not in ("error", "message")}
+    return Refusal(result["error"], result.get("message", ""), {**details, "replayed": True})
 
 
 def _comparable(req: dict) -> dict:

@@ -22,8 +22,9 @@ from flashmart.actors.checkout.actor import open_saga
 from flashmart.actors.checkout.saga import Saga
 from flashmart.actors.checkout.steps import recovery
 from flashmart.actors.orders import lifecycle
-from flashmart.actors.payments.types import Captured, PaymentRefusal, Voided
+from flashmart.actors.payments.types import Captured, Voided
 from flashmart.obs import counter, logger
+from flashmart.refusals import Refusal
 from flashmart.settings import Settings
 
 log = logger("checkout.sweeper")
@@ -140,13 +141,9 @@ class Sweeper:
             if order["status"] == lifecycle.CONFIRMED:
                 action = await self._capture_or_cancel(saga)
             else:
-                await s._finish(
-                    oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid}
-                )
+                await s._finish(oid, "done", saga["result"] or {"order_id": oid})
         else:
-            await s._finish(
-                oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid}
-            )
+            await s._finish(oid, "done", saga["result"] or {"order_id": oid})
         return action
 
     async def _void_all(self, order_id: str, known: str | None) -> int:
@@ -169,11 +166,9 @@ class Sweeper:
         s, oid, pi = self.saga, saga["order_id"], saga["payment_intent_id"]
         if pi:
             r = await s.payments.capture(oid, pi)
-            if isinstance(r, PaymentRefusal) and r.reason == "invalid":
+            if isinstance(r, Refusal) and r.reason == "invalid":
                 await aftersales.cancel(s.db, s.payments, s.inv, oid, note=AUTHORISATION_ENDED)
-                await s._finish(
-                    oid, "done", saga["result_status"] or 201, saga["result"] or {"order_id": oid}
-                )
+                await s._finish(oid, "done", saga["result"] or {"order_id": oid})
                 counter(
                     "orders_cancelled_unpaid",
                     "confirmed orders cancelled: authorisation ended before capture",

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The engine's refusals are the product's one Refusal. Reasons: sold_out, limit_reached, unknown_hold,
+# hold_expired, overloaded, invalid (bad quantity or stock below what is reserved), not_found (unknown
+# order), moved (internal: the shard no longer owns the SKU; the client follows the directory).
+from flashmart.refusals import Refusal
+
 Allocations = dict[str, int]  # warehouse_id -> units
 
 
@@ -439,16 +444,6 @@ class Returned:
     order_id: str
     quantity: int
     warehouse_id: str
-
-
-@dataclass(slots=True)
-class Refusal:
-    """A business refusal. Reasons: sold_out, limit_reached, unknown_hold, hold_expired, overloaded,
-    invalid (bad quantity or stock below what is reserved), not_found (unknown order),
-    moved (internal: the shard no longer owns the SKU; the client follows the directory)."""
-
-    reason: str
-    message: str = ""
 
 
 @dataclass(slots=True)

@@ -10,8 +10,8 @@ import ray
 from flashmart.actors import NAMESPACE
 from flashmart.actors.payments.gateway import StripeGateway
 from flashmart.actors.payments.pacer import Overloaded, Pacer, SharedPacer, set_shared_pacing
-from flashmart.actors.payments.types import PaymentRefusal
 from flashmart.obs import LATENCY_BOUNDARIES_MS, counter, histogram
+from flashmart.refusals import Refusal
 from flashmart.settings import Settings
 
 POOL_PREFIX = "payments"
@@ -109,10 +109,10 @@ class PaymentWorker:
             async with self.slot(op):
                 result = await getattr(self.gateway, op)(*args)
         except Overloaded as exc:
-            result = PaymentRefusal(
+            result = Refusal(
                 "overloaded", f"the payment gateway queue is full ({exc}); retry shortly"
             )
-        outcome = result.reason if isinstance(result, PaymentRefusal) else "ok"
+        outcome = result.reason if isinstance(result, Refusal) else "ok"
         try:
             counter("gateway_calls", "payment gateway calls", ("op", "outcome")).inc(
                 tags={"op": op, "outcome": outcome}

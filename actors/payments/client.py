@@ -9,7 +9,7 @@ import ray
 
 from flashmart.actors import NAMESPACE
 from flashmart.actors.payments.actor import actor_name
-from flashmart.actors.payments.types import PaymentRefusal
+from flashmart.refusals import Refusal
 from flashmart.settings import Settings
 
 
@@ -34,9 +34,7 @@ class PaymentsClient:
         try:
             return await getattr(self._pick(key), method).remote(*args)
         except ray.exceptions.RayActorError as exc:
-            return PaymentRefusal(
-                "unavailable", f"the payment actor is restarting: {type(exc).__name__}"
-            )
+            return Refusal("unavailable", f"the payment actor is restarting: {type(exc).__name__}")
 
     async def authorise(
         self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""

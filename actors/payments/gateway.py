@@ -16,7 +16,8 @@ from typing import TypeVar
 
 import stripe
 
-from flashmart.actors.payments.types import Authorised, Captured, PaymentRefusal, Refunded, Voided
+from flashmart.actors.payments.types import Authorised, Captured, Refunded, Voided
+from flashmart.refusals import Refusal
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ class StripeGateway:
         currency: str,
         payment_method: str,
         customer_ref: str = "",
-    ) -> Authorised | PaymentRefusal:
+    ) -> Authorised | Refusal:
         params = {
             "amount": amount_minor,
             "currency": currency.lower(),
@@ -91,24 +92,22 @@ class StripeGateway:
         try:
             pi = await self._post("/v1/payment_intents", params, f"authorise:{order_id}")
         except stripe.CardError as exc:
-            return PaymentRefusal("payment_declined", exc.user_message or "the card was declined")
+            return Refusal("payment_declined", exc.user_message or "the card was declined")
         except stripe.InvalidRequestError as exc:
-            return PaymentRefusal(
-                "invalid", f"the payment method was refused: {exc.user_message or exc}"
-            )
+            return Refusal("invalid", f"the payment method was refused: {exc.user_message or exc}")
         except RETRYABLE as exc:
-            return PaymentRefusal(
+            return Refusal(
                 "unavailable", f"the payment gateway did not answer: {type(exc).__name__}"
             )
         if pi["status"] != "requires_capture":
-            return PaymentRefusal(
+            return Refusal(
                 "payment_declined", f"the payment was not authorised (status {pi['status']})"
             )
         return Authorised(pi["id"], amount_minor, pi["status"])
 
     async def capture(
         self, payment_intent_id: str, amount_minor: int | None = None
-    ) -> Captured | PaymentRefusal:
+    ) -> Captured | Refusal:
         params = {"amount_to_capture": amount_minor} if amount_minor is not None else {}
         try:
             pi = await self._post(
@@ -121,12 +120,12 @@ class StripeGateway:
                 payment_intent_id, "succeeded", exc, lambda pi: Captured(pi.id, _received(pi))
             )
         except RETRYABLE as exc:
-            return PaymentRefusal(
+            return Refusal(
                 "unavailable", f"capture did not reach the gateway: {type(exc).__name__}"
             )
         return Captured(pi["id"], _received(pi))
 
-    async def void(self, payment_intent_id: str) -> Voided | PaymentRefusal:
+    async def void(self, payment_intent_id: str) -> Voided | Refusal:
         try:
             await self._retrying(
                 lambda: self.client.v1.payment_intents.cancel_async(
@@ -136,14 +135,12 @@ class StripeGateway:
         except stripe.InvalidRequestError as exc:
             return await self._already(payment_intent_id, "canceled", exc, lambda pi: Voided(pi.id))
         except RETRYABLE as exc:
-            return PaymentRefusal(
-                "unavailable", f"void did not reach the gateway: {type(exc).__name__}"
-            )
+            return Refusal("unavailable", f"void did not reach the gateway: {type(exc).__name__}")
         return Voided(payment_intent_id)
 
     async def refund(
         self, payment_intent_id: str, amount_minor: int, key: str
-    ) -> Refunded | PaymentRefusal:
+    ) -> Refunded | Refusal:
         try:
             r = await self._retrying(
                 lambda: self.client.v1.refunds.create_async(
@@ -152,11 +149,9 @@ class StripeGateway:
                 )
             )
         except stripe.InvalidRequestError as exc:
-            return PaymentRefusal("invalid", f"the refund was refused: {exc.user_message or exc}")
+            return Refusal("invalid", f"the refund was refused: {exc.user_message or exc}")
         except RETRYABLE as exc:
-            return PaymentRefusal(
-                "unavailable", f"refund did not reach the gateway: {type(exc).__name__}"
-            )
+            return Refusal("unavailable", f"refund did not reach the gateway: {type(exc).__name__}")
         return Refunded(payment_intent_id, r.id, r.amount)
 
     async def status(self, payment_intent_id: str) -> str:
@@ -182,10 +177,10 @@ class StripeGateway:
         try:
             pi = await self.client.v1.payment_intents.retrieve_async(payment_intent_id)
         except stripe.StripeError:
-            return PaymentRefusal("invalid", str(exc.user_message or exc))
+            return Refusal("invalid", str(exc.user_message or exc))
         if pi.status == wanted:
             return make(pi)
-        return PaymentRefusal(
+        return Refusal(
             "invalid", f"payment {payment_intent_id} is {pi.status}: {exc.user_message or exc}"
         )
 

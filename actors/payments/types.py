@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flashmart.refusals import Refusal
+
 
 @dataclass(frozen=True)
 class Authorised:
@@ -30,15 +32,10 @@ class Refunded:
     amount_minor: int
 
 
-@dataclass(frozen=True)
-class PaymentRefusal:
-    """A business answer, not an error: declined card, gateway overloaded, bad request."""
-
-    reason: str  # payment_declined | overloaded | invalid | unavailable
-    message: str
-
-
-PaymentResult = Authorised | Captured | Voided | Refunded | PaymentRefusal
+# A refusal is a business answer, not an error (flashmart.refusals.Refusal): payment_declined (the
+# card), overloaded (the gateway queue is full), invalid (the gateway refused the operation),
+# unavailable (the gateway or the payment actor did not answer).
+PaymentResult = Authorised | Captured | Voided | Refunded | Refusal
 
 
 def to_minor(amount) -> int:

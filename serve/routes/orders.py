@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from flashmart.obs import request_id_var
+from flashmart.refusals import Refusal
 from flashmart.serve.auth import GuestOrder, Principal, optional_principal, order_reader, require
 from flashmart.serve.context import Context, get_ctx
-from flashmart.serve.errors import Refused
+from flashmart.serve.errors import ORDER_PLACED_STATUS, Refused
 from flashmart.serve.ratelimit import rate_limit
 from flashmart.serve.routes.cart import GUEST_ID
 from flashmart.storage.users import normalize_email
@@ -132,16 +133,18 @@ async def checkout(
         "request_id": request_id_var.get(),
     }
     try:
-        status, out = await ctx.services["checkout"].run(req)
+        out = await ctx.services["checkout"].run(req)
     except Exception as exc:  # the saga's actor died mid-way: the sweeper resolves it
         raise Refused(
             "unavailable",
             f"the checkout was interrupted ({type(exc).__name__}); retry with the same "
             "Idempotency-Key to learn the outcome",
         ) from exc
-    if principal is None and status == 201 and out.get("order_id"):
+    if isinstance(out, Refusal):
+        raise Refused.at_checkout(out)
+    if principal is None and out.get("order_id"):
         out = _with_guest_token(ctx, out, guest_email)
-    return JSONResponse(out, status_code=status)
+    return JSONResponse(out, status_code=ORDER_PLACED_STATUS)
 
 
 def _with_guest_token(ctx: Context, out: dict, guest_email: str) -> dict:
@@ -373,20 +376,6 @@ async def order_history(
 # --- changes ---
 
 
-def _aftersales_call(fn):
-    from flashmart.actors.checkout.aftersales import AfterSalesRefusal
-
-    async def wrapped(*a, **kw):
-        try:
-            return await fn(*a, **kw)
-        except AfterSalesRefusal as exc:
-            raise Refused(
-                exc.reason, exc.message, status=exc.status
-            ) from exc  # status: e.g. 502 gateway said no
-
-    return wrapped
-
-
 @router.post("/orders/{order_id}/cancel")
 async def cancel_order(
     order_id: str,
@@ -397,7 +386,7 @@ async def cancel_order(
     from flashmart.actors.checkout import aftersales
 
     await _load_order(ctx, order_id, principal)
-    return await _aftersales_call(aftersales.cancel)(
+    return await aftersales.cancel(
         ctx.db, ctx.services["payments"], ctx.services["inventory"], order_id
     )
 
@@ -443,7 +432,7 @@ async def review_order(
 ) -> dict:
     from flashmart.actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.review)(
+    return await aftersales.review(
         ctx.db,
         ctx.services["payments"],
         ctx.services["inventory"],
@@ -469,7 +458,7 @@ async def refund_order(
     """A partial (or full) refund to the card, then to gift card / store credit; never more than was paid."""
     from flashmart.actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.refund)(
+    return await aftersales.refund(
         ctx.db, ctx.services["payments"], order_id, body.amount, body.reason
     )
 
@@ -496,7 +485,7 @@ async def request_return(
     from flashmart.actors.checkout import aftersales
 
     await _load_order(ctx, order_id, principal)
-    return await _aftersales_call(aftersales.request_return)(
+    return await aftersales.request_return(
         ctx.db, order_id, [i.model_dump() for i in body.items], body.reason
     )
 
@@ -511,7 +500,7 @@ async def approve_return(
     gateway fails (503/502) the return stays approved, units restocked: approving it again finishes the refund."""
     from flashmart.actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.approve_return)(
+    return await aftersales.approve_return(
         ctx.db, ctx.services["payments"], ctx.services["inventory"], return_id
     )
 
@@ -541,9 +530,7 @@ async def create_shipment(
             ).fetchone()
         if row is None or row["role"] != "courier":
             raise Refused("invalid", f"user {body.courier_id} is not a courier", status=422)
-    return await _aftersales_call(aftersales.create_shipment)(
-        ctx.db, order_id, body.carrier, body.courier_id
-    )
+    return await aftersales.create_shipment(ctx.db, order_id, body.carrier, body.courier_id)
 
 
 @router.get("/shipments")
@@ -583,6 +570,6 @@ async def shipment_event(
     """The assigned courier (or an admin) reports progress; it feeds the order's timeline and tracking view."""
     from flashmart.actors.checkout import aftersales
 
-    return await _aftersales_call(aftersales.shipment_event)(
+    return await aftersales.shipment_event(
         ctx.db, shipment_id, body.status, body.location, principal.user_id, principal.role
     )

@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flashmart import refusals
 from flashmart.serve.auth import Principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
@@ -155,7 +156,7 @@ async def _cancel_order_left_without_authorisation(ctx: Context, pi: str) -> Non
         await aftersales.cancel(
             ctx.db, ctx.services["payments"], ctx.services["inventory"], row["id"]
         )
-    except aftersales.AfterSalesRefusal as exc:
+    except refusals.Refused as exc:
         if exc.reason != "conflict":  # conflict: someone else settled it meanwhile
             raise Refused(
                 "unavailable", f"could not cancel order {row['id']} yet: {exc.message}"
