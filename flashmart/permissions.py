@@ -44,6 +44,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "return.review": _roles(SUPPORT, ADMIN),
     "refund.issue": _roles(SUPPORT, ADMIN),
     "promotion.write": _roles(ADMIN),  # coupons, gift cards, store credit
+    # memberships and digital content
+    "membership.use": _roles(CUSTOMER),  # subscribe, change plan, cancel, resume: one's own
+    "membership.admin": _roles(ADMIN),  # plans, members, subscription metrics
+    "content.read": _roles(CUSTOMER, SELLER, ADMIN, SUPPORT),  # the entitlement is checked too
+    "content.write": _roles(SELLER, ADMIN),  # upload (a seller: their own items)
     # administration
     "user.admin": _roles(ADMIN),
     "audit.read": _roles(ADMIN, SUPPORT),

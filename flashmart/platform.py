@@ -361,6 +361,9 @@ def deploy(settings: Settings, *, timeout_s: float = 180) -> None:
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     wait_ready(settings, timeout_s)
+    from flashmart.actors.membership.actor import register_gateway_webhook
+
+    register_gateway_webhook(settings)  # billing events from the embedded gateway
 
 
 def _is_our_api(settings: Settings) -> bool:

@@ -197,6 +197,27 @@ class Settings(BaseSettings):
         "", description="address clients reach the store at (signed URLs); empty = the URL above"
     )
 
+    # Memberships (actors/membership/) and digital content
+    membership_grace_s: float = Field(
+        7 * 86400.0, ge=0, description="after a failed renewal, benefits last this long"
+    )
+    membership_reminder_every_s: float = Field(
+        2 * 86400.0, gt=0, description="payment reminders during grace, one every this long"
+    )
+    membership_reminders_max: int = Field(3, ge=0, le=20)
+    membership_sweep_interval_s: float = Field(
+        60.0, gt=0, description="dunning, period ends and reward points are swept this often"
+    )
+    membership_gateway_webhook: bool = Field(
+        True, description="register the membership webhook with the embedded payment gateway"
+    )
+    content_url_ttl_s: int = Field(
+        300, ge=5, le=86400, description="lifetime of a signed content URL"
+    )
+    content_upload_max_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="largest content file accepted"
+    )
+
     @model_validator(mode="after")
     def _no_public_secrets_with_real_money(self) -> Settings:
         """A live Stripe key means real money: the public development secrets would let anyone mint

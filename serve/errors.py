@@ -21,6 +21,8 @@ STATUS_BY_REASON: dict[str, int] = {
     "unknown_hold": 409,
     "payment_declined": 402,
     "fraud_declined": 403,
+    "members_only": 403,  # a flash sale in its members' early access
+    "not_entitled": 403,  # content the caller's membership or purchases do not include
     "too_large": 413,
     "invalid": 422,
     "rate_limited": 429,

@@ -355,6 +355,9 @@ def main() -> None:
     server.app.middlewares.insert(
         4, capture_state_middleware
     )  # inside idempotency: a replay answers the same
+    from flashmart.storage import localstripe_billing
+
+    localstripe_billing.install(server.app)  # subscriptions as Stripe Billing answers them
     web.run_app(server.app, host=args.host, port=args.port, access_log=None, print=None)
 
 

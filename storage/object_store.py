@@ -373,6 +373,29 @@ class ObjectStore:
             request_date=now or datetime.now(UTC),
         )
 
+    def presigned_put_url(self, key: str, expires_s: int, now: datetime | None = None) -> str:
+        """A PUT URL an uploader may send one object to until `now + expires_s` (browser uploads
+        go straight to the store; the platform checks the object's size and type afterwards)."""
+        _check_key(key)
+        if not 1 <= expires_s <= PRESIGNED_URL_TTL_MAX_S:
+            raise ValueError(
+                f"expires_s must be within 1..{PRESIGNED_URL_TTL_MAX_S}, got {expires_s}"
+            )
+        return self._signer.presigned_put_object(
+            self.bucket,
+            key,
+            expires=timedelta(seconds=expires_s),
+        )
+
+    def download(self, key: str, path: Path) -> int:
+        """Write the object to `path`; returns its size in bytes."""
+        size = 0
+        with open(path, "wb") as f:
+            for chunk in self.iter_range(key):
+                f.write(chunk)
+                size += len(chunk)
+        return size
+
 
 def _minio_client(
     url: str, access_key: str, secret_key: str, region: str, timeout_s: float

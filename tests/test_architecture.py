@@ -138,6 +138,7 @@ DOMAIN_LEAVES = {
     "refusals",
     "warehouses",
     "coupons",
+    "plans",
 }
 
 

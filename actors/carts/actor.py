@@ -126,6 +126,9 @@ class CartShard:
                 return refused(
                     "not_found", f"no product for sale with sku={sku!r} product_id={product_id!r}"
                 )
+            from flashmart.actors.membership.benefits import member_priced
+
+            variant = await member_priced(await self._pg(), user_id, variant)  # member prices
             existing = cart.item_by_sku(variant["sku"])
             if existing is None and len(cart.items) >= self.settings.cart_items_max:
                 return refused(

@@ -182,7 +182,7 @@ class Saga:
         snap = await self.carts.fresh_snapshot(req["cart_id"])
         if snap is None:
             return None
-        cart, p = self._price(snap, req)
+        cart, p = self._price(snap, req, await self._member_ships_free(req))
         verdict = await self.fraud.score(self._fraud_order(order_id, req, p))
         return Prepared(cart, _holds_of(cart), p, verdict, None, Decimal(0))
 
@@ -193,7 +193,7 @@ class Saga:
             raise Refused(snap["refused"], snap["message"])
         # 'reserved' and 'scored' are not written on their own: a crash there is resolved exactly like
         # one at 'started' (abandon: the holds end with their TTL), so the holds travel with the next write
-        cart, p = self._price(snap, req)
+        cart, p = self._price(snap, req, await self._member_ships_free(req))
         # 2. fraud score, with the gift card / store credit look-up alongside (both only read)
         scoring = asyncio.ensure_future(self.fraud.score(self._fraud_order(order_id, req, p)))
         try:
@@ -202,17 +202,24 @@ class Saga:
             verdict = await scoring
         return Prepared(cart, _holds_of(cart), p, verdict, credit_account, credit_amount)
 
+    async def _member_ships_free(self, req: dict) -> bool:
+        from flashmart.actors.membership.benefits import member_ships_free
+
+        return await member_ships_free(self.db, req.get("user_id"), req["shipping_method"])
+
     @staticmethod
-    def _price(snap: dict, req: dict) -> tuple[Cart, pricing.Price]:
+    def _price(
+        snap: dict, req: dict, member_free_shipping: bool = False
+    ) -> tuple[Cart, pricing.Price]:
         """The cart priced now (coupons re-checked against the clock; limits are enforced in the order
-        transaction)."""
+        transaction). A member whose plan ships the method free pays no shipping."""
         cart = Cart.from_dict(snap["cart"])
         now = dt.datetime.now(dt.UTC)
         disc = cart.discount(now.timestamp())
         return cart, pricing.price(
             cart.subtotal(),
             disc.amount,
-            disc.free_shipping,
+            disc.free_shipping or member_free_shipping,
             cart.weight_g(),
             req["shipping_method"],
             req["shipping_address"]["country"],

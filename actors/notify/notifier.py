@@ -44,6 +44,9 @@ SUBJECTS = {
     "order.delivered": "Your flashmart order {order_id} was delivered",
     "order.refunded": "A refund for order {order_id}",
     "order.partially_refunded": "A partial refund for order {order_id}",
+    # memberships (actors/membership/service.py): dunning and the end of benefits
+    "membership.payment_reminder": "Your flashmart membership payment failed: please update your card",
+    "membership.ended": "Your flashmart membership has ended",
 }
 
 
@@ -61,7 +64,11 @@ def compose(topic: str, payload: dict, recipient: str) -> EmailMessage | None:
 
 
 def _body(subject: str, payload: dict) -> str:
-    link = payload.get("tracking_url") or f"/api/v1/orders/{payload['order_id']}"
+    link = (
+        payload.get("tracking_url")
+        or payload.get("link")
+        or f"/api/v1/orders/{payload['order_id']}"
+    )
     return f"{subject.format(**payload)}.\n\nTrack it at {link}\n" + (
         f"\nNote: {payload['note']}\n" if payload.get("note") else ""
     )

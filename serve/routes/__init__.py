@@ -5,8 +5,10 @@ from flashmart.serve.routes import (
     auth,
     cart,
     catalog,
+    content,
     health,
     inventory,
+    membership,
     orders,
     payments,
     reviews,
@@ -26,5 +28,9 @@ ROUTERS = [
     orders.router,
     payments.router,
     admin_search.router,
+    membership.router,
+    membership.admin_router,
+    content.router,
+    content.admin_router,
     web_pages.router,  # the storefront, admin and courier pages (not in the OpenAPI document)
 ]

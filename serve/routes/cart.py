@@ -91,6 +91,10 @@ async def _may_reserve(ctx: Context, who: CartWho, sku: str) -> None:
         sku
     ):  # answered here, not by the shard (serve/sold_out.py)
         raise Refused("sold_out", f"{sku} is sold out: no unit is available")
+    from flashmart.actors.membership.benefits import early_access_refusal
+
+    if (members_only := await early_access_refusal(ctx.db, who.user_id, sku)) is not None:
+        raise Refused("members_only", members_only)  # a flash sale in its members' early access
     # guests cannot queue (joining needs an account): as user -1 an open room refuses them
     buyer = Principal(
         user_id=who.user_id if who.user_id is not None else -1, role="customer", email=""

@@ -56,6 +56,11 @@ async def join_queue(
     principal: Principal = Depends(require("waiting_room.join")),
 ) -> QueueOut:
     """Join the queue (idempotent: joining again keeps your place)."""
+    from flashmart.actors.membership.benefits import early_access_refusal
+
+    # members first: during a sale's early access only members may take a ticket
+    if (members_only := await early_access_refusal(ctx.db, principal.user_id, sku)) is not None:
+        raise Refused("members_only", members_only)
     st = await room_status(ctx.redis, ctx.settings, sku, principal.user_id, join=True)
     if st.status == "closed":
         raise Refused("not_found", f"no waiting room is open for {sku}: buy directly")

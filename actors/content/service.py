@@ -1,0 +1,263 @@
+"""The content library: uploads checked and prepared (HLS for video), access decided on every
+request (membership tier or a purchase), short-lived signed URLs, stamped e-books, positions and
+engagement. Over the content store, the object store and the members' benefits; time from an
+injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import quote
+
+from flashmart.actors.content import media
+from flashmart.actors.content.media import Refusal, Rendition
+from flashmart.actors.content.stamp import Licence, stamp
+from flashmart.actors.membership.ports import MemberBenefits
+
+UPLOAD_URL_TTL_S = 3600
+STAFF = ("admin",)
+
+
+class ContentLibrary:
+    def __init__(
+        self,
+        store,
+        objects,
+        benefits_of: Callable[[int], Awaitable[MemberBenefits]],
+        *,
+        url_secret: str,
+        url_ttl_s: int,
+        upload_max_bytes: int,
+        api_prefix: str = "/api/v1/content",
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store, self.objects, self.benefits_of = store, objects, benefits_of
+        self.url_secret, self.url_ttl_s, self.upload_max_bytes = (
+            url_secret,
+            url_ttl_s,
+            upload_max_bytes,
+        )
+        self.api_prefix, self.clock = api_prefix, clock
+
+    # --- uploads ----------------------------------------------------------------------------------
+
+    async def start_upload(
+        self,
+        owner_id: int,
+        kind: str,
+        title: str,
+        content_type: str,
+        size_bytes: int,
+        min_tier: int | None,
+        sku: str | None,
+        ip: str | None,
+    ) -> dict | Refusal:
+        if refusal := media.check_declared(kind, content_type, size_bytes, self.upload_max_bytes):
+            return refusal
+        if min_tier is None and sku is None:
+            return Refusal(
+                "invalid", "an item needs min_tier (in the library), sku (sold), or both"
+            )
+        try:
+            item = await self.store.create(
+                kind,
+                title,
+                owner_id,
+                min_tier,
+                sku,
+                content_type,
+                size_bytes,
+                media.TYPES[kind][content_type],
+                ip,
+            )
+        except Exception as exc:  # the SKU is another item's
+            if "content_items_sku_key" in str(exc):
+                return Refusal("conflict", f"SKU {sku} already names another content item")
+            raise
+        url = self.objects.presigned_put_url(item["object_key"], UPLOAD_URL_TTL_S)
+        return {
+            "item": _public(item),
+            "upload_url": url,
+            "upload_method": "PUT",
+            "expires_at": self.clock() + UPLOAD_URL_TTL_S,
+        }
+
+    async def finish_upload(self, user_id: int, role: str, item_id: int) -> dict | Refusal:
+        """Check what was stored (size, type by its bytes) and prepare it: a video gets its HLS
+        renditions now. A refused file is deleted."""
+        item = await self.store.get(item_id)
+        if item is None or (item["owner_id"] != user_id and role not in STAFF):
+            return Refusal("not_found", f"no content item {item_id} of yours")
+        if item["status"] in ("processing", "ready"):
+            return _public(item)
+        stored = self.objects.stat(item["object_key"])
+        if stored is None:
+            return Refusal("conflict", "nothing was uploaded yet: PUT the file to upload_url first")
+        head = self.objects.get_range(item["object_key"], 0, media.SNIFF_BYTES)
+        if refusal := media.check_uploaded(
+            item["kind"], item["content_type"], item["size_bytes"], stored.size_bytes, head
+        ):
+            self.objects.delete(item["object_key"])
+            return refusal
+        if not await self.store.claim_processing(item_id):
+            return _public(await self.store.get(item_id))
+        if item["kind"] != "video":
+            return _public(await self.store.finished(item_id, "ready"))
+        try:
+            duration, renditions = await asyncio.to_thread(self._prepare_video, item)
+        except Exception as exc:  # noqa: BLE001 - the item says why; the upload may be retried
+            await self.store.finished(item_id, "failed", failure=str(exc)[:500])
+            return Refusal("invalid", f"the video could not be prepared: {exc}")
+        return _public(await self.store.finished(item_id, "ready", duration, renditions))
+
+    def _prepare_video(self, item: dict) -> tuple[float, list[dict]]:
+        from flashmart.actors.content.transcode import to_hls
+
+        with tempfile.TemporaryDirectory(prefix="fm-hls-") as tmp:
+            src = Path(tmp) / "original"
+            self.objects.download(item["object_key"], src)
+            info, made = to_hls(src, Path(tmp) / "hls")
+            renditions = []
+            for r in made:
+                prefix = f"content/{item['id']}/hls/{r['name']}"
+                for f in sorted(r["dir"].iterdir()):
+                    kind = "application/vnd.apple.mpegurl" if f.suffix == ".m3u8" else "video/mp2t"
+                    self.objects.put_file(f"{prefix}/{f.name}", f, kind)
+                renditions.append(
+                    Rendition(
+                        r["name"], r["height"], r["width"], r["bandwidth"], f"{prefix}/index.m3u8"
+                    ).as_json()
+                )
+        return info["duration_s"], renditions
+
+    # --- access -----------------------------------------------------------------------------------
+
+    async def _entitled_item(self, user_id: int, item_id: int) -> dict | Refusal:
+        """Checked on every access: the item is ready and the caller's membership tier includes
+        it or they bought it."""
+        item = await self.store.get(item_id)
+        if item is None or item["status"] != "ready":
+            return Refusal("not_found", f"no content item {item_id} is available")
+        mb = await self.benefits_of(user_id)
+        in_library = media.entitled(
+            item["min_tier"], mb.benefits.content_library, mb.tier if mb.plan_id else None, False
+        )
+        if not in_library and not await self.store.bought(user_id, item["sku"]):
+            how = []
+            if item["min_tier"] is not None:
+                how.append(f"a membership of tier {item['min_tier']} or higher")
+            if item["sku"]:
+                how.append(f"buying it (SKU {item['sku']})")
+            return Refusal("not_entitled", f"this {item['kind']} needs {' or '.join(how)}")
+        return item
+
+    async def access(self, user_id: int, email: str, item_id: int) -> dict | Refusal:
+        """Where to fetch the item, valid for `url_ttl_s`: an HLS master playlist for a video, a
+        signed URL (range requests work on it) for music and e-books (stamped for the reader)."""
+        item = await self._entitled_item(user_id, item_id)
+        if isinstance(item, Refusal):
+            return item
+        now = self.clock()
+        expires_at = int(now) + self.url_ttl_s
+        out = {"item": _public(item), "expires_at": expires_at}
+        if item["kind"] == "video":
+            out["hls"] = self._api_url(user_id, item_id, "master", expires_at)
+        elif item["kind"] == "music":
+            out["url"] = self.objects.presigned_get_url(item["object_key"], self.url_ttl_s)
+        else:
+            key = await asyncio.to_thread(self._stamped_copy, item, user_id, email, now)
+            name = f"{item['title']}.{media.TYPES['ebook'][item['content_type']]}"
+            out["url"] = self.objects.presigned_get_url(
+                key, self.url_ttl_s, download_name=name, content_type=item["content_type"]
+            )
+        out["position_s"] = await self.store.position(user_id, item_id)
+        return out
+
+    def _stamped_copy(self, item: dict, user_id: int, email: str, now: float) -> str:
+        """The reader's own copy, stamped once and kept beside the original."""
+        key = f"content/{item['id']}/stamped/{user_id}.{media.TYPES['ebook'][item['content_type']]}"
+        if self.objects.stat(key) is not None:
+            return key
+        issued = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        licence = Licence(email, user_id, item["id"], issued, uuid.uuid4().hex[:16])
+        data = stamp(item["content_type"], self.objects.get(item["object_key"]), licence)
+        self.objects.put(key, data, item["content_type"])
+        return key
+
+    def _api_url(self, user_id: int, item_id: int, name: str, expires_at: int) -> str:
+        query = media.sign(self.url_secret, user_id, item_id, name, expires_at)
+        return f"{self.api_prefix}/{item_id}/hls/{quote(name)}.m3u8?{query}"
+
+    async def playlist(
+        self, item_id: int, name: str, user_id: int, expires_at: int, sig: str
+    ) -> str | Refusal:
+        """The master playlist (`name` == "master") or a rendition's, for a signed, unexpired link;
+        the entitlement is checked again, segments get store URLs that end with the link."""
+        if refusal := media.verify(
+            self.url_secret, user_id, item_id, name, expires_at, sig, self.clock()
+        ):
+            return refusal
+        item = await self._entitled_item(user_id, item_id)
+        if isinstance(item, Refusal):
+            return item
+        renditions = [Rendition(**r) for r in item["renditions"]]
+        if name == "master":
+            return media.master_playlist(
+                renditions, lambda n: self._api_url(user_id, item_id, n, expires_at)
+            )
+        rendition = next((r for r in renditions if r.name == name), None)
+        if rendition is None:
+            return Refusal("not_found", f"no rendition {name!r} of item {item_id}")
+        text = self.objects.get(rendition.playlist_key).decode()
+        folder = rendition.playlist_key.rsplit("/", 1)[0]
+        ttl = max(1, int(expires_at - self.clock()))
+
+        def segment_url(segment: str) -> str:
+            assert media.segment_name_ok(segment), segment
+            return self.objects.presigned_get_url(f"{folder}/{segment}", ttl)
+
+        return media.rewrite_media_playlist(text, segment_url)
+
+    # --- positions and engagement -----------------------------------------------------------------
+
+    async def progress(
+        self,
+        user_id: int,
+        item_id: int,
+        position_s: float,
+        watched_s: float,
+        started: bool,
+        completed: bool,
+    ) -> dict | Refusal:
+        item = await self._entitled_item(user_id, item_id)
+        if isinstance(item, Refusal):
+            return item
+        duration = item["duration_s"]
+        if duration and position_s > duration + 1:
+            return Refusal("invalid", f"position {position_s} s is past the end ({duration} s)")
+        return await self.store.save_progress(
+            user_id, item_id, position_s, watched_s, started, completed
+        )
+
+
+def _public(item: dict) -> dict:
+    return {
+        k: item[k]
+        for k in (
+            "id",
+            "kind",
+            "title",
+            "min_tier",
+            "sku",
+            "status",
+            "content_type",
+            "size_bytes",
+            "duration_s",
+            "failure",
+        )
+    } | {"renditions": [r["name"] for r in item.get("renditions") or []]}

@@ -1,0 +1,205 @@
+"""Member benefits where the shop applies them: the hooks other parts call.
+
+- `member_ships_free(db, user_id, method)`: checkout prices shipping at zero for a member whose plan
+  ships that method free (read from PostgreSQL: checkout pays for correctness, not for speed).
+- `early_access_refusal(db, user_id, sku)`: a flash sale opens to members `early_access_min`
+  minutes before everyone else; until the public opening a non-member gets the message to show.
+- `member_priced(db, user_id, variant)`: the price a member pays for a cart line: the flash-sale
+  price from the member's early opening, then the plan's member discount.
+
+The last two run on the add-to-cart hot path, so they read in-process caches, not PostgreSQL per
+request: the live members (refreshed incrementally, by `updated_at`, at most every
+`REFRESH_S`) and the flash sales not over yet (reloaded at most every `REFRESH_S`). A new member's
+benefits reach the cart within that delay; checkout and the membership API read PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from flashmart.actors.membership.plans import NONE, Benefits
+
+REFRESH_S = 1.0
+FULL_RELOAD_S = 60.0
+
+
+@dataclass(frozen=True)
+class _Member:
+    plan_id: str
+    status: str
+    grace_until: float | None
+
+    def live(self, now: float) -> bool:
+        if self.status in ("trialing", "active"):
+            return True
+        return self.status == "past_due" and self.grace_until is not None and now < self.grace_until
+
+
+@dataclass(frozen=True)
+class _Sale:
+    sku: str
+    sale_price: Decimal
+    starts_at: float
+    ends_at: float
+
+
+class BenefitsCache:
+    """Live members, plans and coming flash sales of one process, refreshed lazily on use."""
+
+    def __init__(self, db, clock=time.time):
+        self.db, self.clock = db, clock
+        self.members: dict[int, _Member] = {}
+        self.plans: dict[str, Benefits] = {}
+        self.sales: dict[str, list[_Sale]] = {}
+        self._seen_until: dt.datetime | None = None
+        self._refreshed_at = self._full_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def _fresh(self) -> None:
+        if time.monotonic() - self._refreshed_at < REFRESH_S:
+            return
+        async with self._lock:
+            if time.monotonic() - self._refreshed_at < REFRESH_S:
+                return
+            await self._refresh()
+            self._refreshed_at = time.monotonic()
+
+    async def _refresh(self) -> None:
+        full = time.monotonic() - self._full_at >= FULL_RELOAD_S or self._seen_until is None
+        async with self.db.connection() as conn:
+            plans = await (
+                await conn.execute("SELECT id, benefits FROM membership_plans")
+            ).fetchall()
+            # rows touched since the last look (a second of overlap: commits are not instant)
+            since = None if full else self._seen_until - dt.timedelta(seconds=1)
+            rows = await (
+                await conn.execute(
+                    "SELECT user_id, plan_id, status, grace_until, updated_at FROM memberships "
+                    "WHERE (%s::timestamptz IS NULL AND status IN ('trialing', 'active', 'past_due'))"
+                    " OR updated_at > %s",
+                    (since, since),
+                )
+            ).fetchall()
+            sales = await (
+                await conn.execute(
+                    "SELECT sku, sale_price, starts_at, ends_at FROM flash_sales WHERE ends_at > now()"
+                )
+            ).fetchall()
+        self.plans = {p["id"]: Benefits.from_json(p["benefits"]) for p in plans}
+        members = {} if full else self.members
+        for r in rows:
+            members[r["user_id"]] = _Member(
+                r["plan_id"],
+                r["status"],
+                r["grace_until"].timestamp() if r["grace_until"] else None,
+            )
+            if self._seen_until is None or r["updated_at"] > self._seen_until:
+                self._seen_until = r["updated_at"]
+        self._seen_until = self._seen_until or dt.datetime.now(dt.UTC)
+        self.members = members
+        by_sku: dict[str, list[_Sale]] = {}
+        for s in sales:
+            by_sku.setdefault(s["sku"], []).append(
+                _Sale(
+                    s["sku"], s["sale_price"], s["starts_at"].timestamp(), s["ends_at"].timestamp()
+                )
+            )
+        self.sales = by_sku
+        if full:
+            self._full_at = time.monotonic()
+
+    async def benefits(self, user_id: int | None) -> Benefits:
+        if user_id is None or user_id < 0:
+            return NONE
+        await self._fresh()
+        m = self.members.get(user_id)
+        if m is None or not m.live(self.clock()):
+            return NONE
+        return self.plans.get(m.plan_id, NONE)
+
+    async def sale_of(self, sku: str) -> _Sale | None:
+        """The flash sale of `sku` that is running or comes next."""
+        await self._fresh()
+        now = self.clock()
+        coming = [s for s in self.sales.get(sku, ()) if s.ends_at > now]
+        return min(coming, key=lambda s: s.starts_at) if coming else None
+
+    async def early_access_refusal(self, user_id: int | None, sku: str) -> str | None:
+        sale = await self.sale_of(sku)
+        if sale is None:
+            return None
+        now = self.clock()
+        if now >= sale.starts_at:
+            return None  # open to everyone
+        earliest = max((b.early_access_min for b in self.plans.values()), default=0)
+        if now < sale.starts_at - earliest * 60:
+            return None  # nobody's early access has begun: the SKU sells as before the sale
+        mine = (await self.benefits(user_id)).early_access_min
+        if mine and now >= sale.starts_at - mine * 60:
+            return None
+        opens = _hhmm(sale.starts_at)
+        if mine:
+            return (
+                f"the flash sale of {sku} opens to your plan at {_hhmm(sale.starts_at - mine * 60)}"
+                f" UTC and to everyone at {opens} UTC"
+            )
+        return (
+            f"the flash sale of {sku} is open to members only until {opens} UTC; "
+            f"become a member for early access, or come back at {opens} UTC"
+        )
+
+    async def member_priced(self, user_id: int | None, variant: dict) -> dict:
+        b = await self.benefits(user_id)
+        if b is NONE:
+            return variant
+        price = Decimal(variant["price"])
+        sale = await self.sale_of(variant["sku"])
+        now = self.clock()
+        if sale and b.early_access_min and sale.starts_at - b.early_access_min * 60 <= now:
+            price = min(price, sale.sale_price)
+        elif not (sale and sale.starts_at <= now):
+            price = b.member_price(price)  # a flash-sale price is already the lowest
+        return {**variant, "price": price}
+
+
+def _hhmm(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+_caches: dict[int, BenefitsCache] = {}
+
+
+def cache_for(db) -> BenefitsCache:
+    """One cache per connection pool (per process)."""
+    cache = _caches.get(id(db))
+    if cache is None or cache.db is not db:
+        cache = _caches[id(db)] = BenefitsCache(db)
+    return cache
+
+
+async def early_access_refusal(db, user_id: int | None, sku: str) -> str | None:
+    return await cache_for(db).early_access_refusal(user_id, sku)
+
+
+async def member_priced(db, user_id: int | None, variant: dict) -> dict:
+    return await cache_for(db).member_priced(user_id, variant)
+
+
+async def member_ships_free(db, user_id: int | None, method: str) -> bool:
+    """Read from PostgreSQL: a member who subscribed a second ago ships free at this checkout."""
+    if user_id is None:
+        return False
+    async with db.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT p.benefits FROM memberships m JOIN membership_plans p ON p.id = m.plan_id "
+                "WHERE m.user_id = %s AND (m.status IN ('trialing', 'active') "
+                "OR (m.status = 'past_due' AND m.grace_until > now()))",
+                (user_id,),
+            )
+        ).fetchone()
+    return row is not None and Benefits.from_json(row["benefits"]).ships_free(method)

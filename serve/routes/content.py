@@ -1,0 +1,162 @@
+"""Digital content over HTTP: uploads (sellers, admins), the library, access with short-lived
+signed URLs, HLS playlists for players, positions and engagement."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from flashmart.actors.content.media import Refusal as ContentRefusal
+from flashmart.actors.membership.state import Refusal as MembershipRefusal
+from flashmart.serve.auth import Principal, client_ip, require
+from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.errors import Refused
+
+router = APIRouter(prefix="/api/v1/content", tags=["digital content"])
+admin_router = APIRouter(prefix="/api/v1/admin/content", tags=["digital content (admin)"])
+HLS_TYPE = "application/vnd.apple.mpegurl"
+
+
+def library(ctx: Context):
+    """The replica's content library, made on first use."""
+    lib = ctx.services.get("content")
+    if lib is None:
+        from flashmart.actors.content.wiring import library_for
+
+        lib = ctx.services["content"] = library_for(ctx.settings, ctx.db)
+    return lib
+
+
+def _ok(result):
+    if isinstance(result, ContentRefusal | MembershipRefusal):
+        raise Refused(result.reason, result.message)
+    return result
+
+
+class UploadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["video", "music", "ebook"]
+    title: str = Field(..., min_length=1, max_length=300)
+    content_type: str = Field(..., min_length=3, max_length=100)
+    size_bytes: int = Field(..., gt=0, description="the exact size of the file to upload")
+    min_tier: int | None = Field(None, ge=0, le=100, description="in the library from this tier")
+    sku: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="sold once through the checkout under this SKU",
+    )
+
+
+class ProgressIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    position_s: float = Field(..., ge=0, le=7 * 86400)
+    watched_s: float = Field(0, ge=0, le=86400, description="seconds played since the last report")
+    started: bool = Field(False, description="a new play began")
+    completed: bool = False
+
+
+@router.post("/uploads", status_code=201)
+async def start_upload(
+    body: UploadIn,
+    request: Request,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("content.write")),
+) -> dict:
+    """Declare a file (kind, type, exact size): the answer has a URL to PUT it to, straight to
+    the object store. Then POST /uploads/{id}/complete."""
+    return _ok(
+        await library(ctx).start_upload(
+            principal.user_id,
+            body.kind,
+            body.title,
+            body.content_type,
+            body.size_bytes,
+            body.min_tier,
+            body.sku,
+            client_ip(request),
+        )
+    )
+
+
+@router.post("/uploads/{item_id}/complete")
+async def finish_upload(
+    item_id: int,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("content.write")),
+) -> dict:
+    """Check the stored file (size, type from its bytes) and prepare it; a video gets its HLS
+    renditions (at least two bitrates) before this answers."""
+    return _ok(await library(ctx).finish_upload(principal.user_id, principal.role, item_id))
+
+
+@router.get("")
+async def list_library(
+    kind: Literal["video", "music", "ebook"] | None = None,
+    limit: int = Query(50, ge=1, le=200),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    ctx: Context = Depends(get_ctx),
+    _: Principal = Depends(require("content.read")),
+) -> list[dict]:
+    return await library(ctx).store.library(kind, limit, offset)
+
+
+@router.get("/{item_id}/access")
+async def access(
+    item_id: int,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("content.read")),
+) -> dict:
+    """Short-lived URLs for an item you may open (your membership tier, or bought): `hls` for a
+    video, `url` for music and e-books (an e-book stamped with your identity). Range requests
+    work on `url`. Asked again when they expire."""
+    return _ok(await library(ctx).access(principal.user_id, principal.email, item_id))
+
+
+@router.get("/{item_id}/hls/{name}.m3u8")
+async def playlist(
+    item_id: int,
+    name: str,
+    u: int = Query(..., ge=1),
+    exp: int = Query(..., ge=0),
+    sig: str = Query(..., min_length=8, max_length=64),
+    ctx: Context = Depends(get_ctx),
+) -> Response:
+    """An HLS playlist for players: the link is the credential (signed, expiring); the
+    entitlement is checked again on every fetch."""
+    text = _ok(await library(ctx).playlist(item_id, name, u, exp, sig))
+    return Response(text, media_type=HLS_TYPE, headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/{item_id}/progress")
+async def progress(
+    item_id: int,
+    body: ProgressIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("content.read")),
+) -> dict:
+    """Where you are in a video, track or book (resumed from there next time), and what you
+    played since the last report (engagement: plays, minutes, completions)."""
+    return _ok(
+        await library(ctx).progress(
+            principal.user_id,
+            item_id,
+            body.position_s,
+            body.watched_s,
+            body.started,
+            body.completed,
+        )
+    )
+
+
+@admin_router.get("/engagement")
+async def engagement(
+    limit: int = Query(100, ge=1, le=1000),
+    ctx: Context = Depends(get_ctx),
+    _: Principal = Depends(require("membership.admin")),
+) -> list[dict]:
+    """Plays, minutes and completions per item."""
+    return await library(ctx).store.engagement(limit)
