@@ -21,6 +21,7 @@ demo: $(STAMP)
 ## Lint and format check, then the test suite (real PostgreSQL, Redis, localstripe and Ray, all embedded).
 test: $(STAMP)
 	scripts/ensure_debian.sh chromium
+	scripts/ensure_debian.sh ffmpeg  # video renditions (HLS) of the content library
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
@@ -30,6 +31,7 @@ fuzz: $(STAMP)
 	scripts/fuzz.sh
 
 up: $(STAMP)
+	scripts/ensure_debian.sh ffmpeg
 	$(BIN)/flashmart up
 
 down: $(STAMP)
