@@ -27,7 +27,9 @@ DESKTOP = {"width": 1280, "height": 900}
 EXPECT_TIMEOUT_MS = 30_000  # a loaded machine: generous deadlines, conditions not sleeps
 
 
-@pytest.fixture(scope="session")
+# module scope, not session: while Playwright's sync API runs, its event loop counts as running in
+# this thread, so a later test module calling asyncio.run() would fail
+@pytest.fixture(scope="module")
 def browser():
     if not shutil.which(CHROMIUM):
         pytest.fail(
