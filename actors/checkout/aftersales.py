@@ -18,6 +18,9 @@ from flashmart.refusals import Refusal, Refused
 
 log = logger("aftersales")
 
+# a courier who could not deliver reports it: on the timeline with why, the shipment keeps its status
+FAILED_ATTEMPT = "failed_attempt"
+
 
 async def _order_for_update(conn, order_id: str) -> dict:
     cur = await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
@@ -535,6 +538,7 @@ async def shipment_event(
     location: str | None,
     actor_user_id: int,
     actor_role: str = "admin",
+    note: str | None = None,
 ) -> dict:
     async with db.connection() as conn, conn.transaction():
         cur = await conn.execute("SELECT * FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
@@ -545,6 +549,8 @@ async def shipment_event(
             raise Refused("forbidden", f"shipment {shipment_id} is not assigned to you")
         if s["status"] == "delivered":
             raise Refused("conflict", "this shipment was already delivered")
+        if status == FAILED_ATTEMPT:
+            return await _failed_attempt(conn, s, location, note, actor_user_id)
         if not lifecycle.shipment_may_move(s["status"], status):
             raise Refused("conflict", f"a shipment cannot go back from {s['status']} to {status}")
         await conn.execute(
@@ -566,6 +572,23 @@ async def shipment_event(
                 (order_status, s["order_id"]),
             )
         await order_event(
-            conn, s["order_id"], status, None, location, topic=status in ("shipped", "delivered")
+            conn, s["order_id"], status, note, location, topic=status in ("shipped", "delivered")
         )
-    return {"shipment_id": shipment_id, "status": status, "location": location}
+    return {"shipment_id": shipment_id, "status": status, "location": location, "note": note}
+
+
+async def _failed_attempt(conn, shipment: dict, location, note, actor_user_id: int) -> dict:
+    """A delivery attempt that failed (nobody home, no access): recorded for the shipment and on
+    the buyer's timeline with the courier's note; the shipment's status stays as it was."""
+    await conn.execute(
+        "INSERT INTO shipment_events (shipment_id, status, location, actor_user_id) VALUES (%s,%s,%s,%s)",
+        (shipment["id"], FAILED_ATTEMPT, location, actor_user_id),
+    )
+    await order_event(conn, shipment["order_id"], FAILED_ATTEMPT, note, location, topic=False)
+    return {
+        "shipment_id": shipment["id"],
+        "status": shipment["status"],
+        "event": FAILED_ATTEMPT,
+        "location": location,
+        "note": note,
+    }

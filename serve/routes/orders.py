@@ -556,8 +556,13 @@ async def list_shipments(
 
 class ShipmentEventBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    status: Literal["shipped", "in_transit", "out_for_delivery", "delivered"]
+    status: Literal["shipped", "in_transit", "out_for_delivery", "delivered", "failed_attempt"] = (
+        Field(..., description="shipped = picked up; failed_attempt is recorded, the status stays")
+    )
     location: str | None = Field(None, max_length=200)
+    note: str | None = Field(
+        None, max_length=500, description="the courier's note, on the timeline"
+    )
 
 
 @router.post("/shipments/{shipment_id}/events")
@@ -571,5 +576,11 @@ async def shipment_event(
     from flashmart.actors.checkout import aftersales
 
     return await aftersales.shipment_event(
-        ctx.db, shipment_id, body.status, body.location, principal.user_id, principal.role
+        ctx.db,
+        shipment_id,
+        body.status,
+        body.location,
+        principal.user_id,
+        principal.role,
+        body.note,
     )

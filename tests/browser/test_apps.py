@@ -143,10 +143,27 @@ def test_admin_opens_a_flash_sale_and_watches_the_sale_room_move(
     expect(page.locator("#status")).to_have_text("Flash sale scheduled.")
     page.screenshot(path=shots / "admin-flash-sales.png", full_page=True)
 
+    # a waiting room that admits one buyer every 100 s: whoever joins after the first waits
+    page.get_by_label("SKU").nth(1).fill(item["sku"])
+    page.get_by_label("Admit per second").fill("0.01")
+    page.get_by_role("button", name="Open waiting room").click()
+    expect(page.locator("#status")).to_have_text("Waiting room open.")
+
     page.get_by_label("SKU").last.fill(item["sku"])
     page.get_by_role("button", name="Watch live").click()
     expect(page).to_have_url(re.compile(f"/admin/sales/{item['sku']}$"))
     expect(page.locator("#m-available")).to_have_text("60")
+    expect(page.locator("#m-waiting")).to_have_text("0")
+
+    for _ in range(4):
+        queued = make_user(api, "customer")
+        r = api.post(f"/api/v1/flash-sales/{item['sku']}/queue", headers=queued.headers)
+        assert r.status_code == 200, r.text
+    expect(page.locator("#m-waiting")).to_have_text(re.compile(r"^[1-9]$"))  # the room's length
+    page.screenshot(path=shots / "admin-sale-room-queue.png", full_page=True)
+    r = api.delete(f"/api/v1/flash-sales/{item['sku']}/waiting-room", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    expect(page.locator("#m-waiting")).to_have_text("closed")
 
     buyers = [Buyers(platform.api_url, item["sku"]) for _ in range(3)]
     for b in buyers:
@@ -169,6 +186,15 @@ def test_admin_opens_a_flash_sale_and_watches_the_sale_room_move(
         for b in buyers:
             b.join(timeout=60)
     assert sum(b.answers.get(200, 0) for b in buyers) == 60
+
+
+def update(phone, order_id: str, status: str, where: str = "", note: str = "") -> None:
+    shipment = phone.locator("li.card", has_text=order_id)
+    shipment.get_by_label("New status").select_option(label=status)
+    shipment.get_by_label("Where").fill(where)
+    shipment.get_by_label("Note for the buyer").fill(note)
+    shipment.get_by_role("button", name="Update").click()
+    expect(phone.locator("#status")).to_contain_text(status)
 
 
 def test_courier_marks_delivered_and_the_buyer_sees_it(
@@ -213,16 +239,16 @@ def test_courier_marks_delivered_and_the_buyer_sees_it(
     shipment = phone.locator("li.card", has_text=order_id)
     expect(shipment).to_be_visible()
     phone.screenshot(path=shots / "courier-shipments.png", full_page=True)
-    shipment.get_by_label("New status").select_option(label="Picked up")
-    shipment.get_by_label("Where / note").fill("Depot 4")
-    shipment.get_by_role("button", name="Update").click()
+    update(phone, order_id, "Picked up", where="Depot 4")
     expect(phone.locator("li.card", has_text=order_id).locator("[data-status]")).to_have_text(
         "Picked up"
     )
-    shipment = phone.locator("li.card", has_text=order_id)
-    shipment.get_by_label("New status").select_option(label="Delivered")
-    shipment.get_by_label("Where / note").fill("Left with the neighbour at no. 3")
-    shipment.get_by_role("button", name="Update").click()
+    update(phone, order_id, "Delivery attempt failed", note="Nobody home, trying tomorrow")
+    expect(buyer_page.locator("#timeline")).to_contain_text("Nobody home, trying tomorrow")
+    expect(phone.locator("li.card", has_text=order_id).locator("[data-status]")).to_have_text(
+        "Picked up"
+    )
+    update(phone, order_id, "Delivered", note="Left with the neighbour at no. 3")
     expect(phone.locator("li.card", has_text=order_id).locator("[data-status]")).to_have_text(
         "Delivered"
     )

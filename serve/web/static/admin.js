@@ -20,9 +20,9 @@
       const p99 = d.p99_ms.reserve;
       $("#m-p99").textContent = p99 === null || p99 === undefined ? "–" : `≤ ${p99} ms`;
       $("#m-gateway").textContent = `${n(d.gateway.calls_per_s)} / ${n(d.gateway.limit_per_s)} per s`;
-      const share = d.stock.on_hand ? d.stock.sold / d.stock.on_hand : 0;
-      $("#sold-bar").style.width = `${Math.round(share * 100)}%`;
-      $("#sold-bar-label").setAttribute("aria-label", `${Math.round(share * 100)}% sold`);
+      const taken = d.stock.on_hand ? (d.stock.sold + d.stock.held) / d.stock.on_hand : 0;
+      $("#sold-bar").style.width = `${Math.round(taken * 100)}%`;
+      $("#sold-bar-label").setAttribute("aria-label", `${Math.round(taken * 100)}% held or sold`);
       const wh = Object.entries(d.stock.warehouses || {}).map(([id, s]) => ({ warehouse: id, ...s }));
       show($("#warehouses"), wh);
       const refusals = Object.entries(d.refusals).map(([reason, count]) => ({ reason, count }));

@@ -10,6 +10,7 @@
     ["in_transit", "In transit"],
     ["out_for_delivery", "Out for delivery"],
     ["delivered", "Delivered"],
+    ["failed_attempt", "Delivery attempt failed"],
   ];
   const label = s => (STEPS.find(([k]) => k === s) || [s, s.replace(/_/g, " ")])[1];
 
@@ -26,8 +27,10 @@
           ${open ? `<form class="update" data-id="${s.shipment_id}">
             <label for="st-${s.shipment_id}">New status</label>
             <select id="st-${s.shipment_id}" name="status">${STEPS.map(([k, l]) => `<option value="${k}">${l}</option>`).join("")}</select>
-            <label for="loc-${s.shipment_id}">Where / note</label>
-            <input id="loc-${s.shipment_id}" name="location" maxlength="200" placeholder="e.g. left with neighbour">
+            <label for="loc-${s.shipment_id}">Where</label>
+            <input id="loc-${s.shipment_id}" name="location" maxlength="200" placeholder="e.g. Depot 4">
+            <label for="note-${s.shipment_id}">Note for the buyer</label>
+            <input id="note-${s.shipment_id}" name="note" maxlength="500" placeholder="e.g. left with the neighbour">
             <p><button type="submit">Update</button></p></form>` : ""}
         </li>`;
       }).join("") || "<li>No shipments assigned to you.</li>";
@@ -39,7 +42,7 @@
     if (!form) return;
     ev.preventDefault();
     const body = { status: form.elements.status.value };
-    if (form.elements.location.value.trim()) body.location = form.elements.location.value.trim();
+    for (const k of ["location", "note"]) if (form.elements[k].value.trim()) body[k] = form.elements[k].value.trim();
     try {
       await api("POST", `/api/v1/shipments/${form.dataset.id}/events`, body);
       say(`Shipment ${form.dataset.id}: ${label(body.status)}.`, "ok");
