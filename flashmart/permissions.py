@@ -49,6 +49,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "membership.admin": _roles(ADMIN),  # plans, members, subscription metrics
     "content.read": _roles(CUSTOMER, SELLER, ADMIN, SUPPORT),  # the entitlement is checked too
     "content.write": _roles(SELLER, ADMIN),  # upload (a seller: their own items)
+    # back office
+    "invoice.read": _roles(CUSTOMER, SELLER, ADMIN, SUPPORT),  # own orders / own lines / all
+    "seller.fulfil": _roles(SELLER),  # the lines of their products: ship, track, returns
+    "ticket.open": _roles(CUSTOMER),
+    "ticket.read": _roles(CUSTOMER, SUPPORT, ADMIN),  # a customer their own, staff all
+    "ticket.reply": _roles(CUSTOMER, SUPPORT, ADMIN),
+    "ticket.manage": _roles(SUPPORT, ADMIN),  # assign, priority, status, SLA breaches
     # administration
     "user.admin": _roles(ADMIN),
     "audit.read": _roles(ADMIN, SUPPORT),

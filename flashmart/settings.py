@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -217,6 +218,26 @@ class Settings(BaseSettings):
     content_upload_max_bytes: int = Field(
         512 * 1024 * 1024, ge=1024, description="largest content file accepted"
     )
+
+    # Back office: invoices, mail, tickets, analytics, reordering, carriers
+    backoffice_interval_s: float = Field(
+        2.0, gt=0, le=3600, description="period of the back office's sweeps (invoices, reorders)"
+    )
+    invoice_series: str = Field("INV", pattern=r"^[A-Z0-9]{1,10}$")
+    credit_note_series: str = Field("CN", pattern=r"^[A-Z0-9]{1,10}$")
+    invoice_issuer_name: str = Field("flashmart Inc.", max_length=200)
+    invoice_issuer_address: str = Field("1 Market St, San Francisco, CA 94105, US", max_length=500)
+    invoice_issuer_tax_id: str = Field("US-00-0000000", max_length=50)
+    invoice_window_days: int = Field(
+        30, ge=1, le=3650, description="the sweep invoices paid orders this recent"
+    )
+    smtp_host: str = Field("", description="SMTP relay for mail; empty = the local sink")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field("starttls")
+    smtp_username: str = Field("")
+    smtp_password: str = Field("")
+    smtp_timeout_s: float = Field(10.0, gt=0, le=120)
+    mail_sender: str = Field("orders@flashmart.local")
 
     @model_validator(mode="after")
     def _no_public_secrets_with_real_money(self) -> Settings:

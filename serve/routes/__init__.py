@@ -8,10 +8,13 @@ from flashmart.serve.routes import (
     content,
     health,
     inventory,
+    invoices,
     membership,
     orders,
     payments,
     reviews,
+    seller,
+    tickets,
     waiting_room,
 )
 from flashmart.serve.web import pages as web_pages
@@ -33,4 +36,7 @@ ROUTERS = [
     content.router,
     content.admin_router,
     web_pages.router,  # the storefront, admin and courier pages (not in the OpenAPI document)
+    invoices.router,
+    seller.router,
+    tickets.router,
 ]

@@ -215,7 +215,7 @@ async def _load_order(ctx: Context, order_id: str, principal: Principal) -> dict
             "not_found", f"no order {order_id}"
         )  # someone else's order does not exist for you
     if principal.role == "seller":
-        raise Refused("forbidden", "sellers see orders through their seller reports")
+        raise Refused("forbidden", "sellers see their lines of orders at /api/v1/seller/orders")
     return o
 
 
