@@ -56,6 +56,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "ticket.read": _roles(CUSTOMER, SUPPORT, ADMIN),  # a customer their own, staff all
     "ticket.reply": _roles(CUSTOMER, SUPPORT, ADMIN),
     "ticket.manage": _roles(SUPPORT, ADMIN),  # assign, priority, status, SLA breaches
+    "report.read": _roles(SELLER, ADMIN),  # a seller: their own products only
+    "report.admin": _roles(ADMIN),  # shop-wide only (searches)
+    "reorder.write": _roles(SELLER, ADMIN),  # suppliers, reorder rules, purchase orders (own SKUs)
+    "purchase_order.receive": _roles(SELLER, ADMIN),  # adds stock: audited
+    "carrier.quote": _roles(CUSTOMER, SELLER, ADMIN, SUPPORT),
+    "carrier.label": _roles(SELLER, ADMIN),  # the seller of the shipment's lines
     # administration
     "user.admin": _roles(ADMIN),
     "audit.read": _roles(ADMIN, SUPPORT),

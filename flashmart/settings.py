@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     smtp_password: str = Field("")
     smtp_timeout_s: float = Field(10.0, gt=0, le=120)
     mail_sender: str = Field("orders@flashmart.local")
+    carrier_webhook_secret: str = Field(
+        "whsec_flashmart_carrier_local",
+        min_length=16,
+        description="signs carrier tracking webhooks",
+    )
 
     @model_validator(mode="after")
     def _no_public_secrets_with_real_money(self) -> Settings:

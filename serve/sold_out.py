@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 
+from flashmart import ops_metrics
 from flashmart.actors.search.stock_feed import STREAM
 from flashmart.obs import logger
 
@@ -87,6 +88,7 @@ class SoldOutBoard:
                     got = await self.redis.xread({STREAM: last}, block=READ_BLOCK_MS, count=PAGE)
                     for _, entries in got or []:
                         last = self.apply(entries) or last
+                        ops_metrics.stock_feed_applied(entries)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - never guess while blind: forget, then read again

@@ -32,15 +32,15 @@ def seller_product(db, api, warehouse, seller_id: int, *, price="20.00", stock=1
     return sku
 
 
-def run_backoffice(names: list[str] | None = None) -> dict:
-    """One round of the back office actor's jobs, now."""
+def run_backoffice(names: list[str] | None = None, at: str | None = None) -> dict:
+    """One round of the back office actor's jobs, now (or at the ISO 8601 moment `at`)."""
     import ray
 
     from flashmart.actors import NAMESPACE
     from flashmart.actors.backoffice.actor import ACTOR_NAME
 
     actor = ray.get_actor(ACTOR_NAME, namespace=NAMESPACE)
-    return ray.get(actor.run_jobs.remote(names), timeout=180)
+    return ray.get(actor.run_jobs.remote(names, at), timeout=180)
 
 
 def pdf_text(body: bytes) -> str:

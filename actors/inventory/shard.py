@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from flashmart import obs
+from flashmart import obs, ops_metrics
 from flashmart.actors.inventory.messages import (
     OVERLOADED,
     ArchiveSales,
@@ -390,6 +390,7 @@ class ShardEngine:
                 backoff_s = interval_s
             except Exception:  # noqa: BLE001 - storage trouble: keep the journal, retry, never drop
                 log.exception("flush failed; retrying in %.3fs", backoff_s)
+                ops_metrics.flush_failed(self.name)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 2.0)
 

@@ -81,3 +81,29 @@ HANDLERS |= {
     "ticket.customer_replied": ticket_customer_replied,
     "ticket.status_changed": ticket_status_changed,
 }
+
+
+async def _purchase_order(res, payload: dict) -> dict | None:
+    from flashmart.storage.reordering_postgres import PostgresReorderStore
+
+    po = await PostgresReorderStore(res.db).mail_context(payload["purchase_order_id"])
+    if po is not None:
+        po = {**po, "expected_at": po["expected_at"].date().isoformat()}
+    return po
+
+
+async def purchase_order_created(res, payload: dict) -> list[Mail]:
+    po = await _purchase_order(res, payload)
+    if po is None:
+        return []
+    return [Mail(po["supplier_email"], "purchase_order", po, topic="purchase_order.created")]
+
+
+async def stock_low(res, payload: dict) -> list[Mail]:
+    po = await _purchase_order(res, payload)
+    if po is None or not po["seller_email"]:
+        return []
+    return [Mail(po["seller_email"], "stock_low", po, topic="stock.low")]
+
+
+HANDLERS |= {"purchase_order.created": purchase_order_created, "stock.low": stock_low}

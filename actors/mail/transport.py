@@ -59,3 +59,20 @@ class SmtpTransport:
 
     async def send(self, messages: list[EmailMessage]) -> int:
         return await asyncio.to_thread(self.send_now, messages)
+
+    def send_raw_now(self, messages: list[tuple[str, bytes]]) -> int:
+        """Messages already composed (recipient, bytes), e.g. the order notifications."""
+        sent = 0
+        try:
+            with self._connect() as conn:
+                for recipient, data in messages:
+                    conn.sendmail(self.settings.mail_sender, [recipient], data)
+                    sent += 1
+        except (OSError, smtplib.SMTPException) as exc:
+            if not sent:
+                raise
+            log.warning("SMTP batch stopped after %d of %d: %s", sent, len(messages), exc)
+        return sent
+
+    async def send_raw(self, messages: list[tuple[str, bytes]]) -> int:
+        return await asyncio.to_thread(self.send_raw_now, messages)

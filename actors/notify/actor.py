@@ -125,6 +125,10 @@ class OrderEventsActor:
         return f"/api/v1/orders/{order_id}?token={quote(issue_guest_order_token(self.settings, order_id, email))}"
 
     async def _send_batch(self, messages: list[tuple[str, bytes]]) -> int:
+        if self.settings.smtp_host:  # a relay is configured: order mail goes out through it
+            from flashmart.actors.mail.transport import SmtpTransport
+
+            return await SmtpTransport(self.settings).send_raw(messages)
         return await smtp_send_batch(self.smtp_port, messages)
 
     def info(self) -> dict:

@@ -3,6 +3,7 @@
 from flashmart.serve.routes import (
     admin_search,
     auth,
+    carriers,
     cart,
     catalog,
     content,
@@ -12,6 +13,8 @@ from flashmart.serve.routes import (
     membership,
     orders,
     payments,
+    reordering,
+    reports,
     reviews,
     seller,
     tickets,
@@ -39,4 +42,7 @@ ROUTERS = [
     invoices.router,
     seller.router,
     tickets.router,
+    reports.router,
+    reordering.router,
+    carriers.router,
 ]

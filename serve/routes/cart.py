@@ -10,6 +10,7 @@ import uuid
 from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flashmart.serve import analytics
 from flashmart.serve.auth import Principal, optional_principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
@@ -142,12 +143,13 @@ async def add_item(
     """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason.
     A SKU whose flash sale has an open waiting room is sold only to buyers it has admitted."""
     sku = await _resolve_sku(ctx, body)
-    await _may_reserve(ctx, who, sku)
-    return _out(
-        await _carts(ctx).call(
-            who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, body.quantity
+    with analytics.cart_add(ctx, sku, body.quantity, who.user_id, who.cart_id):  # its outcome
+        await _may_reserve(ctx, who, sku)
+        return _out(
+            await _carts(ctx).call(
+                who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, body.quantity
+            )
         )
-    )
 
 
 async def _cart_item(ctx: Context, cart_id: str, item_id: str) -> dict | None:

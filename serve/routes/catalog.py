@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flashmart.actors.search.index import SUGGEST_CHARS_MIN
 from flashmart.obs import logger
+from flashmart.serve import analytics
 from flashmart.serve.auth import Principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
@@ -562,6 +563,7 @@ async def search_products(request: Request):
     raw = request.scope["query_string"]
     page = search.cached_page(raw)
     if page is not None:
+        analytics.searched(request.app.state.ctx, raw, page)
         return Response(page, media_type="application/json")
     p = _search_params(request)
     if p.q is None and not p.category and not p.brand:
@@ -587,6 +589,7 @@ async def search_products(request: Request):
     )
     if isinstance(out, dict):
         raise Refused(out["error"], out["message"])
+    analytics.searched(request.app.state.ctx, raw, out)
     return Response(out, media_type="application/json")
 
 
@@ -748,7 +751,9 @@ async def get_product(product_id: int, ctx: Context = Depends(get_ctx)) -> dict:
     """The product page: variants, seller, price, stock status, rating summary (cached in Redis)."""
     if not 1 <= product_id <= 2**63 - 1:
         raise Refused("not_found", f"product {product_id} does not exist")
-    return await _product_page(ctx, product_id)
+    page = await _product_page(ctx, product_id)
+    analytics.product_viewed(ctx, product_id)
+    return page
 
 
 # Starlette tries a router's routes in order and the search is the shop's hot path: put it (and

@@ -12,6 +12,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, model
 
 from flashmart.obs import request_id_var
 from flashmart.refusals import Refusal
+from flashmart.serve import analytics
 from flashmart.serve.auth import GuestOrder, Principal, optional_principal, order_reader, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import ORDER_PLACED_STATUS, Refused
@@ -132,6 +133,7 @@ async def checkout(
         "gift_card": body.gift_card,
         "request_id": request_id_var.get(),
     }
+    analytics.checkout_started(ctx, user_id, cart_id)
     try:
         out = await ctx.services["checkout"].run(req)
     except Exception as exc:  # the saga's actor died mid-way: the sweeper resolves it

@@ -1,0 +1,80 @@
+"""Automatic reordering end to end: a burst of sales below the reorder point makes exactly one
+purchase order, the supplier and the seller are emailed, and receiving it adds the units through
+the inventory engine."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.backoffice_helpers import mails_to, parts, run_backoffice, seller, seller_product
+from tests.helpers import make_user
+from tests.shop import add, inventory
+
+
+def test_a_burst_below_the_reorder_point_makes_exactly_one_purchase_order(
+    platform, api, db, warehouse
+):
+    owner, sid = seller(api, db, "reorder seller")
+    owner_email = owner.email
+    sku = seller_product(db, api, warehouse, sid, price="3.00", stock=12)
+    supplier_email = f"supplier-{uuid.uuid4().hex[:8]}@example.com"
+    sup = api.post(
+        "/api/v1/suppliers", json={"name": "Acme", "email": supplier_email}, headers=owner.headers
+    )
+    assert sup.status_code == 201, sup.text
+    rule = {
+        "reorder_point": 5,
+        "reorder_quantity": 20,
+        "supplier_id": sup.json()["id"],
+        "lead_time_days": 2,
+    }
+    r = api.put(f"/api/v1/reorder-rules/{sku}/{warehouse}", json=rule, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    stranger, _ = seller(api, db, "someone else")
+    assert (
+        api.put(
+            f"/api/v1/reorder-rules/{sku}/{warehouse}", json=rule, headers=stranger.headers
+        ).status_code
+        == 404
+    )
+    run_backoffice(["reorder"])
+    assert not db.execute("SELECT 1 FROM purchase_orders WHERE sku = %s", (sku,)).fetchall()
+
+    # the burst: ten buyers take a unit each (available 12 -> 2) while sweeps run at the same time
+    buyers = [make_user(api, "customer") for _ in range(10)]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        adds = [pool.submit(add, api, b, sku, 1) for b in buyers]
+        sweeps = [pool.submit(run_backoffice, ["reorder"]) for _ in range(6)]
+        assert all(f.result().status_code == 200 for f in adds)
+        [f.result() for f in sweeps]
+    for _ in range(3):
+        run_backoffice(["reorder"])
+    pos = db.execute("SELECT * FROM purchase_orders WHERE sku = %s", (sku,)).fetchall()
+    assert len(pos) == 1, pos
+    po = pos[0]
+    assert po["status"] == "open" and po["quantity"] == 20 and po["warehouse_id"] == warehouse
+
+    # the supplier gets the order, the seller a low-stock alert
+    (order_mail,) = mails_to(platform, supplier_email, subject_has=f"PO-{po['id']}")
+    assert "20 unit(s)" in parts(order_mail)["text/plain"].decode()
+    assert mails_to(platform, owner_email, subject_has=f"Low stock: {sku}")
+
+    # received: the engine holds 20 more units in that warehouse
+    before = inventory(platform, "stock", sku).warehouses[warehouse]
+    got = api.post(f"/api/v1/purchase-orders/{po['id']}/receive", json={}, headers=owner.headers)
+    assert got.status_code == 200, got.text
+    assert got.json()["status"] == "received"
+    after = inventory(platform, "stock", sku).warehouses[warehouse]
+    assert after["on_hand"] == before["on_hand"] + 20
+    assert after["available"] == before["available"] + 20
+    again = api.post(f"/api/v1/purchase-orders/{po['id']}/receive", json={}, headers=owner.headers)
+    assert again.status_code == 409
+    audit = db.execute(
+        "SELECT actor_id FROM audit_log WHERE action = 'purchase_order.receive' AND object_id = %s",
+        (str(po["id"]),),
+    ).fetchone()
+    assert audit["actor_id"] == owner.id
+    # stock is back above the point: the next sweep orders nothing more
+    run_backoffice(["reorder"])
+    assert len(db.execute("SELECT 1 FROM purchase_orders WHERE sku = %s", (sku,)).fetchall()) == 1
