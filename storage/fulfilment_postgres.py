@@ -8,11 +8,11 @@ import uuid
 from psycopg.types.json import Jsonb
 
 from flashmart.actors.fulfilment.state import (
-    FulfilmentRefusal,
     SellerLine,
     ShipmentPlan,
     plan_shipment,
 )
+from flashmart.refusals import Refusal
 
 _SELLER_OF_ITEM = "JOIN product_variants v ON v.sku = i.sku JOIN products p ON p.id = v.product_id"
 
@@ -87,7 +87,7 @@ class PostgresFulfilmentStore:
 
     async def create_shipment(
         self, seller_id: int, order_id: str, requested: dict[str, int] | None, carrier: str
-    ) -> dict | FulfilmentRefusal:
+    ) -> dict | Refusal:
         async with self.pool.connection() as conn, conn.transaction():
             order = await (
                 await conn.execute(
@@ -95,7 +95,7 @@ class PostgresFulfilmentStore:
                 )
             ).fetchone()
             if order is None:
-                return FulfilmentRefusal("not_found", f"no order {order_id}")
+                return Refusal("not_found", f"no order {order_id}")
             rows = await (
                 await conn.execute(
                     "SELECT i.id, i.sku, p.seller_id, i.quantity, i.returned_quantity, "
@@ -118,7 +118,7 @@ class PostgresFulfilmentStore:
                 for r in rows
             ]
             plan = plan_shipment(seller_id, order["status"], lines, requested)
-            if isinstance(plan, FulfilmentRefusal):
+            if isinstance(plan, Refusal):
                 return plan
             return await self._write_shipment(conn, seller_id, order_id, plan, carrier)
 

@@ -9,12 +9,12 @@ from psycopg.types.json import Jsonb
 from flashmart.actors.tickets.state import (
     STAFF_ROLES,
     TicketClock,
-    TicketRefusal,
     after_message,
     breaches,
     check_status_change,
     sla_for,
 )
+from flashmart.refusals import Refusal
 
 _FIELDS = (
     "id, customer_id, order_id, subject, status, priority, assignee_id, opened_at, "
@@ -57,7 +57,7 @@ class PostgresTicketStore:
         order_id: str | None,
         priority: str,
         now: dt.datetime,
-    ) -> dict | TicketRefusal:
+    ) -> dict | Refusal:
         sla = sla_for(priority, now)
         async with self.pool.connection() as conn, conn.transaction():
             if order_id is not None:
@@ -65,7 +65,7 @@ class PostgresTicketStore:
                     await conn.execute("SELECT user_id FROM orders WHERE id = %s", (order_id,))
                 ).fetchone()
                 if o is None or o["user_id"] != customer_id:
-                    return TicketRefusal("invalid", f"order {order_id} is not one of your orders")
+                    return Refusal("invalid", f"order {order_id} is not one of your orders")
             t = await (
                 await conn.execute(
                     "INSERT INTO tickets (customer_id, order_id, subject, priority, opened_at, "
@@ -136,7 +136,7 @@ class PostgresTicketStore:
 
     async def reply(
         self, ticket_id: int, author_id: int, author_role: str, body: str, now: dt.datetime
-    ) -> dict | TicketRefusal:
+    ) -> dict | Refusal:
         by_staff = author_role in STAFF_ROLES
         async with self.pool.connection() as conn, conn.transaction():
             t = await (
@@ -145,9 +145,9 @@ class PostgresTicketStore:
                 )
             ).fetchone()
             if t is None:
-                return TicketRefusal("not_found", f"no ticket {ticket_id}")
+                return Refusal("not_found", f"no ticket {ticket_id}")
             if t["status"] == "closed":
-                return TicketRefusal("conflict", "this ticket is closed: open a new one")
+                return Refusal("conflict", "this ticket is closed: open a new one")
             status = after_message(t["status"], by_staff)
             t = await (
                 await conn.execute(
@@ -182,7 +182,7 @@ class PostgresTicketStore:
         status: str | None = None,
         priority: str | None = None,
         assignee_id: int | None = None,
-    ) -> dict | TicketRefusal:
+    ) -> dict | Refusal:
         async with self.pool.connection() as conn, conn.transaction():
             t = await (
                 await conn.execute(
@@ -190,7 +190,7 @@ class PostgresTicketStore:
                 )
             ).fetchone()
             if t is None:
-                return TicketRefusal("not_found", f"no ticket {ticket_id}")
+                return Refusal("not_found", f"no ticket {ticket_id}")
             if status is not None and (refusal := check_status_change(t["status"], status)):
                 return refusal
             if assignee_id is not None:
@@ -198,7 +198,7 @@ class PostgresTicketStore:
                     await conn.execute("SELECT role FROM users WHERE id = %s", (assignee_id,))
                 ).fetchone()
                 if u is None or u["role"] not in STAFF_ROLES:
-                    return TicketRefusal("invalid", f"user {assignee_id} is not support staff")
+                    return Refusal("invalid", f"user {assignee_id} is not support staff")
             changes = {"updated_at": now}
             if status is not None:
                 changes["status"] = status
@@ -225,6 +225,35 @@ class PostgresTicketStore:
             if status is not None:
                 await _outbox(conn, "ticket.status_changed", {"ticket_id": ticket_id})
         return t
+
+    async def add_attachment(
+        self,
+        ticket_id: int,
+        uploader_id: int,
+        filename: str,
+        content_type: str,
+        size_bytes: int,
+        object_key: str,
+    ) -> dict:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await (
+                await conn.execute(
+                    "INSERT INTO ticket_attachments (ticket_id, uploader_id, filename, content_type, "
+                    "size_bytes, object_key) VALUES (%s,%s,%s,%s,%s,%s) "
+                    "RETURNING id, filename, content_type, size_bytes, object_key, created_at",
+                    (ticket_id, uploader_id, filename, content_type, size_bytes, object_key),
+                )
+            ).fetchone()
+
+    async def attachments(self, ticket_id: int) -> list[dict]:
+        async with self.pool.connection() as conn:
+            return await (
+                await conn.execute(
+                    "SELECT id, uploader_id, filename, content_type, size_bytes, object_key, "
+                    "created_at FROM ticket_attachments WHERE ticket_id = %s ORDER BY id",
+                    (ticket_id,),
+                )
+            ).fetchall()
 
     async def sla_breaches(self, now: dt.datetime, limit: int) -> list[dict]:
         """Tickets that missed a target by `now`, the most overdue first."""

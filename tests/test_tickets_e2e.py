@@ -104,3 +104,35 @@ def test_a_tickets_life(platform, api, db, admin, warehouse):
     assert b"<blockquote" in body["text/html"]
     assert mails_to(platform, agent.email, subject_has=f"Customer replied on ticket #{tid}")
     assert mails_to(platform, buyer.email, subject_has=f"request #{tid} is now resolved")
+
+
+def test_a_ticket_carries_attachments_through_the_object_store(platform, api):
+    import httpx
+
+    buyer, stranger = make_user(api, "customer"), make_user(api, "customer")
+    agent = make_user(api, "support")
+    tid = api.post(
+        "/api/v1/tickets",
+        json={"subject": "Broken lid", "body": "See photo."},
+        headers=buyer.headers,
+    ).json()["id"]
+    photo = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+    up = api.post(
+        f"/api/v1/tickets/{tid}/attachments",
+        params={"filename": "lid.png"},
+        content=photo,
+        headers={**buyer.headers, "Content-Type": "image/png"},
+    )
+    assert up.status_code == 201, up.text
+    bad = api.post(
+        f"/api/v1/tickets/{tid}/attachments",
+        params={"filename": "x.png"},
+        content=b"x",
+        headers={**stranger.headers, "Content-Type": "image/png"},
+    )
+    assert bad.status_code == 404
+    seen = api.get(f"/api/v1/tickets/{tid}", headers=agent.headers).json()
+    (att,) = seen["attachments"]
+    assert att["filename"] == "lid.png" and att["size_bytes"] == len(photo)
+    got = httpx.get(att["url"], timeout=30)
+    assert got.status_code == 200 and got.content == photo

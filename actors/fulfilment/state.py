@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flashmart.refusals import Refusal
+
 SHIPPABLE_ORDER_STATUSES = ("confirmed", "shipped", "partially_refunded")
 SHIPMENT_STATUSES = ("shipped", "in_transit", "out_for_delivery", "delivered")
 
@@ -31,41 +33,33 @@ class ShipmentPlan:
     lines: tuple[tuple[int, int], ...]  # (order item id, units)
 
 
-@dataclass(frozen=True)
-class FulfilmentRefusal:
-    reason: str  # not_found | forbidden | conflict | invalid
-    message: str
-
-
 def plan_shipment(
     seller_id: int,
     order_status: str,
     lines: list[SellerLine],
     requested: dict[str, int] | None,
-) -> ShipmentPlan | FulfilmentRefusal:
+) -> ShipmentPlan | Refusal:
     """What a seller's new shipment holds: `requested` (sku -> units) or, when None, every unshipped
     unit of their lines."""
     mine = [ln for ln in lines if ln.seller_id == seller_id]
     if not mine:
-        return FulfilmentRefusal("not_found", "this order has no lines of yours")
+        return Refusal("not_found", "this order has no lines of yours")
     if order_status not in SHIPPABLE_ORDER_STATUSES:
-        return FulfilmentRefusal("conflict", f"the order is {order_status}: it does not ship")
+        return Refusal("conflict", f"the order is {order_status}: it does not ship")
     if requested is None:
         requested = {ln.sku: ln.unshipped for ln in mine if ln.unshipped}
         if not requested:
-            return FulfilmentRefusal("conflict", "every unit of your lines has shipped already")
+            return Refusal("conflict", "every unit of your lines has shipped already")
     by_sku = {ln.sku: ln for ln in lines}
     plan = []
     for sku, units in requested.items():
         line = by_sku.get(sku)
         if line is None:
-            return FulfilmentRefusal("invalid", f"the order has no line {sku}")
+            return Refusal("invalid", f"the order has no line {sku}")
         if line.seller_id != seller_id:
-            return FulfilmentRefusal(
-                "forbidden", f"line {sku} is another seller's: not yours to ship"
-            )
+            return Refusal("forbidden", f"line {sku} is another seller's: not yours to ship")
         if units < 1 or units > line.unshipped:
-            return FulfilmentRefusal(
+            return Refusal(
                 "conflict", f"line {sku} has {line.unshipped} unit(s) left to ship, not {units}"
             )
         plan.append((line.item_id, units))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from flashmart.refusals import Refusal
+
 STATUSES = ("open", "pending", "resolved", "closed")  # pending: waiting on the customer
 PRIORITIES = ("low", "normal", "high", "urgent")
 STAFF_ROLES = ("support", "admin")
@@ -61,15 +63,9 @@ def after_message(status: str, by_staff: bool) -> str:
     return "pending" if by_staff else "open"
 
 
-@dataclass(frozen=True)
-class TicketRefusal:
-    reason: str
-    message: str
-
-
-def check_status_change(current: str, new: str) -> TicketRefusal | None:
+def check_status_change(current: str, new: str) -> Refusal | None:
     if new not in STATUSES:
-        return TicketRefusal("invalid", f"status must be one of {', '.join(STATUSES)}")
+        return Refusal("invalid", f"status must be one of {', '.join(STATUSES)}")
     if current == "closed" and new != "closed":
-        return TicketRefusal("conflict", "a closed ticket stays closed: open a new one")
+        return Refusal("conflict", "a closed ticket stays closed: open a new one")
     return None

@@ -133,6 +133,7 @@ async def tracking_webhook(
     from flashmart.actors.carriers.ports import TRACKING_STATUSES, event_from_json
     from flashmart.actors.carriers.service import signature_ok
     from flashmart.actors.checkout import aftersales
+    from flashmart.refusals import Refused as DomainRefused
 
     _carrier(carrier)
     body = await request.body()
@@ -157,7 +158,7 @@ async def tracking_webhook(
         await aftersales.shipment_event(
             ctx.db, shipment_id, event.status, event.location, None, "carrier"
         )
-    except aftersales.AfterSalesRefusal as exc:  # e.g. delivered already: recorded, not retried
+    except DomainRefused as exc:  # e.g. delivered already: recorded, not retried
         await store.set_outcome(carrier, event, exc.message)
         return {"applied": False, "reason": exc.message}
     await store.set_outcome(carrier, event, "applied")

@@ -71,7 +71,7 @@ async def create_seller_shipment(
     ctx: Context = Depends(get_ctx),
 ) -> dict:
     """A shipment of your lines of the order (a label and tracking number)."""
-    from flashmart.actors.fulfilment.state import FulfilmentRefusal
+    from flashmart.refusals import Refusal
 
     seller_id = await my_seller_id(ctx, principal)
     requested = None
@@ -80,7 +80,7 @@ async def create_seller_shipment(
         for it in body.items:
             requested[it.sku] = requested.get(it.sku, 0) + it.quantity
     out = await _store(ctx).create_shipment(seller_id, order_id, requested, body.carrier)
-    if isinstance(out, FulfilmentRefusal):
+    if isinstance(out, Refusal):
         raise _refused(out)
     return out
 
@@ -104,12 +104,9 @@ async def seller_shipment_event(
     seller_id = await my_seller_id(ctx, principal)
     if await _store(ctx).shipment_seller(shipment_id) != seller_id:
         raise Refused("not_found", f"no shipment {shipment_id} of yours")
-    try:
-        return await aftersales.shipment_event(
-            ctx.db, shipment_id, body.status, body.location, principal.user_id, "seller"
-        )
-    except aftersales.AfterSalesRefusal as exc:
-        raise Refused(exc.reason, exc.message, status=exc.status) from exc
+    return await aftersales.shipment_event(
+        ctx.db, shipment_id, body.status, body.location, principal.user_id, "seller"
+    )
 
 
 @router.get("/returns")
@@ -152,12 +149,9 @@ async def seller_approve_return(
     from flashmart.storage.audit import audit
 
     await _my_return(ctx, principal, return_id)
-    try:
-        out = await aftersales.approve_return(
-            ctx.db, ctx.services["payments"], ctx.services["inventory"], return_id
-        )
-    except aftersales.AfterSalesRefusal as exc:
-        raise Refused(exc.reason, exc.message, status=exc.status) from exc
+    out = await aftersales.approve_return(
+        ctx.db, ctx.services["payments"], ctx.services["inventory"], return_id
+    )
     async with ctx.db.connection() as conn, conn.transaction():
         await audit(
             conn,

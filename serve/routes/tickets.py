@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flashmart.serve.auth import Principal, require
@@ -30,10 +30,10 @@ def _now() -> dt.datetime:
 
 
 def _answer(out):
-    from flashmart.actors.tickets.state import TicketRefusal
+    from flashmart.refusals import Refusal
     from flashmart.storage.tickets_postgres import ticket_json
 
-    if isinstance(out, TicketRefusal):
+    if isinstance(out, Refusal):
         raise Refused(out.reason, out.message)
     return ticket_json(out, _now())
 
@@ -90,7 +90,11 @@ async def get_ticket(
 ) -> dict:
     """The ticket with its whole conversation."""
     t = await _visible(ctx, ticket_id, principal)
-    return {**_answer(t), "messages": await _store(ctx).messages(ticket_id)}
+    return {
+        **_answer(t),
+        "messages": await _store(ctx).messages(ticket_id),
+        "attachments": await _attachments_out(ctx, ticket_id),
+    }
 
 
 class Message(BaseModel):
@@ -151,3 +155,82 @@ async def sla_breaches(
         raise Refused("invalid", "at needs a time zone, e.g. 2026-03-01T09:00:00Z")
     now = at or _now()
     return {"at": now.isoformat(), "tickets": await _store(ctx).sla_breaches(now, limit)}
+
+
+# --- attachments (kept in the object store) -------------------------------------------------------
+
+ATTACHMENT_URL_TTL_S = 900
+ATTACHMENTS_PER_TICKET_MAX = 20
+_FILENAME = r"^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,199}$"
+_stores: dict[int, object] = {}
+
+
+def _object_store(ctx: Context):
+    from flashmart.storage.object_store import ObjectStore
+
+    store = _stores.get(id(ctx))
+    if store is None:
+        store = _stores[id(ctx)] = ObjectStore.from_settings(ctx.settings)
+    return store
+
+
+async def _attachments_out(ctx: Context, ticket_id: int) -> list[dict]:
+    import asyncio
+
+    rows = await _store(ctx).attachments(ticket_id)
+    out = []
+    for a in rows:
+        url = await asyncio.to_thread(
+            _object_store(ctx).presigned_get_url,
+            a["object_key"],
+            ATTACHMENT_URL_TTL_S,
+            download_name=a["filename"],
+            content_type=a["content_type"],
+        )
+        out.append(
+            {
+                "id": a["id"],
+                "uploader_id": a["uploader_id"],
+                "filename": a["filename"],
+                "content_type": a["content_type"],
+                "size_bytes": a["size_bytes"],
+                "url": url,
+                "url_expires_in_s": ATTACHMENT_URL_TTL_S,
+            }
+        )
+    return out
+
+
+@router.post("/tickets/{ticket_id}/attachments", status_code=201)
+async def attach(
+    ticket_id: int,
+    request: Request,
+    filename: str = Query(..., pattern=_FILENAME),
+    principal: Principal = Depends(require("ticket.reply")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
+    """Attach a file (the request body, with its Content-Type; at most the API's body size limit) to
+    a ticket; it is kept in the object store and listed on the ticket with a time-limited link."""
+    import asyncio
+    import uuid
+
+    t = await _visible(ctx, ticket_id, principal)
+    if t["status"] == "closed":
+        raise Refused("conflict", "this ticket is closed: open a new one")
+    body = await request.body()
+    if not body:
+        raise Refused("invalid", "the attachment is empty: send the file as the request body")
+    if len(await _store(ctx).attachments(ticket_id)) >= ATTACHMENTS_PER_TICKET_MAX:
+        raise Refused("conflict", f"a ticket holds at most {ATTACHMENTS_PER_TICKET_MAX} files")
+    content_type = (request.headers.get("content-type") or "application/octet-stream")[:100]
+    key = f"tickets/{ticket_id}/{uuid.uuid4().hex}"
+    await asyncio.to_thread(_object_store(ctx).put, key, body, content_type)
+    row = await _store(ctx).add_attachment(
+        ticket_id, principal.user_id, filename, content_type, len(body), key
+    )
+    return {
+        "id": row["id"],
+        "filename": row["filename"],
+        "content_type": row["content_type"],
+        "size_bytes": row["size_bytes"],
+    }
