@@ -38,7 +38,7 @@ class Recorder:
         if len(self.buffer) >= BUFFER_MAX:
             self.dropped += 1
             return
-        event["at"] = f"{time.time():.3f}"
+        event["at"] = time.time()  # formatted when flushed, off the request
         self.buffer.append(event)
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._flush_loop())
@@ -59,7 +59,7 @@ class Recorder:
         for event in batch:
             pipe.xadd(
                 STREAM,
-                {k: v for k, v in event.items() if v is not None},
+                {k: (f"{v:.3f}" if k == "at" else v) for k, v in event.items() if v is not None},
                 maxlen=STREAM_MAXLEN,
                 approximate=True,
             )
