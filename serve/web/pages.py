@@ -31,6 +31,12 @@ SKU = PathParam(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$"
 STOCK_POLL_S = 0.25  # the sold-out board is in this process: looking costs a set lookup
 HEARTBEAT_S = 15.0  # a comment line now and then keeps idle proxies from closing the stream
 STREAM_MAX_S = 600.0  # a stream ends after this; EventSource reconnects by itself
+# Each open stream holds one of the replica's max_ongoing_requests. Past this many stock streams a
+# replica answers the current state and asks the browser to come back later (retry), so product
+# pages left open in a flash crowd cannot crowd out the buying requests.
+STOCK_STREAMS_MAX = 64
+BUSY_RETRY_MS = 5000
+_stock_streams = 0
 SALE_ROOM_TICK_S = 1.0
 STRIPE_JS_LIVE = "https://js.stripe.com/v3/"
 
@@ -165,21 +171,33 @@ async def stock_events(request: Request, sku: str = SKU, ctx: Context = Depends(
     replica's sold-out board, which follows the inventory engine's stock feed."""
     board = ctx.services["sold_out"]
 
-    async def events():
-        yield "retry: 2000\n\n"
-        last, last_sent = None, time.monotonic()
-        until = time.monotonic() + STREAM_MAX_S
-        while time.monotonic() < until and not await request.is_disconnected():
-            sold_out = board.is_sold_out(sku)
-            if sold_out is not last:
-                last, last_sent = sold_out, time.monotonic()
-                yield f"event: stock\ndata: {json.dumps({'sku': sku, 'sold_out': sold_out})}\n\n"
-            elif time.monotonic() - last_sent > HEARTBEAT_S:
-                last_sent = time.monotonic()
-                yield ": still here\n\n"
-            await asyncio.sleep(STOCK_POLL_S)
+    def state() -> str:
+        data = json.dumps({"sku": sku, "sold_out": board.is_sold_out(sku)})
+        return f"event: stock\ndata: {data}\n\n"
 
-    return _event_stream(events())
+    async def busy():
+        yield f"retry: {BUSY_RETRY_MS}\n\n" + state()
+
+    async def events():
+        global _stock_streams
+        _stock_streams += 1
+        try:
+            yield "retry: 2000\n\n"
+            last, last_sent = None, time.monotonic()
+            until = time.monotonic() + STREAM_MAX_S
+            while time.monotonic() < until and not await request.is_disconnected():
+                sold_out = board.is_sold_out(sku)
+                if sold_out is not last:
+                    last, last_sent = sold_out, time.monotonic()
+                    yield state()
+                elif time.monotonic() - last_sent > HEARTBEAT_S:
+                    last_sent = time.monotonic()
+                    yield ": still here\n\n"
+                await asyncio.sleep(STOCK_POLL_S)
+        finally:
+            _stock_streams -= 1
+
+    return _event_stream(busy() if _stock_streams >= STOCK_STREAMS_MAX else events())
 
 
 def _event_stream(gen) -> StreamingResponse:

@@ -259,3 +259,55 @@ def test_courier_marks_delivered_and_the_buyer_sees_it(
     expect(buyer_page.locator("#timeline")).to_contain_text("Left with the neighbour at no. 3")
     expect(buyer_page.locator("#shipment")).to_contain_text("delivered")
     buyer_page.screenshot(path=shots / "shop-order-delivered.png", full_page=True)
+
+
+UNLABELLED_FIELDS_JS = """() => Array.from(document.querySelectorAll('input, select, textarea'))
+  .filter(el => el.offsetParent !== null && el.type !== 'hidden')
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+  .map(el => el.id || el.name || el.outerHTML.slice(0, 60))"""
+
+
+def test_every_admin_page_answers_with_labelled_fields_and_its_forms_reach_the_api(
+    api, admin, warehouse, new_page, shots
+):
+    page = new_page()
+    sign_in(page, admin, "/admin")
+    expect(page.get_by_role("heading", name="Admin")).to_be_visible()
+    links = page.locator("#home-links a")
+    expect(links).to_have_count(9)  # an admin sees every part of the portal
+    for href in [links.nth(i).get_attribute("href") for i in range(9)]:
+        page.goto(href)
+        expect(page.locator("#staff-only h1")).to_be_visible()
+        assert page.evaluate(UNLABELLED_FIELDS_JS) == [], href
+
+    code = f"WEB{uuid.uuid4().hex[:8]}".upper()
+    page.goto("/admin/promotions")
+    page.get_by_label("Code", exact=True).fill(code)
+    page.get_by_label("Kind").select_option("percentage")
+    page.get_by_label("Value").fill("10")
+    page.get_by_role("button", name="Create coupon").click()
+    expect(page.locator("#status")).to_have_text("Coupon created.")
+    expect(page.locator("#coupon-out")).to_contain_text(code)
+    page.get_by_label("Amount").fill("25")
+    page.get_by_role("button", name="Issue gift card").click()
+    expect(page.locator("#status")).to_have_text("Gift card issued.")
+    expect(page.locator("#gift-out")).to_contain_text("25")
+    page.screenshot(path=shots / "admin-promotions.png", full_page=True)
+
+    page.goto("/admin/audit")  # the log loads by itself, newest first
+    expect(page.locator("#audit-out table")).to_be_visible()
+    page.screenshot(path=shots / "admin-audit.png", full_page=True)
+
+    # the coupon made in the admin's form takes 10% off in a buyer's cart
+    item = listed_product(api, admin, warehouse, units=2, price="30.00")
+    shop = new_page(phone=True)
+    shop.goto(f"/shop/products/{item['product_id']}")
+    shop.get_by_role("button", name="Add to cart").click()
+    expect(shop.locator("#status")).to_contain_text("Added to your cart")
+    shop.goto("/shop/cart")
+    shop.get_by_label("Coupon code").fill(code)
+    shop.get_by_role("button", name="Apply").click()
+    expect(shop.locator("#status")).to_have_text("Coupon applied.")
+    expect(shop.locator("#totals")).to_contain_text("$3.00")  # the discount
+    expect(shop.locator("#cart-total")).to_have_text("$27.00")
+    assert shop.evaluate(UNLABELLED_FIELDS_JS) == []
