@@ -302,6 +302,7 @@ def test_every_admin_page_answers_with_labelled_fields_and_its_forms_reach_the_a
     item = listed_product(api, admin, warehouse, units=2, price="30.00")
     shop = new_page(phone=True)
     shop.goto(f"/shop/products/{item['product_id']}")
+    expect(shop.locator("#stock")).to_have_text("In stock")
     shop.get_by_role("button", name="Add to cart").click()
     expect(shop.locator("#status")).to_contain_text("Added to your cart")
     shop.goto("/shop/cart")

@@ -245,6 +245,7 @@
         location.href = `/shop/orders/${encodeURIComponent(order.order_id)}${tokenPart}`;
       } catch (e) { fail(e); pay.disabled = false; }
     });
+    $("#pay").disabled = !cart.items.length;  // ready: the card element is mounted
   };
 
   // --- orders and tracking ---
