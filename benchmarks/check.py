@@ -28,6 +28,10 @@ WATCHED = (
     "tantivy_vs_pg_fts",
     "checkout_vs_gateway",
     "checkout_vs_paced_gateway",
+    "add_sold_out_vs_healthz",
+    "add_reserving_vs_healthz",
+    "product_page_vs_healthz",
+    "flash_sale_vs_seckill",
 )
 
 

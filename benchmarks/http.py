@@ -145,16 +145,19 @@ class Target:
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    lua: str = ""  # extra Lua for wrk (a `request` function: a distinct buyer per request)
 
 
 def _lua_script(target: Target, directory: Path) -> Path | None:
-    if target.method == "GET" and not target.headers:
+    if target.method == "GET" and not target.headers and not target.lua:
         return None
     lines = [f'wrk.method = "{target.method}"']
     if target.body is not None:
         lines.append(f"wrk.body = {json.dumps(target.body)}")
     for k, v in target.headers.items():
         lines.append(f'wrk.headers["{k}"] = {json.dumps(v)}')
+    if target.lua:
+        lines.append(target.lua)
     path = directory / f"wrk-{target.name}.lua"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -205,8 +208,11 @@ def run_wrk(
 class Uvicorn:
     """One uvicorn worker serving an app factory of this package, on a free port, stopped on exit."""
 
-    def __init__(self, factory: str, port: int, log_path: Path):
+    def __init__(
+        self, factory: str, port: int, log_path: Path, workers: int = 1, env: dict | None = None
+    ):
         self.factory, self.port, self.log_path, self.proc = factory, port, log_path, None
+        self.workers, self.env = workers, env or {}
 
     def __enter__(self) -> Uvicorn:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -224,12 +230,14 @@ class Uvicorn:
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                "--workers",
+                str(self.workers),
             ],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), **self.env},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -287,7 +295,9 @@ def discover_targets(api_url: str, prepare_cart=None) -> list[Target]:
     )
     if cart:
         prepared = prepare_cart(api_url, cart) if prepare_cart else "no preparer given"
-        if isinstance(prepared, tuple):
+        if isinstance(prepared, list):
+            targets += prepared
+        elif isinstance(prepared, tuple):
             body, headers = prepared
             targets.append(
                 Target(
@@ -310,10 +320,20 @@ def discover_targets(api_url: str, prepare_cart=None) -> list[Target]:
     return targets
 
 
+FLASH_LIMIT_PER_BUYER = 2
+BOARD_MESSAGE = "no unit is available"  # serve/sold_out.py's refusal: the replica answered alone
+
+
 def cart_preparer(settings, stock_units: int = 10_000_000):
-    """For add-to-cart: a catalog SKU given plenty of stock through the inventory client (this process
-    runs Ray), checked with one real request. Each wrk request then carries no cart id, so it opens a
-    new guest cart and holds one unit: the flash-sale add-to-cart, not a quantity bump."""
+    """The flash sale's three requests, each from a distinct buyer (no X-Cart-Id: every request opens a
+    new guest cart, whose buyer id is its own):
+
+    - `serve_add_to_cart`: reserving add-to-cart of a SKU on flash sale (a hot shard of its own, limit
+      2 per buyer) with plenty of stock, so every request holds a unit;
+    - `serve_add_sold_out`: add-to-cart of a SKU on flash sale with no unit left, answered from the
+      replica's sold-out board (checked with trial requests before measuring);
+    - `serve_product_page`: the product page of the first SKU (page cache + stock feed).
+    Stock is set through the inventory client (this process runs Ray)."""
 
     def prepare(api_url: str, path: str):
         import asyncio
@@ -321,35 +341,117 @@ def cart_preparer(settings, stock_units: int = 10_000_000):
         import psycopg
 
         with psycopg.connect(settings.database_url) as conn:
-            row = conn.execute(
-                "SELECT v.sku FROM product_variants v ORDER BY v.sku LIMIT 1"
-            ).fetchone()
-        if not row:
+            rows = conn.execute(
+                "SELECT v.sku, v.product_id FROM product_variants v JOIN products p "
+                "ON p.id = v.product_id WHERE p.status = 'active' ORDER BY v.sku LIMIT 2"
+            ).fetchall()
+        if len(rows) < 2:
             return "the catalog is empty (the search section loads it)"
-        sku = row[0]
+        (sku, pid), (gone_sku, _) = rows
 
         async def stock():
             from flashmart.actors.inventory.client import InventoryClient
 
             client = await InventoryClient.connect(settings)
             try:
-                return await client.set_stock(sku, "bench-wh", stock_units)
+                await client.set_stock(sku, "bench-wh", stock_units)
+                await client.declare_hot(sku, FLASH_LIMIT_PER_BUYER)
+                await client.set_stock(gone_sku, "bench-wh", 0)
+                await client.declare_hot(gone_sku, FLASH_LIMIT_PER_BUYER)
             finally:
                 await client.close()
 
         asyncio.run(stock())
+        json_headers = {"content-type": "application/json"}
         body = json.dumps({"sku": sku, "quantity": 1})
-        r = httpx.post(
-            f"{api_url}{path}",
-            content=body,
-            headers={"content-type": "application/json"},
-            timeout=30,
-        )
+        r = httpx.post(f"{api_url}{path}", content=body, headers=json_headers, timeout=30)
         if r.status_code >= 300:
             return f"a trial add-to-cart answered {r.status_code}: {r.text[:160]}"
-        return body, {}
+        gone = json.dumps({"sku": gone_sku, "quantity": 1})
+        deadline = time.monotonic() + 30
+        while True:  # every replica's board must have heard the SKU's 0 (wrk spreads over them)
+            answers = [
+                httpx.post(f"{api_url}{path}", content=gone, headers=json_headers, timeout=30)
+                for _ in range(8)
+            ]
+            if all(BOARD_MESSAGE in a.text for a in answers):
+                break
+            if time.monotonic() > deadline:
+                return f"the sold-out board never answered for {gone_sku}: {answers[-1].text[:160]}"
+            time.sleep(0.2)
+        return [
+            Target(
+                "serve_add_to_cart",
+                f"{api_url}{path}",
+                method="POST",
+                body=body,
+                headers=json_headers,
+                note=f"POST {path}: flash-sale SKU, a new guest cart per request, one unit held",
+            ),
+            Target(
+                "serve_add_sold_out",
+                f"{api_url}{path}",
+                method="POST",
+                body=gone,
+                headers=json_headers,
+                note=f"POST {path}: flash-sale SKU sold out, 409 from the replica's board",
+            ),
+            Target(
+                "serve_product_page",
+                f"{api_url}/api/v1/products/{pid}",
+                note=f"GET /api/v1/products/{pid}: page cache + stock feed",
+            ),
+        ]
 
     return prepare
+
+
+# a distinct buyer per request for the seckill app (wrk's Lua `request` hook)
+SECKILL_BUYER_LUA = """counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, wrk.path .. "?buyer=b" .. math.random(1, 1000000000) .. "-" .. counter)
+end"""
+
+
+def run_seckill(
+    wrk: str,
+    *,
+    redis_url: str,
+    database_url: str,
+    workers: int,
+    duration_s: int,
+    connections: int,
+    work_dir: Path,
+    stock_units: int = 10_000_000,
+) -> dict:
+    """The reference seckill app (benchmarks/seckill.py) on uvicorn with `workers` workers, its
+    flash-sale request measured with the same wrk settings as flashmart's."""
+    from benchmarks.seckill import prepare
+
+    sku = "SECKILL-BENCH"
+    prepare(redis_url, database_url, sku, stock_units)
+    env = {"SECKILL_REDIS_URL": redis_url, "SECKILL_DATABASE_URL": database_url}
+    with Uvicorn(
+        "benchmarks.seckill:app", free_port(), work_dir / "seckill.log", workers=workers, env=env
+    ) as server:
+        trial = httpx.post(f"{server.url}/seckill/{sku}?buyer=trial", timeout=30)
+        if trial.status_code != 200:
+            raise RuntimeError(f"seckill trial answered {trial.status_code}: {trial.text[:160]}")
+        row = run_wrk(
+            wrk,
+            Target(
+                "seckill_flash_sale",
+                f"{server.url}/seckill/{sku}",
+                method="POST",
+                lua=SECKILL_BUYER_LUA,
+                note=f"FastAPI + Redis Lua gate + PostgreSQL INSERT, uvicorn {workers} workers",
+            ),
+            duration_s=duration_s,
+            connections=connections,
+            work_dir=work_dir,
+        )
+    return {**row, "workers": workers}
 
 
 from flashmart.storage.embedded import free_port  # noqa: E402,F401 - one chooser of ports, re-exported for run.py
@@ -362,6 +464,7 @@ def run_http(
     connections: int,
     work_dir: Path,
     prepare_cart=None,
+    seckill: dict | None = None,
     say=print,
 ) -> dict:
     """The two uvicorn rows, then flashmart's routes through Serve (when api_url is given). The
@@ -410,6 +513,20 @@ def run_http(
                     wrk, target, duration_s=duration_s, connections=connections, work_dir=work_dir
                 )
             )
+    if seckill:  # same wrk, same run: the simple app a shop would write instead
+        say("http: seckill_flash_sale")
+        try:
+            rows.append(
+                run_seckill(
+                    wrk,
+                    duration_s=duration_s,
+                    connections=connections,
+                    work_dir=work_dir,
+                    **seckill,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded, the other rows stand
+            not_measured.append(f"seckill_flash_sale: {type(exc).__name__}: {exc}"[:300])
     return {
         "wrk": wrk_version(wrk),
         "connections": connections,

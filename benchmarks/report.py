@@ -300,6 +300,35 @@ def _http_findings(rows: list[dict]) -> list[str]:
             f"- Serve's own share: the same app through Serve answers {serve / app:.0%} of what it answers on "
             "plain uvicorn"
         )
+    out += _flash_sale_findings(rps)
+    return out
+
+
+def _flash_sale_findings(rps: dict) -> list[str]:
+    """The flash sale over HTTP against Serve's own ceiling (/healthz) and the seckill app."""
+    serve, out = rps.get("serve_healthz"), []
+    for row, what in (
+        ("serve_add_sold_out", "sold-out add-to-cart (answered by the replica's board)"),
+        ("serve_add_to_cart", "reserving add-to-cart (a hold in the hot SKU's shard per request)"),
+        ("serve_product_page", "product page (page cache + stock feed, no engine call)"),
+    ):
+        if serve and rps.get(row):
+            out.append(
+                f"- {what}: {rps[row]:,.0f} requests/s, {rps[row] / serve:.2f}x Serve /healthz"
+            )
+    add, seckill = rps.get("serve_add_to_cart"), rps.get("seckill_flash_sale")
+    if add and seckill:
+        out.append(
+            f"- flashmart's flash-sale add-to-cart answers {add / seckill:.2f}x the requests/s of the "
+            "reference seckill app (`benchmarks/seckill.py`: FastAPI on uvicorn with as many workers as "
+            "flashmart has replicas, a Redis Lua check-and-decrement gate, a PostgreSQL INSERT per order) "
+            "in the same run. Durable where: the seckill app's gate is Redis (append-only file, fsync every "
+            "second: a crash loses up to a second of decrements, and a crash between Redis and PostgreSQL "
+            "leaves a unit taken without an order row); its order row is committed before the answer. "
+            "flashmart's hold is decided in the SKU's shard and group-committed to PostgreSQL a few ms "
+            "later (a hold lost in a crash only returns its units), and the order with its holds is "
+            "durable before checkout answers"
+        )
     return out
 
 

@@ -185,6 +185,8 @@ def serve_env(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.serve_fallback_http_port),
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.serve_fallback_grpc_port),
+        # one log datagram per request for Serve's request metrics: off unless asked for
+        "RAY_SERVE_HAPROXY_METRICS_ENABLED": "1" if settings.haproxy_request_metrics else "0",
     }
 
 

@@ -179,6 +179,10 @@ class Settings(BaseSettings):
     )
     serve_replicas_max: int = Field(2, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
+    haproxy_request_metrics: bool = Field(
+        False, description="HAProxy's per-request metrics for Serve (a log line per request)"
+    )
+    serve_access_log: bool = Field(False, description="Serve replicas log every request")
     serve_health_check_timeout_s: float = Field(
         90.0, gt=0, description="a replica silent this long, 3 times, is replaced"
     )

@@ -62,12 +62,31 @@ class Api:
         configure_json_logging()
         self.ctx = await open_context(settings)
         self.ctx.services.update(await open_services(settings))
+        self.ctx.services.update(open_cart_services(self.ctx))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # built on the replica (not pickled from the driver), after the context is open
         api = create_fastapi()
         api.state.ctx = self.ctx
         return api
+
+
+def open_cart_services(ctx) -> dict:
+    """What add-to-cart needs in the replica: the catalog cache following the catalog's change
+    stream (its own connection: it holds one in a blocking read), the cart operations over the
+    cart store, this replica's batched inventory client and its database pool."""
+    from flashmart.actors.carts.book import CartBook
+    from flashmart.storage.cart_redis import CartStore
+    from flashmart.storage.catalog_cache import CatalogCache
+    from flashmart.storage.redis import async_redis
+
+    settings = ctx.settings
+    return {
+        "catalog": CatalogCache.start(ctx.db, async_redis(settings.redis_url, max_connections=2)),
+        "cart_book": CartBook(
+            CartStore(ctx.redis, settings.cart_ttl_s), ctx.services["inventory"], ctx.db, settings
+        ),
+    }
 
 
 def build_app(settings: Settings):
@@ -79,9 +98,21 @@ def build_app(settings: Settings):
         # requests and spends CPU on restarts exactly when there is none to spare
         health_check_period_s=10,
         health_check_timeout_s=settings.serve_health_check_timeout_s,
-        autoscaling_config={
+        # Serve's access log writes a line per request in every replica: off unless asked for
+        logging_config={"enable_access_log": settings.serve_access_log},
+        **replica_count(settings),
+    ).bind(settings)
+
+
+def replica_count(settings: Settings) -> dict:
+    """A fixed number of replicas when the bounds are equal (the default, 2): the autoscaler would
+    only spend the controller's CPU polling metrics to arrive at the same number."""
+    if settings.serve_replicas_min == settings.serve_replicas_max:
+        return {"num_replicas": settings.serve_replicas_min}
+    return {
+        "autoscaling_config": {
             "min_replicas": settings.serve_replicas_min,
             "max_replicas": settings.serve_replicas_max,
             "target_ongoing_requests": max(1, settings.max_ongoing_requests // 4),
-        },
-    ).bind(settings)
+        }
+    }

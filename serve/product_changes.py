@@ -7,6 +7,7 @@ import asyncio
 from flashmart.obs import logger
 from flashmart.serve.context import Context
 from flashmart.storage import product_cache
+from flashmart.storage.catalog_cache import publish_products_changed
 
 log = logger("catalog")
 # a write has committed before the search index hears of it: it waits this long at most for the writer
@@ -21,6 +22,8 @@ async def product_changed(ctx: Context, product_ids: list[int]) -> None:
     if not product_ids:
         return
     await product_cache.invalidate(ctx.redis, product_ids, ctx.settings.product_cache_ttl_s)
+    # after the new versions: the replicas' catalog caches drop these products (storage/catalog_cache.py)
+    await publish_products_changed(ctx.redis, product_ids)
     search = ctx.services.get("search")
     if search is None:
         return

@@ -48,6 +48,10 @@ class SoldOutBoard:
     def is_sold_out(self, sku: str) -> bool:
         return sku in self.sold_out
 
+    def knows(self, sku: str) -> bool:
+        """The feed has published this SKU (the inventory engine stocks it)."""
+        return sku in self._parts
+
     def apply(self, entries) -> str | None:
         """Stream entries (id, {sku, available}) in order; returns the last id seen."""
         last = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flashmart.serve.errors import Refused
+from flashmart.storage.catalog_cache import publish_room
 
 # KEYS: room hash, tickets hash (user -> ticket), granted hash (user -> 1), admission key of the user
 # ARGV: mode (join | status), user id, room ttl in ms
@@ -125,11 +126,15 @@ async def open_room(
     await _script(redis, "open", _OPEN)(
         keys=_keys(sku, 0)[:1], args=[rate, int(ttl_s * 1000), settings.waiting_room_ttl_s * 1000]
     )
+    # replicas ask the room on add-to-cart only for SKUs they know may have one (the cart write
+    # re-checks the room's key, so a replica that has not heard of it yet cannot sell around it)
+    await publish_room(redis, sku, True)
 
 
 async def close_room(redis, sku: str) -> None:
     """Remove the room: everybody may buy directly again (admissions already given lapse alone)."""
     await redis.delete(*_keys(sku, 0)[:3])
+    await publish_room(redis, sku, False)
 
 
 async def room_status(redis, settings, sku: str, user_id: int, *, join: bool) -> QueueStatus:

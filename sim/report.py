@@ -121,6 +121,8 @@ def build(
         ],
         "sale_duration_s": round(end, 2),
         "requests": len(events),
+        # the load generator's own CPU (HTTP driver): did it, or flashmart, saturate the cores?
+        "driver_cpu": result.cpu_report() if hasattr(result, "cpu_report") else None,
         "requests_per_s_mean": round(len(events) / end, 1) if end else None,
         "requests_per_s_peak": max(tp["requests_per_s"] or [0]),
         "orders_per_s_peak": max(tp["orders_per_s"] or [0]),
@@ -158,6 +160,12 @@ def print_report(report: dict, console) -> None:
         "orders_confirmed_by_driver",
     ):
         head.add_row(k, str(report[k]))
+    cpu = report.get("driver_cpu")
+    if cpu and cpu.get("share_of_machine") is not None:
+        head.add_row(
+            "driver CPU (load generator)",
+            f"{cpu['cpu_ms_per_request']} ms/request, {cpu['share_of_machine']:.0%} of the machine",
+        )
     head.add_row(
         "client start lag p50/p99 ms",
         f"{report['client_start_lag_ms']['p50']} / {report['client_start_lag_ms']['p99']}",

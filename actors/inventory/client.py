@@ -112,7 +112,11 @@ class _ShardBatcher:
         import ray
 
         try:
-            results = await self.handle.handle_packed.remote([cmd for cmd, _ in batch])
+            # no Ray task event per batch: thousands a second that nobody reads, each one costing
+            # the caller, the shard and the GCS some CPU
+            results = await self.handle.handle_packed.options(enable_task_events=False).remote(
+                [cmd for cmd, _ in batch]
+            )
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
             for _, fut in batch:
                 if not fut.done():

@@ -14,6 +14,7 @@ from flashmart.serve import analytics
 from flashmart.serve.auth import Principal, optional_principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
+from flashmart.serve.json import json_response
 
 router = APIRouter(prefix="/api/v1", tags=["cart"])
 GUEST_ID = re.compile(r"^g[0-9a-f]{32}$")
@@ -83,19 +84,16 @@ def _out(result: dict) -> dict:
     return result["cart"]
 
 
-async def _may_reserve(ctx: Context, who: CartWho, sku: str) -> None:
-    """Every path that takes stock for a SKU (add by sku or by product, move from the wishlist, a larger
-    quantity) passes here first: the sold-out board, then the waiting room's admission."""
-    from flashmart.serve.waiting_room import require_admission
-
+def _refuse_sold_out(ctx: Context, sku: str) -> None:
     if ctx.services["sold_out"].is_sold_out(
         sku
     ):  # answered here, not by the shard (serve/sold_out.py)
         raise Refused("sold_out", f"{sku} is sold out: no unit is available")
-    from flashmart.actors.membership.benefits import early_access_refusal
 
-    if (members_only := await early_access_refusal(ctx.db, who.user_id, sku)) is not None:
-        raise Refused("members_only", members_only)  # a flash sale in its members' early access
+
+async def _admit(ctx: Context, who: CartWho, sku: str) -> None:
+    from flashmart.serve.waiting_room import require_admission
+
     # guests cannot queue (joining needs an account): as user -1 an open room refuses them
     buyer = Principal(
         user_id=who.user_id if who.user_id is not None else -1, role="customer", email=""
@@ -103,20 +101,37 @@ async def _may_reserve(ctx: Context, who: CartWho, sku: str) -> None:
     await require_admission(ctx, buyer, sku)
 
 
+async def _members_first(ctx: Context, who: CartWho, sku: str) -> None:
+    """A flash sale in its members' early access sells to members only (in-process cache)."""
+    from flashmart.actors.membership.benefits import early_access_refusal
+
+    if (members_only := await early_access_refusal(ctx.db, who.user_id, sku)) is not None:
+        raise Refused("members_only", members_only)
+
+
+async def _may_reserve(ctx: Context, who: CartWho, sku: str) -> None:
+    """Every path that takes stock for a SKU (add by sku or by product, move from the wishlist, a larger
+    quantity) passes here first: the sold-out board, members' early access, then the waiting room."""
+    _refuse_sold_out(ctx, sku)
+    await _members_first(ctx, who, sku)
+    await _admit(ctx, who, sku)
+
+
 async def _resolve_sku(ctx: Context, body: AddItem) -> str:
     """The SKU an add is for: a product (and options) names one variant, found before any check."""
-    from flashmart.actors.carts.catalog import find_variant
-
     if body.sku:
         return body.sku
-    variant = await find_variant(ctx.db, None, body.product_id, body.options)
+    variant = await ctx.services["catalog"].variant(
+        product_id=int(body.product_id) if body.product_id.isdigit() else -1,
+        options=body.options,
+    )
     if variant is None:
         raise Refused(
             "not_found",
             f"no product for sale with product_id={body.product_id!r}"
             + (f" and options {body.options}" if body.options else ""),
         )
-    return variant["sku"]
+    return variant.sku
 
 
 def coupon_buyer(user_id: int | None, guest_email: str | None) -> str | None:
@@ -128,12 +143,53 @@ def coupon_buyer(user_id: int | None, guest_email: str | None) -> str | None:
 
 
 def _carts(ctx: Context):
-    return ctx.services["carts"]
+    """The cart operations, run in this replica (actors/carts/book.py)."""
+    return ctx.services["cart_book"]
 
 
 @router.get("/cart")
 async def get_cart(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
-    return await _carts(ctx).call(who.cart_id, "view")
+    return await _carts(ctx).view(who.cart_id)
+
+
+def _member_pricing(ctx: Context):
+    from flashmart.actors.membership.benefits import member_priced
+
+    async def pricing(user_id: int | None, variant: dict) -> dict:
+        return await member_priced(ctx.db, user_id, variant)
+
+    return pricing
+
+
+async def _add(ctx: Context, who: CartWho, sku: str, body: AddItem) -> dict:
+    """The sold-out board, the waiting room only when one may be open for the SKU, then the add in
+    this replica (actors/carts/add.py): one batched reservation, one Redis round trip."""
+    from flashmart.actors.carts.add import AddRequest, add_to_cart
+
+    _refuse_sold_out(ctx, sku)
+    await _members_first(ctx, who, sku)
+    catalog = ctx.services["catalog"]
+    room_checked = catalog.room_may_be_open(sku)
+    if room_checked:
+        await _admit(ctx, who, sku)
+    req = AddRequest(who.cart_id, who.user_id, who.buyer_id, sku, None, None, body.quantity)
+    book = _carts(ctx)
+    for _ in range(2):
+        result = await add_to_cart(
+            book.store,
+            catalog,
+            book.inventory,
+            req,
+            items_max=ctx.settings.cart_items_max,
+            room_checked=room_checked,
+            pricing=_member_pricing(ctx),
+        )
+        if "room_open" not in result:
+            return _out(result)
+        catalog.rooms_open.add(sku)  # a room this replica had not heard of yet: ask it, then again
+        await _admit(ctx, who, sku)
+        room_checked = True
+    raise Refused("unavailable", f"the waiting room of {sku} is changing: try again")
 
 
 @router.post("/cart/items")
@@ -144,27 +200,13 @@ async def add_item(
     A SKU whose flash sale has an open waiting room is sold only to buyers it has admitted."""
     sku = await _resolve_sku(ctx, body)
     with analytics.cart_add(ctx, sku, body.quantity, who.user_id, who.cart_id):  # its outcome
-        await _may_reserve(ctx, who, sku)
-        return _out(
-            await _carts(ctx).call(
-                who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, body.quantity
-            )
-        )
+        return json_response(await _add(ctx, who, sku, body))
 
 
 async def _cart_item(ctx: Context, cart_id: str, item_id: str) -> dict | None:
-    """An item's SKU and quantity, read from Redis (the shard writes each cart with one SET)."""
-    import json
-
-    from flashmart.actors.carts.actor import cart_key
-
-    raw = await ctx.redis.get(cart_key(cart_id))
-    item = json.loads(raw)["items"].get(item_id) if raw else None
-    return (
-        None
-        if item is None
-        else {"sku": item["sku"], "quantity": sum(h["quantity"] for h in item["holds"])}
-    )
+    """An item's SKU and quantity, read from Redis."""
+    item = (await _carts(ctx).store.load(cart_id)).items.get(item_id)
+    return None if item is None else {"sku": item.sku, "quantity": item.quantity}
 
 
 @router.patch("/cart/items/{item_id}")
@@ -175,22 +217,20 @@ async def set_quantity(
     ctx: Context = Depends(get_ctx),
 ) -> dict:
     if body.quantity == 0:
-        return _out(await _carts(ctx).call(who.cart_id, "remove", item_id))
+        return _out(await _carts(ctx).remove(who.cart_id, item_id))
     item = await _cart_item(ctx, who.cart_id, item_id)
     if (
         item is not None and body.quantity > item["quantity"]
     ):  # more units: the same checks as an add
         await _may_reserve(ctx, who, item["sku"])
-    return _out(
-        await _carts(ctx).call(who.cart_id, "set_quantity", who.buyer_id, item_id, body.quantity)
-    )
+    return _out(await _carts(ctx).set_quantity(who.cart_id, who.buyer_id, item_id, body.quantity))
 
 
 @router.delete("/cart/items/{item_id}")
 async def remove_item(
     item_id: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
 ) -> dict:
-    return _out(await _carts(ctx).call(who.cart_id, "remove", item_id))
+    return _out(await _carts(ctx).remove(who.cart_id, item_id))
 
 
 @router.post("/cart/coupons")
@@ -199,9 +239,7 @@ async def apply_coupon(
 ) -> dict:
     # a guest's per-user limits are checked at checkout, where their email is known (orders.checkout)
     return _out(
-        await _carts(ctx).call(
-            who.cart_id, "apply_coupon", body.code, coupon_buyer(who.user_id, None)
-        )
+        await _carts(ctx).apply_coupon(who.cart_id, body.code, coupon_buyer(who.user_id, None))
     )
 
 
@@ -209,7 +247,7 @@ async def apply_coupon(
 async def remove_coupon(
     code: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
 ) -> dict:
-    return _out(await _carts(ctx).call(who.cart_id, "remove_coupon", code))
+    return _out(await _carts(ctx).remove_coupon(who.cart_id, code))
 
 
 @router.post("/cart/items/{item_id}/save-for-later")
@@ -217,12 +255,12 @@ async def save_for_later(
     item_id: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
 ) -> dict:
     """Moves the item to your wishlist and gives its reserved units back."""
-    return _out(await _carts(ctx).call(who.cart_id, "save_for_later", item_id))
+    return _out(await _carts(ctx).save_for_later(who.cart_id, item_id))
 
 
 @router.get("/wishlist")
 async def wishlist(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
-    cart = await _carts(ctx).call(who.cart_id, "view")
+    cart = await _carts(ctx).view(who.cart_id)
     return {"cart_id": cart["cart_id"], "items": cart["saved_for_later"]}
 
 
@@ -230,11 +268,9 @@ async def wishlist(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_c
 async def move_to_cart(
     sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
 ) -> dict:
-    await _may_reserve(ctx, who, sku)
-    carts = _carts(ctx)
-    out = _out(await carts.call(who.cart_id, "add", who.user_id, who.buyer_id, sku, None, None, 1))
+    out = await _add(ctx, who, sku, AddItem(sku=sku, quantity=1))
     return (
-        _out(await carts.call(who.cart_id, "unsave", sku))
+        _out(await _carts(ctx).unsave(who.cart_id, sku))
         if any(s["sku"] == sku for s in out["saved_for_later"])
         else out
     )
@@ -244,7 +280,7 @@ async def move_to_cart(
 async def remove_saved(
     sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
 ) -> dict:
-    return _out(await _carts(ctx).call(who.cart_id, "unsave", sku))
+    return _out(await _carts(ctx).unsave(who.cart_id, sku))
 
 
 @router.post("/cart/merge")
@@ -264,7 +300,7 @@ async def merge_guest_cart(ctx: Context, guest_cart_id: str, user_id: int) -> di
     """{"cart", "merge"} or a refusal (no such guest cart)."""
     from flashmart.actors.carts.actor import user_cart_id
 
-    return await _carts(ctx).merge(guest_cart_id, user_cart_id(user_id), user_id)
+    return await ctx.services["carts"].merge(guest_cart_id, user_cart_id(user_id), user_id)
 
 
 @router.get("/cart/shipping-options")
@@ -276,10 +312,9 @@ async def shipping_options(
     """Standard and express, priced by the cart's weight and the distance zone of the country."""
     from decimal import Decimal
 
-    from flashmart.actors.carts.state import Cart
     from flashmart.actors.checkout.pricing import shipping_options as options
 
-    cart = Cart.from_dict(await _carts(ctx).call(who.cart_id, "snapshot"))
+    cart = await _carts(ctx).store.load(who.cart_id)
     goods = cart.subtotal() - cart.discount(dt.datetime.now().timestamp()).amount
     return {
         "country": country.upper(),

@@ -26,6 +26,7 @@ from flashmart.serve import analytics
 from flashmart.serve.auth import Principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
+from flashmart.serve.json import json_response
 from flashmart.serve.product_changes import product_changed
 from flashmart.storage import catalog_postgres as cat
 from flashmart.storage import product_cache
@@ -660,32 +661,18 @@ async def compare(
     return {"product_ids": wanted, "attributes": table}
 
 
-async def _stock(ctx: Context, product: dict) -> dict:
-    """Live stock status per variant: the inventory engine when it runs, else its PostgreSQL
-    projection, else the catalog's in_stock flag."""
+def _stock(ctx: Context, product: dict) -> dict:
+    """Stock status per variant from the stock feed this replica already follows (serve/sold_out.py,
+    exact for sold out: a SKU is out only while its last published figure is 0), without asking the
+    inventory engine. `variants` maps each SKU the engine has stocked to whether a unit is available;
+    a product none of whose SKUs the engine has stocked keeps the catalog's flag. (The search writer
+    follows the same feed and keeps products.in_stock, so the page needs no write of its own.)"""
+    board = ctx.services.get("sold_out")
     skus = [v["sku"] for v in product["variants"][:20]]
-    available: dict[str, int] | None = None
-    source = "catalog"
-    inventory = ctx.services.get("inventory")
-    if inventory is not None and skus:
-        try:
-            views = [await inventory.stock(sku) for sku in skus]
-            # SKUs that never had units (on_hand 0) are not tracked yet: keep the catalog's status
-            if any(int(v.on_hand) > 0 for v in views):
-                available, source = {v.sku: int(v.available) for v in views}, "inventory"
-        except Exception:  # noqa: BLE001 - the page still renders from the fallback below
-            available = None
-    if available is None and skus:
-        async with ctx.db.connection() as conn:
-            available = await cat.stock_available(conn, skus)
-        source = "inventory_stock"
-    if available is None:
+    known = {sku: not board.is_sold_out(sku) for sku in skus if board and board.knows(sku)}
+    if not known:
         return {"in_stock": bool(product["in_stock"]), "source": "catalog", "variants": {}}
-    return {
-        "in_stock": any(n > 0 for n in available.values()),
-        "source": source,
-        "variants": available,
-    }
+    return {"in_stock": any(known.values()), "source": "inventory", "variants": known}
 
 
 async def _product_page(ctx: Context, product_id: int) -> dict:
@@ -731,29 +718,19 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
         await product_cache.store(
             ctx.redis, product_id, page, version, ctx.settings.product_cache_ttl_s
         )
-    stock = await _stock(ctx, page)
-    if (
-        stock["source"] != "catalog"
-        and stock["in_stock"] != page["in_stock"]
-        and page["status"] == "active"
-    ):
-        # the inventory engine knows better: record the new stock status and re-index (self-healing
-        # on read, so catalog and inventory stay loosely coupled)
-        async with ctx.db.connection() as conn:
-            changed = await cat.set_in_stock(conn, product_id, stock["in_stock"])
-        if changed:
-            await product_changed(ctx, [product_id])
+    stock = _stock(ctx, page)
     return {**page, "in_stock": stock["in_stock"], "stock": stock}
 
 
 @router.get("/{product_id}")
 async def get_product(product_id: int, ctx: Context = Depends(get_ctx)) -> dict:
-    """The product page: variants, seller, price, stock status, rating summary (cached in Redis)."""
+    """The product page: variants, seller, price, stock status, rating summary (cached in Redis;
+    stock status from the inventory engine's stock feed: no engine call)."""
     if not 1 <= product_id <= 2**63 - 1:
         raise Refused("not_found", f"product {product_id} does not exist")
     page = await _product_page(ctx, product_id)
     analytics.product_viewed(ctx, product_id)
-    return page
+    return json_response(page)
 
 
 # Starlette tries a router's routes in order and the search is the shop's hot path: put it (and

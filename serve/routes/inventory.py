@@ -181,6 +181,15 @@ async def create_flash_sale(
         await _audit(
             conn, principal, "flash_sale.create", "sku", body.sku, body.model_dump(mode="json")
         )
+        product = await (
+            await conn.execute(
+                "SELECT product_id FROM product_variants WHERE sku = %s", (body.sku,)
+            )
+        ).fetchone()
+    if product is not None:  # its price now follows the sale's window: replicas read it again
+        from flashmart.serve.product_changes import product_changed
+
+        await product_changed(ctx, [int(product["product_id"])])
     return {**row, "hot": True}
 
 

@@ -59,6 +59,24 @@ class Outcome:
 class DriverResult:
     events: list[Event] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    # the load processes' own CPU (user + system) while they drove the sale: whether the driver or
+    # flashmart saturated the cores shows in cpu_ms_per_request and in the share of the machine
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    def cpu_report(self, cores: int | None = None) -> dict | None:
+        import os
+
+        cores = cores or os.cpu_count() or 1
+        requests = len(self.events)
+        if not self.wall_s:  # not measured (a driver other than HTTP)
+            return None
+        return {
+            "cpu_s": round(self.cpu_s, 2),
+            "requests": requests,
+            "cpu_ms_per_request": round(self.cpu_s * 1000 / requests, 3) if requests else None,
+            "share_of_machine": round(self.cpu_s / (self.wall_s * cores), 3),
+        }
 
 
 def checkout_body(card: str) -> dict:
@@ -232,6 +250,7 @@ async def drive(
 ) -> DriverResult:
     """Run the plans (sorted by arrival) starting at epoch t0; `progress(n)` after each finished buyer."""
     result = DriverResult()
+    cpu_before, wall_before = time.process_time(), time.monotonic()
     gate = asyncio.Semaphore(concurrency_max)
     # Several small connection pools instead of one large one: httpcore looks at every connection of its
     # pool for every request it places, so one pool of 512 connections cost the load process ~85% of its
@@ -268,6 +287,8 @@ async def drive(
                     progress(1)
 
         await start_on_schedule(plans, t0, gate, one)
+    result.cpu_s = time.process_time() - cpu_before
+    result.wall_s = time.monotonic() - wall_before
     return result
 
 
@@ -334,6 +355,8 @@ def run_http(
     for part in parts:
         merged.events.extend(part.events)
         merged.outcomes.extend(part.outcomes)
+        merged.cpu_s += part.cpu_s
+        merged.wall_s = max(merged.wall_s, part.wall_s)
     return merged
 
 

@@ -1,0 +1,111 @@
+"""Add-to-cart, run inside the Serve replica that received the request (no cart actor on this path).
+
+Its cost is the hot-path budget: the variant and price from the replica's catalog cache, one
+reservation through the replica's batched inventory client (coalesced with every concurrent request
+of the replica for the same shard), one Redis round trip for the cart (storage/cart_redis.py's
+add_hold, which also re-checks what the caches assumed). The sold-out board and the waiting room are
+asked before, by the route.
+
+When the cart write finds the catalog changed since the cache read it, the new catalog is read and
+the line is written at the new price (the hold does not depend on the price); a product no longer
+for sale gives its units back and is refused. So a price change racing an add is either seen or
+refused, never cached silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass
+
+from flashmart.actors.carts.state import Hold
+
+CATALOG_RETRIES_MAX = 3
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    cart_id: str
+    user_id: int | None
+    buyer_id: int
+    sku: str | None
+    product_id: str | None
+    options: dict | None
+    quantity: int
+
+
+def refused(reason: str, message: str) -> dict:
+    return {"refused": reason, "message": message}
+
+
+async def find(catalog, req: AddRequest):
+    if req.sku:
+        return await catalog.variant(sku=req.sku)
+    if not str(req.product_id or "").isdigit():
+        return None
+    return await catalog.variant(product_id=int(req.product_id), options=req.options)
+
+
+def not_found(req: AddRequest) -> dict:
+    what = f"sku={req.sku!r}" if req.sku else f"product_id={req.product_id!r}"
+    extra = f" and options {req.options}" if req.options and not req.sku else ""
+    return refused("not_found", f"no product for sale with {what}{extra}")
+
+
+async def priced(pricing, user_id: int | None, variant):
+    """The variant at the buyer's price: `pricing(user_id, {"sku", "price"})` (members' prices) may
+    lower the catalog's."""
+    if pricing is None or variant is None:
+        return variant
+    out = await pricing(user_id, {"sku": variant.sku, "price": variant.price})
+    return dataclasses.replace(variant, price=str(out["price"]))
+
+
+async def add_to_cart(
+    store,
+    catalog,
+    inventory,
+    req: AddRequest,
+    *,
+    items_max: int,
+    room_checked: bool,
+    pricing=None,
+) -> dict:
+    """{"cart": view} | a refusal | {"room_open": sku} (a waiting room opened that this replica had not
+    heard of: nothing was kept; the caller asks the room, then adds again with room_checked=True)."""
+    variant = await priced(pricing, req.user_id, await find(catalog, req))
+    if variant is None:
+        return not_found(req)
+    r = await inventory.reserve(variant.sku, req.quantity, req.buyer_id)
+    if not hasattr(r, "hold_id"):  # a refusal: sold out, limit reached, ...
+        return refused(
+            r.reason, r.message or f"cannot reserve {req.quantity} x {variant.sku}: {r.reason}"
+        )
+    hold = Hold(r.hold_id, r.quantity, r.expires_at)
+    for _ in range(CATALOG_RETRIES_MAX):
+        out = await store.add_hold(
+            req.cart_id,
+            req.user_id,
+            variant,
+            hold,
+            new_item_id=uuid.uuid4().hex[:12],
+            items_max=items_max,
+            catalog_version=variant.version,
+            check_room=not room_checked,
+        )
+        if out.status == "ok":
+            return {"cart": out.cart.view(time.time())}
+        if out.status != "stale_catalog":
+            await inventory.release(variant.sku, hold.hold_id)
+            if out.status == "room_open":
+                return {"room_open": variant.sku}
+            return refused("too_large", f"a cart holds at most {items_max} different items")
+        catalog.forget(variant.product_id)  # changed meanwhile: read it again, then write
+        fresh = await priced(pricing, req.user_id, await catalog.variant(sku=variant.sku))
+        if fresh is None:
+            await inventory.release(variant.sku, hold.hold_id)
+            return not_found(req)
+        variant = fresh
+    await inventory.release(variant.sku, hold.hold_id)
+    return refused("conflict", f"the catalog of {variant.sku} keeps changing: try again")

@@ -1,0 +1,182 @@
+"""Carts in Redis: one JSON value per cart (`cart:{id}`, 30-day TTL), written only with a version check.
+
+Every writer of a cart goes through this module, so a cart never loses an update:
+
+- `save(cart, expected_version)`: the read-modify-write writers (quantity changes, removals, coupons,
+  merges, checkout's renewals and "checked out"). A Lua script compares the stored cart's version
+  with the one the writer read and writes only when they match (the writer then retries from a
+  fresh read); the cart's version is bumped by every change of the pure Cart object.
+- `add_hold(...)`: the flash sale's add-to-cart, in one round trip. The script applies the same
+  transition as Cart.add_hold to the stored cart (line by SKU, latest price, one more hold, version
+  + 1), so it needs no prior read; it is atomic, so it cannot overwrite a concurrent writer either.
+  In the same step it checks what the replica's in-process caches assumed: the product's catalog
+  version (storage/product_cache.py's version key, renewed by every catalog write) and, when the
+  replica believes no waiting room is open for the SKU, that none is. Either assumption broken: the
+  cart is untouched and the caller learns why (it re-reads the catalog or asks the waiting room).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from flashmart.actors.carts.state import Cart, Hold
+from flashmart.storage.product_cache import VERSION_KEY
+
+
+def cart_key(cart_id: str) -> str:
+    return f"cart:{cart_id}"
+
+
+def room_key(sku: str) -> str:
+    """The waiting room's hash (serve/waiting_room.py): it exists exactly while the room is open."""
+    return f"wr:{{{sku}}}"
+
+
+# KEYS: cart. ARGV: expected version, cart JSON ('' deletes), ttl seconds.
+# Reads the stored version with cjson (a cart is a few KB at most: microseconds).
+_SAVE = """
+local cur = redis.call('GET', KEYS[1])
+local version = 0
+if cur then version = tonumber(cjson.decode(cur)['version']) or 0 end
+if version ~= tonumber(ARGV[1]) then return {0, version} end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+end
+return {1, version}
+"""
+
+# KEYS: cart, product version, waiting room of the SKU.
+# ARGV: cart id, user id ('' for a guest), sku, product id, name, unit price, weight g, hold id,
+#       quantity, expires at, new item id, items max, ttl s, expected product version ('' = none),
+#       check room ('1': refuse when a room is open), first version of a new cart.
+# Returns {'ok', cart JSON} | {'stale_catalog'} | {'room_open'} | {'too_large'}.
+_ADD_HOLD = """
+if ARGV[15] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {'room_open'} end
+local pv = redis.call('GET', KEYS[2]) or ''
+if pv ~= ARGV[14] then return {'stale_catalog'} end
+local cur = redis.call('GET', KEYS[1])
+local cart
+if cur then
+  cart = cjson.decode(cur)
+else
+  local user = cjson.null
+  if ARGV[2] ~= '' then user = tonumber(ARGV[2]) end
+  cart = {cart_id = ARGV[1], user_id = user, items = {}, coupons = {}, saved = {},
+          version = tonumber(ARGV[16])}
+end
+local item = nil
+local count = 0
+for _, it in pairs(cart['items']) do
+  count = count + 1
+  if it['sku'] == ARGV[3] then item = it end
+end
+if item == nil then
+  if count >= tonumber(ARGV[12]) then return {'too_large'} end
+  item = {item_id = ARGV[11], sku = ARGV[3], product_id = ARGV[4], name = ARGV[5],
+          unit_price = ARGV[6], weight_g = tonumber(ARGV[7]), holds = {}}
+  cart['items'][ARGV[11]] = item
+end
+item['unit_price'] = ARGV[6]
+table.insert(item['holds'],
+  {hold_id = ARGV[8], quantity = tonumber(ARGV[9]), expires_at = tonumber(ARGV[10])})
+cart['version'] = (tonumber(cart['version']) or 0) + 1
+local out = cjson.encode(cart)
+redis.call('SET', KEYS[1], out, 'EX', tonumber(ARGV[13]))
+return {'ok', out}
+"""
+
+
+@dataclass(frozen=True)
+class AddOutcome:
+    status: str  # ok | stale_catalog | room_open | too_large
+    cart: Cart | None = None
+
+
+def first_version() -> int:
+    """A new cart's versions start from the clock (ms), not 0: a cart emptied (deleted) and made
+    again cannot come back to a version a writer of its earlier life read (no ABA)."""
+    return int(time.time() * 1000)
+
+
+class CartConflict(Exception):
+    """The cart changed since it was read: the writer reads it again and redoes its change."""
+
+
+class CartStore:
+    def __init__(self, redis, ttl_s: int) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+        self._save = redis.register_script(_SAVE)
+        self._add = redis.register_script(_ADD_HOLD)
+
+    async def load(self, cart_id: str, user_id: int | None = None) -> Cart:
+        raw = await self.redis.get(cart_key(cart_id))
+        return Cart.from_dict(json.loads(raw)) if raw else Cart(cart_id, user_id)
+
+    async def raw(self, cart_id: str) -> dict | None:
+        raw = await self.redis.get(cart_key(cart_id))
+        return json.loads(raw) if raw else None
+
+    async def save(self, cart: Cart, expected_version: int) -> None:
+        """Write `cart` if the stored one is still at `expected_version` (0: absent); an empty cart is
+        deleted. Raises CartConflict otherwise."""
+        keep = cart.items or cart.saved or cart.coupons
+        if expected_version == 0:
+            cart.version += first_version()
+        ok, _ = await self._save(
+            keys=[cart_key(cart.cart_id)],
+            args=[expected_version, json.dumps(cart.to_dict()) if keep else "", self.ttl_s],
+        )
+        if not int(ok):
+            raise CartConflict(cart.cart_id)
+
+    async def take(self, cart_id: str) -> dict | None:
+        """Remove and return a cart whole (GETDEL: atomic against any other writer)."""
+        raw = await self.redis.getdel(cart_key(cart_id))
+        return json.loads(raw) if raw else None
+
+    async def add_hold(
+        self,
+        cart_id: str,
+        user_id: int | None,
+        variant,
+        hold: Hold,
+        *,
+        new_item_id: str,
+        items_max: int,
+        catalog_version: str | None,
+        check_room: bool,
+    ) -> AddOutcome:
+        res = await self._add(
+            keys=[
+                cart_key(cart_id),
+                VERSION_KEY.format(variant.product_id),
+                room_key(variant.sku),
+            ],
+            args=[
+                cart_id,
+                "" if user_id is None else str(user_id),
+                variant.sku,
+                str(variant.product_id),
+                variant.name,
+                variant.price,
+                int(variant.weight_g),
+                hold.hold_id,
+                hold.quantity,
+                repr(float(hold.expires_at)),
+                new_item_id,
+                items_max,
+                self.ttl_s,
+                catalog_version or "",
+                "1" if check_room else "0",
+                first_version(),
+            ],
+        )
+        status = res[0]
+        if status != "ok":
+            return AddOutcome(status)
+        return AddOutcome("ok", Cart.from_dict(json.loads(res[1])))

@@ -1,0 +1,195 @@
+"""Add-to-cart in the Serve replica (actors/carts/add.py) and the cart store's version check
+(storage/cart_redis.py): a lost update is refused, a catalog change the replica's cache has not heard
+of is seen or refused at the cart write, and a waiting room the replica does not know of is not sold
+around. Real PostgreSQL, Redis and inventory engine."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from flashmart.actors.carts.add import AddRequest, add_to_cart
+from flashmart.actors.carts.state import Cart, Hold
+from flashmart.storage import product_cache
+from flashmart.storage.cart_redis import CartConflict, CartStore, room_key
+from flashmart.storage.catalog_cache import CatalogCache
+from flashmart.storage.redis import async_redis
+
+
+def _product(db, price: str = "20.00") -> tuple[int, str]:
+    sku = f"SKU-{uuid.uuid4().hex[:10]}"
+    seller = db.execute("INSERT INTO sellers (name) VALUES ('hotpath') RETURNING id").fetchone()[
+        "id"
+    ]
+    pid = db.execute(
+        "INSERT INTO products (seller_id, name, price, weight_g) VALUES (%s, %s, %s, 300) "
+        "RETURNING id",
+        (seller, f"Thing {sku}", price),
+    ).fetchone()["id"]
+    db.execute("INSERT INTO product_variants (product_id, sku) VALUES (%s, %s)", (pid, sku))
+    return pid, sku
+
+
+def test_a_stale_cart_write_is_refused_and_the_add_script_keeps_both_changes(backing):
+    async def scenario():
+        store = CartStore(async_redis(backing.redis_url), 3600)
+        cid = "g" + uuid.uuid4().hex
+        cart = Cart(cid)
+        cart.add_hold("A", "1", "a", "10.00", 100, Hold("h1", 1, 2e9))
+        cart.add_hold("B", "2", "b", "5.00", 100, Hold("h2", 1, 2e9))
+        await store.save(cart, 0)
+        with pytest.raises(CartConflict):  # "absent" no longer holds
+            await store.save(cart, 0)
+
+        first, second = await store.load(cid), await store.load(cid)
+        read_version = first.version
+        assert read_version > 0  # a new cart's versions start from the clock
+        first.remove_item(first.item_by_sku("A").item_id)
+        await store.save(first, read_version)  # the first writer wins
+        second.remove_item(second.item_by_sku("B").item_id)
+        with pytest.raises(CartConflict):  # the second would erase the first's removal
+            await store.save(second, read_version)
+        assert {i.sku for i in (await store.load(cid)).items.values()} == {"B"}
+
+        # an add (one round trip, no read) between a writer's read and its write: the write is refused
+        reader = await store.load(cid)
+        reader_version = reader.version
+
+        class V:
+            sku, product_id, name, price, weight_g = "C", 3, "c", "7.50", 100
+
+        out = await store.add_hold(
+            cid,
+            None,
+            V,
+            Hold("h3", 2, 2e9),
+            new_item_id="itemc",
+            items_max=10,
+            catalog_version=None,
+            check_room=False,
+        )
+        assert out.status == "ok" and out.cart.item_by_sku("C").quantity == 2
+        reader.clear_items()
+        with pytest.raises(CartConflict):
+            await store.save(reader, reader_version)
+        stored = await store.load(cid)
+        assert {i.sku for i in stored.items.values()} == {"B", "C"}
+        assert stored.item_by_sku("C").unit_price == "7.50"
+        await store.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture()
+def engine(backing, ray_session):
+    return backing
+
+
+def test_a_price_change_racing_an_add_is_seen_and_an_archived_product_refused(engine, db):
+    """The replica's cache read the product before the change and never heard of it (no follower
+    runs here): the cart write sees the new catalog version, the line carries the new price; once the
+    product is archived the add is refused and its units go back."""
+    from flashmart.actors.inventory.client import InventoryClient
+
+    pid, sku = _product(db)
+
+    async def scenario():
+        redis = async_redis(engine.redis_url)
+        from flashmart.storage.postgres import open_async_pool
+
+        pool = await open_async_pool(engine.database_url, max_size=2)
+        inv = await InventoryClient.connect(engine)
+        await inv.set_stock(sku, "wh-hotpath", 10)
+        catalog, store = CatalogCache(pool, redis), CartStore(redis, 3600)
+        assert (await catalog.variant(sku=sku)).price == "20.00"  # cached
+
+        db.execute("UPDATE products SET price = 25.00 WHERE id = %s", (pid,))
+        await product_cache.invalidate(redis, [pid], 300)  # what every catalog write does
+        req = AddRequest("g" + uuid.uuid4().hex, None, -7, sku, None, None, 2)
+        out = await add_to_cart(store, catalog, inv, req, items_max=10, room_checked=False)
+        assert out["cart"]["items"][0]["price"] == 25.0, out
+
+        db.execute("UPDATE products SET status = 'archived' WHERE id = %s", (pid,))
+        await product_cache.invalidate(redis, [pid], 300)
+        held = (await inv.stock(sku)).held
+        again = AddRequest(req.cart_id, None, -7, sku, None, None, 1)
+        out = await add_to_cart(store, catalog, inv, again, items_max=10, room_checked=False)
+        assert out.get("refused") == "not_found", out
+        assert (await inv.stock(sku)).held == held  # the hold it took went back
+        assert (await store.load(req.cart_id)).item_by_sku(sku).quantity == 2
+        await inv.close()
+        await pool.close()
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_room_the_replica_has_not_heard_of_is_not_sold_around(engine, db):
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.serve.waiting_room import close_room, open_room
+
+    _, sku = _product(db)
+
+    async def scenario():
+        redis = async_redis(engine.redis_url)
+        from flashmart.storage.postgres import open_async_pool
+
+        pool = await open_async_pool(engine.database_url, max_size=2)
+        inv = await InventoryClient.connect(engine)
+        await inv.set_stock(sku, "wh-hotpath", 10)
+        catalog, store = CatalogCache(pool, redis), CartStore(redis, 3600)
+        await open_room(redis, engine, sku)
+        try:
+            assert await redis.exists(room_key(sku))
+            req = AddRequest("g" + uuid.uuid4().hex, None, -8, sku, None, None, 1)
+            out = await add_to_cart(store, catalog, inv, req, items_max=10, room_checked=False)
+            assert out == {"room_open": sku}
+            assert (await inv.stock(sku)).held == 0  # nothing kept
+            assert await store.raw(req.cart_id) is None
+            # once the room was asked (the route's admission check), the add goes through
+            out = await add_to_cart(store, catalog, inv, req, items_max=10, room_checked=True)
+            assert out["cart"]["item_count"] == 1
+        finally:
+            await close_room(redis, sku)
+        await inv.close()
+        await pool.close()
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_catalog_cache_follows_the_change_stream(backing, db):
+    """A follower drops a product when its change is published, and learns rooms opening/closing."""
+    from flashmart.serve.waiting_room import close_room, open_room
+    from flashmart.storage.catalog_cache import publish_products_changed
+    from flashmart.storage.postgres import open_async_pool
+
+    pid, sku = _product(db)
+
+    async def wait_for(cond, timeout_s=20.0):
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not cond():
+            assert asyncio.get_running_loop().time() < deadline, "change not heard in time"
+            await asyncio.sleep(0.05)
+
+    async def scenario():
+        redis = async_redis(backing.redis_url)
+        pool = await open_async_pool(backing.database_url, max_size=2)
+        catalog = CatalogCache.start(pool, async_redis(backing.redis_url, max_connections=2))
+        await wait_for(lambda: catalog._rooms_known)
+        assert not catalog.room_may_be_open(sku)
+        assert (await catalog.variant(sku=sku)).price == "20.00"
+        assert pid in catalog._products
+        await publish_products_changed(redis, [pid])
+        await wait_for(lambda: pid not in catalog._products)
+        await open_room(redis, backing, sku)
+        await wait_for(lambda: catalog.room_may_be_open(sku))
+        await close_room(redis, sku)
+        await wait_for(lambda: not catalog.room_may_be_open(sku))
+        await catalog.close()
+        await pool.close()
+        await redis.aclose()
+
+    asyncio.run(scenario())
