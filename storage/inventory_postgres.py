@@ -8,11 +8,10 @@ snapshot of a SKU and the journal after it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from flashmart.actors.inventory.messages import (
@@ -33,7 +32,14 @@ from flashmart.actors.inventory.messages import (
     StockTransferredOut,
     UnitsReturned,
 )
-from flashmart.actors.inventory.ports import LoadedSku, Snapshot, StockRow
+from flashmart.actors.inventory.ports import (
+    JournalConflict,
+    LoadedSku,
+    Snapshot,
+    StockRow,
+    check_stored,
+    missing_events,
+)
 from flashmart.actors.inventory.state import Hold
 from flashmart.actors.inventory.warehouses import Location
 from flashmart.storage.postgres import open_async_pool
@@ -281,31 +287,102 @@ class PostgresInventoryStore:
             self._pool = None
 
     async def append(
-        self, events: Sequence[Any], stock: Sequence[StockRow], snapshots: Sequence[Snapshot]
+        self,
+        events: Sequence[Any],
+        stock: Sequence[StockRow],
+        snapshots: Sequence[Snapshot],
+        writer: str = "",
+        epochs: Mapping[str, int] | None = None,
     ) -> None:
-        payload = "".join(map(journal_line, events))
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                cur = conn.cursor()
-                if payload:
-                    async with cur.copy(
-                        f"COPY inventory_journal ({JOURNAL_COLUMNS}) FROM STDIN"
-                    ) as copy:
-                        await copy.write(payload)
-                if stock:
-                    await cur.executemany(
-                        "INSERT INTO inventory_stock (sku, warehouse_id, on_hand, held, sold, seq, updated_at) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, now()) ON CONFLICT (sku, warehouse_id) DO UPDATE SET "
-                        "on_hand = EXCLUDED.on_hand, held = EXCLUDED.held, sold = EXCLUDED.sold, seq = EXCLUDED.seq, "
-                        "updated_at = now() WHERE inventory_stock.seq <= EXCLUDED.seq",
-                        [(r.sku, r.warehouse_id, r.on_hand, r.held, r.sold, r.seq) for r in stock],
+        skus = sorted({e.sku for e in events})
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            if epochs is not None:
+                await self._fence(cur, writer, epochs)
+            tails = await self._tails(cur, skus) if skus else {}
+            # a retry after a lost COMMIT reply: write exactly what is missing, after checking that
+            # what is stored at our seqs is ours (never "a duplicate, so all of it is durable")
+            suffix, stored = missing_events(events, tails)
+            if stored:
+                check_stored(events, await self._stored_keys(cur, stored))
+            payload = "".join(map(journal_line, suffix))
+            if payload:
+                async with cur.copy(
+                    f"COPY inventory_journal ({JOURNAL_COLUMNS}) FROM STDIN"
+                ) as copy:
+                    await copy.write(payload)
+            if stock:
+                await cur.executemany(
+                    "INSERT INTO inventory_stock (sku, warehouse_id, on_hand, held, sold, seq, updated_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, now()) ON CONFLICT (sku, warehouse_id) DO UPDATE SET "
+                    "on_hand = EXCLUDED.on_hand, held = EXCLUDED.held, sold = EXCLUDED.sold, seq = EXCLUDED.seq, "
+                    "updated_at = now() WHERE inventory_stock.seq <= EXCLUDED.seq",
+                    [(r.sku, r.warehouse_id, r.on_hand, r.held, r.sold, r.seq) for r in stock],
+                )
+            for snap in snapshots:
+                await self._write_snapshot(cur, snap)
+
+    @staticmethod
+    async def _fence(cur, writer: str, epochs: Mapping[str, int]) -> None:
+        """The writer's claims must still stand; FOR SHARE holds off a new claim until we commit."""
+        rows = await (
+            await cur.execute(
+                "SELECT sku, writer, epoch FROM inventory_writers WHERE sku = ANY(%s) FOR SHARE",
+                (sorted(epochs),),
+            )
+        ).fetchall()
+        held = {r["sku"]: (r["writer"], r["epoch"]) for r in rows}
+        for sku, epoch in epochs.items():
+            if held.get(sku) != (writer, epoch):
+                raise JournalConflict(
+                    f"{sku}: {writer} (epoch {epoch}) is fenced out by {held.get(sku)}"
+                )
+
+    @staticmethod
+    async def _tails(cur, skus: list[str]) -> dict[str, int]:
+        # one index probe per SKU (a hot SKU has millions of rows: never aggregate over them)
+        rows = await (
+            await cur.execute(
+                "SELECT s.sku, (SELECT max(j.seq) FROM inventory_journal j WHERE j.sku = s.sku) AS tail "
+                "FROM unnest(%s::text[]) AS s(sku)",
+                (skus,),
+            )
+        ).fetchall()
+        return {r["sku"]: r["tail"] or 0 for r in rows}
+
+    @staticmethod
+    async def _stored_keys(cur, ranges: Mapping[str, tuple[int, int]]) -> dict[str, list]:
+        keys: dict[str, list] = {}
+        for sku, (first, last) in ranges.items():
+            rows = await (
+                await cur.execute(
+                    "SELECT seq, kind, hold_id FROM inventory_journal WHERE sku = %s "
+                    "AND seq BETWEEN %s AND %s",
+                    (sku, first, last),
+                )
+            ).fetchall()
+            keys[sku] = [(r["seq"], r["kind"], r["hold_id"]) for r in rows]
+        return keys
+
+    async def claim(self, sku: str, writer: str, *, moving: bool = False) -> int | None:
+        async with self._pool.connection() as conn, conn.transaction():
+            if not moving:
+                being_moved = await (
+                    await conn.execute(
+                        "SELECT 1 FROM inventory_moves WHERE sku = %s FOR SHARE", (sku,)
                     )
-                for snap in snapshots:
-                    await self._write_snapshot(cur, snap)
-        except psycopg.errors.UniqueViolation:
-            # (sku, seq) already there: a previous attempt committed but its answer was lost. The
-            # transaction was all or nothing, so the whole batch is durable.
-            return
+                ).fetchone()
+                if being_moved is not None:
+                    return None
+            row = await (
+                await conn.execute(
+                    "INSERT INTO inventory_writers (sku, writer, epoch) VALUES (%s, %s, 1) "
+                    "ON CONFLICT (sku) DO UPDATE SET writer = EXCLUDED.writer, "
+                    "epoch = inventory_writers.epoch + 1, claimed_at = now() RETURNING epoch",
+                    (sku, writer),
+                )
+            ).fetchone()
+        return row["epoch"]
 
     @staticmethod
     async def _write_snapshot(cur, snap: Snapshot) -> None:
@@ -334,37 +411,54 @@ class PostgresInventoryStore:
                         )
                     )
 
-    async def load(self, sku: str) -> LoadedSku:
+    async def held_skus(self, writer: str) -> list[str]:
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT w.sku FROM inventory_writers w WHERE w.writer = %s AND EXISTS "
+                    "(SELECT 1 FROM inventory_stock s WHERE s.sku = w.sku AND s.held > 0) ORDER BY w.sku",
+                    (writer,),
+                )
+            ).fetchall()
+        return [r["sku"] for r in rows]
+
+    async def latest_snapshot(self, sku: str) -> Snapshot | None:
         async with self._pool.connection() as conn:
             cur = conn.cursor()
             await cur.execute("SELECT seq, state FROM inventory_snapshots WHERE sku = %s", (sku,))
             row = await cur.fetchone()
-            snapshot = None
-            after = 0
-            if row is not None:
-                after = row["seq"]
-                await cur.execute(
-                    "SELECT hold_id, buyer_id, quantity, allocations, expires_at FROM inventory_holds "
-                    "WHERE sku = %s",
-                    (sku,),
-                )
-                holds = [
-                    Hold(
-                        h["hold_id"],
-                        h["buyer_id"],
-                        h["quantity"],
-                        h["allocations"],
-                        h["expires_at"].timestamp(),
-                    )
-                    for h in await cur.fetchall()
-                ]
-                snapshot = Snapshot(sku, row["state"], holds)
+            if row is None:
+                return None
             await cur.execute(
-                f"SELECT {JOURNAL_COLUMNS} FROM inventory_journal WHERE sku = %s AND seq > %s ORDER BY seq",
-                (sku, after),
+                "SELECT hold_id, buyer_id, quantity, allocations, expires_at FROM inventory_holds "
+                "WHERE sku = %s",
+                (sku,),
             )
-            events = [event_from_row(r) for r in await cur.fetchall()]
-        return LoadedSku(snapshot, events)
+            holds = [
+                Hold(
+                    h["hold_id"],
+                    h["buyer_id"],
+                    h["quantity"],
+                    h["allocations"],
+                    h["expires_at"].timestamp(),
+                )
+                for h in await cur.fetchall()
+            ]
+        return Snapshot(sku, row["state"], holds)
+
+    async def journal_after(self, sku: str, seq: int) -> AsyncIterator[Any]:
+        async with self._pool.connection() as conn:
+            cur = conn.cursor()
+            async for r in cur.stream(
+                f"SELECT {JOURNAL_COLUMNS} FROM inventory_journal WHERE sku = %s AND seq > %s ORDER BY seq",
+                (sku, seq),
+            ):
+                yield event_from_row(r)
+
+    async def load(self, sku: str) -> LoadedSku:
+        snapshot = await self.latest_snapshot(sku)
+        after = snapshot.state["seq"] if snapshot is not None else 0
+        return LoadedSku(snapshot, [e async for e in self.journal_after(sku, after)])
 
     async def owner(self, sku: str) -> str | None:
         async with self._pool.connection() as conn:

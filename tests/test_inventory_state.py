@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import event, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
@@ -424,3 +425,32 @@ def test_restores_a_version_1_snapshot():
     assert s.returned == {"o1": {"ams": 1}} and s.committed["a"].seq == 5
     assert not isinstance(s.execute(ReturnUnits("sku-1", "o1", 1, "ams"), 0)[0], Refusal)
     assert s.execute(ReturnUnits("sku-1", "o1", 1, "ams"), 0)[0].reason == "invalid"
+
+
+# --- what a retried group commit writes -------------------------------------------------------------
+
+
+def test_missing_events_writes_the_suffix_and_refuses_gaps_and_other_events():
+    from flashmart.actors.inventory.messages import HoldCommitted, StockReserved, StockSet
+    from flashmart.actors.inventory.ports import (
+        JournalConflict,
+        check_stored,
+        journal_key,
+        missing_events,
+    )
+
+    events = [
+        StockSet("s", 1, "wh", 5),
+        StockReserved("s", 2, "h1", 7, 1, {"wh": 1}, 99.0),
+        HoldCommitted("s", 3, "h1", "o1"),
+        StockSet("t", 8, "wh", 5),
+    ]
+    suffix, stored = missing_events(events, {"s": 2, "t": 7})
+    assert [(e.sku, e.seq) for e in suffix] == [("s", 3), ("t", 8)]
+    assert stored == {"s": (1, 2)}
+    check_stored(events, {"s": [journal_key(events[0]), journal_key(events[1])]})
+    other = (2, "StockReserved", "someone-else")
+    with pytest.raises(JournalConflict):
+        check_stored(events, {"s": [journal_key(events[0]), other]})
+    with pytest.raises(JournalConflict):  # seq 1..3 after a stored tail of 0 for "t": a gap
+        missing_events(events, {"s": 2, "t": 3})

@@ -58,7 +58,7 @@ from flashmart.actors.inventory.messages import (
     pack_result,
     unpack_command,
 )
-from flashmart.actors.inventory.ports import InventoryStore, Snapshot, StockRow
+from flashmart.actors.inventory.ports import InventoryStore, JournalConflict, Snapshot, StockRow
 from flashmart.actors.inventory.state import SOLD_OUT, SkuState
 from flashmart.settings import Settings
 
@@ -99,6 +99,11 @@ ARCHIVE_MARKS_MAX = 512  # (time, seq) marks kept per SKU: the archive's time re
 GC_THRESHOLDS = (100_000, 50, 1000)
 
 
+class ShardFailed(Exception):
+    """The shard stopped: a broken invariant or a fenced flush. Nothing it had not made durable was
+    acknowledged; its next incarnation recovers from storage."""
+
+
 def cold_shard_name(index: int) -> str:
     return f"inventory-shard-{index}"
 
@@ -120,8 +125,12 @@ class ShardEngine:
         store: InventoryStore,
         *,
         clock: Callable[[], float] = time.time,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_fatal = on_fatal  # the Ray shell ends the process (Ray restarts it)
+        self._failed: BaseException | None = None
+        self._epochs: dict[str, int] = {}  # sku -> our claim as its one writer (fences flushes)
         self.clock = (
             clock  # wall time (epoch s) of hold expiries and archive marks; injected in tests
         )
@@ -163,19 +172,29 @@ class ShardEngine:
     async def start(self) -> None:
         if self._start is None:
             self._start = asyncio.ensure_future(self._open())
-        await asyncio.shield(self._start)
+        start = self._start
+        try:
+            await asyncio.shield(start)
+        except Exception:
+            if start.done() and self._start is start:  # storage trouble at start: retry next call
+                self._start = None
+            raise
 
     async def _open(self) -> None:
         await self.store.open()
         self.locations = await self.store.locations()
-        self._journal_ready = asyncio.Event()
-        self._timer_wake = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._flush_loop()),
-            asyncio.create_task(self._expiry_loop()),
-            asyncio.create_task(self._metrics_loop()),
-            asyncio.create_task(self._archive_loop()),
-        ]
+        if not self._tasks:  # once, even when a start is retried
+            self._journal_ready = asyncio.Event()
+            self._timer_wake = asyncio.Event()
+            self._tasks = [
+                asyncio.create_task(self._flush_loop()),
+                asyncio.create_task(self._expiry_loop()),
+                asyncio.create_task(self._metrics_loop()),
+                asyncio.create_task(self._archive_loop()),
+            ]
+        # holds of the previous incarnation: load their SKUs now, so those past their TTL expire at
+        # once (the projection must not show units held by holds that are over)
+        await self._load_many(set(await self.store.held_skus(self.name)))
         self._ready = True
 
     async def stop(self) -> None:
@@ -191,6 +210,8 @@ class ShardEngine:
     # --- commands ---------------------------------------------------------------------------------
 
     async def handle(self, commands: list[Any]) -> list[Any]:
+        if self._failed is not None:
+            raise ShardFailed(f"{self.name} stopped: {self._failed!r}")
         if not self._ready:
             await self.start()
         n = len(commands)
@@ -219,31 +240,39 @@ class ShardEngine:
             append_result = results.append
             durable = new_warehouse = False
             reserved = committed = sold_outs = 0
-            for cmd in commands:
-                st = skus.get(cmd.sku)
-                if st is None:
-                    append_result(MOVED)
-                    continue
-                result, event = st.execute(cmd, now, locations)
-                if event is not None:
-                    append(event)
-                    kind = event.__class__
-                    if kind is StockReserved:
-                        reserved += 1
-                        push_timer(event.expires_at, event.sku, event.hold_id)
-                    elif kind is HoldCommitted:
-                        committed += 1
-                    elif (
-                        kind in RETIMED
-                    ):  # the old timer, if any, finds the hold not due and does nothing
-                        push_timer(event.expires_at, event.sku, event.hold_id)
-                elif result is SOLD_OUT:
-                    sold_outs += 1
-                if cmd.__class__ in durable_kinds and result.__class__ is not Refusal:
-                    durable = True  # also for a retried commit: its event may still be in flight
-                    if cmd.__class__ is SetStock and cmd.warehouse_id not in locations:
-                        new_warehouse = True
-                append_result(result)
+            try:
+                for cmd in commands:
+                    st = skus.get(cmd.sku)
+                    if st is None:
+                        append_result(MOVED)
+                        continue
+                    result, event = st.execute(cmd, now, locations)
+                    if event is not None:
+                        append(event)
+                        kind = event.__class__
+                        if kind is StockReserved:
+                            reserved += 1
+                            push_timer(event.expires_at, event.sku, event.hold_id)
+                        elif kind is HoldCommitted:
+                            committed += 1
+                        elif (
+                            kind in RETIMED
+                        ):  # the old timer, if any, finds the hold not due and does nothing
+                            push_timer(event.expires_at, event.sku, event.hold_id)
+                    elif result is SOLD_OUT:
+                        sold_outs += 1
+                    if cmd.__class__ in durable_kinds and result.__class__ is not Refusal:
+                        durable = (
+                            True  # also for a retried commit: its event may still be in flight
+                        )
+                        if cmd.__class__ is SetStock and cmd.warehouse_id not in locations:
+                            new_warehouse = True
+                    append_result(result)
+            except BaseException as exc:
+                # events of this batch are in the journal but not counted: positions would be wrong
+                # and a later flush would acknowledge the wrong waiters. Stop; recover from storage.
+                self._fail(exc)
+                raise
             self._after_batch(len(journal) - before, reserved, committed, sold_outs)
             if new_warehouse:  # a warehouse created after we started: learn where it is
                 self.locations = await self.store.locations()
@@ -289,24 +318,45 @@ class ShardEngine:
             self._timer_wake.set()  # the sleeper waits for a later hold: wake it
 
     async def _wait_durable(self, position: int) -> None:
+        if self._failed is not None:
+            raise ShardFailed(f"{self.name} stopped: {self._failed!r}")
         if position <= self._durable:
             return
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append((position, fut))
         await fut
 
+    def _fail(self, exc: BaseException) -> None:
+        """A broken invariant or a fenced flush: answer nobody from memory again. Waiters get an
+        error (not an acknowledgement), the loops stop, and the shell ends the process."""
+        if self._failed is not None:
+            return
+        self._failed = exc
+        log.critical("shard %s stops: %r", self.name, exc)
+        error = ShardFailed(f"{self.name} stopped: {exc!r}")
+        while self._waiters:
+            fut = self._waiters.popleft()[1]
+            if not fut.done():
+                fut.set_exception(error)
+        current = asyncio.current_task()
+        for t in self._tasks:
+            if t is not current:
+                t.cancel()
+        if self._on_fatal is not None:
+            self._on_fatal(exc)
+
     # --- recovery and moves -----------------------------------------------------------------------
 
-    async def _load_many(self, skus: set[str]) -> None:
+    async def _load_many(self, skus: set[str], *, moving: bool = False) -> None:
         futs = []
-        for sku in skus:
+        for sku in sorted(skus):  # a fixed order: recovery is reproducible in simulation
             fut = self._loading.get(sku)
             if fut is None:
-                fut = self._loading[sku] = asyncio.ensure_future(self._load(sku))
+                fut = self._loading[sku] = asyncio.ensure_future(self._load(sku, moving))
             futs.append(fut)
         await asyncio.gather(*futs)
 
-    async def _load(self, sku: str) -> None:
+    async def _load(self, sku: str, moving: bool = False) -> None:
         try:
             owner = await self.store.owner(sku) or default_owner(
                 sku, self.settings.cold_shard_count
@@ -314,20 +364,30 @@ class ShardEngine:
             if owner != self.name:
                 self.moved.add(sku)
                 return
-            loaded = await self.store.load(sku)
+            # one writer per SKU: claiming fences any earlier incarnation; refused while the SKU is
+            # being moved (unless we are the source exporting it), so a restart mid-move never serves it
+            epoch = await self.store.claim(sku, self.name, moving=moving)
+            if epoch is None:
+                self.moved.add(sku)
+                return
+            snap = await self.store.latest_snapshot(sku)
             if sku in self.skus or sku in self.moved:  # adopted while we were reading
                 return
-            snap = loaded.snapshot
             st = SkuState.restore(sku, snap.state, snap.holds) if snap else SkuState(sku)
-            for event in loaded.events:
+            replayed = 0
+            async for event in self.store.journal_after(sku, st.seq):  # streamed, not fetched
                 st.apply(event)
+                replayed += 1
+            if sku in self.skus or sku in self.moved:
+                return
             st.check()
+            self._epochs[sku] = epoch
             self._install(sku, st)
             log.info(
                 "loaded %s at seq %d (%d events replayed, %d holds)",
                 sku,
                 st.seq,
-                len(loaded.events),
+                replayed,
                 len(st.holds),
             )
         finally:
@@ -354,7 +414,7 @@ class ShardEngine:
         if not self._ready:
             await self.start()
         if sku not in self.skus and sku not in self.moved:
-            await self._load_many({sku})
+            await self._load_many({sku}, moving=True)
         st = self.skus.pop(sku, None)
         self.moved.add(sku)
         await (
@@ -368,8 +428,14 @@ class ShardEngine:
     async def adopt_sku(self, snap: Snapshot) -> None:
         if not self._ready:
             await self.start()
+        if snap.sku in self.skus:  # loaded from storage meanwhile: the same state (all was flushed)
+            return
         st = SkuState.restore(snap.sku, snap.state, snap.holds)
         st.check()
+        epoch = await self.store.claim(snap.sku, self.name, moving=True)
+        if snap.sku in self.skus:
+            return
+        self._epochs[snap.sku] = epoch
         self._install(snap.sku, st, snapshot_due=True)
 
     # --- group commit -----------------------------------------------------------------------------
@@ -388,6 +454,9 @@ class ShardEngine:
             try:
                 await self._flush_once()
                 backoff_s = interval_s
+            except JournalConflict as exc:  # fenced out or a stored journal not ours: never retry
+                self._fail(exc)
+                return
             except Exception:  # noqa: BLE001 - storage trouble: keep the journal, retry, never drop
                 log.exception("flush failed; retrying in %.3fs", backoff_s)
                 ops_metrics.flush_failed(self.name)
@@ -418,8 +487,15 @@ class ShardEngine:
                     for wh, s in st.stock.items()
                 )
                 snapshots.extend(self._due_snapshot(sku, st))
+        epochs = self._epochs
         try:
-            await self.store.append(batch, stock, snapshots)
+            await self.store.append(
+                batch,
+                stock,
+                snapshots,
+                self.name,
+                {sku: epochs[sku] for sku in {e.sku for e in batch}},
+            )
         except BaseException:
             self._journal[0:0] = batch  # put back in order, in front of what came meanwhile
             self._journal_ready.set()
@@ -518,6 +594,14 @@ class ShardEngine:
         return fifo.popleft()
 
     async def _expiry_loop(self) -> None:
+        try:
+            await self._expire_due_holds()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a broken invariant while expiring: stop, recover
+            self._fail(exc)
+
+    async def _expire_due_holds(self) -> None:
         while True:
             due = self._next_due()
             delay = due - self.clock()
@@ -620,6 +704,12 @@ def _postgres_store(settings: Settings) -> InventoryStore:
     return PostgresInventoryStore(settings.database_url)
 
 
+def _end_process(exc: BaseException) -> None:
+    """A shard that broke an invariant or was fenced out ends its process: Ray restarts it
+    (max_restarts) and the new incarnation recovers from PostgreSQL."""
+    os._exit(70)
+
+
 def make_shard_class() -> Any:
     import ray
 
@@ -636,7 +726,9 @@ def make_shard_class() -> Any:
         ) -> None:
             obs.configure_json_logging()
             gc.set_threshold(*GC_THRESHOLDS)
-            self.engine = ShardEngine(name, settings, store_factory(settings))
+            self.engine = ShardEngine(
+                name, settings, store_factory(settings), on_fatal=_end_process
+            )
 
         async def handle(self, commands: list) -> list:
             return await self.engine.handle(commands)
