@@ -20,11 +20,11 @@ import dataclasses
 import itertools
 import time
 import uuid
-import zlib
 from typing import Any
 
 from flashmart import obs
 from flashmart.actors import NAMESPACE
+from flashmart.actors.inventory.buckets import hold_bucket, home_bucket
 from flashmart.actors.inventory.messages import (
     CommitHold,
     Committed,
@@ -419,17 +419,6 @@ class InventoryClient:
 
 
 _NAMED = (Reserved, Committed, Released, Returned, Transferred)
-
-
-def home_bucket(buyer_id: int, buckets: int) -> int:
-    """Where every hold and sale of a buyer lives in a SKU split into buckets (docs/inventory-buckets.md)."""
-    return zlib.crc32(str(buyer_id).encode()) % buckets
-
-
-def hold_bucket(hold_id: str, buckets: int) -> int | None:
-    """The bucket a hold id is tagged with ("...~3"), None for an untagged hold (made in the pool)."""
-    _, sep, tag = hold_id.rpartition("~")
-    return int(tag) if sep and tag.isdigit() and int(tag) < buckets else None
 
 
 def _as_sku(result: Any, sku: str) -> Any:

@@ -37,7 +37,7 @@ from typing import Any
 
 from flashmart import obs
 from flashmart.actors import NAMESPACE
-from flashmart.actors.inventory.client import hold_bucket, home_bucket
+from flashmart.actors.inventory.buckets import hold_bucket, home_bucket
 from flashmart.actors.inventory.messages import (
     CancelHoldTransfer,
     ExpectHold,
