@@ -331,6 +331,11 @@ def connect_ray(address: str, *, own_head: bool = True) -> None:
         os.environ.update(RAY_AUTH_ENV)  # read when ray is imported: set it first
     import ray
 
+    if own_head:  # ray was loaded before (its config cached without the token): refresh it
+        from ray._raylet import Config
+
+        Config.initialize("")
+
     if not ray.is_initialized():
         try:
             from flashmart.actors import NAMESPACE

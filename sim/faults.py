@@ -40,7 +40,8 @@ def connect_ray(settings) -> None:
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if not settings.ray_address:  # the platform's own head: token-guarded
+        use_token_auth()
     address = settings.ray_address or f"127.0.0.1:{settings.ray_gcs_port}"
     ray.init(address=address, namespace="flashmart", logging_level="ERROR", log_to_driver=False)
     names = ray.util.list_named_actors(all_namespaces=True)
@@ -50,6 +51,17 @@ def connect_ray(settings) -> None:
         ray.init(
             address=address, namespace=spaces.pop(), logging_level="ERROR", log_to_driver=False
         )
+
+
+def use_token_auth() -> None:
+    """Present the cluster's token (RAY_AUTH_TOKEN, or the head's own file: `ray get-auth-token`).
+    Ray reads the auth mode into a cached config when it is first loaded, so setting RAY_AUTH_MODE
+    in a process that loaded ray before (the simulator does) is not enough: the config is
+    refreshed, or the driver connects without its token and the head answers InvalidAuthToken."""
+    from ray._raylet import Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")
 
 
 def kill_shard(settings, hot_skus: list[str]) -> str:
