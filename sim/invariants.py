@@ -319,6 +319,199 @@ def check_order_payments(conn, orders: list[dict], intents: dict[str, dict]) -> 
     )
 
 
+# --- stock against orders, money per order, the journal, holds, notifications ------------------------
+
+HOLD_TTL_SLACK_S = 30.0  # a hold may outlive its TTL by a flush and the expiry sweep, not by more
+
+
+def check_order_units_within_stock(conn, skus: list[str]) -> Check:
+    """From the orders, not the ledger: units of paid and in-review orders (returned ones excepted)
+    never exceed what is on hand. A ledger that agrees with itself cannot hide an oversell here."""
+    rows = conn.execute(
+        """SELECT i.sku, coalesce(sum(i.quantity - i.returned_quantity), 0) AS units
+           FROM order_items i JOIN orders o ON o.id = i.order_id
+           WHERE i.sku = ANY(%s) AND o.status = ANY(%s) GROUP BY i.sku""",
+        (skus, list(UNIT_STATUSES)),
+    ).fetchall()
+    units = {r["sku"]: int(r["units"]) for r in rows}
+    on_hand = {
+        r["sku"]: int(r["on_hand"])
+        for r in conn.execute(
+            "SELECT sku, sum(on_hand) AS on_hand FROM inventory_stock WHERE sku = ANY(%s) GROUP BY sku",
+            (skus,),
+        ).fetchall()
+    }
+    over = [
+        {"sku": s, "order_units": units[s], "on_hand": on_hand.get(s, 0)}
+        for s in skus
+        if units.get(s, 0) > on_hand.get(s, 0)
+    ]
+    return Check(
+        "paid and in-review order units <= on_hand (from the orders)",
+        not over,
+        "; ".join(f"{s}: {units.get(s, 0)} <= {on_hand.get(s, 0)}" for s in skus)
+        if not over
+        else f"{len(over)} SKUs sold beyond their stock",
+        over,
+    )
+
+
+def order_money(conn, order_ids: list[str]) -> list[dict]:
+    """Per order: what it owes (its total for a paid order, less what was refunded; nothing for one that
+    ended unpaid) and what the payments say was captured and refunded, in cents."""
+    return conn.execute(
+        """SELECT o.id, o.status, round(o.grand_total * 100)::bigint AS total_cents,
+                  coalesce((SELECT round(sum(r.amount) * 100)::bigint FROM refunds r
+                            WHERE r.order_id = o.id), 0) AS refunds_cents,
+                  coalesce((SELECT round(sum(p.amount) * 100)::bigint FROM payments p
+                            WHERE p.order_id = o.id AND p.status = ANY(%s)), 0) AS captured_cents,
+                  coalesce((SELECT round(sum(p.refunded_amount) * 100)::bigint FROM payments p
+                            WHERE p.order_id = o.id AND p.status = ANY(%s)), 0) AS refunded_cents,
+                  coalesce((SELECT round(sum(p.amount - p.refunded_amount) * 100)::bigint
+                            FROM payments p WHERE p.order_id = o.id AND p.kind = 'card'
+                            AND p.status = ANY(%s)), 0) AS card_net_cents
+           FROM orders o WHERE o.id = ANY(%s) ORDER BY o.id""",
+        (list(CAPTURED_PAYMENTS),) * 3 + (order_ids,),
+    ).fetchall()
+
+
+def check_money_per_order(money: list[dict]) -> Check:
+    bad = []
+    for m in money:
+        owes = m["total_cents"] - m["refunds_cents"] if m["status"] in PAID_STATUSES else 0
+        net = m["captured_cents"] - m["refunded_cents"]
+        if net != owes:
+            bad.append({"order_id": m["id"], "status": m["status"], "owes": owes, "net": net})
+    return Check(
+        "per order: captured - refunded == what the order owes",
+        not bad,
+        f"{len(money)} orders, each paid exactly what it owes"
+        if not bad
+        else f"{len(bad)} orders paid more or less than they owe",
+        bad,
+    )
+
+
+def check_gateway_amounts(money: list[dict], intents: dict[str, dict]) -> Check:
+    """The gateway's net (captured less refunded, in cents) over the run's intents equals the card
+    payments' net over the run's orders: amounts, not counts."""
+    orders = {m["id"] for m in money}
+    gateway = sum(v.get("net_cents", 0) for v in intents.values() if v["order_id"] in orders)
+    ours = sum(m["card_net_cents"] for m in money)
+    return Check(
+        "the gateway's captured - refunded == the orders' (amounts)",
+        gateway == ours,
+        f"{gateway / 100:.2f} at the gateway, {ours / 100:.2f} in the orders",
+        [] if gateway == ours else [{"gateway_cents": gateway, "orders_cents": ours}],
+    )
+
+
+def replay_journal(conn, sku: str):
+    """The SKU's state replayed from its whole journal with the engine's own state machine, and the
+    seqs that are missing (a journal must run 1, 2, 3, ... with no gap)."""
+    from flashmart.actors.inventory.state import SkuState
+    from flashmart.storage.inventory_postgres import JOURNAL_COLUMNS, event_from_row
+
+    st = SkuState(sku)
+    gaps: list[int] = []
+    with conn.cursor() as cur:
+        for row in cur.stream(
+            f"SELECT {JOURNAL_COLUMNS} FROM inventory_journal WHERE sku = %s ORDER BY seq", (sku,)
+        ):
+            if row["seq"] != st.seq + 1:
+                gaps.append(st.seq + 1)
+                st.seq = row["seq"] - 1  # go on past the gap to report the rest
+            st.apply(event_from_row(row))
+    return st, gaps
+
+
+def check_journal(conn, skus: list[str], now: float) -> list[Check]:
+    gaps, drift, stale = [], [], []
+    for sku in skus:
+        try:
+            st, missing = replay_journal(conn, sku)
+        except AssertionError as exc:  # the journal breaks the state machine's own invariants
+            drift.append({"sku": sku, "replay": str(exc)[:200]})
+            continue
+        if missing:
+            gaps.append({"sku": sku, "missing_seqs": missing[:10]})
+        stored = {
+            r["warehouse_id"]: (r["on_hand"], r["held"], r["sold"])
+            for r in conn.execute(
+                "SELECT warehouse_id, on_hand, held, sold FROM inventory_stock WHERE sku = %s",
+                (sku,),
+            ).fetchall()
+        }
+        replayed = {wh: (s.on_hand, s.held, s.sold) for wh, s in st.stock.items()}
+        if stored != replayed:
+            drift.append({"sku": sku, "projection": stored, "replay": replayed})
+        stale += [
+            {"sku": sku, "hold_id": h.hold_id, "past_ttl_s": round(now - h.expires_at, 1)}
+            for h in st.holds.values()
+            if h.expires_at < now - HOLD_TTL_SLACK_S
+        ]
+    return [
+        Check(
+            "journal seqs contiguous per SKU",
+            not gaps,
+            f"{len(skus)} SKUs, no gap" if not gaps else f"{len(gaps)} SKUs with gaps",
+            gaps,
+        ),
+        Check(
+            "journal replay == stock projection",
+            not drift,
+            "every (sku, warehouse) row is what its journal replays to"
+            if not drift
+            else f"{len(drift)} SKUs differ",
+            drift,
+        ),
+        Check(
+            f"no live hold older than its TTL + {HOLD_TTL_SLACK_S:.0f}s",
+            not stale,
+            "every hold past its TTL has expired" if not stale else f"{len(stale)} stale holds",
+            stale,
+        ),
+    ]
+
+
+def check_confirmation_notifications(conn, order_ids: list[str]) -> Check:
+    """Exactly one order-confirmed notification per order that was confirmed, none for the others."""
+    rows = conn.execute(
+        """SELECT o.id,
+                  EXISTS (SELECT 1 FROM order_events e WHERE e.order_id = o.id
+                          AND e.status = 'confirmed') AS confirmed,
+                  (SELECT count(*) FROM outbox x WHERE x.topic = 'order.confirmed'
+                   AND x.payload->>'order_id' = o.id) AS notices
+           FROM orders o WHERE o.id = ANY(%s)""",
+        (order_ids,),
+    ).fetchall()
+    bad = [
+        {"order_id": r["id"], "confirmed": r["confirmed"], "notifications": r["notices"]}
+        for r in rows
+        if r["notices"] != (1 if r["confirmed"] else 0)
+    ]
+    confirmed = sum(1 for r in rows if r["confirmed"])
+    return Check(
+        "exactly one confirmed-order notification per confirmed order",
+        not bad,
+        f"{confirmed} confirmed orders, one notification each"
+        if not bad
+        else f"{len(bad)} orders with a wrong number of notifications",
+        bad,
+    )
+
+
+def check_settled(settle_state: dict) -> Check:
+    """A run whose sagas or authorisations are still open after the settle timeout fails."""
+    settled = bool(settle_state.get("settled"))
+    return Check(
+        "the run settled (no saga in flight, no authorisation left)",
+        settled,
+        "settled" if settled else f"not settled: {settle_state}",
+        [] if settled else [settle_state],
+    )
+
+
 # --- the gateway -------------------------------------------------------------------------------------
 
 
@@ -343,11 +536,26 @@ def list_intents(
                     "order_id": (d.get("metadata") or {}).get("order_id"),
                     "amount": d.get("amount"),
                     "created": d.get("created"),
+                    "net_cents": _net_cents(client, d),
                 }
         if not page.has_more or not page.data:
             break
         after = page.data[-1].id
     return out
+
+
+def _net_cents(client, intent: dict) -> int:
+    """Captured less refunded at the gateway, from the intent's charge (expanded by localstripe; an id
+    for Stripe itself, then read)."""
+    if intent.get("status") != "succeeded":
+        return 0
+    charge = intent.get("latest_charge")
+    if isinstance(charge, str):
+        charge = client.v1.charges.retrieve(charge).to_dict()
+    if not charge or not charge.get("captured"):
+        return 0
+    captured = charge.get("amount_captured") or charge.get("amount") or 0
+    return int(captured) - int(charge.get("amount_refunded") or 0)
 
 
 def check_gateway(conn, intents: dict[str, dict], run_order_ids: set[str]) -> list[Check]:
@@ -495,7 +703,13 @@ def settle(
 
 
 def verify(
-    settings, run_id: str, scopes: list[SkuScope], since_epoch: float, *, with_orders: bool = True
+    settings,
+    run_id: str,
+    scopes: list[SkuScope],
+    since_epoch: float,
+    *,
+    with_orders: bool = True,
+    settle_state: dict | None = None,
 ) -> Verdict:
     skus = [s.sku for s in scopes]
     with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row) as conn:
@@ -527,6 +741,11 @@ def verify(
             )
             checks.append(check_order_payments(conn, orders, intents))
             checks += check_gateway(conn, intents, run_orders)
+            checks.append(check_order_units_within_stock(conn, skus))
+            money = order_money(conn, sorted(run_orders))
+            checks.append(check_money_per_order(money))
+            checks.append(check_gateway_amounts(money, intents))
+            checks.append(check_confirmation_notifications(conn, sorted(run_orders)))
             scoped = [v for v in intents.values() if v["order_id"] in run_orders]
             gateway = {
                 "intents_listed": len(intents),
@@ -543,6 +762,9 @@ def verify(
                 "no authorisation left open",
             ):
                 checks.append(Check(name, None, "n/a: the actors driver takes no payments"))
+        checks += check_journal(conn, skus, time.time())
+        if settle_state is not None:
+            checks.append(check_settled(settle_state))
     for agg in stock.values():
         agg.pop("rows", None)
     return Verdict(checks, stock, gateway)

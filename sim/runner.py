@@ -220,7 +220,12 @@ def run_scenario(
     samples = sampler.stop()
     with console.status("checking invariants against PostgreSQL and the payment gateway…"):
         verdict = invariants.verify(
-            settings, run_id, scopes, started - 5, with_orders=(driver == "http")
+            settings,
+            run_id,
+            scopes,
+            started - 5,
+            with_orders=(driver == "http"),
+            settle_state=settle_state,
         )
         paid = paid_buyers(settings.database_url, skus, driver)
     rep = report.build(
