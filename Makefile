@@ -26,6 +26,12 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
+## The deterministic simulator of the inventory engine over many seeds (a short run is in make test);
+## a failing seed replays exactly: python -m flashmart.sim.dst --seed N
+.PHONY: dst
+dst: $(STAMP)
+	$(BIN)/python -m flashmart.sim.dst --seeds $(or $(SEEDS),5000)
+
 ## Fuzz every route of the OpenAPI document with schemathesis against a private running platform.
 fuzz: $(STAMP)
 	scripts/fuzz.sh

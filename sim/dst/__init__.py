@@ -1,0 +1,1 @@
+"""A deterministic simulator of the inventory shard engine (`python -m flashmart.sim.dst`)."""
