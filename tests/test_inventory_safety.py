@@ -325,3 +325,38 @@ def test_holds_past_their_ttl_expire_when_the_shard_starts(backing, db, unique):
         ).fetchall()
     ]
     assert kinds == ["StockSet", "StockReserved", "HoldExpired"]
+
+
+# --- snapshots by time -------------------------------------------------------------------------------
+
+
+def test_a_sku_that_changes_is_snapshotted_by_time_too(backing, db, unique):
+    """Far fewer events than the snapshot count, but the interval has passed: the next flush takes a
+    snapshot, so a recovery replays a bounded stretch of journal."""
+    from flashmart.actors.inventory.shard import SNAPSHOT_MAX_INTERVAL_S
+
+    sku, wh = f"sku-{unique}", f"wh-{unique}"
+    name = private_shard(db, sku, unique)
+    clock = ManualClock()
+
+    def snapshot_seq():
+        row = db.execute("SELECT seq FROM inventory_snapshots WHERE sku = %s", (sku,)).fetchone()
+        return row and row["seq"]
+
+    async def scenario():
+        engine = ShardEngine(
+            name, backing, PostgresInventoryStore(backing.database_url), clock=clock
+        )
+        try:
+            await engine.handle([SetStock(sku, wh, 5)])
+            await engine.handle([ReserveStock(sku, 1, 1, f"a-{unique}", 3600)])
+            await engine.drain()
+            assert snapshot_seq() is None  # 2 events, minutes apart at most: none yet
+            clock.now += SNAPSHOT_MAX_INTERVAL_S + 1
+            await engine.handle([ReserveStock(sku, 1, 2, f"b-{unique}", 3600)])
+            await engine.drain()
+            assert snapshot_seq() == 3
+        finally:
+            await engine.stop()
+
+    run(scenario())

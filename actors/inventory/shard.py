@@ -89,6 +89,9 @@ RETIMED = (
 )  # events that give a hold a (new) expiry: arm its timer
 SNAPSHOT_EVERY_EVENTS = 1_000_000
 SNAPSHOT_MIN_INTERVAL_S = 60.0
+# by time as well: a SKU that changes is snapshotted at least this often, so a recovery replays a
+# bounded stretch of journal even for a SKU that never reaches SNAPSHOT_EVERY_EVENTS
+SNAPSHOT_MAX_INTERVAL_S = 600.0
 EXPIRE_SWEEP_MAX = 10_000  # expiries per loop turn, so a mass expiry never stalls commands
 METRICS_INTERVAL_S = 1.0
 ARCHIVE_INTERVAL_S = 10.0  # how often a shard looks for sales past the return window
@@ -398,8 +401,9 @@ class ShardEngine:
         self.skus[sku] = st
         self.moved.discard(sku)
         # the state as loaded is in storage already; an adopted one is snapshotted by the first flush here
-        self._snapshot_seq[sku] = st.seq - (SNAPSHOT_EVERY_EVENTS if snapshot_due else 0)
         now = self.clock()
+        self._snapshot_seq[sku] = st.seq - (SNAPSHOT_EVERY_EVENTS if snapshot_due else 0)
+        self._snapshot_at[sku] = now - (SNAPSHOT_MAX_INTERVAL_S if snapshot_due else 0.0)
         self._marks[sku] = deque([(now, st.seq)])  # what is older is archived a window from now
         for hold in sorted(st.holds.values(), key=lambda h: h.expires_at):
             if hold.expires_at <= now:
@@ -568,11 +572,11 @@ class ShardEngine:
                 c.archived_units = await self.store.order_units(c.sku, c.order_id)
 
     def _due_snapshot(self, sku: str, st: SkuState) -> list[Snapshot]:
-        now = asyncio.get_running_loop().time()
-        if (
-            st.seq - self._snapshot_seq.get(sku, 0) < SNAPSHOT_EVERY_EVENTS
-            or now - self._snapshot_at.get(sku, 0.0) < SNAPSHOT_MIN_INTERVAL_S
-        ):
+        now = self.clock()
+        events = st.seq - self._snapshot_seq.get(sku, 0)
+        age_s = now - self._snapshot_at.get(sku, now)
+        by_count = events >= SNAPSHOT_EVERY_EVENTS and age_s >= SNAPSHOT_MIN_INTERVAL_S
+        if events <= 0 or not (by_count or age_s >= SNAPSHOT_MAX_INTERVAL_S):
             return []
         self._snapshot_seq[sku] = st.seq
         self._snapshot_at[sku] = now
