@@ -157,7 +157,6 @@ LAYER_RULES = [
 ]
 KNOWN_WRONG = {
     "flashmart.actors.notify.actor -> flashmart.serve.auth",
-    "flashmart.actors.inventory.shard -> flashmart.actors.search.stock_feed",
 }
 
 

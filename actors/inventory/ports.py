@@ -3,7 +3,7 @@ storage/inventory_postgres.py; the engine never imports it directly (it is hande
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,6 +99,13 @@ def check_stored(events: Sequence[Any], stored: Mapping[str, Sequence[JournalKey
             raise JournalConflict(
                 f"{e.sku}: stored event {index[e.seq]} differs from ours {journal_key(e)}"
             )
+
+
+class StockFeed(Protocol):
+    """Told, after each group commit, which SKUs it touched (their states as they are now): a feature
+    that follows stock (search's in-stock flags, the sold-out board) hangs off the engine here."""
+
+    def observe(self, skus: Iterable[str], states: Mapping[str, Any]) -> None: ...
 
 
 class InventoryStore(Protocol):

@@ -58,7 +58,13 @@ from flashmart.actors.inventory.messages import (
     pack_result,
     unpack_command,
 )
-from flashmart.actors.inventory.ports import InventoryStore, JournalConflict, Snapshot, StockRow
+from flashmart.actors.inventory.ports import (
+    InventoryStore,
+    JournalConflict,
+    Snapshot,
+    StockFeed,
+    StockRow,
+)
 from flashmart.actors.inventory.state import SOLD_OUT, SkuState
 from flashmart.settings import Settings
 
@@ -129,6 +135,7 @@ class ShardEngine:
         *,
         clock: Callable[[], float] = time.time,
         on_fatal: Callable[[BaseException], None] | None = None,
+        stock_feed: StockFeed | None = None,
     ) -> None:
         self.name = name
         self._on_fatal = on_fatal  # the Ray shell ends the process (Ray restarts it)
@@ -164,11 +171,9 @@ class ShardEngine:
         self._start: asyncio.Future | None = None
         self._ready = False
         self._tasks: list[asyncio.Task] = []
-        # the stock feed: SKUs whose available units cross 0 <-> >0 are published to a Redis stream
-        # after each flush (actors/search/stock_feed.py); None when disabled
-        from flashmart.actors.search.stock_feed import StockStatusFeed
-
-        self.stock_feed = StockStatusFeed.from_settings(settings)
+        # the stock feed port: after each flush it is shown the SKUs the batch touched (in-stock edges
+        # go to whoever follows them); handed in by the shell, None when disabled
+        self.stock_feed = stock_feed
 
     # --- life cycle -------------------------------------------------------------------------------
 
@@ -708,6 +713,12 @@ def _postgres_store(settings: Settings) -> InventoryStore:
     return PostgresInventoryStore(settings.database_url)
 
 
+def _redis_stock_feed(settings: Settings) -> StockFeed | None:
+    from flashmart.storage.stock_feed_redis import StockStatusFeed
+
+    return StockStatusFeed.from_settings(settings)
+
+
 def _end_process(exc: BaseException) -> None:
     """A shard that broke an invariant or was fenced out ends its process: Ray restarts it
     (max_restarts) and the new incarnation recovers from PostgreSQL."""
@@ -727,11 +738,16 @@ def make_shard_class() -> Any:
             name: str,
             settings: Settings,
             store_factory: Callable[[Settings], InventoryStore] = _postgres_store,
+            stock_feed_factory: Callable[[Settings], StockFeed | None] = _redis_stock_feed,
         ) -> None:
             obs.configure_json_logging()
             gc.set_threshold(*GC_THRESHOLDS)
             self.engine = ShardEngine(
-                name, settings, store_factory(settings), on_fatal=_end_process
+                name,
+                settings,
+                store_factory(settings),
+                on_fatal=_end_process,
+                stock_feed=stock_feed_factory(settings),
             )
 
         async def handle(self, commands: list) -> list:
