@@ -93,6 +93,11 @@ RETIMED = (
     HoldTransferred,
     HoldTransferredIn,
 )  # events that give a hold a (new) expiry: arm its timer
+# deadlines on every await on storage: a hung PostgreSQL (frozen, partitioned) fails the call, which
+# is retried - a group commit whose answer never came is resolved by the retry reading back what is
+# stored (never assumed); a load that fails answers the caller, who retries
+STORE_CALL_TIMEOUT_S = 10.0
+JOURNAL_PAGE_EVENTS = 1024  # a streamed journal must deliver this many events per deadline
 SNAPSHOT_EVERY_EVENTS = 1_000_000
 SNAPSHOT_MIN_INTERVAL_S = 60.0
 # by time as well: a SKU that changes is snapshotted at least this often, so a recovery replays a
@@ -111,6 +116,10 @@ GC_THRESHOLDS = (100_000, 50, 1000)
 class ShardFailed(Exception):
     """The shard stopped: a broken invariant or a fenced flush. Nothing it had not made durable was
     acknowledged; its next incarnation recovers from storage."""
+
+
+def _deadline(call, timeout_s: float = STORE_CALL_TIMEOUT_S):
+    return asyncio.wait_for(call, timeout_s)
 
 
 def cold_shard_name(index: int) -> str:
@@ -189,8 +198,8 @@ class ShardEngine:
             raise
 
     async def _open(self) -> None:
-        await self.store.open()
-        self.locations = await self.store.locations()
+        await _deadline(self.store.open())
+        self.locations = await _deadline(self.store.locations())
         if not self._tasks:  # once, even when a start is retried
             self._journal_ready = asyncio.Event()
             self._timer_wake = asyncio.Event()
@@ -202,7 +211,7 @@ class ShardEngine:
             ]
         # holds of the previous incarnation: load their SKUs now, so those past their TTL expire at
         # once (the projection must not show units held by holds that are over)
-        await self._load_many(set(await self.store.held_skus(self.name)))
+        await self._load_many(set(await _deadline(self.store.held_skus(self.name))))
         self._ready = True
 
     async def stop(self) -> None:
@@ -283,7 +292,7 @@ class ShardEngine:
                 raise
             self._after_batch(len(journal) - before, reserved, committed, sold_outs)
             if new_warehouse:  # a warehouse created after we started: learn where it is
-                self.locations = await self.store.locations()
+                self.locations = await _deadline(self.store.locations())
             if durable:
                 await self._wait_durable(self._appended)
             return results
@@ -366,40 +375,48 @@ class ShardEngine:
 
     async def _load(self, sku: str, moving: bool = False) -> None:
         try:
-            owner = await self.store.owner(sku) or default_owner(
-                sku, self.settings.cold_shard_count
-            )
-            if owner != self.name:
-                self.moved.add(sku)
-                return
-            # one writer per SKU: claiming fences any earlier incarnation; refused while the SKU is
-            # being moved (unless we are the source exporting it), so a restart mid-move never serves it
-            epoch = await self.store.claim(sku, self.name, moving=moving)
-            if epoch is None:
-                self.moved.add(sku)
-                return
-            snap = await self.store.latest_snapshot(sku)
-            if sku in self.skus or sku in self.moved:  # adopted while we were reading
-                return
-            st = SkuState.restore(sku, snap.state, snap.holds) if snap else SkuState(sku)
-            replayed = 0
-            async for event in self.store.journal_after(sku, st.seq):  # streamed, not fetched
-                st.apply(event)
-                replayed += 1
-            if sku in self.skus or sku in self.moved:
-                return
-            st.check()
-            self._epochs[sku] = epoch
-            self._install(sku, st)
-            log.info(
-                "loaded %s at seq %d (%d events replayed, %d holds)",
-                sku,
-                st.seq,
-                replayed,
-                len(st.holds),
-            )
+            await self._load_from_store(sku, moving)
         finally:
             self._loading.pop(sku, None)
+
+    async def _load_from_store(self, sku: str, moving: bool) -> None:
+        owner = await _deadline(self.store.owner(sku)) or default_owner(
+            sku, self.settings.cold_shard_count
+        )
+        if owner != self.name:
+            self.moved.add(sku)
+            return
+        # one writer per SKU: claiming fences any earlier incarnation; refused while the SKU is
+        # being moved (unless we are the source exporting it), so a restart mid-move never serves it
+        epoch = await _deadline(self.store.claim(sku, self.name, moving=moving))
+        if epoch is None:
+            self.moved.add(sku)
+            return
+        snap = await _deadline(self.store.latest_snapshot(sku))
+        if sku in self.skus or sku in self.moved:  # adopted while we were reading
+            return
+        st = SkuState.restore(sku, snap.state, snap.holds) if snap else SkuState(sku)
+        replayed = 0
+        loop = asyncio.get_running_loop()
+        # streamed, not fetched; a long journal may take long, but a stalled one fails the load
+        async with asyncio.timeout(STORE_CALL_TIMEOUT_S) as page_deadline:
+            async for event in self.store.journal_after(sku, st.seq):
+                st.apply(event)
+                replayed += 1
+                if replayed % JOURNAL_PAGE_EVENTS == 0:
+                    page_deadline.reschedule(loop.time() + STORE_CALL_TIMEOUT_S)
+        if sku in self.skus or sku in self.moved:
+            return
+        st.check()
+        self._epochs[sku] = epoch
+        self._install(sku, st)
+        log.info(
+            "loaded %s at seq %d (%d events replayed, %d holds)",
+            sku,
+            st.seq,
+            replayed,
+            len(st.holds),
+        )
 
     def _install(self, sku: str, st: SkuState, *, snapshot_due: bool = False) -> None:
         """Serve a SKU: expire what is past due, arm timers for the rest."""
@@ -441,7 +458,7 @@ class ShardEngine:
             return
         st = SkuState.restore(snap.sku, snap.state, snap.holds)
         st.check()
-        epoch = await self.store.claim(snap.sku, self.name, moving=True)
+        epoch = await _deadline(self.store.claim(snap.sku, self.name, moving=True))
         if snap.sku in self.skus:
             return
         self._epochs[snap.sku] = epoch
@@ -498,12 +515,14 @@ class ShardEngine:
                 snapshots.extend(self._due_snapshot(sku, st))
         epochs = self._epochs
         try:
-            await self.store.append(
-                batch,
-                stock,
-                snapshots,
-                self.name,
-                {sku: epochs[sku] for sku in {e.sku for e in batch}},
+            await _deadline(
+                self.store.append(
+                    batch,
+                    stock,
+                    snapshots,
+                    self.name,
+                    {sku: epochs[sku] for sku in {e.sku for e in batch}},
+                )
             )
         except BaseException:
             self._journal[0:0] = batch  # put back in order, in front of what came meanwhile
@@ -574,7 +593,7 @@ class ShardEngine:
                 and c.archived_units is None
                 and st.bought(c.order_id) is None
             ):
-                c.archived_units = await self.store.order_units(c.sku, c.order_id)
+                c.archived_units = await _deadline(self.store.order_units(c.sku, c.order_id))
 
     def _due_snapshot(self, sku: str, st: SkuState) -> list[Snapshot]:
         now = self.clock()

@@ -20,10 +20,10 @@ def _quiet() -> None:
     logging.disable(logging.CRITICAL)  # the engine logs every injected fault
 
 
-def _run(seed: int, store_model: str = "current"):
+def _run(seed: int, store_model: str = "current", steps: list[str] | None = None):
     from flashmart.sim.dst.world import simulate
 
-    return simulate(seed, store_model)
+    return simulate(seed, store_model, steps=steps)
 
 
 def _batch(job: tuple[list[int], str]) -> list:
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     p.add_argument("--seed", type=int, default=None, help="replay one seed")
     p.add_argument("--report", default="", help="write a JSON summary here")
+    p.add_argument("--steps", action="store_true", help="with --seed: print every step")
     p.add_argument(
         "--store",
         default="current",
@@ -49,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     _ensure_fixed_hash_seed()
     if args.seed is not None:
         _quiet()
-        r = _run(args.seed, args.store)
+        lines: list[str] | None = [] if args.steps else None
+        r = _run(args.seed, args.store, lines)
+        for line in lines or []:
+            print(line)
         print(json.dumps(r.__dict__, indent=1))
         return 0 if r.ok else 1
     from rich.progress import Progress

@@ -2,7 +2,8 @@
 
 A fake named as such: it exists for the faults a real PostgreSQL cannot produce on demand and at
 will inside a seeded run - a COMMIT whose reply is lost, a transaction that aborts, a slow flush, a
-failing read, a process killed between the commit and its answer. Everything else follows the
+database that hangs past the engine's deadlines, a failing read, a process killed between the commit
+and its answer. Everything else follows the
 PostgreSQL adapter's contract (storage/inventory_postgres.py): a group commit is atomic, it writes
 exactly the events missing after each SKU's stored tail (ports.missing_events/check_stored, the
 same code the adapter runs), a flush whose writer's claim was superseded is refused (fencing), a
@@ -40,6 +41,9 @@ class StoreFaults:
     lost_reply_p: float = 0.0  # a group commit commits, then its reply is lost
     read_fail_p: float = 0.0  # a read (claim, snapshot, journal) fails
     slow_p: float = 0.0  # an operation takes up to slow_max_s instead of latency_s
+    hang_p: float = (
+        0.0  # an operation hangs (a frozen database): 12-60 s, beyond the engine's deadline
+    )
     latency_s: float = 0.001
     slow_max_s: float = 2.0
 
@@ -63,13 +67,16 @@ class FaultyMemoryStore:
         self.stock: dict[tuple[str, str], StockRow] = {}
         self.writers: dict[str, tuple[str, int]] = {}
         self.moving: set[str] = set()
-        self.commits = self.lost_replies = self.aborts = self.fenced = 0
+        self.commits = self.lost_replies = self.aborts = self.fenced = self.hangs = 0
 
     async def _latency(self) -> None:
         f = self.faults
         delay = f.latency_s * self.rng.random()
         if self.rng.random() < f.slow_p:
             delay = f.slow_max_s * self.rng.random()
+        if self.rng.random() < f.hang_p:
+            self.hangs += 1
+            delay = self.rng.uniform(12.0, 60.0)
         await asyncio.sleep(delay)
 
     async def _read(self) -> None:

@@ -84,6 +84,7 @@ class Plan:
                 lost_reply_p=rng.choice([0.0, 0.05, 0.2]) if faulty else 0.0,
                 read_fail_p=rng.choice([0.0, 0.05]) if faulty else 0.0,
                 slow_p=rng.choice([0.0, 0.02, 0.1]) if faulty else 0.0,
+                hang_p=rng.choice([0.0, 0.0, 0.01]) if faulty else 0.0,
                 latency_s=0.002,
                 slow_max_s=rng.choice([0.5, 3.0]),
             ),
@@ -101,7 +102,8 @@ class Incarnation:
         self.number = number
         self.alive = True
         self.started_at = world.loop_time()
-        self.calls: set[asyncio.Task] = set()
+        # insertion-ordered (a set of tasks iterates in memory-address order: not reproducible)
+        self.calls: dict[asyncio.Task, None] = {}
         self.engine = ShardEngine(
             SHARD, world.settings, world.store, clock=world.clock, on_fatal=world.on_fatal(self)
         )
@@ -110,7 +112,7 @@ class Incarnation:
         if not self.alive:
             raise Unavailable()
         task = asyncio.ensure_future(self.engine.handle(commands))
-        self.calls.add(task)
+        self.calls[task] = None
         try:
             return await task
         except asyncio.CancelledError:
@@ -120,7 +122,7 @@ class Incarnation:
         except Exception as exc:  # the engine stopped itself (ShardFailed) or its process died
             raise Unavailable() from exc
         finally:
-            self.calls.discard(task)
+            self.calls.pop(task, None)
 
     def kill(self) -> None:
         """SIGKILL: the process and everything in it is gone (in-flight store calls included)."""
@@ -157,6 +159,7 @@ class World:
             self.rng, self.plan.faults, lambda sku: SHARD, WAREHOUSES, self.on_durable
         )
         self.trace = hashlib.sha256()
+        self.lines: list[str] | None = None  # every step's text, when a replay asks for it
         self.steps = 0
         self.failure: str | None = None
         # what the outside world was told, and what storage holds
@@ -184,7 +187,10 @@ class World:
 
     def step(self, what: str) -> None:
         self.steps += 1
-        self.trace.update(f"{self.loop_time():.6f} {what}\n".encode())
+        line = f"{self.loop_time():.6f} {what}"
+        self.trace.update(f"{line}\n".encode())
+        if self.lines is not None:
+            self.lines.append(line)
         self.check_now()
 
     def broken(self, message: str) -> None:
@@ -443,13 +449,17 @@ def _short(result: Any) -> str:
     return type(result).__name__
 
 
-def simulate(seed: int, store_model: str = "current") -> RunResult:
-    """One seeded run. Deterministic: the same seed gives the same steps and digest."""
+def simulate(
+    seed: int, store_model: str = "current", *, steps: list[str] | None = None
+) -> RunResult:
+    """One seeded run. Deterministic: the same seed gives the same steps and digest. With `steps`,
+    every step's text is appended to it (to read how a failing seed got there)."""
     world_box: list[World] = []
 
     async def main(clock):
         loop = asyncio.get_running_loop()
         world = World(seed, clock, loop.time, store_model)
+        world.lines = steps
         world_box.append(world)
         await world.run()
 
@@ -471,6 +481,7 @@ def simulate(seed: int, store_model: str = "current") -> RunResult:
             lost_replies=world.store.lost_replies,
             aborts=world.store.aborts,
             fenced=world.store.fenced,
+            hangs=world.store.hangs,
             durable_commits=len(world.durable_commits),
         )
     return RunResult(
