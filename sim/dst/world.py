@@ -160,6 +160,7 @@ class World:
         )
         self.trace = hashlib.sha256()
         self.lines: list[str] | None = None  # every step's text, when a replay asks for it
+        self.closed = False
         self.steps = 0
         self.failure: str | None = None
         # what the outside world was told, and what storage holds
@@ -186,6 +187,8 @@ class World:
     # --- steps and invariants -----------------------------------------------------------------
 
     def step(self, what: str) -> None:
+        if self.closed:  # the run is over: tasks unwinding from their cancellation are not steps
+            return
         self.steps += 1
         line = f"{self.loop_time():.6f} {what}"
         self.trace.update(f"{line}\n".encode())
@@ -405,6 +408,7 @@ class World:
                     raise r
             await self.settle()
         finally:
+            self.closed = True
             for inc in [self.incarnation, *self.zombies]:
                 if inc is not None:
                     inc.kill()
