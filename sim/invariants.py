@@ -357,12 +357,15 @@ def check_order_units_within_stock(conn, skus: list[str]) -> Check:
 
 
 def order_money(conn, order_ids: list[str]) -> list[dict]:
-    """Per order: what it owes (its total for a paid order, less what was refunded; nothing for one that
-    ended unpaid) and what the payments say was captured and refunded, in cents."""
+    """Per order: what it owes (its total for a paid order, less what was refunded - to the card, as
+    the refunds record it, or to store credit, as the credit ledger does; nothing for one that ended
+    unpaid) and what the payments say was captured and refunded, in cents."""
     return conn.execute(
         """SELECT o.id, o.status, round(o.grand_total * 100)::bigint AS total_cents,
                   coalesce((SELECT round(sum(r.amount) * 100)::bigint FROM refunds r
-                            WHERE r.order_id = o.id), 0) AS refunds_cents,
+                            WHERE r.order_id = o.id), 0)
+                  + coalesce((SELECT round(sum(c.amount) * 100)::bigint FROM credit_ledger c
+                              WHERE c.order_id = o.id AND c.reason = 'refund'), 0) AS refunds_cents,
                   coalesce((SELECT round(sum(p.amount) * 100)::bigint FROM payments p
                             WHERE p.order_id = o.id AND p.status = ANY(%s)), 0) AS captured_cents,
                   coalesce((SELECT round(sum(p.refunded_amount) * 100)::bigint FROM payments p
