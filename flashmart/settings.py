@@ -235,6 +235,9 @@ class Settings(BaseSettings):
     invoice_window_days: int = Field(
         30, ge=1, le=3650, description="the sweep invoices paid orders this recent"
     )
+    invoice_sweep_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="how often paid orders without an invoice are looked for"
+    )
     smtp_host: str = Field("", description="SMTP relay for mail; empty = the local sink")
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_tls: Literal["none", "starttls", "ssl"] = Field("starttls")

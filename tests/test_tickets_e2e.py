@@ -136,3 +136,18 @@ def test_a_ticket_carries_attachments_through_the_object_store(platform, api):
     assert att["filename"] == "lid.png" and att["size_bytes"] == len(photo)
     got = httpx.get(att["url"], timeout=30)
     assert got.status_code == 200 and got.content == photo
+
+
+def test_the_ops_gauges_count_breached_tickets(platform, api):
+    from tests.backoffice_helpers import run_backoffice
+
+    buyer, agent = make_user(api, "customer"), make_user(api, "support")
+    t = api.post(
+        "/api/v1/tickets", json={"subject": "Charged twice", "body": "?"}, headers=buyer.headers
+    ).json()
+    api.patch(f"/api/v1/tickets/{t['id']}", json={"priority": "urgent"}, headers=agent.headers)
+    opened = dt.datetime.fromisoformat(t["opened_at"])
+    before = run_backoffice(["ops"], at=(opened + dt.timedelta(minutes=30)).isoformat())["ops"]
+    after = run_backoffice(["ops"], at=(opened + dt.timedelta(hours=2)).isoformat())["ops"]
+    assert after["tickets_sla_breached"] >= before["tickets_sla_breached"] + 1, (before, after)
+    assert set(after) >= {"notifications_dead_lettered", "payments_authorised_oldest_age_s"}

@@ -17,6 +17,7 @@ from flashmart.settings import Settings
 log = logger("backoffice")
 ACTOR_NAME = "backoffice"
 JOB_TIMEOUT_S = 120.0  # one round of a job; a hung database answers within this, or is retried
+OPS_INTERVAL_S = 15.0  # the ops gauges: Prometheus scrapes every 15 s or so
 
 
 class BackofficeResources:
@@ -163,9 +164,21 @@ class BackofficeActor:
             self.task = asyncio.get_running_loop().create_task(self._loop())
         return self.info()
 
+    def _period_s(self, name: str) -> float:
+        """How often a job runs: the scans of whole tables less often than the stream readers."""
+        slow = {
+            "invoices": self.settings.invoice_sweep_interval_s,
+            "ops": OPS_INTERVAL_S,
+        }
+        return max(slow.get(name, 0.0), self.settings.backoffice_interval_s)
+
     async def _loop(self) -> None:
+        last_run: dict[str, float] = {}
         while True:
-            await self.run_jobs()
+            now = time.monotonic()
+            due = [n for n in JOBS if now - last_run.get(n, -1e9) >= self._period_s(n)]
+            last_run |= {n: now for n in due}
+            await self.run_jobs(due)
             await asyncio.sleep(self.settings.backoffice_interval_s)
 
     async def run_jobs(self, names: list[str] | None = None, at: str | None = None) -> dict:
@@ -173,7 +186,7 @@ class BackofficeActor:
         call it instead of waiting a period, and drive time-scheduled jobs with a clock of their own."""
         out = {}
         now = dt.datetime.fromisoformat(at) if at else None
-        for name in names or list(JOBS):
+        for name in list(JOBS) if names is None else names:
             started = time.monotonic()
             try:
                 result = await asyncio.wait_for(
