@@ -14,7 +14,7 @@ def ensure_actors(settings: Settings) -> None:
         settings
     )  # directory + cold shards (hot shards appear with flash sales)
     ensure_search_actors(settings)  # Tantivy index owner + readers
-    ensure_purchase_actors(settings)  # carts, payments, fraud, checkout + sweeper, notifications
+    ensure_purchase_actors(settings)  # carts, payments, checkout + sweeper, notifications
     from flashmart.actors.membership.actor import ensure_membership_sweeper
 
     ensure_membership_sweeper(settings)  # dunning, period ends, reward points

@@ -10,14 +10,14 @@ from flashmart.settings import Settings
 def ensure_purchase_actors(settings: Settings) -> None:
     from flashmart.actors.carts.actor import ensure_cart_actors
     from flashmart.actors.checkout.actor import ensure_checkout_actors
-    from flashmart.actors.fraud.actor import ensure_fraud_actor
+    from flashmart.actors.checkout.sweeper import ensure_sweeper
     from flashmart.actors.notify.actor import ensure_order_events_actor
     from flashmart.actors.payments.actor import ensure_payment_actors
 
     ensure_payment_actors(settings)
-    ensure_fraud_actor(settings)
     ensure_cart_actors(settings)
     ensure_checkout_actors(settings)
+    ensure_sweeper(settings)  # finishes or undoes the checkouts a crash left in doubt
     ensure_order_events_actor(settings)
 
 

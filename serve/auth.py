@@ -21,7 +21,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from flashmart.permissions import PERMISSIONS, allowed
 from flashmart.serve.context import Context, ctx_of
 from flashmart.serve.errors import Refused
-from flashmart.storage.users import InvalidToken, decode_access_token
+from flashmart.storage.users import (  # noqa: F401 - the guest token issuer, re-exported for routes
+    InvalidToken,
+    decode_access_token,
+    issue_guest_order_token,
+)
 
 _bearer = HTTPBearer(auto_error=False, description="access token from POST /api/v1/auth/login")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="flashmart"'}
@@ -142,28 +146,6 @@ def client_ip(request: Request) -> str:
 # --- guest checkout -----------------------------------------------------------------------------------
 # A guest (no account) gets, with their order, a token that opens that one order and nothing else.
 # It is a signed JWT of its own kind ("guest_order"), so it is never accepted as an access token.
-
-
-def issue_guest_order_token(
-    settings, order_id: int | str, email: str, ttl_s: int | None = None
-) -> str:
-    import time as _time
-
-    import jwt
-
-    from flashmart.storage.users import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER
-
-    now = int(_time.time())
-    claims = {
-        "sub": f"order:{order_id}",
-        "email": email.strip().lower(),
-        "typ": "guest_order",
-        "iss": JWT_ISSUER,
-        "aud": JWT_AUDIENCE,
-        "iat": now,
-        "exp": now + (ttl_s or settings.refresh_token_ttl_s),
-    }
-    return jwt.encode(claims, settings.jwt_secret, algorithm=JWT_ALGORITHM)
 
 
 def guest_order_email(settings, token: str, order_id: int | str) -> str:

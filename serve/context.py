@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from flashmart.actors.orders.ports import OrderStore
 from flashmart.settings import Settings
 
 
@@ -20,15 +22,12 @@ class Context:
     # actor clients and handles, keyed by name ("inventory", "search", "payments", ...)
     services: dict[str, Any] = field(default_factory=dict)
 
-    async def close(self) -> None:
-        for svc in self.services.values():
-            close = getattr(svc, "close", None)
-            if close is not None:
-                res = close()
-                if hasattr(res, "__await__"):
-                    await res
-        await self.redis.aclose()
-        await self.db.close()
+    @cached_property
+    def orders(self) -> OrderStore:
+        """The orders/payments store on this replica's pool."""
+        from flashmart.storage.orders_postgres import PostgresOrderStore
+
+        return PostgresOrderStore(self.db)
 
 
 async def open_context(settings: Settings) -> Context:

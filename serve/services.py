@@ -20,5 +20,5 @@ async def open_services(settings: Settings) -> dict[str, Any]:
         # its own connection: it holds one in a blocking stream read
         "sold_out": SoldOutBoard.start(async_redis(settings.redis_url, max_connections=2)),
     }
-    services.update(await open_purchase_services(settings))  # carts, payments, fraud, checkout
+    services.update(await open_purchase_services(settings))  # carts, payments, checkout
     return services

@@ -272,3 +272,21 @@ async def revoke_all_for_user_async(conn, user_id: int) -> int:
             (user_id,),
         )
         return cur.rowcount
+
+
+def issue_guest_order_token(
+    settings, order_id: int | str, email: str, ttl_s: int | None = None
+) -> str:
+    """A token that opens one order for the guest who placed it (the checkout answer's and the
+    notification email's tracking link); read back by serve/auth.py."""
+    now = int(time.time())
+    claims = {
+        "sub": f"order:{order_id}",
+        "email": email.strip().lower(),
+        "typ": "guest_order",
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + (ttl_s or settings.refresh_token_ttl_s),
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm=JWT_ALGORITHM)

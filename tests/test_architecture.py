@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER_OF = {
     "flashmart": "flashmart",
@@ -97,14 +95,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-KNOWN_CYCLES = [
-    ["flashmart.actors.checkout.actor", "flashmart.actors.checkout.sweeper"],
-]
+KNOWN_CYCLES: list[list[str]] = []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="cycles left: " + "; ".join(" <-> ".join(c) for c in KNOWN_CYCLES)
-)
 def test_no_import_cycle_between_product_modules():
     assert cycles(import_graph()) == []
 
@@ -155,9 +148,7 @@ LAYER_RULES = [
         "flashmart.actors.search",
     ),  # features hang off the engine's ports
 ]
-KNOWN_WRONG = {
-    "flashmart.actors.notify.actor -> flashmart.serve.auth",
-}
+KNOWN_WRONG: set[str] = set()
 
 
 def wrong_edges(graph: dict[str, set[str]]) -> set[str]:
@@ -180,7 +171,6 @@ def wrong_edges(graph: dict[str, set[str]]) -> set[str]:
     return wrong
 
 
-@pytest.mark.xfail(strict=True, reason="left: " + "; ".join(sorted(KNOWN_WRONG)))
 def test_dependencies_point_one_way():
     assert wrong_edges(import_graph()) == set()
 

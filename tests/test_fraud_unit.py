@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from flashmart.actors.fraud.actor import features_from
 from flashmart.actors.fraud.model import FraudModel
 from flashmart.actors.fraud.rules import OrderFeatures, decide
+from flashmart.actors.fraud.scorer import features_from
 
 HOME = {"street": "1 Main St", "city": "SF", "zip": "94102", "country": "US"}
 
@@ -98,7 +98,7 @@ def test_history_counts_every_paid_order_whatever_came_back_later(backing, db):
     import asyncio
     import random
 
-    from flashmart.actors.fraud.actor import FraudScorer
+    from flashmart.actors.fraud.scorer import FraudScorer
     from flashmart.storage.postgres import open_async_pool
 
     uid = random.randint(10**12, 10**13)

@@ -882,6 +882,7 @@ def test_after_sales_restock_retried_after_a_rollback_restocks_once(inventory, d
     from psycopg.types.json import Jsonb
 
     from flashmart.actors.checkout.aftersales import _restock_all, _restock_item
+    from flashmart.storage.orders_postgres import PostgresOrderTx
 
     sku, wh, order_id = f"sku-{unique}", f"wh-{unique}", f"o{unique}"
 
@@ -912,7 +913,7 @@ def test_after_sales_restock_retried_after_a_rollback_restocks_once(inventory, d
         ) as conn:
             for _ in range(2):  # the cancel of the rest, its first transaction rolled back too
                 async with conn.transaction(force_rollback=True):
-                    await _restock_all(c, conn, order_id)
+                    await _restock_all(c, PostgresOrderTx(conn), order_id)
         assert (await c.stock(sku)).sold == 0
         return item["id"]
 

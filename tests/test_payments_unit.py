@@ -106,10 +106,7 @@ def test_workers_share_one_schedule_per_endpoint_and_follow_a_changed_limit(sett
             pm = _pm(settings, "4242424242424242")
             t0 = time.perf_counter()
             auths = await asyncio.gather(
-                *(
-                    w.call("authorise", f"p{i}-{unique}", 1000, "USD", pm)
-                    for i, w in enumerate([a, b] * 4)
-                )
+                *(w.authorise(f"p{i}-{unique}", 1000, "USD", pm) for i, w in enumerate([a, b] * 4))
             )
             assert all(isinstance(x, Authorised) for x in auths)
             assert (
@@ -117,7 +114,7 @@ def test_workers_share_one_schedule_per_endpoint_and_follow_a_changed_limit(sett
             )  # 8 creates at 10/s in all (burst 1): 7 intervals of 0.1 s
             await a.set_pacing(1000.0, 0.0)  # the per-endpoint limit lifted, for b as well
             t0 = time.perf_counter()
-            caps = await asyncio.gather(*(b.call("capture", x.payment_intent_id) for x in auths))
+            caps = await asyncio.gather(*(b.capture(x.payment_intent_id) for x in auths))
             assert all(isinstance(c, Captured) for c in caps) and time.perf_counter() - t0 < 0.5
         finally:
             await a.set_pacing(None)
@@ -146,7 +143,7 @@ def test_a_worker_without_redis_paces_alone_on_its_share(settings, unique):
         pm = _pm(settings, "4242424242424242")
         t0 = time.perf_counter()
         auths = await asyncio.gather(
-            *(w.call("authorise", f"l{i}-{unique}", 1000, "USD", pm) for i in range(6))
+            *(w.authorise(f"l{i}-{unique}", 1000, "USD", pm) for i in range(6))
         )
         assert all(isinstance(x, Authorised) for x in auths) and time.perf_counter() - t0 >= 0.45
         await w.set_pacing(1000.0, 0.0)

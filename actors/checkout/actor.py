@@ -1,4 +1,5 @@
-"""Checkout actors: a pool running sagas (the sweeper, which finishes or undoes sagas in doubt, is in sweeper.py)."""
+"""Checkout actors: a pool running sagas (the sweeper, which finishes or undoes sagas in doubt, is in
+sweeper.py and started beside them by actors/purchase.py)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ def actor_name(i: int) -> str:
 
 async def open_saga(settings: Settings) -> Saga:
     from flashmart.actors.carts.actor import CartsClient
-    from flashmart.actors.fraud.actor import FraudScorer
+    from flashmart.actors.fraud.scorer import FraudScorer
     from flashmart.actors.inventory.client import InventoryClient
     from flashmart.actors.payments.client import InProcessPayments
+    from flashmart.storage.orders_postgres import PostgresOrderStore
     from flashmart.storage.postgres import open_async_pool
     from flashmart.storage.redis import async_redis
 
@@ -46,6 +48,7 @@ async def open_saga(settings: Settings) -> Saga:
         await InventoryClient.connect(settings),
         InProcessPayments.open(settings, redis),
         fraud,
+        PostgresOrderStore(db),
     )
 
 
@@ -103,13 +106,10 @@ class CheckoutActor:
 
 
 def ensure_checkout_actors(settings: Settings) -> None:
-    from flashmart.actors.checkout.sweeper import ensure_sweeper
-
     for i in range(settings.checkout_pool_size):
         CheckoutActor.options(
             namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True
         ).remote(settings)
-    ensure_sweeper(settings)
 
 
 class CheckoutClient:

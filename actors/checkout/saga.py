@@ -15,11 +15,10 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from psycopg.types.json import Jsonb
-
 from flashmart.actors.carts.state import Cart
 from flashmart.actors.checkout import pricing
 from flashmart.actors.orders import lifecycle
+from flashmart.actors.orders.ports import OrderStore, OrderTx, SagaTakenOver
 from flashmart.actors.payments.types import Authorised, Captured, to_minor
 from flashmart.obs import counter, logger
 from flashmart.refusals import Refusal, Refused
@@ -29,11 +28,6 @@ log = logger("checkout")
 
 def _is_refusal(r) -> bool:
     return r.__class__ is Refusal
-
-
-class SagaTakenOver(Exception):
-    """The sweeper claimed this saga (it looked abandoned: a step took longer than saga_stale_s) and
-    resolves it; the request that started it must stop writing."""
 
 
 # FAULT INJECTION (tests only): when the environment of the actor process running the saga names
@@ -49,7 +43,9 @@ def _maybe_crash(step: str) -> None:
 
 
 class Saga:
-    def __init__(self, settings, db, carts, inventory, payments, fraud):
+    def __init__(
+        self, settings, db, carts, inventory, payments, fraud, store: OrderStore | None = None
+    ):
         self.settings, self.db, self.carts, self.inv, self.payments, self.fraud = (
             settings,
             db,
@@ -58,21 +54,16 @@ class Saga:
             payments,
             fraud,
         )
+        if store is None:  # the PostgreSQL store on the saga's own pool
+            from flashmart.storage.orders_postgres import PostgresOrderStore
+
+            store = PostgresOrderStore(db)
+        self.store: OrderStore = store
 
     # --- bookkeeping ---
     async def _step(self, order_id: str, step: str, **cols) -> None:
-        # attempts = 0: only while the sweeper has not claimed the saga (claiming increments attempts)
-        sets = ", ".join(
-            [f"{k} = %({k})s" for k in cols] + ["step = %(step)s", "updated_at = now()"]
-        )
-        async with self.db.connection() as conn:
-            cur = await conn.execute(
-                f"UPDATE checkout_sagas SET {sets} WHERE order_id = %(order_id)s "
-                "AND state = 'running' AND attempts = 0 RETURNING order_id",
-                {**cols, "step": step, "order_id": order_id},
-            )
-            if await cur.fetchone() is None:
-                raise SagaTakenOver(order_id)
+        if not await self.store.record_step(order_id, step, **cols):
+            raise SagaTakenOver(order_id)
         _maybe_crash(step)
 
     async def _finish(
@@ -81,18 +72,8 @@ class Saga:
         state: str,
         body: dict,
         error: str | None = None,
-        conn=None,
     ) -> dict:
-        sql = (
-            "UPDATE checkout_sagas SET state = %s, result = %s, error = %s, updated_at = now() "
-            "WHERE order_id = %s"
-        )
-        args = (state, Jsonb(body), error, order_id)
-        if conn is not None:
-            await conn.execute(sql, args)
-        else:
-            async with self.db.connection() as c:
-                await c.execute(sql, args)
+        await self.store.finish_saga(order_id, state, body, error)
         try:
             counter("checkouts", "checkout sagas finished", ("outcome",)).inc(
                 tags={"outcome": body.get("error", "ok")}
@@ -118,30 +99,10 @@ class Saga:
         step, holds = "started", []
         if ready is not None and ready.verdict["action"] != "decline" and ready.card_amount > 0:
             step, holds = "authorising", ready.holds
-        async with self.db.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO checkout_sagas (order_id, idempotency_scope, idempotency_key, user_id, step, "
-                "state, request, "
-                "holds) VALUES (%s, %s, %s, %s, %s, 'running', %s, %s) "
-                "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING order_id",
-                (
-                    order_id,
-                    scope,
-                    req["idempotency_key"],
-                    req.get("user_id"),
-                    step,
-                    Jsonb(req),
-                    Jsonb(holds),
-                ),
-            )
-            inserted = await cur.fetchone()
-            if inserted is None:
-                cur = await conn.execute(
-                    "SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
-                    (scope, req["idempotency_key"]),
-                )
-                first = await cur.fetchone()
-        if inserted is None:
+        first = await self.store.begin_saga(
+            order_id, scope, req["idempotency_key"], req.get("user_id"), step, req, holds
+        )
+        if first is not None:
             return self._replay(first, req)
         _maybe_crash(step)
         try:
@@ -267,7 +228,7 @@ class Saga:
         pi_id = None
         if card_amount > 0:
             if not authorising_recorded:
-                await self._step(order_id, "authorising", holds=Jsonb(holds))
+                await self._step(order_id, "authorising", holds=holds)
             auth = await self.payments.authorise(
                 order_id, to_minor(card_amount), "USD", req["payment_token"], scope
             )
@@ -311,13 +272,7 @@ class Saga:
             account = f"sc:{req['user_id']}"
         if account is None:
             return None, Decimal(0)
-        async with self.db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT balance, user_id, kind FROM credit_accounts WHERE id = %s "
-                "AND (expires_at IS NULL OR expires_at > now())",
-                (account,),
-            )
-            row = await cur.fetchone()
+        row = await self.store.usable_credit(account)
         if row is None or row["balance"] <= 0:
             raise Refused(
                 "insufficient_credit", "no usable balance on that gift card or store credit"
@@ -338,83 +293,61 @@ class Saga:
         credit_amount,
         holds: list[dict],
     ):
-        # pipeline: the statements go out together, one round trip to PostgreSQL instead of one each
-        async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute(
-                "INSERT INTO orders (id, user_id, guest_email, status, subtotal, discount, tax, shipping, grand_total, "
-                "shipping_address, billing_address, shipping_method, estimated_delivery, fraud_score, fraud_action, "
-                "fraud_flags, coupon_code, idempotency_key, idempotency_scope) "
-                "VALUES (%s,%s,%s,'pending',%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (
-                    order_id,
-                    req.get("user_id"),
-                    req.get("guest_email"),
-                    p.subtotal,
-                    p.discount,
-                    p.tax,
-                    p.shipping,
-                    p.grand_total,
-                    Jsonb(req["shipping_address"]),
-                    Jsonb(req.get("billing_address")),
-                    req["shipping_method"],
-                    p.estimated_delivery,
-                    verdict["risk_score"],
-                    verdict["action"],
-                    Jsonb(verdict["flags"]),
-                    ",".join(c["code"] for c in cart.coupons) or None,
-                    req["idempotency_key"],
-                    scope,
-                ),
+        order = {
+            "id": order_id,
+            "user_id": req.get("user_id"),
+            "guest_email": req.get("guest_email"),
+            "subtotal": p.subtotal,
+            "discount": p.discount,
+            "tax": p.tax,
+            "shipping": p.shipping,
+            "grand_total": p.grand_total,
+            "shipping_address": req["shipping_address"],
+            "billing_address": req.get("billing_address"),
+            "shipping_method": req["shipping_method"],
+            "estimated_delivery": p.estimated_delivery,
+            "fraud_score": verdict["risk_score"],
+            "fraud_action": verdict["action"],
+            "fraud_flags": verdict["flags"],
+            "coupon_code": ",".join(c["code"] for c in cart.coupons) or None,
+            "idempotency_key": req["idempotency_key"],
+            "idempotency_scope": scope,
+        }
+        items = [
+            (
+                order_id,
+                item.sku,
+                item.product_id,
+                item.name,
+                h.quantity,
+                Decimal(item.unit_price),
+                h.hold_id,
             )
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO order_items (order_id, sku, product_id, name, quantity, unit_price, hold_id) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s)",
-                    [
-                        (
-                            order_id,
-                            item.sku,
-                            item.product_id,
-                            item.name,
-                            h.quantity,
-                            Decimal(item.unit_price),
-                            h.hold_id,
-                        )
-                        for item in cart.items.values()
-                        for h in item.holds
-                    ],
-                )
-            if pi_id:
-                await conn.execute(
-                    "INSERT INTO payments (order_id, kind, payment_intent_id, payment_method, amount, status) "
-                    "VALUES (%s, 'card', %s, %s, %s, 'authorised')",
-                    (order_id, pi_id, req["payment_token"], card_amount),
-                )
-            if credit_amount > 0:
-                account = req["_credit_account"]
-                await conn.execute(
-                    "INSERT INTO payments (order_id, kind, payment_method, amount, status) "
-                    "VALUES (%s, %s, %s, %s, 'authorised')",
-                    (
-                        order_id,
-                        "gift_card" if account.startswith("gc:") else "store_credit",
-                        account,
-                        credit_amount,
-                    ),
-                )
-            await conn.execute(
-                "INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order_id,)
+            for item in cart.items.values()
+            for h in item.holds
+        ]
+        payments = []
+        if pi_id:
+            payments.append(
+                {
+                    "kind": "card",
+                    "payment_intent_id": pi_id,
+                    "payment_method": req["payment_token"],
+                    "amount": card_amount,
+                }
             )
-            cur = await conn.execute(
-                "UPDATE checkout_sagas SET step = 'order_written', holds = %s, payment_intent_id = %s, "
-                "updated_at = now() WHERE order_id = %s AND state = 'running' AND attempts = 0 "
-                "RETURNING order_id",
-                (Jsonb(holds), pi_id, order_id),
+        if credit_amount > 0:
+            account = req["_credit_account"]
+            payments.append(
+                {
+                    "kind": "gift_card" if account.startswith("gc:") else "store_credit",
+                    "payment_method": account,
+                    "amount": credit_amount,
+                }
             )
-            if (
-                await cur.fetchone() is None
-            ):  # claimed by the sweeper meanwhile: no order (rolled back)
-                raise SagaTakenOver(order_id)
+        # one pipelined transaction: every later crash has an order to settle
+        async with self.store.transaction(pipelined=True) as tx:
+            await tx.insert_order(order, items, payments, holds, pi_id)
 
     # --- settle: commit holds, confirm the order (+ outbox), capture. Also the sweeper's roll-forward.
     async def settle(
@@ -423,11 +356,7 @@ class Saga:
         """`saga`: what the running saga already knows (holds, request, payment_intent_id); the sweeper
         passes nothing and the row is read."""
         if saga is None:
-            async with self.db.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT * FROM checkout_sagas WHERE order_id = %s", (order_id,)
-                )
-                saga = await cur.fetchone()
+            saga = await self.store.saga(order_id)
         holds = saga["holds"]
         results = await asyncio.gather(
             *(self.inv.commit(h["sku"], h["hold_id"], order_id) for h in holds)
@@ -444,13 +373,9 @@ class Saga:
                 f"your reservation of {h['sku']} ended before the order was placed; nothing was charged",
             )
         try:
-            async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
-                body = await self._confirm(conn, order_id, saga, holds, results, status)
-                await conn.execute(
-                    "UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %s "
-                    "WHERE order_id = %s",
-                    (Jsonb(body), order_id),
-                )
+            async with self.store.transaction(pipelined=True) as tx:
+                body = await self._confirm(tx, order_id, saga, holds, results, status)
+                await tx.saga_committed(order_id, body)
         except Refused as exc:
             await self.undo_order(order_id, saga, list(zip(holds, results)), [])
             return await self._fail(order_id, exc.reason, exc.message)
@@ -465,7 +390,7 @@ class Saga:
             await asyncio.gather(checked_out, self._finish(order_id, "done", body))
         return body
 
-    async def _confirm(self, conn, order_id, saga, holds, results, status) -> dict:
+    async def _confirm(self, tx: OrderTx, order_id, saga, holds, results, status) -> dict:
         """Runs in pipeline mode: only the statements whose rows are read wait for an answer."""
         req = saga["request"]
         buyer = (
@@ -473,87 +398,48 @@ class Saga:
             if req.get("user_id") is not None
             else f"g:{req.get('guest_email')}"
         )
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "UPDATE order_items SET allocations = %s, warehouse_id = %s WHERE order_id = %s AND hold_id = %s",
-                [
-                    (
-                        Jsonb(r.allocations),
-                        max(r.allocations, key=r.allocations.get) if r.allocations else None,
-                        order_id,
-                        h["hold_id"],
-                    )
-                    for h, r in zip(holds, results)
-                ],
-            )
-        cur = await conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
-        order = await cur.fetchone()
-        if order["status"] != "pending":
+        await tx.set_allocations(
+            order_id, [(h["hold_id"], r.allocations) for h, r in zip(holds, results)]
+        )
+        order = await tx.order_for_update(order_id)
+        if order["status"] != lifecycle.PENDING:
             # confirmed already by the other settler (the running saga and the sweeper can both roll a
             # slow saga forward): coupons, credit and the outbox must be taken exactly once
             return _answer(order)
         for code in filter(None, (order["coupon_code"] or "").split(",")):
-            await self._redeem(conn, code, buyer, order_id, order["discount"])
+            await self._redeem(tx, code, buyer, order_id, order["discount"])
         credits = []
         if req.get("gift_card") or req.get("use_store_credit"):
-            cur = await conn.execute(
-                "SELECT * FROM payments WHERE order_id = %s AND kind <> 'card'", (order_id,)
-            )
-            credits = await cur.fetchall()
+            credits = await tx.credit_payments(order_id)
         for credit in credits:
-            cur2 = await conn.execute(
-                "UPDATE credit_accounts SET balance = balance - %s WHERE id = %s AND balance >= %s "
-                "RETURNING id",
-                (credit["amount"], credit["payment_method"], credit["amount"]),
-            )
-            if await cur2.fetchone() is None:
+            if not await tx.take_credit(credit["payment_method"], credit["amount"]):
                 raise Refused(
                     "insufficient_credit",
                     "the gift card or store credit balance changed; nothing was charged",
                 )
-            await conn.execute(
-                "INSERT INTO credit_ledger (account_id, order_id, amount, reason) VALUES (%s,%s,%s,'order')",
-                (credit["payment_method"], order_id, -credit["amount"]),
-            )
-            await conn.execute(
-                "UPDATE payments SET status = 'captured' WHERE id = %s", (credit["id"],)
-            )
+            await tx.credit_ledger(credit["payment_method"], order_id, -credit["amount"], "order")
+            await tx.payment_status_only(credit["id"], "captured")
         if req.get("user_id") is not None and saga["payment_intent_id"]:
-            await conn.execute(
-                "INSERT INTO payment_methods (user_id, token) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (req["user_id"], req["payment_token"]),
-            )
-        await conn.execute(
-            "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id)
+            await tx.remember_payment_method(req["user_id"], req["payment_token"])
+        assert lifecycle.can_move(order["status"], status), (order["status"], status)
+        await tx.set_order_status(order_id, status)
+        await tx.order_event(
+            order_id, status, "held for a fraud review" if status == lifecycle.REVIEW else None
         )
-        await conn.execute(
-            "INSERT INTO order_events (order_id, status, note) VALUES (%s, %s, %s)",
-            (order_id, status, "held for a fraud review" if status == "review" else None),
-        )
-        await conn.execute(
-            "INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
-            (
-                f"order.{status}",
-                Jsonb(
-                    {
-                        "order_id": order_id,
-                        "user_id": req.get("user_id"),
-                        "email": req.get("email") or req.get("guest_email"),
-                        "grand_total": str(order["grand_total"]),
-                    }
-                ),
-            ),
+        await tx.outbox(
+            f"order.{status}",
+            {
+                "order_id": order_id,
+                "user_id": req.get("user_id"),
+                "email": req.get("email") or req.get("guest_email"),
+                "grand_total": str(order["grand_total"]),
+            },
         )
         return _answer({**order, "status": status})
 
-    async def _redeem(self, conn, code, buyer, order_id, amount) -> None:
-        cur = await conn.execute("SELECT * FROM coupons WHERE code = %s FOR UPDATE", (code,))
-        c = await cur.fetchone()
-        cur = await conn.execute(
-            "SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
-            (code, buyer),
-        )
-        uses = (await cur.fetchone())["n"]
+    async def _redeem(self, tx: OrderTx, code, buyer, order_id, amount) -> None:
+        c = await tx.coupon_for_update(code)
+        uses = await tx.coupon_uses(code, buyer)
         if (
             c is None
             or (c["total_limit"] is not None and c["used_count"] >= c["total_limit"])
@@ -563,13 +449,7 @@ class Saga:
                 "coupon_exhausted",
                 f"coupon {code} was used up before your order; nothing was charged",
             )
-        await conn.execute(
-            "UPDATE coupons SET used_count = used_count + 1 WHERE code = %s", (code,)
-        )
-        await conn.execute(
-            "INSERT INTO coupon_redemptions (code, buyer, order_id, discount) VALUES (%s,%s,%s,%s)",
-            (code, buyer, order_id, amount),
-        )
+        await tx.coupon_redeemed(code, buyer, order_id, amount)
 
     async def capture(self, order_id: str, pi_id: str | None) -> bool:
         if pi_id:
@@ -577,18 +457,7 @@ class Saga:
             if not isinstance(r, Captured):
                 log.warning("capture of %s deferred to the sweeper: %s", order_id, r)
                 return False  # saga stays running at 'committed': the sweeper captures
-        async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
-            if pi_id:
-                await conn.execute(
-                    "UPDATE payments SET status = 'captured', updated_at = now() "
-                    "WHERE payment_intent_id = %s AND status = 'authorised'",
-                    (pi_id,),
-                )
-            await conn.execute(
-                "UPDATE checkout_sagas SET step = 'captured', state = 'done', updated_at = now() "
-                "WHERE order_id = %s",
-                (order_id,),
-            )
+        await self.store.captured(order_id, pi_id)
         return True
 
     # --- compensation ---
@@ -612,19 +481,7 @@ class Saga:
         )
         if saga["payment_intent_id"]:
             await self.payments.void(order_id, saga["payment_intent_id"])
-        async with self.db.connection() as conn:
-            await conn.execute(
-                "UPDATE orders SET status = 'failed', updated_at = now() WHERE id = %s", (order_id,)
-            )
-            await conn.execute(
-                "UPDATE payments SET status = 'voided', updated_at = now() WHERE order_id = %s "
-                "AND status = 'authorised'",
-                (order_id,),
-            )
-            await conn.execute(
-                "INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders WHERE id = %s",
-                (order_id,),
-            )
+        await self.store.order_failed(order_id)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,6 @@ STEPS = (
 STATES = ("running", "done", "failed")
 
 
-def next_allowed(step: str, to: str) -> bool:
-    """A saga moves forward one step at a time (it may stop, failed, at any step)."""
-    return STEPS.index(to) == STEPS.index(step) + 1
-
-
 def recovery(step: str) -> str:
     """What the sweeper does with a running saga found at `step` after a crash:
     - 'abandon': nothing held money; mark failed.

@@ -49,17 +49,10 @@ class Sweeper:
 
     def __init__(self, saga: Saga):
         self.saga = saga
+        self.store = saga.store
 
     async def sweep(self, older_than_s: float, recheck_after_s: float | None = None) -> dict:
-        async with self.saga.db.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE checkout_sagas SET updated_at = now(), attempts = attempts + 1 WHERE order_id IN ("
-                " SELECT order_id FROM checkout_sagas WHERE state = 'running'"
-                " AND updated_at < now() - make_interval(secs => %s)"
-                " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
-                (older_than_s, SWEEP_BATCH_MAX),
-            )
-            rows = await cur.fetchall()
+        rows = await self.store.claim_stale_sagas(older_than_s, SWEEP_BATCH_MAX)
         outcome: dict[str, int] = {}
         for saga in rows:
             try:
@@ -81,19 +74,12 @@ class Sweeper:
         """Returns left 'approved' (units back in stock, the refund failed at the gateway) and not tried for
         `older_than_s` are refunded now: the buyer's money does not wait for support to approve again.
         approve_return resumes such a return, and the refund's idempotency key keeps it to one refund."""
-        async with self.saga.db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id FROM returns WHERE status = 'approved' "
-                "AND refund_retry_at < now() - make_interval(secs => %s) "
-                "ORDER BY refund_retry_at LIMIT %s",
-                (older_than_s, RETURNS_BATCH_MAX),
-            )
-            ids = [r["id"] for r in await cur.fetchall()]
+        ids = await self.store.returns_due_for_refund(older_than_s, RETURNS_BATCH_MAX)
         done = 0
         for return_id in ids:
             try:
                 await aftersales.approve_return(
-                    self.saga.db, self.saga.payments, self.saga.inv, return_id
+                    self.store, self.saga.payments, self.saga.inv, return_id
                 )
                 done += 1
             except Exception as exc:  # noqa: BLE001 - one return must not stop the sweep; tried again later
@@ -102,13 +88,8 @@ class Sweeper:
                     return_id,
                     getattr(exc, "message", exc),
                 )
-                async with (
-                    self.saga.db.connection() as conn
-                ):  # to the back of the queue: no starving the others
-                    await conn.execute(
-                        "UPDATE returns SET refund_retry_at = now() WHERE id = %s AND status = 'approved'",
-                        (return_id,),
-                    )
+                # to the back of the queue: no starving the others
+                await self.store.postpone_return_refund(return_id)
         return done
 
     async def resolve(self, saga: dict) -> str:
@@ -129,16 +110,10 @@ class Sweeper:
                 "the checkout was interrupted; the card authorisation was cancelled, nothing was charged",
             )
         elif action == "settle":
-            async with s.db.connection() as conn:
-                cur = await conn.execute("SELECT fraud_action FROM orders WHERE id = %s", (oid,))
-                order = await cur.fetchone()
-            status = lifecycle.placed_status(order["fraud_action"] if order else None)
+            status = lifecycle.placed_status(await self.store.order_fraud_action(oid))
             await s.settle(oid, status, capture=(status == lifecycle.CONFIRMED))
         elif action == "capture":
-            async with s.db.connection() as conn:
-                cur = await conn.execute("SELECT status FROM orders WHERE id = %s", (oid,))
-                order = await cur.fetchone()
-            if order["status"] == lifecycle.CONFIRMED:
+            if await self.store.order_status(oid) == lifecycle.CONFIRMED:
                 action = await self._capture_or_cancel(saga)
             else:
                 await s._finish(oid, "done", saga["result"] or {"order_id": oid})
@@ -167,7 +142,9 @@ class Sweeper:
         if pi:
             r = await s.payments.capture(oid, pi)
             if isinstance(r, Refusal) and r.reason == "invalid":
-                await aftersales.cancel(s.db, s.payments, s.inv, oid, note=AUTHORISATION_ENDED)
+                await aftersales.cancel(
+                    self.store, s.payments, s.inv, oid, note=AUTHORISATION_ENDED
+                )
                 await s._finish(oid, "done", saga["result"] or {"order_id": oid})
                 counter(
                     "orders_cancelled_unpaid",
@@ -184,15 +161,7 @@ class Sweeper:
         """Sagas this sweeper failed at 'authorising'/'authorised' (attempts > 0) get one more look at
         the gateway `after_s` later: an authorisation still in flight when the saga was swept, or one
         whose void by the interrupted request failed, would otherwise stay open for 7 days."""
-        async with self.saga.db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT order_id, payment_intent_id FROM checkout_sagas WHERE state = 'failed' AND attempts > 0 "
-                "AND void_checked_at IS NULL AND step IN ('authorising', 'authorised') "
-                "AND updated_at < now() - make_interval(secs => %s) AND created_at > now() - make_interval(secs => %s) "
-                "ORDER BY updated_at LIMIT %s",
-                (after_s, RECHECK_WINDOW_S, RECHECK_BATCH_MAX),
-            )
-            rows = await cur.fetchall()
+        rows = await self.store.late_authorisations(after_s, RECHECK_WINDOW_S, RECHECK_BATCH_MAX)
         voided = 0
         for row in rows:
             try:
@@ -201,19 +170,10 @@ class Sweeper:
                 log.warning(
                     "late void of %s failed, retried in %.0f s: %s", row["order_id"], after_s, exc
                 )
-                async with (
-                    self.saga.db.connection() as conn
-                ):  # to the back of the queue: no starving the others
-                    await conn.execute(
-                        "UPDATE checkout_sagas SET updated_at = now() WHERE order_id = %s",
-                        (row["order_id"],),
-                    )
+                # to the back of the queue: no starving the others
+                await self.store.postpone_void_check(row["order_id"])
                 continue
-            async with self.saga.db.connection() as conn:
-                await conn.execute(
-                    "UPDATE checkout_sagas SET void_checked_at = now() WHERE order_id = %s",
-                    (row["order_id"],),
-                )
+            await self.store.void_checked(row["order_id"])
         return voided
 
 

@@ -118,9 +118,7 @@ class OrderEventsActor:
         """The guest's tracking link with the token that opens that one order (as the checkout answer's)."""
         from urllib.parse import quote
 
-        from flashmart.serve.auth import (
-            issue_guest_order_token,
-        )  # one issuer of guest tokens, the API's
+        from flashmart.storage.users import issue_guest_order_token  # the one issuer
 
         return f"/api/v1/orders/{order_id}?token={quote(issue_guest_order_token(self.settings, order_id, email))}"
 

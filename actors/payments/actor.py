@@ -103,11 +103,33 @@ class PaymentWorker:
         elif rate_per_s is not None:
             self._build(rate_per_s, endpoint_rate_per_s)
 
-    async def call(self, op: str, *args):
+    async def authorise(
+        self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""
+    ):
+        return await self._paced(
+            "authorise",
+            lambda: self.gateway.authorise(order_id, amount_minor, currency, payment_method, buyer),
+        )
+
+    async def capture(self, payment_intent_id: str, amount_minor: int | None = None):
+        return await self._paced(
+            "capture", lambda: self.gateway.capture(payment_intent_id, amount_minor)
+        )
+
+    async def void(self, payment_intent_id: str):
+        return await self._paced("void", lambda: self.gateway.void(payment_intent_id))
+
+    async def refund(self, payment_intent_id: str, amount_minor: int, key: str):
+        return await self._paced(
+            "refund", lambda: self.gateway.refund(payment_intent_id, amount_minor, key)
+        )
+
+    async def _paced(self, op: str, gateway_call):
+        """`gateway_call()` in a slot of the gateway's rate limit for `op` (its endpoint's too)."""
         t0 = time.perf_counter()
         try:
             async with self.slot(op):
-                result = await getattr(self.gateway, op)(*args)
+                result = await gateway_call()
         except Overloaded as exc:
             result = Refusal(
                 "overloaded", f"the payment gateway queue is full ({exc}); retry shortly"
@@ -140,18 +162,16 @@ class PaymentActor:
     async def authorise(
         self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""
     ):
-        return await self.worker.call(
-            "authorise", order_id, amount_minor, currency, payment_method, buyer
-        )
+        return await self.worker.authorise(order_id, amount_minor, currency, payment_method, buyer)
 
     async def capture(self, payment_intent_id: str, amount_minor: int | None = None):
-        return await self.worker.call("capture", payment_intent_id, amount_minor)
+        return await self.worker.capture(payment_intent_id, amount_minor)
 
     async def void(self, payment_intent_id: str):
-        return await self.worker.call("void", payment_intent_id)
+        return await self.worker.void(payment_intent_id)
 
     async def refund(self, payment_intent_id: str, amount_minor: int, key: str):
-        return await self.worker.call("refund", payment_intent_id, amount_minor, key)
+        return await self.worker.refund(payment_intent_id, amount_minor, key)
 
     async def find_by_order(self, order_id: str) -> list[str]:
         return await self.worker.gateway.find_by_order(order_id)

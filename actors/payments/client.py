@@ -30,27 +30,35 @@ class PaymentsClient:
     def _pick(self, key: str):
         return self.handles[zlib.crc32(key.encode()) % len(self.handles)]
 
-    async def _call(self, key: str, method: str, *args):
+    @staticmethod
+    async def _answer(call):
+        """The actor's answer; a refusal while the actor restarts (the caller may retry)."""
         try:
-            return await getattr(self._pick(key), method).remote(*args)
+            return await call
         except ray.exceptions.RayActorError as exc:
             return Refusal("unavailable", f"the payment actor is restarting: {type(exc).__name__}")
 
     async def authorise(
         self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""
     ):
-        return await self._call(
-            order_id, "authorise", order_id, amount_minor, currency, payment_method, buyer
+        return await self._answer(
+            self._pick(order_id).authorise.remote(
+                order_id, amount_minor, currency, payment_method, buyer
+            )
         )
 
     async def capture(self, order_id: str, payment_intent_id: str, amount_minor: int | None = None):
-        return await self._call(order_id, "capture", payment_intent_id, amount_minor)
+        return await self._answer(
+            self._pick(order_id).capture.remote(payment_intent_id, amount_minor)
+        )
 
     async def void(self, order_id: str, payment_intent_id: str):
-        return await self._call(order_id, "void", payment_intent_id)
+        return await self._answer(self._pick(order_id).void.remote(payment_intent_id))
 
     async def refund(self, order_id: str, payment_intent_id: str, amount_minor: int, key: str):
-        return await self._call(order_id, "refund", payment_intent_id, amount_minor, key)
+        return await self._answer(
+            self._pick(order_id).refund.remote(payment_intent_id, amount_minor, key)
+        )
 
     async def find_by_order(self, order_id: str) -> list[str]:
         return await self._pick(order_id).find_by_order.remote(order_id)
@@ -88,18 +96,16 @@ class InProcessPayments:
     async def authorise(
         self, order_id: str, amount_minor: int, currency: str, payment_method: str, buyer: str = ""
     ):
-        return await self.worker.call(
-            "authorise", order_id, amount_minor, currency, payment_method, buyer
-        )
+        return await self.worker.authorise(order_id, amount_minor, currency, payment_method, buyer)
 
     async def capture(self, order_id: str, payment_intent_id: str, amount_minor: int | None = None):
-        return await self.worker.call("capture", payment_intent_id, amount_minor)
+        return await self.worker.capture(payment_intent_id, amount_minor)
 
     async def void(self, order_id: str, payment_intent_id: str):
-        return await self.worker.call("void", payment_intent_id)
+        return await self.worker.void(payment_intent_id)
 
     async def refund(self, order_id: str, payment_intent_id: str, amount_minor: int, key: str):
-        return await self.worker.call("refund", payment_intent_id, amount_minor, key)
+        return await self.worker.refund(payment_intent_id, amount_minor, key)
 
     async def find_by_order(self, order_id: str) -> list[str]:
         return await self.worker.gateway.find_by_order(order_id)

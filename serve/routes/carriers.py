@@ -156,7 +156,7 @@ async def tracking_webhook(
         return {"applied": False, "reason": "unknown tracking number"}
     try:
         await aftersales.shipment_event(
-            ctx.db, shipment_id, event.status, event.location, None, "carrier"
+            ctx.orders, shipment_id, event.status, event.location, None, "carrier"
         )
     except DomainRefused as exc:  # e.g. delivered already: recorded, not retried
         await store.set_outcome(carrier, event, exc.message)

@@ -21,6 +21,7 @@ from flashmart.serve.routes.cart import GUEST_ID
 from flashmart.storage.users import normalize_email
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
+REVIEW_QUEUE_MAX = 100  # the oldest orders held for review, per page of the queue
 _CARD_NUMBER = re.compile(r"^[0-9][0-9 -]{10,}$")  # what a PAN looks like, to say why it is refused
 
 
@@ -154,7 +155,7 @@ def _with_guest_token(ctx: Context, out: dict, guest_email: str) -> dict:
     order (serve/auth.py), and the tracking link carries it too."""
     from urllib.parse import quote
 
-    from flashmart.serve.auth import issue_guest_order_token
+    from flashmart.storage.users import issue_guest_order_token
 
     token = issue_guest_order_token(ctx.settings, out["order_id"], guest_email)
     url = out.get("tracking_url") or f"/api/v1/orders/{out['order_id']}"
@@ -181,37 +182,26 @@ async def _guest_coupon_limits(
     if not limited:
         return
     buyer = coupon_buyer(None, guest_email)
-    async with ctx.db.connection() as conn:
-        replay = await (
-            await conn.execute(
-                "SELECT 1 FROM checkout_sagas WHERE idempotency_scope = %s AND "
-                "idempotency_key = %s",
-                (f"g:{cart_id}", idempotency_key),
+    uses = await ctx.orders.coupon_uses_unless_replayed(
+        f"g:{cart_id}", idempotency_key, [c["code"] for c in limited], buyer
+    )
+    if uses is None:
+        return  # a retried checkout answers its first outcome, whatever was redeemed since
+    for c in limited:
+        if uses[c["code"]] >= c["per_user_limit"]:
+            raise Refused(
+                "coupon_exhausted",
+                f"{guest_email} has already used coupon {c['code']}: remove it "
+                "from the cart to check out",
+                status=409,
             )
-        ).fetchone()
-        if replay is not None:
-            return  # a retried checkout answers its first outcome, whatever was redeemed since
-        for c in limited:
-            cur = await conn.execute(
-                "SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
-                (c["code"], buyer),
-            )
-            if (await cur.fetchone())["n"] >= c["per_user_limit"]:
-                raise Refused(
-                    "coupon_exhausted",
-                    f"{guest_email} has already used coupon {c['code']}: remove it "
-                    "from the cart to check out",
-                    status=409,
-                )
 
 
 # --- reads ---
 
 
 async def _load_order(ctx: Context, order_id: str, principal: Principal) -> dict:
-    async with ctx.db.connection() as conn:
-        cur = await conn.execute("SELECT * FROM orders WHERE id = %s", (order_id,))
-        o = await cur.fetchone()
+    o = await ctx.orders.order(order_id)
     if o is None or (principal.role == "customer" and o["user_id"] != principal.user_id):
         raise Refused(
             "not_found", f"no order {order_id}"
@@ -223,10 +213,7 @@ async def _load_order(ctx: Context, order_id: str, principal: Principal) -> dict
 
 async def _load_guest_order(ctx: Context, guest: GuestOrder) -> dict:
     """The order a guest's token opens, if it is still that guest's order (not a user's, same email)."""
-    async with ctx.db.connection() as conn:
-        o = await (
-            await conn.execute("SELECT * FROM orders WHERE id = %s", (guest.order_id,))
-        ).fetchone()
+    o = await ctx.orders.order(guest.order_id)
     if (
         o is None
         or o["user_id"] is not None
@@ -248,33 +235,7 @@ async def get_order(
         o = await _load_guest_order(ctx, reader)
     else:
         o = await _load_order(ctx, order_id, reader)
-    async with ctx.db.connection() as conn:
-        items = await (
-            await conn.execute(
-                "SELECT sku, product_id, name, quantity, unit_price, returned_quantity "
-                "FROM order_items WHERE order_id = %s ORDER BY id",
-                (order_id,),
-            )
-        ).fetchall()
-        ship = await (
-            await conn.execute(
-                "SELECT * FROM shipments WHERE order_id = %s ORDER BY id DESC LIMIT 1", (order_id,)
-            )
-        ).fetchone()
-        events = await (
-            await conn.execute(
-                "SELECT status, location, note, created_at FROM order_events "
-                "WHERE order_id = %s ORDER BY id",
-                (order_id,),
-            )
-        ).fetchall()
-        pays = await (
-            await conn.execute(
-                "SELECT kind, amount, status, refunded_amount FROM payments WHERE order_id = %s "
-                "ORDER BY id",
-                (order_id,),
-            )
-        ).fetchall()
+    items, ship, events, pays = await ctx.orders.order_details(order_id)
     shipped = next((e["created_at"] for e in events if e["status"] == "shipped"), None)
     return {
         "order_id": o["id"],
@@ -342,22 +303,7 @@ async def order_history(
     ctx: Context = Depends(get_ctx),
 ) -> dict:
     """Your orders, newest first (orders that never got past checkout are not listed)."""
-    async with ctx.db.connection() as conn:
-        total = (
-            await (
-                await conn.execute(
-                    "SELECT count(*) AS n FROM orders WHERE user_id = %s AND status <> 'pending'",
-                    (principal.user_id,),
-                )
-            ).fetchone()
-        )["n"]
-        rows = await (
-            await conn.execute(
-                "SELECT id, status, grand_total, created_at FROM orders WHERE user_id = %s AND status <> 'pending' "
-                "ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-                (principal.user_id, limit, (page - 1) * limit),
-            )
-        ).fetchall()
+    total, rows = await ctx.orders.order_history(principal.user_id, limit, (page - 1) * limit)
     return {
         "orders": [
             {
@@ -389,7 +335,7 @@ async def cancel_order(
 
     await _load_order(ctx, order_id, principal)
     return await aftersales.cancel(
-        ctx.db, ctx.services["payments"], ctx.services["inventory"], order_id
+        ctx.orders, ctx.services["payments"], ctx.services["inventory"], order_id
     )
 
 
@@ -403,13 +349,7 @@ async def review_queue(
     principal: Principal = Depends(require("order.review")), ctx: Context = Depends(get_ctx)
 ) -> dict:
     """Orders the fraud check held for a person to decide, oldest first."""
-    async with ctx.db.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT id, user_id, grand_total, fraud_score, fraud_flags, created_at FROM orders "
-                "WHERE status = 'review' ORDER BY created_at LIMIT 100"
-            )
-        ).fetchall()
+    rows = await ctx.orders.review_queue(REVIEW_QUEUE_MAX)
     return {
         "orders": [
             {
@@ -435,7 +375,7 @@ async def review_order(
     from flashmart.actors.checkout import aftersales
 
     return await aftersales.review(
-        ctx.db,
+        ctx.orders,
         ctx.services["payments"],
         ctx.services["inventory"],
         order_id,
@@ -461,7 +401,7 @@ async def refund_order(
     from flashmart.actors.checkout import aftersales
 
     return await aftersales.refund(
-        ctx.db, ctx.services["payments"], order_id, body.amount, body.reason
+        ctx.orders, ctx.services["payments"], order_id, body.amount, body.reason
     )
 
 
@@ -488,7 +428,7 @@ async def request_return(
 
     await _load_order(ctx, order_id, principal)
     return await aftersales.request_return(
-        ctx.db, order_id, [i.model_dump() for i in body.items], body.reason
+        ctx.orders, order_id, [i.model_dump() for i in body.items], body.reason
     )
 
 
@@ -503,7 +443,7 @@ async def approve_return(
     from flashmart.actors.checkout import aftersales
 
     return await aftersales.approve_return(
-        ctx.db, ctx.services["payments"], ctx.services["inventory"], return_id
+        ctx.orders, ctx.services["payments"], ctx.services["inventory"], return_id
     )
 
 
@@ -526,13 +466,9 @@ async def create_shipment(
     from flashmart.actors.checkout import aftersales
 
     if body.courier_id is not None:
-        async with ctx.db.connection() as conn:
-            row = await (
-                await conn.execute("SELECT role FROM users WHERE id = %s", (body.courier_id,))
-            ).fetchone()
-        if row is None or row["role"] != "courier":
+        if await ctx.orders.user_role(body.courier_id) != "courier":
             raise Refused("invalid", f"user {body.courier_id} is not a courier", status=422)
-    return await aftersales.create_shipment(ctx.db, order_id, body.carrier, body.courier_id)
+    return await aftersales.create_shipment(ctx.orders, order_id, body.carrier, body.courier_id)
 
 
 @router.get("/shipments")
@@ -544,15 +480,7 @@ async def list_shipments(
 ) -> dict:
     """A courier's assigned shipments (an admin sees all), newest first."""
     mine = principal.role == "courier"
-    async with ctx.db.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT s.id AS shipment_id, s.order_id, s.carrier, s.tracking_number, s.status, s.current_location, "
-                "o.shipping_address FROM shipments s JOIN orders o ON o.id = s.order_id "
-                "WHERE (NOT %s OR s.courier_id = %s) ORDER BY s.id DESC LIMIT %s OFFSET %s",
-                (mine, principal.user_id, limit, offset),
-            )
-        ).fetchall()
+    rows = await ctx.orders.shipments(principal.user_id, limit, offset, mine=mine)
     return {"shipments": rows, "limit": limit, "offset": offset}
 
 
@@ -578,7 +506,7 @@ async def shipment_event(
     from flashmart.actors.checkout import aftersales
 
     return await aftersales.shipment_event(
-        ctx.db,
+        ctx.orders,
         shipment_id,
         body.status,
         body.location,

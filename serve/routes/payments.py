@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flashmart import refusals
+from flashmart.actors.orders.ports import OrderTx
 from flashmart.serve.auth import Principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
@@ -51,14 +52,10 @@ async def stripe_webhook(
             "bad_request", f"webhook rejected: not a Stripe event (missing {exc})"
         ) from exc
     pi = obj.get("id") if obj.get("object") == "payment_intent" else obj.get("payment_intent")
-    async with ctx.db.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO gateway_events (id, type) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id",
-            (event_id, event_type),
-        )
-        duplicate = await cur.fetchone() is None
+    async with ctx.orders.transaction() as tx:
+        duplicate = not await tx.gateway_event_is_new(event_id, event_type)
         if not duplicate and pi:
-            await _apply_gateway_event(conn, event_type, str(pi), obj)
+            await _apply_gateway_event(tx, event_type, str(pi), obj)
     if event_type == "payment_intent.canceled" and pi:
         await _cancel_order_left_without_authorisation(
             ctx, str(pi)
@@ -66,74 +63,43 @@ async def stripe_webhook(
     return {"received": True, "type": event_type, **({"duplicate": True} if duplicate else {})}
 
 
-async def _apply_gateway_event(conn, event_type: str, pi: str, obj: dict) -> None:
+async def _apply_gateway_event(tx: OrderTx, event_type: str, pi: str, obj: dict) -> None:
     from flashmart.actors.checkout import aftersales
 
     # the order row, then the payment row, are locked in the order refund/cancel lock them before calling
     # the gateway: an event about our own refund waits for that refund's transaction and then finds its
     # refunds row, and the two transactions cannot deadlock
-    order = await (
-        await conn.execute(
-            "SELECT o.* FROM payments p JOIN orders o ON o.id = p.order_id "
-            "WHERE p.payment_intent_id = %s FOR UPDATE OF o",
-            (pi,),
-        )
-    ).fetchone()
+    order = await tx.order_of_intent_for_update(pi)
     if order is None:
         return  # not one of ours (another integration on the same account): acknowledged, ignored
-    cur = await conn.execute(
-        "SELECT * FROM payments WHERE payment_intent_id = %s FOR UPDATE", (pi,)
-    )
-    pay = await cur.fetchone()
+    pay = await tx.payment_of_intent_for_update(pi)
     if event_type == "payment_intent.canceled":
-        cur = await conn.execute(
-            "UPDATE payments SET status = 'voided', updated_at = now() WHERE id = %s "
-            "AND status = 'authorised' RETURNING id",
-            (pay["id"],),
-        )
-        if await cur.fetchone():
+        if await tx.authorised_payment_becomes(pay["id"], "voided"):
             await aftersales.order_event(
-                conn,
+                tx,
                 pay["order_id"],
                 "payment_voided",
                 "the card authorisation was cancelled at the payment gateway",
                 topic=False,
             )
     elif event_type == "payment_intent.succeeded" and obj.get("amount_received"):
-        await conn.execute(
-            "UPDATE payments SET status = 'captured', updated_at = now() WHERE id = %s "
-            "AND status = 'authorised'",
-            (pay["id"],),
-        )
+        await tx.authorised_payment_becomes(pay["id"], "captured")
     elif event_type == "payment_intent.payment_failed":
-        await conn.execute(
-            "UPDATE payments SET status = 'failed', updated_at = now() WHERE id = %s "
-            "AND status = 'authorised'",
-            (pay["id"],),
-        )
+        await tx.authorised_payment_becomes(pay["id"], "failed")
     elif event_type == "charge.refunded":
         new = Decimal(0)
         for r in (obj.get("refunds") or {}).get("data") or []:
-            cur = await conn.execute(
-                "INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) VALUES (%s,%s,%s,%s) "
-                "ON CONFLICT (gateway_refund_id) DO NOTHING RETURNING amount",
-                (pay["order_id"], pay["id"], r["id"], Decimal(r["amount"]) / 100),
+            new += await tx.gateway_refund_recorded(
+                pay["order_id"], pay["id"], r["id"], Decimal(r["amount"]) / 100
             )
-            row = await cur.fetchone()
-            new += row["amount"] if row else 0
         refunded = min(Decimal(obj.get("amount_refunded", 0)) / 100, pay["amount"])
-        await conn.execute(
-            "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, %s), status = CASE WHEN "
-            "GREATEST(refunded_amount, %s) >= amount THEN 'refunded' ELSE 'partially_refunded' END, updated_at = now() "
-            "WHERE id = %s",
-            (refunded, refunded, pay["id"]),
-        )
-        if (
-            new > 0
-        ):  # a refund made outside flashmart (the Stripe dashboard): the order's status and timeline follow
-            status = await aftersales.settle_status(conn, order)
+        await tx.payment_refunded_at_gateway(pay["id"], refunded)
+        if new > 0:
+            # a refund made outside flashmart (the Stripe dashboard): the order's status and
+            # timeline follow
+            status = await aftersales.settle_status(tx, order)
             await aftersales.refund_event(
-                conn, pay["order_id"], status, f"{new} refunded at the payment gateway"
+                tx, pay["order_id"], status, f"{new} refunded at the payment gateway"
             )
 
 
@@ -142,24 +108,17 @@ async def _cancel_order_left_without_authorisation(ctx: Context, pi: str) -> Non
     it can never be captured: cancel the order (units back to stock, gift card / store credit back)."""
     from flashmart.actors.checkout import aftersales
 
-    async with ctx.db.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT o.id FROM payments p JOIN orders o ON o.id = p.order_id WHERE "
-                "p.payment_intent_id = %s AND p.status = 'voided' AND o.status = 'review'",
-                (pi,),
-            )
-        ).fetchone()
-    if row is None:
+    order_id = await ctx.orders.order_in_review_with_voided_intent(pi)
+    if order_id is None:
         return
     try:
         await aftersales.cancel(
-            ctx.db, ctx.services["payments"], ctx.services["inventory"], row["id"]
+            ctx.orders, ctx.services["payments"], ctx.services["inventory"], order_id
         )
     except refusals.Refused as exc:
         if exc.reason != "conflict":  # conflict: someone else settled it meanwhile
             raise Refused(
-                "unavailable", f"could not cancel order {row['id']} yet: {exc.message}"
+                "unavailable", f"could not cancel order {order_id} yet: {exc.message}"
             ) from exc
 
 
@@ -168,14 +127,7 @@ async def my_payment_methods(
     principal: Principal = Depends(require("order.checkout")), ctx: Context = Depends(get_ctx)
 ) -> dict:
     """Gateway tokens you have paid with (no card data is ever stored)."""
-    async with ctx.db.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT token, brand, last_four, first_used_at FROM payment_methods "
-                "WHERE user_id = %s ORDER BY first_used_at DESC",
-                (principal.user_id,),
-            )
-        ).fetchall()
+    rows = await ctx.orders.payment_methods(principal.user_id)
     return {"methods": [{**r, "first_used_at": r["first_used_at"].isoformat()} for r in rows]}
 
 
@@ -213,18 +165,8 @@ async def create_gift_card(
     ctx: Context = Depends(get_ctx),
 ) -> dict:
     code = body.code or new_gift_card_code()
-    async with ctx.db.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO credit_accounts (id, kind, balance, expires_at) VALUES (%s,'gift_card',%s,%s) "
-            "ON CONFLICT DO NOTHING RETURNING id",
-            (f"gc:{code}", body.amount, body.expires_at),
-        )
-        if await cur.fetchone() is None:
-            raise Refused("conflict", f"gift card {code} exists")
-        await conn.execute(
-            "INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, 'issued')",
-            (f"gc:{code}", body.amount),
-        )
+    if not await ctx.orders.issue_gift_card(f"gc:{code}", body.amount, body.expires_at):
+        raise Refused("conflict", f"gift card {code} exists")
     return {
         "code": code,
         "balance": float(body.amount),
@@ -246,14 +188,7 @@ async def gift_card_balance(
     """What is left on a gift card. POST, not GET: the code is a secret and stays out of URLs and logs.
     Signed-in buyers only, so every check counts against an account (giftcard.user: 10, then one per
     10 s); an unknown code and an expired one answer the same 404."""
-    async with ctx.db.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT balance, expires_at FROM credit_accounts WHERE id = %s AND kind = "
-                "'gift_card' AND (expires_at IS NULL OR expires_at > now())",
-                (f"gc:{body.code.strip()}",),
-            )
-        ).fetchone()
+    row = await ctx.orders.usable_gift_card(f"gc:{body.code.strip()}")
     if row is None:
         raise Refused("not_found", "no usable gift card with that code")
     return {
@@ -276,17 +211,7 @@ async def grant_store_credit(
     ctx: Context = Depends(get_ctx),
 ) -> dict:
     acct = f"sc:{body.user_id}"
-    async with ctx.db.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO credit_accounts (id, kind, user_id, balance) VALUES (%s, 'store_credit', %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET balance = credit_accounts.balance + EXCLUDED.balance RETURNING balance",
-            (acct, body.user_id, body.amount),
-        )
-        balance = (await cur.fetchone())["balance"]
-        await conn.execute(
-            "INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, %s)",
-            (acct, body.amount, body.reason),
-        )
+    balance = await ctx.orders.grant_store_credit(acct, body.user_id, body.amount, body.reason)
     return {"user_id": body.user_id, "balance": float(balance)}
 
 
@@ -294,13 +219,8 @@ async def grant_store_credit(
 async def my_store_credit(
     principal: Principal = Depends(require("order.checkout")), ctx: Context = Depends(get_ctx)
 ) -> dict:
-    async with ctx.db.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT balance FROM credit_accounts WHERE id = %s", (f"sc:{principal.user_id}",)
-            )
-        ).fetchone()
-    return {"balance": float(row["balance"]) if row else 0.0}
+    balance = await ctx.orders.credit_balance(f"sc:{principal.user_id}")
+    return {"balance": float(balance) if balance is not None else 0.0}
 
 
 class CouponBody(BaseModel):
@@ -332,20 +252,6 @@ async def create_coupon(
 ) -> dict:
     if body.kind == "percentage" and body.value > 100:
         raise Refused("invalid", "a percentage coupon is at most 100")
-    async with ctx.db.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO coupons (code, kind, value, min_spend, expires_at, per_user_limit, total_limit) "
-            "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING code",
-            (
-                body.code,
-                body.kind,
-                body.value,
-                body.min_spend,
-                body.expires_at,
-                body.per_user_limit,
-                body.total_limit,
-            ),
-        )
-        if await cur.fetchone() is None:
-            raise Refused("conflict", f"coupon {body.code} exists")
+    if not await ctx.orders.new_coupon(body.model_dump()):
+        raise Refused("conflict", f"coupon {body.code} exists")
     return body.model_dump(mode="json")

@@ -105,7 +105,7 @@ async def seller_shipment_event(
     if await _store(ctx).shipment_seller(shipment_id) != seller_id:
         raise Refused("not_found", f"no shipment {shipment_id} of yours")
     return await aftersales.shipment_event(
-        ctx.db, shipment_id, body.status, body.location, principal.user_id, "seller"
+        ctx.orders, shipment_id, body.status, body.location, principal.user_id, "seller"
     )
 
 
@@ -150,7 +150,7 @@ async def seller_approve_return(
 
     await _my_return(ctx, principal, return_id)
     out = await aftersales.approve_return(
-        ctx.db, ctx.services["payments"], ctx.services["inventory"], return_id
+        ctx.orders, ctx.services["payments"], ctx.services["inventory"], return_id
     )
     async with ctx.db.connection() as conn, conn.transaction():
         await audit(

@@ -1,16 +1,12 @@
-"""The fraud actor: reads the buyer's history from PostgreSQL, applies rules + model, returns a verdict."""
+"""Fraud scoring: reads the buyer's history from PostgreSQL, applies the rules and the model, returns a
+verdict. The checkout saga scores in its own process with this (no actor of its own: it would be one
+Ray hop and one process more per checkout for a pure function and one query)."""
 
 from __future__ import annotations
 
-import ray
-
-from flashmart.actors import NAMESPACE
 from flashmart.actors.fraud.model import FraudModel
 from flashmart.actors.fraud.rules import OrderFeatures, decide
 from flashmart.actors.orders.lifecycle import PAID
-from flashmart.settings import Settings
-
-ACTOR_NAME = "fraud"
 
 # The buyer's history, three features:
 # - orders_last_hour: every order attempt, whatever became of it (velocity is about attempts);
@@ -53,9 +49,7 @@ def _addr_key(a: dict) -> tuple:
 
 
 class FraudScorer:
-    """History from PostgreSQL + the seed's rules + the model, on a pool the caller owns. The checkout
-    saga scores in its own process with this (one Ray hop and one process fewer per checkout); the
-    actor below wraps the same object for any other caller."""
+    """History from PostgreSQL + the rules + the model, on a pool the caller owns."""
 
     def __init__(
         self, db, review_from: float, decline_from: float, model: FraudModel | None = None
@@ -82,29 +76,3 @@ class FraudScorer:
         f = features_from(order, await self.history(order))
         verdict = decide(f, self.model.probability(f.vector()), self.review_from, self.decline_from)
         return {**verdict.as_dict(), "model_version": self.model.version}
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)
-class FraudActor:
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.scorer: FraudScorer | None = None
-
-    async def score(self, order: dict) -> dict:
-        if self.scorer is None:
-            from flashmart.storage.postgres import open_async_pool
-
-            db = await open_async_pool(self.settings.database_url, min_size=1, max_size=4)
-            self.scorer = FraudScorer(
-                db, self.settings.fraud_review_threshold, self.settings.fraud_decline_threshold
-            )
-        return await self.scorer.score(order)
-
-    async def ping(self) -> str:
-        return "ok"
-
-
-def ensure_fraud_actor(settings: Settings) -> None:
-    FraudActor.options(
-        namespace=NAMESPACE, name=ACTOR_NAME, lifetime="detached", get_if_exists=True
-    ).remote(settings)

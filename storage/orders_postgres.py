@@ -1,0 +1,780 @@
+"""The orders/payments store on PostgreSQL: orders, their items, payments, refunds, returns, shipments,
+the timeline and outbox, coupons and store credit as checkout spends them, and the checkout saga's
+progress. It implements the port in actors/orders/ports.py; the checkout saga, its sweeper,
+after-sales and the order and payment routes use nothing else to reach these tables.
+
+Each method of `PostgresOrderStore` is one transaction (a pooled connection commits when its block
+ends). Work that must happen in one transaction - with the order row locked while the gateway is
+called - goes through `transaction()`, whose `PostgresOrderTx` offers the statements one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from flashmart.actors.orders.ports import SagaTakenOver
+
+# the checkout_sagas columns a step may record besides the step itself (JSON ones are wrapped)
+SAGA_STEP_COLUMNS = {"holds": True, "payment_intent_id": False}
+
+
+class PostgresOrderTx:
+    """The statements of one transaction on the orders tables (the caller holds the transaction)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    async def _one(self, sql: str, args: Any = None) -> dict | None:
+        return await (await self.conn.execute(sql, args)).fetchone()
+
+    async def _all(self, sql: str, args: Any = None) -> list[dict]:
+        return await (await self.conn.execute(sql, args)).fetchall()
+
+    # --- orders ---
+    async def order_for_update(self, order_id: str) -> dict | None:
+        return await self._one("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
+
+    async def set_order_status(self, order_id: str, status: str) -> None:
+        await self.conn.execute(
+            "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (status, order_id)
+        )
+
+    async def order_event(
+        self, order_id: str, status: str, note: str | None = None, location: str | None = None
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO order_events (order_id, status, note, location) VALUES (%s,%s,%s,%s)",
+            (order_id, status, note, location),
+        )
+
+    async def outbox(self, topic: str, payload: dict) -> None:
+        await self.conn.execute(
+            "INSERT INTO outbox (topic, payload) VALUES (%s, %s)", (topic, Jsonb(payload))
+        )
+
+    async def shipped(self, order_id: str) -> bool:
+        """A parcel of the order left the warehouse."""
+        row = await self._one(
+            "SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = %s AND status <> 'label_created') "
+            "AS shipped",
+            (order_id,),
+        )
+        return row["shipped"]
+
+    async def money_back(self, order_id: str) -> dict:
+        """paid and back (refunded) over the order's taken payments."""
+        return await self._one(
+            "SELECT coalesce(sum(amount), 0) AS paid, coalesce(sum(refunded_amount), 0) AS back "
+            "FROM payments WHERE order_id = %s AND status IN ('captured', 'partially_refunded', "
+            "'refunded')",
+            (order_id,),
+        )
+
+    async def units_back(self, order_id: str) -> dict:
+        """bought and back (returned) units of the order."""
+        return await self._one(
+            "SELECT coalesce(sum(quantity), 0) AS bought, coalesce(sum(returned_quantity), 0) AS back "
+            "FROM order_items WHERE order_id = %s",
+            (order_id,),
+        )
+
+    async def order_items(self, order_id: str) -> list[dict]:
+        return await self._all("SELECT * FROM order_items WHERE order_id = %s", (order_id,))
+
+    async def order_items_of_sku_for_update(self, order_id: str, sku: str) -> list[dict]:
+        return await self._all(
+            "SELECT * FROM order_items WHERE order_id = %s AND sku = %s ORDER BY id FOR UPDATE",
+            (order_id, sku),
+        )
+
+    async def units_left_by_sku(self, order_id: str) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT sku, sum(quantity - returned_quantity) AS left FROM order_items "
+            "WHERE order_id = %s GROUP BY sku",
+            (order_id,),
+        )
+        return {r["sku"]: r["left"] for r in rows}
+
+    async def item_returned(self, item_id: int, quantity: int, allocations: dict) -> None:
+        await self.conn.execute(
+            "UPDATE order_items SET returned_quantity = returned_quantity + %s, "
+            "returned_allocations = %s WHERE id = %s",
+            (quantity, Jsonb(allocations), item_id),
+        )
+
+    # --- payments ---
+    async def card_payment_for_update(self, order_id: str) -> dict | None:
+        return await self._one(
+            "SELECT * FROM payments WHERE order_id = %s AND kind = 'card' FOR UPDATE", (order_id,)
+        )
+
+    async def refundable(self, order_id: str) -> Decimal:
+        row = await self._one(
+            "SELECT coalesce(sum(amount - refunded_amount), 0) AS left FROM payments "
+            "WHERE order_id = %s AND status IN ('captured', 'partially_refunded')",
+            (order_id,),
+        )
+        return row["left"]
+
+    async def credit_payments_for_update(self, order_id: str) -> list[dict]:
+        """The gift card / store credit payments of the order with money left to give back."""
+        return await self._all(
+            "SELECT * FROM payments WHERE order_id = %s AND kind <> 'card' AND status IN "
+            "('captured', 'partially_refunded') FOR UPDATE",
+            (order_id,),
+        )
+
+    async def payment_refunded(self, payment_id: int, refunded_amount: Decimal, status: str):
+        await self.conn.execute(
+            "UPDATE payments SET refunded_amount = %s, status = %s, updated_at = now() WHERE id = %s",
+            (refunded_amount, status, payment_id),
+        )
+
+    async def payment_refunded_in_full(self, payment_id: int) -> None:
+        await self.conn.execute(
+            "UPDATE payments SET status = 'refunded', refunded_amount = amount, updated_at = now() "
+            "WHERE id = %s",
+            (payment_id,),
+        )
+
+    async def payment_status(self, payment_id: int, status: str) -> None:
+        await self.conn.execute(
+            "UPDATE payments SET status = %s, updated_at = now() WHERE id = %s",
+            (status, payment_id),
+        )
+
+    async def payment_status_only(self, payment_id: int, status: str) -> None:
+        """The status alone (a credit payment taken by the order's confirmation)."""
+        await self.conn.execute(
+            "UPDATE payments SET status = %s WHERE id = %s", (status, payment_id)
+        )
+
+    async def refund_recorded(
+        self,
+        order_id: str,
+        payment_id: int,
+        gateway_refund_id: str,
+        amount: Decimal,
+        return_id: int | None = None,
+    ) -> None:
+        if return_id is None:
+            await self.conn.execute(
+                "INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) "
+                "VALUES (%s,%s,%s,%s)",
+                (order_id, payment_id, gateway_refund_id, amount),
+            )
+        else:
+            await self.conn.execute(
+                "INSERT INTO refunds (order_id, return_id, payment_id, gateway_refund_id, amount) "
+                "VALUES (%s,%s,%s,%s,%s)",
+                (order_id, return_id, payment_id, gateway_refund_id, amount),
+            )
+
+    # --- store credit and gift cards ---
+    async def credit_given_back(self, account_id: str, order_id: str, amount: Decimal) -> None:
+        await self.conn.execute(
+            "UPDATE credit_accounts SET balance = balance + %s WHERE id = %s",
+            (amount, account_id),
+        )
+        await self.credit_ledger(account_id, order_id, amount, "refund")
+
+    async def credit_ledger(
+        self, account_id: str, order_id: str, amount: Decimal, reason: str
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO credit_ledger (account_id, order_id, amount, reason) VALUES (%s,%s,%s,%s)",
+            (account_id, order_id, amount, reason),
+        )
+
+    # --- returns ---
+    async def return_for_update(self, return_id: int) -> dict | None:
+        return await self._one("SELECT * FROM returns WHERE id = %s FOR UPDATE", (return_id,))
+
+    async def order_of_return(self, return_id: int) -> str | None:
+        row = await self._one("SELECT order_id FROM returns WHERE id = %s", (return_id,))
+        return None if row is None else row["order_id"]
+
+    async def units_claimed_by_open_returns(self, order_id: str) -> list[list[dict]]:
+        rows = await self._all(
+            "SELECT items FROM returns WHERE order_id = %s AND status = 'requested'", (order_id,)
+        )
+        return [r["items"] for r in rows]
+
+    async def new_return(self, order_id: str, reason: str, items: list[dict]) -> int:
+        row = await self._one(
+            "INSERT INTO returns (order_id, status, reason, items, refund_amount) "
+            "VALUES (%s, 'requested', %s, %s, 0) RETURNING id",
+            (order_id, reason, Jsonb(items)),
+        )
+        return row["id"]
+
+    async def return_approved(self, return_id: int, refund_amount: Decimal) -> dict:
+        return await self._one(
+            "UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true, "
+            "refund_retry_at = now() WHERE id = %s RETURNING *",
+            (refund_amount, return_id),
+        )
+
+    async def return_refunded(self, return_id: int, refund_amount: Decimal) -> None:
+        await self.conn.execute(
+            "UPDATE returns SET status = 'refunded', refund_amount = %s WHERE id = %s",
+            (refund_amount, return_id),
+        )
+
+    # --- shipments ---
+    async def new_shipment(
+        self, order_id: str, carrier: str, tracking_number: str, courier_id: int | None
+    ) -> dict:
+        return await self._one(
+            "INSERT INTO shipments (order_id, carrier, tracking_number, courier_id) "
+            "VALUES (%s,%s,%s,%s) RETURNING *",
+            (order_id, carrier, tracking_number, courier_id),
+        )
+
+    async def shipment_for_update(self, shipment_id: int) -> dict | None:
+        return await self._one("SELECT * FROM shipments WHERE id = %s FOR UPDATE", (shipment_id,))
+
+    async def shipment_progress(
+        self, shipment_id: int, status: str, location: str | None, actor_user_id: int
+    ) -> None:
+        await self.conn.execute(
+            "UPDATE shipments SET status = %s, current_location = coalesce(%s, current_location), "
+            "shipped_at = CASE WHEN %s = 'shipped' AND shipped_at IS NULL THEN now() ELSE shipped_at END, "
+            "delivered_at = CASE WHEN %s = 'delivered' THEN now() ELSE delivered_at END WHERE id = %s",
+            (status, location, status, status, shipment_id),
+        )
+        await self.shipment_event(shipment_id, status, location, actor_user_id)
+
+    async def shipment_event(
+        self, shipment_id: int, status: str, location: str | None, actor_user_id: int | None
+    ) -> None:
+        """An entry of the shipment's own history (its status unchanged)."""
+        await self.conn.execute(
+            "INSERT INTO shipment_events (shipment_id, status, location, actor_user_id) "
+            "VALUES (%s,%s,%s,%s)",
+            (shipment_id, status, location, actor_user_id),
+        )
+
+    async def order_follows_shipment(
+        self, order_id: str, status: str, from_statuses: Sequence[str]
+    ) -> None:
+        """The order takes the shipment's status only from `from_statuses` (checked in the statement)."""
+        await self.conn.execute(
+            "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s AND status = ANY(%s)",
+            (status, order_id, list(from_statuses)),
+        )
+
+    # --- the checkout: the order written, then confirmed ---
+    async def insert_order(
+        self, order: dict, items: list[tuple], payments: list[dict], holds: list[dict], pi_id
+    ) -> None:
+        """The pending order, its items and payments, its 'placed' event and the saga's step
+        'order_written', in the caller's (pipelined) transaction. Raises SagaTakenOver (rolling it
+        back) when the sweeper claimed the saga meanwhile."""
+        await self.conn.execute(
+            "INSERT INTO orders (id, user_id, guest_email, status, subtotal, discount, tax, shipping, "
+            "grand_total, shipping_address, billing_address, shipping_method, estimated_delivery, "
+            "fraud_score, fraud_action, fraud_flags, coupon_code, idempotency_key, idempotency_scope) "
+            "VALUES (%(id)s,%(user_id)s,%(guest_email)s,'pending',%(subtotal)s,%(discount)s,%(tax)s,"
+            "%(shipping)s,%(grand_total)s,%(shipping_address)s,%(billing_address)s,"
+            "%(shipping_method)s,%(estimated_delivery)s,%(fraud_score)s,%(fraud_action)s,"
+            "%(fraud_flags)s,%(coupon_code)s,%(idempotency_key)s,%(idempotency_scope)s)",
+            {
+                **order,
+                "shipping_address": Jsonb(order["shipping_address"]),
+                "billing_address": Jsonb(order["billing_address"]),
+                "fraud_flags": Jsonb(order["fraud_flags"]),
+            },
+        )
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO order_items (order_id, sku, product_id, name, quantity, unit_price, "
+                "hold_id) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                items,
+            )
+        for p in payments:
+            if p["kind"] == "card":
+                await self.conn.execute(
+                    "INSERT INTO payments (order_id, kind, payment_intent_id, payment_method, amount, "
+                    "status) VALUES (%s, 'card', %s, %s, %s, 'authorised')",
+                    (order["id"], p["payment_intent_id"], p["payment_method"], p["amount"]),
+                )
+            else:
+                await self.conn.execute(
+                    "INSERT INTO payments (order_id, kind, payment_method, amount, status) "
+                    "VALUES (%s, %s, %s, %s, 'authorised')",
+                    (order["id"], p["kind"], p["payment_method"], p["amount"]),
+                )
+        await self.conn.execute(
+            "INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order["id"],)
+        )
+        cur = await self.conn.execute(
+            "UPDATE checkout_sagas SET step = 'order_written', holds = %s, payment_intent_id = %s, "
+            "updated_at = now() WHERE order_id = %s AND state = 'running' AND attempts = 0 "
+            "RETURNING order_id",
+            (Jsonb(holds), pi_id, order["id"]),
+        )
+        if await cur.fetchone() is None:  # claimed by the sweeper meanwhile: no order (rolled back)
+            raise SagaTakenOver(order["id"])
+
+    async def set_allocations(self, order_id: str, allocations: list[tuple[str, dict]]) -> None:
+        """(hold_id, {warehouse: units}) per committed hold; the first-named warehouse of the most
+        units is the item's warehouse."""
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                "UPDATE order_items SET allocations = %s, warehouse_id = %s WHERE order_id = %s "
+                "AND hold_id = %s",
+                [
+                    (Jsonb(a), max(a, key=a.get) if a else None, order_id, hold_id)
+                    for hold_id, a in allocations
+                ],
+            )
+
+    async def coupon_for_update(self, code: str) -> dict | None:
+        return await self._one("SELECT * FROM coupons WHERE code = %s FOR UPDATE", (code,))
+
+    async def coupon_uses(self, code: str, buyer: str) -> int:
+        row = await self._one(
+            "SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
+            (code, buyer),
+        )
+        return row["n"]
+
+    async def coupon_redeemed(self, code: str, buyer: str, order_id: str, amount: Decimal):
+        await self.conn.execute(
+            "UPDATE coupons SET used_count = used_count + 1 WHERE code = %s", (code,)
+        )
+        await self.conn.execute(
+            "INSERT INTO coupon_redemptions (code, buyer, order_id, discount) VALUES (%s,%s,%s,%s)",
+            (code, buyer, order_id, amount),
+        )
+
+    async def credit_payments(self, order_id: str) -> list[dict]:
+        return await self._all(
+            "SELECT * FROM payments WHERE order_id = %s AND kind <> 'card'", (order_id,)
+        )
+
+    async def take_credit(self, account_id: str, amount: Decimal) -> bool:
+        """Spend `amount` of a gift card / store credit; False when its balance is short."""
+        cur = await self.conn.execute(
+            "UPDATE credit_accounts SET balance = balance - %s WHERE id = %s AND balance >= %s "
+            "RETURNING id",
+            (amount, account_id, amount),
+        )
+        return await cur.fetchone() is not None
+
+    async def remember_payment_method(self, user_id: int, token: str) -> None:
+        await self.conn.execute(
+            "INSERT INTO payment_methods (user_id, token) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (user_id, token),
+        )
+
+    async def saga_committed(self, order_id: str, result: dict) -> None:
+        await self.conn.execute(
+            "UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %s "
+            "WHERE order_id = %s",
+            (Jsonb(result), order_id),
+        )
+
+    # --- the gateway's webhook ---
+    async def gateway_event_is_new(self, event_id: str, event_type: str) -> bool:
+        cur = await self.conn.execute(
+            "INSERT INTO gateway_events (id, type) VALUES (%s, %s) ON CONFLICT DO NOTHING "
+            "RETURNING id",
+            (event_id, event_type),
+        )
+        return await cur.fetchone() is not None
+
+    async def order_of_intent_for_update(self, payment_intent_id: str) -> dict | None:
+        return await self._one(
+            "SELECT o.* FROM payments p JOIN orders o ON o.id = p.order_id "
+            "WHERE p.payment_intent_id = %s FOR UPDATE OF o",
+            (payment_intent_id,),
+        )
+
+    async def payment_of_intent_for_update(self, payment_intent_id: str) -> dict | None:
+        return await self._one(
+            "SELECT * FROM payments WHERE payment_intent_id = %s FOR UPDATE", (payment_intent_id,)
+        )
+
+    async def authorised_payment_becomes(self, payment_id: int, status: str) -> bool:
+        """An authorised payment moves to `status` (voided, captured, failed); False if it was not
+        authorised any more."""
+        cur = await self.conn.execute(
+            "UPDATE payments SET status = %s, updated_at = now() WHERE id = %s "
+            "AND status = 'authorised' RETURNING id",
+            (status, payment_id),
+        )
+        return await cur.fetchone() is not None
+
+    async def gateway_refund_recorded(
+        self, order_id: str, payment_id: int, gateway_refund_id: str, amount: Decimal
+    ) -> Decimal:
+        """A refund the gateway reports, once: its amount when new, else 0."""
+        row = await self._one(
+            "INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) "
+            "VALUES (%s,%s,%s,%s) ON CONFLICT (gateway_refund_id) DO NOTHING RETURNING amount",
+            (order_id, payment_id, gateway_refund_id, amount),
+        )
+        return row["amount"] if row else Decimal(0)
+
+    async def payment_refunded_at_gateway(self, payment_id: int, refunded: Decimal) -> None:
+        await self.conn.execute(
+            "UPDATE payments SET refunded_amount = GREATEST(refunded_amount, %s), status = CASE WHEN "
+            "GREATEST(refunded_amount, %s) >= amount THEN 'refunded' ELSE 'partially_refunded' END, "
+            "updated_at = now() WHERE id = %s",
+            (refunded, refunded, payment_id),
+        )
+
+
+class PostgresOrderStore:
+    """The orders/payments store on a psycopg async pool (rows as dicts)."""
+
+    def __init__(self, db):
+        self.db = db
+
+    @asynccontextmanager
+    async def transaction(self, pipelined: bool = False) -> AsyncIterator[PostgresOrderTx]:
+        """One transaction; `pipelined`: the statements go out together, one round trip to
+        PostgreSQL instead of one each (only a statement whose rows are read waits)."""
+        async with self.db.connection() as conn:
+            if pipelined:
+                async with conn.pipeline(), conn.transaction():
+                    yield PostgresOrderTx(conn)
+            else:
+                async with conn.transaction():
+                    yield PostgresOrderTx(conn)
+
+    async def _one(self, sql: str, args: Any = None) -> dict | None:
+        async with self.db.connection() as conn:
+            return await (await conn.execute(sql, args)).fetchone()
+
+    async def _all(self, sql: str, args: Any = None) -> list[dict]:
+        async with self.db.connection() as conn:
+            return await (await conn.execute(sql, args)).fetchall()
+
+    async def _run(self, sql: str, args: Any = None) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute(sql, args)
+
+    # --- the checkout saga's progress ---
+    async def begin_saga(
+        self, order_id: str, scope: str, key: str, user_id, step: str, request: dict, holds: list
+    ) -> dict | None:
+        """Record a new saga; None when recorded, else the saga that has this Idempotency-Key."""
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO checkout_sagas (order_id, idempotency_scope, idempotency_key, user_id, "
+                "step, state, request, holds) VALUES (%s, %s, %s, %s, %s, 'running', %s, %s) "
+                "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING order_id",
+                (order_id, scope, key, user_id, step, Jsonb(request), Jsonb(holds)),
+            )
+            if await cur.fetchone() is not None:
+                return None
+            cur = await conn.execute(
+                "SELECT * FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+                (scope, key),
+            )
+            return await cur.fetchone()
+
+    async def record_step(self, order_id: str, step: str, **cols) -> bool:
+        """The saga's step (with `cols`), only while the sweeper has not claimed it (claiming
+        increments attempts); False when it has."""
+        assert set(cols) <= set(SAGA_STEP_COLUMNS), cols
+        sets = ", ".join(
+            [f"{k} = %({k})s" for k in cols] + ["step = %(step)s", "updated_at = now()"]
+        )
+        values = {k: Jsonb(v) if SAGA_STEP_COLUMNS[k] else v for k, v in cols.items()}
+        row = await self._one(
+            f"UPDATE checkout_sagas SET {sets} WHERE order_id = %(order_id)s "
+            "AND state = 'running' AND attempts = 0 RETURNING order_id",
+            {**values, "step": step, "order_id": order_id},
+        )
+        return row is not None
+
+    async def finish_saga(self, order_id: str, state: str, result: dict, error: str | None):
+        await self._run(
+            "UPDATE checkout_sagas SET state = %s, result = %s, error = %s, updated_at = now() "
+            "WHERE order_id = %s",
+            (state, Jsonb(result), error, order_id),
+        )
+
+    async def saga(self, order_id: str) -> dict | None:
+        return await self._one("SELECT * FROM checkout_sagas WHERE order_id = %s", (order_id,))
+
+    async def saga_of_key(self, scope: str, key: str) -> bool:
+        """A checkout with this Idempotency-Key exists."""
+        row = await self._one(
+            "SELECT 1 FROM checkout_sagas WHERE idempotency_scope = %s AND idempotency_key = %s",
+            (scope, key),
+        )
+        return row is not None
+
+    async def usable_credit(self, account_id: str) -> dict | None:
+        return await self._one(
+            "SELECT balance, user_id, kind FROM credit_accounts WHERE id = %s "
+            "AND (expires_at IS NULL OR expires_at > now())",
+            (account_id,),
+        )
+
+    async def captured(self, order_id: str, payment_intent_id: str | None) -> None:
+        """The card payment captured (if any) and the saga done, in one transaction."""
+        async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
+            if payment_intent_id:
+                await conn.execute(
+                    "UPDATE payments SET status = 'captured', updated_at = now() "
+                    "WHERE payment_intent_id = %s AND status = 'authorised'",
+                    (payment_intent_id,),
+                )
+            await conn.execute(
+                "UPDATE checkout_sagas SET step = 'captured', state = 'done', updated_at = now() "
+                "WHERE order_id = %s",
+                (order_id,),
+            )
+
+    async def order_failed(self, order_id: str) -> None:
+        """An undone checkout: the order failed, its authorised payments voided, the timeline told."""
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "UPDATE orders SET status = 'failed', updated_at = now() WHERE id = %s", (order_id,)
+            )
+            await conn.execute(
+                "UPDATE payments SET status = 'voided', updated_at = now() WHERE order_id = %s "
+                "AND status = 'authorised'",
+                (order_id,),
+            )
+            await conn.execute(
+                "INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders "
+                "WHERE id = %s",
+                (order_id,),
+            )
+
+    # --- the sweeper ---
+    async def claim_stale_sagas(self, older_than_s: float, limit: int) -> list[dict]:
+        return await self._all(
+            "UPDATE checkout_sagas SET updated_at = now(), attempts = attempts + 1 WHERE order_id IN ("
+            " SELECT order_id FROM checkout_sagas WHERE state = 'running'"
+            " AND updated_at < now() - make_interval(secs => %s)"
+            " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *",
+            (older_than_s, limit),
+        )
+
+    async def order_fraud_action(self, order_id: str) -> str | None:
+        row = await self._one("SELECT fraud_action FROM orders WHERE id = %s", (order_id,))
+        return None if row is None else row["fraud_action"]
+
+    async def order_status(self, order_id: str) -> str | None:
+        row = await self._one("SELECT status FROM orders WHERE id = %s", (order_id,))
+        return None if row is None else row["status"]
+
+    async def returns_due_for_refund(self, older_than_s: float, limit: int) -> list[int]:
+        rows = await self._all(
+            "SELECT id FROM returns WHERE status = 'approved' "
+            "AND refund_retry_at < now() - make_interval(secs => %s) "
+            "ORDER BY refund_retry_at LIMIT %s",
+            (older_than_s, limit),
+        )
+        return [r["id"] for r in rows]
+
+    async def postpone_return_refund(self, return_id: int) -> None:
+        await self._run(
+            "UPDATE returns SET refund_retry_at = now() WHERE id = %s AND status = 'approved'",
+            (return_id,),
+        )
+
+    async def late_authorisations(self, after_s: float, window_s: float, limit: int) -> list[dict]:
+        return await self._all(
+            "SELECT order_id, payment_intent_id FROM checkout_sagas WHERE state = 'failed' "
+            "AND attempts > 0 AND void_checked_at IS NULL AND step IN ('authorising', 'authorised') "
+            "AND updated_at < now() - make_interval(secs => %s) "
+            "AND created_at > now() - make_interval(secs => %s) ORDER BY updated_at LIMIT %s",
+            (after_s, window_s, limit),
+        )
+
+    async def postpone_void_check(self, order_id: str) -> None:
+        await self._run(
+            "UPDATE checkout_sagas SET updated_at = now() WHERE order_id = %s", (order_id,)
+        )
+
+    async def void_checked(self, order_id: str) -> None:
+        await self._run(
+            "UPDATE checkout_sagas SET void_checked_at = now() WHERE order_id = %s", (order_id,)
+        )
+
+    # --- what the order and payment routes read and write ---
+    async def order(self, order_id: str) -> dict | None:
+        return await self._one("SELECT * FROM orders WHERE id = %s", (order_id,))
+
+    async def order_details(self, order_id: str) -> tuple[list[dict], dict | None, list, list]:
+        """The tracking view's parts: items, the latest shipment, the timeline, the payments."""
+        async with self.db.connection() as conn:
+            items = await (
+                await conn.execute(
+                    "SELECT sku, product_id, name, quantity, unit_price, returned_quantity "
+                    "FROM order_items WHERE order_id = %s ORDER BY id",
+                    (order_id,),
+                )
+            ).fetchall()
+            ship = await (
+                await conn.execute(
+                    "SELECT * FROM shipments WHERE order_id = %s ORDER BY id DESC LIMIT 1",
+                    (order_id,),
+                )
+            ).fetchone()
+            events = await (
+                await conn.execute(
+                    "SELECT status, location, note, created_at FROM order_events "
+                    "WHERE order_id = %s ORDER BY id",
+                    (order_id,),
+                )
+            ).fetchall()
+            pays = await (
+                await conn.execute(
+                    "SELECT kind, amount, status, refunded_amount FROM payments "
+                    "WHERE order_id = %s ORDER BY id",
+                    (order_id,),
+                )
+            ).fetchall()
+        return items, ship, events, pays
+
+    async def order_history(self, user_id: int, limit: int, offset: int) -> tuple[int, list]:
+        """A buyer's orders past checkout, newest first: (how many in all, this page)."""
+        async with self.db.connection() as conn:
+            total = (
+                await (
+                    await conn.execute(
+                        "SELECT count(*) AS n FROM orders WHERE user_id = %s AND status <> 'pending'",
+                        (user_id,),
+                    )
+                ).fetchone()
+            )["n"]
+            rows = await (
+                await conn.execute(
+                    "SELECT id, status, grand_total, created_at FROM orders WHERE user_id = %s "
+                    "AND status <> 'pending' ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
+                    (user_id, limit, offset),
+                )
+            ).fetchall()
+        return total, rows
+
+    async def review_queue(self, limit: int) -> list[dict]:
+        return await self._all(
+            "SELECT id, user_id, grand_total, fraud_score, fraud_flags, created_at FROM orders "
+            "WHERE status = 'review' ORDER BY created_at LIMIT %s",
+            (limit,),
+        )
+
+    async def user_role(self, user_id: int) -> str | None:
+        row = await self._one("SELECT role FROM users WHERE id = %s", (user_id,))
+        return None if row is None else row["role"]
+
+    async def shipments(
+        self, courier_id: int | None, limit: int, offset: int, *, mine: bool
+    ) -> list[dict]:
+        """Shipments newest first; with `mine`, only those assigned to `courier_id`."""
+        return await self._all(
+            "SELECT s.id AS shipment_id, s.order_id, s.carrier, s.tracking_number, s.status, "
+            "s.current_location, o.shipping_address FROM shipments s JOIN orders o "
+            "ON o.id = s.order_id WHERE (NOT %s OR s.courier_id = %s) ORDER BY s.id DESC "
+            "LIMIT %s OFFSET %s",
+            (mine, courier_id, limit, offset),
+        )
+
+    async def coupon_uses_unless_replayed(
+        self, scope: str, key: str, codes: Sequence[str], buyer: str
+    ) -> dict[str, int] | None:
+        """How often `buyer` redeemed each coupon; None when a checkout with this Idempotency-Key
+        exists (a retried checkout answers its first outcome)."""
+        async with self.db.connection() as conn:
+            replay = await (
+                await conn.execute(
+                    "SELECT 1 FROM checkout_sagas WHERE idempotency_scope = %s AND "
+                    "idempotency_key = %s",
+                    (scope, key),
+                )
+            ).fetchone()
+            if replay is not None:
+                return None
+            uses = {}
+            for code in codes:
+                cur = await conn.execute(
+                    "SELECT count(*) AS n FROM coupon_redemptions WHERE code = %s AND buyer = %s",
+                    (code, buyer),
+                )
+                uses[code] = (await cur.fetchone())["n"]
+            return uses
+
+    async def order_in_review_with_voided_intent(self, payment_intent_id: str) -> str | None:
+        row = await self._one(
+            "SELECT o.id FROM payments p JOIN orders o ON o.id = p.order_id WHERE "
+            "p.payment_intent_id = %s AND p.status = 'voided' AND o.status = 'review'",
+            (payment_intent_id,),
+        )
+        return None if row is None else row["id"]
+
+    async def payment_methods(self, user_id: int) -> list[dict]:
+        return await self._all(
+            "SELECT token, brand, last_four, first_used_at FROM payment_methods "
+            "WHERE user_id = %s ORDER BY first_used_at DESC",
+            (user_id,),
+        )
+
+    async def issue_gift_card(self, account_id: str, amount: Decimal, expires_at) -> bool:
+        """A new gift card with its ledger row; False when the code exists (nothing written)."""
+        async with self.db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO credit_accounts (id, kind, balance, expires_at) "
+                "VALUES (%s,'gift_card',%s,%s) ON CONFLICT DO NOTHING RETURNING id",
+                (account_id, amount, expires_at),
+            )
+            if await cur.fetchone() is None:
+                return False
+            await conn.execute(
+                "INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, 'issued')",
+                (account_id, amount),
+            )
+            return True
+
+    async def usable_gift_card(self, account_id: str) -> dict | None:
+        return await self._one(
+            "SELECT balance, expires_at FROM credit_accounts WHERE id = %s AND kind = "
+            "'gift_card' AND (expires_at IS NULL OR expires_at > now())",
+            (account_id,),
+        )
+
+    async def grant_store_credit(
+        self, account_id: str, user_id: int, amount: Decimal, reason: str
+    ) -> Decimal:
+        """Store credit added (the account opened if new) with its ledger row: the new balance."""
+        async with self.db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO credit_accounts (id, kind, user_id, balance) "
+                "VALUES (%s, 'store_credit', %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                "balance = credit_accounts.balance + EXCLUDED.balance RETURNING balance",
+                (account_id, user_id, amount),
+            )
+            balance = (await cur.fetchone())["balance"]
+            await conn.execute(
+                "INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, %s)",
+                (account_id, amount, reason),
+            )
+        return balance
+
+    async def credit_balance(self, account_id: str) -> Decimal | None:
+        row = await self._one("SELECT balance FROM credit_accounts WHERE id = %s", (account_id,))
+        return None if row is None else row["balance"]
+
+    async def new_coupon(self, coupon: dict) -> bool:
+        """False when the code exists."""
+        row = await self._one(
+            "INSERT INTO coupons (code, kind, value, min_spend, expires_at, per_user_limit, "
+            "total_limit) VALUES (%(code)s,%(kind)s,%(value)s,%(min_spend)s,%(expires_at)s,"
+            "%(per_user_limit)s,%(total_limit)s) ON CONFLICT DO NOTHING RETURNING code",
+            coupon,
+        )
+        return row is not None
