@@ -85,6 +85,11 @@ def page_csp(settings) -> str:
     )
 
 
+def _script_safe_json(value) -> str:
+    """JSON to embed in a <script> element: no "</script>" or "<!--" can end it early."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def render(ctx: Context, template: str, **values) -> HTMLResponse:
     settings = ctx.settings
     page = {
@@ -94,7 +99,7 @@ def render(ctx: Context, template: str, **values) -> HTMLResponse:
         "template": template,
         **values,
     }
-    html = _templates().get_template(template).render(page=page, page_json=json.dumps(page))
+    html = _templates().get_template(template).render(page=page, page_json=_script_safe_json(page))
     return HTMLResponse(
         html, headers={"content-security-policy": page_csp(settings), "cache-control": "no-store"}
     )
