@@ -82,7 +82,9 @@ def open_cart_services(ctx) -> dict:
 
     settings = ctx.settings
     return {
-        "catalog": CatalogCache.start(ctx.db, async_redis(settings.redis_url, max_connections=2)),
+        "catalog": CatalogCache.start(
+            ctx.db, ctx.redis, follower=async_redis(settings.redis_url, max_connections=2)
+        ),
         "cart_book": CartBook(
             CartStore(ctx.redis, settings.cart_ttl_s), ctx.services["inventory"], ctx.db, settings
         ),

@@ -92,9 +92,11 @@ class _Product:
 
 
 class CatalogCache:
-    def __init__(self, db, redis, clock=time.time) -> None:
+    def __init__(self, db, redis, clock=time.time, follower=None) -> None:
         self.db = db
-        self.redis = redis
+        self.redis = redis  # reads (versions): the replica's shared pool
+        # the change stream's blocking reads hold a connection of their own
+        self.follower = follower or redis
         self.clock = clock
         self._products: dict[int, _Product] = {}
         self._sku_product: dict[str, int] = {}
@@ -106,8 +108,8 @@ class CatalogCache:
         self.loads = 0
 
     @classmethod
-    def start(cls, db, redis) -> CatalogCache:
-        cache = cls(db, redis)
+    def start(cls, db, redis, follower) -> CatalogCache:
+        cache = cls(db, redis, follower=follower)
         cache._task = asyncio.get_running_loop().create_task(cache._follow())
         return cache
 
@@ -205,9 +207,9 @@ class CatalogCache:
         return last
 
     async def _start_point(self) -> str:
-        newest = await self.redis.xrevrange(CHANGES, count=1)
+        newest = await self.follower.xrevrange(CHANGES, count=1)
         last = newest[0][0] if newest else "0-0"
-        self.rooms_open = set(await self.redis.smembers(OPEN_ROOMS))
+        self.rooms_open = set(await self.follower.smembers(OPEN_ROOMS))
         self._rooms_known = True
         return last
 
@@ -218,7 +220,9 @@ class CatalogCache:
                 last = await self._start_point()
                 backoff_s = 0.2
                 while not self._closing:
-                    got = await self.redis.xread({CHANGES: last}, block=READ_BLOCK_MS, count=1000)
+                    got = await self.follower.xread(
+                        {CHANGES: last}, block=READ_BLOCK_MS, count=1000
+                    )
                     for _, entries in got or []:
                         last = self.apply(entries) or last
             except asyncio.CancelledError:
@@ -244,7 +248,8 @@ class CatalogCache:
                 await asyncio.wait_for(self._task, READ_BLOCK_MS / 1000 + 1)
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
-        await self.redis.aclose()
+        if self.follower is not self.redis:  # the shared pool is closed by its owner
+            await self.follower.aclose()
 
 
 # --- publishers ------------------------------------------------------------------------------------

@@ -177,11 +177,17 @@ def test_the_catalog_cache_follows_the_change_stream(backing, db):
     async def scenario():
         redis = async_redis(backing.redis_url)
         pool = await open_async_pool(backing.database_url, max_size=2)
-        catalog = CatalogCache.start(pool, async_redis(backing.redis_url, max_connections=2))
+        catalog = CatalogCache.start(
+            pool, redis, follower=async_redis(backing.redis_url, max_connections=2)
+        )
         await wait_for(lambda: catalog._rooms_known)
         assert not catalog.room_may_be_open(sku)
         assert (await catalog.variant(sku=sku)).price == "20.00"
         assert pid in catalog._products
+        # many concurrent misses while the follower holds its connection in a blocking read
+        others = [_product(db)[1] for _ in range(6)]
+        found = await asyncio.gather(*(catalog.variant(sku=s) for s in others))
+        assert [f.sku for f in found] == others
         await publish_products_changed(redis, [pid])
         await wait_for(lambda: pid not in catalog._products)
         await open_room(redis, backing, sku)
