@@ -215,6 +215,9 @@ def ray_head_running(settings: Settings | None = None) -> bool:
     return result.returncode == 0
 
 
+RAY_HEAD_START_ATTEMPTS = 3
+
+
 def start_ray_head(settings: Settings) -> None:
     """`ray start --head` with the dashboard, so the cluster outlives this command."""
     for port, var in (
@@ -236,10 +239,16 @@ def start_ray_head(settings: Settings) -> None:
         f"--dashboard-port={settings.ray_dashboard_port}",
         "--disable-usage-stats",
     ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise PlatformError(f"Ray head did not start: {tail[0]}")
+    # Ray gives its raylet 30 s to register with the GCS; on a machine loaded by other work that is
+    # not always enough ("The current node timed out during startup"): clear what the failed start
+    # left behind and try again.
+    for _ in range(RAY_HEAD_START_ATTEMPTS):
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+        if result.returncode == 0:
+            return
+        stop_ray_head(settings)
+    tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
+    raise PlatformError(f"Ray head did not start ({RAY_HEAD_START_ATTEMPTS} attempts): {tail[0]}")
 
 
 def stop_ray_head(settings: Settings) -> bool:

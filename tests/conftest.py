@@ -50,6 +50,9 @@ def settings(backing) -> Settings:
     return backing
 
 
+RAY_SLOT_WAIT_MAX_S = 3600
+
+
 @contextlib.contextmanager
 def ray_slot():
     """One of FLASHMART_TEST_RAY_SLOTS machine-wide slots (default 3) for a test session's Ray.
@@ -60,7 +63,8 @@ def ray_slot():
     slots = int(os.environ.get("FLASHMART_TEST_RAY_SLOTS", "3"))
     folder = Path(tempfile.gettempdir()) / "flashmart-test-ray-slots"
     folder.mkdir(exist_ok=True)
-    while True:
+    deadline = time.monotonic() + RAY_SLOT_WAIT_MAX_S
+    while time.monotonic() < deadline:
         for i in range(slots):
             handle = open(folder / f"slot-{i}.lock", "w")
             try:
@@ -74,6 +78,9 @@ def ray_slot():
                 handle.close()
             return
         time.sleep(1)
+    pytest.fail(
+        f"no free Ray slot in {RAY_SLOT_WAIT_MAX_S} s (other test sessions hold all {slots})"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -89,18 +96,12 @@ def ray_session(backing, machine_slot):
     import ray
 
     from flashmart.actors import NAMESPACE
-    from flashmart.platform import serve_env
+    from flashmart.platform import init_local_ray, serve_env
 
     os.environ.update(serve_env(backing))
-    # address="local": always a fresh cluster of our own, even if another Ray runs on this machine
-    ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-        namespace=NAMESPACE,
-    )
+    # a fresh cluster of our own, even if another Ray runs on this machine (retried: a loaded
+    # machine can miss Ray's own start-up deadline)
+    init_local_ray(NAMESPACE, attempts=5)
     yield ray
     from ray import serve
 
