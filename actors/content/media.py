@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from flashmart.refusals import Refusal
+
 KINDS = ("video", "music", "ebook")
 TYPES: dict[str, dict[str, str]] = {  # kind -> content type -> file extension
     "video": {"video/mp4": "mp4", "video/webm": "webm", "video/quicktime": "mov"},
@@ -16,12 +18,6 @@ TYPES: dict[str, dict[str, str]] = {  # kind -> content type -> file extension
     "ebook": {"application/epub+zip": "epub", "application/pdf": "pdf"},
 }
 SNIFF_BYTES = 64
-
-
-@dataclass(frozen=True)
-class Refusal:
-    reason: str
-    message: str
 
 
 def sniff(head: bytes) -> str | None:

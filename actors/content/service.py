@@ -15,9 +15,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from flashmart.actors.content import media
-from flashmart.actors.content.media import Refusal, Rendition
+from flashmart.actors.content.media import Rendition
 from flashmart.actors.content.stamp import Licence, stamp
 from flashmart.actors.membership.ports import MemberBenefits
+from flashmart.refusals import Refusal
 
 UPLOAD_URL_TTL_S = 3600
 STAFF = ("admin",)

@@ -14,13 +14,9 @@ from dataclasses import dataclass
 
 import stripe
 
+from flashmart.refusals import Refusal
+
 RETRYABLE = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
-
-
-@dataclass(frozen=True)
-class BillingRefusal:
-    reason: str  # payment_declined | invalid | unavailable
-    message: str
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ class StripeBilling:
         )
         return cus["id"]
 
-    async def save_card(self, customer_id: str, payment_method: str) -> BillingRefusal | None:
+    async def save_card(self, customer_id: str, payment_method: str) -> Refusal | None:
         """Attach the card to the customer and make it the one subscriptions charge."""
         try:
             await self._call(
@@ -130,18 +126,18 @@ class StripeBilling:
                 invoice_settings={"default_payment_method": payment_method},
             )
         except stripe.CardError as exc:
-            return BillingRefusal("payment_declined", exc.user_message or "the card was declined")
+            return Refusal("payment_declined", exc.user_message or "the card was declined")
         except stripe.InvalidRequestError as exc:
-            return BillingRefusal("invalid", f"the card was refused: {exc.user_message or exc}")
+            return Refusal("invalid", f"the card was refused: {exc.user_message or exc}")
         except RETRYABLE as exc:
-            return BillingRefusal(
+            return Refusal(
                 "unavailable", f"the payment gateway did not answer: {type(exc).__name__}"
             )
         return None
 
     async def subscribe(
         self, customer_id: str, price_id: str, trial_days: int, request_key: str, user_id: int
-    ) -> GatewaySubscription | BillingRefusal:
+    ) -> GatewaySubscription | Refusal:
         params: dict = {
             "customer": customer_id,
             "items": [{"price": price_id}],
@@ -156,7 +152,7 @@ class StripeBilling:
 
     async def change_price(
         self, subscription_id: str, price_id: str, request_key: str
-    ) -> GatewaySubscription | BillingRefusal:
+    ) -> GatewaySubscription | Refusal:
         """Move to another price now; the unused time is credited and the difference invoiced at
         once (Stripe's `always_invoice` proration)."""
         current = await self._call("get", f"/v1/subscriptions/{subscription_id}")
@@ -174,7 +170,7 @@ class StripeBilling:
 
     async def set_cancel_at_period_end(
         self, subscription_id: str, cancel: bool, request_key: str
-    ) -> GatewaySubscription | BillingRefusal:
+    ) -> GatewaySubscription | Refusal:
         return await self._subscription_call(
             "post",
             f"/v1/subscriptions/{subscription_id}",
@@ -182,22 +178,22 @@ class StripeBilling:
             {"cancel_at_period_end": cancel},
         )
 
-    async def cancel_now(self, subscription_id: str) -> GatewaySubscription | BillingRefusal:
+    async def cancel_now(self, subscription_id: str) -> GatewaySubscription | Refusal:
         return await self._subscription_call(
             "delete", f"/v1/subscriptions/{subscription_id}", None, {}
         )
 
     async def _subscription_call(
         self, method: str, path: str, key: str | None, params: dict
-    ) -> GatewaySubscription | BillingRefusal:
+    ) -> GatewaySubscription | Refusal:
         try:
             return GatewaySubscription.of(await self._call(method, path, key, **params))
         except stripe.CardError as exc:
-            return BillingRefusal("payment_declined", exc.user_message or "the card was declined")
+            return Refusal("payment_declined", exc.user_message or "the card was declined")
         except stripe.InvalidRequestError as exc:
-            return BillingRefusal("invalid", f"the gateway refused: {exc.user_message or exc}")
+            return Refusal("invalid", f"the gateway refused: {exc.user_message or exc}")
         except (*RETRYABLE, TimeoutError) as exc:
-            return BillingRefusal(
+            return Refusal(
                 "unavailable", f"the payment gateway did not answer: {type(exc).__name__}"
             )
 

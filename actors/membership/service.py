@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flashmart.actors.membership import state as sm
-from flashmart.actors.membership.billing import BillingRefusal, GatewaySubscription, StripeBilling
+from flashmart.actors.membership.billing import GatewaySubscription, StripeBilling
 from flashmart.actors.membership.plans import Plan
 from flashmart.actors.membership.ports import Change, Loaded, MemberBenefits, MembershipStore
-from flashmart.actors.membership.state import Membership, Refusal
+from flashmart.actors.membership.state import Membership
+from flashmart.refusals import Refusal
 
 REMINDER_TOPIC = "membership.payment_reminder"
 ENDED_TOPIC = "membership.ended"
@@ -80,13 +81,13 @@ class Memberships:
             return Refusal("not_found", f"no plan {plan_id!r} is offered")
         price_id = await self._price_of(plan)
         customer = await self._customer(user_id, email, payment_method)
-        if isinstance(customer, BillingRefusal):
-            return Refusal(customer.reason, customer.message)
+        if isinstance(customer, Refusal):
+            return customer
         sub = await self.billing.subscribe(
             customer, price_id, plan.trial_days, f"{user_id}:{request_key}", user_id
         )
-        if isinstance(sub, BillingRefusal):
-            return Refusal(sub.reason, sub.message)
+        if isinstance(sub, Refusal):
+            return sub
         if sub.status not in ("active", "trialing"):
             # the first payment failed: nothing to keep at the gateway, the member tries another card
             await self.billing.cancel_now(sub.id)
@@ -117,8 +118,8 @@ class Memberships:
         sub = await self.billing.change_price(
             loaded.subscription_id, await self._price_of(plan), f"{user_id}:{request_key}"
         )
-        if isinstance(sub, BillingRefusal):
-            return Refusal(sub.reason, sub.message)
+        if isinstance(sub, Refusal):
+            return sub
         now = self.clock()
         events: list[sm.Event] = [sm.PlanChanged(f"change:{request_key}", now, plan.id)]
         if sub.latest_invoice:
@@ -143,8 +144,8 @@ class Memberships:
         sub = await self.billing.set_cancel_at_period_end(
             loaded.subscription_id, cancel, f"{user_id}:{request_key}"
         )
-        if isinstance(sub, BillingRefusal):
-            return Refusal(sub.reason, sub.message)
+        if isinstance(sub, Refusal):
+            return sub
         now = self.clock()
         event = (
             sm.CancellationScheduled(f"cancel:{request_key}", now)
@@ -157,8 +158,8 @@ class Memberships:
     async def update_card(self, user_id: int, email: str, payment_method: str) -> dict | Refusal:
         """The card renewals charge from now on (a member in grace fixes a declined card here)."""
         customer = await self._customer(user_id, email, payment_method, replace=True)
-        if isinstance(customer, BillingRefusal):
-            return Refusal(customer.reason, customer.message)
+        if isinstance(customer, Refusal):
+            return customer
         return {"payment_method": payment_method}
 
     async def billing_history(self, user_id: int, limit: int = 50) -> list[dict]:
@@ -322,7 +323,7 @@ class Memberships:
 
     async def _customer(
         self, user_id: int, email: str, payment_method: str, replace: bool = False
-    ) -> str | BillingRefusal:
+    ) -> str | Refusal:
         known = await self.store.customer(user_id)
         customer = known[0] if known else await self.billing.ensure_customer(user_id, email)
         if known is None or replace or known[1] != payment_method:

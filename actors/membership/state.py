@@ -21,16 +21,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
+from flashmart.refusals import Refusal
+
 Status = Literal["incomplete", "trialing", "active", "past_due", "canceled", "expired"]
 LIVE: frozenset[str] = frozenset({"trialing", "active", "past_due"})
 ENDED: frozenset[str] = frozenset({"canceled", "expired"})
 APPLIED_IDS_MAX = 64  # the newest causes remembered per membership (webhooks retry within hours)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    reason: str  # not_found | conflict | invalid
-    message: str
 
 
 # --- events (past tense). `cause` is the id of what caused the event: its idempotency key ----------

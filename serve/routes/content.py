@@ -8,8 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from flashmart.actors.content.media import Refusal as ContentRefusal
-from flashmart.actors.membership.state import Refusal as MembershipRefusal
+from flashmart.refusals import Refusal
 from flashmart.serve.auth import Principal, client_ip, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
@@ -30,7 +29,7 @@ def library(ctx: Context):
 
 
 def _ok(result):
-    if isinstance(result, ContentRefusal | MembershipRefusal):
+    if isinstance(result, Refusal):
         raise Refused(result.reason, result.message)
     return result
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flashmart.actors.membership.plans import Benefits, Plan
-from flashmart.actors.membership.state import Refusal
+from flashmart.refusals import Refusal
 from flashmart.serve.auth import Principal, client_ip, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
