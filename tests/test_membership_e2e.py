@@ -318,6 +318,25 @@ def test_member_shipping_is_free_and_member_prices_apply_at_checkout(
     assert benefits(api, member)["reward_points"] == 2 * 18
 
 
+def test_reward_points_are_taken_back_for_a_refund(api, platform, plans, admin, warehouse, db):
+    sku = product(db, api, admin, warehouse, price="20.00", stock=5)
+    member, support = make_user(api), make_user(api, "support")
+    assert subscribe(api, platform, member, plans["gold"]).status_code == 201
+    order = wait_for(lambda: _member_order(api, platform, member, sku), "the member price", 15)
+    assert order["grand_total"] == 19.44  # 18.00 + 8% tax, express shipping free
+    sweep_at(platform, time.time())
+    assert benefits(api, member)["reward_points"] == 36  # 2 per whole unit of the 18.00 paid
+    r = api.post(
+        f"/api/v1/orders/{order['order_id']}/refunds",
+        json={"amount": "9.72", "reason": "goodwill"},
+        headers=support.headers,
+    )
+    assert r.status_code == 200, r.text
+    sweep_at(platform, time.time())
+    sweep_at(platform, time.time())  # a second sweep takes nothing more
+    assert benefits(api, member)["reward_points"] == 18  # half the order refunded: half the points
+
+
 def _member_order(api, platform, member, sku) -> dict | None:
     r = api.post("/api/v1/cart/items", json={"sku": sku, "quantity": 1}, headers=member.headers)
     assert r.status_code == 200, r.text
@@ -325,6 +344,8 @@ def _member_order(api, platform, member, sku) -> dict | None:
     if item["price"] != 18.0:  # not a member yet in the cart's eyes: try again shortly
         api.delete(f"/api/v1/cart/items/{item['item_id']}", headers=member.headers)
         return None
+    shown = api.get("/api/v1/cart/shipping-options?country=US", headers=member.headers).json()
+    assert {o["method"]: o["cost"] for o in shown["options"]} == {"standard": 0.0, "express": 0.0}
     out = checkout(api, member, card(platform), shipping_method="express")
     assert out.status_code == 201, out.text
     return out.json()

@@ -197,6 +197,13 @@ class StripeBilling:
                 "unavailable", f"the payment gateway did not answer: {type(exc).__name__}"
             )
 
+    async def subscription(self, subscription_id: str) -> GatewaySubscription:
+        """The subscription as the gateway has it now (webhooks carry snapshots that may arrive
+        out of order; the current object is the truth to sync to)."""
+        return GatewaySubscription.of(
+            await self._call("get", f"/v1/subscriptions/{subscription_id}")
+        )
+
     async def invoices(self, customer_id: str, limit: int = 24) -> list[dict]:
         data = await self._call("get", "/v1/invoices", customer=customer_id, limit=limit)
         return [invoice_summary(i) for i in data.get("data", [])]

@@ -193,6 +193,10 @@ class Memberships:
             if user_id is None:
                 return "ignored: not a membership subscription"
             sub = GatewaySubscription.of(obj)
+            if event_type == "customer.subscription.updated":
+                # events may arrive out of order (a 'cancelled' after the 'resumed' that followed
+                # it): sync to the subscription as it is now, not to the event's snapshot
+                sub = await self.billing.subscription(sub.id)
             loaded = await self.store.load(user_id)
             if loaded is None:
                 return "ignored: no membership"
@@ -203,7 +207,8 @@ class Memberships:
     async def _sync(
         self, m: Membership, sub: GatewaySubscription, event_id: str, event_type: str, now: float
     ) -> list[sm.Event]:
-        """What the gateway's view of the subscription says happened that we have not applied."""
+        """What the gateway's current view of the subscription says happened that we have not
+        applied (a change made at the gateway: the dashboard, or Stripe's own schedule)."""
         if event_type == "customer.subscription.deleted" or sub.status == "canceled":
             reason = "canceled_at_period_end" if m.cancel_at_period_end else "canceled_at_gateway"
             return [sm.Ended(f"deleted:{sub.id}", now, reason)]

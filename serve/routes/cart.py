@@ -316,8 +316,10 @@ async def shipping_options(
 
     cart = await _carts(ctx).store.load(who.cart_id)
     goods = cart.subtotal() - cart.discount(dt.datetime.now().timestamp()).amount
-    return {
-        "country": country.upper(),
-        "weight_g": cart.weight_g(),
-        "options": options(cart.weight_g(), country, Decimal(goods), dt.date.today()),
-    }
+    offered = options(cart.weight_g(), country, Decimal(goods), dt.date.today())
+    from flashmart.actors.membership.benefits import member_ships_free
+
+    for o in offered:  # a member's plan may ship some methods free (checkout prices the same)
+        if await member_ships_free(ctx.db, who.user_id, o["method"]):
+            o["cost"] = 0.0
+    return {"country": country.upper(), "weight_g": cart.weight_g(), "options": offered}
