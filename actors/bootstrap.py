@@ -8,12 +8,14 @@ from flashmart.settings import Settings
 def ensure_actors(settings: Settings) -> None:
     from flashmart.actors.inventory.directory import ensure_inventory_actors
     from flashmart.actors.purchase import ensure_purchase_actors
+    from flashmart.actors.recommendations.actor import ensure_recommendation_actor
     from flashmart.actors.search.actor import ensure_search_actors
 
     ensure_inventory_actors(
         settings
     )  # directory + cold shards (hot shards appear with flash sales)
     ensure_search_actors(settings)  # Tantivy index owner + readers
+    ensure_recommendation_actor(settings)  # also bought, trending, popularity from views and sales
     ensure_purchase_actors(settings)  # carts, payments, checkout + sweeper, notifications
     from flashmart.actors.membership.actor import ensure_membership_sweeper
 

@@ -29,6 +29,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "search.admin": _roles(ADMIN),  # rebuild the search index, see its status
     "review.write": _roles(CUSTOMER),  # review a product bought (the route checks the purchase)
     "review.moderate": _roles(SUPPORT, ADMIN),  # remove an abusive review
+    "review.vote": _roles(CUSTOMER),  # mark another buyer's review helpful
+    "review.report": _roles(CUSTOMER),  # report a review to moderation
+    "review.reply": _roles(SELLER),  # the product's seller answers a review, once
     # buying
     "cart.use": _roles(CUSTOMER),
     "order.checkout": _roles(CUSTOMER),

@@ -172,6 +172,35 @@ class Settings(BaseSettings):
     search_stock_feed: bool = Field(
         True, description="inventory shards publish in-stock edges to Redis for search"
     )
+    search_spread_replicas: bool = Field(
+        False,
+        description="place search replicas 1.. on other nodes (each keeps its own index there)",
+    )
+
+    # Recommendations and popularity (views and paid orders, batched off the request path)
+    recommendation_ingest_interval_s: float = Field(
+        1.0, gt=0, le=60, description="paid orders and view counts are applied this often"
+    )
+    popularity_half_life_s: float = Field(
+        7 * 86400.0, gt=0, description="views and sales count half as much after this long"
+    )
+    trend_half_life_s: float = Field(
+        86400.0, gt=0, description="trending per category: half-life of views and orders"
+    )
+    view_flush_interval_s: float = Field(
+        1.0, gt=0, le=60, description="each Serve replica sends its counted views this often"
+    )
+    recently_viewed_max: int = Field(20, ge=1, le=200, description="products kept per buyer")
+
+    # Images (review photos, product images): renditions in the object store, served through a CDN
+    media_base_url: str = Field(
+        "/media",
+        description="where image renditions are fetched from: a CDN in front of /media, or /media",
+    )
+    image_bytes_max: int = Field(10_000_000, ge=10_000, description="largest image upload")
+    image_pixels_max: int = Field(
+        40_000_000, ge=10_000, description="largest decoded image (width x height)"
+    )
 
     # Serve
     serve_replicas_min: int = Field(

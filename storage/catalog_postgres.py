@@ -22,7 +22,10 @@ _INDEX_SELECT = """
 SELECT p.id, p.name, p.description, p.brand, c.path AS category_path, p.price, p.currency,
        p.rating, p.review_count, p.in_stock, p.popularity, p.created_at, p.updated_at, p.status,
        s.id AS seller_id, s.name AS seller_name, s.rating AS seller_rating,
-       (SELECT url FROM product_images i WHERE i.product_id = p.id ORDER BY position, id LIMIT 1) AS thumbnail
+       (SELECT coalesce(thumb_url, url) FROM product_images i WHERE i.product_id = p.id
+        ORDER BY position, id LIMIT 1) AS thumbnail,
+       (SELECT jsonb_agg(v.attributes ORDER BY v.id) FROM product_variants v
+        WHERE v.product_id = p.id) AS variant_attributes
 FROM products p
 JOIN sellers s ON s.id = p.seller_id
 LEFT JOIN categories c ON c.id = p.category_id
@@ -252,12 +255,25 @@ async def get_product(conn: AsyncConnection, product_id: int) -> dict | None:
     ).fetchall()
     images = await (
         await conn.execute(
-            "SELECT url FROM product_images WHERE product_id = %s ORDER BY position, id",
+            """SELECT id, url, thumb_url, medium_url, width, height FROM product_images
+            WHERE product_id = %s ORDER BY position, id""",
             (product_id,),
         )
     ).fetchall()
     product["variants"] = [_plain(v) for v in variants]
     product["images"] = [i["url"] for i in images]
+    # uploaded images have resized renditions; an external URL serves every size
+    product["image_renditions"] = [
+        {
+            "image_id": i["id"],
+            "thumb": i["thumb_url"] or i["url"],
+            "medium": i["medium_url"] or i["url"],
+            "large": i["url"],
+            "width": i["width"],
+            "height": i["height"],
+        }
+        for i in images
+    ]
     return product
 
 
@@ -371,3 +387,8 @@ def fts_search(conn, q: str, limit: int = 20) -> tuple[int, list[dict]]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
+
+
+async def lock_product(conn: AsyncConnection, product_id: int) -> None:
+    """Take the product row's lock for the rest of the transaction (writers of one product queue)."""
+    await conn.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", (product_id,))

@@ -36,11 +36,13 @@ BOUGHT_STATUSES = list(PAID)
 STARS = (1, 2, 3, 4, 5)
 SORTS = {
     "newest": "r.created_at DESC, r.id DESC",
+    "helpful": "r.helpful_count DESC, r.created_at DESC, r.id DESC",
     "highest": "r.rating DESC, r.created_at DESC, r.id DESC",
     "lowest": "r.rating ASC, r.created_at DESC, r.id DESC",
 }
 _REVIEW_COLUMNS = (
-    "r.id, r.product_id, r.user_id, r.rating, r.title, r.body, r.created_at, r.updated_at"
+    "r.id, r.product_id, r.user_id, r.rating, r.title, r.body, r.created_at, r.updated_at, "
+    "r.helpful_count"
 )
 
 
@@ -221,3 +223,141 @@ async def recompute(conn: AsyncConnection, product_id: int) -> dict:
     row = await (await conn.execute(_RECOMPUTE, {"p": product_id})).fetchone()
     assert row is not None, f"recompute of product {product_id} without the product row"
     return _summary({**row, "review_count": row["real_count"]}, row)
+
+
+# --- photos, helpful votes, reports, seller replies -------------------------------------------------
+
+
+async def own_review(conn: AsyncConnection, product_id: int, user_id: int) -> dict | None:
+    """The user's review of the product, locked for the rest of the transaction."""
+    return await (
+        await conn.execute(
+            f"""SELECT {_REVIEW_COLUMNS} FROM product_reviews r
+            WHERE r.product_id = %s AND r.user_id = %s FOR UPDATE""",
+            (product_id, user_id),
+        )
+    ).fetchone()
+
+
+async def photo_count(conn: AsyncConnection, review_id: int) -> int:
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM review_photos WHERE review_id = %s", (review_id,)
+        )
+    ).fetchone()
+    return row["n"]
+
+
+async def add_photo(
+    conn: AsyncConnection, review_id: int, thumb_key: str, large_key: str, width: int, height: int
+) -> dict:
+    return await (
+        await conn.execute(
+            """INSERT INTO review_photos (review_id, thumb_key, large_key, width, height)
+            VALUES (%s, %s, %s, %s, %s) RETURNING id, review_id, thumb_key, large_key, width, height""",
+            (review_id, thumb_key, large_key, width, height),
+        )
+    ).fetchone()
+
+
+async def delete_photo(conn: AsyncConnection, review_id: int, photo_id: int) -> dict | None:
+    return await (
+        await conn.execute(
+            "DELETE FROM review_photos WHERE id = %s AND review_id = %s RETURNING thumb_key, large_key",
+            (photo_id, review_id),
+        )
+    ).fetchone()
+
+
+async def photos_of(conn: AsyncConnection, review_ids: list[int]) -> dict[int, list[dict]]:
+    rows = await (
+        await conn.execute(
+            """SELECT id, review_id, thumb_key, large_key, width, height FROM review_photos
+            WHERE review_id = ANY(%s) ORDER BY review_id, id""",
+            (review_ids,),
+        )
+    ).fetchall()
+    out: dict[int, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["review_id"], []).append(r)
+    return out
+
+
+async def replies_of(conn: AsyncConnection, review_ids: list[int]) -> dict[int, dict]:
+    rows = await (
+        await conn.execute(
+            "SELECT review_id, body, created_at FROM review_replies WHERE review_id = ANY(%s)",
+            (review_ids,),
+        )
+    ).fetchall()
+    return {r["review_id"]: r for r in rows}
+
+
+async def vote_helpful(conn: AsyncConnection, review_id: int, user_id: int) -> int | None:
+    """Record the user's helpful vote; the new helpful_count, or None when they had voted."""
+    cur = await conn.execute(
+        "INSERT INTO review_votes (review_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (review_id, user_id),
+    )
+    if cur.rowcount == 0:
+        return None
+    return await _bump(conn, review_id, "helpful_count", 1)
+
+
+async def unvote_helpful(conn: AsyncConnection, review_id: int, user_id: int) -> int | None:
+    cur = await conn.execute(
+        "DELETE FROM review_votes WHERE review_id = %s AND user_id = %s", (review_id, user_id)
+    )
+    if cur.rowcount == 0:
+        return None
+    return await _bump(conn, review_id, "helpful_count", -1)
+
+
+async def report(conn: AsyncConnection, review_id: int, user_id: int, reason: str) -> int | None:
+    """Record the user's report; the review's report_count, or None when they had reported it."""
+    cur = await conn.execute(
+        """INSERT INTO review_reports (review_id, user_id, reason) VALUES (%s, %s, %s)
+        ON CONFLICT DO NOTHING""",
+        (review_id, user_id, reason),
+    )
+    if cur.rowcount == 0:
+        return None
+    return await _bump(conn, review_id, "report_count", 1)
+
+
+async def _bump(conn: AsyncConnection, review_id: int, column: str, by: int) -> int:
+    assert column in ("helpful_count", "report_count")
+    row = await (
+        await conn.execute(
+            f"UPDATE product_reviews SET {column} = {column} + %s WHERE id = %s RETURNING {column}",
+            (by, review_id),
+        )
+    ).fetchone()
+    return row[column]
+
+
+async def reported(conn: AsyncConnection, limit: int) -> list[dict]:
+    """Reviews with reports, most reported first (for moderation)."""
+    return await (
+        await conn.execute(
+            f"""SELECT {_REVIEW_COLUMNS}, r.report_count,
+                (SELECT array_agg(reason ORDER BY created_at) FROM review_reports x
+                 WHERE x.review_id = r.id) AS reasons
+            FROM product_reviews r WHERE r.report_count > 0
+            ORDER BY r.report_count DESC, r.id LIMIT %s""",
+            (limit,),
+        )
+    ).fetchall()
+
+
+async def add_reply(
+    conn: AsyncConnection, review_id: int, seller_id: int, user_id: int, body: str
+) -> dict | None:
+    """The seller's reply, or None when the review has one already (a reply is given once)."""
+    return await (
+        await conn.execute(
+            """INSERT INTO review_replies (review_id, seller_id, user_id, body) VALUES (%s, %s, %s, %s)
+            ON CONFLICT (review_id) DO NOTHING RETURNING review_id, body, created_at""",
+            (review_id, seller_id, user_id, body),
+        )
+    ).fetchone()

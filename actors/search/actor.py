@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import shutil
 import time
@@ -70,6 +71,45 @@ WRITER_LOCK_WAIT_S = 30.0  # a restarted writer waits for its killed predecessor
 
 def index_root(settings: Settings) -> Path:
     return Path(settings.data_dir) / "search"
+
+
+SYNONYMS_FILE = "synonyms.json"  # in the index root: every generation uses the same list
+
+
+def write_synonyms(settings: Settings, groups: list[list[str]]) -> None:
+    """Publish the synonym groups to this machine's readers (atomic replace; they compare mtimes)."""
+    root = index_root(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / (SYNONYMS_FILE + ".tmp")
+    tmp.write_text(json.dumps(groups))
+    os.replace(tmp, root / SYNONYMS_FILE)
+
+
+class SynonymsFile:
+    """A reader's view of the published synonym list: re-read when its mtime changes."""
+
+    def __init__(self, settings: Settings):
+        self.path = index_root(settings) / SYNONYMS_FILE
+        self.mtime = -1
+        self.groups: list[list[str]] = []
+
+    def changed(self) -> bool:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = 0
+        if mtime == self.mtime:
+            return False
+        self.mtime = mtime
+        try:
+            self.groups = json.loads(self.path.read_text()) if mtime else []
+        except (FileNotFoundError, ValueError):
+            self.groups = []
+        return True
+
+    def apply(self, index: ProductIndex | None) -> None:
+        if index is not None:
+            index.set_synonyms(self.groups)
 
 
 def index_dir(settings: Settings) -> Path:
@@ -176,10 +216,24 @@ class SearchActor:
     a crash like every other actor; the writer then catches up from its watermark."""
 
     async def __init__(self, settings: Settings, replica: int, replicas: int):
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.primary = replica == 0
+        # a replica on another node than the primary cannot read the primary's directory (another
+        # machine's disk): it keeps an index of its own in a node-local directory, built from
+        # PostgreSQL and kept current like the primary's (ids pushed after each commit, catch-up)
+        self.follower = not self.primary and await _primary_node(replicas) not in (
+            None,
+            self.node_id,
+        )
+        if self.follower:
+            settings = settings.model_copy(
+                update={"data_dir": follower_data_dir(settings, self.node_id)}
+            )
         self.settings, self.replica, self.replicas = settings, replica, replicas
-        self.writer = replica == 0
+        self.writer = self.primary or self.follower  # owns and writes an index
         self.path = index_dir(settings)
         self.index = open_index(self.path)  # None: another version's index, until rebuilt
+        self.synonyms = SynonymsFile(settings)
         self.pending: set[int] = set()
         self.touched: set[int] | None = None  # during a rebuild: ids applied to the old generation
         self.lock = asyncio.Lock()  # one writer operation at a time
@@ -207,17 +261,21 @@ class SearchActor:
         self.seen: dict[int, datetime] = {}
         self.watermark_next: datetime | None = None
         self.stats["watermark"] = watermark.isoformat() if watermark else None
+        self.synonyms.changed()
+        self.synonyms.apply(self.index)
         if self.writer:
             from flashmart.storage.postgres import open_async_pool
             from flashmart.storage.redis import async_redis
 
             self.db = await open_async_pool(settings.database_url, min_size=1, max_size=3)
             self.redis = async_redis(settings.redis_url, max_connections=4)
+            await self._publish_synonyms()
             if self.index is not None:
                 await _open_writer(self.index, settings.search_writer_heap_mb * 1_000_000)
             loop = asyncio.get_running_loop()
             self._flusher = loop.create_task(self._flush_loop())
-            self._stock_reader = loop.create_task(self._stock_loop())
+            if self.primary:  # stock edges are turned into products.in_stock once, by the primary
+                self._stock_reader = loop.create_task(self._stock_loop())
             self._catcher = loop.create_task(self._catch_up_loop())
             if await self._needs_rebuild():
                 loop.create_task(self.rebuild())
@@ -240,6 +298,15 @@ class SearchActor:
         except BadQuery as exc:
             return {"error": "invalid", "message": str(exc)}
 
+    def similar(self, product_id: int, limit: int = 10) -> tuple[list[dict], float]:
+        """(more like this product, microseconds spent inside the actor)."""
+        t0 = time.perf_counter()
+        found = self.index.similar(product_id, limit) if self.index is not None else []
+        return found, (time.perf_counter() - t0) * 1e6
+
+    def rows(self, product_ids: list[int]) -> list[dict]:
+        return self.index.rows(product_ids) if self.index is not None else []
+
     def suggest(self, q: str, limit: int = 8) -> dict:
         if self.index is None:
             return UNAVAILABLE
@@ -254,13 +321,19 @@ class SearchActor:
             opened = open_index(live)  # a rebuild swapped generations
             if opened is not None:
                 self.index, self.path = opened, live
+                self.synonyms.apply(self.index)
         elif self.index is not None:
             self.index.reload()
+        if self.synonyms.changed():
+            self.synonyms.apply(self.index)
         return self.index.num_docs() if self.index is not None else 0
 
     def ping(self) -> dict:
         return {
             "replica": self.replica,
+            "node": self.node_id,
+            "follower": self.follower,
+            "path": str(self.path),
             "docs": self.index.num_docs() if self.index is not None else 0,
             "rebuilding": self.rebuilding,
             "pending": len(self.pending),
@@ -269,9 +342,49 @@ class SearchActor:
 
     # --- writes (replica 0) -----------------------------------------------------------------------
 
+    async def _publish_synonyms(self) -> int:
+        """Read the synonym groups from PostgreSQL and publish them to this machine's readers."""
+        from flashmart.storage.search_synonyms_postgres import list_groups
+
+        async with self.db.connection() as conn:
+            exists = await (
+                await conn.execute("SELECT to_regclass('search_synonyms') IS NOT NULL AS ok")
+            ).fetchone()
+            groups = await list_groups(conn) if exists["ok"] else []
+        write_synonyms(self.settings, [g["members"] for g in groups])
+        if self.synonyms.changed():
+            self.synonyms.apply(self.index)
+        return len(groups)
+
+    async def synonyms_changed(self) -> int:
+        """The operator edited the synonyms: the primary and followers publish them from PostgreSQL
+        to their machine's readers (Serve replicas' in-process readers notice the file within
+        20 ms); the primary tells the other replicas. Returns the number of groups."""
+        if self.writer:
+            n = await self._publish_synonyms()
+        else:
+            self.reload()
+            n = len(self.synonyms.groups)
+        if self.primary:
+            await asyncio.gather(
+                *(a.synonyms_changed.remote() for a in self._others()), return_exceptions=True
+            )
+        return n
+
+    def node(self) -> str:
+        return self.node_id
+
+    def index_changed(self, product_ids: list[int] | None) -> None:
+        """The primary committed (these products, or a new generation when None): a reader on its
+        machine reloads; a follower queues the products for its own index."""
+        if self.follower:
+            self.pending.update(product_ids or ())
+        else:
+            self.reload()
+
     def refresh(self, product_ids: list[int]) -> int:
         """Queue products to re-read from PostgreSQL at the next commit; returns the queue length."""
-        assert self.writer, "refresh goes to replica 0"
+        assert self.writer, "refresh goes to replica 0 (or a follower)"
         self.pending.update(int(i) for i in product_ids)
         return len(self.pending)
 
@@ -333,7 +446,7 @@ class SearchActor:
             self.stats["commits"] += 1
             self.stats["indexed"] += len(rows)
             self.stats["deleted"] += len(gone)
-        await self._notify_readers()
+        await self._notify_readers(list(ids))
         return len(ids)
 
     async def catch_up(self) -> int:
@@ -387,12 +500,18 @@ class SearchActor:
         self.index.upsert(rows)
         self.index.commit()
 
-    async def _notify_readers(self) -> None:
-        others = [
-            ray.get_actor(NAME.format(i), namespace=NAMESPACE) for i in range(1, self.replicas)
-        ]
+    def _others(self) -> list:
+        return [ray.get_actor(NAME.format(i), namespace=NAMESPACE) for i in range(1, self.replicas)]
+
+    async def _notify_readers(self, product_ids: list[int] | None = None) -> None:
+        if not self.primary:
+            return  # a follower's index has no readers but itself
+        others = self._others()
         if others:
-            await asyncio.gather(*(a.reload.remote() for a in others), return_exceptions=True)
+            ids = sorted(product_ids) if product_ids is not None else None
+            await asyncio.gather(
+                *(a.index_changed.remote(ids) for a in others), return_exceptions=True
+            )
 
     async def _needs_rebuild(self) -> bool:
         if self.index is None:
@@ -429,6 +548,7 @@ class SearchActor:
                 if old is not None:
                     await asyncio.to_thread(old.close_writer)
                 new = ProductIndex(path)
+                self.synonyms.apply(new)
                 new.writer(self.settings.search_writer_heap_mb * 1_000_000, 1)
                 _point_to(self.settings, path)
                 self.index, self.path = new, path
@@ -511,12 +631,31 @@ class SearchActor:
             log.exception("could not drop cached product pages")
 
 
+async def _primary_node(replicas: int) -> str | None:
+    """The node of replica 0 (None when it cannot be asked: then this replica reads locally)."""
+    try:
+        primary = ray.get_actor(NAME.format(0), namespace=NAMESPACE)
+        return await asyncio.wait_for(primary.node.remote(), 60)
+    except (ValueError, TimeoutError, ray.exceptions.RayError):
+        return None
+
+
+def follower_data_dir(settings: Settings, node_id: str) -> Path:
+    """Where a replica on another node than the primary keeps its own index."""
+    return Path(settings.data_dir) / "search-nodes" / node_id[:16]
+
+
 def ensure_search_actors(settings: Settings) -> list:
     """Create the replicas (detached, named search-0..N-1). The writer first: it creates the index."""
     handles = []
     for i in range(settings.search_replicas):
+        spread = {"scheduling_strategy": "SPREAD"} if i and settings.search_spread_replicas else {}
         handle = SearchActor.options(
-            name=NAME.format(i), lifetime="detached", get_if_exists=True, namespace=NAMESPACE
+            name=NAME.format(i),
+            lifetime="detached",
+            get_if_exists=True,
+            namespace=NAMESPACE,
+            **spread,
         ).remote(settings, i, settings.search_replicas)
         if i == 0:
             ray.get(handle.ping.remote(), timeout=120)
@@ -545,6 +684,10 @@ class SearchClient:
         self._checked_at = 0.0
         # rendered pages of recent searches; valid until the index changes (cleared on reload)
         self._pages: dict[tuple, bytes] = {}
+        self._similar: dict[tuple, list[dict]] = {}  # emptied with the pages
+        self._synonyms = SynonymsFile(settings)
+        self._synonyms.changed()
+        self._synonyms.apply(local)
         self.cache_hits = self.cache_misses = 0
 
     @classmethod
@@ -554,6 +697,15 @@ class SearchClient:
             for i in range(settings.search_replicas)
         ]
         local = None
+        if settings.search_local_reader and not (index_dir(settings) / "meta.json").exists():
+            # not the primary's machine: read the index a follower keeps on this node, if any
+            node_settings = settings.model_copy(
+                update={
+                    "data_dir": follower_data_dir(settings, ray.get_runtime_context().get_node_id())
+                }
+            )
+            if (index_dir(node_settings) / "meta.json").exists():
+                settings = node_settings
         if settings.search_local_reader and (index_dir(settings) / "meta.json").exists():
             local = open_index(index_dir(settings))
         return cls(settings, replicas, local)
@@ -581,6 +733,7 @@ class SearchClient:
             self.local = open_index(live)
             if self.local is None:
                 return None
+            self._synonyms.apply(self.local)
             self._meta_mtime = 0
         return self._fresh_local()
 
@@ -595,6 +748,10 @@ class SearchClient:
                 opened = open_index(live)  # (None: not a version this code reads; keep the old one)
                 if opened is not None:
                     self.local, self._meta_mtime = opened, 0
+                    self._synonyms.apply(self.local)
+            if self._synonyms.changed():
+                self._synonyms.apply(self.local)
+                self._pages.clear()
             try:
                 mtime = (live / "meta.json").stat().st_mtime_ns
             except FileNotFoundError:
@@ -603,6 +760,7 @@ class SearchClient:
                 self._meta_mtime = mtime
                 self.local.reload()
                 self._pages.clear()
+                self._similar.clear()
         return self.local
 
     async def search(self, request: dict[str, Any]) -> dict:
@@ -654,6 +812,29 @@ class SearchClient:
                 return {"error": "invalid", "message": str(exc)}
         return await self.replicas[next(self._next)].suggest.remote(q, limit)
 
+    async def similar(self, product_id: int, limit: int = 10) -> list[dict]:
+        """Products like this one (from the index: title words, brand, category, attributes),
+        kept with the rendered pages until the index next changes."""
+        local = self._local_index()
+        if local is None:
+            found, _ = await self.replicas[next(self._next)].similar.remote(product_id, limit)
+            return found
+        key = ("similar", product_id, limit)
+        found = self._similar.get(key)
+        if found is None:
+            found = local.similar(product_id, limit)
+            if len(self._similar) >= PAGE_CACHE_ENTRIES_MAX:
+                del self._similar[next(iter(self._similar))]
+            self._similar[key] = found
+        return found
+
+    async def rows(self, product_ids: list[int]) -> list[dict]:
+        """Result rows (name, price, thumbnail, ...) of these products, in order; archived left out."""
+        local = self._local_index()
+        if local is None:
+            return await self.replicas[next(self._next)].rows.remote(list(product_ids))
+        return local.rows(list(product_ids))
+
     async def refresh(self, product_ids: list[int]) -> int:
         return await self.writer.refresh.remote(list(product_ids))
 
@@ -662,6 +843,9 @@ class SearchClient:
 
     async def rebuild(self) -> dict:
         return await self.writer.rebuild.remote()
+
+    async def synonyms_changed(self) -> int:
+        return await self.writer.synonyms_changed.remote()
 
     def start_rebuild(self) -> None:
         """Start a rebuild and return at once (the writer runs it; ping() shows its progress)."""

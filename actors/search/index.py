@@ -25,16 +25,18 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import tantivy
 from tantivy import FieldType, Occur, Order, Query
 
+from flashmart.actors.search.synonyms import Synonyms
+
 # The analyzer's name is stored in the schema: a new name makes an index written by an older version
 # fail to open (IndexFormatChanged), and the writer rebuilds it. Bump it whenever analysis changes.
-ANALYZER = "product_words_v2"  # lowercased, ascii-folded words of text already stemmed in Python
+ANALYZER = "product_words_v3"  # lowercased, ascii-folded words of text already stemmed in Python
 SUGGEST_ANALYZER = "product_plain"  # lowercased words, for prefix autocomplete and typo tolerance
 CATEGORY_LEVELS = 4  # cat1..cat4: per-depth facet fields
 SORTS = ("relevance", "price_asc", "price_desc", "rating", "newest")
@@ -82,6 +84,22 @@ SAMPLE_BUCKETS = 64
 VOCABULARY_MAX = 200_000  # the most frequent title words (and as many brands)
 VOCABULARY_REFRESH_S = 30.0
 CORRECTIONS_MAX = 50  # more candidates than this: fuzzy query on the catalog
+# Variant attributes (size, color, storage, ...): every variant's key=value pairs are indexed for
+# filters (`attr_key`, lowercased) and facets (`attr`, as written). Bounded per product and per value
+# so a seller's free-form attributes cannot blow up the facet field.
+ATTRIBUTE_KEY_ALIASES = {"colour": "color", "capacity": "storage"}
+WORDLESS_ATTRIBUTES = frozenset({"size"})  # values not added to the matching text
+ATTRIBUTE_KEYS_MAX = 8  # attribute names per product
+ATTRIBUTE_VALUE_CHARS_MAX = 40
+ATTRIBUTE_FILTER_KEYS_MAX = 10
+ATTRIBUTE_FILTER_VALUES_MAX = 20
+FACET_ATTRIBUTE_VALUES_MAX = 20  # values shown per attribute
+FACET_ATTRIBUTE_TERMS = 300  # distinct key=value pairs counted
+# "Similar items" (more like this): shared brand and variant attributes count beside title words
+SIMILAR_BRAND_BOOST, SIMILAR_ATTRIBUTE_BOOST = 2.0, 0.5
+# "Did you mean": a query finding fewer than this many products is checked for a better spelling
+# (each word of 4+ letters against the title/brand vocabulary, the most frequent candidate wins)
+DID_YOU_MEAN_BELOW = 5
 
 
 class BadQuery(ValueError):
@@ -173,6 +191,9 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("category", tokenizer_name="raw", index_option="basic")  # every ancestor path
     for level in range(1, CATEGORY_LEVELS + 1):
         sb.add_text_field(f"cat{level}", tokenizer_name="raw", fast=True, index_option="basic")
+    # variant attributes: "size=M" as written (facets) and "size=m" lowercased (filters)
+    sb.add_text_field("attr", tokenizer_name="raw", fast=True, index_option="basic")
+    sb.add_text_field("attr_key", tokenizer_name="raw", index_option="basic")
     sb.add_float_field("price", indexed=True, fast=True)
     sb.add_float_field("rating", indexed=True, fast=True)
     sb.add_float_field("popularity", fast=True)
@@ -204,8 +225,36 @@ def category_ancestors(path: str | None) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+def attribute_key(key: str) -> str:
+    k = " ".join(str(key).lower().split())
+    return ATTRIBUTE_KEY_ALIASES.get(k, k)
+
+
+def variant_options(p: Mapping[str, Any]) -> dict[str, list[str]]:
+    """{attribute: [values in first-seen order]} over the product's variants (`variant_attributes`:
+    a list of attribute mappings, or `variants`: [{"attributes": {...}}]); bounded, blanks skipped."""
+    raw = p.get("variant_attributes")
+    if raw is None:
+        raw = [v.get("attributes") or {} for v in p.get("variants") or ()]
+    out: dict[str, list[str]] = {}
+    for attrs in raw or ():
+        for key, value in (attrs or {}).items():
+            if isinstance(value, (dict, list)) or value is None:
+                continue
+            k = attribute_key(key)
+            v = " ".join(str(value).split())
+            if not k or not v or len(v) > ATTRIBUTE_VALUE_CHARS_MAX or len(k) > 50:
+                continue
+            if k not in out and len(out) >= ATTRIBUTE_KEYS_MAX:
+                continue
+            values = out.setdefault(k, [])
+            if v not in values and len(values) < FACET_ATTRIBUTE_VALUES_MAX:
+                values.append(v)
+    return out
+
+
 def result_row(p: Mapping[str, Any]) -> dict[str, Any]:
-    """The search result shape (product_id, name, price, ..., seller)."""
+    """The search result shape (product_id, name, price, ..., seller, options)."""
     return {
         "product_id": int(p["id"]),
         "name": p["name"],
@@ -222,6 +271,7 @@ def result_row(p: Mapping[str, Any]) -> dict[str, Any]:
             "name": p.get("seller_name"),
             "rating": round(float(p.get("seller_rating") or 0), 2),
         },
+        "options": variant_options(p),
     }
 
 
@@ -241,6 +291,7 @@ def to_document(p: Mapping[str, Any]) -> tantivy.Document:
     name = p["name"]
     brand = p.get("brand") or ""
     stemmed_name = stem_text(name)
+    options = variant_options(p)
     d.add_integer("id", int(p["id"]))
     d.add_text(
         "text",
@@ -248,6 +299,13 @@ def to_document(p: Mapping[str, Any]) -> tantivy.Document:
             [stemmed_name] * NAME_REPEAT
             + [stem_text(brand)] * (BRAND_REPEAT if brand else 0)
             + [stem_text(p.get("description") or "")]
+            # "black keyboard" finds a keyboard sold in black (sizes are letters: not words)
+            + [
+                stem_text(v)
+                for k, vs in options.items()
+                if k not in WORDLESS_ATTRIBUTES
+                for v in vs
+            ]
         ),
     )
     for pair in word_pairs(_WORDS.analyze(stemmed_name)):
@@ -257,6 +315,10 @@ def to_document(p: Mapping[str, Any]) -> tantivy.Document:
     if brand:
         d.add_text("brand", brand)
         d.add_text("brand_key", brand.lower())
+    for key, values in options.items():
+        for value in values:
+            d.add_text("attr", f"{key}={value}")
+            d.add_text("attr_key", f"{key}={value.lower()}")
     ancestors = category_ancestors(p.get("category_path"))
     for path in ancestors:
         d.add_text("category", path)
@@ -283,6 +345,8 @@ class SearchRequest:
     max_price: float | None = None
     min_rating: float | None = None
     in_stock: bool | None = None
+    # variant attribute filters: ((key, (value, ...)), ...): any value of a key, every key
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     sort: str = "relevance"
     page: int = 1
     limit: int = 20
@@ -313,6 +377,13 @@ class SearchRequest:
             raise BadQuery("min_price is greater than max_price")
         if self.min_rating is not None and self.min_rating > 5:
             raise BadQuery("min_rating must be at most 5")
+        if len(self.attributes) > ATTRIBUTE_FILTER_KEYS_MAX:
+            raise BadQuery(f"at most {ATTRIBUTE_FILTER_KEYS_MAX} attributes to filter on")
+        for key, values in self.attributes:
+            if not key.strip() or not values:
+                raise BadQuery("an attribute filter is name:value, e.g. size:M")
+            if len(values) > ATTRIBUTE_FILTER_VALUES_MAX:
+                raise BadQuery(f"at most {ATTRIBUTE_FILTER_VALUES_MAX} values per attribute")
 
 
 @dataclass
@@ -323,6 +394,8 @@ class SearchPage:
     total_pages: int
     facets: dict[str, list[dict]] = field(default_factory=dict)
     typo_corrected: bool = False  # nothing matched exactly; these results tolerate typos
+    # a better spelling of a query that found little: {"q": ..., "total_results": ...}
+    did_you_mean: dict | None = None
     facets_estimated: bool = (
         False  # facet counts scaled up from a sample (over FACET_EXACT_MAX matches)
     )
@@ -336,6 +409,7 @@ class SearchPage:
             "total_pages": self.total_pages,
             "facets": self.facets,
             "typo_corrected": self.typo_corrected,
+            "did_you_mean": self.did_you_mean,
             "facets_estimated": self.facets_estimated,
             "took_ms": round(self.took_ms, 3),
         }
@@ -412,6 +486,11 @@ class ProductIndex:
         self._vocabulary: tuple[int, float, _Vocabulary] | None = (
             None  # (version, built at, vocabulary)
         )
+        self.synonyms = Synonyms()
+
+    def set_synonyms(self, groups: Iterable[Iterable[str]]) -> None:
+        """Use these synonym groups from the next query on (nothing is re-indexed)."""
+        self.synonyms = Synonyms.compile(groups, lambda m: self._words.analyze(stem_text(m)))
 
     @staticmethod
     def exists(path: str | Path) -> bool:
@@ -499,7 +578,17 @@ class ProductIndex:
             }
         must = []
         required = [(w, st) for w, st in pairs if w not in STOPWORDS] or pairs
-        for word, stem in required:
+        stems = [st for _, st in required]
+        i = 0
+        while i < len(required):
+            hit = self.synonyms.match(stems, i) if self.synonyms.groups else None
+            clause = self._synonym_clause(searcher, hit[1]) if hit else None
+            if clause is not None:  # any member of the word's synonym group
+                must.append((Occur.Must, clause))
+                i += hit[0]
+                continue
+            word, stem = required[i]
+            i += 1
             term = Query.term_query(s, "text", stem)
             if stem in missing and len(word) >= 4 and not word.isdigit():
                 # the word itself only when it exists (a lone term list intersects by skipping)
@@ -530,6 +619,53 @@ class ProductIndex:
                 )
             )
         return must, should
+
+    def _synonym_clause(self, searcher, group: int) -> Query | None:
+        """Any member of synonym group `group` that the index holds (a phrase: all its words);
+        None when no member is in the index (the word is then searched as typed)."""
+        s = self.schema
+        options = []
+        for phrase in self.synonyms.groups[group]:
+            if not all(searcher.doc_freq("text", w) for w in phrase):
+                continue
+            terms = [Query.term_query(s, "text", w) for w in phrase]
+            options.append(
+                terms[0]
+                if len(terms) == 1
+                else Query.boolean_query([(Occur.Must, t) for t in terms])
+            )
+        if not options:
+            return None
+        if len(options) == 1:
+            return options[0]
+        return Query.boolean_query([(Occur.Should, q) for q in options])
+
+    def _did_you_mean(self, searcher, r: SearchRequest, found: int) -> dict | None:
+        """A respelling of the query that finds more than `found` products: each word of 4+ letters
+        is replaced by the title word or one-word brand within one edit (two from 8 letters) that the
+        most products hold, when that is more than it. None when nothing better is found."""
+        words = self._words.analyze(r.q)
+        vocabulary = self._current_vocabulary(searcher)
+        out, changed = [], False
+        for w in words:
+            best, best_df = w, searcher.doc_freq("text", stem_word(w))
+            if len(w) >= 4 and not w.isdigit() and w not in STOPWORDS:
+                distance = 2 if len(w) >= 8 else 1
+                candidates = (vocabulary.corrections("word", w, distance) or []) + [
+                    b for b in vocabulary.corrections("brand", w, distance) or [] if " " not in b
+                ]
+                for c in dict.fromkeys(candidates):
+                    df = searcher.doc_freq("text", stem_word(c))
+                    if df > best_df:
+                        best, best_df = c, df
+            changed |= best != w
+            out.append(best)
+        if not changed:
+            return None
+        corrected = " ".join(out)
+        plan = self._plan(searcher, replace(r, q=corrected))
+        total = searcher.search(plan.match, 1, count=True).count or 0
+        return {"q": corrected, "total_results": total} if total > found else None
 
     def _typo_alternatives(self, searcher, word: str) -> list[Query]:
         """Queries for the title words and brands within one edit of `word` (two from 8 letters)."""
@@ -585,6 +721,10 @@ class ProductIndex:
             )
         if r.in_stock is not None:
             out.append((Occur.Must, Query.term_query(s, "in_stock", r.in_stock)))
+        for key, values in r.attributes:  # any of a key's values; every key
+            k = attribute_key(key)
+            terms = [f"{k}={' '.join(v.split()).lower()}" for v in values]
+            out.append((Occur.Must, Query.term_set_query(s, "attr_key", terms)))
         return out
 
     def _plan(self, searcher, r: SearchRequest, fuzzy: bool = False) -> _Plan:
@@ -626,6 +766,9 @@ class ProductIndex:
         plan = self._plan(searcher, r)
         total, hits = self._collect(searcher, plan, r)
         corrected = False
+        did_you_mean = None
+        if r.q is not None and total < DID_YOU_MEAN_BELOW:
+            did_you_mean = self._did_you_mean(searcher, r, total)
         if not total and r.q is not None:
             plan = self._plan(searcher, r, fuzzy=True)
             (total, hits), corrected = self._collect(searcher, plan, r), True
@@ -635,7 +778,10 @@ class ProductIndex:
             facets, estimated = (
                 self._facets(searcher, plan.match, r, total)
                 if total
-                else ({"brands": [], "categories": [], "price_ranges": []}, False)
+                else (
+                    {"brands": [], "categories": [], "price_ranges": [], "attributes": {}},
+                    False,
+                )
             )
         page = SearchPage(
             results=[],
@@ -644,6 +790,7 @@ class ProductIndex:
             total_pages=min(math.ceil(total / r.limit), PAGE_MAX),
             facets=facets,
             typo_corrected=corrected and total > 0,
+            did_you_mean=did_you_mean,
             facets_estimated=estimated,
             took_ms=(time.perf_counter() - t0) * 1000,
         )
@@ -736,6 +883,9 @@ class ProductIndex:
                 }
             },
         }
+        aggs["attributes"] = {
+            "terms": {"field": "attr", "size": FACET_ATTRIBUTE_TERMS, "segment_size": 2000}
+        }
         if depth < CATEGORY_LEVELS:
             # the next level down: top-level categories, or the children of the filtered one
             aggs["categories"] = {
@@ -770,11 +920,71 @@ class ProductIndex:
                 if b["doc_count"]
             ]
 
+        attributes: dict[str, list[dict]] = {}
+        for b in counts(out["attributes"]["buckets"]):
+            key, _, value = b["value"].partition("=")
+            values = attributes.setdefault(key, [])
+            if len(values) < FACET_ATTRIBUTE_VALUES_MAX:  # buckets come most frequent first
+                values.append({"value": value, "count": b["count"]})
         return {
+            "attributes": attributes,
             "brands": counts(out["brands"]["buckets"]),
             "categories": counts(out.get("categories", {}).get("buckets", [])),
             "price_ranges": counts(out["price_ranges"]["buckets"]),
         }, scale != 1.0
+
+    def rows(self, product_ids: list[int]) -> list[dict]:
+        """The search result rows of these products, in the order asked (those not in the index,
+        e.g. archived, are left out)."""
+        s = self.schema
+        searcher = self.index.searcher()
+        ids = [int(i) for i in dict.fromkeys(product_ids)][:LIMIT_MAX]
+        if not ids:
+            return []
+        found = searcher.search(Query.term_set_query(s, "id", ids), len(ids), count=False)
+        by_id = {}
+        for _, addr in found.hits:
+            row = json.loads(searcher.doc(addr).get_first("payload"))
+            by_id[row["product_id"]] = row
+        return [by_id[i] for i in ids if i in by_id]
+
+    def similar(self, product_id: int, limit: int = 10) -> list[dict]:
+        """More like this product: the same leaf category required, ranked by shared title words,
+        brand and variant attributes (BM25 over those terms); the product itself left out."""
+        s = self.schema
+        searcher = self.index.searcher()
+        found = searcher.search(Query.term_query(s, "id", int(product_id)), 1, count=False)
+        if not found.hits:
+            return []
+        row = json.loads(searcher.doc(found.hits[0][1]).get_first("payload"))
+        words = [
+            w
+            for w in dict.fromkeys(self._words.analyze(stem_text(row["name"])))
+            if w not in STOPWORDS
+        ]
+        should = [(Occur.Should, Query.term_query(s, "text", w)) for w in words[:20]]
+        if row.get("brand"):
+            should.append(
+                (
+                    Occur.Should,
+                    Query.boost_query(
+                        Query.term_query(s, "brand_key", row["brand"].lower()), SIMILAR_BRAND_BOOST
+                    ),
+                )
+            )
+        for key, values in (row.get("options") or {}).items():
+            for v in values:
+                term = Query.term_query(s, "attr_key", f"{key}={v.lower()}")
+                should.append((Occur.Should, Query.boost_query(term, SIMILAR_ATTRIBUTE_BOOST)))
+        clauses = [(Occur.MustNot, Query.term_query(s, "id", int(product_id)))]
+        if row.get("category"):
+            clauses.append((Occur.Must, Query.term_query(s, "category", row["category"])))
+        if not should and len(clauses) == 1:
+            return []
+        scoring = Query.boolean_query(should) if should else Query.all_query()
+        clauses.append((Occur.Must, scoring))
+        hits = searcher.search(Query.boolean_query(clauses), limit, count=False).hits
+        return [json.loads(searcher.doc(addr).get_first("payload")) for _, addr in hits]
 
     def suggest(self, prefix: str, limit: int = 8) -> dict[str, list]:
         """Autocomplete: product names whose words start like `prefix` (most popular first), and

@@ -1,4 +1,5 @@
-"""Search administration: rebuild the product index from PostgreSQL on demand (admins only).
+"""Search administration (admins only): rebuild the product index from PostgreSQL on demand, and
+edit the synonym groups queries use (applied at query time: nothing is re-indexed).
 
 The rebuild is built aside and swapped in (actors/search/actor.py), so searches keep answering from
 the old index meanwhile and readers pick up the new one at once.
@@ -6,11 +7,22 @@ the old index meanwhile and readers pick up the new one at once.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+import asyncio
 
+import ray
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from flashmart.actors.search.synonyms import GROUPS_MAX, MEMBERS_MAX, BadSynonyms, normalize_group
+from flashmart.obs import logger
 from flashmart.serve.auth import Principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
+from flashmart.storage import search_synonyms_postgres as synonyms_db
+from flashmart.storage.audit import audit
+
+log = logger("admin_search")
+SYNONYMS_PUBLISH_WAIT_S = 5.0
 
 router = APIRouter(prefix="/api/v1/admin/search", tags=["admin"])
 
@@ -33,8 +45,6 @@ async def rebuild_index(
     documents and the time taken (or 202 at once with wait=false). 409 while a rebuild runs."""
     search = _search(ctx)
     async with ctx.db.connection() as conn:
-        from flashmart.storage.audit import audit
-
         await audit(
             conn, principal.user_id, "search.rebuild", "search_index", "products", {"wait": wait}
         )
@@ -58,3 +68,94 @@ async def index_status(
     """The writer's figures: documents, generation, pending updates, commits, stock edges seen, and
     its process id, catch-up watermark and products caught up (changed without a refresh)."""
     return await _search(ctx).ping()
+
+
+# --- synonyms -------------------------------------------------------------------------------------
+
+
+class SynonymGroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    members: list[str] = Field(
+        min_length=2,
+        max_length=MEMBERS_MAX,
+        description='equivalent words or short phrases, e.g. ["tv", "television"]',
+    )
+
+
+def _group(body: SynonymGroupIn) -> list[str]:
+    try:
+        return normalize_group(body.members)
+    except BadSynonyms as exc:
+        raise Refused("invalid", str(exc)) from None
+
+
+async def _publish(ctx: Context) -> int:
+    """Tell the search readers; the change is in PostgreSQL already, so a writer that is down
+    publishes it when it starts."""
+    try:
+        return await asyncio.wait_for(_search(ctx).synonyms_changed(), SYNONYMS_PUBLISH_WAIT_S)
+    except (TimeoutError, ray.exceptions.RayError):
+        log.warning("search writer unreachable: synonyms are published when it starts")
+        return -1
+
+
+@router.get("/synonyms")
+async def list_synonyms(
+    ctx: Context = Depends(get_ctx), _: Principal = Depends(require("search.admin"))
+) -> dict:
+    """The synonym groups searches use: each a list of equivalent words or phrases."""
+    async with ctx.db.connection() as conn:
+        return {"groups": await synonyms_db.list_groups(conn)}
+
+
+@router.post("/synonyms", status_code=201)
+async def add_synonyms(
+    body: SynonymGroupIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("search.admin")),
+) -> dict:
+    """Add a group; queries use it within a second, nothing is re-indexed."""
+    members = _group(body)
+    async with ctx.db.connection() as conn:
+        if await synonyms_db.count_groups(conn) >= GROUPS_MAX:
+            raise Refused("invalid", f"at most {GROUPS_MAX} synonym groups")
+        group_id = await synonyms_db.add_group(conn, members, principal.user_id)
+        await audit(
+            conn, principal.user_id, "search.synonyms.add", "search_synonyms", str(group_id), {}
+        )
+    await _publish(ctx)
+    return {"id": group_id, "members": members}
+
+
+@router.put("/synonyms/{group_id}")
+async def replace_synonyms(
+    group_id: int,
+    body: SynonymGroupIn,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("search.admin")),
+) -> dict:
+    members = _group(body)
+    async with ctx.db.connection() as conn:
+        if not await synonyms_db.replace_group(conn, group_id, members):
+            raise Refused("not_found", f"no synonym group {group_id}")
+        await audit(
+            conn, principal.user_id, "search.synonyms.edit", "search_synonyms", str(group_id), {}
+        )
+    await _publish(ctx)
+    return {"id": group_id, "members": members}
+
+
+@router.delete("/synonyms/{group_id}")
+async def delete_synonyms(
+    group_id: int,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("search.admin")),
+) -> dict:
+    async with ctx.db.connection() as conn:
+        if not await synonyms_db.delete_group(conn, group_id):
+            raise Refused("not_found", f"no synonym group {group_id}")
+        await audit(
+            conn, principal.user_id, "search.synonyms.delete", "search_synonyms", str(group_id), {}
+        )
+    await _publish(ctx)
+    return {"id": group_id, "deleted": True}

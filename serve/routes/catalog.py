@@ -23,11 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flashmart.actors.search.index import SUGGEST_CHARS_MIN
 from flashmart.obs import logger
 from flashmart.serve import analytics
-from flashmart.serve.auth import Principal, require
+from flashmart.serve.auth import Principal, optional_principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
 from flashmart.serve.json import json_response
 from flashmart.serve.product_changes import product_changed
+from flashmart.serve.routes.recommendations import count_view, lists_for_page
 from flashmart.storage import catalog_postgres as cat
 from flashmart.storage import product_cache
 
@@ -51,6 +52,7 @@ SEARCH_PARAMS = {
     "page",
     "limit",
     "facets",
+    "attr",
 }
 AttrValue = str | int | float | bool
 # a seller write has committed before the search index hears of it: it waits this long at most for
@@ -516,7 +518,12 @@ class SearchParams(BaseModel):
     page: int = Field(1, ge=1, le=500)
     limit: int = Field(20, ge=1, le=100)
     facets: bool = Field(
-        True, description="brand, category and price-range counts (false: cheaper)"
+        True, description="brand, category, price-range and attribute counts (false: cheaper)"
+    )
+    attr: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="variant attribute filter name:value, e.g. size:M or color:black,navy (repeat)",
     )
 
 
@@ -543,19 +550,36 @@ def _search_params(request: Request) -> SearchParams:
             f"unknown parameter(s): {', '.join(sorted(unknown))}; "
             f"use {', '.join(sorted(SEARCH_PARAMS))}",
         )
-    data: dict[str, Any] = {k: qp[k] for k in qp if k != "brand"}
-    if "brand" in qp:
-        data["brand"] = qp.getlist("brand")
+    data: dict[str, Any] = {k: qp[k] for k in qp if k not in ("brand", "attr")}
+    for listed in ("brand", "attr"):
+        if listed in qp:
+            data[listed] = qp.getlist(listed)
     try:
         return SearchParams.model_validate(data)
     except ValidationError as exc:
         raise Refused("invalid", _reason(exc)) from None
 
 
+def _attribute_filters(items: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """["size:M", "color:black,navy", "size:L"] -> (("size", ("M", "L")), ("color", ("black",
+    "navy"))): values of one attribute are alternatives, attributes are all required."""
+    grouped: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition(":")
+        key = " ".join(key.lower().split())
+        picked = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not picked:
+            raise Refused("invalid", f"attr must be name:value (e.g. size:M), not {item[:40]!r}")
+        grouped.setdefault(key, [])
+        grouped[key] += [v for v in picked if v not in grouped[key]]
+    return tuple((k, tuple(v)) for k, v in grouped.items())
+
+
 @router.get("/search", openapi_extra={"parameters": _query_parameters(SearchParams)})
 async def search_products(request: Request):
     """Search: results, total_results, page, total_pages, facets (brands, categories,
-    price_ranges, each value with its count). A page past the end is empty.
+    price_ranges, each value with its count; attributes: {name: [values with counts]}), did_you_mean
+    (a respelling that finds more, when a query finds little). A page past the end is empty.
 
     The hot path of the shop, so the route does its own parsing: a page already rendered for the
     same query string (since the index last changed) is sent without validating anything again;
@@ -572,6 +596,7 @@ async def search_products(request: Request):
     brands = tuple(b.strip() for item in p.brand for b in item.split(",") if b.strip())
     if len(brands) > 20:
         raise Refused("invalid", "at most 20 brands")
+    attributes = _attribute_filters(p.attr)
     out = await search.search_json(
         {
             "q": p.q,
@@ -581,6 +606,7 @@ async def search_products(request: Request):
             "max_price": p.max_price,
             "min_rating": p.min_rating,
             "in_stock": p.in_stock,
+            "attributes": attributes,
             "sort": p.sort,
             "page": p.page,
             "limit": p.limit,
@@ -694,7 +720,10 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
             "weight_g": product["weight_g"],
             "attributes": product["attributes"],
             "images": product["images"],
-            "thumbnail": product["images"][0] if product["images"] else None,
+            "image_renditions": product["image_renditions"],
+            "thumbnail": (
+                product["image_renditions"][0]["thumb"] if product["image_renditions"] else None
+            ),
             "variants": [
                 {
                     "variant_id": v["id"],
@@ -723,14 +752,20 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
 
 
 @router.get("/{product_id}")
-async def get_product(product_id: int, ctx: Context = Depends(get_ctx)) -> dict:
+async def get_product(
+    product_id: int,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal | None = Depends(optional_principal),
+) -> dict:
     """The product page: variants, seller, price, stock status, rating summary (cached in Redis;
-    stock status from the inventory engine's stock feed: no engine call)."""
+    stock status from the inventory engine's stock feed: no engine call), and the recommendation
+    lists this replica holds for it (also bought, similar; no I/O on the request)."""
     if not 1 <= product_id <= 2**63 - 1:
         raise Refused("not_found", f"product {product_id} does not exist")
     page = await _product_page(ctx, product_id)
     analytics.product_viewed(ctx, product_id)
-    return json_response(page)
+    count_view(ctx, product_id, principal)
+    return json_response({**page, "recommendations": lists_for_page(ctx, product_id)})
 
 
 # Starlette tries a router's routes in order and the search is the shop's hot path: put it (and
