@@ -26,7 +26,8 @@ print("joined", ray.cluster_resources().get("CPU", 0) >= 0)
 """
 
 
-def test_the_simulator_joins_the_platforms_token_guarded_ray_head(tmp_path):
+def test_the_simulator_joins_the_platforms_token_guarded_ray_head(machine_slot, tmp_path):
+    """It starts a Ray head of its own, so it waits for one of the machine's test slots first."""
     settings = Settings(ray_gcs_port=free_port(), ray_dashboard_port=free_port(), data_dir=tmp_path)
     pf.start_ray_head(settings)
     try:
