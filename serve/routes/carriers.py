@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flashmart.serve.auth import Principal, require
@@ -73,7 +74,7 @@ class LabelBody(BaseModel):
 
 @router.post("/shipments/{shipment_id}/label", status_code=201)
 async def create_label(
-    shipment_id: int,
+    shipment_id: Annotated[int, Path(ge=1, le=2**62)],
     body: LabelBody,
     principal: Principal = Depends(require("carrier.label")),
     ctx: Context = Depends(get_ctx),

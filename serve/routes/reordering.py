@@ -4,9 +4,9 @@ back office places when available stock falls below a rule's point, and receivin
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from flashmart.serve.auth import Principal, require
@@ -131,7 +131,7 @@ class ReceiveBody(BaseModel):
 
 @router.post("/purchase-orders/{po_id}/receive")
 async def receive(
-    po_id: int,
+    po_id: Annotated[int, Path(ge=1, le=2**62)],
     body: ReceiveBody,
     principal: Principal = Depends(require("purchase_order.receive")),
     ctx: Context = Depends(get_ctx),

@@ -8,9 +8,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from flashmart.serve.auth import Principal, require
@@ -169,7 +169,7 @@ async def refunds(
 
 @router.get("/flash-sales/{sale_id}")
 async def flash_sale_timeline(
-    sale_id: int,
+    sale_id: Annotated[int, Path(ge=1, le=2**62)],
     format: Format = "json",
     principal: Principal = Depends(require("report.read")),
     ctx: Context = Depends(get_ctx),

@@ -3,9 +3,9 @@ buyer's other lines or payment), shipments of those lines, their progress, and r
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from flashmart.serve.auth import Principal, require
@@ -93,7 +93,7 @@ class SellerShipmentEvent(BaseModel):
 
 @router.post("/shipments/{shipment_id}/events")
 async def seller_shipment_event(
-    shipment_id: int,
+    shipment_id: Annotated[int, Path(ge=1, le=2**62)],
     body: SellerShipmentEvent,
     principal: Principal = Depends(require("seller.fulfil")),
     ctx: Context = Depends(get_ctx),
@@ -140,7 +140,7 @@ async def _my_return(ctx: Context, principal: Principal, return_id: int) -> dict
 
 @router.post("/returns/{return_id}/approve")
 async def seller_approve_return(
-    return_id: int,
+    return_id: Annotated[int, Path(ge=1, le=2**62)],
     principal: Principal = Depends(require("seller.fulfil")),
     ctx: Context = Depends(get_ctx),
 ) -> dict:
@@ -171,7 +171,7 @@ class RejectBody(BaseModel):
 
 @router.post("/returns/{return_id}/reject")
 async def seller_reject_return(
-    return_id: int,
+    return_id: Annotated[int, Path(ge=1, le=2**62)],
     body: RejectBody,
     principal: Principal = Depends(require("seller.fulfil")),
     ctx: Context = Depends(get_ctx),

@@ -4,9 +4,9 @@ conversation; support staff reply, assign, set priority and status, and see the 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flashmart.serve.auth import Principal, require
@@ -84,7 +84,7 @@ async def list_tickets(
 
 @router.get("/tickets/{ticket_id}")
 async def get_ticket(
-    ticket_id: int,
+    ticket_id: Annotated[int, Path(ge=1, le=2**62)],
     principal: Principal = Depends(require("ticket.read")),
     ctx: Context = Depends(get_ctx),
 ) -> dict:
@@ -104,7 +104,7 @@ class Message(BaseModel):
 
 @router.post("/tickets/{ticket_id}/messages", status_code=201)
 async def reply(
-    ticket_id: int,
+    ticket_id: Annotated[int, Path(ge=1, le=2**62)],
     body: Message,
     principal: Principal = Depends(require("ticket.reply")),
     ctx: Context = Depends(get_ctx),
@@ -124,7 +124,7 @@ class TicketChange(BaseModel):
 
 @router.patch("/tickets/{ticket_id}")
 async def change_ticket(
-    ticket_id: int,
+    ticket_id: Annotated[int, Path(ge=1, le=2**62)],
     body: TicketChange,
     principal: Principal = Depends(require("ticket.manage")),
     ctx: Context = Depends(get_ctx),
@@ -203,7 +203,7 @@ async def _attachments_out(ctx: Context, ticket_id: int) -> list[dict]:
 
 @router.post("/tickets/{ticket_id}/attachments", status_code=201)
 async def attach(
-    ticket_id: int,
+    ticket_id: Annotated[int, Path(ge=1, le=2**62)],
     request: Request,
     filename: str = Query(..., pattern=_FILENAME),
     principal: Principal = Depends(require("ticket.reply")),
