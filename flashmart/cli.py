@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 
@@ -163,14 +164,21 @@ def _print_table(report: dict) -> None:
 @user_app.command("create")
 def user_create(
     email: str = typer.Option(..., help="login email"),
-    password: str = typer.Option(..., help="at least 8 characters"),
     role: str = typer.Option("customer", help=" | ".join(ROLES)),
     name: str = typer.Option("", help="display name"),
+    password_stdin: bool = typer.Option(
+        False,
+        "--password-stdin",
+        help="read the password from the first line of standard input (scripts); "
+        "otherwise it is asked for, twice, without echo",
+    ),
 ) -> None:
-    """Create an account with a role (sellers, admins, support and couriers are created this way)."""
+    """Create an account with a role (sellers, admins, support and couriers are created this way).
+    The password never goes on the command line, where other users and shell history see it."""
     _quiet()
     if role not in ROLES:
         _fail(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    password = _read_password(password_stdin)
     if len(password) < 8:
         _fail("password must have at least 8 characters")
     from flashmart import platform as pf
@@ -182,6 +190,7 @@ def user_create(
     import psycopg
     from psycopg.rows import dict_row
 
+    from flashmart.storage.audit import audit_sync
     from flashmart.storage.users import create_user
 
     try:
@@ -189,11 +198,35 @@ def user_create(
             user = create_user(
                 conn, email=email, password=password, name=name or email.split("@")[0], role=role
             )
+            if user is not None:  # no actor account: the operator at this machine's shell
+                audit_sync(
+                    conn,
+                    None,
+                    "user.create",
+                    "user",
+                    user["id"],
+                    {"role": role, "email": user["email"], "via": "cli", "os_user": _os_user()},
+                )
     except ValueError as exc:
         _fail(str(exc))
     if user is None:
         _fail(f"a user with email {email} already exists")
     console.print(f"created {role} {user['email']} (id {user['id']})")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in a bare container
+        return "unknown"
 
 
 # --- demo and simulations -------------------------------------------------------------------------

@@ -68,6 +68,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # administration
     "user.admin": _roles(ADMIN),
     "audit.read": _roles(ADMIN, SUPPORT),
+    "health.details": _roles(ADMIN, SUPPORT),  # /readyz with each failing part's error text
 }
 
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development defaults, public in this repository: anyone could sign tokens or webhooks with them.
 DEV_JWT_SECRET = "change-me-in-production-flashmart-dev-secret"
 DEV_WEBHOOK_SECRET = "whsec_flashmart_local"
+# RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits).
+JWT_SECRET_MIN_BYTES = 32
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when `host` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard: reachable from elsewhere
 
 
 class Settings(BaseSettings):
@@ -55,7 +68,20 @@ class Settings(BaseSettings):
         6389, ge=1, le=65535, description="Ray head port (6379 is often Redis)"
     )
 
-    jwt_secret: str = Field(DEV_JWT_SECRET, min_length=16)
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="production refuses the public development secrets even on loopback",
+    )
+    jwt_secret: str = Field(
+        DEV_JWT_SECRET, description=f"HS256 key, at least {JWT_SECRET_MIN_BYTES} bytes"
+    )
+    token_revocation_poll_s: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        description="each API replica reads revoked sessions (logout, role change, disabled "
+        "account) this often: an access token stops working within about this long",
+    )
     access_token_ttl_s: int = Field(900, ge=30)
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
 
@@ -280,11 +306,30 @@ class Settings(BaseSettings):
         description="signs carrier tracking webhooks",
     )
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _hs256_key_long_enough(cls, value: str) -> str:
+        if len(value.encode()) < JWT_SECRET_MIN_BYTES:
+            raise ValueError(
+                f"FLASHMART_JWT_SECRET must have at least {JWT_SECRET_MIN_BYTES} bytes "
+                "(an HS256 key shorter than its hash can be guessed offline from one token)"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _no_public_secrets_with_real_money(self) -> Settings:
-        """A live Stripe key means real money: the public development secrets would let anyone mint
-        an admin token or a 'refund succeeded' webhook, so start is refused until both are set."""
+    def _no_public_secrets_when_exposed(self) -> Settings:
+        """The development secrets are public (they are in this file): with them anyone could mint
+        an admin token or a 'refund succeeded' webhook. They are refused whenever someone other
+        than this machine's user can reach the API or money is real: a live Stripe key, an API
+        listening beyond loopback, or FLASHMART_ENV=production."""
+        reasons = []
         if self.stripe_secret_key.startswith(("sk_live_", "rk_live_")):
+            reasons.append("a live Stripe key is configured")
+        if not is_loopback_host(self.http_host):
+            reasons.append(f"the API listens beyond loopback ({self.http_host})")
+        if self.env == "production":
+            reasons.append("FLASHMART_ENV=production")
+        if reasons:
             public = [
                 name
                 for name, value, dev in (
@@ -299,7 +344,7 @@ class Settings(BaseSettings):
             ]
             if public:
                 raise ValueError(
-                    f"a live Stripe key is configured but {' and '.join(public)} still "
+                    f"{' and '.join(reasons)} but {' and '.join(public)} still "
                     "the public development default: set a secret of your own"
                 )
         return self

@@ -4,9 +4,11 @@
     principal: Principal | None = Depends(optional_principal)    # public route, identity if given
     principal: Principal = Depends(authenticated)                # any logged-in role
 
-Tokens are verified locally (HS256, Settings.jwt_secret): no database round trip per request, so
-a role change takes effect within access_token_ttl_s. Ownership of a specific object is the
-route's check against its data; `require_owner` gives the same 403 shape.
+Tokens are verified locally (HS256, Settings.jwt_secret): no database round trip per request. A
+session ended early (logout, role change, disabled account) is refused within
+token_revocation_poll_s: each replica follows the revocations in Redis (storage.revocations).
+Ownership of a specific object is the route's check against its data; `require_owner` gives the
+same 403 shape.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from flashmart.permissions import PERMISSIONS, allowed
 from flashmart.serve.context import Context, ctx_of
 from flashmart.serve.errors import Refused
+from flashmart.storage.revocations import RevocationFollower
 from flashmart.storage.users import (  # noqa: F401 - the guest token issuer, re-exported for routes
     InvalidToken,
     decode_access_token,
@@ -49,24 +52,62 @@ def unauthenticated(
 
 # A verified token's principal is kept per replica (bounded LRU), so a buyer's requests are not each
 # an HMAC and a claims check (a checkout verified the same token twice: rate limit and route, ~5% of
-# a replica's CPU). Same answers as decoding every time: access tokens cannot be revoked before they
-# expire (docs/security.md), and expiry is checked on every use. A refused token is never cached.
+# a replica's CPU). Same answers as decoding every time: expiry and revocation are checked on every
+# use, after the cache. A refused token is never cached.
 VERIFIED_TOKENS_MAX = 20_000
 
 
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    expires_s: int
+    generation: int
+    session_id: str | None
+
+
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_MAX)
-def _verified(secret: str, token: str) -> tuple[Principal, int]:
+def _verified(secret: str, token: str) -> _Verified:
     claims = decode_access_token(secret, token)
-    return Principal(
+    principal = Principal(
         user_id=int(claims["sub"]), role=claims["role"], email=claims.get("email", "")
-    ), claims["exp"]
+    )
+    return _Verified(principal, claims["exp"], claims.get("gen", 0), claims.get("sid"))
+
+
+# Revocations this replica knows of, per Redis (one per replica in production).
+_followers: dict[str, RevocationFollower] = {}
+
+
+def revocations(ctx: Context) -> RevocationFollower:
+    key = ctx.settings.redis_url
+    follower = _followers.get(key)
+    if follower is None:
+        follower = _followers[key] = RevocationFollower(
+            ctx.settings.token_revocation_poll_s, ctx.settings.access_token_ttl_s
+        )
+    return follower
+
+
+async def follow_revocations(ctx: Context) -> None:
+    """Bring this replica's revocations up to date (a Redis read at most every poll interval)."""
+    await revocations(ctx).refresh(ctx.redis)
 
 
 def principal_from_token(ctx: Context, token: str) -> Principal:
+    """The caller of a valid, unexpired, unrevoked access token (memory only: no I/O here; the async
+    callers run follow_revocations first)."""
     try:
-        principal, expires = _verified(ctx.settings.jwt_secret, token)
-        if expires <= time.time():
+        verified = _verified(ctx.settings.jwt_secret, token)
+        if verified.expires_s <= time.time():
             raise InvalidToken("the access token has expired; refresh it or log in again")
+        follower = _followers.get(getattr(ctx.settings, "redis_url", ""))
+        if follower is not None and follower.is_revoked(
+            verified.principal.user_id, verified.generation, verified.session_id
+        ):
+            raise InvalidToken(
+                "this session has ended (logged out or access changed); log in again"
+            )
+        principal = verified.principal
     except InvalidToken as exc:
         raise Refused(
             "unauthenticated",
@@ -86,7 +127,9 @@ async def optional_principal(
         if request.headers.get("authorization"):
             raise unauthenticated("the Authorization header must be 'Bearer <access token>'")
         return None
-    return principal_from_token(ctx_of(request), creds.credentials)
+    ctx = ctx_of(request)
+    await follow_revocations(ctx)
+    return principal_from_token(ctx, creds.credentials)
 
 
 async def authenticated(principal: Principal | None = Depends(optional_principal)) -> Principal:

@@ -100,12 +100,13 @@ def rate_limit(name: str):
     caller's account when a valid access token is sent (an invalid one is left to the route's auth)."""
 
     async def _limit(request: Request) -> None:
-        from flashmart.serve.auth import client_ip, principal_from_token
+        from flashmart.serve.auth import client_ip, follow_revocations, principal_from_token
 
         ctx = ctx_of(request)
         buckets = [(f"{name}.ip", client_ip(request))]
         header = request.headers.get("authorization", "")
         if header[:7].lower() == "bearer ":
+            await follow_revocations(ctx)
             try:
                 buckets.append(
                     (f"{name}.user", str(principal_from_token(ctx, header[7:].strip()).user_id))

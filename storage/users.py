@@ -59,12 +59,11 @@ def normalize_email(email: str) -> str:
 _INSERT_USER = """
 INSERT INTO users (email, password_hash, name, role) VALUES (%s, %s, %s, %s)
 ON CONFLICT (email) DO NOTHING
-RETURNING id, email, name, role, created_at
+RETURNING id, email, name, role, created_at, token_generation, disabled_at
 """
-_USER_BY_EMAIL = (
-    "SELECT id, email, password_hash, name, role, created_at FROM users WHERE email = %s"
-)
-_USER_BY_ID = "SELECT id, email, name, role, created_at FROM users WHERE id = %s"
+_USER_COLUMNS = "id, email, name, role, created_at, token_generation, disabled_at"
+_USER_BY_EMAIL = f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE email = %s"
+_USER_BY_ID = f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s"
 
 
 def _check_new_user(email: str, password: str, name: str, role: str) -> tuple[str, str, str, str]:
@@ -93,11 +92,51 @@ def find_by_email(conn, email: str) -> dict | None:
         return cur.fetchone()
 
 
-def set_role(conn, user_id: int, role: str) -> bool:
+def set_role(conn, user_id: int, role: str) -> int | None:
+    """Change a role; the new token generation (older access tokens are revoked), None if no user.
+    The caller publishes the revocation after its commit (storage.revocations)."""
     assert role in ROLES, f"unknown role {role!r}"
     with conn.cursor() as cur:
-        cur.execute("UPDATE users SET role = %s WHERE id = %s", (role, user_id))
-        return cur.rowcount == 1
+        cur.execute(
+            "UPDATE users SET role = %s, token_generation = token_generation + 1 WHERE id = %s "
+            "RETURNING token_generation",
+            (role, user_id),
+        )
+        row = cur.fetchone()
+    return None if row is None else _first(row)
+
+
+def _first(row) -> Any:
+    return row["token_generation"] if isinstance(row, dict) else row[0]
+
+
+_UPDATE_ACCOUNT = """
+UPDATE users SET
+    role = COALESCE(%(role)s, role),
+    disabled_at = CASE WHEN %(disabled)s::boolean IS NULL THEN disabled_at
+                       WHEN %(disabled)s THEN COALESCE(disabled_at, now()) ELSE NULL END,
+    token_generation = token_generation + 1
+WHERE id = %(id)s
+RETURNING {columns}
+"""
+
+
+async def update_account_async(
+    conn, user_id: int, *, role: str | None = None, disabled: bool | None = None
+) -> dict | None:
+    """Change a role and/or disable (enable) an account, raising its token generation so every access
+    token issued before stops working; a disabled account also loses its refresh tokens. None when
+    there is no such user. The caller publishes the revocation after its commit."""
+    assert role is None or role in ROLES, f"unknown role {role!r}"
+    async with conn.cursor() as cur:
+        await cur.execute(
+            _UPDATE_ACCOUNT.format(columns=_USER_COLUMNS),
+            {"id": user_id, "role": role, "disabled": disabled},
+        )
+        row = await cur.fetchone()
+    if row is not None and disabled:
+        await revoke_all_for_user_async(conn, user_id)
+    return row
 
 
 async def create_user_async(conn, email: str, password: str, name: str, role: str) -> dict | None:
@@ -136,9 +175,21 @@ class InvalidToken(Exception):
     """The token is missing, malformed, forged, expired or of the wrong kind; the message says which."""
 
 
-def issue_access_token(secret: str, ttl_s: int, user_id: int, role: str, email: str) -> str:
+def issue_access_token(
+    secret: str,
+    ttl_s: int,
+    user_id: int,
+    role: str,
+    email: str,
+    *,
+    generation: int = 0,
+    session_id: str | None = None,
+) -> str:
+    """`generation` is the user's token generation (users.token_generation) and `session_id` the
+    refresh-token family: either can revoke the token before it expires (storage.revocations)."""
     now = int(time.time())
     claims = {
+        "gen": generation,
         "sub": str(user_id),
         "role": role,
         "email": email,
@@ -149,6 +200,8 @@ def issue_access_token(secret: str, ttl_s: int, user_id: int, role: str, email: 
         "exp": now + ttl_s,
         "jti": uuid.uuid4().hex,
     }
+    if session_id is not None:
+        claims["sid"] = session_id
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
@@ -171,6 +224,7 @@ def decode_access_token(secret: str, token: str) -> dict[str, Any]:
         claims.get("typ") != "access"
         or claims.get("role") not in ROLES
         or not str(claims["sub"]).isdigit()
+        or not isinstance(claims.get("gen", 0), int)
     ):
         raise InvalidToken("the access token is not valid")
     return claims
@@ -213,7 +267,7 @@ class Rotated:
 
 @dataclass(frozen=True)
 class RefreshRefused:
-    reason: str  # "unknown" | "expired" | "reused"
+    reason: str  # "unknown" | "expired" | "reused" | "disabled"
     user_id: int | None = None
     family_id: uuid.UUID | None = None
 
@@ -240,6 +294,8 @@ async def rotate_refresh_token_async(conn, token: str, ttl_s: int) -> Rotated | 
         user = await find_by_id_async(conn, row["user_id"])
         if user is None:
             return RefreshRefused("unknown")
+        if user["disabled_at"] is not None:
+            return RefreshRefused("disabled", row["user_id"], row["family_id"])
     successor = await issue_refresh_token_async(conn, row["user_id"], ttl_s, row["family_id"])
     return Rotated(user, successor, row["family_id"])
 

@@ -41,9 +41,16 @@ def cli_env(tmp_path_factory, machine_slot) -> dict[str, str]:
     subprocess.run([FLASHMART, "down"], env=env, capture_output=True, timeout=300)
 
 
-def run(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(
+    env: dict, *args: str, timeout: int = 600, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [FLASHMART, *args], env=env, capture_output=True, text=True, timeout=timeout
+        [FLASHMART, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin if stdin is not None else "",
     )
 
 
@@ -74,10 +81,10 @@ def test_up_status_user_down_up_keeps_data(cli_env):
         "create",
         "--email",
         "ops@example.com",
-        "--password",
-        "s3cret-pass",
         "--role",
         "admin",
+        "--password-stdin",
+        stdin="s3cret-pass\n",
     )
     assert created.returncode == 0, created.stderr
     duplicate = run(
@@ -86,10 +93,10 @@ def test_up_status_user_down_up_keeps_data(cli_env):
         "create",
         "--email",
         "ops@example.com",
-        "--password",
-        "s3cret-pass",
         "--role",
         "admin",
+        "--password-stdin",
+        stdin="s3cret-pass\n",
     )
     assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
 
@@ -150,9 +157,19 @@ def test_bad_role_is_refused(cli_env):
         "create",
         "--email",
         "x@example.com",
-        "--password",
-        "longenough",
         "--role",
         "wizard",
+        "--password-stdin",
+        stdin="longenough\n",
     )
     assert result.returncode == 1 and "unknown role" in result.stderr
+
+
+def test_password_is_not_taken_from_the_command_line(cli_env):
+    """A password in argv is seen by every user of the machine (ps) and kept in shell history."""
+    on_argv = run(cli_env, "user", "create", "--email", "x@example.com", "--password", "longenough")
+    assert on_argv.returncode != 0 and "--password" in on_argv.stderr
+    short = run(
+        cli_env, "user", "create", "--email", "x@example.com", "--password-stdin", stdin="short\n"
+    )
+    assert short.returncode == 1 and "at least 8 characters" in short.stderr

@@ -29,6 +29,7 @@ ROUTERS = [
     health.router,
     auth.router,
     auth.audit_router,
+    auth.users_router,
     catalog.router,
     reviews.router,
     inventory.router,

@@ -6,16 +6,17 @@ Every authentication event is written to the audit log in the same transaction a
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from flashmart.serve.auth import Principal, authenticated, client_ip, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
 from flashmart.serve.ratelimit import check, rate_limit
-from flashmart.storage import users
+from flashmart.storage import revocations, users
 from flashmart.storage.audit import audit
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -90,46 +91,69 @@ def _user_out(row: dict) -> UserOut:
     return UserOut(id=row["id"], email=row["email"], name=row["name"], role=row["role"])
 
 
-async def _tokens(ctx: Context, conn, user: dict, family_id=None) -> tuple[str, str]:
+def _access_token(ctx: Context, user: dict, family_id) -> str:
     s = ctx.settings
-    access = users.issue_access_token(
-        s.jwt_secret, s.access_token_ttl_s, user["id"], user["role"], user["email"]
+    return users.issue_access_token(
+        s.jwt_secret,
+        s.access_token_ttl_s,
+        user["id"],
+        user["role"],
+        user["email"],
+        generation=user["token_generation"],
+        session_id=str(family_id),
     )
+
+
+async def _tokens(ctx: Context, conn, user: dict) -> tuple[str, str]:
+    family_id = uuid.uuid4()
     refresh = await users.issue_refresh_token_async(
-        conn, user["id"], s.refresh_token_ttl_s, family_id
+        conn, user["id"], ctx.settings.refresh_token_ttl_s, family_id
     )
-    return access, refresh
+    return _access_token(ctx, user, family_id), refresh
+
+
+class RegisteredOut(BaseModel):
+    email: str
+    message: str
+
+
+REGISTERED = "registered: log in with this email and password"
 
 
 @router.post(
     "/register",
     status_code=201,
-    response_model=UserOut,
+    response_model=RegisteredOut,
     dependencies=[Depends(rate_limit("register"))],
-    responses={
-        409: {"description": "email already registered"},
-        429: {"description": "rate limited"},
-    },
+    responses={429: {"description": "rate limited"}},
 )
-async def register(body: RegisterIn, request: Request, ctx: Context = Depends(get_ctx)) -> UserOut:
-    """Create a customer account. Staff accounts are created by an admin (`flashmart user create`)."""
+async def register(
+    body: RegisterIn, request: Request, ctx: Context = Depends(get_ctx)
+) -> RegisteredOut:
+    """Create a customer account. The answer is the same whether or not the email already has an
+    account (nobody learns who is a customer here); only the account's owner can then log in.
+    Staff accounts are created by an admin (`flashmart user create`, `POST /api/v1/users`)."""
     password_hash = await asyncio.to_thread(
         users.hash_password, body.password
-    )  # argon2 is CPU-bound
+    )  # argon2 is CPU-bound, and paid for an existing email too: the same time either way
+    ip = client_ip(request)
     async with ctx.db.connection() as conn:
         row = await users.insert_user_async(conn, body.email, password_hash, body.name, "customer")
         if row is None:
-            raise Refused("conflict", "an account with this email already exists")
-        await audit(
-            conn,
-            row["id"],
-            "auth.register",
-            "user",
-            row["id"],
-            {"role": "customer"},
-            client_ip(request),
-        )
-    return _user_out(row)
+            await audit(
+                conn,
+                None,
+                "auth.register_existing",
+                "user",
+                None,
+                {"email": users.normalize_email(body.email)},
+                ip,
+            )
+        else:
+            await audit(
+                conn, row["id"], "auth.register", "user", row["id"], {"role": "customer"}, ip
+            )
+    return RegisteredOut(email=users.normalize_email(body.email), message=REGISTERED)
 
 
 @router.post(
@@ -163,8 +187,11 @@ async def login(
     ok = await asyncio.to_thread(
         users.verify_password, row["password_hash"] if row else None, body.password
     )
+    disabled = ok and row["disabled_at"] is not None
     async with ctx.db.connection() as conn:
-        if not ok:
+        if disabled:
+            await audit(conn, row["id"], "auth.login_disabled", "user", row["id"], {}, ip)
+        elif not ok:
             await audit(
                 conn,
                 row["id"] if row else None,
@@ -179,6 +206,8 @@ async def login(
             await audit(conn, row["id"], "auth.login", "user", row["id"], {}, ip)
     if not ok:  # raised after the block, so the failure's audit record commits
         raise Refused("unauthenticated", "wrong email or password")
+    if disabled:  # only said to whoever knows the password
+        raise Refused("forbidden", "this account is disabled; contact support")
     merged = await _merge_guest_cart(ctx, x_cart_id, row) if x_cart_id is not None else None
     return TokensOut(
         access_token=access,
@@ -251,16 +280,14 @@ async def refresh(body: RefreshIn, request: Request, ctx: Context = Depends(get_
                 )
         else:
             user = result.user
-            s = ctx.settings
-            access = users.issue_access_token(
-                s.jwt_secret, s.access_token_ttl_s, user["id"], user["role"], user["email"]
-            )
+            access = _access_token(ctx, user, result.family_id)
             await audit(conn, user["id"], "auth.refresh", "session", result.family_id, {}, ip)
     if isinstance(result, users.RefreshRefused):
         messages = {
             "reused": "this refresh token was already used; the session is revoked, log in again",
             "expired": "the refresh token has expired; log in again",
             "unknown": "the refresh token is not valid; log in again",
+            "disabled": "this account is disabled; contact support",
         }
         raise Refused("unauthenticated", messages[result.reason])
     return TokensOut(
@@ -278,8 +305,9 @@ async def refresh(body: RefreshIn, request: Request, ctx: Context = Depends(get_
     dependencies=[Depends(rate_limit("refresh"))],
 )
 async def logout(body: RefreshIn, request: Request, ctx: Context = Depends(get_ctx)) -> Response:
-    """End the session the refresh token belongs to. Unknown tokens are accepted silently (idempotent).
-    Access tokens already issued stay valid until they expire (access_token_ttl_s)."""
+    """End the session the refresh token belongs to: its refresh tokens at once, its access tokens
+    within token_revocation_poll_s on every replica. Unknown tokens are accepted silently
+    (idempotent)."""
     async with ctx.db.connection() as conn:
         row = await users.revoke_refresh_token_async(conn, body.refresh_token)
         if row is not None:
@@ -292,6 +320,10 @@ async def logout(body: RefreshIn, request: Request, ctx: Context = Depends(get_c
                 {},
                 client_ip(request),
             )
+    if row is not None:  # after the commit: a replica that reads it finds the session ended
+        await revocations.publish(
+            ctx.redis, ctx.settings.access_token_ttl_s, sid=str(row["family_id"])
+        )
     return Response(status_code=204)
 
 
@@ -339,3 +371,102 @@ async def read_audit(
             conn, actor_id=actor_id, object_type=object_type, object_id=object_id, limit=limit
         )
     return [AuditOut(**{**r, "at": r["at"].isoformat()}) for r in rows]
+
+
+# --- accounts (admin) ---------------------------------------------------------------------------------
+
+users_router = APIRouter(prefix="/api/v1/users", tags=["users"])
+Role = Literal["customer", "seller", "admin", "support", "courier"]
+
+
+class StaffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailStr = Field(max_length=254)
+    password: Password
+    name: Name
+    role: Role
+
+
+class AccountPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role | None = None
+    disabled: bool | None = Field(
+        None, description="true: no login, no refresh, every access token refused within seconds"
+    )
+
+
+class AccountOut(UserOut):
+    disabled: bool
+
+
+def _account_out(row: dict) -> AccountOut:
+    return AccountOut(**_user_out(row).model_dump(), disabled=row["disabled_at"] is not None)
+
+
+@users_router.post(
+    "",
+    status_code=201,
+    response_model=AccountOut,
+    responses={409: {"description": "email already registered"}},
+)
+async def create_account(
+    body: StaffIn,
+    request: Request,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("user.admin")),
+) -> AccountOut:
+    """Create an account of any role (sellers, support, couriers, admins); audited with its creator."""
+    password_hash = await asyncio.to_thread(users.hash_password, body.password)
+    async with ctx.db.connection() as conn:
+        row = await users.insert_user_async(conn, body.email, password_hash, body.name, body.role)
+        if row is None:
+            raise Refused("conflict", "an account with this email already exists")
+        await audit(
+            conn,
+            principal.user_id,
+            "user.create",
+            "user",
+            row["id"],
+            {"role": body.role, "email": row["email"]},
+            client_ip(request),
+        )
+    return _account_out(row)
+
+
+@users_router.patch("/{user_id}", response_model=AccountOut)
+async def update_account(
+    body: AccountPatch,
+    request: Request,
+    user_id: int = Path(ge=1, le=2**62),
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("user.admin")),
+) -> AccountOut:
+    """Change an account's role or disable it. Its access tokens issued before stop working within
+    token_revocation_poll_s on every replica (the new role is in the next refreshed token)."""
+    if body.role is None and body.disabled is None:
+        raise Refused("invalid", "give role and/or disabled")
+    if user_id == principal.user_id:
+        raise Refused("forbidden", "an admin cannot change or disable their own account")
+    async with ctx.db.connection() as conn:
+        before = await users.find_by_id_async(conn, user_id)
+        if before is None:
+            raise Refused("not_found", f"no account {user_id}")
+        row = await users.update_account_async(
+            conn, user_id, role=body.role, disabled=body.disabled
+        )
+        await audit(
+            conn,
+            principal.user_id,
+            "user.update",
+            "user",
+            user_id,
+            {
+                "role": [before["role"], row["role"]],
+                "disabled": [before["disabled_at"] is not None, row["disabled_at"] is not None],
+            },
+            client_ip(request),
+        )
+    await revocations.publish(
+        ctx.redis, ctx.settings.access_token_ttl_s, uid=user_id, gen=row["token_generation"]
+    )
+    return _account_out(row)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from flashmart.serve.auth import Principal, optional_principal
 from flashmart.serve.context import Context, get_ctx
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz")
@@ -23,12 +26,17 @@ async def _check(name: str, probe) -> tuple[str, str]:
         await asyncio.wait_for(probe(), timeout=2.0)
         return name, "ok"
     except Exception as exc:  # noqa: BLE001 - reported, not raised
+        log.warning("readiness: %s failed: %r", name, exc)
         return name, f"failed: {type(exc).__name__}: {exc}"[:200]
 
 
 @router.get("/readyz")
-async def readyz(ctx: Context = Depends(get_ctx)):
-    """Ready only when PostgreSQL, Redis and every actor service answer."""
+async def readyz(
+    ctx: Context = Depends(get_ctx),
+    principal: Principal | None = Depends(optional_principal),
+):
+    """Ready only when PostgreSQL, Redis and every actor service answer. Each part says "ok" or
+    "failed"; the error text (host names, paths, versions) is shown to admins and support only."""
 
     async def pg():
         async with ctx.db.connection() as conn:
@@ -44,4 +52,6 @@ async def readyz(ctx: Context = Depends(get_ctx)):
             probes.append(_check(name, ping))
     checks = dict(await asyncio.gather(*probes))
     ready = all(v == "ok" for v in checks.values())
+    if principal is None or not principal.can("health.details"):
+        checks = {name: "ok" if v == "ok" else "failed" for name, v in checks.items()}
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
