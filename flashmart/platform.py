@@ -175,7 +175,7 @@ def serve_env(settings: Settings) -> dict[str, str]:
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_HAPROXY_BINARY_PATH": binary,
+        "RAY_SERVE_HAPROXY_BINARY_PATH": forwarding_haproxy(hdir, binary),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(hdir / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(hdir / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(hdir),
@@ -188,6 +188,49 @@ def serve_env(settings: Settings) -> dict[str, str]:
         # one log datagram per request for Serve's request metrics: off unless asked for
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "1" if settings.haproxy_request_metrics else "0",
     }
+
+
+# Serve's HAProxy configuration has no `option forwardfor`, so every request reaches a replica from the
+# ingress's own address and per-address rate limits would be platform-wide. Serve runs this script
+# as its HAProxy binary: it adds the option to the `defaults` section of the configuration Serve
+# just wrote (at every start and reload), then becomes HAProxy. HAProxy then appends the client's
+# address as the last X-Forwarded-For value, which the replicas trust from the ingress only
+# (serve.auth.client_ip, Settings.forwarded_for_trusted_cidrs).
+_FORWARDFOR_WRAPPER = """#!/bin/sh
+cfg=""; prev=""
+for arg in "$@"; do [ "$prev" = "-f" ] && cfg="$arg"; prev="$arg"; done
+if [ -n "$cfg" ] && [ -f "$cfg" ] && ! grep -q '^    option forwardfor$' "$cfg"; then
+    sed -i 's/^defaults$/defaults\\n    option forwardfor/' "$cfg"
+fi
+exec "{binary}" "$@"
+"""
+
+
+_WRAPPER_NAME = "forwardfor-haproxy"
+
+
+def _unwrapped(binary: str) -> str:
+    """The HAProxy binary itself when `binary` is one of these scripts (a process that ran serve_env
+    before has RAY_SERVE_HAPROXY_BINARY_PATH pointing at one, and a script must not run itself)."""
+    for _ in range(8):
+        path = Path(binary)
+        if path.name != _WRAPPER_NAME or not path.is_file():
+            return binary
+        line = next(x for x in path.read_text().splitlines() if x.startswith("exec "))
+        binary = line.split('"')[1]
+    raise PlatformError(f"{binary}: a loop of HAProxy wrapper scripts")
+
+
+def forwarding_haproxy(directory: Path, binary: str) -> str:
+    """The path of an executable that runs `binary` with X-Forwarded-For added (written once)."""
+    wrapper = directory / _WRAPPER_NAME
+    text = _FORWARDFOR_WRAPPER.format(binary=_unwrapped(binary))
+    if not wrapper.exists() or wrapper.read_text() != text:
+        tmp = directory / f".forwardfor-haproxy.{os.getpid()}"
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(wrapper)
+    return str(wrapper)
 
 
 def ingress_name(env: dict[str, str]) -> str:

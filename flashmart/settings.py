@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     )
     access_token_ttl_s: int = Field(900, ge=30)
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    device_token_ttl_s: int = Field(
+        365 * 24 * 3600,
+        ge=60,
+        description="a login from a device the owner logged in from before skips the account-wide "
+        "lockout (login.account) this long",
+    )
 
     # Security (serve/security.py, serve/ratelimit.py, serve/waiting_room.py)
     cors_origins: list[str] = Field(
@@ -91,13 +97,26 @@ class Settings(BaseSettings):
     )
     request_body_max_bytes: int = Field(1_000_000, ge=1024, description="larger bodies get 413")
     trust_forwarded_for: bool = Field(
-        False, description="take the client IP from X-Forwarded-For (behind a trusted proxy only)"
+        False,
+        description="take the client IP from X-Forwarded-For whoever sends it (only behind a front "
+        "proxy that sets it and that every request passes through)",
+    )
+    forwarded_for_trusted_cidrs: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="the ingress: requests from these addresses name their client in the last "
+        "X-Forwarded-For value (Serve's HAProxy appends it); add the cluster's network when "
+        "HAProxy runs on other nodes than the replicas",
     )
     rate_limits: dict[str, list[float]] = Field(
         default_factory=lambda: {
             # "<name>.<scope>": [capacity, refill_per_s]
             "login.ip": [200, 5.0],
-            "login.account": [5, 1 / 12],
+            # guessing one account's password from one address
+            "login.account_ip": [5, 1 / 12],
+            # ... and from every address together; a device the owner logged in from before
+            # (device_token) is not held by it, so an attacker cannot lock the owner out
+            "login.account": [30, 1 / 30],
+            "login.device": [10, 1 / 12],
             "register.ip": [100, 2.0],
             "refresh.ip": [200, 5.0],
             "checkout.ip": [2000, 500.0],

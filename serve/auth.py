@@ -14,6 +14,7 @@ same 403 shape.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -172,18 +173,34 @@ def require_owner(
 
 
 def client_ip(request: Request) -> str:
-    """The caller's address. By default the socket peer: Ray Serve's HAProxy ingress does not add
-    X-Forwarded-For, so on one machine every caller is the ingress and per-IP limits act as one
-    platform-wide limit. Behind a front proxy that sets X-Forwarded-For, set
-    FLASHMART_TRUST_FORWARDED_FOR=true and the address it appended (the last one) is used; never
-    enable it without such a proxy, or callers choose their own address."""
+    """The caller's address. A request from the ingress (Serve's HAProxy, which the platform runs
+    with `option forwardfor`; Settings.forwarded_for_trusted_cidrs) names its client in the last
+    X-Forwarded-For value, the one the ingress appended: whatever a client writes there itself comes
+    before it and is never used. Any other request's address is its socket peer's.
+    FLASHMART_TRUST_FORWARDED_FOR=true believes the header from every peer (a front proxy that all
+    traffic passes through)."""
+    peer = request.client.host if request.client else "unknown"
     ctx = getattr(request.app.state, "ctx", None)
-    if ctx is not None and ctx.settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        last = forwarded.rsplit(",", 1)[-1].strip()
+    if ctx is None:
+        return peer
+    settings = ctx.settings
+    if settings.trust_forwarded_for or _is_ingress(
+        peer, tuple(settings.forwarded_for_trusted_cidrs)
+    ):
+        values = request.headers.getlist("x-forwarded-for")
+        last = ",".join(values).rsplit(",", 1)[-1].strip()
         if last:
             return last[:64]
-    return request.client.host if request.client else "unknown"
+    return peer
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_ingress(peer: str, cidrs: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
 # --- guest checkout -----------------------------------------------------------------------------------

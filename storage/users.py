@@ -230,6 +230,46 @@ def decode_access_token(secret: str, token: str) -> dict[str, Any]:
     return claims
 
 
+# --- device tokens ---------------------------------------------------------------------------------
+# Given at every successful login and sent back by the client at its next login: proof that this
+# device has logged into this account before, so the account-wide lockout (login.account, which
+# anyone can fill by guessing from many addresses) does not apply to it; it has its own bucket.
+
+
+def issue_device_token(secret: str, ttl_s: int, user_id: int, email: str) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "email": normalize_email(email),
+        "typ": "device",
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def device_token_id(secret: str, token: str, email: str) -> str | None:
+    """The id of a valid device token issued for `email`; None for anything else (never an error:
+    a stale device token only means the login is treated like one from a new device)."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            audience=JWT_AUDIENCE,
+            issuer=JWT_ISSUER,
+            options={"require": ["exp", "sub", "typ", "jti"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    if claims.get("typ") != "device" or claims.get("email") != normalize_email(email):
+        return None
+    return str(claims["jti"])
+
+
 # --- refresh tokens --------------------------------------------------------------------------------
 
 

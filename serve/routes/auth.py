@@ -39,6 +39,12 @@ class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: EmailStr = Field(max_length=254)
     password: Annotated[str, Field(min_length=1, max_length=users.PASSWORD_MAX_CHARS)]
+    device_token: str | None = Field(
+        None,
+        min_length=16,
+        max_length=2000,
+        description="the device_token of this device's last login to this account",
+    )
 
 
 class RefreshIn(BaseModel):
@@ -84,6 +90,11 @@ class TokensOut(BaseModel):
     user: UserOut
     cart_merge: CartMergeOut | None = Field(
         None, description="login with X-Cart-Id: what joined your cart"
+    )
+    device_token: str | None = Field(
+        None,
+        description="keep it and send it with this device's next login: someone guessing this "
+        "account's password from elsewhere then cannot lock you out",
     )
 
 
@@ -181,7 +192,7 @@ async def login(
         raise Refused("bad_request", "X-Cart-Id must be a guest cart id as returned by this API")
     email = users.normalize_email(body.email)
     ip = client_ip(request)
-    await check(ctx, ("login.account", email))  # slows password guessing against one account
+    await _check_login_buckets(ctx, email, ip, body.device_token)
     async with ctx.db.connection() as conn:
         row = await users.find_by_email_async(conn, email)
     ok = await asyncio.to_thread(
@@ -215,7 +226,21 @@ async def login(
         expires_in=ctx.settings.access_token_ttl_s,
         user=_user_out(row),
         cart_merge=merged,
+        device_token=users.issue_device_token(
+            ctx.settings.jwt_secret, ctx.settings.device_token_ttl_s, row["id"], email
+        ),
     )
+
+
+async def _check_login_buckets(ctx: Context, email: str, ip: str, device_token: str | None) -> None:
+    """Password guessing costs the guesser: one address gets a few tries at an account
+    (login.account_ip); all addresses together a few more (login.account), which a botnet can
+    exhaust - but not for a device the owner logged in from before, which has its own bucket."""
+    device = device_token and users.device_token_id(ctx.settings.jwt_secret, device_token, email)
+    if device:
+        await check(ctx, ("login.device", device))
+    else:
+        await check(ctx, ("login.account_ip", f"{email} {ip}"), ("login.account", email))
 
 
 async def _merge_guest_cart(ctx: Context, guest_cart_id: str, user: dict) -> CartMergeOut:

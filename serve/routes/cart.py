@@ -15,8 +15,11 @@ from flashmart.serve.auth import Principal, optional_principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
 from flashmart.serve.json import json_response
+from flashmart.serve.ratelimit import rate_limit
 
-router = APIRouter(prefix="/api/v1", tags=["cart"])
+# every cart call takes a token from the caller's address bucket (api.ip) and, signed in, their own
+# (api.user): no one client adds, polls or holds at will
+router = APIRouter(prefix="/api/v1", tags=["cart"], dependencies=[Depends(rate_limit("api"))])
 GUEST_ID = re.compile(r"^g[0-9a-f]{32}$")
 
 
