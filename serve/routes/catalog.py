@@ -28,12 +28,17 @@ from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
 from flashmart.serve.json import json_response
 from flashmart.serve.product_changes import product_changed
+from flashmart.serve.ratelimit import rate_limit
 from flashmart.serve.routes.recommendations import count_view, lists_for_page
 from flashmart.storage import catalog_postgres as cat
 from flashmart.storage import product_cache
+from flashmart.storage.audit import audit
 
 log = logger("catalog")
-router = APIRouter(prefix="/api/v1/products", tags=["catalog"])
+# product pages, search and suggestions take a token from api.ip (and api.user when signed in)
+router = APIRouter(
+    prefix="/api/v1/products", tags=["catalog"], dependencies=[Depends(rate_limit("api"))]
+)
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CATEGORY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,59}(/[a-z0-9][a-z0-9-]{0,59}){0,5}$"
@@ -222,6 +227,10 @@ async def _check_variant_prices(conn, product_id: int) -> None:
         )
 
 
+def _jsonable(changes: dict) -> dict:
+    return json.loads(json.dumps(changes, default=str))
+
+
 def _duplicate_skus(variants: list[VariantIn]) -> list[str]:
     seen, dup = set(), []
     for v in variants:
@@ -238,7 +247,20 @@ async def _create(ctx: Context, conn, principal: Principal, body: ProductIn) -> 
         raise Refused("conflict", f"SKU already exists: {', '.join(taken)}")
     seller_id = await _seller_id(ctx, conn, principal, body.seller_id)
     with _sku_conflicts():
-        return await cat.create_product(conn, seller_id, body.model_dump())
+        pid = await cat.create_product(conn, seller_id, body.model_dump())
+    await _audit(
+        conn,
+        principal,
+        "product.create",
+        pid,
+        {"price": str(body.price), "skus": [v.sku for v in body.variants]},
+    )
+    return pid
+
+
+async def _audit(conn, principal: Principal, action: str, product_id: int, details: dict) -> None:
+    """In the transaction of the change: listings, prices and variants are what buyers pay for."""
+    await audit(conn, principal.user_id, action, "product", product_id, details)
 
 
 # --- seller writes --------------------------------------------------------------------------------
@@ -279,6 +301,7 @@ async def update_product(
         await cat.update_product(conn, product_id, changes)
         if "price" in changes:
             await _check_variant_prices(conn, product_id)
+        await _audit(conn, principal, "product.update", product_id, _jsonable(changes))
     await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
@@ -294,6 +317,13 @@ async def change_price(
         await _own_product(ctx, conn, principal, product_id)
         await cat.update_product(conn, product_id, body.model_dump(exclude_none=True))
         await _check_variant_prices(conn, product_id)
+        await _audit(
+            conn,
+            principal,
+            "product.price",
+            product_id,
+            _jsonable(body.model_dump(exclude_none=True)),
+        )
     await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
@@ -308,6 +338,7 @@ async def archive_product(
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         await cat.set_status(conn, product_id, "archived")
+        await _audit(conn, principal, "product.archive", product_id, {})
     await product_changed(ctx, [product_id])
     return {"product_id": product_id, "status": "archived"}
 
@@ -321,6 +352,7 @@ async def unarchive_product(
     async with ctx.db.connection() as conn:
         await _own_product(ctx, conn, principal, product_id)
         await cat.set_status(conn, product_id, "active")
+        await _audit(conn, principal, "product.unarchive", product_id, {})
     await product_changed(ctx, [product_id])
     return {"product_id": product_id, "status": "active"}
 
@@ -340,6 +372,9 @@ async def add_variant(
         with _sku_conflicts():
             await cat.add_variant(conn, product_id, body.model_dump())
         await _check_variant_prices(conn, product_id)
+        await _audit(
+            conn, principal, "product.variant_add", product_id, _jsonable(body.model_dump())
+        )
     await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
@@ -359,6 +394,13 @@ async def update_variant(
             raise Refused("not_found", f"product {product_id} has no variant {variant_id}")
         if changes:
             await _check_variant_prices(conn, product_id)
+            await _audit(
+                conn,
+                principal,
+                "product.variant_update",
+                product_id,
+                {"variant_id": variant_id, **_jsonable(changes)},
+            )
     if changes:  # (an empty patch of an existing variant changes nothing: just the page)
         await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
@@ -375,6 +417,9 @@ async def delete_variant(
         await _own_product(ctx, conn, principal, product_id)
         if not await cat.delete_variant(conn, product_id, variant_id):
             raise Refused("not_found", f"product {product_id} has no variant {variant_id}")
+        await _audit(
+            conn, principal, "product.variant_delete", product_id, {"variant_id": variant_id}
+        )
     await product_changed(ctx, [product_id])
     return await _product_page(ctx, product_id)
 
@@ -485,6 +530,14 @@ async def import_products(
                 continue
             created.append(pid)
             report.append({"row": number, "status": "created", "product_id": pid})
+        await audit(
+            conn,
+            principal.user_id,
+            "product.import",
+            "import",
+            None,
+            {"format": kind, "rows": len(rows), "created": created[:1000]},
+        )
     await product_changed(ctx, created)
     return {"created": len(created), "rejected": len(rows) - len(created), "rows": report}
 

@@ -148,8 +148,11 @@ async def set_stock(
 async def get_stock(
     sku: str = SKU,
     ctx: Context = Depends(get_ctx),
-    _: Principal = Depends(require("inventory.read")),
+    principal: Principal = Depends(require("inventory.read")),
 ) -> dict:
+    """Admins and support read any SKU's stock; a seller only their own products' SKUs."""
+    if principal.role == "seller":
+        await _check_sku_owner(ctx, principal, sku)
     return _view(await inventory(ctx).stock(sku))
 
 
