@@ -119,7 +119,8 @@ def tight_app(backing):
     async def lifespan(_):
         app.state.ctx = await open_context(settings)
         yield
-        await app.state.ctx.close()
+        await app.state.ctx.redis.aclose()
+        await app.state.ctx.db.close()
 
     app.router.lifespan_context = lifespan
     return app, settings, TestClient

@@ -148,7 +148,8 @@ def test_readyz_shows_error_text_to_staff_only(backing):
     async def lifespan(app):
         app.state.ctx = await open_context(settings)
         yield
-        await app.state.ctx.close()
+        await app.state.ctx.redis.aclose()
+        await app.state.ctx.db.close()
 
     app = FastAPI(lifespan=lifespan)
     install_error_handlers(app)
