@@ -275,12 +275,19 @@ NO_SCENARIO_YET: dict[tuple[str, str], str] = {
 }
 
 
+# Routes under a money permission that move neither money nor stock.
+NOT_MONEY: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/products/{product_id}/images"): "a product picture",
+    ("DELETE", "/api/v1/products/{product_id}/images/{image_id}"): "a product picture",
+}
+
+
 def test_every_money_or_stock_route_has_an_audit_scenario():
     routes = staff_routes()
     assert ("POST", "/api/v1/products/{product_id}/price") in routes  # the enumeration works
-    missing = [r for r in routes if r not in SCENARIOS and r not in NO_SCENARIO_YET]
+    missing = [r for r in routes if r not in SCENARIOS and r not in NO_SCENARIO_YET | NOT_MONEY]
     assert not missing, f"staff routes that move money or stock with no audit scenario: {missing}"
-    gone = [r for r in [*SCENARIOS, *NO_SCENARIO_YET] if r not in routes]
+    gone = [r for r in [*SCENARIOS, *NO_SCENARIO_YET, *NOT_MONEY] if r not in routes]
     assert not gone, f"scenarios for routes the API no longer serves: {gone}"
 
 
