@@ -57,8 +57,14 @@ def test_a_stale_cart_write_is_refused_and_the_add_script_keeps_both_changes(bac
         reader = await store.load(cid)
         reader_version = reader.version
 
-        class V:
-            sku, product_id, name, price, weight_g = "C", 3, "c", "7.50", 100
+        class V:  # a product no other test touches: its catalog version stays unset
+            sku, product_id, name, price, weight_g = (
+                "C",
+                2_000_000_000 + int(cid[1:8], 16),
+                "c",
+                "7.50",
+                100,
+            )
 
         out = await store.add_hold(
             cid,
