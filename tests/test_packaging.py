@@ -37,6 +37,8 @@ def test_the_wheel_holds_one_top_level_package_with_its_data(wheel):
         "flashmart/storage/migrations/0001_identity.sql",
         "flashmart/sim/scenarios/smoke.toml",
         "flashmart/actors/fraud/model.json",
+        "flashmart/serve/web/templates/shop/base.html",
+        "flashmart/serve/web/static/app.js",
     ):
         assert expected in names, expected
 

@@ -273,13 +273,6 @@ class CartsClient:
     async def snapshot(self, cart_id: str) -> dict:
         return await self.shard(cart_id).snapshot.remote(cart_id)
 
-    async def call(self, cart_id: str, method: str, *args):
-        """By name: only for the checkout saga's existing calls; use the typed methods above."""
-        typed = {"checked_out": self.checked_out, "renew_holds": self.renew_holds}
-        if method in typed:
-            return await typed[method](cart_id, *args)
-        return await getattr(self.shard(cart_id), method).remote(cart_id, *args)
-
     async def merge(self, guest_id: str, user_cart_id: str, user_id: int) -> dict:
         guest = await self.shard(guest_id).take.remote(guest_id)
         if guest is None:

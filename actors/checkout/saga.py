@@ -381,8 +381,8 @@ class Saga:
             return await self._fail(order_id, exc.reason, exc.message)
         _maybe_crash("committed")
         # the cart forgets the bought lines while the card is captured: independent, both before the 201
-        checked_out = self.carts.call(
-            saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in holds]
+        checked_out = self.carts.checked_out(
+            saga["request"]["cart_id"], [h["hold_id"] for h in holds]
         )
         if capture:
             await asyncio.gather(checked_out, self.capture(order_id, saga["payment_intent_id"]))
@@ -463,7 +463,7 @@ class Saga:
     # --- compensation ---
     async def _release_and_drop(self, cart_id: str, holds: list[dict]) -> None:
         await asyncio.gather(*(self.inv.release(h["sku"], h["hold_id"]) for h in holds))
-        await self.carts.call(cart_id, "checked_out", [h["hold_id"] for h in holds])
+        await self.carts.checked_out(cart_id, [h["hold_id"] for h in holds])
 
     async def undo_order(
         self, order_id: str, saga: dict, committed: list, uncommitted: list[dict]
@@ -476,8 +476,8 @@ class Saga:
                     h["sku"], order_id, qty, wh, return_key=f"undo:{order_id}:{h['hold_id']}:{wh}"
                 )
         await asyncio.gather(*(self.inv.release(h["sku"], h["hold_id"]) for h in uncommitted))
-        await self.carts.call(
-            saga["request"]["cart_id"], "checked_out", [h["hold_id"] for h in saga["holds"]]
+        await self.carts.checked_out(
+            saga["request"]["cart_id"], [h["hold_id"] for h in saga["holds"]]
         )
         if saga["payment_intent_id"]:
             await self.payments.void(order_id, saga["payment_intent_id"])

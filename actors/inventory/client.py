@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flashmart import obs
@@ -232,7 +233,9 @@ class InventoryClient:
             return _as_sku(await self._call(dataclasses.replace(cmd, sku=f"{sku}#{home}")), sku)
         return _as_sku(
             await self._ask_directory_or_refuse(
-                "transfer_hold", sku, hold_id, cmd.to_buyer, quantity, cmd.partial, cmd.ttl_s
+                lambda d: d.transfer_hold.remote(
+                    sku, hold_id, cmd.to_buyer, quantity, cmd.partial, cmd.ttl_s
+                )
             ),
             sku,
         )
@@ -265,14 +268,14 @@ class InventoryClient:
         result = await self._call(SetStock(sku, warehouse_id, on_hand))
         if result is _BUCKETED:
             return await self._ask_directory_or_refuse(
-                "set_bucketed_stock", sku, warehouse_id, on_hand
+                lambda d: d.set_bucketed_stock.remote(sku, warehouse_id, on_hand)
             )
         return result
 
     async def stock(self, sku: str) -> StockView:
         result = await self._call(ViewStock(sku))
         return (
-            await self._ask_directory_or_refuse("bucketed_view", sku)
+            await self._ask_directory_or_refuse(lambda d: d.bucketed_view.remote(sku))
             if result is _BUCKETED
             else result
         )
@@ -283,7 +286,9 @@ class InventoryClient:
         """buckets > 1 splits the SKU into that many stock buckets on shards of their own (a sale
         beyond one shard's rate); it cannot change afterwards."""
         try:
-            result = await self._ask_directory("declare_hot", sku, per_buyer_limit, buckets)
+            result = await self._ask_directory(
+                lambda d: d.declare_hot.remote(sku, per_buyer_limit, buckets)
+            )
         except ShardUnavailable as exc:
             return Refusal("unavailable", str(exc))
         self._owners.pop(sku, None)
@@ -298,9 +303,9 @@ class InventoryClient:
 
     # --- plumbing ---------------------------------------------------------------------------------
 
-    async def _ask_directory_or_refuse(self, method: str, *args: Any) -> Any:
+    async def _ask_directory_or_refuse(self, ask: Callable[[Any], Any]) -> Any:
         try:
-            return await self._ask_directory(method, *args)
+            return await self._ask_directory(ask)
         except ShardUnavailable as exc:
             return Refusal("unavailable", str(exc))
 
@@ -325,7 +330,7 @@ class InventoryClient:
         fut = self._refills.get(key)
         if fut is None:
             fut = self._refills[key] = asyncio.ensure_future(
-                self._ask_directory("refill", sku, index, quantity)
+                self._ask_directory(lambda d: d.refill.remote(sku, index, quantity))
             )
             fut.add_done_callback(lambda _: self._refills.pop(key, None))
         try:
@@ -352,19 +357,22 @@ class InventoryClient:
     async def _owner(self, sku: str) -> Any:
         name = self._owners.get(sku)
         if name is None:
-            name = self._owners[sku] = (await self._ask_directory("lookup", [sku]))[sku]
+            name = self._owners[sku] = (
+                await self._ask_directory(lambda d: d.lookup.remote([sku]))
+            )[sku]
         return name
 
-    async def _ask_directory(self, method: str, *args: Any) -> Any:
-        """Call the directory, waiting while it restarts (its node was lost, or it crashed): it reloads
-        placements from PostgreSQL, and lookup and declare_hot are idempotent, so a retry is safe."""
+    async def _ask_directory(self, ask: Callable[[Any], Any]) -> Any:
+        """`ask(directory)`, e.g. `lambda d: d.lookup.remote([sku])`, waiting while the directory
+        restarts (its node was lost, or it crashed): it reloads placements from PostgreSQL, and
+        lookup and declare_hot are idempotent, so a retry is safe."""
         import ray
 
         deadline = time.monotonic() + self.retry_s
         backoff_s = 0.05
         while True:
             try:
-                return await getattr(self.directory, method).remote(*args)
+                return await ask(self.directory)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
                 if time.monotonic() > deadline:
                     raise ShardUnavailable(
