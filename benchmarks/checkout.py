@@ -346,7 +346,7 @@ class CpuAccount:
         try:
             cmd = " ".join(p.cmdline())
             name = p.name()
-        except Exception:  # noqa: BLE001 - a process gone meanwhile
+        except Exception:
             return "gone"
         for key, role in (
             ("localstripe", "localstripe"),
@@ -379,7 +379,7 @@ class CpuAccount:
             try:
                 t = p.cpu_times()
                 out[p.pid] = (self._role(p), t.user + t.system)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 continue
         return out
 

@@ -114,13 +114,13 @@ def machine(settings) -> dict:
 
         with psycopg.connect(settings.database_url) as conn:
             info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
-    except Exception as exc:  # noqa: BLE001 - described, not fatal
+    except Exception as exc:
         info["postgresql"] = f"unknown ({type(exc).__name__})"
     try:
         import redis
 
         info["redis"] = redis.Redis.from_url(settings.redis_url).info("server")["redis_version"]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         info["redis"] = f"unknown ({type(exc).__name__})"
     return info
 
@@ -306,7 +306,7 @@ def _start_cluster(nodes: int, attempts: int = 2):
                 cluster.add_node(num_cpus=cpus)
             cluster.wait_for_nodes()
             return cluster
-        except Exception:  # noqa: BLE001 - retried, then raised
+        except Exception:
             cluster.shutdown()
             if attempt == attempts - 1:
                 raise
@@ -329,7 +329,7 @@ def run_grid(run_engine, settings, size, log=print) -> dict:
                             f"scaling: {nodes} node(s) {shards} shard(s) {callers} callers: "
                             f"{point.get('reservations_per_s') or 0:,.0f}/s p99 {point.get('p99_ms')} ms"
                         )
-        except Exception as exc:  # noqa: BLE001 - e.g. a local node that does not start on a loaded machine
+        except Exception as exc:
             failed.append(f"{nodes} node(s): not measured, {type(exc).__name__}: {str(exc)[:200]}")
             log(f"[red]scaling with {nodes} node(s) failed[/red]: {escape(str(exc))[:300]}")
     return {"grid": grid, "notes": grid_notes(grid) + failed}
@@ -619,7 +619,7 @@ def stop_ray() -> None:
             from ray import serve
 
             serve.shutdown()
-        except Exception:  # noqa: BLE001 - Serve may never have started
+        except Exception:
             pass
         ray.shutdown()
 
@@ -706,7 +706,7 @@ def main(argv=None) -> int:
                         if not ray.is_initialized():
                             start_ray(settings)
                     step()
-                except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
+                except Exception as exc:
                     (args.data_dir / f"{name}-traceback.txt").write_text(traceback.format_exc())
                     results["errors"][name] = f"{type(exc).__name__}: {exc}"[:500]
                     results.setdefault(

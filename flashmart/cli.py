@@ -40,7 +40,7 @@ def _fail(message: str) -> None:
 def _load_settings() -> Settings:
     try:
         return Settings()
-    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError, shown as one line
+    except Exception as exc:
         _fail(f"invalid configuration: {exc}".replace("\n", " ")[:400])
         raise
 
@@ -75,7 +75,7 @@ def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
             resolved, started_ray=started_ray or pf.read_state(resolved).get("started_ray", False)
         )
         return resolved, time.perf_counter() - t0, already
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line, and a clean slate
+    except Exception as exc:
         # leave nothing half started, but never stop what was already running before this `up`
         if started_ray:
             pf.stop_ray_head(settings)
@@ -225,7 +225,7 @@ def _os_user() -> str:
 
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name in a bare container
+    except Exception:
         return "unknown"
 
 

@@ -123,7 +123,7 @@ def _check_database(url: str) -> None:
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
             conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         reason = " ".join(str(exc).split())[:160]
         raise PlatformError(
             f"the configured database does not answer ({exc.__class__.__name__}: {reason}); "
@@ -136,7 +136,7 @@ def _check_redis(url: str) -> None:
 
     try:
         redis.Redis.from_url(url, socket_timeout=3).ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise PlatformError(
             f"the configured Redis does not answer ({exc}); "
             "check FLASHMART_REDIS_URL or unset it to use the embedded Redis"
@@ -157,7 +157,7 @@ def haproxy_binary() -> str | None:
         path = get_haproxy_binary()
         subprocess.run([path, "-v"], capture_output=True, check=True, timeout=5)
         return path
-    except Exception:  # noqa: BLE001 - no usable binary: fall back to the default proxy
+    except Exception:
         return None
 
 
@@ -370,7 +370,7 @@ def init_local_ray(namespace: str, *, attempts: int = 3) -> None:
                 namespace=namespace,
             )
             return
-        except Exception:  # noqa: BLE001 - retried; the last failure is raised
+        except Exception:
             ray.shutdown()
             if attempt == attempts - 1:
                 raise
@@ -532,7 +532,7 @@ def status_report(settings: Settings) -> dict:
         try:
             detail = check()
             parts.append({"name": name, "url": url, "healthy": True, "detail": detail or "ok"})
-        except Exception as exc:  # noqa: BLE001 - reported as unhealthy
+        except Exception as exc:
             parts.append(
                 {"name": name, "url": url, "healthy": False, "detail": f"down: {str(exc)[:120]}"}
             )

@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from flashmart.storage.embedded import free_port  # noqa: E402
+from flashmart.storage.embedded import free_port
 
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 

@@ -48,7 +48,7 @@ class Recorder:
             await asyncio.sleep(FLUSH_MS / 1000)
             try:
                 await asyncio.wait_for(self.flush(), 5)
-            except Exception as exc:  # noqa: BLE001 - kept in the buffer for the next round
+            except Exception as exc:
                 log.warning("analytics flush failed: %s", exc)
 
     async def flush(self) -> int:

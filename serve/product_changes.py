@@ -29,7 +29,7 @@ async def product_changed(ctx: Context, product_ids: list[int]) -> None:
         return
     try:
         await asyncio.wait_for(search.refresh(product_ids), SEARCH_REFRESH_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - any Ray failure or the timeout: the catch-up covers it
+    except Exception as exc:
         log.warning(
             f"search writer unreachable ({type(exc).__name__}: {str(exc)[:200]}); "
             f"{len(product_ids)} product(s) reach search when it catches up"

@@ -95,7 +95,7 @@ class SoldOutBoard:
                         ops_metrics.stock_feed_applied(entries)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - never guess while blind: forget, then read again
+            except Exception as exc:
                 if (
                     self._closing
                 ):  # redis-py turns a cancelled blocking read into a connection error
@@ -115,6 +115,6 @@ class SoldOutBoard:
             self._task.cancel()
             try:
                 await asyncio.wait_for(self._task, READ_BLOCK_MS / 1000 + 1)
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+            except (asyncio.CancelledError, Exception):
                 pass
         await self.redis.aclose()

@@ -227,7 +227,7 @@ class CatalogCache:
                         last = self.apply(entries) or last
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - blind: forget, then read again
+            except Exception as exc:
                 if self._closing:
                     return
                 self._rooms_known = False
@@ -246,7 +246,7 @@ class CatalogCache:
             self._task.cancel()
             try:
                 await asyncio.wait_for(self._task, READ_BLOCK_MS / 1000 + 1)
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+            except (asyncio.CancelledError, Exception):
                 pass
         if self.follower is not self.redis:  # the shared pool is closed by its owner
             await self.follower.aclose()

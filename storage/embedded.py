@@ -47,7 +47,7 @@ def start_postgres(data_dir: Path, database: str = "flashmart") -> str:
         # handle must be told to start it again (a no-op while it runs)
         with server._lock:
             server.ensure_postgres_running()
-    except Exception as exc:  # noqa: BLE001 - turned into one clear line
+    except Exception as exc:
         raise EmbeddedError(
             f"embedded PostgreSQL in {pgdata} did not start ({type(exc).__name__}); "
             f"see {pgdata / 'log'}, or remove the stale directory {pgdata} if it is from another version"
@@ -144,7 +144,7 @@ def _redis_answers(url: str) -> bool:
 
     try:
         return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
-    except Exception:  # noqa: BLE001 - any failure means "not yet"
+    except Exception:
         return False
 
 
@@ -174,7 +174,7 @@ def start_localstripe(data_dir: Path, port: int) -> str:
         raise EmbeddedError(
             f"port {port} is taken by another program; stop it or set FLASHMART_LOCALSTRIPE_PORT"
         )
-    logfile = open(sdir / "localstripe.log", "ab")  # noqa: SIM115 - handed to the child
+    logfile = open(sdir / "localstripe.log", "ab")
     proc = subprocess.Popen(
         [
             sys.executable,

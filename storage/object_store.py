@@ -92,7 +92,7 @@ def start_object_store(
     identities = odir / "s3-identities.json"
     _write_private(identities, _identities_json(access_key, secret_key))
     internal = {name: embedded.free_port() for name in _INTERNAL_PORTS}
-    logfile = open(odir / "weed.log", "ab")  # noqa: SIM115 - handed to the child
+    logfile = open(odir / "weed.log", "ab")
     proc = subprocess.Popen(
         _server_command(odir, port, internal, identities),
         stdout=logfile,
@@ -188,7 +188,7 @@ def _wait_for_bucket(url: str, access_key: str, secret_key: str, bucket: str, od
         try:
             store.ensure_bucket()
             return True
-        except Exception as exc:  # noqa: BLE001 - "not yet"; the last one is reported
+        except Exception as exc:
             last[:] = [exc]
             return False
 

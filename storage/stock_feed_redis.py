@@ -68,7 +68,7 @@ class StockStatusFeed:
                     await self._xadd(batch)
                     self.published += len(batch)
                     backoff_s = 0.05
-                except Exception as exc:  # noqa: BLE001 - the shard must never fail for search's sake
+                except Exception as exc:
                     log.warning(
                         "stock status feed: Redis unavailable (%s); retrying", str(exc)[:200]
                     )

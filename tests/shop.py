@@ -93,7 +93,7 @@ def crash_after(platform, step: str):
         for a in actors:
             try:
                 ray.get(a.arm_fault_for_tests.remote(None), timeout=60)
-            except Exception:  # noqa: BLE001 - a restarted actor is clean anyway
+            except Exception:
                 pass
 
 

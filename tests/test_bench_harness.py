@@ -15,7 +15,7 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
 )  # benchmarks/ is not an installed package
 
-from benchmarks.reservations_alternatives import STRATEGIES, Audit, drive, run_alternative  # noqa: E402
+from benchmarks.reservations_alternatives import STRATEGIES, Audit, drive, run_alternative
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

@@ -42,7 +42,7 @@ from flashmart.actors.inventory.messages import (
     Transferred,
 )
 from flashmart.actors.inventory.state import SkuState
-from tests.test_inventory_state import full_state
+from tests.engine_helpers import full_state
 
 N = 3
 LIMIT = 4

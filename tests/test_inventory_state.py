@@ -38,21 +38,11 @@ from flashmart.actors.inventory.messages import (
 )
 from flashmart.actors.inventory.state import SkuState
 from flashmart.actors.inventory.warehouses import allocate, distance_km
+from tests.engine_helpers import full_state
 
 WAREHOUSES = ["ams", "ber", "mad"]
 LOCATIONS = {"ams": (52.37, 4.90), "ber": (52.52, 13.40), "mad": (40.42, -3.70)}
 BUYERS = st.integers(1, 4)
-
-
-def full_state(s: SkuState) -> dict:
-    """Every field of a SKU's state (sales in their snapshot form: restored sales have no expiry), so that
-    a field that recovery forgets fails the comparison even if snapshot() forgot it too."""
-    fields = {
-        name: getattr(s, name) for name in SkuState.__slots__ if name not in ("committed", "orders")
-    }
-    fields["committed"] = s.snapshot()[0]["committed"]
-    fields["orders"] = sorted(s.orders)
-    return fields
 
 
 RETURN_KEYS = st.none() | st.sampled_from(["k1", "k2", "k3", "k4"])  # few keys: they repeat

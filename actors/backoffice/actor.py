@@ -194,7 +194,7 @@ class BackofficeActor:
                 )
                 out[name] = result
                 self.runs[name] = {"ok": True, "result": result, "s": time.monotonic() - started}
-            except Exception as exc:  # noqa: BLE001 - next period tries again
+            except Exception as exc:
                 log.warning("back office job %s failed: %s", name, exc)
                 self.runs[name] = {"ok": False, "error": repr(exc)}
                 out[name] = {"error": repr(exc)}

@@ -28,7 +28,7 @@ from flashmart.actors import NAMESPACE
 from flashmart.actors.carts.book import CartBook, coupon_uses, is_refusal, refused, stale_holds
 from flashmart.actors.carts.state import Cart, Hold
 from flashmart.settings import Settings
-from flashmart.storage.cart_redis import CartStore, cart_key  # noqa: F401 - cart_key re-exported
+from flashmart.storage.cart_redis import CartStore, cart_key
 
 PREFIX = "cart-shard"
 

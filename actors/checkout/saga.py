@@ -78,7 +78,7 @@ class Saga:
             counter("checkouts", "checkout sagas finished", ("outcome",)).inc(
                 tags={"outcome": body.get("error", "ok")}
             )
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         return body
 

@@ -57,7 +57,7 @@ class Sweeper:
         for saga in rows:
             try:
                 action = await self.resolve(saga)
-            except Exception as exc:  # noqa: BLE001 - one bad saga must not stop the sweep; retried next round
+            except Exception as exc:
                 log.exception("sweeper could not resolve %s: %s", saga["order_id"], exc)
                 action = "error"
             outcome[action] = outcome.get(action, 0) + 1
@@ -82,7 +82,7 @@ class Sweeper:
                     self.store, self.saga.payments, self.saga.inv, return_id
                 )
                 done += 1
-            except Exception as exc:  # noqa: BLE001 - one return must not stop the sweep; tried again later
+            except Exception as exc:
                 log.warning(
                     "return %s: refund still not through, retried later: %s",
                     return_id,
@@ -166,7 +166,7 @@ class Sweeper:
         for row in rows:
             try:
                 voided += await self._void_all(row["order_id"], row["payment_intent_id"])
-            except Exception as exc:  # noqa: BLE001 - not marked checked: looked at again after_s later
+            except Exception as exc:
                 log.warning(
                     "late void of %s failed, retried in %.0f s: %s", row["order_id"], after_s, exc
                 )
@@ -204,7 +204,7 @@ class SweeperActor:
                 await self.sweep_now(
                     self.settings.saga_stale_s, self.settings.saga_void_recheck_after_s
                 )
-            except Exception as exc:  # noqa: BLE001 - keep sweeping
+            except Exception as exc:
                 log.exception("sweep failed: %s", exc)
 
     async def sweep_now(self, older_than_s: float, recheck_after_s: float | None = None) -> dict:

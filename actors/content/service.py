@@ -111,7 +111,7 @@ class ContentLibrary:
             return _public(await self.store.finished(item_id, "ready"))
         try:
             duration, renditions = await asyncio.to_thread(self._prepare_video, item)
-        except Exception as exc:  # noqa: BLE001 - the item says why; the upload may be retried
+        except Exception as exc:
             await self.store.finished(item_id, "failed", failure=str(exc)[:500])
             return Refusal("invalid", f"the video could not be prepared: {exc}")
         return _public(await self.store.finished(item_id, "ready", duration, renditions))

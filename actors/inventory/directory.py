@@ -183,7 +183,7 @@ class DirectoryCore:
                     await self._move(sku, target, per_buyer_limit, source=source)
                     await self._shard(target).handle.remote([SetSaleLimit(sku, per_buyer_limit)])
                     return
-                except Exception:  # noqa: BLE001 - a shard restarting, PostgreSQL away: try again
+                except Exception:
                     log.exception(
                         "resuming the move of %s failed; retrying in %.1fs", sku, backoff_s
                     )
@@ -381,7 +381,7 @@ class DirectoryCore:
                             r["to_key"],
                         )
                         break
-                except Exception:  # noqa: BLE001 - shards restarting: try again
+                except Exception:
                     log.exception("finishing transfer %s failed; retrying", r["transfer_id"])
                     await asyncio.sleep(backoff_s)
                     backoff_s = min(backoff_s * 2, 5.0)
@@ -456,7 +456,7 @@ class DirectoryCore:
                         transfer_id
                     )  # as the last run under the lock left it
                     return await self._hold_transfer_steps(row)
-            except Exception:  # noqa: BLE001 - a shard restarting, PostgreSQL away: the steps are idempotent
+            except Exception:
                 log.exception(
                     "hold transfer %s: a step failed; retrying in %.2fs", transfer_id, backoff_s
                 )

@@ -483,7 +483,7 @@ class ShardEngine:
             except JournalConflict as exc:  # fenced out or a stored journal not ours: never retry
                 self._fail(exc)
                 return
-            except Exception:  # noqa: BLE001 - storage trouble: keep the journal, retry, never drop
+            except Exception:
                 log.exception("flush failed; retrying in %.3fs", backoff_s)
                 ops_metrics.flush_failed(self.name)
                 await asyncio.sleep(backoff_s)
@@ -563,7 +563,7 @@ class ShardEngine:
             await asyncio.sleep(min(ARCHIVE_INTERVAL_S, max(after_s / 4, 0.05)))
             try:
                 await self.archive_due(self.clock() - after_s)
-            except Exception:  # noqa: BLE001 - archiving is housekeeping: retry on the next turn
+            except Exception:
                 log.exception("archiving sales failed")
 
     async def archive_due(self, cutoff: float) -> int:
@@ -707,7 +707,7 @@ class ShardEngine:
                 obs.gauge("inventory_journal_pending", "events not yet durable", ("shard",)).set(
                     len(self._journal), tags=tags
                 )
-            except Exception:  # noqa: BLE001 - metrics must never take the engine down
+            except Exception:
                 pass
 
     def stats(self) -> dict:

@@ -44,7 +44,7 @@ class MembershipSweeperActor:
             await asyncio.sleep(self.settings.membership_sweep_interval_s)
             try:
                 await self.sweep_now()
-            except Exception as exc:  # noqa: BLE001 - keep sweeping; the next round retries
+            except Exception as exc:
                 log.exception("membership sweep failed: %s", exc)
 
     async def sweep_now(self) -> dict:

@@ -88,7 +88,7 @@ class OrderEventsActor:
                 self.relayed += await relay_once(
                     self.db, self.redis, self.settings.events_stream_maxlen
                 )
-            except Exception as exc:  # noqa: BLE001 - keep relaying
+            except Exception as exc:
                 log.warning("outbox relay failed: %s", exc)
             await asyncio.sleep(self.settings.outbox_relay_interval_ms / 1000)
 
@@ -110,7 +110,7 @@ class OrderEventsActor:
                 self.sent += await consume_once(
                     self.redis, self.db, self._send_batch, "notifier-0", guest_link=self._guest_link
                 )
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("notifier failed: %s", exc)
                 await asyncio.sleep(1)
 

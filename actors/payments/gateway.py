@@ -187,7 +187,7 @@ class StripeGateway:
     async def close(self) -> None:
         try:
             await self.client._requestor._get_http_client().close_async()
-        except Exception:  # noqa: BLE001 - best effort on shutdown
+        except Exception:
             pass
 
 

@@ -131,7 +131,7 @@ class SharedPacer:
                 keys=self.keys, args=[*self.args, "1" if endpoint_first else "0"]
             )
             return float(e), float(g)
-        except Exception:  # noqa: BLE001 - Redis unreachable: the local share
+        except Exception:
             return None
 
     async def _wait(self, delay: float) -> None:

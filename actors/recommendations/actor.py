@@ -54,7 +54,7 @@ class RecommendationActor:
                 backoff_s = self.settings.recommendation_ingest_interval_s
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - PostgreSQL/Redis trouble: the engine reloaded; retry
+            except Exception:
                 log.exception("recommendation ingestion failed; retrying")
                 backoff_s = min(backoff_s * 2, 30.0)
 

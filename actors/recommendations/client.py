@@ -78,7 +78,7 @@ class RecommendationClient:
         if views:
             try:
                 await views_redis.record_views(self.redis, views, self.settings.recently_viewed_max)
-            except Exception:  # noqa: BLE001 - views are best effort; the page never waits on them
+            except Exception:
                 log.exception(f"{len(views)} product views could not be sent; dropped")
         return len(views)
 

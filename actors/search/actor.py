@@ -398,7 +398,7 @@ class SearchActor:
             await asyncio.sleep(interval_s)
             try:
                 await self._flush_once()
-            except Exception:  # noqa: BLE001 - logged; the ids stay queued for the next round
+            except Exception:
                 log.exception("search index flush failed")
 
     async def _flush_once(self) -> int:
@@ -490,7 +490,7 @@ class SearchActor:
                 await asyncio.sleep(CATCH_UP_INTERVAL_S)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - PostgreSQL trouble: retry; nothing is lost meanwhile
+            except Exception:
                 log.exception("search catch-up failed; retrying")
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, CATCH_UP_INTERVAL_S)
@@ -609,7 +609,7 @@ class SearchActor:
                 backoff_s = 0.1
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - Redis or PostgreSQL trouble: retry, the stream keeps entries
+            except Exception:
                 log.exception("stock status feed: reading failed; retrying")
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
@@ -627,7 +627,7 @@ class SearchActor:
             await product_cache.invalidate(
                 self.redis, product_ids, self.settings.product_cache_ttl_s
             )
-        except Exception:  # noqa: BLE001 - the page cache also expires by TTL
+        except Exception:
             log.exception("could not drop cached product pages")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from flashmart.obs import logger
 
 # the publisher is the inventory engine's Redis adapter, handed to each shard through its port
-from flashmart.storage.stock_feed_redis import (  # noqa: E402, F401 - re-exported for readers
+from flashmart.storage.stock_feed_redis import (  # noqa: F401 - re-exported for readers
     PENDING_MAX,
     STREAM,
     STREAM_MAXLEN,

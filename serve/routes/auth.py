@@ -256,7 +256,7 @@ async def _merge_guest_cart(ctx: Context, guest_cart_id: str, user: dict) -> Car
         )
     try:
         result = await merge_guest_cart(ctx, guest_cart_id, user["id"])
-    except Exception as exc:  # noqa: BLE001 - a cart shard restarting must not fail the login
+    except Exception as exc:
         return CartMergeOut(
             guest_cart_id=guest_cart_id,
             merged=False,

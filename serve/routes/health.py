@@ -25,7 +25,7 @@ async def _check(name: str, probe) -> tuple[str, str]:
     try:
         await asyncio.wait_for(probe(), timeout=2.0)
         return name, "ok"
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
+    except Exception as exc:
         log.warning("readiness: %s failed: %r", name, exc)
         return name, f"failed: {type(exc).__name__}: {exc}"[:200]
 

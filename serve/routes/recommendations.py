@@ -38,7 +38,7 @@ async def product_lists(ctx: Context, product_id: int, limit: int) -> dict:
     recs, search = _service(ctx, "recommendations"), _service(ctx, "search")
     try:
         also = await recs.also_bought(product_id, limit)
-    except Exception as exc:  # noqa: BLE001 - a timeout or a restarting actor: similar still answers
+    except Exception as exc:
         log.warning(f"also-bought for {product_id} unavailable: {type(exc).__name__}")
         also = []
     rows = await search.rows([a["product_id"] for a in also]) if also else []
@@ -67,7 +67,7 @@ async def _fetch_for_page(ctx: Context, product_id: int) -> None:
         if len(_page_lists) >= PAGE_LISTS_MAX:
             _page_lists.clear()
         _page_lists[product_id] = (time.monotonic(), lists)
-    except Exception:  # noqa: BLE001 - the page shows no lists; the next view tries again
+    except Exception:
         log.exception(f"recommendations for product {product_id} could not be fetched")
     finally:
         _fetching.discard(product_id)

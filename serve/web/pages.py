@@ -261,7 +261,7 @@ async def sale_room_events(
             try:
                 data = await snapshot(ctx, sku)
                 yield f"event: room\ndata: {json.dumps(data)}\n\n"
-            except Exception as exc:  # noqa: BLE001 - a slow second is shown, not fatal
+            except Exception as exc:
                 yield f"event: gap\ndata: {json.dumps({'reason': type(exc).__name__})}\n\n"
             await asyncio.sleep(max(0.05, SALE_ROOM_TICK_S - (time.monotonic() - started)))
 

@@ -246,7 +246,7 @@ class World:
             try:
                 await inc.engine.start()
                 return
-            except Exception:  # noqa: BLE001 - the engine retries its start on the next call
+            except Exception:
                 await asyncio.sleep(0.5)
 
     def on_fatal(self, inc: Incarnation):
@@ -474,7 +474,7 @@ def simulate(
         pass
     except SimulationStuck as exc:
         failure = f"the run did not settle: {exc}"
-    except Exception as exc:  # noqa: BLE001 - any crash of the simulated code is a finding
+    except Exception as exc:
         failure = f"{type(exc).__name__}: {exc}"
     world = world_box[0] if world_box else None
     if world is not None and world.failure:
