@@ -16,6 +16,7 @@ setup: $(STAMP)
 
 ## The main job: start the platform on embedded defaults and run a short flash sale.
 demo: $(STAMP)
+	scripts/ensure_debian.sh ffmpeg  # video renditions (HLS) of the content library
 	$(BIN)/flashmart demo
 
 ## Lint and format check, then the test suite (real PostgreSQL, Redis, localstripe and Ray, all embedded).
