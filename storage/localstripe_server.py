@@ -31,7 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from aiohttp import web
-from localstripe import resources, server
+from localstripe import resources, server, webhooks
 
 SAVE_INTERVAL_S = 1.0
 IDEMPOTENCY_KEYS_MAX = 200_000  # oldest forgotten first (Stripe keeps keys for 24 h)
@@ -45,19 +45,40 @@ _SEARCH = re.compile(r"""^\s*metadata\[['"]([^'"]+)['"]\]\s*:\s*['"]([^'"]*)['"]
 
 
 class _Persistence:
+    """The store, and the webhook endpoints registered at /_config/webhooks (upstream keeps those in
+    memory only: an emulator restarted from its state would stop sending events)."""
+
     def __init__(self, path: Path):
         self.path = path
+        self.hooks_path = path.with_suffix(".webhooks.json")
+        self.hooks_saved: dict = {}
         self.dirty = False
 
     def load(self, store) -> None:
         if self.path.exists():
             with open(self.path, "rb") as f:
                 dict.update(store, pickle.load(f))
+        if self.hooks_path.exists():
+            self.hooks_saved = json.loads(self.hooks_path.read_text())
+            for hook_id, hook in self.hooks_saved.items():
+                webhooks.register_webhook(hook_id, hook["url"], hook["secret"], hook["events"])
 
     def mark_dirty(self, _store=None) -> None:
         self.dirty = True
 
+    def _save_webhooks(self) -> None:
+        current = {
+            hook_id: {"url": w.url, "secret": w.secret, "events": w.events}
+            for hook_id, w in webhooks._webhooks.items()
+        }
+        if current != self.hooks_saved:
+            tmp = self.hooks_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(current))
+            os.replace(tmp, self.hooks_path)
+            self.hooks_saved = current
+
     def save(self, store) -> None:
+        self._save_webhooks()
         if not self.dirty:
             return
         self.dirty = False

@@ -112,3 +112,59 @@ def test_beyond_the_configured_limit_the_gateway_answers_429_in_stripes_shape(ba
         assert first.status == "requires_capture"
     finally:
         assert httpx.post(conf, json={}).json()["global_per_s"] == 0
+
+
+def test_webhook_endpoints_survive_a_restart_of_the_gateway(backing):
+    """Endpoints registered at /_config/webhooks (memberships register theirs at start) still get
+    events after the emulator is restarted from its saved state."""
+    import http.server
+    import json
+    import threading
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from flashmart.storage import embedded
+    from flashmart.storage.embedded import free_port
+
+    received: list[dict] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    port = free_port()
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", port), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook_id = f"restart-{uuid.uuid4().hex[:8]}"
+    try:
+        httpx.post(
+            f"{backing.stripe_api_base}/_config/webhooks/{hook_id}",
+            json={
+                "url": f"http://127.0.0.1:{port}/",
+                "secret": "whsec_x",
+                "events": ["customer.created"],
+            },
+            timeout=10,
+        ).raise_for_status()
+        data = Path(backing.data_dir)
+        assert embedded.stop_localstripe(data)
+        embedded.start_localstripe(data, backing.localstripe_port)
+
+        email = f"restart-{uuid.uuid4().hex[:8]}@example.com"
+        _client(backing).v1.customers.create({"email": email})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(e["data"]["object"].get("email") == email for e in received):
+                break
+            time.sleep(0.2)
+        assert any(e["data"]["object"].get("email") == email for e in received), received
+    finally:
+        receiver.shutdown()
