@@ -10,13 +10,12 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Request
 
-from flashmart.actors.media.images import BadImage, open_checked, renditions
 from flashmart.serve.auth import Principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
+from flashmart.serve.image_uploads import IMAGE_BODY, remove_stored, store_uploaded_image
 from flashmart.serve.product_changes import product_changed
 from flashmart.serve.routes.media import media_url, object_store
-from flashmart.serve.routes.reviews import read_body
 from flashmart.storage import catalog_postgres as cat
 from flashmart.storage import product_images_postgres as images_db
 
@@ -45,27 +44,11 @@ def _shown(row: dict) -> dict:
     }
 
 
-def _renditions(data: bytes, content_type: str | None, settings) -> list:
-    try:
-        img = open_checked(data, content_type, settings.image_bytes_max, settings.image_pixels_max)
-        return renditions(img, IMAGE_SIZES)
-    except BadImage as exc:
-        raise Refused("too_large" if exc.too_large else "invalid", str(exc)) from None
-
-
 @router.post(
     "/{product_id}/images",
     status_code=201,
     responses={403: {}, 404: {}, 409: {}, 413: {}, 422: {}},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                t: {"schema": {"type": "string", "format": "binary"}}
-                for t in ("image/jpeg", "image/png", "image/webp")
-            },
-        }
-    },
+    openapi_extra=IMAGE_BODY,
 )
 async def upload_image(
     product_id: int,
@@ -80,15 +63,7 @@ async def upload_image(
         await _own(conn, principal, product_id)
         if await images_db.image_count(conn, product_id) >= IMAGES_MAX:
             raise Refused("conflict", f"a product has at most {IMAGES_MAX} images")
-    data = await read_body(request, ctx.settings.image_bytes_max)
-    made = await asyncio.to_thread(
-        _renditions, data, request.headers.get("content-type"), ctx.settings
-    )
-    store = object_store(ctx)
-    keys = {r.name: f"products/{product_id}/{r.digest}-{r.name}.jpg" for r in made}
-    for r in made:  # stored first: a row never names a missing object
-        await asyncio.to_thread(store.put, keys[r.name], r.data, r.content_type)
-    large = next(r for r in made if r.name == "large")
+    keys, large = await store_uploaded_image(ctx, request, IMAGE_SIZES, f"products/{product_id}")
     async with ctx.db.connection() as conn, conn.transaction():
         await cat.lock_product(conn, product_id)
         row = None
@@ -102,8 +77,7 @@ async def upload_image(
                 large.height,
             )
     if row is None:
-        for key in keys.values():
-            await asyncio.to_thread(store.delete, key)
+        await remove_stored(ctx, keys)
         raise Refused("conflict", f"a product has at most {IMAGES_MAX} images")
     await product_changed(ctx, [product_id])
     return {"product_id": product_id, "image": _shown(row)}

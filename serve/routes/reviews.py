@@ -20,10 +20,10 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flashmart.actors.media.images import BadImage, open_checked, renditions
 from flashmart.serve.auth import Principal, client_ip, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
+from flashmart.serve.image_uploads import IMAGE_BODY, remove_stored, store_uploaded_image
 from flashmart.serve.product_changes import product_changed
 from flashmart.serve.routes.media import media_url, object_store
 from flashmart.storage import catalog_postgres as cat
@@ -302,37 +302,11 @@ def _photo(ctx: Context, row: dict) -> dict:
     }
 
 
-async def read_body(request: Request, bytes_max: int) -> bytes:
-    """The request body, refused (413) as soon as it passes `bytes_max`."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > bytes_max:
-            raise Refused("too_large", f"images are limited to {bytes_max // 1_000_000} MB")
-    return bytes(body)
-
-
-def _renditions(data: bytes, content_type: str | None, settings) -> list:
-    try:
-        img = open_checked(data, content_type, settings.image_bytes_max, settings.image_pixels_max)
-        return renditions(img, PHOTO_SIZES)
-    except BadImage as exc:
-        raise Refused("too_large" if exc.too_large else "invalid", str(exc)) from None
-
-
 @router.post(
     "/products/{product_id}/reviews/mine/photos",
     status_code=201,
     responses={404: {}, 409: {}, 413: {}, 422: {}},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                t: {"schema": {"type": "string", "format": "binary"}}
-                for t in ("image/jpeg", "image/png", "image/webp")
-            },
-        }
-    },
+    openapi_extra=IMAGE_BODY,
 )
 async def add_review_photo(
     product_id: int,
@@ -350,15 +324,7 @@ async def add_review_photo(
             raise Refused("not_found", f"you have not reviewed product {product_id}")
         if await rv.photo_count(conn, mine["id"]) >= PHOTOS_MAX:
             raise Refused("conflict", f"a review has at most {PHOTOS_MAX} photos")
-    data = await read_body(request, ctx.settings.image_bytes_max)
-    made = await asyncio.to_thread(
-        _renditions, data, request.headers.get("content-type"), ctx.settings
-    )
-    store = object_store(ctx)
-    keys = {r.name: f"reviews/{mine['id']}/{r.digest}-{r.name}.jpg" for r in made}
-    for r in made:  # stored first: a row never names a missing object
-        await asyncio.to_thread(store.put, keys[r.name], r.data, r.content_type)
-    large = next(r for r in made if r.name == "large")
+    keys, large = await store_uploaded_image(ctx, request, PHOTO_SIZES, f"reviews/{mine['id']}")
     async with ctx.db.connection() as conn, conn.transaction():
         mine = await rv.own_review(conn, product_id, principal.user_id)  # locked: counts agree
         full = mine is None or await rv.photo_count(conn, mine["id"]) >= PHOTOS_MAX
@@ -368,8 +334,7 @@ async def add_review_photo(
                 conn, mine["id"], keys["thumb"], keys["large"], large.width, large.height
             )
     if row is None:  # withdrawn or filled meanwhile: the stored renditions name nothing
-        for key in keys.values():
-            await asyncio.to_thread(store.delete, key)
+        await remove_stored(ctx, keys)
         raise Refused("conflict", f"a review has at most {PHOTOS_MAX} photos")
     return {"review_id": mine["id"], "photo": _photo(ctx, row)}
 
