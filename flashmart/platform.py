@@ -42,6 +42,11 @@ def start_backing_services(settings: Settings) -> Settings:
         if settings.embedded_database:
             db_url = embedded.start_postgres(data)
             started.append("postgres")
+            if settings.database_fault_proxy:
+                from flashmart.storage import pg_fault_proxy
+
+                db_url = pg_fault_proxy.start_pg_fault_proxy(data)
+                started.append("pg_fault_proxy")
         else:
             _check_database(db_url)
         redis_url = settings.redis_url
@@ -87,9 +92,10 @@ def start_backing_services(settings: Settings) -> Settings:
 def stop_backing_services(settings: Settings, only: list[str] | None = None) -> list[str]:
     data = settings.data_dir.resolve()
     stopped = []
-    from flashmart.storage import object_store
+    from flashmart.storage import object_store, pg_fault_proxy
 
     steps = [
+        ("pg_fault_proxy", settings.database_fault_proxy, pg_fault_proxy.stop_pg_fault_proxy),
         ("object_store", settings.embedded_object_store, object_store.stop_object_store),
         ("localstripe", settings.embedded_stripe, embedded.stop_localstripe),
         ("redis", settings.embedded_redis, embedded.stop_redis),

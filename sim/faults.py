@@ -5,6 +5,16 @@
 - kill_serve_replica: ray.kill of one Serve replica of the app (the Serve controller replaces it).
 - restart_postgres: stop and start the embedded PostgreSQL (storage.embedded), as a crash-restart.
 - stop_redis: stop the embedded Redis for `duration_s`, then start it again (append-only file kept).
+- kill_postgres / kill_redis: SIGKILL of the embedded server (PostgreSQL: the postmaster and every
+  process it forked), down for `duration_s`, then started again as a supervisor would: PostgreSQL
+  replays its WAL (crash recovery), Redis reloads its append-only file.
+- freeze_postgres / freeze_redis: SIGSTOP of the same processes for `duration_s`, then SIGCONT: a
+  server that accepts connections and answers nothing (clients must time out, not hang).
+- lose_commit_reply: arms the lost-COMMIT proxy (storage/pg_fault_proxy.py, running when the platform
+  has `database_fault_proxy` on) to cut the connection of the next `count` COMMITs within
+  `duration_s`, right after the server answered: committed, but the writer never hears so.
+Signals only ever go to the PIDs of the servers this platform's data directory started (read from
+their pid files), never to processes found by name: another PostgreSQL on the machine is not touched.
 - gateway_fail / gateway_slow: through the **gateway fault proxy** below when the platform's
   stripe_api_base points at one (it fails `error_rate` of calls with 500 before they reach the
   gateway, or adds `delay_ms`); otherwise the embedded localstripe process is paused (SIGSTOP, then
@@ -104,16 +114,7 @@ def restart_postgres(settings) -> str:
         return "skipped: PostgreSQL is not the embedded one"
     t = time.monotonic()
     embedded.stop_postgres(data)
-    for attempt in range(1, START_ATTEMPTS_MAX + 1):
-        try:  # pg_ctl waits 10 s at most; on a loaded machine the first start can take longer
-            embedded.start_postgres(data)
-            break
-        except Exception:
-            if embedded.postgres_pid(data) is not None and _pg_answers(settings.database_url):
-                break
-            if attempt == START_ATTEMPTS_MAX:
-                raise
-            time.sleep(2.0)
+    attempt = _start_postgres_again(settings)
     return (
         f"PostgreSQL stopped and started again in {time.monotonic() - t:.1f}s (attempts: {attempt})"
     )
@@ -140,6 +141,107 @@ def stop_redis(settings, duration_s: float) -> str:
     time.sleep(duration_s)
     embedded.start_redis(data)
     return f"Redis stopped for {duration_s:.1f}s, then started again"
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill_postgres(settings, down_s: float) -> str:
+    from flashmart.storage import embedded
+
+    data = Path(settings.data_dir)
+    pids = embedded.postgres_processes(data)
+    if not pids:
+        return "skipped: PostgreSQL is not the embedded one"
+    _signal_all(pids, signal.SIGKILL)
+    embedded.wait_until(
+        lambda: all(not embedded._alive(p) for p in pids), 30, "PostgreSQL survived SIGKILL"
+    )
+    time.sleep(down_s)  # the outage itself
+    t = time.monotonic()
+    attempt = _start_postgres_again(settings)
+    return (
+        f"PostgreSQL killed (SIGKILL, {len(pids)} processes), down {down_s:.1f}s, crash recovery "
+        f"and start took {time.monotonic() - t:.1f}s (attempts: {attempt})"
+    )
+
+
+def _start_postgres_again(settings) -> int:
+    from flashmart.storage import embedded
+
+    data = Path(settings.data_dir)
+    for attempt in range(1, START_ATTEMPTS_MAX + 1):
+        try:  # pg_ctl waits 10 s at most; crash recovery on a loaded machine can take longer
+            embedded.start_postgres(data)
+            return attempt
+        except Exception:
+            if embedded.postgres_pid(data) is not None and _pg_answers(settings.database_url):
+                return attempt
+            if attempt == START_ATTEMPTS_MAX:
+                raise
+            time.sleep(2.0)
+    return START_ATTEMPTS_MAX
+
+
+def freeze_postgres(settings, duration_s: float) -> str:
+    from flashmart.storage import embedded
+
+    pids = embedded.postgres_processes(Path(settings.data_dir))
+    if not pids:
+        return "skipped: PostgreSQL is not the embedded one"
+    _freeze(pids, duration_s)
+    return f"PostgreSQL frozen (SIGSTOP, {len(pids)} processes) for {duration_s:.1f}s, then SIGCONT"
+
+
+def _freeze(pids: list[int], duration_s: float) -> None:
+    _signal_all(pids, signal.SIGSTOP)
+    try:
+        time.sleep(duration_s)
+    finally:
+        _signal_all(pids, signal.SIGCONT)
+
+
+def kill_redis(settings, down_s: float) -> str:
+    from flashmart.storage import embedded
+
+    data = Path(settings.data_dir)
+    pid = embedded.redis_pid(data)
+    if pid is None:
+        return "skipped: Redis is not the embedded one"
+    os.kill(pid, signal.SIGKILL)
+    embedded.wait_until(lambda: not embedded._alive(pid), 30, "Redis survived SIGKILL")
+    time.sleep(down_s)
+    embedded.start_redis(data)
+    return f"Redis killed (SIGKILL), down {down_s:.1f}s, started again from its append-only file"
+
+
+def freeze_redis(settings, duration_s: float) -> str:
+    from flashmart.storage import embedded
+
+    pid = embedded.redis_pid(Path(settings.data_dir))
+    if pid is None:
+        return "skipped: Redis is not the embedded one"
+    _freeze([pid], duration_s)
+    return f"Redis frozen (SIGSTOP) for {duration_s:.1f}s, then SIGCONT"
+
+
+def lose_commit_reply(settings, count: int, duration_s: float) -> str:
+    from flashmart.storage import pg_fault_proxy
+
+    data = Path(settings.data_dir)
+    before = pg_fault_proxy.control(data)
+    if before is None:
+        return "skipped: no lost-COMMIT proxy in front of PostgreSQL (database_fault_proxy off)"
+    pg_fault_proxy.control(data, {"cut_commits": count, "duration_s": duration_s})
+    time.sleep(duration_s)
+    after = pg_fault_proxy.control(data) or before
+    cut = after["cut_total"] - before["cut_total"]
+    return f"lost-COMMIT proxy armed for {count} COMMITs over {duration_s:.1f}s: {cut} replies lost"
 
 
 def gateway(settings, fault: Fault) -> str:
@@ -184,6 +286,16 @@ def inject(settings, fault: Fault, hot_skus: list[str]) -> str:
         return restart_postgres(settings)
     if fault.kind == "stop_redis":
         return stop_redis(settings, fault.duration_s)
+    if fault.kind == "kill_postgres":
+        return kill_postgres(settings, fault.duration_s)
+    if fault.kind == "freeze_postgres":
+        return freeze_postgres(settings, fault.duration_s)
+    if fault.kind == "kill_redis":
+        return kill_redis(settings, fault.duration_s)
+    if fault.kind == "freeze_redis":
+        return freeze_redis(settings, fault.duration_s)
+    if fault.kind == "lose_commit_reply":
+        return lose_commit_reply(settings, fault.count, fault.duration_s)
     return gateway(settings, fault)
 
 

@@ -91,6 +91,11 @@ FaultKind = Literal[
     "stop_redis",
     "gateway_fail",
     "gateway_slow",
+    "kill_postgres",
+    "freeze_postgres",
+    "kill_redis",
+    "freeze_redis",
+    "lose_commit_reply",
 ]
 
 
@@ -100,6 +105,9 @@ class Fault(Strict):
     duration_s: float = Field(2.0, ge=0, le=120, description="how long a stop/slowdown lasts")
     error_rate: float = Field(1.0, ge=0, le=1, description="gateway_fail: share of calls failed")
     delay_ms: float = Field(1500, ge=0, le=60_000, description="gateway_slow: added latency")
+    count: int = Field(
+        3, ge=1, le=10_000, description="lose_commit_reply: COMMIT replies lost in the window"
+    )
 
 
 class Load(Strict):

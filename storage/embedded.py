@@ -90,6 +90,22 @@ def postgres_pid(data_dir: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
+def postgres_processes(data_dir: Path) -> list[int]:
+    """The postmaster of this data directory (from its postmaster.pid) and every process it forked
+    (backends, checkpointer, WAL writer): what a crash or a freeze of this server has to reach. Found
+    from the pid file only, never by name, so no other PostgreSQL on the machine is touched."""
+    import psutil
+
+    pid = postgres_pid(data_dir)
+    if pid is None:
+        return []
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return [pid]
+    return [pid, *(c.pid for c in children)]
+
+
 # --- Redis ----------------------------------------------------------------------------------------
 
 
@@ -245,6 +261,15 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of a process (R, S, T when stopped, Z), None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0]
+    except OSError:
+        return None
 
 
 def _read_pid(pidfile: Path) -> int | None:
