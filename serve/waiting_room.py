@@ -1,12 +1,15 @@
 """The flash-sale virtual waiting room, in Redis.
 
-A buyer who joins the room for a SKU takes the next ticket. The room admits tickets in order at
-`admit_per_s` (the rate the platform can serve), computed lazily from Redis' clock: the admission
-watermark advances by rate x elapsed time whenever anybody looks, so no timer process exists and
-every replica sees the same queue. A ticket at or below the watermark is admitted; the first time
+A buyer who joins the room for a SKU takes the next ticket of their lane: members whose plan gives
+early access to flash sales queue in the members' lane, everyone else in the public lane. The room
+admits at `admit_per_s` (the rate the platform can serve), computed lazily from Redis' clock: the
+admission watermark advances by rate x elapsed time whenever anybody looks, so no timer process
+exists and every replica sees the same queue. Each admission goes to the members' lane first, so
+members keep coming in ahead of the public for as long as the room is open, not only before the
+sale's public opening. A ticket at or below the watermark is admitted; the first time
 an admitted buyer is seen, they get an admission valid for `admission_ttl_s`. When it lapses the
-buyer must join again, at the back. Position = tickets still ahead (self included), and the
-estimated wait is position / rate.
+buyer must join again, at the back of their lane. Position = tickets still ahead (self included;
+for the public lane the members waiting count as ahead), and the estimated wait is position / rate.
 
 Hot-SKU routes call `await require_admission(ctx, principal, sku)`: it passes when the SKU has no
 open room or the buyer is admitted, and otherwise raises a 403 Refused carrying the position.
@@ -19,54 +22,96 @@ from dataclasses import dataclass
 from flashmart.serve.errors import Refused
 from flashmart.storage.catalog_cache import publish_room
 
-# KEYS: room hash, tickets hash (user -> ticket), granted hash (user -> 1), admission key of the user
-# ARGV: mode (join | status), user id, room ttl in ms
-# The watermark may run ahead of the last ticket by one second of admissions, so a quiet room
-# admits newcomers at once instead of making each wait 1/rate seconds.
+# KEYS: room hash, tickets hash (user -> lane and ticket, "m12" / "p34"), granted hash (user -> 1),
+# admission key of the user
+# ARGV: mode (join | status), user id, room ttl in ms, lane of a join ('m' members | 'p' public)
+# Admissions are slots: the watermark `wm` counts the slots given out so far (rate x time). Each slot
+# goes to the members' lane first, to the public lane only when no member waits; `madm`/`padm` are
+# the tickets of each lane admitted so far. The watermark may run ahead of the tickets by one
+# second of admissions, so a quiet room admits newcomers at once instead of making each wait
+# 1/rate seconds.
 _ROOM = """
 local room, tickets, granted, admission = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local mode, user, room_ttl_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local cfg = redis.call('HMGET', room, 'rate', 'adm_ttl_ms', 'seq', 'wm', 'ts')
-if not cfg[1] then return {'closed', 0, 0, 0, '0'} end
+local mode, user, room_ttl_ms, lane = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local cfg = redis.call('HMGET', room, 'rate', 'adm_ttl_ms', 'seq', 'wm', 'ts', 'mseq', 'madm', 'padm')
+if not cfg[1] then return {'closed', 0, 0, 0, '0', ''} end
 local rate, adm_ttl_ms = tonumber(cfg[1]), tonumber(cfg[2])
 local seq, wm = tonumber(cfg[3]) or 0, tonumber(cfg[4]) or 0
+local mseq, madm, padm = tonumber(cfg[6]) or 0, tonumber(cfg[7]) or 0, tonumber(cfg[8]) or 0
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local ts = tonumber(cfg[5]) or now
-wm = math.min(seq + math.max(1, rate), wm + math.max(0, now - ts) * rate)
-redis.call('HSET', room, 'wm', wm, 'ts', now)
+wm = math.min(seq + mseq + math.max(1, rate), wm + math.max(0, now - ts) * rate)
+
+-- the free slots go to waiting members first, then to the public lane in ticket order
+local function admit()
+  local free = math.floor(wm) - madm - padm
+  if free <= 0 then return end
+  local m = math.min(free, mseq - madm)
+  madm = madm + m
+  padm = padm + math.min(free - m, seq - padm)
+end
 
 local function take_ticket()
-  seq = seq + 1
-  redis.call('HSET', room, 'seq', seq)
-  redis.call('HSET', tickets, user, seq)
+  local n
+  if lane == 'm' then
+    mseq = mseq + 1
+    n = mseq
+  else
+    lane = 'p'
+    seq = seq + 1
+    n = seq
+  end
+  redis.call('HSET', tickets, user, lane .. n)
   redis.call('HDEL', granted, user)
-  return seq
+  admit()
+  return lane, n
 end
 
-local ticket = tonumber(redis.call('HGET', tickets, user))
-if not ticket then
-  if mode ~= 'join' then return {'absent', 0, 0, 0, tostring(rate)} end
-  ticket = take_ticket()
+local function place(l, n)  -- tickets ahead, self included; 0 once admitted
+  if l == 'm' then return math.max(0, n - madm) end
+  if n <= padm then return 0 end
+  return n - padm + (mseq - madm)
 end
+
+admit()
+local held = redis.call('HGET', tickets, user)
+local my_lane, ticket
+if held then
+  my_lane, ticket = string.sub(held, 1, 1), tonumber(string.sub(held, 2))
+  -- a buyer who became a member while waiting moves to the members' lane when joining again
+  if mode == 'join' and lane == 'm' and my_lane == 'p' and place('p', ticket) > 0 then
+    my_lane, ticket = take_ticket()
+  end
+elseif mode ~= 'join' then
+  redis.call('HSET', room, 'wm', wm, 'ts', now, 'madm', madm, 'padm', padm)
+  return {'absent', 0, 0, 0, tostring(rate), ''}
+else
+  my_lane, ticket = take_ticket()
+end
+local out = nil
 for _ = 1, 2 do
-  if ticket > wm then
-    for _, k in ipairs({room, tickets, granted}) do redis.call('PEXPIRE', k, room_ttl_ms) end
-    return {'waiting', ticket, ticket - math.floor(wm), 0, tostring(rate)}
+  local ahead = place(my_lane, ticket)
+  if ahead > 0 then
+    out = {'waiting', ticket, ahead, 0, tostring(rate), my_lane}
+    break
   end
   local left = redis.call('PTTL', admission)
-  if left > 0 then return {'admitted', ticket, 0, left, tostring(rate)} end
+  if left > 0 then out = {'admitted', ticket, 0, left, tostring(rate), my_lane} break end
   if not redis.call('HGET', granted, user) then
-    redis.call('SET', admission, ticket, 'PX', adm_ttl_ms)
+    redis.call('SET', admission, my_lane .. ticket, 'PX', adm_ttl_ms)
     redis.call('HSET', granted, user, 1)
-    for _, k in ipairs({room, tickets, granted}) do redis.call('PEXPIRE', k, room_ttl_ms) end
-    return {'admitted', ticket, 0, adm_ttl_ms, tostring(rate)}
+    out = {'admitted', ticket, 0, adm_ttl_ms, tostring(rate), my_lane}
+    break
   end
-  -- the admission was used up: a status check reports it, a join goes to the back
-  if mode ~= 'join' then return {'expired', ticket, 0, 0, tostring(rate)} end
-  ticket = take_ticket()
+  -- the admission was used up: a status check reports it, a join goes to the back of its lane
+  if mode ~= 'join' then out = {'expired', ticket, 0, 0, tostring(rate), my_lane} break end
+  my_lane, ticket = take_ticket()
 end
-return {'waiting', ticket, ticket - math.floor(wm), 0, tostring(rate)}
+if out == nil then out = {'waiting', ticket, place(my_lane, ticket), 0, tostring(rate), my_lane} end
+redis.call('HSET', room, 'seq', seq, 'mseq', mseq, 'wm', wm, 'ts', now, 'madm', madm, 'padm', padm)
+for _, k in ipairs({room, tickets, granted}) do redis.call('PEXPIRE', k, room_ttl_ms) end
+return out
 """
 
 _OPEN = """
@@ -90,6 +135,7 @@ class QueueStatus:
     estimated_wait_s: float
     admission_expires_in_s: float
     admit_per_s: float
+    lane: str = ""  # members | public ("" before joining)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -137,11 +183,22 @@ async def close_room(redis, sku: str) -> None:
     await publish_room(redis, sku, False)
 
 
-async def room_status(redis, settings, sku: str, user_id: int, *, join: bool) -> QueueStatus:
+LANES = {"m": "members", "p": "public"}
+
+
+async def room_status(
+    redis, settings, sku: str, user_id: int, *, join: bool, member: bool = False
+) -> QueueStatus:
+    """`member`: a join takes a ticket in the members' lane, admitted before any public ticket."""
     keys = _keys(sku, user_id)
-    status, ticket, position, left_ms, rate = await _script(redis, "room", _ROOM)(
+    status, ticket, position, left_ms, rate, lane = await _script(redis, "room", _ROOM)(
         keys=keys,
-        args=["join" if join else "status", str(user_id), settings.waiting_room_ttl_s * 1000],
+        args=[
+            "join" if join else "status",
+            str(user_id),
+            settings.waiting_room_ttl_s * 1000,
+            "m" if member else "p",
+        ],
     )
     rate = float(rate)
     position = int(position)
@@ -153,6 +210,7 @@ async def room_status(redis, settings, sku: str, user_id: int, *, join: bool) ->
         estimated_wait_s=round(position / rate, 2) if rate > 0 and position > 0 else 0.0,
         admission_expires_in_s=round(int(left_ms) / 1000, 1),
         admit_per_s=rate,
+        lane=LANES.get(str(lane), ""),
     )
 
 

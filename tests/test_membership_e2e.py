@@ -293,6 +293,45 @@ def test_members_enter_a_flash_sale_early_and_others_are_told_when_it_opens(
     assert ticket.json()["ticket"] == 1
 
 
+def test_after_the_public_opening_members_still_queue_ahead_of_the_public(
+    api, platform, plans, admin, warehouse, db
+):
+    sku = product(db, api, admin, warehouse, price="20.00", stock=10)
+    _flash_sale(api, admin, sku, starts_in_s=-60)  # open to everyone a minute ago
+    early, late, member = make_user(api), make_user(api), make_user(api)
+    assert subscribe(api, platform, member, plans["gold"]).status_code == 201
+    # a slow room: nobody is admitted while the test looks, so the places show the order
+    room = api.put(
+        f"/api/v1/flash-sales/{sku}/waiting-room",
+        json={"admit_per_s": 0.001},
+        headers=admin.headers,
+    )
+    assert room.status_code == 200, room.text
+    for buyer in (early, late):
+        joined = api.post(f"/api/v1/flash-sales/{sku}/queue", headers=buyer.headers)
+        assert joined.status_code == 200 and joined.json()["lane"] == "public", joined.text
+    assert api.get(f"/api/v1/flash-sales/{sku}/queue", headers=late.headers).json()["position"] == 2
+
+    # the member joins last and is first in line (the cart's benefit cache knows them within 1 s)
+    ours = wait_for(
+        lambda: (
+            (r := api.post(f"/api/v1/flash-sales/{sku}/queue", headers=member.headers)).json()[
+                "lane"
+            ]
+            == "members"
+            and r.json()
+        ),
+        "the members' lane",
+        deadline_s=15,
+    )
+    assert ours["position"] == 1 and ours["status"] == "waiting"
+    places = [
+        api.get(f"/api/v1/flash-sales/{sku}/queue", headers=b.headers).json()["position"]
+        for b in (early, late)
+    ]
+    assert places == [2, 3]
+
+
 def test_member_shipping_is_free_and_member_prices_apply_at_checkout(
     api, platform, plans, admin, warehouse, db
 ):

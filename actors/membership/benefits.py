@@ -4,6 +4,8 @@
   ships that method free (read from PostgreSQL: checkout pays for correctness, not for speed).
 - `early_access_refusal(db, user_id, sku)`: a flash sale opens to members `early_access_min`
   minutes before everyone else; until the public opening a non-member gets the message to show.
+- `queues_in_members_lane(db, user_id)`: such a member waits in the waiting room's members' lane,
+  admitted ahead of everyone else for as long as the room is open.
 - `member_priced(db, user_id, variant)`: the price a member pays for a cart line: the flash-sale
   price from the member's early opening, then the plan's member discount.
 
@@ -187,6 +189,12 @@ async def early_access_refusal(db, user_id: int | None, sku: str) -> str | None:
 
 async def member_priced(db, user_id: int | None, variant: dict) -> dict:
     return await cache_for(db).member_priced(user_id, variant)
+
+
+async def queues_in_members_lane(db, user_id: int | None) -> bool:
+    """A live member whose plan gives early access to flash sales queues in the waiting room's
+    members' lane, admitted ahead of the public before and after the sale's public opening."""
+    return (await cache_for(db).benefits(user_id)).early_access_min > 0
 
 
 async def member_ships_free(db, user_id: int | None, method: str) -> bool:

@@ -20,11 +20,15 @@ SKU = Path(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
 class QueueOut(BaseModel):
     sku: str
     status: str = Field(description="waiting | admitted | expired")
-    ticket: int
-    position: int = Field(description="buyers ahead of you, you included; 0 once admitted")
+    ticket: int = Field(description="your number in your lane")
+    position: int = Field(
+        description="buyers ahead of you, you included (members waiting are ahead of the public "
+        "lane); 0 once admitted"
+    )
     estimated_wait_s: float
     admission_expires_in_s: float = Field(description="while admitted: seconds left to buy")
     admit_per_s: float
+    lane: str = Field(description="members (admitted first) | public")
 
 
 class RoomIn(BaseModel):
@@ -55,13 +59,17 @@ async def join_queue(
     ctx: Context = Depends(get_ctx),
     principal: Principal = Depends(require("waiting_room.join")),
 ) -> QueueOut:
-    """Join the queue (idempotent: joining again keeps your place)."""
-    from flashmart.actors.membership.benefits import early_access_refusal
+    """Join the queue (idempotent: joining again keeps your place). Members whose plan gives early
+    access queue in the members' lane, admitted ahead of the public lane."""
+    from flashmart.actors.membership.benefits import early_access_refusal, queues_in_members_lane
 
     # members first: during a sale's early access only members may take a ticket
     if (members_only := await early_access_refusal(ctx.db, principal.user_id, sku)) is not None:
         raise Refused("members_only", members_only)
-    st = await room_status(ctx.redis, ctx.settings, sku, principal.user_id, join=True)
+    member = await queues_in_members_lane(ctx.db, principal.user_id)
+    st = await room_status(
+        ctx.redis, ctx.settings, sku, principal.user_id, join=True, member=member
+    )
     if st.status == "closed":
         raise Refused("not_found", f"no waiting room is open for {sku}: buy directly")
     return _out(st)
