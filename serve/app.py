@@ -34,6 +34,7 @@ class RequestIdMiddleware:
 
 
 def create_fastapi() -> FastAPI:
+    from flashmart.serve.deadline import RequestDeadlineMiddleware
     from flashmart.serve.routes import ROUTERS
     from flashmart.serve.security import install_security
     from flashmart.serve.web.sale_meter import SaleMeterMiddleware
@@ -45,6 +46,7 @@ def create_fastapi() -> FastAPI:
     install_security(api)  # body size limit, CORS, security headers (settings read per replica)
     api.add_middleware(RequestIdMiddleware)
     api.add_middleware(SaleMeterMiddleware)  # the live sale room's request figures
+    api.add_middleware(RequestDeadlineMiddleware)  # outermost: a hung dependency answers 503
     for router in ROUTERS:
         api.include_router(router)
     return api

@@ -31,11 +31,14 @@ class Context:
 
 
 async def open_context(settings: Settings) -> Context:
-    from flashmart.storage.postgres import open_async_pool
-    from flashmart.storage.redis import async_redis
+    from flashmart.storage.postgres import PgTimeouts, open_async_pool
+    from flashmart.storage.redis import async_redis, redis_timeouts
 
-    db = await open_async_pool(settings.database_url, min_size=1, max_size=8)
-    return Context(settings=settings, db=db, redis=async_redis(settings.redis_url))
+    db = await open_async_pool(
+        settings.database_url, min_size=1, max_size=8, timeouts=PgTimeouts.of(settings)
+    )
+    redis = async_redis(settings.redis_url, **redis_timeouts(settings))
+    return Context(settings=settings, db=db, redis=redis)
 
 
 def ctx_of(request: Request) -> Context:

@@ -104,6 +104,20 @@ def _readable(errors: list[dict]) -> str:
     return "; ".join(parts)
 
 
+BACKEND_RETRY_AFTER_S = 1
+DEADLINE_RETRY_AFTER_S = 5
+
+
+def deadline_passed_response(deadline_s: float) -> JSONResponse:
+    """A request that did not start its answer within the deadline (a hung dependency)."""
+    body = {
+        "error": "unavailable",
+        "message": f"the request did not complete within {deadline_s:g}s (a backing service is "
+        "slow or unavailable); retry shortly",
+    }
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(DEADLINE_RETRY_AFTER_S)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(refusals.Refused)
     async def _refused(_: Request, exc: refusals.Refused) -> JSONResponse:
@@ -118,19 +132,25 @@ def install_error_handlers(app: FastAPI) -> None:
         # request's writes are one transaction), so the client may simply retry.
         body = {
             "error": "unavailable",
-            "message": f"a backing store is unavailable ({type(exc).__name__}); retry shortly",
+            "message": f"a backing store or service is unavailable ({type(exc).__name__}); "
+            "retry shortly",
         }
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(
+            body, status_code=503, headers={"Retry-After": str(BACKEND_RETRY_AFTER_S)}
+        )
 
     import psycopg
     import psycopg_pool
+    import ray.exceptions
     import redis.exceptions
 
     for kind in (
-        psycopg.OperationalError,
+        psycopg.OperationalError,  # also a statement_timeout, and an actor's task that raised one
         psycopg_pool.PoolTimeout,
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
+        ray.exceptions.RayActorError,  # an actor that died and is being restarted
+        ray.exceptions.ActorUnavailableError,
     ):
         app.add_exception_handler(kind, _backend_down)
 

@@ -56,11 +56,19 @@ class CartShard:
     async def book(self) -> CartBook:
         if self._book is None:
             from flashmart.actors.inventory.client import InventoryClient
-            from flashmart.storage.postgres import open_async_pool
-            from flashmart.storage.redis import async_redis
+            from flashmart.storage.postgres import PgTimeouts, open_async_pool
+            from flashmart.storage.redis import async_redis, redis_timeouts
 
-            store = CartStore(async_redis(self.settings.redis_url), self.settings.cart_ttl_s)
-            db = await open_async_pool(self.settings.database_url, min_size=1, max_size=4)
+            store = CartStore(
+                async_redis(self.settings.redis_url, **redis_timeouts(self.settings)),
+                self.settings.cart_ttl_s,
+            )
+            db = await open_async_pool(
+                self.settings.database_url,
+                min_size=1,
+                max_size=4,
+                timeouts=PgTimeouts.of(self.settings),
+            )
             inventory = await InventoryClient.connect(self.settings)
             self._book = CartBook(store, inventory, db, self.settings)
         return self._book

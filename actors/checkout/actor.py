@@ -32,14 +32,16 @@ async def open_saga(settings: Settings) -> Saga:
     from flashmart.actors.inventory.client import InventoryClient
     from flashmart.actors.payments.client import InProcessPayments
     from flashmart.storage.orders_postgres import PostgresOrderStore
-    from flashmart.storage.postgres import open_async_pool
-    from flashmart.storage.redis import async_redis
+    from flashmart.storage.postgres import PgTimeouts, open_async_pool
+    from flashmart.storage.redis import async_redis, redis_timeouts
 
     # each `async with db.connection()` block commits on exit (psycopg_pool), so every saga step is durable
-    db = await open_async_pool(settings.database_url, min_size=1, max_size=8)
+    db = await open_async_pool(
+        settings.database_url, min_size=1, max_size=8, timeouts=PgTimeouts.of(settings)
+    )
     # fraud scoring runs here, on the saga's pool: pure rules + model and one query, not worth a Ray hop
     fraud = FraudScorer(db, settings.fraud_review_threshold, settings.fraud_decline_threshold)
-    redis = async_redis(settings.redis_url)
+    redis = async_redis(settings.redis_url, **redis_timeouts(settings))
     # the saga's payments run here too (same pacing, shared in Redis): a Ray hop less per gateway call
     return Saga(
         settings,
