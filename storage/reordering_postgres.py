@@ -156,7 +156,7 @@ class PostgresReorderStore:
             ).fetchone()
 
     async def receive(self, po_id: int, quantity: int, add_stock, actor_id: int, now) -> dict | str:
-        """Receive an open order: `add_stock(sku, warehouse, quantity)` puts the units into the engine
+        """Receive an open order: `add_stock(po_id, sku, warehouse, quantity)` adds the units in the engine
         while the order's row is locked (two receipts of one order cannot both add), then the order
         is marked received with its audit record. Returns the order, or why not."""
         from flashmart.storage.audit import audit
@@ -171,7 +171,7 @@ class PostgresReorderStore:
                 return "not_found"
             if po["status"] != "open":
                 return f"purchase order {po_id} is {po['status']}"
-            await add_stock(po["sku"], po["warehouse_id"], quantity)
+            await add_stock(po_id, po["sku"], po["warehouse_id"], quantity)
             po = await (
                 await conn.execute(
                     "UPDATE purchase_orders SET status = 'received', received_at = %s, "

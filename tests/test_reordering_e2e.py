@@ -90,3 +90,86 @@ def test_a_burst_below_the_reorder_point_makes_exactly_one_purchase_order(
     # stock is back above the point: the next sweep orders nothing more
     run_backoffice(["reorder"])
     assert len(db.execute("SELECT 1 FROM purchase_orders WHERE sku = %s", (sku,)).fetchall()) == 1
+
+
+class AdminCountsStockMidReceipt:
+    """The receipt's engine client, with a stock count an admin makes at the worst moment: the admin's
+    set_stock lands after the receipt read the stock (if it reads) and before the receipt writes.
+    Every call goes to the real inventory engine; only the order of the calls is chosen here."""
+
+    def __init__(self, inventory, sku: str, warehouse: str, counted: int) -> None:
+        self.inventory, self.sku, self.warehouse, self.counted = inventory, sku, warehouse, counted
+        self.counted_done = False
+
+    async def _admin_counts(self) -> None:
+        if not self.counted_done:
+            self.counted_done = True
+            view = await self.inventory.set_stock(self.sku, self.warehouse, self.counted)
+            assert view.on_hand == self.counted, view
+
+    async def stock(self, sku):
+        view = await self.inventory.stock(sku)
+        await self._admin_counts()
+        return view
+
+    async def set_stock(self, *args):
+        await self._admin_counts()
+        return await self.inventory.set_stock(*args)
+
+    async def add_stock(self, *args):
+        await self._admin_counts()
+        return await self.inventory.add_stock(*args)
+
+
+def test_receiving_adds_to_a_stock_count_an_admin_sets_meanwhile(platform, api, db, warehouse):
+    """An admin counts 50 units while a purchase order of 5 is being received: the warehouse ends
+    with 55 in PostgreSQL (the receipt is a relative add), not the receipt's 10 + 5 that would have
+    undone the count. The same receipt again adds nothing."""
+    import asyncio
+    import datetime as dt
+
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.reordering.service import engine_receiver
+    from flashmart.storage.postgres import open_async_pool
+    from flashmart.storage.reordering_postgres import PostgresReorderStore
+
+    owner, sid = seller(api, db, "counting seller")
+    sku = seller_product(db, api, warehouse, sid, stock=10)
+    sup = api.post(
+        "/api/v1/suppliers",
+        json={"name": "Acme", "email": f"s-{uuid.uuid4().hex[:8]}@example.com"},
+        headers=owner.headers,
+    )
+    assert sup.status_code == 201, sup.text
+    po_id = db.execute(
+        "INSERT INTO purchase_orders (sku, warehouse_id, supplier_id, quantity, "
+        "available_when_ordered, created_at, expected_at) VALUES (%s, %s, %s, 5, 10, now(), now()) "
+        "RETURNING id",
+        (sku, warehouse, sup.json()["id"]),
+    ).fetchone()["id"]
+
+    async def receive_while_the_admin_counts():
+        pool = await open_async_pool(platform.database_url, max_size=2)
+        try:
+            inv = await InventoryClient.connect(platform)
+            racing = AdminCountsStockMidReceipt(inv, sku, warehouse, 50)
+            store = PostgresReorderStore(pool)
+            now = dt.datetime.now(dt.UTC)
+            out = await store.receive(po_id, 5, engine_receiver(racing), owner.id, now)
+            assert racing.counted_done
+            assert isinstance(out, dict) and out["status"] == "received", out
+        finally:
+            await pool.close()
+
+    def on_hand_in_postgres() -> int:
+        return db.execute(
+            "SELECT on_hand FROM inventory_stock WHERE sku = %s AND warehouse_id = %s",
+            (sku, warehouse),
+        ).fetchone()["on_hand"]
+
+    asyncio.run(receive_while_the_admin_counts())
+    assert on_hand_in_postgres() == 55
+    # the same receipt delivered again (a retry after a lost reply) adds nothing
+    inventory(platform, "add_stock", sku, warehouse, 5, f"purchase-order:{po_id}")
+    assert on_hand_in_postgres() == 55
+    assert inventory(platform, "stock", sku).warehouses[warehouse]["on_hand"] == 55

@@ -39,6 +39,7 @@ from flashmart.actors.inventory.messages import (
     SetStock,
     StockView,
     TransferHold,
+    TransferIn,
     Transferred,
     ViewStock,
     pack_command,
@@ -271,6 +272,19 @@ class InventoryClient:
                 lambda d: d.set_bucketed_stock.remote(sku, warehouse_id, on_hand)
             )
         return result
+
+    async def add_stock(
+        self, sku: str, warehouse_id: str, quantity: int, receipt_id: str
+    ) -> StockView | Refusal:
+        """Units received into a warehouse, added to what it counts when they arrive (a relative add:
+        a count an admin sets meanwhile is kept, not overwritten by a count read earlier). The same
+        receipt_id again adds nothing, so a receipt retried after a lost reply counts once."""
+        cmd = TransferIn(sku, warehouse_id, quantity, receipt_id)
+        result = await self._call(cmd)
+        if result is not _BUCKETED:
+            return result
+        _, _, pool = self._owners[sku]  # a bucketed SKU: received units go to its pool
+        return _as_sku(await self._call(cmd, shard=pool), sku)
 
     async def stock(self, sku: str) -> StockView:
         result = await self._call(ViewStock(sku))

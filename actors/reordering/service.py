@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from flashmart.actors.reordering.state import purchase_order_for, received_on_hand
+from flashmart.actors.reordering.state import purchase_order_for
 
 SWEEP_BATCH_MAX = 500
 ENGINE_TIMEOUT_S = 30.0
@@ -25,15 +25,20 @@ async def sweep(store, now: dt.datetime) -> dict:
     return {"purchase_orders_placed": placed}
 
 
-def engine_receiver(inventory):
-    """add_stock(sku, warehouse, quantity) through the engine: its on-hand count in that warehouse
-    plus the units received (SetStock is the engine's command for counted stock)."""
+def receipt_id(po_id: int) -> str:
+    """The engine's idempotency key of a purchase order's receipt."""
+    return f"purchase-order:{po_id}"
 
-    async def add_stock(sku: str, warehouse_id: str, quantity: int) -> None:
-        view = await asyncio.wait_for(inventory.stock(sku), ENGINE_TIMEOUT_S)
-        on_hand = (getattr(view, "warehouses", {}) or {}).get(warehouse_id, {}).get("on_hand", 0)
+
+def engine_receiver(inventory):
+    """add_stock(po_id, sku, warehouse, quantity) through the engine as a relative add: the units
+    join whatever the warehouse counts when they arrive, so an admin's set_stock meanwhile is kept
+    (reading on_hand and setting on_hand + quantity would undo it). Keyed by the purchase order, a
+    receipt retried after a lost reply adds its units once."""
+
+    async def add_stock(po_id: int, sku: str, warehouse_id: str, quantity: int) -> None:
         result = await asyncio.wait_for(
-            inventory.set_stock(sku, warehouse_id, received_on_hand(on_hand, quantity)),
+            inventory.add_stock(sku, warehouse_id, quantity, receipt_id(po_id)),
             ENGINE_TIMEOUT_S,
         )
         if getattr(result, "reason", None):  # a Refusal from the engine

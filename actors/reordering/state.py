@@ -55,8 +55,3 @@ def purchase_order_for(
         now + dt.timedelta(days=rule.lead_time_days),
         available,
     )
-
-
-def received_on_hand(on_hand_now: int, received: int) -> int:
-    assert received > 0, "a receipt adds units"
-    return on_hand_now + received
