@@ -14,10 +14,11 @@ import signal
 import sys
 
 
-def _own_platform(settings, *, gateway_proxy: bool):
+def _own_platform(settings, *, gateway_proxy: bool, commit_proxy: bool = False):
     """Start a private platform (same steps as tests/conftest.py) on free ports; returns (resolved
     settings, stop). With gateway_proxy the platform reaches localstripe through the fault proxy of
-    sim/faults.py, so that gateway_fail and gateway_slow faults make real gateway errors and delays."""
+    sim/faults.py, so that gateway_fail and gateway_slow faults make real gateway errors and delays;
+    with commit_proxy it reaches PostgreSQL through the lost-COMMIT proxy (storage/pg_fault_proxy.py)."""
     import subprocess
 
     import ray
@@ -41,7 +42,9 @@ def _own_platform(settings, *, gateway_proxy: bool):
         "serve_fallback_http_port",
         "serve_fallback_grpc_port",
     )
-    base = settings.model_copy(update={name: free_port() for name in ports})
+    base = settings.model_copy(
+        update={name: free_port() for name in ports} | {"database_fault_proxy": commit_proxy}
+    )
     resolved = start_backing_services(base)
     proxy = None
     if gateway_proxy:
@@ -104,7 +107,9 @@ def main() -> int:
 
         faults = load_scenario(args.scenario).faults
         settings, stop = _own_platform(
-            settings, gateway_proxy=any(f.kind.startswith("gateway") for f in faults)
+            settings,
+            gateway_proxy=any(f.kind.startswith("gateway") for f in faults),
+            commit_proxy=any(f.kind == "lose_commit_reply" for f in faults),
         )
     else:
         settings = settings.resolved()
