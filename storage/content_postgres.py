@@ -99,6 +99,25 @@ class PostgresContentStore:
             )
             return await cur.fetchall()
 
+    async def entitled_items(
+        self, user_id: int, member_tier: int | None, kind: str | None, limit: int, offset: int
+    ) -> list[dict]:
+        """Ready items the user may open: in the members' library up to `member_tier` (None: no
+        library), or bought in a paid order not all returned (the rule of media.entitled)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT c.id, c.kind, c.title, c.min_tier, c.sku, c.duration_s::float AS duration_s, "
+                "c.content_type, c.size_bytes FROM content_items c WHERE c.status = 'ready' "
+                "AND (%s::text IS NULL OR c.kind = %s) AND ("
+                "(%s::int IS NOT NULL AND c.min_tier IS NOT NULL AND c.min_tier <= %s::int) "
+                "OR (c.sku IS NOT NULL AND EXISTS (SELECT 1 FROM orders o JOIN order_items i "
+                "ON i.order_id = o.id WHERE o.user_id = %s AND i.sku = c.sku AND o.status IN "
+                "('confirmed', 'shipped', 'delivered') AND i.returned_quantity < i.quantity))) "
+                "ORDER BY c.id DESC LIMIT %s OFFSET %s",
+                (kind, kind, member_tier, member_tier, user_id, limit, offset),
+            )
+            return await cur.fetchall()
+
     async def bought(self, user_id: int, sku: str | None) -> bool:
         """A paid order of the user holds the item's SKU and it was not all returned."""
         if not sku:

@@ -39,6 +39,15 @@ def test_a_configured_stripe_js_wins():
     assert "https://cdn.example.com" in pages.page_csp(s)
 
 
+def test_the_library_may_play_media_from_the_object_store_and_nothing_else():
+    csp = pages.page_csp(settings(object_store_port=8433))
+    assert "media-src 'self' blob: http://127.0.0.1:8433;" in csp  # signed URLs, MediaSource
+    assert "http://127.0.0.1:8433;" in csp.split("connect-src")[1]  # the player's segment fetches
+    public = pages.page_csp(settings(object_store_public_url="https://media.example.com/store"))
+    assert "media-src 'self' blob: https://media.example.com;" in public
+    assert "127.0.0.1:8433" not in public
+
+
 class _Ctx:
     def __init__(self, s: Settings):
         self.settings = s

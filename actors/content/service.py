@@ -157,6 +157,12 @@ class ContentLibrary:
             return Refusal("not_entitled", f"this {item['kind']} needs {' or '.join(how)}")
         return item
 
+    async def mine(self, user_id: int, kind: str | None, limit: int, offset: int) -> list[dict]:
+        """The items the user may open now (their membership's library and what they bought)."""
+        mb = await self.benefits_of(user_id)
+        tier = mb.tier if mb.plan_id and mb.benefits.content_library else None
+        return await self.store.entitled_items(user_id, tier, kind, limit, offset)
+
     async def access(self, user_id: int, email: str, item_id: int) -> dict | Refusal:
         """Where to fetch the item, valid for `url_ttl_s`: an HLS master playlist for a video, a
         signed URL (range requests work on it) for music and e-books (stamped for the reader)."""

@@ -110,6 +110,27 @@ class StripeBilling:
         )
         return cus["id"]
 
+    async def card_setup(self, user_id: int, request_key: str) -> dict | Refusal:
+        """A SetupIntent for the card form: Stripe.js confirms it with the card the buyer typed
+        (the card never reaches flashmart) and hands back the saved card's id (pm_...)."""
+        try:
+            seti = await self._call(
+                "post",
+                "/v1/setup_intents",
+                f"card-setup:{user_id}:{request_key}",
+                usage="off_session",
+                metadata={"user_id": str(user_id)},
+            )
+        except stripe.InvalidRequestError as exc:
+            return Refusal(
+                "invalid", f"the gateway refused the card form: {exc.user_message or exc}"
+            )
+        except RETRYABLE as exc:
+            return Refusal(
+                "unavailable", f"the payment gateway did not answer: {type(exc).__name__}"
+            )
+        return {"client_secret": seti["client_secret"]}
+
     async def save_card(self, customer_id: str, payment_method: str) -> Refusal | None:
         """Attach the card to the customer and make it the one subscriptions charge."""
         try:

@@ -155,6 +155,10 @@ class Memberships:
         change = await self._apply(user_id, [event])
         return await self._view(change.membership)
 
+    async def card_setup(self, user_id: int, request_key: str) -> dict | Refusal:
+        """The secret the card form confirms with Stripe.js to save a card for renewals."""
+        return await self.billing.card_setup(user_id, request_key)
+
     async def update_card(self, user_id: int, email: str, payment_method: str) -> dict | Refusal:
         """The card renewals charge from now on (a member in grace fixes a declined card here)."""
         customer = await self._customer(user_id, email, payment_method, replace=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flashmart.refusals import Refusal
@@ -103,9 +103,21 @@ async def list_library(
     return await library(ctx).store.library(kind, limit, offset)
 
 
+@router.get("/mine")
+async def my_library(
+    kind: Literal["video", "music", "ebook"] | None = None,
+    limit: int = Query(50, ge=1, le=200),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("content.read")),
+) -> list[dict]:
+    """The items you may open now: your membership's library and the ones you bought."""
+    return await library(ctx).mine(principal.user_id, kind, limit, offset)
+
+
 @router.get("/{item_id}/access")
 async def access(
-    item_id: int,
+    item_id: int = Path(..., ge=1, le=2**62),
     ctx: Context = Depends(get_ctx),
     principal: Principal = Depends(require("content.read")),
 ) -> dict:

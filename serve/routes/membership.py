@@ -157,6 +157,17 @@ async def resume(
     return _ok(await memberships(ctx).resume(principal.user_id, key))
 
 
+@router.post("/me/card-setup", dependencies=[Depends(rate_limit("checkout"))])
+async def card_setup(
+    key: str = RequestKey,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("membership.use")),
+) -> dict:
+    """A card form's client secret (a SetupIntent): Stripe.js confirms it with the card typed in
+    the page and answers the saved card (pm_...) to subscribe or change the card with."""
+    return _ok(await memberships(ctx).card_setup(principal.user_id, key))
+
+
 @router.put("/me/card")
 async def update_card(
     body: CardIn,

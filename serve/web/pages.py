@@ -71,15 +71,25 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def media_origin(settings) -> str:
+    """Where signed content URLs point (the object store as clients reach it): the library's
+    players fetch video segments and tracks from there."""
+    resolved = settings.resolved()
+    return _origin(resolved.object_store_public_url or resolved.object_store_url)
+
+
 def page_csp(settings) -> str:
     """Scripts and frames only from here and the payment gateway's Stripe.js; the card fields talk
-    to the gateway itself, never to flashmart."""
+    to the gateway itself, never to flashmart. Media (and the HLS player's segment fetches) also
+    from the object store's signed URLs; `blob:` is the player's MediaSource."""
     js = _origin(stripe_js_url(settings))
     api = _origin(settings.resolved().stripe_api_base)
+    media = media_origin(settings)
     stripe_hosts = " https://*.stripe.com" if js == _origin(STRIPE_JS_LIVE) else ""
     return (
         f"default-src 'self'; script-src 'self' {js}{stripe_hosts}; "
-        f"connect-src 'self' {api} {js}{stripe_hosts}; frame-src {js}{stripe_hosts}; "
+        f"connect-src 'self' {api} {js}{stripe_hosts} {media}; frame-src {js}{stripe_hosts}; "
+        f"media-src 'self' blob: {media}; "
         "img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
@@ -146,6 +156,8 @@ _SHOP_PAGES = {
     "orders": ("shop/orders.html", "Your orders"),
     "account": ("shop/account.html", "Sign in"),
     "wishlist": ("shop/wishlist.html", "Wishlist"),
+    "membership": ("shop/membership.html", "Membership"),
+    "library": ("shop/library.html", "Your library"),
 }
 
 

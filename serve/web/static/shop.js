@@ -364,6 +364,156 @@
     if (store.token) { poll(); timer = setInterval(poll, 2000); }
   };
 
+  // --- membership: plans, subscribe with a card saved through Stripe.js, benefits, billing ---
+  const cents = (minor, cur) => `${(Number(minor) / 100).toFixed(2)} ${esc(cur || "USD")}`;
+  const epoch = s => s ? new Date(s * 1000).toLocaleDateString() : "";
+  function benefitLines(b) {
+    const out = [];
+    if (b.free_shipping_methods && b.free_shipping_methods.length) out.push(`Free ${b.free_shipping_methods.join(" and ")} delivery`);
+    if (b.member_discount_pct) out.push(`${b.member_discount_pct}% off list prices`);
+    if (b.early_access_min) out.push(`Flash sales ${b.early_access_min} min early`);
+    if (b.content_library) out.push("The digital library");
+    if (b.reward_points_per_unit) out.push(`${b.reward_points_per_unit} reward points per $1`);
+    return out;
+  }
+
+  views["shop/membership.html"] = async () => {
+    let plans = [];
+    try { plans = await api("GET", "/api/v1/memberships/plans"); } catch (e) { fail(e); }
+    $("#plans").innerHTML = plans.map((p, i) => `<label class="card plan"><input type="radio" name="plan_id" value="${esc(p.id)}" ${i === 0 ? "checked" : ""}>
+        <strong>${esc(p.name)}</strong> <span class="price">${cents(p.price_minor, p.currency)} / ${esc(p.billing_interval)}</span>
+        ${p.trial_days ? `<span class="badge ok">${p.trial_days}-day trial</span>` : ""}
+        <ul>${benefitLines(p.benefits).map(b => `<li>${esc(b)}</li>`).join("")}</ul></label>`).join("") || "<p>No plans are offered yet.</p>";
+    if (!store.token) { $("#signin-first").hidden = false; $("#card-box").hidden = true; return; }
+    const key = () => ({ "Idempotency-Key": crypto.randomUUID() });
+
+    async function load() {
+      let m = null;
+      try { m = await api("GET", "/api/v1/memberships/me"); } catch (e) { if (e.status !== 404) fail(e); }
+      const live = !!(m && ["trialing", "active", "past_due"].includes(m.status));
+      $("#member-box").hidden = !m;
+      $("#plans-box").hidden = live;
+      if (!m) return;
+      $("#member-facts").innerHTML = `<dt>Plan</dt><dd id="member-plan">${esc(m.plan ? m.plan.name : "")}</dd>` +
+        `<dt>Status</dt><dd id="member-status">${esc(m.cancel_at_period_end ? "cancelled (until the period ends)" : m.status.replace(/_/g, " "))}</dd>` +
+        (m.period_end ? `<dt>${m.cancel_at_period_end ? "Ends" : "Renews"}</dt><dd>${epoch(m.period_end)}</dd>` : "") +
+        (m.trial_end ? `<dt>Trial until</dt><dd>${epoch(m.trial_end)}</dd>` : "") +
+        (m.grace_until ? `<dt>Card problem: benefits until</dt><dd>${epoch(m.grace_until)}</dd>` : "");
+      $("#cancel-membership").hidden = !live || m.cancel_at_period_end;
+      $("#resume-membership").hidden = !live || !m.cancel_at_period_end;
+      try {
+        const b = await api("GET", "/api/v1/memberships/me/benefits");
+        const lines = b.member ? benefitLines(b.benefits) : [];
+        $("#benefits").innerHTML = (lines.length ? lines.map(l => `<dt>✓</dt><dd>${esc(l)}</dd>`).join("") : "<dt>–</dt><dd>No benefits now.</dd>") +
+          `<dt>Reward points</dt><dd id="reward-points">${Number(b.reward_points || 0).toLocaleString()}</dd>`;
+        const inv = await api("GET", "/api/v1/memberships/me/invoices?limit=50");
+        $("#invoices").innerHTML = inv.length ? `<div class="scroll"><table><caption class="skip">Billing history</caption><thead><tr><th scope="col">Date</th><th scope="col">Plan</th><th scope="col">Amount</th><th scope="col">Status</th></tr></thead><tbody>` +
+          inv.map(i => `<tr><td>${when(i.created_at)}</td><td>${esc(i.plan_id)}</td><td>${cents(i.amount_minor, i.currency)}</td><td>${esc(i.status)}</td></tr>`).join("") +
+          "</tbody></table></div>" : '<p class="muted">No invoices yet.</p>';
+      } catch (e) { fail(e); }
+    }
+
+    const stripe = Stripe(page.stripe_publishable_key);
+    const card = stripe.elements().create("card");
+    card.mount("#card-element");
+    // a SetupIntent saves the card at the gateway; flashmart receives only the saved card's id
+    async function savedCard() {
+      const { client_secret } = await api("POST", "/api/v1/memberships/me/card-setup", undefined, key());
+      const r = await stripe.confirmCardSetup(client_secret, { payment_method: { card } });
+      if (r.error) throw new Error(r.error.message || "the card was refused");
+      const pm = r.setupIntent.payment_method;
+      return typeof pm === "string" ? pm : pm.id;
+    }
+    $("#subscribe-form").addEventListener("submit", async ev => {
+      ev.preventDefault();
+      const picked = document.querySelector("input[name=plan_id]:checked");
+      if (!picked) { say("Choose a plan.", "error"); return; }
+      const btn = $("#subscribe");
+      btn.disabled = true;
+      say("Subscribing…");
+      try {
+        const payment_method = await savedCard();
+        await api("POST", "/api/v1/memberships/me", { plan_id: picked.value, payment_method }, key());
+        say("Welcome: your membership has started.", "ok");
+        await load();
+      } catch (e) { fail(e); }
+      btn.disabled = false;
+    });
+    $("#cancel-membership").addEventListener("click", async () => {
+      if (!confirm("Cancel your membership at the end of the period paid for?")) return;
+      try { await api("POST", "/api/v1/memberships/me/cancel", undefined, key()); say("Membership cancelled: your benefits last until the period ends.", "ok"); load(); } catch (e) { fail(e); }
+    });
+    $("#resume-membership").addEventListener("click", async () => {
+      try { await api("POST", "/api/v1/memberships/me/resume", undefined, key()); say("Your membership continues.", "ok"); load(); } catch (e) { fail(e); }
+    });
+    $("#subscribe").disabled = !plans.length;
+    await load();
+  };
+
+  // --- the digital library: what the buyer may open; HLS video, audio, e-book download ---
+  views["shop/library.html"] = async () => {
+    if (!store.token) { $("#library-signin").hidden = false; return; }
+    let hls = null;
+    const icon = { video: "Video", music: "Music", ebook: "E-book" };
+    async function load() {
+      const kind = $("#library-kind").value;
+      try {
+        const items = await api("GET", `/api/v1/content/mine?limit=100${kind ? `&kind=${kind}` : ""}`);
+        $("#library").innerHTML = items.map(i => `<li class="card"><span class="badge">${icon[i.kind]}</span>
+          <h3>${esc(i.title)}</h3>${i.duration_s ? `<p class="muted">${Math.round(i.duration_s)} s</p>` : ""}
+          <button type="button" data-open="${i.id}" data-kind="${i.kind}" aria-label="${i.kind === "ebook" ? "Download" : "Play"} ${esc(i.title)}">${i.kind === "ebook" ? "Download" : "Play"}</button></li>`).join("") ||
+          '<li>Nothing here yet. Members find the library here; items you buy appear too.</li>';
+      } catch (e) { fail(e); }
+    }
+    function stop() {
+      if (hls) { hls.destroy(); hls = null; }
+      for (const el of [$("#video-player"), $("#audio-player")]) { el.pause(); el.removeAttribute("src"); el.hidden = true; }
+    }
+    async function open(id, kind, title) {
+      const a = await api("GET", `/api/v1/content/${id}/access`);
+      if (kind === "ebook") {
+        const link = document.createElement("a");
+        link.href = a.url; link.download = ""; link.rel = "noopener";
+        document.body.appendChild(link); link.click(); link.remove();
+        say(`Downloading ${title}: your copy carries your licence.`, "ok");
+        return;
+      }
+      stop();
+      $("#player-box").hidden = false;
+      $("#now-playing").textContent = `Now playing: ${title}`;
+      const el = kind === "video" ? $("#video-player") : $("#audio-player");
+      el.hidden = false;
+      const start = a.position_s || 0;
+      // hls.js over MediaSource wherever it works (one player, the same in every browser); the
+      // browser's own HLS only where MediaSource is missing (iPhone Safari)
+      if (kind === "video" && window.Hls && Hls.isSupported()) {
+        hls = new Hls({ enableWorker: false, startPosition: start });  // no blob: worker under the page's CSP
+        hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) say(`The video stopped: ${d.details}`, "error"); });
+        hls.loadSource(a.hls);
+        hls.attachMedia(el);
+      } else {
+        el.src = kind === "video" ? a.hls : a.url;
+        if (start) el.currentTime = start;
+      }
+      el.addEventListener("playing", () => { el.dataset.played = "yes"; }, { once: true });
+      let reported = 0;
+      el.ontimeupdate = () => {
+        if (el.currentTime - reported < 10) return;
+        const watched = el.currentTime - reported; reported = el.currentTime;
+        api("POST", `/api/v1/content/${id}/progress`, { position_s: el.currentTime, watched_s: Math.max(0, watched) }).catch(() => {});
+      };
+      el.play().catch(() => { /* a browser may want a click first: the controls are there */ });
+      el.focus();
+    }
+    $("#library").addEventListener("click", async ev => {
+      const b = ev.target.closest("button[data-open]");
+      if (!b) return;
+      try { await open(b.dataset.open, b.dataset.kind, b.closest("li").querySelector("h3").textContent); } catch (e) { fail(e); }
+    });
+    $("#library-kind").addEventListener("change", load);
+    await load();
+  };
+
   document.addEventListener("DOMContentLoaded", () => {
     cartCount();
     const view = views[page.template];
