@@ -51,6 +51,7 @@ CHECKOUT_STATUS_BY_REASON: dict[str, int] = {
     "coupon_min_spend": 409,
     "insufficient_credit": 409,
     "checkout_interrupted": 409,
+    "price_changed": 409,  # the cart now shows the current prices: the buyer confirms again
 }
 CHECKOUT_REFUSED_DEFAULT_STATUS = 409
 ORDER_PLACED_STATUS = 201

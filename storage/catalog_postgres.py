@@ -392,3 +392,30 @@ def dumps(value: Any) -> str:
 async def lock_product(conn: AsyncConnection, product_id: int) -> None:
     """Take the product row's lock for the rest of the transaction (writers of one product queue)."""
     await conn.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", (product_id,))
+
+
+# The SKUs' prices at a moment, in one statement: the list price (product + variant), the flash sale
+# running then (the newest start wins, as in the replicas' catalog cache), the currency and whether
+# the product is for sale.
+_PRICES_AT = """
+SELECT v.sku, p.status, p.currency, (p.price + v.price_adjustment) AS list_price,
+       (SELECT f.sale_price FROM flash_sales f
+        WHERE f.sku = v.sku AND f.starts_at <= %(at)s AND f.ends_at > %(at)s
+        ORDER BY f.starts_at DESC LIMIT 1) AS sale_price
+FROM product_variants v JOIN products p ON p.id = v.product_id
+WHERE v.sku = ANY(%(skus)s)
+"""
+
+
+async def prices_at(conn: AsyncConnection, skus: list[str], at: datetime) -> dict[str, dict]:
+    """SKU -> {"price": str | None (None: not for sale), "currency"}; an unknown SKU is absent."""
+    rows = await (await conn.execute(_PRICES_AT, {"skus": list(skus), "at": at})).fetchall()
+    return {
+        r["sku"]: {
+            "price": None
+            if r["status"] != "active"
+            else str(r["sale_price"] if r["sale_price"] is not None else r["list_price"]),
+            "currency": r["currency"],
+        }
+        for r in rows
+    }

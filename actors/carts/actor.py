@@ -111,6 +111,9 @@ class CartShard:
     async def checked_out(self, cart_id: str, hold_ids: list[str]) -> None:
         await (await self.book()).checked_out(cart_id, hold_ids)
 
+    async def reprice(self, cart_id: str, current: dict[str, str | None]) -> dict:
+        return await (await self.book()).reprice(cart_id, current)
+
     # --- merges ---
     async def take(self, cart_id: str) -> dict | None:
         """Remove and return a cart whole (the guest half of a merge)."""
@@ -277,6 +280,10 @@ class CartsClient:
 
     async def checked_out(self, cart_id: str, hold_ids: list[str]) -> None:
         await self.shard(cart_id).checked_out.remote(cart_id, hold_ids)
+
+    async def reprice(self, cart_id: str, current: dict[str, str | None]) -> dict:
+        """The cart at the current prices (CartBook.reprice)."""
+        return await self.shard(cart_id).reprice.remote(cart_id, current)
 
     async def snapshot(self, cart_id: str) -> dict:
         return await self.shard(cart_id).snapshot.remote(cart_id)

@@ -17,6 +17,7 @@ import asyncio
 import contextvars
 import time
 
+from flashmart.actors.carts import repricing
 from flashmart.actors.carts.coupons import check, coupon_from_row
 from flashmart.actors.carts.state import Cart, Hold
 from flashmart.storage.cart_redis import CartConflict, CartStore
@@ -80,6 +81,18 @@ class CartBook:
 
     async def view(self, cart_id: str) -> dict:
         return (await self.store.load(cart_id)).view(time.time())
+
+    async def current_view(self, cart_id: str, price_now) -> dict:
+        """The cart as the buyer sees it, at current prices: `price_now(sku)` answers a SKU's price
+        now for this buyer (None: not for sale). A moved line is written at its new price (lines no
+        longer for sale leave the cart), so what the buyer sees is what the checkout charges."""
+        cart = await self.store.load(cart_id)
+        skus = {i.sku for i in cart.items.values()}
+        current = {sku: await price_now(sku) for sku in skus}
+        if not repricing.changes(cart, current):
+            return cart.view(time.time())
+        out = await self.reprice(cart_id, current)
+        return out["cart"] if "cart" in out else out
 
     async def snapshot(self, cart_id: str) -> dict:
         return (await self.store.load(cart_id)).to_dict()
@@ -228,6 +241,26 @@ class CartBook:
             if changed:
                 await self.store.save(cart, base)
             return {"cart": cart.to_dict()}
+
+        return await self._attempts(attempt)
+
+    async def reprice(self, cart_id: str, current: dict[str, str | None]) -> dict:
+        """The cart at `current` prices (SKU -> price now, None: not for sale): moved lines take the
+        new price, lines no longer for sale leave and give their units back. Answers the cart view,
+        its snapshot and the changes (none: nothing was written)."""
+
+        async def attempt():
+            cart, base = await self._load(cart_id)
+            found = repricing.changes(cart, current)
+            if found:
+                gone = repricing.apply(cart, found)
+                await self.store.save(cart, base)
+                await self._release(gone)
+            return {
+                "cart": cart.view(time.time()),
+                "snapshot": cart.to_dict(),
+                "changes": [c.as_dict() for c in found],
+            }
 
         return await self._attempts(attempt)
 

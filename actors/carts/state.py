@@ -105,6 +105,11 @@ class Cart:
             del self.items[item_id]
         self._touch()
 
+    def set_price(self, item_id: str, unit_price: str) -> None:
+        """The line at the catalog's current price (re-pricing)."""
+        self.items[item_id].unit_price = unit_price
+        self._touch()
+
     def remove_item(self, item_id: str) -> CartItem:
         item = self.items.pop(item_id)
         self._touch()

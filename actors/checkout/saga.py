@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
+from flashmart.actors.carts import repricing
 from flashmart.actors.carts.state import Cart
 from flashmart.actors.checkout import pricing
 from flashmart.actors.orders import lifecycle
@@ -82,8 +83,10 @@ class Saga:
             pass
         return body
 
-    async def _fail(self, order_id: str, reason: str, message: str) -> Refusal:
-        refusal = Refusal(reason, message, {"order_id": order_id})
+    async def _fail(
+        self, order_id: str, reason: str, message: str, details: dict | None = None
+    ) -> Refusal:
+        refusal = Refusal(reason, message, {**(details or {}), "order_id": order_id})
         await self._finish(order_id, "failed", refusal.body(), message)
         return refusal
 
@@ -110,7 +113,7 @@ class Saga:
                 order_id, scope, req, ready, authorising_recorded=(step == "authorising")
             )
         except Refused as exc:
-            return await self._fail(order_id, exc.reason, exc.message)
+            return await self._fail(order_id, exc.reason, exc.message, exc.details)
         except SagaTakenOver:
             # the sweeper voids what this saga authorised and records the outcome; the buyer retries
             return Refusal(
@@ -143,7 +146,10 @@ class Saga:
         snap = await self.carts.fresh_snapshot(req["cart_id"])
         if snap is None:
             return None
-        cart, p = self._price(snap, req, await self._member_ships_free(req))
+        current, member_free = await self._prices_now(snap, req)
+        if current is not None:  # a price moved: refused by _prepare, with the saga row written
+            return None
+        cart, p = self._price(snap, req, member_free)
         verdict = await self.fraud.score(self._fraud_order(order_id, req, p))
         return Prepared(cart, _holds_of(cart), p, verdict, None, Decimal(0))
 
@@ -154,7 +160,10 @@ class Saga:
             raise Refused(snap["refused"], snap["message"])
         # 'reserved' and 'scored' are not written on their own: a crash there is resolved exactly like
         # one at 'started' (abandon: the holds end with their TTL), so the holds travel with the next write
-        cart, p = self._price(snap, req, await self._member_ships_free(req))
+        current, member_free = await self._prices_now(snap, req)
+        if current is not None:
+            await self._refuse_moved_prices(req, current, member_free)
+        cart, p = self._price(snap, req, member_free)
         # 2. fraud score, with the gift card / store credit look-up alongside (both only read)
         scoring = asyncio.ensure_future(self.fraud.score(self._fraud_order(order_id, req, p)))
         try:
@@ -162,6 +171,38 @@ class Saga:
         finally:
             verdict = await scoring
         return Prepared(cart, _holds_of(cart), p, verdict, credit_account, credit_amount)
+
+    async def _prices_now(self, snap: dict, req: dict) -> tuple[dict | None, bool]:
+        """The lines' current prices when one of them moved (None: the cart's prices hold), and
+        whether the buyer's plan ships free; both read at once."""
+        from flashmart.actors.checkout.current_prices import current_prices
+
+        cart = Cart.from_dict(snap["cart"])
+        current, member_free = await asyncio.gather(
+            current_prices(
+                self.db, [i.sku for i in cart.items.values()], req.get("user_id"), _now()
+            ),
+            self._member_ships_free(req),
+        )
+        return (current if repricing.changes(cart, current) else None), member_free
+
+    async def _refuse_moved_prices(self, req: dict, current: dict, member_free: bool) -> None:
+        """The cart takes the current prices (lines no longer for sale leave it) and the checkout
+        stops before any charge, answering the new lines and totals: the buyer confirms again."""
+        out = await self.carts.reprice(req["cart_id"], current)
+        totals = None
+        if out["snapshot"]["items"]:
+            p = self._price({"cart": out["snapshot"]}, req, member_free)[1]
+            totals = {
+                k: float(getattr(p, k))
+                for k in ("subtotal", "discount", "shipping", "tax", "grand_total")
+            }
+        raise Refused(
+            "price_changed",
+            "prices in your cart changed since you added them; nothing was charged: "
+            "check the new prices and place the order again",
+            {"changes": out["changes"], "cart": out["cart"], "totals": totals},
+        )
 
     async def _member_ships_free(self, req: dict) -> bool:
         from flashmart.actors.membership.benefits import member_ships_free
@@ -175,7 +216,7 @@ class Saga:
         """The cart priced now (coupons re-checked against the clock; limits are enforced in the order
         transaction). A member whose plan ships the method free pays no shipping."""
         cart = Cart.from_dict(snap["cart"])
-        now = dt.datetime.now(dt.UTC)
+        now = _now()
         disc = cart.discount(now.timestamp())
         return cart, pricing.price(
             cart.subtotal(),
@@ -499,6 +540,10 @@ class Prepared:
     @property
     def card_amount(self) -> Decimal:
         return self.p.grand_total - self.credit_amount
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _holds_of(cart: Cart) -> list[dict]:

@@ -152,7 +152,21 @@ def _carts(ctx: Context):
 
 @router.get("/cart")
 async def get_cart(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)) -> dict:
-    return await _carts(ctx).view(who.cart_id)
+    """The cart at current prices (a line whose price moved shows, and keeps, the new one)."""
+    return await _carts(ctx).current_view(who.cart_id, _price_now(ctx, who.user_id))
+
+
+def _price_now(ctx: Context, user_id: int | None):
+    """A SKU's price now for this buyer, from the replica's catalog cache (None: not for sale)."""
+    from flashmart.actors.carts.add import priced
+
+    catalog, pricing = ctx.services["catalog"], _member_pricing(ctx)
+
+    async def price_now(sku: str) -> str | None:
+        variant = await priced(pricing, user_id, await catalog.variant(sku=sku))
+        return None if variant is None else variant.price
+
+    return price_now
 
 
 def _member_pricing(ctx: Context):

@@ -1,0 +1,30 @@
+"""What a cart's lines cost now, for the checkout: the catalog's price (a running flash sale's price
+within its window), a member's price for a member, nothing for a product no longer for sale. One
+statement on the saga's pool, so the checkout charges the price that holds, not the cart's."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+async def current_prices(
+    db, skus: list[str], user_id: int | None, at: dt.datetime
+) -> dict[str, str | None]:
+    """SKU -> its price now for this buyer; None when it is not for sale (archived, unknown)."""
+    from flashmart.actors.membership.benefits import member_priced
+    from flashmart.storage.catalog_postgres import prices_at
+
+    async with db.connection() as conn:
+        rows = await prices_at(conn, skus, at)
+    out: dict[str, str | None] = {}
+    for sku in skus:
+        row = rows.get(sku)
+        if row is None or row["price"] is None:
+            out[sku] = None
+        elif user_id is None:
+            out[sku] = row["price"]
+        else:
+            out[sku] = str(
+                (await member_priced(db, user_id, {"sku": sku, "price": row["price"]}))["price"]
+            )
+    return out
