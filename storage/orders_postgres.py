@@ -18,6 +18,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from flashmart.actors.orders.ports import SagaTakenOver
+from flashmart.storage.audit import audit
 
 # the checkout_sagas columns a step may record besides the step itself (JSON ones are wrapped)
 SAGA_STEP_COLUMNS = {"holds": True, "payment_intent_id": False}
@@ -161,35 +162,48 @@ class PostgresOrderTx:
         gateway_refund_id: str,
         amount: Decimal,
         return_id: int | None = None,
+        actor_id: int | None = None,
     ) -> None:
-        if return_id is None:
-            await self.conn.execute(
-                "INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount) "
-                "VALUES (%s,%s,%s,%s)",
-                (order_id, payment_id, gateway_refund_id, amount),
-            )
-        else:
-            await self.conn.execute(
-                "INSERT INTO refunds (order_id, return_id, payment_id, gateway_refund_id, amount) "
-                "VALUES (%s,%s,%s,%s,%s)",
-                (order_id, return_id, payment_id, gateway_refund_id, amount),
-            )
+        await self.conn.execute(
+            "INSERT INTO refunds (order_id, return_id, payment_id, gateway_refund_id, amount, "
+            "actor_id) VALUES (%s,%s,%s,%s,%s,%s)",
+            (order_id, return_id, payment_id, gateway_refund_id, amount, actor_id),
+        )
 
     # --- store credit and gift cards ---
-    async def credit_given_back(self, account_id: str, order_id: str, amount: Decimal) -> None:
+    async def credit_given_back(
+        self, account_id: str, order_id: str, amount: Decimal, actor_id: int | None = None
+    ) -> None:
         await self.conn.execute(
             "UPDATE credit_accounts SET balance = balance + %s WHERE id = %s",
             (amount, account_id),
         )
-        await self.credit_ledger(account_id, order_id, amount, "refund")
+        await self.credit_ledger(account_id, order_id, amount, "refund", actor_id)
 
     async def credit_ledger(
-        self, account_id: str, order_id: str, amount: Decimal, reason: str
+        self,
+        account_id: str,
+        order_id: str,
+        amount: Decimal,
+        reason: str,
+        actor_id: int | None = None,
     ) -> None:
         await self.conn.execute(
-            "INSERT INTO credit_ledger (account_id, order_id, amount, reason) VALUES (%s,%s,%s,%s)",
-            (account_id, order_id, amount, reason),
+            "INSERT INTO credit_ledger (account_id, order_id, amount, reason, actor_id) "
+            "VALUES (%s,%s,%s,%s,%s)",
+            (account_id, order_id, amount, reason, actor_id),
         )
+
+    # --- the audit log, in this transaction ---
+    async def audit(
+        self,
+        actor_id: int | None,
+        action: str,
+        object_type: str,
+        object_id,
+        details: dict | None = None,
+    ) -> None:
+        await audit(self.conn, actor_id, action, object_type, object_id, details)
 
     # --- returns ---
     async def return_for_update(self, return_id: int) -> dict | None:
@@ -724,8 +738,11 @@ class PostgresOrderStore:
             (user_id,),
         )
 
-    async def issue_gift_card(self, account_id: str, amount: Decimal, expires_at) -> bool:
-        """A new gift card with its ledger row; False when the code exists (nothing written)."""
+    async def issue_gift_card(
+        self, account_id: str, amount: Decimal, expires_at, actor_id: int | None
+    ) -> bool:
+        """A new gift card with its ledger row and audit record; False when the code exists
+        (nothing written)."""
         async with self.db.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "INSERT INTO credit_accounts (id, kind, balance, expires_at) "
@@ -735,8 +752,18 @@ class PostgresOrderStore:
             if await cur.fetchone() is None:
                 return False
             await conn.execute(
-                "INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, 'issued')",
-                (account_id, amount),
+                "INSERT INTO credit_ledger (account_id, amount, reason, actor_id) "
+                "VALUES (%s, %s, 'issued', %s)",
+                (account_id, amount, actor_id),
+            )
+            # the audit log names the card by its last four symbols: the code is a bearer secret
+            await audit(
+                conn,
+                actor_id,
+                "gift_card.issue",
+                "gift_card",
+                "..." + account_id[-4:],
+                {"amount": str(amount), "expires_at": expires_at and expires_at.isoformat()},
             )
             return True
 
@@ -748,9 +775,10 @@ class PostgresOrderStore:
         )
 
     async def grant_store_credit(
-        self, account_id: str, user_id: int, amount: Decimal, reason: str
+        self, account_id: str, user_id: int, amount: Decimal, reason: str, actor_id: int | None
     ) -> Decimal:
-        """Store credit added (the account opened if new) with its ledger row: the new balance."""
+        """Store credit added (the account opened if new) with its ledger row and audit record:
+        the new balance."""
         async with self.db.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "INSERT INTO credit_accounts (id, kind, user_id, balance) "
@@ -760,8 +788,17 @@ class PostgresOrderStore:
             )
             balance = (await cur.fetchone())["balance"]
             await conn.execute(
-                "INSERT INTO credit_ledger (account_id, amount, reason) VALUES (%s, %s, %s)",
-                (account_id, amount, reason),
+                "INSERT INTO credit_ledger (account_id, amount, reason, actor_id) "
+                "VALUES (%s, %s, %s, %s)",
+                (account_id, amount, reason, actor_id),
+            )
+            await audit(
+                conn,
+                actor_id,
+                "store_credit.grant",
+                "user",
+                user_id,
+                {"amount": str(amount), "reason": reason, "balance": str(balance)},
             )
         return balance
 
@@ -769,12 +806,18 @@ class PostgresOrderStore:
         row = await self._one("SELECT balance FROM credit_accounts WHERE id = %s", (account_id,))
         return None if row is None else row["balance"]
 
-    async def new_coupon(self, coupon: dict) -> bool:
-        """False when the code exists."""
-        row = await self._one(
-            "INSERT INTO coupons (code, kind, value, min_spend, expires_at, per_user_limit, "
-            "total_limit) VALUES (%(code)s,%(kind)s,%(value)s,%(min_spend)s,%(expires_at)s,"
-            "%(per_user_limit)s,%(total_limit)s) ON CONFLICT DO NOTHING RETURNING code",
-            coupon,
-        )
-        return row is not None
+    async def new_coupon(self, coupon: dict, actor_id: int | None) -> bool:
+        """The coupon with its audit record; False when the code exists (nothing written)."""
+        async with self.db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO coupons (code, kind, value, min_spend, expires_at, per_user_limit, "
+                "total_limit, actor_id) VALUES (%(code)s,%(kind)s,%(value)s,%(min_spend)s,"
+                "%(expires_at)s,%(per_user_limit)s,%(total_limit)s,%(actor_id)s) "
+                "ON CONFLICT DO NOTHING RETURNING code",
+                {**coupon, "actor_id": actor_id},
+            )
+            if await cur.fetchone() is None:
+                return False
+            details = {k: v if v is None else str(v) for k, v in coupon.items() if k != "code"}
+            await audit(conn, actor_id, "coupon.create", "coupon", coupon["code"], details)
+            return True

@@ -99,14 +99,16 @@ async def _restock_all(inventory, tx: OrderTx, order_id: str) -> None:
                     )
 
 
-async def _refund_credit(tx: OrderTx, order_id: str, amount: Decimal) -> Decimal:
+async def _refund_credit(
+    tx: OrderTx, order_id: str, amount: Decimal, actor: int | None = None
+) -> Decimal:
     """Give back to gift card / store credit first what was paid with it (up to amount)."""
     given = Decimal(0)
     for p in await tx.credit_payments_for_update(order_id):
         take = min(amount - given, p["amount"] - p["refunded_amount"])
         if take <= 0:
             continue
-        await tx.credit_given_back(p["payment_method"], order_id, take)
+        await tx.credit_given_back(p["payment_method"], order_id, take, actor)
         new = p["refunded_amount"] + take
         await tx.payment_refunded(
             p["id"], new, "refunded" if new == p["amount"] else "partially_refunded"
@@ -140,8 +142,10 @@ async def refund(
     amount: Decimal,
     reason: str,
     return_id: int | None = None,
+    actor: int | None = None,
 ) -> dict:
-    """Refund `amount` of a captured order, never more than was paid.
+    """Refund `amount` of a captured order, never more than was paid. `actor`: the staff account
+    (None: the platform, e.g. the sweeper finishing a return), on the refund rows and audited.
 
     A split order (card + gift card / store credit) is refunded to the card first, then to the credit:
     the buyer gets real money back before store value, and the card part, the one that can fail at the
@@ -165,9 +169,9 @@ async def refund(
             amount = min(amount, refundable)
         elif amount <= 0 or amount > refundable:
             raise Refused("invalid", f"a refund must be between 0.01 and {refundable}")
-        from_card = await _refund_card(tx, payments, order_id, amount, return_id)
+        from_card = await _refund_card(tx, payments, order_id, amount, return_id, actor)
         credit = (
-            await _refund_credit(tx, order_id, amount - from_card)
+            await _refund_credit(tx, order_id, amount - from_card, actor)
             if amount > from_card
             else Decimal(0)
         )
@@ -177,6 +181,13 @@ async def refund(
         status = await settle_status(tx, order)
         if total > 0:
             await refund_event(tx, order_id, status, f"{total} refunded: {reason}")
+            await tx.audit(
+                actor,
+                "order.refund",
+                "order",
+                order_id,
+                {"amount": str(total), "reason": reason, "return_id": return_id},
+            )
         return {
             "order_id": order_id,
             "refunded": float(total),
@@ -186,7 +197,12 @@ async def refund(
 
 
 async def _refund_card(
-    tx: OrderTx, payments, order_id: str, amount: Decimal, return_id: int | None
+    tx: OrderTx,
+    payments,
+    order_id: str,
+    amount: Decimal,
+    return_id: int | None,
+    actor: int | None = None,
 ) -> Decimal:
     """The card's part of a refund (up to what it paid and was not refunded yet), at the gateway."""
     card = await tx.card_payment_for_update(order_id)
@@ -203,7 +219,7 @@ async def _refund_card(
     await tx.payment_refunded(
         card["id"], new, "refunded" if new == card["amount"] else "partially_refunded"
     )
-    await tx.refund_recorded(order_id, card["id"], r.refund_id, from_card, return_id)
+    await tx.refund_recorded(order_id, card["id"], r.refund_id, from_card, return_id, actor)
     return from_card
 
 
@@ -215,12 +231,15 @@ async def cancel(
     note: str | None = None,
     *,
     rejected_by: int | None = None,
+    actor: int | None = None,
 ) -> dict:
     """Before shipment only: units back to stock, authorisation voided (or the capture refunded). An order
     refunded in full has nothing left to pay back (no gateway call): only its units go back.
     `note` says why on the timeline and in the buyer's notification (none: the buyer asked).
     `rejected_by`: a support user rejects an order held for review; only such an order, in the same
-    transaction (an approval racing the rejection cannot be cancelled by it)."""
+    transaction (an approval racing the rejection cannot be cancelled by it).
+    `actor`: who cancels (a buyer, support; None: the platform), on the refund rows and audited."""
+    actor = rejected_by if actor is None else actor
     async with store.transaction() as tx:
         order = await _order_for_update(tx, order_id)
         if rejected_by is not None and order["status"] != lifecycle.REVIEW:
@@ -238,18 +257,22 @@ async def cancel(
                 f"order {order_id} is {order['status']}; only an order not yet shipped "
                 "can be cancelled",
             )
-        await _give_card_money_back(tx, payments, order_id)
-        await _refund_credit(tx, order_id, order["grand_total"])
+        await _give_card_money_back(tx, payments, order_id, actor)
+        await _refund_credit(tx, order_id, order["grand_total"], actor)
         await _restock_all(inventory, tx, order_id)
         status = lifecycle.cancelled_status(rejected=rejected_by is not None)
         await tx.set_order_status(order_id, status)
         await order_event(tx, order_id, lifecycle.CANCELLED, note)
         if rejected_by is not None:
             await order_event(tx, order_id, lifecycle.REJECTED, f"by support user {rejected_by}")
+        action = "order.review.reject" if rejected_by is not None else "order.cancel"
+        await tx.audit(actor, action, "order", order_id, {"from": order["status"], "note": note})
     return {"order_id": order_id, "status": status}
 
 
-async def _give_card_money_back(tx: OrderTx, payments, order_id: str) -> None:
+async def _give_card_money_back(
+    tx: OrderTx, payments, order_id: str, actor: int | None = None
+) -> None:
     """A cancel's card part: an authorisation is voided, a capture refunded (what is left of it)."""
     card = await tx.card_payment_for_update(order_id)
     if card is None:
@@ -267,7 +290,7 @@ async def _give_card_money_back(tx: OrderTx, payments, order_id: str) -> None:
         if not isinstance(r, Refunded):
             raise _gateway_refusal(r, "refund")
         await tx.payment_refunded_in_full(card["id"])
-        await tx.refund_recorded(order_id, card["id"], r.refund_id, left)
+        await tx.refund_recorded(order_id, card["id"], r.refund_id, left, None, actor)
 
 
 async def review(
@@ -290,6 +313,7 @@ async def review(
             await tx.payment_status(card["id"], "captured")
         await tx.set_order_status(order_id, lifecycle.CONFIRMED)
         await order_event(tx, order_id, lifecycle.CONFIRMED, f"approved by support user {reviewer}")
+        await tx.audit(reviewer, "order.review.approve", "order", order_id, {})
     return {"order_id": order_id, "status": lifecycle.CONFIRMED}
 
 
@@ -360,7 +384,7 @@ def _refund_share(order: dict, unit_price: Decimal, take: int) -> Decimal:
     return share * (1 + tax_rate)
 
 
-async def _approve(store: OrderStore, inventory, return_id: int) -> dict:
+async def _approve(store: OrderStore, inventory, return_id: int, actor: int | None) -> dict:
     """requested -> approved: the units back in stock, the refund due computed and recorded, in one
     transaction. An approved return (its refund did not go through) is answered as it is: resumed."""
     async with store.transaction() as tx:
@@ -385,6 +409,9 @@ async def _approve(store: OrderStore, inventory, return_id: int) -> dict:
                 amount += _refund_share(order, item["unit_price"], take)
                 need -= take
         ret = await tx.return_approved(return_id, amount.quantize(Decimal("0.01")))
+        await tx.audit(
+            actor, "return.approve", "return", return_id, {"refund_due": str(ret["refund_amount"])}
+        )
         if await settle_status(tx, order) == lifecycle.RETURNED:
             await order_event(
                 tx,
@@ -396,17 +423,25 @@ async def _approve(store: OrderStore, inventory, return_id: int) -> dict:
         return ret
 
 
-async def approve_return(store: OrderStore, payments, inventory, return_id: int) -> dict:
+async def approve_return(
+    store: OrderStore, payments, inventory, return_id: int, actor: int | None = None
+) -> dict:
     """Restock the returned units (inventory return_units) and refund their price plus their tax.
 
     Two steps, so money cannot be lost between them: the return is first `approved` with its units
     back in stock (one transaction), then refunded (`refund` marks it `refunded` in the transaction
     that records the money). A gateway failure leaves it `approved`: approving it again resumes the
     refund, and the refund's idempotency key keeps a refund the gateway did make from happening twice."""
-    ret = await _approve(store, inventory, return_id)
+    ret = await _approve(store, inventory, return_id, actor)
     try:
         out = await refund(
-            store, payments, ret["order_id"], ret["refund_amount"], f"return {return_id}", return_id
+            store,
+            payments,
+            ret["order_id"],
+            ret["refund_amount"],
+            f"return {return_id}",
+            return_id,
+            actor,
         )
     except Refused as exc:
         if exc.reason in ("not_found", "conflict"):
@@ -427,7 +462,11 @@ async def approve_return(store: OrderStore, payments, inventory, return_id: int)
 
 
 async def create_shipment(
-    store: OrderStore, order_id: str, carrier: str, courier_id: int | None = None
+    store: OrderStore,
+    order_id: str,
+    carrier: str,
+    courier_id: int | None = None,
+    actor: int | None = None,
 ) -> dict:
     async with store.transaction() as tx:
         order = await _order_for_update(tx, order_id)
@@ -443,6 +482,13 @@ async def create_shipment(
         tracking = f"FM{uuid.uuid4().hex[:12].upper()}"
         s = await tx.new_shipment(order_id, carrier, tracking, courier_id)
         await order_event(tx, order_id, "processing", f"label {tracking} created", topic=False)
+        await tx.audit(
+            actor,
+            "shipment.create",
+            "shipment",
+            s["id"],
+            {"order_id": order_id, "carrier": carrier, "courier_id": courier_id},
+        )
     return {
         "shipment_id": s["id"],
         "tracking_number": tracking,
@@ -474,6 +520,13 @@ async def shipment_event(
         if not lifecycle.shipment_may_move(s["status"], status):
             raise Refused("conflict", f"a shipment cannot go back from {s['status']} to {status}")
         await tx.shipment_progress(shipment_id, status, location, actor_user_id)
+        await tx.audit(
+            actor_user_id,
+            f"shipment.{status}",
+            "shipment",
+            shipment_id,
+            {"order_id": s["order_id"], "location": location, "by": actor_role},
+        )
         if status in (lifecycle.SHIPPED, lifecycle.DELIVERED):
             # a status that says money or goods came back stays: the shipment has its own status
             await tx.order_follows_shipment(s["order_id"], status, lifecycle.FOLLOWS_SHIPMENT)
@@ -492,6 +545,13 @@ async def _failed_attempt(tx: OrderTx, shipment: dict, location, note, actor_use
     """A delivery attempt that failed (nobody home, no access): recorded for the shipment and on
     the buyer's timeline with the courier's note; the shipment's status stays as it was."""
     await tx.shipment_event(shipment["id"], FAILED_ATTEMPT, location, actor_user_id)
+    await tx.audit(
+        actor_user_id,
+        f"shipment.{FAILED_ATTEMPT}",
+        "shipment",
+        shipment["id"],
+        {"order_id": shipment["order_id"], "location": location, "note": note},
+    )
     await order_event(tx, shipment["order_id"], FAILED_ATTEMPT, note, location, topic=False)
     return {
         "shipment_id": shipment["id"],

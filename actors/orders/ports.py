@@ -69,13 +69,32 @@ class OrderTx(Protocol):
         gateway_refund_id: str,
         amount: Decimal,
         return_id: int | None = None,
-    ) -> None: ...
+        actor_id: int | None = None,
+    ) -> None:
+        """`actor_id`: the staff account that made the refund (None: the platform itself)."""
 
-    async def credit_given_back(self, account_id: str, order_id: str, amount: Decimal) -> None: ...
+    async def credit_given_back(
+        self, account_id: str, order_id: str, amount: Decimal, actor_id: int | None = None
+    ) -> None: ...
 
     async def credit_ledger(
-        self, account_id: str, order_id: str, amount: Decimal, reason: str
+        self,
+        account_id: str,
+        order_id: str,
+        amount: Decimal,
+        reason: str,
+        actor_id: int | None = None,
     ) -> None: ...
+
+    async def audit(
+        self,
+        actor_id: int | None,
+        action: str,
+        object_type: str,
+        object_id,
+        details: dict | None = None,
+    ) -> None:
+        """An audit record in this transaction: it commits with the change it records."""
 
     async def return_for_update(self, return_id: int) -> dict | None: ...
 
@@ -230,17 +249,21 @@ class OrderStore(Protocol):
 
     async def payment_methods(self, user_id: int) -> list[dict]: ...
 
-    async def issue_gift_card(self, account_id: str, amount: Decimal, expires_at) -> bool:
-        """A new gift card with its ledger row; False when the code exists (nothing written)."""
+    async def issue_gift_card(
+        self, account_id: str, amount: Decimal, expires_at, actor_id: int | None
+    ) -> bool:
+        """A new gift card with its ledger row and the audit record of `actor_id`; False when the
+        code exists (nothing written)."""
 
     async def usable_gift_card(self, account_id: str) -> dict | None: ...
 
     async def grant_store_credit(
-        self, account_id: str, user_id: int, amount: Decimal, reason: str
+        self, account_id: str, user_id: int, amount: Decimal, reason: str, actor_id: int | None
     ) -> Decimal:
-        """Store credit added (the account opened if new) with its ledger row: the new balance."""
+        """Store credit added (the account opened if new) with its ledger row and the audit record
+        of `actor_id`: the new balance."""
 
     async def credit_balance(self, account_id: str) -> Decimal | None: ...
 
-    async def new_coupon(self, coupon: dict) -> bool:
-        """False when the code exists."""
+    async def new_coupon(self, coupon: dict, actor_id: int | None) -> bool:
+        """The coupon with the audit record of `actor_id`; False when the code exists."""

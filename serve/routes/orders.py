@@ -335,7 +335,11 @@ async def cancel_order(
 
     await _load_order(ctx, order_id, principal)
     return await aftersales.cancel(
-        ctx.orders, ctx.services["payments"], ctx.services["inventory"], order_id
+        ctx.orders,
+        ctx.services["payments"],
+        ctx.services["inventory"],
+        order_id,
+        actor=principal.user_id,
     )
 
 
@@ -401,7 +405,12 @@ async def refund_order(
     from flashmart.actors.checkout import aftersales
 
     return await aftersales.refund(
-        ctx.orders, ctx.services["payments"], order_id, body.amount, body.reason
+        ctx.orders,
+        ctx.services["payments"],
+        order_id,
+        body.amount,
+        body.reason,
+        actor=principal.user_id,
     )
 
 
@@ -443,7 +452,11 @@ async def approve_return(
     from flashmart.actors.checkout import aftersales
 
     return await aftersales.approve_return(
-        ctx.orders, ctx.services["payments"], ctx.services["inventory"], return_id
+        ctx.orders,
+        ctx.services["payments"],
+        ctx.services["inventory"],
+        return_id,
+        actor=principal.user_id,
     )
 
 
@@ -468,7 +481,9 @@ async def create_shipment(
     if body.courier_id is not None:
         if await ctx.orders.user_role(body.courier_id) != "courier":
             raise Refused("invalid", f"user {body.courier_id} is not a courier", status=422)
-    return await aftersales.create_shipment(ctx.orders, order_id, body.carrier, body.courier_id)
+    return await aftersales.create_shipment(
+        ctx.orders, order_id, body.carrier, body.courier_id, actor=principal.user_id
+    )
 
 
 @router.get("/shipments")

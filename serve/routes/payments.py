@@ -165,7 +165,9 @@ async def create_gift_card(
     ctx: Context = Depends(get_ctx),
 ) -> dict:
     code = body.code or new_gift_card_code()
-    if not await ctx.orders.issue_gift_card(f"gc:{code}", body.amount, body.expires_at):
+    if not await ctx.orders.issue_gift_card(
+        f"gc:{code}", body.amount, body.expires_at, principal.user_id
+    ):
         raise Refused("conflict", f"gift card {code} exists")
     return {
         "code": code,
@@ -211,7 +213,9 @@ async def grant_store_credit(
     ctx: Context = Depends(get_ctx),
 ) -> dict:
     acct = f"sc:{body.user_id}"
-    balance = await ctx.orders.grant_store_credit(acct, body.user_id, body.amount, body.reason)
+    balance = await ctx.orders.grant_store_credit(
+        acct, body.user_id, body.amount, body.reason, principal.user_id
+    )
     return {"user_id": body.user_id, "balance": float(balance)}
 
 
@@ -252,6 +256,6 @@ async def create_coupon(
 ) -> dict:
     if body.kind == "percentage" and body.value > 100:
         raise Refused("invalid", "a percentage coupon is at most 100")
-    if not await ctx.orders.new_coupon(body.model_dump()):
+    if not await ctx.orders.new_coupon(body.model_dump(), principal.user_id):
         raise Refused("conflict", f"coupon {body.code} exists")
     return body.model_dump(mode="json")

@@ -146,22 +146,16 @@ async def seller_approve_return(
 ) -> dict:
     """Take your items back: the units return to stock and the buyer is refunded their price."""
     from flashmart.actors.checkout import aftersales
-    from flashmart.storage.audit import audit
 
     await _my_return(ctx, principal, return_id)
-    out = await aftersales.approve_return(
-        ctx.orders, ctx.services["payments"], ctx.services["inventory"], return_id
+    # audited with the seller inside the approval's and the refund's own transactions
+    return await aftersales.approve_return(
+        ctx.orders,
+        ctx.services["payments"],
+        ctx.services["inventory"],
+        return_id,
+        actor=principal.user_id,
     )
-    async with ctx.db.connection() as conn, conn.transaction():
-        await audit(
-            conn,
-            principal.user_id,
-            "return.approve",
-            "return",
-            return_id,
-            {"refund_amount": str(out.get("refund_amount")), "by": "seller"},
-        )
-    return out
 
 
 class RejectBody(BaseModel):
