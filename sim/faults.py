@@ -350,24 +350,31 @@ def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None
 
     from aiohttp import ClientSession, web
 
-    state = {"error_rate": 0.0, "delay_ms": 0.0, "until": 0.0}
+    state = {"error_rate": 0.0, "delay_ms": 0.0, "until": 0.0, "fail_next": 0, "acted_share": 0.5}
 
     async def control(request: web.Request) -> web.Response:
+        """{error_rate, delay_ms, duration_s}: a window of failures or delay; {fail_next: n,
+        acted_share: s}: exactly the next n calls fail (a share s of them after the gateway acted)."""
         body = await request.json()
         state.update(
             error_rate=float(body.get("error_rate", 0)),
             delay_ms=float(body.get("delay_ms", 0)),
             until=time.time() + float(body.get("duration_s", 0)),
+            fail_next=int(body.get("fail_next", 0)),
+            acted_share=float(body.get("acted_share", 0.5)),
         )
         return web.json_response({"ok": True, **state})
 
     async def forward(request: web.Request) -> web.StreamResponse:
         failing = time.time() < state["until"] and random.random() < state["error_rate"]
+        if state["fail_next"] > 0:
+            state["fail_next"] -= 1
+            failing = True
         if time.time() < state["until"] and state["delay_ms"]:
             await asyncio.sleep(state["delay_ms"] / 1000)
         # half of the failures happen before the gateway sees the call, half after it acted on it with
         # the answer lost on the way back: only an idempotency key keeps the retry from charging twice
-        if failing and random.random() < 0.5:
+        if failing and random.random() >= state["acted_share"]:
             return _injected_error()
         body = await request.read()
         headers = {

@@ -551,17 +551,16 @@ class PostgresOrderStore:
                 (order_id,),
             )
 
-    async def order_failed(self, order_id: str) -> None:
-        """An undone checkout: the order failed, its authorised payments voided, the timeline told."""
+    async def order_failed(self, order_id: str, voided: bool = True) -> None:
+        """An undone checkout: the order failed, the timeline told, and its authorised payments
+        recorded voided when the gateway confirmed the void (else they stay authorised until the
+        late void check voids them)."""
         async with self.db.connection() as conn:
             await conn.execute(
                 "UPDATE orders SET status = 'failed', updated_at = now() WHERE id = %s", (order_id,)
             )
-            await conn.execute(
-                "UPDATE payments SET status = 'voided', updated_at = now() WHERE order_id = %s "
-                "AND status = 'authorised'",
-                (order_id,),
-            )
+            if voided:
+                await self._payments_voided(conn, order_id)
             await conn.execute(
                 "INSERT INTO order_events (order_id, status) SELECT id, 'failed' FROM orders "
                 "WHERE id = %s",
@@ -601,10 +600,25 @@ class PostgresOrderStore:
             (return_id,),
         )
 
+    @staticmethod
+    async def _payments_voided(conn, order_id: str) -> None:
+        await conn.execute(
+            "UPDATE payments SET status = 'voided', updated_at = now() WHERE order_id = %s "
+            "AND status = 'authorised'",
+            (order_id,),
+        )
+
+    async def mark_void_due(self, order_id: str) -> None:
+        await self._run(
+            "UPDATE checkout_sagas SET void_due = true, updated_at = now() WHERE order_id = %s",
+            (order_id,),
+        )
+
     async def late_authorisations(self, after_s: float, window_s: float, limit: int) -> list[dict]:
         return await self._all(
             "SELECT order_id, payment_intent_id FROM checkout_sagas WHERE state = 'failed' "
-            "AND attempts > 0 AND void_checked_at IS NULL AND step IN ('authorising', 'authorised') "
+            "AND void_checked_at IS NULL "
+            "AND (void_due OR (attempts > 0 AND step IN ('authorising', 'authorised'))) "
             "AND updated_at < now() - make_interval(secs => %s) "
             "AND created_at > now() - make_interval(secs => %s) ORDER BY updated_at LIMIT %s",
             (after_s, window_s, limit),
@@ -616,9 +630,18 @@ class PostgresOrderStore:
         )
 
     async def void_checked(self, order_id: str) -> None:
-        await self._run(
-            "UPDATE checkout_sagas SET void_checked_at = now() WHERE order_id = %s", (order_id,)
-        )
+        """Every authorisation of the order is voided at the gateway: so recorded, with the failed
+        order's payments."""
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "UPDATE checkout_sagas SET void_checked_at = now() WHERE order_id = %s", (order_id,)
+            )
+            if await (
+                await conn.execute(
+                    "SELECT 1 FROM orders WHERE id = %s AND status = 'failed'", (order_id,)
+                )
+            ).fetchone():
+                await self._payments_voided(conn, order_id)
 
     # --- what the order and payment routes read and write ---
     async def order(self, order_id: str) -> dict | None:

@@ -20,7 +20,7 @@ from flashmart.actors.carts.state import Cart
 from flashmart.actors.checkout import pricing
 from flashmart.actors.orders import lifecycle
 from flashmart.actors.orders.ports import OrderStore, OrderTx, SagaTakenOver
-from flashmart.actors.payments.types import Authorised, Captured, to_minor
+from flashmart.actors.payments.types import Authorised, Captured, Voided, to_minor
 from flashmart.obs import counter, logger
 from flashmart.refusals import Refusal, Refused
 
@@ -274,6 +274,8 @@ class Saga:
                 order_id, to_minor(card_amount), "USD", req["payment_token"], scope
             )
             if isinstance(auth, Refusal):
+                if auth.reason == "unavailable":  # unanswered attempts may have reached the gateway
+                    await self.void_unanswered(order_id)
                 raise Refused(
                     auth.reason, auth.message
                 )  # the cart keeps its holds: try another card
@@ -520,9 +522,27 @@ class Saga:
         await self.carts.checked_out(
             saga["request"]["cart_id"], [h["hold_id"] for h in saga["holds"]]
         )
+        voided = True
         if saga["payment_intent_id"]:
-            await self.payments.void(order_id, saga["payment_intent_id"])
-        await self.store.order_failed(order_id)
+            r = await self.payments.void(order_id, saga["payment_intent_id"])
+            voided = isinstance(r, Voided)
+            if not voided:  # still open at the gateway: the late void check tries again
+                await self.store.mark_void_due(order_id)
+        await self.store.order_failed(order_id, voided=voided)
+
+    async def void_unanswered(self, order_id: str) -> None:
+        """Every authorise attempt went unanswered, yet one may have authorised at the gateway: search
+        it by the order id (as the sweeper does) and void it. The saga is also marked for the late
+        void check, which searches once more later (the gateway's search index may lag) and retries a
+        void that failed here."""
+        await self.store.mark_void_due(order_id)
+        try:
+            for pi in await self.payments.find_by_order(order_id):
+                r = await self.payments.void(order_id, pi)
+                if not isinstance(r, Voided):
+                    log.warning("void of unanswered authorisation %s failed: %s", pi, r)
+        except Exception as exc:  # the gateway is failing: the late void check retries
+            log.warning("search for unanswered authorisations of %s failed: %s", order_id, exc)
 
 
 @dataclass(frozen=True)

@@ -201,8 +201,12 @@ class OrderStore(Protocol):
     async def captured(self, order_id: str, payment_intent_id: str | None) -> None:
         """The card payment captured (if any) and the saga done, in one transaction."""
 
-    async def order_failed(self, order_id: str) -> None:
-        """An undone checkout: the order failed, its authorised payments voided, the timeline told."""
+    async def order_failed(self, order_id: str, voided: bool = True) -> None:
+        """An undone checkout: the order failed, the timeline told; its authorised payments are
+        recorded voided only when the gateway confirmed the void (`voided`)."""
+
+    async def mark_void_due(self, order_id: str) -> None:
+        """An authorisation of this checkout may be open: the late void check looks for it."""
 
     async def claim_stale_sagas(self, older_than_s: float, limit: int) -> list[dict]: ...
 
