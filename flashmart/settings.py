@@ -228,6 +228,9 @@ class Settings(BaseSettings):
     fraud_decline_threshold: float = Field(
         60.0, description="risk score from which an order is declined"
     )
+    return_window_days: int = Field(
+        30, ge=0, le=3650, description="a return is asked for within this many days of delivery"
+    )
 
     # Search (catalog)
     search_replicas: int = Field(

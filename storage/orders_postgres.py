@@ -227,6 +227,22 @@ class PostgresOrderTx:
         )
         return row["id"]
 
+    async def return_window_start(self, order_id: str):
+        row = await self._one(
+            "SELECT coalesce(max(s.delivered_at), max(s.shipped_at), o.created_at) AS start "
+            "FROM orders o LEFT JOIN shipments s ON s.order_id = o.id WHERE o.id = %s "
+            "GROUP BY o.created_at",
+            (order_id,),
+        )
+        return row["start"]
+
+    async def return_rejected(self, return_id: int, reason: str, actor_id: int | None) -> None:
+        await self.conn.execute(
+            "UPDATE returns SET status = 'rejected', decision_note = %s, decided_by = %s "
+            "WHERE id = %s",
+            (reason, actor_id, return_id),
+        )
+
     async def return_approved(self, return_id: int, refund_amount: Decimal) -> dict:
         return await self._one(
             "UPDATE returns SET status = 'approved', refund_amount = %s, restocked = true, "

@@ -180,3 +180,13 @@ def test_a_shipment_never_goes_back():
     assert lc.shipment_may_move("in_transit", "in_transit")
     assert not lc.shipment_may_move("out_for_delivery", lc.SHIPPED)
     assert not lc.shipment_may_move(lc.DELIVERED, lc.DELIVERED)
+
+
+def test_the_return_window_counts_days_from_the_delivery():
+    import datetime as dt
+
+    delivered = dt.datetime(2030, 1, 1, 12, tzinfo=dt.UTC)
+    assert lc.return_window_open(delivered, delivered, 30)
+    assert lc.return_window_open(delivered, delivered + dt.timedelta(days=30), 30)
+    assert not lc.return_window_open(delivered, delivered + dt.timedelta(days=30, seconds=1), 30)
+    assert not lc.return_window_open(delivered, delivered + dt.timedelta(days=1), 0)

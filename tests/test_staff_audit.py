@@ -281,6 +281,16 @@ def approve_return(api, actor, setup, db):
     _ok(api.post(f"/api/v1/returns/{rid}/approve", headers=actor.headers))
 
 
+def reject_return(api, actor, setup, db):
+    from tests.shop import ask_return, ship
+
+    oid, sku, buyer = _bought(api, db)
+    ship(api, setup, oid)
+    rid = _ok(ask_return(api, buyer, oid, sku, 1))["return_id"]
+    body = {"reason": "the seal is broken"}
+    _ok(api.post(f"/api/v1/returns/{rid}/reject", json=body, headers=actor.headers))
+
+
 def create_shipment(api, actor, setup, db):
     oid, _, _ = _bought(api, db)
     _ok(api.post(f"/api/v1/orders/{oid}/shipments", json={}, headers=actor.headers))
@@ -319,6 +329,7 @@ SCENARIOS: dict[tuple[str, str], tuple[Callable, str]] = {
     ("POST", "/api/v1/orders/{order_id}/review"): (review_order, "support"),
     ("POST", "/api/v1/orders/{order_id}/refunds"): (refund_order, "support"),
     ("POST", "/api/v1/returns/{return_id}/approve"): (approve_return, "support"),
+    ("POST", "/api/v1/returns/{return_id}/reject"): (reject_return, "support"),
     ("POST", "/api/v1/orders/{order_id}/shipments"): (create_shipment, "admin"),
     ("POST", "/api/v1/shipments/{shipment_id}/events"): (shipment_event, "admin"),
 }

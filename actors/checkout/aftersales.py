@@ -317,9 +317,18 @@ async def review(
     return {"order_id": order_id, "status": lifecycle.CONFIRMED}
 
 
-async def request_return(store: OrderStore, order_id: str, items: list[dict], reason: str) -> dict:
+async def request_return(
+    store: OrderStore,
+    order_id: str,
+    items: list[dict],
+    reason: str,
+    *,
+    now=None,
+    window_days: int | None = None,
+) -> dict:
     """A return is asked for goods the buyer has (shipped or delivered); an order not shipped yet is
-    cancelled instead, which also keeps one path for its units back to stock."""
+    cancelled instead, which also keeps one path for its units back to stock. With `window_days`,
+    only within that many days of delivery (`now`: the caller's clock)."""
     async with store.transaction() as tx:
         order = await _order_for_update(tx, order_id)
         shipped = await _shipped(tx, order_id)
@@ -332,6 +341,14 @@ async def request_return(store: OrderStore, order_id: str, items: list[dict], re
             raise Refused(
                 "conflict", f"order {order_id} is {order['status']}: it cannot be returned"
             )
+        if window_days is not None:
+            start = await tx.return_window_start(order_id)
+            if not lifecycle.return_window_open(start, now, window_days):
+                raise Refused(
+                    "conflict",
+                    f"the return window of order {order_id} closed: returns are accepted within "
+                    f"{window_days} days of delivery (delivered {start.date().isoformat()})",
+                )
         left = await tx.units_left_by_sku(order_id)
         for pending in await tx.units_claimed_by_open_returns(order_id):
             for it in pending:  # units another open request already claims
@@ -347,6 +364,25 @@ async def request_return(store: OrderStore, order_id: str, items: list[dict], re
         rid = await tx.new_return(order_id, reason, items)
         await order_event(tx, order_id, "return_requested", reason, topic=False)
     return {"return_id": rid, "order_id": order_id, "status": "requested"}
+
+
+async def reject_return(store: OrderStore, return_id: int, reason: str, actor: int) -> dict:
+    """Support refuses a requested return: nothing comes back, the buyer is told why (the order's
+    timeline and its email, through the outbox), the decision is audited, all in one transaction."""
+    async with store.transaction() as tx:
+        order_id = await tx.order_of_return(return_id)
+        if order_id is None:
+            raise Refused("not_found", f"no return {return_id}")
+        await _order_for_update(tx, order_id)  # the order first, then the return: one lock order
+        ret = await _return_for_update(tx, return_id)
+        if ret["status"] != "requested":
+            raise Refused(
+                "conflict", f"return {return_id} is {ret['status']}, not waiting for a decision"
+            )
+        await tx.return_rejected(return_id, reason, actor)
+        await order_event(tx, order_id, "return_rejected", reason)
+        await tx.audit(actor, "return.reject", "return", return_id, {"reason": reason})
+    return {"return_id": return_id, "order_id": order_id, "status": "rejected", "reason": reason}
 
 
 async def _restock_item(inventory, item: dict, order_id: str, take: int, return_id: int) -> dict:

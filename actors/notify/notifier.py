@@ -44,6 +44,7 @@ SUBJECTS = {
     "order.delivered": "Your flashmart order {order_id} was delivered",
     "order.refunded": "A refund for order {order_id}",
     "order.partially_refunded": "A partial refund for order {order_id}",
+    "order.return_rejected": "Your return for order {order_id} was not accepted",
     # memberships (actors/membership/service.py): dunning and the end of benefits
     "membership.payment_reminder": "Your flashmart membership payment failed: please update your card",
     "membership.ended": "Your flashmart membership has ended",

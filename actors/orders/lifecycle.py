@@ -13,6 +13,8 @@ read the statuses from here; nothing here does I/O.
 
 from __future__ import annotations
 
+import datetime as dt
+
 PENDING = "pending"  # written by the checkout, its holds not yet committed: never shown to a buyer
 REVIEW = "review"  # held for a person by the fraud check: authorised, not captured
 CONFIRMED = "confirmed"
@@ -111,6 +113,12 @@ def must_cancel_instead_of_return(status: str, shipped: bool) -> bool:
 
 def may_return(status: str, shipped: bool) -> bool:
     return status in RETURNABLE and shipped
+
+
+def return_window_open(window_start: dt.datetime, now: dt.datetime, window_days: int) -> bool:
+    """A return is asked for within `window_days` of the delivery (of the shipping when no delivery
+    was reported, so a parcel never scanned at the door does not stay returnable for ever)."""
+    return now <= window_start + dt.timedelta(days=window_days)
 
 
 def after_shipment(status: str, shipment_status: str) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
@@ -437,7 +438,12 @@ async def request_return(
 
     await _load_order(ctx, order_id, principal)
     return await aftersales.request_return(
-        ctx.orders, order_id, [i.model_dump() for i in body.items], body.reason
+        ctx.orders,
+        order_id,
+        [i.model_dump() for i in body.items],
+        body.reason,
+        now=dt.datetime.now(dt.UTC),
+        window_days=ctx.settings.return_window_days,
     )
 
 
@@ -458,6 +464,28 @@ async def approve_return(
         return_id,
         actor=principal.user_id,
     )
+
+
+class RejectReturnBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(..., min_length=1, max_length=500, description="why; told to the buyer")
+
+
+@router.post("/returns/{return_id}/reject")
+async def reject_return(
+    body: RejectReturnBody,
+    return_id: int = Path(..., ge=1, le=2**62),
+    principal: Principal = Depends(require("return.review")),
+    ctx: Context = Depends(get_ctx),
+) -> dict:
+    """Refuse a requested return with a reason: nothing is restocked or refunded, the buyer is
+    emailed the reason and sees it on the order's timeline."""
+    from flashmart.actors.checkout import aftersales
+
+    reason = body.reason.strip()
+    if not reason:
+        raise Refused("invalid", "a rejected return needs a reason for the buyer")
+    return await aftersales.reject_return(ctx.orders, return_id, reason, principal.user_id)
 
 
 class ShipmentBody(BaseModel):
