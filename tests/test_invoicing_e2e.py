@@ -156,3 +156,37 @@ def test_an_unpaid_order_has_no_invoice(platform, api, db):
     buyer = make_user(api, "customer")
     r = api.get("/api/v1/orders/not-an-order/invoices", headers=buyer.headers)
     assert r.status_code == 404
+
+
+def test_the_order_confirmation_email_carries_the_invoice_pdf(platform, api, db, warehouse):
+    """One email confirms the order, through real SMTP to the local sink, with the invoice PDF
+    attached holding the order's total; the invoice is not mailed again on its own."""
+    import mailbox
+    from pathlib import Path
+
+    from tests.backoffice_helpers import mails_to, parts
+
+    _, sid = seller(api, db)
+    sku = seller_product(db, api, warehouse, sid, price="21.50", stock=5)
+    buyer = make_user(api, "customer")
+    oid = buy(platform, api, buyer, sku, 2)["order_id"]
+    (mail,) = mails_to(platform, buyer.email, subject_has=f"order {oid} is confirmed")
+    order = db.execute("SELECT grand_total FROM orders WHERE id = %s", (oid,)).fetchone()
+    (code,) = [
+        r["code"]
+        for r in db.execute(
+            "SELECT code FROM invoices WHERE order_id = %s AND kind = 'invoice'", (oid,)
+        ).fetchall()
+    ]
+    attached = parts(mail)
+    assert f"{code}.pdf" in attached, sorted(attached)
+    text = pdf_text(attached[f"{code}.pdf"])
+    assert code in text and f"{order['grand_total']:,.2f} USD" in text
+    assert f"{order['grand_total']:,.2f}" in attached["text/plain"].decode()
+    # the back office has mailed what it had to (its sweeps issued the invoice meanwhile, too):
+    # the buyer got one email about this order, the confirmation
+    run_backoffice(["invoices", "mail"])
+    run_backoffice(["mail"])
+    box = Path(platform.data_dir) / "mail" / "sink.mbox"
+    about_it = [m for m in mailbox.mbox(str(box)) if m["To"] == buyer.email]
+    assert [m["Subject"] for m in about_it] == [mail["Subject"]]

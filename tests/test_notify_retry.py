@@ -35,7 +35,7 @@ def _own_database(url: str, db: int = 13) -> str:
 
 def _event(order_id: str) -> dict:
     return {
-        "topic": "order.confirmed",
+        "topic": "order.shipped",
         "payload": json.dumps({"order_id": order_id, "email": f"{order_id}@example.com"}),
     }
 

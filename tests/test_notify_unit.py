@@ -18,17 +18,19 @@ def test_compose_bytes_is_the_message_compose_builds():
         "email": "buyer@example.com",
         "note": "From the warehouse: late",
     }
-    for topic in ("order.confirmed", "order.shipped"):
+    for topic in ("order.shipped", "order.delivered"):
         fast = email.message_from_bytes(compose_bytes(topic, payload, "buyer@example.com"))
         slow = compose(topic, payload, "buyer@example.com")
         for h in ("From", "To", "Subject", "X-Flashmart-Topic"):
             assert fast[h] == slow[h]
         assert fast.get_payload().replace("\r\n", "\n") == slow.get_content()
     assert compose_bytes("order.unknown", payload, "buyer@example.com") is None
-    assert compose_bytes("order.confirmed", payload, "") is None
+    assert compose_bytes("order.shipped", payload, "") is None
+    # the confirmation is the back office's (it carries the invoice): the notifier sends none
+    assert compose_bytes("order.confirmed", payload, "buyer@example.com") is None
     # not plain ASCII: the email package encodes it
     odd = email.message_from_bytes(
-        compose_bytes("order.confirmed", {**payload, "note": "déjà"}, "buyer@example.com"),
+        compose_bytes("order.shipped", {**payload, "note": "déjà"}, "buyer@example.com"),
         policy=email.policy.default,
     )
     assert "déjà" in odd.get_content()
@@ -46,7 +48,7 @@ def test_the_sink_appends_messages_a_mailbox_reads_back(tmp_path):
         ) as s:  # one connection, several messages
             for i in range(3):
                 msg = compose_bytes(
-                    "order.confirmed",
+                    "order.shipped",
                     {"order_id": f"o{i}", "note": "From here on"},
                     f"b{i}@example.com",
                 )
@@ -56,7 +58,7 @@ def test_the_sink_appends_messages_a_mailbox_reads_back(tmp_path):
     box = mailbox.mbox(str(path))
     got = [(m["To"], m["Subject"]) for m in box]
     assert got == [
-        (f"b{i}@example.com", f"Your flashmart order o{i} is confirmed") for i in range(3)
+        (f"b{i}@example.com", f"Your flashmart order o{i} has shipped") for i in range(3)
     ]
     assert (
         "From here on" in box[2].get_payload()

@@ -49,6 +49,14 @@ def render(template: str, context: dict) -> tuple[str, str, str]:
     return " ".join(subject.split()), text, html
 
 
+def _transfer_encoding(body: str) -> str:
+    """Plain text as it is when SMTP can carry it (a link with a long token stays one line a reader
+    can copy from the raw message); quoted-printable otherwise."""
+    if body.isascii() and all(len(line) <= 900 for line in body.splitlines()):
+        return "7bit"
+    return "quoted-printable"
+
+
 def build(mail: Mail, sender: str) -> EmailMessage:
     subject, text, html = render(mail.template, mail.context)
     msg = EmailMessage()
@@ -59,8 +67,8 @@ def build(mail: Mail, sender: str) -> EmailMessage:
     msg["Message-ID"] = make_msgid(domain="flashmart.local")
     if mail.topic:
         msg["X-Flashmart-Topic"] = mail.topic
-    msg.set_content(text)
-    msg.add_alternative(html, subtype="html")
+    msg.set_content(text, cte=_transfer_encoding(text))
+    msg.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
     for a in mail.attachments:
         main, sub = a.mime.split("/", 1)
         msg.add_attachment(a.content, maintype=main, subtype=sub, filename=a.filename)

@@ -5,8 +5,72 @@ from __future__ import annotations
 from flashmart.actors.mail.compose import Attachment, Mail
 
 
+class NotPaidYet(Exception):
+    """The order is confirmed and its payment not captured yet: its confirmation (which carries the
+    invoice, issued only for a paid order) is composed again on the next delivery of the event."""
+
+
+async def order_confirmed(res, payload: dict) -> list[Mail]:
+    """The order confirmation, with the order's invoice PDF attached: one email. The invoice is
+    issued here if the sweep has not issued it yet (issuing is idempotent per order)."""
+    import asyncio
+    import datetime as dt
+
+    from flashmart.actors.invoicing.pdf import render_pdf
+    from flashmart.actors.invoicing.service import issue_invoice
+    from flashmart.actors.notify.notifier import recipient_of
+    from flashmart.actors.orders import lifecycle
+    from flashmart.storage.invoices_postgres import PostgresInvoiceStore
+    from flashmart.storage.orders_postgres import PostgresOrderStore
+
+    order_id = payload["order_id"]
+    to, guest = await recipient_of(res.db, payload)
+    if not to:
+        return []
+    store = PostgresInvoiceStore(res.db)
+    if await issue_invoice(store, res.settings, order_id, dt.datetime.now(dt.UTC)) is None:
+        if await PostgresOrderStore(res.db).order_status(order_id) == lifecycle.CONFIRMED:
+            raise NotPaidYet(f"order {order_id} is confirmed, its payment not captured yet")
+        return []  # undone before it was paid: the buyer is told that instead
+    (code,) = [
+        d["code"] for d in await store.documents_of_order(order_id) if d["kind"] == "invoice"
+    ]
+    doc, lines = await store.document(code)
+    pdf = await asyncio.to_thread(render_pdf, doc, lines)
+    return [
+        Mail(
+            to=to,
+            template="order_confirmed",
+            context={
+                "order_id": order_id,
+                "code": code,
+                "total": f"{doc['total']:,.2f}",
+                "currency": doc["currency"],
+                "buyer_name": (doc["buyer"] or {}).get("name") or "",
+                "tracking_url": _order_link(res.settings, order_id, to if guest else None),
+            },
+            attachments=(Attachment(f"{code}.pdf", pdf),),
+            topic="order.confirmed",
+        )
+    ]
+
+
+def _order_link(settings, order_id: str, guest_email: str | None) -> str:
+    """The order's page; a guest's carries the token that opens that one order (a guest has no
+    login), as the checkout's answer does."""
+    if guest_email is None:
+        return f"/api/v1/orders/{order_id}"
+    from urllib.parse import quote
+
+    from flashmart.storage.users import issue_guest_order_token
+
+    token = issue_guest_order_token(settings, order_id, guest_email)
+    return f"/api/v1/orders/{order_id}?token={quote(token)}"
+
+
 async def document_issued(res, payload: dict) -> list[Mail]:
-    """An invoice or credit note, with its PDF attached, to the buyer."""
+    """A credit note, with its PDF attached, to the buyer (an invoice travels with the order's
+    confirmation instead: order_confirmed)."""
     import asyncio
 
     from flashmart.actors.invoicing.pdf import render_pdf
@@ -17,7 +81,7 @@ async def document_issued(res, payload: dict) -> list[Mail]:
         return []
     doc, lines = found
     to = (doc["buyer"] or {}).get("email")
-    if not to:
+    if not to or doc["kind"] == "invoice":
         return []
     pdf = await asyncio.to_thread(render_pdf, doc, lines)
     return [
@@ -38,7 +102,7 @@ async def document_issued(res, payload: dict) -> list[Mail]:
     ]
 
 
-HANDLERS = {"invoice.issued": document_issued}
+HANDLERS = {"order.confirmed": order_confirmed, "invoice.issued": document_issued}
 
 
 async def _ticket(res, payload: dict) -> dict | None:

@@ -37,7 +37,8 @@ SENT_KEY = "notify:sent:{}"
 SENT_TTL_S = 7 * 24 * 3600
 SENDER = "orders@flashmart.local"
 SUBJECTS = {
-    "order.confirmed": "Your flashmart order {order_id} is confirmed",
+    # order.confirmed is mailed by the back office (actors/mail/handlers.py): the confirmation carries
+    # the order's invoice PDF, one email
     "order.review": "Your flashmart order {order_id} is being checked",
     "order.cancelled": "Your flashmart order {order_id} was cancelled",
     "order.shipped": "Your flashmart order {order_id} has shipped",
@@ -195,7 +196,7 @@ async def _send(redis, db, send_batch, entries: list, guest_link=None) -> int:
             continue
         seen.add(outbox_id)
         payload = json.loads(fields["payload"])
-        recipient, guest = await _recipient(db, payload)
+        recipient, guest = await recipient_of(db, payload)
         if guest and guest_link is not None and recipient:
             payload["tracking_url"] = guest_link(payload["order_id"], recipient)
         msg = compose_bytes(fields["topic"], payload, recipient or "")
@@ -216,7 +217,7 @@ async def _send(redis, db, send_batch, entries: list, guest_link=None) -> int:
     return sent
 
 
-async def _recipient(db, payload: dict) -> tuple[str | None, bool]:
+async def recipient_of(db, payload: dict) -> tuple[str | None, bool]:
     """(address, is a guest order). The checkout's event names both (email, user_id None for a guest);
     later events name only the order."""
     if payload.get("email"):
