@@ -52,7 +52,8 @@ return {1, version}
 # KEYS: cart, product version, waiting room of the SKU.
 # ARGV: cart id, user id ('' for a guest), sku, product id, name, unit price, weight g, hold id,
 #       quantity, expires at, new item id, items max, ttl s, expected product version ('' = none),
-#       check room ('1': refuse when a room is open), first version of a new cart.
+#       check room ('1': refuse when a room is open), first version of a new cart, digital ('1': a
+#       line bought once - adding it again changes nothing).
 # Returns {'ok', cart JSON} | {'stale_catalog'} | {'room_open'} | {'too_large'}.
 _ADD_HOLD = """
 if ARGV[15] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {'room_open'} end
@@ -77,12 +78,15 @@ end
 if item == nil then
   if count >= tonumber(ARGV[12]) then return {'too_large'} end
   item = {item_id = ARGV[11], sku = ARGV[3], product_id = ARGV[4], name = ARGV[5],
-          unit_price = ARGV[6], weight_g = tonumber(ARGV[7]), holds = {}}
+          unit_price = ARGV[6], weight_g = tonumber(ARGV[7]), holds = {},
+          digital = (ARGV[17] == '1')}
   cart['items'][ARGV[11]] = item
 end
 item['unit_price'] = ARGV[6]
-table.insert(item['holds'],
-  {hold_id = ARGV[8], quantity = tonumber(ARGV[9]), expires_at = tonumber(ARGV[10])})
+if not (item['digital'] == true and #item['holds'] > 0) then
+  table.insert(item['holds'],
+    {hold_id = ARGV[8], quantity = tonumber(ARGV[9]), expires_at = tonumber(ARGV[10])})
+end
 cart['version'] = (tonumber(cart['version']) or 0) + 1
 local out = cjson.encode(cart)
 redis.call('SET', KEYS[1], out, 'EX', tonumber(ARGV[13]))
@@ -164,7 +168,7 @@ class CartStore:
                 str(variant.product_id),
                 variant.name,
                 variant.price,
-                int(variant.weight_g),
+                0 if getattr(variant, "digital", False) else int(variant.weight_g),
                 hold.hold_id,
                 hold.quantity,
                 repr(float(hold.expires_at)),
@@ -174,6 +178,7 @@ class CartStore:
                 catalog_version or "",
                 "1" if check_room else "0",
                 first_version(),
+                "1" if getattr(variant, "digital", False) else "0",
             ],
         )
         status = res[0]

@@ -36,9 +36,11 @@ log = logger("catalog_cache")
 _PRODUCT_OF_SKU = "SELECT product_id FROM product_variants WHERE sku = %s"
 # One statement: the product's variants (in id order, as the catalog lists them) with the flash sales
 # that have not ended, newest start first (the one running sets the price, as the cart always did).
+# A variant whose SKU a content item is sold under is digital: no stock, nothing to ship.
 _PRODUCT = """
 SELECT v.sku, v.attributes, p.name, p.status,
        (p.price + v.price_adjustment) AS list_price, COALESCE(p.weight_g, 500) AS weight_g,
+       EXISTS (SELECT 1 FROM content_items c WHERE c.sku = v.sku) AS digital,
        COALESCE((SELECT json_agg(json_build_array(f.sale_price::text,
                                                   extract(epoch FROM f.starts_at)::float8,
                                                   extract(epoch FROM f.ends_at)::float8)
@@ -58,6 +60,7 @@ class CachedVariant:
     weight_g: int
     attributes: dict
     sales: tuple[tuple[str, float, float], ...]  # (price, starts_at, ends_at), newest start first
+    digital: bool = False
 
     def price_at(self, now: float) -> str:
         for price, starts_at, ends_at in self.sales:
@@ -82,6 +85,7 @@ class Priced:
     price: str
     weight_g: int
     version: str | None
+    digital: bool = False  # delivered as content: the add reserves no stock
 
 
 @dataclass
@@ -146,6 +150,7 @@ class CatalogCache:
             found.price_at(self.clock()),
             found.weight_g,
             product.version,
+            found.digital,
         )
 
     def forget(self, product_id: int) -> None:
@@ -176,6 +181,7 @@ class CatalogCache:
                     int(r["weight_g"]),
                     dict(r["attributes"] or {}),
                     tuple((str(p), float(s), float(e)) for p, s, e in r["sales"]),
+                    bool(r["digital"]),
                 )
                 for r in rows
             ],

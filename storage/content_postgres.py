@@ -53,6 +53,15 @@ class PostgresContentStore:
             )
             return await self._get(conn, row["id"])
 
+    async def product_of_sku(self, sku: str) -> int | None:
+        """The catalog product whose variant has `sku` (its line becomes digital once an item
+        is sold under that SKU)."""
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute("SELECT product_id FROM product_variants WHERE sku = %s", (sku,))
+            ).fetchone()
+        return None if row is None else int(row["product_id"])
+
     async def get(self, item_id: int) -> dict | None:
         async with self.pool.connection() as conn:
             return await self._get(conn, item_id)

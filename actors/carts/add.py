@@ -10,6 +10,8 @@ When the cart write finds the catalog changed since the cache read it, the new c
 the line is written at the new price (the hold does not depend on the price); a product no longer
 for sale gives its units back and is refused. So a price change racing an add is either seen or
 refused, never cached silently.
+
+A digital item reserves nothing: its line gets a stockless hold of one (bought once).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 
 from flashmart.actors.carts.state import Hold
+from flashmart.actors.inventory.messages import STOCKLESS_HOLD_EXPIRES_AT, STOCKLESS_HOLD_PREFIX
 
 CATALOG_RETRIES_MAX = 3
 
@@ -77,12 +80,19 @@ async def add_to_cart(
     variant = await priced(pricing, req.user_id, await find(catalog, req))
     if variant is None:
         return not_found(req)
-    r = await inventory.reserve(variant.sku, req.quantity, req.buyer_id)
-    if not hasattr(r, "hold_id"):  # a refusal: sold out, limit reached, ...
-        return refused(
-            r.reason, r.message or f"cannot reserve {req.quantity} x {variant.sku}: {r.reason}"
-        )
-    hold = Hold(r.hold_id, r.quantity, r.expires_at)
+    if variant.digital:  # no stock to reserve: the line's hold is its own, of one
+        if req.quantity != 1:
+            return refused(
+                "invalid", f"{variant.sku} is a digital item, bought once: quantity must be 1"
+            )
+        hold = Hold(f"{STOCKLESS_HOLD_PREFIX}{uuid.uuid4().hex}", 1, STOCKLESS_HOLD_EXPIRES_AT)
+    else:
+        r = await inventory.reserve(variant.sku, req.quantity, req.buyer_id)
+        if not hasattr(r, "hold_id"):  # a refusal: sold out, limit reached, ...
+            return refused(
+                r.reason, r.message or f"cannot reserve {req.quantity} x {variant.sku}: {r.reason}"
+            )
+        hold = Hold(r.hold_id, r.quantity, r.expires_at)
     for _ in range(CATALOG_RETRIES_MAX):
         out = await store.add_hold(
             req.cart_id,

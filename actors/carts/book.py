@@ -105,7 +105,11 @@ class CartBook:
             item = cart.items.get(item_id)
             if item is None:
                 return refused("not_found", f"no item {item_id} in this cart")
-            if quantity > item.quantity:  # more: one extra hold for the difference
+            if item.digital and quantity > 1:
+                return refused("invalid", f"{item.sku} is a digital item, bought once: 0 or 1")
+            if item.digital and quantity == 0:  # its hold is stockless: nothing to give back
+                cart.remove_item(item_id)
+            elif quantity > item.quantity:  # more: one extra hold for the difference
                 r = await self._reserve(item.sku, quantity - item.quantity, buyer_id)
                 if is_refusal(r):
                     return refused(

@@ -1,5 +1,9 @@
 """The cart, pure: items (each backed by inventory holds), applied coupons, saved-for-later items.
 
+A digital item (video, music, e-book sold once) needs no stock and no shipping: its line has one
+stockless hold of quantity 1 (actors/inventory/messages.py), so it goes through checkout like every
+line, weighs nothing, and adding it again keeps it at one.
+
 No Ray, no I/O. The actor shell reserves/releases stock through the inventory engine and hands the
 results here; this object only keeps the books straight. Money is Decimal, serialised as strings.
 """
@@ -29,6 +33,7 @@ class CartItem:
     unit_price: str
     weight_g: int
     holds: list[Hold] = field(default_factory=list)
+    digital: bool = False  # delivered as content: no stock, nothing to ship, bought once
 
     @property
     def quantity(self) -> int:
@@ -67,7 +72,11 @@ class Cart:
         return sum((i.subtotal for i in self.items.values()), Decimal(0))
 
     def weight_g(self) -> int:
-        return sum(i.weight_g * i.quantity for i in self.items.values())
+        return sum(i.weight_g * i.quantity for i in self.items.values() if not i.digital)
+
+    def needs_shipping(self) -> bool:
+        """Some line is a physical good (a cart of digital items only ships nothing)."""
+        return any(not i.digital for i in self.items.values())
 
     def all_holds(self) -> list[tuple[str, Hold]]:
         return [(i.sku, h) for i in self.items.values() for h in i.holds]
@@ -85,15 +94,31 @@ class Cart:
 
     # --- changes (each bumps version, so a stale writer can be detected) ---
     def add_hold(
-        self, sku: str, product_id: str, name: str, unit_price: str, weight_g: int, hold: Hold
+        self,
+        sku: str,
+        product_id: str,
+        name: str,
+        unit_price: str,
+        weight_g: int,
+        hold: Hold,
+        digital: bool = False,
     ) -> CartItem:
         assert hold.quantity > 0
         item = self.item_by_sku(sku)
         if item is None:
-            item = CartItem(uuid.uuid4().hex[:12], sku, product_id, name, unit_price, weight_g)
+            item = CartItem(
+                uuid.uuid4().hex[:12],
+                sku,
+                product_id,
+                name,
+                unit_price,
+                0 if digital else weight_g,
+                digital=digital,
+            )
             self.items[item.item_id] = item
         item.unit_price = unit_price  # the latest price wins, the buyer sees it before paying
-        item.holds.append(hold)
+        if not (item.digital and item.holds):  # a digital item is bought once
+            item.holds.append(hold)
         self._touch()
         return item
 
@@ -144,7 +169,13 @@ class Cart:
         for item in guest.items.values():
             for h in item.holds:
                 self.add_hold(
-                    item.sku, item.product_id, item.name, item.unit_price, item.weight_g, h
+                    item.sku,
+                    item.product_id,
+                    item.name,
+                    item.unit_price,
+                    item.weight_g,
+                    h,
+                    item.digital,
                 )
         for s in guest.saved:
             if not any(x.sku == s.sku for x in self.saved):
@@ -199,7 +230,9 @@ class Cart:
                     "quantity": i.quantity,
                     "price": float(Decimal(i.unit_price)),
                     "subtotal": float(i.subtotal),
-                    "reserved_until": min(h.expires_at for h in i.holds),
+                    # a digital line holds no stock: nothing to reserve, nothing to ship
+                    "reserved_until": None if i.digital else min(h.expires_at for h in i.holds),
+                    "digital": i.digital,
                 }
                 for i in self.items.values()
             ],
@@ -217,5 +250,6 @@ class Cart:
             "discount": float(disc.amount),
             "free_shipping": disc.free_shipping,
             "total": float(sub - disc.amount),
+            "needs_shipping": self.needs_shipping(),
             "item_count": sum(i.quantity for i in self.items.values()),
         }

@@ -33,6 +33,12 @@ TAX_RATE = {
 DEFAULT_TAX_RATE = Decimal("0.10")
 
 
+def tax_country(shipping_address: dict | None, billing_address: dict | None) -> str:
+    """Where the order is taxed: the shipping address, else (nothing shipped) the billing address,
+    else the shop's home country."""
+    return ((shipping_address or billing_address or {}).get("country") or HOME).upper()
+
+
 def zone(country: str) -> int:
     c = country.upper()
     return 1 if c == HOME else 2 if c in NEIGHBOURS else 3
@@ -94,11 +100,14 @@ def price(
     method: str,
     country: str,
     today: dt.date,
+    ships: bool = True,
 ) -> Price:
+    """`ships` False: nothing in the order is shipped (digital items only): no shipping charge, and
+    it is delivered at once."""
     assert method in METHODS, method
     assert Decimal(0) <= discount <= subtotal
     goods = subtotal - discount
-    ship = shipping_cost(method, weight_g, country, goods, free_shipping)
+    ship = shipping_cost(method, weight_g, country, goods, free_shipping or not ships)
     tax = (goods * TAX_RATE.get(country.upper(), DEFAULT_TAX_RATE)).quantize(
         CENT, rounding=ROUND_HALF_UP
     )
@@ -108,7 +117,7 @@ def price(
         ship,
         tax,
         (goods + ship + tax).quantize(CENT),
-        estimated_delivery(method, country, today),
+        estimated_delivery(method, country, today) if ships else today,
     )
 
 

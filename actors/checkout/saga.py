@@ -144,7 +144,7 @@ class Saga:
         if req.get("gift_card") or req.get("use_store_credit"):
             return None
         snap = await self.carts.fresh_snapshot(req["cart_id"])
-        if snap is None:
+        if snap is None or _address_missing(snap, req):  # _prepare refuses it
             return None
         current, member_free = await self._prices_now(snap, req)
         if current is not None:  # a price moved: refused by _prepare, with the saga row written
@@ -158,6 +158,10 @@ class Saga:
         snap = await self.carts.checkout_snapshot(req["cart_id"], req["buyer_id"])
         if "refused" in snap:
             raise Refused(snap["refused"], snap["message"])
+        if _address_missing(snap, req):
+            raise Refused(
+                "invalid", "a shipping_address is needed: the cart has physical items to ship"
+            )
         # 'reserved' and 'scored' are not written on their own: a crash there is resolved exactly like
         # one at 'started' (abandon: the holds end with their TTL), so the holds travel with the next write
         current, member_free = await self._prices_now(snap, req)
@@ -214,7 +218,8 @@ class Saga:
         snap: dict, req: dict, member_free_shipping: bool = False
     ) -> tuple[Cart, pricing.Price]:
         """The cart priced now (coupons re-checked against the clock; limits are enforced in the order
-        transaction). A member whose plan ships the method free pays no shipping."""
+        transaction). A member whose plan ships the method free pays no shipping; digital lines
+        weigh nothing and a cart of digital items only pays no shipping at all."""
         cart = Cart.from_dict(snap["cart"])
         now = _now()
         disc = cart.discount(now.timestamp())
@@ -224,8 +229,9 @@ class Saga:
             disc.free_shipping or member_free_shipping,
             cart.weight_g(),
             req["shipping_method"],
-            req["shipping_address"]["country"],
+            pricing.tax_country(req.get("shipping_address"), req.get("billing_address")),
             now.date(),
+            ships=cart.needs_shipping(),
         )
 
     @staticmethod
@@ -236,7 +242,8 @@ class Saga:
             "guest_email": req.get("guest_email"),
             "total": float(p.grand_total),
             "payment_token": req["payment_token"],
-            "shipping_address": req["shipping_address"],
+            # nothing shipped (digital items only): the billing address stands for both
+            "shipping_address": req.get("shipping_address") or req.get("billing_address") or {},
             "billing_address": req.get("billing_address"),
         }
 
@@ -564,6 +571,11 @@ class Prepared:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _address_missing(snap: dict, req: dict) -> bool:
+    """No shipping address for a cart with physical items (digital items need none)."""
+    return not req.get("shipping_address") and Cart.from_dict(snap["cart"]).needs_shipping()
 
 
 def _holds_of(cart: Cart) -> list[dict]:

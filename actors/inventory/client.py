@@ -27,6 +27,7 @@ from flashmart import obs
 from flashmart.actors import NAMESPACE
 from flashmart.actors.inventory.buckets import hold_bucket, home_bucket
 from flashmart.actors.inventory.messages import (
+    STOCKLESS_HOLD_EXPIRES_AT,
     CommitHold,
     Committed,
     Refusal,
@@ -43,6 +44,7 @@ from flashmart.actors.inventory.messages import (
     Transferred,
     ViewStock,
     pack_command,
+    stockless_hold,
     unpack_result,
 )
 from flashmart.settings import Settings
@@ -183,6 +185,8 @@ class InventoryClient:
         return await self._reserve_in_bucket(cmd) if result is _BUCKETED else result
 
     async def release(self, sku: str, hold_id: str) -> Released | Refusal:
+        if stockless_hold(hold_id):
+            return Released(hold_id, sku)
         cmd = ReleaseHold(sku, hold_id)
         if self._owners.get(sku).__class__ is tuple:
             return await self._in_bucket_of_hold(cmd)
@@ -191,6 +195,8 @@ class InventoryClient:
 
     async def commit(self, sku: str, hold_id: str, order_id: str) -> Committed | Refusal:
         """Answered only once the commit is durable in PostgreSQL."""
+        if stockless_hold(hold_id):
+            return Committed(hold_id, sku, str(order_id), {})
         cmd = CommitHold(sku, hold_id, str(order_id))
         if self._owners.get(sku).__class__ is tuple:
             return await self._in_bucket_of_hold(cmd)
@@ -216,6 +222,8 @@ class InventoryClient:
             return Refusal("invalid", "quantity must be a positive integer")
         if ttl_s is not None and float(ttl_s) <= 0:
             return Refusal("invalid", "ttl_s must be positive")
+        if stockless_hold(hold_id):
+            return Transferred(hold_id, sku, int(to_buyer), quantity, STOCKLESS_HOLD_EXPIRES_AT, {})
         cmd = TransferHold(
             sku,
             hold_id,

@@ -16,6 +16,16 @@ from flashmart.refusals import Refusal
 
 Allocations = dict[str, int]  # warehouse_id -> units
 
+# A hold the engine never issued: a cart line that needs no stock (a digital item) carries one, so
+# the cart, the order and the checkout saga treat it like every other line. The client answers its
+# release, commit and transfer itself (nothing is held, nothing to allocate); it never expires.
+STOCKLESS_HOLD_PREFIX = "nostock:"
+STOCKLESS_HOLD_EXPIRES_AT = 32503680000.0  # 3000-01-01: never stale, never renewed
+
+
+def stockless_hold(hold_id: str) -> bool:
+    return hold_id.startswith(STOCKLESS_HOLD_PREFIX)
+
 
 # --- commands -------------------------------------------------------------------------------------
 

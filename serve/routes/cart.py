@@ -337,6 +337,11 @@ async def shipping_options(
     from flashmart.actors.membership.benefits import member_ships_free
 
     for o in offered:  # a member's plan may ship some methods free (checkout prices the same)
-        if await member_ships_free(ctx.db, who.user_id, o["method"]):
-            o["cost"] = 0.0
-    return {"country": country.upper(), "weight_g": cart.weight_g(), "options": offered}
+        if not cart.needs_shipping() or await member_ships_free(ctx.db, who.user_id, o["method"]):
+            o["cost"] = 0.0  # digital items only: nothing ships
+    return {
+        "country": country.upper(),
+        "weight_g": cart.weight_g(),
+        "needs_shipping": cart.needs_shipping(),
+        "options": offered,
+    }

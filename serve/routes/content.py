@@ -12,6 +12,7 @@ from flashmart.refusals import Refusal
 from flashmart.serve.auth import Principal, client_ip, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
+from flashmart.serve.product_changes import product_changed
 
 router = APIRouter(prefix="/api/v1/content", tags=["digital content"])
 admin_router = APIRouter(prefix="/api/v1/admin/content", tags=["digital content (admin)"])
@@ -66,9 +67,11 @@ async def start_upload(
     principal: Principal = Depends(require("content.write")),
 ) -> dict:
     """Declare a file (kind, type, exact size): the answer has a URL to PUT it to, straight to
-    the object store. Then POST /uploads/{id}/complete."""
-    return _ok(
-        await library(ctx).start_upload(
+    the object store. Then POST /uploads/{id}/complete. With `sku`, the catalog's variant of that
+    SKU is sold as this digital item: no stock, no shipping."""
+    lib = library(ctx)
+    out = _ok(
+        await lib.start_upload(
             principal.user_id,
             body.kind,
             body.title,
@@ -79,6 +82,9 @@ async def start_upload(
             client_ip(request),
         )
     )
+    if body.sku and (product_id := await lib.store.product_of_sku(body.sku)) is not None:
+        await product_changed(ctx, [product_id])  # the carts' catalog caches learn it is digital
+    return out
 
 
 @router.post("/uploads/{item_id}/complete")

@@ -74,7 +74,9 @@ class CheckoutBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cart_id: str | None = Field(None, description="guest checkout: the guest cart id")
     guest_email: EmailStr | None = None
-    shipping_address: Address
+    shipping_address: Address | None = Field(
+        None, description="needed when the cart has physical items; digital items ship nothing"
+    )
     billing_address: Address | None = None
     payment_method: PaymentMethod
     shipping_method: Literal["standard", "express"] = "standard"
@@ -127,7 +129,7 @@ async def checkout(
         "buyer_id": buyer_id,
         "guest_email": guest_email,
         "cart_id": cart_id,
-        "shipping_address": body.shipping_address.model_dump(),
+        "shipping_address": body.shipping_address.model_dump() if body.shipping_address else None,
         "billing_address": body.billing_address.model_dump() if body.billing_address else None,
         "payment_token": body.payment_method.token,
         "shipping_method": body.shipping_method,
