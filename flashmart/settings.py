@@ -228,6 +228,12 @@ class Settings(BaseSettings):
     fraud_decline_threshold: float = Field(
         60.0, description="risk score from which an order is declined"
     )
+    support_email: str = Field(
+        "support@flashmart.local",
+        min_length=3,
+        max_length=254,
+        description="where payment alerts (a dispute, money received that differs) are emailed",
+    )
     return_window_days: int = Field(
         30, ge=0, le=3650, description="a return is asked for within this many days of delivery"
     )

@@ -461,6 +461,16 @@ class PostgresOrderTx:
             (refunded, refunded, payment_id),
         )
 
+    async def payment_alert(
+        self, order_id: str, payment_id: int | None, kind: str, event_id: str, details: dict
+    ) -> bool:
+        row = await self._one(
+            "INSERT INTO payment_alerts (order_id, payment_id, kind, gateway_event_id, details) "
+            "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (gateway_event_id) DO NOTHING RETURNING id",
+            (order_id, payment_id, kind, event_id, Jsonb(details)),
+        )
+        return row is not None
+
 
 class PostgresOrderStore:
     """The orders/payments store on a psycopg async pool (rows as dicts)."""
@@ -844,6 +854,13 @@ class PostgresOrderStore:
     async def credit_balance(self, account_id: str) -> Decimal | None:
         row = await self._one("SELECT balance FROM credit_accounts WHERE id = %s", (account_id,))
         return None if row is None else row["balance"]
+
+    async def payment_alerts(self, limit: int) -> list[dict]:
+        return await self._all(
+            "SELECT id, order_id, kind, gateway_event_id, details, created_at FROM payment_alerts "
+            "ORDER BY id DESC LIMIT %s",
+            (limit,),
+        )
 
     async def new_coupon(self, coupon: dict, actor_id: int | None) -> bool:
         """The coupon with its audit record; False when the code exists (nothing written)."""

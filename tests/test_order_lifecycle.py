@@ -104,6 +104,20 @@ class OrderLife(RuleBasedStateMachine):
         self.units_back = min(self.bought, self.units_back + units)
         self.settle()
 
+    @rule()
+    def dispute(self):
+        """The buyer's bank disputes a charge (the gateway's charge.dispute.created)."""
+        if self.status in lc.PAID and self.paid > 0:
+            self.move(lc.DISPUTED)
+
+    @invariant()
+    def a_disputed_order_neither_ships_nor_is_refunded_nor_cancelled(self):
+        if self.status == lc.DISPUTED:
+            assert not lc.may_ship(self.status, self.shipped)
+            assert not lc.may_cancel(self.status, self.shipped)
+            assert not lc.may_return(self.status, self.shipped)
+            assert self.status not in lc.REFUNDABLE
+
     @invariant()
     def status_is_known(self):
         assert self.status in lc.STATUSES

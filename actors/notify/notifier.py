@@ -46,6 +46,8 @@ SUBJECTS = {
     "order.refunded": "A refund for order {order_id}",
     "order.partially_refunded": "A partial refund for order {order_id}",
     "order.return_rejected": "Your return for order {order_id} was not accepted",
+    # to support (the payload names the address): what the payment gateway reported needs a person
+    "support.payment_alert": "Payment alert ({kind}) on order {order_id}",
     # memberships (actors/membership/service.py): dunning and the end of benefits
     "membership.payment_reminder": "Your flashmart membership payment failed: please update your card",
     "membership.ended": "Your flashmart membership has ended",

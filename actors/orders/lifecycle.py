@@ -7,6 +7,7 @@ read the statuses from here; nothing here does I/O.
     confirmed, shipped, delivered --> shipped | delivered        (shipment progress)
     paid --> partially_refunded | returned | refunded            (money or goods came back)
     confirmed, review, partially_refunded, refunded --> cancelled (before anything shipped)
+    paid --> disputed --> partially_refunded | returned | refunded  (the buyer's bank disputes it)
 
 `cancelled`, `rejected` and `failed` are final: the units are back on sale and no money is held.
 """
@@ -25,6 +26,9 @@ RETURNED = "returned"
 REFUNDED = "refunded"
 CANCELLED = "cancelled"
 REJECTED = "rejected"  # a support user rejected an order held for review
+# the buyer's bank disputes the charge: nothing ships, is refunded or returned while support answers
+# the dispute at the gateway (a refund now would pay the buyer twice if the bank rules for them)
+DISPUTED = "disputed"
 FAILED = "failed"  # the checkout was undone: nothing charged, nothing sold
 
 STATUSES = (
@@ -39,12 +43,13 @@ STATUSES = (
     CANCELLED,
     REJECTED,
     FAILED,
+    DISPUTED,
 )
 FINAL = (CANCELLED, REJECTED, FAILED)
 
 # An order whose money was taken, whatever came back since: a refund or a return does not undo the sale
 # (the payment stays captured at the gateway).
-PAID = (CONFIRMED, SHIPPED, DELIVERED, PARTIALLY_REFUNDED, RETURNED, REFUNDED)
+PAID = (CONFIRMED, SHIPPED, DELIVERED, PARTIALLY_REFUNDED, RETURNED, REFUNDED, DISPUTED)
 # the last two only while nothing has shipped; a refunded one has nothing left to pay back, but its
 # units are still sold until it is cancelled
 CANCELLABLE = (CONFIRMED, REVIEW, PARTIALLY_REFUNDED, REFUNDED)
@@ -72,6 +77,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
             ({SHIPPED, DELIVERED} if s in FOLLOWS_SHIPMENT else set())
             | set(MONEY_BACK)
             | ({CANCELLED} if s in CANCELLABLE else set())
+            | {DISPUTED}
         )
         - {s}
         for s in PAID

@@ -177,6 +177,12 @@ class OrderTx(Protocol):
 
     async def payment_refunded_at_gateway(self, payment_id: int, refunded: Decimal) -> None: ...
 
+    async def payment_alert(
+        self, order_id: str, payment_id: int | None, kind: str, event_id: str, details: dict
+    ) -> bool:
+        """Something a person must look at (amount_mismatch, dispute), once per gateway event:
+        False when this event's alert exists."""
+
 
 class OrderStore(Protocol):
     """The orders/payments store: each method is one transaction of its own; `transaction()` opens
@@ -274,6 +280,9 @@ class OrderStore(Protocol):
         of `actor_id`: the new balance."""
 
     async def credit_balance(self, account_id: str) -> Decimal | None: ...
+
+    async def payment_alerts(self, limit: int) -> list[dict]:
+        """The newest payment alerts first."""
 
     async def new_coupon(self, coupon: dict, actor_id: int | None) -> bool:
         """The coupon with the audit record of `actor_id`; False when the code exists."""
