@@ -20,6 +20,9 @@ def ensure_actors(settings: Settings) -> None:
     from flashmart.actors.membership.actor import ensure_membership_sweeper
 
     ensure_membership_sweeper(settings)  # dunning, period ends, reward points
+    from flashmart.actors.content.encoder import ensure_content_encoder
+
+    ensure_content_encoder(settings)  # video renditions, off the request path
     from flashmart.actors.backoffice.actor import ensure_backoffice_actor
 
     ensure_backoffice_actor(settings)  # invoices, mail, reports, reorders, carrier tracking

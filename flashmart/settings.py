@@ -332,6 +332,12 @@ class Settings(BaseSettings):
     content_upload_max_bytes: int = Field(
         512 * 1024 * 1024, ge=1024, description="largest content file accepted"
     )
+    content_encode_concurrency: int = Field(
+        1, ge=1, le=32, description="videos the content encoder makes renditions of at once"
+    )
+    content_encode_poll_s: float = Field(
+        5.0, gt=0, le=3600, description="the encoder looks for videos left waiting this often"
+    )
 
     # Back office: invoices, mail, tickets, analytics, reordering, carriers
     backoffice_interval_s: float = Field(

@@ -10,7 +10,7 @@ from flashmart.storage.audit import audit
 
 ITEM_COLUMNS = (
     "id, kind, title, owner_id, min_tier, sku, status, object_key, content_type, size_bytes, "
-    "duration_s::float AS duration_s, renditions, failure, created_at"
+    "duration_s::float AS duration_s, renditions, failure, progress_pct, created_at"
 )
 
 
@@ -76,7 +76,8 @@ class PostgresContentStore:
         """Move an uploaded item to processing once (a second finish call finds it taken)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE content_items SET status = 'processing', updated_at = now() "
+                "UPDATE content_items SET status = 'processing', progress_pct = 0, failure = NULL, "
+                "updated_at = now() "
                 "WHERE id = %s AND status IN ('uploading', 'failed') RETURNING id",
                 (item_id,),
             )
@@ -93,10 +94,28 @@ class PostgresContentStore:
         async with self.pool.connection() as conn:
             await conn.execute(
                 "UPDATE content_items SET status = %s, duration_s = %s, renditions = %s, "
-                "failure = %s, updated_at = now() WHERE id = %s",
-                (status, duration_s, Jsonb(renditions or []), failure, item_id),
+                "failure = %s, progress_pct = CASE WHEN %s = 'ready' THEN 100 ELSE progress_pct END, "
+                "updated_at = now() WHERE id = %s",
+                (status, duration_s, Jsonb(renditions or []), failure, status, item_id),
             )
             return await self._get(conn, item_id)
+
+    async def set_progress(self, item_id: int, pct: int) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE content_items SET progress_pct = %s, updated_at = now() "
+                "WHERE id = %s AND status = 'processing'",
+                (pct, item_id),
+            )
+
+    async def processing_ids(self, limit: int) -> list[int]:
+        """Videos waiting for (or in) their encoding, oldest first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM content_items WHERE status = 'processing' ORDER BY id LIMIT %s",
+                (limit,),
+            )
+            return [r["id"] for r in await cur.fetchall()]
 
     async def library(self, kind: str | None, limit: int, offset: int) -> list[dict]:
         async with self.pool.connection() as conn:

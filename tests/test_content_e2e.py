@@ -63,13 +63,32 @@ def upload(api, user, kind: str, content_type: str, data: bytes, **extra) -> htt
     )
 
 
+ENCODE_DEADLINE_S = 600  # ffmpeg on a loaded machine
+
+
+def encoded(api, user, queued: httpx.Response) -> dict:
+    """A video's upload answers at once (202, processing); its renditions come from the encoder:
+    wait for the status to leave `processing`, with the progress never going back."""
+    assert queued.status_code == 202, queued.text
+    item = queued.json()
+    assert item["status"] == "processing" and item["renditions"] == []
+    seen, deadline = [], time.monotonic() + ENCODE_DEADLINE_S
+    while item["status"] == "processing":
+        assert time.monotonic() < deadline, f"still encoding: {item}"
+        seen.append(item["progress_pct"])
+        time.sleep(0.3)
+        r = api.get(item["status_url"], headers=user.headers)
+        assert r.status_code == 200, r.text
+        item = r.json()
+    assert seen == sorted(seen) and all(0 <= p < 100 for p in seen)
+    return item
+
+
 @pytest.fixture(scope="module")
 def video(platform, admin, tmp_path_factory) -> dict:
     data = make_video(tmp_path_factory.mktemp("video") / "in.mp4", seconds=6).read_bytes()
     with httpx.Client(base_url=platform.api_url, timeout=30) as api:
-        r = upload(api, admin, "video", "video/mp4", data, min_tier=2)
-    assert r.status_code == 200, r.text
-    return r.json()
+        return encoded(api, admin, upload(api, admin, "video", "video/mp4", data, min_tier=2))
 
 
 def member(api, platform, plan_id):
@@ -84,9 +103,20 @@ def member(api, platform, plan_id):
 
 
 def test_a_video_upload_produces_the_renditions(video):
-    assert video["status"] == "ready"
+    assert video["status"] == "ready" and video["progress_pct"] == 100
     assert video["renditions"] == ["240p", "360p"]  # the source is 360p: never upscaled
     assert 5 < video["duration_s"] < 7
+
+
+def test_a_video_ffmpeg_cannot_read_is_shown_failed_with_the_reason(api, admin):
+    # the bytes of an MP4's header (it passes the type check), then nothing a decoder can read
+    broken = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00garbage" * 500
+    item = encoded(api, admin, upload(api, admin, "video", "video/mp4", broken, min_tier=1))
+    assert item["status"] == "failed", item
+    assert "could not be prepared" in item["failure"] and "not a readable video" in item["failure"]
+    # only its uploader (or staff) follows an upload
+    stranger = make_user(api, "seller")
+    assert api.get(item["status_url"], headers=stranger.headers).status_code == 404
 
 
 def test_an_entitled_member_streams_hls_and_seeks_with_a_range_request(

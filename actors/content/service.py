@@ -18,8 +18,10 @@ from flashmart.actors.content import media
 from flashmart.actors.content.media import Rendition
 from flashmart.actors.content.stamp import Licence, stamp
 from flashmart.actors.membership.ports import MemberBenefits
+from flashmart.obs import logger
 from flashmart.refusals import Refusal
 
+log = logger("content")
 UPLOAD_URL_TTL_S = 3600
 STAFF = ("admin",)
 
@@ -36,6 +38,7 @@ class ContentLibrary:
         upload_max_bytes: int,
         api_prefix: str = "/api/v1/content",
         clock: Callable[[], float] = time.time,
+        submit_encode: Callable[[int], Awaitable[None]] | None = None,
     ):
         self.store, self.objects, self.benefits_of = store, objects, benefits_of
         self.url_secret, self.url_ttl_s, self.upload_max_bytes = (
@@ -44,6 +47,7 @@ class ContentLibrary:
             upload_max_bytes,
         )
         self.api_prefix, self.clock = api_prefix, clock
+        self.submit_encode = submit_encode  # tells the encoder a video is waiting (optional)
 
     # --- uploads ----------------------------------------------------------------------------------
 
@@ -89,8 +93,9 @@ class ContentLibrary:
         }
 
     async def finish_upload(self, user_id: int, role: str, item_id: int) -> dict | Refusal:
-        """Check what was stored (size, type by its bytes) and prepare it: a video gets its HLS
-        renditions now. A refused file is deleted."""
+        """Check what was stored (size, type by its bytes). Music and e-books are ready at once; a
+        video is queued for the encoder (status `processing`, progress in `progress_pct`): the
+        answer does not wait for its renditions. A refused file is deleted."""
         item = await self.store.get(item_id)
         if item is None or (item["owner_id"] != user_id and role not in STAFF):
             return Refusal("not_found", f"no content item {item_id} of yours")
@@ -109,32 +114,58 @@ class ContentLibrary:
             return _public(await self.store.get(item_id))
         if item["kind"] != "video":
             return _public(await self.store.finished(item_id, "ready"))
+        if self.submit_encode is not None:
+            # a lost poke is harmless: the encoder also picks up every item left `processing`
+            try:
+                await self.submit_encode(item_id)
+            except Exception as exc:
+                log.warning("encoder not told of item %s (%s): its sweep finds it", item_id, exc)
+        return _public(await self.store.get(item_id))
+
+    async def upload_status(self, user_id: int, role: str, item_id: int) -> dict | Refusal:
+        """Where an upload is: uploading, processing (with progress_pct), ready, or failed with
+        the reason. The uploader's own items only (staff: any)."""
+        item = await self.store.get(item_id)
+        if item is None or (item["owner_id"] != user_id and role not in STAFF):
+            return Refusal("not_found", f"no content item {item_id} of yours")
+        return _public(item)
+
+    async def encode(self, item_id: int) -> dict | None:
+        """The encoder's job for a video left `processing`: HLS renditions (ffmpeg, one rung after
+        the other, progress recorded after each), stored beside the original; `ready`, or `failed`
+        with the reason. Runs in the encoder actor, never on a request."""
+        from flashmart.actors.content.transcode import choose_rungs, encode_rung, probe
+
+        item = await self.store.get(item_id)
+        if item is None or item["status"] != "processing" or item["kind"] != "video":
+            return None
         try:
-            duration, renditions = await asyncio.to_thread(self._prepare_video, item)
+            with tempfile.TemporaryDirectory(prefix="fm-hls-") as tmp:
+                src, out = Path(tmp) / "original", Path(tmp) / "hls"
+                await asyncio.to_thread(self.objects.download, item["object_key"], src)
+                info = await asyncio.to_thread(probe, src)
+                rungs = choose_rungs(info["height"])
+                renditions = []
+                for n, rung in enumerate(rungs, 1):
+                    made = await asyncio.to_thread(encode_rung, src, out, rung, info)
+                    renditions.append(await asyncio.to_thread(self._store_rendition, item, made))
+                    # the last step (ready) writes 100
+                    await self.store.set_progress(item_id, min(99, 100 * n // len(rungs)))
         except Exception as exc:
-            await self.store.finished(item_id, "failed", failure=str(exc)[:500])
-            return Refusal("invalid", f"the video could not be prepared: {exc}")
-        return _public(await self.store.finished(item_id, "ready", duration, renditions))
+            log.warning("content item %s could not be encoded: %s", item_id, exc)
+            return await self.store.finished(
+                item_id, "failed", failure=f"the video could not be prepared: {exc}"[:500]
+            )
+        return await self.store.finished(item_id, "ready", info["duration_s"], renditions)
 
-    def _prepare_video(self, item: dict) -> tuple[float, list[dict]]:
-        from flashmart.actors.content.transcode import to_hls
-
-        with tempfile.TemporaryDirectory(prefix="fm-hls-") as tmp:
-            src = Path(tmp) / "original"
-            self.objects.download(item["object_key"], src)
-            info, made = to_hls(src, Path(tmp) / "hls")
-            renditions = []
-            for r in made:
-                prefix = f"content/{item['id']}/hls/{r['name']}"
-                for f in sorted(r["dir"].iterdir()):
-                    kind = "application/vnd.apple.mpegurl" if f.suffix == ".m3u8" else "video/mp2t"
-                    self.objects.put_file(f"{prefix}/{f.name}", f, kind)
-                renditions.append(
-                    Rendition(
-                        r["name"], r["height"], r["width"], r["bandwidth"], f"{prefix}/index.m3u8"
-                    ).as_json()
-                )
-        return info["duration_s"], renditions
+    def _store_rendition(self, item: dict, made: dict) -> dict:
+        prefix = f"content/{item['id']}/hls/{made['name']}"
+        for f in sorted(made["dir"].iterdir()):
+            kind = "application/vnd.apple.mpegurl" if f.suffix == ".m3u8" else "video/mp2t"
+            self.objects.put_file(f"{prefix}/{f.name}", f, kind)
+        return Rendition(
+            made["name"], made["height"], made["width"], made["bandwidth"], f"{prefix}/index.m3u8"
+        ).as_json()
 
     # --- access -----------------------------------------------------------------------------------
 
@@ -267,4 +298,8 @@ def _public(item: dict) -> dict:
             "duration_s",
             "failure",
         )
-    } | {"renditions": [r["name"] for r in item.get("renditions") or []]}
+    } | {
+        "renditions": [r["name"] for r in item.get("renditions") or []],
+        "progress_pct": item.get("progress_pct", 0),
+        "status_url": f"/api/v1/content/uploads/{item['id']}",
+    }

@@ -76,35 +76,37 @@ def choose_rungs(source_height: int, ladder: tuple[Rung, ...] = LADDER) -> list[
     return fit
 
 
+def encode_rung(src: Path, out_dir: Path, rung: Rung, info: dict, timeout_s: float = 1800) -> dict:
+    """Encode `src` into out_dir/<rung>/index.m3u8 + segments; the rendition made."""
+    rdir = out_dir / rung.name
+    rdir.mkdir(parents=True, exist_ok=True)
+    width = max(2, round(info["width"] * rung.height / info["height"] / 2) * 2)
+    cmd = [
+        ffmpeg_binary(), "-nostdin", "-v", "error", "-y", "-i", str(src),
+        "-map", "0:v:0", "-map", "0:a:0?",
+        "-vf", f"scale={width}:{rung.height}",
+        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main",
+        "-b:v", str(rung.video_bps), "-maxrate", str(int(rung.video_bps * 1.07)),
+        "-bufsize", str(rung.video_bps * 2), "-g", str(SEGMENT_S * 25), "-sc_threshold", "0",
+        "-c:a", "aac", "-b:a", str(rung.audio_bps), "-ac", "2",
+        "-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod",
+        "-hls_segment_filename", str(rdir / "seg_%04d.ts"), str(rdir / "index.m3u8"),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise TranscodeError(f"ffmpeg failed for {rung.name}: {done.stderr.strip()[-300:]}")
+    return {
+        "name": rung.name,
+        "height": rung.height,
+        "width": width,
+        "bandwidth": rung.video_bps + (rung.audio_bps if info["audio"] else 0),
+        "dir": rdir,
+    }
+
+
 def to_hls(src: Path, out_dir: Path, timeout_s: float = 1800) -> tuple[dict, list[dict]]:
     """Encode `src` into out_dir/<rung>/index.m3u8 + segments; returns (probe, renditions)."""
     info = probe(src)
-    renditions = []
-    for rung in choose_rungs(info["height"]):
-        rdir = out_dir / rung.name
-        rdir.mkdir(parents=True, exist_ok=True)
-        width = max(2, round(info["width"] * rung.height / info["height"] / 2) * 2)
-        cmd = [
-            ffmpeg_binary(), "-nostdin", "-v", "error", "-y", "-i", str(src),
-            "-map", "0:v:0", "-map", "0:a:0?",
-            "-vf", f"scale={width}:{rung.height}",
-            "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main",
-            "-b:v", str(rung.video_bps), "-maxrate", str(int(rung.video_bps * 1.07)),
-            "-bufsize", str(rung.video_bps * 2), "-g", str(SEGMENT_S * 25), "-sc_threshold", "0",
-            "-c:a", "aac", "-b:a", str(rung.audio_bps), "-ac", "2",
-            "-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod",
-            "-hls_segment_filename", str(rdir / "seg_%04d.ts"), str(rdir / "index.m3u8"),
-        ]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        if done.returncode != 0:
-            raise TranscodeError(f"ffmpeg failed for {rung.name}: {done.stderr.strip()[-300:]}")
-        renditions.append(
-            {
-                "name": rung.name,
-                "height": rung.height,
-                "width": width,
-                "bandwidth": rung.video_bps + (rung.audio_bps if info["audio"] else 0),
-                "dir": rdir,
-            }
-        )
-    return info, renditions
+    return info, [
+        encode_rung(src, out_dir, r, info, timeout_s) for r in choose_rungs(info["height"])
+    ]

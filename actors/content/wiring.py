@@ -4,13 +4,18 @@ adapters: PostgreSQL, the S3 object store, the membership store for benefits).""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from flashmart.actors.content.service import ContentLibrary
 from flashmart.settings import Settings
 
 
-def library_for(settings: Settings, pool, clock: Callable[[], float] = time.time) -> ContentLibrary:
+def library_for(
+    settings: Settings,
+    pool,
+    clock: Callable[[], float] = time.time,
+    submit_encode: Callable[[int], Awaitable[None]] | None = None,
+) -> ContentLibrary:
     from flashmart.storage.content_postgres import PostgresContentStore
     from flashmart.storage.membership_postgres import PostgresMembershipStore
     from flashmart.storage.object_store import ObjectStore
@@ -28,4 +33,5 @@ def library_for(settings: Settings, pool, clock: Callable[[], float] = time.time
         url_ttl_s=settings.content_url_ttl_s,
         upload_max_bytes=settings.content_upload_max_bytes,
         clock=clock,
+        submit_encode=submit_encode,
     )

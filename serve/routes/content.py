@@ -3,7 +3,7 @@ signed URLs, HLS playlists for players, positions and engagement."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +17,7 @@ from flashmart.serve.product_changes import product_changed
 router = APIRouter(prefix="/api/v1/content", tags=["digital content"])
 admin_router = APIRouter(prefix="/api/v1/admin/content", tags=["digital content (admin)"])
 HLS_TYPE = "application/vnd.apple.mpegurl"
+ItemId = Annotated[int, Path(ge=1, le=2**62)]  # a bigint, never a database error
 
 
 def library(ctx: Context):
@@ -25,8 +26,17 @@ def library(ctx: Context):
     if lib is None:
         from flashmart.actors.content.wiring import library_for
 
-        lib = ctx.services["content"] = library_for(ctx.settings, ctx.db)
+        lib = ctx.services["content"] = library_for(
+            ctx.settings, ctx.db, submit_encode=_tell_encoder
+        )
     return lib
+
+
+async def _tell_encoder(item_id: int) -> None:
+    """A video waits for its renditions: poke the encoder actor (it also sweeps for them)."""
+    from flashmart.actors.content.encoder import EncoderClient
+
+    await EncoderClient.connect().submit(item_id)
 
 
 def _ok(result):
@@ -87,15 +97,32 @@ async def start_upload(
     return out
 
 
-@router.post("/uploads/{item_id}/complete")
+@router.post("/uploads/{item_id}/complete", responses={202: {"description": "video queued"}})
 async def finish_upload(
-    item_id: int,
+    item_id: ItemId,
+    response: Response,
     ctx: Context = Depends(get_ctx),
     principal: Principal = Depends(require("content.write")),
 ) -> dict:
-    """Check the stored file (size, type from its bytes) and prepare it; a video gets its HLS
-    renditions (at least two bitrates) before this answers."""
-    return _ok(await library(ctx).finish_upload(principal.user_id, principal.role, item_id))
+    """Check the stored file (size, type from its bytes). Music and e-books are ready (200). A
+    video answers 202 at once, `processing`: the encoder makes its HLS renditions (at least two
+    bitrates) in the background; follow `status_url` (progress_pct, then ready or failed with the
+    reason)."""
+    item = _ok(await library(ctx).finish_upload(principal.user_id, principal.role, item_id))
+    if item["status"] == "processing":
+        response.status_code = 202
+    return item
+
+
+@router.get("/uploads/{item_id}")
+async def upload_status(
+    item_id: ItemId,
+    ctx: Context = Depends(get_ctx),
+    principal: Principal = Depends(require("content.write")),
+) -> dict:
+    """An upload of yours: uploading, processing (progress_pct), ready (renditions) or failed
+    (failure says why)."""
+    return _ok(await library(ctx).upload_status(principal.user_id, principal.role, item_id))
 
 
 @router.get("")
