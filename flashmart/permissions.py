@@ -38,6 +38,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "order.read": _roles(CUSTOMER, SELLER, ADMIN, SUPPORT),
     "order.cancel": _roles(CUSTOMER, SUPPORT, ADMIN),
     "order.review": _roles(SUPPORT, ADMIN),
+    "order.list": _roles(SELLER, SUPPORT, ADMIN),  # a seller: orders with their products' lines
     "waiting_room.join": _roles(CUSTOMER),
     # fulfilment and after-sales
     "shipment.read": _roles(CUSTOMER, SELLER, COURIER, SUPPORT, ADMIN),

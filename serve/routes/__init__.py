@@ -20,6 +20,7 @@ from flashmart.serve.routes import (
     reports,
     reviews,
     seller,
+    staff_lists,
     tickets,
     waiting_room,
 )
@@ -52,4 +53,6 @@ ROUTERS = [
     reports.router,
     reordering.router,
     carriers.router,
+    staff_lists.router,
+    staff_lists.users_router,
 ]

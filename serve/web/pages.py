@@ -237,6 +237,11 @@ _ADMIN_PAGES = {
     "promotions": ("admin/promotions.html", "Coupons and gift cards"),
     "shipments": ("admin/shipments.html", "Shipments"),
     "users": ("admin/users.html", "Users and roles"),
+    "products": ("admin/products.html", "Products"),
+    "invoices": ("admin/invoices.html", "Invoices"),
+    "tickets": ("admin/tickets.html", "Support tickets"),
+    "reports": ("admin/reports.html", "Reports"),
+    "reordering": ("admin/reordering.html", "Reordering"),
     "audit": ("admin/audit.html", "Audit log"),
 }
 

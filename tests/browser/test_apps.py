@@ -274,8 +274,8 @@ def test_every_admin_page_answers_with_labelled_fields_and_its_forms_reach_the_a
     sign_in(page, admin, "/admin")
     expect(page.get_by_role("heading", name="Admin")).to_be_visible()
     links = page.locator("#home-links a")
-    expect(links).to_have_count(9)  # an admin sees every part of the portal
-    for href in [links.nth(i).get_attribute("href") for i in range(9)]:
+    expect(links).to_have_count(14)  # an admin sees every part of the portal
+    for href in [links.nth(i).get_attribute("href") for i in range(14)]:
         page.goto(href)
         expect(page.locator("#staff-only h1")).to_be_visible()
         assert page.evaluate(UNLABELLED_FIELDS_JS) == [], href

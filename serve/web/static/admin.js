@@ -69,17 +69,76 @@
     });
   }
 
+  // products with their variants and the units per warehouse
+  function products() {
+    const form = $("#products-form");
+    const units = w => `${w.on_hand} / ${w.held} / ${w.sold} / <strong>${w.available}</strong>`;
+    form.addEventListener("submit", async ev => {
+      ev.preventDefault();
+      const p = new URLSearchParams({ limit: "50" });
+      for (const k of ["q", "status"]) if (form.elements[k].value.trim()) p.set(k, form.elements[k].value.trim());
+      try {
+        const r = await api("GET", `/api/v1/admin/products?${p}`);
+        $("#products-out").innerHTML = r.products.length ? `<div class="scroll"><table><thead><tr><th scope="col">Product</th><th scope="col">Status</th><th scope="col">Price</th><th scope="col">Variant (SKU)</th><th scope="col">Units per warehouse: on hand / held / sold / available</th></tr></thead><tbody>` +
+          r.products.map(x => (x.variants.length ? x.variants : [{ sku: "–", attributes: {}, warehouses: {} }]).map((v, i) => `<tr>${i === 0 ? `<th scope="row" rowspan="${Math.max(1, x.variants.length)}"><a href="/shop/products/${x.product_id}">${esc(x.name)}</a><br><span class="muted">#${x.product_id} · ${esc(x.seller)}</span></th><td rowspan="${Math.max(1, x.variants.length)}">${esc(x.status)}</td><td rowspan="${Math.max(1, x.variants.length)}">${esc(x.price)}</td>` : ""}` +
+            `<td>${esc(v.sku)} <span class="muted">${esc(Object.values(v.attributes || {}).join(" / "))}</span></td>` +
+            `<td data-sku="${esc(v.sku)}">${Object.entries(v.warehouses).map(([w, n]) => `${esc(w)}: ${units(n)}`).join("<br>") || '<span class="muted">not stocked</span>'}</td></tr>`).join("")).join("") +
+          "</tbody></table></div>" : "<p>No products.</p>";
+        say("");
+      } catch (e) { fail(e); }
+    });
+    form.requestSubmit();
+  }
+
+  // report export: the same filters as the table, as a CSV file (fetched with the token)
+  function reports() {
+    const form = $("#report-form");
+    $("#report-csv").addEventListener("click", async ev => {
+      ev.preventDefault();
+      const p = new URLSearchParams({ format: "csv" });
+      const report = form.elements.report.value;
+      if (report === "sales") p.set("by", form.elements.by.value);
+      for (const k of ["from", "to"]) if (form.elements[k].value) p.set(k, form.elements[k].value);
+      try { await FM.download(`/api/v1/reports/${report}?${p}`, `${report}.csv`); say("CSV exported.", "ok"); } catch (e) { fail(e); }
+    });
+  }
+
+  function invoices() {
+    $("#doc-pdf").addEventListener("click", async () => {
+      const code = $("#inv-code").value.trim();
+      if (!code) { say("Give the document's number first.", "error"); return; }
+      try { await FM.download(`/api/v1/invoices/${encodeURIComponent(code)}/pdf`, `${code}.pdf`); say("PDF downloaded.", "ok"); } catch (e) { fail(e); }
+    });
+  }
+
+  // forms marked data-follow="field-id" take that field's value when its form has answered (the
+  // order or ticket just opened), so the actions below it are about the same object
+  function follow() {
+    for (const f of $$("form[data-follow]")) {
+      const source = document.getElementById(f.dataset.follow);
+      source.form.addEventListener("api:done", () => {
+        f.elements[source.name].value = source.value;
+        if (f.id === "returns-form") f.requestSubmit();
+      });
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const u = Staff.gate(STAFF, "The admin portal is for staff and sellers.");
     if (!u) return;
     for (const a of $$("#admin-nav a")) a.hidden = !a.dataset.roles.split(" ").includes(u.role);
+    // parts of a page a role cannot use (the API would refuse them) are not shown to it
+    for (const el of $$("[data-staff-roles]")) el.hidden = !el.dataset.staffRoles.split(" ").includes(u.role);
     if (page.template === "admin/home.html") home(u);
     if (page.template === "admin/sale_room.html") saleRoom();
     if (page.template === "admin/catalog.html") importer();
     if (page.template === "admin/sales.html") {
       $("#watch-form").addEventListener("submit", ev => { ev.preventDefault(); location.href = `/admin/sales/${encodeURIComponent($("#watch-sku").value.trim())}`; });
     }
-    const auto = $("#queue-form") || (page.template === "admin/audit.html" && $("#audit-form"));
-    if (auto) auto.requestSubmit();
+    if (page.template === "admin/products.html") products();
+    if (page.template === "admin/reports.html") reports();
+    if (page.template === "admin/invoices.html") invoices();
+    follow();
+    for (const f of $$("form[data-autoload]")) f.requestSubmit();  // the page's list, at once
   });
 })();

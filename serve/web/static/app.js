@@ -107,6 +107,7 @@ const FM = (() => {
     if (t === "json") return JSON.parse(v);
     if (t === "list") return v.split(",").map(s => s.trim()).filter(Boolean);
     if (t === "datetime") return new Date(v).toISOString();
+    if (t === "bool") return v === "true";
     return v;
   }
   function bindForms(root = document) {
@@ -128,7 +129,7 @@ const FM = (() => {
         const headers = form.dataset.idempotent ? { "Idempotency-Key": crypto.randomUUID() } : {};
         try {
           const out = await api(method, path + (query.length ? `?${query.join("&")}` : ""), method === "GET" ? undefined : body, headers);
-          say(form.dataset.done || "Done.", "ok");
+          say(form.dataset.done ?? "Done.", "ok");
           const target = form.dataset.out && document.getElementById(form.dataset.out);
           if (target) show(target, out);
           form.dispatchEvent(new CustomEvent("api:done", { detail: out }));
@@ -137,21 +138,68 @@ const FM = (() => {
     }
   }
 
-  // A value as HTML: a list of rows becomes a table, anything else a definition list.
-  function show(target, value) {
-    const rows = Array.isArray(value) ? value : (value && Object.values(value).find(Array.isArray));
-    if (rows && rows.length && typeof rows[0] === "object") {
-      const cols = Object.keys(rows[0]);
-      target.innerHTML = `<div class="scroll"><table><thead><tr>${cols.map(c => `<th scope="col">${esc(c)}</th>`).join("")}</tr></thead>` +
-        `<tbody>${rows.map(r => `<tr>${cols.map(c => `<td>${esc(typeof r[c] === "object" && r[c] !== null ? JSON.stringify(r[c]) : r[c])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
-    } else if (rows) {
-      target.innerHTML = "<p>Nothing yet.</p>";
-    } else {
-      target.innerHTML = `<dl class="facts">${Object.entries(value || {}).map(([k, v]) =>
-        `<dt>${esc(k)}</dt><dd>${esc(typeof v === "object" && v !== null ? JSON.stringify(v) : v)}</dd>`).join("")}</dl>`;
+  // A value as HTML: a list of rows becomes a table, anything else a definition list. On a list,
+  // the target may ask for a way into each row: data-link="/path/{field}" (a link) or
+  // data-open="form-id" (a button that fills that form's fields from the row and submits it);
+  // data-key names the field the link or button is labelled with.
+  const cell = v => esc(typeof v === "object" && v !== null ? JSON.stringify(v) : v);
+  function rowAction(target, r) {
+    const key = target.dataset.key, label = `${target.dataset.action || "Open"} ${key ? r[key] : ""}`.trim();
+    if (target.dataset.link) {
+      const href = target.dataset.link.replace(/\{(\w+)\}/g, (_, k) => encodeURIComponent(r[k]));
+      return `<td><a href="${esc(href)}">${esc(label)}</a></td>`;
     }
+    if (target.dataset.open) return `<td><button type="button" class="link" data-fill='${esc(JSON.stringify(r))}' aria-label="${esc(label)}">${esc(target.dataset.action || "Open")}</button></td>`;
+    return "";
+  }
+  function table(target, rows) {
+    if (!rows.length) return '<p class="muted">None.</p>';
+    if (typeof rows[0] !== "object") return `<p>${rows.map(cell).join(", ")}</p>`;
+    const cols = Object.keys(rows[0]);
+    const act = target.dataset.link || target.dataset.open;
+    return `<div class="scroll"><table><thead><tr>${act ? '<th scope="col"><span class="skip">Action</span></th>' : ""}${cols.map(c => `<th scope="col">${esc(c)}</th>`).join("")}</tr></thead>` +
+      `<tbody>${rows.map(r => `<tr>${act ? rowAction(target, r) : ""}${cols.map(c => `<td>${cell(r[c])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
+  }
+  // paging fields of a list answer are not facts worth showing
+  const PAGING = new Set(["limit", "offset", "page", "total", "total_pages"]);
+  function show(target, value) {
+    if (Array.isArray(value)) { target.innerHTML = table(target, value); return; }
+    const entries = Object.entries(value || {});
+    const lists = entries.filter(([, v]) => Array.isArray(v));
+    const facts = entries.filter(([k, v]) => !Array.isArray(v) && !PAGING.has(k));
+    if (lists.length === 1 && !facts.length) { target.innerHTML = table(target, lists[0][1]); return; }
+    // one object: its fields, then each of its lists (an order's items, a ticket's messages)
+    target.innerHTML = (facts.length ? `<dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${cell(v)}</dd>`).join("")}</dl>` : "") +
+      lists.map(([k, v]) => `<h3>${esc(k.replace(/_/g, " "))}</h3>${table(target, v)}`).join("");
+  }
+
+  // a row's Open button: its fields fill the form the list names, which then submits
+  document.addEventListener("click", ev => {
+    const b = ev.target.closest && ev.target.closest("button[data-fill]");
+    if (!b) return;
+    const list = b.closest("[data-open]");
+    const form = document.getElementById(list.dataset.open);
+    const row = JSON.parse(b.dataset.fill);
+    for (const el of form.elements) if (el.name && row[el.name] !== undefined && row[el.name] !== null) el.value = row[el.name];
+    if (list.dataset.into) form.elements[list.dataset.into].value = row[list.dataset.key];
+    form.scrollIntoView({ block: "nearest" });
+    // a form that changes something (data-manual) is only filled: a person presses its button
+    if (form.dataset.manual !== undefined) form.querySelector("button[type=submit]").focus();
+    else form.requestSubmit();
+  });
+
+  // A file the API answers only with the token (CSV exports, invoice PDFs): fetched, then saved.
+  async function download(path, filename) {
+    const h = store.token ? { Authorization: `Bearer ${store.token}` } : {};
+    const r = await fetch(path, { headers: h });
+    if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => ({})));
+    const url = URL.createObjectURL(await r.blob());
+    const a = document.createElement("a");
+    a.href = url; a.download = filename;
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
   document.addEventListener("DOMContentLoaded", () => { nav(); bindForms(); });
-  return { page, store, api, events, ApiError, $, $$, esc, money, when, say, fail, show, bindForms };
+  return { page, store, api, events, ApiError, $, $$, esc, money, when, say, fail, show, bindForms, download };
 })();
