@@ -111,11 +111,12 @@ def journal_line(e: Any) -> str:
             f"{sku}\t{e.seq}\tStockSet\t{NULL}\t{NULL}\t{NULL}\t{e.on_hand}\t{_text(e.warehouse_id)}\t{NULL}\t"
             f"{NULL}\t{NULL}\t{NULL}\n"
         )
-    if t is SaleLimitSet:
+    if t is SaleLimitSet:  # the sale window's end rides in expires_at
         limit = NULL if e.per_buyer_limit is None else e.per_buyer_limit
+        ends = NULL if e.window_ends_at is None else repr(e.window_ends_at)
         return (
             f"{sku}\t{e.seq}\tSaleLimitSet\t{NULL}\t{NULL}\t{NULL}\t{limit}\t{NULL}\t{NULL}\t"
-            f"{NULL}\t{NULL}\t{NULL}\n"
+            f"{ends}\t{NULL}\t{NULL}\n"
         )
     if t is UnitsReturned:
         ref = NULL if e.return_key is None else _text(e.return_key)
@@ -234,7 +235,7 @@ def event_from_row(r: dict) -> Any:
     if kind == "StockSet":
         return StockSet(sku, seq, r["warehouse_id"], r["quantity"])
     if kind == "SaleLimitSet":
-        return SaleLimitSet(sku, seq, r["quantity"])
+        return SaleLimitSet(sku, seq, r["quantity"], r["expires_at"])
     if kind == "UnitsReturned":
         return UnitsReturned(sku, seq, r["order_id"], r["warehouse_id"], r["quantity"], r["ref"])
     if kind == "SalesArchived":

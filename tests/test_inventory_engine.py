@@ -19,6 +19,7 @@ from flashmart.actors.inventory.messages import (
     ReserveStock,
     Returned,
     ReturnUnits,
+    SetSaleLimit,
     SetStock,
     StockView,
 )
@@ -270,6 +271,7 @@ def test_old_sales_are_archived_and_still_returnable(backing, db, unique):
         engine = ShardEngine(name, settings, store)
         try:
             await engine.handle([SetStock(sku, wh, 10)])
+            await engine.handle([SetSaleLimit(sku, 5, time.time() + 3600)])  # a sale runs
             await engine.handle(
                 [
                     ReserveStock(sku, 2, 7, f"a-{unique}", 60),
@@ -288,7 +290,7 @@ def test_old_sales_are_archived_and_still_returnable(backing, db, unique):
             while st.committed and time.time() < deadline:  # the archive loop runs on its own
                 await asyncio.sleep(0.1)
             assert not st.committed and not st.orders and st.archived_units == 3
-            assert st.usage == {7: 2, 8: 1}  # per-buyer limits stay exact
+            assert st.usage == {7: 2, 8: 1}  # the running sale's per-buyer limits stay exact
             r = await engine.handle([ReturnUnits(sku, f"o1-{unique}", 2, wh)])
             assert isinstance(r[0], Returned), r
             again = await engine.handle([ReturnUnits(sku, f"o1-{unique}", 1, wh)])
@@ -319,6 +321,50 @@ def test_old_sales_are_archived_and_still_returnable(backing, db, unique):
     assert "committed" in state and state["committed"] == {} and state["archived"][1] == 3
     rebuilt = run(reload())  # journal replay (SalesArchived included) gives the same state
     assert (rebuilt.archived_units, rebuilt.usage.get(7), rebuilt.view().sold) == (3, 2, 1)
+
+
+def test_a_sale_whose_window_ended_lifts_its_limit_and_forgets_its_buyers(backing, db, unique):
+    """The shard lifts the limit once the sale's window is over; its archived sales then leave the
+    per-buyer counts, and a reload from the journal (window and lift included) agrees."""
+    settings = backing.model_copy(update={"inventory_sale_archive_after_s": 0.3})
+    sku, wh = f"sku-{unique}", f"wh-{unique}"
+    name = private_shard(db, sku, unique)
+
+    async def wait_for(condition, what: str) -> None:
+        deadline = time.time() + 60
+        while not condition():
+            assert time.time() < deadline, what
+            await asyncio.sleep(0.1)
+
+    async def scenario():
+        engine = ShardEngine(name, settings, PostgresInventoryStore(settings.database_url))
+        try:
+            await engine.handle([SetStock(sku, wh, 10), SetSaleLimit(sku, 1, time.time() + 1)])
+            for buyer in (7, 8):
+                await engine.handle([ReserveStock(sku, 1, buyer, f"h{buyer}-{unique}", 60)])
+                done = await engine.handle([CommitHold(sku, f"h{buyer}-{unique}", f"o{buyer}")])
+                assert isinstance(done[0], Committed), done
+            st = engine.skus[sku]
+            await wait_for(lambda: st.limit is None, "the limit is lifted after the window")
+            await wait_for(lambda: not st.committed, "the sales are archived")
+            assert st.usage == {} and st.archived_units == 2
+            st.check()
+            await engine.drain()
+        finally:
+            await engine.stop()
+
+    async def reload():
+        engine = ShardEngine(name, settings, PostgresInventoryStore(settings.database_url))
+        try:
+            await engine.handle([SetStock(sku, wh, 10)])  # loads the SKU first
+            return engine.skus[sku]
+        finally:
+            await engine.stop()
+
+    run(scenario())
+    rebuilt = run(reload())
+    rebuilt.check()
+    assert (rebuilt.limit, rebuilt.usage, rebuilt.view().sold) == (None, {}, 2)
 
 
 def test_crash_recovery_keeps_every_acknowledged_commit(backing, ray_session, db, unique):

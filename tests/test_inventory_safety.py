@@ -75,7 +75,8 @@ def test_a_sale_is_archived_when_its_flushes_came_close_together(backing, db, un
             deadline = asyncio.get_running_loop().time() + 30
             while st.committed and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.01)  # the archive command is flushed like any other
-            assert not st.committed and st.archived_units == 2 and st.usage == {7: 2}
+            assert not st.committed and st.archived_units == 2
+            assert st.usage == {}  # no sale limit runs: archived units leave the per-buyer counts
             st.check()
         finally:
             await engine.stop()

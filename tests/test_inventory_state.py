@@ -152,9 +152,26 @@ class SkuMachine(RuleBasedStateMachine):
                 self.run(ExpireHold("sku-1", hold_id))
         assert all(h.expires_at > self.now for h in self.state.holds.values())
 
-    @rule(limit=st.none() | st.integers(1, 6))
-    def set_limit(self, limit):
-        assert isinstance(self.run(SetSaleLimit("sku-1", limit)), StockView)
+    @rule(limit=st.none() | st.integers(1, 6), ends_in=st.none() | st.floats(0, 30))
+    def set_limit(self, limit, ends_in):
+        ends_at = None if ends_in is None else self.now + ends_in
+        assert isinstance(self.run(SetSaleLimit("sku-1", limit, ends_at)), StockView)
+
+    @rule()
+    def sale_window_passes(self):
+        """The shard's timer: a limit whose sale's window is over is lifted."""
+        if self.state.limit_window_over(self.now):
+            event("sale window over: limit lifted")
+            assert isinstance(self.run(SetSaleLimit("sku-1", None)), StockView)
+            assert self.state.limit is None
+
+    @invariant()
+    def usage_bounded_between_sales(self):
+        """With no limit running, usage holds only what is live: holds, holds on their way, sales not
+        archived yet (archived sales of an ended sale are forgotten)."""
+        if self.state.limit is None:
+            assert self.state.usage == self.state._live_usage()
+            assert self.state.usage_archived == 0
 
     def journal_bought(self, order_id: str) -> dict[str, int]:
         """What the journal (PostgreSQL) says an order bought: the shard's lookup for archived orders (a
@@ -310,7 +327,11 @@ class SkuMachine(RuleBasedStateMachine):
         n, upto = len(self.events), self.state.seq - back
         self.run(ArchiveSales("sku-1", upto))
         event("archived" if len(self.events) > n else "nothing to archive")
-        assert self.state.view() == before and self.state.usage == usage
+        assert self.state.view() == before
+        if self.state.limit is not None:  # a running sale's buyers keep their archived units
+            assert self.state.usage == usage
+        else:  # no limit: archived units leave usage
+            assert all(self.state.usage.get(b, 0) <= n for b, n in usage.items())
         assert all(s.seq > upto for s in self.state.committed.values())
 
     @invariant()
@@ -361,6 +382,34 @@ class SkuMachine(RuleBasedStateMachine):
 
 TestSkuMachine = SkuMachine.TestCase
 TestSkuMachine.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+
+
+def test_buyers_of_an_ended_sale_leave_memory_once_their_sales_are_archived():
+    """10,000 buyers each buy one unit in a sale; once its window is over and the sales archived,
+    no per-buyer count is kept (before, every buyer stayed in `usage` for ever)."""
+    s = SkuState("sku-1")
+    now = 1_000.0
+    s.execute(SetStock("sku-1", "ams", 20_000), now)
+    s.execute(SetSaleLimit("sku-1", 1, now + 3600), now)
+    for buyer in range(10_000):
+        assert isinstance(
+            s.execute(ReserveStock("sku-1", 1, buyer, f"h{buyer}", 60), now)[0], Reserved
+        )
+        assert isinstance(
+            s.execute(CommitHold("sku-1", f"h{buyer}", f"o{buyer}"), now)[0], Committed
+        )
+    s.execute(ArchiveSales("sku-1", s.seq), now)
+    assert len(s.usage) == 10_000  # the sale runs: its limit still counts what they bought
+    assert s.execute(ReserveStock("sku-1", 1, 7, "again", 60), now)[0].reason == "limit_reached"
+    later = now + 3600
+    assert s.limit_window_over(later)
+    s.execute(SetSaleLimit("sku-1", None), later)  # what the shard does when the window is over
+    s.check()
+    assert s.usage == {} and s.limit is None
+    assert isinstance(s.execute(ReserveStock("sku-1", 1, 7, "after", 60), later)[0], Reserved)
+    assert s.usage == {7: 1}
+    sold = s.view().sold
+    assert sold == 10_000  # the stock and sales are untouched
 
 
 def test_limit_counts_holds_and_commits():

@@ -303,13 +303,19 @@ class InventoryClient:
         )
 
     async def declare_hot(
-        self, sku: str, per_buyer_limit: int | None = None, *, buckets: int = 1
+        self,
+        sku: str,
+        per_buyer_limit: int | None = None,
+        *,
+        buckets: int = 1,
+        window_ends_at: float | None = None,
     ) -> StockView | Refusal:
         """buckets > 1 splits the SKU into that many stock buckets on shards of their own (a sale
-        beyond one shard's rate); it cannot change afterwards."""
+        beyond one shard's rate); it cannot change afterwards. The limit is lifted when the sale's
+        window ends (`window_ends_at`, epoch s; None: it stays until set again)."""
         try:
             result = await self._ask_directory(
-                lambda d: d.declare_hot.remote(sku, per_buyer_limit, buckets)
+                lambda d: d.declare_hot.remote(sku, per_buyer_limit, buckets, window_ends_at)
             )
         except ShardUnavailable as exc:
             return Refusal("unavailable", str(exc))

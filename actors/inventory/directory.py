@@ -210,9 +210,16 @@ class DirectoryCore:
             for sku in skus
         }
 
-    async def declare_hot(self, sku: str, per_buyer_limit: int | None, buckets: int = 1) -> Any:
-        """Give the SKU a shard of its own (idempotent) and set the sale's per-buyer limit; with
-        buckets > 1 also split it into that many stock buckets on shards of their own."""
+    async def declare_hot(
+        self,
+        sku: str,
+        per_buyer_limit: int | None,
+        buckets: int = 1,
+        window_ends_at: float | None = None,
+    ) -> Any:
+        """Give the SKU a shard of its own (idempotent) and set the sale's per-buyer limit, lifted
+        when the sale's window ends (`window_ends_at`, epoch s); with buckets > 1 also split it into
+        that many stock buckets on shards of their own."""
         await self.start()
         if not 1 <= buckets <= BUCKETS_MAX or (
             sku in self.buckets and buckets != self.buckets[sku]
@@ -234,10 +241,11 @@ class DirectoryCore:
             finally:
                 del self._moving[sku]
                 fut.set_result(None)
-        view = (await self._shard(target).handle.remote([SetSaleLimit(sku, per_buyer_limit)]))[0]
+        limit = SetSaleLimit(sku, per_buyer_limit, window_ends_at)
+        view = (await self._shard(target).handle.remote([limit]))[0]
         if buckets == 1 or isinstance(view, Refusal):
             return view
-        await self._split(sku, per_buyer_limit, buckets)
+        await self._split(sku, per_buyer_limit, buckets, window_ends_at)
         return await self.bucketed_view(sku)
 
     # --- stock buckets ----------------------------------------------------------------------------
@@ -248,7 +256,9 @@ class DirectoryCore:
             lock = self._bucket_locks[sku] = asyncio.Lock()
         return lock
 
-    async def _split(self, sku: str, per_buyer_limit: int | None, n: int) -> None:
+    async def _split(
+        self, sku: str, per_buyer_limit: int | None, n: int, window_ends_at: float | None = None
+    ) -> None:
         """Idempotent: shards and placements of the buckets, the limit on each, the pool marked, units spread."""
         async with self._lock(sku):
             for i in range(n):
@@ -259,7 +269,10 @@ class DirectoryCore:
                     self.placements[key] = name
             await asyncio.gather(
                 *(
-                    self._ask(bucket_key(sku, i), SetSaleLimit(bucket_key(sku, i), per_buyer_limit))
+                    self._ask(
+                        bucket_key(sku, i),
+                        SetSaleLimit(bucket_key(sku, i), per_buyer_limit, window_ends_at),
+                    )
                     for i in range(n)
                 )
             )
@@ -571,8 +584,14 @@ def _make_directory_class():
         async def lookup(self, skus: list[str]) -> dict[str, str]:
             return await self.core.lookup(skus)
 
-        async def declare_hot(self, sku: str, per_buyer_limit: int | None, buckets: int = 1):
-            return await self.core.declare_hot(sku, per_buyer_limit, buckets)
+        async def declare_hot(
+            self,
+            sku: str,
+            per_buyer_limit: int | None,
+            buckets: int = 1,
+            window_ends_at: float | None = None,
+        ):
+            return await self.core.declare_hot(sku, per_buyer_limit, buckets, window_ends_at)
 
         async def refill(self, sku: str, index: int, quantity: int) -> bool:
             return await self.core.refill(sku, index, quantity)

@@ -70,6 +70,9 @@ class SetStock:
 class SetSaleLimit:
     sku: str
     per_buyer_limit: int | None
+    # epoch s when the sale's window ends (None: no end known); the shard lifts the limit then, and
+    # the buyers' counts of archived sales are dropped: per-buyer usage stays bounded between sales
+    window_ends_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -270,6 +273,7 @@ class SaleLimitSet:
     sku: str
     seq: int
     per_buyer_limit: int | None
+    window_ends_at: float | None = None
 
 
 @dataclass(slots=True)

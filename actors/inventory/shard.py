@@ -563,8 +563,20 @@ class ShardEngine:
             await asyncio.sleep(min(ARCHIVE_INTERVAL_S, max(after_s / 4, 0.05)))
             try:
                 await self.archive_due(self.clock() - after_s)
+                await self.lift_ended_limits()
             except Exception:
                 log.exception("archiving sales failed")
+
+    async def lift_ended_limits(self) -> int:
+        """Lift the per-buyer limit of every SKU whose sale's window is over: the limit no longer
+        applies, and the buyers' counts of its archived sales leave memory. Returns SKUs lifted."""
+        now = self.clock()
+        commands = [
+            SetSaleLimit(sku, None) for sku, st in self.skus.items() if st.limit_window_over(now)
+        ]
+        if commands:
+            await self.handle(commands)
+        return len(commands)
 
     async def archive_due(self, cutoff: float) -> int:
         """Archive the sales of every SKU that were durable before `cutoff` (epoch s). Returns SKUs done."""

@@ -21,6 +21,11 @@ buyer's limit: TransferHold within a SKU key; across stock buckets in three step
 one, ReceiveHold adds them and the hold there; docs/inventory-buckets.md). A claim counts in `usage`
 from the first step, so the limit stays exact while the units travel.
 
+Per-buyer usage is bounded by the sale: a limit set with its window's end (SetSaleLimit.window_ends_at)
+is lifted by the shard once the window is over, and with no limit running, the units of archived sales
+leave `usage` (nothing needs them): `usage` then holds only buyers with live holds or sales not
+archived yet. While a limit runs, its buyers' archived units stay counted (`usage_archived`).
+
 Returns may carry a caller's key: the key is remembered with the event (the newest RETURN_KEYS_MAX per
 SKU key, in snapshots too), so a retried return answers the first result and restocks nothing.
 """
@@ -125,6 +130,8 @@ class SkuState:
         "ended",
         "archived_sold",
         "archived_units",
+        "usage_archived",
+        "limit_ends_at",
         "archived_seq",
         "transfers",
         "buckets",
@@ -140,6 +147,7 @@ class SkuState:
         self.holds: dict[str, Hold] = {}
         self.usage: dict[int, int] = {}  # buyer -> units held + committed (limits), exact forever
         self.limit: int | None = None  # per-buyer limit of the running sale
+        self.limit_ends_at: float | None = None  # when the running sale's window ends (epoch s)
         self.committed: dict[
             str, Hold
         ] = {}  # hold_id -> sale, in commit (seq) order; not archived yet
@@ -151,7 +159,8 @@ class SkuState:
         self.archived_sold: dict[
             str, int
         ] = {}  # warehouse -> units of archived sales (before returns)
-        self.archived_units = 0  # units of archived sales (their buyers' usage)
+        self.archived_units = 0  # units of archived sales
+        self.usage_archived = 0  # units of archived sales still counted in `usage` (a limit runs)
         self.archived_seq = 0  # sales committed at seq <= this are archived
         self.transfers: dict[str, str] = {}  # transfer_id -> "out" | "in" (applied here)
         self.buckets = 0  # > 0: split into this many buckets, this is their pool
@@ -249,7 +258,7 @@ class SkuState:
     def _set_limit(self, c: SetSaleLimit, now: float, locations) -> tuple[Any, Any]:
         if c.per_buyer_limit is not None and c.per_buyer_limit <= 0:
             return Refusal("invalid", "per_buyer_limit must be positive or null"), None
-        event = SaleLimitSet(self.sku, self.seq + 1, c.per_buyer_limit)
+        event = SaleLimitSet(self.sku, self.seq + 1, c.per_buyer_limit, c.window_ends_at)
         self.apply(event)
         return self.view(), event
 
@@ -619,6 +628,10 @@ class SkuState:
             for wh, q in sale.allocations.items():
                 sold[wh] = sold.get(wh, 0) + q
             self.archived_units += sale.quantity
+            if self.limit is None:  # no limit to enforce: the buyer's count of it is not needed
+                self._use(sale.buyer_id, -sale.quantity)
+            else:
+                self.usage_archived += sale.quantity
             sales = orders.get(sale.order_id)
             if sales is sale:
                 del orders[sale.order_id]
@@ -661,6 +674,28 @@ class SkuState:
 
     def _on_limit_set(self, e: SaleLimitSet) -> None:
         self.limit = e.per_buyer_limit
+        self.limit_ends_at = e.window_ends_at if e.per_buyer_limit is not None else None
+        if e.per_buyer_limit is None and self.usage_archived:
+            # the sale is over: its archived units no longer count; usage is what is live
+            self.usage = self._live_usage()
+            self.usage_archived = 0
+
+    def _live_usage(self) -> dict[int, int]:
+        """Units per buyer in live holds, holds on their way here and sales not archived."""
+        usage: dict[int, int] = {}
+        for h in self.holds.values():
+            usage[h.buyer_id] = usage.get(h.buyer_id, 0) + h.quantity
+        for _, buyer_id, units in self.expected.values():
+            usage[buyer_id] = usage.get(buyer_id, 0) + units
+        for sale in self.committed.values():
+            usage[sale.buyer_id] = usage.get(sale.buyer_id, 0) + sale.quantity
+        return usage
+
+    def limit_window_over(self, now: float) -> bool:
+        """A limit runs whose sale's window has ended: the shard lifts it (SetSaleLimit(None))."""
+        return (
+            self.limit is not None and self.limit_ends_at is not None and now >= self.limit_ends_at
+        )
 
     def _on_returned(self, e: UnitsReturned) -> None:
         returned = self.returned.get(e.order_id)
@@ -729,7 +764,7 @@ class SkuState:
         # per-buyer usage is exact: what live holds and sales explain, plus the archived sales' units
         assert set(usage) <= set(self.usage), (usage, self.usage)
         assert all(self.usage[b] >= usage.get(b, 0) for b in self.usage), (usage, self.usage)
-        assert sum(self.usage.values()) - sum(usage.values()) == self.archived_units, (
+        assert sum(self.usage.values()) - sum(usage.values()) == self.usage_archived, (
             usage,
             self.usage,
         )
@@ -750,6 +785,8 @@ class SkuState:
             # copies: the flusher writes a snapshot after awaits, while later events change the live maps
             "returned": {o: dict(v) for o, v in self.returned.items()},
             "archived": [self.archived_seq, self.archived_units, dict(self.archived_sold)],
+            "usage_archived": self.usage_archived,
+            "limit_ends_at": self.limit_ends_at,
             "ended": dict(self.ended),
             "transfers": dict(self.transfers),
             "buckets": self.buckets,
@@ -764,6 +801,7 @@ class SkuState:
         st = cls(sku)
         st.seq = state["seq"]
         st.limit = state["limit"]
+        st.limit_ends_at = state.get("limit_ends_at")
         st.stock = {wh: WarehouseStock(*v) for wh, v in state["stock"].items()}
         st.usage = {int(b): n for b, n in state["usage"].items()}
         for hold_id, (order_id, buyer_id, allocations, *seq) in state["committed"].items():
@@ -782,6 +820,8 @@ class SkuState:
             st.returned = {o: dict(v) for o, v in state["returned"].items()}
             st.archived_seq, st.archived_units, archived_sold = state["archived"]
             st.archived_sold = dict(archived_sold)
+            # before usage was bounded, every archived unit stayed counted in usage
+            st.usage_archived = state.get("usage_archived", st.archived_units)
         else:  # version 1 kept returnable units per order: returned = bought - returnable
             for order_id, returnable in state["orders"].items():
                 bought = st.bought(order_id) or {}

@@ -164,7 +164,11 @@ async def create_flash_sale(
 ) -> dict:
     """Declare a flash sale: the SKU moves to a shard of its own with the per-buyer limit."""
     await _check_sku_owner(ctx, principal, body.sku)
-    _raise_refusal(await inventory(ctx).declare_hot(body.sku, body.per_buyer_limit))
+    _raise_refusal(
+        await inventory(ctx).declare_hot(
+            body.sku, body.per_buyer_limit, window_ends_at=body.ends_at.timestamp()
+        )
+    )
     async with ctx.db.connection() as conn:
         row = await (
             await conn.execute(
