@@ -73,3 +73,48 @@ def test_the_middleware_counts_status_reason_and_passes_everything_through():
     fields = [f for second in meter.counts.seconds.values() for f in second]
     assert "reserve:refused:limit_reached" in fields
     assert not any(f.startswith("healthz") for f in fields)
+
+
+def test_a_sku_is_counted_under_its_own_name_too_and_a_second_holds_a_bounded_number():
+    counts = m.SecondCounts()
+    counts.record(100, "reserve", 200, None, 4.0, sku="HOT-1")
+    counts.record(100, "reserve", 409, "sold_out", 2.0, sku="HOT-1")
+    counts.record(100, "reserve", 200, None, 4.0, sku="OTHER")
+    done = counts.take_finished(101)[100]
+    assert done["reserve:ok"] == 2 and done["@HOT-1|reserve:ok"] == 1
+    assert done["@HOT-1|reserve:refused:sold_out"] == 1 and done["@OTHER|reserve:ok"] == 1
+    for i in range(m.SKUS_PER_SECOND_MAX + 10):
+        counts.record(200, "reserve", 200, None, 1.0, sku=f"S{i}")
+    fields = counts.take_finished(201)[200]
+    assert fields["reserve:ok"] == m.SKUS_PER_SECOND_MAX + 10  # the platform's count is whole
+    per_sku = {f.split("|")[0] for f in fields if f.startswith("@")}
+    assert len(per_sku) == m.SKUS_PER_SECOND_MAX  # past the bound, no new SKU is tracked
+
+
+def test_the_sku_of_a_request_comes_from_its_body_or_path_and_odd_input_is_ignored():
+    assert m.sku_of("reserve", "/api/v1/cart/items", b'{"sku": "A-1", "quantity": 1}') == "A-1"
+    assert m.sku_of("queue", "/api/v1/flash-sales/A-1/queue", b"") == "A-1"
+    assert m.sku_of("reserve", "/api/v1/cart/items", b'{"sku": "A|1"}') is None
+    assert m.sku_of("reserve", "/api/v1/cart/items", b'{"sku": 5}') is None
+    assert m.sku_of("reserve", "/api/v1/cart/items", b'{"sku": "' + b"x" * 200 + b'"}') is None
+    assert m.sku_of("reserve", "/api/v1/cart/items", b"not json") is None
+    assert m.sku_of("checkout", "/api/v1/orders/checkout", b'{"sku": "A-1"}') is None
+
+
+def test_the_middleware_reads_the_sku_from_the_body_the_route_reads():
+    async def app(scope, receive, send):
+        await receive()  # the route reads its body
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def send(message):
+        pass
+
+    async def receive():
+        return {"type": "http.request", "body": b'{"sku": "HOT-9", "quantity": 1}'}
+
+    meter = m.SaleMeterMiddleware(app)
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/cart/items"}
+    asyncio.run(meter(scope, receive, send))
+    fields = [f for second in meter.counts.seconds.values() for f in second]
+    assert "@HOT-9|reserve:ok" in fields

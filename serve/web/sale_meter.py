@@ -7,6 +7,12 @@ second in memory: a dict increment and a clock read per request, no I/O. A backg
 each finished second to Redis once (one pipelined round trip per replica per second, nothing when
 the replica sold nothing), where every replica's second lands in the same hash. The sale room reads
 the last few seconds back and sums them. Seconds expire from Redis after `WINDOW_KEEP_S`.
+
+Each buying request of one SKU (add to cart: the SKU in its small JSON body; joining a waiting
+room: the SKU in the path) is also counted under its SKU, in a hash of its own per second, so a
+sale room reads its SKU's figures without reading every other SKU's. A replica counts at most
+`SKUS_PER_SECOND_MAX` SKUs per second (the platform-wide counts always): a crawl over the whole
+catalogue cannot grow a second without bound.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ _EXACT = {
     ("POST", "/api/v1/orders/checkout"): "checkout",
 }
 _QUEUE_PREFIX, _QUEUE_SUFFIX = "/api/v1/flash-sales/", "/queue"
+SKUS_PER_SECOND_MAX = 256
+SKU_BODY_BYTES_MAX = 1024  # an add-to-cart body is {"sku": ..., "quantity": n}
+SKU_LEN_MAX = 100
+# a per-SKU field is "@<sku>|<field>" in memory; SKUs never hold "|" (routes check their pattern)
+_SKU_MARK, _SKU_SEP = "@", "|"
 
 
 def kind_of(method: str, path: str) -> str | None:
@@ -67,18 +78,55 @@ class SecondCounts:
 
     def __init__(self) -> None:
         self.seconds: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.skus: dict[int, set[str]] = defaultdict(set)
 
-    def record(self, second: int, kind: str, status: int, reason: str | None, ms: float) -> None:
+    def record(
+        self,
+        second: int,
+        kind: str,
+        status: int,
+        reason: str | None,
+        ms: float,
+        sku: str | None = None,
+    ) -> None:
         fields = self.seconds[second]
         outcome = "ok" if status < 400 else f"refused:{reason or status}"
-        fields[f"{kind}:{outcome}"] += 1
-        fields[f"{kind}:lat:{bucket_of(ms)}"] += 1
+        counted = (f"{kind}:{outcome}", f"{kind}:lat:{bucket_of(ms)}")
+        for field in counted:
+            fields[field] += 1
+        if sku is None:
+            return
+        seen = self.skus[second]
+        if sku not in seen:
+            if len(seen) >= SKUS_PER_SECOND_MAX:
+                return
+            seen.add(sku)
+        for field in counted:
+            fields[f"{_SKU_MARK}{sku}{_SKU_SEP}{field}"] += 1
 
     def take_finished(self, now_s: int) -> dict[int, dict[str, int]]:
         done = {s: dict(f) for s, f in self.seconds.items() if s < now_s}
         for s in done:
             del self.seconds[s]
+            self.skus.pop(s, None)
         return done
+
+
+def sku_of(kind: str, path: str, body: bytes) -> str | None:
+    """The SKU a buying request is about: a waiting room's from its path, an add to cart's from
+    its JSON body; None when it cannot be told (checkout is about a whole cart)."""
+    if kind == "queue":
+        sku = path[len(_QUEUE_PREFIX) : -len(_QUEUE_SUFFIX)]
+    elif kind == "reserve":
+        try:
+            sku = json.loads(body).get("sku")
+        except (ValueError, AttributeError):
+            return None
+    else:
+        return None
+    if not isinstance(sku, str) or not 0 < len(sku) <= SKU_LEN_MAX or _SKU_SEP in sku:
+        return None
+    return sku
 
 
 def reason_of(body: bytes) -> str | None:
@@ -108,7 +156,15 @@ class SaleMeterMiddleware:
             return await self.app(scope, receive, send)
         self._ensure_flusher(scope)
         started = time.perf_counter()
-        status, error_body = 0, bytearray()
+        status, error_body, request_body = 0, bytearray(), bytearray()
+
+        async def peeking_receive():
+            message = await receive()
+            if kind == "reserve" and message["type"] == "http.request":
+                room = SKU_BODY_BYTES_MAX - len(request_body)
+                if room > 0:
+                    request_body.extend(message.get("body", b"")[:room])
+            return message
 
         async def counting_send(message):
             nonlocal status
@@ -120,11 +176,12 @@ class SaleMeterMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, counting_send)
+            await self.app(scope, peeking_receive, counting_send)
         finally:
             ms = (time.perf_counter() - started) * 1000
             reason = reason_of(bytes(error_body)) if status >= 400 else None
-            self.counts.record(int(time.time()), kind, status or 500, reason, ms)
+            sku = sku_of(kind, scope.get("path", ""), bytes(request_body))
+            self.counts.record(int(time.time()), kind, status or 500, reason, ms, sku)
 
     def _ensure_flusher(self, scope) -> None:
         if self._flusher is not None and not self._flusher.done():
@@ -150,19 +207,32 @@ class SaleMeterMiddleware:
 async def write_seconds(redis, seconds: dict[int, dict[str, int]]) -> None:
     pipe = redis.pipeline(transaction=False)
     for second, fields in seconds.items():
-        key = f"{KEY_PREFIX}{second}"
+        keys = set()
         for field, n in fields.items():
+            key = f"{KEY_PREFIX}{second}"
+            if field.startswith(_SKU_MARK):
+                sku, _, field = field[1:].partition(_SKU_SEP)
+                key = sku_key(second, sku)
             pipe.hincrby(key, field, n)
-        pipe.expire(key, WINDOW_KEEP_S)
+            keys.add(key)
+        for key in keys:
+            pipe.expire(key, WINDOW_KEEP_S)
     await pipe.execute()
 
 
-async def read_seconds(redis, first_s: int, last_s: int) -> dict[int, dict[str, int]]:
-    """Every replica's counts summed per second, for the seconds first_s..last_s (inclusive)."""
+def sku_key(second: int, sku: str) -> str:
+    return f"{KEY_PREFIX}{second}:sku:{sku}"
+
+
+async def read_seconds(
+    redis, first_s: int, last_s: int, sku: str | None = None
+) -> dict[int, dict[str, int]]:
+    """Every replica's counts summed per second, for the seconds first_s..last_s (inclusive):
+    the platform's, or one SKU's."""
     pipe = redis.pipeline(transaction=False)
     seconds = list(range(first_s, last_s + 1))
     for s in seconds:
-        pipe.hgetall(f"{KEY_PREFIX}{s}")
+        pipe.hgetall(sku_key(s, sku) if sku else f"{KEY_PREFIX}{s}")
     rows = await pipe.execute()
     out = {}
     for s, row in zip(seconds, rows):

@@ -9,25 +9,34 @@
   function saleRoom() {
     const history = [];
     const n = v => (v === null || v === undefined) ? "–" : Number(v).toLocaleString();
+    const ms = v => v === null || v === undefined ? "–" : `≤ ${v} ms`;
+    const reasons = (el, r) => {
+      const rows = Object.entries(r || {}).map(([reason, count]) => ({ reason, count }));
+      if (rows.length) show(el, rows); else el.innerHTML = '<p class="muted">None.</p>';
+    };
     function draw(d) {
       $("#updated").textContent = new Date(d.at * 1000).toLocaleTimeString();
-      $("#m-reservations").textContent = n(d.reservations_per_s);
+      const mine = d.sku_requests;
+      $("#m-reservations").textContent = n(mine.reservations_per_s);
+      $("#m-sku-p99").textContent = ms(mine.p99_ms.reserve);
+      reasons($("#sku-refusals"), mine.refusals);
+      $("#p-reservations").textContent = n(d.reservations_per_s);
       $("#m-held").textContent = n(d.stock.held);
       $("#m-sold").textContent = n(d.stock.sold);
       $("#m-available").textContent = n(d.stock.available);
       $("#m-waiting").textContent = d.waiting_room.open ? n(d.waiting_room.waiting) : "closed";
       $("#m-checkouts").textContent = n(d.checkouts_per_s);
-      const p99 = d.p99_ms.reserve;
-      $("#m-p99").textContent = p99 === null || p99 === undefined ? "–" : `≤ ${p99} ms`;
+      $("#m-p99").textContent = ms(d.p99_ms.reserve);
       $("#m-gateway").textContent = `${n(d.gateway.calls_per_s)} / ${n(d.gateway.limit_per_s)} per s`;
       const taken = d.stock.on_hand ? (d.stock.sold + d.stock.held) / d.stock.on_hand : 0;
       $("#sold-bar").style.width = `${Math.round(taken * 100)}%`;
       $("#sold-bar-label").setAttribute("aria-label", `${Math.round(taken * 100)}% held or sold`);
       const wh = Object.entries(d.stock.warehouses || {}).map(([id, s]) => ({ warehouse: id, ...s }));
       show($("#warehouses"), wh);
-      const refusals = Object.entries(d.refusals).map(([reason, count]) => ({ reason, count }));
-      if (refusals.length) show($("#refusals"), refusals); else $("#refusals").innerHTML = '<p class="muted">None.</p>';
-      history.push(d.reservations_per_s); if (history.length > 60) history.shift();
+      reasons($("#refusals"), d.refusals);
+      history.push(mine.reservations_per_s); if (history.length > 60) history.shift();
+      const peak = $("#m-reservations");  // the highest rate seen while watching
+      peak.dataset.peak = Math.max(Number(peak.dataset.peak || 0), mine.reservations_per_s);
       const top = Math.max(1, ...history);
       $("#spark-line").setAttribute("points", history.map((v, i) => `${i * 5},${58 - (v / top) * 56}`).join(" "));
     }
