@@ -18,7 +18,15 @@ from psycopg.rows import dict_row
 # Written out here, not imported from the platform: a checker that shares the code's definitions
 # cannot catch the code getting them wrong.
 # money taken; a refund or return does not undo it (the gateway's intent stays succeeded)
-PAID_STATUSES = ("confirmed", "shipped", "delivered", "partially_refunded", "returned", "refunded")
+PAID_STATUSES = (
+    "confirmed",
+    "shipped",
+    "delivered",
+    "partially_refunded",
+    "returned",
+    "refunded",
+    "disputed",
+)
 UNIT_STATUSES = PAID_STATUSES + (
     "review",
 )  # units committed to the order (returned ones are back in stock)
@@ -395,6 +403,47 @@ def check_money_per_order(money: list[dict]) -> Check:
     )
 
 
+# Money a staff account moved: refunds, credit ledger movements (a refund to credit, store credit
+# granted, a gift card issued), coupons. Each must have its audit record by the same account written
+# in the same transaction - where now() is one value, so the row's created_at equals the record's at.
+_STAFF_MONEY_UNAUDITED = """
+SELECT m.kind, m.row_id, m.order_id, m.actor_id FROM (
+    SELECT 'refund' AS kind, r.id::text AS row_id, r.order_id, r.actor_id, r.created_at AS at
+      FROM refunds r WHERE r.actor_id IS NOT NULL AND r.order_id = ANY(%(orders)s)
+    UNION ALL
+    SELECT 'credit', c.id::text, c.order_id, c.actor_id, c.created_at FROM credit_ledger c
+     WHERE c.actor_id IS NOT NULL AND (c.order_id = ANY(%(orders)s) OR c.created_at >= %(since)s)
+    UNION ALL
+    SELECT 'coupon', k.code, NULL, k.actor_id, k.created_at FROM coupons k
+     WHERE k.actor_id IS NOT NULL AND k.created_at >= %(since)s
+) m
+WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.actor_id = m.actor_id AND a.at = m.at)
+UNION ALL
+SELECT 'return_rejection', r.id::text, r.order_id, r.decided_by FROM returns r
+ WHERE r.status = 'rejected' AND r.decided_by IS NOT NULL AND r.order_id = ANY(%(orders)s)
+   AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.action = 'return.reject'
+                   AND a.object_id = r.id::text AND a.actor_id = r.decided_by)
+"""
+
+
+def check_staff_money_audited(conn, order_ids: list[str], since_epoch: float) -> Check:
+    """Every staff money action is audited: each refund, credit movement and coupon that names a
+    staff account (of the run's orders, or made since the run began) has that account's audit
+    record from the same transaction; each rejected return, its rejection's record."""
+    import datetime as dt
+
+    since = dt.datetime.fromtimestamp(since_epoch, dt.UTC)
+    bad = conn.execute(_STAFF_MONEY_UNAUDITED, {"orders": order_ids, "since": since}).fetchall()
+    return Check(
+        "every staff money action is audited",
+        not bad,
+        "every refund, credit, coupon and return decision by staff has its audit record"
+        if not bad
+        else f"{len(bad)} staff money actions without their audit record",
+        [dict(b) for b in bad],
+    )
+
+
 def check_gateway_amounts(money: list[dict], intents: dict[str, dict]) -> Check:
     """The gateway's net (captured less refunded, in cents) over the run's intents equals the card
     payments' net over the run's orders: amounts, not counts."""
@@ -748,6 +797,7 @@ def verify(
             money = order_money(conn, sorted(run_orders))
             checks.append(check_money_per_order(money))
             checks.append(check_gateway_amounts(money, intents))
+            checks.append(check_staff_money_audited(conn, sorted(run_orders), since_epoch))
             checks.append(check_confirmation_notifications(conn, sorted(run_orders)))
             scoped = [v for v in intents.values() if v["order_id"] in run_orders]
             gateway = {

@@ -223,9 +223,9 @@ class PostgresFulfilmentStore:
         async with self.pool.connection() as conn, conn.transaction():
             r = await (
                 await conn.execute(
-                    "UPDATE returns SET status = 'rejected' WHERE id = %s AND status = 'requested' "
-                    "RETURNING order_id",
-                    (return_id,),
+                    "UPDATE returns SET status = 'rejected', decision_note = %s, decided_by = %s "
+                    "WHERE id = %s AND status = 'requested' RETURNING order_id",
+                    (note, actor_id, return_id),
                 )
             ).fetchone()
             if r is None:

@@ -43,7 +43,7 @@ def cleanup(db):
     yield orders, skus
     for table in ("outbox",):
         db.execute(f"DELETE FROM {table} WHERE payload->>'order_id' = ANY(%s)", (orders,))
-    for table in ("refunds", "payments", "order_items", "order_events"):
+    for table in ("refunds", "returns", "payments", "order_items", "order_events"):
         db.execute(f"DELETE FROM {table} WHERE order_id = ANY(%s)", (orders,))
     db.execute("DELETE FROM orders WHERE id = ANY(%s)", (orders,))
     for table in ("inventory_stock", "inventory_journal"):
@@ -166,6 +166,55 @@ def test_confirmed_orders_need_exactly_one_notification(db, unique, cleanup):
     notify()
     check = invariants.check_confirmation_notifications(db, orders)
     assert check.ok is False and check.violations[0]["notifications"] == 2
+
+
+def test_a_staff_refund_or_return_decision_without_its_audit_record_fails(db, unique, cleanup):
+    orders, _ = cleanup
+    oid = f"ord-audit-{unique}"
+    orders.append(oid)
+    _order(db, oid, "partially_refunded", 10)
+    _payment(db, oid, 10, "partially_refunded", 3)
+    pay = db.execute("SELECT id FROM payments WHERE order_id = %s", (oid,)).fetchone()["id"]
+    since = time.time() - 60
+    staff = 900_000_000 + int(unique[:6], 16)  # an account id no other test uses
+
+    def refund(gateway_id: str, *, audited: bool) -> None:
+        with db.transaction():
+            db.execute(
+                "INSERT INTO refunds (order_id, payment_id, gateway_refund_id, amount, actor_id) "
+                "VALUES (%s, %s, %s, 1, %s)",
+                (oid, pay, gateway_id, staff),
+            )
+            if audited:
+                db.execute(
+                    "INSERT INTO audit_log (actor_id, action, object_type, object_id) "
+                    "VALUES (%s, 'order.refund', 'order', %s)",
+                    (staff, oid),
+                )
+
+    refund(f"re-a-{unique}", audited=True)
+    assert invariants.check_staff_money_audited(db, [oid], since).ok is True
+
+    refund(f"re-b-{unique}", audited=False)  # broken on purpose: a refund with no audit record
+    check = invariants.check_staff_money_audited(db, [oid], since)
+    assert check.ok is False
+    assert [(v["kind"], v["actor_id"]) for v in check.violations] == [("refund", staff)]
+    db.execute("DELETE FROM refunds WHERE gateway_refund_id = %s", (f"re-b-{unique}",))
+
+    # a return rejected by staff with no record of the rejection
+    rid = db.execute(
+        "INSERT INTO returns (order_id, status, items, refund_amount, decided_by) "
+        "VALUES (%s, 'rejected', '[]', 0, %s) RETURNING id",
+        (oid, staff),
+    ).fetchone()["id"]
+    check = invariants.check_staff_money_audited(db, [oid], since)
+    assert [(v["kind"], v["row_id"]) for v in check.violations] == [("return_rejection", str(rid))]
+    db.execute(
+        "INSERT INTO audit_log (actor_id, action, object_type, object_id) "
+        "VALUES (%s, 'return.reject', 'return', %s)",
+        (staff, str(rid)),
+    )
+    assert invariants.check_staff_money_audited(db, [oid], since).ok is True
 
 
 def test_a_run_that_does_not_settle_fails():
