@@ -36,9 +36,18 @@ async def _seller_scope(ctx: Context, principal: Principal) -> int | None:
     return own
 
 
-def _window(since: dt.datetime | None, until: dt.datetime | None) -> None:
+def _utc(at: dt.datetime | None) -> dt.datetime | None:
+    """A time without a zone is read as UTC (a date from a form has none)."""
+    return at.replace(tzinfo=dt.UTC) if at is not None and at.tzinfo is None else at
+
+
+def _window(
+    since: dt.datetime | None, until: dt.datetime | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    since, until = _utc(since), _utc(until)
     if since and until and until <= since:
         raise Refused("invalid", "'to' must be after 'from'")
+    return since, until
 
 
 @router.get("/orders")
@@ -55,7 +64,7 @@ async def list_orders(
 ) -> dict:
     """Orders newest first (checkouts that never finished are not listed). A seller sees the orders
     with lines of their products, without the order's totals (the buyer's business)."""
-    _window(since, until)
+    since, until = _window(since, until)
     seller_id = await _seller_scope(ctx, principal)
     rows = await staff_lists.orders(
         ctx.db,
