@@ -409,6 +409,78 @@ def checkout_section(c: dict) -> list[str]:
     return out
 
 
+# flashmart's processes in a checkout run, by what they do for a checkout (benchmarks/checkout.py roles)
+CHECKOUT_PATH = (
+    "serve replica",
+    "serve proxy",
+    "haproxy",
+    "checkout actor",
+    "payment actors",
+    "cart actors",
+    "inventory shards",
+    "postgres",
+    "redis",
+)
+AFTER_THE_ANSWER = ("outbox/notify", "ray::BackofficeActor")  # order mail, invoices, events
+NOT_FLASHMART = ("localstripe", "load generator", "py-spy")
+
+
+def _checkout_cpu_split(per_role: dict) -> list[float]:
+    path = sum(v for k, v in per_role.items() if k in CHECKOUT_PATH)
+    after = sum(v for k, v in per_role.items() if k in AFTER_THE_ANSWER)
+    rest = sum(
+        v for k, v in per_role.items() if k not in CHECKOUT_PATH + AFTER_THE_ANSWER + NOT_FLASHMART
+    )
+    return [round(path, 2), round(after, 2), round(rest, 2), round(path + after + rest, 2)]
+
+
+def standalone_checkout_cpu_section() -> list[str]:
+    """benchmarks/results/checkout_cpu.json: CPU per checkout by process, before and after a change of
+    the checkout path, each measured by benchmarks/checkout.py --cpu."""
+    path = REPO / "benchmarks" / "results" / "checkout_cpu.json"
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    runs = [(name, r[name]) for name in ("before", "after") if name in r]
+    roles = sorted(
+        {k for _, run in runs for k in run["cpu_ms_per_flashmart_checkout"]},
+        key=lambda k: -max(run["cpu_ms_per_flashmart_checkout"].get(k, 0) for _, run in runs),
+    )
+    rows = [
+        [k] + [_fmt(run["cpu_ms_per_flashmart_checkout"].get(k, 0), 2) for _, run in runs]
+        for k in roles
+    ]
+    split = [_checkout_cpu_split(run["cpu_ms_per_flashmart_checkout"]) for _, run in runs]
+    labels = (
+        "request path (Serve, checkout/payment/cart actors, inventory shards, PostgreSQL, Redis)",
+        "after the answer (order events, mail and invoices)",
+        "the platform's background (Ray daemons, Serve controller, search, recommendations, sweeper)",
+        "flashmart total (without localstripe and the load generator)",
+    )
+    rows += [[f"**{label}**"] + [_fmt(s[i], 2) for s in split] for i, label in enumerate(labels)]
+    rows += [
+        ["checkouts/s (p50 ms), 1-minute load average"]
+        + [
+            f"{_fmt(run['checkouts_per_s'])} ({_fmt(run['checkout_p50_ms'], 0)}), load {run['load_avg_1m']}"
+            for _, run in runs
+        ]
+    ]
+    out = [
+        "## Checkout: CPU per checkout by process, before and after (standalone runs)",
+        "",
+        f"- command: `{r['command']}`, on {r.get('cores')} cores",
+        f"- {r['note']}",
+    ]
+    out += [f"- {name}: {run['code']} ({run['generated_at']})" for name, run in runs]
+    out += [
+        f"- recorded in `benchmarks/results/{path.name}`",
+        "",
+        _md_table(["process", *[f"{name}, CPU ms per checkout" for name, _ in runs]], rows),
+        "",
+    ]
+    return out + [f"- {line}" for line in r.get("findings", [])] + [""]
+
+
 def standalone_search_sections() -> list[str]:
     """One section per benchmarks/results/search_<N>.json (`python -m benchmarks.search --products N`,
     run on its own because a million products take minutes): headline figures, then every figure."""
@@ -574,6 +646,7 @@ def write_docs(results: dict) -> Path:
     elif section:
         out += [_md_table(["figure", "value"], generic_rows(section)), ""]
     out += checkout_section(results.get("checkout", {}))
+    out += standalone_checkout_cpu_section()  # before/after runs of benchmarks/checkout.py --cpu
     out += standalone_search_sections()  # full-size search runs recorded by benchmarks/search.py
 
     http = results.get("http", {})

@@ -3,9 +3,11 @@
 Every writer of a cart goes through this module, so a cart never loses an update:
 
 - `save(cart, expected_version)`: the read-modify-write writers (quantity changes, removals, coupons,
-  merges, checkout's renewals and "checked out"). A Lua script compares the stored cart's version
-  with the one the writer read and writes only when they match (the writer then retries from a
-  fresh read); the cart's version is bumped by every change of the pure Cart object.
+  merges, checkout's renewals). A Lua script compares the stored cart's version with the one the
+  writer read and writes only when they match (the writer then retries from a fresh read); the
+  cart's version is bumped by every change of the pure Cart object.
+- `checked_out(cart_id, hold_ids)`: checkout's last cart write, in one atomic script (the lines the
+  order took and the coupons go, the version moves on), straight from the checkout saga's process.
 - `add_hold(...)`: the flash sale's add-to-cart, in one round trip. The script applies the same
   transition as Cart.add_hold to the stored cart (line by SKU, latest price, one more hold, version
   + 1), so it needs no prior read; it is atomic, so it cannot overwrite a concurrent writer either.
@@ -94,6 +96,37 @@ return {'ok', out}
 """
 
 
+# KEYS: cart. ARGV: ttl seconds, then the hold ids an order took.
+# The order took these holds: the lines they back lose them (a line left without a hold goes), the
+# coupons go (they were spent on the order), the version moves on; a cart left empty is deleted.
+# Lines added meanwhile stay. One atomic step: no read before it, nothing to retry.
+_CHECKED_OUT = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local cart = cjson.decode(cur)
+local taken = {}
+for i = 2, #ARGV do taken[ARGV[i]] = true end
+for id, it in pairs(cart['items']) do
+  local left = {}
+  for _, h in ipairs(it['holds']) do
+    if not taken[h['hold_id']] then table.insert(left, h) end
+  end
+  if #left ~= #it['holds'] then
+    if #left == 0 then cart['items'][id] = nil else it['holds'] = left end
+  end
+end
+cart['coupons'] = {}
+cart['version'] = (tonumber(cart['version']) or 0) + 1
+local saved = cart['saved']
+if next(cart['items']) == nil and (type(saved) ~= 'table' or next(saved) == nil) then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], cjson.encode(cart), 'EX', tonumber(ARGV[1]))
+end
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class AddOutcome:
     status: str  # ok | stale_catalog | room_open | too_large
@@ -116,6 +149,7 @@ class CartStore:
         self.ttl_s = ttl_s
         self._save = redis.register_script(_SAVE)
         self._add = redis.register_script(_ADD_HOLD)
+        self._checked_out = redis.register_script(_CHECKED_OUT)
 
     async def load(self, cart_id: str, user_id: int | None = None) -> Cart:
         raw = await self.redis.get(cart_key(cart_id))
@@ -137,6 +171,10 @@ class CartStore:
         )
         if not int(ok):
             raise CartConflict(cart.cart_id)
+
+    async def checked_out(self, cart_id: str, hold_ids: list[str]) -> None:
+        """The order took these holds: their lines and the cart's coupons go, in one round trip."""
+        await self._checked_out(keys=[cart_key(cart_id)], args=[self.ttl_s, *hold_ids])
 
     async def take(self, cart_id: str) -> dict | None:
         """Remove and return a cart whole (GETDEL: atomic against any other writer)."""

@@ -3,9 +3,11 @@ the timeline and outbox, coupons and store credit as checkout spends them, and t
 progress. It implements the port in actors/orders/ports.py; the checkout saga, its sweeper,
 after-sales and the order and payment routes use nothing else to reach these tables.
 
-Each method of `PostgresOrderStore` is one transaction (a pooled connection commits when its block
-ends). Work that must happen in one transaction - with the order row locked while the gateway is
-called - goes through `transaction()`, whose `PostgresOrderTx` offers the statements one by one.
+Each method of `PostgresOrderStore` is one transaction: a single statement, or a block of several
+that opens `conn.transaction()` (or reads only), so it is right on a pool in autocommit (the checkout
+saga's: a lone statement is one round trip) as on one that commits when its block ends. Work that
+must happen in one transaction - with the order row locked while the gateway is called - goes through
+`transaction()`, whose `PostgresOrderTx` offers the statements one by one.
 """
 
 from __future__ import annotations
@@ -563,25 +565,21 @@ class PostgresOrderStore:
         )
 
     async def captured(self, order_id: str, payment_intent_id: str | None) -> None:
-        """The card payment captured (if any) and the saga done, in one transaction."""
-        async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
-            if payment_intent_id:
-                await conn.execute(
-                    "UPDATE payments SET status = 'captured', updated_at = now() "
-                    "WHERE payment_intent_id = %s AND status = 'authorised'",
-                    (payment_intent_id,),
-                )
-            await conn.execute(
-                "UPDATE checkout_sagas SET step = 'captured', state = 'done', updated_at = now() "
-                "WHERE order_id = %s",
-                (order_id,),
-            )
+        """The card payment captured (if any) and the saga done: one statement (a data-modifying CTE),
+        so one round trip and atomic without a transaction block."""
+        await self._run(
+            "WITH paid AS (UPDATE payments SET status = 'captured', updated_at = now() "
+            "WHERE %(pi)s::text IS NOT NULL AND payment_intent_id = %(pi)s AND status = 'authorised') "
+            "UPDATE checkout_sagas SET step = 'captured', state = 'done', updated_at = now() "
+            "WHERE order_id = %(order_id)s",
+            {"pi": payment_intent_id, "order_id": order_id},
+        )
 
     async def order_failed(self, order_id: str, voided: bool = True) -> None:
         """An undone checkout: the order failed, the timeline told, and its authorised payments
         recorded voided when the gateway confirmed the void (else they stay authorised until the
         late void check voids them)."""
-        async with self.db.connection() as conn:
+        async with self.db.connection() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE orders SET status = 'failed', updated_at = now() WHERE id = %s", (order_id,)
             )
@@ -658,7 +656,7 @@ class PostgresOrderStore:
     async def void_checked(self, order_id: str) -> None:
         """Every authorisation of the order is voided at the gateway: so recorded, with the failed
         order's payments."""
-        async with self.db.connection() as conn:
+        async with self.db.connection() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE checkout_sagas SET void_checked_at = now() WHERE order_id = %s", (order_id,)
             )

@@ -41,14 +41,17 @@ async def open_async_pool(
     min_size: int = 1,
     max_size: int = 10,
     timeouts: PgTimeouts = PgTimeouts(),
+    autocommit: bool = False,
 ) -> AsyncConnectionPool:
+    """`autocommit`: a lone statement is sent alone (one round trip) instead of BEGIN, the statement
+    and the pool's COMMIT; work of several statements then opens `conn.transaction()` itself."""
     pool = AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
         open=False,
         timeout=timeouts.pool_wait_s,
-        kwargs={"row_factory": dict_row, "autocommit": False, **timeouts.connection_kwargs()},
+        kwargs={"row_factory": dict_row, "autocommit": autocommit, **timeouts.connection_kwargs()},
     )
     await pool.open(wait=True, timeout=30)
     return pool

@@ -205,3 +205,34 @@ def test_the_catalog_cache_follows_the_change_stream(backing, db):
         await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_checked_out_drops_the_taken_holds_in_one_step_and_a_stale_writer_loses(backing):
+    """Checkout's cart write (storage/cart_redis.py checked_out): the holds the order took go with
+    their lines, lines added meanwhile and untaken holds stay, the coupons go, and the version moves
+    on, so a writer that read the cart before it cannot write back the bought lines."""
+
+    async def scenario():
+        store = CartStore(async_redis(backing.redis_url), 3600)
+        cid = "g" + uuid.uuid4().hex
+        cart = Cart(cid)
+        cart.add_hold("A", "1", "a", "10.00", 100, Hold("h1", 1, 2e9))
+        cart.add_hold("A", "1", "a", "10.00", 100, Hold("h2", 1, 2e9))
+        cart.add_hold("B", "2", "b", "5.00", 100, Hold("h3", 1, 2e9))
+        cart.coupons.append({"code": "TEN", "percent": 10})
+        await store.save(cart, 0)
+        stale = await store.load(cid)
+
+        await store.checked_out(cid, ["h1", "h3"])  # the order took h1 (of A) and h3 (all of B)
+        left = await store.load(cid)
+        assert {i.sku: [h.hold_id for h in i.holds] for i in left.items.values()} == {"A": ["h2"]}
+        assert left.coupons == [] and left.version > stale.version
+        with pytest.raises(CartConflict):  # it would bring the bought line B back
+            await store.save(stale, stale.version)
+
+        await store.checked_out(cid, ["h2"])  # nothing left: the cart is gone
+        assert await store.raw(cid) is None
+        await store.checked_out(cid, ["h2"])  # again (a retried saga): nothing to do, no error
+        assert await store.raw(cid) is None
+
+    asyncio.run(scenario())

@@ -8,8 +8,9 @@ actors/carts/book.py): an actor hop there only cost a round trip and a queue. Wh
 - merges (`take` + `absorb`): several inventory transfers in a row that must finish together even if
   the buyer's login request is abandoned halfway; a per-cart lock keeps two merges into one account
   from interleaving their transfers;
-- the checkout saga's cart calls (`renew_holds`, `checked_out`) from the saga actors, which have no
-  cart store of their own yet.
+- the checkout saga's renewal of holds about to end (`renew_holds`: inventory calls and a cart write
+  that must finish together). The saga reads a cart whose holds are fresh, and writes its "checked
+  out", straight in Redis (CartsClient, storage/cart_redis.py).
 The carts are spread over `cart_shard_count` actors by cart id.
 """
 
@@ -239,10 +240,12 @@ class CartsClient:
         self.settings = settings
         self.handles = handles
         self.redis = redis
+        self.store = CartStore(redis, settings.cart_ttl_s) if redis is not None else None
 
     @classmethod
     async def connect(cls, settings: Settings, redis=None) -> CartsClient:
-        """`redis`: lets checkout_snapshot read a cart whose holds are all fresh without a Ray hop."""
+        """`redis`: lets checkout_snapshot read a cart whose holds are all fresh, and checked_out write
+        the cart, without a Ray hop."""
         return cls(
             settings,
             [
@@ -264,7 +267,7 @@ class CartsClient:
         d = json.loads(raw)
         cart, now = Cart.from_dict(d), time.time()
         if cart.items and not any(stale_holds(item, now) for item in cart.items.values()):
-            return {"cart": cart.to_dict()}
+            return {"cart": d}  # as stored: the caller builds its Cart from it
         return None
 
     async def checkout_snapshot(self, cart_id: str, buyer_id: int) -> dict:
@@ -279,7 +282,12 @@ class CartsClient:
         return await self.shard(cart_id).renew_holds.remote(cart_id, buyer_id)
 
     async def checked_out(self, cart_id: str, hold_ids: list[str]) -> None:
-        await self.shard(cart_id).checked_out.remote(cart_id, hold_ids)
+        """The order took these holds: one atomic script in Redis when this client has Redis (the
+        checkout saga's does), else through the cart's actor (the same script there)."""
+        if self.store is not None:
+            await self.store.checked_out(cart_id, hold_ids)
+        else:
+            await self.shard(cart_id).checked_out.remote(cart_id, hold_ids)
 
     async def reprice(self, cart_id: str, current: dict[str, str | None]) -> dict:
         """The cart at the current prices (CartBook.reprice)."""
