@@ -44,15 +44,25 @@ async def orders(
     if placed_to:
         where.append("o.created_at < %s")
         args.append(placed_to)
+    # a seller reads their own lines of each order (SKU and units), not the order's totals
+    own_lines, own_args = "", ()
+    if seller_id is not None:
+        own_lines = (
+            ", (SELECT jsonb_agg(jsonb_build_object('sku', li.sku, 'quantity', li.quantity) "
+            "ORDER BY li.id) FROM order_items li JOIN product_variants lv ON lv.sku = li.sku "
+            "JOIN products lp ON lp.id = lv.product_id WHERE li.order_id = o.id "
+            "AND lp.seller_id = %s) AS your_lines"
+        )
+        own_args = (seller_id,)
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT o.id AS order_id, o.status, o.created_at AS placed_at, "
             "coalesce(u.email, o.guest_email) AS buyer_email, o.user_id IS NULL AS guest, "
             "o.grand_total::text AS grand_total, o.currency, "
             "(SELECT coalesce(sum(i.quantity), 0) FROM order_items i WHERE i.order_id = o.id) "
-            "AS units FROM orders o LEFT JOIN users u ON u.id = o.user_id "
+            f"AS units{own_lines} FROM orders o LEFT JOIN users u ON u.id = o.user_id "
             f"WHERE {' AND '.join(where)} ORDER BY o.created_at DESC, o.id LIMIT %s OFFSET %s",
-            (*args, limit, offset),
+            (*own_args, *args, limit, offset),
         )
         return await cur.fetchall()
 

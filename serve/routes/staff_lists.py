@@ -63,7 +63,8 @@ async def list_orders(
     ctx: Context = Depends(get_ctx),
 ) -> dict:
     """Orders newest first (checkouts that never finished are not listed). A seller sees the orders
-    with lines of their products, without the order's totals (the buyer's business)."""
+    with lines of their products and those lines (`your_lines`), without the order's totals (the
+    buyer's business); they ship them at /api/v1/seller/orders."""
     since, until = _window(since, until)
     seller_id = await _seller_scope(ctx, principal)
     rows = await staff_lists.orders(
@@ -79,7 +80,7 @@ async def list_orders(
     )
     if seller_id is not None:
         for r in rows:
-            r.pop("grand_total")
+            del r["grand_total"], r["units"]
     return {"orders": rows, "limit": limit, "offset": offset}
 
 

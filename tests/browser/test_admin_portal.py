@@ -88,7 +88,9 @@ def test_admin_works_orders_products_users_and_the_back_office_pages(
     expect(page.locator("#orders-out")).not_to_contain_text(refund_order)
     page.screenshot(path=shots / "admin-orders.png", full_page=True)
 
-    page.get_by_role("button", name=f"Open {return_order}").click()
+    # keyboard only: the row's Open is a real button, Enter opens the order
+    page.get_by_role("button", name=f"Open {return_order}").focus()
+    page.keyboard.press("Enter")
     expect(page.locator("#order-out")).to_contain_text("delivered")
     expect(page.locator("#returns-out")).to_contain_text("too bright")  # its returns, at once
     page.get_by_role("button", name=re.compile(r"^Pick \d+$")).first.click()
@@ -284,10 +286,14 @@ def test_a_seller_sees_only_their_own_products_sales_and_orders(
     expect(page.locator("#orders-out")).to_contain_text(own_order)
     expect(page.locator("#orders-out")).not_to_contain_text(other_order)
     expect(page.locator("#orders-out")).not_to_contain_text("grand_total")
+    expect(page.locator("#orders-out")).to_contain_text("your_lines")
+    expect(page.get_by_role("button", name=f"Open {own_order}")).to_have_count(0)
+    expect(page.get_by_role("button", name="Refund", exact=True)).to_be_hidden()
 
     # the API behind the pages says the same to a seller, and no to a customer
     r = api.get("/api/v1/admin/orders", headers=seller.headers)
     assert r.status_code == 200 and {o["order_id"] for o in r.json()["orders"]} == {own_order}
+    assert r.json()["orders"][0]["your_lines"] == [{"sku": own_sku, "quantity": 1}]
     assert (
         api.get(f"/admin/sales/{others['sku']}/events", headers=seller.headers).status_code == 403
     )

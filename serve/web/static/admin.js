@@ -138,6 +138,8 @@
     for (const a of $$("#admin-nav a")) a.hidden = !a.dataset.roles.split(" ").includes(u.role);
     // parts of a page a role cannot use (the API would refuse them) are not shown to it
     for (const el of $$("[data-staff-roles]")) el.hidden = !el.dataset.staffRoles.split(" ").includes(u.role);
+    // a seller's order rows carry their own lines; the order itself is the buyer's and staff's
+    if (u.role === "seller" && $("#orders-out")) delete $("#orders-out").dataset.open;
     if (page.template === "admin/home.html") home(u);
     if (page.template === "admin/sale_room.html") saleRoom();
     if (page.template === "admin/catalog.html") importer();
