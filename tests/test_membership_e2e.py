@@ -282,6 +282,9 @@ def test_members_enter_a_flash_sale_early_and_others_are_told_when_it_opens(
     )
     (line,) = added.json()["items"]
     assert line["price"] == 5.0  # the sale price, before the public opening
+    bought = checkout(api, member, card(platform))
+    assert bought.status_code == 201, bought.text  # the member buys before the public opening
+    assert bought.json()["subtotal"] == 5.0 and bought.json()["status"] == "confirmed"
 
     # the waiting room admits members first: only they may take a ticket before the opening
     room = api.put(f"/api/v1/flash-sales/{sku}/waiting-room", json={}, headers=admin.headers)
