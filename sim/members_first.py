@@ -1,11 +1,15 @@
 """A members-first flash sale: members may buy from the sale's early access, everybody else from
 the public opening. Buyers of both kinds arrive over the same window; a non-member who arrives
 early is refused (403 `members_only`, with the opening time) and comes back at the opening.
-The report shows members' and non-members' arrivals, refusals and purchases apart, and checks
+The report shows members' and non-members' arrivals, refusals and purchases apart (a table, the
+JSON, and `members-first.png`: cumulative arrivals and purchases over time per group), and checks
 that no non-member bought before the opening and that no unit was oversold.
 
     python -m flashmart.sim.members_first [--own-platform] [--buyers 300] [--member-share 0.3]
-        [--units 40] [--public-opens-s 20] [--out DIR]
+        [--units 40] [--public-opens-s 20] [--admit-per-s N] [--out DIR]
+
+With --admit-per-s the sale has a waiting room: every buyer takes a ticket first (members in the
+members' lane, admitted ahead of the public lane, also after the opening) and buys once admitted.
 
 Members are seeded as active memberships in PostgreSQL (their billing through the gateway is
 covered by the membership tests; a few hundred subscriptions through the emulator would measure
@@ -56,6 +60,9 @@ class Buyer:
     result: str = "pending"  # bought | sold_out | limit_reached | error
     detail: str = ""
     order_id: str | None = None
+    lane: str = ""  # the waiting room's lane: members | public ("" without a room)
+    joined_s: float | None = None  # took a waiting-room ticket (from the public opening)
+    admitted_s: float | None = None  # admitted by the waiting room
 
 
 @dataclass
@@ -66,6 +73,7 @@ class Run:
     opens_at: float  # epoch seconds of the public opening
     started_at: float
     buyers: list[Buyer] = field(default_factory=list)
+    admit_per_s: float | None = None  # the sale's waiting room admits this many a second
 
 
 def _ok(r: httpx.Response, what: str, ok=(200, 201)) -> dict:
@@ -75,7 +83,13 @@ def _ok(r: httpx.Response, what: str, ok=(200, 201)) -> dict:
 
 
 def prepare(
-    settings, buyers: int, member_share: float, units: int, public_opens_s: float, seed: int = 7
+    settings,
+    buyers: int,
+    member_share: float,
+    units: int,
+    public_opens_s: float,
+    seed: int = 7,
+    admit_per_s: float | None = None,
 ) -> Run:
     """A product with `units` on sale, a plan with early access, buyers (a share of them members)."""
     import psycopg
@@ -162,13 +176,22 @@ def prepare(
             ),
             "flash sale",
         )
+        if admit_per_s:  # buyers queue; the members' lane is admitted first
+            _ok(
+                api.put(
+                    f"{API}/flash-sales/{sku}/waiting-room",
+                    headers=admin,
+                    json={"admit_per_s": admit_per_s, "admission_ttl_s": 600},
+                ),
+                "waiting room",
+            )
         emails = [f"sim-mf-{run_id}-{i}@sim.flashmart.dev" for i in range(buyers)]
         rows = conn.execute(
             "INSERT INTO users (email, password_hash, name, role) SELECT e, 'x', 'Sim Buyer', "
             "'customer' FROM unnest(%s::text[]) AS e RETURNING id, email",
             (emails,),
         ).fetchall()
-        run = Run(run_id, sku, units, opens_at, started)
+        run = Run(run_id, sku, units, opens_at, started, admit_per_s=admit_per_s)
         window = public_opens_s + 5.0  # arrivals straddle the opening
         for r in rows:
             member = rng.random() < member_share
@@ -195,10 +218,57 @@ def prepare(
     return run
 
 
+QUEUE_POLL_S = 0.25
+QUEUE_POLL_MAX_S = 2.0
+QUEUE_WAIT_MAX_S = 300.0
+
+
+async def _queue(api: httpx.AsyncClient, run: Run, b: Buyer, headers: dict) -> bool:
+    """Take a waiting-room ticket (a non-member who is early comes back at the opening) and poll
+    until admitted. False: gave up or refused (the result says why)."""
+    url = f"{API}/flash-sales/{run.sku}/queue"
+    deadline = time.time() + QUEUE_WAIT_MAX_S
+    while time.time() < deadline:
+        r = await api.post(url, headers=headers)
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        if r.status_code == 200:
+            break
+        if r.status_code == 404:  # no room (closed): buy directly
+            return True
+        if body.get("error") == "members_only":
+            b.refused_early = True
+            await asyncio.sleep(max(0.05, run.opens_at - time.time()) + random.uniform(0, 0.5))
+            continue
+        if body.get("error") in ("rate_limited", "overloaded", "unavailable"):
+            await asyncio.sleep(0.2)
+            continue
+        b.result, b.detail = f"queue_{body.get('error', r.status_code)}", r.text[:200]
+        return False
+    else:
+        b.result = "gave_up"
+        return False
+    b.joined_s, b.lane = time.time() - run.opens_at, body["lane"]
+    while body.get("status") != "admitted":
+        if time.time() > deadline:
+            b.result = "gave_up"
+            return False
+        # as a page would: sooner when the room says the turn is near (a few polls per buyer)
+        wait_s = float(body.get("estimated_wait_s") or 0)
+        await asyncio.sleep(min(QUEUE_POLL_MAX_S, max(QUEUE_POLL_S, wait_s / 2)))
+        r = await api.get(url, headers=headers)
+        if r.status_code != 200:
+            continue
+        body = r.json()
+    b.admitted_s = time.time() - run.opens_at
+    return True
+
+
 async def _buy(api: httpx.AsyncClient, run: Run, b: Buyer) -> None:
     await asyncio.sleep(max(0.0, run.started_at + b.arrival_s - time.time()))
     b.first_try_s = time.time() - run.opens_at
     headers = {"Authorization": f"Bearer {b.token}"}
+    if run.admit_per_s and not await _queue(api, run, b, headers):
+        return
     for attempt in range(60):
         r = await api.post(
             f"{API}/cart/items", json={"sku": run.sku, "quantity": 1}, headers=headers
@@ -244,7 +314,18 @@ def report(settings, run: Run) -> dict:
     def group(member: bool) -> dict:
         bs = [b for b in run.buyers if b.member == member]
         bought = [b for b in bs if b.result == "bought"]
-        return {
+        # the lanes at work: the wait of those who joined the room after the public opening
+        waits = sorted(
+            b.admitted_s - b.joined_s
+            for b in bs
+            if b.admitted_s is not None and b.joined_s is not None and b.joined_s >= 0
+        )
+        room = {
+            "admitted": sum(b.admitted_s is not None for b in bs),
+            "joined_after_opening": sum(b.joined_s is not None and b.joined_s >= 0 for b in bs),
+            "median_wait_after_opening_s": round(waits[len(waits) // 2], 2) if waits else None,
+        }
+        return ({"waiting_room": room} if run.admit_per_s else {}) | {
             "buyers": len(bs),
             "arrived_before_opening": sum(b.first_try_s < 0 for b in bs),
             "refused_before_opening": sum(b.refused_early for b in bs),
@@ -271,6 +352,7 @@ def report(settings, run: Run) -> dict:
         "run_id": run.run_id,
         "sku": run.sku,
         "units": run.units,
+        "admit_per_s": run.admit_per_s,
         "opens_at": datetime.fromtimestamp(run.opens_at, UTC).isoformat(),
         "members": members,
         "non_members": others,
@@ -303,6 +385,13 @@ def print_report(rep: dict, console) -> None:
         "first_purchase_s",
     ):
         t.add_row(key.replace("_", " "), str(rep["members"][key]), str(rep["non_members"][key]))
+    if "waiting_room" in rep["members"]:
+        for key in ("admitted", "joined_after_opening", "median_wait_after_opening_s"):
+            t.add_row(
+                f"room: {key.replace('_', ' ')}",
+                str(rep["members"]["waiting_room"][key]),
+                str(rep["non_members"]["waiting_room"][key]),
+            )
     console.print(t)
     for name, ok in rep["invariants"].items():
         console.print(f"{'[green]ok[/]' if ok else '[red]FAILED[/]'} {name.replace('_', ' ')}")
@@ -317,12 +406,15 @@ def run_members_first(
     public_opens_s: float,
     out_dir: str | None = None,
     console=None,
+    admit_per_s: float | None = None,
 ) -> dict:
     from rich.console import Console
 
     console = console or Console()
     with console.status("setting up the members-first sale..."):
-        run = prepare(settings, buyers, member_share, units, public_opens_s)
+        run = prepare(
+            settings, buyers, member_share, units, public_opens_s, admit_per_s=admit_per_s
+        )
     with console.status(
         f"{buyers} buyers arriving; the public opening is in {public_opens_s:.0f} s"
     ):
@@ -333,7 +425,65 @@ def run_members_first(
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "members-first.json").write_text(json.dumps(rep, indent=2, default=str))
+        rep["plot"] = str(plot(rep, Path(out_dir)))
+        console.print(f"report: {Path(out_dir) / 'members-first.json'}; plot: {rep['plot']}")
     return rep
+
+
+def series(rep: dict) -> dict[str, dict[str, list[float]]]:
+    """Per group (members, non_members): the arrival times and purchase times, seconds from the
+    public opening (negative: before it), sorted."""
+    out = {}
+    for group, member in (("members", True), ("non_members", False)):
+        bs = [b for b in rep["buyer_outcomes"] if b["member"] == member]
+        out[group] = {
+            "arrivals": sorted(b["first_try_s"] for b in bs),
+            "admissions": sorted(b["admitted_s"] for b in bs if b["admitted_s"] is not None),
+            "purchases": sorted(b["bought_s"] for b in bs if b["bought_s"] is not None),
+        }
+    return out
+
+
+def plot(rep: dict, out_dir: Path) -> Path:
+    """members-first.png: cumulative arrivals (top) and purchases (bottom) over time, members and
+    non-members apart, the public opening at 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = series(rep)
+    room = bool(rep.get("admit_per_s"))
+    fig, axes = plt.subplots(3 if room else 2, 1, figsize=(9, 9 if room else 6.5), sharex=True)
+    top, bottom = axes[0], axes[-1]
+    panels = [(top, "arrivals", "buyers arrived (cumulative)")]
+    if room:
+        panels.append((axes[1], "admissions", "admitted by the waiting room (cumulative)"))
+    panels.append((bottom, "purchases", "units bought (cumulative)"))
+    style = {"members": ("tab:purple", "members"), "non_members": ("tab:orange", "non-members")}
+    for group, (colour, label) in style.items():
+        for ax, key, _ in panels:
+            ts = data[group][key]
+            ax.step(ts, range(1, len(ts) + 1), where="post", color=colour, label=label)
+    for ax, _, ylabel in panels:
+        ax.set_ylabel(ylabel)
+    bottom.axhline(rep["units"], color="grey", ls=":", lw=1, label=f"{rep['units']} units")
+    bottom.set_xlabel("seconds from the public opening (members' early access before 0)")
+    for ax in axes:
+        ax.axvline(0, color="black", ls="--", lw=1, label="public opening")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    top.set_title(
+        f"members-first flash sale {rep['sku']}: {rep['members']['buyers']} members, "
+        f"{rep['non_members']['buyers']} non-members, {rep['units']} units"
+        + (f", waiting room {rep['admit_per_s']:g}/s" if room else ""),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = out_dir / "members-first.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main() -> int:
@@ -342,6 +492,12 @@ def main() -> int:
     p.add_argument("--member-share", type=float, default=0.3)
     p.add_argument("--units", type=int, default=40)
     p.add_argument("--public-opens-s", type=float, default=20.0)
+    p.add_argument(
+        "--admit-per-s",
+        type=float,
+        default=None,
+        help="open a waiting room admitting this many buyers a second (members' lane first)",
+    )
     p.add_argument("--out", default=None)
     p.add_argument("--own-platform", action="store_true")
     args = p.parse_args()
@@ -350,10 +506,12 @@ def main() -> int:
         and 0 <= args.member_share <= 1
         and 1 <= args.units
         and 1 <= args.public_opens_s <= EARLY_ACCESS_MIN * 60 - 1
+        and (args.admit_per_s is None or 0 < args.admit_per_s <= 100_000)
     ):
         p.error(
             f"buyers 1..100000, member-share 0..1, units >= 1, "
-            f"public-opens-s 1..{EARLY_ACCESS_MIN * 60 - 1} (inside the members' early access)"
+            f"public-opens-s 1..{EARLY_ACCESS_MIN * 60 - 1} (inside the members' early access), "
+            "admit-per-s > 0"
         )
     from flashmart.settings import Settings
 
@@ -373,6 +531,7 @@ def main() -> int:
             units=args.units,
             public_opens_s=args.public_opens_s,
             out_dir=args.out,
+            admit_per_s=args.admit_per_s,
         )
     finally:
         if stop:
