@@ -52,6 +52,7 @@ CHECKOUT_STATUS_BY_REASON: dict[str, int] = {
     "insufficient_credit": 409,
     "checkout_interrupted": 409,
     "price_changed": 409,  # the cart now shows the current prices: the buyer confirms again
+    "shipping_quote_changed": 409,  # the carrier quotes this cart another price now: choose again
 }
 CHECKOUT_REFUSED_DEFAULT_STATUS = 409
 ORDER_PLACED_STATUS = 201

@@ -39,6 +39,20 @@ class PostgresCarrierStore:
                 )
             ).fetchone()
 
+    async def stocking_warehouses(self, skus: list[str]) -> list[Place]:
+        """The active warehouses that hold units of any of these SKUs (where a cart's parcel can
+        leave from)."""
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT DISTINCT w.id, w.name, w.lat, w.lon FROM inventory_stock s "
+                    "JOIN warehouses w ON w.id = s.warehouse_id "
+                    "WHERE s.sku = ANY(%s) AND s.on_hand > 0 AND w.active ORDER BY w.id",
+                    (skus,),
+                )
+            ).fetchall()
+        return [Place(w["lat"], w["lon"], w["name"] or w["id"]) for w in rows]
+
     async def warehouse_place(self, warehouse_id: str) -> Place | None:
         async with self.pool.connection() as conn:
             w = await (

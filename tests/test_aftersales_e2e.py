@@ -206,7 +206,7 @@ def test_order_status_follows_refunds_and_returns(platform, api, db, admin, ware
     sku = product(db, api, admin, warehouse, price="20.00", stock=2)
     out = buy(platform, api, buyer, sku, 2)
     oid = out["order_id"]
-    assert out["grand_total"] == 48.69  # 40 + 3.20 tax + 5.49 shipping
+    assert out["grand_total"] == 48.96  # 40 + 3.20 tax + 5.76 shipping (ground quote, 800 g)
 
     r = api.post(
         f"/api/v1/orders/{oid}/refunds",
@@ -237,7 +237,7 @@ def test_order_status_follows_refunds_and_returns(platform, api, db, admin, ware
     assert ask_return(api, buyer, oid, sku, 1).status_code == 409
     assert api.post(f"/api/v1/orders/{oid}/cancel", headers=buyer.headers).status_code == 409
 
-    left = round(48.69 - 5 - 21.6 - 21.6, 2)  # the shipping, still paid
+    left = round(48.96 - 5 - 21.6 - 21.6, 2)  # the shipping, still paid
     r = api.post(
         f"/api/v1/orders/{oid}/refunds", json={"amount": str(left)}, headers=support.headers
     )

@@ -83,3 +83,83 @@ def test_a_carriers_tracking_reaches_the_buyers_timeline(platform, api, db, ware
     )
     assert forged.status_code == 401
     assert [e["status"] for e in order(api, buyer, oid)["timeline"]].count("delivered") == 1
+
+
+def test_checkout_offers_and_charges_the_carriers_quotes(platform, api, db, warehouse):
+    """The cart's shipping options are the carriers' quotes for its parcel (its weight, from the
+    warehouse that stocks it, to the address); the option chosen is stored on the order and its
+    price is what is charged; a stale or unknown option is refused before anything is charged."""
+    import uuid
+    from decimal import Decimal
+
+    from flashmart.actors.carriers.ports import Parcel, Place
+    from flashmart.actors.carriers.simulator import CarrierSimulator, place_of
+    from tests.shop import HOME, add, card
+
+    _, sid = seller(api, db, "quoted seller")
+    sku = seller_product(db, api, warehouse, sid, price="30.00", stock=10, weight_g=700)
+    buyer = make_user(api, "customer")
+    assert add(api, buyer, sku, 2).status_code == 200
+    to_ny = {**HOME, "city": "Albany", "state": "NY", "zip": "12207"}
+
+    def options() -> list[dict]:
+        r = api.get(
+            "/api/v1/cart/shipping-options",
+            params={"country": "US", "state": "NY"},
+            headers=buyer.headers,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["options"]
+
+    def place(option: str | None, **extra):
+        body = {
+            "shipping_address": to_ny,
+            "payment_method": {"type": "card", "token": card(platform)},
+        }
+        if option:
+            body["shipping_option"] = option
+        headers = {**buyer.headers, "Idempotency-Key": uuid.uuid4().hex}
+        return api.post("/api/v1/orders/checkout", json={**body, **extra}, headers=headers)
+
+    # the options are the carrier's own quotes for 1,400 g from the test's warehouse to New York
+    origin = db.execute("SELECT lat, lon FROM warehouses WHERE id = %s", (warehouse,)).fetchone()
+    quoted = CarrierSimulator().quote(
+        Parcel(Place(origin["lat"], origin["lon"]), place_of("US", "NY"), 1400)
+    )
+    shown = options()
+    assert [(o["carrier"], o["service"], o["method"], o["price"]) for o in shown] == [
+        (q.carrier, q.service, q.method, float(q.price)) for q in quoted
+    ]
+    assert [o["cost"] for o in shown] == [float(q.price) for q in quoted]  # 60.00: none free
+    express = next(o for o in shown if o["method"] == "express")
+
+    # an option no carrier offers, and one that is not an option at all: 422, nothing charged
+    unknown = place("flashmart-sim:teleport:1.00")
+    assert unknown.status_code == 422 and "unknown shipping option" in unknown.text, unknown.text
+    assert place("next-day please").status_code == 422
+
+    # the cart changed since the options were shown: the quote is stale, 409, nothing charged
+    assert add(api, buyer, sku, 1).status_code == 200
+    stale = place(express["option"])
+    assert stale.status_code == 409 and stale.json()["error"] == "shipping_quote_changed", (
+        stale.text
+    )
+    assert not db.execute(
+        "SELECT 1 FROM payments WHERE order_id = %s", (stale.json()["order_id"],)
+    ).fetchall()
+
+    # chosen again from the current quotes (2,100 g): that option is stored and charged
+    express = next(o for o in options() if o["method"] == "express")
+    placed = place(express["option"])
+    assert placed.status_code == 201, placed.text
+    o = db.execute(
+        "SELECT subtotal, tax, shipping, grand_total, shipping_method, shipping_option FROM orders "
+        "WHERE id = %s",
+        (placed.json()["order_id"],),
+    ).fetchone()
+    assert o["shipping_option"] == express["option"] and o["shipping_method"] == "express"
+    assert o["shipping"] == Decimal(str(express["price"]))
+    assert o["grand_total"] == o["subtotal"] + o["tax"] + o["shipping"]
+    assert placed.json()["shipping"] == express["price"]
+    shown_on_order = api.get(f"/api/v1/orders/{placed.json()['order_id']}", headers=buyer.headers)
+    assert shown_on_order.json()["shipping_option"] == express["option"]

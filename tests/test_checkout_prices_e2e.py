@@ -60,8 +60,8 @@ def test_a_seller_price_change_is_refused_at_checkout_with_the_new_prices(
         (sku, 20.0, 25.0, 2)
     ]
     assert out["cart"]["subtotal"] == 50.0 and out["totals"]["subtotal"] == 50.0
-    # 50 + standard shipping 5.49 + 8% tax 4.00
-    assert out["totals"]["grand_total"] == 59.49
+    # 50 + standard shipping 5.76 (the carrier's ground quote for 800 g) + 8% tax 4.00
+    assert out["totals"]["grand_total"] == 59.76
     assert _no_payment_for(db, out["order_id"])
     assert _no_authorisation_at_gateway(platform, out["order_id"])
 

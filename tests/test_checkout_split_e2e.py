@@ -64,16 +64,16 @@ def test_store_credit_and_card_then_cancel_gives_both_back(platform, api, db, ad
     assert r.status_code == 201, r.text
     out = r.json()
     assert (
-        out["status"] == "confirmed" and out["grand_total"] == 59.49
-    )  # 50 + 4.00 tax + 5.49 shipping
+        out["status"] == "confirmed" and out["grand_total"] == 59.40
+    )  # 50 + 4.00 tax + 5.40 shipping (the carrier's ground quote for 400 g)
     pays = by_kind(db, out["order_id"])
     assert (
         pays["store_credit"]["amount"] == Decimal("30.00")
         and pays["store_credit"]["status"] == "captured"
     )
-    assert pays["card"]["amount"] == Decimal("29.49") and pays["card"]["status"] == "captured"
+    assert pays["card"]["amount"] == Decimal("29.40") and pays["card"]["status"] == "captured"
     pi = intent(platform, pays["card"]["payment_intent_id"])
-    assert pi.amount == 2949 and pi.status == "succeeded"  # the card paid only the rest
+    assert pi.amount == 2940 and pi.status == "succeeded"  # the card paid only the rest
     assert api.get("/api/v1/store-credit", headers=buyer.headers).json()["balance"] == 0.0
     ledger = db.execute(
         "SELECT amount, reason FROM credit_ledger WHERE account_id = %s AND order_id = %s",
@@ -98,16 +98,16 @@ def test_gift_card_covering_everything_charges_no_card(platform, api, db, admin,
     r = checkout(api, buyer, card(platform), gift_card=code)
     assert r.status_code == 201, r.text
     oid = r.json()["order_id"]
-    assert r.json()["grand_total"] == 27.09
+    assert r.json()["grand_total"] == 27.00
     pays = payments_of(db, oid)
     assert [(p["kind"], p["amount"], p["status"]) for p in pays] == [
-        ("gift_card", Decimal("27.09"), "captured")
+        ("gift_card", Decimal("27.00"), "captured")
     ]
     saga = db.execute("SELECT * FROM checkout_sagas WHERE order_id = %s", (oid,)).fetchone()
     assert (
         saga["payment_intent_id"] is None and saga["state"] == "done"
     )  # the gateway was never asked
-    assert balance(db, f"gc:{code}") == Decimal("72.91")
+    assert balance(db, f"gc:{code}") == Decimal("73.00")
 
 
 def test_card_declined_leaves_the_gift_card_untouched(platform, api, db, admin, warehouse):
@@ -136,7 +136,7 @@ def test_card_declined_leaves_the_gift_card_untouched(platform, api, db, admin, 
     assert r.status_code == 201, r.text
     pays = by_kind(db, r.json()["order_id"])
     assert pays["gift_card"]["amount"] == Decimal("10.00") and pays["card"]["amount"] == Decimal(
-        "17.09"
+        "17.00"
     )
     assert balance(db, f"gc:{code}") == Decimal("0.00")
 
@@ -149,7 +149,7 @@ def test_refund_of_a_split_order_goes_to_the_card_first(platform, api, db, admin
     add(api, buyer, sku)
     oid = checkout(api, buyer, card(platform), gift_card=code).json()[
         "order_id"
-    ]  # card 19.49, gift card 40
+    ]  # card 19.40, gift card 40
     r = api.post(
         f"/api/v1/orders/{oid}/refunds",
         json={"amount": "10.00", "reason": "late"},
@@ -162,26 +162,26 @@ def test_refund_of_a_split_order_goes_to_the_card_first(platform, api, db, admin
         and pays["gift_card"]["refunded_amount"] == 0
     )
     assert balance(db, f"gc:{code}") == Decimal("0.00")
-    # 20 more: the card's last 9.49, then 10.51 back onto the gift card
+    # 20 more: the card's last 9.40, then 10.60 back onto the gift card
     r = api.post(f"/api/v1/orders/{oid}/refunds", json={"amount": "20.00"}, headers=support.headers)
-    assert r.status_code == 200 and r.json()["refundable_left"] == 29.49, r.text
+    assert r.status_code == 200 and r.json()["refundable_left"] == 29.40, r.text
     pays = by_kind(db, oid)
     assert pays["card"]["status"] == "refunded" and pays["card"]["refunded_amount"] == Decimal(
-        "19.49"
+        "19.40"
     )
     assert pays["gift_card"]["status"] == "partially_refunded"
-    assert balance(db, f"gc:{code}") == Decimal("10.51")
+    assert balance(db, f"gc:{code}") == Decimal("10.60")
     refunds = db.execute(
         "SELECT amount FROM refunds WHERE order_id = %s ORDER BY id", (oid,)
     ).fetchall()
     assert [x["amount"] for x in refunds] == [
         Decimal("10.00"),
-        Decimal("9.49"),
+        Decimal("9.40"),
     ]  # what the gateway refunded
     over = api.post(
         f"/api/v1/orders/{oid}/refunds", json={"amount": "29.50"}, headers=support.headers
     )
-    assert over.status_code == 422 and "29.49" in over.json()["message"]
+    assert over.status_code == 422 and "29.40" in over.json()["message"]
     assert (
         api.post(
             f"/api/v1/orders/{oid}/refunds", json={"amount": "1.00"}, headers=buyer.headers

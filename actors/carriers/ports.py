@@ -4,7 +4,8 @@ The built-in simulator (actors/carriers/simulator.py) is the embedded default. A
 adapter away: implement `Carrier` against its API (UPS, DHL, EasyPost, Shippo...) and have its
 tracking webhooks (or a poller) deliver `TrackingEvent`s to POST /api/v1/carriers/{carrier}/webhook.
 
-- quote(parcel)        -> the services it offers for this parcel, with price and transit days
+- quote(parcel)        -> the services it offers for this parcel, with price and transit days, each
+                         classed as one of the shop's shipping methods (standard, express)
 - create_label(parcel, service, reference) -> a Label: the tracking number the buyer sees
 - events_due(label, since, until) -> the tracking events that happened in that window (a real
   carrier pushes these itself; the simulator computes them from the label's schedule)
@@ -43,6 +44,8 @@ class Quote:
     price: Decimal
     transit_days: int
     distance_km: float
+    # the shop's shipping method this service counts as (member plans ship methods free)
+    method: str = "standard"
 
 
 @dataclass(frozen=True)

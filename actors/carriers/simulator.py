@@ -21,6 +21,7 @@ SERVICES = {
     "ground": (Decimal("4.50"), Decimal("0.90"), Decimal("0.20"), 800.0, 2),
     "express": (Decimal("12.00"), Decimal("1.80"), Decimal("0.45"), 2500.0, 1),
 }
+METHOD_OF_SERVICE = {"ground": "standard", "express": "express"}
 # where a destination is when only its country (and US state) is known: approximate centroids
 PLACES = {
     "US": (39.8, -98.6),
@@ -67,7 +68,16 @@ class CarrierSimulator:
             price = (base + per_kg * kg + per_100km * Decimal(km / 100)).quantize(
                 CENT, rounding=ROUND_HALF_UP
             )
-            out.append(Quote(NAME, service, price, transit_days(service, km), round(km, 1)))
+            out.append(
+                Quote(
+                    NAME,
+                    service,
+                    price,
+                    transit_days(service, km),
+                    round(km, 1),
+                    METHOD_OF_SERVICE[service],
+                )
+            )
         return sorted(out, key=lambda q: q.price)
 
     def create_label(self, parcel: Parcel, service: str, reference: str, now: dt.datetime) -> Label:

@@ -1,7 +1,9 @@
-"""Order pricing, pure: subtotal, coupon discount, shipping (by weight and distance zone), tax, total.
+"""Order pricing, pure: subtotal, coupon discount, shipping, tax, total.
 
-Distance is by zone from the platform's warehouses (all in the US for now): domestic, neighbour
-(CA, MX), international. Carriers' real rates are one function away; the shape stays.
+Checkout charges the carrier's quote the buyer chose (actors/checkout/shipping.py), free when a
+coupon or a member plan ships it free or standard shipping is free from FREE_STANDARD_FROM at home.
+Without a quote (pricing alone, in tests) shipping falls back to a fixed table by weight and
+distance zone: domestic, neighbour (CA, MX), international.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def shipping_cost(
     country: str,
     subtotal_after_discount: Decimal,
     free_shipping: bool = False,
+    quoted: Decimal | None = None,
 ) -> Decimal:
     base, per_kg, _ = METHODS[method]
     if free_shipping or (
@@ -58,6 +61,8 @@ def shipping_cost(
         and subtotal_after_discount >= FREE_STANDARD_FROM
     ):
         return Decimal("0.00")
+    if quoted is not None:  # the carrier's price for this parcel
+        return quoted
     kg = -(-max(weight_g, 0) // 1000)  # started kilograms
     return ((base + per_kg * kg) * ZONE_FACTOR[zone(country)]).quantize(
         CENT, rounding=ROUND_HALF_UP
@@ -85,6 +90,7 @@ class Price:
     tax: Decimal
     grand_total: Decimal
     estimated_delivery: dt.date
+    quote: object | None = None  # the carrier's quote charged (actors/carriers/ports.Quote)
 
     @property
     def total(self) -> Decimal:
@@ -101,13 +107,23 @@ def price(
     country: str,
     today: dt.date,
     ships: bool = True,
+    quote=None,
 ) -> Price:
     """`ships` False: nothing in the order is shipped (digital items only): no shipping charge, and
-    it is delivered at once."""
+    it is delivered at once. `quote`: the carrier's quote chosen (price, transit_days, method); it
+    sets the method and is the shipping charged."""
+    method = quote.method if quote is not None else method
     assert method in METHODS, method
     assert Decimal(0) <= discount <= subtotal
     goods = subtotal - discount
-    ship = shipping_cost(method, weight_g, country, goods, free_shipping or not ships)
+    quoted = quote.price if quote is not None else None
+    ship = shipping_cost(method, weight_g, country, goods, free_shipping or not ships, quoted)
+    if not ships:
+        arrives = today
+    elif quote is None:
+        arrives = estimated_delivery(method, country, today)
+    else:
+        arrives = add_business_days(today, quote.transit_days)
     tax = (goods * TAX_RATE.get(country.upper(), DEFAULT_TAX_RATE)).quantize(
         CENT, rounding=ROUND_HALF_UP
     )
@@ -117,7 +133,8 @@ def price(
         ship,
         tax,
         (goods + ship + tax).quantize(CENT),
-        estimated_delivery(method, country, today) if ships else today,
+        arrives,
+        quote,
     )
 
 

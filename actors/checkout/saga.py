@@ -18,6 +18,7 @@ from decimal import Decimal
 from flashmart.actors.carts import repricing
 from flashmart.actors.carts.state import Cart
 from flashmart.actors.checkout import pricing
+from flashmart.actors.checkout.shipping import option_of as shipping_option_of
 from flashmart.actors.orders import lifecycle
 from flashmart.actors.orders.ports import OrderStore, OrderTx, SagaTakenOver
 from flashmart.actors.payments.types import Authorised, Captured, Voided, to_minor
@@ -146,10 +147,13 @@ class Saga:
         snap = await self.carts.fresh_snapshot(req["cart_id"])
         if snap is None or _address_missing(snap, req):  # _prepare refuses it
             return None
-        current, member_free = await self._prices_now(snap, req)
+        try:
+            current, shipping = await self._prices_now(snap, req)
+        except Refused:  # refused by _prepare, with the saga row written (a retry gets the answer)
+            return None
         if current is not None:  # a price moved: refused by _prepare, with the saga row written
             return None
-        cart, p = self._price(snap, req, member_free)
+        cart, p = self._price(snap, req, shipping)
         verdict = await self.fraud.score(self._fraud_order(order_id, req, p))
         return Prepared(cart, _holds_of(cart), p, verdict, None, Decimal(0))
 
@@ -164,10 +168,10 @@ class Saga:
             )
         # 'reserved' and 'scored' are not written on their own: a crash there is resolved exactly like
         # one at 'started' (abandon: the holds end with their TTL), so the holds travel with the next write
-        current, member_free = await self._prices_now(snap, req)
+        current, shipping = await self._prices_now(snap, req)
         if current is not None:
-            await self._refuse_moved_prices(req, current, member_free)
-        cart, p = self._price(snap, req, member_free)
+            await self._refuse_moved_prices(req, current, shipping)
+        cart, p = self._price(snap, req, shipping)
         # 2. fraud score, with the gift card / store credit look-up alongside (both only read)
         scoring = asyncio.ensure_future(self.fraud.score(self._fraud_order(order_id, req, p)))
         try:
@@ -176,27 +180,28 @@ class Saga:
             verdict = await scoring
         return Prepared(cart, _holds_of(cart), p, verdict, credit_account, credit_amount)
 
-    async def _prices_now(self, snap: dict, req: dict) -> tuple[dict | None, bool]:
+    async def _prices_now(self, snap: dict, req: dict) -> tuple[dict | None, tuple]:
         """The lines' current prices when one of them moved (None: the cart's prices hold), and
-        whether the buyer's plan ships free; both read at once."""
+        the shipping chosen (the carrier's quote, whether the buyer's plan ships it free); both read
+        at once."""
         from flashmart.actors.checkout.current_prices import current_prices
 
         cart = Cart.from_dict(snap["cart"])
-        current, member_free = await asyncio.gather(
+        current, shipping = await asyncio.gather(
             current_prices(
                 self.db, [i.sku for i in cart.items.values()], req.get("user_id"), _now()
             ),
-            self._member_ships_free(req),
+            self._shipping(cart, req),
         )
-        return (current if repricing.changes(cart, current) else None), member_free
+        return (current if repricing.changes(cart, current) else None), shipping
 
-    async def _refuse_moved_prices(self, req: dict, current: dict, member_free: bool) -> None:
+    async def _refuse_moved_prices(self, req: dict, current: dict, shipping: tuple) -> None:
         """The cart takes the current prices (lines no longer for sale leave it) and the checkout
         stops before any charge, answering the new lines and totals: the buyer confirms again."""
         out = await self.carts.reprice(req["cart_id"], current)
         totals = None
         if out["snapshot"]["items"]:
-            p = self._price({"cart": out["snapshot"]}, req, member_free)[1]
+            p = self._price({"cart": out["snapshot"]}, req, shipping)[1]
             totals = {
                 k: float(getattr(p, k))
                 for k in ("subtotal", "discount", "shipping", "tax", "grand_total")
@@ -208,18 +213,30 @@ class Saga:
             {"changes": out["changes"], "cart": out["cart"], "totals": totals},
         )
 
-    async def _member_ships_free(self, req: dict) -> bool:
+    async def _shipping(self, cart: Cart, req: dict) -> tuple:
+        """(the carrier quote chosen for the cart's parcel, whether the buyer's plan ships its method
+        free); a stale or unknown option is refused (actors/checkout/shipping.py). Digital items
+        only: nothing ships, no quote."""
+        from flashmart.actors.checkout import shipping
         from flashmart.actors.membership.benefits import member_ships_free
 
-        return await member_ships_free(self.db, req.get("user_id"), req["shipping_method"])
+        if not cart.needs_shipping():
+            return None, False
+        parcel = await shipping.parcel_of_cart(
+            self.db, [i.sku for i in cart.items.values()], cart.weight_g(), req["shipping_address"]
+        )
+        quote = shipping.choose(
+            shipping.quotes_for(parcel), req.get("shipping_option"), req["shipping_method"]
+        )
+        return quote, await member_ships_free(self.db, req.get("user_id"), quote.method)
 
     @staticmethod
-    def _price(
-        snap: dict, req: dict, member_free_shipping: bool = False
-    ) -> tuple[Cart, pricing.Price]:
+    def _price(snap: dict, req: dict, shipping: tuple) -> tuple[Cart, pricing.Price]:
         """The cart priced now (coupons re-checked against the clock; limits are enforced in the order
-        transaction). A member whose plan ships the method free pays no shipping; digital lines
-        weigh nothing and a cart of digital items only pays no shipping at all."""
+        transaction), shipping at the carrier's quote chosen (`shipping`: from _shipping). A member
+        whose plan ships the quote's method free pays no shipping; digital lines weigh nothing and a
+        cart of digital items only pays no shipping at all."""
+        quote, member_free_shipping = shipping
         cart = Cart.from_dict(snap["cart"])
         now = _now()
         disc = cart.discount(now.timestamp())
@@ -228,10 +245,11 @@ class Saga:
             disc.amount,
             disc.free_shipping or member_free_shipping,
             cart.weight_g(),
-            req["shipping_method"],
+            quote.method if quote is not None else req["shipping_method"],
             pricing.tax_country(req.get("shipping_address"), req.get("billing_address")),
             now.date(),
             ships=cart.needs_shipping(),
+            quote=quote,
         )
 
     @staticmethod
@@ -354,7 +372,8 @@ class Saga:
             "grand_total": p.grand_total,
             "shipping_address": req["shipping_address"],
             "billing_address": req.get("billing_address"),
-            "shipping_method": req["shipping_method"],
+            "shipping_method": p.quote.method if p.quote is not None else req["shipping_method"],
+            "shipping_option": shipping_option_of(p.quote) if p.quote is not None else None,
             "estimated_delivery": p.estimated_delivery,
             "fraud_score": verdict["risk_score"],
             "fraud_action": verdict["action"],

@@ -323,22 +323,53 @@ async def merge_guest_cart(ctx: Context, guest_cart_id: str, user_id: int) -> di
 @router.get("/cart/shipping-options")
 async def shipping_options(
     country: str = Query(..., pattern=r"^[A-Za-z]{2}$"),
+    state: str | None = Query(None, max_length=100),
     who: CartWho = Depends(cart_of),
     ctx: Context = Depends(get_ctx),
 ) -> dict:
-    """Standard and express, priced by the cart's weight and the distance zone of the country."""
+    """The carriers' quotes for the cart's parcel (its weight, from the nearest warehouse that
+    stocks it, to this country and state), cheapest first. Send an option's `option` as the
+    checkout's `shipping_option`: that is the price charged (`cost`: free when the buyer's member
+    plan or a coupon ships its method free, or standard shipping is free from the order's value)."""
     from decimal import Decimal
 
-    from flashmart.actors.checkout.pricing import shipping_options as options
-
-    cart = await _carts(ctx).store.load(who.cart_id)
-    goods = cart.subtotal() - cart.discount(dt.datetime.now().timestamp()).amount
-    offered = options(cart.weight_g(), country, Decimal(goods), dt.date.today())
+    from flashmart.actors.checkout import pricing, shipping
     from flashmart.actors.membership.benefits import member_ships_free
 
-    for o in offered:  # a member's plan may ship some methods free (checkout prices the same)
-        if not cart.needs_shipping() or await member_ships_free(ctx.db, who.user_id, o["method"]):
-            o["cost"] = 0.0  # digital items only: nothing ships
+    cart = await _carts(ctx).store.load(who.cart_id)
+    if not cart.items:
+        raise Refused("invalid", "the cart is empty: there is nothing to ship")
+    today = dt.date.today()
+    disc = cart.discount(dt.datetime.now().timestamp())
+    goods = Decimal(cart.subtotal() - disc.amount)
+    address = {"country": country.upper(), "state": state}
+    offered = []
+    quotes = []
+    if cart.needs_shipping():  # digital items only: nothing ships, every method costs nothing
+        parcel = await shipping.parcel_of_cart(
+            ctx.db, [i.sku for i in cart.items.values()], cart.weight_g(), address
+        )
+        quotes = shipping.quotes_for(parcel)
+    for q in quotes:
+        free = disc.free_shipping or await member_ships_free(ctx.db, who.user_id, q.method)
+        cost = pricing.shipping_cost(q.method, cart.weight_g(), country, goods, free, q.price)
+        offered.append(
+            {
+                "option": shipping.option_of(q),
+                "carrier": q.carrier,
+                "service": q.service,
+                "method": q.method,
+                "price": float(q.price),
+                "cost": float(cost),
+                "transit_days": q.transit_days,
+                "estimated_delivery": pricing.add_business_days(today, q.transit_days).isoformat(),
+            }
+        )
+    if not cart.needs_shipping():
+        offered = [
+            {"method": m, "cost": 0.0, "estimated_delivery": today.isoformat()}
+            for m in pricing.METHODS
+        ]
     return {
         "country": country.upper(),
         "weight_g": cart.weight_g(),

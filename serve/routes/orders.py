@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from flashmart.actors.checkout.shipping import OPTION_PATTERN
 from flashmart.obs import request_id_var
 from flashmart.refusals import Refusal
 from flashmart.serve import analytics
@@ -79,7 +80,15 @@ class CheckoutBody(BaseModel):
     )
     billing_address: Address | None = None
     payment_method: PaymentMethod
-    shipping_method: Literal["standard", "express"] = "standard"
+    shipping_method: Literal["standard", "express"] = Field(
+        "standard", description="without shipping_option: this method's cheapest carrier quote"
+    )
+    shipping_option: str | None = Field(
+        None,
+        pattern=OPTION_PATTERN,
+        description="an option of GET /api/v1/cart/shipping-options (carrier:service:price): "
+        "charged at that price, or refused (409) when the carrier now quotes another",
+    )
     use_store_credit: bool = False
     gift_card: str | None = Field(None, min_length=4, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
 
@@ -133,6 +142,7 @@ async def checkout(
         "billing_address": body.billing_address.model_dump() if body.billing_address else None,
         "payment_token": body.payment_method.token,
         "shipping_method": body.shipping_method,
+        "shipping_option": body.shipping_option,
         "use_store_credit": body.use_store_credit,
         "gift_card": body.gift_card,
         "request_id": request_id_var.get(),
@@ -255,6 +265,7 @@ async def get_order(
         "grand_total": float(o["grand_total"]),
         "currency": o["currency"],
         "shipping_method": o["shipping_method"],
+        "shipping_option": o.get("shipping_option"),
         "fraud_action": o["fraud_action"],
         "items": [
             {
