@@ -211,3 +211,101 @@ def test_funnel_searches_and_a_flash_sales_timeline(platform, api, db, warehouse
     assert (
         api.get(f"/api/v1/reports/flash-sales/{sale_id}", headers=other.headers).status_code == 404
     )
+
+
+def _expected_refunds(db, since, until, seller_id=None) -> dict[str, dict]:
+    """Refunds by day and returns by status, from the rows in Python (a seller: the orders that
+    hold one of their products)."""
+    theirs = None
+    if seller_id is not None:
+        theirs = {
+            r["order_id"]
+            for r in db.execute(
+                "SELECT i.order_id FROM order_items i JOIN product_variants v ON v.sku = i.sku "
+                "JOIN products p ON p.id = v.product_id WHERE p.seller_id = %s",
+                (seller_id,),
+            ).fetchall()
+        }
+    by_day: dict[str, tuple[int, Decimal]] = {}
+    for r in db.execute("SELECT order_id, amount, created_at FROM refunds").fetchall():
+        if not since <= r["created_at"] < until or (
+            theirs is not None and r["order_id"] not in theirs
+        ):
+            continue
+        day = r["created_at"].astimezone(dt.UTC).date().isoformat()
+        n, amount = by_day.get(day, (0, Decimal("0")))
+        by_day[day] = (n + 1, amount + r["amount"])
+    by_status: dict[str, tuple[int, Decimal]] = {}
+    for r in db.execute(
+        "SELECT order_id, status, refund_amount, created_at FROM returns"
+    ).fetchall():
+        if not since <= r["created_at"] < until or (
+            theirs is not None and r["order_id"] not in theirs
+        ):
+            continue
+        n, amount = by_status.get(r["status"], (0, Decimal("0")))
+        by_status[r["status"]] = (n + 1, amount + r["refund_amount"])
+    return {"refunds": by_day, "returns": by_status}
+
+
+def _reported_refunds(api, user, since, until) -> dict[str, dict]:
+    r = api.get(
+        "/api/v1/reports/refunds",
+        params={"from": since.isoformat(), "to": until.isoformat()},
+        headers=user.headers,
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    return {
+        "refunds": {
+            row["day"]: (row["refunds"], Decimal(row["amount"])) for row in out["refunds_by_day"]
+        },
+        "returns": {
+            row["status"]: (row["returns"], Decimal(row["refund_amount"]))
+            for row in out["returns_by_status"]
+        },
+    }
+
+
+def test_refunds_and_returns_reports_agree_with_the_rows(platform, api, db, warehouse, admin):
+    from tests.shop import ask_return, ship
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    owner, sid = seller(api, db, "refunding seller")
+    _, other_sid = seller(api, db, "other refunding seller")
+    sku = seller_product(db, api, warehouse, sid, price="10.00", stock=10)
+    other_sku = seller_product(db, api, warehouse, other_sid, price="8.00", stock=10)
+    support = make_user(api, "support")
+
+    def refund(oid: str, amount: str) -> None:
+        r = api.post(
+            f"/api/v1/orders/{oid}/refunds",
+            json={"amount": amount, "reason": "goodwill"},
+            headers=support.headers,
+        )
+        assert r.status_code == 200, r.text
+
+    refund(buy(platform, api, make_user(api, "customer"), sku, 2)["order_id"], "3.50")
+    refund(buy(platform, api, make_user(api, "customer"), other_sku, 1)["order_id"], "2.00")
+    for approve in (True, False):  # one return refunded, one still requested
+        buyer = make_user(api, "customer")
+        oid = buy(platform, api, buyer, sku, 1)["order_id"]
+        ship(api, admin, oid)
+        asked = ask_return(api, buyer, oid, sku, 1)
+        assert asked.status_code == 201, asked.text
+        if approve:
+            rid = asked.json()["return_id"]
+            done = api.post(f"/api/v1/returns/{rid}/approve", headers=support.headers)
+            assert done.status_code == 200, done.text
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+
+    expected = _expected_refunds(db, since, until)
+    assert _reported_refunds(api, make_user(api, "admin"), since, until) == expected
+    assert sum(n for n, _ in expected["refunds"].values()) >= 3
+    assert {"requested", "refunded"} <= set(expected["returns"])
+    # a seller: only the refunds and returns of orders holding their products
+    mine = _expected_refunds(db, since, until, seller_id=sid)
+    assert _reported_refunds(api, owner, since, until) == mine
+    assert sum(a for _, a in mine["refunds"].values()) < sum(
+        a for _, a in expected["refunds"].values()
+    )
