@@ -92,6 +92,12 @@ def test_a_digital_item_is_bought_without_stock_shipping_or_address(api, platfor
     stranger = make_user(api)
     assert api.get(f"/api/v1/content/{item_id}/access", headers=stranger.headers).status_code == 403
 
+    # the order cancelled (refunded): the next access is refused - it is checked every time
+    oid = order.json()["order_id"]
+    assert api.post(f"/api/v1/orders/{oid}/cancel", headers=buyer.headers).status_code == 200
+    gone = api.get(f"/api/v1/content/{item_id}/access", headers=buyer.headers)
+    assert gone.status_code == 403 and gone.json()["error"] == "not_entitled"
+
 
 def test_a_mixed_cart_pays_shipping_for_its_physical_lines_only(
     api, platform, admin, warehouse, db
