@@ -204,6 +204,9 @@ class Settings(BaseSettings):
         30 * 24 * 3600, ge=60, description="cart lifetime in Redis (seed: 30 days)"
     )
     cart_items_max: int = Field(100, ge=1)
+    cart_units_per_sku_max: int = Field(
+        50, ge=0, description="units of one SKU a cart may hold (0: no cap); more is refused (409)"
+    )
     checkout_pool_size: int = Field(2, ge=1, le=64, description="checkout saga actors")
     saga_stale_s: float = Field(
         60.0, gt=0, description="a running saga untouched this long is in doubt"

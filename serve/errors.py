@@ -17,6 +17,7 @@ STATUS_BY_REASON: dict[str, int] = {
     "conflict": 409,
     "sold_out": 409,
     "limit_reached": 409,
+    "too_many_units": 409,  # the cart's cap of units per SKU
     "hold_expired": 409,
     "unknown_hold": 409,
     "payment_declined": 402,

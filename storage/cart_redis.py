@@ -11,10 +11,12 @@ Every writer of a cart goes through this module, so a cart never loses an update
 - `add_hold(...)`: the flash sale's add-to-cart, in one round trip. The script applies the same
   transition as Cart.add_hold to the stored cart (line by SKU, latest price, one more hold, version
   + 1), so it needs no prior read; it is atomic, so it cannot overwrite a concurrent writer either.
-  In the same step it checks what the replica's in-process caches assumed: the product's catalog
-  version (storage/product_cache.py's version key, renewed by every catalog write) and, when the
-  replica believes no waiting room is open for the SKU, that none is. Either assumption broken: the
-  cart is untouched and the caller learns why (it re-reads the catalog or asks the waiting room).
+  It takes the caller's rate-limit tokens (api.ip, api.user) first and caps the units of one SKU a
+  cart holds, so an add costs no round trip beyond it. In the same step it checks what the replica's
+  in-process caches assumed: the product's catalog version (storage/product_cache.py's version key,
+  renewed by every catalog write) and, when the replica believes no waiting room is open for the
+  SKU, that none is. Either assumption broken: the cart is untouched and the caller learns why (it
+  re-reads the catalog or asks the waiting room).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from flashmart.actors.carts.state import Cart, Hold
 from flashmart.storage.product_cache import VERSION_KEY
+from flashmart.storage.rate_buckets import TAKE_TOKENS_LUA
 
 
 def cart_key(cart_id: str) -> str:
@@ -51,13 +54,20 @@ end
 return {1, version}
 """
 
-# KEYS: cart, product version, waiting room of the SKU.
+# KEYS: cart, product version, waiting room of the SKU, then the caller's rate-limit buckets.
 # ARGV: cart id, user id ('' for a guest), sku, product id, name, unit price, weight g, hold id,
 #       quantity, expires at, new item id, items max, ttl s, expected product version ('' = none),
 #       check room ('1': refuse when a room is open), first version of a new cart, digital ('1': a
-#       line bought once - adding it again changes nothing).
-# Returns {'ok', cart JSON} | {'stale_catalog'} | {'room_open'} | {'too_large'}.
-_ADD_HOLD = """
+#       line bought once - adding it again changes nothing), units of one SKU a cart may hold (0 = no
+#       cap), then take_tokens' cost, capacity and refill per bucket.
+# Returns {'ok', cart JSON} | {'rate_limited', wait s} | {'stale_catalog'} | {'room_open'} |
+#         {'too_large'} | {'too_many_units', units held}.
+# The buckets come first: a call refused by them changes nothing else; any other answer took a token.
+_ADD_HOLD = (
+    TAKE_TOKENS_LUA
+    + """
+local wait = take_tokens(4, 19)
+if wait > 0 then return {'rate_limited', tostring(wait)} end
 if ARGV[15] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {'room_open'} end
 local pv = redis.call('GET', KEYS[2]) or ''
 if pv ~= ARGV[14] then return {'stale_catalog'} end
@@ -77,6 +87,15 @@ for _, it in pairs(cart['items']) do
   count = count + 1
   if it['sku'] == ARGV[3] then item = it end
 end
+local held = 0
+if item ~= nil then
+  for _, h in ipairs(item['holds']) do held = held + tonumber(h['quantity']) end
+end
+local again = item ~= nil and item['digital'] == true and held > 0  -- a digital line: no change
+local cap = tonumber(ARGV[18]) or 0
+if cap > 0 and not again and held + tonumber(ARGV[9]) > cap then
+  return {'too_many_units', tostring(held)}
+end
 if item == nil then
   if count >= tonumber(ARGV[12]) then return {'too_large'} end
   item = {item_id = ARGV[11], sku = ARGV[3], product_id = ARGV[4], name = ARGV[5],
@@ -94,7 +113,7 @@ local out = cjson.encode(cart)
 redis.call('SET', KEYS[1], out, 'EX', tonumber(ARGV[13]))
 return {'ok', out}
 """
-
+)
 
 # KEYS: cart. ARGV: ttl seconds, then the hold ids an order took.
 # The order took these holds: the lines they back lose them (a line left without a hold goes), the
@@ -129,8 +148,11 @@ return 1
 
 @dataclass(frozen=True)
 class AddOutcome:
-    status: str  # ok | stale_catalog | room_open | too_large
+    status: str  # ok | rate_limited | stale_catalog | room_open | too_large | too_many_units
     cart: Cart | None = None
+    detail: str = (
+        ""  # rate_limited: seconds until the buckets have tokens; too_many_units: units held
+    )
 
 
 def first_version() -> int:
@@ -192,12 +214,19 @@ class CartStore:
         items_max: int,
         catalog_version: str | None,
         check_room: bool,
+        units_max: int = 0,
+        buckets: tuple[list[str], list] = ([], [1.0]),
     ) -> AddOutcome:
+        """`buckets`: rate-limit buckets (storage/rate_buckets.py bucket_call) whose tokens this write
+        takes first, in the same round trip; `units_max`: the units of this SKU the cart may hold
+        (0: no cap)."""
+        bucket_keys, bucket_args = buckets
         res = await self._add(
             keys=[
                 cart_key(cart_id),
                 VERSION_KEY.format(variant.product_id),
                 room_key(variant.sku),
+                *bucket_keys,
             ],
             args=[
                 cart_id,
@@ -217,9 +246,11 @@ class CartStore:
                 "1" if check_room else "0",
                 first_version(),
                 "1" if getattr(variant, "digital", False) else "0",
+                units_max,
+                *bucket_args,
             ],
         )
         status = res[0]
         if status != "ok":
-            return AddOutcome(status)
+            return AddOutcome(status, detail=str(res[1]) if len(res) > 1 else "")
         return AddOutcome("ok", Cart.from_dict(json.loads(res[1])))

@@ -236,3 +236,86 @@ def test_checked_out_drops_the_taken_holds_in_one_step_and_a_stale_writer_loses(
         assert await store.raw(cid) is None
 
     asyncio.run(scenario())
+
+
+def test_an_add_takes_its_rate_limit_token_in_its_cart_write_and_a_limited_one_keeps_nothing(
+    engine, db
+):
+    """The api.ip / api.user buckets are taken by the add's own cart write (one round trip): the add
+    past the bucket is answered rate_limited, its hold goes back and the cart is as it was."""
+    from flashmart.actors.carts.add import Tokens
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.storage.postgres import open_async_pool
+    from flashmart.storage.rate_buckets import bucket_call
+
+    _, sku = _product(db)
+    limits = {"api.ip": [2, 0.001], "api.user": [100, 100.0]}
+    address = f"10.1.{uuid.uuid4().int % 250}.9"
+
+    async def scenario():
+        redis = async_redis(engine.redis_url)
+        pool = await open_async_pool(engine.database_url, max_size=2)
+        inv = await InventoryClient.connect(engine)
+        await inv.set_stock(sku, "wh-hotpath", 10)
+        catalog, store = CatalogCache(pool, redis), CartStore(redis, 3600)
+        cart = "g" + uuid.uuid4().hex
+        try:
+            outs = []
+            for _ in range(3):
+                tokens = Tokens(*bucket_call(limits, [("api.ip", address), ("api.user", "7")]))
+                req = AddRequest(cart, None, -9, sku, None, None, 1)
+                outs.append(
+                    await add_to_cart(
+                        store, catalog, inv, req, items_max=10, room_checked=False, tokens=tokens
+                    )
+                )
+                assert tokens.taken
+            assert "cart" in outs[0] and "cart" in outs[1], outs
+            assert outs[2].get("rate_limited", 0) > 0, outs[2]
+            assert (await inv.stock(sku)).held == 2  # the limited add's hold went back
+            assert (await store.load(cart)).item_by_sku(sku).quantity == 2
+        finally:
+            await inv.close()
+            await pool.close()
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_cart_holds_at_most_the_cap_of_units_of_one_sku(engine, db):
+    """cart_units_per_sku_max, checked in the add's cart write: the add past it is refused
+    (too_many_units, a 409) and gives its units back; up to the cap is fine."""
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.serve.errors import STATUS_BY_REASON
+    from flashmart.storage.postgres import open_async_pool
+
+    _, sku = _product(db)
+
+    async def scenario():
+        redis = async_redis(engine.redis_url)
+        pool = await open_async_pool(engine.database_url, max_size=2)
+        inv = await InventoryClient.connect(engine)
+        await inv.set_stock(sku, "wh-hotpath", 10)
+        catalog, store = CatalogCache(pool, redis), CartStore(redis, 3600)
+        cart = "g" + uuid.uuid4().hex
+
+        async def add(qty: int) -> dict:
+            req = AddRequest(cart, None, -11, sku, None, None, qty)
+            return await add_to_cart(
+                store, catalog, inv, req, items_max=10, room_checked=False, units_max=3
+            )
+
+        try:
+            assert "cart" in await add(2)
+            over = await add(2)
+            assert over.get("refused") == "too_many_units", over
+            assert "at most 3 units" in over["message"]
+            assert STATUS_BY_REASON["too_many_units"] == 409
+            assert (await inv.stock(sku)).held == 2  # its hold went back
+            assert (await add(1))["cart"]["items"][0]["quantity"] == 3  # up to the cap is fine
+        finally:
+            await inv.close()
+            await pool.close()
+            await redis.aclose()
+
+    asyncio.run(scenario())

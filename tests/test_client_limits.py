@@ -148,3 +148,16 @@ def test_a_signed_in_buyer_has_a_bucket_of_their_own(tight_app):
     with TestClient(app, client=("10.250.250.1", 40000), raise_server_exceptions=False) as client:
         codes = [client.get("/api/v1/cart", headers=headers).status_code for _ in range(3)]
     assert 429 not in codes[:2] and codes[2] == 429, codes
+
+
+def test_add_to_cart_takes_from_the_address_bucket_whatever_its_outcome(tight_app):
+    """Add-to-cart takes its api.ip token in its cart write, or, refused before any write (here the
+    app runs without actors, so every add fails in its handler), on its own: still one per call."""
+    app, _, TestClient = tight_app
+    address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.8"
+    with TestClient(app, client=(address, 40000), raise_server_exceptions=False) as client:
+        codes = [
+            client.post("/api/v1/cart/items", json={"sku": "NOPE-1", "quantity": 1}).status_code
+            for _ in range(5)
+        ]
+    assert 429 not in codes[:4] and codes[4] == 429, codes

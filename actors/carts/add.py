@@ -3,7 +3,10 @@
 Its cost is the hot-path budget: the variant and price from the replica's catalog cache, one
 reservation through the replica's batched inventory client (coalesced with every concurrent request
 of the replica for the same shard), one Redis round trip for the cart (storage/cart_redis.py's
-add_hold, which also re-checks what the caches assumed). The sold-out board and the waiting room are
+add_hold, which also takes the caller's rate-limit tokens, caps the units of the SKU in the cart and
+re-checks what the caches assumed). A refusal by the buckets or the cap gives the hold back at once
+(a reservation comes before the write, so a limited caller still costs one batched reserve and
+release: never a kept unit). The sold-out board and the waiting room are
 asked before, by the route.
 
 When the cart write finds the catalog changed since the cache read it, the new catalog is read and
@@ -19,12 +22,30 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flashmart.actors.carts.state import Hold
 from flashmart.actors.inventory.messages import STOCKLESS_HOLD_EXPIRES_AT, STOCKLESS_HOLD_PREFIX
 
 CATALOG_RETRIES_MAX = 3
+
+
+@dataclass
+class Tokens:
+    """The rate-limit buckets an add takes one token from (storage/rate_buckets.py bucket_call's keys
+    and args), in its cart write: no round trip of their own. Taken once per add however many writes
+    it needs (a catalog that changed meanwhile); `taken` tells the caller whether a write ran, so an
+    add refused before any write takes its token separately."""
+
+    keys: list[str] = field(default_factory=list)
+    args: list = field(default_factory=lambda: [1.0])
+    taken: bool = False
+
+    def for_write(self) -> tuple[list[str], list]:
+        if self.taken:
+            return [], [1.0]
+        self.taken = True
+        return self.keys, self.args
 
 
 @dataclass(frozen=True)
@@ -74,9 +95,15 @@ async def add_to_cart(
     items_max: int,
     room_checked: bool,
     pricing=None,
+    units_max: int = 0,
+    tokens: Tokens | None = None,
 ) -> dict:
     """{"cart": view} | a refusal | {"room_open": sku} (a waiting room opened that this replica had not
-    heard of: nothing was kept; the caller asks the room, then adds again with room_checked=True)."""
+    heard of: nothing was kept; the caller asks the room, then adds again with room_checked=True) |
+    {"rate_limited": seconds} (the caller's buckets were empty: nothing was kept).
+    `units_max`: the units of one SKU a cart may hold (0: no cap); `tokens`: the rate-limit buckets
+    the cart write takes from."""
+    tokens = tokens or Tokens()
     variant = await priced(pricing, req.user_id, await find(catalog, req))
     if variant is None:
         return not_found(req)
@@ -103,6 +130,8 @@ async def add_to_cart(
             items_max=items_max,
             catalog_version=variant.version,
             check_room=not room_checked,
+            units_max=units_max,
+            buckets=tokens.for_write(),
         )
         if out.status == "ok":
             return {"cart": out.cart.view(time.time())}
@@ -110,6 +139,14 @@ async def add_to_cart(
             await inventory.release(variant.sku, hold.hold_id)
             if out.status == "room_open":
                 return {"room_open": variant.sku}
+            if out.status == "rate_limited":
+                return {"rate_limited": float(out.detail)}
+            if out.status == "too_many_units":
+                return refused(
+                    "too_many_units",
+                    f"a cart holds at most {units_max} units of {variant.sku} "
+                    f"({out.detail} held already)",
+                )
             return refused("too_large", f"a cart holds at most {items_max} different items")
         catalog.forget(variant.product_id)  # changed meanwhile: read it again, then write
         fresh = await priced(pricing, req.user_id, await catalog.variant(sku=variant.sku))

@@ -100,6 +100,10 @@ class CartBook:
     # --- changes -----------------------------------------------------------------------------------
 
     async def set_quantity(self, cart_id: str, buyer_id: int, item_id: str, quantity: int) -> dict:
+        cap = self.settings.cart_units_per_sku_max
+        if cap and quantity > cap:  # the same cap as add-to-cart's (storage/cart_redis.py)
+            return refused("too_many_units", f"a cart holds at most {cap} units of one item")
+
         async def attempt():
             cart, base = await self._load(cart_id)
             item = cart.items.get(item_id)

@@ -36,6 +36,7 @@ ROUTERS = [
     inventory.router,
     waiting_room.router,
     cart.router,
+    cart.add_router,  # add-to-cart: its rate limit is taken in its cart write
     orders.router,
     payments.router,
     admin_search.router,

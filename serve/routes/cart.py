@@ -7,7 +7,7 @@ import datetime as dt
 import re
 import uuid
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashmart.serve import analytics
@@ -15,11 +15,14 @@ from flashmart.serve.auth import Principal, optional_principal, require
 from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
 from flashmart.serve.json import json_response
-from flashmart.serve.ratelimit import rate_limit
+from flashmart.serve.ratelimit import buckets_of, rate_limit, rate_limited, take
+from flashmart.storage.rate_buckets import bucket_call
 
 # every cart call takes a token from the caller's address bucket (api.ip) and, signed in, their own
-# (api.user): no one client adds, polls or holds at will
+# (api.user): no one client adds, polls or holds at will. Add-to-cart (add_router) takes it inside its
+# cart write (storage/cart_redis.py): the flash sale's hot call makes no round trip for its limit.
 router = APIRouter(prefix="/api/v1", tags=["cart"], dependencies=[Depends(rate_limit("api"))])
+add_router = APIRouter(prefix="/api/v1", tags=["cart"])
 GUEST_ID = re.compile(r"^g[0-9a-f]{32}$")
 
 
@@ -178,9 +181,10 @@ def _member_pricing(ctx: Context):
     return pricing
 
 
-async def _add(ctx: Context, who: CartWho, sku: str, body: AddItem) -> dict:
+async def _add(ctx: Context, who: CartWho, sku: str, body: AddItem, tokens) -> dict:
     """The sold-out board, the waiting room only when one may be open for the SKU, then the add in
-    this replica (actors/carts/add.py): one batched reservation, one Redis round trip."""
+    this replica (actors/carts/add.py): one batched reservation, one Redis round trip (which takes
+    the caller's rate-limit `tokens` too)."""
     from flashmart.actors.carts.add import AddRequest, add_to_cart
 
     _refuse_sold_out(ctx, sku)
@@ -200,7 +204,11 @@ async def _add(ctx: Context, who: CartWho, sku: str, body: AddItem) -> dict:
             items_max=ctx.settings.cart_items_max,
             room_checked=room_checked,
             pricing=_member_pricing(ctx),
+            units_max=ctx.settings.cart_units_per_sku_max,
+            tokens=tokens,
         )
+        if "rate_limited" in result:
+            raise rate_limited(result["rate_limited"])
         if "room_open" not in result:
             return _out(result)
         catalog.rooms_open.add(sku)  # a room this replica had not heard of yet: ask it, then again
@@ -209,15 +217,28 @@ async def _add(ctx: Context, who: CartWho, sku: str, body: AddItem) -> dict:
     raise Refused("unavailable", f"the waiting room of {sku} is changing: try again")
 
 
-@router.post("/cart/items")
+@add_router.post("/cart/items", responses={409: {}, 429: {}})
 async def add_item(
-    body: AddItem, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
+    body: AddItem,
+    request: Request,
+    who: CartWho = Depends(cart_of),
+    ctx: Context = Depends(get_ctx),
 ) -> dict:
-    """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason.
-    A SKU whose flash sale has an open waiting room is sold only to buyers it has admitted."""
-    sku = await _resolve_sku(ctx, body)
-    with analytics.cart_add(ctx, sku, body.quantity, who.user_id, who.cart_id):  # its outcome
-        return json_response(await _add(ctx, who, sku, body))
+    """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason (also
+    beyond `cart_units_per_sku_max` units of one SKU in the cart). A SKU whose flash sale has an open
+    waiting room is sold only to buyers it has admitted. Takes a token from api.ip and api.user."""
+    from flashmart.actors.carts.add import Tokens
+
+    tokens = Tokens(*bucket_call(ctx.settings.rate_limits, await buckets_of(request, "api")))
+    try:
+        sku = await _resolve_sku(ctx, body)
+        with analytics.cart_add(ctx, sku, body.quantity, who.user_id, who.cart_id):  # its outcome
+            return json_response(await _add(ctx, who, sku, body, tokens))
+    except Exception:
+        # ended before its cart write (sold out, unknown, failed): its token is taken on its own
+        if not tokens.taken:
+            await take(ctx, *tokens.for_write())
+        raise
 
 
 async def _cart_item(ctx: Context, cart_id: str, item_id: str) -> dict | None:
@@ -285,7 +306,10 @@ async def wishlist(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_c
 async def move_to_cart(
     sku: str, who: CartWho = Depends(cart_of), ctx: Context = Depends(get_ctx)
 ) -> dict:
-    out = await _add(ctx, who, sku, AddItem(sku=sku, quantity=1))
+    from flashmart.actors.carts.add import Tokens
+
+    # this route's token was taken by the router's rate limit already
+    out = await _add(ctx, who, sku, AddItem(sku=sku, quantity=1), Tokens(taken=True))
     return (
         _out(await _carts(ctx).unsave(who.cart_id, sku))
         if any(s["sku"] == sku for s in out["saved_for_later"])
