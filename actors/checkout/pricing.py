@@ -136,15 +136,3 @@ def price(
         arrives,
         quote,
     )
-
-
-def shipping_options(weight_g: int, country: str, subtotal: Decimal, today: dt.date) -> list[dict]:
-    return [
-        {
-            "method": m,
-            "cost": float(shipping_cost(m, weight_g, country, subtotal)),
-            "estimated_delivery": estimated_delivery(m, country, today).isoformat(),
-            "zone": zone(country),
-        }
-        for m in METHODS
-    ]
