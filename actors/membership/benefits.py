@@ -9,9 +9,9 @@
 - `member_priced(db, user_id, variant)`: the price a member pays for a cart line: the flash-sale
   price from the member's early opening, then the plan's member discount.
 
-The last two run on the add-to-cart hot path, so they read in-process caches, not PostgreSQL per
-request: the live members (refreshed incrementally, by `updated_at`, at most every
-`REFRESH_S`) and the flash sales not over yet (reloaded at most every `REFRESH_S`). A new member's
+The last two run on the add-to-cart hot path, so they read in-process caches, never PostgreSQL on a
+request once warm: the live members (refreshed incrementally, by `updated_at`) and the flash sales not
+over yet, both refreshed every `REFRESH_S` by a background task of the process. A new member's
 benefits reach the cart within that delay; checkout and the membership API read PostgreSQL.
 """
 
@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from flashmart.actors.membership.plans import NONE, Benefits
+from flashmart.obs import logger
+
+log = logger("membership")
 
 REFRESH_S = 1.0
 FULL_RELOAD_S = 60.0
@@ -50,28 +53,53 @@ class _Sale:
 
 
 class BenefitsCache:
-    """Live members, plans and coming flash sales of one process, refreshed lazily on use."""
+    """Live members, plans and coming flash sales of one process. The first use loads them; from then
+    on a background task of the process refreshes them every REFRESH_S (`ticks`) and a request only
+    reads memory: no request waits for PostgreSQL once the cache is warm. `clock` (wall time) decides
+    whether a membership or a sale is live; `ticks` (monotonic) paces the refreshes."""
 
-    def __init__(self, db, clock=time.time):
-        self.db, self.clock = db, clock
+    def __init__(self, db, clock=time.time, ticks=time.monotonic):
+        self.db, self.clock, self.ticks = db, clock, ticks
         self.members: dict[int, _Member] = {}
         self.plans: dict[str, Benefits] = {}
         self.sales: dict[str, list[_Sale]] = {}
+        self.refreshes = 0
+        self.refreshed_at = self._full_at = float("-inf")
         self._seen_until: dt.datetime | None = None
-        self._refreshed_at = self._full_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._follower: asyncio.Task | None = None
 
     async def _fresh(self) -> None:
-        if time.monotonic() - self._refreshed_at < REFRESH_S:
-            return
-        async with self._lock:
-            if time.monotonic() - self._refreshed_at < REFRESH_S:
-                return
-            await self._refresh()
-            self._refreshed_at = time.monotonic()
+        """Loaded once (the process's first use waits for it), then kept fresh in the background."""
+        if self.refreshes == 0:
+            async with self._lock:
+                if self.refreshes == 0:
+                    await self.refresh()
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.get_running_loop().create_task(self._follow())
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, REFRESH_S - (self.ticks() - self.refreshed_at)))
+            try:
+                async with self._lock:
+                    await self.refresh()
+            except Exception as exc:  # PostgreSQL away: the last known benefits stand, retried
+                log.warning("member benefits not refreshed: %s", exc)
+                await asyncio.sleep(REFRESH_S)
+
+    def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+
+    async def refresh(self) -> None:
+        """Read what changed since the last refresh (everything every FULL_RELOAD_S)."""
+        await self._refresh()
+        self.refreshes += 1
+        self.refreshed_at = self.ticks()
 
     async def _refresh(self) -> None:
-        full = time.monotonic() - self._full_at >= FULL_RELOAD_S or self._seen_until is None
+        full = self.ticks() - self._full_at >= FULL_RELOAD_S or self._seen_until is None
         async with self.db.connection() as conn:
             plans = await (
                 await conn.execute("SELECT id, benefits FROM membership_plans")
@@ -112,7 +140,7 @@ class BenefitsCache:
             )
         self.sales = by_sku
         if full:
-            self._full_at = time.monotonic()
+            self._full_at = self.ticks()
 
     async def benefits(self, user_id: int | None) -> Benefits:
         if user_id is None or user_id < 0:
