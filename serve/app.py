@@ -80,12 +80,14 @@ def open_cart_services(ctx) -> dict:
     from flashmart.actors.carts.book import CartBook
     from flashmart.storage.cart_redis import CartStore
     from flashmart.storage.catalog_cache import CatalogCache
-    from flashmart.storage.redis import async_redis
+    from flashmart.storage.redis import async_redis, redis_timeouts
 
     settings = ctx.settings
     return {
         "catalog": CatalogCache.start(
-            ctx.db, ctx.redis, follower=async_redis(settings.redis_url, max_connections=2)
+            ctx.db,
+            ctx.redis,
+            follower=async_redis(settings.redis_url, max_connections=2, **redis_timeouts(settings)),
         ),
         "cart_book": CartBook(
             CartStore(ctx.redis, settings.cart_ttl_s), ctx.services["inventory"], ctx.db, settings

@@ -42,7 +42,7 @@ from flashmart.actors.inventory.ports import (
 )
 from flashmart.actors.inventory.state import Hold
 from flashmart.actors.inventory.warehouses import Location
-from flashmart.storage.postgres import open_async_pool
+from flashmart.storage.postgres import PgTimeouts, open_async_pool
 
 JOURNAL_COLUMNS = (
     "sku, seq, kind, hold_id, buyer_id, order_id, quantity, warehouse_id, allocations, expires_at, "
@@ -273,14 +273,19 @@ def event_from_row(r: dict) -> Any:
 
 
 class PostgresInventoryStore:
-    def __init__(self, database_url: str, *, pool_size_max: int = 3) -> None:
+    def __init__(
+        self, database_url: str, *, pool_size_max: int = 3, timeouts: PgTimeouts | None = None
+    ) -> None:
         self._url = database_url
         self._pool_size_max = pool_size_max
+        self._timeouts = timeouts or PgTimeouts()
         self._pool = None
 
     async def open(self) -> None:
         if self._pool is None:
-            self._pool = await open_async_pool(self._url, min_size=1, max_size=self._pool_size_max)
+            self._pool = await open_async_pool(
+                self._url, min_size=1, max_size=self._pool_size_max, timeouts=self._timeouts
+            )
 
     async def close(self) -> None:
         if self._pool is not None:

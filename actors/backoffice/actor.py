@@ -153,11 +153,20 @@ class BackofficeActor:
 
     async def start(self) -> dict:
         if self.task is None:
-            from flashmart.storage.postgres import open_async_pool
-            from flashmart.storage.redis import async_redis
+            from flashmart.storage.postgres import PgTimeouts, open_async_pool
+            from flashmart.storage.redis import async_redis, redis_timeouts
 
-            db = await open_async_pool(self.settings.database_url, min_size=1, max_size=4)
-            self.res = BackofficeResources(self.settings, db, async_redis(self.settings.redis_url))
+            db = await open_async_pool(
+                self.settings.database_url,
+                min_size=1,
+                max_size=4,
+                timeouts=PgTimeouts.of(self.settings),
+            )
+            self.res = BackofficeResources(
+                self.settings,
+                db,
+                async_redis(self.settings.redis_url, **redis_timeouts(self.settings)),
+            )
             from flashmart.actors.mail.outbox import ensure_group
 
             await ensure_group(self.res.redis)  # from now on: mail for what happens from here

@@ -575,10 +575,14 @@ def _make_directory_class():
     class InventoryDirectory:
         def __init__(self, settings: Settings) -> None:
             from flashmart.storage.inventory_postgres import PostgresInventoryStore
+            from flashmart.storage.postgres import PgTimeouts
 
             obs.configure_json_logging()
             self.core = DirectoryCore(
-                settings, PostgresInventoryStore(settings.database_url, pool_size_max=2)
+                settings,
+                PostgresInventoryStore(
+                    settings.database_url, pool_size_max=2, timeouts=PgTimeouts.of(settings)
+                ),
             )
 
         async def lookup(self, skus: list[str]) -> dict[str, str]:

@@ -740,8 +740,9 @@ class ShardEngine:
 
 def _postgres_store(settings: Settings) -> InventoryStore:
     from flashmart.storage.inventory_postgres import PostgresInventoryStore
+    from flashmart.storage.postgres import PgTimeouts
 
-    return PostgresInventoryStore(settings.database_url)
+    return PostgresInventoryStore(settings.database_url, timeouts=PgTimeouts.of(settings))
 
 
 def _redis_stock_feed(settings: Settings) -> StockFeed | None:

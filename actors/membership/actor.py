@@ -29,9 +29,14 @@ class MembershipSweeperActor:
     async def _get(self):
         if self._service is None:
             from flashmart.actors.membership.wiring import memberships_for
-            from flashmart.storage.postgres import open_async_pool
+            from flashmart.storage.postgres import PgTimeouts, open_async_pool
 
-            pool = await open_async_pool(self.settings.database_url, min_size=1, max_size=2)
+            pool = await open_async_pool(
+                self.settings.database_url,
+                min_size=1,
+                max_size=2,
+                timeouts=PgTimeouts.of(self.settings),
+            )
             self._service = memberships_for(self.settings, pool)
         return self._service
 

@@ -62,8 +62,8 @@ class OrderEventsActor:
             return self.info()
         from aiosmtpd.controller import Controller
 
-        from flashmart.storage.postgres import open_async_pool
-        from flashmart.storage.redis import async_redis
+        from flashmart.storage.postgres import PgTimeouts, open_async_pool
+        from flashmart.storage.redis import async_redis, redis_timeouts
 
         mail = Path(self.settings.data_dir) / "mail"
         mail.mkdir(parents=True, exist_ok=True)
@@ -75,8 +75,13 @@ class OrderEventsActor:
         )
         self.smtp.start()
         self.smtp_port = self.smtp.port
-        self.db = await open_async_pool(self.settings.database_url, min_size=1, max_size=2)
-        self.redis = async_redis(self.settings.redis_url)
+        self.db = await open_async_pool(
+            self.settings.database_url,
+            min_size=1,
+            max_size=2,
+            timeouts=PgTimeouts.of(self.settings),
+        )
+        self.redis = async_redis(self.settings.redis_url, **redis_timeouts(self.settings))
         await ensure_group(self.redis)
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._relay_loop()), loop.create_task(self._notify_loop())]

@@ -153,10 +153,13 @@ class PaymentWorker:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10_000)
 class PaymentActor:
     def __init__(self, settings: Settings, pool_size: int):
-        from flashmart.storage.redis import async_redis  # connects on first use, not here
+        # connects on first use, not here
+        from flashmart.storage.redis import async_redis, redis_timeouts
 
         self.worker = PaymentWorker(
-            settings, pool_size + settings.checkout_pool_size, async_redis(settings.redis_url)
+            settings,
+            pool_size + settings.checkout_pool_size,
+            async_redis(settings.redis_url, **redis_timeouts(settings)),
         )
 
     async def authorise(

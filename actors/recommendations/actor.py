@@ -22,14 +22,16 @@ log = logger("recommendations")
 @ray.remote(max_concurrency=32, num_cpus=0, max_restarts=-1)
 class RecommendationActor:
     async def __init__(self, settings: Settings):
-        from flashmart.storage.postgres import open_async_pool
+        from flashmart.storage.postgres import PgTimeouts, open_async_pool
         from flashmart.storage.recommendations_postgres import RecommendationsPostgres
-        from flashmart.storage.redis import async_redis
+        from flashmart.storage.redis import async_redis, redis_timeouts
         from flashmart.storage.views_redis import RedisViewSource
 
         self.settings = settings
-        self.db = await open_async_pool(settings.database_url, min_size=1, max_size=2)
-        self.redis = async_redis(settings.redis_url, max_connections=2)
+        self.db = await open_async_pool(
+            settings.database_url, min_size=1, max_size=2, timeouts=PgTimeouts.of(settings)
+        )
+        self.redis = async_redis(settings.redis_url, max_connections=2, **redis_timeouts(settings))
         self.engine = RecommendationEngine(
             RecommendationsPostgres(self.db),
             RedisViewSource(self.redis),

@@ -33,10 +33,14 @@ class RecommendationClient:
 
     @classmethod
     async def connect(cls, settings: Settings) -> RecommendationClient:
-        from flashmart.storage.redis import async_redis
+        from flashmart.storage.redis import async_redis, redis_timeouts
 
         actor = ray.get_actor(NAME, namespace=NAMESPACE)
-        return cls(settings, actor, async_redis(settings.redis_url, max_connections=4))
+        return cls(
+            settings,
+            actor,
+            async_redis(settings.redis_url, max_connections=4, **redis_timeouts(settings)),
+        )
 
     # --- lists ------------------------------------------------------------------------------------
 

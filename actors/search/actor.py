@@ -264,11 +264,15 @@ class SearchActor:
         self.synonyms.changed()
         self.synonyms.apply(self.index)
         if self.writer:
-            from flashmart.storage.postgres import open_async_pool
-            from flashmart.storage.redis import async_redis
+            from flashmart.storage.postgres import PgTimeouts, open_async_pool
+            from flashmart.storage.redis import async_redis, redis_timeouts
 
-            self.db = await open_async_pool(settings.database_url, min_size=1, max_size=3)
-            self.redis = async_redis(settings.redis_url, max_connections=4)
+            self.db = await open_async_pool(
+                settings.database_url, min_size=1, max_size=3, timeouts=PgTimeouts.of(settings)
+            )
+            self.redis = async_redis(
+                settings.redis_url, max_connections=4, **redis_timeouts(settings)
+            )
             await self._publish_synonyms()
             if self.index is not None:
                 await _open_writer(self.index, settings.search_writer_heap_mb * 1_000_000)
