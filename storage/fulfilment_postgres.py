@@ -13,6 +13,7 @@ from flashmart.actors.fulfilment.state import (
     plan_shipment,
 )
 from flashmart.refusals import Refusal
+from flashmart.storage.audit import audit
 
 _SELLER_OF_ITEM = "JOIN product_variants v ON v.sku = i.sku JOIN products p ON p.id = v.product_id"
 
@@ -86,8 +87,14 @@ class PostgresFulfilmentStore:
         return out
 
     async def create_shipment(
-        self, seller_id: int, order_id: str, requested: dict[str, int] | None, carrier: str
+        self,
+        seller_id: int,
+        order_id: str,
+        requested: dict[str, int] | None,
+        carrier: str,
+        actor_id: int | None = None,
     ) -> dict | Refusal:
+        """The seller's shipment of their lines, audited with `actor_id` in its transaction."""
         async with self.pool.connection() as conn, conn.transaction():
             order = await (
                 await conn.execute(
@@ -120,7 +127,16 @@ class PostgresFulfilmentStore:
             plan = plan_shipment(seller_id, order["status"], lines, requested)
             if isinstance(plan, Refusal):
                 return plan
-            return await self._write_shipment(conn, seller_id, order_id, plan, carrier)
+            out = await self._write_shipment(conn, seller_id, order_id, plan, carrier)
+            await audit(
+                conn,
+                actor_id,
+                "shipment.create",
+                "shipment",
+                out["shipment_id"],
+                {"order_id": order_id, "carrier": carrier, "lines": out["lines"], "by": "seller"},
+            )
+            return out
 
     async def _write_shipment(
         self, conn, seller_id: int, order_id: str, plan: ShipmentPlan, carrier: str
@@ -218,7 +234,6 @@ class PostgresFulfilmentStore:
         return {r["sku"]: r["seller_id"] for r in rows}
 
     async def reject_return(self, return_id: int, note: str, actor_id: int) -> bool:
-        from flashmart.storage.audit import audit
 
         async with self.pool.connection() as conn, conn.transaction():
             r = await (

@@ -36,6 +36,7 @@ MOVES_MONEY_OR_STOCK = frozenset(
         "warehouse.write",
         "flash_sale.write",
         "user.admin",
+        "seller.fulfil",
     }
 )
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -304,6 +305,62 @@ def shipment_event(api, actor, setup, db):
     _ok(api.post(url, json=body, headers=actor.headers))
 
 
+# --- a seller fulfils their own lines: the actor is linked to the catalog seller of the product ---
+
+
+def _sellers_order(api, actor, db) -> tuple[str, str, object]:
+    """(order id, sku, buyer) of a fresh order of a product of the actor's own catalog seller."""
+    from tests.backoffice_helpers import seller_product
+    from tests.shop import buy
+
+    sid = db.execute(
+        "INSERT INTO sellers (name, user_id) VALUES ('audit seller', %s) RETURNING id", (actor.id,)
+    ).fetchone()["id"]
+    wid = f"wa-{uuid.uuid4().hex[:8]}"
+    db.execute(
+        "INSERT INTO warehouses (id, name, lat, lon) VALUES (%s, 'audit', 37.7, -122.4)", (wid,)
+    )
+    sku = seller_product(db, api, wid, sid, stock=3)
+    buyer = make_user(api)
+    return buy(api.platform, api, buyer, sku, 1)["order_id"], sku, buyer
+
+
+def _seller_shipped(api, actor, db) -> tuple[str, str, object, int]:
+    oid, sku, buyer = _sellers_order(api, actor, db)
+    sid = _ok(api.post(f"/api/v1/seller/orders/{oid}/shipments", json={}, headers=actor.headers))
+    return oid, sku, buyer, sid["shipment_id"]
+
+
+def seller_shipment(api, actor, setup, db):
+    _seller_shipped(api, actor, db)
+
+
+def seller_shipment_event(api, actor, setup, db):
+    *_, shipment_id = _seller_shipped(api, actor, db)
+    url = f"/api/v1/seller/shipments/{shipment_id}/events"
+    _ok(api.post(url, json={"status": "delivered"}, headers=actor.headers))
+
+
+def _seller_return(api, actor, db) -> int:
+    from tests.shop import ask_return
+
+    oid, sku, buyer, shipment_id = _seller_shipped(api, actor, db)
+    url = f"/api/v1/seller/shipments/{shipment_id}/events"
+    _ok(api.post(url, json={"status": "delivered"}, headers=actor.headers))
+    return _ok(ask_return(api, buyer, oid, sku, 1))["return_id"]
+
+
+def seller_approve_return(api, actor, setup, db):
+    rid = _seller_return(api, actor, db)
+    _ok(api.post(f"/api/v1/seller/returns/{rid}/approve", headers=actor.headers))
+
+
+def seller_reject_return(api, actor, setup, db):
+    rid = _seller_return(api, actor, db)
+    body = {"note": "worn"}
+    _ok(api.post(f"/api/v1/seller/returns/{rid}/reject", json=body, headers=actor.headers))
+
+
 # (method, path) -> (scenario, role of the actor)
 SCENARIOS: dict[tuple[str, str], tuple[Callable, str]] = {
     ("POST", "/api/v1/products"): (create_product, "seller"),
@@ -332,6 +389,10 @@ SCENARIOS: dict[tuple[str, str], tuple[Callable, str]] = {
     ("POST", "/api/v1/returns/{return_id}/reject"): (reject_return, "support"),
     ("POST", "/api/v1/orders/{order_id}/shipments"): (create_shipment, "admin"),
     ("POST", "/api/v1/shipments/{shipment_id}/events"): (shipment_event, "admin"),
+    ("POST", "/api/v1/seller/orders/{order_id}/shipments"): (seller_shipment, "seller"),
+    ("POST", "/api/v1/seller/shipments/{shipment_id}/events"): (seller_shipment_event, "seller"),
+    ("POST", "/api/v1/seller/returns/{return_id}/approve"): (seller_approve_return, "seller"),
+    ("POST", "/api/v1/seller/returns/{return_id}/reject"): (seller_reject_return, "seller"),
 }
 
 # Staff routes whose handlers write no audit row yet, with why; strict: an entry that starts passing

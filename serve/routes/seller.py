@@ -79,7 +79,9 @@ async def create_seller_shipment(
         requested = {}
         for it in body.items:
             requested[it.sku] = requested.get(it.sku, 0) + it.quantity
-    out = await _store(ctx).create_shipment(seller_id, order_id, requested, body.carrier)
+    out = await _store(ctx).create_shipment(
+        seller_id, order_id, requested, body.carrier, principal.user_id
+    )
     if isinstance(out, Refusal):
         raise _refused(out)
     return out
