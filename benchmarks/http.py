@@ -7,7 +7,9 @@ be with httpx. Rows measured in one run, each with the same wrk settings:
 - `uvicorn_flashmart_healthz`: flashmart's own FastAPI app (middleware, error handlers) on uvicorn,
   without Serve: separates the cost of the app from the cost of Serve.
 - `serve_<route>`: flashmart deployed by flashmart.platform.deploy, through Serve's ingress
-  (HAProxy when present); /healthz always, search and add-to-cart when the API has those routes.
+  (HAProxy when present); /healthz always, search and add-to-cart when the API has those routes,
+  and `serve_checkout` (the whole checkout saga, a distinct signed-in buyer per request) when a
+  checkout preparer is given.
 
 Note the module name: always import it as `benchmarks.http` (the package), never run the file.
 """
@@ -406,6 +408,66 @@ def cart_preparer(settings, stock_units: int = 10_000_000):
     return prepare
 
 
+def checkout_preparer(settings, buyers: int = 1500):
+    """`serve_checkout`: POST /api/v1/orders/checkout through Serve, the whole saga (holds, fraud score,
+    authorise and capture at the local gateway, order and outbox rows), each request from a distinct
+    signed-in buyer whose cart holds one unit (tokens minted and carts filled before, as
+    benchmarks/checkout.py does) with a fresh Idempotency-Key. wrk walks the buyers in turn: a run
+    longer than `buyers` checkouts comes back to emptied carts, whose refusals count as non-2xx."""
+
+    def prepare(api_url: str):
+        import asyncio
+
+        import stripe
+
+        from benchmarks.checkout import ADDRESS, prepare_buyers
+
+        ready, _ = asyncio.run(prepare_buyers(settings, api_url, buyers))
+        card = (
+            stripe.StripeClient(
+                settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base}
+            )
+            .v1.payment_methods.create(
+                {
+                    "type": "card",
+                    "card": {
+                        "number": "4242424242424242",
+                        "exp_month": 12,
+                        "exp_year": 2031,
+                        "cvc": "123",
+                    },
+                }
+            )
+            .id
+        )
+        tokens = ",\n".join(json.dumps(b["headers"]["Authorization"]) for b in ready)
+        lua = (
+            f"tokens = {{\n{tokens}\n}}\n"
+            "i = 0\n"
+            "request = function()\n"
+            "  i = i + 1\n"
+            '  wrk.headers["Authorization"] = tokens[((i - 1) % #tokens) + 1]\n'
+            '  wrk.headers["Idempotency-Key"] = "bench-" .. i .. "-" .. math.random(1, 1000000000)\n'
+            "  return wrk.format()\n"
+            "end\n"
+        )
+        body = json.dumps(
+            {"shipping_address": ADDRESS, "payment_method": {"type": "card", "token": card}}
+        )
+        return Target(
+            "serve_checkout",
+            f"{api_url}/api/v1/orders/checkout",
+            method="POST",
+            body=body,
+            headers={"content-type": "application/json"},
+            lua=lua,
+            note=f"POST /api/v1/orders/checkout: the saga against the local gateway, a distinct "
+            f"signed-in buyer per request ({buyers} prepared), one unit each",
+        )
+
+    return prepare
+
+
 # a distinct buyer per request for the seckill app (wrk's Lua `request` hook)
 SECKILL_BUYER_LUA = """counter = 0
 request = function()
@@ -464,6 +526,7 @@ def run_http(
     connections: int,
     work_dir: Path,
     prepare_cart=None,
+    prepare_checkout=None,
     seckill: dict | None = None,
     say=print,
 ) -> dict:
@@ -513,6 +576,20 @@ def run_http(
                     wrk, target, duration_s=duration_s, connections=connections, work_dir=work_dir
                 )
             )
+    if api_url and prepare_checkout:  # the whole checkout saga over HTTP, wrk as for the rest
+        say("http: serve_checkout")
+        try:
+            rows.append(
+                run_wrk(
+                    wrk,
+                    prepare_checkout(api_url),
+                    duration_s=duration_s,
+                    connections=connections,
+                    work_dir=work_dir,
+                )
+            )
+        except Exception as exc:
+            not_measured.append(f"serve_checkout: {type(exc).__name__}: {exc}"[:300])
     if seckill:  # same wrk, same run: the simple app a shop would write instead
         say("http: seckill_flash_sale")
         try:

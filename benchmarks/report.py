@@ -481,6 +481,70 @@ def standalone_checkout_cpu_section() -> list[str]:
     return out + [f"- {line}" for line in r.get("findings", [])] + [""]
 
 
+def standalone_serve_sections() -> list[str]:
+    """benchmarks/results/serve_profile.json (python -m benchmarks.serve_profile): where a /healthz
+    request's CPU goes through Serve; benchmarks/results/http_checkout.json: the serve_checkout wrk row
+    measured on its own (benchmarks/http.py checkout_preparer)."""
+    out = []
+    path = REPO / "benchmarks" / "results" / "serve_profile.json"
+    if path.exists():
+        r = json.loads(path.read_text())
+        per = r["cpu_ms_per_request"]
+        total = sum(per.values())
+        out += [
+            "## Serve's own cost per request: a /healthz profile (standalone run)",
+            "",
+            f"- command: `{r.get('command', 'python -m benchmarks.serve_profile')}` "
+            f"({r.get('generated_at', '')}), ingress {r.get('ingress')}, one replica",
+            f"- wrk {r['connections']} connections for {r['seconds']} s: {_fmt(r['requests_per_s'], 0)} "
+            f"requests/s, p99 {_fmt(r['p99_ms'], 1)} ms, {r['non_2xx']} non-2xx; 1-minute load average "
+            f"{r['load_avg_1m']} on 2 cores{r.get('load_note', '')}",
+            f"- recorded in `benchmarks/results/{path.name}`",
+            "",
+            _md_table(
+                ["process", "CPU ms per /healthz request", "share"],
+                [[k, _fmt(v, 3), f"{v / total:.0%}"] for k, v in per.items()]
+                + [["all processes of the run", _fmt(total, 3), "100%"]],
+            ),
+            "",
+            f"Inside the replica, by the innermost Python frame of {_fmt(r['replica_samples'])} "
+            "py-spy samples (self time):",
+            "",
+            _md_table(
+                ["layer", "share of the replica's on-CPU samples"],
+                [[k, f"{v:.0%}"] for k, v in r["replica_self_time_by_layer"].items()],
+            ),
+            "",
+        ]
+        out += [f"- {line}" for line in r.get("findings", [])] + [""]
+    path = REPO / "benchmarks" / "results" / "http_checkout.json"
+    if path.exists():
+        r = json.loads(path.read_text())
+        out += [
+            "## HTTP checkout row (standalone run)",
+            "",
+            f"- command: `{r.get('command')}` ({r.get('generated_at', '')}); {r.get('note')}",
+            f"- 1-minute load average {r.get('load_avg_1m')} on 2 cores{r.get('load_note', '')}",
+            "",
+            _md_table(
+                HTTP_HEAD,
+                [
+                    [
+                        r["name"],
+                        _fmt(r["requests_per_s"], 1),
+                        "",
+                        _fmt(r["p50_ms"], 1),
+                        _fmt(r["p99_ms"], 1),
+                        _fmt(r["non_2xx"]),
+                        _fmt(r["socket_errors"]),
+                    ]
+                ],
+            ),
+            "",
+        ]
+    return out
+
+
 def standalone_search_sections() -> list[str]:
     """One section per benchmarks/results/search_<N>.json (`python -m benchmarks.search --products N`,
     run on its own because a million products take minutes): headline figures, then every figure."""
@@ -681,6 +745,7 @@ def write_docs(results: dict) -> Path:
             ]
         out += [""]
 
+    out += standalone_serve_sections()  # python -m benchmarks.serve_profile, the checkout wrk row
     out += [
         "## Ratios watched by `make bench-check`",
         "",

@@ -436,7 +436,7 @@ def section_other(name: str, entry_names: tuple[str, ...], settings, size, quick
 
 
 def section_http(settings, size, results, work_dir: Path) -> None:
-    from benchmarks.http import cart_preparer, run_http
+    from benchmarks.http import cart_preparer, checkout_preparer, run_http
     from flashmart.platform import ingress_name, serve_env
 
     ensure_deployed(settings)
@@ -446,6 +446,7 @@ def section_http(settings, size, results, work_dir: Path) -> None:
         connections=size["http_connections"],
         work_dir=work_dir,
         prepare_cart=cart_preparer(settings),
+        prepare_checkout=checkout_preparer(settings),
         seckill={
             "redis_url": settings.redis_url,
             "database_url": settings.database_url,

@@ -86,3 +86,20 @@ def test_wrk_output_is_parsed_with_units():
     assert figures["requests_per_s"] == 9090.0
     assert (figures["p50_ms"], figures["p99_ms"]) == (0.85, 1200.0)
     assert (figures["non_2xx"], figures["socket_errors"], figures["requests"]) == (12, 5, 45455)
+
+
+def test_serve_profile_attributes_each_sample_to_the_layer_of_its_innermost_frame():
+    """benchmarks/serve_profile.py: Ray Serve's own files (ray/serve/...) are Ray Serve, not flashmart's
+    serve/ package; a full site-packages path is named like py-spy's relative one."""
+    from benchmarks.serve_profile import layer_of, layers_of_profile
+
+    assert layer_of("serve/app.py") == "flashmart"
+    assert layer_of("ray/serve/_private/replica.py") == "Ray Serve"
+    assert layer_of("/x/.venv/lib/python3.11/site-packages/ray/serve/api.py") == "Ray Serve"
+    assert layer_of("ray/_private/worker.py") == "Ray core worker"
+    assert layer_of("uvicorn/protocols/http/httptools_impl.py") == "uvicorn/HTTP parsing"
+    raw = (
+        "a (x.py:1);RequestIdMiddleware.__call__ (serve/app.py:10) 3\n"
+        "a (x.py:1);Replica.handle (ray/serve/_private/replica.py:5) 1\n"
+    )
+    assert layers_of_profile(raw) == (4, {"flashmart": 0.75, "Ray Serve": 0.25})
