@@ -25,6 +25,7 @@ STATUS_BY_REASON: dict[str, int] = {
     "members_only": 403,  # a flash sale in its members' early access
     "not_entitled": 403,  # content the caller's membership or purchases do not include
     "too_large": 413,
+    "currency_mismatch": 409,  # a cart holds one currency
     "invalid": 422,
     "rate_limited": 429,
     "overloaded": 503,

@@ -59,14 +59,15 @@ return {1, version}
 #       quantity, expires at, new item id, items max, ttl s, expected product version ('' = none),
 #       check room ('1': refuse when a room is open), first version of a new cart, digital ('1': a
 #       line bought once - adding it again changes nothing), units of one SKU a cart may hold (0 = no
-#       cap), then take_tokens' cost, capacity and refill per bucket.
+#       cap), the line's currency, then take_tokens' cost, capacity and refill per bucket.
 # Returns {'ok', cart JSON} | {'rate_limited', wait s} | {'stale_catalog'} | {'room_open'} |
-#         {'too_large'} | {'too_many_units', units held}.
+#         {'too_large'} | {'too_many_units', units held} | {'currency_mismatch', the cart's
+#         currency} (a cart holds one currency).
 # The buckets come first: a call refused by them changes nothing else; any other answer took a token.
 _ADD_HOLD = (
     TAKE_TOKENS_LUA
     + """
-local wait = take_tokens(4, 19)
+local wait = take_tokens(4, 20)
 if wait > 0 then return {'rate_limited', tostring(wait)} end
 if ARGV[15] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {'room_open'} end
 local pv = redis.call('GET', KEYS[2]) or ''
@@ -95,6 +96,11 @@ local again = item ~= nil and item['digital'] == true and held > 0  -- a digital
 local cap = tonumber(ARGV[18]) or 0
 if cap > 0 and not again and held + tonumber(ARGV[9]) > cap then
   return {'too_many_units', tostring(held)}
+end
+if count == 0 or not cart['currency'] or cart['currency'] == cjson.null then
+  cart['currency'] = ARGV[19]
+elseif cart['currency'] ~= ARGV[19] then
+  return {'currency_mismatch', cart['currency']}
 end
 if item == nil then
   if count >= tonumber(ARGV[12]) then return {'too_large'} end
@@ -247,6 +253,7 @@ class CartStore:
                 first_version(),
                 "1" if getattr(variant, "digital", False) else "0",
                 units_max,
+                getattr(variant, "currency", "USD"),
                 *bucket_args,
             ],
         )

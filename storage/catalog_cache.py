@@ -38,7 +38,7 @@ _PRODUCT_OF_SKU = "SELECT product_id FROM product_variants WHERE sku = %s"
 # that have not ended, newest start first (the one running sets the price, as the cart always did).
 # A variant whose SKU a content item is sold under is digital: no stock, nothing to ship.
 _PRODUCT = """
-SELECT v.sku, v.attributes, p.name, p.status,
+SELECT v.sku, v.attributes, p.name, p.status, p.currency,
        (p.price + v.price_adjustment) AS list_price, COALESCE(p.weight_g, 500) AS weight_g,
        EXISTS (SELECT 1 FROM content_items c WHERE c.sku = v.sku) AS digital,
        COALESCE((SELECT json_agg(json_build_array(f.sale_price::text,
@@ -61,6 +61,7 @@ class CachedVariant:
     attributes: dict
     sales: tuple[tuple[str, float, float], ...]  # (price, starts_at, ends_at), newest start first
     digital: bool = False
+    currency: str = "USD"
 
     def price_at(self, now: float) -> str:
         for price, starts_at, ends_at in self.sales:
@@ -86,6 +87,7 @@ class Priced:
     weight_g: int
     version: str | None
     digital: bool = False  # delivered as content: the add reserves no stock
+    currency: str = "USD"
 
 
 @dataclass
@@ -151,6 +153,7 @@ class CatalogCache:
             found.weight_g,
             product.version,
             found.digital,
+            found.currency,
         )
 
     def forget(self, product_id: int) -> None:
@@ -182,6 +185,7 @@ class CatalogCache:
                     dict(r["attributes"] or {}),
                     tuple((str(p), float(s), float(e)) for p, s, e in r["sales"]),
                     bool(r["digital"]),
+                    str(r["currency"]).strip(),
                 )
                 for r in rows
             ],

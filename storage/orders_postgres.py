@@ -312,13 +312,16 @@ class PostgresOrderTx:
             "INSERT INTO orders (id, user_id, guest_email, status, subtotal, discount, tax, shipping, "
             "grand_total, shipping_address, billing_address, shipping_method, shipping_option, "
             "estimated_delivery, "
-            "fraud_score, fraud_action, fraud_flags, coupon_code, idempotency_key, idempotency_scope) "
+            "fraud_score, fraud_action, fraud_flags, coupon_code, idempotency_key, idempotency_scope, "
+            "currency) "
             "VALUES (%(id)s,%(user_id)s,%(guest_email)s,'pending',%(subtotal)s,%(discount)s,%(tax)s,"
             "%(shipping)s,%(grand_total)s,%(shipping_address)s,%(billing_address)s,"
             "%(shipping_method)s,%(shipping_option)s,%(estimated_delivery)s,%(fraud_score)s,%(fraud_action)s,"
-            "%(fraud_flags)s,%(coupon_code)s,%(idempotency_key)s,%(idempotency_scope)s)",
+            "%(fraud_flags)s,%(coupon_code)s,%(idempotency_key)s,%(idempotency_scope)s,"
+            "%(currency)s)",
             {
                 "shipping_option": None,
+                "currency": "USD",
                 **order,
                 "shipping_address": Jsonb(order["shipping_address"]),
                 "billing_address": Jsonb(order["billing_address"]),
@@ -335,14 +338,26 @@ class PostgresOrderTx:
             if p["kind"] == "card":
                 await self.conn.execute(
                     "INSERT INTO payments (order_id, kind, payment_intent_id, payment_method, amount, "
-                    "status) VALUES (%s, 'card', %s, %s, %s, 'authorised')",
-                    (order["id"], p["payment_intent_id"], p["payment_method"], p["amount"]),
+                    "status, currency) VALUES (%s, 'card', %s, %s, %s, 'authorised', %s)",
+                    (
+                        order["id"],
+                        p["payment_intent_id"],
+                        p["payment_method"],
+                        p["amount"],
+                        order.get("currency", "USD"),
+                    ),
                 )
             else:
                 await self.conn.execute(
-                    "INSERT INTO payments (order_id, kind, payment_method, amount, status) "
-                    "VALUES (%s, %s, %s, %s, 'authorised')",
-                    (order["id"], p["kind"], p["payment_method"], p["amount"]),
+                    "INSERT INTO payments (order_id, kind, payment_method, amount, status, currency) "
+                    "VALUES (%s, %s, %s, %s, 'authorised', %s)",
+                    (
+                        order["id"],
+                        p["kind"],
+                        p["payment_method"],
+                        p["amount"],
+                        order.get("currency", "USD"),
+                    ),
                 )
         await self.conn.execute(
             "INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order["id"],)

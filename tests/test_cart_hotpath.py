@@ -65,6 +65,7 @@ def test_a_stale_cart_write_is_refused_and_the_add_script_keeps_both_changes(bac
                 "7.50",
                 100,
             )
+            currency = "USD"
 
         out = await store.add_hold(
             cid,

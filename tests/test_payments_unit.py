@@ -151,3 +151,12 @@ def test_a_worker_without_redis_paces_alone_on_its_share(settings, unique):
         await w.gateway.close()
 
     asyncio.run(run())
+
+
+def test_amounts_go_to_the_gateway_in_the_currency_minor_units():
+    from flashmart.actors.payments.types import minor_quantum, to_minor
+
+    assert to_minor("10.99") == 1099 and to_minor("10.99", "EUR") == 1099
+    assert to_minor("1085", "JPY") == 1085 and to_minor("1085", "jpy") == 1085
+    assert to_minor("1.5", "KWD") == 1500  # three decimals
+    assert str(minor_quantum("JPY")) == "1" and str(minor_quantum("USD")) == "0.01"

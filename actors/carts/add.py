@@ -141,6 +141,12 @@ async def add_to_cart(
                 return {"room_open": variant.sku}
             if out.status == "rate_limited":
                 return {"rate_limited": float(out.detail)}
+            if out.status == "currency_mismatch":
+                return refused(
+                    "currency_mismatch",
+                    f"your cart is in {out.detail} and {variant.sku} is sold in "
+                    f"{variant.currency}: a cart holds one currency; check out or empty it first",
+                )
             if out.status == "too_many_units":
                 return refused(
                     "too_many_units",

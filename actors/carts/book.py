@@ -84,11 +84,15 @@ class CartBook:
 
     async def current_view(self, cart_id: str, price_now) -> dict:
         """The cart as the buyer sees it, at current prices: `price_now(sku)` answers a SKU's price
-        now for this buyer (None: not for sale). A moved line is written at its new price (lines no
-        longer for sale leave the cart), so what the buyer sees is what the checkout charges."""
+        and currency now for this buyer (None: not for sale). A moved line is written at its new
+        price (lines no longer for sale in the cart's currency leave it), so what the buyer sees is
+        what the checkout charges."""
         cart = await self.store.load(cart_id)
-        skus = {i.sku for i in cart.items.values()}
-        current = {sku: await price_now(sku) for sku in skus}
+        current = {}
+        for sku in {i.sku for i in cart.items.values()}:
+            now = await price_now(sku)
+            ok = now is not None and now[1] == (cart.currency or "USD")
+            current[sku] = now[0] if ok else None
         if not repricing.changes(cart, current):
             return cart.view(time.time())
         out = await self.reprice(cart_id, current)

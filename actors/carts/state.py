@@ -63,6 +63,7 @@ class Cart:
     )  # coupon rows as applied (re-validated at checkout)
     saved: list[SavedItem] = field(default_factory=list)
     version: int = 0
+    currency: str | None = None  # the currency of every line (set by the first line)
 
     # --- queries ---
     def item_by_sku(self, sku: str) -> CartItem | None:
@@ -165,7 +166,11 @@ class Cart:
         return len(self.coupons) != before
 
     def merge(self, guest: Cart) -> None:
-        """Move the guest's items, saved items and coupons in; same SKU -> holds combine."""
+        """Move the guest's items, saved items and coupons in; same SKU -> holds combine. A line in
+        another currency than the cart's is re-priced away at the checkout (it is not for sale in
+        this cart)."""
+        if not self.items:
+            self.currency = guest.currency
         for item in guest.items.values():
             for h in item.holds:
                 self.add_hold(
@@ -213,6 +218,7 @@ class Cart:
             list(d.get("coupons", [])),
             [SavedItem(**s) for s in d.get("saved", [])],
             d.get("version", 0),
+            d.get("currency"),
         )
 
     def view(self, now: float) -> dict:
@@ -221,6 +227,7 @@ class Cart:
         sub = self.subtotal()
         return {
             "cart_id": self.cart_id,
+            "currency": self.currency if self.items else None,
             "items": [
                 {
                     "item_id": i.item_id,

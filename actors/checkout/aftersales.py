@@ -212,7 +212,9 @@ async def _refund_card(
     if from_card <= 0:
         return from_card
     key = f"refund:{card['id']}:{card['refunded_amount']}:{from_card}"
-    r = await payments.refund(order_id, card["payment_intent_id"], to_minor(from_card), key)
+    r = await payments.refund(
+        order_id, card["payment_intent_id"], to_minor(from_card, card["currency"]), key
+    )
     if not isinstance(r, Refunded):
         raise _gateway_refusal(r, "refund")
     new = card["refunded_amount"] + from_card
@@ -285,7 +287,10 @@ async def _give_card_money_back(
     elif card["status"] in ("captured", "partially_refunded"):
         left = card["amount"] - card["refunded_amount"]
         r = await payments.refund(
-            order_id, card["payment_intent_id"], to_minor(left), f"cancel:{order_id}"
+            order_id,
+            card["payment_intent_id"],
+            to_minor(left, card["currency"]),
+            f"cancel:{order_id}",
         )
         if not isinstance(r, Refunded):
             raise _gateway_refusal(r, "refund")

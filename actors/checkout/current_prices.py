@@ -8,9 +8,10 @@ import datetime as dt
 
 
 async def current_prices(
-    db, skus: list[str], user_id: int | None, at: dt.datetime
+    db, skus: list[str], user_id: int | None, at: dt.datetime, currency: str
 ) -> dict[str, str | None]:
-    """SKU -> its price now for this buyer; None when it is not for sale (archived, unknown)."""
+    """SKU -> its price now for this buyer; None when it is not for sale in this cart (archived,
+    unknown, or sold in another currency than the cart's)."""
     from flashmart.actors.membership.benefits import member_priced
     from flashmart.storage.catalog_postgres import prices_at
 
@@ -19,7 +20,7 @@ async def current_prices(
     out: dict[str, str | None] = {}
     for sku in skus:
         row = rows.get(sku)
-        if row is None or row["price"] is None:
+        if row is None or row["price"] is None or row["currency"].strip() != currency:
             out[sku] = None
         elif user_id is None:
             out[sku] = row["price"]

@@ -108,16 +108,21 @@ def price(
     today: dt.date,
     ships: bool = True,
     quote=None,
+    unit: Decimal = CENT,
 ) -> Price:
     """`ships` False: nothing in the order is shipped (digital items only): no shipping charge, and
     it is delivered at once. `quote`: the carrier's quote chosen (price, transit_days, method); it
-    sets the method and is the shipping charged."""
+    sets the method and is the shipping charged. `unit`: the smallest amount of the order's currency
+    (1 for JPY): every amount is rounded to it, so the order states exactly what the gateway
+    charges."""
     method = quote.method if quote is not None else method
     assert method in METHODS, method
     assert Decimal(0) <= discount <= subtotal
     goods = subtotal - discount
     quoted = quote.price if quote is not None else None
-    ship = shipping_cost(method, weight_g, country, goods, free_shipping or not ships, quoted)
+    ship = shipping_cost(
+        method, weight_g, country, goods, free_shipping or not ships, quoted
+    ).quantize(unit, rounding=ROUND_HALF_UP)
     if not ships:
         arrives = today
     elif quote is None:
@@ -125,14 +130,14 @@ def price(
     else:
         arrives = add_business_days(today, quote.transit_days)
     tax = (goods * TAX_RATE.get(country.upper(), DEFAULT_TAX_RATE)).quantize(
-        CENT, rounding=ROUND_HALF_UP
+        unit, rounding=ROUND_HALF_UP
     )
     return Price(
-        subtotal.quantize(CENT),
-        discount.quantize(CENT),
+        subtotal.quantize(unit),
+        discount.quantize(unit, rounding=ROUND_HALF_UP),
         ship,
         tax,
-        (goods + ship + tax).quantize(CENT),
+        (goods + ship + tax).quantize(unit, rounding=ROUND_HALF_UP),
         arrives,
         quote,
     )

@@ -21,7 +21,7 @@ from flashmart.actors.checkout import pricing
 from flashmart.actors.checkout.shipping import option_of as shipping_option_of
 from flashmart.actors.orders import lifecycle
 from flashmart.actors.orders.ports import OrderStore, OrderTx, SagaTakenOver
-from flashmart.actors.payments.types import Authorised, Captured, Voided, to_minor
+from flashmart.actors.payments.types import Authorised, Captured, Voided, minor_quantum, to_minor
 from flashmart.obs import counter, logger
 from flashmart.refusals import Refusal, Refused
 
@@ -189,7 +189,11 @@ class Saga:
         cart = Cart.from_dict(snap["cart"])
         current, shipping = await asyncio.gather(
             current_prices(
-                self.db, [i.sku for i in cart.items.values()], req.get("user_id"), _now()
+                self.db,
+                [i.sku for i in cart.items.values()],
+                req.get("user_id"),
+                _now(),
+                _currency(cart),
             ),
             self._shipping(cart, req),
         )
@@ -250,6 +254,7 @@ class Saga:
             now.date(),
             ships=cart.needs_shipping(),
             quote=quote,
+            unit=minor_quantum(_currency(cart)),
         )
 
     @staticmethod
@@ -296,7 +301,11 @@ class Saga:
             if not authorising_recorded:
                 await self._step(order_id, "authorising", holds=holds)
             auth = await self.payments.authorise(
-                order_id, to_minor(card_amount), "USD", req["payment_token"], scope
+                order_id,
+                to_minor(card_amount, _currency(cart)),
+                _currency(cart),
+                req["payment_token"],
+                scope,
             )
             if isinstance(auth, Refusal):
                 if auth.reason == "unavailable":  # unanswered attempts may have reached the gateway
@@ -370,6 +379,7 @@ class Saga:
             "tax": p.tax,
             "shipping": p.shipping,
             "grand_total": p.grand_total,
+            "currency": _currency(cart),
             "shipping_address": req["shipping_address"],
             "billing_address": req.get("billing_address"),
             "shipping_method": p.quote.method if p.quote is not None else req["shipping_method"],
@@ -586,6 +596,11 @@ class Prepared:
     @property
     def card_amount(self) -> Decimal:
         return self.p.grand_total - self.credit_amount
+
+
+def _currency(cart: Cart) -> str:
+    """The cart's currency (a cart written before carts kept one is in US dollars)."""
+    return cart.currency or "USD"
 
 
 def _now() -> dt.datetime:

@@ -38,8 +38,29 @@ class Refunded:
 PaymentResult = Authorised | Captured | Voided | Refunded | Refusal
 
 
-def to_minor(amount) -> int:
-    """Decimal/str/float major units -> integer cents, rounded half up on the cent."""
+# Currencies whose gateway amounts have no minor unit, and those with three decimals, as the gateway
+# (Stripe) lists them (stripe.com/docs/currencies#zero-decimal, #three-decimal); every other
+# currency has two decimals.
+ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
+THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
+
+
+def decimals(currency: str) -> int:
+    c = currency.upper()
+    return 0 if c in ZERO_DECIMAL else 3 if c in THREE_DECIMAL else 2
+
+
+def minor_quantum(currency: str):
+    """The smallest amount of `currency` (Decimal): 0.01 for USD, 1 for JPY."""
+    from decimal import Decimal
+
+    return Decimal(1).scaleb(-decimals(currency))
+
+
+def to_minor(amount, currency: str = "USD") -> int:
+    """Decimal/str/float major units -> integer minor units of `currency` (cents; yen for JPY),
+    rounded half up."""
     from decimal import ROUND_HALF_UP, Decimal
 
-    return int((Decimal(str(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    scaled = Decimal(str(amount)).scaleb(decimals(currency))
+    return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))

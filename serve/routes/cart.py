@@ -160,14 +160,15 @@ async def get_cart(who: CartWho = Depends(cart_of), ctx: Context = Depends(get_c
 
 
 def _price_now(ctx: Context, user_id: int | None):
-    """A SKU's price now for this buyer, from the replica's catalog cache (None: not for sale)."""
+    """A SKU's price and currency now for this buyer, from the replica's catalog cache (None: not
+    for sale)."""
     from flashmart.actors.carts.add import priced
 
     catalog, pricing = ctx.services["catalog"], _member_pricing(ctx)
 
-    async def price_now(sku: str) -> str | None:
+    async def price_now(sku: str) -> tuple[str, str] | None:
         variant = await priced(pricing, user_id, await catalog.variant(sku=sku))
-        return None if variant is None else variant.price
+        return None if variant is None else (variant.price, variant.currency)
 
     return price_now
 
