@@ -12,6 +12,7 @@ from flashmart import refusals
 STATUS_BY_REASON: dict[str, int] = {
     "bad_request": 400,
     "unauthenticated": 401,
+    "sign_in_required": 401,  # a flash sale for signed-in buyers only
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,

@@ -54,6 +54,7 @@ class Buyer:
     token: str
     member: bool
     arrival_s: float
+    card: str = GOOD_CARD  # each buyer's own card (sim/cards.py): the sale's limit is per card too
     first_try_s: float = 0.0
     refused_early: bool = False
     bought_s: float | None = None
@@ -215,6 +216,10 @@ def prepare(
                     "VALUES (%s, %s, 'active', %s, now() + interval '30 days')",
                     (b.user_id, plan_id, Jsonb(state.as_dict())),
                 )
+    from flashmart.sim.cards import make_cards
+
+    for b, card in zip(run.buyers, make_cards(settings, len(run.buyers))):
+        b.card = card
     return run
 
 
@@ -292,7 +297,7 @@ async def _buy(api: httpx.AsyncClient, run: Run, b: Buyer) -> None:
         return
     out = await api.post(
         f"{API}/orders/checkout",
-        json={"shipping_address": ADDRESS, "payment_method": {"type": "card", "token": GOOD_CARD}},
+        json={"shipping_address": ADDRESS, "payment_method": {"type": "card", "token": b.card}},
         headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
     )
     if out.status_code == 201:

@@ -26,6 +26,8 @@ class BuyerPlan:
     abandon: bool
     first_card: str  # tried first
     retry_card: str | None  # after a decline; None = gives up
+    guest_email: str | None = None  # buys as a guest (no token) giving this email
+    card_of: int | None = None  # pays with the card of the buyer at this position (None: its own)
 
 
 def arrival_offsets(scenario: Scenario, rng: random.Random) -> list[float]:
@@ -50,8 +52,16 @@ def make_plans(
     b, pay = scenario.behaviour, scenario.payments
     weights = [h.share for h in hot]
     plans = []
-    for buyer, arrival in zip(buyers, arrival_offsets(scenario, rng)):
+    emails = [b.email for b in buyers]
+    for n, (buyer, arrival) in enumerate(zip(buyers, arrival_offsets(scenario, rng))):
         h = rng.choices(hot, weights)[0]
+        guest_email = None
+        if rng.random() < scenario.buyers.guest_share:
+            shares = rng.random() < scenario.buyers.shared_email_share
+            guest_email = rng.choice(emails) if shares else buyer.email
+        card_of = (
+            rng.randrange(len(buyers)) if rng.random() < scenario.buyers.shared_card_share else None
+        )
         declines_always = rng.random() < pay.decline_rate
         declines_first = not declines_always and rng.random() < b.declining_card
         plans.append(
@@ -69,6 +79,19 @@ def make_plans(
                 abandon=rng.random() < b.abandon,
                 first_card=DECLINING_CARD if (declines_always or declines_first) else GOOD_CARD,
                 retry_card=None if declines_always else GOOD_CARD,
+                guest_email=guest_email,
+                card_of=None if card_of == n else card_of,
             )
         )
     return plans
+
+
+def give_cards(plans: list[BuyerPlan], cards: list[str]) -> None:
+    """Each buyer pays with their own card (`cards[i]` for plans[i]), or the one of the buyer the plan
+    names (card_of), where the plan says a good one; a declining card stays the gateway's."""
+    for i, plan in enumerate(plans):
+        card = cards[plan.card_of if plan.card_of is not None else i]
+        if plan.first_card == GOOD_CARD:
+            plan.first_card = card
+        if plan.retry_card == GOOD_CARD:
+            plan.retry_card = card

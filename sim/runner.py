@@ -142,6 +142,12 @@ def run_scenario(
     plans = make_plans(
         sc, prepared.buyers, prepared.hot, prepared.browse_product_ids, prepared.search_terms
     )
+    if driver == "http":  # the gateway counts a sale's limit per card: each buyer has their own
+        from flashmart.sim.cards import make_cards
+        from flashmart.sim.plan import give_cards
+
+        with console.status("making the buyers' cards at the gateway…"):
+            give_cards(plans, make_cards(settings, len(plans)))
     skus = [h.sku for h in prepared.hot]
     console.print(
         "hot SKUs: "

@@ -40,6 +40,9 @@ class HotSku(Strict):
     sale_price: float = Field(19.99, ge=0.5, le=100_000)
     warehouses: int = Field(2, ge=1, le=10, description="units are split over this many warehouses")
     share: float = Field(1.0, gt=0, description="relative share of buyers who want this SKU")
+    guests_allowed: bool = Field(
+        False, description="guests may buy in this sale (by default only signed-in buyers may)"
+    )
 
 
 class Buyers(Strict):
@@ -56,6 +59,15 @@ class Buyers(Strict):
         description="buyers who register and log in over HTTP; the rest are "
         "bulk-created in PostgreSQL with minted tokens (argon2 + "
         "register rate limits make 100k sign-ups a separate test)",
+    )
+    guest_share: float = Field(
+        0.0, ge=0, le=1, description="share who buy as guests (a cart of their own, an email)"
+    )
+    shared_email_share: float = Field(
+        0.0, ge=0, le=1, description="share of guests who give another buyer's email"
+    )
+    shared_card_share: float = Field(
+        0.0, ge=0, le=1, description="share who pay with another buyer's card"
     )
 
 

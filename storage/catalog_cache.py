@@ -41,6 +41,8 @@ _PRODUCT = """
 SELECT v.sku, v.attributes, p.name, p.status, p.currency,
        (p.price + v.price_adjustment) AS list_price, COALESCE(p.weight_g, 500) AS weight_g,
        EXISTS (SELECT 1 FROM content_items c WHERE c.sku = v.sku) AS digital,
+       (SELECT extract(epoch FROM max(f.ends_at))::float8 FROM flash_sales f
+        WHERE f.sku = v.sku AND f.ends_at > now() AND NOT f.guests_allowed) AS signed_in_until,
        COALESCE((SELECT json_agg(json_build_array(f.sale_price::text,
                                                   extract(epoch FROM f.starts_at)::float8,
                                                   extract(epoch FROM f.ends_at)::float8)
@@ -62,6 +64,7 @@ class CachedVariant:
     sales: tuple[tuple[str, float, float], ...]  # (price, starts_at, ends_at), newest start first
     digital: bool = False
     currency: str = "USD"
+    signed_in_until: float = 0.0  # a flash sale for signed-in buyers only runs or comes until then
 
     def price_at(self, now: float) -> str:
         for price, starts_at, ends_at in self.sales:
@@ -88,6 +91,7 @@ class Priced:
     version: str | None
     digital: bool = False  # delivered as content: the add reserves no stock
     currency: str = "USD"
+    signed_in_only: bool = False  # in a flash sale that guests may not buy
 
 
 @dataclass
@@ -154,6 +158,7 @@ class CatalogCache:
             product.version,
             found.digital,
             found.currency,
+            self.clock() < found.signed_in_until,
         )
 
     def forget(self, product_id: int) -> None:
@@ -186,6 +191,7 @@ class CatalogCache:
                     tuple((str(p), float(s), float(e)) for p, s, e in r["sales"]),
                     bool(r["digital"]),
                     str(r["currency"]).strip(),
+                    float(r["signed_in_until"] or 0.0),
                 )
                 for r in rows
             ],

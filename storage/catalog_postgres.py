@@ -396,19 +396,24 @@ async def lock_product(conn: AsyncConnection, product_id: int) -> None:
 
 # The SKUs' prices at a moment, in one statement: the list price (product + variant), the flash sale
 # running then (the newest start wins, as in the replicas' catalog cache), the currency and whether
-# the product is for sale.
+# the product is for sale; and the sale whose per-buyer limit holds (running, else the next one).
 _PRICES_AT = """
 SELECT v.sku, p.status, p.currency, (p.price + v.price_adjustment) AS list_price,
        (SELECT f.sale_price FROM flash_sales f
         WHERE f.sku = v.sku AND f.starts_at <= %(at)s AND f.ends_at > %(at)s
-        ORDER BY f.starts_at DESC LIMIT 1) AS sale_price
+        ORDER BY f.starts_at DESC LIMIT 1) AS sale_price,
+       s.id AS sale_id, s.per_buyer_limit
 FROM product_variants v JOIN products p ON p.id = v.product_id
+LEFT JOIN LATERAL (SELECT f.id, f.per_buyer_limit FROM flash_sales f
+                   WHERE f.sku = v.sku AND f.ends_at > %(at)s
+                   ORDER BY (f.starts_at <= %(at)s) DESC, f.starts_at DESC LIMIT 1) s ON true
 WHERE v.sku = ANY(%(skus)s)
 """
 
 
 async def prices_at(conn: AsyncConnection, skus: list[str], at: datetime) -> dict[str, dict]:
-    """SKU -> {"price": str | None (None: not for sale), "currency"}; an unknown SKU is absent."""
+    """SKU -> {"price": str | None (None: not for sale), "currency", "sale": (sale id, per-buyer
+    limit) | None}; an unknown SKU is absent."""
     rows = await (await conn.execute(_PRICES_AT, {"skus": list(skus), "at": at})).fetchall()
     return {
         r["sku"]: {
@@ -416,6 +421,9 @@ async def prices_at(conn: AsyncConnection, skus: list[str], at: datetime) -> dic
             if r["status"] != "active"
             else str(r["sale_price"] if r["sale_price"] is not None else r["list_price"]),
             "currency": r["currency"],
+            "sale": None
+            if r["sale_id"] is None
+            else (int(r["sale_id"]), int(r["per_buyer_limit"])),
         }
         for r in rows
     }

@@ -26,6 +26,16 @@ from flashmart.storage.audit import audit
 SAGA_STEP_COLUMNS = {"holds": True, "payment_intent_id": False}
 
 
+# Units of one flash sale bought by an email and by a card, in orders that still stand.
+_BOUGHT_BY_PERSON = """
+SELECT coalesce(sum(b.quantity) FILTER (WHERE b.email = %(email)s), 0) AS by_email,
+       coalesce(sum(b.quantity) FILTER (WHERE b.card_fingerprint = %(card)s), 0) AS by_card
+FROM flash_sale_purchases b JOIN orders o ON o.id = b.order_id
+WHERE b.sale_id = %(sale)s AND (b.email = %(email)s OR b.card_fingerprint = %(card)s)
+  AND o.status NOT IN ('failed', 'cancelled', 'rejected')
+"""
+
+
 class PostgresOrderTx:
     """The statements of one transaction on the orders tables (the caller holds the transaction)."""
 
@@ -37,6 +47,41 @@ class PostgresOrderTx:
 
     async def _all(self, sql: str, args: Any = None) -> list[dict]:
         return await (await self.conn.execute(sql, args)).fetchall()
+
+    # --- flash-sale limits per person (email, card) ---
+    async def person_over_limit(
+        self, lines: list[tuple[str, int, int, int]], email: str, card_fingerprint: str | None
+    ) -> dict | None:
+        keys = {f"sale:{sale}:email:{email}" for _, sale, _, _ in lines}
+        if card_fingerprint:
+            keys |= {f"sale:{sale}:card:{card_fingerprint}" for _, sale, _, _ in lines}
+        for key in sorted(keys):  # one order for every checkout: no deadlock between two
+            await self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        for sku, sale, limit, units in lines:
+            row = await self._one(
+                _BOUGHT_BY_PERSON, {"sale": sale, "email": email, "card": card_fingerprint}
+            )
+            for by, bought in (("email", row["by_email"]), ("card", row["by_card"])):
+                if (by == "email" or card_fingerprint) and bought + units > limit:
+                    return {"sku": sku, "by": by, "bought": int(bought), "limit": limit}
+        return None
+
+    async def record_sale_purchases(
+        self,
+        order_id: str,
+        lines: list[tuple[str, int, int, int]],
+        email: str,
+        card_fingerprint: str | None,
+    ) -> None:
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO flash_sale_purchases (order_id, sale_id, sku, email, card_fingerprint, "
+                "quantity) VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (order_id, sale, sku, email, card_fingerprint, units)
+                    for sku, sale, _, units in lines
+                ],
+            )
 
     # --- orders ---
     async def order_for_update(self, order_id: str) -> dict | None:

@@ -107,6 +107,13 @@ async def add_to_cart(
     variant = await priced(pricing, req.user_id, await find(catalog, req))
     if variant is None:
         return not_found(req)
+    if req.user_id is None and variant.signed_in_only:
+        # a guest's buyer id is its cart id: a new cart would buy the sale's limit again
+        return refused(
+            "sign_in_required",
+            f"{variant.sku} is in a flash sale for signed-in buyers: sign in or create an account "
+            "to buy it (its limit is per person)",
+        )
     if variant.digital:  # no stock to reserve: the line's hold is its own, of one
         if req.quantity != 1:
             return refused(

@@ -9,15 +9,17 @@ import datetime as dt
 
 async def current_prices(
     db, skus: list[str], user_id: int | None, at: dt.datetime, currency: str
-) -> dict[str, str | None]:
+) -> tuple[dict[str, str | None], dict[str, tuple[int, int]]]:
     """SKU -> its price now for this buyer; None when it is not for sale in this cart (archived,
-    unknown, or sold in another currency than the cart's)."""
+    unknown, or sold in another currency than the cart's). With it, SKU -> (sale id, per-buyer
+    limit) for the SKUs in a flash sale (its limit is also counted by email and card)."""
     from flashmart.actors.membership.benefits import member_priced
     from flashmart.storage.catalog_postgres import prices_at
 
     async with db.connection() as conn:
         rows = await prices_at(conn, skus, at)
     out: dict[str, str | None] = {}
+    sales = {sku: row["sale"] for sku, row in rows.items() if row["sale"] is not None}
     for sku in skus:
         row = rows.get(sku)
         if row is None or row["price"] is None or row["currency"].strip() != currency:
@@ -28,4 +30,4 @@ async def current_prices(
             out[sku] = str(
                 (await member_priced(db, user_id, {"sku": sku, "price": row["price"]}))["price"]
             )
-    return out
+    return out, sales

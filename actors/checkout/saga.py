@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from flashmart.actors.carts import repricing
@@ -148,14 +148,14 @@ class Saga:
         if snap is None or _address_missing(snap, req):  # _prepare refuses it
             return None
         try:
-            current, shipping = await self._prices_now(snap, req)
+            current, shipping, sales = await self._prices_now(snap, req)
         except Refused:  # refused by _prepare, with the saga row written (a retry gets the answer)
             return None
         if current is not None:  # a price moved: refused by _prepare, with the saga row written
             return None
         cart, p = self._price(snap, req, shipping)
         verdict = await self.fraud.score(self._fraud_order(order_id, req, p))
-        return Prepared(cart, _holds_of(cart), p, verdict, None, Decimal(0))
+        return Prepared(cart, _holds_of(cart), p, verdict, None, Decimal(0), sales)
 
     async def _prepare(self, order_id: str, req: dict) -> Prepared:
         # 1. reserve: every cart line is backed by a live hold (expired ones are taken again)
@@ -168,7 +168,7 @@ class Saga:
             )
         # 'reserved' and 'scored' are not written on their own: a crash there is resolved exactly like
         # one at 'started' (abandon: the holds end with their TTL), so the holds travel with the next write
-        current, shipping = await self._prices_now(snap, req)
+        current, shipping, sales = await self._prices_now(snap, req)
         if current is not None:
             await self._refuse_moved_prices(req, current, shipping)
         cart, p = self._price(snap, req, shipping)
@@ -178,16 +178,16 @@ class Saga:
             credit_account, credit_amount = await self._credit_for(req, p.grand_total)
         finally:
             verdict = await scoring
-        return Prepared(cart, _holds_of(cart), p, verdict, credit_account, credit_amount)
+        return Prepared(cart, _holds_of(cart), p, verdict, credit_account, credit_amount, sales)
 
-    async def _prices_now(self, snap: dict, req: dict) -> tuple[dict | None, tuple]:
-        """The lines' current prices when one of them moved (None: the cart's prices hold), and
-        the shipping chosen (the carrier's quote, whether the buyer's plan ships it free); both read
-        at once."""
+    async def _prices_now(self, snap: dict, req: dict) -> tuple[dict | None, tuple, dict]:
+        """The lines' current prices when one of them moved (None: the cart's prices hold), the
+        shipping chosen (the carrier's quote, whether the buyer's plan ships it free), and the lines'
+        flash sales (sku -> (sale id, limit)); read at once."""
         from flashmart.actors.checkout.current_prices import current_prices
 
         cart = Cart.from_dict(snap["cart"])
-        current, shipping = await asyncio.gather(
+        (current, sales), shipping = await asyncio.gather(
             current_prices(
                 self.db,
                 [i.sku for i in cart.items.values()],
@@ -197,7 +197,21 @@ class Saga:
             ),
             self._shipping(cart, req),
         )
-        return (current if repricing.changes(cart, current) else None), shipping
+        return (current if repricing.changes(cart, current) else None), shipping, sales
+
+    async def _person_limits(self, req: dict, cart: Cart, sales: dict, pi_id) -> tuple | None:
+        """The flash-sale lines with the buyer's email and card fingerprint, counted against each
+        sale's limit per person in the order's transaction; None when no line is in a sale."""
+        lines = [
+            (item.sku, *sales[item.sku], item.quantity)
+            for item in cart.items.values()
+            if item.sku in sales
+        ]
+        if not lines:
+            return None
+        email = (req.get("email") or req.get("guest_email") or "").strip().lower()
+        card = await self.payments.card_fingerprint(req["payment_token"]) if pi_id else None
+        return lines, email, card
 
     async def _refuse_moved_prices(self, req: dict, current: dict, shipping: tuple) -> None:
         """The cart takes the current prices (lines no longer for sale leave it) and the checkout
@@ -325,10 +339,21 @@ class Saga:
         # later crash has an order to settle
         status = lifecycle.placed_status(verdict["action"])
         try:
+            person = await self._person_limits(req, cart, ready.sales, pi_id)
             await self._write_order(
-                order_id, scope, req, cart, p, verdict, pi_id, card_amount, credit_amount, holds
+                order_id,
+                scope,
+                req,
+                cart,
+                p,
+                verdict,
+                pi_id,
+                card_amount,
+                credit_amount,
+                holds,
+                person,
             )
-        except SagaTakenOver:
+        except (SagaTakenOver, Refused):  # taken over, or one person over a sale's limit
             if pi_id:
                 await self.payments.void(order_id, pi_id)
             raise
@@ -369,6 +394,7 @@ class Saga:
         card_amount,
         credit_amount,
         holds: list[dict],
+        person: tuple | None = None,
     ):
         order = {
             "id": order_id,
@@ -426,7 +452,19 @@ class Saga:
             )
         # one pipelined transaction: every later crash has an order to settle
         async with self.store.transaction(pipelined=True) as tx:
+            if person is not None:
+                over = await tx.person_over_limit(*person)
+                if over is not None:
+                    raise Refused(
+                        "limit_reached",
+                        f"the flash sale of {over['sku']} allows {over['limit']} per person and "
+                        f"this {'card' if over['by'] == 'card' else 'email'} has bought "
+                        f"{over['bought']} already; nothing was charged",
+                        {"sku": over["sku"], "counted_by": over["by"]},
+                    )
             await tx.insert_order(order, items, payments, holds, pi_id)
+            if person is not None:
+                await tx.record_sale_purchases(order_id, *person)
 
     # --- settle: commit holds, confirm the order (+ outbox), capture. Also the sweeper's roll-forward.
     async def settle(
@@ -592,6 +630,7 @@ class Prepared:
     verdict: dict
     credit_account: str | None
     credit_amount: Decimal
+    sales: dict = field(default_factory=dict)  # sku -> (flash sale id, per-buyer limit)
 
     @property
     def card_amount(self) -> Decimal:

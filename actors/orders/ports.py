@@ -141,6 +141,22 @@ class OrderTx(Protocol):
         'order_written', in the caller's (pipelined) transaction. Raises SagaTakenOver (rolling it
         back) when the sweeper claimed the saga meanwhile."""
 
+    async def person_over_limit(
+        self, lines: list[tuple[str, int, int, int]], email: str, card_fingerprint: str | None
+    ) -> dict | None:
+        """Which flash-sale line (sku, sale id, per-buyer limit, units) would take this email or
+        this card over the sale's limit, counting the orders not failed or cancelled; None: none.
+        Serialised per (sale, email) and (sale, card) for the rest of the transaction."""
+
+    async def record_sale_purchases(
+        self,
+        order_id: str,
+        lines: list[tuple[str, int, int, int]],
+        email: str,
+        card_fingerprint: str | None,
+    ) -> None:
+        """The order's flash-sale units, by email and card, for the next person_over_limit."""
+
     async def set_allocations(self, order_id: str, allocations: list[tuple[str, dict]]) -> None:
         """(hold_id, {warehouse: units}) per committed hold; the first-named warehouse of the most
         units is the item's warehouse."""

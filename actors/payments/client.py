@@ -110,6 +110,9 @@ class InProcessPayments:
     async def find_by_order(self, order_id: str) -> list[str]:
         return await self.worker.gateway.find_by_order(order_id)
 
+    async def card_fingerprint(self, payment_method: str) -> str | None:
+        return await self.worker.gateway.card_fingerprint(payment_method)
+
     async def set_pacing(self, rate_per_s: float | None, endpoint_rate_per_s: float = 0.0) -> None:
         await self.worker.set_pacing(rate_per_s, endpoint_rate_per_s)
 

@@ -154,6 +154,18 @@ class StripeGateway:
             return Refusal("unavailable", f"refund did not reach the gateway: {type(exc).__name__}")
         return Refunded(payment_intent_id, r.id, r.amount)
 
+    async def card_fingerprint(self, payment_method: str) -> str | None:
+        """The card's fingerprint (the same card number gives the same one, whatever the token);
+        None when the gateway does not say."""
+        try:
+            pm = await self._retrying(
+                lambda: self.client.v1.payment_methods.retrieve_async(payment_method)
+            )
+        except (stripe.InvalidRequestError, *RETRYABLE):
+            return None
+        card = getattr(pm, "card", None)
+        return getattr(card, "fingerprint", None) if card is not None else None
+
     async def status(self, payment_intent_id: str) -> str:
         pi = await self._retrying(
             lambda: self.client.v1.payment_intents.retrieve_async(payment_intent_id)

@@ -50,6 +50,11 @@ class FlashSaleIn(Body):
     starts_at: datetime
     ends_at: datetime
     per_buyer_limit: int = Field(1, ge=1, le=1000)
+    guests_allowed: bool = Field(
+        False,
+        description="guests may buy too (their limit is counted per cart, email and card); "
+        "by default only signed-in buyers may",
+    )
 
     @model_validator(mode="after")
     def _window(self):
@@ -172,9 +177,10 @@ async def create_flash_sale(
     async with ctx.db.connection() as conn:
         row = await (
             await conn.execute(
-                "INSERT INTO flash_sales (sku, sale_price, starts_at, ends_at, per_buyer_limit, created_by) "
-                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id, sku, sale_price::float AS sale_price, "
-                "starts_at, ends_at, per_buyer_limit",
+                "INSERT INTO flash_sales (sku, sale_price, starts_at, ends_at, per_buyer_limit, "
+                "created_by, guests_allowed) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING id, sku, sale_price::float AS sale_price, starts_at, ends_at, "
+                "per_buyer_limit, guests_allowed",
                 (
                     body.sku,
                     body.sale_price,
@@ -182,6 +188,7 @@ async def create_flash_sale(
                     body.ends_at,
                     body.per_buyer_limit,
                     principal.user_id,
+                    body.guests_allowed,
                 ),
             )
         ).fetchone()
