@@ -242,7 +242,8 @@ def check_limits_orders(conn, scopes: list[SkuScope]) -> Check:
     for sc in scopes:
         rows = conn.execute(
             """SELECT o.user_id, sum(i.quantity) AS units FROM order_items i JOIN orders o ON o.id = i.order_id
-               WHERE i.sku = %s AND o.status = ANY(%s) GROUP BY o.user_id HAVING sum(i.quantity) > %s""",
+               WHERE i.sku = %s AND o.status = ANY(%s) AND o.user_id IS NOT NULL
+               GROUP BY o.user_id HAVING sum(i.quantity) > %s""",
             (sc.sku, list(UNIT_STATUSES), sc.per_buyer_limit),
         ).fetchall()
         bad += [
@@ -260,6 +261,52 @@ def check_limits_orders(conn, scopes: list[SkuScope]) -> Check:
         "no buyer has more units than the sale's limit"
         if not bad
         else f"{len(bad)} buyers over the limit",
+        bad,
+    )
+
+
+# Units of a SKU per person: per email (the account's, or the one a guest gave, in one spelling) and
+# per card (the gateway token the order was paid with), in orders holding units.
+_UNITS_PER_PERSON = """
+SELECT 'email' AS counted_by, lower(coalesce(u.email, o.guest_email)) AS person,
+       sum(i.quantity) AS units
+FROM order_items i JOIN orders o ON o.id = i.order_id LEFT JOIN users u ON u.id = o.user_id
+WHERE i.sku = %(sku)s AND o.status = ANY(%(statuses)s)
+GROUP BY 2 HAVING sum(i.quantity) > %(limit)s
+UNION ALL
+SELECT 'card', p.payment_method, sum(i.quantity)
+FROM order_items i JOIN orders o ON o.id = i.order_id
+JOIN payments p ON p.order_id = o.id AND p.kind = 'card'
+WHERE i.sku = %(sku)s AND o.status = ANY(%(statuses)s)
+GROUP BY 2 HAVING sum(i.quantity) > %(limit)s
+"""
+
+
+def check_limits_per_person(conn, scopes: list[SkuScope]) -> Check:
+    """A sale's limit per person, whatever accounts or guest carts they used: no email and no card
+    holds more units of a SKU than the limit."""
+    bad = []
+    for sc in scopes:
+        rows = conn.execute(
+            _UNITS_PER_PERSON,
+            {"sku": sc.sku, "statuses": list(UNIT_STATUSES), "limit": sc.per_buyer_limit},
+        ).fetchall()
+        bad += [
+            {
+                "sku": sc.sku,
+                "counted_by": r["counted_by"],
+                "person": r["person"],
+                "units": int(r["units"]),
+                "limit": sc.per_buyer_limit,
+            }
+            for r in rows
+        ]
+    return Check(
+        "per-person limits held (email, card)",
+        not bad,
+        "no email and no card has more units than the sale's limit"
+        if not bad
+        else f"{len(bad)} emails or cards over the limit",
         bad,
     )
 
@@ -770,6 +817,7 @@ def verify(
         gateway: dict = {}
         if with_orders:
             checks.append(check_limits_orders(conn, scopes))
+            checks.append(check_limits_per_person(conn, scopes))
             orders = _sku_orders(conn, skus)
             users = run_user_ids(conn, run_id)
             saga_ids = {

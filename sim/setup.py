@@ -221,6 +221,7 @@ def _stock_hot_skus(conn, api: httpx.Client, headers: dict, scenario: Scenario) 
                     "starts_at": (now - timedelta(seconds=5)).isoformat(),
                     "ends_at": (now + timedelta(hours=6)).isoformat(),
                     "per_buyer_limit": spec.per_buyer_limit,
+                    "guests_allowed": spec.guests_allowed,
                 },
             ),
             f"flash sale {sku}",

@@ -223,3 +223,39 @@ def test_a_run_that_does_not_settle_fails():
     assert check.ok is False
     verdict = invariants.Verdict([check], {}, {})
     assert verdict.ok is False
+
+
+def test_one_email_or_one_card_over_a_sale_limit_fails(db, unique, cleanup):
+    orders, _ = cleanup
+    sku = f"INV-PERSON-{unique}"
+    scope = [invariants.SkuScope(sku, 1, False)]
+    email = f"same-{unique}@example.com"
+    for n in range(2):  # two guest carts, one email, two cards
+        orders.append(f"person-{n}-{unique}")
+        _order(db, orders[-1], "confirmed", 1)
+        db.execute(
+            "UPDATE orders SET user_id = NULL, guest_email = %s WHERE id = %s",
+            (email.upper() if n else email, orders[-1]),
+        )
+        _item(db, orders[-1], sku, 1)
+        db.execute(
+            "INSERT INTO payments (order_id, kind, payment_method, amount, status) "
+            "VALUES (%s, 'card', %s, 1, 'captured')",
+            (orders[-1], f"pm_{n}_{unique}"),
+        )
+    check = invariants.check_limits_per_person(db, scope)
+    assert check.ok is False
+    assert [(v["counted_by"], v["person"], v["units"]) for v in check.violations] == [
+        ("email", email, 2)
+    ]
+    # the second order is another person's email, but paid with the first one's card
+    db.execute(
+        "UPDATE orders SET guest_email = %s WHERE id = %s", (f"other-{unique}@x.com", orders[1])
+    )
+    db.execute(
+        "UPDATE payments SET payment_method = %s WHERE order_id = %s", (f"pm_0_{unique}", orders[1])
+    )
+    check = invariants.check_limits_per_person(db, scope)
+    assert [(v["counted_by"], v["units"]) for v in check.violations] == [("card", 2)]
+    db.execute("UPDATE orders SET status = 'cancelled' WHERE id = %s", (orders[1],))
+    assert invariants.check_limits_per_person(db, scope).ok is True

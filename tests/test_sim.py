@@ -236,3 +236,24 @@ def test_invariants_hold_after_refunds_returns_and_cancels(platform, db):
         "confirmed": 1,
     }
     assert verdict.gateway["by_status"] == {"succeeded": 5}  # refunded intents stay succeeded
+
+
+@pytest.mark.slow
+def test_guests_and_shared_emails_and_cards_never_buy_over_the_limit_per_person(platform, tmp_path):
+    """The flash-persons scenario: guests and signed-in buyers, some sharing an email or a card;
+    every invariant holds (per-person limits from PostgreSQL included), and the report counts the
+    refusals by reason: guests refused by the signed-in-only sale, people over the limit."""
+    import json
+
+    console = Console(record=True, width=160)
+    ok = run_scenario_by_name(
+        platform, "flash-persons", catalog_products=300, out_dir=str(tmp_path), console=console
+    )
+    text = console.export_text()
+    assert ok, text[-4000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    reasons = report["refusals"]["responses_by_reason"]
+    assert reasons.get("cart.add: sign_in_required", 0) > 0, reasons
+    assert reasons.get("checkout: limit_reached", 0) > 0, reasons
+    checks = {c["name"]: c["ok"] for c in report["invariants"]["checks"]}
+    assert checks["per-person limits held (email, card)"] is True, checks

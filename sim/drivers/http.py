@@ -79,13 +79,17 @@ class DriverResult:
         }
 
 
-def checkout_body(card: str) -> dict:
-    """POST /api/v1/orders/checkout (payment_method is a gateway token)."""
-    return {
+def checkout_body(card: str, s: Session | None = None) -> dict:
+    """POST /api/v1/orders/checkout (payment_method is a gateway token); a guest names its cart and
+    gives an email."""
+    body = {
         "shipping_address": SHIPPING_ADDRESS,
         "payment_method": {"type": "card", "token": card},
         "shipping_method": "standard",
     }
+    if s is not None and s.plan.guest_email:
+        body |= {"cart_id": s.headers.get("X-Cart-Id"), "guest_email": s.plan.guest_email}
+    return body
 
 
 def _reason(r: httpx.Response) -> str:
@@ -107,7 +111,8 @@ class Session:
         self, client: httpx.AsyncClient, plan: BuyerPlan, t0: float, events: list, retries_max: int
     ):
         self.client, self.plan, self.t0, self.events = client, plan, t0, events
-        self.headers = {"Authorization": f"Bearer {plan.token}"}
+        # a guest has no token: its cart id (from the first answer) identifies it
+        self.headers = {} if plan.guest_email else {"Authorization": f"Bearer {plan.token}"}
         self.retries_max = retries_max
 
     async def call(self, endpoint: str, method: str, path: str, **kw) -> httpx.Response | None:
@@ -194,6 +199,8 @@ async def add_to_cart(s: Session, out: Outcome) -> bool:
     if r is None or r.status_code >= 400:
         out.result, out.reason = _refused(r)
         return False
+    if s.plan.guest_email:
+        s.headers["X-Cart-Id"] = r.json()["cart_id"]
     out.in_cart = True
     return True
 
@@ -211,7 +218,7 @@ async def checkout(s: Session, out: Outcome) -> None:
             "checkout",
             "POST",
             f"{API}/orders/checkout",
-            json=checkout_body(card),
+            json=checkout_body(card, s),
             headers={"Idempotency-Key": key},
         )
         if r is not None and r.status_code in (200, 201, 202):
@@ -229,7 +236,7 @@ def _refused(r: httpx.Response | None) -> tuple[str, str]:
     if r is None:
         return "error", "transport"
     reason = _reason(r)
-    if reason in ("sold_out", "limit_reached"):
+    if reason in ("sold_out", "limit_reached", "sign_in_required"):
         return reason, reason
     if reason == "payment_declined":
         return "declined", reason
