@@ -37,21 +37,23 @@ def test_a_yen_order_is_charged_and_refunded_in_yen(platform, api, db, admin, wa
     r = checkout(api, buyer, card(platform))
     assert r.status_code == 201, r.text
     out = r.json()
-    # 1001 + 8% tax (80.08 -> 80: a yen has no minor unit); standard shipping is free at this subtotal
-    assert out["currency"] == "JPY" and out["grand_total"] == 1081.0, out
+    # every amount in whole yen (a yen has no minor unit): 8% tax of 1001 is 80
+    assert out["currency"] == "JPY" and out["tax"] == 80.0, out
+    assert out["shipping"] == int(out["shipping"]) and out["grand_total"] == 1081 + out["shipping"]
+    total = int(out["grand_total"])
     pay = db.execute(
         "SELECT * FROM payments WHERE order_id = %s AND kind = 'card'", (out["order_id"],)
     ).fetchone()
-    assert pay["currency"] == "JPY" and pay["amount"] == 1081
+    assert pay["currency"] == "JPY" and pay["amount"] == total
     pi = _gateway(platform).v1.payment_intents.retrieve(pay["payment_intent_id"])
-    assert (pi.currency, pi.amount) == ("jpy", 1081)  # not 108100: JPY has no minor unit
+    assert (pi.currency, pi.amount) == ("jpy", total)  # not total * 100: JPY has no minor unit
 
     r = api.post(f"/api/v1/orders/{out['order_id']}/cancel", headers=buyer.headers)
     assert r.status_code == 200, r.text
     refund = db.execute("SELECT * FROM refunds WHERE order_id = %s", (out["order_id"],)).fetchone()
-    assert refund["currency"] == "JPY" and refund["amount"] == 1081
+    assert refund["currency"] == "JPY" and refund["amount"] == total
     refunds = _gateway(platform).v1.refunds.list({"payment_intent": pi.id}).data
-    assert [(x.amount, x.currency) for x in refunds] == [(1081, "jpy")]
+    assert [(x.amount, x.currency) for x in refunds] == [(total, "jpy")]
 
 
 def test_a_cart_holds_one_currency(platform, api, db, admin, warehouse):
