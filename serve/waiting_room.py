@@ -23,33 +23,47 @@ from flashmart.serve.errors import Refused
 from flashmart.storage.catalog_cache import publish_room
 
 # KEYS: room hash, tickets hash (user -> lane and ticket, "m12" / "p34"), granted hash (user -> 1),
-# admission key of the user
+# admission key of the user, holes (public tickets whose holder moved to the members' lane)
 # ARGV: mode (join | status), user id, room ttl in ms, lane of a join ('m' members | 'p' public)
 # Admissions are slots: the watermark `wm` counts the slots given out so far (rate x time). Each slot
 # goes to the members' lane first, to the public lane only when no member waits; `madm`/`padm` are
-# the tickets of each lane admitted so far. The watermark may run ahead of the tickets by one
-# second of admissions, so a quiet room admits newcomers at once instead of making each wait
-# 1/rate seconds.
+# the tickets of each lane admitted so far, `given` the slots used (a hole takes none). The
+# watermark may run ahead of the tickets by one second of admissions, so a quiet room admits
+# newcomers at once instead of making each wait 1/rate seconds.
 _ROOM = """
-local room, tickets, granted, admission = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local room, tickets, granted, admission, holes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local mode, user, room_ttl_ms, lane = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local cfg = redis.call('HMGET', room, 'rate', 'adm_ttl_ms', 'seq', 'wm', 'ts', 'mseq', 'madm', 'padm')
+local cfg = redis.call('HMGET', room, 'rate', 'adm_ttl_ms', 'seq', 'wm', 'ts', 'mseq', 'madm', 'padm',
+  'given')
 if not cfg[1] then return {'closed', 0, 0, 0, '0', ''} end
 local rate, adm_ttl_ms = tonumber(cfg[1]), tonumber(cfg[2])
 local seq, wm = tonumber(cfg[3]) or 0, tonumber(cfg[4]) or 0
 local mseq, madm, padm = tonumber(cfg[6]) or 0, tonumber(cfg[7]) or 0, tonumber(cfg[8]) or 0
+local given = tonumber(cfg[9]) or (madm + padm)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local ts = tonumber(cfg[5]) or now
 wm = math.min(seq + mseq + math.max(1, rate), wm + math.max(0, now - ts) * rate)
 
--- the free slots go to waiting members first, then to the public lane in ticket order
+-- the free slots go to waiting members first, then to the public lane in ticket order; a hole
+-- (a ticket whose holder moved to the members' lane) is passed over without taking a slot
 local function admit()
-  local free = math.floor(wm) - madm - padm
+  local free = math.floor(wm) - given
   if free <= 0 then return end
   local m = math.min(free, mseq - madm)
-  madm = madm + m
-  padm = padm + math.min(free - m, seq - padm)
+  madm, given, free = madm + m, given + m, free - m
+  if free <= 0 or padm >= seq then return end
+  local target = math.min(seq, padm + free)
+  local skipped = redis.call('ZCOUNT', holes, padm + 1, target)
+  while skipped > 0 do
+    local further = math.min(seq, padm + free + skipped)
+    if further == target then break end
+    target = further
+    skipped = redis.call('ZCOUNT', holes, padm + 1, target)
+  end
+  given = given + (target - padm - skipped)
+  redis.call('ZREMRANGEBYSCORE', holes, '-inf', target)
+  padm = target
 end
 
 local function take_ticket()
@@ -71,7 +85,7 @@ end
 local function place(l, n)  -- tickets ahead, self included; 0 once admitted
   if l == 'm' then return math.max(0, n - madm) end
   if n <= padm then return 0 end
-  return n - padm + (mseq - madm)
+  return n - padm - redis.call('ZCOUNT', holes, padm + 1, n - 1) + (mseq - madm)
 end
 
 admit()
@@ -81,10 +95,11 @@ if held then
   my_lane, ticket = string.sub(held, 1, 1), tonumber(string.sub(held, 2))
   -- a buyer who became a member while waiting moves to the members' lane when joining again
   if mode == 'join' and lane == 'm' and my_lane == 'p' and place('p', ticket) > 0 then
+    redis.call('ZADD', holes, ticket, ticket)
     my_lane, ticket = take_ticket()
   end
 elseif mode ~= 'join' then
-  redis.call('HSET', room, 'wm', wm, 'ts', now, 'madm', madm, 'padm', padm)
+  redis.call('HSET', room, 'wm', wm, 'ts', now, 'madm', madm, 'padm', padm, 'given', given)
   return {'absent', 0, 0, 0, tostring(rate), ''}
 else
   my_lane, ticket = take_ticket()
@@ -109,8 +124,9 @@ for _ = 1, 2 do
   my_lane, ticket = take_ticket()
 end
 if out == nil then out = {'waiting', ticket, place(my_lane, ticket), 0, tostring(rate), my_lane} end
-redis.call('HSET', room, 'seq', seq, 'mseq', mseq, 'wm', wm, 'ts', now, 'madm', madm, 'padm', padm)
-for _, k in ipairs({room, tickets, granted}) do redis.call('PEXPIRE', k, room_ttl_ms) end
+redis.call('HSET', room, 'seq', seq, 'mseq', mseq, 'wm', wm, 'ts', now, 'madm', madm, 'padm', padm,
+  'given', given)
+for _, k in ipairs({room, tickets, granted, holes}) do redis.call('PEXPIRE', k, room_ttl_ms) end
 return out
 """
 
@@ -144,7 +160,7 @@ class QueueStatus:
 def _keys(sku: str, user_id: int | str) -> list[str]:
     # {sku} is a Redis Cluster hash tag: all of a room's keys live in one slot
     base = f"wr:{{{sku}}}"
-    return [base, f"{base}:t", f"{base}:g", f"{base}:a:{user_id}"]
+    return [base, f"{base}:t", f"{base}:g", f"{base}:a:{user_id}", f"{base}:h"]
 
 
 _scripts: dict[tuple[int, str], object] = {}
@@ -179,7 +195,8 @@ async def open_room(
 
 async def close_room(redis, sku: str) -> None:
     """Remove the room: everybody may buy directly again (admissions already given lapse alone)."""
-    await redis.delete(*_keys(sku, 0)[:3])
+    room, tickets, granted, _, holes = _keys(sku, 0)
+    await redis.delete(room, tickets, granted, holes)
     await publish_room(redis, sku, False)
 
 
@@ -212,6 +229,23 @@ async def room_status(
         admit_per_s=rate,
         lane=LANES.get(str(lane), ""),
     )
+
+
+async def queue_length(redis, sku: str) -> dict:
+    """Tickets taken and not yet admitted, per lane, as the room last counted them (its counters
+    move whenever a buyer joins or looks); for the sale room's live view."""
+    room, _, _, _, holes = _keys(sku, 0)
+    seq, mseq, madm, padm, rate = await redis.hmget(room, "seq", "mseq", "madm", "padm", "rate")
+    if rate is None:
+        return {"open": False, "waiting": 0, "waiting_members": 0, "admit_per_s": None}
+    members = max(0, int(mseq or 0) - int(madm or 0))
+    public = max(0, int(seq or 0) - int(padm or 0) - await redis.zcard(holes))
+    return {
+        "open": True,
+        "waiting": members + public,
+        "waiting_members": members,
+        "admit_per_s": float(rate),
+    }
 
 
 async def require_admission(ctx, principal, sku: str) -> None:

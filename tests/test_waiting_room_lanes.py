@@ -7,7 +7,7 @@ import asyncio
 import time
 import uuid
 
-from flashmart.serve.waiting_room import close_room, open_room, room_status
+from flashmart.serve.waiting_room import close_room, open_room, queue_length, room_status
 from flashmart.storage.redis import async_redis
 
 SLOW = 0.001  # one admission per 1,000 s: the test never sees one
@@ -39,6 +39,13 @@ def test_a_member_who_joins_last_is_admitted_before_the_public_waiting(backing):
             # a public waiter who became a member moves to the members' lane, behind the member
             moved = await room_status(redis, backing, sku, third, join=True, member=True)
             assert (moved.lane, moved.ticket, moved.position) == ("members", 2, 2)
+            # the ticket it left in the public lane is a hole: nobody waits behind it
+            two = await room_status(redis, backing, sku, second, join=False)
+            late = await room_status(redis, backing, sku, 10_199_999, join=True)
+            assert (two.position, late.ticket, late.position) == (4, 4, 5)
+            # the sale room's count: everyone waiting, both lanes (the moved buyer counts once)
+            length = await queue_length(redis, sku)
+            assert (length["waiting"], length["waiting_members"]) == (5, 2)
         finally:
             await close_room(redis, sku)
             await redis.aclose()
@@ -68,6 +75,9 @@ def test_admissions_go_to_the_members_lane_in_order_then_the_public(backing):
             }
             assert [places[u] for u in members] == [1, 2, 3]
             assert [places[u] for u in public] == [4, 5, 6, 7]
+            # one public waiter becomes a member: a hole in the public lane, passed over
+            moved = await room_status(redis, backing, sku, public[1], join=True, member=True)
+            assert (moved.lane, moved.position) == ("members", 4)
             await open_room(redis, backing, sku, admit_per_s=1000, admission_ttl_s=600)
             waiting = set(public + members)
             deadline = time.monotonic() + 60
@@ -78,6 +88,7 @@ def test_admissions_go_to_the_members_lane_in_order_then_the_public(backing):
                     if st.status == "admitted":
                         waiting.discard(u)
                 await asyncio.sleep(0.05)
+            assert (await queue_length(redis, sku))["waiting"] == 0
         finally:
             await close_room(redis, sku)
             await redis.aclose()

@@ -24,12 +24,10 @@ GATEWAY_CALLS_PER_CHECKOUT = 2
 
 
 async def waiting_room_length(redis, sku: str) -> dict:
-    """Tickets taken and not yet admitted (the queue's length), from the room's hash."""
-    seq, wm, rate = await redis.hmget(f"wr:{{{sku}}}", "seq", "wm", "rate")
-    if rate is None:
-        return {"open": False, "waiting": 0, "admit_per_s": None}
-    seq, wm = int(seq or 0), float(wm or 0)
-    return {"open": True, "waiting": max(0, seq - int(wm)), "admit_per_s": float(rate)}
+    """Tickets taken and not yet admitted (the queue's length, both lanes), from the room."""
+    from flashmart.serve.waiting_room import queue_length
+
+    return await queue_length(redis, sku)
 
 
 async def snapshot(ctx, sku: str, now_s: float | None = None) -> dict:
