@@ -101,3 +101,9 @@ def test_a_video_becomes_two_hls_renditions(tmp_path):
         assert "#EXT-X-ENDLIST" in playlist and "seg_0000.ts" in playlist
         assert (r["dir"] / "seg_0000.ts").stat().st_size > 1000
     assert renditions[0]["bandwidth"] < renditions[1]["bandwidth"]
+
+
+def test_a_link_signed_with_any_text_is_refused_not_an_error():
+    """Found by the fuzzer as a 500: a signature with non-ASCII characters."""
+    refusal = media.verify("s3cret", 1, 9, "master", 1000, "cÜhó\x85¸\x89", now=999)
+    assert refusal is not None and refusal.reason == "forbidden"

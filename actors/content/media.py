@@ -102,7 +102,8 @@ def verify(
     secret: str, user_id: int, item_id: int, name: str, expires_at: int, sig: str, now: float
 ) -> Refusal | None:
     good = _mac(secret, user_id, item_id, name, expires_at)
-    if not hmac.compare_digest(good, sig):
+    # as bytes: a link's signature is any text the client sends (str comparison refuses non-ASCII)
+    if not hmac.compare_digest(good.encode(), sig.encode()):
         return Refusal("forbidden", "this link is not valid")
     if now >= expires_at:
         return Refusal("forbidden", "this link has expired: ask for a new one")
