@@ -18,6 +18,8 @@ from flashmart.serve.context import Context, get_ctx
 from flashmart.serve.errors import Refused
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+# format=csv answers the rows as CSV: documented beside the JSON answer
+CSV_RESPONSE = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
 WINDOW_DAYS_MAX = 366
 Format = Literal["json", "csv"]
 
@@ -82,7 +84,7 @@ def _csv(rows: list[dict], filename: str) -> Response:
     )
 
 
-@router.get("/sales")
+@router.get("/sales", responses=CSV_RESPONSE)
 async def sales(
     by: Literal["day", "product", "category", "seller"] = "day",
     since: dt.datetime | None = Query(None, alias="from"),
@@ -101,7 +103,7 @@ async def sales(
     return {"by": by, "from": since.isoformat(), "to": until.isoformat(), "rows": _rows_out(rows)}
 
 
-@router.get("/funnel")
+@router.get("/funnel", responses=CSV_RESPONSE)
 async def funnel(
     since: dt.datetime | None = Query(None, alias="from"),
     until: dt.datetime | None = Query(None, alias="to"),
@@ -130,7 +132,7 @@ async def funnel(
     return {"from": since.isoformat(), "to": until.isoformat(), "steps": rows}
 
 
-@router.get("/searches")
+@router.get("/searches", responses=CSV_RESPONSE)
 async def searches(
     since: dt.datetime | None = Query(None, alias="from"),
     until: dt.datetime | None = Query(None, alias="to"),
@@ -149,7 +151,7 @@ async def searches(
     return {k: _rows_out(v) for k, v in out.items()}
 
 
-@router.get("/refunds")
+@router.get("/refunds", responses=CSV_RESPONSE)
 async def refunds(
     since: dt.datetime | None = Query(None, alias="from"),
     until: dt.datetime | None = Query(None, alias="to"),
@@ -167,7 +169,7 @@ async def refunds(
     return {k: _rows_out(v) for k, v in out.items()}
 
 
-@router.get("/flash-sales/{sale_id}")
+@router.get("/flash-sales/{sale_id}", responses=CSV_RESPONSE)
 async def flash_sale_timeline(
     sale_id: Annotated[int, Path(ge=1, le=2**62)],
     format: Format = "json",
