@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -74,6 +75,13 @@ def test_guest_searches_adds_and_pays_with_the_test_card(
     expect(page.locator("#card-element input").first).to_be_visible()
     page.get_by_label("Email").fill(f"guest-{uuid.uuid4().hex[:8]}@example.com")
     fill_address(page)
+    # delivery is offered at the carriers' quotes for this address, and the one chosen is charged
+    delivery = page.get_by_label("Delivery")
+    expect(delivery).to_have_attribute("data-quoted-for", f"US/{HOME_ADDRESS['state']}")
+    quotes = delivery.locator("option")
+    expect(quotes.first).to_have_attribute("value", re.compile(r"^[^:]+:[^:]+:[0-9.]+$"))
+    chosen = quotes.last.get_attribute("value")
+    delivery.select_option(chosen)
     fill_card(page)
     page.screenshot(path=shots / "shop-checkout.png", full_page=True)
     page.get_by_role("button", name="Pay").click()
@@ -84,8 +92,13 @@ def test_guest_searches_adds_and_pays_with_the_test_card(
     order_id = page.locator("#order-id").inner_text()
     page.screenshot(path=shots / "shop-order.png", full_page=True)
     # the money really moved: the order is confirmed and its card payment captured, in PostgreSQL
-    row = db.execute("SELECT status, guest_email FROM orders WHERE id = %s", (order_id,)).fetchone()
+    row = db.execute(
+        "SELECT status, guest_email, shipping_option, shipping FROM orders WHERE id = %s",
+        (order_id,),
+    ).fetchone()
     assert row["status"] == "confirmed" and row["guest_email"].startswith("guest-")
+    assert row["shipping_option"] == chosen, (row, chosen)
+    assert row["shipping"] == Decimal(chosen.rsplit(":", 1)[1]), (row, chosen)
     pay = db.execute("SELECT status FROM payments WHERE order_id = %s", (order_id,)).fetchall()
     assert [p["status"] for p in pay] == ["captured"], pay
 

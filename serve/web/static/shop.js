@@ -236,7 +236,10 @@
           const v = f.elements[k].value.trim();
           if (v) address[k] = k === "country" ? v.toUpperCase() : v;
         }
-        const body = { shipping_address: address, payment_method: { type: "card", token }, shipping_method: f.elements.shipping_method.value };
+        const body = { shipping_address: address, payment_method: { type: "card", token }, };
+        const chosen = f.elements.shipping_option.selectedOptions[0];
+        if (chosen && chosen.value) body.shipping_option = chosen.value;
+        else if (chosen && chosen.dataset.method) body.shipping_method = chosen.dataset.method;
         if (f.elements.gift_card.value.trim()) body.gift_card = f.elements.gift_card.value.trim();
         if (guest) { body.cart_id = store.cartId; body.guest_email = f.elements.guest_email.value.trim(); }
         const order = await api("POST", "/api/v1/orders/checkout", body, { "Idempotency-Key": crypto.randomUUID() });
@@ -245,6 +248,30 @@
         location.href = `/shop/orders/${encodeURIComponent(order.order_id)}${tokenPart}`;
       } catch (e) { fail(e); pay.disabled = false; }
     });
+    // delivery: the carriers' quotes for the cart's parcel to this address; the chosen quote is
+    // what the checkout charges (a quote that changed meanwhile is refused with the new one)
+    const f = $("#checkout-form");
+    async function quote() {
+      const country = f.elements.country.value.trim();
+      if (!/^[A-Za-z]{2}$/.test(country) || !cart.items.length) return;
+      const q = new URLSearchParams({ country });
+      const state = f.elements.state.value.trim();
+      if (state) q.set("state", state);
+      try {
+        const r = await api("GET", `/api/v1/cart/shipping-options?${q}`);
+        const select = f.elements.shipping_option;
+        const method = select.selectedOptions[0] && select.selectedOptions[0].dataset.method;
+        select.innerHTML = r.options.map(o => `<option value="${esc(o.option || "")}" data-method="${esc(o.method)}">` +
+          `${esc(o.carrier ? `${o.carrier} ${o.service}` : o.method)}: ${o.cost ? money(o.cost) : "free"}, by ${esc(o.estimated_delivery)}</option>`).join("");
+        const same = [...select.options].find(o => o.dataset.method === method);  // keep the buyer's choice of speed
+        if (same) same.selected = true;
+        select.dataset.quotedFor = `${country.toUpperCase()}/${state}`;
+        $("#shipping-note").textContent = r.needs_shipping ? "Delivery options are the carriers' quotes for your address." : "Nothing in this cart ships.";
+      } catch (e) { fail(e); }
+    }
+    f.elements.country.addEventListener("change", quote);
+    f.elements.state.addEventListener("change", quote);
+    await quote();
     $("#pay").disabled = !cart.items.length;  // ready: the card element is mounted
   };
 
