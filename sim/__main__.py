@@ -17,8 +17,9 @@ import sys
 def _own_platform(settings, *, gateway_proxy: bool, commit_proxy: bool = False):
     """Start a private platform (same steps as tests/conftest.py) on free ports; returns (resolved
     settings, stop). With gateway_proxy the platform reaches localstripe through the fault proxy of
-    sim/faults.py, so that gateway_fail and gateway_slow faults make real gateway errors and delays;
-    with commit_proxy it reaches PostgreSQL through the lost-COMMIT proxy (storage/pg_fault_proxy.py)."""
+    sim/faults.py, so that gateway_fail, gateway_slow and gateway_429 faults make real gateway
+    errors, delays and 429s; with commit_proxy it reaches PostgreSQL through the lost-COMMIT proxy
+    (storage/pg_fault_proxy.py)."""
     import subprocess
 
     import ray

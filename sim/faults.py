@@ -20,6 +20,9 @@ their pid files), never to processes found by name: another PostgreSQL on the ma
   gateway, or adds `delay_ms`); otherwise the embedded localstripe process is paused (SIGSTOP, then
   SIGCONT after duration_s): every gateway call in the window stalls, which is what a slow gateway
   looks like from the platform.
+- gateway_429: a rate-limit storm through the same proxy: `error_rate` of the calls in the window are
+  answered 429 with Stripe's rate-limit error body, before they reach the gateway (Stripe did not act
+  on a rate-limited request). Without the proxy it is skipped: a paused gateway is not a 429.
 
     python -m flashmart.sim.faults gateway-proxy --port 8421 --upstream http://127.0.0.1:8420
     # then run the platform with FLASHMART_STRIPE_API_BASE=http://127.0.0.1:8421
@@ -253,17 +256,23 @@ def gateway(settings, fault: Fault) -> str:
             json={
                 "error_rate": fault.error_rate if fault.kind == "gateway_fail" else 0.0,
                 "delay_ms": fault.delay_ms if fault.kind == "gateway_slow" else 0.0,
+                "rate_limit_share": fault.error_rate if fault.kind == "gateway_429" else 0.0,
                 "duration_s": fault.duration_s,
             },
         )
         if r.status_code == 200:
-            return (
-                f"fault proxy: {fault.error_rate:.0%} of gateway calls fail with 500 for {fault.duration_s}s"
-                if fault.kind == "gateway_fail"
-                else f"fault proxy: +{fault.delay_ms:.0f} ms per call for {fault.duration_s}s"
-            )
+            if fault.kind == "gateway_fail":
+                return f"fault proxy: {fault.error_rate:.0%} of gateway calls fail with 500 for {fault.duration_s}s"
+            if fault.kind == "gateway_429":
+                return (
+                    f"fault proxy: {fault.error_rate:.0%} of gateway calls answered 429 "
+                    f"rate_limit for {fault.duration_s}s"
+                )
+            return f"fault proxy: +{fault.delay_ms:.0f} ms per call for {fault.duration_s}s"
     except httpx.HTTPError:
         pass
+    if fault.kind == "gateway_429":
+        return "skipped: no gateway fault proxy in front of the gateway (a 429 storm needs it)"
     from flashmart.storage import embedded
 
     pid = embedded.localstripe_pid(Path(settings.data_dir))
@@ -344,28 +353,50 @@ class FaultSchedule:
 
 def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None:
     """A small HTTP proxy in front of the payment gateway (localstripe). POST /__fault__ with
-    {error_rate, delay_ms, duration_s} makes calls fail with 500 (before reaching the gateway, or
-    after it acted with the answer lost) or slow for a while; everything else is forwarded unchanged."""
+    {error_rate, delay_ms, rate_limit_share, duration_s} makes calls fail with 500 (before reaching
+    the gateway, or after it acted with the answer lost), slow, or rate-limited with 429 for a while;
+    everything else is forwarded unchanged. GET /__fault__ reads the state and the 429s answered."""
     import asyncio
 
     from aiohttp import ClientSession, web
 
-    state = {"error_rate": 0.0, "delay_ms": 0.0, "until": 0.0, "fail_next": 0, "acted_share": 0.5}
+    state = {
+        "error_rate": 0.0,
+        "delay_ms": 0.0,
+        "rate_limit_share": 0.0,
+        "until": 0.0,
+        "fail_next": 0,
+        "acted_share": 0.5,
+        "rate_limit_next": 0,
+        "rate_limited_total": 0,
+    }
 
     async def control(request: web.Request) -> web.Response:
-        """{error_rate, delay_ms, duration_s}: a window of failures or delay; {fail_next: n,
-        acted_share: s}: exactly the next n calls fail (a share s of them after the gateway acted)."""
+        """{error_rate, delay_ms, rate_limit_share, duration_s}: a window of failures, delay or
+        429s; {fail_next: n, acted_share: s}: exactly the next n calls fail (a share s of them after
+        the gateway acted); {rate_limit_next: n}: exactly the next n calls are answered 429."""
         body = await request.json()
         state.update(
             error_rate=float(body.get("error_rate", 0)),
             delay_ms=float(body.get("delay_ms", 0)),
+            rate_limit_share=float(body.get("rate_limit_share", 0)),
             until=time.time() + float(body.get("duration_s", 0)),
             fail_next=int(body.get("fail_next", 0)),
             acted_share=float(body.get("acted_share", 0.5)),
+            rate_limit_next=int(body.get("rate_limit_next", 0)),
         )
         return web.json_response({"ok": True, **state})
 
+    async def read_state(request: web.Request) -> web.Response:
+        return web.json_response({**state, "now": time.time()})
+
     async def forward(request: web.Request) -> web.StreamResponse:
+        if state["rate_limit_next"] > 0 or (
+            time.time() < state["until"] and random.random() < state["rate_limit_share"]
+        ):
+            state["rate_limit_next"] = max(0, state["rate_limit_next"] - 1)
+            state["rate_limited_total"] += 1
+            return _rate_limited()
         failing = time.time() < state["until"] and random.random() < state["error_rate"]
         if state["fail_next"] > 0:
             state["fail_next"] -= 1
@@ -393,6 +424,24 @@ def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None
             {"error": {"type": "api_error", "message": "injected by the fault proxy"}}, status=500
         )
 
+    def _rate_limited() -> web.Response:
+        # what Stripe answers when an account sends too many requests: 429, an error of type
+        # invalid_request_error with code rate_limit (the SDK raises RateLimitError on any 429), and
+        # Stripe-Should-Retry: the request was not processed, a retry with backoff is safe
+        return web.json_response(
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "rate_limit",
+                    "message": "Request rate limit exceeded (injected by the fault proxy). "
+                    "Retry with an exponential backoff.",
+                    "doc_url": "https://stripe.com/docs/error-codes/rate-limit",
+                }
+            },
+            status=429,
+            headers={"Stripe-Should-Retry": "true"},
+        )
+
     async def on_start(app):
         app["session"] = ClientSession()
 
@@ -403,6 +452,7 @@ def run_gateway_proxy(port: int, upstream: str, host: str = "127.0.0.1") -> None
     app.on_startup.append(on_start)
     app.on_cleanup.append(on_stop)
     app.router.add_post(CONTROL_PATH, control)
+    app.router.add_get(CONTROL_PATH, read_state)
     app.router.add_route("*", "/{tail:.*}", forward)
     web.run_app(app, host=host, port=port, print=None)
 

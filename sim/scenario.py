@@ -103,6 +103,7 @@ FaultKind = Literal[
     "stop_redis",
     "gateway_fail",
     "gateway_slow",
+    "gateway_429",
     "kill_postgres",
     "freeze_postgres",
     "kill_redis",
@@ -115,7 +116,12 @@ class Fault(Strict):
     kind: FaultKind
     at_s: float = Field(..., ge=0, description="seconds after the first arrival")
     duration_s: float = Field(2.0, ge=0, le=120, description="how long a stop/slowdown lasts")
-    error_rate: float = Field(1.0, ge=0, le=1, description="gateway_fail: share of calls failed")
+    error_rate: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="gateway_fail / gateway_429: share of calls failed / rate-limited",
+    )
     delay_ms: float = Field(1500, ge=0, le=60_000, description="gateway_slow: added latency")
     count: int = Field(
         3, ge=1, le=10_000, description="lose_commit_reply: COMMIT replies lost in the window"

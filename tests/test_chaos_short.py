@@ -1,9 +1,9 @@
 """The short chaos run (sim/scenarios/chaos-short.toml) in the normal test suite: a private platform
 (python -m flashmart.sim --own-platform, its own data directory, Ray and servers) sells while its
 PostgreSQL is killed with SIGKILL and frozen with SIGSTOP, its Redis likewise, COMMIT replies are
-lost by the fault proxy, a shard and a Serve replica are killed and the gateway fails; afterwards
-every invariant of sim/invariants.py must hold (the run's exit status), and each fault must really
-have been injected (none skipped or failed)."""
+lost by the fault proxy, a shard and a Serve replica are killed and the gateway rate-limits (429)
+and fails; afterwards every invariant of sim/invariants.py must hold (the run's exit status), and
+each fault must really have been injected (none skipped or failed)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def test_short_chaos_run_keeps_every_invariant(machine_slot, tmp_path):
         "lose_commit_reply",
         "kill_shard",
         "kill_serve_replica",
+        "gateway_429",
     }, injected
     for fault in injected:
         assert not fault["detail"].startswith(("skipped", "injection failed")), fault

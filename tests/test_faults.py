@@ -1,19 +1,31 @@
 """The real faults the chaos scenarios inject, each against embedded servers of this test's own data
-directory: SIGKILL and SIGSTOP of PostgreSQL and Redis, and the lost COMMIT reply of the fault proxy.
-Each checks what the fault must do (the server really dies or stops answering, then comes back with
-what was committed) and that it only reached this data directory's processes."""
+directory: SIGKILL and SIGSTOP of PostgreSQL and Redis, the lost COMMIT reply of the fault proxy, and
+the gateway fault proxy's 429 storm in front of a real localstripe. Each checks what the fault must
+do (the server really dies or stops answering, then comes back with what was committed; the gateway
+answers 429 during the storm, then forwards again) and that it only reached this data directory's
+processes."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import threading
 import time
+import uuid
+from types import SimpleNamespace
 
+import httpx
 import psycopg
 import pytest
 import redis
+import stripe
 
+from flashmart.actors.payments.gateway import StripeGateway
+from flashmart.actors.payments.types import Authorised
 from flashmart.settings import Settings
 from flashmart.sim import faults
+from flashmart.sim.scenario import Fault
 from flashmart.storage import embedded, pg_fault_proxy
 
 WAIT_S = 60
@@ -151,3 +163,74 @@ def test_the_proxy_loses_the_reply_of_a_commit_the_server_made_durable(servers):
     with psycopg.connect(proxied) as conn:  # the cut was one connection: the next one works
         conn.execute("INSERT INTO commit_lost VALUES ('after')")
         conn.commit()
+
+
+# --- the gateway's 429 storm ---------------------------------------------------------------------
+
+STRIPE_KEY = Settings(_env_file=None).stripe_secret_key
+STORM_S = 8.0  # long enough that the first call lands inside it even on a loaded machine
+
+
+@pytest.fixture(scope="module")
+def gateway_proxy(tmp_path_factory):
+    """A real localstripe with the gateway fault proxy of sim/faults.py in front of it."""
+    data = tmp_path_factory.mktemp("gateway")
+    upstream = embedded.start_localstripe(data, embedded.free_port())
+    port = embedded.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flashmart.sim.faults", "gateway-proxy", "--port", str(port)]
+        + ["--upstream", upstream]
+    )
+    try:
+        embedded.wait_until(lambda: embedded.port_open("127.0.0.1", port), 120, "proxy started")
+        yield SimpleNamespace(stripe_api_base=f"http://127.0.0.1:{port}", data_dir=data)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        embedded.stop_localstripe(data)
+
+
+def list_intents(base: str) -> httpx.Response:
+    return httpx.get(f"{base}/v1/payment_intents", auth=(STRIPE_KEY, ""), timeout=30)
+
+
+def proxy_state(base: str) -> dict:
+    return httpx.get(f"{base}{faults.CONTROL_PATH}", timeout=30).json()
+
+
+def test_a_429_storm_answers_stripes_rate_limit_error_then_forwards_again(gateway_proxy):
+    base = gateway_proxy.stripe_api_base
+    assert list_intents(base).status_code == 200  # before the storm: forwarded
+    storm = Fault(kind="gateway_429", at_s=0, duration_s=STORM_S, error_rate=1.0)
+    detail = faults.inject(gateway_proxy, storm, [])
+    assert "429" in detail and not detail.startswith("skipped"), detail
+    r = list_intents(base)
+    assert time.time() < proxy_state(base)["until"]  # that call was inside the storm
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["code"] == "rate_limit"
+    assert r.headers["Stripe-Should-Retry"] == "true"
+    with pytest.raises(stripe.RateLimitError):  # what the SDK makes of it
+        stripe.StripeClient(STRIPE_KEY, base_addresses={"api": base}).v1.payment_intents.list()
+    wait_for(lambda: list_intents(base).status_code == 200, "the storm is over: forwarded again")
+    assert proxy_state(base)["rate_limited_total"] >= 2
+
+
+def test_the_payments_client_backs_off_and_retries_through_429s_and_charges_once(gateway_proxy):
+    base = gateway_proxy.stripe_api_base
+    r = httpx.post(f"{base}{faults.CONTROL_PATH}", json={"rate_limit_next": 2}, timeout=30)
+    assert r.status_code == 200, r.text
+    order_id = uuid.uuid4().hex
+
+    async def authorise():
+        gateway = StripeGateway(STRIPE_KEY, base, backoff_base_s=0.01)
+        try:
+            return await gateway.authorise(order_id, 1500, "EUR", "pm_card_visa"), gateway.retries
+        finally:
+            await gateway.close()
+
+    outcome, retries = asyncio.run(authorise())
+    assert isinstance(outcome, Authorised), outcome
+    assert retries == 2  # both 429s were retried, after a backoff
+    client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": base})
+    found = client.v1.payment_intents.search({"query": f"metadata['order_id']:'{order_id}'"})
+    assert [pi.status for pi in found.data] == ["requires_capture"]  # one authorisation

@@ -27,6 +27,7 @@ def test_shipped_scenarios_validate():
         "stop_redis",
         "gateway_fail",
         "gateway_slow",
+        "gateway_429",
     }
 
 
