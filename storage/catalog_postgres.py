@@ -249,7 +249,10 @@ async def get_product(conn: AsyncConnection, product_id: int) -> dict | None:
     product = _plain(row)
     variants = await (
         await conn.execute(
-            "SELECT id, sku, attributes, price_adjustment FROM product_variants WHERE product_id = %s ORDER BY id",
+            # a variant a content item is sold under is digital: it ships nothing and never runs out
+            "SELECT v.id, v.sku, v.attributes, v.price_adjustment, "
+            "EXISTS (SELECT 1 FROM content_items ci WHERE ci.sku = v.sku) AS digital "
+            "FROM product_variants v WHERE v.product_id = %s ORDER BY v.id",
             (product_id,),
         )
     ).fetchall()

@@ -57,6 +57,36 @@ def pay(api, user, token, **body) -> httpx.Response:
     )
 
 
+def test_a_digital_items_product_page_offers_it_though_no_stock_exists(api, platform, admin, db):
+    """No warehouse holds a digital item, yet it never runs out: the page (and the storefront's add
+    button, which follows `stock`) offers it, even when the page was cached before it became
+    digital."""
+    sku = f"EBOOK-{uuid.uuid4().hex[:10]}"
+    seller = db.execute("INSERT INTO sellers (name) VALUES ('early') RETURNING id").fetchone()["id"]
+    pid = db.execute(
+        "INSERT INTO products (seller_id, name, price) VALUES (%s, %s, 5) RETURNING id",
+        (seller, f"Book {sku}"),
+    ).fetchone()["id"]
+    db.execute("INSERT INTO product_variants (product_id, sku) VALUES (%s, %s)", (pid, sku))
+    physical = api.get(f"/api/v1/products/{pid}").json()  # cached while nothing is sold under it
+    assert physical["in_stock"] is False and physical["variants"][0]["digital"] is False
+    r = api.post(
+        "/api/v1/content/uploads",
+        json={
+            "kind": "ebook",
+            "title": sku,
+            "content_type": "application/epub+zip",
+            "size_bytes": 100,
+            "sku": sku,
+        },
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    page = api.get(f"/api/v1/products/{pid}").json()
+    assert page["variants"][0]["digital"] is True
+    assert page["in_stock"] is True and page["stock"]["variants"] == {sku: True}, page
+
+
 def test_a_digital_item_is_bought_without_stock_shipping_or_address(api, platform, admin, db):
     sku, item_id = digital_product(db, api, admin)
     buyer = make_user(api)

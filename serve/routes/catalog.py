@@ -745,10 +745,16 @@ def _stock(ctx: Context, product: dict) -> dict:
     exact for sold out: a SKU is out only while its last published figure is 0), without asking the
     inventory engine. `variants` maps each SKU the engine has stocked to whether a unit is available;
     a product none of whose SKUs the engine has stocked keeps the catalog's flag. (The search writer
-    follows the same feed and keeps products.in_stock, so the page needs no write of its own.)"""
+    follows the same feed and keeps products.in_stock, so the page needs no write of its own.)
+    A digital variant (a content item sold once) holds no stock and is always available."""
     board = ctx.services.get("sold_out")
-    skus = [v["sku"] for v in product["variants"][:20]]
-    known = {sku: not board.is_sold_out(sku) for sku in skus if board and board.knows(sku)}
+    variants = product["variants"][:20]
+    known = {v["sku"]: True for v in variants if v.get("digital")}
+    known |= {
+        v["sku"]: not board.is_sold_out(v["sku"])
+        for v in variants
+        if board and not v.get("digital") and board.knows(v["sku"])
+    }
     if not known:
         return {"in_stock": bool(product["in_stock"]), "source": "catalog", "variants": {}}
     return {"in_stock": any(known.values()), "source": "inventory", "variants": known}
@@ -784,6 +790,7 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
                     "attributes": v["attributes"],
                     "price_adjustment": v["price_adjustment"],
                     "price": round(product["price"] + v["price_adjustment"], 2),
+                    "digital": bool(v.get("digital")),
                 }
                 for v in product["variants"]
             ],

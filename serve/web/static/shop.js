@@ -106,6 +106,7 @@
       showStock(left === undefined ? !product.in_stock : left <= 0);
       if (source) source.close();
       if (!sku) return;
+      if (variantOf(sku).digital) { $("#stock").textContent = "Digital: yours at once"; return; }  // never runs out
       source = new EventSource(`/shop/stock/${encodeURIComponent(sku)}/events`);
       source.addEventListener("stock", ev => showStock(JSON.parse(ev.data).sold_out));
     }
