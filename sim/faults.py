@@ -250,6 +250,7 @@ def lose_commit_reply(settings, count: int, duration_s: float) -> str:
 def gateway(settings, fault: Fault) -> str:
     base = settings.stripe_api_base.rstrip("/")
     try:
+        rate_limited_before = _rate_limited_total(base) if fault.kind == "gateway_429" else 0
         r = httpx.post(
             base + CONTROL_PATH,
             timeout=2,
@@ -264,10 +265,7 @@ def gateway(settings, fault: Fault) -> str:
             if fault.kind == "gateway_fail":
                 return f"fault proxy: {fault.error_rate:.0%} of gateway calls fail with 500 for {fault.duration_s}s"
             if fault.kind == "gateway_429":
-                return (
-                    f"fault proxy: {fault.error_rate:.0%} of gateway calls answered 429 "
-                    f"rate_limit for {fault.duration_s}s"
-                )
+                return _rate_limit_storm_outcome(base, fault, rate_limited_before)
             return f"fault proxy: +{fault.delay_ms:.0f} ms per call for {fault.duration_s}s"
     except httpx.HTTPError:
         pass
@@ -284,6 +282,22 @@ def gateway(settings, fault: Fault) -> str:
     finally:
         os.kill(pid, signal.SIGCONT)
     return f"gateway stalled {fault.duration_s:.1f}s (localstripe paused with SIGSTOP; no fault proxy in front)"
+
+
+def _rate_limited_total(base: str) -> int:
+    r = httpx.get(base + CONTROL_PATH, timeout=5)
+    return int(r.json().get("rate_limited_total", 0)) if r.status_code == 200 else 0
+
+
+def _rate_limit_storm_outcome(base: str, fault: Fault, rate_limited_before: int) -> str:
+    """Waits out the storm, then says how many calls the proxy answered 429 (0 would mean the storm
+    met no payment traffic: a run's report shows it)."""
+    time.sleep(fault.duration_s)
+    answered = _rate_limited_total(base) - rate_limited_before
+    return (
+        f"fault proxy: {fault.error_rate:.0%} of gateway calls answered 429 rate_limit for "
+        f"{fault.duration_s}s: {answered} calls rate-limited"
+    )
 
 
 def inject(settings, fault: Fault, hot_skus: list[str]) -> str:
