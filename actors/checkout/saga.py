@@ -194,6 +194,7 @@ class Saga:
                 req.get("user_id"),
                 _now(),
                 _currency(cart),
+                {i.sku: i.unit_price for i in cart.items.values()},
             ),
             self._shipping(cart, req),
         )
