@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -132,6 +134,14 @@ class Settings(BaseSettings):
         description="the ingress: requests from these addresses name their client in the last "
         "X-Forwarded-For value (Serve's HAProxy appends it); add the cluster's network when "
         "HAProxy runs on other nodes than the replicas",
+    )
+    currency_rates: dict[str, float] = Field(
+        default_factory=lambda: {"EUR": 0.92, "GBP": 0.79, "JPY": 150.0},
+        description="exchange rates set by the operator, in units of the currency per 1 US dollar "
+        "(USD is always 1): carrier quotes, the free-shipping threshold and fixed-amount coupons "
+        "are in US dollars and are converted at this rate into a cart's currency; a cart in a "
+        "currency without a rate cannot be checked out with shipping. The defaults are example "
+        "rates for EUR, GBP and JPY only: set the real ones in production",
     )
     rate_limits: dict[str, list[float]] = Field(
         default_factory=lambda: {
@@ -369,6 +379,21 @@ class Settings(BaseSettings):
         min_length=16,
         description="signs carrier tracking webhooks",
     )
+
+    @field_validator("currency_rates")
+    @classmethod
+    def _rates_are_positive_per_dollar(cls, value: dict[str, float]) -> dict[str, float]:
+        rates = {}
+        for code, rate in value.items():
+            c = code.strip().upper()
+            if not re.fullmatch(r"[A-Z]{3}", c):
+                raise ValueError(f"currency_rates: {code!r} is not a 3-letter currency code")
+            if not (math.isfinite(rate) and rate > 0):
+                raise ValueError(f"currency_rates: the rate of {c} must be a positive number")
+            if c == "USD" and rate != 1:
+                raise ValueError("currency_rates: USD is the rates' base, its rate is 1")
+            rates[c] = rate
+        return rates
 
     @field_validator("jwt_secret")
     @classmethod

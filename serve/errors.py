@@ -27,6 +27,7 @@ STATUS_BY_REASON: dict[str, int] = {
     "not_entitled": 403,  # content the caller's membership or purchases do not include
     "too_large": 413,
     "currency_mismatch": 409,  # a cart holds one currency
+    "no_exchange_rate": 422,  # no rate set for the cart's currency: dollar amounts cannot be charged
     "invalid": 422,
     "rate_limited": 429,
     "overloaded": 503,
@@ -43,6 +44,7 @@ CHECKOUT_STATUS_BY_REASON: dict[str, int] = {
     "overloaded": 503,
     "unavailable": 503,
     "invalid": 422,
+    "no_exchange_rate": 422,
     "hold_expired": 409,
     "sold_out": 409,
     "limit_reached": 409,

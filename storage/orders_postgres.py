@@ -358,15 +358,16 @@ class PostgresOrderTx:
             "grand_total, shipping_address, billing_address, shipping_method, shipping_option, "
             "estimated_delivery, "
             "fraud_score, fraud_action, fraud_flags, coupon_code, idempotency_key, idempotency_scope, "
-            "currency) "
+            "currency, exchange_rate) "
             "VALUES (%(id)s,%(user_id)s,%(guest_email)s,'pending',%(subtotal)s,%(discount)s,%(tax)s,"
             "%(shipping)s,%(grand_total)s,%(shipping_address)s,%(billing_address)s,"
             "%(shipping_method)s,%(shipping_option)s,%(estimated_delivery)s,%(fraud_score)s,%(fraud_action)s,"
             "%(fraud_flags)s,%(coupon_code)s,%(idempotency_key)s,%(idempotency_scope)s,"
-            "%(currency)s)",
+            "%(currency)s,%(exchange_rate)s)",
             {
                 "shipping_option": None,
                 "currency": "USD",
+                "exchange_rate": None,
                 **order,
                 "shipping_address": Jsonb(order["shipping_address"]),
                 "billing_address": Jsonb(order["billing_address"]),

@@ -67,20 +67,32 @@ class Discount:
     free_shipping: bool
 
 
-def discount(coupons: list[Coupon], subtotal: Decimal, now: float) -> Discount:
+def discount(
+    coupons: list[Coupon],
+    subtotal: Decimal,
+    now: float,
+    rate: Decimal = Decimal(1),
+    unit: Decimal = CENT,
+) -> Discount:
     """The combined effect of the applied coupons; a coupon no longer valid (expired, under minimum
-    spend after items were removed) simply stops applying. Never more than the subtotal."""
+    spend after items were removed) simply stops applying. Never more than the subtotal. Coupon
+    amounts (fixed value, minimum spend) are US dollars, taken at `rate` units of the cart's
+    currency per dollar and rounded to its smallest `unit`."""
+
+    def local(usd: Decimal) -> Decimal:
+        return (usd * rate).quantize(unit, rounding=ROUND_HALF_UP)
+
     amount, free = Decimal(0), False
     for c in coupons:
-        if (c.expires_at is not None and now >= c.expires_at) or subtotal < c.min_spend:
+        if (c.expires_at is not None and now >= c.expires_at) or subtotal < local(c.min_spend):
             continue
         if c.kind == "percentage":
-            amount += (subtotal * c.value / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+            amount += (subtotal * c.value / 100).quantize(unit, rounding=ROUND_HALF_UP)
         elif c.kind == "fixed":
-            amount += c.value
+            amount += local(c.value)
         else:
             free = True
-    return Discount(min(amount, subtotal).quantize(CENT), free)
+    return Discount(min(amount, subtotal).quantize(unit), free)
 
 
 def coupon_from_row(row: dict) -> Coupon:

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
-from flashmart.actors.carts.coupons import Coupon, Discount, discount
+from flashmart.actors.carts.coupons import CENT, Coupon, Discount, discount
 
 
 @dataclass
@@ -90,8 +90,9 @@ class Cart:
             for c in self.coupons
         ]
 
-    def discount(self, now: float) -> Discount:
-        return discount(self.coupon_objects(), self.subtotal(), now)
+    def discount(self, now: float, rate: Decimal = Decimal(1), unit: Decimal = CENT) -> Discount:
+        """`rate`: units of the cart's currency per US dollar, for the coupons' dollar amounts."""
+        return discount(self.coupon_objects(), self.subtotal(), now, rate, unit)
 
     # --- changes (each bumps version, so a stale writer can be detected) ---
     def add_hold(

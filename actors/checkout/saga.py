@@ -239,15 +239,31 @@ class Saga:
         from flashmart.actors.checkout import shipping
         from flashmart.actors.membership.benefits import member_ships_free
 
+        rate = self._exchange_rate(cart)
         if not cart.needs_shipping():
-            return None, False
+            return None, False, rate
         parcel = await shipping.parcel_of_cart(
             self.db, [i.sku for i in cart.items.values()], cart.weight_g(), req["shipping_address"]
         )
         quote = shipping.choose(
             shipping.quotes_for(parcel), req.get("shipping_option"), req["shipping_method"]
         )
-        return quote, await member_ships_free(self.db, req.get("user_id"), quote.method)
+        return quote, await member_ships_free(self.db, req.get("user_id"), quote.method), rate
+
+    def _exchange_rate(self, cart: Cart) -> Decimal | None:
+        """Units of the cart's currency per US dollar (None for a dollar cart). A cart that ships or
+        holds a coupon with a dollar amount is refused without a rate; another (digital items only)
+        needs none."""
+        currency = _currency(cart)
+        if currency == "USD":
+            return None
+        rates = self.settings.currency_rates
+        dollars = cart.needs_shipping() or any(
+            c.kind == "fixed" or c.min_spend > 0 for c in cart.coupon_objects()
+        )
+        if dollars or currency in rates:
+            return pricing.exchange_rate(rates, currency)
+        return None
 
     @staticmethod
     def _price(snap: dict, req: dict, shipping: tuple) -> tuple[Cart, pricing.Price]:
@@ -255,10 +271,11 @@ class Saga:
         transaction), shipping at the carrier's quote chosen (`shipping`: from _shipping). A member
         whose plan ships the quote's method free pays no shipping; digital lines weigh nothing and a
         cart of digital items only pays no shipping at all."""
-        quote, member_free_shipping = shipping
+        quote, member_free_shipping, rate = shipping
         cart = Cart.from_dict(snap["cart"])
         now = _now()
-        disc = cart.discount(now.timestamp())
+        unit = minor_quantum(_currency(cart))
+        disc = cart.discount(now.timestamp(), Decimal(1) if rate is None else rate, unit)
         return cart, pricing.price(
             cart.subtotal(),
             disc.amount,
@@ -269,7 +286,8 @@ class Saga:
             now.date(),
             ships=cart.needs_shipping(),
             quote=quote,
-            unit=minor_quantum(_currency(cart)),
+            unit=unit,
+            rate=rate,
         )
 
     @staticmethod
@@ -278,7 +296,8 @@ class Saga:
             "order_id": order_id,
             "user_id": req.get("user_id"),
             "guest_email": req.get("guest_email"),
-            "total": float(p.grand_total),
+            # the scorer's amounts are US dollars
+            "total": float(p.grand_total / (p.exchange_rate or 1)),
             "payment_token": req["payment_token"],
             # nothing shipped (digital items only): the billing address stands for both
             "shipping_address": req.get("shipping_address") or req.get("billing_address") or {},
@@ -407,6 +426,7 @@ class Saga:
             "shipping": p.shipping,
             "grand_total": p.grand_total,
             "currency": _currency(cart),
+            "exchange_rate": p.exchange_rate,
             "shipping_address": req["shipping_address"],
             "billing_address": req.get("billing_address"),
             "shipping_method": p.quote.method if p.quote is not None else req["shipping_method"],
@@ -670,9 +690,16 @@ def _answer(o: dict) -> dict:
         "shipping": float(o["shipping"]),
         "grand_total": float(o["grand_total"]),
         "currency": o["currency"],
+        "exchange_rate": _rate(o),
         "estimated_delivery": o["estimated_delivery"].isoformat(),
         "tracking_url": f"/api/v1/orders/{o['id']}",
     }
+
+
+def _rate(o: dict) -> float | None:
+    """The rate (units per US dollar) the order's dollar amounts were taken at; None in dollars."""
+    rate = o.get("exchange_rate")
+    return float(rate) if rate is not None else None
 
 
 def _replayed(result: dict) -> dict | Refusal:

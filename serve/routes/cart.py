@@ -354,8 +354,9 @@ async def shipping_options(
 ) -> dict:
     """The carriers' quotes for the cart's parcel (its weight, from the nearest warehouse that
     stocks it, to this country and state), cheapest first. Send an option's `option` as the
-    checkout's `shipping_option`: that is the price charged (`cost`: free when the buyer's member
-    plan or a coupon ships its method free, or standard shipping is free from the order's value)."""
+    checkout's `shipping_option`: that is the price charged (`cost`, in the cart's currency at the
+    operator's exchange rate: free when the buyer's member plan or a coupon ships its method free,
+    or standard shipping is free from the order's value)."""
     from decimal import Decimal
 
     from flashmart.actors.checkout import pricing, shipping
@@ -364,8 +365,18 @@ async def shipping_options(
     cart = await _carts(ctx).store.load(who.cart_id)
     if not cart.items:
         raise Refused("invalid", "the cart is empty: there is nothing to ship")
+    from flashmart.actors.payments.types import minor_quantum
+
     today = dt.date.today()
-    disc = cart.discount(dt.datetime.now().timestamp())
+    currency = cart.currency or "USD"
+    # the quotes are US dollars: shown in the cart's currency at the rate checkout charges them at
+    rate = (
+        pricing.exchange_rate(ctx.settings.currency_rates, currency)
+        if cart.needs_shipping()
+        else Decimal(1)
+    )
+    unit = minor_quantum(currency)
+    disc = cart.discount(dt.datetime.now().timestamp(), rate, unit)
     goods = Decimal(cart.subtotal() - disc.amount)
     address = {"country": country.upper(), "state": state}
     offered = []
@@ -377,7 +388,9 @@ async def shipping_options(
         quotes = shipping.quotes_for(parcel)
     for q in quotes:
         free = disc.free_shipping or await member_ships_free(ctx.db, who.user_id, q.method)
-        cost = pricing.shipping_cost(q.method, cart.weight_g(), country, goods, free, q.price)
+        cost = pricing.shipping_cost(
+            q.method, cart.weight_g(), country, goods, free, q.price, rate, unit
+        )
         offered.append(
             {
                 "option": shipping.option_of(q),
@@ -399,5 +412,7 @@ async def shipping_options(
         "country": country.upper(),
         "weight_g": cart.weight_g(),
         "needs_shipping": cart.needs_shipping(),
+        "currency": currency,  # of `cost`; an option's `price` is the carrier's, in US dollars
+        "exchange_rate": float(rate) if currency != "USD" and cart.needs_shipping() else None,
         "options": offered,
     }

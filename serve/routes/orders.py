@@ -264,6 +264,8 @@ async def get_order(
         "shipping": float(o["shipping"]),
         "grand_total": float(o["grand_total"]),
         "currency": o["currency"],
+        # units of the currency per US dollar the shipping and coupons were converted at
+        "exchange_rate": float(o["exchange_rate"]) if o.get("exchange_rate") is not None else None,
         "shipping_method": o["shipping_method"],
         "shipping_option": o.get("shipping_option"),
         "fraud_action": o["fraud_action"],
