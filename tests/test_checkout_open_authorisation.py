@@ -19,6 +19,7 @@ import pytest
 import stripe
 from psycopg.types.json import Jsonb
 
+from flashmart.actors.carts.state import Cart
 from flashmart.actors.checkout.saga import Prepared, Saga
 from flashmart.actors.checkout.sweeper import Sweeper
 from flashmart.actors.payments.gateway import StripeGateway
@@ -76,7 +77,8 @@ def intents_of(backing, order_id: str) -> dict[str, str]:
 
 def ready_to_authorise() -> Prepared:
     price = SimpleNamespace(grand_total=Decimal("15.00"))
-    return Prepared(None, [], price, {"action": "allow"}, None, Decimal(0))
+    cart = Cart(cart_id=f"g{uuid.uuid4().hex}", currency="USD")
+    return Prepared(cart, [], price, {"action": "allow"}, None, Decimal(0))
 
 
 async def saga_at_authorising(db) -> str:
