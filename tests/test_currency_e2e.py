@@ -160,3 +160,32 @@ def test_a_digital_only_cart_needs_no_exchange_rate(platform, api, db, admin):
     assert r.status_code == 201, r.text
     assert r.json()["currency"] == "CHF" and r.json()["shipping"] == 0.0
     assert r.json()["exchange_rate"] is None
+
+
+def test_a_yen_carts_view_shows_a_dollar_coupon_in_yen_as_the_checkout_charges_it(
+    platform, api, db, admin, warehouse
+):
+    """A fixed coupon is kept in US dollars: the cart shows it at the operator's rate in whole
+    yen, the same discount the checkout then charges."""
+    import uuid
+
+    code = f"YEN{uuid.uuid4().hex[:8]}"
+    r = api.post(
+        "/api/v1/coupons",
+        json={"code": code, "kind": "fixed", "value": "5.00"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    buyer = make_user(api)
+    sku = _priced_in(db, product(db, api, admin, warehouse, price="3000.00", stock=5), "JPY")
+    assert add(api, buyer, sku, 1).status_code == 200
+    r = api.post("/api/v1/cart/coupons", json={"code": code}, headers=buyer.headers)
+    assert r.status_code == 200, r.text
+    yen_off = Decimal(5) * Decimal(str(platform.currency_rates["JPY"]))  # 750 at the example rate
+    assert r.json()["discount"] == float(yen_off), r.json()
+    view = api.get("/api/v1/cart", headers=buyer.headers).json()
+    assert view["discount"] == float(yen_off) and view["total"] == float(3000 - yen_off), view
+
+    out = checkout(api, buyer, card(platform))
+    assert out.status_code == 201, out.text
+    assert out.json()["discount"] == float(yen_off), out.json()

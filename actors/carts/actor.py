@@ -153,7 +153,7 @@ class CartShard:
             if isinstance(cart, dict):  # the write kept losing: the moved holds go back
                 await self._release(incoming.all_holds())
                 return cart
-            return {"cart": cart.view(time.time()), "merge": report}
+            return {"cart": cart.view(time.time(), self.settings.currency_rates), "merge": report}
 
     async def _take_over(self, item, buyer_id: int) -> tuple[list[Hold], object | None]:
         """Give the guest line's holds to `buyer_id` (TransferHold), each as much as the buyer's limit allows

@@ -97,12 +97,13 @@ async def add_to_cart(
     pricing=None,
     units_max: int = 0,
     tokens: Tokens | None = None,
+    rates: dict[str, float] | None = None,
 ) -> dict:
     """{"cart": view} | a refusal | {"room_open": sku} (a waiting room opened that this replica had not
     heard of: nothing was kept; the caller asks the room, then adds again with room_checked=True) |
     {"rate_limited": seconds} (the caller's buckets were empty: nothing was kept).
     `units_max`: the units of one SKU a cart may hold (0: no cap); `tokens`: the rate-limit buckets
-    the cart write takes from."""
+    the cart write takes from; `rates`: Settings.currency_rates, for the view's coupon amounts."""
     tokens = tokens or Tokens()
     variant = await priced(pricing, req.user_id, await find(catalog, req))
     if variant is None:
@@ -141,7 +142,7 @@ async def add_to_cart(
             buckets=tokens.for_write(),
         )
         if out.status == "ok":
-            return {"cart": out.cart.view(time.time())}
+            return {"cart": out.cart.view(time.time(), rates)}
         if out.status != "stale_catalog":
             await inventory.release(variant.sku, hold.hold_id)
             if out.status == "room_open":

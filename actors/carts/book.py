@@ -80,7 +80,7 @@ class CartBook:
     # --- reads -------------------------------------------------------------------------------------
 
     async def view(self, cart_id: str) -> dict:
-        return (await self.store.load(cart_id)).view(time.time())
+        return (await self.store.load(cart_id)).view(time.time(), self.settings.currency_rates)
 
     async def current_view(self, cart_id: str, price_now) -> dict:
         """The cart as the buyer sees it, at current prices: `price_now(sku)` answers a SKU's price
@@ -94,7 +94,7 @@ class CartBook:
             ok = now is not None and now[1] == (cart.currency or "USD")
             current[sku] = now[0] if ok else None
         if not repricing.changes(cart, current):
-            return cart.view(time.time())
+            return cart.view(time.time(), self.settings.currency_rates)
         out = await self.reprice(cart_id, current)
         return out["cart"] if "cart" in out else out
 
@@ -140,7 +140,7 @@ class CartBook:
                     holds = [Hold(r.hold_id, r.quantity, r.expires_at)]
                 cart.replace_holds(item_id, holds)
             await self.store.save(cart, base)
-            return {"cart": cart.view(time.time())}
+            return {"cart": cart.view(time.time(), self.settings.currency_rates)}
 
         return await self._attempts(attempt)
 
@@ -152,7 +152,7 @@ class CartBook:
             item = cart.remove_item(item_id)
             await self._release([(item.sku, h) for h in item.holds])
             await self.store.save(cart, base)
-            return {"cart": cart.view(time.time())}
+            return {"cart": cart.view(time.time(), self.settings.currency_rates)}
 
         return await self._attempts(attempt)
 
@@ -164,7 +164,7 @@ class CartBook:
             item = cart.save_for_later(item_id, time.time())
             await self._release([(item.sku, h) for h in item.holds])  # saved items hold no stock
             await self.store.save(cart, base)
-            return {"cart": cart.view(time.time())}
+            return {"cart": cart.view(time.time(), self.settings.currency_rates)}
 
         return await self._attempts(attempt)
 
@@ -174,7 +174,7 @@ class CartBook:
             if cart.unsave(sku) is None:
                 return refused("not_found", f"{sku} is not in your saved items")
             await self.store.save(cart, base)
-            return {"cart": cart.view(time.time())}
+            return {"cart": cart.view(time.time(), self.settings.currency_rates)}
 
         return await self._attempts(attempt)
 
@@ -206,7 +206,7 @@ class CartBook:
                 }
             )
             await self.store.save(cart, base)
-            return {"cart": cart.view(time.time())}
+            return {"cart": cart.view(time.time(), self.settings.currency_rates)}
 
         return await self._attempts(attempt)
 
@@ -216,7 +216,7 @@ class CartBook:
             if not cart.remove_coupon(code):
                 return refused("not_found", f"coupon {code} is not applied")
             await self.store.save(cart, base)
-            return {"cart": cart.view(time.time())}
+            return {"cart": cart.view(time.time(), self.settings.currency_rates)}
 
         return await self._attempts(attempt)
 
@@ -269,7 +269,7 @@ class CartBook:
                 await self.store.save(cart, base)
                 await self._release(gone)
             return {
-                "cart": cart.view(time.time()),
+                "cart": cart.view(time.time(), self.settings.currency_rates),
                 "snapshot": cart.to_dict(),
                 "changes": [c.as_dict() for c in found],
             }

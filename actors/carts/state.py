@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 from flashmart.actors.carts.coupons import CENT, Coupon, Discount, discount
+from flashmart.actors.payments.types import minor_quantum
 
 
 @dataclass
@@ -222,9 +223,13 @@ class Cart:
             d.get("currency"),
         )
 
-    def view(self, now: float) -> dict:
-        """The cart as the API shows it (the 'add to cart' response, plus each hold's expiry)."""
-        disc = self.discount(now)
+    def view(self, now: float, rates: dict[str, float] | None = None) -> dict:
+        """The cart as the API shows it (the 'add to cart' response, plus each hold's expiry).
+        `rates`: units of each currency per US dollar (Settings.currency_rates), so a coupon's
+        dollar amounts show in the cart's currency as the checkout will charge them."""
+        currency = self.currency or "USD"
+        rate = Decimal(str((rates or {}).get(currency, 1))) if currency != "USD" else Decimal(1)
+        disc = self.discount(now, rate, minor_quantum(currency))
         sub = self.subtotal()
         return {
             "cart_id": self.cart_id,

@@ -207,6 +207,7 @@ async def _add(ctx: Context, who: CartWho, sku: str, body: AddItem, tokens) -> d
             pricing=_member_pricing(ctx),
             units_max=ctx.settings.cart_units_per_sku_max,
             tokens=tokens,
+            rates=ctx.settings.currency_rates,
         )
         if "rate_limited" in result:
             raise rate_limited(result["rate_limited"])
