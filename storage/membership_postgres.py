@@ -152,7 +152,11 @@ class PostgresMembershipStore:
 
     async def change(self, user_id: int, decide: Decide) -> Change:
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_SPACE, user_id))
+            # the two-key lock takes two int4: a user id is a bigint, so it is hashed into one
+            # (a collision only makes two members' decisions wait for each other)
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s::int4, hashint8(%s::int8))", (_LOCK_SPACE, user_id)
+            )
             loaded = await self._load(conn, user_id, lock=True)
             change = decide(loaded)
             if inspect.isawaitable(change):
