@@ -7,6 +7,7 @@ from decimal import Decimal
 from psycopg.types.json import Jsonb
 
 from flashmart.actors.carriers.ports import Label, Parcel, Place, TrackingEvent
+from flashmart.storage.audit import audit
 
 
 def _place(d: dict) -> Place:
@@ -62,7 +63,11 @@ class PostgresCarrierStore:
             ).fetchone()
         return Place(w["lat"], w["lon"], w["name"] or warehouse_id) if w else None
 
-    async def save_label(self, shipment_id: int, label: Label, parcel: Parcel) -> bool:
+    async def save_label(
+        self, shipment_id: int, label: Label, parcel: Parcel, actor_id: int | None = None
+    ) -> bool:
+        """Keep the shipment's one label; a label bought by staff (it costs the shop its price) is
+        audited with them in the same transaction."""
         async with self.pool.connection() as conn, conn.transaction():
             row = await (
                 await conn.execute(
@@ -87,6 +92,15 @@ class PostgresCarrierStore:
                     ),
                 )
             ).fetchone()
+            if row is not None and actor_id is not None:
+                await audit(
+                    conn,
+                    actor_id,
+                    "shipment.label",
+                    "shipment",
+                    shipment_id,
+                    {"carrier": label.carrier, "service": label.service, "price": str(label.price)},
+                )
         return row is not None
 
     async def unfinished_labels(self, carrier: str, limit: int) -> list[tuple[Label, Parcel, int]]:

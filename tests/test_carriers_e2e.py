@@ -42,6 +42,15 @@ def test_a_carriers_tracking_reaches_the_buyers_timeline(platform, api, db, ware
     assert label.status_code == 201, label.text
     days = label.json()["transit_days"]
     tracking = label.json()["tracking_number"]
+    # the label costs the shop its price: audited with the seller who bought it
+    bought = db.execute(
+        "SELECT actor_id, details FROM audit_log WHERE action = 'shipment.label' "
+        "AND object_id = %s",
+        (str(shipment_id),),
+    ).fetchall()
+    assert [(r["actor_id"], r["details"]["price"]) for r in bought] == [
+        (owner.id, label.json()["price"])
+    ], bought
 
     booked = db.execute(
         "SELECT created_at FROM carrier_labels WHERE shipment_id = %s", (shipment_id,)

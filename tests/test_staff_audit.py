@@ -37,6 +37,7 @@ MOVES_MONEY_OR_STOCK = frozenset(
         "flash_sale.write",
         "user.admin",
         "seller.fulfil",
+        "carrier.label",
     }
 )
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -341,6 +342,13 @@ def seller_shipment_event(api, actor, setup, db):
     _ok(api.post(url, json={"status": "delivered"}, headers=actor.headers))
 
 
+def seller_label(api, actor, setup, db):
+    """A label costs the shop its price (its own audit row is checked in test_carriers_e2e)."""
+    *_, shipment_id = _seller_shipped(api, actor, db)
+    url = f"/api/v1/shipments/{shipment_id}/label"
+    _ok(api.post(url, json={"service": "ground"}, headers=actor.headers))
+
+
 def _seller_return(api, actor, db) -> int:
     from tests.shop import ask_return
 
@@ -393,6 +401,7 @@ SCENARIOS: dict[tuple[str, str], tuple[Callable, str]] = {
     ("POST", "/api/v1/seller/shipments/{shipment_id}/events"): (seller_shipment_event, "seller"),
     ("POST", "/api/v1/seller/returns/{return_id}/approve"): (seller_approve_return, "seller"),
     ("POST", "/api/v1/seller/returns/{return_id}/reject"): (seller_reject_return, "seller"),
+    ("POST", "/api/v1/shipments/{shipment_id}/label"): (seller_label, "seller"),
 }
 
 # Staff routes whose handlers write no audit row yet, with why; strict: an entry that starts passing

@@ -110,7 +110,7 @@ async def create_label(
     label = carrier.create_label(
         parcel, body.service, s["tracking_number"], dt.datetime.now(dt.UTC)
     )
-    if not await _store(ctx).save_label(shipment_id, label, parcel):
+    if not await _store(ctx).save_label(shipment_id, label, parcel, principal.user_id):
         raise Refused("conflict", f"shipment {shipment_id} has a label already")
     return {
         "shipment_id": shipment_id,
