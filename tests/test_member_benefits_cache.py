@@ -32,9 +32,18 @@ def _plan(db) -> str:
 
 
 def _member(db, user_id: int, plan: str) -> None:
+    """A live membership as the service writes it (a whole state, its period ending in 30 days), so
+    other tests' sweeps of the shared database find nothing due on it."""
+    from psycopg.types.json import Jsonb
+
+    from flashmart.actors.membership.state import Membership
+
+    started = time.time()
+    state = Membership(user_id, plan, "active", started, None, started + 30 * 86400)
     db.execute(
-        "INSERT INTO memberships (user_id, plan_id, status, state) VALUES (%s, %s, 'active', '{}')",
-        (user_id, plan),
+        "INSERT INTO memberships (user_id, plan_id, status, state, period_end) "
+        "VALUES (%s, %s, 'active', %s, now() + interval '30 days')",
+        (user_id, plan, Jsonb(state.as_dict())),
     )
 
 
