@@ -11,12 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-
-from flashmart.settings import Settings
 
 
 def main(argv=None) -> dict:
@@ -29,45 +25,18 @@ def main(argv=None) -> dict:
     p.add_argument("--json", type=Path, default=None, metavar="PATH")
     args = p.parse_args(argv)
 
-    import ray
-
-    from benchmarks.checkout import _busy
     from benchmarks.http import checkout_preparer, ensure_wrk, run_wrk
-    from flashmart.platform import (
-        deploy,
-        ingress_name,
-        init_local_ray,
-        serve_env,
-        start_backing_services,
-        stop_backing_services,
-    )
-
-    def port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+    from benchmarks.private_platform import private_platform
+    from flashmart.platform import ingress_name
 
     wrk = ensure_wrk()
     if not wrk:
         raise SystemExit("wrk is needed")
-    data = Path(tempfile.mkdtemp(prefix="fm-bench-http-checkout-"))
-    base = Settings(
-        _env_file=None,
-        data_dir=data,
-        http_port=port(),
-        localstripe_port=port(),
-        object_store_port=port(),
-        ray_dashboard_port=port(),
-        gateway_rate_per_s=5000,
-    )
-    settings = start_backing_services(base)
-    try:
-        env = serve_env(settings)
-        if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" and any(_busy(p) for p in (8404, 9101)):
-            env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
-        os.environ.update(env)
-        init_local_ray("flashmart")
-        deploy(settings)
+    with private_platform("fm-bench-http-checkout-", gateway_rate_per_s=5000) as (
+        settings,
+        env,
+        data,
+    ):
         target = checkout_preparer(settings, buyers=args.buyers)(settings.api_url)
         row = run_wrk(
             wrk,
@@ -89,15 +58,6 @@ def main(argv=None) -> dict:
         if args.json:
             args.json.write_text(json.dumps(row, indent=1) + "\n")
         return row
-    finally:
-        from ray import serve
-
-        try:
-            if ray.is_initialized():
-                serve.shutdown()
-        finally:
-            ray.shutdown()
-            stop_backing_services(base)
 
 
 if __name__ == "__main__":

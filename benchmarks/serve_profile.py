@@ -21,13 +21,9 @@ import collections
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-from flashmart.settings import Settings
 
 # innermost frame's file (as py-spy names it) -> layer; the first match wins
 LAYERS = (
@@ -73,46 +69,17 @@ def main(argv=None) -> dict:
     p.add_argument("--json", type=Path, default=None, metavar="PATH")
     args = p.parse_args(argv)
 
-    import ray
-
-    from benchmarks.checkout import CpuAccount, _busy
+    from benchmarks.checkout import CpuAccount
     from benchmarks.http import ensure_wrk, parse_wrk
-    from flashmart.platform import (
-        deploy,
-        ingress_name,
-        init_local_ray,
-        serve_env,
-        start_backing_services,
-        stop_backing_services,
-    )
-
-    def port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+    from benchmarks.private_platform import private_platform
+    from flashmart.platform import ingress_name
 
     wrk = ensure_wrk()
     if not wrk:
         raise SystemExit("wrk is needed")
-    data = Path(tempfile.mkdtemp(prefix="fm-bench-serve-profile-"))
-    base = Settings(
-        _env_file=None,
-        data_dir=data,
-        http_port=port(),
-        localstripe_port=port(),
-        object_store_port=port(),
-        ray_dashboard_port=port(),
-        serve_replicas_min=1,
-        serve_replicas_max=1,
-    )
-    settings = start_backing_services(base)
-    try:
-        env = serve_env(settings)
-        if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" and any(_busy(p) for p in (8404, 9101)):
-            env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
-        os.environ.update(env)
-        init_local_ray("flashmart")
-        deploy(settings)
+    with private_platform(
+        "fm-bench-serve-profile-", serve_replicas_min=1, serve_replicas_max=1
+    ) as (settings, env, data):
         url = f"{settings.api_url}/healthz"
         subprocess.run([wrk, "-t1", f"-c{args.connections}", "-d3s", url], capture_output=True)
         cpu = CpuAccount(data)
@@ -172,15 +139,6 @@ def main(argv=None) -> dict:
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
         return result
-    finally:
-        from ray import serve
-
-        try:
-            if ray.is_initialized():
-                serve.shutdown()
-        finally:
-            ray.shutdown()
-            stop_backing_services(base)
 
 
 if __name__ == "__main__":
