@@ -435,10 +435,16 @@ def section_other(name: str, entry_names: tuple[str, ...], settings, size, quick
     console.log(f"{name}: done")
 
 
+HTTP_CATALOG_PRODUCTS = 1000
+
+
 def section_http(settings, size, results, work_dir: Path) -> None:
     from benchmarks.http import cart_preparer, checkout_preparer, run_http
+    from benchmarks.search import ensure_catalog
     from flashmart.platform import ingress_name, serve_env
 
+    # run alone (--only http) the catalog may be empty: the add-to-cart and product rows need products
+    ensure_catalog(settings, HTTP_CATALOG_PRODUCTS)
     ensure_deployed(settings)
     figures = run_http(
         settings.api_url,
