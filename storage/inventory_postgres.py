@@ -531,6 +531,17 @@ class PostgresInventoryStore:
                 units[wh] = units.get(wh, 0) + q
         return units
 
+    async def order_returns(self, sku: str, order_id: str) -> list[list]:
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT seq, warehouse_id, quantity FROM inventory_journal "
+                    "WHERE order_id = %s AND kind = 'UnitsReturned' AND sku = %s ORDER BY seq",
+                    (order_id, sku),
+                )
+            ).fetchall()
+        return [[r["seq"], r["warehouse_id"], r["quantity"]] for r in rows]
+
     async def bucket_counts(self) -> dict[str, int]:
         async with self._pool.connection() as conn:
             rows = await (

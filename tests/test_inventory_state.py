@@ -34,6 +34,7 @@ from flashmart.actors.inventory.messages import (
     StockView,
     TransferHold,
     Transferred,
+    UnitsReturned,
     ViewStock,
 )
 from flashmart.actors.inventory.state import SkuState
@@ -166,6 +167,14 @@ class SkuMachine(RuleBasedStateMachine):
             assert self.state.limit is None
 
     @invariant()
+    def returns_bounded(self):
+        """An order's returns stay in memory only while its sales do or they are past the archive point."""
+        st = self.state
+        assert all(
+            o in st.orders or last > st.archived_seq for o, (_, last) in st.return_seqs.items()
+        )
+
+    @invariant()
     def usage_bounded_between_sales(self):
         """With no limit running, usage holds only what is live: holds, holds on their way, sales not
         archived yet (archived sales of an ended sale are forgotten)."""
@@ -265,7 +274,7 @@ class SkuMachine(RuleBasedStateMachine):
         bought = self.state.bought(order_id) or (
             self.journal_bought(order_id) if self.state.archived_units else {}
         )
-        back = self.state.returned.get(order_id, {})
+        back = self.journal_returned(order_id)
         left = [
             (wh, q - back.get(wh, 0)) for wh, q in sorted(bought.items()) if q - back.get(wh, 0) > 0
         ]
@@ -287,9 +296,11 @@ class SkuMachine(RuleBasedStateMachine):
     def return_units(self, order_id, wh, quantity, key):
         live = self.state.bought(order_id)
         archived = None if live is not None else self.journal_bought(order_id)
+        # what the shard reads from the journal for an archived order: its units and its returns
+        journal = (archived, key, self.journal_returns(order_id), self.state.archived_seq)
         if key in self.keys:  # a repeat of a keyed return: the first answer, nothing changed
             before, n = self.state.snapshot(), len(self.events)
-            result = self.run(ReturnUnits("sku-1", order_id, quantity, wh, archived, key))
+            result = self.run(ReturnUnits("sku-1", order_id, quantity, wh, *journal))
             assert self.state.snapshot() == before and len(self.events) == n, (
                 "a repeated return key changed state"
             )
@@ -300,7 +311,8 @@ class SkuMachine(RuleBasedStateMachine):
                 event("return key reused for another return")
                 assert result.reason == "invalid"
             return
-        result = self.run(ReturnUnits("sku-1", order_id, quantity, wh, archived, key))
+        back_before = self.journal_returned(order_id).get(wh, 0)
+        result = self.run(ReturnUnits("sku-1", order_id, quantity, wh, *journal))
         if key is not None and not isinstance(result, Refusal):
             self.keys[key] = (order_id, wh, quantity)
         event(
@@ -310,14 +322,32 @@ class SkuMachine(RuleBasedStateMachine):
         )
         if not isinstance(result, Refusal):
             self.units_returned += quantity
-            bought = live if live is not None else archived
-            assert quantity <= bought.get(wh, 0) - self.returned_before(order_id, wh, quantity)
-        elif live is not None or self.state.archived_units:
-            bought = live if live is not None else archived
-            assert quantity > bought.get(wh, 0) - self.state.returned.get(order_id, {}).get(wh, 0)
+            bought, before = (
+                (live, self.state.returned[order_id][wh] - quantity)
+                if live is not None
+                else (archived, back_before)
+            )
+            assert quantity <= bought.get(wh, 0) - before
+            # never more back than the order bought, over its whole life (the journal's count)
+            assert self.journal_returned(order_id).get(wh, 0) <= self.journal_bought(order_id)[wh]
+        elif live is not None:
+            assert quantity > live.get(wh, 0) - self.state.returned.get(order_id, {}).get(wh, 0)
+        elif self.state.archived_units:  # exact: the journal's returns and the ones in memory
+            assert quantity > archived.get(wh, 0) - back_before
 
-    def returned_before(self, order_id: str, wh: str, just_now: int) -> int:
-        return self.state.returned[order_id][wh] - just_now
+    def journal_returns(self, order_id: str) -> list:
+        """The order's returns in the journal: [seq, warehouse, units] (the shard's lookup)."""
+        return [
+            [e.seq, e.warehouse_id, e.quantity]
+            for e in self.events
+            if isinstance(e, UnitsReturned) and e.order_id == order_id
+        ]
+
+    def journal_returned(self, order_id: str) -> dict[str, int]:
+        units: dict[str, int] = {}
+        for _, wh, q in self.journal_returns(order_id):
+            units[wh] = units.get(wh, 0) + q
+        return units
 
     @rule(back=st.integers(0, 8))
     def archive(self, back):

@@ -88,6 +88,10 @@ class ReturnUnits:
     # the same command again answers the first result and changes nothing (a retry after a crash
     # between this restock and the caller's own commit); None: no key, not idempotent
     return_key: str | None = None
+    # read with archived_units: the order's returns in the journal ([seq, warehouse_id, units]), and the SKU's archive
+    # point when both were read (a return decided after a later archive is refused: read again)
+    archived_returns: list | None = None
+    archive_seq: int | None = None
 
 
 @dataclass(slots=True)

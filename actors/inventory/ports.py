@@ -164,5 +164,8 @@ class InventoryStore(Protocol):
     async def order_units(self, sku: str, order_id: str) -> dict[str, int] | None:
         """Units per warehouse that an order bought of a SKU, from the durable journal (or None)."""
 
+    async def order_returns(self, sku: str, order_id: str) -> list[list]:
+        """The order's returns of a SKU in the durable journal: [seq, warehouse_id, units] each."""
+
     async def locations(self) -> dict[str, Location]:
         """Warehouse id -> (lat, lon) of every active warehouse."""

@@ -26,6 +26,11 @@ is lifted by the shard once the window is over, and with no limit running, the u
 leave `usage` (nothing needs them): `usage` then holds only buyers with live holds or sales not
 archived yet. While a limit runs, its buyers' archived units stay counted (`usage_archived`).
 
+Returns leave memory too: `returned` keeps an order's returned units while its sales are in memory or
+its newest return is past the archive point; ArchiveSales drops the others (folded into a counter). A
+return of an order whose returns left memory adds those the journal holds (seq below the first one kept
+here): the shard reads them with what the order bought, both at one archive point, so they are exact.
+
 Returns may carry a caller's key: the key is remembered with the event (the newest RETURN_KEYS_MAX per
 SKU key, in snapshots too), so a retried return answers the first result and restocks nothing.
 """
@@ -127,6 +132,8 @@ class SkuState:
         "committed",
         "orders",
         "returned",
+        "return_seqs",
+        "archived_returned",
         "ended",
         "archived_sold",
         "archived_units",
@@ -152,9 +159,11 @@ class SkuState:
             str, Hold
         ] = {}  # hold_id -> sale, in commit (seq) order; not archived yet
         self.orders: dict[str, Hold | list[Hold]] = {}  # order_id -> its sale(s) not archived yet
-        self.returned: dict[
-            str, dict[str, int]
-        ] = {}  # order_id -> units returned per warehouse (all orders)
+        # order_id -> units returned per warehouse, by the returns still in memory (see ArchiveSales)
+        self.returned: dict[str, dict[str, int]] = {}
+        # order_id -> [seq of its first, of its newest return in `returned`], in order of the newest
+        self.return_seqs: dict[str, list[int]] = {}
+        self.archived_returned: dict[str, int] = {}  # warehouse -> units of returns out of memory
         self.ended: dict[str, str] = {}  # hold_id -> "released" | "expired" (recent)
         self.archived_sold: dict[
             str, int
@@ -285,15 +294,20 @@ class SkuState:
                     f"{first[0]} to {first[1]}",
                 ), None
             return Returned(self.sku, c.order_id, c.quantity, c.warehouse_id), None
+        wh = c.warehouse_id
         bought = self.bought(c.order_id)
+        back = self.returned.get(c.order_id, {}).get(wh, 0)
         if bought is None and self.archived_units and c.archived_units:
-            bought = (
-                c.archived_units
-            )  # an archived order: what the journal in PostgreSQL says it bought
+            # an archived order: what the journal in PostgreSQL says it bought and had returned
+            if c.archive_seq != self.archived_seq:  # read before the last archive: maybe stale
+                return Refusal("unavailable", "the order's sales were being archived; retry"), None
+            bought = c.archived_units
+            kept = self.return_seqs.get(c.order_id)
+            first_kept = kept[0] if kept is not None else self.seq + 1
+            back += sum(q for seq, w, q in c.archived_returns or () if w == wh and seq < first_kept)
         if bought is None:
             return Refusal("not_found", f"order {c.order_id} bought nothing of {self.sku}"), None
-        wh = c.warehouse_id
-        returnable = bought.get(wh, 0) - self.returned.get(c.order_id, {}).get(wh, 0)
+        returnable = bought.get(wh, 0) - back
         s = self.stock.get(wh)
         returnable = min(returnable, s.sold if s is not None else 0)
         if c.quantity <= 0 or c.quantity > returnable:
@@ -479,10 +493,22 @@ class SkuState:
         self.apply(event)
         return self.view(), event
 
+    def archivable(self, upto: int) -> bool:
+        """Something to archive up to `upto`: a sale, or returns of an order whose sales are archived."""
+        first = next(iter(self.committed.values()), None)
+        if first is not None and first.seq <= upto:
+            return True
+        orders = self.orders
+        for order_id, (_, last) in self.return_seqs.items():  # in order of their newest return
+            if last > upto:
+                return False
+            if order_id not in orders:
+                return True
+        return False
+
     def _archive(self, c: ArchiveSales, now: float, locations) -> tuple[Any, Any]:
         upto = min(c.upto_seq, self.seq)
-        first = next(iter(self.committed.values()), None)
-        if first is None or first.seq > upto:
+        if upto <= self.archived_seq or not self.archivable(upto):
             return None, None
         event = SalesArchived(self.sku, self.seq + 1, upto)
         self.apply(event)
@@ -639,8 +665,25 @@ class SkuState:
                 sales.remove(sale)
                 if not sales:
                     del orders[sale.order_id]
-        assert done, f"{self.sku}: nothing to archive up to {e.upto_seq}"
+        dropped = self._archive_returns(e.upto_seq)
+        assert done or dropped, f"{self.sku}: nothing to archive up to {e.upto_seq}"
         self.archived_seq = max(self.archived_seq, e.upto_seq)
+
+    def _archive_returns(self, upto_seq: int) -> int:
+        """Drop the returns of orders whose sales are archived and whose newest return is at or before
+        upto_seq (durable: the journal answers for them). Returns how many orders were dropped."""
+        orders, back = self.orders, self.archived_returned
+        done = []
+        for order_id, (_, last) in self.return_seqs.items():
+            if last > upto_seq:
+                break
+            if order_id not in orders:  # its sales in memory: `bought` is exact only with them
+                done.append(order_id)
+        for order_id in done:
+            del self.return_seqs[order_id]
+            for wh, q in self.returned.pop(order_id).items():
+                back[wh] = back.get(wh, 0) + q
+        return len(done)
 
     def _remember_transfer(self, transfer_id: str, direction: str) -> None:
         self.transfers[transfer_id] = direction
@@ -702,6 +745,8 @@ class SkuState:
         if returned is None:
             returned = self.returned[e.order_id] = {}
         returned[e.warehouse_id] = returned.get(e.warehouse_id, 0) + e.quantity
+        seqs = self.return_seqs.pop(e.order_id, None)  # re-inserted: kept in order of the newest
+        self.return_seqs[e.order_id] = [seqs[0] if seqs else e.seq, e.seq]
         s = self.stock[e.warehouse_id]
         s.sold -= e.quantity
         assert s.sold >= 0
@@ -738,7 +783,9 @@ class SkuState:
         for _, buyer_id, units in self.expected.values():  # holds on their way here
             assert units > 0
             usage[buyer_id] = usage.get(buyer_id, 0) + units
-        sold: dict[str, int] = dict(self.archived_sold)
+        sold: dict[str, int] = {
+            wh: q - self.archived_returned.get(wh, 0) for wh, q in self.archived_sold.items()
+        }
         by_order: dict[str, int] = {}
         for hold_id, sale in self.committed.items():
             assert (
@@ -752,6 +799,11 @@ class SkuState:
             for wh, q in sale.allocations.items():
                 sold[wh] = sold.get(wh, 0) + q
         assert by_order == {o: len(v) if v.__class__ is list else 1 for o, v in self.orders.items()}
+        assert set(self.return_seqs) == set(self.returned)
+        assert all(0 < a <= b <= self.seq for a, b in self.return_seqs.values())
+        lasts = [b for _, b in self.return_seqs.values()]
+        assert lasts == sorted(lasts)
+        assert set(self.archived_returned) <= set(self.archived_sold)
         for order in self.returned.values():
             for wh, q in order.items():
                 assert q > 0
@@ -784,6 +836,8 @@ class SkuState:
             },
             # copies: the flusher writes a snapshot after awaits, while later events change the live maps
             "returned": {o: dict(v) for o, v in self.returned.items()},
+            "return_seqs": {o: list(v) for o, v in self.return_seqs.items()},
+            "archived_returned": dict(self.archived_returned),
             "archived": [self.archived_seq, self.archived_units, dict(self.archived_sold)],
             "usage_archived": self.usage_archived,
             "limit_ends_at": self.limit_ends_at,
@@ -818,6 +872,10 @@ class SkuState:
             st._add_sale(sale)
         if state.get("v", 1) >= 2:
             st.returned = {o: dict(v) for o, v in state["returned"].items()}
+            # before returns left memory no seqs were kept: count them as of the snapshot
+            seqs = state.get("return_seqs") or {o: [st.seq, st.seq] for o in st.returned}
+            st.return_seqs = {o: list(v) for o, v in seqs.items()}
+            st.archived_returned = dict(state.get("archived_returned", {}))
             st.archived_seq, st.archived_units, archived_sold = state["archived"]
             st.archived_sold = dict(archived_sold)
             # before usage was bounded, every archived unit stayed counted in usage
@@ -832,6 +890,7 @@ class SkuState:
                 }
                 if back:
                     st.returned[order_id] = back
+                    st.return_seqs[order_id] = [st.seq, st.seq]
         st.ended = dict(state["ended"])
         st.transfers = dict(state.get("transfers", {}))
         st.buckets = state.get("buckets", 0)

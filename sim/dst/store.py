@@ -193,6 +193,14 @@ class FaultyMemoryStore:
                     units[wh] = units.get(wh, 0) + q
         return units
 
+    async def order_returns(self, sku: str, order_id: str) -> list[list]:
+        await self._read()
+        return [
+            [e.seq, e.warehouse_id, e.quantity]
+            for e in self.journal.get(sku, [])
+            if e.__class__.__name__ == "UnitsReturned" and e.order_id == order_id
+        ]
+
 
 class GroupCommitBeforeTheFix(FaultyMemoryStore):
     """The PostgreSQL adapter's group commit as it was before the lost-COMMIT fix, modelled so the

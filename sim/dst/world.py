@@ -22,6 +22,7 @@ from flashmart.actors.inventory.messages import (
     ReturnUnits,
     SetStock,
     StockReserved,
+    UnitsReturned,
 )
 from flashmart.actors.inventory.shard import ShardEngine
 from flashmart.actors.inventory.state import SkuState
@@ -168,6 +169,7 @@ class World:
         self.durable_reserved: set[str] = set()
         self.durable_commits: dict[str, str] = {}  # hold id -> order id
         self.acked_commits: dict[str, str] = {}
+        self.order_units: dict[tuple[str, str], dict[str, int]] = {}  # bought less returned, stored
         self.ttl_of: dict[str, float] = {}
         self.stats = {
             "reserved": 0,
@@ -213,6 +215,15 @@ class World:
             except AssertionError as exc:
                 self.broken(f"the stored journal does not replay: {exc}")
             kind = e.__class__
+            if kind is HoldCommitted:  # per order: what it bought, against what comes back
+                units = self.order_units.setdefault((e.sku, e.order_id), {})
+                for wh, q in self.replay[e.sku].committed[e.hold_id].allocations.items():
+                    units[wh] = units.get(wh, 0) + q
+            elif kind is UnitsReturned:
+                units = self.order_units.setdefault((e.sku, e.order_id), {})
+                units[e.warehouse_id] = units.get(e.warehouse_id, 0) - e.quantity
+                if units[e.warehouse_id] < 0:
+                    self.broken(f"{e.order_id}: more units of {e.sku} returned than it bought")
             if kind is StockReserved:
                 self.durable_reserved.add(e.hold_id)
             elif kind is HoldCommitted:
@@ -340,8 +351,9 @@ class World:
             await asyncio.sleep(self.rng.expovariate(2.0))
             n += 1
             sku = self.rng.choice(self.plan.skus)
-            if bought and self.rng.random() < 0.05:
-                await self.return_units(bought.pop(0))
+            if bought and self.rng.random() < 0.05:  # a unit of the oldest sale comes back
+                if await self.return_units(bought[0]):
+                    bought.pop(0)
                 continue
             hold_id = f"b{i}-{n}"
             ttl_s = self.rng.choice(self.plan.ttl_s)
@@ -362,7 +374,7 @@ class World:
                     self.acked_commits[hold_id] = order_id
                     if self.durable_commits.get(hold_id) != order_id:
                         self.broken(f"commit of {hold_id} acknowledged but not stored")
-                    bought.append((sku, order_id, r.allocations))
+                    bought.append((sku, order_id, dict(r.allocations)))
                 elif isinstance(done, Refusal) and done.reason == "unknown_hold":
                     if hold_id in self.durable_reserved:
                         self.broken(f"{hold_id} was stored, yet its commit found no hold")
@@ -370,13 +382,25 @@ class World:
                 released = await self.ask(ReleaseHold(sku, hold_id))
                 self.step(f"release {hold_id}: {_short(released)}")
 
-    async def return_units(self, sale: tuple[str, str, dict]) -> None:
-        sku, order_id, allocations = sale
-        wh, units = next(iter(allocations.items()))
-        r = await self.ask(ReturnUnits(sku, order_id, units, wh, return_key=f"r-{order_id}"))
-        self.step(f"return {order_id}: {_short(r)}")
-        if isinstance(r, Returned):
-            self.stats["returns"] += 1
+    async def return_units(self, sale: tuple[str, str, dict]) -> bool:
+        """One unit back (a sale comes back a unit at a time, across archives); then one more than
+        the sale had is asked back, which must be refused. True when the sale is all back."""
+        sku, order_id, left = sale
+        wh = next(wh for wh, q in left.items() if q > 0)
+        n = sum(left.values())
+        r = await self.ask(ReturnUnits(sku, order_id, 1, wh, return_key=f"r-{order_id}-{n}"))
+        self.step(f"return {order_id} ({n} left): {_short(r)}")
+        if not isinstance(r, Returned):
+            return False
+        self.stats["returns"] += 1
+        left[wh] -= 1
+        if sum(left.values()):
+            return False
+        again = await self.ask(ReturnUnits(sku, order_id, 1, wh, return_key=f"r-{order_id}-0"))
+        self.step(f"return {order_id} once more: {_short(again)}")
+        if isinstance(again, Returned):
+            self.broken(f"{order_id}: a unit returned that it never bought")
+        return True
 
     async def operator(self, until: float) -> None:
         for sku in self.plan.skus:
