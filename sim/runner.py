@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flashmart.sim import invariants, report
 from flashmart.sim.faults import FaultSchedule
+from flashmart.sim.machine_load import MachineLoad
 from flashmart.sim.plan import BuyerPlan, make_plans
 from flashmart.sim.scenario import Scenario, load_scenario
 from flashmart.sim.setup import new_run_id, prepare
@@ -133,7 +134,7 @@ def run_scenario(
     if driver not in ("http", "actors"):
         console.print(f"[bold red]error:[/] unknown driver {driver!r}; use http or actors")
         return False
-    run_id = new_run_id()
+    run_id, prov = new_run_id(), provenance()
     console.print(f"[bold]scenario {sc.name}[/] (run {run_id}, driver {driver}): {sc.description}")
     with console.status("preparing: catalog, admin, warehouses, hot SKUs, flash sales, buyers…"):
         prepared = prepare(
@@ -142,12 +143,8 @@ def run_scenario(
     plans = make_plans(
         sc, prepared.buyers, prepared.hot, prepared.browse_product_ids, prepared.search_terms
     )
-    if driver == "http":  # the gateway counts a sale's limit per card: each buyer has their own
-        from flashmart.sim.cards import make_cards
-        from flashmart.sim.plan import give_cards
-
-        with console.status("making the buyers' cards at the gateway…"):
-            give_cards(plans, make_cards(settings, len(plans)))
+    # the gateway counts a sale's limit per card: each buyer has their own, made when they check out
+    cards = buyer_cards(settings, plans) if driver == "http" else None
     skus = [h.sku for h in prepared.hot]
     console.print(
         "hot SKUs: "
@@ -165,6 +162,8 @@ def run_scenario(
     schedule = FaultSchedule(settings, sc.faults, skus)
     schedule.start(t0)
     sampler.start(t0)
+    machine = machine_load(settings)
+    machine.start()
     started = time.time()
     with _progress(console) as bar:
         task = bar.add_task(f"{sc.name}: buyers done", total=len(plans))
@@ -185,6 +184,7 @@ def run_scenario(
                 think_s=sc.behaviour.think_time_ms / 1000,
                 t0=t0,
                 on_progress=on_progress,
+                cards=cards,
             )
         else:
             from flashmart.sim.drivers.actors import run_actors
@@ -199,6 +199,7 @@ def run_scenario(
             )
         bar.update(task, completed=len(plans))
     sale_s = time.time() - t0
+    machine_during_sale = machine.stop()
     faults_log = schedule.join()
     with console.status(
         "settling: waiting for sagas, captures and the sweeper; last call for free units…"
@@ -211,7 +212,7 @@ def run_scenario(
             with_orders=(driver == "http"),
         )
         waves = (
-            last_call(settings, sc, plans, result, scopes, t0, driver)
+            last_call(settings, sc, plans, result, scopes, t0, driver, cards)
             if sc.behaviour.last_call
             else []
         )
@@ -251,6 +252,14 @@ def run_scenario(
             "sale_wall_s": round(sale_s, 2),
             "processes": sc.load.processes if driver == "http" else 1,
             "concurrency_max": sc.load.concurrency_max,
+            "machine": machine_during_sale,
+            "platform": {
+                "hold_ttl_s": settings.hold_ttl_s,
+                "serve_replicas": settings.serve_replicas_min,
+                "gateway_rate_per_s": settings.gateway_rate_per_s,
+                "gateway_endpoint_rate_per_s": settings.gateway_endpoint_rate_per_s,
+            },
+            **prov,
         },
     )
     report.print_report(rep, console)
@@ -260,6 +269,64 @@ def run_scenario(
     colour = "green" if verdict.ok else "bold red"
     console.print(f"[{colour}]invariants {'hold' if verdict.ok else 'FAILED'}[/]")
     return verdict.ok
+
+
+def buyer_cards(settings, plans: list[BuyerPlan]):
+    """Each buyer's card number (the one of the buyer their plan names, when they share one), made
+    into a PaymentMethod by the driver at checkout."""
+    import random
+
+    from flashmart.sim.cards import card_number
+    from flashmart.sim.drivers.http import Cards
+
+    base = random.randrange(10**13)
+    return Cards(
+        settings.stripe_api_base,
+        settings.stripe_secret_key,
+        {
+            p.index: card_number(base + (p.card_of if p.card_of is not None else i))
+            for i, p in enumerate(plans)
+        },
+    )
+
+
+def provenance() -> dict:
+    """What ran: the command line, the code's commit, when."""
+    import subprocess
+    import sys
+
+    argv = list(sys.argv)
+    if argv and argv[0].endswith("__main__.py"):
+        argv[0] = "python -m flashmart.sim"
+    elif argv:
+        argv[0] = Path(argv[0]).name
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(
+            ["git", "-C", str(here), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "command": " ".join(argv),
+        "code": f"commit {commit}" if commit else "unknown commit",
+        "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def machine_load(settings) -> MachineLoad:
+    """The platform's processes: its embedded servers and its Ray cluster, found by the GCS port of the
+    Ray this process is connected to (a private one under `--own-platform`, the head of `flashmart up`
+    under `flashmart demo`), else the configured one."""
+    import ray
+
+    port = settings.ray_gcs_port
+    if ray.is_initialized():
+        port = int(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
+    return MachineLoad(settings.data_dir, port)
 
 
 def paid_buyers(database_url: str, skus: list[str], driver: str) -> dict[str, set[int]]:
@@ -284,7 +351,14 @@ def paid_buyers(database_url: str, skus: list[str], driver: str) -> dict[str, se
 
 
 def last_call(
-    settings, sc: Scenario, plans: list[BuyerPlan], result, scopes, t0: float, driver: str
+    settings,
+    sc: Scenario,
+    plans: list[BuyerPlan],
+    result,
+    scopes,
+    t0: float,
+    driver: str,
+    cards=None,
 ) -> list[dict]:
     """A sold-out SKU must sell every unit. Units can come back after the crowd has gone: declined
     checkouts release theirs, holds lost in a crash return, abandoned carts' holds expire. Refused buyers
@@ -326,7 +400,7 @@ def last_call(
             chosen += refused[: max(units * 2, 5)]
         if not chosen:
             break
-        wave = _run_wave(settings, sc, chosen, t0, driver)
+        wave = _run_wave(settings, sc, chosen, t0, driver, cards)
         for o in wave.outcomes:
             if o.result == "bought" or by_index[o.index].result != "bought":
                 by_index[o.index] = o
@@ -342,7 +416,7 @@ def last_call(
     return waves
 
 
-def _run_wave(settings, sc: Scenario, chosen: list[BuyerPlan], t0: float, driver: str):
+def _run_wave(settings, sc: Scenario, chosen: list[BuyerPlan], t0: float, driver: str, cards):
     import asyncio
 
     if driver == "http":
@@ -350,7 +424,12 @@ def _run_wave(settings, sc: Scenario, chosen: list[BuyerPlan], t0: float, driver
 
         return asyncio.run(
             http_last_call(
-                settings.api_url, chosen, t0, sc.load.request_timeout_s, sc.behaviour.retries_max
+                settings.api_url,
+                chosen,
+                t0,
+                sc.load.request_timeout_s,
+                sc.behaviour.retries_max,
+                cards,
             )
         )
     from flashmart.sim.drivers.actors import drive

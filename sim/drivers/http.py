@@ -1,27 +1,31 @@
-"""The default driver: buyers through the real HTTP API, asyncio + httpx, bounded concurrency.
+"""The default driver: buyers through the real HTTP API, asyncio + aiohttp on uvloop, bounded
+concurrency.
 
 One process runs many buyers as coroutines, at most `concurrency_max` in flight; when one process
 is not enough (`processes` > 1) the plans are dealt round-robin to several load processes that share
-one start time. Each process returns raw observations: request events and one outcome per buyer.
+one start time. Each process returns raw observations: request events and one outcome per buyer, and
+its own CPU time, so a report shows whether the load generator or flashmart saturated the cores.
+
+aiohttp rather than httpx: on the 2-core machine the load processes share the cores with flashmart,
+and every millisecond of client CPU per request is a millisecond flashmart does not get. httpx spent
+several times aiohttp's CPU per request (see the black-friday report's `driver_cpu`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
+import json
 import multiprocessing as mp
 import random
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from flashmart.sim.drivers import start_on_schedule
-from flashmart.sim.plan import BuyerPlan
-
-CONNECTIONS_PER_POOL = 32
+from flashmart.sim.plan import GOOD_CARD, BuyerPlan
 
 API = "/api/v1"
 SHIPPING_ADDRESS = {
@@ -92,7 +96,19 @@ def checkout_body(card: str, s: Session | None = None) -> dict:
     return body
 
 
-def _reason(r: httpx.Response) -> str:
+@dataclass(slots=True)
+class Answer:
+    """What the driver keeps of an HTTP response: its status, headers and body (read whole)."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive (aiohttp)
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def _reason(r: Answer) -> str:
     try:
         body = r.json()
     except ValueError:
@@ -104,24 +120,77 @@ def _reason(r: httpx.Response) -> str:
     return f"http_{r.status_code}"
 
 
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class Client:
+    """One load process's HTTP client: one aiohttp session, one pool of up to `connections` kept-alive
+    connections (aiohttp takes a free one in constant time, whatever the pool's size), no cookie jar
+    (each buyer names itself: a token or a cart id, never a cookie another buyer could pick up)."""
+
+    def __init__(self, api_url: str, timeout_s: float, connections: int):
+        self.api_url, self.timeout_s, self.connections = api_url.rstrip("/"), timeout_s, connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.connections, limit_per_host=0),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._session.close()
+
+    async def request(self, method: str, path: str, **kw) -> Answer:
+        url = path if path.startswith("http") else self.api_url + path
+        async with self._session.request(method, url, **kw) as r:
+            return Answer(r.status, r.headers, await r.read())
+
+
+@dataclass(frozen=True)
+class Cards:
+    """Buyers make their card at the gateway when they check out, as Stripe.js does in a browser (a
+    PaymentMethod for the card's number): only the few hundred buyers who reach checkout make one,
+    not all 100,000 before the sale. Buyers who share a card (the plan's card_of) give the same
+    number, so the gateway gives both the same fingerprint."""
+
+    gateway_url: str
+    secret_key: str
+    number_of: dict[int, str]  # buyer index -> card number
+
+    def only(self, plans: list[BuyerPlan]) -> Cards:
+        return Cards(
+            self.gateway_url, self.secret_key, {p.index: self.number_of[p.index] for p in plans}
+        )
+
+
 class Session:
     """One buyer's calls, timed and recorded."""
 
     def __init__(
-        self, client: httpx.AsyncClient, plan: BuyerPlan, t0: float, events: list, retries_max: int
+        self,
+        client: Client,
+        plan: BuyerPlan,
+        t0: float,
+        events: list,
+        retries_max: int,
+        cards: Cards | None = None,
     ):
         self.client, self.plan, self.t0, self.events = client, plan, t0, events
+        self.cards = cards
         # a guest has no token: its cart id (from the first answer) identifies it
         self.headers = {} if plan.guest_email else {"Authorization": f"Bearer {plan.token}"}
         self.retries_max = retries_max
 
-    async def call(self, endpoint: str, method: str, path: str, **kw) -> httpx.Response | None:
+    async def call(self, endpoint: str, method: str, path: str, **kw) -> Answer | None:
         start = time.time()
         try:
             r = await self.client.request(
                 method, path, headers={**self.headers, **kw.pop("headers", {})}, **kw
             )
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             self.events.append(
                 (start - self.t0, endpoint, 0, time.time() - start, type(exc).__name__)
             )
@@ -130,9 +199,30 @@ class Session:
         self.events.append((start - self.t0, endpoint, r.status_code, time.time() - start, reason))
         return r
 
-    async def call_retrying(
-        self, endpoint: str, method: str, path: str, **kw
-    ) -> httpx.Response | None:
+    async def payment_method(self, card: str) -> str | None:
+        """The token to pay with: the gateway's own test tokens as they are; the buyer's good card
+        made now at the gateway (None if the gateway would not make it)."""
+        number = self.cards.number_of.get(self.plan.index) if self.cards else None
+        if card != GOOD_CARD or number is None:
+            return card
+        r = await self.call(
+            "gateway.card",
+            "POST",
+            f"{self.cards.gateway_url}/v1/payment_methods",
+            data={
+                "type": "card",
+                "card[number]": number,
+                "card[exp_month]": "12",
+                "card[exp_year]": "2031",
+                "card[cvc]": "123",
+            },
+            headers={"Authorization": f"Bearer {self.cards.secret_key}"},
+        )
+        if r is None or r.status_code != 200:
+            return None
+        return r.json()["id"]
+
+    async def call_retrying(self, endpoint: str, method: str, path: str, **kw) -> Answer | None:
         """Retries transport errors, 429, 5xx and "still in progress" conflicts (same request, so the same
         Idempotency-Key), and waits in the flash sale's waiting room when told to."""
         r = None
@@ -211,6 +301,10 @@ async def checkout(s: Session, out: Outcome) -> None:
         cards = cards[:1]
     for card in cards:
         out.attempts += 1
+        token = await s.payment_method(card)
+        if token is None:
+            out.result, out.reason = "error", "card_not_made"
+            return
         key = (
             uuid.uuid4().hex
         )  # one key per attempt: a retried request reuses it, a new card gets a new one
@@ -218,7 +312,7 @@ async def checkout(s: Session, out: Outcome) -> None:
             "checkout",
             "POST",
             f"{API}/orders/checkout",
-            json=checkout_body(card, s),
+            json=checkout_body(token, s),
             headers={"Idempotency-Key": key},
         )
         if r is not None and r.status_code in (200, 201, 202):
@@ -232,7 +326,7 @@ async def checkout(s: Session, out: Outcome) -> None:
     out.result = "declined"
 
 
-def _refused(r: httpx.Response | None) -> tuple[str, str]:
+def _refused(r: Answer | None) -> tuple[str, str]:
     if r is None:
         return "error", "transport"
     reason = _reason(r)
@@ -254,26 +348,13 @@ async def drive(
     retries_max: int,
     think_s: float,
     progress=None,
+    cards: Cards | None = None,
 ) -> DriverResult:
     """Run the plans (sorted by arrival) starting at epoch t0; `progress(n)` after each finished buyer."""
     result = DriverResult()
     cpu_before, wall_before = time.process_time(), time.monotonic()
     gate = asyncio.Semaphore(concurrency_max)
-    # Several small connection pools instead of one large one: httpcore looks at every connection of its
-    # pool for every request it places, so one pool of 512 connections cost the load process ~85% of its
-    # CPU (py-spy: is_idle, _assign_requests_to_connections) and the driver, not flashmart, was what
-    # saturated the cores during a 100,000-buyer run.
-    pools = max(1, -(-concurrency_max // CONNECTIONS_PER_POOL))
-    per_pool = -(-concurrency_max // pools)
-    limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(base_url=api_url, timeout=timeout_s, limits=limits)
-            )
-            for _ in range(pools)
-        ]
-        turn = itertools.count()
+    async with Client(api_url, timeout_s, concurrency_max) as client:
 
         async def one(plan: BuyerPlan) -> None:
             out = Outcome(
@@ -281,10 +362,8 @@ async def drive(
             )
             result.outcomes.append(out)
             try:
-                client = clients[
-                    next(turn) % len(clients)
-                ]  # round robin (a process's indices share a stride)
-                await run_buyer(Session(client, plan, t0, result.events, retries_max), out, think_s)
+                session = Session(client, plan, t0, result.events, retries_max, cards)
+                await run_buyer(session, out, think_s)
             except Exception as exc:
                 out.result, out.reason = "error", type(exc).__name__
             finally:
@@ -299,6 +378,16 @@ async def drive(
     return result
 
 
+def run_loop(coro):
+    """Run `coro` on uvloop when it is installed (a cheaper event loop for the load processes)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 _done_counter = None  # a load process's handle on the shared "buyers done" counter (set at spawn)
 
 
@@ -310,13 +399,13 @@ def _init_worker(counter) -> None:
 
 
 def _worker(args) -> DriverResult:
-    api_url, plans, t0, conc, timeout_s, retries, think_s = args
+    api_url, plans, t0, conc, timeout_s, retries, think_s, cards = args
 
     def progress(n: int) -> None:
         with _done_counter.get_lock():
             _done_counter.value += n
 
-    return asyncio.run(drive(api_url, plans, t0, conc, timeout_s, retries, think_s, progress))
+    return run_loop(drive(api_url, plans, t0, conc, timeout_s, retries, think_s, progress, cards))
 
 
 def run_http(
@@ -330,6 +419,7 @@ def run_http(
     think_s: float,
     t0: float,
     on_progress=None,
+    cards: Cards | None = None,
 ) -> DriverResult:
     """Run all plans from epoch t0; returns the merged result. With processes > 1 the load comes from
     that many processes (spawned, so no Ray or asyncio state is inherited; t0 leaves them time to start)."""
@@ -342,8 +432,18 @@ def run_http(
             if on_progress:
                 on_progress(done)
 
-        return asyncio.run(
-            drive(api_url, plans, t0, concurrency_max, timeout_s, retries_max, think_s, progress)
+        return run_loop(
+            drive(
+                api_url,
+                plans,
+                t0,
+                concurrency_max,
+                timeout_s,
+                retries_max,
+                think_s,
+                progress,
+                cards,
+            )
         )
     ctx = mp.get_context("spawn")
     counter = ctx.Value("l", 0)
@@ -351,7 +451,19 @@ def run_http(
     with ctx.Pool(processes, initializer=_init_worker, initargs=(counter,)) as pool:
         pending = pool.map_async(
             _worker,
-            [(api_url, c, t0, concurrency_max, timeout_s, retries_max, think_s) for c in chunks],
+            [
+                (
+                    api_url,
+                    c,
+                    t0,
+                    concurrency_max,
+                    timeout_s,
+                    retries_max,
+                    think_s,
+                    cards.only(c) if cards else None,
+                )
+                for c in chunks
+            ],
         )
         while not pending.ready():
             pending.wait(0.25)
@@ -368,19 +480,24 @@ def run_http(
 
 
 async def last_call(
-    api_url: str, plans: list[BuyerPlan], t0: float, timeout_s: float, retries_max: int
+    api_url: str,
+    plans: list[BuyerPlan],
+    t0: float,
+    timeout_s: float,
+    retries_max: int,
+    cards: Cards | None = None,
 ) -> DriverResult:
     """Refused buyers try once more (units came back from declined or expired holds): re-add the SKU to the
     cart unless it is still there, then check out with a good card."""
     result = DriverResult()
-    async with httpx.AsyncClient(base_url=api_url, timeout=timeout_s) as client:
+    async with Client(api_url, timeout_s, max(1, len(plans))) as client:
 
         async def one(plan: BuyerPlan) -> None:
             out = Outcome(
                 plan.index, plan.user_id, plan.sku, plan.arrival_s, started_s=time.time() - t0
             )
             result.outcomes.append(out)
-            s = Session(client, plan, t0, result.events, retries_max)
+            s = Session(client, plan, t0, result.events, retries_max, cards)
             cart = await s.call("cart.view", "GET", f"{API}/cart")
             body = cart.json() if cart is not None and cart.status_code == 200 else {}
             items = body.get("items") or (body.get("cart") or {}).get("items") or []
