@@ -9,7 +9,13 @@ import ray
 
 from flashmart.actors import NAMESPACE
 from flashmart.actors.payments.gateway import StripeGateway
-from flashmart.actors.payments.pacer import Overloaded, Pacer, SharedPacer, set_shared_pacing
+from flashmart.actors.payments.pacer import (
+    ATTEMPT_PACE,
+    Overloaded,
+    Pacer,
+    SharedPacer,
+    set_shared_pacing,
+)
 from flashmart.obs import LATENCY_BOUNDARIES_MS, counter, histogram
 from flashmart.refusals import Refusal
 from flashmart.settings import Settings
@@ -64,6 +70,7 @@ class PaymentWorker:
                     rate_per_s,
                     self.queue_depth_max,
                     lambda e=e: self._local_slot(e),
+                    lambda retry_after_s, e=e: self._local_throttled(e, retry_after_s),
                 )
                 for e in set(ENDPOINT_OF.values())
             }
@@ -81,10 +88,11 @@ class PaymentWorker:
             async with pacer.slot(), self.pacer.slot():
                 yield
 
+    def _local_throttled(self, endpoint: str, retry_after_s: float | None) -> None:
+        self.endpoint_pacers.get(endpoint, self.pacer).throttled(retry_after_s)
+
     def slot(self, op: str):
-        endpoint = ENDPOINT_OF[op]
-        shared = self.shared.get(endpoint)
-        return shared.slot() if shared is not None else self._local_slot(endpoint)
+        return _EndpointPace(self, ENDPOINT_OF[op]).slot()
 
     @property
     def waiting(self) -> int:
@@ -127,13 +135,16 @@ class PaymentWorker:
     async def _paced(self, op: str, gateway_call):
         """`gateway_call()` in a slot of the gateway's rate limit for `op` (its endpoint's too)."""
         t0 = time.perf_counter()
+        # each attempt (a retry after a 429 too) takes its slot in the gateway's retry loop
+        token = ATTEMPT_PACE.set(_EndpointPace(self, ENDPOINT_OF[op]))
         try:
-            async with self.slot(op):
-                result = await gateway_call()
+            result = await gateway_call()
         except Overloaded as exc:
             result = Refusal(
                 "overloaded", f"the payment gateway queue is full ({exc}); retry shortly"
             )
+        finally:
+            ATTEMPT_PACE.reset(token)
         outcome = result.reason if isinstance(result, Refusal) else "ok"
         try:
             counter("gateway_calls", "payment gateway calls", ("op", "outcome")).inc(
@@ -148,6 +159,24 @@ class PaymentWorker:
         except Exception:
             pass
         return result
+
+
+class _EndpointPace:
+    """The pace of one gateway endpoint's calls (pacer.AttemptPace): its slots, and its 429s."""
+
+    def __init__(self, worker: PaymentWorker, endpoint: str):
+        self.worker, self.endpoint = worker, endpoint
+
+    def slot(self):
+        shared = self.worker.shared.get(self.endpoint)
+        return shared.slot() if shared is not None else self.worker._local_slot(self.endpoint)
+
+    async def throttled(self, retry_after_s: float | None) -> None:
+        shared = self.worker.shared.get(self.endpoint)
+        if shared is not None:
+            await shared.throttled(retry_after_s)
+        else:
+            self.worker._local_throttled(self.endpoint, retry_after_s)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10_000)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import TypeVar
 
 import stripe
 
+from flashmart.actors.payments.pacer import ATTEMPT_PACE, retry_after_s
 from flashmart.actors.payments.types import Authorised, Captured, Refunded, Voided
 from flashmart.refusals import Refusal
 
@@ -49,10 +51,14 @@ class StripeGateway:
         self.retries = 0
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        pace = ATTEMPT_PACE.get()  # the payment worker's pacing: every attempt takes a slot
         for attempt in range(self.attempts_max):
             try:
-                return await call()
-            except RETRYABLE:
+                async with pace.slot() if pace is not None else nullcontext():
+                    return await call()
+            except RETRYABLE as exc:
+                if pace is not None and isinstance(exc, stripe.RateLimitError):
+                    await pace.throttled(retry_after_s(exc.headers))
                 if attempt == self.attempts_max - 1:
                     raise
                 self.retries += 1
