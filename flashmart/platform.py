@@ -83,6 +83,7 @@ def start_backing_services(settings: Settings) -> Settings:
         from flashmart.storage.migrate import apply_migrations
 
         apply_migrations(resolved.database_url)
+        _start_watchdog(resolved)
         return resolved
     except Exception:
         stop_backing_services(settings, only=started)  # nothing half started is left running
@@ -92,8 +93,9 @@ def start_backing_services(settings: Settings) -> Settings:
 def stop_backing_services(settings: Settings, only: list[str] | None = None) -> list[str]:
     data = settings.data_dir.resolve()
     stopped = []
-    from flashmart.storage import object_store, pg_fault_proxy
+    from flashmart.storage import object_store, pg_fault_proxy, watchdog
 
+    watchdog.stop_watchdog(data)  # first: it would start again what is being stopped
     steps = [
         ("pg_fault_proxy", settings.database_fault_proxy, pg_fault_proxy.stop_pg_fault_proxy),
         ("object_store", settings.embedded_object_store, object_store.stop_object_store),
@@ -107,6 +109,28 @@ def stop_backing_services(settings: Settings, only: list[str] | None = None) -> 
     if only is None and stop_leftover_haproxy(settings):
         stopped.append("haproxy")
     return stopped
+
+
+def _start_watchdog(settings: Settings) -> None:
+    """The watchdog of the embedded servers (storage/watchdog.py): one started again when it dies."""
+    from flashmart.storage import watchdog
+
+    watchdog.start_watchdog(
+        settings.data_dir,
+        postgres=embedded.postgres_pid(settings.data_dir) is not None,
+        redis=embedded.redis_pid(settings.data_dir) is not None,
+        localstripe_port=settings.localstripe_port
+        if embedded.localstripe_pid(settings.data_dir) is not None
+        else None,
+        object_store=(
+            settings.object_store_port,
+            settings.object_store_access_key,
+            settings.object_store_secret_key,
+            settings.object_store_bucket,
+        )
+        if _object_store_pid(settings.data_dir) is not None
+        else None,
+    )
 
 
 def stop_leftover_haproxy(settings: Settings) -> bool:

