@@ -68,6 +68,7 @@ class MachineLoad:
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._load_at_start = os.getloadavg()
+        self._busy0 = _machine_busy_s()
         self._cpu0 = {pid: cpu for pid, (cpu, _) in _cpu_by_pid().items()}
         self._thread.start()
 
@@ -75,22 +76,28 @@ class MachineLoad:
         while not self._stop.wait(LOAD_SAMPLE_INTERVAL_S):
             self._loads.append(os.getloadavg()[0])
 
-    def stop(self) -> dict:
+    def stop(self, ended: dict[str, float] | None = None) -> dict:
+        """`ended`: CPU seconds of processes that have ended by now, as they measured it themselves
+        (the load processes), by kind."""
         self._stop.set()
         self._thread.join(5)
         wall_s = time.monotonic() - self._t0
+        busy_s = _machine_busy_s() - self._busy0
         now = _cpu_by_pid()
         ours = self._platform_pids(now)
-        by_kind: Counter = Counter()
+        by_kind: Counter = Counter(ended or {})
         for pid, (cpu, proc) in now.items():
+            if pid not in ours:
+                continue
             used = cpu - self._cpu0.get(pid, 0.0)  # a process started meanwhile: all of its CPU
             if pid == self.me:
                 kind = "simulator (this process; the load generator too when it is one process)"
-            elif pid in ours:
-                kind = kind_of(*_describe(proc))
             else:
-                kind = OTHER_WORK
+                kind = kind_of(*_describe(proc))
             by_kind[kind] += max(0.0, used)
+        # everything else the cores did, processes that came and went included (a test run's
+        # workers), from the machine's own counters
+        by_kind[OTHER_WORK] = max(0.0, busy_s - sum(by_kind.values()))
         cores = psutil.cpu_count() or 1
         loads = self._loads or [os.getloadavg()[0]]
         return {
@@ -103,8 +110,9 @@ class MachineLoad:
                 "max": round(max(loads), 2),
                 "at_end": round(os.getloadavg()[0], 2),
             },
-            # CPU seconds and share of the machine (cores x wall time) per kind of process; processes
-            # that ended before the sale did are missing (their CPU cannot be read any more)
+            "busy_share": round(busy_s / (wall_s * cores), 3),
+            # CPU seconds and share of the machine (cores x wall time) per kind of process; a platform
+            # process that ended before the sale did is counted in other work
             "cpu_by_process_kind": {
                 kind: {"cpu_s": round(s, 1), "share_of_machine": round(s / (wall_s * cores), 3)}
                 for kind, s in by_kind.most_common()
@@ -130,6 +138,12 @@ class MachineLoad:
                 ours.add(pid)
                 todo.extend(children.get(pid, ()))
         return ours
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all cores spent busy since boot (everything but idle and I/O wait)."""
+    t = psutil.cpu_times()  # (guest time is already in user and nice; steal is not this machine's)
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
 
 
 def _cpu_by_pid() -> dict[int, tuple[float, psutil.Process]]:

@@ -153,6 +153,7 @@ def print_report(report: dict, console) -> None:
     head.add_column("value", justify="right")
     for k in (
         "buyers",
+        "every_buyer_answered_s",
         "sale_duration_s",
         "requests",
         "requests_per_s_mean",
@@ -160,7 +161,7 @@ def print_report(report: dict, console) -> None:
         "orders_per_s_peak",
         "orders_confirmed_by_driver",
     ):
-        head.add_row(k, str(report[k]))
+        head.add_row(k, str(report.get(k)))
     cpu = report.get("driver_cpu")
     if cpu and cpu.get("share_of_machine") is not None:
         head.add_row(
@@ -287,8 +288,9 @@ def markdown(report: dict) -> str:
         "",
         "## The sale",
         "",
-        f"- Buyers: {report['buyers']:,}; every buyer had every answer **{report['sale_duration_s']} s** "
-        "after the sale opened.",
+        f"- Buyers: {report['buyers']:,}; every buyer had every answer "
+        f"**{report.get('every_buyer_answered_s', report['sale_duration_s'])} s** after the sale "
+        "opened (before any last-call wave).",
         f"- Requests: {report['requests']:,}, {report['requests_per_s_mean']}/s mean, "
         f"{report['requests_per_s_peak']}/s peak; orders confirmed {report['orders_per_s_peak']}/s peak.",
         f"- Buyers started late by the load generator's concurrency bound: p50 {lag['p50']} ms, "
@@ -310,6 +312,13 @@ def markdown(report: dict) -> str:
         lines.append(
             f"- Fairness {sku}: {f['got_a_unit']} of the first {f['early_arrivals']} eager arrivals got "
             f"a unit ({f['share']}); {f['buyers_with_a_unit']} buyers have one."
+        )
+    waves = report.get("last_call_waves") or []
+    if waves:
+        lines.append(
+            "- Last call after the crowd (units came back from declined or expired holds): "
+            + "; ".join(f"{w['buyers']} buyers sent back, {w['bought']} bought" for w in waves)
+            + "."
         )
     lines.append(
         "- Buyers by outcome: "
@@ -333,7 +342,9 @@ def markdown(report: dict) -> str:
             "",
             "## CPU during the sale by kind of process",
             "",
-            f"Over {machine['wall_s']} s of the sale; a share is of all {machine['cores']} cores.",
+            f"Over {machine['wall_s']} s of the sale; a share is of all {machine['cores']} cores, "
+            f"which were busy {machine.get('busy_share', 0):.0%} of the time. Other work is the "
+            "machine's busy time less the platform's and the simulator's processes.",
             "",
             "| process | CPU s | share of the machine |",
             "| --- | ---: | ---: |",

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flashmart.sim import invariants, report
 from flashmart.sim.faults import FaultSchedule
-from flashmart.sim.machine_load import MachineLoad
+from flashmart.sim.machine_load import LOAD_GENERATOR, MachineLoad
 from flashmart.sim.plan import BuyerPlan, make_plans
 from flashmart.sim.scenario import Scenario, load_scenario
 from flashmart.sim.setup import new_run_id, prepare
@@ -199,7 +199,11 @@ def run_scenario(
             )
         bar.update(task, completed=len(plans))
     sale_s = time.time() - t0
-    machine_during_sale = machine.stop()
+    # the crowd's last answer, before any last-call wave (buyers sent back after the sale for units
+    # that came back)
+    every_answer_s = max((o.done_s for o in result.outcomes), default=0.0)
+    # spawned load processes have ended by now: their CPU is what they measured themselves
+    machine_during_sale = machine.stop({LOAD_GENERATOR: result.cpu_s} if spawn else None)
     faults_log = schedule.join()
     with console.status(
         "settling: waiting for sagas, captures and the sweeper; last call for free units…"
@@ -250,6 +254,7 @@ def run_scenario(
             "settle": settle_state,
             "last_call_waves": waves,
             "sale_wall_s": round(sale_s, 2),
+            "every_buyer_answered_s": round(every_answer_s, 2),
             "processes": sc.load.processes if driver == "http" else 1,
             "concurrency_max": sc.load.concurrency_max,
             "machine": machine_during_sale,
