@@ -17,13 +17,21 @@ Every writer of a cart goes through this module, so a cart never loses an update
   renewed by every catalog write) and, when the replica believes no waiting room is open for the
   SKU, that none is. Either assumption broken: the cart is untouched and the caller learns why (it
   re-reads the catalog or asks the waiting room).
+
+  The adds of one turn of the replica's event loop go to Redis together, as one pipeline (`_Coalesced`):
+  a flash crowd's adds wake up together (their reservations come back in one batched shard answer),
+  so one write and one read carry all of their cart scripts instead of one round trip each. Each
+  script is still atomic on its own; the pipeline is not a transaction and needs none.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
+
+from redis.exceptions import NoScriptError
 
 from flashmart.actors.carts.state import Cart, Hold
 from flashmart.storage.product_cache import VERSION_KEY
@@ -167,6 +175,68 @@ def first_version() -> int:
     return int(time.time() * 1000)
 
 
+PIPELINE_MAX = 256  # scripts in one pipelined round trip
+
+
+class _Coalesced:
+    """A Lua script whose calls made in one turn of the event loop go to Redis as one pipelined round
+    trip (one pooled connection, one write, one read), each answered as if it had gone alone. The
+    first call of a turn starts the task that sends them; its first step runs once the turn's other
+    ready callbacks have run, so it finds every call they made. A script Redis does not know (after a
+    restart or SCRIPT FLUSH) is loaded and those calls are run again, as redis-py's Script does."""
+
+    def __init__(self, redis, script: str) -> None:
+        self.redis = redis
+        self.script = redis.register_script(script)
+        self.pending: list[tuple[list, list, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None  # the round that gathers this turn's calls
+        self.sending: set[asyncio.Task] = set()  # rounds under way (the loop keeps weak references)
+
+    def __call__(self, keys: list, args: list) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self.pending.append((keys, args, fut))
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._send())
+            self.sending.add(self.task)
+            self.task.add_done_callback(self.sending.discard)
+        return fut
+
+    async def _send(self) -> None:
+        batch, self.pending, self.task = self.pending, [], None  # later calls start a new round
+        for i in range(0, len(batch), PIPELINE_MAX):
+            await self._send_part(batch[i : i + PIPELINE_MAX])
+
+    async def _send_part(self, batch: list[tuple[list, list, asyncio.Future]]) -> None:
+        try:
+            if len(batch) == 1:  # alone: a pipeline would only add its own cost
+                keys, args, _ = batch[0]
+                results = [await self.script(keys=keys, args=args)]
+            else:
+                pipe = self.redis.pipeline(transaction=False)
+                for keys, args, _ in batch:
+                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the round trip failed: every caller learns it
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if isinstance(exc, Exception):
+                return
+            raise
+        for (keys, args, fut), result in zip(batch, results):
+            if isinstance(result, NoScriptError):
+                try:
+                    result = await self.script(keys=keys, args=args)  # loads it, then runs it
+                except Exception as exc:
+                    result = exc
+            if fut.done():  # its caller was cancelled: the write stands, as a sent command would
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+
 class CartConflict(Exception):
     """The cart changed since it was read: the writer reads it again and redoes its change."""
 
@@ -176,7 +246,7 @@ class CartStore:
         self.redis = redis
         self.ttl_s = ttl_s
         self._save = redis.register_script(_SAVE)
-        self._add = redis.register_script(_ADD_HOLD)
+        self._add = _Coalesced(redis, _ADD_HOLD)
         self._checked_out = redis.register_script(_CHECKED_OUT)
 
     async def load(self, cart_id: str, user_id: int | None = None) -> Cart:

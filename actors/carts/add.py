@@ -20,6 +20,7 @@ A digital item reserves nothing: its line gets a stockless hold of one (bought o
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -57,6 +58,12 @@ class AddRequest:
     product_id: str | None
     options: dict | None
     quantity: int
+
+
+def new_item_id() -> str:
+    """A line's id, unique within its cart (not a secret: the cart id is): 48 random bits from the
+    process's generator, no system call per add as uuid4 makes."""
+    return f"{random.getrandbits(48):012x}"
 
 
 def refused(reason: str, message: str) -> dict:
@@ -134,7 +141,7 @@ async def add_to_cart(
             req.user_id,
             variant,
             hold,
-            new_item_id=uuid.uuid4().hex[:12],
+            new_item_id=new_item_id(),
             items_max=items_max,
             catalog_version=variant.version,
             check_room=not room_checked,
