@@ -217,6 +217,7 @@ def serve_env(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.serve_fallback_grpc_port),
         # one log datagram per request for Serve's request metrics: off unless asked for
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "1" if settings.haproxy_request_metrics else "0",
+        **_INGRESS_RETRIES,
     }
 
 
@@ -226,14 +227,24 @@ def serve_env(settings: Settings) -> dict[str, str]:
 # just wrote (at every start and reload), then becomes HAProxy. HAProxy then appends the client's
 # address as the last X-Forwarded-For value, which the replicas trust from the ingress only
 # (serve.auth.client_ip, Settings.forwarded_for_trusted_cidrs).
+# The same edit sets what a request in flight on a replica that dies becomes (_INGRESS_RETRIES): only
+# GET and HEAD are sent again (to another replica), and HAProxy's own errors (Serve maps them to a
+# bare 500) become serve.errors' 503 with Retry-After.
 _FORWARDFOR_WRAPPER = """#!/bin/sh
 cfg=""; prev=""
 for arg in "$@"; do [ "$prev" = "-f" ] && cfg="$arg"; prev="$arg"; done
 if [ -n "$cfg" ] && [ -f "$cfg" ] && ! grep -q '^    option forwardfor$' "$cfg"; then
-    sed -i 's/^defaults$/defaults\\n    option forwardfor/' "$cfg"
+    sed -i -e 's/^defaults$/defaults\\n    option forwardfor/' \\
+        -e 's|^    errorfile 50\\([234]\\) .*$|    errorfile 50\\1 {errorfile}|' \\
+        -e 's/^frontend http_frontend$/&\\n    http-request disable-l7-retry unless METH_GET/' "$cfg"
 fi
 exec "{binary}" "$@"
 """
+
+# A request whose replica died before answering is sent again to another replica (`option redispatch`
+# in Serve's defaults) when nothing came back: only a GET or HEAD (the wrapper disables these retries
+# for other methods, which may have acted).
+_INGRESS_RETRIES = {"RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response"}
 
 
 _WRAPPER_NAME = "forwardfor-haproxy"
@@ -253,8 +264,14 @@ def _unwrapped(binary: str) -> str:
 
 def forwarding_haproxy(directory: Path, binary: str) -> str:
     """The path of an executable that runs `binary` with X-Forwarded-For added (written once)."""
+    from flashmart.serve.errors import ingress_unavailable_http
+
+    errorfile = directory / "503.http"
+    answer = ingress_unavailable_http().encode()
+    if not errorfile.exists() or errorfile.read_bytes() != answer:
+        errorfile.write_bytes(answer)
     wrapper = directory / _WRAPPER_NAME
-    text = _FORWARDFOR_WRAPPER.format(binary=_unwrapped(binary))
+    text = _FORWARDFOR_WRAPPER.format(binary=_unwrapped(binary), errorfile=errorfile)
     if not wrapper.exists() or wrapper.read_text() != text:
         tmp = directory / f".forwardfor-haproxy.{os.getpid()}"
         tmp.write_text(text)

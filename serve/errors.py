@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -123,6 +125,32 @@ def deadline_passed_response(deadline_s: float) -> JSONResponse:
         "slow or unavailable); retry shortly",
     }
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(DEADLINE_RETRY_AFTER_S)})
+
+
+INGRESS_RETRY_AFTER_S = 1
+
+
+def ingress_unavailable_http() -> str:
+    """The raw answer of the ingress (HAProxy, its errorfile) when the replica that had the request
+    went away (killed, crashed) or none is up: 503 with Retry-After, never a bare 500. A GET was
+    retried on another replica first; anything else may have acted, so the client retries it with
+    the same keys (an add names its cart, a checkout carries its idempotency key)."""
+    body = json.dumps(
+        {
+            "error": "unavailable",
+            "message": "the server handling the request went away; retry shortly with the same "
+            "request (an add names its cart, a checkout its idempotency key)",
+        }
+    )
+    return (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        f"Retry-After: {INGRESS_RETRY_AFTER_S}\r\n"
+        "Content-Type: application/json\r\n"
+        "Cache-Control: no-store\r\n"
+        f"Content-Length: {len(body.encode())}\r\n"
+        "\r\n"
+        f"{body}"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
