@@ -24,11 +24,30 @@ err = Console(stderr=True, soft_wrap=True)  # one error = one line, never wrappe
 ROLES = ("customer", "seller", "admin", "support", "courier")
 
 
+# Each flashmart actor is a process of its own: about 25 Ray workers on one node (shards, carts,
+# checkout, payments, search, Serve's replicas, proxy and controller, ...), most of them idle. The
+# raylet warns every time its workers pass another multiple (from 4x on) of its startup concurrency,
+# which is the node's CPU count (2 on a small machine), so every `flashmart up` or `demo` printed one
+# "WARNING: N PYTHON worker processes have been started ..." line per actor or two. The warning is
+# meant for runaway task fan-out; flashmart's worker count is fixed by its deployment. Starting up to
+# 8 workers at a time moves the first warning to 32 workers: a deployment that grows past that, or a
+# leak of workers, still shows. Only a Ray head `flashmart up` starts gets it (it is read by the raylet).
+RAY_WORKER_STARTUP_CONCURRENCY = {"RAY_worker_maximum_startup_concurrency": "8"}
+
+
 def _quiet() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+def _quiet_serve() -> None:
+    """Importing Ray Serve sets its logger to INFO (it configures it on import), which put "Started
+    Serve in namespace ..." lines on the terminal between `up`'s own messages: warnings stay."""
+    import ray.serve  # noqa: F401
+
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
 def _fail(message: str) -> None:
@@ -62,12 +81,15 @@ def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
             address = resolved.ray_address
         else:
             if not pf.ray_head_running(settings):
+                for name, value in RAY_WORKER_STARTUP_CONCURRENCY.items():
+                    os.environ.setdefault(name, value)  # the raylet reads it from its environment
                 with console.status("starting Ray head with dashboard…"):
                     pf.start_ray_head(resolved)
                 started_ray = True
             address = f"127.0.0.1:{resolved.ray_gcs_port}"
         already = (not started_ray) and pf.api_is_up(resolved)
         if not already:
+            _quiet_serve()
             with console.status("deploying actors and the Serve application…"):
                 pf.connect_ray(address, own_head=not resolved.ray_address)
                 pf.deploy(resolved)

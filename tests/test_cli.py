@@ -58,6 +58,9 @@ def test_up_status_user_down_up_keeps_data(cli_env):
     up = run(cli_env, "up")
     assert up.returncode == 0, up.stdout + up.stderr
     assert "flashmart is up" in up.stdout
+    # flashmart's ~25 actor processes are expected: no raylet warning about their number, no INFO
+    assert "worker processes have been started" not in up.stdout + up.stderr
+    assert "INFO" not in up.stdout + up.stderr
 
     again = run(cli_env, "up")
     assert again.returncode == 0 and "already running" in again.stdout
