@@ -90,7 +90,9 @@ async def priced(pricing, user_id: int | None, variant):
     if pricing is None or variant is None:
         return variant
     out = await pricing(user_id, {"sku": variant.sku, "price": variant.price})
-    return dataclasses.replace(variant, price=str(out["price"]))
+    price = str(out["price"])
+    # most buyers pay the catalog's price: the variant as it is, no copy made per add
+    return variant if price == variant.price else dataclasses.replace(variant, price=price)
 
 
 async def add_to_cart(

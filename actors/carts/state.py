@@ -10,12 +10,15 @@ results here; this object only keeps the books straight. Money is Decimal, seria
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 from flashmart.actors.carts.coupons import CENT, Coupon, Discount, discount
 from flashmart.actors.payments.types import minor_quantum
+
+_quantum = functools.lru_cache(maxsize=64)(minor_quantum)  # per currency, once: every view asks
 
 
 @dataclass
@@ -229,7 +232,7 @@ class Cart:
         dollar amounts show in the cart's currency as the checkout will charge them."""
         currency = self.currency or "USD"
         rate = Decimal(str((rates or {}).get(currency, 1))) if currency != "USD" else Decimal(1)
-        disc = self.discount(now, rate, minor_quantum(currency))
+        disc = self.discount(now, rate, _quantum(currency))
         sub = self.subtotal()
         return {
             "cart_id": self.cart_id,
