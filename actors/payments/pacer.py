@@ -150,19 +150,20 @@ class Pacer:
 PACING_KEY = (
     "flashmart:gateway:pacing"  # hash: global_per_s, endpoint_per_s (set_pacing; absent = settings)
 )
+SLOWDOWN_SUFFIX = ":slow"  # a schedule's slowdown after 429s: hash of factor, at (Redis' clock)
 SCHEDULE_KEY = (
     "flashmart:gateway:next:{}"  # per schedule: the next free slot, seconds on Redis' clock
 )
 
 # PaceSchedule.admit on Redis' clock, for an endpoint's schedule then the global one.
-# KEYS: pacing hash, endpoint schedule, global schedule.
+# KEYS: pacing hash, endpoint schedule, global schedule, endpoint slowdown, global slowdown.
 # ARGV: endpoint rate and global rate when the hash has none (0 = unpaced), queue_depth_max, and
 # '1' to take an endpoint slot first ('0': the caller waited for it already, only the global slot).
 # Returns {endpoint delay, global delay} in seconds as strings (Lua numbers come back as integers):
 # a positive endpoint delay comes alone (wait, then ask for the global slot); '-1' = queue full.
 _SLOWDOWN = f"""
-local function slowdown(key, now)
-  local s = redis.call('HMGET', key .. ':slow', 'factor', 'at')
+local function slowdown(slow_key, now)
+  local s = redis.call('HMGET', slow_key, 'factor', 'at')
   local f = tonumber(s[1] or '1')
   if f <= 1 then return 1 end
   return math.max(1, f * 0.5 ^ math.floor(math.max(0, now - tonumber(s[2])) / {RECOVER_S!r}))
@@ -172,9 +173,9 @@ end
 _ADMIT = (
     _SLOWDOWN
     + """
-local function admit(key, rate, now, depth)
+local function admit(key, key_slow, rate, now, depth)
   if not rate or rate <= 0 then return 0 end
-  local slow = slowdown(key, now)
+  local slow = slowdown(key_slow, now)
   local interval = slow / rate
   local burst = 1
   if slow == 1 then burst = math.max(1, math.floor(rate / 10)) end
@@ -188,28 +189,28 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local depth = tonumber(ARGV[3])
 if ARGV[4] == '1' then
-  local e = admit(KEYS[2], tonumber(conf[1] or ARGV[1]), now, depth)
+  local e = admit(KEYS[2], KEYS[4], tonumber(conf[1] or ARGV[1]), now, depth)
   if e ~= 0 then return {string.format('%.6f', e), '0'} end
 end
-return {'0', string.format('%.6f', admit(KEYS[3], tonumber(conf[2] or ARGV[2]), now, depth))}
+return {'0', string.format('%.6f', admit(KEYS[3], KEYS[5], tonumber(conf[2] or ARGV[2]), now, depth))}
 """
 )
 
 # PaceSchedule.throttled on Redis' clock, for the schedule that paced the call: the endpoint's when it
 # has a rate, else the global one. KEYS as _ADMIT; ARGV: endpoint rate, global rate, Retry-After in
-# seconds ('-1': none given). The slowdown lives in '<schedule>:slow' (factor, at).
+# seconds ('-1': none given). KEYS[4], KEYS[5]: the endpoint's and the global slowdown (factor, at).
 _THROTTLE = (
     _SLOWDOWN
     + f"""
 local conf = redis.call('HMGET', KEYS[1], 'endpoint_per_s', 'global_per_s')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local key, rate = KEYS[2], tonumber(conf[1] or ARGV[1])
-if not rate or rate <= 0 then key, rate = KEYS[3], tonumber(conf[2] or ARGV[2]) end
+local key, key_slow, rate = KEYS[2], KEYS[4], tonumber(conf[1] or ARGV[1])
+if not rate or rate <= 0 then key, key_slow, rate = KEYS[3], KEYS[5], tonumber(conf[2] or ARGV[2]) end
 if not rate or rate <= 0 then return 0 end
-local f = math.min({SLOWDOWN_MAX!r}, 2 * slowdown(key, now))
-redis.call('HSET', key .. ':slow', 'factor', f, 'at', string.format('%.6f', now))
-redis.call('PEXPIRE', key .. ':slow', math.ceil({RECOVER_S * 1000 * (math.log2(SLOWDOWN_MAX) + 1)!r}))
+local f = math.min({SLOWDOWN_MAX!r}, 2 * slowdown(key_slow, now))
+redis.call('HSET', key_slow, 'factor', f, 'at', string.format('%.6f', now))
+redis.call('PEXPIRE', key_slow, math.ceil({RECOVER_S * 1000 * (math.log2(SLOWDOWN_MAX) + 1)!r}))
 local pause = tonumber(ARGV[3])
 if pause < 0 then pause = f / rate end
 local slot = math.max(tonumber(redis.call('GET', key) or '0'), now + math.min(pause, {RETRY_AFTER_MAX_S!r}))
@@ -239,7 +240,9 @@ class SharedPacer:
     ):
         self.redis, self.fallback = redis, fallback
         self.fallback_throttled = fallback_throttled
-        self.keys = [PACING_KEY, SCHEDULE_KEY.format(endpoint), SCHEDULE_KEY.format("global")]
+        schedules = [SCHEDULE_KEY.format(endpoint), SCHEDULE_KEY.format("global")]
+        # every key a script touches is passed in KEYS (Redis' rule): the slowdowns after the schedules
+        self.keys = [PACING_KEY, *schedules, *(k + SLOWDOWN_SUFFIX for k in schedules)]
         self.args = [endpoint_rate_per_s, rate_per_s, queue_depth_max]
         self._script = redis.register_script(_ADMIT)
         self._throttle = redis.register_script(_THROTTLE)
