@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -611,6 +610,8 @@ async def run_checkout(
                     "fraud actor",
                     "outbox/notify",
                     "inventory shards",
+                    "ray::BackofficeActor",
+                    "sweeper",
                 ),
                 spy_s,
                 Path(settings.data_dir),
@@ -653,13 +654,6 @@ async def run_checkout(
     if paced is not None:
         out["paced"] = paced
     return out
-
-
-def _busy(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def print_table(r: dict) -> None:
@@ -800,52 +794,20 @@ def main(argv=None) -> dict:
         type=float,
         default=0,
         metavar="SECONDS",
-        help="with --cpu: py-spy the checkout, payment, cart, fraud actors and the Serve replica for the "
-        "first SECONDS of flashmart's run and print their hottest frames",
+        help="with --cpu: py-spy the checkout, payment, cart, fraud actors, the Serve replica, the back "
+        "office and the sweeper for the first SECONDS of flashmart's run and print their hottest frames",
     )
     args = p.parse_args(argv)
 
     import os
-    import socket
 
-    import ray
+    from benchmarks.private_platform import private_platform
+    from flashmart.platform import ingress_name
 
-    from flashmart.platform import (
-        deploy,
-        ingress_name,
-        init_local_ray,
-        serve_env,
-        start_backing_services,
-        stop_backing_services,
-    )
-
-    def port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    data = Path(tempfile.mkdtemp(prefix="fm-bench-checkout-"))
-    base = Settings(
-        _env_file=None,
-        data_dir=data,
-        http_port=port(),
-        localstripe_port=port(),
-        object_store_port=port(),
-        ray_dashboard_port=port(),
-        gateway_rate_per_s=5000,
-        serve_replicas_min=1,
-        serve_replicas_max=1,
-    )
-    settings = start_backing_services(base)
-    try:
-        env = serve_env(settings)
-        if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" and any(_busy(p) for p in (8404, 9101)):
-            # HAProxy's stats/metrics ports are fixed; another platform on this machine holds them
-            env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
-        os.environ.update(env)
+    with private_platform(
+        "fm-bench-checkout-", gateway_rate_per_s=5000, serve_replicas_min=1, serve_replicas_max=1
+    ) as (settings, env, data):
         ingress = ingress_name(env)
-        init_local_ray("flashmart")
-        deploy(settings)
         result = asyncio.run(
             run_checkout(
                 settings,
@@ -887,15 +849,6 @@ def main(argv=None) -> dict:
             args.json.write_text(json.dumps(result, indent=1, default=str))
             print(f"result written to {args.json}")
         return result
-    finally:
-        from ray import serve
-
-        try:
-            if ray.is_initialized():
-                serve.shutdown()
-        finally:
-            ray.shutdown()
-            stop_backing_services(base)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _busy(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @contextmanager
 def private_platform(prefix: str, **overrides) -> Iterator[tuple[Settings, dict, Path]]:
     """Yields (settings, the Serve environment it ran with, its data directory). HAProxy's fixed
@@ -26,7 +31,6 @@ def private_platform(prefix: str, **overrides) -> Iterator[tuple[Settings, dict,
     import ray
     from ray import serve
 
-    from benchmarks.checkout import _busy
     from flashmart.platform import (
         deploy,
         init_local_ray,
