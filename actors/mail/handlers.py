@@ -28,13 +28,16 @@ async def order_confirmed(res, payload: dict) -> list[Mail]:
     if not to:
         return []
     store = PostgresInvoiceStore(res.db)
-    if await issue_invoice(store, res.settings, order_id, dt.datetime.now(dt.UTC)) is None:
+    issued = await issue_invoice(store, res.settings, order_id, dt.datetime.now(dt.UTC))
+    if issued is None:
         if await PostgresOrderStore(res.db).order_status(order_id) == lifecycle.CONFIRMED:
             raise NotPaidYet(f"order {order_id} is confirmed, its payment not captured yet")
         return []  # undone before it was paid: the buyer is told that instead
-    (code,) = [
-        d["code"] for d in await store.documents_of_order(order_id) if d["kind"] == "invoice"
-    ]
+    code = issued.get("code")  # issued just now; one issued before is looked up
+    if code is None:
+        (code,) = [
+            d["code"] for d in await store.documents_of_order(order_id) if d["kind"] == "invoice"
+        ]
     doc, lines = await store.document(code)
     pdf = await asyncio.to_thread(render_pdf, doc, lines)
     return [
@@ -76,6 +79,8 @@ async def document_issued(res, payload: dict) -> list[Mail]:
     from flashmart.actors.invoicing.pdf import render_pdf
     from flashmart.storage.invoices_postgres import PostgresInvoiceStore
 
+    if payload.get("kind") == "invoice":  # named by the event: no need to read the document
+        return []
     found = await PostgresInvoiceStore(res.db).document(payload["code"])
     if found is None:
         return []

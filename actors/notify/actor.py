@@ -75,11 +75,14 @@ class OrderEventsActor:
         )
         self.smtp.start()
         self.smtp_port = self.smtp.port
+        # autocommit: the notifier's reads go alone (one round trip each); the relay opens its own
+        # transaction around its read, XADD and mark
         self.db = await open_async_pool(
             self.settings.database_url,
             min_size=1,
             max_size=2,
             timeouts=PgTimeouts.of(self.settings),
+            autocommit=True,
         )
         self.redis = async_redis(self.settings.redis_url, **redis_timeouts(self.settings))
         await ensure_group(self.redis)
