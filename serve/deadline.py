@@ -39,7 +39,11 @@ class RequestDeadlineMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                timer.reschedule(None)  # the answer is on its way: streams run as long as they run
+                # the answer is on its way: streams run as long as they run. A deadline that fired
+                # while something swallowed its cancellation cannot be lifted any more (asyncio
+                # refuses); the answer is ready, so it goes out all the same
+                if not timer.expired():
+                    timer.reschedule(None)
             await send(message)
 
         try:
