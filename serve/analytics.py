@@ -126,12 +126,19 @@ def cart_add(ctx, sku: str, quantity: int, user_id: int | None = None, cart_id: 
         outcome = "error"
         raise
     finally:
-        recorder(ctx).add(
-            {
-                "kind": "add_to_cart",
-                "sku": sku,
-                "quantity": str(quantity),
-                "outcome": outcome,
-                "buyer": _buyer(user_id, cart_id),
-            }
-        )
+        cart_add_answered(ctx, sku, quantity, user_id, cart_id, outcome)
+
+
+def cart_add_answered(
+    ctx, sku: str, quantity: int, user_id: int | None, cart_id: str | None, outcome: str
+) -> None:
+    """An add-to-cart's outcome when it was answered without raising (the sold-out board's refusal)."""
+    recorder(ctx).add(
+        {
+            "kind": "add_to_cart",
+            "sku": sku,
+            "quantity": str(quantity),
+            "outcome": outcome,
+            "buyer": _buyer(user_id, cart_id),
+        }
+    )

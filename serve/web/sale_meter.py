@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import time
 from collections import defaultdict
+
+import orjson
 
 from flashmart.obs import logger
 
@@ -119,7 +120,7 @@ def sku_of(kind: str, path: str, body: bytes) -> str | None:
         sku = path[len(_QUEUE_PREFIX) : -len(_QUEUE_SUFFIX)]
     elif kind == "reserve":
         try:
-            sku = json.loads(body).get("sku")
+            sku = orjson.loads(body).get("sku")
         except (ValueError, AttributeError):
             return None
     else:
@@ -131,7 +132,7 @@ def sku_of(kind: str, path: str, body: bytes) -> str | None:
 
 def reason_of(body: bytes) -> str | None:
     try:
-        reason = json.loads(body).get("error")
+        reason = orjson.loads(body).get("error")
     except (ValueError, AttributeError):
         return None
     return reason if isinstance(reason, str) and len(reason) <= 64 else None
