@@ -160,3 +160,24 @@ def test_a_signed_in_buyers_sold_out_add_takes_from_their_own_bucket(sold_out_ap
             for _ in range(4)
         ]
     assert codes == [409, 409, 409, 429], codes
+
+
+def test_a_product_page_is_answered_alike_to_a_visitor_and_to_a_signed_in_buyer(sold_out_app):
+    """The anonymous page skips FastAPI's dependencies: same answers, same limit (api.ip: 6)."""
+    from flashmart.storage.users import issue_access_token
+
+    app, settings, _, TestClient = sold_out_app
+    token = issue_access_token(
+        settings.jwt_secret, 60, 10**9 + uuid.uuid4().int % 10**6, "customer", "d@example.com"
+    )
+    missing = "/api/v1/products/987654321987"
+    with _client(app, TestClient) as client:
+        visitor = client.get(missing)
+        buyer = client.get(missing, headers={"Authorization": f"Bearer {token}"})
+        not_an_id = client.get("/api/v1/products/12x")
+        too_long = client.get("/api/v1/products/" + "9" * 30)
+        codes = [client.get(missing).status_code for _ in range(3)]
+    assert visitor.status_code == buyer.status_code == 404, (visitor.text, buyer.text)
+    assert visitor.content == buyer.content
+    assert not_an_id.status_code == 422 and too_long.status_code == 404
+    assert codes == [404, 404, 429], codes  # 6 from the address: 4 before these, then the limit

@@ -18,26 +18,28 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flashmart.actors.search.index import SUGGEST_CHARS_MIN
 from flashmart.obs import logger
 from flashmart.serve import analytics
 from flashmart.serve.auth import Principal, optional_principal, require
-from flashmart.serve.context import Context, get_ctx
+from flashmart.serve.context import Context, ctx_of, get_ctx
 from flashmart.serve.errors import Refused
 from flashmart.serve.json import json_response
 from flashmart.serve.product_changes import product_changed
-from flashmart.serve.ratelimit import rate_limit
+from flashmart.serve.ratelimit import api_buckets, rate_limit_reads, take_local
 from flashmart.serve.routes.recommendations import count_view, lists_for_page
 from flashmart.storage import catalog_postgres as cat
 from flashmart.storage import product_cache
 from flashmart.storage.audit import audit
 
 log = logger("catalog")
-# product pages, search and suggestions take a token from api.ip (and api.user when signed in)
+# product pages, search and suggestions take a token from api.ip (and api.user when signed in): from
+# the replica's share of the buckets (reads: no Redis round trip), a seller's writes from Redis
 router = APIRouter(
-    prefix="/api/v1/products", tags=["catalog"], dependencies=[Depends(rate_limit("api"))]
+    prefix="/api/v1/products", tags=["catalog"], dependencies=[Depends(rate_limit_reads("api"))]
 )
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -811,7 +813,6 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
     return {**page, "in_stock": stock["in_stock"], "stock": stock}
 
 
-@router.get("/{product_id}")
 async def get_product(
     product_id: int,
     ctx: Context = Depends(get_ctx),
@@ -820,6 +821,10 @@ async def get_product(
     """The product page: variants, seller, price, stock status, rating summary (cached in Redis;
     stock status from the inventory engine's stock feed: no engine call), and the recommendation
     lists this replica holds for it (also bought, similar; no I/O on the request)."""
+    return await _product_answer(ctx, product_id, principal)
+
+
+async def _product_answer(ctx: Context, product_id: int, principal: Principal | None) -> Response:
     if not 1 <= product_id <= 2**63 - 1:
         raise Refused("not_found", f"product {product_id} does not exist")
     page = await _product_page(ctx, product_id)
@@ -828,10 +833,39 @@ async def get_product(
     return json_response({**page, "recommendations": lists_for_page(ctx, product_id)})
 
 
-# Starlette tries a router's routes in order and the search is the shop's hot path: put it (and
-# suggest) first instead of behind the seller writes (~20 us of path matching per search).
-router.routes.sort(
-    key=lambda route: (
-        getattr(route, "path", "") not in (f"{router.prefix}/search", f"{router.prefix}/suggest")
-    )
+ID_DIGITS_MAX = 19  # a bigint's; longer ids are the full route's to refuse
+
+
+class AnonymousPageFirst(APIRoute):
+    """The product page's route: an anonymous visitor's page (no Authorization header, a product id
+    of digits) is answered without FastAPI's dependency resolution and parameter validation, which
+    cost as much as the page itself: the same rate limit (the replica's share of api.ip), the same
+    page. A signed-in visitor, or any other id, takes the full route."""
+
+    def get_route_handler(self):
+        full = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            raw = request.path_params["product_id"]
+            if (
+                "authorization" in request.headers
+                or not (raw.isascii() and raw.isdigit())
+                or len(raw) > ID_DIGITS_MAX
+            ):
+                return await full(request)
+            ctx = ctx_of(request)
+            take_local(ctx, api_buckets(request, None))
+            return await _product_answer(ctx, int(raw), None)
+
+        return handler
+
+
+router.add_api_route(
+    "/{product_id}", get_product, methods=["GET"], route_class_override=AnonymousPageFirst
 )
+
+
+# Starlette tries a router's routes in order and the reads (search, product pages) are the shop's hot
+# path: put them first, in their order (compare before /{product_id}), instead of behind the seller
+# writes (~20 us of path matching per request).
+router.routes.sort(key=lambda route: "GET" not in (getattr(route, "methods", None) or ()))
