@@ -448,6 +448,134 @@ def connect_ray(address: str, *, own_head: bool = True) -> None:
             ) from exc
 
 
+# --- a second Ray node on this machine (chaos runs: a worker node that can be lost) ----------------
+
+WORKER_NODE_FILE = "ray-worker-node.json"
+
+
+WORKER_NODE_START_ATTEMPTS = 5
+
+
+def start_ray_worker_node(settings: Settings, gcs_address: str, *, token_auth: bool) -> str:
+    """Join a second Ray node, on this machine, to the cluster at `gcs_address` (this process must be
+    a driver of it): its own raylet, object store and workers, with the custom resource `worker_node`
+    so placement finds it (actors/placement.py) and no CPUs, so nothing else is scheduled on it. It is
+    `ray start --block` in a session of its own: that process is the node's root, and its process tree
+    is the node (what sim/faults.py kills to lose it). Returns the node id once a task ran on it.
+
+    Ray's raylet gives the node's dashboard agent (a Python process) a fixed 15 s to report its port;
+    on a loaded machine that is not always enough and the node gives up: what it left is stopped and
+    the start tried again."""
+    for attempt in range(1, WORKER_NODE_START_ATTEMPTS + 1):
+        _spawn_worker_node(settings, gcs_address, token_auth=token_auth)
+        try:
+            return wait_worker_node_ready(settings, timeout_s=180)
+        except PlatformError:
+            stop_ray_worker_node(settings)
+            if attempt == WORKER_NODE_START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _spawn_worker_node(settings: Settings, gcs_address: str, *, token_auth: bool) -> None:
+    from flashmart.actors.placement import WORKER_NODE_RESOURCE
+    from flashmart.storage.embedded import free_port
+
+    env = {**os.environ, **(RAY_AUTH_ENV if token_auth else {})}
+    cmd = [
+        _ray_cli(),
+        "start",
+        f"--address={gcs_address}",
+        "--num-cpus=0",
+        f"--resources={json.dumps({WORKER_NODE_RESOURCE: 1})}",
+        # every agent port given: the head holds the defaults, and a raylet left to learn a port an
+        # agent chose waits for it only so long
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        "--disable-usage-stats",
+        "--block",
+    ]
+    data = settings.data_dir.resolve()
+    with (data / "ray-worker-node.log").open("ab") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    state = {"pid": proc.pid, "gcs_address": gcs_address, "token_auth": token_auth}
+    (data / WORKER_NODE_FILE).write_text(json.dumps(state))
+
+
+def worker_node_state(settings: Settings) -> dict:
+    """What start_ray_worker_node wrote: the root pid, the cluster's address, its auth mode."""
+    try:
+        return json.loads((settings.data_dir.resolve() / WORKER_NODE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def worker_node_processes(settings: Settings) -> list:
+    """The worker node's processes (psutil): its `ray start` root and everything below it (raylet,
+    object store, agents, workers). Never a process of the head: they are not in this tree."""
+    import psutil
+
+    pid = worker_node_state(settings).get("pid")
+    if not pid:
+        return []
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return []
+    return [root, *_children(root)]
+
+
+def wait_worker_node_ready(settings: Settings, timeout_s: float) -> str:
+    """The worker node's id, once it is alive in the cluster and a task placed on it has run there
+    (the scheduler knows its resources: placement can use it)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from flashmart.actors.placement import worker_node_id
+
+    deadline = time.monotonic() + timeout_s
+    where = ray.remote(num_cpus=0, max_retries=0)(_node_of_this_task)
+    while time.monotonic() < deadline:
+        node = worker_node_id()
+        if node:
+            probe = where.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+            )
+            left_s = max(1.0, deadline - time.monotonic())
+            try:
+                if ray.get(probe.remote(), timeout=left_s) == node:
+                    return node
+            except ray.exceptions.RayError:
+                pass
+        if not worker_node_processes(settings):
+            break  # the node's root exited: this start failed
+        time.sleep(0.5)
+    raise PlatformError(f"the Ray worker node did not join within {timeout_s:.0f}s")
+
+
+def _node_of_this_task() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def stop_ray_worker_node(settings: Settings) -> bool:
+    import psutil
+
+    procs = worker_node_processes(settings)
+    for p in procs:
+        _signal(p, "terminate")
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for p in alive:
+        _signal(p, "kill")
+    (settings.data_dir.resolve() / WORKER_NODE_FILE).unlink(missing_ok=True)
+    return bool(procs)
+
+
 # --- actors and Serve -----------------------------------------------------------------------------
 
 
@@ -464,7 +592,12 @@ def deploy(settings: Settings, *, timeout_s: float = 180) -> None:
             "stop it or set FLASHMART_HTTP_PORT"
         )
     ensure_actors(settings)
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    # Serve starts an HTTP proxy on every node by default: a second node on this machine would
+    # fight the head's for the port, so with a worker node the ingress stays on the head
+    from flashmart.actors.placement import worker_node_id
+
+    where = {"proxy_location": "HeadOnly"} if worker_node_id() else {}
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port}, **where)
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     wait_ready(settings, timeout_s)
     from flashmart.actors.membership.actor import register_gateway_webhook

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         8500, ge=1, le=65535, description="Serve's fallback proxy behind HAProxy"
     )
     serve_fallback_grpc_port: int = Field(9500, ge=1, le=65535)
+    ray_worker_node: bool = Field(
+        False,
+        description="chaos runs: start a second Ray node on this machine (custom resource "
+        "worker_node) that carts, checkout, payments and a search replica prefer, so a fault can "
+        "lose it (sim/faults.py lose_worker_node)",
+    )
     ray_gcs_port: int = Field(
         6389, ge=1, le=65535, description="Ray head port (6379 is often Redis)"
     )

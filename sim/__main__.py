@@ -14,12 +14,15 @@ import signal
 import sys
 
 
-def _own_platform(settings, *, gateway_proxy: bool, commit_proxy: bool = False):
+def _own_platform(
+    settings, *, gateway_proxy: bool, commit_proxy: bool = False, worker_node: bool = False
+):
     """Start a private platform (same steps as tests/conftest.py) on free ports; returns (resolved
     settings, stop). With gateway_proxy the platform reaches localstripe through the fault proxy of
     sim/faults.py, so that gateway_fail, gateway_slow and gateway_429 faults make real gateway
     errors, delays and 429s; with commit_proxy it reaches PostgreSQL through the lost-COMMIT proxy
-    (storage/pg_fault_proxy.py)."""
+    (storage/pg_fault_proxy.py); with worker_node (or Settings.ray_worker_node) a second Ray node
+    joins before the actors are placed, for the lose_worker_node fault."""
     import subprocess
 
     import ray
@@ -29,7 +32,9 @@ def _own_platform(settings, *, gateway_proxy: bool, commit_proxy: bool = False):
         init_local_ray,
         serve_env,
         start_backing_services,
+        start_ray_worker_node,
         stop_backing_services,
+        stop_ray_worker_node,
     )
     from flashmart.storage.embedded import free_port, port_open, wait_until
 
@@ -70,6 +75,9 @@ def _own_platform(settings, *, gateway_proxy: bool, commit_proxy: bool = False):
     init_local_ray(
         "flashmart"
     )  # a fresh cluster of our own even if another Ray runs on this machine
+    if worker_node or resolved.ray_worker_node:
+        gcs = ray.get_runtime_context().gcs_address
+        start_ray_worker_node(resolved, gcs, token_auth=False)
     deploy(resolved)
 
     def stop() -> None:
@@ -78,6 +86,7 @@ def _own_platform(settings, *, gateway_proxy: bool, commit_proxy: bool = False):
         try:
             serve.shutdown()
         finally:
+            stop_ray_worker_node(resolved)
             ray.shutdown()
             stop_backing_services(base)
             if proxy is not None:
@@ -111,6 +120,7 @@ def main() -> int:
             settings,
             gateway_proxy=any(f.kind.startswith("gateway") for f in faults),
             commit_proxy=any(f.kind == "lose_commit_reply" for f in faults),
+            worker_node=any(f.kind == "lose_worker_node" for f in faults),
         )
     else:
         settings = settings.resolved()

@@ -13,6 +13,12 @@
 - lose_commit_reply: arms the lost-COMMIT proxy (storage/pg_fault_proxy.py, running when the platform
   has `database_fault_proxy` on) to cut the connection of the next `count` COMMITs within
   `duration_s`, right after the server answered: committed, but the writer never hears so.
+- lose_worker_node: the platform's second Ray node (Settings.ray_worker_node, flashmart/platform.py)
+  is lost as a machine is: SIGKILL of every process of that node at once (its `ray start` root,
+  raylet, object store, agents, workers: the process tree recorded when it started, never a process
+  of the head). The carts, checkout and payments actors and a search replica live there
+  (actors/placement.py); Ray must see the node dead and restart them (max_restarts) on the head.
+  The fault waits for that, then, with `restart`, starts the node again `duration_s` after the loss.
 Signals only ever go to the PIDs of the servers this platform's data directory started (read from
 their pid files), never to processes found by name: another PostgreSQL on the machine is not touched.
 - gateway_fail / gateway_slow: through the **gateway fault proxy** below when the platform's
@@ -247,6 +253,67 @@ def lose_commit_reply(settings, count: int, duration_s: float) -> str:
     return f"lost-COMMIT proxy armed for {count} COMMITs over {duration_s:.1f}s: {cut} replies lost"
 
 
+NODE_RECOVERY_BOUND_S = 300  # Ray's health checks see a dead node in ~30 s; restarts come after
+
+
+def lose_worker_node(settings, down_s: float, restart: bool) -> str:
+    from flashmart import platform as pf
+    from flashmart.actors.placement import actor_nodes, worker_node_id
+    from flashmart.storage import embedded
+
+    state = pf.worker_node_state(settings)
+    procs = pf.worker_node_processes(settings)
+    if not procs:
+        return "skipped: the platform has no Ray worker node (ray_worker_node off)"
+    connect_ray(settings)
+    node = worker_node_id()
+    victims = sorted(name for name, where in actor_nodes().items() if where == node)
+    t = time.monotonic()
+    _signal_all([p.pid for p in procs], signal.SIGKILL)
+    embedded.wait_until(
+        lambda: not any(p.is_running() and p.status() != "zombie" for p in procs),
+        30,
+        "the worker node survived SIGKILL",
+    )
+    embedded.wait_until(
+        lambda: worker_node_id() != node, NODE_RECOVERY_BOUND_S, "Ray never saw the node dead"
+    )
+    seen_dead_s = time.monotonic() - t
+    embedded.wait_until(
+        lambda: _all_alive_elsewhere(victims, node),
+        NODE_RECOVERY_BOUND_S,
+        f"actors of the lost node not restarted within {NODE_RECOVERY_BOUND_S}s: {victims}",
+    )
+    back_s = time.monotonic() - t
+    detail = (
+        f"worker node lost (SIGKILL, {len(procs)} processes) with {len(victims)} actors on it "
+        f"({_summary(victims)}); Ray saw it dead after {seen_dead_s:.1f}s, every one of them "
+        f"alive again on another node after {back_s:.1f}s"
+    )
+    if restart:
+        time.sleep(max(0.0, down_s - (time.monotonic() - t)))
+        started = time.monotonic()
+        pf.start_ray_worker_node(settings, state["gcs_address"], token_auth=state["token_auth"])
+        detail += f"; started again after {time.monotonic() - t:.1f}s (join took {time.monotonic() - started:.1f}s)"
+    return detail
+
+
+def _all_alive_elsewhere(names: list[str], lost_node: str | None) -> bool:
+    from flashmart.actors.placement import actor_nodes
+
+    where = actor_nodes()
+    return all(name in where and where[name] != lost_node for name in names)
+
+
+def _summary(names: list[str]) -> str:
+    """ "carts-0..3, checkout-0..1, search-1" rather than every name."""
+    groups: dict[str, int] = {}
+    for name in names:
+        group = name.rstrip("0123456789").rstrip("-_") or name
+        groups[group] = groups.get(group, 0) + 1
+    return ", ".join(f"{g} x{n}" if n > 1 else g for g, n in sorted(groups.items())) or "none"
+
+
 def gateway(settings, fault: Fault) -> str:
     base = settings.stripe_api_base.rstrip("/")
     try:
@@ -319,6 +386,8 @@ def inject(settings, fault: Fault, hot_skus: list[str]) -> str:
         return freeze_redis(settings, fault.duration_s)
     if fault.kind == "lose_commit_reply":
         return lose_commit_reply(settings, fault.count, fault.duration_s)
+    if fault.kind == "lose_worker_node":
+        return lose_worker_node(settings, fault.duration_s, fault.restart)
     return gateway(settings, fault)
 
 
@@ -331,7 +400,9 @@ class FaultSchedule:
         self.threads: list[threading.Thread] = []
 
     def start(self, t0: float) -> None:
-        if any(f.kind in ("kill_shard", "kill_serve_replica") for f in self.faults):
+        if any(
+            f.kind in ("kill_shard", "kill_serve_replica", "lose_worker_node") for f in self.faults
+        ):
             connect_ray(self.settings)  # before the sale: connecting takes a second or two
         for f in self.faults:
             th = threading.Thread(
@@ -356,7 +427,7 @@ class FaultSchedule:
             }
         )
 
-    def join(self, timeout_s: float = 120) -> list[dict]:
+    def join(self, timeout_s: float = 300) -> list[dict]:
         for th in self.threads:
             th.join(timeout_s)
         return sorted(self.log, key=lambda e: e["at_s"])

@@ -109,6 +109,7 @@ FaultKind = Literal[
     "kill_redis",
     "freeze_redis",
     "lose_commit_reply",
+    "lose_worker_node",
 ]
 
 
@@ -125,6 +126,9 @@ class Fault(Strict):
     delay_ms: float = Field(1500, ge=0, le=60_000, description="gateway_slow: added latency")
     count: int = Field(
         3, ge=1, le=10_000, description="lose_commit_reply: COMMIT replies lost in the window"
+    )
+    restart: bool = Field(
+        True, description="lose_worker_node: start the node again duration_s after it was lost"
     )
 
 

@@ -1,8 +1,9 @@
 """The short chaos run (sim/scenarios/chaos-short.toml) in the normal test suite: a private platform
 (python -m flashmart.sim --own-platform, its own data directory, Ray and servers) sells while its
 PostgreSQL is killed with SIGKILL and frozen with SIGSTOP, its Redis likewise, COMMIT replies are
-lost by the fault proxy, a shard and a Serve replica are killed and the gateway rate-limits (429)
-and fails; afterwards every invariant of sim/invariants.py must hold (the run's exit status), and
+lost by the fault proxy, a shard and a Serve replica are killed, the Ray worker node carrying the
+carts, checkout, payments and a search replica is lost (SIGKILL of its processes) and the gateway
+rate-limits (429) and fails; afterwards every invariant of sim/invariants.py must hold (the run's exit status), and
 each fault must really have been injected (none skipped or failed)."""
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ def test_short_chaos_run_keeps_every_invariant(machine_slot, tmp_path):
         "kill_shard",
         "kill_serve_replica",
         "gateway_429",
+        "lose_worker_node",
     }, injected
     for fault in injected:
         assert not fault["detail"].startswith(("skipped", "injection failed")), fault
     lost = next(f for f in injected if f["kind"] == "lose_commit_reply")
     assert " 0 replies lost" not in lost["detail"], lost
+    node = next(f for f in injected if f["kind"] == "lose_worker_node")
+    for kind in ("cart-shard", "checkout", "payments", "search"):  # placed there, back elsewhere
+        assert kind in node["detail"], node

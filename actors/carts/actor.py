@@ -28,6 +28,7 @@ import ray
 from flashmart.actors import NAMESPACE
 from flashmart.actors.carts.book import CartBook, coupon_uses, is_refusal, refused, stale_holds
 from flashmart.actors.carts.state import Cart, Hold
+from flashmart.actors.placement import on_worker_node
 from flashmart.settings import Settings
 from flashmart.storage.cart_redis import CartStore, cart_key
 
@@ -229,7 +230,11 @@ class CartShard:
 def ensure_cart_actors(settings: Settings) -> None:
     for i in range(settings.cart_shard_count):
         CartShard.options(
-            namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True
+            namespace=NAMESPACE,
+            name=actor_name(i),
+            lifetime="detached",
+            get_if_exists=True,
+            **on_worker_node(),  # lost with that node, restarted on another (actors/placement.py)
         ).remote(settings, i)
 
 

@@ -14,6 +14,7 @@ import ray
 from flashmart import obs
 from flashmart.actors import NAMESPACE
 from flashmart.actors.checkout.saga import FAULT_ENV, Saga
+from flashmart.actors.placement import on_worker_node
 from flashmart.obs import logger
 from flashmart.refusals import Refusal
 from flashmart.settings import Settings
@@ -115,7 +116,11 @@ class CheckoutActor:
 def ensure_checkout_actors(settings: Settings) -> None:
     for i in range(settings.checkout_pool_size):
         CheckoutActor.options(
-            namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True
+            namespace=NAMESPACE,
+            name=actor_name(i),
+            lifetime="detached",
+            get_if_exists=True,
+            **on_worker_node(),  # lost with that node, restarted on another (actors/placement.py)
         ).remote(settings)
 
 

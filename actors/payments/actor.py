@@ -16,6 +16,7 @@ from flashmart.actors.payments.pacer import (
     SharedPacer,
     set_shared_pacing,
 )
+from flashmart.actors.placement import on_worker_node
 from flashmart.obs import LATENCY_BOUNDARIES_MS, counter, histogram
 from flashmart.refusals import Refusal
 from flashmart.settings import Settings
@@ -222,5 +223,9 @@ class PaymentActor:
 def ensure_payment_actors(settings: Settings) -> None:
     for i in range(settings.payments_pool_size):
         PaymentActor.options(
-            namespace=NAMESPACE, name=actor_name(i), lifetime="detached", get_if_exists=True
+            namespace=NAMESPACE,
+            name=actor_name(i),
+            lifetime="detached",
+            get_if_exists=True,
+            **on_worker_node(),  # lost with that node, restarted on another (actors/placement.py)
         ).remote(settings, settings.payments_pool_size)

@@ -44,6 +44,7 @@ from typing import Any
 import ray
 
 from flashmart.actors import NAMESPACE
+from flashmart.actors.placement import on_worker_node
 from flashmart.actors.search import stock_feed
 from flashmart.actors.search.index import BadQuery, IndexFormatChanged, ProductIndex, SearchRequest
 from flashmart.obs import logger
@@ -654,6 +655,8 @@ def ensure_search_actors(settings: Settings) -> list:
     handles = []
     for i in range(settings.search_replicas):
         spread = {"scheduling_strategy": "SPREAD"} if i and settings.search_spread_replicas else {}
+        if i == 1:  # one reader on the worker node when there is one (actors/placement.py)
+            spread = on_worker_node() or spread
         handle = SearchActor.options(
             name=NAME.format(i),
             lifetime="detached",

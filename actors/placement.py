@@ -1,0 +1,81 @@
+"""Where the purchase path's actors live when the cluster has a worker node.
+
+A platform started with a second Ray node (Settings.ray_worker_node, flashmart/platform.py) marks it
+with the custom resource `worker_node`. The carts, checkout and payments actors and one search
+replica prefer that node, so losing it (sim/faults.py, lose_worker_node) takes them down together,
+as losing a machine does. The preference is soft (NodeAffinitySchedulingStrategy(soft=True)): when
+the node is gone, Ray restarts them (max_restarts) on a node that is alive. Without a worker node the
+options are empty and Ray places them as it always did.
+
+Ray (2.60) honours a soft affinity for a detached actor only some of the time (about half of them
+land elsewhere), so after creating them the bootstrap restarts the ones that missed the node until
+each is there (`settle_on_worker_node`): a restart schedules them again with the same preference.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+WORKER_NODE_RESOURCE = "worker_node"
+SETTLE_ROUNDS_MAX = 12
+RESTART_WAIT_S = 120.0
+
+
+def worker_node_id() -> str | None:
+    """The alive node with the `worker_node` resource, None when the cluster has none."""
+    import ray
+
+    for node in ray.nodes():
+        if node["Alive"] and node["Resources"].get(WORKER_NODE_RESOURCE):
+            return node["NodeID"]
+    return None
+
+
+def on_worker_node() -> dict[str, Any]:
+    """Actor options: prefer the worker node while it lives, any alive node otherwise."""
+    node = worker_node_id()
+    if node is None:
+        return {}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
+
+
+def actor_nodes() -> dict[str, str | None]:
+    """Name -> node id of every named actor alive now (from the GCS; no dashboard needed)."""
+    from ray._private import state
+
+    nodes = {}
+    for info in state.actors().values():
+        if info.get("Name") and info.get("State") == "ALIVE":
+            nodes[info["Name"]] = (info.get("Address") or {}).get("NodeID")
+    return nodes
+
+
+def settle_on_worker_node(names: list[str], namespace: str) -> int:
+    """Restart (ray.kill with restart) each of these actors that is not on the worker node until it
+    is; returns how many restarts that took. Called before the platform serves anything."""
+    import ray
+
+    node = worker_node_id()
+    if node is None:
+        return 0
+    restarts = 0
+    for _ in range(SETTLE_ROUNDS_MAX):
+        _wait_alive(names)
+        missed = [n for n, where in actor_nodes().items() if n in names and where != node]
+        if not missed:
+            return restarts
+        for name in missed:
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=False)
+        restarts += len(missed)
+    raise RuntimeError(f"actors not on the worker node after {SETTLE_ROUNDS_MAX} rounds: {missed}")
+
+
+def _wait_alive(names: list[str]) -> None:
+    deadline = time.monotonic() + RESTART_WAIT_S
+    while not set(names) <= set(actor_nodes()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"actors not alive within {RESTART_WAIT_S:.0f}s: {names}")
+        time.sleep(0.5)
