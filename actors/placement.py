@@ -14,11 +14,14 @@ each is there (`settle_on_worker_node`): a restart schedules them again with the
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 WORKER_NODE_RESOURCE = "worker_node"
-SETTLE_ROUNDS_MAX = 12
+SETTLE_ROUNDS_MAX = 20
 RESTART_WAIT_S = 120.0
 
 
@@ -53,24 +56,28 @@ def actor_nodes() -> dict[str, str | None]:
     return nodes
 
 
-def settle_on_worker_node(names: list[str], namespace: str) -> int:
-    """Restart (ray.kill with restart) each of these actors that is not on the worker node until it
-    is; returns how many restarts that took. Called before the platform serves anything."""
+def settle_on_worker_node(names: list[str], namespace: str) -> list[str]:
+    """Restart (ray.kill with restart) each of these actors that is not on the worker node, a few
+    rounds, before the platform serves anything. Placement is a preference: returns the names still
+    elsewhere after the last round (logged; the node-loss fault reports what it really carried)."""
     import ray
 
     node = worker_node_id()
     if node is None:
-        return 0
-    restarts = 0
+        return []
+    missed: list[str] = []
     for _ in range(SETTLE_ROUNDS_MAX):
         _wait_alive(names)
         missed = [n for n, where in actor_nodes().items() if n in names and where != node]
         if not missed:
-            return restarts
+            return []
         for name in missed:
             ray.kill(ray.get_actor(name, namespace=namespace), no_restart=False)
-        restarts += len(missed)
-    raise RuntimeError(f"actors not on the worker node after {SETTLE_ROUNDS_MAX} rounds: {missed}")
+    _wait_alive(names)
+    missed = [n for n, where in actor_nodes().items() if n in names and where != node]
+    if missed:
+        log.warning("not on the worker node after %d rounds: %s", SETTLE_ROUNDS_MAX, missed)
+    return missed
 
 
 def _wait_alive(names: list[str]) -> None:

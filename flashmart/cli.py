@@ -92,6 +92,8 @@ def bring_up(settings: Settings) -> tuple[Settings, float, bool]:
             _quiet_serve()
             with console.status("deploying actors and the Serve application…"):
                 pf.connect_ray(address, own_head=not resolved.ray_address)
+                if resolved.ray_worker_node and started_ray:  # a second node, for chaos runs
+                    pf.start_ray_worker_node(resolved, address, token_auth=True)
                 pf.deploy(resolved)
         pf.write_state(
             resolved, started_ray=started_ray or pf.read_state(resolved).get("started_ray", False)

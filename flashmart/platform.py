@@ -524,6 +524,9 @@ def worker_node_processes(settings: Settings) -> list:
         return []
     try:
         root = psutil.Process(pid)
+        if root.status() == psutil.STATUS_ZOMBIE:  # a start that gave up, not reaped yet
+            root.wait(0)
+            return []
     except psutil.Error:
         return []
     return [root, *_children(root)]

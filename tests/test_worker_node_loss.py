@@ -75,7 +75,7 @@ def main(tmp: Path) -> None:
             for n in ACTORS
         ]
         ray.get([h.node.remote() for h in handles], timeout=300)
-        settle_on_worker_node(ACTORS, NAMESPACE)
+        assert settle_on_worker_node(ACTORS, NAMESPACE) == []
         result["before"] = {n: actor_nodes()[n] for n in ACTORS}
         result["detail"] = lose_worker_node(settings, down_s=0, restart=False)
         result["after"] = {n: actor_nodes()[n] for n in ACTORS}
