@@ -400,7 +400,7 @@ def _signal(proc, how: str) -> None:
         pass
 
 
-def init_local_ray(namespace: str, *, attempts: int = 3) -> None:
+def init_local_ray(namespace: str, *, attempts: int = 5) -> None:
     """A private local Ray cluster for a benchmark or a simulation, even when another Ray runs on this
     machine. Ray gives its raylet 30 s to register; on a machine loaded by other work that is not
     always enough ("The current node timed out during startup"), so the start is retried."""
@@ -584,6 +584,7 @@ def stop_ray_worker_node(settings: Settings) -> bool:
 
 def deploy(settings: Settings, *, timeout_s: float = 180) -> None:
     """Create the actors (idempotent, detached) and run the Serve application; wait until ready."""
+    import ray
     from ray import serve
 
     from flashmart.actors.bootstrap import ensure_actors
@@ -600,7 +601,13 @@ def deploy(settings: Settings, *, timeout_s: float = 180) -> None:
     from flashmart.actors.placement import worker_node_id
 
     where = {"proxy_location": "HeadOnly"} if worker_node_id() else {}
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port}, **where)
+    http = {"host": settings.http_host, "port": settings.http_port}
+    try:
+        serve.start(http_options=http, **where)
+    except (ray.exceptions.ActorDiedError, TimeoutError):
+        # on a loaded machine the controller may kill a proxy that answered its first health check
+        # late (and start another) while serve.start waits for it: the controller is up, ask again
+        serve.start(http_options=http, **where)
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     wait_ready(settings, timeout_s)
     from flashmart.actors.membership.actor import register_gateway_webhook
