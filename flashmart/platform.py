@@ -400,7 +400,7 @@ def _signal(proc, how: str) -> None:
         pass
 
 
-def init_local_ray(namespace: str, *, attempts: int = 5) -> None:
+def init_local_ray(namespace: str, *, attempts: int = 8) -> None:
     """A private local Ray cluster for a benchmark or a simulation, even when another Ray runs on this
     machine. Ray gives its raylet 30 s to register; on a machine loaded by other work that is not
     always enough ("The current node timed out during startup"), so the start is retried."""
@@ -478,10 +478,25 @@ def start_ray_worker_node(settings: Settings, gcs_address: str, *, token_auth: b
 
 
 def _spawn_worker_node(settings: Settings, gcs_address: str, *, token_auth: bool) -> None:
+    import secrets
+
+    from ray._raylet import DASHBOARD_AGENT_LISTEN_PORT_NAME, persist_port
+
     from flashmart.actors.placement import WORKER_NODE_RESOURCE
     from flashmart.storage.embedded import free_port
 
-    env = {**os.environ, **(RAY_AUTH_ENV if token_auth else {})}
+    # The raylet learns its dashboard agent's HTTP port from a file the agent writes once it has
+    # started, and gives up on the node after a fixed 15 s: on a loaded machine the agent (a Python
+    # process) is often later than that, and five starts in a row failed at a load of 60. The node's
+    # id is chosen here (Ray's override for it) so that the file is written before the raylet looks.
+    node_id = secrets.token_hex(28)
+    listen_port = free_port()
+    persist_port(_session_dir(), node_id, DASHBOARD_AGENT_LISTEN_PORT_NAME, listen_port)
+    env = {
+        **os.environ,
+        **(RAY_AUTH_ENV if token_auth else {}),
+        "RAY_OVERRIDE_NODE_ID_FOR_TESTING": node_id,
+    }
     cmd = [
         _ray_cli(),
         "start",
@@ -490,7 +505,7 @@ def _spawn_worker_node(settings: Settings, gcs_address: str, *, token_auth: bool
         f"--resources={json.dumps({WORKER_NODE_RESOURCE: 1})}",
         # every agent port given: the head holds the defaults, and a raylet left to learn a port an
         # agent chose waits for it only so long
-        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-listen-port={listen_port}",
         f"--dashboard-agent-grpc-port={free_port()}",
         f"--runtime-env-agent-port={free_port()}",
         f"--metrics-export-port={free_port()}",
@@ -504,6 +519,13 @@ def _spawn_worker_node(settings: Settings, gcs_address: str, *, token_auth: bool
         )
     state = {"pid": proc.pid, "gcs_address": gcs_address, "token_auth": token_auth}
     (data / WORKER_NODE_FILE).write_text(json.dumps(state))
+
+
+def _session_dir() -> str:
+    """The Ray session directory of the cluster this process is a driver of (the node joins it)."""
+    import ray
+
+    return ray._private.worker._global_node.get_session_dir_path()
 
 
 def worker_node_state(settings: Settings) -> dict:
