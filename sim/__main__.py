@@ -72,19 +72,13 @@ def _own_platform(
         )
         resolved = resolved.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{port}"})
     os.environ.update(serve_env(resolved))
-    init_local_ray(
-        "flashmart"
-    )  # a fresh cluster of our own even if another Ray runs on this machine
-    if worker_node or resolved.ray_worker_node:
-        gcs = ray.get_runtime_context().gcs_address
-        start_ray_worker_node(resolved, gcs, token_auth=False)
-    deploy(resolved)
 
     def stop() -> None:
         from ray import serve
 
         try:
-            serve.shutdown()
+            if ray.is_initialized():
+                serve.shutdown()
         finally:
             stop_ray_worker_node(resolved)
             ray.shutdown()
@@ -92,6 +86,15 @@ def _own_platform(
             if proxy is not None:
                 proxy.terminate()
 
+    try:
+        init_local_ray("flashmart")  # a fresh cluster of our own even if another Ray runs here
+        if worker_node or resolved.ray_worker_node:
+            gcs = ray.get_runtime_context().gcs_address
+            start_ray_worker_node(resolved, gcs, token_auth=False)
+        deploy(resolved)
+    except BaseException:
+        stop()  # a start that failed leaves no servers (and their watchdog) running
+        raise
     return resolved, stop
 
 
