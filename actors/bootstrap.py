@@ -35,7 +35,9 @@ def ensure_actors(settings: Settings) -> None:
     ensure_search_actors(settings)  # Tantivy index owner + readers
     ensure_recommendation_actor(settings)  # also bought, trending, popularity from views and sales
     ensure_purchase_actors(settings)  # carts, payments, checkout + sweeper, notifications
-    settle_on_worker_node(worker_node_actors(settings), NAMESPACE)  # no-op on a single node
+    settle_on_worker_node(  # no-op on a single node
+        worker_node_actors(settings), NAMESPACE, lambda: _purchase_and_search(settings)
+    )
     from flashmart.actors.membership.actor import ensure_membership_sweeper
 
     ensure_membership_sweeper(settings)  # dunning, period ends, reward points
@@ -45,3 +47,11 @@ def ensure_actors(settings: Settings) -> None:
     from flashmart.actors.backoffice.actor import ensure_backoffice_actor
 
     ensure_backoffice_actor(settings)  # invoices, mail, reports, reorders, carrier tracking
+
+
+def _purchase_and_search(settings: Settings) -> None:
+    from flashmart.actors.purchase import ensure_purchase_actors
+    from flashmart.actors.search.actor import ensure_search_actors
+
+    ensure_purchase_actors(settings)
+    ensure_search_actors(settings)

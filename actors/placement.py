@@ -8,20 +8,21 @@ the node is gone, Ray restarts them (max_restarts) on a node that is alive. With
 options are empty and Ray places them as it always did.
 
 Ray (2.60) honours a soft affinity for a detached actor only some of the time (about half of them
-land elsewhere), so after creating them the bootstrap restarts the ones that missed the node until
-each is there (`settle_on_worker_node`): a restart schedules them again with the same preference.
+land elsewhere), so after creating them the bootstrap makes the ones that missed the node again until
+each is there (`settle_on_worker_node`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 WORKER_NODE_RESOURCE = "worker_node"
-SETTLE_ROUNDS_MAX = 20
+SETTLE_ROUNDS_MAX = 10
 RESTART_WAIT_S = 120.0
 
 
@@ -56,10 +57,15 @@ def actor_nodes() -> dict[str, str | None]:
     return nodes
 
 
-def settle_on_worker_node(names: list[str], namespace: str) -> list[str]:
-    """Restart (ray.kill with restart) each of these actors that is not on the worker node, a few
-    rounds, before the platform serves anything. Placement is a preference: returns the names still
-    elsewhere after the last round (logged; the node-loss fault reports what it really carried)."""
+def settle_on_worker_node(
+    names: list[str], namespace: str, create: Callable[[], None]
+) -> list[str]:
+    """Before the platform serves anything: each of these actors that is not on the worker node is
+    killed for good and made again by `create` (idempotent: it makes the missing ones), for a few
+    rounds. A new actor is needed, not a restart: Ray places one actor the same way each time it
+    restarts it (one missed the node twenty restarts in a row). Placement is a preference: returns
+    the names still elsewhere after the last round (logged; the node-loss fault reports what it
+    really carried)."""
     import ray
 
     node = worker_node_id()
@@ -72,12 +78,29 @@ def settle_on_worker_node(names: list[str], namespace: str) -> list[str]:
         if not missed:
             return []
         for name in missed:
-            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=False)
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+        _wait_gone(missed, namespace)
+        create()
     _wait_alive(names)
     missed = [n for n, where in actor_nodes().items() if n in names and where != node]
     if missed:
         log.warning("not on the worker node after %d rounds: %s", SETTLE_ROUNDS_MAX, missed)
     return missed
+
+
+def _wait_gone(names: list[str], namespace: str) -> None:
+    import ray
+
+    deadline = time.monotonic() + RESTART_WAIT_S
+    for name in names:
+        while True:
+            try:
+                ray.get_actor(name, namespace=namespace)
+            except ValueError:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} still registered {RESTART_WAIT_S:.0f}s after its kill")
+            time.sleep(0.2)
 
 
 def _wait_alive(names: list[str]) -> None:

@@ -68,14 +68,19 @@ def main(tmp: Path) -> None:
             def node(self) -> str:
                 return ray.get_runtime_context().get_node_id()
 
-        handles = [
-            Probe.options(
-                name=n, namespace=NAMESPACE, lifetime="detached", **on_worker_node()
-            ).remote()
-            for n in ACTORS
-        ]
-        ray.get([h.node.remote() for h in handles], timeout=300)
-        assert settle_on_worker_node(ACTORS, NAMESPACE) == []
+        def create() -> None:  # as the platform's ensure functions do: idempotent
+            for n in ACTORS:
+                Probe.options(
+                    name=n,
+                    namespace=NAMESPACE,
+                    lifetime="detached",
+                    get_if_exists=True,
+                    **on_worker_node(),
+                ).remote()
+
+        create()
+        assert settle_on_worker_node(ACTORS, NAMESPACE, create) == []
+        handles = [ray.get_actor(n, namespace=NAMESPACE) for n in ACTORS]
         result["before"] = {n: actor_nodes()[n] for n in ACTORS}
         result["detail"] = lose_worker_node(settings, down_s=0, restart=False)
         result["after"] = {n: actor_nodes()[n] for n in ACTORS}
