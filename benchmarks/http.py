@@ -343,9 +343,13 @@ def cart_preparer(settings, stock_units: int = 10_000_000):
         import psycopg
 
         with psycopg.connect(settings.database_url) as conn:
+            # SKUs stocked only by this benchmark: one another run stocked elsewhere (the checkout
+            # benchmark's, in a reused data directory) never sells out when bench-wh is set to 0
             rows = conn.execute(
                 "SELECT v.sku, v.product_id FROM product_variants v JOIN products p "
-                "ON p.id = v.product_id WHERE p.status = 'active' ORDER BY v.sku LIMIT 2"
+                "ON p.id = v.product_id WHERE p.status = 'active' AND NOT EXISTS ("
+                "SELECT 1 FROM inventory_stock s WHERE s.sku = v.sku AND s.warehouse_id <> 'bench-wh'"
+                ") ORDER BY v.sku LIMIT 2"
             ).fetchall()
         if len(rows) < 2:
             return "the catalog is empty (the search section loads it)"
