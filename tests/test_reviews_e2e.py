@@ -19,7 +19,7 @@ from tests.shop import add, card, checkout, inventory, product
 
 pytestmark = pytest.mark.slow
 
-SEARCH_VISIBLE_S = 5.0
+SEARCH_VISIBLE_S = 30.0  # a bound for a loaded machine, not the index's freshness
 
 
 def new_product(db, api, warehouse, stock=20, **seed) -> tuple[int, str]:
