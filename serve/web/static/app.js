@@ -129,7 +129,9 @@ const FM = (() => {
         const headers = form.dataset.idempotent ? { "Idempotency-Key": crypto.randomUUID() } : {};
         try {
           const out = await api(method, path + (query.length ? `?${query.join("&")}` : ""), method === "GET" ? undefined : body, headers);
-          say(form.dataset.done ?? "Done.", "ok");
+          // a list's refresh (data-done="") says nothing: answering late, it would erase what an
+          // action on the same page just said
+          if (form.dataset.done !== "") say(form.dataset.done ?? "Done.", "ok");
           const target = form.dataset.out && document.getElementById(form.dataset.out);
           if (target) show(target, out);
           form.dispatchEvent(new CustomEvent("api:done", { detail: out }));
