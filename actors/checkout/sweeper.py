@@ -181,12 +181,16 @@ class Sweeper:
 class SweeperActor:
     """A periodic task in its own actor: every sweeper_interval_s, resolve sagas in doubt."""
 
-    def __init__(self, settings: Settings):
+    async def __init__(self, settings: Settings):
         self.settings = settings
         self._sweeper: Sweeper | None = None
         self._lock = asyncio.Lock()
         self._task = None
         self.last: dict = {}
+        # started here, not only by start(): Ray restarts this actor (its node lost, its process
+        # killed) by running __init__ again, and nothing calls start() then; sagas in doubt would
+        # wait for ever
+        await self.start()
 
     async def _get(self) -> Sweeper:
         if self._sweeper is None:
@@ -214,6 +218,10 @@ class SweeperActor:
 
     async def ping(self) -> str:
         return "ok"
+
+    async def sweeping(self) -> bool:
+        """Whether the periodic sweep is running in this incarnation of the actor."""
+        return self._task is not None and not self._task.done()
 
 
 def ensure_sweeper(settings: Settings) -> None:
