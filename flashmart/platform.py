@@ -136,14 +136,9 @@ def _start_watchdog(settings: Settings) -> None:
 def stop_leftover_haproxy(settings: Settings) -> bool:
     """Serve's HAProxy outlives a Ray node that died without shutting Serve down (a killed driver
     with a local cluster): stop the one running on this data directory's config, if any."""
-    import psutil
 
     procs = _our_haproxy(settings)
-    for p in procs:
-        _signal(p, "terminate")
-    _, alive = psutil.wait_procs(procs, timeout=5)
-    for p in alive:
-        _signal(p, "kill")
+    _terminate(procs, grace_s=5)
     return bool(procs)
 
 
@@ -357,11 +352,7 @@ def stop_ray_head(settings: Settings) -> bool:
         if any(session in arg or arg.endswith(marker_port) for arg in (p.info["cmdline"] or []))
     ]
     procs = {p.pid: p for root in roots for p in [root, *_children(root)]}
-    for p in procs.values():
-        _signal(p, "terminate")
-    _, alive = psutil.wait_procs(list(procs.values()), timeout=15)
-    for p in alive:
-        _signal(p, "kill")
+    _terminate(list(procs.values()), grace_s=15)
     return True
 
 
@@ -398,6 +389,17 @@ def _signal(proc, how: str) -> None:
         getattr(proc, how)()
     except psutil.Error:
         pass
+
+
+def _terminate(procs: list, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL for whatever still runs after `grace_s`."""
+    import psutil
+
+    for p in procs:
+        _signal(p, "terminate")
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        _signal(p, "kill")
 
 
 def init_local_ray(namespace: str, *, attempts: int = 8) -> None:
@@ -589,14 +591,9 @@ def _node_of_this_task() -> str:
 
 
 def stop_ray_worker_node(settings: Settings) -> bool:
-    import psutil
 
     procs = worker_node_processes(settings)
-    for p in procs:
-        _signal(p, "terminate")
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for p in alive:
-        _signal(p, "kill")
+    _terminate(procs, grace_s=15)
     (settings.data_dir.resolve() / WORKER_NODE_FILE).unlink(missing_ok=True)
     return bool(procs)
 
