@@ -32,6 +32,7 @@ def private_platform(prefix: str, **overrides) -> Iterator[tuple[Settings, dict,
     from ray import serve
 
     from flashmart.platform import (
+        RAY_NODE_ENV,
         deploy,
         init_local_ray,
         serve_env,
@@ -53,7 +54,7 @@ def private_platform(prefix: str, **overrides) -> Iterator[tuple[Settings, dict,
     try:
         env = serve_env(settings)
         if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" and any(_busy(p) for p in (8404, 9101)):
-            env = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+            env = {**RAY_NODE_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "0"}
         os.environ.update(env)
         init_local_ray("flashmart")
         deploy(settings)

@@ -186,18 +186,27 @@ def haproxy_binary() -> str | None:
         return None
 
 
+# Every Ray node flashmart starts runs its workers (shards, Serve replicas, every actor) at the shop's
+# own priority: Ray starts them at nice 15 by default, made for batch jobs, so any ordinary process on
+# the machine (a backup, a build, a CPU hog) took the CPU from them and buyers waited seconds. The
+# raylet reads it from its environment.
+RAY_NODE_ENV = {"RAY_worker_niceness": "0"}
+
+
 def serve_env(settings: Settings) -> dict[str, str]:
-    """Environment for the Ray processes: HAProxy ingress in throughput mode when available.
-    Its files go under the data directory so two platforms on one machine do not collide."""
+    """Environment for the Ray processes (RAY_NODE_ENV), with the HAProxy ingress in throughput mode
+    when available. Its files go under the data directory so two platforms on one machine do not
+    collide."""
     binary = haproxy_binary()
     if not binary:
-        return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+        return {**RAY_NODE_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "0"}
     # Unix socket paths are limited to ~100 bytes, and Ray nests a 40-char id below this
     # directory, so it lives under /tmp with a short name derived from the data directory.
     digest = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]
     hdir = Path(tempfile.gettempdir()) / f"fm-hap-{digest}"
     hdir.mkdir(parents=True, exist_ok=True)
     return {
+        **RAY_NODE_ENV,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_HAPROXY_BINARY_PATH": forwarding_haproxy(hdir, binary),
@@ -496,6 +505,7 @@ def _spawn_worker_node(settings: Settings, gcs_address: str, *, token_auth: bool
     persist_port(_session_dir(), node_id, DASHBOARD_AGENT_LISTEN_PORT_NAME, listen_port)
     env = {
         **os.environ,
+        **RAY_NODE_ENV,
         **(RAY_AUTH_ENV if token_auth else {}),
         "RAY_OVERRIDE_NODE_ID_FOR_TESTING": node_id,
     }
