@@ -72,6 +72,11 @@ class CachedVariant:
                 return price
         return self.list_price
 
+    def sale_at(self, now: float) -> tuple[str, float, float] | None:
+        """The flash sale running at `now`, or else the next one to start (members' early access)."""
+        coming = [s for s in self.sales if s[2] > now]
+        return min(coming, key=lambda s: s[1]) if coming else None
+
     def matches(self, options: dict | None) -> bool:
         """jsonb's `attributes @> options` for flat objects (types count: "42" is not 42)."""
         return not options or all(
@@ -92,6 +97,9 @@ class Priced:
     digital: bool = False  # delivered as content: the add reserves no stock
     currency: str = "USD"
     signed_in_only: bool = False  # in a flash sale that guests may not buy
+    # (price, starts_at, ends_at) of the flash sale running or coming next, read under `version` like
+    # the price, so members' early access is decided on what the cart write checks
+    sale: tuple[str, float, float] | None = None
 
 
 @dataclass
@@ -149,16 +157,18 @@ class CatalogCache:
             found = next((v for v in product.variants if v.matches(options)), None)
         if found is None or not product.active:
             return None
+        now = self.clock()
         return Priced(
             found.sku,
             found.product_id,
             found.name,
-            found.price_at(self.clock()),
+            found.price_at(now),
             found.weight_g,
             product.version,
             found.digital,
             found.currency,
-            self.clock() < found.signed_in_until,
+            now < found.signed_in_until,
+            found.sale_at(now),
         )
 
     def forget(self, product_id: int) -> None:

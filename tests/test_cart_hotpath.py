@@ -167,6 +167,69 @@ def test_a_room_the_replica_has_not_heard_of_is_not_sold_around(engine, db):
     asyncio.run(scenario())
 
 
+def test_a_flash_sale_declared_after_the_caches_warmed_is_members_only_at_once(engine, db):
+    """A sale in its members' early access refuses a non-member's add from the moment it is declared:
+    the sale comes with the variant from the catalog cache (read again when the cart write finds the
+    product's version moved), not from the member benefits' own list, refreshed only every second.
+    Here that list was warm before the sale and its refresh has not come yet."""
+    import datetime as dt
+
+    from flashmart.actors.inventory.client import InventoryClient
+    from flashmart.actors.membership.benefits import cache_for, early_access_refusal
+
+    pid, sku = _product(db)
+    plan = f"early-{uuid.uuid4().hex[:8]}"
+    db.execute(
+        "INSERT INTO membership_plans (id, name, price_minor, billing_interval, benefits) "
+        "VALUES (%s, 'Early', 500, 'month', '{\"early_access_min\": 30}')",
+        (plan,),
+    )
+
+    async def scenario():
+        redis = async_redis(engine.redis_url)
+        from flashmart.storage.postgres import open_async_pool
+
+        pool = await open_async_pool(engine.database_url, max_size=2)
+        inv = await InventoryClient.connect(engine)
+        await inv.set_stock(sku, "wh-hotpath", 10)
+        catalog, store = CatalogCache(pool, redis), CartStore(redis, 3600)
+        benefits = cache_for(pool)
+        await benefits.refresh()
+        # the background refresh has not run yet (it runs every REFRESH_S)
+        benefits._follower = asyncio.get_running_loop().create_future()
+        assert (await catalog.variant(sku=sku)).sale is None  # cached, before the sale
+
+        def members_only(user_id, variant):
+            return early_access_refusal(pool, user_id, variant)
+
+        now = dt.datetime.now(dt.UTC)
+        staff = db.execute(
+            "INSERT INTO users (email, password_hash, name, role) "
+            "VALUES (%s, 'x', 'Staff', 'admin') RETURNING id",
+            (f"{plan}@example.com",),
+        ).fetchone()["id"]
+        db.execute(
+            "INSERT INTO flash_sales (sku, sale_price, starts_at, ends_at, per_buyer_limit, "
+            "created_by) VALUES (%s, 5.00, %s, %s, 2, %s)",
+            (sku, now + dt.timedelta(minutes=10), now + dt.timedelta(hours=1), staff),
+        )
+        await product_cache.invalidate(redis, [pid], 300)  # what declaring a sale does
+        assert sku not in benefits.sales
+        req = AddRequest("g" + uuid.uuid4().hex, -9, -9, sku, None, None, 1)
+        out = await add_to_cart(
+            store, catalog, inv, req, items_max=10, room_checked=True, members_only=members_only
+        )
+        assert out.get("refused") == "members_only", out
+        assert "members only until" in out["message"]
+        assert (await inv.stock(sku)).held == 0  # the hold taken before the write went back
+        assert await store.raw(req.cart_id) is None
+        await inv.close()
+        await pool.close()
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_the_catalog_cache_follows_the_change_stream(backing, db):
     """A follower drops a product when its change is published, and learns rooms opening/closing."""
     from flashmart.serve.waiting_room import close_room, open_room

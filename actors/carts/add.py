@@ -89,7 +89,7 @@ async def priced(pricing, user_id: int | None, variant):
     lower the catalog's."""
     if pricing is None or variant is None:
         return variant
-    out = await pricing(user_id, {"sku": variant.sku, "price": variant.price})
+    out = await pricing(user_id, {"sku": variant.sku, "price": variant.price, "sale": variant.sale})
     price = str(out["price"])
     # most buyers pay the catalog's price: the variant as it is, no copy made per add
     return variant if price == variant.price else dataclasses.replace(variant, price=price)
@@ -107,16 +107,22 @@ async def add_to_cart(
     units_max: int = 0,
     tokens: Tokens | None = None,
     rates: dict[str, float] | None = None,
+    members_only=None,
 ) -> dict:
     """{"cart": view} | a refusal | {"room_open": sku} (a waiting room opened that this replica had not
     heard of: nothing was kept; the caller asks the room, then adds again with room_checked=True) |
     {"rate_limited": seconds} (the caller's buckets were empty: nothing was kept).
     `units_max`: the units of one SKU a cart may hold (0: no cap); `tokens`: the rate-limit buckets
-    the cart write takes from; `rates`: Settings.currency_rates, for the view's coupon amounts."""
+    the cart write takes from; `rates`: Settings.currency_rates, for the view's coupon amounts;
+    `members_only(user_id, variant)`: the refusal of a buyer outside a flash sale's members' early
+    access, or None; asked of every catalog read, the one after a change included (a sale declared
+    meanwhile)."""
     tokens = tokens or Tokens()
     variant = await priced(pricing, req.user_id, await find(catalog, req))
     if variant is None:
         return not_found(req)
+    if members_only and (message := await members_only(req.user_id, variant)) is not None:
+        return refused("members_only", message)
     if req.user_id is None and variant.signed_in_only:
         # a guest's buyer id is its cart id: a new cart would buy the sale's limit again
         return refused(
@@ -176,6 +182,9 @@ async def add_to_cart(
         if fresh is None:
             await inventory.release(variant.sku, hold.hold_id)
             return not_found(req)
+        if members_only and (message := await members_only(req.user_id, fresh)) is not None:
+            await inventory.release(variant.sku, hold.hold_id)
+            return refused("members_only", message)
         variant = fresh
     await inventory.release(variant.sku, hold.hold_id)
     return refused("conflict", f"the catalog of {variant.sku} keeps changing: try again")

@@ -2,7 +2,7 @@
 
 - `member_ships_free(db, user_id, method)`: checkout prices shipping at zero for a member whose plan
   ships that method free (read from PostgreSQL: checkout pays for correctness, not for speed).
-- `early_access_refusal(db, user_id, sku)`: a flash sale opens to members `early_access_min`
+- `early_access_refusal(db, user_id, variant)`: a flash sale opens to members `early_access_min`
   minutes before everyone else; until the public opening a non-member gets the message to show.
 - `queues_in_members_lane(db, user_id)`: such a member waits in the waiting room's members' lane,
   admitted ahead of everyone else for as long as the room is open.
@@ -12,7 +12,9 @@
 The last two run on the add-to-cart hot path, so they read in-process caches, never PostgreSQL on a
 request once warm: the live members (refreshed incrementally, by `updated_at`) and the flash sales not
 over yet, both refreshed every `REFRESH_S` by a background task of the process. A new member's
-benefits reach the cart within that delay; checkout and the membership API read PostgreSQL.
+benefits reach the cart within that delay; checkout and the membership API read PostgreSQL. On the
+add-to-cart path the flash sale itself comes with the variant from the catalog cache, never from
+this delayed list: a sale declared a moment ago is in force at once (members only until it opens).
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class _Sale:
     sale_price: Decimal
     starts_at: float
     ends_at: float
+
+    @classmethod
+    def of_catalog(cls, sku: str, sale: tuple[str, float, float] | None) -> _Sale | None:
+        """From the catalog cache's (price, starts_at, ends_at) (storage/catalog_cache.py)."""
+        return None if sale is None else cls(sku, Decimal(sale[0]), sale[1], sale[2])
 
 
 class BenefitsCache:
@@ -158,8 +165,7 @@ class BenefitsCache:
         coming = [s for s in self.sales.get(sku, ()) if s.ends_at > now]
         return min(coming, key=lambda s: s.starts_at) if coming else None
 
-    async def early_access_refusal(self, user_id: int | None, sku: str) -> str | None:
-        sale = await self.sale_of(sku)
+    async def early_access_refusal(self, user_id: int | None, sale: _Sale | None) -> str | None:
         if sale is None:
             return None
         now = self.clock()
@@ -171,7 +177,7 @@ class BenefitsCache:
         mine = (await self.benefits(user_id)).early_access_min
         if mine and now >= sale.starts_at - mine * 60:
             return None
-        opens = _hhmm(sale.starts_at)
+        opens, sku = _hhmm(sale.starts_at), sale.sku
         if mine:
             return (
                 f"the flash sale of {sku} opens to your plan at {_hhmm(sale.starts_at - mine * 60)}"
@@ -187,7 +193,12 @@ class BenefitsCache:
         if b is NONE:
             return variant
         price = Decimal(variant["price"])
-        sale = await self.sale_of(variant["sku"])
+        if (
+            "sale" in variant
+        ):  # as the catalog cache read it, under the version the cart write checks
+            sale = _Sale.of_catalog(variant["sku"], variant["sale"])
+        else:
+            sale = await self.sale_of(variant["sku"])
         now = self.clock()
         if sale and b.early_access_min and sale.starts_at - b.early_access_min * 60 <= now:
             price = min(price, sale.sale_price)
@@ -211,8 +222,14 @@ def cache_for(db) -> BenefitsCache:
     return cache
 
 
-async def early_access_refusal(db, user_id: int | None, sku: str) -> str | None:
-    return await cache_for(db).early_access_refusal(user_id, sku)
+async def early_access_refusal(db, user_id: int | None, variant) -> str | None:
+    """`variant`: the SKU as the catalog cache gives it (storage/catalog_cache.Priced), whose `sale`
+    was read under the product's version: a sale declared a moment ago is known there (the change
+    stream, then the cart write's version check), where this cache's own list of sales is refreshed
+    only every REFRESH_S."""
+    return await cache_for(db).early_access_refusal(
+        user_id, _Sale.of_catalog(variant.sku, variant.sale)
+    )
 
 
 async def member_priced(db, user_id: int | None, variant: dict) -> dict:

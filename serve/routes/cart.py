@@ -151,12 +151,21 @@ async def _admit(ctx: Context, who: CartWho, sku: str) -> None:
     await require_admission(ctx, buyer, sku)
 
 
-async def _members_first(ctx: Context, who: CartWho, sku: str) -> None:
-    """A flash sale in its members' early access sells to members only (in-process cache)."""
+def _members_only(ctx: Context):
+    """A flash sale in its members' early access sells to members only: the refusal for a buyer and
+    the variant as the catalog cache gives it (in-process caches, no PostgreSQL once warm)."""
     from flashmart.actors.membership.benefits import early_access_refusal
 
-    if (members_only := await early_access_refusal(ctx.db, who.user_id, sku)) is not None:
-        raise Refused("members_only", members_only)
+    async def members_only(user_id: int | None, variant) -> str | None:
+        return await early_access_refusal(ctx.db, user_id, variant)
+
+    return members_only
+
+
+async def _members_first(ctx: Context, who: CartWho, sku: str) -> None:
+    variant = await ctx.services["catalog"].variant(sku=sku)
+    if variant is not None and (message := await _members_only(ctx)(who.user_id, variant)):
+        raise Refused("members_only", message)
 
 
 async def _may_reserve(ctx: Context, who: CartWho, sku: str) -> None:
@@ -233,10 +242,10 @@ async def _add(ctx: Context, who: CartWho, sku: str, body: AddItem, tokens) -> d
     from flashmart.actors.carts.add import AddRequest, add_to_cart
 
     _refuse_sold_out(ctx, sku)
-    await _members_first(ctx, who, sku)
     catalog = ctx.services["catalog"]
     room_checked = catalog.room_may_be_open(sku)
-    if room_checked:
+    if room_checked:  # members' early access first: a room would tell a non-member to queue
+        await _members_first(ctx, who, sku)
         await _admit(ctx, who, sku)
     req = AddRequest(who.cart_id, who.user_id, who.buyer_id, sku, None, None, body.quantity)
     book = _carts(ctx)
@@ -252,6 +261,7 @@ async def _add(ctx: Context, who: CartWho, sku: str, body: AddItem, tokens) -> d
             units_max=ctx.settings.cart_units_per_sku_max,
             tokens=tokens,
             rates=ctx.settings.currency_rates,
+            members_only=_members_only(ctx),
         )
         if "rate_limited" in result:
             raise rate_limited(result["rate_limited"])

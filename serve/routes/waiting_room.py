@@ -64,7 +64,10 @@ async def join_queue(
     from flashmart.actors.membership.benefits import early_access_refusal, queues_in_members_lane
 
     # members first: during a sale's early access only members may take a ticket
-    if (members_only := await early_access_refusal(ctx.db, principal.user_id, sku)) is not None:
+    variant = await ctx.services["catalog"].variant(sku=sku)
+    if variant is not None and (
+        members_only := await early_access_refusal(ctx.db, principal.user_id, variant)
+    ):
         raise Refused("members_only", members_only)
     member = await queues_in_members_lane(ctx.db, principal.user_id)
     st = await room_status(
