@@ -572,19 +572,13 @@ def _checkout_ratio(checkout: dict):
 
 
 def bench_settings(data_dir: Path):
-    from benchmarks.http import free_port
     from flashmart.settings import Settings
 
     # own data directory and free ports: never disturbs a platform the developer has running.
     # The payment pacing is lifted above localstripe's speed so the checkout figure measures the
     # gateway and flashmart, not our own throttle (benchmarks/checkout.py expects this).
-    return Settings(
-        _env_file=None,
-        data_dir=data_dir,
-        http_port=free_port(),
-        localstripe_port=free_port(),
-        object_store_port=free_port(),
-        ray_dashboard_port=free_port(),
+    return Settings.on_free_ports(
+        data_dir,
         # production's replica count: the flash-sale rows and the seckill app (as many uvicorn
         # workers) are compared at the same number of serving processes
         serve_replicas_min=2,
@@ -596,16 +590,10 @@ def bench_settings(data_dir: Path):
 def start_ray(settings) -> None:
     import ray
 
-    from benchmarks.http import free_port
     from flashmart.platform import serve_env
 
-    os.environ.update(
-        serve_env(settings)
-    )  # HAProxy ingress when present, inherited by Ray's processes
-    # HAProxy's metrics (9101) and stats (8404) ports are fixed by default: a platform already running
-    # on this machine holds them and our HAProxy would exit. Free ports keep the bench independent.
-    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
-    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+    # HAProxy ingress when present (on the settings' free ports), inherited by Ray's processes
+    os.environ.update(serve_env(settings))
     # address="local": always a fresh instance of our own, never a cluster someone else started here
     ray.init(
         address="local",

@@ -6,7 +6,7 @@ import ipaddress
 import math
 import re
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -443,6 +443,28 @@ class Settings(BaseSettings):
                     "the public development default: set a secret of your own"
                 )
         return self
+
+    # every listener of a platform whose port is not the embedded servers' own choice
+    LISTENER_PORTS: ClassVar[tuple[str, ...]] = (
+        "http_port",
+        "localstripe_port",
+        "object_store_port",
+        "ray_dashboard_port",
+        "haproxy_stats_port",
+        "haproxy_metrics_port",
+        "serve_fallback_http_port",
+        "serve_fallback_grpc_port",
+    )
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **overrides) -> Settings:
+        """A private platform's settings (tests, benchmarks, fuzzing): its own data directory and a
+        free port for every listener, so it runs beside any other flashmart on this machine; no .env
+        file is read. `overrides` set anything else (or a port)."""
+        from flashmart.storage.embedded import free_port
+
+        ports = {name: free_port() for name in cls.LISTENER_PORTS}
+        return cls(_env_file=None, data_dir=data_dir, **{**ports, **overrides})
 
     @property
     def api_url(self) -> str:

@@ -19,8 +19,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from flashmart.storage.embedded import free_port
-
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 
 
@@ -90,15 +88,8 @@ def _base_settings(data: Path):
 
     # every port free (HAProxy's stats and metrics listeners too), so the fuzz platform runs beside
     # another flashmart on the same machine
-    return Settings(
-        _env_file=None,
-        data_dir=data,
-        http_port=free_port(),
-        localstripe_port=free_port(),
-        object_store_port=free_port(),
-        ray_dashboard_port=free_port(),
-        haproxy_stats_port=free_port(),
-        haproxy_metrics_port=free_port(),
+    return Settings.on_free_ports(
+        data,
         serve_replicas_min=1,
         serve_replicas_max=1,
         access_token_ttl_s=3600,

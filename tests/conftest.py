@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from flashmart.settings import Settings
-from flashmart.storage.embedded import free_port
 
 
 @pytest.fixture(scope="session")
@@ -24,17 +23,8 @@ def backing(tmp_path_factory) -> Settings:
     from flashmart.platform import start_backing_services, stop_backing_services
 
     data = tmp_path_factory.mktemp("flashmart-data")
-    base = Settings(
-        _env_file=None,
-        data_dir=data,
-        http_port=free_port(),
-        localstripe_port=free_port(),
-        object_store_port=free_port(),
-        ray_dashboard_port=free_port(),
-        haproxy_stats_port=free_port(),
-        haproxy_metrics_port=free_port(),
-        serve_fallback_http_port=free_port(),
-        serve_fallback_grpc_port=free_port(),
+    base = Settings.on_free_ports(
+        data,
         hold_ttl_s=600,
         gateway_rate_per_s=100,
         serve_replicas_min=1,

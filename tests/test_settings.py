@@ -58,3 +58,12 @@ def test_hs256_key_has_at_least_32_bytes():
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         Settings(_env_file=None, jwt_secret="x" * 31)
     assert Settings(_env_file=None, jwt_secret="é" * 16).jwt_secret  # 32 bytes in UTF-8
+
+
+def test_a_private_platform_gets_a_free_port_for_every_listener(tmp_path):
+    s = Settings.on_free_ports(tmp_path, http_port=18123, hold_ttl_s=60)
+    ports = [getattr(s, name) for name in Settings.LISTENER_PORTS]
+    assert len(set(ports)) == len(ports)  # none shared, none left at its default
+    defaults = Settings(_env_file=None)
+    assert not {getattr(defaults, n) for n in Settings.LISTENER_PORTS} & set(ports) - {18123}
+    assert (s.http_port, s.hold_ttl_s, s.data_dir) == (18123, 60, tmp_path)  # overrides win
