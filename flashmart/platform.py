@@ -764,6 +764,8 @@ def status_report(settings: Settings) -> dict:
     part("redis", resolved.redis_url, lambda: _check_redis(resolved.redis_url))
     part("payment-gateway", resolved.stripe_api_base, lambda: _gateway_ok(resolved.stripe_api_base))
     part("object-store", resolved.object_store_url, lambda: _object_store_ok(resolved))
+    if settings.embedded_database or settings.embedded_redis or settings.embedded_stripe:
+        part("watchdog", str(_watchdog_log(resolved)), lambda: _watchdog_ok(resolved))
     return {
         "healthy": all(p["healthy"] for p in parts),
         "parts": parts,
@@ -777,6 +779,23 @@ def status_report(settings: Settings) -> dict:
         "stripe_api_base": resolved.stripe_api_base,
         "object_store_url": resolved.object_store_url,
     }
+
+
+def _watchdog_log(settings: Settings) -> Path:
+    from flashmart.storage import watchdog
+
+    return watchdog.watchdog_log(settings.data_dir)
+
+
+def _watchdog_ok(settings: Settings) -> str:
+    """The embedded servers' watchdog runs; how many servers it (or an earlier one) started again."""
+    from flashmart.storage import watchdog
+
+    pid = watchdog.watchdog_pid(settings.data_dir)
+    if pid is None:
+        raise RuntimeError("not running: an embedded server that dies stays down until `up`")
+    restarts = watchdog.restarts_logged(settings.data_dir)
+    return f"ok (pid {pid}; {restarts} restart{'s' if restarts != 1 else ''} logged)"
 
 
 def _object_store_ok(settings: Settings) -> str:

@@ -107,7 +107,7 @@ class Watchdog:
                 continue
             self.restarts[s.name] += 1
             log.warning(
-                "%s (%s) was down: started again in %.1fs (attempt %d)",
+                "%s (%s) " + RESTARTED + " in %.1fs (attempt %d)",
                 s.name,
                 s.where,
                 self.clock() - now,
@@ -226,7 +226,7 @@ def start_watchdog(
             FLASHMART_OBJECT_STORE_SECRET_KEY=secret_key,
             FLASHMART_OBJECT_STORE_BUCKET=bucket,
         )
-    with open(wdir / "watchdog.log", "ab") as logfile:
+    with open(watchdog_log(data_dir), "ab") as logfile:
         proc = subprocess.Popen(
             args,
             stdout=logfile,
@@ -245,6 +245,22 @@ def stop_watchdog(data_dir: Path) -> bool:
 
 def watchdog_pid(data_dir: Path) -> int | None:
     return embedded._read_pid(watchdog_dir(data_dir) / "watchdog.pid")
+
+
+RESTARTED = "was down: started again"  # the log line of every restart (Watchdog.check)
+
+
+def watchdog_log(data_dir: Path) -> Path:
+    return watchdog_dir(data_dir) / "watchdog.log"
+
+
+def restarts_logged(data_dir: Path) -> int:
+    """How many restarts the watchdogs of this data directory have logged, for `flashmart status`."""
+    try:
+        with open(watchdog_log(data_dir), errors="replace") as log_file:
+            return sum(RESTARTED in line for line in log_file)
+    except OSError:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,7 @@ def test_up_status_user_down_up_keeps_data(cli_env):
         "postgres",
         "redis",
         "payment-gateway",
+        "watchdog",
     }
 
     created = run(

@@ -78,8 +78,13 @@ def test_a_killed_redis_and_postgres_are_started_again(tmp_path):
             180,  # crash recovery on a loaded machine
             "PostgreSQL was not started again",
         )
-        log = (watchdog.watchdog_dir(data) / "watchdog.log").read_text()
+        embedded.wait_until(
+            lambda: watchdog.restarts_logged(data) == 2, 60, "the two restarts were not logged"
+        )
+        log = watchdog.watchdog_log(data).read_text()
         assert "redis" in log and "postgres" in log and "started again" in log, log
+        # what `flashmart status` shows of it
+        assert platform._watchdog_ok(settings).endswith("2 restarts logged)")
     finally:
         platform.stop_backing_services(
             settings.model_copy(update={"stripe_api_base": "x", "object_store_url": "x"})
