@@ -26,6 +26,7 @@ class BackofficeResources:
     def __init__(self, settings: Settings, db, redis):
         self.settings, self.db, self.redis = settings, db, redis
         self._transport = None
+        self._notify = None  # the notifications actor's handle
         self._http = None
 
     def http(self):
@@ -38,16 +39,18 @@ class BackofficeResources:
         return self._http
 
     async def mail_transport(self):
-        """SMTP to the configured relay, or to the local sink the notifications actor runs."""
+        """SMTP to the configured relay, or to the local sink the notifications actor runs. The sink's
+        port is asked for every time: a restarted notifications actor listens on another one."""
         from flashmart.actors.mail.transport import SmtpTransport
 
-        if self._transport is None:
-            port = None
-            if not self.settings.smtp_host:
-                from flashmart.actors.notify.actor import ACTOR_NAME as NOTIFY
+        port = None
+        if not self.settings.smtp_host:
+            from flashmart.actors.notify.actor import ACTOR_NAME as NOTIFY
 
-                notify = ray.get_actor(NOTIFY, namespace=NAMESPACE)
-                port = (await asyncio.wait_for(notify.start.remote(), 60))["smtp_port"]
+            if self._notify is None:
+                self._notify = ray.get_actor(NOTIFY, namespace=NAMESPACE)
+            port = (await asyncio.wait_for(self._notify.start.remote(), 60))["smtp_port"]
+        if self._transport is None or self._transport.sink_port != port:
             self._transport = SmtpTransport(self.settings, port)
         return self._transport
 
@@ -154,16 +157,41 @@ JOBS = {
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=8)
 class BackofficeActor:
-    def __init__(self, settings: Settings):
+    async def __init__(self, settings: Settings):
         self.settings = settings
         self.task = None
+        self.res: BackofficeResources | None = None
         self.runs: dict[str, dict] = {}
+        self._starting = asyncio.Lock()  # one start at a time (this one and the bootstrap's)
+        # started here, not only by start(): Ray restarts this actor (its node lost, its process
+        # killed) by running __init__ again, and nothing calls start() then; invoices, mail,
+        # reorders and carrier tracking would stop. In the background and retried: PostgreSQL or
+        # Redis away for a moment must not fail __init__ (Ray never restarts an actor whose
+        # __init__ raised)
+        self._opening = asyncio.get_running_loop().create_task(self._start_until_up())
+
+    async def _start_until_up(self) -> None:
+        backoff_s = 1.0
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception as exc:
+                log.warning("back office not started, retried in %.0f s: %s", backoff_s, exc)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
 
     async def start(self) -> dict:
-        if self.task is None:
-            from flashmart.storage.postgres import PgTimeouts, open_async_pool
-            from flashmart.storage.redis import async_redis, redis_timeouts
+        async with self._starting:
+            if self.task is None:
+                await self._open()
+        return self.info()
 
+    async def _open(self) -> None:
+        from flashmart.storage.postgres import PgTimeouts, open_async_pool
+        from flashmart.storage.redis import async_redis, redis_timeouts
+
+        if self.res is None:
             # autocommit: most of the jobs' statements are lone reads, sent alone (one round trip)
             # rather than between a BEGIN and the pool's COMMIT; every write of several statements
             # opens its transaction itself (the stores' conn.transaction())
@@ -179,11 +207,10 @@ class BackofficeActor:
                 db,
                 async_redis(self.settings.redis_url, **redis_timeouts(self.settings)),
             )
-            from flashmart.actors.mail.outbox import ensure_group
+        from flashmart.actors.mail.outbox import ensure_group
 
-            await ensure_group(self.res.redis)  # from now on: mail for what happens from here
-            self.task = asyncio.get_running_loop().create_task(self._loop())
-        return self.info()
+        await ensure_group(self.res.redis)  # from now on: mail for what happens from here
+        self.task = asyncio.get_running_loop().create_task(self._loop())
 
     def _period_s(self, name: str) -> float:
         """How often a job runs: the scans of whole tables less often than the stream readers."""
@@ -205,6 +232,7 @@ class BackofficeActor:
     async def run_jobs(self, names: list[str] | None = None, at: str | None = None) -> dict:
         """One round of the named jobs (all by default), now or at the moment `at` (ISO 8601): tests
         call it instead of waiting a period, and drive time-scheduled jobs with a clock of their own."""
+        await self.start()  # just restarted: the resources the jobs use are being opened
         out = {}
         now = dt.datetime.fromisoformat(at) if at else None
         for name in list(JOBS) if names is None else names:
@@ -223,6 +251,10 @@ class BackofficeActor:
 
     def info(self) -> dict:
         return {"jobs": list(JOBS), "runs": self.runs}
+
+    async def running(self) -> bool:
+        """Whether the periodic jobs are running in this incarnation of the actor."""
+        return self.task is not None and not self.task.done()
 
 
 def ensure_backoffice_actor(settings: Settings) -> None:

@@ -24,11 +24,15 @@ PICKUP_MAX = 100  # waiting videos looked at per sweep
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=100)
 class ContentEncoderActor:
-    def __init__(self, settings: Settings):
+    async def __init__(self, settings: Settings):
         self.settings = settings
         self._library = None
         self._queue: EncodeQueue | None = None
         self._task = None
+        # started here, not only by start(): Ray restarts this actor (its node lost, its process
+        # killed) by running __init__ again, and nothing calls start() then; videos left
+        # `processing` (an encode cut short by the restart, a poke lost) would never be picked up
+        await self.start()
 
     async def _lib(self):
         if self._library is None:
@@ -73,6 +77,10 @@ class ContentEncoderActor:
 
     async def ping(self) -> str:
         return "ok"
+
+    async def sweeping(self) -> bool:
+        """Whether the periodic pick-up of waiting videos runs in this incarnation of the actor."""
+        return self._task is not None and not self._task.done()
 
 
 def ensure_content_encoder(settings: Settings) -> None:

@@ -19,12 +19,16 @@ SWEEPER_NAME = "membership-sweeper"
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=10)
 class MembershipSweeperActor:
-    def __init__(self, settings: Settings):
+    async def __init__(self, settings: Settings):
         self.settings = settings
         self._service = None
         self._task = None
         self._lock = asyncio.Lock()
         self.last: dict = {}
+        # started here, not only by start(): Ray restarts this actor (its node lost, its process
+        # killed) by running __init__ again, and nothing calls start() then; reminders, ends of
+        # memberships and reward points would stop
+        await self.start()
 
     async def _get(self):
         if self._service is None:
@@ -59,6 +63,10 @@ class MembershipSweeperActor:
 
     async def ping(self) -> str:
         return "ok"
+
+    async def sweeping(self) -> bool:
+        """Whether the periodic sweep is running in this incarnation of the actor."""
+        return self._task is not None and not self._task.done()
 
 
 def ensure_membership_sweeper(settings: Settings) -> None:

@@ -51,44 +51,70 @@ _FROM_LINE = re.compile(rb"^From ", re.MULTILINE)
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=50)
 class OrderEventsActor:
-    def __init__(self, settings: Settings):
+    async def __init__(self, settings: Settings):
         self.settings = settings
         self.relayed = self.sent = 0
         self.tasks = []
-        self.smtp = None
+        self.smtp = self.db = self.redis = None
+        # one start at a time: this one, the bootstrap's, the back office's
+        self._starting = asyncio.Lock()
+        # started here, not only by start(): Ray restarts this actor (its node lost, its process
+        # killed) by running __init__ again, and nothing calls start() then; order events would be
+        # neither relayed nor mailed. In the background and retried: PostgreSQL or Redis away for a
+        # moment must not fail __init__ (Ray never restarts an actor whose __init__ raised)
+        self._opening = asyncio.get_running_loop().create_task(self._start_until_up())
+
+    async def _start_until_up(self) -> None:
+        backoff_s = 1.0
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception as exc:
+                log.warning("order events not started, retried in %.0f s: %s", backoff_s, exc)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
 
     async def start(self) -> dict:
-        if self.tasks:
-            return self.info()
+        async with self._starting:
+            if not self.tasks:
+                await self._open()
+        return self.info()
+
+    async def _open(self) -> None:
+        """The SMTP sink, PostgreSQL, Redis, then the two loops; what opened stays open when a later
+        step fails, and the next try goes on from there."""
         from aiosmtpd.controller import Controller
 
         from flashmart.storage.postgres import PgTimeouts, open_async_pool
         from flashmart.storage.redis import async_redis, redis_timeouts
 
-        mail = Path(self.settings.data_dir) / "mail"
-        mail.mkdir(parents=True, exist_ok=True)
-        self.mbox = mail / "sink.mbox"
-        self.smtp = Controller(
-            MboxSink(self.mbox),
-            hostname="127.0.0.1",
-            port=self.settings.smtp_sink_port or free_port(),
-        )
-        self.smtp.start()
-        self.smtp_port = self.smtp.port
-        # autocommit: the notifier's reads go alone (one round trip each); the relay opens its own
-        # transaction around its read, XADD and mark
-        self.db = await open_async_pool(
-            self.settings.database_url,
-            min_size=1,
-            max_size=2,
-            timeouts=PgTimeouts.of(self.settings),
-            autocommit=True,
-        )
-        self.redis = async_redis(self.settings.redis_url, **redis_timeouts(self.settings))
+        if self.smtp is None:
+            mail = Path(self.settings.data_dir) / "mail"
+            mail.mkdir(parents=True, exist_ok=True)
+            self.mbox = mail / "sink.mbox"
+            smtp = Controller(
+                MboxSink(self.mbox),
+                hostname="127.0.0.1",
+                port=self.settings.smtp_sink_port or free_port(),
+            )
+            smtp.start()
+            self.smtp, self.smtp_port = smtp, smtp.port
+        if self.db is None:
+            # autocommit: the notifier's reads go alone (one round trip each); the relay opens its own
+            # transaction around its read, XADD and mark
+            self.db = await open_async_pool(
+                self.settings.database_url,
+                min_size=1,
+                max_size=2,
+                timeouts=PgTimeouts.of(self.settings),
+                autocommit=True,
+            )
+        if self.redis is None:
+            self.redis = async_redis(self.settings.redis_url, **redis_timeouts(self.settings))
         await ensure_group(self.redis)
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._relay_loop()), loop.create_task(self._notify_loop())]
-        return self.info()
 
     async def _relay_loop(self) -> None:
         while True:
@@ -147,6 +173,10 @@ class OrderEventsActor:
 
     async def ping(self) -> str:
         return "ok"
+
+    async def running(self) -> bool:
+        """Whether the relay and notifier loops are running in this incarnation of the actor."""
+        return bool(self.tasks) and not any(t.done() for t in self.tasks)
 
 
 def ensure_order_events_actor(settings: Settings) -> None:
