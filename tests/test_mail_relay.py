@@ -13,7 +13,7 @@ from aiosmtpd.smtp import AuthResult
 from flashmart.actors.mail.compose import Attachment, Mail, build, render
 from flashmart.actors.mail.transport import SmtpTransport
 from flashmart.settings import Settings
-from tests.conftest import free_port
+from flashmart.storage.embedded import free_port
 
 USER, PASSWORD = "relay-user", "relay-secret"
 
