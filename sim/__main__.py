@@ -38,18 +38,9 @@ def _own_platform(
     )
     from flashmart.storage.embedded import free_port, port_open, wait_until
 
-    ports = (
-        "http_port",
-        "localstripe_port",
-        "object_store_port",
-        "ray_dashboard_port",
-        "haproxy_stats_port",
-        "haproxy_metrics_port",
-        "serve_fallback_http_port",
-        "serve_fallback_grpc_port",
-    )
     base = settings.model_copy(
-        update={name: free_port() for name in ports} | {"database_fault_proxy": commit_proxy}
+        update={name: free_port() for name in settings.LISTENER_PORTS}
+        | {"database_fault_proxy": commit_proxy}
     )
     resolved = start_backing_services(base)
     proxy = None

@@ -11,12 +11,14 @@ import ray
 
 from flashmart.actors import NAMESPACE
 from flashmart.actors.backoffice.actor import ACTOR_NAME as BACKOFFICE
+from flashmart.actors.checkout.sweeper import SWEEPER_NAME as CHECKOUT_SWEEPER
 from flashmart.actors.content.encoder import ENCODER_NAME
 from flashmart.actors.membership.actor import SWEEPER_NAME as MEMBERSHIP_SWEEPER
 from flashmart.actors.notify.actor import ACTOR_NAME as ORDER_EVENTS
 
 # (the actor's name, its method saying whether its loop runs in this incarnation)
 LOOPS = [
+    (CHECKOUT_SWEEPER, "sweeping"),  # sagas in doubt, open authorisations
     (ORDER_EVENTS, "running"),  # outbox relay and notifier
     (BACKOFFICE, "running"),  # invoices, mail, reports, reorders, carrier tracking
     (MEMBERSHIP_SWEEPER, "sweeping"),  # dunning, period ends, reward points

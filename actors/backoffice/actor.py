@@ -11,6 +11,7 @@ import time
 import ray
 
 from flashmart.actors import NAMESPACE
+from flashmart.actors.restarting import start_until_up
 from flashmart.obs import logger
 from flashmart.settings import Settings
 
@@ -168,18 +169,7 @@ class BackofficeActor:
         # reorders and carrier tracking would stop. In the background and retried: PostgreSQL or
         # Redis away for a moment must not fail __init__ (Ray never restarts an actor whose
         # __init__ raised)
-        self._opening = asyncio.get_running_loop().create_task(self._start_until_up())
-
-    async def _start_until_up(self) -> None:
-        backoff_s = 1.0
-        while True:
-            try:
-                await self.start()
-                return
-            except Exception as exc:
-                log.warning("back office not started, retried in %.0f s: %s", backoff_s, exc)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 30.0)
+        self._opening = start_until_up(self.start, "back office")
 
     async def start(self) -> dict:
         async with self._starting:

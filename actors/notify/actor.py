@@ -18,6 +18,7 @@ from flashmart.actors.notify.notifier import (
     smtp_send_batch,
 )
 from flashmart.actors.notify.relay import relay_once
+from flashmart.actors.restarting import start_until_up
 from flashmart.obs import logger
 from flashmart.settings import Settings
 from flashmart.storage.embedded import free_port
@@ -62,18 +63,7 @@ class OrderEventsActor:
         # killed) by running __init__ again, and nothing calls start() then; order events would be
         # neither relayed nor mailed. In the background and retried: PostgreSQL or Redis away for a
         # moment must not fail __init__ (Ray never restarts an actor whose __init__ raised)
-        self._opening = asyncio.get_running_loop().create_task(self._start_until_up())
-
-    async def _start_until_up(self) -> None:
-        backoff_s = 1.0
-        while True:
-            try:
-                await self.start()
-                return
-            except Exception as exc:
-                log.warning("order events not started, retried in %.0f s: %s", backoff_s, exc)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 30.0)
+        self._opening = start_until_up(self.start, "order events")
 
     async def start(self) -> dict:
         async with self._starting:
