@@ -31,6 +31,7 @@ import json
 import time
 from dataclasses import dataclass
 
+import orjson
 from redis.exceptions import NoScriptError
 
 from flashmart.actors.carts.state import Cart, Hold
@@ -330,4 +331,4 @@ class CartStore:
         status = res[0]
         if status != "ok":
             return AddOutcome(status, detail=str(res[1]) if len(res) > 1 else "")
-        return AddOutcome("ok", Cart.from_dict(json.loads(res[1])))
+        return AddOutcome("ok", Cart.from_dict(orjson.loads(res[1])))

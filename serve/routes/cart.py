@@ -40,24 +40,25 @@ from flashmart.storage.rate_buckets import bucket_call
 router = APIRouter(prefix="/api/v1", tags=["cart"], dependencies=[Depends(rate_limit("api"))])
 
 
-class SoldOutFirst(APIRoute):
+class PlainAddFirst(APIRoute):
     """Add-to-cart's route: a plain add (a JSON body of `sku` and `quantity` only, a guest or a valid
-    token) of a SKU on the replica's sold-out board is answered before FastAPI parses the content
-    type, resolves the route's dependencies and validates its body, which cost several times the
-    answer itself. Every other request, and any doubt, takes the full route, whose answer to the same
-    request is the same."""
+    token, a well-formed X-Cart-Id or none) is answered before FastAPI parses the content type,
+    resolves the route's dependencies and validates its body, which cost as much as the add itself:
+    a SKU on the replica's sold-out board from the board alone, any other by the same add the route
+    runs. Every other request, and any doubt, takes the full route, whose answer to the same request
+    is the same."""
 
     def get_route_handler(self):
         full = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
-            answer = await _sold_out_first(request)
+            answer = await _plain_add_first(request)
             return answer if answer is not None else await full(request)
 
         return handler
 
 
-add_router = APIRouter(prefix="/api/v1", tags=["cart"], route_class=SoldOutFirst)
+add_router = APIRouter(prefix="/api/v1", tags=["cart"], route_class=PlainAddFirst)
 GUEST_ID = re.compile(r"^g[0-9a-f]{32}$")
 
 
@@ -283,9 +284,14 @@ async def add_item(
     """Adds and reserves: the units are held for you (hold TTL) or you get 409 with the reason (also
     beyond `cart_units_per_sku_max` units of one SKU in the cart). A SKU whose flash sale has an open
     waiting room is sold only to buyers it has admitted. Takes a token from api.ip and api.user."""
+    return await _add_answer(ctx, who, body, await buckets_of(request, "api"))
+
+
+async def _add_answer(ctx: Context, who: CartWho, body: AddItem, buckets) -> Response:
+    """The answer to an add, by the full route or the plain one (`buckets`: the caller's api.*
+    buckets): from the sold-out board, else the add itself."""
     from flashmart.actors.carts.add import Tokens
 
-    buckets = await buckets_of(request, "api")
     board = ctx.services.get("sold_out")
     if body.sku is not None and board is not None and board.is_sold_out(body.sku):
         return _sold_out_answer(ctx, who, body, buckets)
@@ -314,15 +320,14 @@ def _sold_out_answer(ctx: Context, who: CartWho, body: AddItem, buckets) -> Resp
     return refusal_response(refusal)
 
 
-async def _sold_out_first(request: Request) -> Response | None:
-    """The sold-out answer to a plain add of a SKU on the board, or None: the full route answers."""
-    ctx = ctx_of(request)
-    board = ctx.services.get("sold_out")
-    if not board or not board.sold_out or request.headers.get("content-type") != "application/json":
+async def _plain_add_first(request: Request) -> Response | None:
+    """The answer to a plain add, or None: the full route answers (and refuses what is not plain)."""
+    if request.headers.get("content-type") != "application/json":
         return None
     body = _plain_add(await request.body())
-    if body is None or not board.is_sold_out(body.sku):
+    if body is None:
         return None
+    ctx = ctx_of(request)
     principal = None
     header = request.headers.get("authorization")
     if header is not None:
@@ -338,7 +343,7 @@ async def _sold_out_first(request: Request) -> Response | None:
         who = _cart_who(principal, request.headers.get("x-cart-id"))
     except Refused:
         return None
-    return _sold_out_answer(ctx, who, body, api_buckets(request, principal))
+    return await _add_answer(ctx, who, body, api_buckets(request, principal))
 
 
 _PLAIN_ADD_KEYS = ({"sku"}, {"sku", "quantity"})
