@@ -74,21 +74,26 @@ class Api:
 
 
 def open_cart_services(ctx) -> dict:
-    """What add-to-cart needs in the replica: the catalog cache following the catalog's change
-    stream (its own connection: it holds one in a blocking read), the cart operations over the
-    cart store, this replica's batched inventory client and its database pool."""
+    """What add-to-cart and the product page need in the replica: the catalog cache following the
+    catalog's change stream (its own connection: it holds one in a blocking read), the product pages
+    it keeps fresh, the cart operations over the cart store, this replica's batched inventory client
+    and its database pool."""
     from flashmart.actors.carts.book import CartBook
+    from flashmart.serve.product_pages import ProductPages
     from flashmart.storage.cart_redis import CartStore
     from flashmart.storage.catalog_cache import CatalogCache
     from flashmart.storage.redis import async_redis, redis_timeouts
 
     settings = ctx.settings
+    catalog = CatalogCache.start(
+        ctx.db,
+        ctx.redis,
+        follower=async_redis(settings.redis_url, max_connections=2, **redis_timeouts(settings)),
+    )
     return {
-        "catalog": CatalogCache.start(
-            ctx.db,
-            ctx.redis,
-            follower=async_redis(settings.redis_url, max_connections=2, **redis_timeouts(settings)),
-        ),
+        "catalog": catalog,
+        # product pages in memory, dropped by the same follower (serve/product_pages.py)
+        "pages": ProductPages(catalog, settings.product_cache_ttl_s),
         "cart_book": CartBook(
             CartStore(ctx.redis, settings.cart_ttl_s), ctx.services["inventory"], ctx.db, settings
         ),

@@ -13,12 +13,21 @@ the product's version read *before* its PostgreSQL read, and the cart write chec
 round trip that this version is still the current one (storage/cart_redis.py). A change the
 follower has not heard of yet is therefore caught at the write, never served silently; the stream
 only spares the reloads. If Redis is unreachable the follower forgets everything and starts again.
+
+The replica's product pages (serve/product_pages.py) are served from memory on the same stream, with
+no version check per view, so a writer must know every replica has heard its change before it
+answers its client: each follower writes the last entry it applied to `catalog:follower:{name}`
+(expiring, renewed on every read of the stream, at least every READ_BLOCK_MS) and a writer waits
+until every live follower is past its entry (`wait_followers`). A follower that cannot renew its
+key in time is out of touch (`in_touch`) and its replica reads pages from Redis meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -31,6 +40,13 @@ OPEN_ROOMS = "wr:open"
 READ_BLOCK_MS = 1000
 PRODUCTS_MAX = 20_000  # entries kept per replica (the oldest half goes when full)
 RETRY_MAX_S = 5.0
+FOLLOWERS = "catalog:followers"  # the names of the followers that may be live
+FOLLOWER_KEY = "catalog:follower:{}"  # the last entry a follower applied, while it is live
+FOLLOWER_TTL_S = 5
+# a follower counts as in touch this long after Redis last took its renewal: less than the key's
+# life, so a writer that found the key gone (and did not wait) is never answered by its memory
+IN_TOUCH_S = FOLLOWER_TTL_S - 1.5
+ACK_WAIT_MAX_S = 10.0  # a writer waits this long at most for live followers (then logs it)
 log = logger("catalog_cache")
 
 _PRODUCT_OF_SKU = "SELECT product_id FROM product_variants WHERE sku = %s"
@@ -124,6 +140,10 @@ class CatalogCache:
         self._task: asyncio.Task | None = None
         self._closing = False
         self.loads = 0
+        self.name = uuid.uuid4().hex
+        # told of every product whose page changed (a list of ids), or None: forget everything
+        self.watchers: list[Callable[[list[int] | None], None]] = []
+        self._renewed_at: float | None = None  # monotonic: when Redis last took our renewal
 
     @classmethod
     def start(cls, db, redis, follower) -> CatalogCache:
@@ -173,6 +193,15 @@ class CatalogCache:
 
     def forget(self, product_id: int) -> None:
         self._products.pop(int(product_id), None)
+
+    def in_touch(self) -> bool:
+        """The follower has read the stream lately and every writer waits for it (see above)."""
+        renewed = self._renewed_at
+        return renewed is not None and time.monotonic() - renewed < IN_TOUCH_S
+
+    def _tell(self, product_ids: list[int] | None) -> None:
+        for watcher in self.watchers:
+            watcher(product_ids)
 
     # --- loading -----------------------------------------------------------------------------------
 
@@ -225,6 +254,9 @@ class CatalogCache:
             if "product" in fields:
                 self._changes_seen += 1
                 self.forget(int(fields["product"]))
+                self._tell([int(fields["product"])])
+            elif "page" in fields:  # only the page changed (its stock flag): add-to-cart keeps it
+                self._tell([int(fields["page"])])
             elif "room" in fields:
                 if fields.get("open") == "1":
                     self.rooms_open.add(fields["room"])
@@ -239,11 +271,22 @@ class CatalogCache:
         self._rooms_known = True
         return last
 
+    async def _renew(self, last: str) -> None:
+        """Say which entry this follower has applied, and that it is live (one round trip)."""
+        pipe = self.follower.pipeline(transaction=True)
+        pipe.set(FOLLOWER_KEY.format(self.name), last, ex=FOLLOWER_TTL_S)
+        pipe.sadd(FOLLOWERS, self.name)
+        await pipe.execute()
+        self._renewed_at = time.monotonic()
+
     async def _follow(self) -> None:
         backoff_s = 0.2
         while not self._closing:
             try:
                 last = await self._start_point()
+                # changes before the start point were not heard: pages kept until now may be old
+                self._tell(None)
+                await self._renew(last)
                 backoff_s = 0.2
                 while not self._closing:
                     got = await self.follower.xread(
@@ -251,11 +294,14 @@ class CatalogCache:
                     )
                     for _, entries in got or []:
                         last = self.apply(entries) or last
+                    await self._renew(last)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if self._closing:
                     return
+                self._renewed_at = None
+                self._tell(None)
                 self._rooms_known = False
                 self._products.clear()
                 self._sku_product.clear()
@@ -268,12 +314,18 @@ class CatalogCache:
 
     async def close(self) -> None:
         self._closing = True
+        self._renewed_at = None
         if self._task is not None:
             self._task.cancel()
             try:
                 await asyncio.wait_for(self._task, READ_BLOCK_MS / 1000 + 1)
             except (asyncio.CancelledError, Exception):
                 pass
+        try:  # writers stop waiting for this follower now rather than when its key expires
+            await self.redis.delete(FOLLOWER_KEY.format(self.name))
+            await self.redis.srem(FOLLOWERS, self.name)
+        except Exception as exc:
+            log.warning("catalog cache: could not unregister its follower (%s)", str(exc)[:200])
         if self.follower is not self.redis:  # the shared pool is closed by its owner
             await self.follower.aclose()
 
@@ -281,14 +333,56 @@ class CatalogCache:
 # --- publishers ------------------------------------------------------------------------------------
 
 
-async def publish_products_changed(redis, product_ids) -> None:
-    """After the write committed and the products have new versions (one round trip per 1,000)."""
+async def publish_products_changed(redis, product_ids, kind: str = "product") -> str | None:
+    """After the write committed and the products have new versions (one round trip per 1,000);
+    the id of the last entry (for wait_followers). `kind` "page": only the product page changed."""
     ids = list(product_ids)
+    last = None
     for i in range(0, len(ids), 1000):
         pipe = redis.pipeline(transaction=False)
         for pid in ids[i : i + 1000]:
-            pipe.xadd(CHANGES, {"product": int(pid)}, maxlen=CHANGES_MAXLEN, approximate=True)
-        await pipe.execute()
+            pipe.xadd(CHANGES, {kind: int(pid)}, maxlen=CHANGES_MAXLEN, approximate=True)
+        last = (await pipe.execute())[-1]
+    return last.decode() if isinstance(last, bytes) else last
+
+
+# the last entry each live follower applied; a follower whose key expired is struck off (atomically:
+# one that renews meanwhile is not lost)
+_FOLLOWERS_SEEN = """
+local seen = {}
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local last = redis.call('GET', ARGV[1] .. name)
+  if last then table.insert(seen, last) else redis.call('SREM', KEYS[1], name) end
+end
+return seen
+"""
+
+
+def _entry(entry_id) -> tuple[int, int]:
+    entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def wait_followers(redis, entry_id: str | None, timeout_s: float = ACK_WAIT_MAX_S) -> bool:
+    """Until every live follower has applied the stream up to `entry_id` (False if one has not
+    within `timeout_s`: logged; that replica is then out of touch or about to hear it)."""
+    if entry_id is None:
+        return True
+    wanted = _entry(entry_id)
+    deadline = time.monotonic() + timeout_s
+    pause_s = 0.001
+    while True:
+        seen = await redis.eval(_FOLLOWERS_SEEN, 1, FOLLOWERS, FOLLOWER_KEY.format(""))
+        if all(_entry(last) >= wanted for last in seen):
+            return True
+        if time.monotonic() >= deadline:
+            log.warning(
+                "catalog cache: a follower has not heard entry %s in %s s", entry_id, timeout_s
+            )
+            return False
+        await asyncio.sleep(pause_s)
+        pause_s = min(pause_s * 2, 0.05)
 
 
 async def publish_room(redis, sku: str, is_open: bool) -> None:

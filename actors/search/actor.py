@@ -50,6 +50,7 @@ from flashmart.actors.search.index import BadQuery, IndexFormatChanged, ProductI
 from flashmart.obs import logger
 from flashmart.settings import Settings
 from flashmart.storage import product_cache
+from flashmart.storage.catalog_cache import publish_products_changed
 
 NAME = "search-{}"
 PAGE_CACHE_ENTRIES_MAX = 2048  # per Serve replica: ~20 MB at most
@@ -632,6 +633,8 @@ class SearchActor:
             await product_cache.invalidate(
                 self.redis, product_ids, self.settings.product_cache_ttl_s
             )
+            # and the pages the Serve replicas hold in memory (serve/product_pages.py)
+            await publish_products_changed(self.redis, product_ids, kind="page")
         except Exception:
             log.exception("could not drop cached product pages")
 

@@ -763,6 +763,18 @@ def _stock(ctx: Context, product: dict) -> dict:
 
 
 async def _product_page(ctx: Context, product_id: int) -> dict:
+    """The page with its stock status: from the replica's memory when it holds the page
+    (serve/product_pages.py), else from Redis or PostgreSQL (and then kept in memory)."""
+    pages = ctx.services.get("pages")
+    page = pages.get(product_id) if pages is not None else None
+    if page is None:
+        page = await _stored_page(ctx, product_id, pages)
+    stock = _stock(ctx, page)
+    return {**page, "in_stock": stock["in_stock"], "stock": stock}
+
+
+async def _stored_page(ctx: Context, product_id: int, pages) -> dict:
+    token = pages.loading() if pages is not None else 0  # before the Redis read
     page, version = await product_cache.read(ctx.redis, product_id)
     if page is None:
         async with ctx.db.connection() as conn:
@@ -809,8 +821,11 @@ async def _product_page(ctx: Context, product_id: int) -> dict:
         await product_cache.store(
             ctx.redis, product_id, page, version, ctx.settings.product_cache_ttl_s
         )
-    stock = _stock(ctx, page)
-    return {**page, "in_stock": stock["in_stock"], "stock": stock}
+        if pages is not None:  # kept as Redis holds it (and serves it to the next reader)
+            pages.keep(product_id, json.loads(json.dumps(page, default=str)), token)
+    elif pages is not None:
+        pages.keep(product_id, page, token)
+    return page
 
 
 async def get_product(
@@ -818,9 +833,10 @@ async def get_product(
     ctx: Context = Depends(get_ctx),
     principal: Principal | None = Depends(optional_principal),
 ) -> dict:
-    """The product page: variants, seller, price, stock status, rating summary (cached in Redis;
-    stock status from the inventory engine's stock feed: no engine call), and the recommendation
-    lists this replica holds for it (also bought, similar; no I/O on the request)."""
+    """The product page: variants, seller, price, stock status, rating summary (cached in the
+    replica's memory and in Redis; stock status from the inventory engine's stock feed: no engine
+    call), and the recommendation lists this replica holds for it (also bought, similar; no I/O on
+    the request)."""
     return await _product_answer(ctx, product_id, principal)
 
 
