@@ -1,9 +1,10 @@
 """Shop analytics recorded on the hot paths at the cost of a list append.
 
 A route calls one of these (one line); the event goes into this replica's in-memory buffer and a
-background task of the replica writes the buffer to the Redis stream `STREAM` every `FLUSH_MS`, as one
-pipelined batch of XADDs. Nothing here waits on Redis or PostgreSQL during a request. The back office
-drains the stream into PostgreSQL in batches (actors/analytics/drain.py).
+background task of the replica writes the buffer to the Redis stream `STREAM` every `FLUSH_MS`: one
+XADD per event, made by one script call per few hundred events. Nothing here waits on Redis or
+PostgreSQL during a request. The back office drains the stream into PostgreSQL in batches
+(actors/analytics/drain.py).
 
 The buffer is bounded: when Redis is down long enough to fill it, new events are dropped and counted
 (`dropped`), never the request slowed. Analytics are for reports, not for money.
@@ -25,6 +26,22 @@ STREAM_MAXLEN = 500_000  # a bound while the drain is down; it trims what it sto
 FLUSH_MS = 250
 BUFFER_MAX = 50_000
 BATCH_MAX = 2_000
+EVENTS_PER_CALL = 500  # one script call XADDs this many (Redis serves no one else meanwhile)
+# The events of a flush as one command: building a pipeline of one XADD per event cost the replica
+# ~25 us of CPU per event (as much as a product page's own work); one script call with the events
+# as arguments ~10 us, for ~1.5 us more in Redis. ARGV: maxlen, then per event its number of field
+# and value strings followed by them.
+_XADD_EACH = """
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local entry = {KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+  for j = i + 1, i + n do entry[#entry + 1] = ARGV[j] end
+  redis.call('XADD', unpack(entry))
+  i = i + n + 1
+end
+return 0
+"""
 
 
 class Recorder:
@@ -33,6 +50,7 @@ class Recorder:
         self.buffer: deque[dict] = deque()
         self.dropped = 0
         self.task: asyncio.Task | None = None
+        self._xadd_each = redis.register_script(_XADD_EACH)
 
     def add(self, event: dict) -> None:
         if len(self.buffer) >= BUFFER_MAX:
@@ -55,18 +73,23 @@ class Recorder:
         batch = [self.buffer.popleft() for _ in range(min(BATCH_MAX, len(self.buffer)))]
         if not batch:
             return 0
-        pipe = self.redis.pipeline(transaction=False)
-        for event in batch:
-            pipe.xadd(
-                STREAM,
-                {k: (f"{v:.3f}" if k == "at" else v) for k, v in event.items() if v is not None},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
+        sent = 0
         try:
-            await pipe.execute()
+            for i in range(0, len(batch), EVENTS_PER_CALL):
+                args: list = [STREAM_MAXLEN]
+                for event in batch[i : i + EVENTS_PER_CALL]:
+                    fields = [
+                        x
+                        for k, v in event.items()
+                        if v is not None
+                        for x in (k, f"{v:.3f}" if k == "at" else v)
+                    ]
+                    args.append(len(fields))
+                    args.extend(fields)
+                await self._xadd_each(keys=[STREAM], args=args)
+                sent = i + EVENTS_PER_CALL
         except Exception:
-            self.buffer.extendleft(reversed(batch))  # the order kept for the next try
+            self.buffer.extendleft(reversed(batch[sent:]))  # the order kept for the next try
             raise
         return len(batch)
 
