@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -194,13 +195,20 @@ def haproxy_binary() -> str | None:
 RAY_NODE_ENV = {"RAY_worker_niceness": "0"}
 
 
+# Serve's controller reconciles every deployment 10 times a second by default: 64 ms of CPU per second
+# on an idle platform here (py-spy: the control loop), a few percent of a 2-core machine taken from the
+# replicas all the time. flashmart's replica count is fixed and HAProxy takes a dead replica out by
+# itself, so twice a second is soon enough; a deployment is up a few control steps later.
+_SERVE_CONTROLLER_ENV = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"}
+
+
 def serve_env(settings: Settings) -> dict[str, str]:
     """Environment for the Ray processes (RAY_NODE_ENV), with the HAProxy ingress in throughput mode
     when available. Its files go under the data directory so two platforms on one machine do not
     collide."""
     binary = haproxy_binary()
     if not binary:
-        return {**RAY_NODE_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "0"}
+        return {**RAY_NODE_ENV, **_SERVE_CONTROLLER_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "0"}
     # Unix socket paths are limited to ~100 bytes, and Ray nests a 40-char id below this
     # directory, so it lives under /tmp with a short name derived from the data directory.
     digest = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]
@@ -208,6 +216,7 @@ def serve_env(settings: Settings) -> dict[str, str]:
     hdir.mkdir(parents=True, exist_ok=True)
     return {
         **RAY_NODE_ENV,
+        **_SERVE_CONTROLLER_ENV,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_HAPROXY_BINARY_PATH": forwarding_haproxy(hdir, binary, settings),
@@ -461,8 +470,35 @@ def init_local_ray(namespace: str, *, attempts: int = 8) -> None:
             return
         except Exception:
             ray.shutdown()
+            _stop_half_started_ray()
             if attempt == attempts - 1:
                 raise
+
+
+_RAY_SESSION = re.compile(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+")
+
+
+def _stop_half_started_ray() -> None:
+    """The processes of a Ray start that failed: ray.shutdown() leaves the GCS, the raylet and the
+    agents of a cluster that missed its start-up deadline running, and each retry on a loaded machine
+    then left one more cluster to load it further. They are found by the session directories named
+    on the command lines of this process's children (the agents are not children: the raylet's)."""
+    import psutil
+
+    def session_of(process) -> str | None:
+        try:
+            found = _RAY_SESSION.search(" ".join(process.cmdline()))
+        except psutil.Error:
+            return None
+        return found.group(0) if found else None
+
+    sessions = {s for s in map(session_of, psutil.Process().children(recursive=True)) if s}
+    for process in psutil.process_iter():
+        if session_of(process) in sessions:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
 
 
 def connect_ray(address: str, *, own_head: bool = True) -> None:
