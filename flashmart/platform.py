@@ -244,7 +244,7 @@ def serve_env(settings: Settings) -> dict[str, str]:
 # The same edit sets what a request in flight on a replica that dies becomes (_INGRESS_RETRIES): only
 # GET and HEAD are sent again (to another replica), and HAProxy's own errors (Serve maps them to a
 # bare 500) become serve.errors' 503 with Retry-After.
-# It also bounds what one replica holds: ingress_requests_per_replica requests at a time (`maxconn`);
+# It also bounds what one replica holds: at most max_ongoing_requests requests at a time (`maxconn`);
 # the rest of a crowd waits in HAProxy's queue, in C, up to the request deadline (`timeout queue`).
 # Without the bound a flash crowd of 1,024 connections put ~500 requests into each replica's event
 # loop, HAProxy's health check waited behind them, failed (L7TOUT), and HAProxy sent the crowd to
@@ -263,7 +263,7 @@ if [ -n "$cfg" ] && [ -f "$cfg" ] && ! grep -q '^    option forwardfor$' "$cfg";
         -e '/^defaults$/a\\    timeout queue {queue_s}s' \\
         -e '/^defaults$/a\\    timeout check {check_s}s' \\
         -e 's|^    errorfile 50\\([234]\\) .*$|    errorfile 50\\1 {errorfile}|' \\
-        -e 's/^    default-server .*$/&{replica_requests_max}/' \\
+        -e 's/^    default-server .*$/& maxconn {replica_requests_max}/' \\
         -e '/^frontend http_frontend$/a\\    http-request disable-l7-retry unless METH_GET' \\
         -e '/^frontend http_frontend$/a\\    http-request set-header x-request-disconnect-disabled ?1' \\
         "$cfg"
@@ -308,11 +308,7 @@ def forwarding_haproxy(directory: Path, binary: str, settings: Settings) -> str:
     text = _FORWARDFOR_WRAPPER.format(
         binary=_unwrapped(binary),
         errorfile=errorfile,
-        replica_requests_max=(
-            f" maxconn {settings.ingress_requests_per_replica}"
-            if settings.ingress_requests_per_replica
-            else ""
-        ),
+        replica_requests_max=settings.max_ongoing_requests,
         queue_s=math.ceil(settings.request_deadline_s),
         check_s=HEALTH_CHECK_TIMEOUT_S,
     )

@@ -308,12 +308,6 @@ class Settings(BaseSettings):
     )
     serve_replicas_max: int = Field(2, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
-    ingress_requests_per_replica: int = Field(
-        256,
-        ge=0,
-        description="requests HAProxy lets into one replica at a time; the rest of a crowd waits in "
-        "HAProxy's queue up to the request deadline (0: no bound, every connection reaches a replica)",
-    )
     haproxy_request_metrics: bool = Field(
         False, description="HAProxy's per-request metrics for Serve (a log line per request)"
     )

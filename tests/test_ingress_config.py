@@ -57,15 +57,9 @@ def test_each_edit_lands_once_where_haproxy_reads_it(tmp_path, settings):
         "    http-request set-header x-request-disconnect-disabled ?1",
     ]
     default_server = next(x for x in lines if x.startswith("    default-server "))
-    assert default_server.endswith(f" check maxconn {settings.ingress_requests_per_replica}")
+    assert default_server.endswith(f" check maxconn {settings.max_ongoing_requests}")
     # HAProxy starts again on every replica change with the file Serve rewrote, or with this one
     assert edited(tmp_path, settings, text) == text
-
-
-def test_no_bound_leaves_serves_servers_as_they_are(tmp_path, settings):
-    unbounded = settings.model_copy(update={"ingress_requests_per_replica": 0})
-    text = edited(tmp_path, unbounded, SERVE_CONFIG.format(port=1, replica_port=2))
-    assert "maxconn" not in text.split("backend http-flashmart", 1)[1]
 
 
 def test_haproxy_accepts_the_edited_configuration(tmp_path, settings):
@@ -78,7 +72,7 @@ def test_haproxy_accepts_the_edited_configuration(tmp_path, settings):
     assert check.returncode == 0, check.stderr.decode()[-2000:]
 
 
-def test_the_running_ingress_bounds_the_requests_each_replica_holds(platform):
+def test_the_running_ingress_lets_each_replica_hold_max_ongoing_requests(platform):
     """Read from HAProxy itself: its stats list each replica with the limit (`slim`) it enforces."""
     if haproxy_binary() is None:
         pytest.skip("no HAProxy here")
@@ -86,4 +80,4 @@ def test_the_running_ingress_bounds_the_requests_each_replica_holds(platform):
     rows = list(csv.DictReader(io.StringIO(stats.text.lstrip("# "))))
     replicas = [r for r in rows if r["svname"].startswith("SERVE_REPLICA_")]
     assert replicas, stats.text[:2000]
-    assert {r["slim"] for r in replicas} == {str(platform.ingress_requests_per_replica)}
+    assert {r["slim"] for r in replicas} == {str(platform.max_ongoing_requests)}
