@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -219,7 +218,7 @@ def serve_env(settings: Settings) -> dict[str, str]:
         **_SERVE_CONTROLLER_ENV,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_HAPROXY_BINARY_PATH": forwarding_haproxy(hdir, binary, settings),
+        "RAY_SERVE_HAPROXY_BINARY_PATH": forwarding_haproxy(hdir, binary),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(hdir / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(hdir / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(hdir),
@@ -244,29 +243,13 @@ def serve_env(settings: Settings) -> dict[str, str]:
 # The same edit sets what a request in flight on a replica that dies becomes (_INGRESS_RETRIES): only
 # GET and HEAD are sent again (to another replica), and HAProxy's own errors (Serve maps them to a
 # bare 500) become serve.errors' 503 with Retry-After.
-# It also bounds what one replica holds: at most max_ongoing_requests requests at a time (`maxconn`);
-# the rest of a crowd waits in HAProxy's queue, in C, up to the request deadline (`timeout queue`).
-# Without the bound a flash crowd of 1,024 connections put ~500 requests into each replica's event
-# loop, HAProxy's health check waited behind them, failed (L7TOUT), and HAProxy sent the crowd to
-# Serve's fallback proxy, a slower path through actor calls, which made the replicas busier still.
-# The health check gets a timeout of its own, since without one HAProxy uses the check interval.
-# Every request is marked `x-request-disconnect-disabled`: Serve then runs the app straight in the
-# connection's task instead of a task per request plus a watcher of the client's connection (~10%
-# of a replica's CPU for a trivial request). A client that leaves no longer cancels its request half
-# way (an add or a checkout finishes and is kept, as a retry with its idempotency key finds it);
-# streams still end, as they read the disconnect from the connection themselves.
 _FORWARDFOR_WRAPPER = """#!/bin/sh
 cfg=""; prev=""
 for arg in "$@"; do [ "$prev" = "-f" ] && cfg="$arg"; prev="$arg"; done
 if [ -n "$cfg" ] && [ -f "$cfg" ] && ! grep -q '^    option forwardfor$' "$cfg"; then
-    sed -i -e '/^defaults$/a\\    option forwardfor' \\
-        -e '/^defaults$/a\\    timeout queue {queue_s}s' \\
-        -e '/^defaults$/a\\    timeout check {check_s}s' \\
+    sed -i -e 's/^defaults$/defaults\\n    option forwardfor/' \\
         -e 's|^    errorfile 50\\([234]\\) .*$|    errorfile 50\\1 {errorfile}|' \\
-        -e 's/^    default-server .*$/& maxconn {replica_requests_max}/' \\
-        -e '/^frontend http_frontend$/a\\    http-request disable-l7-retry unless METH_GET' \\
-        -e '/^frontend http_frontend$/a\\    http-request set-header x-request-disconnect-disabled ?1' \\
-        "$cfg"
+        -e 's/^frontend http_frontend$/&\\n    http-request disable-l7-retry unless METH_GET/' "$cfg"
 fi
 exec "{binary}" "$@"
 """
@@ -278,9 +261,6 @@ _INGRESS_RETRIES = {"RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response j
 
 
 _WRAPPER_NAME = "forwardfor-haproxy"
-# A replica that does not answer HAProxy's health check within this long counts as failing it (two in a
-# row take it out); a replica that died refuses the connection at once, whatever this is.
-HEALTH_CHECK_TIMEOUT_S = 5
 
 
 def _unwrapped(binary: str) -> str:
@@ -295,9 +275,8 @@ def _unwrapped(binary: str) -> str:
     raise PlatformError(f"{binary}: a loop of HAProxy wrapper scripts")
 
 
-def forwarding_haproxy(directory: Path, binary: str, settings: Settings) -> str:
-    """The path of an executable that runs `binary` on Serve's configuration with flashmart's edits
-    (X-Forwarded-For, errors, retries, limits per replica; written once)."""
+def forwarding_haproxy(directory: Path, binary: str) -> str:
+    """The path of an executable that runs `binary` with X-Forwarded-For added (written once)."""
     from flashmart.serve.errors import ingress_unavailable_http
 
     errorfile = directory / "503.http"
@@ -305,13 +284,7 @@ def forwarding_haproxy(directory: Path, binary: str, settings: Settings) -> str:
     if not errorfile.exists() or errorfile.read_bytes() != answer:
         errorfile.write_bytes(answer)
     wrapper = directory / _WRAPPER_NAME
-    text = _FORWARDFOR_WRAPPER.format(
-        binary=_unwrapped(binary),
-        errorfile=errorfile,
-        replica_requests_max=settings.max_ongoing_requests,
-        queue_s=math.ceil(settings.request_deadline_s),
-        check_s=HEALTH_CHECK_TIMEOUT_S,
-    )
+    text = _FORWARDFOR_WRAPPER.format(binary=_unwrapped(binary), errorfile=errorfile)
     if not wrapper.exists() or wrapper.read_text() != text:
         tmp = directory / f".forwardfor-haproxy.{os.getpid()}"
         tmp.write_text(text)
