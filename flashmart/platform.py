@@ -194,20 +194,13 @@ def haproxy_binary() -> str | None:
 RAY_NODE_ENV = {"RAY_worker_niceness": "0"}
 
 
-# Serve's controller reconciles every deployment 10 times a second by default: 64 ms of CPU per second
-# on an idle platform here (py-spy: the control loop), a few percent of a 2-core machine taken from the
-# replicas all the time. flashmart's replica count is fixed and HAProxy takes a dead replica out by
-# itself, so twice a second is soon enough; a deployment is up a few control steps later.
-_SERVE_CONTROLLER_ENV = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5"}
-
-
 def serve_env(settings: Settings) -> dict[str, str]:
     """Environment for the Ray processes (RAY_NODE_ENV), with the HAProxy ingress in throughput mode
     when available. Its files go under the data directory so two platforms on one machine do not
     collide."""
     binary = haproxy_binary()
     if not binary:
-        return {**RAY_NODE_ENV, **_SERVE_CONTROLLER_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "0"}
+        return {**RAY_NODE_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "0"}
     # Unix socket paths are limited to ~100 bytes, and Ray nests a 40-char id below this
     # directory, so it lives under /tmp with a short name derived from the data directory.
     digest = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]
@@ -215,7 +208,6 @@ def serve_env(settings: Settings) -> dict[str, str]:
     hdir.mkdir(parents=True, exist_ok=True)
     return {
         **RAY_NODE_ENV,
-        **_SERVE_CONTROLLER_ENV,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_HAPROXY_BINARY_PATH": forwarding_haproxy(hdir, binary),
