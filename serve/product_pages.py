@@ -28,9 +28,8 @@ PAGES_MAX = 5_000  # pages kept per replica (the oldest half goes when full)
 
 class ProductPages:
     def __init__(self, catalog, ttl_s: float, clock=time.monotonic) -> None:
-        self.catalog = (
-            catalog  # storage/catalog_cache.CatalogCache: its follower tells us of changes
-        )
+        # storage/catalog_cache.CatalogCache: its follower tells us of changes
+        self.catalog = catalog
         self.ttl_s = ttl_s  # as long as the page lives in Redis
         self.clock = clock
         self._pages: dict[int, tuple[float, dict[str, Any]]] = {}  # product -> (kept at, page)
