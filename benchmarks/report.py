@@ -88,6 +88,7 @@ HTTP_HEAD = [
     "p99 ms",
     "non-2xx",
     "socket errors",
+    "requests/s of each pass",
 ]
 
 
@@ -103,6 +104,7 @@ def http_rows(results: dict) -> list[list[str]]:
             _fmt(r["p99_ms"], 2),
             _fmt(r["non_2xx"]),
             _fmt(r["socket_errors"]),
+            ", ".join(_fmt(x, 0) for x in r.get("rounds_requests_per_s", [])),
         ]
         for r in rows
     ]
@@ -531,7 +533,7 @@ def standalone_serve_sections() -> list[str]:
             f"- 1-minute load average {r.get('load_avg_1m')} on 2 cores{r.get('load_note', '')}",
             "",
             _md_table(
-                HTTP_HEAD,
+                HTTP_HEAD[:7],
                 [
                     [
                         r["name"],
@@ -724,7 +726,9 @@ def write_docs(results: dict) -> Path:
     elif http.get("rows"):
         out += [
             f"wrk, {http.get('connections')} connections, 1 thread, {http.get('duration_s')} s per row after a "
-            "1 s warm-up; client and servers share the machine's cores. `uvicorn_hello` is a FastAPI hello "
+            f"1 s warm-up, every row measured in {http.get('rounds', 1)} interleaved passes and shown by its "
+            "median pass (the checkout row once: each buyer checks out once); client and servers share the "
+            "machine's cores. `uvicorn_hello` is a FastAPI hello "
             "world on one uvicorn worker (the ceiling); `uvicorn_flashmart_healthz` is flashmart's own FastAPI "
             "app (its middleware included) on uvicorn without Serve, which separates the app's cost from "
             "Serve's; `serve_*` rows go through the deployed platform. The ceiling is measured while Ray "

@@ -88,6 +88,19 @@ def test_wrk_output_is_parsed_with_units():
     assert (figures["non_2xx"], figures["socket_errors"], figures["requests"]) == (12, 5, 45455)
 
 
+def test_an_http_row_is_its_median_pass_with_every_pass_beside_it():
+    from benchmarks.http import median_row
+
+    passes = [
+        {"name": "serve_healthz", "requests_per_s": rps, "p99_ms": p99}
+        for rps, p99 in ((3100.0, 40.0), (1900.0, 90.0), (3500.0, 30.0))
+    ]
+    row = median_row(passes)
+    assert (row["requests_per_s"], row["p99_ms"]) == (3100.0, 40.0)  # one pass, whole
+    assert row["rounds_requests_per_s"] == [3100.0, 1900.0, 3500.0]  # in the order measured
+    assert median_row(passes[:2])["requests_per_s"] == 1900.0  # even count: the lower middle
+
+
 def test_serve_profile_attributes_each_sample_to_the_layer_of_its_innermost_frame():
     """benchmarks/serve_profile.py: Ray Serve's own files (ray/serve/...) are Ray Serve, not flashmart's
     serve/ package; a full site-packages path is named like py-spy's relative one."""
