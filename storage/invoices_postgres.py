@@ -152,7 +152,7 @@ class PostgresInvoiceStore:
                     "INSERT INTO invoices (kind, series, year, number, code, order_id, refund_id, "
                     "invoice_id, issued_at, currency, issuer, buyer, subtotal, discount, shipping, "
                     "tax, total, note) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-                    "RETURNING id",
+                    "RETURNING *",
                     (
                         draft.kind,
                         series,
@@ -204,7 +204,16 @@ class PostgresInvoiceStore:
                 "INSERT INTO outbox (topic, payload) VALUES ('invoice.issued', %s)",
                 (Jsonb({"order_id": draft.order_id, "code": code, "kind": draft.kind}),),
             )
-        return {"id": doc["id"], "code": code, "order_id": draft.order_id, "issued": True}
+        # the stored row and its lines come back with it: the caller renders the PDF without reading
+        # again what it has just written
+        return {
+            "id": doc["id"],
+            "code": code,
+            "order_id": draft.order_id,
+            "issued": True,
+            "document": doc,
+            "lines": list(draft.lines),
+        }
 
     async def _existing(self, conn, draft: DocumentDraft) -> int | None:
         if draft.kind == INVOICE:

@@ -36,6 +36,39 @@ WHERE b.sale_id = %(sale)s AND (b.email = %(email)s OR b.card_fingerprint = %(ca
 """
 
 
+# The order written at checkout, in one statement: the saga's step first (the row the sweeper claims by
+# incrementing `attempts`), then everything else read from it, so nothing is inserted for a saga taken
+# over. Parameters carry their types: in INSERT ... SELECT they are not taken from the columns.
+_INSERT_ORDER = (
+    "WITH saga AS (UPDATE checkout_sagas SET step = 'order_written', holds = %(holds)s, "
+    "payment_intent_id = %(pi_id)s::text, updated_at = now() WHERE order_id = %(id)s::text "
+    "AND state = 'running' AND attempts = 0 RETURNING order_id), "
+    "o AS (INSERT INTO orders (id, user_id, guest_email, status, subtotal, discount, tax, shipping, "
+    "grand_total, shipping_address, billing_address, shipping_method, shipping_option, "
+    "estimated_delivery, fraud_score, fraud_action, fraud_flags, coupon_code, idempotency_key, "
+    "idempotency_scope, currency, exchange_rate) "
+    "SELECT order_id, %(user_id)s::bigint, %(guest_email)s::text, 'pending', %(subtotal)s::numeric, "
+    "%(discount)s::numeric, %(tax)s::numeric, %(shipping)s::numeric, %(grand_total)s::numeric, "
+    "%(shipping_address)s::jsonb, %(billing_address)s::jsonb, %(shipping_method)s::text, "
+    "%(shipping_option)s::text, %(estimated_delivery)s::date, %(fraud_score)s::numeric, "
+    "%(fraud_action)s::text, %(fraud_flags)s::jsonb, %(coupon_code)s::text, "
+    "%(idempotency_key)s::text, %(idempotency_scope)s::text, %(currency)s::text, "
+    "%(exchange_rate)s::numeric FROM saga RETURNING id), "
+    "items AS (INSERT INTO order_items (order_id, sku, product_id, name, quantity, unit_price, hold_id) "
+    "SELECT o.id, i.sku, i.product_id, i.name, i.quantity, i.unit_price, i.hold_id FROM o, "
+    "unnest(%(i_sku)s::text[], %(i_product)s::text[], %(i_name)s::text[], %(i_qty)s::int[], "
+    "%(i_price)s::numeric[], %(i_hold)s::text[]) WITH ORDINALITY "
+    "AS i(sku, product_id, name, quantity, unit_price, hold_id, n) ORDER BY i.n), "
+    "paid AS (INSERT INTO payments (order_id, kind, payment_intent_id, payment_method, amount, "
+    "status, currency) SELECT o.id, p.kind, p.intent, p.method, p.amount, 'authorised', "
+    "%(currency)s::text FROM o, unnest(%(p_kind)s::text[], %(p_intent)s::text[], "
+    "%(p_method)s::text[], %(p_amount)s::numeric[]) WITH ORDINALITY "
+    "AS p(kind, intent, method, amount, n) ORDER BY p.n), "
+    "placed AS (INSERT INTO order_events (order_id, status) SELECT id, 'placed' FROM o) "
+    "SELECT order_id FROM saga"
+)
+
+
 class PostgresOrderTx:
     """The statements of one transaction on the orders tables (the caller holds the transaction)."""
 
@@ -351,70 +384,33 @@ class PostgresOrderTx:
         self, order: dict, items: list[tuple], payments: list[dict], holds: list[dict], pi_id
     ) -> None:
         """The pending order, its items and payments, its 'placed' event and the saga's step
-        'order_written', in the caller's (pipelined) transaction. Raises SagaTakenOver (rolling it
-        back) when the sweeper claimed the saga meanwhile."""
-        await self.conn.execute(
-            "INSERT INTO orders (id, user_id, guest_email, status, subtotal, discount, tax, shipping, "
-            "grand_total, shipping_address, billing_address, shipping_method, shipping_option, "
-            "estimated_delivery, "
-            "fraud_score, fraud_action, fraud_flags, coupon_code, idempotency_key, idempotency_scope, "
-            "currency, exchange_rate) "
-            "VALUES (%(id)s,%(user_id)s,%(guest_email)s,'pending',%(subtotal)s,%(discount)s,%(tax)s,"
-            "%(shipping)s,%(grand_total)s,%(shipping_address)s,%(billing_address)s,"
-            "%(shipping_method)s,%(shipping_option)s,%(estimated_delivery)s,%(fraud_score)s,%(fraud_action)s,"
-            "%(fraud_flags)s,%(coupon_code)s,%(idempotency_key)s,%(idempotency_scope)s,"
-            "%(currency)s,%(exchange_rate)s)",
+        'order_written': one statement (data-modifying CTEs), atomic on its own and one round trip.
+        Every insert reads the saga's update, so a saga the sweeper claimed meanwhile gets nothing
+        written and SagaTakenOver is raised."""
+        o = {"shipping_option": None, "currency": "USD", "exchange_rate": None, **order}
+        cur = await self.conn.execute(
+            _INSERT_ORDER,
             {
-                "shipping_option": None,
-                "currency": "USD",
-                "exchange_rate": None,
-                **order,
-                "shipping_address": Jsonb(order["shipping_address"]),
-                "billing_address": Jsonb(order["billing_address"]),
-                "fraud_flags": Jsonb(order["fraud_flags"]),
+                **o,
+                "shipping_address": Jsonb(o["shipping_address"]),
+                "billing_address": Jsonb(o["billing_address"]),
+                "fraud_flags": Jsonb(o["fraud_flags"]),
+                "holds": Jsonb(holds),
+                "pi_id": pi_id,
+                # the items and payments as columns, in their order (the ids follow it)
+                "i_sku": [i[1] for i in items],
+                "i_product": [i[2] for i in items],
+                "i_name": [i[3] for i in items],
+                "i_qty": [i[4] for i in items],
+                "i_price": [i[5] for i in items],
+                "i_hold": [i[6] for i in items],
+                "p_kind": [p["kind"] for p in payments],
+                "p_intent": [p.get("payment_intent_id") for p in payments],
+                "p_method": [p["payment_method"] for p in payments],
+                "p_amount": [p["amount"] for p in payments],
             },
         )
-        async with self.conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO order_items (order_id, sku, product_id, name, quantity, unit_price, "
-                "hold_id) VALUES (%s,%s,%s,%s,%s,%s,%s)",
-                items,
-            )
-        for p in payments:
-            if p["kind"] == "card":
-                await self.conn.execute(
-                    "INSERT INTO payments (order_id, kind, payment_intent_id, payment_method, amount, "
-                    "status, currency) VALUES (%s, 'card', %s, %s, %s, 'authorised', %s)",
-                    (
-                        order["id"],
-                        p["payment_intent_id"],
-                        p["payment_method"],
-                        p["amount"],
-                        order.get("currency", "USD"),
-                    ),
-                )
-            else:
-                await self.conn.execute(
-                    "INSERT INTO payments (order_id, kind, payment_method, amount, status, currency) "
-                    "VALUES (%s, %s, %s, %s, 'authorised', %s)",
-                    (
-                        order["id"],
-                        p["kind"],
-                        p["payment_method"],
-                        p["amount"],
-                        order.get("currency", "USD"),
-                    ),
-                )
-        await self.conn.execute(
-            "INSERT INTO order_events (order_id, status) VALUES (%s, 'placed')", (order["id"],)
-        )
-        cur = await self.conn.execute(
-            "UPDATE checkout_sagas SET step = 'order_written', holds = %s, payment_intent_id = %s, "
-            "updated_at = now() WHERE order_id = %s AND state = 'running' AND attempts = 0 "
-            "RETURNING order_id",
-            (Jsonb(holds), pi_id, order["id"]),
-        )
-        if await cur.fetchone() is None:  # claimed by the sweeper meanwhile: no order (rolled back)
+        if await cur.fetchone() is None:  # claimed by the sweeper meanwhile: nothing was written
             raise SagaTakenOver(order["id"])
 
     async def set_allocations(self, order_id: str, allocations: list[tuple[str, dict]]) -> None:
@@ -463,10 +459,40 @@ class PostgresOrderTx:
         )
         return await cur.fetchone() is not None
 
-    async def remember_payment_method(self, user_id: int, token: str) -> None:
+    async def confirm_order(
+        self,
+        order_id: str,
+        status: str,
+        note: str | None,
+        topic: str,
+        payload: dict,
+        result: dict,
+        payment_method: tuple[int, str] | None,
+    ) -> None:
+        """The order takes `status` (with its event), its outbox row, the buyer's card remembered
+        (`payment_method`: (user id, token)) and the saga's step 'committed' with its `result`: one
+        statement, so one execution instead of five in the caller's transaction."""
+        user_id, token = payment_method or (None, None)
         await self.conn.execute(
-            "INSERT INTO payment_methods (user_id, token) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (user_id, token),
+            "WITH card AS (INSERT INTO payment_methods (user_id, token) "
+            "SELECT %(user_id)s::bigint, %(token)s::text WHERE %(user_id)s::bigint IS NOT NULL "
+            "ON CONFLICT DO NOTHING), "
+            "moved AS (UPDATE orders SET status = %(status)s, updated_at = now() WHERE id = %(id)s), "
+            "event AS (INSERT INTO order_events (order_id, status, note) "
+            "VALUES (%(id)s, %(status)s, %(note)s)), "
+            "relayed AS (INSERT INTO outbox (topic, payload) VALUES (%(topic)s, %(payload)s)) "
+            "UPDATE checkout_sagas SET step = 'committed', updated_at = now(), result = %(result)s "
+            "WHERE order_id = %(id)s",
+            {
+                "id": order_id,
+                "status": status,
+                "note": note,
+                "topic": topic,
+                "payload": Jsonb(payload),
+                "result": Jsonb(result),
+                "user_id": user_id,
+                "token": token,
+            },
         )
 
     async def saga_committed(self, order_id: str, result: dict) -> None:
@@ -566,6 +592,13 @@ class PostgresOrderStore:
     async def _run(self, sql: str, args: Any = None) -> None:
         async with self.db.connection() as conn:
             await conn.execute(sql, args)
+
+    async def insert_order(
+        self, order: dict, items: list[tuple], payments: list[dict], holds: list[dict], pi_id
+    ) -> None:
+        """OrderTx.insert_order on its own: one statement, atomic without a transaction block."""
+        async with self.db.connection() as conn:
+            await PostgresOrderTx(conn).insert_order(order, items, payments, holds, pi_id)
 
     # --- the checkout saga's progress ---
     async def begin_saga(

@@ -471,21 +471,23 @@ class Saga:
                     "amount": credit_amount,
                 }
             )
-        # one pipelined transaction: every later crash has an order to settle
+        # all or nothing: every later crash has an order to settle
+        if person is None:  # one statement, atomic on its own: no transaction block around it
+            await self.store.insert_order(order, items, payments, holds, pi_id)
+            return
+        # a flash sale's limit per person is counted under a lock held until the order is in
         async with self.store.transaction(pipelined=True) as tx:
-            if person is not None:
-                over = await tx.person_over_limit(*person)
-                if over is not None:
-                    raise Refused(
-                        "limit_reached",
-                        f"the flash sale of {over['sku']} allows {over['limit']} per person and "
-                        f"this {'card' if over['by'] == 'card' else 'email'} has bought "
-                        f"{over['bought']} already; nothing was charged",
-                        {"sku": over["sku"], "counted_by": over["by"]},
-                    )
+            over = await tx.person_over_limit(*person)
+            if over is not None:
+                raise Refused(
+                    "limit_reached",
+                    f"the flash sale of {over['sku']} allows {over['limit']} per person and "
+                    f"this {'card' if over['by'] == 'card' else 'email'} has bought "
+                    f"{over['bought']} already; nothing was charged",
+                    {"sku": over["sku"], "counted_by": over["by"]},
+                )
             await tx.insert_order(order, items, payments, holds, pi_id)
-            if person is not None:
-                await tx.record_sale_purchases(order_id, *person)
+            await tx.record_sale_purchases(order_id, *person)
 
     # --- settle: commit holds, confirm the order (+ outbox), capture. Also the sweeper's roll-forward.
     async def settle(
@@ -513,7 +515,6 @@ class Saga:
         try:
             async with self.store.transaction(pipelined=True) as tx:
                 body = await self._confirm(tx, order_id, saga, holds, results, status)
-                await tx.saga_committed(order_id, body)
         except Refused as exc:
             await self.undo_order(order_id, saga, list(zip(holds, results)), [])
             return await self._fail(order_id, exc.reason, exc.message)
@@ -529,7 +530,8 @@ class Saga:
         return body
 
     async def _confirm(self, tx: OrderTx, order_id, saga, holds, results, status) -> dict:
-        """Runs in pipeline mode: only the statements whose rows are read wait for an answer."""
+        """Runs in pipeline mode: only the statements whose rows are read wait for an answer. Ends
+        with the saga's step 'committed' (and the 201 body as its result)."""
         req = saga["request"]
         buyer = (
             f"u:{req['user_id']}"
@@ -543,7 +545,9 @@ class Saga:
         if order["status"] != lifecycle.PENDING:
             # confirmed already by the other settler (the running saga and the sweeper can both roll a
             # slow saga forward): coupons, credit and the outbox must be taken exactly once
-            return _answer(order)
+            body = _answer(order)
+            await tx.saga_committed(order_id, body)
+            return body
         for code in filter(None, (order["coupon_code"] or "").split(",")):
             await self._redeem(tx, code, buyer, order_id, order["discount"])
         credits = []
@@ -557,14 +561,13 @@ class Saga:
                 )
             await tx.credit_ledger(credit["payment_method"], order_id, -credit["amount"], "order")
             await tx.payment_status_only(credit["id"], "captured")
-        if req.get("user_id") is not None and saga["payment_intent_id"]:
-            await tx.remember_payment_method(req["user_id"], req["payment_token"])
         assert lifecycle.can_move(order["status"], status), (order["status"], status)
-        await tx.set_order_status(order_id, status)
-        await tx.order_event(
-            order_id, status, "held for a fraud review" if status == lifecycle.REVIEW else None
-        )
-        await tx.outbox(
+        body = _answer({**order, "status": status})
+        # the status with its event, the outbox row, the card remembered, the saga's step: one statement
+        await tx.confirm_order(
+            order_id,
+            status,
+            "held for a fraud review" if status == lifecycle.REVIEW else None,
             f"order.{status}",
             {
                 "order_id": order_id,
@@ -572,8 +575,12 @@ class Saga:
                 "email": req.get("email") or req.get("guest_email"),
                 "grand_total": str(order["grand_total"]),
             },
+            body,
+            (req["user_id"], req["payment_token"])
+            if req.get("user_id") is not None and saga["payment_intent_id"]
+            else None,
         )
-        return _answer({**order, "status": status})
+        return body
 
     async def _redeem(self, tx: OrderTx, code, buyer, order_id, amount) -> None:
         c = await tx.coupon_for_update(code)

@@ -17,7 +17,8 @@ class InvoiceStore(Protocol):
     async def save(self, draft: DocumentDraft, issued_at: dt.datetime, series: str) -> dict:
         """Number and store the document in one transaction (the counter row locked in it). A
         document that exists already for the same order (invoice) or refund (credit note) is
-        answered instead of a second one."""
+        answered instead of a second one. A document issued now is answered with its stored row
+        (`document`) and `lines`, as `document(code)` would read them back."""
 
     async def orders_to_invoice(self, since: dt.datetime, limit: int) -> list[str]: ...
 

@@ -33,12 +33,14 @@ async def order_confirmed(res, payload: dict) -> list[Mail]:
         if await PostgresOrderStore(res.db).order_status(order_id) == lifecycle.CONFIRMED:
             raise NotPaidYet(f"order {order_id} is confirmed, its payment not captured yet")
         return []  # undone before it was paid: the buyer is told that instead
-    code = issued.get("code")  # issued just now; one issued before is looked up
-    if code is None:
+    if "document" in issued:  # issued just now: rendered from what was stored, not read back
+        doc, lines = issued["document"], issued["lines"]
+    else:  # issued before (the sweep, the API): looked up
         (code,) = [
             d["code"] for d in await store.documents_of_order(order_id) if d["kind"] == "invoice"
         ]
-    doc, lines = await store.document(code)
+        doc, lines = await store.document(code)
+    code = doc["code"]
     pdf = await asyncio.to_thread(render_pdf, doc, lines)
     return [
         Mail(

@@ -231,19 +231,15 @@ async def _email_of(db, order_id: str | None) -> tuple[str | None, bool]:
     if not order_id:
         return None, False
     async with db.connection() as conn:
+        # one statement: the account's address comes with the order (one round trip, not two)
         cur = await conn.execute(
-            "SELECT o.guest_email, o.user_id FROM orders o WHERE o.id = %s", (order_id,)
+            "SELECT o.guest_email, o.user_id, u.email FROM orders o "
+            "LEFT JOIN users u ON u.id = o.user_id WHERE o.id = %s",
+            (order_id,),
         )
         o = await cur.fetchone()
-        if o is None:
-            return None, False
-        if o["guest_email"] and o["user_id"] is None:
-            return o["guest_email"], True
-        if o["guest_email"]:
-            return o["guest_email"], False
-        try:
-            cur = await conn.execute("SELECT email FROM users WHERE id = %s", (o["user_id"],))
-            u = await cur.fetchone()
-        except Exception:
-            return None, False
-        return (u["email"] if u else None), False
+    if o is None:
+        return None, False
+    if o["guest_email"]:
+        return o["guest_email"], o["user_id"] is None
+    return o["email"], False

@@ -138,8 +138,8 @@ class OrderTx(Protocol):
         self, order: dict, items: list[tuple], payments: list[dict], holds: list[dict], pi_id
     ) -> None:
         """The pending order, its items and payments, its 'placed' event and the saga's step
-        'order_written', in the caller's (pipelined) transaction. Raises SagaTakenOver (rolling it
-        back) when the sweeper claimed the saga meanwhile."""
+        'order_written', all or nothing (in the caller's transaction). Raises SagaTakenOver, having
+        written nothing, when the sweeper claimed the saga meanwhile."""
 
     async def person_over_limit(
         self, lines: list[tuple[str, int, int, int]], email: str, card_fingerprint: str | None
@@ -172,7 +172,19 @@ class OrderTx(Protocol):
     async def take_credit(self, account_id: str, amount: Decimal) -> bool:
         """Spend `amount` of a gift card / store credit; False when its balance is short."""
 
-    async def remember_payment_method(self, user_id: int, token: str) -> None: ...
+    async def confirm_order(
+        self,
+        order_id: str,
+        status: str,
+        note: str | None,
+        topic: str,
+        payload: dict,
+        result: dict,
+        payment_method: tuple[int, str] | None,
+    ) -> None:
+        """The order takes `status` (its event with `note`), its outbox row (`topic`, `payload`), the
+        buyer's card remembered (`payment_method`: (user id, token)) and the saga's step
+        'committed' with its `result`."""
 
     async def saga_committed(self, order_id: str, result: dict) -> None: ...
 
@@ -207,6 +219,11 @@ class OrderStore(Protocol):
     def transaction(self, pipelined: bool = False) -> AbstractAsyncContextManager[OrderTx]:
         """One transaction; `pipelined`: the statements go out together, one round trip to
         PostgreSQL instead of one each (only a statement whose rows are read waits)."""
+
+    async def insert_order(
+        self, order: dict, items: list[tuple], payments: list[dict], holds: list[dict], pi_id
+    ) -> None:
+        """OrderTx.insert_order without a transaction of the caller's: atomic on its own."""
 
     async def begin_saga(
         self, order_id: str, scope: str, key: str, user_id, step: str, request: dict, holds: list
