@@ -336,7 +336,11 @@ class CpuAccount:
                 roots.append(p)
         seen = {}
         for r in roots:
-            for p in [r, *r.children(recursive=True)]:
+            try:
+                family = [r, *r.children(recursive=True)]
+            except psutil.NoSuchProcess:  # it (or a child) ended while listed: nothing to count
+                continue
+            for p in family:
                 seen[p.pid] = p
         return seen.values()
 

@@ -487,6 +487,42 @@ def standalone_checkout_cpu_section() -> list[str]:
     return out + [f"- {line}" for line in r.get("findings", [])] + [""]
 
 
+def standalone_cold_pages_section() -> list[str]:
+    """benchmarks/results/http_cold_pages.json: cold product pages (every page read from PostgreSQL),
+    before and after a change of the page's read, each measured by benchmarks/http_cold_pages.py."""
+    path = REPO / "benchmarks" / "results" / "http_cold_pages.json"
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    rows = [
+        [
+            f"{name}, pass {row['pass'] + 1}",
+            _fmt(row["requests_per_s"], 0),
+            _fmt(row["p50_ms"], 1),
+            _fmt(row["p99_ms"], 1),
+            _fmt(row["non_2xx"]),
+            _fmt(row["cpu_ms_per_page"].get("serve replica"), 2),
+            _fmt(row["cpu_ms_per_page"].get("postgres"), 2),
+            _fmt(row["load_avg_1m"]),
+        ]
+        for name in ("before", "after")
+        for row in r.get(name, {}).get("rows", [])
+    ]
+    head = ["run", "pages/s", "p50 ms", "p99 ms", "non-2xx", "replica CPU ms/page"]
+    out = [
+        "## Cold product pages: every page read from PostgreSQL (standalone runs)",
+        "",
+        f"- command: `{r['command']}`, on 2 cores",
+        f"- before: {r['before']['code']} ({r['before']['generated_at']})",
+        f"- after: {r['after']['code']} ({r['after']['generated_at']})",
+        f"- recorded in `benchmarks/results/{path.name}`",
+        "",
+        _md_table([*head, "PostgreSQL CPU ms/page", "load (1 min)"], rows),
+        "",
+    ]
+    return out + [f"- {line}" for line in r.get("findings", [])] + [""]
+
+
 def standalone_serve_sections() -> list[str]:
     """benchmarks/results/serve_profile.json (python -m benchmarks.serve_profile): where a /healthz
     request's CPU goes through Serve; benchmarks/results/http_checkout.json: the serve_checkout wrk row
@@ -754,6 +790,7 @@ def write_docs(results: dict) -> Path:
         out += [""]
 
     out += standalone_serve_sections()  # python -m benchmarks.serve_profile, the checkout wrk row
+    out += standalone_cold_pages_section()  # python -m benchmarks.http_cold_pages, before and after
     out += [
         "## Ratios watched by `make bench-check`",
         "",
