@@ -233,12 +233,9 @@ async def sku_taken(conn: AsyncConnection, skus: list[str]) -> list[str]:
 
 
 async def get_product(conn: AsyncConnection, product_id: int) -> dict | None:
-    """The product page: product, category path, seller, variants, images. The three reads go to
-    PostgreSQL together (pipeline mode) and are read once the block has synced: one round trip for
-    the three instead of one each, so on a busy event loop a page read holds its pooled connection
-    for one wait, not three. (A new transaction's BEGIN still goes first on its own.)"""
-    async with conn.pipeline():
-        product_cur = await conn.execute(
+    """The product page: product, category path, seller, variants, images."""
+    row = await (
+        await conn.execute(
             """SELECT p.id, p.name, p.description, p.brand, c.path AS category, p.price, p.currency, p.status,
                   p.rating, p.review_count, p.weight_g, p.attributes, p.in_stock, p.created_at, p.updated_at,
                   s.id AS seller_id, s.name AS seller_name, s.rating AS seller_rating, s.user_id AS seller_user_id
@@ -246,24 +243,26 @@ async def get_product(conn: AsyncConnection, product_id: int) -> dict | None:
            WHERE p.id = %s""",
             (product_id,),
         )
-        variants_cur = await conn.execute(
+    ).fetchone()
+    if row is None:
+        return None
+    product = _plain(row)
+    variants = await (
+        await conn.execute(
             # a variant a content item is sold under is digital: it ships nothing and never runs out
             "SELECT v.id, v.sku, v.attributes, v.price_adjustment, "
             "EXISTS (SELECT 1 FROM content_items ci WHERE ci.sku = v.sku) AS digital "
             "FROM product_variants v WHERE v.product_id = %s ORDER BY v.id",
             (product_id,),
         )
-        images_cur = await conn.execute(
+    ).fetchall()
+    images = await (
+        await conn.execute(
             """SELECT id, url, thumb_url, medium_url, width, height FROM product_images
             WHERE product_id = %s ORDER BY position, id""",
             (product_id,),
         )
-    row = await product_cur.fetchone()
-    variants = await variants_cur.fetchall()
-    images = await images_cur.fetchall()
-    if row is None:
-        return None
-    product = _plain(row)
+    ).fetchall()
     product["variants"] = [_plain(v) for v in variants]
     product["images"] = [i["url"] for i in images]
     # uploaded images have resized renditions; an external URL serves every size
