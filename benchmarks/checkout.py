@@ -304,12 +304,8 @@ async def run_paced(
         "overhead_pct": round((1 - fm["checkouts_per_s"] / ceiling) * 100, 1) if ceiling else None,
     }
     if cpu:
-        out["cpu_ms_per_gateway_checkout"] = {
-            k: round(v * 1000 / n, 2) for k, v in CpuAccount.diff(t0, t1).items()
-        }
-        out["cpu_ms_per_flashmart_checkout"] = {
-            k: round(v * 1000 / n, 2) for k, v in CpuAccount.diff(t1, t2).items()
-        }
+        out["cpu_ms_per_gateway_checkout"] = CpuAccount.per(t0, t1, n, digits=2)
+        out["cpu_ms_per_flashmart_checkout"] = CpuAccount.per(t1, t2, n, digits=2)
         out["flashmart_cpu_ms_per_checkout"] = flashmart_cpu_ms(
             out["cpu_ms_per_flashmart_checkout"]
         )
@@ -385,6 +381,12 @@ class CpuAccount:
             except Exception:
                 continue
         return out
+
+    @staticmethod
+    def per(before: dict, after: dict, count: int, digits: int = 3) -> dict[str, float]:
+        """CPU ms of each role per one of `count` requests (or checkouts) made between the snapshots."""
+        n = max(1, count)
+        return {k: round(v * 1000 / n, digits) for k, v in CpuAccount.diff(before, after).items()}
 
     @staticmethod
     def diff(before: dict, after: dict) -> dict[str, float]:
@@ -635,12 +637,8 @@ async def run_checkout(
     }
     if cpu:
         # CPU ms per operation: the gateway phase ran 2 x checkouts intents, flashmart's phase `checkouts`
-        extra["cpu_ms_per_gateway_checkout"] = {
-            k: round(v * 1000 / (2 * checkouts), 2) for k, v in CpuAccount.diff(t0, t1).items()
-        }
-        extra["cpu_ms_per_flashmart_checkout"] = {
-            k: round(v * 1000 / checkouts, 2) for k, v in CpuAccount.diff(t1, t2).items()
-        }
+        extra["cpu_ms_per_gateway_checkout"] = CpuAccount.per(t0, t1, 2 * checkouts, digits=2)
+        extra["cpu_ms_per_flashmart_checkout"] = CpuAccount.per(t1, t2, checkouts, digits=2)
         extra["flashmart_cpu_ms_per_checkout"] = flashmart_cpu_ms(
             extra["cpu_ms_per_flashmart_checkout"]
         )

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -563,7 +564,7 @@ def run_http(
         return {"skipped": "wrk is not available", "rows": []}
     work_dir.mkdir(parents=True, exist_ok=True)
     not_measured: list[str] = []
-    measures: list[tuple[str, object]] = []  # (row name, a function that measures it once)
+    measures: list[tuple[str, Callable[[], dict]]] = []  # (row name, one measurement of it)
 
     def measure(target: Target):
         return lambda: run_wrk(

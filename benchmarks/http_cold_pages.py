@@ -73,10 +73,7 @@ def main(argv=None) -> dict:
                 warmup_s=0,  # a warm-up would read pages this pass means to find cold
             )
             t1 = cpu.snapshot()
-            pages = max(1, row["requests"])
-            row["cpu_ms_per_page"] = {
-                k: round(v * 1000 / pages, 3) for k, v in CpuAccount.diff(t0, t1).items() if v
-            }
+            row["cpu_ms_per_page"] = CpuAccount.per(t0, t1, row["requests"])
             row["load_avg_1m"] = round(os.getloadavg()[0], 1)
             rows.append({"pass": n, **row})
             print(

@@ -1,5 +1,5 @@
-"""The HTTP benchmark's flash-sale rows on their own, in one run: Serve `/healthz`, the reserving
-add-to-cart (`serve_add_to_cart`, benchmarks/http.py cart_preparer) and the reference seckill app
+"""The HTTP benchmark's flash-sale rows on their own, in one run: Serve `/healthz`, the reserving and
+the sold-out add-to-cart and the product page (benchmarks/http.py cart_preparer) and the reference seckill app
 (benchmarks/seckill.py, as many uvicorn workers as replicas), with the same wrk settings as
 `python -m benchmarks --quick` (5 s, 64 connections) against a platform started here with 2 replicas.
 Beside requests/s and latency it reports each process's CPU per request (benchmarks/checkout.py's
@@ -69,11 +69,12 @@ def main(argv=None) -> dict:
         if isinstance(targets, str):
             raise SystemExit(targets)
         add = next(t for t in targets if t.name == "serve_add_to_cart")
+        others = [t for t in targets if t is not add]  # the sold-out add and the product page
         healthz = Target("serve_healthz", f"{settings.api_url}/healthz")
         cpu = CpuAccount(data)
         replicas = [pid for pid, (role, _) in cpu.snapshot().items() if role == "serve replica"]
         for round_ in range(args.rounds):
-            for target in (healthz, add):
+            for target in (healthz, add, *others):
                 last = round_ == args.rounds - 1
                 spies = (
                     _spy(replicas, args.seconds + 1, args.profile)
@@ -91,10 +92,7 @@ def main(argv=None) -> dict:
                 t1 = cpu.snapshot()
                 for s in spies:
                     s.wait()
-                n = max(1, row["requests"])
-                row["cpu_ms_per_request"] = {
-                    k: round(v * 1000 / n, 3) for k, v in CpuAccount.diff(t0, t1).items() if v
-                }
+                row["cpu_ms_per_request"] = CpuAccount.per(t0, t1, row["requests"])
                 row["load_avg_1m"] = round(os.getloadavg()[0], 1)
                 rows.append({"round": round_, **row})
                 print(

@@ -509,6 +509,7 @@ def standalone_cold_pages_section() -> list[str]:
         for row in r.get(name, {}).get("rows", [])
     ]
     head = ["run", "pages/s", "p50 ms", "p99 ms", "non-2xx", "replica CPU ms/page"]
+    head += ["PostgreSQL CPU ms/page", "load (1 min)"]
     out = [
         "## Cold product pages: every page read from PostgreSQL (standalone runs)",
         "",
@@ -517,7 +518,7 @@ def standalone_cold_pages_section() -> list[str]:
         f"- after: {r['after']['code']} ({r['after']['generated_at']})",
         f"- recorded in `benchmarks/results/{path.name}`",
         "",
-        _md_table([*head, "PostgreSQL CPU ms/page", "load (1 min)"], rows),
+        _md_table(head, rows),
         "",
     ]
     return out + [f"- {line}" for line in r.get("findings", [])] + [""]
