@@ -3,7 +3,7 @@ the sold-out add-to-cart and the product page (benchmarks/http.py cart_preparer)
 (benchmarks/seckill.py, as many uvicorn workers as replicas), with the same wrk settings as
 `python -m benchmarks --quick` (5 s, 64 connections) against a platform started here with 2 replicas.
 Beside requests/s and latency it reports each process's CPU per request (benchmarks/checkout.py's
-CpuAccount) and, with --profile, py-spy's raw samples of each replica during the last add round.
+CpuAccount) and, with --profile, py-spy's raw samples of each replica during one row of the last round.
 Requests/s on a shared machine move with its load (printed with every row): compare ratios of rows
 measured in one run, and CPU per request.
 
@@ -48,6 +48,13 @@ def main(argv=None) -> dict:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--rounds", type=int, default=1, help="healthz + add, this many times")
     p.add_argument("--profile", type=Path, default=None, metavar="DIR", help="py-spy output")
+    p.add_argument(
+        "--profile-row",
+        default="serve_add_to_cart",
+        metavar="NAME",
+        help="the row profiled in the last round (serve_healthz, serve_add_to_cart, "
+        "serve_add_sold_out, serve_product_page)",
+    )
     p.add_argument("--json", type=Path, default=None, metavar="PATH")
     args = p.parse_args(argv)
 
@@ -78,7 +85,7 @@ def main(argv=None) -> dict:
                 last = round_ == args.rounds - 1
                 spies = (
                     _spy(replicas, args.seconds + 1, args.profile)
-                    if args.profile and last and target is add
+                    if args.profile and last and target.name == args.profile_row
                     else []
                 )
                 t0 = cpu.snapshot()

@@ -52,7 +52,7 @@ def create_fastapi() -> FastAPI:
     return api
 
 
-@serve.deployment(name="Api", max_ongoing_requests=256)
+@serve.deployment(name="Api")  # max_ongoing_requests: build_app, from the settings
 @serve.ingress()
 class Api:
     """The ingress replica: opens its context once, then serves the FastAPI app built for it."""
