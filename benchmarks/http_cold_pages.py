@@ -35,12 +35,16 @@ def main(argv=None) -> dict:
     p.add_argument("--seconds", type=int, default=5)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--json", type=Path, default=None, metavar="PATH")
+    p.add_argument(
+        "--profile", type=Path, default=None, metavar="DIR", help="py-spy of the last pass"
+    )
     args = p.parse_args(argv)
 
     import psycopg
 
     from benchmarks.checkout import CpuAccount
     from benchmarks.http import Target, ensure_wrk, run_wrk
+    from benchmarks.http_flash import _spy
     from benchmarks.private_platform import private_platform
     from flashmart.sim.catalog_gen import bulk_load
 
@@ -56,6 +60,12 @@ def main(argv=None) -> dict:
         with psycopg.connect(settings.database_url) as conn:
             first = conn.execute("SELECT min(id) FROM products").fetchone()[0]
         cpu = CpuAccount(data)
+        # the replicas and the recommendation actor, a cold page's two largest costs
+        profiled = [
+            pid
+            for pid, (role, _) in cpu.snapshot().items()
+            if role in ("serve replica", "ray::RecommendationActor")
+        ]
         for n in range(args.passes):
             start = first - 1 + n * IDS_PER_PASS
             target = Target(
@@ -63,6 +73,8 @@ def main(argv=None) -> dict:
                 f"{settings.api_url}/api/v1/products/{start + 1}",
                 lua=COUNTER_LUA.format(start=start),
             )
+            last = n == args.passes - 1
+            spies = _spy(profiled, args.seconds + 1, args.profile) if args.profile and last else []
             t0 = cpu.snapshot()
             row = run_wrk(
                 wrk,
@@ -73,6 +85,8 @@ def main(argv=None) -> dict:
                 warmup_s=0,  # a warm-up would read pages this pass means to find cold
             )
             t1 = cpu.snapshot()
+            for spy in spies:
+                spy.wait()
             row["cpu_ms_per_page"] = CpuAccount.per(t0, t1, row["requests"])
             row["load_avg_1m"] = round(os.getloadavg()[0], 1)
             rows.append({"pass": n, **row})

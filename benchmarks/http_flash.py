@@ -32,7 +32,7 @@ def _spy(pids: list[int], seconds: int, out_dir: Path) -> list[subprocess.Popen]
     return [
         subprocess.Popen(
             [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw"]
-            + ["-o", str(out_dir / f"replica-{pid}.txt"), "--nonblocking"],
+            + ["-o", str(out_dir / f"{pid}.txt"), "--nonblocking"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -123,3 +123,48 @@ def test_similar_items_share_category_and_words(api, unique):
 
     assert _eventually(lambda: similar() == [pids[1]]), similar()
     assert api.get("/api/v1/recommendations/products/0").status_code == 404
+
+
+def test_the_lists_pages_ask_for_together_are_fetched_in_one_actor_call(
+    api, db, admin, warehouse, platform
+):
+    """Product pages viewed together have their missing lists fetched in one call to the
+    recommendation actor (the page never waits on them), each product getting its own lists."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from flashmart.actors.recommendations.client import RecommendationClient
+    from flashmart.actors.search.actor import SearchClient
+    from flashmart.serve.routes import recommendations as page_lists
+
+    skus = [product(db, api, admin, warehouse) for _ in range(3)]
+    pids = [_pid(db, s) for s in skus]
+    buyer = make_user(api, "customer")
+    for sku in skus[:2]:
+        assert add(api, buyer, sku, 1).status_code == 200
+    assert checkout(api, buyer, card(platform)).status_code == 201
+    pids_bought_with = {pids[0]: [pids[1]], pids[1]: [pids[0]], pids[2]: []}
+
+    async def view_together():
+        recs = await RecommendationClient.connect(platform)
+        ctx = SimpleNamespace(services={"recommendations": recs, "search": None})
+        ctx.services["search"] = await SearchClient.connect(platform)
+        deadline = time.monotonic() + 60
+        while not (await recs.actor.also_bought.remote(pids[0], 8))[0]:  # the order is applied
+            assert time.monotonic() < deadline, "the paid order never reached the actor"
+            await recs.actor.ingest_now.remote()
+        while len(await ctx.services["search"].rows(pids)) < len(pids):  # indexed (asynchronously)
+            assert time.monotonic() < deadline, "the products never reached the search index"
+            await asyncio.sleep(0.2)
+        batches = (await recs.actor.stats.remote())["list_batches"]
+        first = [page_lists.lists_for_page(ctx, pid) for pid in pids]
+        await page_lists._batcher
+        later = {pid: page_lists.lists_for_page(ctx, pid) for pid in pids}
+        return first, (await recs.actor.stats.remote())["list_batches"] - batches, later
+
+    first, calls, later = asyncio.run(view_together())
+    assert first == [{"also_bought": [], "similar": []}] * 3  # a first view waits for nothing
+    assert calls == 1
+    for pid, partners in pids_bought_with.items():
+        assert [x["product_id"] for x in later[pid]["also_bought"]] == partners
+        assert "similar" in later[pid]

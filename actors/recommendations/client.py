@@ -49,6 +49,28 @@ class RecommendationClient:
             ("also", product_id, limit), self.actor.also_bought, product_id, limit
         )
 
+    async def also_bought_many(self, product_ids: list[int], limit: int = 10) -> dict[int, list]:
+        """Each product's list, those not cached asked for in one actor call."""
+        now = time.monotonic()
+        out: dict[int, list[dict]] = {}
+        missing = []
+        for pid in product_ids:
+            held = self._cache.get(("also", pid, limit))
+            if held is not None and now - held[0] < LIST_CACHE_S:
+                out[pid] = held[1]
+            else:
+                missing.append(pid)
+        if missing:
+            found, _ = await asyncio.wait_for(
+                self.actor.also_bought_many.remote(missing, limit), ACTOR_DEADLINE_S
+            )
+            if len(self._cache) + len(found) > LIST_CACHE_MAX:
+                self._cache.clear()
+            for pid, rows in found.items():
+                self._cache[("also", pid, limit)] = (now, rows)
+            out |= found
+        return out
+
     async def trending(self, category: str | None, limit: int = 10) -> list[dict]:
         return await self._cached(("trend", category, limit), self.actor.trending, category, limit)
 
