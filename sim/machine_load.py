@@ -46,6 +46,11 @@ def kind_of(name: str, cmdline: str) -> str:
     return "other flashmart processes"
 
 
+def actor_class(cmdline: str) -> str:
+    """An actor process's class: Ray names it "ray::<class>" or "ray::<class>.<method running>"."""
+    return cmdline.split()[0][len("ray::") :].split(".")[0]
+
+
 class MachineLoad:
     """CPU seconds per kind of process between start() and stop(), and the load average meanwhile.
 
@@ -86,6 +91,7 @@ class MachineLoad:
         now = _cpu_by_pid()
         ours = self._platform_pids(now)
         by_kind: Counter = Counter(ended or {})
+        by_actor: Counter = Counter()  # the "actors" kind by actor class (which actor costs what)
         for pid, (cpu, proc) in now.items():
             if pid not in ours:
                 continue
@@ -93,7 +99,10 @@ class MachineLoad:
             if pid == self.me:
                 kind = "simulator (this process; the load generator too when it is one process)"
             else:
-                kind = kind_of(*_describe(proc))
+                name, cmdline = _describe(proc)
+                kind = kind_of(name, cmdline)
+                if kind == "actors":
+                    by_actor[actor_class(cmdline)] += max(0.0, used)
             by_kind[kind] += max(0.0, used)
         # everything else the cores did, processes that came and went included (a test run's
         # workers), from the machine's own counters
@@ -117,6 +126,7 @@ class MachineLoad:
                 kind: {"cpu_s": round(s, 1), "share_of_machine": round(s / (wall_s * cores), 3)}
                 for kind, s in by_kind.most_common()
             },
+            "actors_cpu_s": {name: round(s, 1) for name, s in by_actor.most_common() if s >= 0.05},
         }
 
     def _platform_pids(self, procs: dict[int, tuple[float, psutil.Process]]) -> set[int]:

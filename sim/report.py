@@ -351,6 +351,9 @@ def markdown(report: dict) -> str:
         ]
         for kind, v in machine["cpu_by_process_kind"].items():
             lines.append(f"| {kind} | {v['cpu_s']} | {v['share_of_machine']:.0%} |")
+        if machine.get("actors_cpu_s"):
+            by_actor = ", ".join(f"{a} {s} s" for a, s in machine["actors_cpu_s"].items())
+            lines += ["", f"Actors by class (CPU s): {by_actor}."]
     lines += [
         "",
         "## Refused or failed responses",

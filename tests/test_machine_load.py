@@ -13,7 +13,7 @@ import time
 
 import psutil
 
-from flashmart.sim.machine_load import OTHER_WORK, MachineLoad, kind_of
+from flashmart.sim.machine_load import OTHER_WORK, MachineLoad, actor_class, kind_of
 
 SPIN_S = 0.5
 # spin for SPIN_S of CPU, then stay alive (a process that has ended can no longer be read)
@@ -71,6 +71,8 @@ def test_process_kinds_from_names_and_command_lines():
     assert kind_of("python", "ray::ProxyActor") == "Serve proxy and controller"
     assert kind_of("python", "ray::InventoryShard.reserve") == "actors"
     assert kind_of("python", "ray::IDLE") == "Ray system"
+    assert actor_class("ray::InventoryShard.reserve") == "InventoryShard"
+    assert actor_class("ray::RecommendationActor") == "RecommendationActor"
     assert kind_of("postgres", "/x/pginstall/bin/postgres -D /data/pg") == "PostgreSQL"
     assert kind_of("redis-server", "/x/redis-server unixsocket:/d/redis.sock") == "Redis"
     assert kind_of("python", "python -m flashmart.storage.localstripe_server --port 1") == (
