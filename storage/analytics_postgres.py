@@ -39,17 +39,33 @@ def _args(since, until, seller_id, **more) -> dict:
     }
 
 
+# an event row as actors/analytics/state.py event_row makes it
+_EVENT_COLUMN_TYPES = (
+    "event_id text, at timestamptz, kind text, sku text, product_id bigint, query text, "
+    "results integer, outcome text, buyer text, quantity integer"
+)
+_EVENT_COLUMNS = ", ".join(c.split()[0] for c in _EVENT_COLUMN_TYPES.split(", "))
+
+
 class PostgresAnalyticsStore:
     def __init__(self, pool):
         self.pool = pool
 
     async def add_events(self, rows: list[tuple]) -> None:
+        """Store a drained batch; an event stored before (a drain that died before its XACK) is not
+        stored twice. COPY into a scratch table, then one INSERT: a flash sale's events are a
+        hundred thousand rows, and an INSERT per row cost the back office ~0.1 ms of CPU each."""
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO analytics_events (event_id, at, kind, sku, product_id, query, results, "
-                "outcome, buyer, quantity) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-                "ON CONFLICT (event_id) DO NOTHING",
-                rows,
+            await cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS analytics_incoming "
+                f"({_EVENT_COLUMN_TYPES}) ON COMMIT DELETE ROWS"
+            )
+            async with cur.copy(f"COPY analytics_incoming ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            await cur.execute(
+                f"INSERT INTO analytics_events ({_EVENT_COLUMNS}) "
+                f"SELECT {_EVENT_COLUMNS} FROM analytics_incoming ON CONFLICT (event_id) DO NOTHING"
             )
 
     async def _rows(self, sql: str, args: dict) -> list[dict]:

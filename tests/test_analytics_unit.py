@@ -59,3 +59,40 @@ def test_a_flush_writes_each_event_in_order_as_the_drain_reads_it(backing):
         await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_drained_batch_is_stored_once_whatever_is_sent_again(backing):
+    """add_events stores every row of a batch as given; a batch sent again (a drain that died before
+    its XACK reads its entries again) stores nothing twice."""
+    import asyncio
+    import datetime as dt
+    import uuid
+
+    import psycopg
+
+    from flashmart.storage.analytics_postgres import PostgresAnalyticsStore
+    from flashmart.storage.postgres import open_async_pool
+
+    tag = uuid.uuid4().hex
+    at = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
+    rows = [
+        (f"{tag}-1", at, "add_to_cart", "FM-1", None, None, None, "sold_out", "u:7", 2),
+        (f"{tag}-2", at, "search", None, None, "red shoes", 0, None, None, None),
+        (f"{tag}-3", at, "product_view", None, 42, None, None, None, "g:x'y", None),
+    ]
+
+    async def scenario():
+        pool = await open_async_pool(backing.database_url, min_size=1, max_size=1, autocommit=True)
+        store = PostgresAnalyticsStore(pool)
+        await store.add_events(rows[:2])
+        await store.add_events(rows)  # the first two again, with a third
+        await pool.close()
+
+    asyncio.run(scenario())
+    with psycopg.connect(backing.database_url) as conn:
+        stored = conn.execute(
+            "SELECT event_id, at, kind, sku, product_id, query, results, outcome, buyer, quantity "
+            "FROM analytics_events WHERE event_id LIKE %s ORDER BY event_id",
+            (f"{tag}-%",),
+        ).fetchall()
+    assert stored == rows
