@@ -158,6 +158,52 @@ def test_hot_sku_move_keeps_holds(inventory, ray_session, db, unique):
     assert row["shard"] == hot_shard_name(sku)
 
 
+def test_a_hot_shard_not_running_starts_when_asked_for_and_keeps_its_holds(
+    inventory, ray_session, db, unique
+):
+    """The platform started again on a new Ray cluster over the same database starts the directory
+    and the cold shards only: a hot SKU's shard is gone until its SKU is next asked for. Then it is
+    started, loads the SKU from PostgreSQL, and the holds given before are still there."""
+    from flashmart.actors import NAMESPACE
+
+    sku = f"sku-{unique}"
+
+    async def before():
+        c = await client_for(inventory)
+        await c.set_stock(sku, "wh-1", 10)
+        await c.declare_hot(sku, 3)
+        held = await c.reserve(sku, 2, 1)
+        assert isinstance(held, Reserved)
+        await c.close()
+        return held
+
+    held = run(before())
+    shard = ray_session.get_actor(hot_shard_name(sku), namespace=NAMESPACE)
+    ray_session.get(shard.drain.remote())  # its journal is in PostgreSQL
+    ray_session.kill(shard, no_restart=True)  # as if its cluster had gone
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ray_session.get_actor(hot_shard_name(sku), namespace=NAMESPACE)
+        except ValueError:
+            break
+        assert time.monotonic() < deadline, "the killed shard is still named"
+        time.sleep(0.1)
+
+    async def after():
+        c = await client_for(inventory)  # a replica of the new platform: nothing cached
+        view = await c.stock(sku)
+        more = await c.reserve(sku, 1, 2)
+        limited = await c.reserve(sku, 2, 1)  # buyer 1 holds 2 of the sale's limit of 3
+        await c.close()
+        return view, more, limited
+
+    view, more, limited = run(after())
+    assert (view.on_hand, view.held, view.available) == (10, 2, 8)
+    assert isinstance(more, Reserved) and more.hold_id != held.hold_id
+    assert limited.reason == "limit_reached"
+
+
 def test_directory_killed_mid_move_finishes_the_move_on_restart(inventory, ray_session, db, unique):
     """kill -9 the directory after the old shard exported a SKU and before the new placement is written:
     the restarted directory finds the move in PostgreSQL and finishes it, nobody retries declare_hot."""

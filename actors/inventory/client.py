@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flashmart import obs
-from flashmart.actors import NAMESPACE
 from flashmart.actors.inventory.buckets import hold_bucket, home_bucket
 from flashmart.actors.inventory.messages import (
     STOCKLESS_HOLD_EXPIRES_AT,
@@ -412,10 +411,10 @@ class InventoryClient:
     def _batcher(self, name: str) -> _ShardBatcher:
         batcher = self._batchers.get(name)
         if batcher is None:
-            import ray
+            from flashmart.actors.inventory.directory import shard_handle
 
             batcher = self._batchers[name] = _ShardBatcher(
-                ray.get_actor(name, namespace=NAMESPACE),
+                shard_handle(self.settings, name),
                 self.settings.batch_window_ms / 1000,
                 self.settings.batch_size_max,
                 INFLIGHT_MAX,

@@ -136,6 +136,20 @@ def ensure_shard(settings: Settings, name: str):
     return shard_class().options(**shard_options(name)).remote(name, settings)
 
 
+def shard_handle(settings: Settings, name: str):
+    """The named shard, started when it is not running. A new Ray cluster over the same database
+    (the platform stopped and started again) starts only the directory and the cold shards; a hot
+    shard that PostgreSQL still places SKUs on starts when one of them is next asked for, and loads
+    them from PostgreSQL as a restarted shard does."""
+    import ray
+
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:  # no such actor in this cluster
+        log.warning("shard %s is not running: starting it", name)
+        return ensure_shard(settings, name)
+
+
 class DirectoryCore:
     def __init__(self, settings: Settings, store) -> None:
         self.settings = settings
@@ -561,11 +575,8 @@ class DirectoryCore:
                 )
         log.info("moved %s from %s to %s", sku, source, target)
 
-    @staticmethod
-    def _shard(name: str):
-        import ray
-
-        return ray.get_actor(name, namespace=NAMESPACE)
+    def _shard(self, name: str):
+        return shard_handle(self.settings, name)
 
 
 def _make_directory_class():
