@@ -315,6 +315,11 @@ class Settings(BaseSettings):
     max_ongoing_requests: int = Field(
         2048, ge=1, description="requests in flight per Serve replica (past it they queue in Serve)"
     )
+    serve_target_ongoing_requests: int = Field(
+        64,
+        ge=1,
+        description="with replicas_min < replicas_max: the load per replica autoscaling aims at",
+    )
     haproxy_request_metrics: bool = Field(
         False, description="HAProxy's per-request metrics for Serve (a log line per request)"
     )

@@ -124,6 +124,7 @@ def replica_count(settings: Settings) -> dict:
         "autoscaling_config": {
             "min_replicas": settings.serve_replicas_min,
             "max_replicas": settings.serve_replicas_max,
-            "target_ongoing_requests": max(1, settings.max_ongoing_requests // 4),
+            # a replica's fair share of work, far below the in-flight bound (which counts waiters)
+            "target_ongoing_requests": settings.serve_target_ongoing_requests,
         }
     }
