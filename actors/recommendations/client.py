@@ -44,11 +44,6 @@ class RecommendationClient:
 
     # --- lists ------------------------------------------------------------------------------------
 
-    async def also_bought(self, product_id: int, limit: int = 10) -> list[dict]:
-        return await self._cached(
-            ("also", product_id, limit), self.actor.also_bought, product_id, limit
-        )
-
     async def also_bought_many(self, product_ids: list[int], limit: int = 10) -> dict[int, list]:
         """Each product's list, those not cached asked for in one actor call."""
         now = time.monotonic()

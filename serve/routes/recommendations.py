@@ -41,18 +41,7 @@ def _service(ctx: Context, name: str):
 
 async def product_lists(ctx: Context, product_id: int, limit: int) -> dict:
     """{"also_bought": rows, "similar": rows} (rows as in search results)."""
-    recs, search = _service(ctx, "recommendations"), _service(ctx, "search")
-    try:
-        also = await recs.also_bought(product_id, limit)
-    except Exception as exc:
-        log.warning(f"also-bought for {product_id} unavailable: {type(exc).__name__}")
-        also = []
-    rows = await search.rows([a["product_id"] for a in also]) if also else []
-    together = {a["product_id"]: a["bought_together"] for a in also}
-    return {
-        "also_bought": [{**r, "bought_together": together[r["product_id"]]} for r in rows],
-        "similar": await search.similar(product_id, limit),
-    }
+    return (await product_lists_many(ctx, [product_id], limit))[product_id]
 
 
 def lists_for_page(ctx: Context, product_id: int) -> dict:
