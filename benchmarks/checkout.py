@@ -382,6 +382,10 @@ class CpuAccount:
                 continue
         return out
 
+    def pids(self, *roles: str) -> list[int]:
+        """The processes of these roles now (to profile them)."""
+        return [pid for pid, (role, _) in self.snapshot().items() if role in roles]
+
     @staticmethod
     def per(before: dict, after: dict, count: int, digits: int = 3) -> dict[str, float]:
         """CPU ms of each role per one of `count` requests (or checkouts) made between the snapshots."""

@@ -12,11 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPLICAS = 2
 IDS_PER_PASS = 10_000  # more than a pass reads (a few thousand pages in 5 s on 2 cores)
 
 COUNTER_LUA = """counter = {start}
@@ -43,29 +41,21 @@ def main(argv=None) -> dict:
     import psycopg
 
     from benchmarks.checkout import CpuAccount
-    from benchmarks.http import Target, ensure_wrk, run_wrk
-    from benchmarks.http_flash import _spy
-    from benchmarks.private_platform import private_platform
-    from flashmart.sim.catalog_gen import bulk_load
+    from benchmarks.http import Target, run_wrk
+    from benchmarks.http_flash import record_profiles, replicated_platform
 
-    wrk = ensure_wrk()
-    if not wrk:
-        raise SystemExit("wrk is needed")
-    work = Path(tempfile.mkdtemp(prefix="fm-bench-cold-pages-wrk-"))
     rows = []
-    with private_platform(
-        "fm-bench-cold-pages-", serve_replicas_min=REPLICAS, serve_replicas_max=REPLICAS
-    ) as (settings, _, data):
-        bulk_load(settings.database_url, IDS_PER_PASS * args.passes, progress=False)
+    with replicated_platform("cold-pages", IDS_PER_PASS * args.passes) as (
+        settings,
+        data,
+        wrk,
+        work,
+    ):
         with psycopg.connect(settings.database_url) as conn:
             first = conn.execute("SELECT min(id) FROM products").fetchone()[0]
         cpu = CpuAccount(data)
         # the replicas and the recommendation actor, a cold page's two largest costs
-        profiled = [
-            pid
-            for pid, (role, _) in cpu.snapshot().items()
-            if role in ("serve replica", "ray::RecommendationActor")
-        ]
+        profiled = cpu.pids("serve replica", "ray::RecommendationActor")
         for n in range(args.passes):
             start = first - 1 + n * IDS_PER_PASS
             target = Target(
@@ -74,7 +64,11 @@ def main(argv=None) -> dict:
                 lua=COUNTER_LUA.format(start=start),
             )
             last = n == args.passes - 1
-            spies = _spy(profiled, args.seconds + 1, args.profile) if args.profile and last else []
+            spies = (
+                record_profiles(profiled, args.seconds + 1, args.profile)
+                if args.profile and last
+                else []
+            )
             t0 = cpu.snapshot()
             row = run_wrk(
                 wrk,

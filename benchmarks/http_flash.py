@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,8 @@ PRODUCTS = 50  # the add needs an active catalog: a small generated one
 REPLICAS = 2
 
 
-def _spy(pids: list[int], seconds: int, out_dir: Path) -> list[subprocess.Popen]:
+def record_profiles(pids: list[int], seconds: int, out_dir: Path) -> list[subprocess.Popen]:
+    """py-spy records each process for `seconds` (raw samples in out_dir/<pid>.txt); wait on them."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
@@ -38,6 +40,26 @@ def _spy(pids: list[int], seconds: int, out_dir: Path) -> list[subprocess.Popen]
         )
         for pid in pids
     ]
+
+
+@contextmanager
+def replicated_platform(name: str, products: int):
+    """What a standalone HTTP benchmark runs against: (settings, data directory, wrk, a scratch
+    directory for wrk's scripts), the platform private, with REPLICAS replicas and a generated
+    catalog of `products`."""
+    from benchmarks.http import ensure_wrk
+    from benchmarks.private_platform import private_platform
+    from flashmart.sim.catalog_gen import bulk_load
+
+    wrk = ensure_wrk()
+    if not wrk:
+        raise SystemExit("wrk is needed")
+    work = Path(tempfile.mkdtemp(prefix=f"fm-bench-{name}-wrk-"))
+    with private_platform(
+        f"fm-bench-{name}-", serve_replicas_min=REPLICAS, serve_replicas_max=REPLICAS
+    ) as (settings, _, data):
+        bulk_load(settings.database_url, products, progress=False)
+        yield settings, data, wrk, work
 
 
 def main(argv=None) -> dict:
@@ -59,19 +81,10 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     from benchmarks.checkout import CpuAccount
-    from benchmarks.http import Target, cart_preparer, ensure_wrk, run_seckill, run_wrk
-    from benchmarks.private_platform import private_platform
-    from flashmart.sim.catalog_gen import bulk_load
+    from benchmarks.http import Target, cart_preparer, run_seckill, run_wrk
 
-    wrk = ensure_wrk()
-    if not wrk:
-        raise SystemExit("wrk is needed")
-    work = Path(tempfile.mkdtemp(prefix="fm-bench-http-flash-wrk-"))
     rows = []
-    with private_platform(
-        "fm-bench-http-flash-", serve_replicas_min=REPLICAS, serve_replicas_max=REPLICAS
-    ) as (settings, _, data):
-        bulk_load(settings.database_url, PRODUCTS, progress=False)
+    with replicated_platform("http-flash", PRODUCTS) as (settings, data, wrk, work):
         targets = cart_preparer(settings)(settings.api_url, "/api/v1/cart/items")
         if isinstance(targets, str):
             raise SystemExit(targets)
@@ -79,12 +92,12 @@ def main(argv=None) -> dict:
         others = [t for t in targets if t is not add]  # the sold-out add and the product page
         healthz = Target("serve_healthz", f"{settings.api_url}/healthz")
         cpu = CpuAccount(data)
-        replicas = [pid for pid, (role, _) in cpu.snapshot().items() if role == "serve replica"]
+        replicas = cpu.pids("serve replica")
         for round_ in range(args.rounds):
             for target in (healthz, add, *others):
                 last = round_ == args.rounds - 1
                 spies = (
-                    _spy(replicas, args.seconds + 1, args.profile)
+                    record_profiles(replicas, args.seconds + 1, args.profile)
                     if args.profile and last and target.name == args.profile_row
                     else []
                 )

@@ -310,8 +310,9 @@ class Settings(BaseSettings):
     # A request in a replica mostly waits (an actor, PostgreSQL, the paced payment gateway) and costs
     # no CPU while it does. At 256 per replica, a flash sale's checkouts waiting their turn at the
     # gateway (hundreds, for up to the request deadline) took every slot, and the cheap requests queued
-    # behind them in Serve: a 100,000-buyer run answered ~30 requests/s for 20 s. The bound stays, above
-    # the connections a replica is expected to hold; a saturated replica's excess meets the deadline.
+    # behind them in Serve: a 100,000-buyer run answered under 100 requests/s for 17 s. The bound
+    # stays, above the connections a replica is expected to hold; a saturated replica's excess meets
+    # the deadline.
     max_ongoing_requests: int = Field(
         2048, ge=1, description="requests in flight per Serve replica (past it they queue in Serve)"
     )

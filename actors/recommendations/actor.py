@@ -70,12 +70,6 @@ class RecommendationActor:
         async with self.lock:
             return await self.engine.decay_popularity()
 
-    def also_bought(self, product_id: int, limit: int) -> tuple[list[dict], float]:
-        """(list, microseconds spent inside the actor)."""
-        t0 = time.perf_counter()
-        out = self.engine.also_bought(product_id, limit)
-        return out, (time.perf_counter() - t0) * 1e6
-
     def also_bought_many(
         self, product_ids: list[int], limit: int
     ) -> tuple[dict[int, list[dict]], float]:
